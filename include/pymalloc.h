@@ -1,0 +1,118 @@
+/*
+ * pymalloc.h - the whole public API of pymalloc, a debugging memory allocator.
+ *
+ * pymalloc is CPython's memory manager taken out of CPython: three allocator
+ * domains (raw, mem, obj), each an allocator {ctx, malloc, calloc, realloc,
+ * free} that can be read, replaced and wrapped by hooks, and a set of modes
+ * chosen by the PYMALLOC_MODE environment variable or pm_set_mode().
+ *
+ * Every function here is thread-safe.
+ */
+#ifndef PYMALLOC_H
+#define PYMALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PYMALLOC_VERSION_MAJOR 0
+#define PYMALLOC_VERSION_MINOR 1
+#define PYMALLOC_VERSION_PATCH 0
+#define PYMALLOC_VERSION_STRING "0.1.0"
+/* One number for comparisons: 0xMMmmpp. */
+#define PYMALLOC_VERSION \
+    ((PYMALLOC_VERSION_MAJOR << 16) | (PYMALLOC_VERSION_MINOR << 8) | PYMALLOC_VERSION_PATCH)
+
+#if defined(PYMALLOC_STATIC_DEFINE)
+#define PM_API
+#elif defined(__GNUC__)
+#define PM_API __attribute__((visibility("default")))
+#else
+#define PM_API
+#endif
+
+/* The three allocator domains, as in CPython. */
+typedef enum pm_domain {
+    PM_DOMAIN_RAW = 0, /* CPython: PyMem_RawMalloc */
+    PM_DOMAIN_MEM = 1, /* CPython: PyMem_Malloc */
+    PM_DOMAIN_OBJ = 2  /* CPython: PyObject_Malloc */
+} pm_domain;
+
+#define PM_DOMAIN_COUNT 3
+
+/*
+ * An allocator. The entry points below handle the edge cases before they
+ * dispatch, so an allocator is called with:
+ *   malloc:  0 <= n <= PTRDIFF_MAX (n == 0 must give a unique non-NULL pointer)
+ *   calloc:  nelem * elsize does not overflow and is <= PTRDIFF_MAX
+ *   realloc: p is never NULL; n may be 0 (must return a valid block, never free)
+ *   free:    p is never NULL
+ */
+typedef struct pm_allocator {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t n);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *p, size_t n);
+    void (*free)(void *ctx, void *p);
+} pm_allocator;
+
+/*
+ * Read or replace a domain's allocator. A hook wraps the current allocator by
+ * getting it into its own ctx and setting itself; it then calls down through
+ * the saved copy. Both return 0 on success; an invalid domain, a NULL
+ * pointer, or an allocator with a NULL function gives -1 with errno = EINVAL
+ * and changes nothing. Reading or setting an allocator first installs the
+ * mode chosen by PYMALLOC_MODE, so a hook wraps that mode.
+ */
+PM_API int pm_get_allocator(pm_domain domain, pm_allocator *out);
+PM_API int pm_set_allocator(pm_domain domain, const pm_allocator *allocator);
+
+/*
+ * Entry points. Size 0 gives a distinct non-NULL pointer; a size above
+ * PTRDIFF_MAX, or a calloc whose product overflows, gives NULL with
+ * errno = ENOMEM; free(NULL) does nothing; realloc(NULL, n) is malloc(n);
+ * realloc(p, 0) returns a valid minimal block and never frees p.
+ * A block must be freed (or reallocated) through the domain that made it.
+ */
+PM_API void *pm_raw_malloc(size_t n);
+PM_API void *pm_raw_calloc(size_t nelem, size_t elsize);
+PM_API void *pm_raw_realloc(void *p, size_t n);
+PM_API void pm_raw_free(void *p);
+
+PM_API void *pm_mem_malloc(size_t n);
+PM_API void *pm_mem_calloc(size_t nelem, size_t elsize);
+PM_API void *pm_mem_realloc(void *p, size_t n);
+PM_API void pm_mem_free(void *p);
+
+PM_API void *pm_obj_malloc(size_t n);
+PM_API void *pm_obj_calloc(size_t nelem, size_t elsize);
+PM_API void *pm_obj_realloc(void *p, size_t n);
+PM_API void pm_obj_free(void *p);
+
+/*
+ * Modes. pm_set_mode installs the named mode on all three domains (replacing
+ * any hooks). It returns 0 on success; -1 with errno = EINVAL for an unknown
+ * name (NULL included); -1 with errno = EBUSY once any block has been
+ * allocated in a different mode (a live block must always be freed by the
+ * allocator that made it). Setting the mode that is already installed is a
+ * no-op that returns 0.
+ *
+ * pm_mode_name returns the canonical name of the installed mode: "default"
+ * and "debug" are aliases and report the mode they stand for.
+ * pm_mode_names returns the accepted names, NULL-terminated, in the order
+ * they are listed in error messages.
+ */
+PM_API int pm_set_mode(const char *name);
+PM_API const char *pm_mode_name(void);
+PM_API const char *const *pm_mode_names(void);
+
+/* The library's version string, e.g. "0.1.0" (may differ from the header's). */
+PM_API const char *pm_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PYMALLOC_H */

@@ -1,0 +1,106 @@
+/*
+ * modes/raw.c - the `malloc` mode's allocator: libc's malloc family.
+ *
+ * How we reach libc without recursion. Once the malloc override is linked in
+ * (or preloaded), the symbol `malloc` is ours, so calling malloc() from here
+ * would come straight back into pymalloc. On glibc we therefore call the
+ * allocator under its other exported names, __libc_malloc, __libc_calloc,
+ * __libc_realloc, __libc_free and __libc_memalign: these are glibc's own
+ * implementations (ptmalloc), exported since glibc 2.2.5 precisely so that
+ * malloc replacements and debuggers can reach them, and no symbol
+ * interposition can redirect them back to us. No dlsym(RTLD_NEXT, ...) is
+ * needed, so there is no bootstrap problem either (dlsym itself allocates).
+ *
+ * In a sanitizer build (ASan, TSan) the sanitizer owns `malloc` and must see
+ * every block, or it reports false races and misses real bugs, so the plain
+ * names are used there (the override is not built with sanitizers). On a libc
+ * without the __libc_ names (musl, the BSDs) the build also uses the plain
+ * names; the override is then only supported where the platform offers
+ * another way to reach the system allocator.
+ *
+ * The pm_* layer has already handled the edge cases, except that this
+ * allocator must honour the pm_* rules for size 0: malloc(0) and calloc with a
+ * zero product give a unique non-NULL block, and realloc(p, 0) returns a
+ * minimal block and never frees (glibc's realloc(p, 0) frees and returns NULL).
+ */
+#include "../src/pm_internal.h"
+
+#include <stdlib.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PM_UNDER_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PM_UNDER_SANITIZER 1
+#endif
+
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern void *__libc_memalign(size_t, size_t);
+#define PM_LIBC_MALLOC __libc_malloc
+#define PM_LIBC_CALLOC __libc_calloc
+#define PM_LIBC_REALLOC __libc_realloc
+#define PM_LIBC_FREE __libc_free
+#define PM_LIBC_MEMALIGN __libc_memalign
+#else
+#define PM_LIBC_MALLOC malloc
+#define PM_LIBC_CALLOC calloc
+#define PM_LIBC_REALLOC realloc
+#define PM_LIBC_FREE free
+#define PM_LIBC_MEMALIGN(a, n) aligned_alloc((a), (n))
+#endif
+
+void *pm_i_libc_malloc(size_t n) { return PM_LIBC_MALLOC(n ? n : 1); }
+
+void *pm_i_libc_calloc(size_t nelem, size_t elsize)
+{
+    if (nelem == 0 || elsize == 0)
+        nelem = elsize = 1;
+    return PM_LIBC_CALLOC(nelem, elsize);
+}
+
+void *pm_i_libc_realloc(void *p, size_t n) { return PM_LIBC_REALLOC(p, n ? n : 1); }
+
+void pm_i_libc_free(void *p) { PM_LIBC_FREE(p); }
+
+void *pm_i_libc_memalign(size_t alignment, size_t n)
+{
+    return PM_LIBC_MEMALIGN(alignment, n ? n : 1);
+}
+
+static void *raw_malloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    return pm_i_libc_malloc(n);
+}
+
+static void *raw_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    return pm_i_libc_calloc(nelem, elsize);
+}
+
+static void *raw_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return pm_i_libc_realloc(p, n);
+}
+
+static void raw_free(void *ctx, void *p)
+{
+    (void)ctx;
+    pm_i_libc_free(p);
+}
+
+const pm_allocator pm_i_raw_allocator = {
+    .ctx = NULL,
+    .malloc = raw_malloc,
+    .calloc = raw_calloc,
+    .realloc = raw_realloc,
+    .free = raw_free,
+};

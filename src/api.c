@@ -1,0 +1,334 @@
+/*
+ * src/api.c - the public entry points, the lazy set-up and pm_set_mode.
+ *
+ * Edge cases are handled here, once, before dispatch (so no allocator has to):
+ * sizes above PTRDIFF_MAX and overflowing calloc products fail with ENOMEM,
+ * free(NULL) is a no-op and realloc(NULL, n) is malloc(n). Size 0 reaches the
+ * allocator, whose contract is to return a unique block for it.
+ *
+ * Set-up state machine (pm_i_state):
+ *
+ *   UNINIT --first call--> INITING --PYMALLOC_MODE read, mode installed--> READY
+ *   READY --first allocation--> IN_USE          (the mode is fixed from here)
+ *   READY --pm_set_mode--> INITING --> READY    (another mode installed)
+ *
+ * One thread wins the UNINIT->INITING transition; the others yield until it
+ * is done. An allocation made by the set-up thread itself while it is in
+ * INITING (pthread_atfork allocates, for instance) goes to whatever the table
+ * holds at that moment, which is libc's allocator before the mode is
+ * installed; the set-up code never allocates after installing. The fast path
+ * pays one load and one compare for all of this.
+ */
+#include "pm_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+_Atomic int pm_i_state = PM_I_STATE_UNINIT;
+
+/* The mode installed (canonical entry), NULL before set-up. */
+static _Atomic(const pm_i_mode *) installed_mode;
+/* Serializes pm_set_mode against itself and against fork(). */
+static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set while this thread runs the set-up (detects recursion). */
+static __thread int in_setup __attribute__((tls_model("initial-exec")));
+
+/* ---------------------------------------------------------------------------
+ * Set-up.
+ */
+
+static void install(const pm_i_mode *m)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        pm_i_table_write((pm_domain)d, m->base[d]);
+    if (m->decorate != NULL)
+        m->decorate();
+    atomic_store_explicit(&installed_mode, m, memory_order_release);
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&mode_lock);
+    pm_i_table_lock();
+}
+
+static void fork_parent(void)
+{
+    pm_i_table_unlock();
+    pthread_mutex_unlock(&mode_lock);
+}
+
+static void fork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pm_i_table_reinit_child();
+    mode_lock = fresh;
+}
+
+/* Stop the process: one line on stderr, exit status 1, no atexit handlers
+ * (they may allocate, and the allocator is not set up). */
+__attribute__((noreturn)) static void fatal_option(const char *var, const char *value,
+                                                   const char *problem,
+                                                   const char *const *valid)
+{
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, "pymalloc: ");
+    pm_i_buf_str(&b, var);
+    pm_i_buf_char(&b, '=');
+    pm_i_buf_str(&b, value);
+    pm_i_buf_str(&b, ": ");
+    pm_i_buf_str(&b, problem);
+    if (valid != NULL) {
+        pm_i_buf_str(&b, " (valid: ");
+        for (int i = 0; valid[i] != NULL; i++) {
+            if (i > 0)
+                pm_i_buf_str(&b, ", ");
+            pm_i_buf_str(&b, valid[i]);
+        }
+        pm_i_buf_char(&b, ')');
+    }
+    pm_i_buf_char(&b, '\n');
+    pm_i_buf_flush(&b);
+    _exit(1);
+}
+
+static void print_verbose(const char *mode_env)
+{
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, "pymalloc " PYMALLOC_VERSION_STRING ": mode ");
+    pm_i_buf_str(&b, atomic_load(&installed_mode)->name);
+    pm_i_buf_str(&b, " (PYMALLOC_MODE=");
+    pm_i_buf_str(&b, mode_env != NULL ? mode_env : "<unset>");
+    pm_i_buf_str(&b, ")\n");
+    for (int i = 0; pm_i_option_names[i] != NULL; i++) {
+        const char *v = pm_i_getenv(pm_i_option_names[i]);
+        if (v == NULL)
+            continue;
+        pm_i_buf_str(&b, "pymalloc:   ");
+        pm_i_buf_str(&b, pm_i_option_names[i]);
+        pm_i_buf_char(&b, '=');
+        pm_i_buf_str(&b, v);
+        pm_i_buf_char(&b, '\n');
+    }
+    pm_i_buf_flush(&b);
+}
+
+static void setup_from_env(void)
+{
+    pm_i_table_boot();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+
+    const char *env = pm_i_getenv("PYMALLOC_MODE");
+    const char *name = (env == NULL || *env == '\0') ? "default" : env;
+    const pm_i_mode *m = pm_i_mode_find(name, strlen(name));
+    if (m == NULL)
+        fatal_option("PYMALLOC_MODE", env, "unknown mode", pm_i_mode_names());
+
+    const char *verbose_env = pm_i_getenv("PYMALLOC_VERBOSE");
+    int verbose = pm_i_parse_bool(verbose_env);
+    if (verbose < 0) {
+        static const char *const bools[] = {"0", "1", "no", "yes", "off", "on",
+                                            "false", "true", NULL};
+        fatal_option("PYMALLOC_VERBOSE", verbose_env, "not a boolean", bools);
+    }
+
+    install(m);
+    if (verbose)
+        print_verbose(env);
+}
+
+void pm_i_ensure_init(void)
+{
+    if (PM_I_LIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) >=
+                    PM_I_STATE_READY))
+        return;
+    if (in_setup)
+        return; /* a recursive call from the set-up: the table holds libc */
+    int expected = PM_I_STATE_UNINIT;
+    if (atomic_compare_exchange_strong(&pm_i_state, &expected, PM_I_STATE_INITING)) {
+        in_setup = 1;
+        setup_from_env();
+        in_setup = 0;
+        atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_INITING)
+        sched_yield();
+}
+
+void pm_i_first_use(void)
+{
+    for (;;) {
+        pm_i_ensure_init();
+        int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
+        if (s == PM_I_STATE_IN_USE || in_setup)
+            return;
+        if (s == PM_I_STATE_READY &&
+            atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_IN_USE))
+            return;
+        /* pm_set_mode is installing another mode: wait for it. */
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Modes.
+ */
+
+int pm_set_mode(const char *name)
+{
+    const pm_i_mode *m = name != NULL ? pm_i_mode_find(name, strlen(name)) : NULL;
+    if (m == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pm_i_ensure_init();
+    pthread_mutex_lock(&mode_lock);
+    int rc = 0;
+    for (;;) {
+        int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
+        if (atomic_load(&installed_mode) == m)
+            break; /* already installed: keep any hooks */
+        if (s == PM_I_STATE_IN_USE) {
+            errno = EBUSY;
+            rc = -1;
+            break;
+        }
+        if (s == PM_I_STATE_READY &&
+            atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_INITING)) {
+            in_setup = 1;
+            install(m);
+            in_setup = 0;
+            atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mode_lock);
+    return rc;
+}
+
+const char *pm_mode_name(void)
+{
+    pm_i_ensure_init();
+    const pm_i_mode *m = atomic_load_explicit(&installed_mode, memory_order_acquire);
+    return m != NULL ? m->name : "malloc"; /* NULL only inside the set-up itself */
+}
+
+const char *const *pm_mode_names(void) { return pm_i_mode_names(); }
+
+const char *pm_version(void) { return PYMALLOC_VERSION_STRING; }
+
+/* ---------------------------------------------------------------------------
+ * The table, publicly.
+ */
+
+int pm_get_allocator(pm_domain domain, pm_allocator *out)
+{
+    if ((unsigned)domain >= PM_DOMAIN_COUNT || out == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pm_i_ensure_init();
+    pm_i_table_read(domain, out);
+    return 0;
+}
+
+int pm_set_allocator(pm_domain domain, const pm_allocator *a)
+{
+    if ((unsigned)domain >= PM_DOMAIN_COUNT || a == NULL || a->malloc == NULL ||
+        a->calloc == NULL || a->realloc == NULL || a->free == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    pm_i_ensure_init();
+    pm_i_table_write(domain, a);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Entry points.
+ */
+
+static inline void ready(void)
+{
+    if (PM_I_UNLIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) !=
+                      PM_I_STATE_IN_USE))
+        pm_i_first_use();
+}
+
+static inline void *dom_malloc(pm_domain d, size_t n)
+{
+    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ready();
+    void *ctx;
+    pm_i_malloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[d], malloc, ctx, fn);
+    void *p = fn(ctx, n);
+    if (PM_I_UNLIKELY(p == NULL))
+        errno = ENOMEM;
+    return p;
+}
+
+static inline void *dom_calloc(pm_domain d, size_t nelem, size_t elsize)
+{
+    if (PM_I_UNLIKELY(elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ready();
+    void *ctx;
+    pm_i_calloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[d], calloc, ctx, fn);
+    void *p = fn(ctx, nelem, elsize);
+    if (PM_I_UNLIKELY(p == NULL))
+        errno = ENOMEM;
+    return p;
+}
+
+static inline void *dom_realloc(pm_domain d, void *p, size_t n)
+{
+    if (p == NULL)
+        return dom_malloc(d, n);
+    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ready();
+    void *ctx;
+    pm_i_realloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[d], realloc, ctx, fn);
+    void *q = fn(ctx, p, n);
+    if (PM_I_UNLIKELY(q == NULL))
+        errno = ENOMEM;
+    return q;
+}
+
+static inline void dom_free(pm_domain d, void *p)
+{
+    if (p == NULL)
+        return;
+    ready();
+    void *ctx;
+    pm_i_free_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[d], free, ctx, fn);
+    fn(ctx, p);
+}
+
+#define PM_I_DEFINE_DOMAIN(prefix, D)                                                   \
+    void *prefix##_malloc(size_t n) { return dom_malloc(D, n); }                        \
+    void *prefix##_calloc(size_t nelem, size_t elsize) { return dom_calloc(D, nelem, elsize); } \
+    void *prefix##_realloc(void *p, size_t n) { return dom_realloc(D, p, n); }          \
+    void prefix##_free(void *p) { dom_free(D, p); }
+
+PM_I_DEFINE_DOMAIN(pm_raw, PM_DOMAIN_RAW)
+PM_I_DEFINE_DOMAIN(pm_mem, PM_DOMAIN_MEM)
+PM_I_DEFINE_DOMAIN(pm_obj, PM_DOMAIN_OBJ)

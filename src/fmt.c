@@ -1,0 +1,135 @@
+/*
+ * src/fmt.c - formatting into a caller's buffer, with no allocation.
+ *
+ * Reports and statistics are produced inside malloc and free, so they can
+ * use neither stdio nor anything else that might allocate. A pm_i_buf is a
+ * stack buffer that flushes itself to a file descriptor with write(2) when
+ * it fills up (or truncates silently when it has no descriptor).
+ */
+#include "pm_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+void pm_i_write_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+void pm_i_buf_init(pm_i_buf *b, char *storage, size_t cap, int fd)
+{
+    b->p = storage;
+    b->len = 0;
+    b->cap = cap;
+    b->fd = fd;
+}
+
+void pm_i_buf_flush(pm_i_buf *b)
+{
+    if (b->fd >= 0 && b->len > 0) {
+        int saved = errno;
+        pm_i_write_all(b->fd, b->p, b->len);
+        errno = saved;
+        b->len = 0;
+    }
+}
+
+void pm_i_buf_char(pm_i_buf *b, char c)
+{
+    if (b->len == b->cap)
+        pm_i_buf_flush(b);
+    if (b->len < b->cap)
+        b->p[b->len++] = c;
+}
+
+void pm_i_buf_mem(pm_i_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        pm_i_buf_char(b, s[i]);
+}
+
+void pm_i_buf_str(pm_i_buf *b, const char *s)
+{
+    pm_i_buf_mem(b, s, strlen(s));
+}
+
+void pm_i_buf_u64(pm_i_buf *b, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        pm_i_buf_char(b, tmp[--n]);
+}
+
+void pm_i_buf_i64(pm_i_buf *b, int64_t v)
+{
+    if (v < 0) {
+        pm_i_buf_char(b, '-');
+        pm_i_buf_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        pm_i_buf_u64(b, (uint64_t)v);
+    }
+}
+
+void pm_i_buf_hex(pm_i_buf *b, uint64_t v, int min_digits)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    int n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (; n < min_digits && n < 16; n++)
+        tmp[n] = '0';
+    while (n > 0)
+        pm_i_buf_char(b, tmp[--n]);
+}
+
+void pm_i_buf_ptr(pm_i_buf *b, const void *p)
+{
+    pm_i_buf_str(b, "0x");
+    pm_i_buf_hex(b, (uint64_t)(uintptr_t)p, 1);
+}
+
+void pm_i_buf_u64_grouped(pm_i_buf *b, uint64_t v, int width)
+{
+    char tmp[32];
+    int n = 0, digits = 0;
+    do {
+        if (digits > 0 && digits % 3 == 0)
+            tmp[n++] = ',';
+        tmp[n++] = (char)('0' + v % 10);
+        digits++;
+        v /= 10;
+    } while (v != 0);
+    for (int pad = width - n; pad > 0; pad--)
+        pm_i_buf_char(b, ' ');
+    while (n > 0)
+        pm_i_buf_char(b, tmp[--n]);
+}
+
+void pm_i_buf_pad_to(pm_i_buf *b, size_t col)
+{
+    /* Find the current column: characters since the last newline that is
+     * still in the buffer (lines are never longer than a buffer). */
+    size_t start = b->len;
+    while (start > 0 && b->p[start - 1] != '\n')
+        start--;
+    for (size_t c = b->len - start; c < col; c++)
+        pm_i_buf_char(b, ' ');
+}

@@ -1,0 +1,166 @@
+/*
+ * pm_internal.h - what the library's files share and nothing else sees.
+ *
+ * Names: pm_verb_noun is public (include/pymalloc.h), pm_i_... is shared
+ * inside the library, static is file-local. Nothing in this header is
+ * exported: the library is built with -fvisibility=hidden.
+ *
+ * Data flows one way:
+ *   public entry point (src/api.c: edge cases, lazy mode set-up)
+ *     -> domain table (src/table.c: one seqlocked allocator per domain)
+ *       -> decorators (modes/debug.c, ...)
+ *         -> base allocator (modes/raw.c, modes/pool.c)
+ */
+#ifndef PM_INTERNAL_H
+#define PM_INTERNAL_H
+
+#include "pymalloc.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PM_I_LIKELY(x) __builtin_expect(!!(x), 1)
+#define PM_I_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---------------------------------------------------------------------------
+ * Base allocators (modes/).
+ */
+
+/* modes/raw.c: libc's allocator, reached without going through the symbol
+ * `malloc` so that the malloc override can never recurse into itself. */
+extern const pm_allocator pm_i_raw_allocator;
+void *pm_i_libc_malloc(size_t n);
+void *pm_i_libc_calloc(size_t nelem, size_t elsize);
+void *pm_i_libc_realloc(void *p, size_t n);
+void pm_i_libc_free(void *p);
+void *pm_i_libc_memalign(size_t alignment, size_t n);
+
+/* ---------------------------------------------------------------------------
+ * Mode registry (src/registry.c): modes by name, as data.
+ */
+typedef struct pm_i_mode {
+    const char *name;     /* as accepted by PYMALLOC_MODE and pm_set_mode */
+    const char *alias_of; /* NULL, or the canonical mode this name installs */
+    /* Base allocator of each domain, indexed by pm_domain. */
+    const pm_allocator *base[PM_DOMAIN_COUNT];
+    /* Decorator installed over the bases (debug hooks), or NULL. */
+    void (*decorate)(void);
+} pm_i_mode;
+
+/* The mode named exactly (case-sensitive, no trimming) by the first len bytes
+ * of name, with aliases resolved to their canonical entry; NULL if unknown. */
+const pm_i_mode *pm_i_mode_find(const char *name, size_t len);
+/* The accepted names in registry order, NULL-terminated. */
+const char *const *pm_i_mode_names(void);
+
+/* ---------------------------------------------------------------------------
+ * Domain table (src/table.c).
+ *
+ * Each domain's allocator sits behind a sequence lock so that readers (every
+ * allocation) take no lock and never see a torn {ctx, function} pair, while
+ * pm_set_allocator may run concurrently from any thread. The fields are
+ * atomics (relaxed loads compile to plain loads on x86 and arm64).
+ */
+typedef void *(*pm_i_malloc_fn)(void *, size_t);
+typedef void *(*pm_i_calloc_fn)(void *, size_t, size_t);
+typedef void *(*pm_i_realloc_fn)(void *, void *, size_t);
+typedef void (*pm_i_free_fn)(void *, void *);
+
+struct pm_i_domain {
+    _Atomic unsigned seq; /* odd while a writer is updating */
+    _Atomic(void *) ctx;
+    _Atomic(pm_i_malloc_fn) malloc;
+    _Atomic(pm_i_calloc_fn) calloc;
+    _Atomic(pm_i_realloc_fn) realloc;
+    _Atomic(pm_i_free_fn) free;
+} __attribute__((aligned(64)));
+
+extern struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT];
+
+/* Read a consistent {ctx, fn} pair of one domain: `field` is malloc, calloc,
+ * realloc or free. */
+#define PM_I_DOMAIN_READ(dom, field, ctx_out, fn_out)                                   \
+    do {                                                                                \
+        struct pm_i_domain *d_ = (dom);                                                 \
+        for (;;) {                                                                      \
+            unsigned s1_ = atomic_load_explicit(&d_->seq, memory_order_acquire);        \
+            (ctx_out) = atomic_load_explicit(&d_->ctx, memory_order_relaxed);           \
+            (fn_out) = atomic_load_explicit(&d_->field, memory_order_relaxed);          \
+            atomic_thread_fence(memory_order_acquire);                                  \
+            if (PM_I_LIKELY(!(s1_ & 1u) &&                                               \
+                            s1_ == atomic_load_explicit(&d_->seq, memory_order_relaxed))) \
+                break;                                                                  \
+        }                                                                               \
+    } while (0)
+
+void pm_i_table_boot(void);
+/* Read or write a whole allocator (writers are serialized by the table lock). */
+void pm_i_table_read(pm_domain d, pm_allocator *out);
+void pm_i_table_write(pm_domain d, const pm_allocator *a);
+/* Hold the table's writer lock across fork() (registered by src/api.c). */
+void pm_i_table_lock(void);
+void pm_i_table_unlock(void);
+void pm_i_table_reinit_child(void);
+
+/* ---------------------------------------------------------------------------
+ * Lazy set-up (src/api.c). The mode is read from PYMALLOC_MODE once, on the
+ * first allocation from any thread (or the first table or mode call).
+ */
+enum {
+    PM_I_STATE_UNINIT = 0,  /* nothing read yet */
+    PM_I_STATE_INITING = 1, /* one thread is reading the environment */
+    PM_I_STATE_READY = 2,   /* a mode is installed, nothing allocated yet */
+    PM_I_STATE_IN_USE = 3   /* something was allocated: the mode is fixed */
+};
+extern _Atomic int pm_i_state;
+/* Called by the entry points while the state is not IN_USE. */
+void pm_i_first_use(void);
+/* Make sure a mode is installed (does not mark the mode as used). */
+void pm_i_ensure_init(void);
+
+/* ---------------------------------------------------------------------------
+ * Options (src/options.c): the environment read without allocating.
+ */
+/* The value of an environment variable, scanning environ directly (getenv is
+ * not safe in every context a malloc replacement runs in); NULL if unset. */
+const char *pm_i_getenv(const char *name);
+/* Every PYMALLOC_* variable the library reads, NULL-terminated (printed by
+ * PYMALLOC_VERBOSE=1). */
+extern const char *const pm_i_option_names[];
+/* Pure parsers, unit-tested on their own. */
+/* A boolean option: "1", "yes", "true", "on" are true; "", "0", "no",
+ * "false", "off" are false; anything else is -1. NULL is false. */
+int pm_i_parse_bool(const char *s);
+/* A decimal unsigned 64-bit number, the whole string; 0 on success, -1 if
+ * empty, not a number, or out of range. */
+int pm_i_parse_u64(const char *s, uint64_t *out);
+
+/* ---------------------------------------------------------------------------
+ * Formatting without allocating (src/fmt.c): reports and statistics are
+ * written into a stack buffer and out with write(2).
+ */
+typedef struct pm_i_buf {
+    char *p;
+    size_t len, cap;
+    int fd;                 /* flushed to this descriptor when full, or -1 */
+} pm_i_buf;
+
+void pm_i_buf_init(pm_i_buf *b, char *storage, size_t cap, int fd);
+void pm_i_buf_str(pm_i_buf *b, const char *s);
+void pm_i_buf_mem(pm_i_buf *b, const char *s, size_t n);
+void pm_i_buf_char(pm_i_buf *b, char c);
+void pm_i_buf_u64(pm_i_buf *b, uint64_t v);
+void pm_i_buf_i64(pm_i_buf *b, int64_t v);
+void pm_i_buf_hex(pm_i_buf *b, uint64_t v, int min_digits); /* no 0x prefix */
+void pm_i_buf_ptr(pm_i_buf *b, const void *p);              /* 0x... */
+/* v with thousands separators, right-aligned in width columns. */
+void pm_i_buf_u64_grouped(pm_i_buf *b, uint64_t v, int width);
+/* Pad with spaces up to column col (counted since the last newline). */
+void pm_i_buf_pad_to(pm_i_buf *b, size_t col);
+/* Write out what is buffered (to fd, retrying short writes). */
+void pm_i_buf_flush(pm_i_buf *b);
+/* write(2) all of s to fd, retrying on EINTR and short writes. */
+void pm_i_write_all(int fd, const char *s, size_t n);
+
+#endif /* PM_INTERNAL_H */

@@ -1,0 +1,166 @@
+/*
+ * tests/harness.h - the test harness: checks, a test list, death tests.
+ *
+ * A test program defines test functions, lists them in main() with
+ * PM_RUN(fn), and returns pm_test_done(). A failed check prints the file,
+ * line and expression and marks the test failed (the test goes on). A test
+ * that does not apply to the current mode calls PM_SKIP("why"); a program
+ * whose every test was skipped exits 77, which CTest reports as skipped.
+ *
+ * Death tests: pm_death(fn, arg, &result) runs fn(arg) in a forked child
+ * with stderr captured, and reports how the child ended and what it wrote.
+ */
+#ifndef PM_TEST_HARNESS_H
+#define PM_TEST_HARNESS_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int pm_t_failed_checks, pm_t_tests_run, pm_t_tests_failed, pm_t_tests_skipped;
+static int pm_t_cur_failed, pm_t_cur_skipped;
+
+#define PM_CHECK(cond)                                                              \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
+            pm_t_failed_checks++;                                                   \
+            pm_t_cur_failed = 1;                                                    \
+        }                                                                           \
+    } while (0)
+
+#define PM_CHECK_EQ(a, b)                                                           \
+    do {                                                                            \
+        long long a_ = (long long)(a), b_ = (long long)(b);                         \
+        if (a_ != b_) {                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s == %s (%lld != %lld)\n",       \
+                    __FILE__, __LINE__, #a, #b, a_, b_);                            \
+            pm_t_failed_checks++;                                                   \
+            pm_t_cur_failed = 1;                                                    \
+        }                                                                           \
+    } while (0)
+
+#define PM_CHECK_STR(hay, needle)                                                   \
+    do {                                                                            \
+        const char *h_ = (hay), *n_ = (needle);                                     \
+        if (h_ == NULL || strstr(h_, n_) == NULL) {                                 \
+            fprintf(stderr, "%s:%d: check failed: \"%s\" not found in:\n%s\n",      \
+                    __FILE__, __LINE__, n_, h_ ? h_ : "(null)");                   \
+            pm_t_failed_checks++;                                                   \
+            pm_t_cur_failed = 1;                                                    \
+        }                                                                           \
+    } while (0)
+
+#define PM_SKIP(why)                                                                \
+    do {                                                                            \
+        fprintf(stderr, "  skipped: %s\n", why);                                    \
+        pm_t_cur_skipped = 1;                                                       \
+        return;                                                                     \
+    } while (0)
+
+#define PM_RUN(fn) pm_t_run(#fn, fn)
+
+static inline void pm_t_run(const char *name, void (*fn)(void))
+{
+    pm_t_cur_failed = pm_t_cur_skipped = 0;
+    fprintf(stderr, "[ RUN  ] %s\n", name);
+    fn();
+    pm_t_tests_run++;
+    if (pm_t_cur_failed) {
+        pm_t_tests_failed++;
+        fprintf(stderr, "[ FAIL ] %s\n", name);
+    } else if (pm_t_cur_skipped) {
+        pm_t_tests_skipped++;
+        fprintf(stderr, "[ SKIP ] %s\n", name);
+    } else {
+        fprintf(stderr, "[  OK  ] %s\n", name);
+    }
+}
+
+static inline int pm_test_done(void)
+{
+    int passed = pm_t_tests_run - pm_t_tests_failed - pm_t_tests_skipped;
+    fprintf(stderr, "%d passed, %d failed, %d skipped\n", passed, pm_t_tests_failed,
+            pm_t_tests_skipped);
+    if (pm_t_tests_failed > 0)
+        return 1;
+    if (pm_t_tests_run > 0 && pm_t_tests_skipped == pm_t_tests_run)
+        return 77;
+    return 0;
+}
+
+/* How a death-test child ended. */
+typedef struct pm_death_result {
+    int exited;      /* 1: exited with exit_status; 0: killed by signal */
+    int exit_status;
+    int signal;
+    char output[16384]; /* what it wrote to stderr (and stdout), NUL-terminated */
+} pm_death_result;
+
+/* Run fn(arg) in a child; the child exits 0 if fn returns. */
+static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
+{
+    int fds[2];
+    memset(r, 0, sizeof *r);
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        exit(2);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        dup2(fds[1], 1);
+        close(fds[1]);
+        signal(SIGABRT, SIG_DFL);
+        fn(arg);
+        fflush(NULL);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fds[0], r->output + len, sizeof r->output - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == sizeof r->output - 1) {
+            char sink[256]; /* drain the rest so the child never blocks */
+            while (read(fds[0], sink, sizeof sink) > 0) {
+            }
+            break;
+        }
+    }
+    r->output[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status)) {
+        r->exited = 1;
+        r->exit_status = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        r->signal = WTERMSIG(status);
+    }
+}
+
+/* The PYMALLOC_MODE this test runs under ("default" when unset or empty). */
+static inline const char *pm_t_env_mode(void)
+{
+    const char *m = getenv("PYMALLOC_MODE");
+    return (m == NULL || *m == '\0') ? "default" : m;
+}
+
+#endif

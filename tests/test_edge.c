@@ -1,0 +1,188 @@
+/* tests/test_edge.c - the entry points' edge cases, in every domain. */
+#include "counting_hook.h"
+#include "domains.h"
+#include "harness.h"
+
+#include <stdint.h>
+
+static void test_size_zero(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        void *a = D->malloc(0), *b = D->malloc(0);
+        PM_CHECK(a != NULL && b != NULL && a != b);
+        void *c = D->calloc(0, 16), *e = D->calloc(16, 0), *f = D->calloc(0, SIZE_MAX);
+        PM_CHECK(c != NULL && e != NULL && f != NULL);
+        PM_CHECK(c != e && e != f && c != f);
+        D->free(a);
+        D->free(b);
+        D->free(c);
+        D->free(e);
+        D->free(f);
+    }
+}
+
+static void test_too_large(void)
+{
+    const size_t too_big[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX, SIZE_MAX - 15};
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t i = 0; i < sizeof too_big / sizeof too_big[0]; i++) {
+            errno = 0;
+            PM_CHECK(D->malloc(too_big[i]) == NULL);
+            PM_CHECK_EQ(errno, ENOMEM);
+            errno = 0;
+            PM_CHECK(D->realloc(NULL, too_big[i]) == NULL);
+            PM_CHECK_EQ(errno, ENOMEM);
+            char *p = D->malloc(16);
+            memcpy(p, "still here", 11);
+            errno = 0;
+            PM_CHECK(D->realloc(p, too_big[i]) == NULL);
+            PM_CHECK_EQ(errno, ENOMEM);
+            PM_CHECK(strcmp(p, "still here") == 0); /* a failed realloc keeps p */
+            D->free(p);
+        }
+    }
+}
+
+static void test_calloc_overflow(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        errno = 0;
+        PM_CHECK(D->calloc(SIZE_MAX / 2, 3) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+        errno = 0;
+        PM_CHECK(D->calloc((size_t)PTRDIFF_MAX / 2 + 1, 2) == NULL); /* product > PTRDIFF_MAX */
+        PM_CHECK_EQ(errno, ENOMEM);
+        errno = 0;
+        PM_CHECK(D->calloc(2, (size_t)PTRDIFF_MAX) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+    }
+}
+
+static void test_calloc_zeroes(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t n = 1; n <= 2048; n = n * 2 + 1) {
+            char *p = D->malloc(n);
+            memset(p, 0xAB, n);
+            D->free(p);
+            unsigned char *q = D->calloc(n, 1);
+            PM_CHECK(q != NULL);
+            size_t nonzero = 0;
+            for (size_t i = 0; i < n; i++)
+                nonzero += q[i] != 0;
+            PM_CHECK_EQ(nonzero, 0);
+            D->free(q);
+        }
+    }
+}
+
+static void test_free_null(void)
+{
+    static counting_hook h[PM_DOMAIN_COUNT];
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        counting_hook_install(&h[d], (pm_domain)d);
+        pm_t_domains[d].free(NULL);
+        PM_CHECK_EQ(atomic_load(&h[d].frees), 0);
+        counting_hook_remove(&h[d], (pm_domain)d);
+    }
+}
+
+/* realloc(p, 0) returns a valid block and never frees. */
+static void test_realloc_zero(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        static counting_hook h;
+        counting_hook_install(&h, D->domain);
+        void *p = D->malloc(40);
+        void *q = D->realloc(p, 0);
+        PM_CHECK(q != NULL);
+        PM_CHECK_EQ(atomic_load(&h.frees), 0);
+        void *r = D->realloc(q, 10); /* still a live block */
+        PM_CHECK(r != NULL);
+        D->free(r);
+        counting_hook_remove(&h, D->domain);
+    }
+}
+
+static void test_realloc_keeps_contents(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        size_t sizes[] = {1, 7, 16, 17, 100, 511, 512, 513, 4000, 70000, 3, 300, 1};
+        unsigned char *p = NULL;
+        size_t cur = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            p = D->realloc(p, n);
+            PM_CHECK(p != NULL);
+            size_t keep = cur < n ? cur : n, bad = 0;
+            for (size_t j = 0; j < keep; j++)
+                bad += p[j] != (unsigned char)(j * 7 + 1);
+            PM_CHECK_EQ(bad, 0);
+            for (size_t j = 0; j < n; j++)
+                p[j] = (unsigned char)(j * 7 + 1);
+            cur = n;
+        }
+        D->free(p);
+    }
+}
+
+static void test_alignment(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        void *blocks[600];
+        for (size_t n = 0; n < 600; n++) {
+            blocks[n] = D->malloc(n);
+            PM_CHECK(blocks[n] != NULL);
+            PM_CHECK_EQ((uintptr_t)blocks[n] % 16, 0);
+        }
+        for (size_t n = 0; n < 600; n++)
+            D->free(blocks[n]);
+    }
+}
+
+static void *failing_malloc(void *ctx, size_t n) { (void)ctx; (void)n; return NULL; }
+static void *failing_calloc(void *ctx, size_t a, size_t b) { (void)ctx; (void)a; (void)b; return NULL; }
+static void *failing_realloc(void *ctx, void *p, size_t n) { (void)ctx; (void)p; (void)n; return NULL; }
+static void failing_free(void *ctx, void *p) { (void)ctx; (void)p; }
+
+/* An allocator that fails without setting errno: the entry point sets it. */
+static void test_failure_sets_enomem(void)
+{
+    pm_allocator saved, failing = {NULL, failing_malloc, failing_calloc, failing_realloc,
+                                   failing_free};
+    pm_get_allocator(PM_DOMAIN_MEM, &saved);
+    char *live = pm_mem_malloc(8);
+    pm_set_allocator(PM_DOMAIN_MEM, &failing);
+    errno = 0;
+    PM_CHECK(pm_mem_malloc(10) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    errno = 0;
+    PM_CHECK(pm_mem_calloc(1, 10) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    errno = 0;
+    PM_CHECK(pm_mem_realloc(live, 100) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    pm_set_allocator(PM_DOMAIN_MEM, &saved);
+    pm_mem_free(live);
+}
+
+int main(void)
+{
+    PM_RUN(test_size_zero);
+    PM_RUN(test_too_large);
+    PM_RUN(test_calloc_overflow);
+    PM_RUN(test_calloc_zeroes);
+    PM_RUN(test_free_null);
+    PM_RUN(test_realloc_zero);
+    PM_RUN(test_realloc_keeps_contents);
+    PM_RUN(test_alignment);
+    PM_RUN(test_failure_sets_enomem);
+    return pm_test_done();
+}

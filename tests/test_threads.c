@@ -1,0 +1,237 @@
+/*
+ * tests/test_threads.c - several threads mixing all three domains.
+ *
+ * Each thread keeps slots of blocks in random domains, fills every block
+ * with a pattern derived from its address and checks it before each
+ * realloc/free; some blocks are handed to another thread to free (through a
+ * lock-free mailbox per thread). Meanwhile one thread keeps wrapping and
+ * unwrapping a domain with a counting hook, and the main thread forks a
+ * child that must be able to allocate.
+ */
+#include "counting_hook.h"
+#include "domains.h"
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define NTHREADS 4
+#define SLOTS 64
+#define ITERS 10000
+#define MAILBOX 256
+
+typedef struct block {
+    unsigned char *p;
+    size_t n;
+    int d;
+} block;
+
+typedef struct mailbox {
+    _Atomic(block *) cell[MAILBOX];
+} mailbox;
+
+static mailbox boxes[NTHREADS];
+static atomic_int errors, stop_hooks;
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void fill(block *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        b->p[i] = (unsigned char)(((uintptr_t)b->p >> 4) + i);
+}
+
+static int intact(const block *b, size_t n)
+{
+    for (size_t i = 0; i < n && i < b->n; i++)
+        if (b->p[i] != (unsigned char)(((uintptr_t)b->p >> 4) + i))
+            return 0;
+    return 1;
+}
+
+static size_t pick_size(uint64_t *s)
+{
+    uint64_t r = rnd(s) % 100;
+    if (r < 70)
+        return rnd(s) % 513;
+    if (r < 95)
+        return rnd(s) % 4096;
+    return rnd(s) % 200000;
+}
+
+/* Free b in its own domain after checking it; b itself came from libc. */
+static void release(block *b)
+{
+    if (!intact(b, b->n))
+        atomic_fetch_add(&errors, 1);
+    pm_t_domains[b->d].free(b->p);
+    free(b);
+}
+
+static void drain(int me)
+{
+    for (int i = 0; i < MAILBOX; i++) {
+        block *b = atomic_exchange(&boxes[me].cell[i], NULL);
+        if (b != NULL)
+            release(b);
+    }
+}
+
+static void *worker(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    uint64_t s = 0x9E3779B97F4A7C15ull * (uint64_t)(me + 1);
+    block *slot[SLOTS] = {0};
+    for (int it = 0; it < ITERS; it++) {
+        int k = (int)(rnd(&s) % SLOTS);
+        block *b = slot[k];
+        uint64_t op = rnd(&s) % 10;
+        if (b == NULL) {
+            b = malloc(sizeof *b);
+            b->d = (int)(rnd(&s) % PM_DOMAIN_COUNT);
+            b->n = pick_size(&s);
+            b->p = op < 7 ? pm_t_domains[b->d].malloc(b->n) : pm_t_domains[b->d].calloc(b->n, 1);
+            if (b->p == NULL) {
+                atomic_fetch_add(&errors, 1);
+                free(b);
+                continue;
+            }
+            if (op >= 7)
+                for (size_t i = 0; i < b->n; i++)
+                    if (b->p[i] != 0) {
+                        atomic_fetch_add(&errors, 1);
+                        break;
+                    }
+            fill(b);
+            slot[k] = b;
+        } else if (op < 3) {
+            size_t n = pick_size(&s);
+            if (!intact(b, b->n))
+                atomic_fetch_add(&errors, 1);
+            unsigned char *old_first = b->p;
+            size_t keep = n < b->n ? n : b->n;
+            unsigned char *q = pm_t_domains[b->d].realloc(b->p, n);
+            if (q == NULL) {
+                atomic_fetch_add(&errors, 1);
+                continue;
+            }
+            /* Contents survive up to the smaller size (pattern of old address). */
+            for (size_t i = 0; i < keep; i++)
+                if (q[i] != (unsigned char)(((uintptr_t)old_first >> 4) + i)) {
+                    atomic_fetch_add(&errors, 1);
+                    break;
+                }
+            b->p = q;
+            b->n = n;
+            fill(b);
+        } else if (op < 6) {
+            /* Hand it to another thread. */
+            int to = (me + 1 + (int)(rnd(&s) % (NTHREADS - 1))) % NTHREADS;
+            int cell = (int)(rnd(&s) % MAILBOX);
+            block *old = atomic_exchange(&boxes[to].cell[cell], b);
+            if (old != NULL)
+                release(old); /* freed by a thread that did not allocate it */
+            slot[k] = NULL;
+        } else {
+            release(b);
+            slot[k] = NULL;
+        }
+        if (it % 512 == 0)
+            drain(me);
+    }
+    for (int k = 0; k < SLOTS; k++)
+        if (slot[k] != NULL)
+            release(slot[k]);
+    return NULL;
+}
+
+/* Keeps wrapping and unwrapping every domain. A hook's ctx must stay valid
+ * while other threads may still be inside it, so each domain's hook is set
+ * up once and only the table entry is toggled. */
+static void *hooker(void *arg)
+{
+    (void)arg;
+    static counting_hook h[PM_DOMAIN_COUNT];
+    pm_allocator hooked[PM_DOMAIN_COUNT];
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        counting_hook_install(&h[d], (pm_domain)d);
+        pm_get_allocator((pm_domain)d, &hooked[d]);
+    }
+    long rounds = 0;
+    while (!atomic_load(&stop_hooks)) {
+        for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+            pm_set_allocator((pm_domain)d, &hooked[d]);
+            void *p = pm_t_domains[d].malloc(32);
+            pm_t_domains[d].free(p);
+            pm_set_allocator((pm_domain)d, &h[d].below);
+        }
+        rounds++;
+    }
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        if (atomic_load(&h[d].mallocs) < rounds)
+            atomic_fetch_add(&errors, 1);
+    return NULL;
+}
+
+static void test_threads_mix_domains(void)
+{
+    pthread_t t[NTHREADS], h;
+    atomic_store(&stop_hooks, 0);
+    pthread_create(&h, NULL, hooker, NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    atomic_store(&stop_hooks, 1);
+    pthread_join(h, NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        drain(i);
+    PM_CHECK_EQ(atomic_load(&errors), 0);
+}
+
+/* fork() while other threads allocate: the child can allocate in every domain. */
+static void child_allocates(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 100; round++)
+        for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+            void *p = pm_t_domains[d].malloc((size_t)round * 7 + 1);
+            if (p == NULL)
+                _exit(3);
+            memset(p, 1, (size_t)round * 7 + 1);
+            p = pm_t_domains[d].realloc(p, 1000);
+            pm_t_domains[d].free(p);
+        }
+    _exit(0);
+}
+
+static void test_fork_while_threads_allocate(void)
+{
+    pthread_t t[NTHREADS - 1];
+    for (int i = 0; i < NTHREADS - 1; i++)
+        pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
+    for (int k = 0; k < 5; k++) {
+        pm_death_result r;
+        pm_death(child_allocates, NULL, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 0);
+    }
+    for (int i = 0; i < NTHREADS - 1; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        drain(i);
+    PM_CHECK_EQ(atomic_load(&errors), 0);
+}
+
+int main(void)
+{
+    PM_RUN(test_threads_mix_domains);
+    PM_RUN(test_fork_while_threads_allocate);
+    return pm_test_done();
+}
