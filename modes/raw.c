@@ -25,7 +25,10 @@
  */
 #include "../src/pm_internal.h"
 
+#include <dlfcn.h>
+#include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
@@ -73,6 +76,32 @@ void *pm_i_libc_memalign(size_t alignment, size_t n)
     return PM_LIBC_MEMALIGN(alignment, n ? n : 1);
 }
 
+/* glibc exports no second name for malloc_usable_size, and once the override
+ * defines `malloc_usable_size` a direct call would come back to us: look up
+ * the next definition after ours (libc's) once, lazily. This is only ever
+ * called from malloc_usable_size(), never from inside malloc, so dlsym's own
+ * allocations are safe here. */
+typedef size_t (*usable_fn)(void *);
+static _Atomic(usable_fn) libc_usable;
+
+size_t pm_i_libc_usable_size(void *p)
+{
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+    usable_fn fn = atomic_load_explicit(&libc_usable, memory_order_acquire);
+    if (fn == NULL) {
+        void *sym = dlsym(RTLD_NEXT, "malloc_usable_size");
+        memcpy(&fn, &sym, sizeof fn); /* POSIX: dlsym results are callable */
+        if (fn == NULL)
+            fn = malloc_usable_size; /* not overridden: the symbol is libc's */
+        atomic_store_explicit(&libc_usable, fn, memory_order_release);
+    }
+    return fn(p);
+#else
+    (void)libc_usable;
+    return malloc_usable_size(p);
+#endif
+}
+
 static void *raw_malloc(void *ctx, size_t n)
 {
     (void)ctx;
@@ -97,10 +126,27 @@ static void raw_free(void *ctx, void *p)
     pm_i_libc_free(p);
 }
 
-const pm_allocator pm_i_raw_allocator = {
-    .ctx = NULL,
-    .malloc = raw_malloc,
-    .calloc = raw_calloc,
-    .realloc = raw_realloc,
-    .free = raw_free,
+static void *raw_memalign(void *ctx, size_t alignment, size_t n)
+{
+    (void)ctx;
+    return pm_i_libc_memalign(alignment, n);
+}
+
+static size_t raw_usable_size(void *ctx, void *p)
+{
+    (void)ctx;
+    return pm_i_libc_usable_size(p);
+}
+
+const pm_i_base pm_i_raw_base = {
+    .a = {
+        .ctx = NULL,
+        .malloc = raw_malloc,
+        .calloc = raw_calloc,
+        .realloc = raw_realloc,
+        .free = raw_free,
+    },
+    .xctx = NULL,
+    .memalign = raw_memalign,
+    .usable_size = raw_usable_size,
 };

@@ -43,7 +43,7 @@ static __thread int in_setup __attribute__((tls_model("initial-exec")));
 static void install(const pm_i_mode *m)
 {
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
-        pm_i_table_write((pm_domain)d, m->base[d]);
+        pm_i_table_write_base((pm_domain)d, m->base[d]);
     if (m->decorate != NULL)
         m->decorate();
     atomic_store_explicit(&installed_mode, m, memory_order_release);
@@ -271,7 +271,7 @@ static inline void *dom_malloc(pm_domain d, size_t n)
     ready();
     void *ctx;
     pm_i_malloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], malloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, malloc, ctx, fn);
     void *p = fn(ctx, n);
     if (PM_I_UNLIKELY(p == NULL))
         errno = ENOMEM;
@@ -287,7 +287,7 @@ static inline void *dom_calloc(pm_domain d, size_t nelem, size_t elsize)
     ready();
     void *ctx;
     pm_i_calloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], calloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, calloc, ctx, fn);
     void *p = fn(ctx, nelem, elsize);
     if (PM_I_UNLIKELY(p == NULL))
         errno = ENOMEM;
@@ -305,7 +305,7 @@ static inline void *dom_realloc(pm_domain d, void *p, size_t n)
     ready();
     void *ctx;
     pm_i_realloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], realloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, realloc, ctx, fn);
     void *q = fn(ctx, p, n);
     if (PM_I_UNLIKELY(q == NULL))
         errno = ENOMEM;
@@ -319,7 +319,7 @@ static inline void dom_free(pm_domain d, void *p)
     ready();
     void *ctx;
     pm_i_free_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], free, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, free, ctx, fn);
     fn(ctx, p);
 }
 

@@ -27,14 +27,36 @@
  * Base allocators (modes/).
  */
 
+/*
+ * What a mode puts on a domain: the public allocator, plus what the malloc
+ * family needs and pm_allocator lacks. Every base allocator and decorator
+ * provides one; hooks set with pm_set_allocator do not (see the table).
+ */
+typedef void *(*pm_i_memalign_fn)(void *ctx, size_t alignment, size_t n);
+typedef size_t (*pm_i_usable_fn)(void *ctx, void *p);
+typedef struct pm_i_base {
+    pm_allocator a;
+    /* The ctx passed to memalign and usable_size: a.ctx in every base and
+     * decorator; it differs from a.ctx only in what pm_i_table_read_base
+     * returns while a user hook sits over the mode. */
+    void *xctx;
+    /* A block of n bytes aligned to `alignment` (a power of two > 16), freed
+     * and reallocated through a's free and realloc like any other block.
+     * n may be 0. Returns NULL on failure. */
+    pm_i_memalign_fn memalign;
+    /* The bytes the caller may use in live block p (malloc_usable_size). */
+    pm_i_usable_fn usable_size;
+} pm_i_base;
+
 /* modes/raw.c: libc's allocator, reached without going through the symbol
  * `malloc` so that the malloc override can never recurse into itself. */
-extern const pm_allocator pm_i_raw_allocator;
+extern const pm_i_base pm_i_raw_base;
 void *pm_i_libc_malloc(size_t n);
 void *pm_i_libc_calloc(size_t nelem, size_t elsize);
 void *pm_i_libc_realloc(void *p, size_t n);
 void pm_i_libc_free(void *p);
 void *pm_i_libc_memalign(size_t alignment, size_t n);
+size_t pm_i_libc_usable_size(void *p);
 
 /* ---------------------------------------------------------------------------
  * Mode registry (src/registry.c): modes by name, as data.
@@ -43,7 +65,7 @@ typedef struct pm_i_mode {
     const char *name;     /* as accepted by PYMALLOC_MODE and pm_set_mode */
     const char *alias_of; /* NULL, or the canonical mode this name installs */
     /* Base allocator of each domain, indexed by pm_domain. */
-    const pm_allocator *base[PM_DOMAIN_COUNT];
+    const pm_i_base *base[PM_DOMAIN_COUNT];
     /* Decorator installed over the bases (debug hooks), or NULL. */
     void (*decorate)(void);
 } pm_i_mode;
@@ -61,6 +83,12 @@ const char *const *pm_i_mode_names(void);
  * allocation) take no lock and never see a torn {ctx, function} pair, while
  * pm_set_allocator may run concurrently from any thread. The fields are
  * atomics (relaxed loads compile to plain loads on x86 and arm64).
+ *
+ * Besides the public allocator, a slot holds the mode's own memalign and
+ * usable_size with their ctx (xctx): they belong to the stack the mode
+ * installed (base and decorators) and are not changed by pm_set_allocator,
+ * so aligned allocations (alignment > 16) bypass user hooks. Their blocks
+ * are freed through the public free like any other, which hooks do see.
  */
 typedef void *(*pm_i_malloc_fn)(void *, size_t);
 typedef void *(*pm_i_calloc_fn)(void *, size_t, size_t);
@@ -74,18 +102,22 @@ struct pm_i_domain {
     _Atomic(pm_i_calloc_fn) calloc;
     _Atomic(pm_i_realloc_fn) realloc;
     _Atomic(pm_i_free_fn) free;
+    _Atomic(void *) xctx;
+    _Atomic(pm_i_memalign_fn) memalign;
+    _Atomic(pm_i_usable_fn) usable_size;
 } __attribute__((aligned(64)));
 
 extern struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT];
 
 /* Read a consistent {ctx, fn} pair of one domain: `field` is malloc, calloc,
- * realloc or free. */
-#define PM_I_DOMAIN_READ(dom, field, ctx_out, fn_out)                                   \
+ * realloc or free with ctxfield ctx, or memalign or usable_size with
+ * ctxfield xctx. */
+#define PM_I_DOMAIN_READ(dom, ctxfield, field, ctx_out, fn_out)                                   \
     do {                                                                                \
         struct pm_i_domain *d_ = (dom);                                                 \
         for (;;) {                                                                      \
             unsigned s1_ = atomic_load_explicit(&d_->seq, memory_order_acquire);        \
-            (ctx_out) = atomic_load_explicit(&d_->ctx, memory_order_relaxed);           \
+            (ctx_out) = atomic_load_explicit(&d_->ctxfield, memory_order_relaxed);      \
             (fn_out) = atomic_load_explicit(&d_->field, memory_order_relaxed);          \
             atomic_thread_fence(memory_order_acquire);                                  \
             if (PM_I_LIKELY(!(s1_ & 1u) &&                                               \
@@ -95,9 +127,16 @@ extern struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT];
     } while (0)
 
 void pm_i_table_boot(void);
-/* Read or write a whole allocator (writers are serialized by the table lock). */
+/* Read or write a domain's public allocator (writers are serialized by the
+ * table lock); pm_i_table_write leaves the memalign/usable_size part alone. */
 void pm_i_table_read(pm_domain d, pm_allocator *out);
 void pm_i_table_write(pm_domain d, const pm_allocator *a);
+/* Read or write everything: what modes and decorators use. */
+void pm_i_table_read_base(pm_domain d, pm_i_base *out);
+void pm_i_table_write_base(pm_domain d, const pm_i_base *b);
+/* Through the mode's stack of domain d (for the malloc family). */
+void *pm_i_domain_memalign(pm_domain d, size_t alignment, size_t n);
+size_t pm_i_domain_usable_size(pm_domain d, void *p);
 /* Hold the table's writer lock across fork() (registered by src/api.c). */
 void pm_i_table_lock(void);
 void pm_i_table_unlock(void);

@@ -12,7 +12,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#define R (&pm_i_raw_allocator)
+#define R (&pm_i_raw_base)
 
 /* The build's default mode. */
 #define PM_I_DEFAULT_MODE "malloc"

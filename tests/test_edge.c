@@ -2,6 +2,7 @@
 #include "counting_hook.h"
 #include "domains.h"
 #include "harness.h"
+#include "pm_internal.h"
 
 #include <stdint.h>
 
@@ -173,6 +174,34 @@ static void test_failure_sets_enomem(void)
     pm_mem_free(live);
 }
 
+/* The malloc family's extras, through each domain's mode stack: aligned
+ * blocks are aligned, usable, and freed through the domain's free. */
+static void test_mode_memalign_and_usable_size(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t align = 32; align <= 8192; align *= 2) {
+            size_t sizes[] = {0, 1, 24, 100, 513, 5000};
+            for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+                unsigned char *p = pm_i_domain_memalign(D->domain, align, sizes[i]);
+                PM_CHECK(p != NULL);
+                if (p == NULL)
+                    continue;
+                PM_CHECK_EQ((uintptr_t)p % align, 0);
+                PM_CHECK(pm_i_domain_usable_size(D->domain, p) >= sizes[i]);
+                memset(p, 0x5A, sizes[i]);
+                p = D->realloc(p, sizes[i] + 10); /* an aligned block reallocs */
+                PM_CHECK(p != NULL);
+                PM_CHECK(sizes[i] == 0 || p[sizes[i] - 1] == 0x5A);
+                D->free(p);
+            }
+        }
+        void *q = D->malloc(40);
+        PM_CHECK(pm_i_domain_usable_size(D->domain, q) >= 40);
+        D->free(q);
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_size_zero);
@@ -184,5 +213,6 @@ int main(void)
     PM_RUN(test_realloc_keeps_contents);
     PM_RUN(test_alignment);
     PM_RUN(test_failure_sets_enomem);
+    PM_RUN(test_mode_memalign_and_usable_size);
     return pm_test_done();
 }
