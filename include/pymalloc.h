@@ -12,6 +12,7 @@
 #define PYMALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -107,6 +108,69 @@ PM_API void pm_obj_free(void *p);
 PM_API int pm_set_mode(const char *name);
 PM_API const char *pm_mode_name(void);
 PM_API const char *const *pm_mode_names(void);
+
+/*
+ * Debug hooks (modes malloc_debug, pymalloc_debug, debug). Every block gets
+ * guard bytes, an API id and a serial number; free, realloc and
+ * pm_check_block check them and report a heap error: one line naming the
+ * error, the entry point, the block and its serial, then a dump of the
+ * block. What happens next is the error handler's choice: by default the
+ * process aborts (or, with PYMALLOC_ON_ERROR=report, counts the error and
+ * goes on, and exits non-zero at the end).
+ */
+typedef enum pm_error_class {
+    PM_ERR_NONE = 0,
+    PM_ERR_BUFFER_OVERFLOW,  /* bytes written past the end of a block */
+    PM_ERR_BUFFER_UNDERFLOW, /* bytes written before the start of a block */
+    PM_ERR_DOUBLE_FREE,      /* free of a block already freed */
+    PM_ERR_INVALID_POINTER,  /* not a block of ours (stack, global, interior) */
+    PM_ERR_API_MISMATCH,     /* freed through another domain than it came from */
+    PM_ERR_USE_AFTER_FREE,   /* realloc or check of a freed block */
+    PM_ERR_HEADER_CORRUPT,   /* size or serial field damaged, guards intact */
+    PM_ERR_CLASS_COUNT
+} pm_error_class;
+
+/* "buffer overflow", "double free", ...; "unknown error" out of range. */
+PM_API const char *pm_error_class_name(pm_error_class c);
+
+typedef struct pm_error_report {
+    pm_error_class error;
+    const char *entry;     /* the entry point, e.g. "pm_mem_free" */
+    const void *address;   /* the pointer passed to it */
+    size_t size;           /* bytes requested for the block (0 if unknown) */
+    uint64_t serial;       /* its serial number (0 if unknown) */
+    ptrdiff_t offset;      /* first damaged byte relative to address: N for
+                              one byte past an N-byte block, -1 for one byte
+                              before it; 0 when no byte is damaged */
+    char api_expected;     /* API of the call: 'r', 'm' or 'o' */
+    char api_found;        /* API the block was allocated with, 0 if unknown */
+    const char *message;   /* the one-line report, without the newline */
+} pm_error_report;
+
+/* Called after the report is printed, in the thread that found the error.
+ * If it returns, the call that found the error goes on: the damaged block is
+ * leaked (never freed), a realloc returns NULL. */
+typedef void (*pm_error_handler)(const pm_error_report *report, void *ctx);
+
+/* Install fn (NULL: the default, abort() or PYMALLOC_ON_ERROR=report). */
+PM_API void pm_set_error_handler(pm_error_handler fn, void *ctx);
+
+/* Errors reported so far in this process, of one class (PM_ERR_NONE: all). */
+PM_API unsigned long pm_error_count(pm_error_class c);
+
+/* Check one live block allocated through any domain: 0 if intact, -1 after
+ * reporting the error (entry "pm_check_block"). NULL gives 0. Without debug
+ * hooks nothing can be checked: -1 with errno = ENOTSUP, no report. */
+PM_API int pm_check_block(const void *p);
+
+/* Wrap every domain's current allocator with the debug hooks. Only possible
+ * before the first allocation (a live block must be freed by the allocator
+ * that made it): returns 0 if the hooks are installed (or already were),
+ * -1 with errno = EBUSY once something has been allocated without them.
+ * pm_set_mode() replaces them like any hook. */
+PM_API int pm_setup_debug_hooks(void);
+/* 1 if the debug hooks are installed on the domains, else 0. */
+PM_API int pm_debug_enabled(void);
 
 /* The library's version string, e.g. "0.1.0" (may differ from the header's). */
 PM_API const char *pm_version(void);

@@ -42,6 +42,7 @@ static __thread int in_setup __attribute__((tls_model("initial-exec")));
 
 static void install(const pm_i_mode *m)
 {
+    pm_i_debug_forget();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
         pm_i_table_write_base((pm_domain)d, m->base[d]);
     if (m->decorate != NULL)
@@ -70,7 +71,7 @@ static void fork_child(void)
 
 /* Stop the process: one line on stderr, exit status 1, no atexit handlers
  * (they may allocate, and the allocator is not set up). */
-__attribute__((noreturn)) static void fatal_option(const char *var, const char *value,
+__attribute__((noreturn)) void pm_i_fatal_option(const char *var, const char *value,
                                                    const char *problem,
                                                    const char *const *valid)
 {
@@ -129,16 +130,17 @@ static void setup_from_env(void)
     const char *name = (env == NULL || *env == '\0') ? "default" : env;
     const pm_i_mode *m = pm_i_mode_find(name, strlen(name));
     if (m == NULL)
-        fatal_option("PYMALLOC_MODE", env, "unknown mode", pm_i_mode_names());
+        pm_i_fatal_option("PYMALLOC_MODE", env, "unknown mode", pm_i_mode_names());
 
     const char *verbose_env = pm_i_getenv("PYMALLOC_VERBOSE");
     int verbose = pm_i_parse_bool(verbose_env);
     if (verbose < 0) {
         static const char *const bools[] = {"0", "1", "no", "yes", "off", "on",
                                             "false", "true", NULL};
-        fatal_option("PYMALLOC_VERBOSE", verbose_env, "not a boolean", bools);
+        pm_i_fatal_option("PYMALLOC_VERBOSE", verbose_env, "not a boolean", bools);
     }
 
+    pm_i_debug_read_options();
     install(m);
     if (verbose)
         print_verbose(env);
@@ -204,6 +206,31 @@ int pm_set_mode(const char *name)
             atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_INITING)) {
             in_setup = 1;
             install(m);
+            in_setup = 0;
+            atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mode_lock);
+    return rc;
+}
+
+int pm_i_reconfigure(void (*fn)(void))
+{
+    pm_i_ensure_init();
+    pthread_mutex_lock(&mode_lock);
+    int rc = 0;
+    for (;;) {
+        int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
+        if (s == PM_I_STATE_IN_USE) {
+            errno = EBUSY;
+            rc = -1;
+            break;
+        }
+        if (s == PM_I_STATE_READY &&
+            atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_INITING)) {
+            in_setup = 1;
+            fn();
             in_setup = 0;
             atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
             break;

@@ -15,6 +15,8 @@ extern char **environ;
 const char *const pm_i_option_names[] = {
     "PYMALLOC_MODE",
     "PYMALLOC_VERBOSE",
+    "PYMALLOC_ON_ERROR",
+    "PYMALLOC_BREAK_SERIAL",
     NULL,
 };
 

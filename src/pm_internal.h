@@ -202,4 +202,41 @@ void pm_i_buf_flush(pm_i_buf *b);
 /* write(2) all of s to fd, retrying on EINTR and short writes. */
 void pm_i_write_all(int fd, const char *s, size_t n);
 
+/* ---------------------------------------------------------------------------
+ * Debug hooks (modes/debug.c, src/report.c; their private header is
+ * src/pm_debug.h).
+ */
+/* A mode's decorate function: wrap every domain's current allocator with the
+ * debug hooks, unless they are already there. */
+void pm_i_debug_decorate(void);
+/* The table is being rewritten by a mode (src/api.c install()): the debug
+ * hooks, if any, are gone. */
+void pm_i_debug_forget(void);
+/* Read and validate PYMALLOC_ON_ERROR and PYMALLOC_BREAK_SERIAL at start-up
+ * (an invalid value is a fatal start-up error, in every mode). */
+void pm_i_debug_read_options(void);
+/*
+ * The entry point named in reports. By default the debug layer names the
+ * public entry point from the domain and the operation ("pm_mem_free"). A
+ * caller that is itself an entry point (the malloc override) sets its own
+ * name for the current thread around the call and clears it after:
+ *
+ *     pm_i_debug_set_entry("free");
+ *     pm_raw_free(p);            // a report says "pymalloc: free: ..."
+ *     pm_i_debug_set_entry(NULL);
+ *
+ * The name must be a string literal (it is kept, not copied). Thread-local,
+ * async-signal-safe, never allocates.
+ */
+void pm_i_debug_set_entry(const char *name);
+
+/* src/api.c: stop the process at start-up because variable var has an
+ * invalid value: one line on stderr naming the valid values, exit status 1. */
+__attribute__((noreturn)) void pm_i_fatal_option(const char *var, const char *value,
+                                                 const char *problem,
+                                                 const char *const *valid);
+/* src/api.c: run fn() to rewrite the table, as pm_set_mode does, if nothing
+ * has been allocated yet; 0, or -1 (errno = EBUSY) once the mode is in use. */
+int pm_i_reconfigure(void (*fn)(void));
+
 #endif /* PM_INTERNAL_H */

@@ -16,10 +16,15 @@
 
 /* The build's default mode. */
 #define PM_I_DEFAULT_MODE "malloc"
+/* What `debug` installs: every domain reset to its default, then wrapped by
+ * the debug hooks. */
+#define PM_I_DEFAULT_DEBUG_MODE "malloc_debug"
 
 static const pm_i_mode modes[] = {
     {"default", PM_I_DEFAULT_MODE, {NULL, NULL, NULL}, NULL},
     {"malloc", NULL, {R, R, R}, NULL},
+    {"debug", PM_I_DEFAULT_DEBUG_MODE, {NULL, NULL, NULL}, NULL},
+    {"malloc_debug", NULL, {R, R, R}, pm_i_debug_decorate},
 };
 
 #define PM_I_NMODES (sizeof modes / sizeof modes[0])

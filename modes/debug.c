@@ -1,0 +1,506 @@
+/*
+ * modes/debug.c - the debug hooks: a decorator around any allocator.
+ *
+ * pm_i_debug_decorate() reads each domain's current allocator from the table
+ * into that domain's ctx here and installs the hooks in its place; the hooks
+ * call down through the saved copy and never know what it is (libc, the pool
+ * allocator, a user's hook). CPython's PYTHONMALLOC=debug, with the serial
+ * number always present, plus a registry of blocks (debug_registry.c) so that
+ * double frees and invalid pointers are named as such without reading memory
+ * we do not own.
+ *
+ * Block layout on 64-bit, N = bytes requested, p = the pointer returned:
+ *
+ *   base                                          (from the allocator below)
+ *   |  p-16 .. p-9   N, big-endian size_t
+ *   |  p-8           API id: 'r' raw, 'm' mem, 'o' obj
+ *   |  p-7 .. p-1    7 x FORBIDDENBYTE (0xFD)
+ *   p  p .. p+N-1    data: CLEANBYTE 0xCD after malloc, 0x00 after calloc
+ *      p+N .. +7     8 x FORBIDDENBYTE (0xFD)
+ *      p+N+8 .. +15  serial number, big-endian
+ *
+ *   +----------+---+-------+------------------+---------+----------+
+ *   | size (8) |api| FD x7 |  data (N bytes)  |  FD x8  |serial (8)|
+ *   +----------+---+-------+------------------+---------+----------+
+ *   base       p-8         p                  p+N                 p+N+16
+ *
+ * The underlying request is N + 32, so p keeps the allocator's 16-byte
+ * alignment. An aligned block (alignment A > 16, for memalign and friends)
+ * is A + N + 16 bytes from the allocator's memalign with p = base + A; the
+ * A - 16 bytes before the header are FORBIDDENBYTE, not checked.
+ *
+ * Checks, on free, realloc and pm_check_block, in CPython's order after the
+ * registry lookup: the pointer must be a live block of ours (else: double
+ * free, use after free, invalid pointer); its API must be the caller's (API
+ * mismatch); the header (API id, 7 pad bytes, size field) must be intact
+ * (buffer underflow, or header corrupt if only the size field is damaged);
+ * then the trailer (8 pad bytes, serial). The size used is the registry's,
+ * so a damaged size field cannot send the tail check astray.
+ *
+ * Free fills the whole block, header and trailer included, with DEADBYTE
+ * 0xDD. A block found damaged is reported and, if the error handler returns,
+ * leaked: never freed, left live in the registry.
+ *
+ * Realloc (bpo-31626: never touch the old block after a successful realloc
+ * below): check; record the block as freed; save the first and last 64 data
+ * bytes; fill header, trailer and those bytes with DEADBYTE; realloc below;
+ * on failure restore everything, so the old block is intact and live again;
+ * on success write the new header and trailer, restore the saved bytes into
+ * the new block (clipped to the new size), fill grown bytes with CLEANBYTE.
+ * An aligned block is reallocated as malloc + copy + free (realloc keeps
+ * only the 16-byte alignment, like libc's).
+ */
+#include "../src/pm_debug.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_USABLE, OP_COUNT };
+
+typedef struct dbg {
+    pm_i_base below; /* what the hooks wrap */
+    pm_i_base self;  /* the hooks, as installed in the table */
+    char api;
+    const char *names[OP_COUNT];
+} dbg;
+
+static dbg dbgs[PM_DOMAIN_COUNT] = {
+    {.api = 'r',
+     .names = {"pm_raw_malloc", "pm_raw_calloc", "pm_raw_realloc", "pm_raw_free",
+               "malloc_usable_size"}},
+    {.api = 'm',
+     .names = {"pm_mem_malloc", "pm_mem_calloc", "pm_mem_realloc", "pm_mem_free",
+               "malloc_usable_size"}},
+    {.api = 'o',
+     .names = {"pm_obj_malloc", "pm_obj_calloc", "pm_obj_realloc", "pm_obj_free",
+               "malloc_usable_size"}},
+};
+
+/* Which domains the hooks are installed on (a flag, not a comparison of
+ * function pointers: a hook set on top must not hide them). */
+static _Atomic int enabled[PM_DOMAIN_COUNT];
+
+static __thread const char *entry_override __attribute__((tls_model("initial-exec")));
+
+void pm_i_debug_set_entry(const char *name) { entry_override = name; }
+
+static inline const char *entry_name(const dbg *g, int op)
+{
+    const char *o = entry_override;
+    return o != NULL ? o : g->names[op];
+}
+
+/* ---------------------------------------------------------------------------
+ * Serial numbers.
+ */
+
+static _Atomic uint64_t serial_counter;
+
+/* Every serial is handed out here: a place for a breakpoint. */
+__attribute__((noinline)) uint64_t pm_i_debug_bump_serial(void)
+{
+    return atomic_fetch_add_explicit(&serial_counter, 1, memory_order_relaxed) + 1;
+}
+
+/* PYMALLOC_BREAK_SERIAL=N: stop in the debugger (SIGTRAP) when block N is
+ * allocated or freed. Not inlined, so that the frame is easy to spot. */
+__attribute__((noinline)) static void break_on_serial(uint64_t serial)
+{
+    (void)serial;
+    raise(SIGTRAP);
+}
+
+static inline void maybe_break(uint64_t serial)
+{
+    uint64_t b = pm_i_debug_break_serial;
+    if (PM_I_UNLIKELY(b != 0) && (serial & PM_I_SERIAL_MASK) == (b & PM_I_SERIAL_MASK))
+        break_on_serial(serial);
+}
+
+/* ---------------------------------------------------------------------------
+ * The block layout.
+ */
+
+static inline void put_be64(unsigned char *at, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        at[i] = (unsigned char)(v & 0xFF);
+        v >>= 8;
+    }
+}
+
+static inline uint64_t get_be64(const unsigned char *at)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | at[i];
+    return v;
+}
+
+static inline void write_header(unsigned char *p, size_t n, char api)
+{
+    put_be64(p - 16, (uint64_t)n);
+    p[-8] = (unsigned char)api;
+    memset(p - 7, PM_I_FORBIDDENBYTE, 7);
+}
+
+static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
+{
+    memset(p + n, PM_I_FORBIDDENBYTE, 8);
+    put_be64(p + n + 8, serial);
+}
+
+/* The header and trailer of live block p against its record; 0 or the class
+ * of the damage, with the first and last damaged offsets in e. */
+static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *in, pm_i_err *e)
+{
+    unsigned char want_head[16], want_tail[16];
+    size_t n = in->size;
+    put_be64(want_head, (uint64_t)n);
+    want_head[8] = (unsigned char)in->api;
+    memset(want_head + 9, PM_I_FORBIDDENBYTE, 7);
+    memset(want_tail, PM_I_FORBIDDENBYTE, 8);
+    /* The serial field holds the full 64-bit serial; the registry its low
+     * 48 bits: compare those, and take the high bits from memory. */
+    uint64_t mem_serial = get_be64(p + n + 8);
+    put_be64(want_tail + 8, (mem_serial & ~PM_I_SERIAL_MASK) | in->serial);
+
+    int first = 1;
+    ptrdiff_t lo = 0, hi = 0;
+    for (int i = 0; i < 16; i++) {
+        if (p[i - 16] != want_head[i]) {
+            if (first)
+                lo = i - 16;
+            first = 0;
+            hi = i - 16;
+        }
+    }
+    if (!first) {
+        e->offset = lo;
+        e->last = hi;
+        /* Only the size field (p-16 .. p-9) damaged: not a contiguous
+         * underflow from the data. */
+        return hi < -8 ? PM_ERR_HEADER_CORRUPT : PM_ERR_BUFFER_UNDERFLOW;
+    }
+    for (int i = 0; i < 16; i++) {
+        if (p[n + (size_t)i] != want_tail[i]) {
+            if (first)
+                lo = (ptrdiff_t)n + i;
+            first = 0;
+            hi = (ptrdiff_t)n + i;
+        }
+    }
+    if (!first) {
+        e->offset = lo;
+        e->last = hi;
+        return lo >= (ptrdiff_t)n + 8 ? PM_ERR_HEADER_CORRUPT : PM_ERR_BUFFER_OVERFLOW;
+    }
+    return PM_ERR_NONE;
+}
+
+/* Classify pointer p for an operation by API `api` (0: any API, for
+ * pm_check_block). The stripe lock of p is held. */
+static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api, int op,
+                               pm_i_err *e)
+{
+    memset(e, 0, sizeof *e);
+    e->address = p;
+    e->api_expected = api != 0 ? api : in->api;
+    if (in->state == PM_I_REG_EMPTY)
+        return e->error = PM_ERR_INVALID_POINTER;
+    e->known = 1;
+    e->size = in->size;
+    e->serial = in->serial;
+    e->api_found = in->api;
+    if (in->state == PM_I_REG_FREED)
+        return e->error = (op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE);
+    e->readable = 1;
+    /* The full serial, for the report. */
+    e->serial = get_be64((const unsigned char *)p + in->size + 8);
+    if ((e->serial & PM_I_SERIAL_MASK) != in->serial)
+        e->serial = in->serial;
+    if (api != 0 && in->api != api)
+        return e->error = PM_ERR_API_MISMATCH;
+    return e->error = check_bytes(p, in, e);
+}
+
+static void report(const dbg *g, int op, pm_i_err *e)
+{
+    e->entry = entry_name(g, op);
+    pm_i_debug_report(e);
+}
+
+/* ---------------------------------------------------------------------------
+ * The hooks.
+ */
+
+/* Write the header and trailer of new block p and record it. */
+static void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
+{
+    unsigned char *p = base + offset;
+    uint64_t serial = pm_i_debug_bump_serial();
+    write_header(p, n, g->api);
+    write_trailer(p, n, serial);
+    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE};
+    void *st = pm_i_reg_lock((uintptr_t)p);
+    int rc = pm_i_reg_insert(st, (uintptr_t)p, &in);
+    pm_i_reg_unlock(st);
+    if (PM_I_UNLIKELY(rc != 0)) { /* no memory for the registry */
+        g->below.a.free(g->below.a.ctx, base);
+        return NULL;
+    }
+    maybe_break(serial);
+    return p;
+}
+
+static void *dbg_malloc(void *ctx, size_t n)
+{
+    dbg *g = ctx;
+    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA)
+        return NULL;
+    unsigned char *base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+    if (base == NULL)
+        return NULL;
+    memset(base + PM_I_DEBUG_HEAD, PM_I_CLEANBYTE, n);
+    return finish_block(g, base, PM_I_DEBUG_HEAD, n);
+}
+
+static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    dbg *g = ctx;
+    size_t n = nelem * elsize; /* no overflow: checked by the entry point */
+    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA)
+        return NULL;
+    unsigned char *base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+    if (base == NULL)
+        return NULL;
+    return finish_block(g, base, PM_I_DEBUG_HEAD, n);
+}
+
+static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
+{
+    dbg *g = ctx;
+    if (alignment <= PM_I_DEBUG_HEAD)
+        return dbg_malloc(ctx, n);
+    if (alignment > (size_t)PTRDIFF_MAX / 2 ||
+        n > (size_t)PTRDIFF_MAX - alignment - PM_I_DEBUG_TAIL)
+        return NULL;
+    unsigned char *base =
+        g->below.memalign(g->below.xctx, alignment, alignment + n + PM_I_DEBUG_TAIL);
+    if (base == NULL)
+        return NULL;
+    memset(base, PM_I_FORBIDDENBYTE, alignment - PM_I_DEBUG_HEAD);
+    memset(base + alignment, PM_I_CLEANBYTE, n);
+    return finish_block(g, base, alignment, n);
+}
+
+static void dbg_free(void *ctx, void *ptr)
+{
+    dbg *g = ctx;
+    unsigned char *p = ptr;
+    pm_i_reg_info in;
+    pm_i_err e;
+    void *st = pm_i_reg_lock((uintptr_t)p);
+    pm_i_reg_find(st, (uintptr_t)p, &in);
+    if (PM_I_UNLIKELY(classify(p, &in, g->api, OP_FREE, &e) != PM_ERR_NONE)) {
+        pm_i_reg_unlock(st);
+        report(g, OP_FREE, &e);
+        return; /* leaked */
+    }
+    pm_i_reg_mark_freed(st, (uintptr_t)p);
+    pm_i_reg_unlock(st);
+    maybe_break(in.serial);
+    unsigned char *base = p - in.offset;
+    memset(base, PM_I_DEADBYTE, in.offset + in.size + PM_I_DEBUG_TAIL);
+    g->below.a.free(g->below.a.ctx, base);
+}
+
+#define ERASED_SIZE 64
+
+static void *dbg_realloc(void *ctx, void *ptr, size_t n)
+{
+    dbg *g = ctx;
+    unsigned char *p = ptr;
+    pm_i_reg_info in;
+    pm_i_err e;
+    void *st = pm_i_reg_lock((uintptr_t)p);
+    pm_i_reg_find(st, (uintptr_t)p, &in);
+    if (PM_I_UNLIKELY(classify(p, &in, g->api, OP_REALLOC, &e) != PM_ERR_NONE)) {
+        pm_i_reg_unlock(st);
+        report(g, OP_REALLOC, &e);
+        return NULL; /* the block is leaked; the caller sees a failure */
+    }
+    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+        pm_i_reg_unlock(st);
+        return NULL;
+    }
+    if (in.offset != PM_I_DEBUG_HEAD) {
+        /* An aligned block: malloc + copy + free, all through the hooks. */
+        pm_i_reg_unlock(st);
+        void *q = dbg_malloc(ctx, n);
+        if (q == NULL)
+            return NULL;
+        memcpy(q, p, in.size < n ? in.size : n);
+        dbg_free(ctx, p);
+        return q;
+    }
+    /* From here the old block is recorded as freed, so a concurrent or later
+     * use of p is named; a failure below puts it back. */
+    pm_i_reg_mark_freed(st, (uintptr_t)p);
+    pm_i_reg_unlock(st);
+
+    size_t old = in.size;
+    uint64_t old_serial = get_be64(p + old + 8);
+    unsigned char save[2 * ERASED_SIZE];
+    unsigned char *tail = NULL;
+    if (old <= sizeof save) {
+        memcpy(save, p, old);
+        memset(p, PM_I_DEADBYTE, old);
+    } else {
+        tail = p + old - ERASED_SIZE;
+        memcpy(save, p, ERASED_SIZE);
+        memcpy(save + ERASED_SIZE, tail, ERASED_SIZE);
+        memset(p, PM_I_DEADBYTE, ERASED_SIZE);
+        memset(tail, PM_I_DEADBYTE, ERASED_SIZE);
+    }
+    memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD);
+    memset(p + old, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
+
+    unsigned char *base = g->below.a.realloc(g->below.a.ctx, p - PM_I_DEBUG_HEAD,
+                                             n + PM_I_DEBUG_EXTRA);
+    unsigned char *q;
+    size_t size;
+    uint64_t serial;
+    if (base == NULL) {
+        /* The old block is untouched by the allocator: make it whole again. */
+        q = p;
+        size = old;
+        serial = old_serial;
+    } else {
+        q = base + PM_I_DEBUG_HEAD;
+        size = n;
+        serial = pm_i_debug_bump_serial();
+    }
+    write_header(q, size, g->api);
+    write_trailer(q, size, serial);
+    /* Restore the saved bytes, clipped to the new size. */
+    if (old <= sizeof save) {
+        memcpy(q, save, old < size ? old : size);
+    } else {
+        memcpy(q, save, ERASED_SIZE < size ? ERASED_SIZE : size);
+        size_t t = old - ERASED_SIZE;
+        if (t < size)
+            memcpy(q + t, save + ERASED_SIZE, size - t < ERASED_SIZE ? size - t : ERASED_SIZE);
+    }
+    if (size > old)
+        memset(q + old, PM_I_CLEANBYTE, size - old);
+
+    pm_i_reg_info ni = {size, serial & PM_I_SERIAL_MASK, PM_I_DEBUG_HEAD, g->api,
+                        PM_I_REG_LIVE};
+    st = pm_i_reg_lock((uintptr_t)q);
+    int rc = pm_i_reg_insert(st, (uintptr_t)q, &ni);
+    pm_i_reg_unlock(st);
+    if (PM_I_UNLIKELY(rc != 0)) {
+        /* A block we cannot record must not be handed out, and the old one
+         * may be gone: nothing sane is left to do. */
+        static const char msg[] = "pymalloc: debug hooks: out of memory for the block registry\n";
+        pm_i_write_all(2, msg, sizeof msg - 1);
+        abort();
+    }
+    if (base == NULL)
+        return NULL;
+    maybe_break(in.serial); /* the old block is gone */
+    maybe_break(serial);
+    return q;
+}
+
+static size_t dbg_usable_size(void *ctx, void *ptr)
+{
+    dbg *g = ctx;
+    pm_i_reg_info in;
+    pm_i_err e;
+    void *st = pm_i_reg_lock((uintptr_t)ptr);
+    pm_i_reg_find(st, (uintptr_t)ptr, &in);
+    pm_i_reg_unlock(st);
+    if (in.state == PM_I_REG_LIVE)
+        return in.size; /* exactly what was asked: writing past it is caught */
+    classify(ptr, &in, g->api, OP_USABLE, &e);
+    report(g, OP_USABLE, &e);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Installing.
+ */
+
+static void fork_prepare(void) { pm_i_reg_fork_prepare(); }
+static void fork_parent(void) { pm_i_reg_fork_parent(); }
+static void fork_child(void) { pm_i_reg_fork_child(); }
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+void pm_i_debug_decorate(void)
+{
+    pthread_once(&atfork_once, register_atfork);
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        if (atomic_load(&enabled[d]))
+            continue; /* never wrap twice */
+        dbg *g = &dbgs[d];
+        pm_i_table_read_base((pm_domain)d, &g->below);
+        g->self = (pm_i_base){
+            .a = {g, dbg_malloc, dbg_calloc, dbg_realloc, dbg_free},
+            .xctx = g,
+            .memalign = dbg_memalign,
+            .usable_size = dbg_usable_size,
+        };
+        pm_i_table_write_base((pm_domain)d, &g->self);
+        atomic_store(&enabled[d], 1);
+    }
+}
+
+void pm_i_debug_forget(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        atomic_store(&enabled[d], 0);
+}
+
+int pm_debug_enabled(void)
+{
+    pm_i_ensure_init();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        if (!atomic_load(&enabled[d]))
+            return 0;
+    return 1;
+}
+
+int pm_setup_debug_hooks(void)
+{
+    if (pm_debug_enabled())
+        return 0;
+    return pm_i_reconfigure(pm_i_debug_decorate);
+}
+
+int pm_check_block(const void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    if (!pm_debug_enabled()) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    pm_i_reg_info in;
+    pm_i_err e;
+    void *st = pm_i_reg_lock((uintptr_t)ptr);
+    pm_i_reg_find(st, (uintptr_t)ptr, &in);
+    pm_error_class c = classify(ptr, &in, 0, OP_USABLE, &e);
+    pm_i_reg_unlock(st);
+    if (c == PM_ERR_NONE)
+        return 0;
+    e.entry = entry_override != NULL ? entry_override : "pm_check_block";
+    pm_i_debug_report(&e);
+    return -1;
+}

@@ -1,0 +1,264 @@
+/*
+ * modes/debug_registry.c - the registry of debug blocks: data address ->
+ * {size, serial, API, offset of the data in the underlying block, state}.
+ *
+ * Why: CPython's hooks trust the pointer they are given and read its header,
+ * so a stack address, an interior pointer or a block already returned to the
+ * allocator is read as if it were a block (undefined behaviour, and at best
+ * reported as a "bad ID" or "bad pad byte"). With the registry the debug
+ * layer knows, before it reads one byte, whether a pointer is a live block of
+ * ours, a block freed recently (a double free), or nothing of ours (an
+ * invalid pointer); and it knows each block's true size, so a damaged size
+ * field can neither hide an overflow nor send the tail check to a wild
+ * address.
+ *
+ * How: 64 stripes, chosen by a hash of the address, each an open-addressing
+ * hash table with linear probing in mmap'd memory (never malloc: this runs
+ * inside malloc) behind its own spinlock. A table grows (rehashes into a new
+ * mapping) when three quarters of its slots are used; freed records and
+ * holes are counted as used until a rehash drops the holes.
+ *
+ * Freed blocks: free turns a live record into a freed one and appends it to
+ * the stripe's FIFO of the last PM_I_REG_RING frees. When the FIFO is full
+ * the oldest freed record is forgotten (it becomes a hole), so memory stays
+ * bounded; a new block at the same address simply replaces the freed record.
+ * A double free is therefore recognised while the block is among the last
+ * 64 x 256 = 16,384 frees (on average) and its address has not been reused.
+ *
+ * Entry (24 bytes): key = data address (0: empty slot, 1: hole), size, and
+ * one word: serial (low 48 bits) | API (8 bits) | state (2) | log2 offset (6).
+ */
+#include "../src/pm_debug.h"
+
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define NSTRIPES 64
+#define PM_I_REG_RING 256
+#define MIN_CAP 256 /* slots in a stripe's first table */
+
+#define KEY_EMPTY ((uintptr_t)0)
+#define KEY_HOLE ((uintptr_t)1)
+
+typedef struct entry {
+    uintptr_t key;
+    uint64_t size;
+    uint64_t meta;
+} entry;
+
+typedef struct freed_rec {
+    uintptr_t key;
+    uint64_t serial;
+} freed_rec;
+
+typedef struct stripe {
+    _Atomic int lock;
+    entry *tab;
+    size_t mask;  /* capacity - 1, capacity a power of two (0 if no table) */
+    size_t used;  /* slots that are not empty (records and holes) */
+    size_t count; /* records (live and freed) */
+    unsigned ring_head, ring_len;
+    freed_rec ring[PM_I_REG_RING];
+} __attribute__((aligned(64))) stripe;
+
+static stripe stripes[NSTRIPES];
+
+static inline uint64_t mix(uintptr_t key)
+{
+    uint64_t x = (uint64_t)key >> 4;
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64_C(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    return x;
+}
+
+static inline uint64_t pack(uint64_t serial, char api, int state, size_t offset)
+{
+    unsigned lg = (unsigned)__builtin_ctzll((unsigned long long)offset);
+    return (serial & PM_I_SERIAL_MASK) | ((uint64_t)(unsigned char)api << 48) |
+           ((uint64_t)state << 56) | ((uint64_t)lg << 58);
+}
+
+static inline int meta_state(uint64_t m) { return (int)((m >> 56) & 3); }
+
+static inline void unpack(const entry *e, pm_i_reg_info *info)
+{
+    info->size = (size_t)e->size;
+    info->serial = e->meta & PM_I_SERIAL_MASK;
+    info->api = (char)((e->meta >> 48) & 0xFF);
+    info->state = meta_state(e->meta);
+    info->offset = (size_t)1 << (e->meta >> 58);
+}
+
+/* ---------------------------------------------------------------------------
+ * Locks: test-and-test-and-set, yielding when contended (two cores).
+ */
+
+static void lock_stripe(stripe *s)
+{
+    for (int spins = 0;; spins++) {
+        if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
+            return;
+        if (spins > 64)
+            sched_yield();
+    }
+}
+
+void *pm_i_reg_lock(uintptr_t data)
+{
+    stripe *s = &stripes[mix(data) & (NSTRIPES - 1)];
+    lock_stripe(s);
+    return s;
+}
+
+void pm_i_reg_unlock(void *st)
+{
+    stripe *s = st;
+    atomic_store_explicit(&s->lock, 0, memory_order_release);
+}
+
+void pm_i_reg_fork_prepare(void)
+{
+    for (int i = 0; i < NSTRIPES; i++)
+        lock_stripe(&stripes[i]);
+}
+
+/* ---------------------------------------------------------------------------
+ * The table of one stripe (its lock held).
+ */
+
+static entry *slot_of(stripe *s, uintptr_t key)
+{
+    if (s->tab == NULL)
+        return NULL;
+    size_t i = (size_t)(mix(key) >> 6) & s->mask;
+    for (;;) {
+        entry *e = &s->tab[i];
+        if (e->key == key)
+            return e;
+        if (e->key == KEY_EMPTY)
+            return NULL;
+        i = (i + 1) & s->mask;
+    }
+}
+
+static int rehash(stripe *s)
+{
+    size_t cap = MIN_CAP;
+    while (cap < (s->count + 1) * 3)
+        cap *= 2;
+    void *mem = mmap(NULL, cap * sizeof(entry), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return -1;
+    entry *tab = mem;
+    size_t mask = cap - 1;
+    if (s->tab != NULL) {
+        for (size_t i = 0; i <= s->mask; i++) {
+            entry *e = &s->tab[i];
+            if (e->key == KEY_EMPTY || e->key == KEY_HOLE)
+                continue;
+            size_t j = (size_t)(mix(e->key) >> 6) & mask;
+            while (tab[j].key != KEY_EMPTY)
+                j = (j + 1) & mask;
+            tab[j] = *e;
+        }
+        munmap(s->tab, (s->mask + 1) * sizeof(entry));
+    }
+    s->tab = tab;
+    s->mask = mask;
+    s->used = s->count;
+    return 0;
+}
+
+void pm_i_reg_find(void *st, uintptr_t data, pm_i_reg_info *info)
+{
+    entry *e = slot_of(st, data);
+    if (e == NULL) {
+        memset(info, 0, sizeof *info);
+        info->state = PM_I_REG_EMPTY;
+        return;
+    }
+    unpack(e, info);
+}
+
+int pm_i_reg_insert(void *st, uintptr_t data, const pm_i_reg_info *info)
+{
+    stripe *s = st;
+    entry *e = slot_of(s, data);
+    if (e == NULL) {
+        if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
+            if (rehash(s) != 0)
+                return -1;
+        }
+        size_t i = (size_t)(mix(data) >> 6) & s->mask;
+        while (s->tab[i].key != KEY_EMPTY && s->tab[i].key != KEY_HOLE)
+            i = (i + 1) & s->mask;
+        e = &s->tab[i];
+        if (e->key == KEY_EMPTY)
+            s->used++;
+        s->count++;
+        e->key = data;
+    }
+    e->size = info->size;
+    e->meta = pack(info->serial, info->api, PM_I_REG_LIVE, info->offset);
+    return 0;
+}
+
+static void make_hole(stripe *s, entry *e)
+{
+    e->key = KEY_HOLE;
+    e->meta = 0;
+    s->count--;
+}
+
+void pm_i_reg_mark_freed(void *st, uintptr_t data)
+{
+    stripe *s = st;
+    entry *e = slot_of(s, data);
+    if (e == NULL)
+        return;
+    e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
+    freed_rec rec = {data, e->meta & PM_I_SERIAL_MASK};
+    if (s->ring_len == PM_I_REG_RING) {
+        /* Forget the oldest freed block, unless its address was reused. */
+        freed_rec old = s->ring[s->ring_head];
+        entry *o = slot_of(s, old.key);
+        if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
+            (o->meta & PM_I_SERIAL_MASK) == old.serial)
+            make_hole(s, o);
+        s->ring[s->ring_head] = rec;
+        s->ring_head = (s->ring_head + 1) % PM_I_REG_RING;
+    } else {
+        s->ring[(s->ring_head + s->ring_len) % PM_I_REG_RING] = rec;
+        s->ring_len++;
+    }
+}
+
+void pm_i_reg_remove(void *st, uintptr_t data)
+{
+    stripe *s = st;
+    entry *e = slot_of(s, data);
+    if (e != NULL)
+        make_hole(s, e);
+}
+
+/* ---------------------------------------------------------------------------
+ * fork: no stripe may be half-updated in the child.
+ */
+
+void pm_i_reg_fork_parent(void)
+{
+    for (int i = NSTRIPES - 1; i >= 0; i--)
+        pm_i_reg_unlock(&stripes[i]);
+}
+
+void pm_i_reg_fork_child(void)
+{
+    for (int i = 0; i < NSTRIPES; i++)
+        atomic_store_explicit(&stripes[i].lock, 0, memory_order_relaxed);
+}

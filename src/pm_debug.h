@@ -1,0 +1,95 @@
+/*
+ * pm_debug.h - what the debug hooks' files share (modes/debug.c,
+ * modes/debug_registry.c, src/report.c). Nothing outside them needs it; the
+ * few entry points the rest of the library calls are in pm_internal.h.
+ */
+#ifndef PM_DEBUG_H
+#define PM_DEBUG_H
+
+#include "pm_internal.h"
+
+/* The fill bytes (the Windows CRT debug heap's, as in CPython). */
+#define PM_I_CLEANBYTE 0xCD     /* new data (malloc, grown realloc) */
+#define PM_I_DEADBYTE 0xDD      /* a freed block, header and trailer too */
+#define PM_I_FORBIDDENBYTE 0xFD /* the guard bytes around the data */
+
+/* Bytes the debug layer adds around each block: a 16-byte header (size, API
+ * id, 7 pad bytes) and a 16-byte trailer (8 pad bytes, serial). */
+#define PM_I_DEBUG_HEAD 16
+#define PM_I_DEBUG_TAIL 16
+#define PM_I_DEBUG_EXTRA (PM_I_DEBUG_HEAD + PM_I_DEBUG_TAIL)
+
+/* ---------------------------------------------------------------------------
+ * The registry of debug blocks (modes/debug_registry.c).
+ *
+ * Every block the debug layer hands out is recorded by its data address, so
+ * that free, realloc and pm_check_block can tell a live block from a freed
+ * one or from a pointer that was never ours before reading a single byte of
+ * it. Freed blocks are remembered (FIFO, bounded) so that a second free is
+ * named a double free while the address has not been handed out again.
+ */
+enum {
+    PM_I_REG_EMPTY = 0,
+    PM_I_REG_LIVE = 1,
+    PM_I_REG_FREED = 2,
+    PM_I_REG_DELETED = 3 /* a hole left by a forgotten freed block */
+};
+
+typedef struct pm_i_reg_info {
+    size_t size;      /* bytes requested (N) */
+    uint64_t serial;  /* low 48 bits of the block's serial number */
+    uint32_t offset;  /* data - base: 16, or the alignment of an aligned block */
+    char api;         /* 'r', 'm' or 'o' */
+    int state;        /* PM_I_REG_LIVE or PM_I_REG_FREED; EMPTY if unknown */
+} pm_i_reg_info;
+
+#define PM_I_SERIAL_MASK ((UINT64_C(1) << 48) - 1)
+
+/* A stripe of the registry is locked around each operation; the lock of the
+ * stripe of `data` is taken by pm_i_reg_lock and released by pm_i_reg_unlock
+ * (the operations below require it held). Returns an opaque stripe handle. */
+void *pm_i_reg_lock(uintptr_t data);
+void pm_i_reg_unlock(void *stripe);
+/* Look data up; info->state is PM_I_REG_EMPTY when it is unknown. */
+void pm_i_reg_find(void *stripe, uintptr_t data, pm_i_reg_info *info);
+/* Record a live block (replacing a freed record of the same address).
+ * Returns -1 if metadata memory could not be obtained. */
+int pm_i_reg_insert(void *stripe, uintptr_t data, const pm_i_reg_info *info);
+/* Live -> freed (remembered for a while, then forgotten). */
+void pm_i_reg_mark_freed(void *stripe, uintptr_t data);
+/* Forget a live block entirely (realloc: the old address goes away). */
+void pm_i_reg_remove(void *stripe, uintptr_t data);
+/* fork: take every stripe lock, release them, reset them in the child. */
+void pm_i_reg_fork_prepare(void);
+void pm_i_reg_fork_parent(void);
+void pm_i_reg_fork_child(void);
+
+/* ---------------------------------------------------------------------------
+ * Reports (src/report.c).
+ */
+
+/* What is known about the block when an error is reported. */
+typedef struct pm_i_err {
+    pm_error_class error;
+    const char *entry;     /* "pm_mem_free" */
+    const void *address;   /* the pointer passed in */
+    int known;             /* 1: the registry knows the block (size, serial, api) */
+    int readable;          /* 1: the block is live and ours: dump its bytes */
+    size_t size;
+    uint64_t serial;
+    ptrdiff_t offset;      /* first damaged byte, relative to data */
+    ptrdiff_t last;        /* last damaged byte, relative to data */
+    char api_expected;     /* the API of the call */
+    char api_found;        /* the API the block was allocated with */
+} pm_i_err;
+
+/* Print the one-line report and the dump, count the error, then call the
+ * handler (default: abort(); PYMALLOC_ON_ERROR=report: go on). Returns if the
+ * caller must go on (the damaged block is then leaked). */
+void pm_i_debug_report(const pm_i_err *e);
+
+/* Options, read by pm_i_debug_read_options at start-up. */
+extern int pm_i_debug_on_error_report; /* PYMALLOC_ON_ERROR=report */
+extern uint64_t pm_i_debug_break_serial; /* 0: none */
+
+#endif /* PM_DEBUG_H */

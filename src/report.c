@@ -1,0 +1,389 @@
+/*
+ * src/report.c - heap error reports, the error handler, PYMALLOC_ON_ERROR.
+ *
+ * One error path (the debug hooks call pm_i_debug_report): format one line
+ * naming the error class, the entry point, the block and its serial, then a
+ * CPython-style dump of the block, into a stack buffer, out with write(2) to
+ * stderr (never through anything that allocates); count the error; then the
+ * handler: a user's (pm_set_error_handler), else abort(), or with
+ * PYMALLOC_ON_ERROR=report nothing (the caller goes on and leaks the block).
+ *
+ * Reports from several threads never interleave: a spinlock is held while
+ * one is written. A thread that reports while it is already writing one (a
+ * signal handler that frees a damaged block) does not wait for itself.
+ *
+ * PYMALLOC_ON_ERROR=report and the exit status: a destructor, which runs at
+ * exit() after the program's own atexit handlers, prints one summary line
+ * when errors were reported, flushes stdio and ends the process with
+ * _exit(PM_I_REPORT_EXIT_STATUS), so that a test run with heap errors can
+ * never pass silently. (A process that ends by _exit() or a signal skips it;
+ * it then does not pass silently either, except for _exit(0).)
+ */
+#include "pm_debug.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PM_I_REPORT_EXIT_STATUS 1
+#define PM_I_STR2(x) #x
+#define PM_I_STR(x) PM_I_STR2(x)
+
+int pm_i_debug_on_error_report;
+uint64_t pm_i_debug_break_serial;
+
+static _Atomic(pm_error_handler) handler_fn;
+static _Atomic(void *) handler_ctx;
+static atomic_ulong counts[PM_ERR_CLASS_COUNT];
+
+static _Atomic int report_lock;
+static __thread int in_report __attribute__((tls_model("initial-exec")));
+
+static const char *const class_names[PM_ERR_CLASS_COUNT] = {
+    "no error",     "buffer overflow", "buffer underflow", "double free",
+    "invalid pointer", "API mismatch", "use after free",   "header corrupt",
+};
+
+const char *pm_error_class_name(pm_error_class c)
+{
+    if ((unsigned)c >= PM_ERR_CLASS_COUNT)
+        return "unknown error";
+    return class_names[c];
+}
+
+void pm_set_error_handler(pm_error_handler fn, void *ctx)
+{
+    atomic_store(&handler_ctx, ctx);
+    atomic_store(&handler_fn, fn);
+}
+
+unsigned long pm_error_count(pm_error_class c)
+{
+    if ((unsigned)c >= PM_ERR_CLASS_COUNT)
+        return 0;
+    return atomic_load(&counts[c]);
+}
+
+void pm_i_debug_read_options(void)
+{
+    const char *v = pm_i_getenv("PYMALLOC_ON_ERROR");
+    if (v == NULL || *v == '\0' || strcmp(v, "abort") == 0) {
+        pm_i_debug_on_error_report = 0;
+    } else if (strcmp(v, "report") == 0) {
+        pm_i_debug_on_error_report = 1;
+    } else {
+        static const char *const valid[] = {"abort", "report", NULL};
+        pm_i_fatal_option("PYMALLOC_ON_ERROR", v, "unknown value", valid);
+    }
+    const char *b = pm_i_getenv("PYMALLOC_BREAK_SERIAL");
+    uint64_t n = 0;
+    if (b != NULL && *b != '\0' && (pm_i_parse_u64(b, &n) != 0 || n == 0)) {
+        static const char *const valid[] = {"a serial number, 1 or more", NULL};
+        pm_i_fatal_option("PYMALLOC_BREAK_SERIAL", b, "not a serial number", valid);
+    }
+    pm_i_debug_break_serial = n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Formatting.
+ */
+
+static const char *api_domain(char api)
+{
+    switch (api) {
+    case 'r': return "pm_raw_*";
+    case 'm': return "pm_mem_*";
+    case 'o': return "pm_obj_*";
+    default: return "unknown API";
+    }
+}
+
+static void plural(pm_i_buf *b, uint64_t n, const char *what)
+{
+    pm_i_buf_u64(b, n);
+    pm_i_buf_char(b, ' ');
+    pm_i_buf_str(b, what);
+    if (n != 1)
+        pm_i_buf_char(b, 's');
+}
+
+static void block_words(pm_i_buf *b, const pm_i_err *e)
+{
+    pm_i_buf_u64(b, e->size);
+    pm_i_buf_str(b, "-byte block (serial ");
+    pm_i_buf_u64(b, e->serial);
+    pm_i_buf_char(b, ')');
+}
+
+/* The one line, without "pymalloc: " and the newline. */
+static void format_line(pm_i_buf *b, const pm_i_err *e)
+{
+    pm_i_buf_str(b, "pymalloc: ");
+    pm_i_buf_str(b, e->entry);
+    pm_i_buf_str(b, ": ");
+    pm_i_buf_str(b, pm_error_class_name(e->error));
+    pm_i_buf_str(b, ": ");
+    switch (e->error) {
+    case PM_ERR_BUFFER_OVERFLOW:
+        plural(b, (uint64_t)(e->last - (ptrdiff_t)e->size + 1), "byte");
+        pm_i_buf_str(b, " written past the end of a ");
+        block_words(b, e);
+        break;
+    case PM_ERR_BUFFER_UNDERFLOW:
+        plural(b, (uint64_t)-e->offset, "byte");
+        pm_i_buf_str(b, " written before the start of a ");
+        block_words(b, e);
+        break;
+    case PM_ERR_DOUBLE_FREE:
+        pm_i_buf_str(b, "the ");
+        block_words(b, e);
+        pm_i_buf_str(b, " at ");
+        pm_i_buf_ptr(b, e->address);
+        pm_i_buf_str(b, " was already freed");
+        break;
+    case PM_ERR_USE_AFTER_FREE:
+        pm_i_buf_str(b, "the ");
+        block_words(b, e);
+        pm_i_buf_str(b, " at ");
+        pm_i_buf_ptr(b, e->address);
+        pm_i_buf_str(b, " is freed");
+        break;
+    case PM_ERR_INVALID_POINTER:
+        pm_i_buf_ptr(b, e->address);
+        pm_i_buf_str(b, " is not a block allocated by pymalloc (a stack or global address, "
+                        "an interior pointer, or a block freed long ago)");
+        break;
+    case PM_ERR_API_MISMATCH:
+        pm_i_buf_str(b, "the ");
+        block_words(b, e);
+        pm_i_buf_str(b, " was allocated with API '");
+        pm_i_buf_char(b, e->api_found);
+        pm_i_buf_str(b, "' (");
+        pm_i_buf_str(b, api_domain(e->api_found));
+        pm_i_buf_str(b, ") and released with API '");
+        pm_i_buf_char(b, e->api_expected);
+        pm_i_buf_str(b, "' (");
+        pm_i_buf_str(b, api_domain(e->api_expected));
+        pm_i_buf_char(b, ')');
+        break;
+    case PM_ERR_HEADER_CORRUPT:
+        pm_i_buf_str(b, e->offset < 0 ? "the size field of a " : "the serial field of a ");
+        block_words(b, e);
+        pm_i_buf_str(b, " was overwritten");
+        break;
+    default:
+        break;
+    }
+}
+
+static void hex_bytes(pm_i_buf *b, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        pm_i_buf_char(b, ' ');
+        pm_i_buf_hex(b, p[i], 2);
+    }
+}
+
+static void offset_words(pm_i_buf *b, ptrdiff_t off)
+{
+    pm_i_buf_str(b, off < 0 ? "p-" : "p+");
+    pm_i_buf_u64(b, off < 0 ? (uint64_t)-off : (uint64_t)off);
+}
+
+/* The pad bytes from..from+n-1 (offsets relative to p), CPython-style. */
+static void dump_pad(pm_i_buf *b, const unsigned char *p, ptrdiff_t from, int n,
+                     const char *where)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++)
+        bad += p[from + i] != PM_I_FORBIDDENBYTE;
+    pm_i_buf_str(b, "    The ");
+    pm_i_buf_u64(b, (uint64_t)n);
+    pm_i_buf_str(b, " pad bytes at ");
+    pm_i_buf_str(b, where);
+    if (bad == 0) {
+        pm_i_buf_str(b, " are FORBIDDENBYTE, as expected.\n");
+        return;
+    }
+    pm_i_buf_str(b, " are not all FORBIDDENBYTE (0xfd):\n");
+    for (int i = 0; i < n; i++) {
+        unsigned char c = p[from + i];
+        pm_i_buf_str(b, "        at ");
+        offset_words(b, from + i);
+        pm_i_buf_str(b, ": 0x");
+        pm_i_buf_hex(b, c, 2);
+        if (c != PM_I_FORBIDDENBYTE)
+            pm_i_buf_str(b, " *** OUCH");
+        pm_i_buf_char(b, '\n');
+    }
+}
+
+static void dump_block(pm_i_buf *b, const pm_i_err *e)
+{
+    const unsigned char *p = e->address;
+    if (!e->known) {
+        pm_i_buf_str(b, "    No block of pymalloc's debug hooks starts at p=");
+        pm_i_buf_ptr(b, p);
+        pm_i_buf_str(b, "; its memory was not read.\n");
+        return;
+    }
+    if (!e->readable) {
+        pm_i_buf_str(b, "    Freed block at p=");
+        pm_i_buf_ptr(b, p);
+        pm_i_buf_str(b, ": API '");
+        pm_i_buf_char(b, e->api_found);
+        pm_i_buf_str(b, "', ");
+        plural(b, e->size, "byte");
+        pm_i_buf_str(b, ", serial ");
+        pm_i_buf_u64(b, e->serial);
+        pm_i_buf_str(b, "; its memory belongs to the allocator again and was not read.\n");
+        return;
+    }
+    size_t n = e->size;
+    pm_i_buf_str(b, "Debug memory block at address p=");
+    pm_i_buf_ptr(b, p);
+    pm_i_buf_str(b, ": API '");
+    if (p[-8] >= 0x20 && p[-8] < 0x7f)
+        pm_i_buf_char(b, (char)p[-8]);
+    else {
+        pm_i_buf_str(b, "\\x");
+        pm_i_buf_hex(b, p[-8], 2);
+    }
+    pm_i_buf_str(b, "'\n    ");
+    plural(b, n, "byte");
+    pm_i_buf_str(b, " originally requested");
+    uint64_t field = 0;
+    for (int i = 0; i < 8; i++)
+        field = (field << 8) | p[i - 16];
+    if (field != n) {
+        pm_i_buf_str(b, " (the size field at p-16 says ");
+        pm_i_buf_u64(b, field);
+        pm_i_buf_char(b, ')');
+    }
+    pm_i_buf_char(b, '\n');
+    dump_pad(b, p, -7, 7, "p-7");
+    char tailname[48];
+    pm_i_buf tb;
+    pm_i_buf_init(&tb, tailname, sizeof tailname - 1, -1);
+    pm_i_buf_str(&tb, "tail=");
+    pm_i_buf_ptr(&tb, p + n);
+    tailname[tb.len] = '\0';
+    dump_pad(b, p, (ptrdiff_t)n, 8, tailname);
+    pm_i_buf_str(b, "    The block was made by call #");
+    pm_i_buf_u64(b, e->serial);
+    pm_i_buf_str(b, " to debug malloc/realloc.\n");
+    if (e->error != PM_ERR_API_MISMATCH) {
+        pm_i_buf_str(b, "    First damaged byte at ");
+        offset_words(b, e->offset);
+        pm_i_buf_str(b, ", last at ");
+        offset_words(b, e->last);
+        pm_i_buf_str(b, ".\n");
+    }
+    pm_i_buf_str(b, "    Data at p:");
+    if (n <= 32) {
+        hex_bytes(b, p, n);
+    } else {
+        hex_bytes(b, p, 16);
+        pm_i_buf_str(b, " ...");
+        hex_bytes(b, p + n - 16, 16);
+    }
+    pm_i_buf_char(b, '\n');
+}
+
+/* ---------------------------------------------------------------------------
+ * The error path.
+ */
+
+static void lock_reports(void)
+{
+    if (in_report++ > 0)
+        return; /* this thread is already writing one */
+    for (int spins = 0;; spins++) {
+        if (atomic_load_explicit(&report_lock, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&report_lock, 1, memory_order_acquire) == 0)
+            return;
+        if (spins > 64)
+            sched_yield();
+    }
+}
+
+static void unlock_reports(void)
+{
+    if (--in_report > 0)
+        return;
+    atomic_store_explicit(&report_lock, 0, memory_order_release);
+}
+
+void pm_i_debug_report(const pm_i_err *e)
+{
+    char line[512];
+    pm_i_buf lb;
+    pm_i_buf_init(&lb, line, sizeof line - 1, -1);
+    format_line(&lb, e);
+    line[lb.len] = '\0';
+
+    atomic_fetch_add(&counts[e->error], 1);
+    atomic_fetch_add(&counts[PM_ERR_NONE], 1);
+
+    lock_reports();
+    char storage[2048];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_mem(&b, line, lb.len);
+    pm_i_buf_char(&b, '\n');
+    dump_block(&b, e);
+    pm_i_buf_flush(&b);
+    unlock_reports();
+
+    pm_error_handler fn = atomic_load(&handler_fn);
+    if (fn != NULL) {
+        pm_error_report r = {
+            .error = e->error,
+            .entry = e->entry,
+            .address = e->address,
+            .size = e->size,
+            .serial = e->serial,
+            .offset = e->offset,
+            .api_expected = e->api_expected,
+            .api_found = e->api_found,
+            .message = line,
+        };
+        fn(&r, atomic_load(&handler_ctx));
+        return;
+    }
+    if (pm_i_debug_on_error_report)
+        return;
+    abort();
+}
+
+/* PYMALLOC_ON_ERROR=report: fail the process at exit if errors were seen. */
+__attribute__((destructor)) static void report_summary(void)
+{
+    unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
+    if (!pm_i_debug_on_error_report || total == 0)
+        return;
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, "pymalloc: PYMALLOC_ON_ERROR=report: ");
+    plural(&b, total, "heap error");
+    pm_i_buf_str(&b, " (");
+    int first = 1;
+    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
+        unsigned long k = atomic_load(&counts[c]);
+        if (k == 0)
+            continue;
+        if (!first)
+            pm_i_buf_str(&b, ", ");
+        first = 0;
+        pm_i_buf_str(&b, class_names[c]);
+        pm_i_buf_str(&b, ": ");
+        pm_i_buf_u64(&b, k);
+    }
+    pm_i_buf_str(&b, "); exit status " PM_I_STR(PM_I_REPORT_EXIT_STATUS) "\n");
+    pm_i_buf_flush(&b);
+    fflush(NULL); /* at exit, outside any allocation: stdio is safe here */
+    _exit(PM_I_REPORT_EXIT_STATUS);
+}
