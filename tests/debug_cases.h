@@ -1,0 +1,285 @@
+/*
+ * tests/debug_cases.h - the heap bugs the debug hooks must name, as
+ * functions, each used twice: in a forked child that must die with SIGABRT
+ * and the expected report (death tests), and in-process with an error
+ * handler that must receive the expected class, size, serial and offset.
+ */
+#ifndef PM_TEST_DEBUG_CASES_H
+#define PM_TEST_DEBUG_CASES_H
+
+#include "domains.h"
+#include "harness.h"
+#include "pymalloc.h"
+
+#include <stdint.h>
+
+/* What a case expects to be reported. */
+typedef struct dcase_expect {
+    pm_error_class error;
+    char entry[32];
+    const void *address;
+    size_t size;
+    uint64_t serial;
+    ptrdiff_t offset;
+    char api_expected, api_found;
+    char line[256]; /* text the one-line report must contain */
+} dcase_expect;
+
+/* A case: commit the bug through domain d (other = another domain), fill in
+ * what must be reported; after the report, if the handler returned, repair
+ * what can be repaired so that nothing leaks. */
+typedef struct dcase {
+    const char *name;
+    void (*run)(int d, int other, dcase_expect *x);
+} dcase;
+
+static const char dom_api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
+
+/* Called by each case just before it commits its bug, with what it expects
+ * (the death tests print it, for the parent to match). */
+static void (*dcase_ready)(const dcase_expect *x);
+#define READY(x) do { if (dcase_ready != NULL) dcase_ready(x); } while (0)
+
+/* The serial number stored in the trailer of an n-byte block (big-endian). */
+static inline uint64_t trailer_serial(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[n + 8 + (size_t)i];
+    return v;
+}
+
+static inline void set_entry(dcase_expect *x, int d, const char *op)
+{
+    snprintf(x->entry, sizeof x->entry, "pm_%s_%s", pm_t_domains[d].name, op);
+}
+
+static unsigned char *new_block(int d, dcase_expect *x)
+{
+    unsigned char *p = pm_t_domains[d].malloc(24);
+    x->address = p;
+    x->size = 24;
+    x->serial = trailer_serial(p, 24);
+    x->api_expected = x->api_found = dom_api[d];
+    return p;
+}
+
+static void case_overflow1(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_BUFFER_OVERFLOW;
+    x->offset = 24;
+    set_entry(x, d, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: buffer overflow: 1 byte written past the end of a 24-byte "
+             "block (serial %llu)", x->entry, (unsigned long long)x->serial);
+    READY(x);
+    p[24] = 'x';
+    pm_t_domains[d].free(p);
+    p[24] = 0xFD; /* the handler returned: the block was leaked, repair and free */
+    pm_t_domains[d].free(p);
+}
+
+static void case_overflow8(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_BUFFER_OVERFLOW;
+    x->offset = 24;
+    set_entry(x, d, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: buffer overflow: 8 bytes written past the end of a 24-byte "
+             "block (serial %llu)", x->entry, (unsigned long long)x->serial);
+    READY(x);
+    memset(p + 24, 'x', 8);
+    pm_t_domains[d].free(p);
+    memset(p + 24, 0xFD, 8);
+    pm_t_domains[d].free(p);
+}
+
+static void case_underflow1(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_BUFFER_UNDERFLOW;
+    x->offset = -1;
+    set_entry(x, d, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: buffer underflow: 1 byte written before the start of a "
+             "24-byte block (serial %llu)", x->entry, (unsigned long long)x->serial);
+    READY(x);
+    p[-1] = 'x';
+    pm_t_domains[d].free(p);
+    p[-1] = 0xFD;
+    pm_t_domains[d].free(p);
+}
+
+static void case_double_free(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_DOUBLE_FREE;
+    x->offset = 0;
+    set_entry(x, d, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: double free: the 24-byte block (serial %llu) at %p was "
+             "already freed", x->entry, (unsigned long long)x->serial, (void *)p);
+    READY(x);
+    pm_t_domains[d].free(p);
+    pm_t_domains[d].free(p);
+}
+
+static void expect_invalid(int d, dcase_expect *x, const void *p)
+{
+    x->error = PM_ERR_INVALID_POINTER;
+    x->address = p;
+    x->size = 0;
+    x->serial = 0;
+    x->offset = 0;
+    x->api_expected = dom_api[d];
+    x->api_found = 0;
+    set_entry(x, d, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: invalid pointer: %p is not a block allocated by pymalloc",
+             x->entry, p);
+}
+
+static void case_invalid_stack(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    volatile long local[4] = {1, 2, 3, 4};
+    expect_invalid(d, x, (const void *)&local[2]);
+    READY(x);
+    pm_t_domains[d].free((void *)&local[2]);
+}
+
+static long pm_t_global_array[8];
+
+static void case_invalid_global(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    expect_invalid(d, x, &pm_t_global_array[2]);
+    READY(x);
+    pm_t_domains[d].free(&pm_t_global_array[2]);
+}
+
+static void case_invalid_interior(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = pm_t_domains[d].malloc(64);
+    expect_invalid(d, x, p + 16);
+    READY(x);
+    pm_t_domains[d].free(p + 16);
+    pm_t_domains[d].free(p);
+}
+
+static void case_api_mismatch(int d, int other, dcase_expect *x)
+{
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_API_MISMATCH;
+    x->offset = 0;
+    x->api_expected = dom_api[other];
+    set_entry(x, other, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: API mismatch: the 24-byte block (serial %llu) was allocated "
+             "with API '%c' (pm_%s_*) and released with API '%c' (pm_%s_*)",
+             x->entry, (unsigned long long)x->serial, dom_api[d], pm_t_domains[d].name,
+             dom_api[other], pm_t_domains[other].name);
+    READY(x);
+    pm_t_domains[other].free(p);
+    pm_t_domains[d].free(p);
+}
+
+static void case_realloc_freed(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_USE_AFTER_FREE;
+    x->offset = 0;
+    set_entry(x, d, "realloc");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: use after free: the 24-byte block (serial %llu) at %p is freed",
+             x->entry, (unsigned long long)x->serial, (void *)p);
+    READY(x);
+    pm_t_domains[d].free(p);
+    errno = 0;
+    void *q = pm_t_domains[d].realloc(p, 48);
+    if (q != NULL || errno != ENOMEM) /* a realloc that reported fails */
+        fprintf(stderr, "realloc of a freed block returned %p (errno %d)\n", q, errno);
+}
+
+static void case_realloc_overflow(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_BUFFER_OVERFLOW;
+    x->offset = 24;
+    set_entry(x, d, "realloc");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: buffer overflow: 2 bytes written past the end of a 24-byte "
+             "block (serial %llu)", x->entry, (unsigned long long)x->serial);
+    READY(x);
+    p[24] = p[25] = 0;
+    void *q = pm_t_domains[d].realloc(p, 100);
+    if (q != NULL)
+        fprintf(stderr, "realloc of a damaged block returned %p\n", q);
+    p[24] = p[25] = 0xFD;
+    pm_t_domains[d].free(p);
+}
+
+static void case_size_field(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_HEADER_CORRUPT;
+    x->offset = -9;
+    set_entry(x, d, "free");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: header corrupt: the size field of a 24-byte block (serial %llu) "
+             "was overwritten", x->entry, (unsigned long long)x->serial);
+    READY(x);
+    p[-9] ^= 0x40; /* the size's low byte: 24 -> 88 */
+    pm_t_domains[d].free(p);
+    p[-9] ^= 0x40;
+    pm_t_domains[d].free(p);
+}
+
+static void case_check_block(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = new_block(d, x);
+    x->error = PM_ERR_BUFFER_OVERFLOW;
+    x->offset = 24;
+    snprintf(x->entry, sizeof x->entry, "pm_check_block");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: pm_check_block: buffer overflow: 1 byte written past the end of a "
+             "24-byte block (serial %llu)", (unsigned long long)x->serial);
+    READY(x);
+    if (pm_check_block(p) != 0)
+        fprintf(stderr, "pm_check_block failed on an intact block\n");
+    p[24] = 0;
+    if (pm_check_block(p) != -1)
+        fprintf(stderr, "pm_check_block passed a damaged block\n");
+    p[24] = 0xFD;
+    pm_t_domains[d].free(p);
+}
+
+static const dcase dcases[] = {
+    {"overflow by 1", case_overflow1},
+    {"overflow by 8", case_overflow8},
+    {"underflow by 1", case_underflow1},
+    {"double free", case_double_free},
+    {"invalid pointer (stack)", case_invalid_stack},
+    {"invalid pointer (global)", case_invalid_global},
+    {"invalid pointer (interior)", case_invalid_interior},
+    {"API mismatch", case_api_mismatch},
+    {"realloc of a freed block", case_realloc_freed},
+    {"overflow found by realloc", case_realloc_overflow},
+    {"size field overwritten", case_size_field},
+    {"pm_check_block", case_check_block},
+};
+
+#define NDCASES (sizeof dcases / sizeof dcases[0])
+
+#endif

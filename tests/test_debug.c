@@ -1,0 +1,201 @@
+/*
+ * tests/test_debug.c - the debug hooks name every heap bug, in every domain:
+ * death tests (a forked child must die with SIGABRT after printing the
+ * expected report) and the same bugs in-process through an error handler
+ * (class, entry, address, size, serial, offset, APIs). Skipped (77) in a
+ * mode without debug hooks.
+ */
+#include "debug_cases.h"
+
+#include <stdarg.h>
+
+static void print_expect(const dcase_expect *x)
+{
+    char buf[320];
+    int n = snprintf(buf, sizeof buf, "EXPECT: %s\n", x->line);
+    if (write(2, buf, (size_t)n) < 0)
+        _exit(3);
+}
+
+typedef struct death_arg {
+    const dcase *c;
+    int d, other;
+} death_arg;
+
+static void death_child(void *arg)
+{
+    death_arg *a = arg;
+    dcase_expect x;
+    memset(&x, 0, sizeof x);
+    dcase_ready = print_expect;
+    a->c->run(a->d, a->other, &x);
+    _exit(0); /* the report did not abort */
+}
+
+static void test_death_every_class_every_domain(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    static pm_death_result r;
+    for (size_t i = 0; i < NDCASES; i++) {
+        for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+            death_arg a = {&dcases[i], d, (d + 1) % PM_DOMAIN_COUNT};
+            pm_death(death_child, &a, &r);
+            int ok = !r.exited && r.signal == SIGABRT;
+            const char *e = strstr(r.output, "EXPECT: ");
+            char want[300] = "";
+            if (e != NULL) {
+                const char *nl = strchr(e, '\n');
+                size_t len = nl ? (size_t)(nl - e - 8) : strlen(e + 8);
+                snprintf(want, sizeof want, "\n%.*s", (int)len, e + 8);
+            }
+            ok = ok && want[0] != '\0' && strstr(e + 8, want) != NULL;
+            if (!ok) {
+                fprintf(stderr, "case '%s', domain %s: exited=%d status=%d signal=%d\n",
+                        dcases[i].name, pm_t_domains[d].name, r.exited, r.exit_status,
+                        r.signal);
+                fprintf(stderr, "--- output:\n%s---\n", r.output);
+            }
+            PM_CHECK(ok);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * In-process, through an error handler.
+ */
+
+typedef struct seen {
+    int calls;
+    pm_error_report r;
+    char message[512];
+    char entry[64];
+} seen;
+
+static void record(const pm_error_report *r, void *ctx)
+{
+    seen *s = ctx;
+    s->calls++;
+    s->r = *r;
+    snprintf(s->message, sizeof s->message, "%s", r->message);
+    snprintf(s->entry, sizeof s->entry, "%s", r->entry);
+}
+
+static void test_handler_every_class_every_domain(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    for (size_t i = 0; i < NDCASES; i++) {
+        for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+            seen s;
+            memset(&s, 0, sizeof s);
+            dcase_expect x;
+            memset(&x, 0, sizeof x);
+            unsigned long before = pm_error_count(PM_ERR_NONE);
+            pm_set_error_handler(record, &s);
+            dcases[i].run(d, (d + 1) % PM_DOMAIN_COUNT, &x);
+            pm_set_error_handler(NULL, NULL);
+            if (s.calls != 1 || s.r.error != x.error)
+                fprintf(stderr, "case '%s', domain %s: %d reports, class %s\n",
+                        dcases[i].name, pm_t_domains[d].name, s.calls,
+                        pm_error_class_name(s.r.error));
+            PM_CHECK_EQ(s.calls, 1);
+            PM_CHECK_EQ(s.r.error, x.error);
+            PM_CHECK(strcmp(s.entry, x.entry) == 0);
+            PM_CHECK(s.r.address == x.address);
+            PM_CHECK_EQ(s.r.size, x.size);
+            PM_CHECK_EQ(s.r.serial, x.serial);
+            PM_CHECK_EQ(s.r.offset, x.offset);
+            PM_CHECK_EQ(s.r.api_expected, x.api_expected);
+            PM_CHECK_EQ(s.r.api_found, x.api_found);
+            PM_CHECK(strstr(s.message, x.line) == s.message); /* the line starts so */
+            PM_CHECK(strchr(s.message, '\n') == NULL);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), before + 1);
+        }
+    }
+}
+
+static void test_error_class_names(void)
+{
+    PM_CHECK(strcmp(pm_error_class_name(PM_ERR_BUFFER_OVERFLOW), "buffer overflow") == 0);
+    PM_CHECK(strcmp(pm_error_class_name(PM_ERR_DOUBLE_FREE), "double free") == 0);
+    PM_CHECK(strcmp(pm_error_class_name(PM_ERR_API_MISMATCH), "API mismatch") == 0);
+    PM_CHECK(strcmp(pm_error_class_name((pm_error_class)999), "unknown error") == 0);
+    PM_CHECK(strcmp(pm_error_class_name((pm_error_class)-1), "unknown error") == 0);
+    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++)
+        PM_CHECK(strcmp(pm_error_class_name((pm_error_class)c), "unknown error") != 0);
+}
+
+/* A double free is named so while the address has not been reused; once
+ * another block lives there, freeing it is simply correct. */
+static void test_double_free_after_reuse(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    seen s;
+    memset(&s, 0, sizeof s);
+    pm_set_error_handler(record, &s);
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        void *p = D->malloc(40);
+        D->free(p);
+        void *q = NULL;
+        for (int k = 0; k < 100 && q != p; k++) {
+            void *t = D->malloc(40);
+            if (t != p) {
+                D->free(t);
+                continue;
+            }
+            q = t;
+        }
+        if (q == p) {
+            D->free(q); /* a live block again: no report */
+            PM_CHECK_EQ(s.calls, 0);
+        }
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* Many frees later a freed block is forgotten (memory stays bounded): a
+ * second free is then still an error, named an invalid pointer. */
+static void test_forgotten_free_is_invalid_pointer(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    enum { LIVE = 2000 };
+    static void *hold[LIVE];
+    void *p = pm_mem_malloc(24);
+    for (int i = 0; i < LIVE; i++)
+        hold[i] = pm_mem_malloc(24); /* keep p's address from being reused */
+    pm_mem_free(p);
+    for (int round = 0; round < 30; round++) {
+        for (int i = 0; i < LIVE; i++) {
+            pm_mem_free(hold[i]);
+            hold[i] = pm_mem_malloc(24);
+        }
+    }
+    seen s;
+    memset(&s, 0, sizeof s);
+    pm_set_error_handler(record, &s);
+    int reused = 0;
+    for (int i = 0; i < LIVE; i++)
+        reused |= hold[i] == p;
+    if (!reused) {
+        pm_mem_free(p);
+        PM_CHECK_EQ(s.calls, 1);
+        PM_CHECK_EQ(s.r.error, PM_ERR_INVALID_POINTER);
+    }
+    pm_set_error_handler(NULL, NULL);
+    for (int i = 0; i < LIVE; i++)
+        pm_mem_free(hold[i]);
+}
+
+int main(void)
+{
+    PM_RUN(test_error_class_names);
+    PM_RUN(test_death_every_class_every_domain);
+    PM_RUN(test_handler_every_class_every_domain);
+    PM_RUN(test_double_free_after_reuse);
+    PM_RUN(test_forgotten_free_is_invalid_pointer);
+    return pm_test_done();
+}
