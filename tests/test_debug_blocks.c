@@ -1,0 +1,444 @@
+/*
+ * tests/test_debug_blocks.c - the debug block: layout, fill patterns,
+ * realloc (grow, shrink, failure), size 0, aligned blocks, serial numbers,
+ * usable size, pm_check_block; and pm_setup_debug_hooks over an allocator of
+ * the test's own, which lets the test see the freed block (0xDD) and make
+ * the underlying realloc fail.
+ */
+#include "domains.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include <stdint.h>
+
+static const char dom_api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
+
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static size_t count_not(const unsigned char *p, size_t n, unsigned char c)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += p[i] != c;
+    return bad;
+}
+
+/* The layout of §4: size, API id, 7 x FD, data, 8 x FD, serial. */
+static void check_layout(const unsigned char *p, size_t n, char api)
+{
+    PM_CHECK_EQ(be64(p - 16), n);
+    PM_CHECK_EQ(p[-8], (unsigned char)api);
+    PM_CHECK_EQ(count_not(p - 7, 7, 0xFD), 0);
+    PM_CHECK_EQ(count_not(p + n, 8, 0xFD), 0);
+}
+
+#define NEED_DEBUG()                                                               \
+    do {                                                                           \
+        if (!pm_debug_enabled())                                                   \
+            PM_SKIP("no debug hooks in this mode");                                \
+    } while (0)
+
+static void test_layout_and_fill(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t n = 0; n < 600; n += 37) {
+            unsigned char *p = D->malloc(n);
+            PM_CHECK_EQ((uintptr_t)p % 16, 0);
+            check_layout(p, n, dom_api[d]);
+            PM_CHECK_EQ(count_not(p, n, 0xCD), 0);
+            PM_CHECK_EQ(pm_check_block(p), 0);
+            unsigned char *q = D->calloc(n, 1);
+            check_layout(q, n, dom_api[d]);
+            PM_CHECK_EQ(count_not(q, n, 0x00), 0);
+            PM_CHECK_EQ(be64(q + n + 8), be64(p + n + 8) + 1); /* serials follow */
+            PM_CHECK_EQ(pm_i_domain_usable_size(D->domain, p), n);
+            D->free(q);
+            D->free(p);
+        }
+    }
+}
+
+static void test_size_zero(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        unsigned char *a = D->malloc(0), *b = D->malloc(0);
+        PM_CHECK(a != NULL && b != NULL && a != b);
+        check_layout(a, 0, dom_api[d]);
+        PM_CHECK_EQ(pm_check_block(a), 0);
+        unsigned char *c = D->realloc(a, 0);
+        PM_CHECK(c != NULL);
+        check_layout(c, 0, dom_api[d]);
+        D->free(c);
+        D->free(b);
+    }
+}
+
+static void test_realloc_grow_shrink(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        unsigned char *p = D->malloc(10);
+        for (int i = 0; i < 10; i++)
+            p[i] = (unsigned char)i;
+        uint64_t s0 = be64(p + 10 + 8);
+        p = D->realloc(p, 300); /* grow */
+        check_layout(p, 300, dom_api[d]);
+        for (int i = 0; i < 10; i++)
+            PM_CHECK_EQ(p[i], i);
+        PM_CHECK_EQ(count_not(p + 10, 290, 0xCD), 0); /* grown bytes are clean */
+        uint64_t s1 = be64(p + 300 + 8);
+        PM_CHECK(s1 > s0); /* a successful realloc takes a new serial */
+        for (int i = 0; i < 300; i++)
+            p[i] = (unsigned char)(i * 3);
+        p = D->realloc(p, 200); /* shrink: first and last 64 bytes were saved */
+        check_layout(p, 200, dom_api[d]);
+        size_t bad = 0;
+        for (int i = 0; i < 200; i++)
+            bad += p[i] != (unsigned char)(i * 3);
+        PM_CHECK_EQ(bad, 0);
+        p = D->realloc(p, 3);
+        check_layout(p, 3, dom_api[d]);
+        PM_CHECK(p[0] == 0 && p[1] == 3 && p[2] == 6);
+        PM_CHECK_EQ(pm_check_block(p), 0);
+        D->free(p);
+    }
+}
+
+/* A realloc too big for the allocator below fails and leaves the block as it
+ * was: same contents, same header and trailer, still live. */
+static void test_realloc_failure_keeps_block(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        size_t sizes[] = {40, 200};
+        for (int k = 0; k < 2; k++) {
+            size_t n = sizes[k];
+            unsigned char *p = D->malloc(n);
+            for (size_t i = 0; i < n; i++)
+                p[i] = (unsigned char)(i + 1);
+            uint64_t serial = be64(p + n + 8);
+            size_t huge[] = {(size_t)1 << 60, (size_t)PTRDIFF_MAX - 8};
+            for (int h = 0; h < 2; h++) {
+                errno = 0;
+                PM_CHECK(D->realloc(p, huge[h]) == NULL);
+                PM_CHECK_EQ(errno, ENOMEM);
+                check_layout(p, n, dom_api[d]);
+                PM_CHECK_EQ(be64(p + n + 8), serial);
+                size_t bad = 0;
+                for (size_t i = 0; i < n; i++)
+                    bad += p[i] != (unsigned char)(i + 1);
+                PM_CHECK_EQ(bad, 0);
+                PM_CHECK_EQ(pm_check_block(p), 0);
+            }
+            D->free(p);
+        }
+        errno = 0;
+        PM_CHECK(D->malloc((size_t)PTRDIFF_MAX - 8) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+        PM_CHECK(D->calloc(1, (size_t)PTRDIFF_MAX - 8) == NULL);
+    }
+}
+
+static void test_aligned_blocks(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t align = 32; align <= 65536; align *= 4) {
+            size_t sizes[] = {0, 1, 100, 5000};
+            for (int k = 0; k < 4; k++) {
+                size_t n = sizes[k];
+                unsigned char *p = pm_i_domain_memalign(D->domain, align, n);
+                PM_CHECK(p != NULL);
+                PM_CHECK_EQ((uintptr_t)p % align, 0);
+                check_layout(p, n, dom_api[d]);
+                PM_CHECK_EQ(count_not(p, n, 0xCD), 0);
+                PM_CHECK_EQ(pm_i_domain_usable_size(D->domain, p), n);
+                PM_CHECK_EQ(pm_check_block(p), 0);
+                memset(p, 0x11, n);
+                unsigned char *q = D->realloc(p, n + 50);
+                PM_CHECK(q != NULL);
+                check_layout(q, n + 50, dom_api[d]);
+                PM_CHECK_EQ(count_not(q, n, 0x11), 0);
+                PM_CHECK_EQ(count_not(q + n, 50, 0xCD), 0);
+                D->free(q);
+            }
+        }
+    }
+}
+
+/* The overflow of an aligned block is caught like any other. */
+static void overflow_aligned_child(void *arg)
+{
+    (void)arg;
+    unsigned char *p = pm_i_domain_memalign(PM_DOMAIN_RAW, 64, 100);
+    p[100] = 1;
+    pm_raw_free(p);
+}
+
+static void test_aligned_overflow_caught(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(overflow_aligned_child, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_raw_free: buffer overflow: 1 byte written past the "
+                           "end of a 100-byte block (serial ");
+}
+
+/* Serials: one counter for all domains, +1 per malloc, calloc and
+ * successful realloc; none for free or a failed realloc. */
+static void test_serials_count_calls(void)
+{
+    NEED_DEBUG();
+    unsigned char *a = pm_raw_malloc(8);
+    unsigned char *b = pm_mem_calloc(2, 4);
+    unsigned char *c = pm_obj_malloc(8);
+    pm_mem_free(b);
+    PM_CHECK(pm_obj_realloc(c, (size_t)1 << 60) == NULL);
+    c = pm_obj_realloc(c, 100);
+    unsigned char *e = pm_raw_malloc(8);
+    uint64_t sa = be64(a + 16);
+    PM_CHECK_EQ(be64(c + 108), sa + 3);
+    PM_CHECK_EQ(be64(e + 16), sa + 4);
+    pm_raw_free(a);
+    pm_obj_free(c);
+    pm_raw_free(e);
+}
+
+/* The dump: CPython's lines, the damaged byte marked, the data in hex. */
+static void dump_child(void *arg)
+{
+    (void)arg;
+    unsigned char *p = pm_mem_malloc(40);
+    memset(p, 0xAB, 40);
+    p[41] = 0x78;
+    pm_mem_free(p);
+}
+
+static void test_dump_format(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(dump_child, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 2 bytes written past the "
+                           "end of a 40-byte block (serial ");
+    PM_CHECK_STR(r.output, "\nDebug memory block at address p=0x");
+    PM_CHECK_STR(r.output, ": API 'm'\n    40 bytes originally requested\n");
+    PM_CHECK_STR(r.output, "    The 7 pad bytes at p-7 are FORBIDDENBYTE, as expected.\n");
+    PM_CHECK_STR(r.output, " are not all FORBIDDENBYTE (0xfd):\n");
+    PM_CHECK_STR(r.output, "        at p+40: 0xfd\n        at p+41: 0x78 *** OUCH\n");
+    PM_CHECK_STR(r.output, "    First damaged byte at p+41, last at p+41.\n");
+    PM_CHECK_STR(r.output, "    Data at p: ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ... "
+                           "ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab\n");
+}
+
+/* ---------------------------------------------------------------------------
+ * pm_setup_debug_hooks over the test's own allocator (a "spy" that never
+ * gives memory back, so the freed block can be looked at, and can be told
+ * to fail a realloc). Each test runs in a forked child of a parent that has
+ * not set pymalloc up.
+ */
+
+static struct {
+    pm_allocator below;
+    unsigned char *last_freed;
+    size_t last_freed_n;
+    int fail_realloc;
+    size_t sizes[64];
+    void *blocks[64];
+    int n;
+} spy;
+
+static void spy_note(void *p, size_t n)
+{
+    if (spy.n < 64) {
+        spy.blocks[spy.n] = p;
+        spy.sizes[spy.n++] = n;
+    }
+}
+
+static void *spy_malloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    void *p = spy.below.malloc(spy.below.ctx, n);
+    spy_note(p, n);
+    return p;
+}
+
+static void *spy_calloc(void *ctx, size_t a, size_t b)
+{
+    (void)ctx;
+    void *p = spy.below.calloc(spy.below.ctx, a, b);
+    spy_note(p, a * b);
+    return p;
+}
+
+static void *spy_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    if (spy.fail_realloc)
+        return NULL;
+    return spy.below.realloc(spy.below.ctx, p, n);
+}
+
+static void spy_free(void *ctx, void *p)
+{
+    (void)ctx;
+    spy.last_freed = p; /* kept, not freed: the child exits soon */
+    for (int i = 0; i < spy.n; i++)
+        if (spy.blocks[i] == p)
+            spy.last_freed_n = spy.sizes[i];
+}
+
+static int install_spy_then_debug(void)
+{
+    if (pm_get_allocator(PM_DOMAIN_MEM, &spy.below) != 0)
+        return -1;
+    pm_allocator me = {NULL, spy_malloc, spy_calloc, spy_realloc, spy_free};
+    if (pm_set_allocator(PM_DOMAIN_MEM, &me) != 0)
+        return -1;
+    return pm_setup_debug_hooks();
+}
+
+static void child_setup_over_spy(void *arg)
+{
+    (void)arg;
+    int was = pm_debug_enabled();
+    if (install_spy_then_debug() != 0)
+        _exit(1);
+    if (!pm_debug_enabled())
+        _exit(2);
+    if (pm_setup_debug_hooks() != 0) /* twice: no second wrapping */
+        _exit(3);
+    unsigned char *p = pm_mem_malloc(24);
+    if (was) {
+        /* Debug hooks were there already (a debug mode): the spy is above
+         * them and sees the user's pointer. */
+        pm_mem_free(p);
+        _exit(spy.last_freed == p ? 0 : 4);
+    }
+    /* The spy is below the hooks: it got a request for 24 + 32 bytes. */
+    if (spy.n != 1 || spy.sizes[0] != 24 + 32 || spy.blocks[0] != p - 16)
+        _exit(5);
+    pm_mem_free(p);
+    /* The whole block, header and trailer included, is DEADBYTE. */
+    if (spy.last_freed != p - 16 || spy.last_freed_n != 56)
+        _exit(6);
+    for (size_t i = 0; i < 56; i++)
+        if (spy.last_freed[i] != 0xDD)
+            _exit(7);
+    /* A failing realloc below: the old block stays valid and live. */
+    unsigned char *q = pm_mem_malloc(100);
+    memset(q, 0x42, 100);
+    spy.fail_realloc = 1;
+    if (pm_mem_realloc(q, 1000) != NULL)
+        _exit(8);
+    if (pm_check_block(q) != 0)
+        _exit(9);
+    for (int i = 0; i < 100; i++)
+        if (q[i] != 0x42)
+            _exit(10);
+    spy.fail_realloc = 0;
+    q = pm_mem_realloc(q, 1000);
+    if (q == NULL || q[99] != 0x42 || q[100] != 0xCD || pm_check_block(q) != 0)
+        _exit(11);
+    pm_mem_free(q);
+    /* After the first allocation the hooks can no longer be removed by
+     * pm_set_mode, and a second set-up is a no-op. */
+    if (pm_setup_debug_hooks() != 0)
+        _exit(12);
+    _exit(0);
+}
+
+static void test_setup_debug_hooks_over_any_allocator(void)
+{
+    pm_death_result r;
+    pm_death(child_setup_over_spy, NULL, &r);
+    if (!(r.exited && r.exit_status == 0))
+        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
+                r.signal, r.output);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
+static void child_setup_after_allocation(void *arg)
+{
+    (void)arg;
+    int was = pm_debug_enabled();
+    void *p = pm_mem_malloc(10);
+    errno = 0;
+    int rc = pm_setup_debug_hooks();
+    if (was)
+        _exit(rc == 0 ? 0 : 1); /* already there: fine */
+    if (rc != -1 || errno != EBUSY || pm_debug_enabled())
+        _exit(2);
+    errno = 0;
+    if (pm_check_block(p) != -1 || errno != ENOTSUP)
+        _exit(3);
+    pm_mem_free(p);
+    _exit(0);
+}
+
+static void test_setup_refused_after_allocation(void)
+{
+    pm_death_result r;
+    pm_death(child_setup_after_allocation, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
+/* pm_set_mode replaces the hooks like any others, before use. */
+static void child_set_mode_removes_hooks(void *arg)
+{
+    (void)arg;
+    if (pm_set_mode("malloc_debug") != 0 || !pm_debug_enabled())
+        _exit(1);
+    if (pm_set_mode("malloc") != 0 || pm_debug_enabled())
+        _exit(2);
+    if (pm_set_mode("debug") != 0 || !pm_debug_enabled() ||
+        strcmp(pm_mode_name(), "malloc_debug") != 0)
+        _exit(3);
+    _exit(0);
+}
+
+static void test_set_mode_and_hooks(void)
+{
+    pm_death_result r;
+    pm_death(child_set_mode_removes_hooks, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
+static void test_check_block_null(void) { PM_CHECK_EQ(pm_check_block(NULL), 0); }
+
+int main(void)
+{
+    /* Children that need a parent with nothing set up come first. */
+    PM_RUN(test_setup_debug_hooks_over_any_allocator);
+    PM_RUN(test_setup_refused_after_allocation);
+    PM_RUN(test_set_mode_and_hooks);
+    PM_RUN(test_check_block_null);
+    PM_RUN(test_layout_and_fill);
+    PM_RUN(test_size_zero);
+    PM_RUN(test_realloc_grow_shrink);
+    PM_RUN(test_realloc_failure_keeps_block);
+    PM_RUN(test_aligned_blocks);
+    PM_RUN(test_aligned_overflow_caught);
+    PM_RUN(test_serials_count_calls);
+    PM_RUN(test_dump_format);
+    return pm_test_done();
+}
