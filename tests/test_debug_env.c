@@ -1,0 +1,245 @@
+/*
+ * tests/test_debug_env.c - the debug hooks' environment: PYMALLOC_ON_ERROR,
+ * PYMALLOC_BREAK_SERIAL, and serial numbers stable from run to run.
+ *
+ * Runs once, not per mode: each case sets PYMALLOC_MODE and the variables
+ * itself in a forked child, before pymalloc is set up there.
+ */
+#include "harness.h"
+#include "../src/pm_internal.h"
+
+#include <stdint.h>
+
+typedef struct env_case {
+    const char *mode, *on_error, *break_serial;
+    void (*body)(void);
+} env_case;
+
+static const env_case *cur;
+
+static void child_main(void *arg)
+{
+    (void)arg;
+    setenv("PYMALLOC_MODE", cur->mode, 1);
+    if (cur->on_error != NULL)
+        setenv("PYMALLOC_ON_ERROR", cur->on_error, 1);
+    if (cur->break_serial != NULL)
+        setenv("PYMALLOC_BREAK_SERIAL", cur->break_serial, 1);
+    cur->body();
+}
+
+static void run_case(const env_case *c, pm_death_result *r)
+{
+    cur = c;
+    pm_death(child_main, NULL, r);
+}
+
+static void say(const char *s)
+{
+    if (write(1, s, strlen(s)) < 0)
+        _exit(3);
+}
+
+static uint64_t serial_of(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[n + 8 + (size_t)i];
+    return v;
+}
+
+/* A deterministic single-threaded program: prints the serial of each block. */
+static void body_serials(void)
+{
+    void *blocks[20];
+    size_t sizes[20];
+    for (int i = 0; i < 20; i++) {
+        sizes[i] = (size_t)(i * 37 % 300);
+        blocks[i] = (i % 3 == 0) ? pm_raw_malloc(sizes[i])
+                    : (i % 3 == 1) ? pm_mem_calloc(1, sizes[i]) : pm_obj_malloc(sizes[i]);
+        if (i % 4 == 3) {
+            sizes[i] += 100;
+            blocks[i] = (i % 3 == 0   ? pm_raw_realloc
+                         : i % 3 == 1 ? pm_mem_realloc
+                                      : pm_obj_realloc)(blocks[i], sizes[i]);
+        }
+        printf("%llu ", (unsigned long long)serial_of(blocks[i], sizes[i]));
+    }
+    printf("\n");
+    for (int i = 0; i < 20; i++)
+        (i % 3 == 0 ? pm_raw_free : i % 3 == 1 ? pm_mem_free : pm_obj_free)(blocks[i]);
+}
+
+static void test_serials_stable(void)
+{
+    const char *modes[] = {"malloc_debug", "debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], NULL, NULL, body_serials};
+        static pm_death_result r1, r2;
+        run_case(&c, &r1);
+        run_case(&c, &r2);
+        PM_CHECK(r1.exited && r1.exit_status == 0);
+        PM_CHECK(strcmp(r1.output, r2.output) == 0);
+        /* Nothing else in the program allocates through pymalloc: the first
+         * block is serial 1, and a realloc takes the next number. */
+        PM_CHECK(strncmp(r1.output, "1 2 3 5 6 7 8 10 11 ", 20) == 0);
+        if (strncmp(r1.output, "1 2 3 5 6 7 8 10 11 ", 20) != 0)
+            fprintf(stderr, "serials: %s\n", r1.output);
+    }
+}
+
+/* PYMALLOC_BREAK_SERIAL=3: SIGTRAP when block 3 is made and when it is freed. */
+static void on_trap(int sig)
+{
+    (void)sig;
+    say("TRAP\n");
+}
+
+static void body_break_caught(void)
+{
+    signal(SIGTRAP, on_trap);
+    void *p[5];
+    for (int i = 0; i < 5; i++) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "alloc %d\n", i + 1);
+        say(msg);
+        p[i] = pm_mem_malloc(8);
+    }
+    for (int i = 0; i < 5; i++) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "free %d\n", i + 1);
+        say(msg);
+        pm_mem_free(p[i]);
+    }
+    say("end\n");
+}
+
+static void body_break_uncaught(void)
+{
+    for (int i = 0; i < 5; i++) {
+        say("alloc\n");
+        (void)pm_mem_malloc(8);
+    }
+}
+
+static void test_break_serial(void)
+{
+    static pm_death_result r;
+    env_case c = {"malloc_debug", NULL, "3", body_break_caught};
+    run_case(&c, &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK_STR(r.output, "alloc 2\nalloc 3\nTRAP\nalloc 4\n");
+    PM_CHECK_STR(r.output, "free 2\nfree 3\nTRAP\nfree 4\n");
+    PM_CHECK(strstr(r.output, "TRAP\n") != NULL &&
+             strstr(strstr(r.output, "TRAP\n") + 5, "TRAP\n") != NULL &&
+             strstr(strstr(strstr(r.output, "TRAP\n") + 5, "TRAP\n") + 5, "TRAP") == NULL);
+
+    env_case u = {"debug", NULL, "2", body_break_uncaught};
+    run_case(&u, &r);
+    PM_CHECK(!r.exited && r.signal == SIGTRAP); /* a debugger would stop here */
+    PM_CHECK(strcmp(r.output, "alloc\nalloc\n") == 0);
+
+    /* Not a debug mode: nothing to break on, the program runs. */
+    env_case m = {"malloc", NULL, "1", body_break_uncaught};
+    run_case(&m, &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+}
+
+/* PYMALLOC_ON_ERROR=report: each error printed and counted, the program goes
+ * on, the damaged blocks leak, and the process exits non-zero at the end
+ * with a summary line. */
+static void body_two_bugs(void)
+{
+    unsigned char *p = pm_mem_malloc(10);
+    p[10] = 0;
+    pm_mem_free(p);
+    unsigned char *q = pm_obj_malloc(10);
+    pm_obj_free(q);
+    pm_obj_free(q);
+    unsigned char *s = pm_raw_malloc(10);
+    s[-1] = 0;
+    pm_raw_free(s);
+    printf("still running\n");
+    fflush(stdout);
+    exit(0); /* exit, not _exit: the summary runs at exit */
+}
+
+static void test_on_error_report(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_two_bugs};
+        run_case(&c, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past");
+        PM_CHECK_STR(r.output, "pymalloc: pm_obj_free: double free: the 10-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: pm_raw_free: buffer underflow: 1 byte written before");
+        PM_CHECK_STR(r.output, "still running\n");
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 3 heap errors (buffer "
+                               "overflow: 1, buffer underflow: 1, double free: 1); exit "
+                               "status 1\n");
+    }
+    /* abort (the default, and by name): the first error stops the process. */
+    const char *aborts[] = {"abort", ""};
+    for (int i = 0; i < 2; i++) {
+        env_case c = {"malloc_debug", aborts[i], NULL, body_two_bugs};
+        run_case(&c, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK(strstr(r.output, "still running") == NULL);
+    }
+}
+
+static void body_clean(void)
+{
+    void *p = pm_mem_malloc(10);
+    pm_mem_free(p);
+    exit(0);
+}
+
+static void test_on_error_report_clean_run_exits_0(void)
+{
+    static pm_death_result r;
+    env_case c = {"malloc_debug", "report", NULL, body_clean};
+    run_case(&c, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    PM_CHECK(strstr(r.output, "PYMALLOC_ON_ERROR") == NULL);
+}
+
+static void test_invalid_values_are_fatal(void)
+{
+    static pm_death_result r;
+    const char *bad_on_error[] = {"Abort", "reports", "1", " report"};
+    for (int i = 0; i < 4; i++) {
+        env_case c = {"malloc", bad_on_error[i], NULL, body_clean};
+        run_case(&c, &r);
+        PM_CHECK(r.exited && r.exit_status == 1);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "pymalloc: PYMALLOC_ON_ERROR=%s: unknown value (valid: abort, report)\n",
+                 bad_on_error[i]);
+        PM_CHECK_STR(r.output, want);
+    }
+    const char *bad_serial[] = {"0", "-1", "x", "12a", "99999999999999999999"};
+    for (int i = 0; i < 5; i++) {
+        env_case c = {"malloc_debug", NULL, bad_serial[i], body_clean};
+        run_case(&c, &r);
+        PM_CHECK(r.exited && r.exit_status == 1);
+        char want[128];
+        snprintf(want, sizeof want, "pymalloc: PYMALLOC_BREAK_SERIAL=%s: not a serial number",
+                 bad_serial[i]);
+        PM_CHECK_STR(r.output, want);
+    }
+}
+
+int main(void)
+{
+    PM_RUN(test_serials_stable);
+    PM_RUN(test_break_serial);
+    PM_RUN(test_on_error_report);
+    PM_RUN(test_on_error_report_clean_run_exits_0);
+    PM_RUN(test_invalid_values_are_fatal);
+    return pm_test_done();
+}
