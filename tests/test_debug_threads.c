@@ -1,0 +1,238 @@
+/*
+ * tests/test_debug_threads.c - the debug hooks under threads (also run under
+ * TSan): a stress of all three domains with checks and cross-thread frees
+ * that must report nothing, and several threads reporting errors at once,
+ * whose reports must all arrive, whole and not interleaved.
+ */
+#include "domains.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#define NTHREADS 4
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static atomic_int handler_calls;
+static atomic_int by_class[PM_ERR_CLASS_COUNT];
+
+static void count_report(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&handler_calls, 1);
+    if ((unsigned)r->error < PM_ERR_CLASS_COUNT)
+        atomic_fetch_add(&by_class[r->error], 1);
+}
+
+/* ---------------------------------------------------------------------------
+ * Stress: nothing may be reported.
+ */
+
+#define SLOTS 128
+#define ITERS 20000
+
+typedef struct slot {
+    unsigned char *p;
+    size_t n;
+    int d;
+} slot;
+
+static _Atomic(unsigned char *) shared_cell[64];
+
+/* The domain of a live debug block, from its API id byte (p-8). */
+static const pm_t_domain *domain_of(const unsigned char *p)
+{
+    return &pm_t_domains[p[-8] == 'r' ? 0 : p[-8] == 'm' ? 1 : 2];
+}
+
+static void *stress_thread(void *arg)
+{
+    uint64_t s = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15u + 1;
+    slot slots[SLOTS];
+    memset(slots, 0, sizeof slots);
+    for (int it = 0; it < ITERS; it++) {
+        slot *b = &slots[rnd(&s) % SLOTS];
+        uint64_t op = rnd(&s) % 10;
+        if (b->p == NULL) {
+            b->d = (int)(rnd(&s) % PM_DOMAIN_COUNT);
+            b->n = (size_t)(rnd(&s) % 700);
+            if (op == 0)
+                b->p = pm_i_domain_memalign((pm_domain)b->d, 64, b->n);
+            else if (op == 1)
+                b->p = pm_t_domains[b->d].calloc(1, b->n);
+            else
+                b->p = pm_t_domains[b->d].malloc(b->n);
+            memset(b->p, (int)(b->n & 0xFF), b->n);
+        } else if (op < 3) {
+            size_t n = (size_t)(rnd(&s) % 900);
+            unsigned char *q = pm_t_domains[b->d].realloc(b->p, n);
+            size_t keep = n < b->n ? n : b->n;
+            for (size_t i = 0; i < keep; i++)
+                if (q[i] != (unsigned char)(b->n & 0xFF)) {
+                    atomic_fetch_add(&handler_calls, 1000); /* lost contents */
+                    break;
+                }
+            b->p = q;
+            b->n = n;
+            memset(b->p, (int)(b->n & 0xFF), b->n);
+        } else if (op < 5) {
+            if (pm_check_block(b->p) != 0)
+                atomic_fetch_add(&handler_calls, 1000);
+        } else if (op < 6) {
+            /* Hand the block to whichever thread takes the cell next. */
+            size_t c = rnd(&s) % 64;
+            unsigned char *old = atomic_exchange(&shared_cell[c], b->p);
+            b->p = NULL;
+            if (old != NULL) {
+                if (pm_check_block(old) != 0)
+                    atomic_fetch_add(&handler_calls, 1000);
+                domain_of(old)->free(old);
+            }
+        } else {
+            pm_t_domains[b->d].free(b->p);
+            b->p = NULL;
+        }
+    }
+    for (int i = 0; i < SLOTS; i++)
+        if (slots[i].p != NULL)
+            pm_t_domains[slots[i].d].free(slots[i].p);
+    return NULL;
+}
+
+static void test_stress_reports_nothing(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    atomic_store(&handler_calls, 0);
+    pm_set_error_handler(count_report, NULL);
+    pthread_t t[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&t[i], NULL, stress_thread, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    for (int c = 0; c < 64; c++) {
+        unsigned char *p = atomic_exchange(&shared_cell[c], NULL);
+        if (p != NULL)
+            domain_of(p)->free(p);
+    }
+    pm_set_error_handler(NULL, NULL);
+    PM_CHECK_EQ(atomic_load(&handler_calls), 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Reports from several threads at once.
+ */
+
+#define BUGS 60
+
+static pthread_barrier_t start;
+
+static void *buggy_thread(void *arg)
+{
+    int d = (int)(uintptr_t)arg % PM_DOMAIN_COUNT;
+    const pm_t_domain *D = &pm_t_domains[d];
+    pthread_barrier_wait(&start);
+    for (int i = 0; i < BUGS; i++) {
+        unsigned char *p = D->malloc(24);
+        p[24] = 'x';
+        D->free(p); /* overflow: reported, leaked */
+        p[24] = 0xFD;
+        D->free(p);
+        D->free(p); /* double free */
+    }
+    return NULL;
+}
+
+static void test_concurrent_reports(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    char path[] = "/tmp/pm_debug_reports_XXXXXX";
+    int fd = mkstemp(path);
+    PM_CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+
+    atomic_store(&handler_calls, 0);
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+        atomic_store(&by_class[c], 0);
+    pm_set_error_handler(count_report, NULL);
+    pthread_barrier_init(&start, NULL, NTHREADS);
+    pthread_t t[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&t[i], NULL, buggy_thread, (void *)(uintptr_t)i);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    pm_set_error_handler(NULL, NULL);
+
+    dup2(saved, 2);
+    close(saved);
+    PM_CHECK_EQ(atomic_load(&handler_calls), 2 * BUGS * NTHREADS);
+    PM_CHECK_EQ(atomic_load(&by_class[PM_ERR_BUFFER_OVERFLOW]), BUGS * NTHREADS);
+    PM_CHECK_EQ(atomic_load(&by_class[PM_ERR_DOUBLE_FREE]), BUGS * NTHREADS);
+
+    /* Read the reports back: each is its first line followed by its dump,
+     * 16 lines for an overflow and 2 for a double free, never mixed. */
+    off_t size = lseek(fd, 0, SEEK_END);
+    char *text = malloc((size_t)size + 1);
+    PM_CHECK(pread(fd, text, (size_t)size, 0) == size);
+    text[size] = '\0';
+    close(fd);
+    int overflows = 0, doubles = 0, bad_groups = 0;
+    char *line = text;
+    while (*line != '\0') {
+        char first[512];
+        size_t len = strcspn(line, "\n");
+        snprintf(first, sizeof first, "%.*s", (int)(len < 511 ? len : 511), line);
+        int report = strncmp(first, "pymalloc: ", 10) == 0;
+        int kind = report && strstr(first, ": buffer overflow: 1 byte written past") ? 1
+                   : report && strstr(first, ": double free: ")                      ? 2
+                                                                                      : 0;
+        int want = kind == 1 ? 16 : kind == 2 ? 2 : 0;
+        if (want == 0) {
+            bad_groups++;
+            break;
+        }
+        int got = 0;
+        char *l = line;
+        while (*l != '\0' && (got == 0 || strncmp(l, "pymalloc: ", 10) != 0)) {
+            got++;
+            l = strchr(l, '\n');
+            if (l == NULL)
+                break;
+            l++;
+        }
+        if (got != want)
+            bad_groups++;
+        overflows += kind == 1;
+        doubles += kind == 2;
+        if (l == NULL)
+            break;
+        line = l;
+    }
+    PM_CHECK_EQ(bad_groups, 0);
+    PM_CHECK_EQ(overflows, BUGS * NTHREADS);
+    PM_CHECK_EQ(doubles, BUGS * NTHREADS);
+    free(text);
+}
+
+int main(void)
+{
+    PM_RUN(test_stress_reports_nothing);
+    PM_RUN(test_concurrent_reports);
+    return pm_test_done();
+}
