@@ -11,6 +11,19 @@
 
 #include <stdint.h>
 
+/* Under ASan, an allocation too large for the allocator returns NULL (as
+ * with libc) instead of stopping the process: these tests make the
+ * underlying realloc fail on purpose. */
+#if defined(__SANITIZE_ADDRESS__)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+#endif
+#endif
+
 static const char dom_api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
 
 static uint64_t be64(const unsigned char *p)
