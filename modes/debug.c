@@ -50,7 +50,7 @@
  * An aligned block is reallocated as malloc + copy + free (realloc keeps
  * only the 16-byte alignment, like libc's).
  */
-#include "../src/pm_debug.h"
+#include "debug_registry.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -124,33 +124,60 @@ static inline void maybe_break(uint64_t serial)
  * The block layout.
  */
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define PM_I_BE64(v) (v)
+#else
+#define PM_I_BE64(v) __builtin_bswap64(v)
+#endif
+
 static inline void put_be64(unsigned char *at, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        at[i] = (unsigned char)(v & 0xFF);
-        v >>= 8;
-    }
+    v = PM_I_BE64(v);
+    memcpy(at, &v, 8);
 }
 
 static inline uint64_t get_be64(const unsigned char *at)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | at[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, at, 8);
+    return PM_I_BE64(v);
 }
+
+/* The word at p-8 (API id then 7 x FD) and the one at p+N (8 x FD), as they
+ * are in memory. */
+static inline uint64_t api_word(char api)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return ((uint64_t)(unsigned char)api << 56) | UINT64_C(0x00FDFDFDFDFDFDFD);
+#else
+    return UINT64_C(0xFDFDFDFDFDFDFD00) | (unsigned char)api;
+#endif
+}
+
+#define PM_I_FORBIDDEN_WORD UINT64_C(0xFDFDFDFDFDFDFDFD)
 
 static inline void write_header(unsigned char *p, size_t n, char api)
 {
     put_be64(p - 16, (uint64_t)n);
-    p[-8] = (unsigned char)api;
-    memset(p - 7, PM_I_FORBIDDENBYTE, 7);
+    uint64_t w = api_word(api);
+    memcpy(p - 8, &w, 8);
 }
 
 static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
 {
-    memset(p + n, PM_I_FORBIDDENBYTE, 8);
+    uint64_t w = PM_I_FORBIDDEN_WORD;
+    memcpy(p + n, &w, 8);
     put_be64(p + n + 8, serial);
+}
+
+/* The fast check of a live block against its record: four word compares. */
+static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
+{
+    uint64_t w[4];
+    memcpy(&w[0], p - 16, 16);
+    memcpy(&w[2], p + in->size, 16);
+    return w[0] == PM_I_BE64((uint64_t)in->size) && w[1] == api_word(in->api) &&
+           w[2] == PM_I_FORBIDDEN_WORD && (PM_I_BE64(w[3]) & PM_I_SERIAL_MASK) == in->serial;
 }
 
 /* The header and trailer of live block p against its record; 0 or the class
@@ -245,8 +272,9 @@ static void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
     write_header(p, n, g->api);
     write_trailer(p, n, serial);
     pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE};
-    void *st = pm_i_reg_lock((uintptr_t)p);
-    int rc = pm_i_reg_insert(st, (uintptr_t)p, &in);
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
     pm_i_reg_unlock(st);
     if (PM_I_UNLIKELY(rc != 0)) { /* no memory for the registry */
         g->below.a.free(g->below.a.ctx, base);
@@ -297,20 +325,41 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
     return finish_block(g, base, alignment, n);
 }
 
+/* Look p up and check it for operation op by g (stripe lock held). Returns
+ * its record, or NULL after filling e (then unlock and report). */
+static inline pm_i_reg_entry *lookup_checked(void *st, uint64_t h, const dbg *g,
+                                             const unsigned char *p, int op,
+                                             pm_i_reg_info *in, pm_i_err *e)
+{
+    pm_i_reg_entry *r = pm_i_reg_lookup(st, h, (uintptr_t)p);
+    if (PM_I_LIKELY(r != NULL)) {
+        pm_i_reg_get(r, in);
+        if (PM_I_LIKELY(in->state == PM_I_REG_LIVE && in->api == g->api && intact(p, in)))
+            return r;
+    } else {
+        memset(in, 0, sizeof *in);
+        in->state = PM_I_REG_EMPTY;
+    }
+    if (classify(p, in, g->api, op, e) == PM_ERR_NONE) /* cannot happen */
+        e->error = PM_ERR_HEADER_CORRUPT;
+    return NULL;
+}
+
 static void dbg_free(void *ctx, void *ptr)
 {
     dbg *g = ctx;
     unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
-    void *st = pm_i_reg_lock((uintptr_t)p);
-    pm_i_reg_find(st, (uintptr_t)p, &in);
-    if (PM_I_UNLIKELY(classify(p, &in, g->api, OP_FREE, &e) != PM_ERR_NONE)) {
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
+    if (PM_I_UNLIKELY(r == NULL)) {
         pm_i_reg_unlock(st);
         report(g, OP_FREE, &e);
         return; /* leaked */
     }
-    pm_i_reg_mark_freed(st, (uintptr_t)p);
+    pm_i_reg_mark_freed(st, r);
     pm_i_reg_unlock(st);
     maybe_break(in.serial);
     unsigned char *base = p - in.offset;
@@ -326,9 +375,10 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
-    void *st = pm_i_reg_lock((uintptr_t)p);
-    pm_i_reg_find(st, (uintptr_t)p, &in);
-    if (PM_I_UNLIKELY(classify(p, &in, g->api, OP_REALLOC, &e) != PM_ERR_NONE)) {
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_REALLOC, &in, &e);
+    if (PM_I_UNLIKELY(r == NULL)) {
         pm_i_reg_unlock(st);
         report(g, OP_REALLOC, &e);
         return NULL; /* the block is leaked; the caller sees a failure */
@@ -349,7 +399,7 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     }
     /* From here the old block is recorded as freed, so a concurrent or later
      * use of p is named; a failure below puts it back. */
-    pm_i_reg_mark_freed(st, (uintptr_t)p);
+    pm_i_reg_mark_freed(st, r);
     pm_i_reg_unlock(st);
 
     size_t old = in.size;
@@ -400,8 +450,9 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
 
     pm_i_reg_info ni = {size, serial & PM_I_SERIAL_MASK, PM_I_DEBUG_HEAD, g->api,
                         PM_I_REG_LIVE};
-    st = pm_i_reg_lock((uintptr_t)q);
-    int rc = pm_i_reg_insert(st, (uintptr_t)q, &ni);
+    h = pm_i_reg_hash((uintptr_t)q);
+    st = pm_i_reg_lock(h);
+    int rc = pm_i_reg_insert(st, h, (uintptr_t)q, &ni);
     pm_i_reg_unlock(st);
     if (PM_I_UNLIKELY(rc != 0)) {
         /* A block we cannot record must not be handed out, and the old one
@@ -422,8 +473,9 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
     dbg *g = ctx;
     pm_i_reg_info in;
     pm_i_err e;
-    void *st = pm_i_reg_lock((uintptr_t)ptr);
-    pm_i_reg_find(st, (uintptr_t)ptr, &in);
+    uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
     pm_i_reg_unlock(st);
     if (in.state == PM_I_REG_LIVE)
         return in.size; /* exactly what was asked: writing past it is caught */
@@ -494,8 +546,9 @@ int pm_check_block(const void *ptr)
     }
     pm_i_reg_info in;
     pm_i_err e;
-    void *st = pm_i_reg_lock((uintptr_t)ptr);
-    pm_i_reg_find(st, (uintptr_t)ptr, &in);
+    uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
     pm_error_class c = classify(ptr, &in, 0, OP_USABLE, &e);
     pm_i_reg_unlock(st);
     if (c == PM_ERR_NONE)

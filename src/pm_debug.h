@@ -45,24 +45,18 @@ typedef struct pm_i_reg_info {
 
 #define PM_I_SERIAL_MASK ((UINT64_C(1) << 48) - 1)
 
-/* A stripe of the registry is locked around each operation; the lock of the
- * stripe of `data` is taken by pm_i_reg_lock and released by pm_i_reg_unlock
- * (the operations below require it held). Returns an opaque stripe handle. */
-void *pm_i_reg_lock(uintptr_t data);
-void pm_i_reg_unlock(void *stripe);
-/* Look data up; info->state is PM_I_REG_EMPTY when it is unknown. */
-void pm_i_reg_find(void *stripe, uintptr_t data, pm_i_reg_info *info);
-/* Record a live block (replacing a freed record of the same address).
- * Returns -1 if metadata memory could not be obtained. */
-int pm_i_reg_insert(void *stripe, uintptr_t data, const pm_i_reg_info *info);
-/* Live -> freed (remembered for a while, then forgotten). */
-void pm_i_reg_mark_freed(void *stripe, uintptr_t data);
-/* Forget a live block entirely (realloc: the old address goes away). */
-void pm_i_reg_remove(void *stripe, uintptr_t data);
-/* fork: take every stripe lock, release them, reset them in the child. */
-void pm_i_reg_fork_prepare(void);
-void pm_i_reg_fork_parent(void);
-void pm_i_reg_fork_child(void);
+/* The operations (modes/debug_registry.h, included by modes/debug.c only)
+ * run with the lock of the address's stripe held: pm_i_reg_lock(data)
+ * returns the stripe, pm_i_reg_unlock releases it. pm_i_reg_lookup gives
+ * the record of an address (live or freed) or NULL; pm_i_reg_insert records
+ * a live block (replacing a freed record of the same address; -1 if no
+ * metadata memory could be had); pm_i_reg_mark_freed turns a live record
+ * into a freed one; pm_i_reg_remove forgets a record. */
+typedef struct pm_i_reg_entry pm_i_reg_entry;
+
+/* Bytes of metadata the registry holds (tables and FIFOs), and in *records
+ * (if not NULL) how many records (live and remembered freed) it has. */
+size_t pm_i_reg_metadata_bytes(size_t *records);
 
 /* ---------------------------------------------------------------------------
  * Reports (src/report.c).

@@ -1,5 +1,5 @@
 /*
- * modes/debug_registry.c - the registry of debug blocks: data address ->
+ * modes/debug_registry.h - the registry of debug blocks: data address ->
  * {size, serial, API, offset of the data in the underlying block, state}.
  *
  * Why: CPython's hooks trust the pointer they are given and read its header,
@@ -12,7 +12,8 @@
  * field can neither hide an overflow nor send the tail check to a wild
  * address.
  *
- * How: 64 stripes, chosen by a hash of the address, each an open-addressing
+ * How: 64 stripes, chosen by a hash of the address (computed once per
+ * operation and passed to each step), each an open-addressing
  * hash table with linear probing in mmap'd memory (never malloc: this runs
  * inside malloc) behind its own spinlock. A table grows (rehashes into a new
  * mapping) when three quarters of its slots are used; freed records and
@@ -28,6 +29,11 @@
  * Entry (24 bytes): key = data address (0: empty slot, 1: hole), size, and
  * one word: serial (low 48 bits) | API (8 bits) | state (2) | log2 offset (6).
  */
+#ifndef PM_DEBUG_REGISTRY_H
+#define PM_DEBUG_REGISTRY_H
+
+/* Included by modes/debug.c only: one translation unit, so that the hot
+ * paths (lock, lookup, insert, mark freed) inline into malloc and free. */
 #include "../src/pm_debug.h"
 
 #include <sched.h>
@@ -41,15 +47,17 @@
 #define KEY_EMPTY ((uintptr_t)0)
 #define KEY_HOLE ((uintptr_t)1)
 
-typedef struct entry {
+struct pm_i_reg_entry {
     uintptr_t key;
     uint64_t size;
     uint64_t meta;
-} entry;
+};
+typedef struct pm_i_reg_entry entry;
 
 typedef struct freed_rec {
     uintptr_t key;
-    uint64_t serial;
+    uint64_t serial; /* low 48 bits */
+    size_t slot;     /* where the record was (valid unless rehashed since) */
 } freed_rec;
 
 typedef struct stripe {
@@ -64,16 +72,15 @@ typedef struct stripe {
 
 static stripe stripes[NSTRIPES];
 
-static inline uint64_t mix(uintptr_t key)
+/* One multiplicative hash per address, computed once per operation: its
+ * top 6 bits pick the stripe, bits 20 and up the first slot. */
+static inline uint64_t pm_i_reg_hash(uintptr_t key)
 {
-    uint64_t x = (uint64_t)key >> 4;
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
+    return ((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15);
 }
+
+#define STRIPE_OF(h) ((size_t)((h) >> 58))
+#define SLOT_OF(h, mask) ((size_t)((h) >> 20) & (mask))
 
 static inline uint64_t pack(uint64_t serial, char api, int state, size_t offset)
 {
@@ -97,7 +104,7 @@ static inline void unpack(const entry *e, pm_i_reg_info *info)
  * Locks: test-and-test-and-set, yielding when contended (two cores).
  */
 
-static void lock_stripe(stripe *s)
+static inline void lock_stripe(stripe *s)
 {
     for (int spins = 0;; spins++) {
         if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
@@ -108,20 +115,20 @@ static void lock_stripe(stripe *s)
     }
 }
 
-void *pm_i_reg_lock(uintptr_t data)
+static inline void *pm_i_reg_lock(uint64_t h)
 {
-    stripe *s = &stripes[mix(data) & (NSTRIPES - 1)];
+    stripe *s = &stripes[STRIPE_OF(h)];
     lock_stripe(s);
     return s;
 }
 
-void pm_i_reg_unlock(void *st)
+static inline void pm_i_reg_unlock(void *st)
 {
     stripe *s = st;
     atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
 
-void pm_i_reg_fork_prepare(void)
+static void pm_i_reg_fork_prepare(void)
 {
     for (int i = 0; i < NSTRIPES; i++)
         lock_stripe(&stripes[i]);
@@ -131,11 +138,11 @@ void pm_i_reg_fork_prepare(void)
  * The table of one stripe (its lock held).
  */
 
-static entry *slot_of(stripe *s, uintptr_t key)
+static inline entry *slot_of(stripe *s, uint64_t h, uintptr_t key)
 {
     if (s->tab == NULL)
         return NULL;
-    size_t i = (size_t)(mix(key) >> 6) & s->mask;
+    size_t i = SLOT_OF(h, s->mask);
     for (;;) {
         entry *e = &s->tab[i];
         if (e->key == key)
@@ -162,7 +169,7 @@ static int rehash(stripe *s)
             entry *e = &s->tab[i];
             if (e->key == KEY_EMPTY || e->key == KEY_HOLE)
                 continue;
-            size_t j = (size_t)(mix(e->key) >> 6) & mask;
+            size_t j = SLOT_OF(pm_i_reg_hash(e->key), mask);
             while (tab[j].key != KEY_EMPTY)
                 j = (j + 1) & mask;
             tab[j] = *e;
@@ -175,9 +182,19 @@ static int rehash(stripe *s)
     return 0;
 }
 
-void pm_i_reg_find(void *st, uintptr_t data, pm_i_reg_info *info)
+static inline pm_i_reg_entry *pm_i_reg_lookup(void *st, uint64_t h, uintptr_t data)
 {
-    entry *e = slot_of(st, data);
+    return (pm_i_reg_entry *)slot_of(st, h, data);
+}
+
+static inline void pm_i_reg_get(const pm_i_reg_entry *re, pm_i_reg_info *info)
+{
+    unpack((const entry *)re, info);
+}
+
+static inline void pm_i_reg_find(void *st, uint64_t h, uintptr_t data, pm_i_reg_info *info)
+{
+    entry *e = slot_of(st, h, data);
     if (e == NULL) {
         memset(info, 0, sizeof *info);
         info->state = PM_I_REG_EMPTY;
@@ -186,48 +203,62 @@ void pm_i_reg_find(void *st, uintptr_t data, pm_i_reg_info *info)
     unpack(e, info);
 }
 
-int pm_i_reg_insert(void *st, uintptr_t data, const pm_i_reg_info *info)
+static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
+                                  const pm_i_reg_info *info)
 {
     stripe *s = st;
-    entry *e = slot_of(s, data);
-    if (e == NULL) {
-        if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
-            if (rehash(s) != 0)
-                return -1;
+    if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
+        if (rehash(s) != 0)
+            return -1;
+    }
+    /* One pass: the record of this address if there is one (a freed block
+     * at the same address), else the first hole or the empty slot. */
+    entry *e = NULL, *hole = NULL;
+    size_t i = SLOT_OF(h, s->mask);
+    for (;; i = (i + 1) & s->mask) {
+        entry *t = &s->tab[i];
+        if (t->key == data) {
+            e = t;
+            break;
         }
-        size_t i = (size_t)(mix(data) >> 6) & s->mask;
-        while (s->tab[i].key != KEY_EMPTY && s->tab[i].key != KEY_HOLE)
-            i = (i + 1) & s->mask;
-        e = &s->tab[i];
-        if (e->key == KEY_EMPTY)
-            s->used++;
-        s->count++;
-        e->key = data;
+        if (t->key == KEY_HOLE && hole == NULL)
+            hole = t;
+        if (t->key == KEY_EMPTY) {
+            if (hole != NULL) {
+                e = hole;
+            } else {
+                e = t;
+                s->used++;
+            }
+            s->count++;
+            e->key = data;
+            break;
+        }
     }
     e->size = info->size;
     e->meta = pack(info->serial, info->api, PM_I_REG_LIVE, info->offset);
     return 0;
 }
 
-static void make_hole(stripe *s, entry *e)
+static inline void make_hole(stripe *s, entry *e)
 {
     e->key = KEY_HOLE;
     e->meta = 0;
     s->count--;
 }
 
-void pm_i_reg_mark_freed(void *st, uintptr_t data)
+static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
 {
     stripe *s = st;
-    entry *e = slot_of(s, data);
-    if (e == NULL)
-        return;
+    entry *e = (entry *)re;
     e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
-    freed_rec rec = {data, e->meta & PM_I_SERIAL_MASK};
+    freed_rec rec = {e->key, e->meta & PM_I_SERIAL_MASK, (size_t)(e - s->tab)};
     if (s->ring_len == PM_I_REG_RING) {
         /* Forget the oldest freed block, unless its address was reused. */
         freed_rec old = s->ring[s->ring_head];
-        entry *o = slot_of(s, old.key);
+        entry *o = old.slot <= s->mask && s->tab[old.slot].key == old.key
+                       ? &s->tab[old.slot]
+                       : slot_of(s, pm_i_reg_hash(old.key), old.key); /* rehashed */
         if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
             (o->meta & PM_I_SERIAL_MASK) == old.serial)
             make_hole(s, o);
@@ -239,26 +270,40 @@ void pm_i_reg_mark_freed(void *st, uintptr_t data)
     }
 }
 
-void pm_i_reg_remove(void *st, uintptr_t data)
+static inline void pm_i_reg_remove(void *st, pm_i_reg_entry *re)
 {
-    stripe *s = st;
-    entry *e = slot_of(s, data);
-    if (e != NULL)
-        make_hole(s, e);
+    make_hole(st, (entry *)re);
+}
+
+size_t pm_i_reg_metadata_bytes(size_t *records)
+{
+    size_t bytes = sizeof stripes, n = 0;
+    for (int i = 0; i < NSTRIPES; i++) {
+        lock_stripe(&stripes[i]);
+        if (stripes[i].tab != NULL)
+            bytes += (stripes[i].mask + 1) * sizeof(entry);
+        n += stripes[i].count;
+        pm_i_reg_unlock(&stripes[i]);
+    }
+    if (records != NULL)
+        *records = n;
+    return bytes;
 }
 
 /* ---------------------------------------------------------------------------
  * fork: no stripe may be half-updated in the child.
  */
 
-void pm_i_reg_fork_parent(void)
+static void pm_i_reg_fork_parent(void)
 {
     for (int i = NSTRIPES - 1; i >= 0; i--)
         pm_i_reg_unlock(&stripes[i]);
 }
 
-void pm_i_reg_fork_child(void)
+static void pm_i_reg_fork_child(void)
 {
     for (int i = 0; i < NSTRIPES; i++)
         atomic_store_explicit(&stripes[i].lock, 0, memory_order_relaxed);
 }
+
+#endif /* PM_DEBUG_REGISTRY_H */
