@@ -60,9 +60,9 @@ int main(int argc, char **argv)
            pm_mode_name(), steps, live, ns, sum);
     if (pm_debug_enabled()) {
         size_t records = 0, bytes = pm_i_reg_metadata_bytes(&records);
-        printf("registry: %zu records (%ld live + freed ones remembered), %zu bytes of "
-               "metadata (%.1f per live block)\n",
-               records, live, bytes, (double)bytes / (double)live);
+        printf("registry: %zu records (live blocks and recently freed ones), %zu bytes of "
+               "metadata (%.1f per record)\n",
+               records, bytes, (double)bytes / (double)records);
     }
     for (long k = 0; k < live; k++)
         if (slot[k] != NULL)

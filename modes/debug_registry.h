@@ -156,7 +156,7 @@ static inline entry *slot_of(stripe *s, uint64_t h, uintptr_t key)
 static int rehash(stripe *s)
 {
     size_t cap = MIN_CAP;
-    while (cap < (s->count + 1) * 3)
+    while (cap < (s->count + 1) * 2)
         cap *= 2;
     void *mem = mmap(NULL, cap * sizeof(entry), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
