@@ -82,6 +82,10 @@ typedef struct pm_i_err {
  * caller must go on (the damaged block is then leaked). */
 void pm_i_debug_report(const pm_i_err *e);
 
+/* Every serial number is handed out by this one function (modes/debug.c):
+ * a place for a breakpoint. */
+uint64_t pm_i_debug_bump_serial(void);
+
 /* Options, read by pm_i_debug_read_options at start-up. */
 extern int pm_i_debug_on_error_report; /* PYMALLOC_ON_ERROR=report */
 extern uint64_t pm_i_debug_break_serial; /* 0: none */
