@@ -490,7 +490,11 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
 
 static void fork_prepare(void) { pm_i_reg_fork_prepare(); }
 static void fork_parent(void) { pm_i_reg_fork_parent(); }
-static void fork_child(void) { pm_i_reg_fork_child(); }
+static void fork_child(void)
+{
+    pm_i_reg_fork_child();
+    pm_i_debug_reports_fork_child();
+}
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }

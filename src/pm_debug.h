@@ -86,6 +86,9 @@ void pm_i_debug_report(const pm_i_err *e);
  * a place for a breakpoint. */
 uint64_t pm_i_debug_bump_serial(void);
 
+/* In the child after fork(): reports may be written again. */
+void pm_i_debug_reports_fork_child(void);
+
 /* Options, read by pm_i_debug_read_options at start-up. */
 extern int pm_i_debug_on_error_report; /* PYMALLOC_ON_ERROR=report */
 extern uint64_t pm_i_debug_break_serial; /* 0: none */

@@ -309,6 +309,14 @@ static void lock_reports(void)
     }
 }
 
+/* fork: a report being written by another thread when fork() was called
+ * would leave the lock taken forever in the child. */
+void pm_i_debug_reports_fork_child(void)
+{
+    atomic_store_explicit(&report_lock, 0, memory_order_relaxed);
+    in_report = 0;
+}
+
 static void unlock_reports(void)
 {
     if (--in_report > 0)

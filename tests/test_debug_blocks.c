@@ -438,6 +438,33 @@ static void test_set_mode_and_hooks(void)
 
 static void test_check_block_null(void) { PM_CHECK_EQ(pm_check_block(NULL), 0); }
 
+/* The malloc override names its own entry points in reports. */
+static char seen_entry[64];
+static pm_error_class seen_class;
+
+static void note_entry(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    snprintf(seen_entry, sizeof seen_entry, "%s", r->entry);
+    seen_class = r->error;
+}
+
+static void test_entry_name_override(void)
+{
+    NEED_DEBUG();
+    pm_set_error_handler(note_entry, NULL);
+    void *p = pm_raw_malloc(10);
+    pm_raw_free(p);
+    pm_i_debug_set_entry("free");
+    pm_raw_free(p);
+    pm_i_debug_set_entry(NULL);
+    PM_CHECK(strcmp(seen_entry, "free") == 0);
+    PM_CHECK_EQ(seen_class, PM_ERR_DOUBLE_FREE);
+    pm_raw_free(p); /* the override is cleared: the default name again */
+    PM_CHECK(strcmp(seen_entry, "pm_raw_free") == 0);
+    pm_set_error_handler(NULL, NULL);
+}
+
 int main(void)
 {
     /* Children that need a parent with nothing set up come first. */
@@ -445,6 +472,7 @@ int main(void)
     PM_RUN(test_setup_refused_after_allocation);
     PM_RUN(test_set_mode_and_hooks);
     PM_RUN(test_check_block_null);
+    PM_RUN(test_entry_name_override);
     PM_RUN(test_layout_and_fill);
     PM_RUN(test_size_zero);
     PM_RUN(test_realloc_grow_shrink);
