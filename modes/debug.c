@@ -471,6 +471,8 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
 static size_t dbg_usable_size(void *ctx, void *ptr)
 {
     dbg *g = ctx;
+    if (ptr == NULL)
+        return 0;
     pm_i_reg_info in;
     pm_i_err e;
     uint64_t h = pm_i_reg_hash((uintptr_t)ptr);

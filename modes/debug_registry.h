@@ -140,8 +140,8 @@ static void pm_i_reg_fork_prepare(void)
 
 static inline entry *slot_of(stripe *s, uint64_t h, uintptr_t key)
 {
-    if (s->tab == NULL)
-        return NULL;
+    if (s->tab == NULL || PM_I_UNLIKELY(key <= KEY_HOLE))
+        return NULL; /* 0 and 1 mark empty slots and holes: never a block */
     size_t i = SLOT_OF(h, s->mask);
     for (;;) {
         entry *e = &s->tab[i];

@@ -174,6 +174,16 @@ static void case_invalid_interior(int d, int other, dcase_expect *x)
     pm_t_domains[d].free(p);
 }
 
+/* Addresses that are the registry's own markers (0 and 1 are its empty and
+ * hole keys) are invalid pointers too. */
+static void case_invalid_small(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    expect_invalid(d, x, (const void *)(uintptr_t)1);
+    READY(x);
+    pm_t_domains[d].free((void *)(uintptr_t)1);
+}
+
 static void case_api_mismatch(int d, int other, dcase_expect *x)
 {
     unsigned char *p = new_block(d, x);
@@ -273,6 +283,7 @@ static const dcase dcases[] = {
     {"invalid pointer (stack)", case_invalid_stack},
     {"invalid pointer (global)", case_invalid_global},
     {"invalid pointer (interior)", case_invalid_interior},
+    {"invalid pointer (address 1)", case_invalid_small},
     {"API mismatch", case_api_mismatch},
     {"realloc of a freed block", case_realloc_freed},
     {"overflow found by realloc", case_realloc_overflow},
