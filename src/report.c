@@ -336,7 +336,7 @@ void pm_i_debug_report(const pm_i_err *e)
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
 
     lock_reports();
-    char storage[2048];
+    char storage[256]; /* a report takes several write(2)s: the lock keeps them together */
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);
     pm_i_buf_mem(&b, line, lb.len);
