@@ -72,8 +72,8 @@ static void fork_child(void)
 /* Stop the process: one line on stderr, exit status 1, no atexit handlers
  * (they may allocate, and the allocator is not set up). */
 __attribute__((noreturn)) void pm_i_fatal_option(const char *var, const char *value,
-                                                   const char *problem,
-                                                   const char *const *valid)
+                                                 const char *problem,
+                                                 const char *const *valid)
 {
     char storage[512];
     pm_i_buf b;
