@@ -92,7 +92,8 @@ static const char *find_library(void)
     if (strcmp(self, PM_RUN_BUILD_DIR) == 0)
         return PM_RUN_BUILD_LIB;
     snprintf(lib, sizeof lib, "%s/%s", self, PM_RUN_INSTALL_LIB);
-    return lib;
+    static char resolved[PATH_MAX]; /* bin/../lib/x -> lib/x, for the reader */
+    return realpath(lib, resolved) != NULL ? resolved : lib;
 }
 
 static void set(const char *name, const char *value)
