@@ -55,7 +55,14 @@ extern void *__libc_memalign(size_t, size_t);
 #define PM_LIBC_CALLOC calloc
 #define PM_LIBC_REALLOC realloc
 #define PM_LIBC_FREE free
-#define PM_LIBC_MEMALIGN(a, n) aligned_alloc((a), (n))
+/* posix_memalign, not aligned_alloc: C11 lets aligned_alloc reject a size
+ * that is not a multiple of the alignment, and ASan does. */
+static inline void *pm_libc_memalign_portable(size_t a, size_t n)
+{
+    void *p = NULL;
+    return posix_memalign(&p, a, n) == 0 ? p : NULL;
+}
+#define PM_LIBC_MEMALIGN(a, n) pm_libc_memalign_portable((a), (n))
 #endif
 
 void *pm_i_libc_malloc(size_t n) { return PM_LIBC_MALLOC(n ? n : 1); }
