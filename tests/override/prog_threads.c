@@ -202,6 +202,13 @@ static int fork_children(void)
     return ok;
 }
 
+static char *(*thread_make_fn)(const char *);
+static void *plugin_thread(void *arg)
+{
+    (void)arg;
+    return thread_make_fn("thread"); /* first use of the plugin's TLS here */
+}
+
 static int run_dlopen(const char *path)
 {
     int ok = 0;
@@ -221,10 +228,17 @@ static int run_dlopen(const char *path)
                 ok++;
             free(s);                  /* made by the plugin, freed here */
             take_fn(strdup("bye"));   /* made here, freed by the plugin */
+            pthread_t t;
+            void *r = NULL;
+            thread_make_fn = make_fn;
+            if (pthread_create(&t, NULL, plugin_thread, NULL) == 0 && pthread_join(t, &r) == 0 &&
+                r != NULL && strcmp(r, "plugin kept: thread") == 0)
+                ok++;
+            free(r);
         }
         dlclose(h);
     }
-    return ok == 3;
+    return ok == 6;
 }
 
 int main(int argc, char **argv)

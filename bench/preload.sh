@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench/preload.sh - the malloc override's figures, measured side by side in
+# one run:
+#
+#  1. A Python small-object workload (bench/small_objects.py) with
+#     PYTHONMALLOC=malloc, so CPython's allocations reach malloc, under:
+#       - glibc (no preload)
+#       - libpymalloc.so preloaded in every mode the library lists
+#       - jemalloc, mimalloc, tcmalloc preloaded (skipped if absent)
+#     and the same python3 with its built-in pymalloc (PYTHONMALLOC unset).
+#     Wall time, median of RUNS runs, the configurations interleaved.
+#  2. Instructions per malloc+free pair of 16..512 bytes through LD_PRELOAD
+#     (valgrind --tool=callgrind, bench/pairs.c at two N), for the same set.
+#
+#   bench/preload.sh [BUILD_DIR]      (default: build)
+# Environment: RUNS (default 5), SCALE (rounds of the Python workload,
+# default 20), PYTHON (default: the real python3 behind any shim),
+# PM_BENCH_NO_INSTALL=1 (do not apt-get the peers), NO_CALLGRIND=1.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/../build}" && pwd)
+runs=${RUNS:-5}
+scale=${SCALE:-20}
+lib=$build/libpymalloc.so
+run=$build/pymalloc-run
+[ -r "$lib" ] && [ -x "$run" ] || { echo "build first: $lib or $run missing" >&2; exit 2; }
+python=${PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
+
+# Peers.
+if [ -z "${PM_BENCH_NO_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing peers: ${missing[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") \
+      >/dev/null 2>&1 || echo "could not install the peers; they are skipped" >&2
+  fi
+fi
+peer() { # the first existing path
+  for f in "$@"; do [ -e "$f" ] && { echo "$f"; return; }; done
+}
+multiarch=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+jemalloc=$(peer "$multiarch/libjemalloc.so.2")
+mimalloc=$(peer "$multiarch/libmimalloc.so.2" "$multiarch/libmimalloc.so.2.0")
+tcmalloc=$(peer "$multiarch/libtcmalloc_minimal.so.4")
+
+# Configurations: name | environment (for env(1)).
+names=() envs=()
+add() { names+=("$1"); envs+=("$2"); }
+add "python-pymalloc" ""
+add "glibc" "PYTHONMALLOC=malloc"
+for m in $("$run" --list-modes); do
+  add "pymalloc:$m" "PYTHONMALLOC=malloc LD_PRELOAD=$lib PYMALLOC_MODE=$m"
+done
+[ -n "$jemalloc" ] && add "jemalloc" "PYTHONMALLOC=malloc LD_PRELOAD=$jemalloc"
+[ -n "$mimalloc" ] && add "mimalloc" "PYTHONMALLOC=malloc LD_PRELOAD=$mimalloc"
+[ -n "$tcmalloc" ] && add "tcmalloc" "PYTHONMALLOC=malloc LD_PRELOAD=$tcmalloc"
+
+echo "# pymalloc $("$run" --version | awk '{print $2}'), $(date -u +%FT%TZ), $(nproc) cpus, $python ($("$python" -c 'import sys; print(sys.version.split()[0])'))"
+echo
+echo "## 1. Python small-object workload (bench/small_objects.py $scale), wall seconds, median of $runs"
+expect=$(env "$python" "$here/small_objects.py" "$scale")
+declare -A times
+for ((r = 0; r < runs; r++)); do
+  for i in "${!names[@]}"; do
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    out=$(env ${envs[$i]} "$python" "$here/small_objects.py" "$scale")
+    t1=$(date +%s.%N)
+    [ "$out" = "$expect" ] || { echo "wrong output under ${names[$i]}: $out" >&2; exit 1; }
+    times[$i]="${times[$i]:-} $(echo "$t1 - $t0" | bc -l)"
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+declare -A med
+for i in "${!names[@]}"; do med[$i]=$(echo "${times[$i]}" | median); done
+printf '%-22s %9s %14s %12s\n' configuration seconds "vs python's" "vs glibc"
+for i in "${!names[@]}"; do
+  printf '%-22s %9.3f %13.2fx %11.2fx\n' "${names[$i]}" "${med[$i]}" \
+    "$(echo "${med[$i]} / ${med[0]}" | bc -l)" "$(echo "${med[$i]} / ${med[1]}" | bc -l)"
+done
+
+[ -n "${NO_CALLGRIND:-}" ] && exit 0
+command -v valgrind >/dev/null || { echo "valgrind missing: part 2 skipped"; exit 0; }
+echo
+echo "## 2. Instructions per malloc+free pair (16..512 bytes), callgrind, through LD_PRELOAD"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cc -O2 -o "$tmp/pairs" "$here/pairs.c"
+ir() { # ir N ENV... -> total instructions
+  local n=$1; shift
+  env "$@" valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" "$tmp/pairs" "$n" \
+    >/dev/null 2>"$tmp/cg.err"
+  awk '/^summary:/ {print $2}' "$tmp/cg.out"
+}
+n1=100000 n2=300000
+printf '%-22s %12s\n' allocator "Ir per pair"
+for i in "${!names[@]}"; do
+  [ "${names[$i]}" = python-pymalloc ] && continue
+  e=${envs[$i]#PYTHONMALLOC=malloc}
+  # shellcheck disable=SC2086
+  a=$(ir $n1 $e PM_NONE=1) b=$(ir $n2 $e PM_NONE=1)
+  printf '%-22s %12.1f\n' "${names[$i]}" "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
+done
