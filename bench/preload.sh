@@ -60,25 +60,31 @@ done
 
 echo "# pymalloc $("$run" --version | awk '{print $2}'), $(date -u +%FT%TZ), $(nproc) cpus, $python ($("$python" -c 'import sys; print(sys.version.split()[0])'))"
 echo
-echo "## 1. Python small-object workload (bench/small_objects.py $scale), wall seconds, median of $runs"
+echo "## 1. Python small-object workload (bench/small_objects.py $scale)"
+echo "CPU seconds (user+sys; the machine may be shared, so wall time is noisier), median of $runs"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 expect=$(env "$python" "$here/small_objects.py" "$scale")
-declare -A times
+declare -A times walls
+TIMEFORMAT='%R %U %S'
 for ((r = 0; r < runs; r++)); do
   for i in "${!names[@]}"; do
-    t0=$(date +%s.%N)
     # shellcheck disable=SC2086
-    out=$(env ${envs[$i]} "$python" "$here/small_objects.py" "$scale")
-    t1=$(date +%s.%N)
-    [ "$out" = "$expect" ] || { echo "wrong output under ${names[$i]}: $out" >&2; exit 1; }
-    times[$i]="${times[$i]:-} $(echo "$t1 - $t0" | bc -l)"
+    { time env ${envs[$i]} "$python" "$here/small_objects.py" "$scale" >"$tmp/out"; } 2>"$tmp/time"
+    [ "$(cat "$tmp/out")" = "$expect" ] || { echo "wrong output under ${names[$i]}" >&2; exit 1; }
+    read -r wall user sys <"$tmp/time"
+    times[$i]="${times[$i]:-} $(echo "$user + $sys" | bc -l)"
+    walls[$i]="${walls[$i]:-} $wall"
   done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-declare -A med
-for i in "${!names[@]}"; do med[$i]=$(echo "${times[$i]}" | median); done
-printf '%-22s %9s %14s %12s\n' configuration seconds "vs python's" "vs glibc"
+declare -A med medw
 for i in "${!names[@]}"; do
-  printf '%-22s %9.3f %13.2fx %11.2fx\n' "${names[$i]}" "${med[$i]}" \
+  med[$i]=$(echo "${times[$i]}" | median)
+  medw[$i]=$(echo "${walls[$i]}" | median)
+done
+printf '%-22s %8s %8s %14s %10s\n' configuration cpu wall "vs python's" "vs glibc"
+for i in "${!names[@]}"; do
+  printf '%-22s %8.3f %8.3f %13.2fx %9.2fx\n' "${names[$i]}" "${med[$i]}" "${medw[$i]}" \
     "$(echo "${med[$i]} / ${med[0]}" | bc -l)" "$(echo "${med[$i]} / ${med[1]}" | bc -l)"
 done
 
@@ -86,7 +92,6 @@ done
 command -v valgrind >/dev/null || { echo "valgrind missing: part 2 skipped"; exit 0; }
 echo
 echo "## 2. Instructions per malloc+free pair (16..512 bytes), callgrind, through LD_PRELOAD"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/pairs" "$here/pairs.c"
 ir() { # ir N ENV... -> total instructions
   local n=$1; shift

@@ -62,51 +62,69 @@
  * Dispatch.
  */
 
-/* 1 when the mode is installed and fixed; 0 when this thread is inside the
- * set-up (src/api.c: only the set-up thread ever sees the state short of
- * IN_USE after pm_i_first_use returns). */
-static inline int o_ready(void)
+/* The mode is installed and fixed: the fast paths' one test. */
+static inline int o_in_use(void)
 {
-    if (PM_I_LIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) ==
-                    PM_I_STATE_IN_USE))
+    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
+}
+
+/* Called off the fast path: run the set-up if needed. 1 when the mode is
+ * installed and fixed; 0 when this thread is inside the set-up (src/api.c:
+ * only the set-up thread ever sees the state short of IN_USE after
+ * pm_i_first_use returns). */
+static int o_ready(void)
+{
+    if (o_in_use())
         return 1;
     pm_i_first_use();
-    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
+    return o_in_use();
+}
+
+#define O_COLD __attribute__((noinline, cold))
+
+static O_COLD void *o_enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
 }
 
 static void *o_early(size_t n, size_t alignment)
 {
     void *p = pm_i_early_alloc(n, alignment);
-    if (p == NULL)
-        errno = ENOMEM;
-    return p;
+    return p != NULL ? p : o_enomem();
 }
 
-static inline void *o_malloc(size_t n)
+static inline void *o_table_malloc(size_t n)
 {
-    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if (PM_I_UNLIKELY(!o_ready()))
-        return o_early(n, 16);
     void *ctx;
     pm_i_malloc_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, malloc, ctx, fn);
     PM_O_ENTER("malloc");
     void *p = fn(ctx, n);
     PM_O_LEAVE();
-    if (PM_I_UNLIKELY(p == NULL))
-        errno = ENOMEM;
-    return p;
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
+static O_COLD void *o_malloc_slow(size_t n)
+{
+    if (n > (size_t)PTRDIFF_MAX)
+        return o_enomem();
+    if (!o_ready())
+        return o_early(n, 16);
+    return o_table_malloc(n);
+}
+
+static inline void *o_malloc(size_t n)
+{
+    if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX && o_in_use()))
+        return o_table_malloc(n);
+    return o_malloc_slow(n);
 }
 
 static inline void *o_calloc(size_t nelem, size_t elsize)
 {
-    if (PM_I_UNLIKELY(elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (PM_I_UNLIKELY(elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize))
+        return o_enomem();
     if (PM_I_UNLIKELY(!o_ready()))
         return o_early(nelem * elsize, 16);
     void *ctx;
@@ -115,19 +133,20 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
     PM_O_ENTER("calloc");
     void *p = fn(ctx, nelem, elsize);
     PM_O_LEAVE();
-    if (PM_I_UNLIKELY(p == NULL))
-        errno = ENOMEM;
-    return p;
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
-static inline void o_free(void *p)
+/* free keeps errno (glibc >= 2.33, POSIX 2024). The fast path does not save
+ * it: an allocator's free must not change errno (libc's does not; the pool
+ * and debug modes must not either; test_override checks it in every mode). */
+static O_COLD void o_free_slow(void *p)
 {
     if (p == NULL)
         return;
     int saved = errno;
-    if (PM_I_UNLIKELY(pm_i_early_owns(p))) {
+    if (pm_i_early_owns(p)) {
         pm_i_early_free(p);
-    } else if (PM_I_UNLIKELY(!o_ready())) {
+    } else if (!o_ready()) {
         /* Inside the set-up, a block that is not the arena's was not made
          * by any mode: only libc (or the dynamic loader through it) can
          * have made it. */
@@ -141,6 +160,20 @@ static inline void o_free(void *p)
         PM_O_LEAVE();
     }
     errno = saved;
+}
+
+static inline void o_free(void *p)
+{
+    if (PM_I_LIKELY(o_in_use() && !pm_i_early_owns(p) && p != NULL)) {
+        void *ctx;
+        pm_i_free_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, free, ctx, fn);
+        PM_O_ENTER("free");
+        fn(ctx, p);
+        PM_O_LEAVE();
+        return;
+    }
+    o_free_slow(p);
 }
 
 /* An early block moves to the mode (or, still inside the set-up, to a new
@@ -164,15 +197,13 @@ static inline void *o_realloc(void *p, size_t n)
         o_free(p);
         return NULL;
     }
-    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX))
+        return o_enomem();
     if (PM_I_UNLIKELY(pm_i_early_owns(p)))
         return o_realloc_early(p, n);
     void *q;
     if (PM_I_UNLIKELY(!o_ready())) {
-        q = pm_i_libc_realloc(p, n); /* not the arena's: libc's (see o_free) */
+        q = pm_i_libc_realloc(p, n); /* not the arena's: libc's (see o_free_slow) */
     } else {
         void *ctx;
         pm_i_realloc_fn fn;
@@ -181,9 +212,7 @@ static inline void *o_realloc(void *p, size_t n)
         q = fn(ctx, p, n);
         PM_O_LEAVE();
     }
-    if (PM_I_UNLIKELY(q == NULL))
-        errno = ENOMEM;
-    return q;
+    return PM_I_LIKELY(q != NULL) ? q : o_enomem();
 }
 
 /* alignment: a power of two. */
@@ -191,18 +220,14 @@ static void *o_aligned(size_t alignment, size_t n)
 {
     if (alignment <= 16)
         return o_malloc(n); /* every mode aligns to 16 */
-    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX))
+        return o_enomem();
     if (PM_I_UNLIKELY(!o_ready()))
         return o_early(n, alignment);
     PM_O_ENTER("memalign");
     void *p = pm_i_domain_memalign(PM_DOMAIN_MEM, alignment, n);
     PM_O_LEAVE();
-    if (PM_I_UNLIKELY(p == NULL))
-        errno = ENOMEM;
-    return p;
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
 /* glibc's memalign: an alignment above SIZE_MAX/2+1 is EINVAL; one that is

@@ -25,7 +25,7 @@
  * mean 16), zero-filled; NULL when the arena is exhausted. */
 void *pm_i_early_alloc(size_t n, size_t alignment);
 /* Is p a block of the early arena? (one subtraction and one compare) */
-extern unsigned char pm_i_early_arena[PM_I_EARLY_SIZE];
+extern unsigned char pm_i_early_arena[PM_I_EARLY_SIZE] __attribute__((visibility("hidden")));
 static inline int pm_i_early_owns(const void *p)
 {
     return (uintptr_t)p - (uintptr_t)pm_i_early_arena < PM_I_EARLY_SIZE;
