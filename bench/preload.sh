@@ -8,14 +8,17 @@
 #       - libpymalloc.so preloaded in every mode the library lists
 #       - jemalloc, mimalloc, tcmalloc preloaded (skipped if absent)
 #     and the same python3 with its built-in pymalloc (PYTHONMALLOC unset).
-#     Wall time, median of RUNS runs, the configurations interleaved.
+#     CPU and wall time, median of RUNS runs, the configurations interleaved.
 #  2. Instructions per malloc+free pair of 16..512 bytes through LD_PRELOAD
 #     (valgrind --tool=callgrind, bench/pairs.c at two N), for the same set.
+#  3. The Python workload again, in callgrind instructions (repeatable on a
+#     shared machine, where times are not).
 #
 #   bench/preload.sh [BUILD_DIR]      (default: build)
 # Environment: RUNS (default 5), SCALE (rounds of the Python workload,
 # default 20), PYTHON (default: the real python3 behind any shim),
-# PM_BENCH_NO_INSTALL=1 (do not apt-get the peers), NO_CALLGRIND=1.
+# PM_BENCH_NO_INSTALL=1 (do not apt-get the peers), NO_CALLGRIND=1 (parts 2
+# and 3 left out), CG_SCALE (rounds of the workload under callgrind, default 2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../build}" && pwd)
@@ -25,6 +28,7 @@ lib=$build/libpymalloc.so
 run=$build/pymalloc-run
 [ -r "$lib" ] && [ -x "$run" ] || { echo "build first: $lib or $run missing" >&2; exit 2; }
 python=${PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
+export PYTHONHASHSEED=0 # the same dict layouts, so the same work, in every run
 
 # Peers.
 if [ -z "${PM_BENCH_NO_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -107,4 +111,20 @@ for i in "${!names[@]}"; do
   # shellcheck disable=SC2086
   a=$(ir $n1 $e PM_NONE=1) b=$(ir $n2 $e PM_NONE=1)
   printf '%-22s %12.1f\n' "${names[$i]}" "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
+done
+
+echo
+cg_scale=${CG_SCALE:-2}
+echo "## 3. Python small-object workload (bench/small_objects.py $cg_scale), callgrind instructions"
+printf '%-22s %16s %14s %10s\n' configuration "Ir" "vs python's" "vs glibc"
+declare -A irs
+for i in "${!names[@]}"; do
+  # shellcheck disable=SC2086
+  env ${envs[$i]} valgrind --tool=callgrind --callgrind-out-file="$tmp/py.out" \
+    "$python" "$here/small_objects.py" "$cg_scale" >/dev/null 2>"$tmp/py.err"
+  irs[$i]=$(awk '/^summary:/ {print $2}' "$tmp/py.out")
+done
+for i in "${!names[@]}"; do
+  printf '%-22s %16s %13.2fx %9.2fx\n' "${names[$i]}" "${irs[$i]}" \
+    "$(echo "${irs[$i]} / ${irs[0]}" | bc -l)" "$(echo "${irs[$i]} / ${irs[1]}" | bc -l)"
 done
