@@ -1,5 +1,7 @@
-# Install the build into a scratch prefix, then build and run a consumer with
-# find_package(pymalloc) and with pkg-config. Run by CTest (test "consumer").
+# Install the build into a scratch prefix, then build and run consumers with
+# find_package(pymalloc) and with pkg-config: the API-only libraries
+# (pymalloc::pymalloc_api[_static], pymalloc-api.pc) and, when built, the
+# override (pymalloc::pymalloc[_static], pymalloc.pc). Run by CTest ("consumer").
 set(prefix ${WORK_DIR}/prefix)
 if(SANITIZE)
   set(SAN_FLAGS "-fsanitize=${SANITIZE}")
@@ -15,20 +17,39 @@ function(run)
   set(LAST_OUTPUT "${out}" PARENT_SCOPE)
 endfunction()
 
+function(expect what regex)
+  if(NOT LAST_OUTPUT MATCHES "${regex}")
+    message(FATAL_ERROR "unexpected output from ${what}: ${LAST_OUTPUT}")
+  endif()
+endfunction()
+
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+set(libpath LD_LIBRARY_PATH=${prefix}/lib:${prefix}/lib64)
+file(GLOB override_libs ${prefix}/lib*/libpymalloc.so)
+if(override_libs)
+  set(have_override 1)
+else()
+  set(have_override 0)
+endif()
 
 # find_package
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER}
     "-DCMAKE_C_FLAGS=${SAN_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-foreach(exe consumer_shared consumer_static)
-  run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${prefix}/lib:${prefix}/lib64
-      ${WORK_DIR}/build/${exe})
-  if(NOT LAST_OUTPUT MATCHES "^consumer [0-9.]+ mode=")
-    message(FATAL_ERROR "unexpected output from ${exe}: ${LAST_OUTPUT}")
-  endif()
+foreach(exe consumer_api_shared consumer_api_static)
+  run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/build/${exe})
+  expect(${exe} "^consumer [0-9.]+ mode=")
 endforeach()
+if(have_override)
+  foreach(exe consumer_shared consumer_static)
+    run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/build/${exe})
+    expect(${exe} "^consumer [0-9.]+ mode=[a-z_]+ override=yes")
+  endforeach()
+  # The installed pymalloc-run finds the installed library (not the build tree's).
+  run(${CMAKE_COMMAND} -E env ${prefix}/bin/pymalloc-run --verbose -- sh -c "echo $LD_PRELOAD")
+  expect("installed pymalloc-run" "^${prefix}/lib[^/]*/libpymalloc\\.so")
+endif()
 
 # pkg-config
 find_program(PKG_CONFIG pkg-config)
@@ -36,17 +57,21 @@ if(NOT PKG_CONFIG)
   message(FATAL_ERROR "pkg-config is required for this test (apt-get install pkg-config)")
 endif()
 file(GLOB pcdirs ${prefix}/lib*/pkgconfig)
-execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdirs}
-                ${PKG_CONFIG} --cflags --libs pymalloc
-                OUTPUT_VARIABLE flags RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "pkg-config --cflags --libs pymalloc failed")
+set(pcs pymalloc-api main.c)
+if(have_override)
+  list(APPEND pcs pymalloc override_main.c)
 endif()
-separate_arguments(flags UNIX_COMMAND "${SAN_FLAGS} ${flags}")
-run(${C_COMPILER} ${SOURCE_DIR}/tests/consumer/main.c -o ${WORK_DIR}/consumer_pc ${flags})
-run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${prefix}/lib:${prefix}/lib64
-    ${WORK_DIR}/consumer_pc)
-if(NOT LAST_OUTPUT MATCHES "^consumer [0-9.]+ mode=")
-  message(FATAL_ERROR "unexpected output from the pkg-config build: ${LAST_OUTPUT}")
-endif()
-message("consumer: find_package (shared, static) and pkg-config builds work")
+while(pcs)
+  list(POP_FRONT pcs pc src)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdirs}
+                  ${PKG_CONFIG} --cflags --libs ${pc}
+                  OUTPUT_VARIABLE flags RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config --cflags --libs ${pc} failed")
+  endif()
+  separate_arguments(flags UNIX_COMMAND "${SAN_FLAGS} ${flags}")
+  run(${C_COMPILER} ${SOURCE_DIR}/tests/consumer/${src} -o ${WORK_DIR}/consumer_${pc} ${flags})
+  run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/consumer_${pc})
+  expect("the pkg-config build (${pc})" "^consumer [0-9.]+ mode=")
+endwhile()
+message("consumer: find_package (api and override, shared and static) and pkg-config builds work")

@@ -1,0 +1,335 @@
+/*
+ * src/override.c - the malloc family, routed through the MEM domain.
+ *
+ * Built only into the override libraries (libpymalloc.so, libpymalloc.a),
+ * never into the API-only libpymalloc_api. Preloaded (LD_PRELOAD) or linked
+ * into a program, these definitions take the place of glibc's, so every
+ * malloc of the program, of libc itself (strdup, stdio buffers, getline...)
+ * and of libstdc++ (operator new) runs through the mode chosen by
+ * PYMALLOC_MODE, and through any hook set on PM_DOMAIN_MEM (API id 'm').
+ *
+ *   malloc/calloc/realloc/free ---------------> MEM domain's allocator (hooks see it)
+ *   aligned_alloc/memalign/posix_memalign/      alignment <= 16: malloc;
+ *   valloc/pvalloc                              else pm_i_domain_memalign(MEM)
+ *   malloc_usable_size -----------------------> pm_i_domain_usable_size(MEM)
+ *
+ * Semantics are glibc's where they differ from the pm_* API: realloc(p, 0)
+ * frees p and returns NULL; reallocarray(p, 0, k) likewise; every failure
+ * sets errno = ENOMEM (EINVAL for an impossible alignment); free preserves
+ * errno; posix_memalign reports through its result and leaves errno alone;
+ * memalign and aligned_alloc round an alignment that is not a power of two
+ * up to the next one (glibc 2.36: aligned_alloc is memalign); pvalloc rounds
+ * the size up to whole pages.
+ *
+ * Start-up. Nothing here runs before the first call: the first allocation
+ * (from the dynamic loader, another library's constructor, libc start-up)
+ * runs the set-up in src/api.c, which reads PYMALLOC_MODE by scanning
+ * environ (never getenv) and installs the mode. If the set-up itself
+ * allocates (pthread_atfork, a mode's lazy init), that call comes back here
+ * with the set-up unfinished and is served from the early arena
+ * (src/early.c), which free and realloc recognise by address. A constructor
+ * also runs the set-up at load time, so a bad PYMALLOC_MODE stops even a
+ * program that never allocates, and the set-up is done before the
+ * constructors of the program's own libraries run.
+ *
+ * Nothing here calls the exported `malloc` symbols (calls inside the library
+ * use the static o_* functions), and the file is compiled with -fno-builtin
+ * so that the compiler cannot turn malloc+memset into a call to calloc.
+ */
+#include "pm_override.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PM_O_EXPORT __attribute__((visibility("default")))
+
+/*
+ * Seam for the debug hooks: a report should name the function the program
+ * called ("free", "realloc") rather than "pm_mem_free". PM_O_ENTER(name) is
+ * expanded around each call into the table; it sets the debug module's
+ * thread-local entry-name hint (name is a string literal) and PM_O_LEAVE()
+ * clears it. Until that hint exists it expands to nothing. Measured on a
+ * trial merge with the debug branch (malloc+free pair, callgrind): through
+ * its setter function pm_i_debug_set_entry, +36 instructions a pair; through
+ * the initial-exec TLS variable itself, made extern, +11:
+ *   extern __thread const char *pm_i_debug_entry
+ *       __attribute__((tls_model("initial-exec")));
+ *   #define PM_O_ENTER(name) (pm_i_debug_entry = (name))
+ *   #define PM_O_LEAVE() (pm_i_debug_entry = NULL)
+ */
+#ifndef PM_O_ENTER
+#define PM_O_ENTER(name) ((void)0)
+#define PM_O_LEAVE() ((void)0)
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Dispatch.
+ */
+
+/* The mode is installed and fixed: the fast paths' one test. */
+static inline int o_in_use(void)
+{
+    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
+}
+
+/* Called off the fast path: run the set-up if needed. 1 when the mode is
+ * installed and fixed; 0 when this thread is inside the set-up (src/api.c:
+ * only the set-up thread ever sees the state short of IN_USE after
+ * pm_i_first_use returns). */
+static int o_ready(void)
+{
+    if (o_in_use())
+        return 1;
+    pm_i_first_use();
+    return o_in_use();
+}
+
+#define O_COLD __attribute__((noinline, cold))
+
+static O_COLD void *o_enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+static void *o_early(size_t n, size_t alignment)
+{
+    void *p = pm_i_early_alloc(n, alignment);
+    return p != NULL ? p : o_enomem();
+}
+
+static inline void *o_table_malloc(size_t n)
+{
+    void *ctx;
+    pm_i_malloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, malloc, ctx, fn);
+    PM_O_ENTER("malloc");
+    void *p = fn(ctx, n);
+    PM_O_LEAVE();
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
+static O_COLD void *o_malloc_slow(size_t n)
+{
+    if (n > (size_t)PTRDIFF_MAX)
+        return o_enomem();
+    if (!o_ready())
+        return o_early(n, 16);
+    return o_table_malloc(n);
+}
+
+static inline void *o_malloc(size_t n)
+{
+    if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX && o_in_use()))
+        return o_table_malloc(n);
+    return o_malloc_slow(n);
+}
+
+static inline void *o_calloc(size_t nelem, size_t elsize)
+{
+    if (PM_I_UNLIKELY(elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize))
+        return o_enomem();
+    if (PM_I_UNLIKELY(!o_ready()))
+        return o_early(nelem * elsize, 16);
+    void *ctx;
+    pm_i_calloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, calloc, ctx, fn);
+    PM_O_ENTER("calloc");
+    void *p = fn(ctx, nelem, elsize);
+    PM_O_LEAVE();
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
+/* free keeps errno (glibc >= 2.33, POSIX 2024). The fast path does not save
+ * it: an allocator's free must not change errno (libc's does not; the pool
+ * and debug modes must not either; test_override checks it in every mode). */
+static O_COLD void o_free_slow(void *p)
+{
+    if (p == NULL)
+        return;
+    int saved = errno;
+    if (pm_i_early_owns(p)) {
+        pm_i_early_free(p);
+    } else if (!o_ready()) {
+        /* Inside the set-up, a block that is not the arena's was not made
+         * by any mode: only libc (or the dynamic loader through it) can
+         * have made it. */
+        pm_i_libc_free(p);
+    } else {
+        void *ctx;
+        pm_i_free_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, free, ctx, fn);
+        PM_O_ENTER("free");
+        fn(ctx, p);
+        PM_O_LEAVE();
+    }
+    errno = saved;
+}
+
+static inline void o_free(void *p)
+{
+    if (PM_I_LIKELY(o_in_use() && !pm_i_early_owns(p) && p != NULL)) {
+        void *ctx;
+        pm_i_free_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, free, ctx, fn);
+        PM_O_ENTER("free");
+        fn(ctx, p);
+        PM_O_LEAVE();
+        return;
+    }
+    o_free_slow(p);
+}
+
+/* An early block moves to the mode (or, still inside the set-up, to a new
+ * early block) on realloc. */
+static void *o_realloc_early(void *p, size_t n)
+{
+    void *q = o_malloc(n);
+    if (q != NULL) {
+        size_t old = pm_i_early_size(p);
+        memcpy(q, p, old < n ? old : n);
+        pm_i_early_free(p);
+    }
+    return q;
+}
+
+static inline void *o_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return o_malloc(n);
+    if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
+        o_free(p);
+        return NULL;
+    }
+    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX))
+        return o_enomem();
+    if (PM_I_UNLIKELY(pm_i_early_owns(p)))
+        return o_realloc_early(p, n);
+    void *q;
+    if (PM_I_UNLIKELY(!o_ready())) {
+        q = pm_i_libc_realloc(p, n); /* not the arena's: libc's (see o_free_slow) */
+    } else {
+        void *ctx;
+        pm_i_realloc_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, realloc, ctx, fn);
+        PM_O_ENTER("realloc");
+        q = fn(ctx, p, n);
+        PM_O_LEAVE();
+    }
+    return PM_I_LIKELY(q != NULL) ? q : o_enomem();
+}
+
+/* alignment: a power of two. */
+static void *o_aligned(size_t alignment, size_t n)
+{
+    if (alignment <= 16)
+        return o_malloc(n); /* every mode aligns to 16 */
+    if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX))
+        return o_enomem();
+    if (PM_I_UNLIKELY(!o_ready()))
+        return o_early(n, alignment);
+    PM_O_ENTER("memalign");
+    void *p = pm_i_domain_memalign(PM_DOMAIN_MEM, alignment, n);
+    PM_O_LEAVE();
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
+/* glibc's memalign: an alignment above SIZE_MAX/2+1 is EINVAL; one that is
+ * not a power of two is rounded up to the next power of two. */
+static void *o_memalign(size_t alignment, size_t n)
+{
+    if (alignment > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment & (alignment - 1)) {
+        size_t a = 1;
+        while (a < alignment)
+            a <<= 1;
+        alignment = a;
+    }
+    return o_aligned(alignment, n);
+}
+
+static size_t o_pagesize(void)
+{
+    static _Atomic size_t cached;
+    size_t ps = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (ps == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+        atomic_store_explicit(&cached, ps, memory_order_relaxed);
+    }
+    return ps;
+}
+
+/* ---------------------------------------------------------------------------
+ * The exported malloc family.
+ */
+
+PM_O_EXPORT void *malloc(size_t n) { return o_malloc(n); }
+
+PM_O_EXPORT void free(void *p) { o_free(p); }
+
+PM_O_EXPORT void *calloc(size_t nelem, size_t elsize) { return o_calloc(nelem, elsize); }
+
+PM_O_EXPORT void *realloc(void *p, size_t n) { return o_realloc(p, n); }
+
+PM_O_EXPORT void *reallocarray(void *p, size_t nelem, size_t elsize)
+{
+    size_t n;
+    if (__builtin_mul_overflow(nelem, elsize, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return o_realloc(p, n);
+}
+
+PM_O_EXPORT int posix_memalign(void **out, size_t alignment, size_t n)
+{
+    if (alignment == 0 || alignment % sizeof(void *) != 0 ||
+        (alignment & (alignment - 1)) != 0)
+        return EINVAL;
+    int saved = errno;
+    void *p = o_aligned(alignment, n);
+    errno = saved;
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+PM_O_EXPORT void *aligned_alloc(size_t alignment, size_t n) { return o_memalign(alignment, n); }
+
+PM_O_EXPORT void *memalign(size_t alignment, size_t n) { return o_memalign(alignment, n); }
+
+PM_O_EXPORT void *valloc(size_t n) { return o_aligned(o_pagesize(), n); }
+
+PM_O_EXPORT void *pvalloc(size_t n)
+{
+    size_t ps = o_pagesize(), rounded;
+    if (__builtin_add_overflow(n, ps - 1, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return o_aligned(ps, rounded & ~(ps - 1));
+}
+
+PM_O_EXPORT size_t malloc_usable_size(void *p)
+{
+    if (p == NULL)
+        return 0;
+    if (pm_i_early_owns(p))
+        return pm_i_early_size(p);
+    if (!o_ready())
+        return pm_i_libc_usable_size(p);
+    return pm_i_domain_usable_size(PM_DOMAIN_MEM, p);
+}
+
+/* Run the set-up when the library is loaded: a bad PYMALLOC_MODE stops the
+ * program even if it never allocates, and the mode is in place before the
+ * constructors of libraries loaded after this one. */
+__attribute__((constructor)) static void o_load(void) { pm_i_ensure_init(); }

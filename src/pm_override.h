@@ -1,0 +1,39 @@
+/*
+ * pm_override.h - what the malloc override (src/override.c) shares with its
+ * helper files and its tests. Only built into libpymalloc.so/.a, never into
+ * the API-only libpymalloc_api.
+ */
+#ifndef PM_OVERRIDE_H
+#define PM_OVERRIDE_H
+
+#include "pm_internal.h"
+
+/*
+ * The early arena (src/early.c): where the malloc family's blocks come from
+ * while this thread is inside pymalloc's own set-up (an allocation made by
+ * pthread_atfork, by a mode's lazy init, by a decorator being installed).
+ * At that moment the table may hold a half-installed mode, and libc's blocks
+ * would later be freed through the mode's free (a debug mode would report
+ * them, wrongly). The arena is static memory that the override recognises
+ * by address, so free/realloc/malloc_usable_size of its blocks never reach
+ * a mode. Blocks are zeroed when handed out; a freed block is reclaimed only
+ * if it is the last one handed out (set-up allocates little and keeps it).
+ */
+#define PM_I_EARLY_SIZE ((size_t)256 * 1024)
+
+/* A block of n bytes aligned to `alignment` (a power of two; values below 16
+ * mean 16), zero-filled; NULL when the arena is exhausted. */
+void *pm_i_early_alloc(size_t n, size_t alignment);
+/* Is p a block of the early arena? (one subtraction and one compare) */
+extern unsigned char pm_i_early_arena[PM_I_EARLY_SIZE] __attribute__((visibility("hidden")));
+static inline int pm_i_early_owns(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)pm_i_early_arena < PM_I_EARLY_SIZE;
+}
+/* The size p was allocated with. */
+size_t pm_i_early_size(const void *p);
+void pm_i_early_free(void *p);
+/* Bytes of the arena handed out and not reclaimed (for tests). */
+size_t pm_i_early_used(void);
+
+#endif /* PM_OVERRIDE_H */

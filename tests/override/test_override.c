@@ -1,0 +1,289 @@
+/*
+ * tests/override/test_override.c - the malloc family as the override serves it.
+ *
+ * Linked with the static override (libpymalloc.a), so this program's own
+ * malloc, and libc's internal calls (strdup, stdio), are pymalloc's. Checks
+ * glibc's semantics where they differ from the pm_* API, that the calls go
+ * through the MEM domain (a counting hook sees them), the early arena, and
+ * what happens to a block pymalloc did not make.
+ */
+#include "../counting_hook.h"
+#include "../harness.h"
+#include "pm_override.h"
+
+#include <malloc.h>
+#include <stdint.h>
+
+/* Calls through volatile pointers: the compiler may not elide or merge them. */
+static void *(*volatile v_malloc)(size_t) = malloc;
+static void *(*volatile v_calloc)(size_t, size_t) = calloc;
+static void *(*volatile v_realloc)(void *, size_t) = realloc;
+static void *(*volatile v_reallocarray)(void *, size_t, size_t) = reallocarray;
+static void (*volatile v_free)(void *) = free;
+static void *(*volatile v_aligned_alloc)(size_t, size_t) = aligned_alloc;
+static void *(*volatile v_memalign)(size_t, size_t) = memalign;
+static void *(*volatile v_valloc)(size_t) = valloc;
+static void *(*volatile v_pvalloc)(size_t) = pvalloc;
+
+static int is_debug_mode(void) { return strstr(pm_mode_name(), "debug") != NULL; }
+
+static int aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
+
+static void test_goes_through_mem_domain(void)
+{
+    counting_hook h;
+    PM_CHECK_EQ(counting_hook_install(&h, PM_DOMAIN_MEM), 0);
+    void *a = v_malloc(10);
+    void *b = v_calloc(3, 7);
+    a = v_realloc(a, 100);
+    char *s = strdup("libc calls malloc"); /* libc's internal call is ours too */
+    PM_CHECK(s != NULL && strcmp(s, "libc calls malloc") == 0);
+    v_free(a);
+    v_free(b);
+    free(s);
+    counting_hook_remove(&h, PM_DOMAIN_MEM);
+    PM_CHECK(atomic_load(&h.mallocs) >= 2);
+    PM_CHECK(atomic_load(&h.callocs) >= 1);
+    PM_CHECK(atomic_load(&h.reallocs) >= 1);
+    PM_CHECK(atomic_load(&h.frees) >= 3);
+}
+
+static void test_realloc_zero_frees(void)
+{
+    counting_hook h;
+    PM_CHECK_EQ(counting_hook_install(&h, PM_DOMAIN_MEM), 0);
+    void *p = v_malloc(32);
+    errno = 0;
+    PM_CHECK(v_realloc(p, 0) == NULL); /* glibc: frees p, returns NULL */
+    PM_CHECK_EQ(errno, 0);
+    PM_CHECK_EQ(atomic_load(&h.frees), 1);
+    PM_CHECK_EQ(atomic_load(&h.reallocs), 0);
+    p = v_malloc(32);
+    PM_CHECK(v_reallocarray(p, 0, 8) == NULL);
+    PM_CHECK_EQ(atomic_load(&h.frees), 2);
+    void *q = v_realloc(NULL, 0); /* malloc(0): a unique block */
+    void *r = v_realloc(NULL, 0);
+    PM_CHECK(q != NULL && r != NULL && q != r);
+    v_free(q);
+    v_free(r);
+    counting_hook_remove(&h, PM_DOMAIN_MEM);
+}
+
+static void test_errors_set_enomem(void)
+{
+    const size_t big[] = {(size_t)PTRDIFF_MAX + 1, SIZE_MAX, SIZE_MAX - 15};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        errno = 0;
+        PM_CHECK(v_malloc(big[i]) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+        errno = 0;
+        PM_CHECK(v_calloc(1, big[i]) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+        char *p = v_malloc(8);
+        memcpy(p, "keep", 5);
+        errno = 0;
+        PM_CHECK(v_realloc(p, big[i]) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+        PM_CHECK(strcmp(p, "keep") == 0);
+        errno = 0;
+        PM_CHECK(v_memalign(64, big[i]) == NULL);
+        PM_CHECK_EQ(errno, ENOMEM);
+        v_free(p);
+    }
+    errno = 0;
+    PM_CHECK(v_calloc(SIZE_MAX / 2, 3) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    char *p = v_malloc(8);
+    errno = 0;
+    PM_CHECK(v_reallocarray(p, SIZE_MAX / 2, 3) == NULL); /* overflow: p untouched */
+    PM_CHECK_EQ(errno, ENOMEM);
+    p = v_reallocarray(p, 4, 16);
+    PM_CHECK(p != NULL);
+    errno = 0;
+    PM_CHECK(v_pvalloc(SIZE_MAX - 10) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    /* free keeps errno (glibc >= 2.33, POSIX 2024) */
+    errno = 1234;
+    v_free(p);
+    PM_CHECK_EQ(errno, 1234);
+}
+
+static void test_posix_memalign(void)
+{
+    const size_t bad[] = {0, 1, 4, 12, 24, 48, 100, 3 * sizeof(void *)};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        void *out = (void *)0x1234;
+        errno = 0;
+        PM_CHECK_EQ(posix_memalign(&out, bad[i], 16), EINVAL);
+        PM_CHECK(out == (void *)0x1234); /* untouched */
+        PM_CHECK_EQ(errno, 0);
+    }
+    const size_t good[] = {8, 16, 32, 64, 256, 4096, 65536, (size_t)1 << 20};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        void *out = NULL;
+        PM_CHECK_EQ(posix_memalign(&out, good[i], 100), 0);
+        PM_CHECK(out != NULL && aligned(out, good[i]));
+        memset(out, 0xab, 100);
+        v_free(out);
+        PM_CHECK_EQ(posix_memalign(&out, good[i], 0), 0); /* size 0: a block */
+        PM_CHECK(out != NULL);
+        v_free(out);
+    }
+    void *out = (void *)0x1234;
+    errno = 0;
+    PM_CHECK_EQ(posix_memalign(&out, 64, SIZE_MAX), ENOMEM);
+    PM_CHECK(out == (void *)0x1234);
+    PM_CHECK_EQ(errno, 0); /* reported through the result, errno left alone */
+}
+
+static void test_aligned_alloc_memalign(void)
+{
+    for (size_t a = 1; a <= ((size_t)1 << 21); a <<= 1) {
+        void *p = v_aligned_alloc(a, 3 * a);
+        void *q = v_memalign(a, 1);
+        PM_CHECK(p != NULL && aligned(p, a < 16 ? 16 : a));
+        PM_CHECK(q != NULL && aligned(q, a < 16 ? 16 : a));
+        memset(p, 1, 3 * a);
+        void *r = v_realloc(p, 5 * a); /* aligned blocks are ordinary blocks */
+        PM_CHECK(r != NULL && ((unsigned char *)r)[3 * a - 1] == 1);
+        v_free(r);
+        v_free(q);
+    }
+    /* glibc 2.36 rounds an alignment that is not a power of two up. */
+    void *p = v_memalign(48, 10), *q = v_aligned_alloc(100, 10), *z = v_memalign(0, 10);
+    PM_CHECK(p != NULL && aligned(p, 64));
+    PM_CHECK(q != NULL && aligned(q, 128));
+    PM_CHECK(z != NULL && aligned(z, 16));
+    v_free(p);
+    v_free(q);
+    v_free(z);
+    errno = 0;
+    PM_CHECK(v_memalign(SIZE_MAX / 2 + 2, 10) == NULL);
+    PM_CHECK_EQ(errno, EINVAL);
+}
+
+static void test_valloc_pvalloc(void)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    void *a = v_valloc(10), *b = v_pvalloc(ps + 1), *c = v_pvalloc(0);
+    PM_CHECK(a != NULL && aligned(a, ps));
+    PM_CHECK(b != NULL && aligned(b, ps));
+    PM_CHECK(c != NULL && aligned(c, ps));
+    PM_CHECK(malloc_usable_size(b) >= 2 * ps); /* pvalloc rounds up to pages */
+    memset(b, 7, 2 * ps);
+    v_free(a);
+    v_free(b);
+    v_free(c);
+}
+
+static void test_usable_size(void)
+{
+    PM_CHECK_EQ(malloc_usable_size(NULL), 0);
+    const size_t sizes[] = {0, 1, 15, 16, 17, 100, 511, 512, 513, 4000, 100000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = v_malloc(sizes[i]);
+        size_t u = malloc_usable_size(p);
+        if (is_debug_mode())
+            PM_CHECK_EQ(u, sizes[i]); /* writing past the request is caught */
+        else
+            PM_CHECK(u >= sizes[i]);
+        memset(p, 0x5a, u); /* the whole usable size is the caller's */
+        v_free(p);
+        void *q = NULL;
+        PM_CHECK_EQ(posix_memalign(&q, 256, sizes[i]), 0);
+        PM_CHECK(malloc_usable_size(q) >= sizes[i]);
+        v_free(q);
+    }
+}
+
+/* The early arena, on its own: alignment, size, zeroing, reclaiming the top. */
+static void test_early_arena(void)
+{
+    size_t used0 = pm_i_early_used();
+    unsigned char *a = pm_i_early_alloc(10, 16);
+    PM_CHECK(a != NULL && pm_i_early_owns(a) && aligned(a, 16));
+    PM_CHECK_EQ(pm_i_early_size(a), 10);
+    memset(a, 0xee, 10);
+    unsigned char *b = pm_i_early_alloc(100, 4096);
+    PM_CHECK(b != NULL && pm_i_early_owns(b) && aligned(b, 4096));
+    PM_CHECK(b >= a + 10);
+    pm_i_early_free(b); /* the top: reclaimed */
+    size_t after_b = pm_i_early_used();
+    unsigned char *c = pm_i_early_alloc(10, 16);
+    PM_CHECK(c != NULL && c[0] == 0 && c[9] == 0);
+    /* realloc moves an early block out to the mode, keeping its bytes */
+    memcpy(a, "early!", 7);
+    char *m = v_realloc(a, 4000);
+    PM_CHECK(m != NULL && !pm_i_early_owns(m) && strcmp(m, "early!") == 0);
+    PM_CHECK_EQ(malloc_usable_size(c), 10);
+    v_free(c); /* free of an early block: reclaimed, never reaches the mode */
+    v_free(m);
+    PM_CHECK(pm_i_early_used() <= after_b);
+    PM_CHECK(pm_i_early_alloc(PM_I_EARLY_SIZE, 16) == NULL); /* exhausted: NULL */
+    PM_CHECK(!pm_i_early_owns(pm_i_early_arena + PM_I_EARLY_SIZE));
+    PM_CHECK(!pm_i_early_owns(&used0));
+}
+
+/* Nothing in set-up (environment parsing, the verbose report) allocated:
+ * any allocation made inside the set-up would have landed in the arena. */
+static void test_setup_did_not_allocate(void)
+{
+    if (getenv("PM_T_EXPECT_NO_SETUP_ALLOC") == NULL)
+        PM_SKIP("run with PM_T_EXPECT_NO_SETUP_ALLOC=1");
+    PM_CHECK_EQ(pm_i_early_used(), 0);
+}
+
+/* A block that libc made behind pymalloc's back (__libc_malloc), freed with
+ * free(): the non-debug modes hand it to libc; the debug modes must report
+ * it and abort, never crash. */
+extern void *__libc_malloc(size_t);
+static void free_foreign(void *arg)
+{
+    (void)arg;
+    void *p = __libc_malloc(40);
+    memset(p, 0, 40);
+    free(p);
+    puts("freed");
+}
+
+static void test_foreign_block(void)
+{
+    pm_death_result r;
+    pm_death(free_foreign, NULL, &r);
+    if (is_debug_mode()) {
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+    } else {
+        PM_CHECK(r.exited && r.exit_status == 0);
+        PM_CHECK_STR(r.output, "freed");
+    }
+}
+
+/* The mode cannot change under the program: libc allocated before main. */
+static void test_mode_is_fixed(void)
+{
+    const char *other = strcmp(pm_mode_name(), "malloc") == 0 ? "default" : "malloc";
+    errno = 0;
+    int rc = pm_set_mode(other);
+    if (pm_i_mode_find(other, strlen(other)) == pm_i_mode_find(pm_mode_name(), strlen(pm_mode_name()))) {
+        PM_CHECK_EQ(rc, 0); /* the same mode under another name */
+    } else {
+        PM_CHECK_EQ(rc, -1);
+        PM_CHECK_EQ(errno, EBUSY);
+    }
+}
+
+int main(void)
+{
+    PM_RUN(test_setup_did_not_allocate); /* first: test_early_arena uses the arena */
+    PM_RUN(test_goes_through_mem_domain);
+    PM_RUN(test_realloc_zero_frees);
+    PM_RUN(test_errors_set_enomem);
+    PM_RUN(test_posix_memalign);
+    PM_RUN(test_aligned_alloc_memalign);
+    PM_RUN(test_valloc_pvalloc);
+    PM_RUN(test_usable_size);
+    PM_RUN(test_early_arena);
+    PM_RUN(test_foreign_block);
+    PM_RUN(test_mode_is_fixed);
+    return pm_test_done();
+}

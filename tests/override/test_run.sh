@@ -1,0 +1,80 @@
+#!/bin/sh
+# tests/override/test_run.sh - the pymalloc-run wrapper.
+#   test_run.sh PATH/TO/pymalloc-run
+set -u
+run=$1
+fails=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_run.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+
+check() { # check NAME EXPECTED_STATUS ACTUAL_STATUS
+    if [ "$2" != "$3" ]; then
+        echo "FAIL: $1: status $3, expected $2"; cat "$tmp/out" "$tmp/err"; fails=$((fails + 1))
+    else
+        echo "ok: $1"
+    fi
+}
+has() { # has NAME FILE TEXT
+    if ! grep -q -- "$3" "$2"; then
+        echo "FAIL: $1: '$3' not in:"; cat "$2"; fails=$((fails + 1))
+    fi
+}
+
+"$run" --help >"$tmp/out" 2>"$tmp/err"; check "--help" 0 $?
+has "--help" "$tmp/out" "usage: pymalloc-run"
+"$run" --version >"$tmp/out" 2>"$tmp/err"; check "--version" 0 $?
+has "--version" "$tmp/out" "pymalloc-run [0-9]"
+
+"$run" --list-modes >"$tmp/modes" 2>"$tmp/err"; check "--list-modes" 0 $?
+has "--list-modes" "$tmp/modes" "^malloc$"
+has "--list-modes" "$tmp/modes" "^default$"
+
+"$run" --mode nonsense -- true >"$tmp/out" 2>"$tmp/err"; check "bad mode" 2 $?
+has "bad mode" "$tmp/err" "unknown mode 'nonsense' (valid: default, malloc"
+PYMALLOC_MODE=Malloc "$run" true >"$tmp/out" 2>"$tmp/err"; check "bad inherited mode" 2 $?
+has "bad inherited mode" "$tmp/err" "unknown mode 'Malloc'"
+"$run" --mode >"$tmp/out" 2>"$tmp/err"; check "--mode without a name" 2 $?
+"$run" --frobnicate true >"$tmp/out" 2>"$tmp/err"; check "unknown option" 2 $?
+has "unknown option" "$tmp/err" "unknown option '--frobnicate'"
+"$run" --mode malloc >"$tmp/out" 2>"$tmp/err"; check "no program" 2 $?
+has "no program" "$tmp/err" "no program given"
+
+"$run" -- pm-no-such-program-here >"$tmp/out" 2>"$tmp/err"; check "missing program" 127 $?
+has "missing program" "$tmp/err" "cannot run 'pm-no-such-program-here': command not found"
+"$run" /nonexistent/prog >"$tmp/out" 2>"$tmp/err"; check "missing path" 127 $?
+has "missing path" "$tmp/err" "No such file or directory"
+: >"$tmp/notexec"
+"$run" "$tmp/notexec" >"$tmp/out" 2>"$tmp/err"; check "not executable" 126 $?
+has "not executable" "$tmp/err" "Permission denied"
+PYMALLOC_LIBRARY=/nonexistent/libpymalloc.so "$run" true >"$tmp/out" 2>"$tmp/err"
+check "missing library" 2 $?
+has "missing library" "$tmp/err" "cannot read the library /nonexistent/libpymalloc.so"
+
+# The program's status, and its death by a signal, come through unchanged.
+"$run" -- sh -c 'exit 7' >"$tmp/out" 2>"$tmp/err"; check "exit status" 7 $?
+"$run" -- sh -c 'kill -TERM $$' >"$tmp/out" 2>"$tmp/err"; check "signal" 143 $?
+
+# Every mode the library lists: set, preloaded, announced by the library.
+while read -r m; do
+    "$run" --mode "$m" --verbose -- sh -c 'echo "$PYMALLOC_MODE|$LD_PRELOAD"' \
+        >"$tmp/out" 2>"$tmp/err"
+    check "mode $m" 0 $?
+    has "mode $m" "$tmp/out" "^$m|/.*libpymalloc\.so"
+    has "mode $m" "$tmp/err" "pymalloc [0-9.]*: mode [a-z_]* (PYMALLOC_MODE=$m)"
+    has "mode $m" "$tmp/err" "pymalloc-run: LD_PRELOAD="
+done <"$tmp/modes"
+"$run" --mode=malloc -- sh -c 'echo "$PYMALLOC_MODE"' >"$tmp/out" 2>"$tmp/err"
+check "--mode=M" 0 $?
+has "--mode=M" "$tmp/out" "^malloc$"
+
+"$run" --stats -- sh -c 'echo "stats=$PYMALLOC_STATS"' >"$tmp/out" 2>"$tmp/err"
+check "--stats" 0 $?
+has "--stats" "$tmp/out" "^stats=1$"
+
+# An existing LD_PRELOAD is kept, after ours.
+LD_PRELOAD=libm.so.6 "$run" -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/err"
+check "LD_PRELOAD kept" 0 $?
+has "LD_PRELOAD kept" "$tmp/out" "libpymalloc\.so[.0-9]*:libm\.so\.6$"
+
+[ $fails = 0 ] && echo "all pymalloc-run checks passed"
+[ $fails = 0 ]

@@ -1,0 +1,191 @@
+/*
+ * tools/pymalloc-run.c - run a program with every malloc going through pymalloc.
+ *
+ *   pymalloc-run [--mode M] [--stats] [--verbose] [--] program [args...]
+ *
+ * Sets PYMALLOC_MODE (and PYMALLOC_STATS, PYMALLOC_VERBOSE), puts
+ * libpymalloc.so first in LD_PRELOAD and execs the program, so the exit
+ * status (or the signal) is the program's own. The mode is checked against
+ * the library's own list (pm_mode_names) before anything runs.
+ *
+ * Which library: $PYMALLOC_LIBRARY if set; else, when this binary sits in
+ * the build tree, the build tree's libpymalloc.so; else the installed one,
+ * found relative to this binary (bindir/../lib), so an installation can move.
+ *
+ * Exit status of the wrapper itself: 2 for a usage error or a bad mode, 126
+ * when the program cannot be executed, 127 when it is not found (as env(1)).
+ */
+#include <pymalloc.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *prog = "pymalloc-run";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s [--mode M] [--stats] [--verbose] [--] program [args...]\n"
+            "       %s --list-modes | --help | --version\n"
+            "\n"
+            "Run program with libpymalloc.so preloaded: its malloc, free, calloc,\n"
+            "realloc, posix_memalign, ... (and C++ new/delete) go through pymalloc.\n"
+            "\n"
+            "  -m, --mode M     the mode (sets PYMALLOC_MODE); see --list-modes\n"
+            "  -s, --stats      print allocator statistics at exit (sets\n"
+            "                   PYMALLOC_STATS=1; the pool modes print them)\n"
+            "  -v, --verbose    say what is run, and have the library print its\n"
+            "                   version, mode and options at start (PYMALLOC_VERBOSE=1)\n"
+            "  --list-modes     print the modes the library accepts, one a line\n"
+            "  -h, --help       this text\n"
+            "  --version        the library version\n"
+            "\n"
+            "The exit status is the program's; 2 means a usage error or a bad mode,\n"
+            "126 a program that cannot be run, 127 one that is not found.\n"
+            "PYMALLOC_LIBRARY=/path/libpymalloc.so overrides the library used.\n",
+            prog, prog);
+}
+
+__attribute__((noreturn)) static void die(int status, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(status);
+}
+
+static int mode_is_valid(const char *m)
+{
+    for (const char *const *n = pm_mode_names(); *n != NULL; n++)
+        if (strcmp(*n, m) == 0)
+            return 1;
+    return 0;
+}
+
+__attribute__((noreturn)) static void bad_mode(const char *m)
+{
+    fprintf(stderr, "%s: unknown mode '%s' (valid:", prog, m);
+    for (const char *const *n = pm_mode_names(); *n != NULL; n++)
+        fprintf(stderr, "%s %s", n == pm_mode_names() ? "" : ",", *n);
+    fprintf(stderr, ")\n");
+    exit(2);
+}
+
+/* The library to preload, in static storage. */
+static const char *find_library(void)
+{
+    const char *env = getenv("PYMALLOC_LIBRARY");
+    if (env != NULL && *env != '\0')
+        return env;
+    static char self[PATH_MAX], lib[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return PM_RUN_BUILD_LIB;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    if (strcmp(self, PM_RUN_BUILD_DIR) == 0)
+        return PM_RUN_BUILD_LIB;
+    snprintf(lib, sizeof lib, "%s/%s", self, PM_RUN_INSTALL_LIB);
+    static char resolved[PATH_MAX]; /* bin/../lib/x -> lib/x, for the reader */
+    return realpath(lib, resolved) != NULL ? resolved : lib;
+}
+
+static void set(const char *name, const char *value)
+{
+    if (setenv(name, value, 1) != 0)
+        die(2, "cannot set %s", name);
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = NULL;
+    int stats = 0, verbose = 0, i = 1;
+
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0')
+            break; /* the program */
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--mode") == 0) {
+            if (++i >= argc)
+                die(2, "%s needs a mode name (see --list-modes)", a);
+            mode = argv[i];
+        } else if (strncmp(a, "--mode=", 7) == 0) {
+            mode = a + 7;
+        } else if (strcmp(a, "-s") == 0 || strcmp(a, "--stats") == 0) {
+            stats = 1;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            verbose = 1;
+        } else if (strcmp(a, "--list-modes") == 0) {
+            for (const char *const *n = pm_mode_names(); *n != NULL; n++)
+                puts(*n);
+            return 0;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("pymalloc-run %s\n", pm_version());
+            return 0;
+        } else {
+            fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "%s: no program given\n", prog);
+        usage(stderr);
+        return 2;
+    }
+
+    /* The mode: --mode, else an inherited PYMALLOC_MODE; checked either way
+     * (unset or empty means "default", as in the library). */
+    if (mode == NULL)
+        mode = getenv("PYMALLOC_MODE");
+    if (mode != NULL && *mode != '\0' && !mode_is_valid(mode))
+        bad_mode(mode);
+
+    const char *lib = find_library();
+    if (access(lib, R_OK) != 0)
+        die(2, "cannot read the library %s (build it, or set PYMALLOC_LIBRARY)", lib);
+    if (strpbrk(lib, " :") != NULL)
+        die(2, "cannot preload %s: LD_PRELOAD splits paths at spaces and colons", lib);
+
+    /* Ours first: the first definition of malloc in the search order wins. */
+    static char preload[2 * PATH_MAX];
+    const char *old = getenv("LD_PRELOAD");
+    if (old != NULL && *old != '\0')
+        snprintf(preload, sizeof preload, "%s:%s", lib, old);
+    else
+        snprintf(preload, sizeof preload, "%s", lib);
+    set("LD_PRELOAD", preload);
+    if (mode != NULL)
+        set("PYMALLOC_MODE", mode);
+    if (stats)
+        set("PYMALLOC_STATS", "1");
+    if (verbose) {
+        set("PYMALLOC_VERBOSE", "1");
+        fprintf(stderr, "%s: LD_PRELOAD=%s PYMALLOC_MODE=%s", prog, preload,
+                mode != NULL && *mode != '\0' ? mode : "default");
+        for (int k = i; k < argc; k++)
+            fprintf(stderr, " %s", argv[k]);
+        fputc('\n', stderr);
+    }
+
+    fflush(NULL);
+    execvp(argv[i], argv + i);
+    int err = errno;
+    fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[i],
+            err == ENOENT && strchr(argv[i], '/') == NULL ? "command not found"
+                                                          : strerror(err));
+    return err == ENOENT ? 127 : 126;
+}
