@@ -83,13 +83,13 @@ static dbg dbgs[PM_DOMAIN_COUNT] = {
  * function pointers: a hook set on top must not hide them). */
 static _Atomic int enabled[PM_DOMAIN_COUNT];
 
-static __thread const char *entry_override __attribute__((tls_model("initial-exec")));
+__thread const char *pm_i_debug_entry __attribute__((tls_model("initial-exec")));
 
-void pm_i_debug_set_entry(const char *name) { entry_override = name; }
+void pm_i_debug_set_entry(const char *name) { pm_i_debug_entry = name; }
 
 static inline const char *entry_name(const dbg *g, int op)
 {
-    const char *o = entry_override;
+    const char *o = pm_i_debug_entry;
     return o != NULL ? o : g->names[op];
 }
 
@@ -559,7 +559,7 @@ int pm_check_block(const void *ptr)
     pm_i_reg_unlock(st);
     if (c == PM_ERR_NONE)
         return 0;
-    e.entry = entry_override != NULL ? entry_override : "pm_check_block";
+    e.entry = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pm_check_block";
     pm_i_debug_report(&e);
     return -1;
 }

@@ -226,9 +226,11 @@ void pm_i_debug_read_options(void);
  *     pm_i_debug_set_entry(NULL);
  *
  * The name must be a string literal (it is kept, not copied). Thread-local,
- * async-signal-safe, never allocates.
+ * async-signal-safe, never allocates. The override's fast paths store into
+ * the variable directly (two stores a call, no function call).
  */
 void pm_i_debug_set_entry(const char *name);
+extern __thread const char *pm_i_debug_entry __attribute__((tls_model("initial-exec")));
 
 /* src/api.c: stop the process at start-up because variable var has an
  * invalid value: one line on stderr naming the valid values, exit status 1. */
