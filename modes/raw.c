@@ -55,7 +55,14 @@ extern void *__libc_memalign(size_t, size_t);
 #define PM_LIBC_CALLOC calloc
 #define PM_LIBC_REALLOC realloc
 #define PM_LIBC_FREE free
-#define PM_LIBC_MEMALIGN(a, n) aligned_alloc((a), (n))
+/* Not aligned_alloc: C11 requires its size to be a multiple of the alignment
+ * (ASan enforces it); posix_memalign takes any size. */
+static void *pm_libc_posix_memalign(size_t alignment, size_t n)
+{
+    void *p;
+    return posix_memalign(&p, alignment, n) == 0 ? p : NULL;
+}
+#define PM_LIBC_MEMALIGN pm_libc_posix_memalign
 #endif
 
 void *pm_i_libc_malloc(size_t n) { return PM_LIBC_MALLOC(n ? n : 1); }
