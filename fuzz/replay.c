@@ -4,6 +4,7 @@
  * or libFuzzer.
  *
  *   replay_<target> [--no-fork] PATH...
+ *   replay_<target> --list-modes
  *
  * Each PATH is a file or a directory (its regular files, in name order,
  * skipping names that start with '.' or "README"). Each input runs in a
@@ -17,10 +18,14 @@
  * --no-fork runs the inputs in this process, one after another (for a
  * debugger); a target may then reject inputs that need a fresh process.
  *
+ * --list-modes prints the canonical name of every mode, one a line (what
+ * fuzz/run.sh loops over to fuzz a target in every mode).
+ *
  * Exit status: 0 if every input passed, 1 if any failed or none was found,
  * 2 on a usage or I/O error.
  */
 #include "fuzz.h"
+#include "../src/pm_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -159,9 +164,26 @@ static void run_dir(const char *dir)
     free(names);
 }
 
+static void list_modes(void)
+{
+    const char *const *names = pm_mode_names();
+    for (size_t i = 0; names[i] != NULL; i++) {
+        const char *canon = pm_i_mode_find(names[i], strlen(names[i]))->name;
+        size_t j = 0;
+        while (j < i && strcmp(pm_i_mode_find(names[j], strlen(names[j]))->name, canon) != 0)
+            j++;
+        if (j == i)
+            printf("%s\n", canon);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int paths = 0;
+    if (argc == 2 && strcmp(argv[1], "--list-modes") == 0) {
+        list_modes();
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--no-fork") == 0) {
             no_fork = 1;
@@ -179,7 +201,8 @@ int main(int argc, char **argv)
             run_one(argv[i]);
     }
     if (paths == 0) {
-        fprintf(stderr, "usage: %s [--no-fork] FILE|DIR...\n", argv[0]);
+        fprintf(stderr, "usage: %s [--no-fork] FILE|DIR...\n       %s --list-modes\n",
+                argv[0], argv[0]);
         return 2;
     }
     fprintf(stderr, "replay: %d inputs, %d failed\n", n_run, n_failed);
