@@ -14,7 +14,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # operations: opcodes, in the order of fuzz/operations.c
-MALLOC, CALLOC, REALLOC, FREE, MEMALIGN, WRITE, CHECK, BADSIZE = range(8)
+MALLOC, CALLOC, REALLOC, FREE, MEMALIGN, WRITE, CHECK, BADSIZE, HOOK = range(9)
 RAW, MEM, OBJ = range(3)
 
 
@@ -63,6 +63,10 @@ def op_badsize(how, dom, which):
     return bytes([BADSIZE, how, dom, which])
 
 
+def op_hook(dom, push):
+    return bytes([HOOK, dom, push])
+
+
 def operations_seeds(mode):
     m = bytes([mode])
     seeds = {}
@@ -91,6 +95,12 @@ def operations_seeds(mode):
         op_write(i, i, 30, i, 1) for i in range(16)) + b"".join(
         op_free(i) for i in range(0, 16, 2)) + b"".join(
         op_malloc(i, (i + 1) % 3, (i * 91) % 700) for i in range(0, 16, 2))
+    seeds["hooks"] = m + b"".join([
+        op_malloc(0, RAW, 100), op_hook(RAW, 1), op_hook(MEM, 1), op_hook(MEM, 1),
+        op_malloc(1, MEM, 10), op_calloc(2, OBJ, 3, 30), op_realloc(0, RAW, 700),
+        op_memalign(3, MEM, 2, 50), op_free(3), op_free(9, MEM), op_badsize(0, MEM, 0),
+        op_realloc(4, MEM, 20), op_hook(MEM, 0), op_free(1), op_hook(OBJ, 1),
+        op_realloc(2, OBJ, 0), op_hook(RAW, 0)])
     return seeds
 
 

@@ -12,6 +12,7 @@
  *   REALLOC  slot dom size            FREE    slot dom
  *   MEMALIGN slot dom log2align size  WRITE   slot off len value how
  *   CHECK    slot slack               BADSIZE how dom which
+ *   HOOK     dom push
  *
  * `dom` picks the raw, mem or obj domain (an allocation into a full slot
  * frees the old block first, through its own domain; a block is always
@@ -27,8 +28,19 @@
  * malloc/calloc/realloc, the requested one for aligned blocks),
  * usable_size >= size, and no two live blocks overlap. A calloc block must be
  * all zero; a size above PTRDIFF_MAX or an overflowing calloc must give NULL
- * with errno = ENOMEM and leave the slot's block intact. At the end of the
- * input every block is freed and check_allocator_state() runs.
+ * with errno = ENOMEM and leave the slot's block intact.
+ *
+ * HOOK stacks (push) or removes (pop) a pass-through hook on a domain, up to
+ * MAX_HOOKS deep, the documented way (get the current allocator, set the
+ * hook). A hook checks the contract the entry points promise an allocator
+ * (no size above PTRDIFF_MAX, no overflowing calloc, no NULL to realloc or
+ * free) and counts its calls: after every step each hook must have seen
+ * exactly the calls that had to reach it (one per malloc, calloc, realloc
+ * and free of a non-NULL block; none for invalid sizes, free(NULL) or
+ * aligned allocations, which bypass hooks by design).
+ *
+ * At the end of the input the hooks are removed, every block is freed and
+ * check_allocator_state() runs.
  *
  * One mode per process. pm_set_mode only works before the first allocation
  * of the process, and libFuzzer runs many inputs in one process, so:
@@ -80,6 +92,112 @@ static const fz_domain domains[] = {
     {"obj", pm_obj_malloc, pm_obj_calloc, pm_obj_realloc, pm_obj_free, obj_memalign, obj_usable},
 };
 #define NDOMAINS (sizeof domains / sizeof domains[0])
+
+/* ---------------------------------------------------------------------------
+ * Pass-through hooks (HOOK).
+ */
+#define MAX_HOOKS 3
+
+typedef struct fz_hook {
+    pm_allocator below; /* what was installed before this hook */
+    unsigned dom;
+    unsigned long calls;    /* calls that reached this hook */
+    unsigned long expected; /* dispatches[dom] when it was pushed */
+} fz_hook;
+
+static fz_hook hooks[NDOMAINS][MAX_HOOKS];
+static int nhooks[NDOMAINS];
+/* Calls the harness made that must reach domain d's allocator. */
+static unsigned long dispatches[NDOMAINS];
+
+static void hook_violation(const fz_hook *h, const char *what)
+{
+    FZ_FAIL("mode %s: the %s hook was called with %s", pm_mode_name(), domains[h->dom].name,
+            what);
+}
+
+static void *hk_malloc(void *ctx, size_t n)
+{
+    fz_hook *h = ctx;
+    h->calls++;
+    if (n > (size_t)PTRDIFF_MAX)
+        hook_violation(h, "malloc(n > PTRDIFF_MAX)");
+    return h->below.malloc(h->below.ctx, n);
+}
+
+static void *hk_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    fz_hook *h = ctx;
+    h->calls++;
+    if (elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize)
+        hook_violation(h, "calloc(nelem * elsize > PTRDIFF_MAX)");
+    return h->below.calloc(h->below.ctx, nelem, elsize);
+}
+
+static void *hk_realloc(void *ctx, void *p, size_t n)
+{
+    fz_hook *h = ctx;
+    h->calls++;
+    if (p == NULL)
+        hook_violation(h, "realloc(NULL, n)");
+    if (n > (size_t)PTRDIFF_MAX)
+        hook_violation(h, "realloc(p, n > PTRDIFF_MAX)");
+    return h->below.realloc(h->below.ctx, p, n);
+}
+
+static void hk_free(void *ctx, void *p)
+{
+    fz_hook *h = ctx;
+    h->calls++;
+    if (p == NULL)
+        hook_violation(h, "free(NULL)");
+    h->below.free(h->below.ctx, p);
+}
+
+static void same_allocator(const pm_allocator *a, const pm_allocator *b, unsigned dom,
+                           const char *when)
+{
+    if (a->ctx != b->ctx || a->malloc != b->malloc || a->calloc != b->calloc ||
+        a->realloc != b->realloc || a->free != b->free)
+        FZ_FAIL("pm_get_allocator(%s) %s: not the allocator expected", domains[dom].name, when);
+}
+
+static void hook_push(unsigned dom)
+{
+    fz_hook *h = &hooks[dom][nhooks[dom]];
+    memset(h, 0, sizeof *h);
+    h->dom = dom;
+    h->expected = dispatches[dom];
+    if (pm_get_allocator((pm_domain)dom, &h->below) != 0)
+        FZ_FAIL("pm_get_allocator(%s) failed", domains[dom].name);
+    pm_allocator mine = {h, hk_malloc, hk_calloc, hk_realloc, hk_free}, now;
+    if (pm_set_allocator((pm_domain)dom, &mine) != 0)
+        FZ_FAIL("pm_set_allocator(%s) failed", domains[dom].name);
+    nhooks[dom]++;
+    pm_get_allocator((pm_domain)dom, &now);
+    same_allocator(&now, &mine, dom, "after a hook was set");
+}
+
+static void hook_pop(unsigned dom)
+{
+    fz_hook *h = &hooks[dom][--nhooks[dom]];
+    if (pm_set_allocator((pm_domain)dom, &h->below) != 0)
+        FZ_FAIL("pm_set_allocator(%s) failed", domains[dom].name);
+    pm_allocator now;
+    pm_get_allocator((pm_domain)dom, &now);
+    same_allocator(&now, &h->below, dom, "after a hook was removed");
+}
+
+static void verify_hooks(void)
+{
+    for (unsigned d = 0; d < NDOMAINS; d++)
+        for (int i = 0; i < nhooks[d]; i++) {
+            const fz_hook *h = &hooks[d][i];
+            if (h->calls != dispatches[d] - h->expected)
+                FZ_FAIL("mode %s: hook %d of %s saw %lu calls, expected %lu", pm_mode_name(), i,
+                        domains[d].name, h->calls, dispatches[d] - h->expected);
+        }
+}
 
 /* ---------------------------------------------------------------------------
  * The shadow model.
@@ -177,6 +295,7 @@ static void verify_all(void)
 static void release(slot *s)
 {
     verify_contents(s);
+    dispatches[s->dom]++;
     domains[s->dom].free(s->p);
     free(s->shadow);
     S.live_bytes -= s->size;
@@ -232,9 +351,10 @@ static size_t budget(size_t n, size_t replacing)
  * Operations.
  */
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_MEMALIGN, OP_WRITE, OP_CHECK,
-       OP_BADSIZE, OP_COUNT };
+       OP_BADSIZE, OP_HOOK, OP_COUNT };
 static const char *const op_names[OP_COUNT] = {"malloc", "calloc", "realloc", "free",
-                                               "memalign", "write", "check", "badsize"};
+                                               "memalign", "write", "check", "badsize",
+                                               "hook"};
 
 static void op_malloc(fz_in *in)
 {
@@ -244,6 +364,7 @@ static void op_malloc(fz_in *in)
     if (s->p != NULL)
         release(s);
     n = budget(n, 0);
+    dispatches[dom]++;
     adopt(s, domains[dom].malloc(n), n, dom, BASE_ALIGN);
     fill(s, 0, n);
 }
@@ -260,6 +381,7 @@ static void op_calloc(fz_in *in)
     total = budget(total, 0);
     size_t nelem = elsize != 0 ? total / elsize : fz_u8(in);
     size_t n = nelem * elsize;
+    dispatches[dom]++;
     adopt(s, domains[dom].calloc(nelem, elsize), n, dom, BASE_ALIGN);
     memset(s->shadow, 0, n);
     if (memcmp(s->p, zeros, n) != 0) {
@@ -276,10 +398,12 @@ static void op_realloc(fz_in *in)
     unsigned dom = take_dom(in);
     size_t n = budget(take_size(in), s->size);
     if (s->p == NULL) { /* realloc(NULL, n) is malloc(n) */
+        dispatches[dom]++;
         adopt(s, domains[dom].realloc(NULL, n), n, dom, BASE_ALIGN);
         fill(s, 0, n);
         return;
     }
+    dispatches[s->dom]++;
     unsigned char *q = domains[s->dom].realloc(s->p, n);
     if (q == NULL)
         fail_block(s, "realloc failed for a valid size", n);
@@ -387,8 +511,19 @@ static void op_badsize(fz_in *in)
     }
 }
 
+static void op_hook(fz_in *in)
+{
+    unsigned dom = take_dom(in);
+    uint8_t push = fz_u8(in) & 1;
+    if (push && nhooks[dom] < MAX_HOOKS)
+        hook_push(dom);
+    else if (!push && nhooks[dom] > 0)
+        hook_pop(dom);
+}
+
 static void (*const ops[OP_COUNT])(fz_in *) = {op_malloc, op_calloc, op_realloc, op_free,
-                                              op_memalign, op_write, op_check, op_badsize};
+                                              op_memalign, op_write, op_check, op_badsize,
+                                              op_hook};
 
 /*
  * Run after every input, once every block is freed: the place for the
@@ -434,6 +569,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pat[0] == 0)
         init_pattern(); /* replay does not call LLVMFuzzerInitialize */
     memset(&S, 0, sizeof S);
+    memset(dispatches, 0, sizeof dispatches);
     S.mode = pm_i_mode_find(want, strlen(want))->name;
     if (strcmp(pm_mode_name(), S.mode) != 0)
         FZ_FAIL("pm_set_mode(\"%s\") installed %s, expected %s", want, pm_mode_name(), S.mode);
@@ -444,8 +580,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         S.op = op_names[op];
         ops[op](&in);
         verify_all();
+        verify_hooks();
     }
     S.op = "end";
+    for (unsigned d = 0; d < NDOMAINS; d++)
+        while (nhooks[d] > 0)
+            hook_pop(d);
     for (int i = 0; i < NSLOTS; i++)
         if (S.slots[i].p != NULL)
             release(&S.slots[i]);
