@@ -152,8 +152,9 @@ static void check_getenv(const char *s, size_t len)
         name[base + i] = valid_env_name_char(s[i]) ? s[i] : '_';
     name[base + nlen] = '\0';
 
-    /* putenv, not setenv: glibc's setenv keeps every string it ever made,
-     * which over millions of inputs exhausts the fuzzer's memory. */
+    /* putenv with our own string, freed below, not setenv: glibc's setenv
+     * keeps every distinct string it ever made (its known-values tree), so
+     * the fuzzer's memory would grow with every new input. */
     size_t elen = strlen(name) + 1 + strlen(value) + 1;
     char *entry = malloc(elen);
     if (entry == NULL)
