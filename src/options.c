@@ -15,6 +15,7 @@ extern char **environ;
 const char *const pm_i_option_names[] = {
     "PYMALLOC_MODE",
     "PYMALLOC_VERBOSE",
+    "PYMALLOC_STATS",
     NULL,
 };
 

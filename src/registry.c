@@ -13,13 +13,15 @@
 #include <string.h>
 
 #define R (&pm_i_raw_base)
+#define P (&pm_i_pool_base)
 
 /* The build's default mode. */
-#define PM_I_DEFAULT_MODE "malloc"
+#define PM_I_DEFAULT_MODE "pymalloc"
 
 static const pm_i_mode modes[] = {
     {"default", PM_I_DEFAULT_MODE, {NULL, NULL, NULL}, NULL},
     {"malloc", NULL, {R, R, R}, NULL},
+    {"pymalloc", NULL, {R, P, P}, NULL},
 };
 
 #define PM_I_NMODES (sizeof modes / sizeof modes[0])
