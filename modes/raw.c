@@ -55,7 +55,12 @@ extern void *__libc_memalign(size_t, size_t);
 #define PM_LIBC_CALLOC calloc
 #define PM_LIBC_REALLOC realloc
 #define PM_LIBC_FREE free
-#define PM_LIBC_MEMALIGN(a, n) aligned_alloc((a), (n))
+#define PM_LIBC_MEMALIGN plain_memalign
+static void *plain_memalign(size_t alignment, size_t n)
+{
+    void *p = NULL; /* posix_memalign: no size-multiple rule, unlike aligned_alloc */
+    return posix_memalign(&p, alignment, n) == 0 ? p : NULL;
+}
 #endif
 
 void *pm_i_libc_malloc(size_t n) { return PM_LIBC_MALLOC(n ? n : 1); }
