@@ -786,3 +786,10 @@ const pm_i_base pm_i_pool_base = {
 };
 
 int pm_i_pool_owns(const void *p) { return pm_i_p_lookup(p) != 0; }
+
+int pm_i_pool_valgrind(int *compiled_in)
+{
+    if (compiled_in != NULL)
+        *compiled_in = PM_HAVE_VALGRIND;
+    return RUNNING_ON_VALGRIND ? 1 : 0;
+}

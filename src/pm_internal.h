@@ -63,6 +63,10 @@ size_t pm_i_libc_usable_size(void *p);
 extern const pm_i_base pm_i_pool_base;
 /* 1 if p lies in a pool in use (never reads *p). */
 int pm_i_pool_owns(const void *p);
+/* 1 when running under valgrind (the pools then describe every block to
+ * memcheck); *compiled_in (if not NULL) says whether the client requests
+ * were compiled in (CMake PYMALLOC_VALGRIND). */
+int pm_i_pool_valgrind(int *compiled_in);
 /* Give every block in the calling thread's cache back to its pool. */
 void pm_i_pool_flush_thread_cache(void);
 /* Check every invariant of every arena, pool, list and cache of the pool
