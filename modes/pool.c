@@ -41,7 +41,7 @@
  * are taken from and returned to arenas under the arena lock. A thread's
  * cache is flushed when the thread exits (pthread key destructor); a thread
  * that allocates after that, or during set-up, uses the class locks
- * directly. Lock order: vg_lock -> cls[0..31] -> arena_lock -> tc_lock.
+ * directly. Lock order: cls[0..31] -> arena_lock -> tc_lock.
  *
  * Invariants (checked by pm_i_pool_validate, modes/pool_stats.c):
  *  - a block is in exactly one of: a user's hands, one thread cache, its
@@ -61,7 +61,7 @@
  * them and drops the other threads' caches (their blocks stay allocated).
  *
  * Valgrind (PM_HAVE_VALGRIND, RUNNING_ON_VALGRIND at set-up): thread caches
- * are off and every operation is serialized by vg_lock; each block is a
+ * are off and every operation takes its class lock; each block is a
  * MALLOCLIKE block of exactly the requested size, freed with FREELIKE and
  * resized in place with RESIZEINPLACE; arenas, pool headers, free blocks
  * and never-carved memory are NOACCESS, opened briefly around the
@@ -93,7 +93,6 @@ struct pm_p_state pm_i_p = {
             CLS_INIT(30), CLS_INIT(31)},
     .arena_lock = PM_P_MUTEX_INIT,
     .tc_lock = PM_P_MUTEX_INIT,
-    .vg_lock = PM_P_MUTEX_INIT,
 };
 
 _Atomic(_Atomic uint8_t *) pm_i_p_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
@@ -451,7 +450,6 @@ static void fork_child(void)
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         pm_i_p.cls[i].lock = fresh;
     pm_i_p.arena_lock = fresh;
-    pm_i_p.vg_lock = fresh;
     /* The other threads are gone. Their caches may be mid-update, so their
      * blocks are not reused: they stay allocated (a bounded leak). */
     pm_i_p.caches = tc != &empty_cache ? tc : NULL;
@@ -569,7 +567,7 @@ void pm_i_pool_flush_thread_cache(void)
  * Slow paths.
  */
 
-/* Under valgrind: the requested size of block bp (pool header closed). */
+/* Under valgrind: the requested size of block bp (its class lock held). */
 static uint16_t *vg_size_slot(uint8_t *bp)
 {
     pm_pool *pool = PM_P_POOL_OF(bp);
@@ -584,26 +582,22 @@ static void *vg_malloc(size_t n)
     unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
     if (idx >= PM_P_NCLASSES)
         return raw_count(pm_i_libc_malloc(n));
-    pthread_mutex_lock(&pm_i_p.vg_lock);
     pthread_mutex_lock(&pm_i_p.cls[idx].lock);
     uint8_t *bp = take_block(idx);
-    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
     if (bp != NULL) {
         *vg_size_slot(bp) = (uint16_t)n;
         VALGRIND_MALLOCLIKE_BLOCK(bp, n, 0, 0);
     }
-    pthread_mutex_unlock(&pm_i_p.vg_lock);
+    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
     return bp;
 }
 
 static void vg_free(uint8_t *bp, unsigned idx)
 {
-    pthread_mutex_lock(&pm_i_p.vg_lock);
-    VALGRIND_FREELIKE_BLOCK(bp, 0);
     pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    VALGRIND_FREELIKE_BLOCK(bp, 0);
     give_block(idx, bp);
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
-    pthread_mutex_unlock(&pm_i_p.vg_lock);
 }
 
 __attribute__((noinline)) static void *malloc_slow(size_t n)
@@ -727,16 +721,17 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
     size_t size = PM_P_CLASS_SIZE(cls - 1), copy = size;
     if (pm_i_p_vg) {
         /* Keep at least one byte of slack; copy only the defined bytes. */
-        pthread_mutex_lock(&pm_i_p.vg_lock);
+        pthread_mutex_t *lock = &pm_i_p.cls[cls - 1].lock;
+        pthread_mutex_lock(lock);
         uint16_t *slot = vg_size_slot(p);
         size_t old = *slot;
         if (n < size && 4 * n > 3 * size) {
             VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
             *slot = (uint16_t)n;
-            pthread_mutex_unlock(&pm_i_p.vg_lock);
+            pthread_mutex_unlock(lock);
             return p;
         }
-        pthread_mutex_unlock(&pm_i_p.vg_lock);
+        pthread_mutex_unlock(lock);
         copy = old;
     } else if (n <= size && 4 * n > 3 * size) {
         return p;
@@ -764,9 +759,9 @@ static size_t pool_usable_size(void *ctx, void *p)
     if (cls == 0)
         return pm_i_libc_usable_size(p);
     if (pm_i_p_vg) { /* the requested size: the rest is not addressable */
-        pthread_mutex_lock(&pm_i_p.vg_lock);
+        pthread_mutex_lock(&pm_i_p.cls[cls - 1].lock);
         size_t n = *vg_size_slot(p);
-        pthread_mutex_unlock(&pm_i_p.vg_lock);
+        pthread_mutex_unlock(&pm_i_p.cls[cls - 1].lock);
         return n;
     }
     return PM_P_CLASS_SIZE(cls - 1);

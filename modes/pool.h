@@ -121,8 +121,6 @@ struct pm_p_state {
     pm_tcache *caches;       /* every live thread's cache */
     pm_tcache *spare;        /* caches of exited threads, for reuse */
 
-    pthread_mutex_t vg_lock; /* under valgrind: serializes every pool op */
-
     _Atomic size_t raw_current, raw_total; /* raw-fallback blocks */
 };
 
@@ -164,7 +162,7 @@ static inline uint8_t *pm_i_p_link_read(uint8_t *bp)
     return next;
 }
 
-/* Lock/unlock everything (statistics, validator, fork): the valgrind lock,
+/* Lock/unlock everything (statistics, validator, fork):
  * every class lock in order, the arena lock, the cache registry lock. */
 void pm_i_p_lock_all(void);
 void pm_i_p_unlock_all(void);

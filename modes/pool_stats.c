@@ -15,7 +15,6 @@
 
 void pm_i_p_lock_all(void)
 {
-    pthread_mutex_lock(&pm_i_p.vg_lock);
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         pthread_mutex_lock(&pm_i_p.cls[i].lock);
     pthread_mutex_lock(&pm_i_p.arena_lock);
@@ -28,7 +27,6 @@ void pm_i_p_unlock_all(void)
     pthread_mutex_unlock(&pm_i_p.arena_lock);
     for (unsigned i = PM_P_NCLASSES; i-- > 0;)
         pthread_mutex_unlock(&pm_i_p.cls[i].lock);
-    pthread_mutex_unlock(&pm_i_p.vg_lock);
 }
 
 /* Every mapped arena, in object order (all locks held). */
