@@ -466,7 +466,7 @@ static void tc_destroy(void *arg)
     tc = &empty_cache;
     tc_dead = 1;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        flush_bin(c, i, atomic_load_explicit(&c->bins[i].n, memory_order_relaxed));
+        flush_bin(c, i, atomic_load_explicit(&c->n[i + 1], memory_order_relaxed));
     pthread_mutex_lock(&pm_i_p.tc_lock);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -522,8 +522,8 @@ static pm_tcache *cache(void)
         for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
             /* About 8 KiB per class, between 16 and 64 blocks. */
             size_t lim = 8192 / PM_P_CLASS_SIZE(i);
-            c->bins[i].lim = (uint32_t)(lim > PM_P_CACHE_SLOTS ? PM_P_CACHE_SLOTS : lim);
-            atomic_store_explicit(&c->bins[i].n, 0, memory_order_relaxed);
+            c->lim[i + 1] = (uint32_t)(lim > PM_P_CACHE_SLOTS ? PM_P_CACHE_SLOTS : lim);
+            atomic_store_explicit(&c->n[i + 1], 0, memory_order_relaxed);
         }
         pthread_setspecific(tc_key, c); /* may allocate (key >= 32) */
         pthread_mutex_lock(&pm_i_p.tc_lock);
@@ -539,19 +539,19 @@ static pm_tcache *cache(void)
     return c;
 }
 
-/* Give the oldest `count` blocks of a bin back to their pools. */
+/* Give the oldest `count` blocks of class idx's bin back to their pools. */
 static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
 {
-    pm_bin *b = &c->bins[idx];
-    uint32_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
+    unsigned v = idx + 1;
+    uint32_t n = atomic_load_explicit(&c->n[v], memory_order_relaxed);
     if (count == 0)
         return;
     pthread_mutex_lock(&pm_i_p.cls[idx].lock);
     for (uint32_t i = 0; i < count; i++)
-        give_block(idx, b->slot[i]);
+        give_block(idx, c->slot[v][i]);
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
-    memmove(&b->slot[0], &b->slot[count], (n - count) * sizeof b->slot[0]);
-    atomic_store_explicit(&b->n, n - count, memory_order_relaxed);
+    memmove(&c->slot[v][0], &c->slot[v][count], (n - count) * sizeof c->slot[v][0]);
+    atomic_store_explicit(&c->n[v], n - count, memory_order_relaxed);
 }
 
 void pm_i_pool_flush_thread_cache(void)
@@ -560,7 +560,7 @@ void pm_i_pool_flush_thread_cache(void)
     if (c == &empty_cache)
         return;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        flush_bin(c, i, atomic_load_explicit(&c->bins[i].n, memory_order_relaxed));
+        flush_bin(c, i, atomic_load_explicit(&c->n[i + 1], memory_order_relaxed));
 }
 
 /* ---------------------------------------------------------------------------
@@ -600,8 +600,9 @@ static void vg_free(uint8_t *bp, unsigned idx)
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
 }
 
-__attribute__((noinline)) static void *malloc_slow(size_t n)
+__attribute__((noinline)) static void *malloc_slow(void *ctx, size_t n)
 {
+    (void)ctx; /* same signature as pool_malloc: a plain tail jump */
     if (n == 0 || n > PM_P_SMALL_MAX)
         return raw_count(pm_i_libc_malloc(n));
     int recursive = ensure_init();
@@ -616,31 +617,33 @@ __attribute__((noinline)) static void *malloc_slow(size_t n)
         pthread_mutex_unlock(&cl->lock);
         return bp;
     }
-    pm_bin *b = &c->bins[idx];
-    uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
+    unsigned v = idx + 1;
+    void **slot = c->slot[v];
+    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
     if (k == 0) { /* refill half the capacity */
-        uint32_t want = b->lim / 2;
+        uint32_t want = c->lim[v] / 2;
         pthread_mutex_lock(&cl->lock);
         for (; k < want; k++) {
             uint8_t *bp = take_block(idx);
             if (bp == NULL)
                 break;
-            b->slot[want - 1 - k] = bp; /* first taken on top: lowest address first */
+            slot[want - 1 - k] = bp; /* first taken on top: lowest address first */
         }
         pthread_mutex_unlock(&cl->lock);
         if (k < want) { /* out of memory: keep what we got, in order */
-            memmove(&b->slot[0], &b->slot[want - k], k * sizeof b->slot[0]);
+            memmove(&slot[0], &slot[want - k], k * sizeof slot[0]);
             if (k == 0)
                 return NULL;
         }
     }
     k--;
-    atomic_store_explicit(&b->n, k, memory_order_relaxed);
-    return b->slot[k];
+    atomic_store_explicit(&c->n[v], k, memory_order_relaxed);
+    return slot[k];
 }
 
-__attribute__((noinline)) static void free_slow(void *p, unsigned idx)
+__attribute__((noinline)) static void free_slow(void *ctx, void *p, unsigned idx)
 {
+    (void)ctx;
     int recursive = ensure_init();
     if (pm_i_p_vg) {
         vg_free(p, idx);
@@ -653,14 +656,14 @@ __attribute__((noinline)) static void free_slow(void *p, unsigned idx)
         pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
         return;
     }
-    pm_bin *b = &c->bins[idx];
-    uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
-    if (k >= b->lim) {
-        flush_bin(c, idx, b->lim / 2);
-        k = atomic_load_explicit(&b->n, memory_order_relaxed);
+    unsigned v = idx + 1;
+    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    if (k >= c->lim[v]) {
+        flush_bin(c, idx, c->lim[v] / 2);
+        k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
     }
-    b->slot[k] = p;
-    atomic_store_explicit(&b->n, k + 1, memory_order_relaxed);
+    c->slot[v][k] = p;
+    atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------------------
@@ -669,32 +672,32 @@ __attribute__((noinline)) static void free_slow(void *p, unsigned idx)
 
 static void *pool_malloc(void *ctx, size_t n)
 {
-    (void)ctx;
-    size_t i = n - 1; /* n == 0 wraps around to the slow path */
-    if (PM_I_LIKELY(i < PM_P_SMALL_MAX)) {
-        pm_bin *b = &tc->bins[i >> PM_P_ALIGN_SHIFT];
-        uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
+    /* v = class + 1; n <= PTRDIFF_MAX, so n + 15 cannot wrap. n == 0 gives
+     * v - 1 == SIZE_MAX and n > 512 gives v - 1 >= 32: the slow path. */
+    size_t v = (n + PM_P_ALIGN - 1) >> PM_P_ALIGN_SHIFT;
+    if (PM_I_LIKELY(v - 1 < PM_P_NCLASSES)) {
+        pm_tcache *c = tc;
+        uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
         if (PM_I_LIKELY(k != 0)) {
-            atomic_store_explicit(&b->n, k - 1, memory_order_relaxed);
-            return b->slot[k - 1];
+            atomic_store_explicit(&c->n[v], k - 1, memory_order_relaxed);
+            return c->slot[v][k - 1];
         }
     }
-    return malloc_slow(n);
+    return malloc_slow(ctx, n);
 }
 
 static void pool_free(void *ctx, void *p)
 {
-    (void)ctx;
-    unsigned cls = pm_i_p_lookup(p);
-    if (PM_I_LIKELY(cls != 0)) {
-        pm_bin *b = &tc->bins[cls - 1];
-        uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
-        if (PM_I_LIKELY(k < b->lim)) {
-            b->slot[k] = p;
-            atomic_store_explicit(&b->n, k + 1, memory_order_relaxed);
+    unsigned v = pm_i_p_lookup(p); /* class + 1, or 0: not ours */
+    if (PM_I_LIKELY(v != 0)) {
+        pm_tcache *c = tc;
+        uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+        if (PM_I_LIKELY(k < c->lim[v])) {
+            c->slot[v][k] = p;
+            atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
             return;
         }
-        free_slow(p, cls - 1);
+        free_slow(ctx, p, v - 1);
         return;
     }
     raw_free(p);

@@ -86,18 +86,17 @@ typedef struct pm_arena {
 #define PM_P_ARENA_CHUNK 1024u /* arena objects per mmap'ed chunk */
 #define PM_P_MAX_CHUNKS 4096u  /* 4M arenas: 4 TiB of pools */
 
-/* A thread's cache of one size class: a bounded LIFO stack of blocks that
- * are counted as allocated by their pools. n is written by the owning
- * thread only; it is atomic (relaxed, i.e. plain moves) because the
- * statistics read it from other threads. */
-typedef struct pm_bin {
-    _Atomic uint32_t n;
-    uint32_t lim; /* capacity; 0 in the shared empty cache */
-    void *slot[PM_P_CACHE_SLOTS];
-} pm_bin;
-
+/* A thread's cache: per size class a bounded LIFO stack of blocks that are
+ * counted as allocated by their pools. Indexed by class + 1 (the value the
+ * ownership tree stores; entry 0 is unused) so that free() indexes it with
+ * the tree's byte directly. n[] is written by the owning thread only; it is
+ * atomic (relaxed: plain moves) because the statistics read it from other
+ * threads. */
+#define PM_P_CACHE_BINS (PM_P_NCLASSES + 1)
 typedef struct pm_tcache {
-    pm_bin bins[PM_P_NCLASSES];
+    _Atomic uint32_t n[PM_P_CACHE_BINS];
+    uint32_t lim[PM_P_CACHE_BINS]; /* capacity; 0 in the shared empty cache */
+    void *slot[PM_P_CACHE_BINS][PM_P_CACHE_SLOTS];
     struct pm_tcache *next, *prev; /* registry (under tc_lock) */
 } pm_tcache;
 
@@ -133,11 +132,11 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
 static inline unsigned pm_i_p_lookup(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (PM_I_UNLIKELY(a >> PM_P_ADDR_BITS))
-        return 0;
+    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
+        return 0; /* above the 48-bit space */
     uintptr_t k = a >> PM_P_POOL_BITS;
-    _Atomic uint8_t *leaf =
-        atomic_load_explicit(&pm_i_p_tree[k >> PM_P_TREE_LEAF_BITS], memory_order_acquire);
+    _Atomic uint8_t *leaf = atomic_load_explicit(&pm_i_p_tree[top], memory_order_acquire);
     if (PM_I_UNLIKELY(leaf == NULL))
         return 0;
     return atomic_load_explicit(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)], memory_order_relaxed);
