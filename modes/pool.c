@@ -60,7 +60,8 @@
  * fork(): the prepare handler takes every lock, the child re-initializes
  * them and drops the other threads' caches (their blocks stay allocated).
  *
- * Valgrind (PM_HAVE_VALGRIND, RUNNING_ON_VALGRIND at set-up): thread caches
+ * Valgrind (PM_HAVE_VALGRIND, memcheck detected at set-up; other tools such
+ * as callgrind get the normal paths): thread caches
  * are off and every operation takes its class lock; each block is a
  * MALLOCLIKE block of exactly the requested size, freed with FREELIKE and
  * resized in place with RESIZEINPLACE; arenas, pool headers, free blocks
@@ -479,6 +480,21 @@ static void tc_destroy(void *arg)
     pthread_mutex_unlock(&pm_i_p.tc_lock);
 }
 
+/* Running under valgrind's memcheck (not another tool such as callgrind,
+ * which should measure the normal paths): memcheck answers a MAKE_MEM
+ * request with -1, other tools (and no valgrind) with 0. */
+static int under_memcheck(void)
+{
+    if (!RUNNING_ON_VALGRIND)
+        return 0;
+#if PM_HAVE_VALGRIND
+    int probe = 0;
+    return (long)VALGRIND_MAKE_MEM_DEFINED(&probe, sizeof probe) == -1;
+#else
+    return 0;
+#endif
+}
+
 /* Wait for the set-up (or run it). Returns 0 when done; 1 if this thread is
  * inside the set-up itself (a recursive allocation: use the direct path). */
 static int ensure_init(void)
@@ -490,7 +506,7 @@ static int ensure_init(void)
     int expected = 0;
     if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
         tc_busy = 1;
-        pm_i_p_vg = RUNNING_ON_VALGRIND ? 1 : 0;
+        pm_i_p_vg = under_memcheck();
         pthread_key_create(&tc_key, tc_destroy);
         pthread_atfork(fork_prepare, fork_parent, fork_child); /* may allocate */
         tc_busy = 0;
@@ -789,5 +805,5 @@ int pm_i_pool_valgrind(int *compiled_in)
 {
     if (compiled_in != NULL)
         *compiled_in = PM_HAVE_VALGRIND;
-    return RUNNING_ON_VALGRIND ? 1 : 0;
+    return under_memcheck();
 }
