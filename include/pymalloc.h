@@ -136,7 +136,8 @@ struct pm_stats {
     size_t bytes_arena_alignment;  /* the partial pool of unaligned arenas */
     size_t blocks_in_thread_caches;
     size_t bytes_in_thread_caches; /* included in bytes_allocated_blocks */
-    size_t raw_blocks_current;     /* live blocks sent to libc (0, >512, aligned) */
+    size_t raw_blocks_current;     /* live blocks sent to libc (0, >512, aligned);
+                                      libc blocks freed through pm count down too */
     size_t raw_blocks_total;
     struct pm_stats_class {
         size_t size;             /* block size: 16 * (index + 1) */

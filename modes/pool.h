@@ -120,7 +120,8 @@ struct pm_p_state {
     pm_tcache *caches;       /* every live thread's cache */
     pm_tcache *spare;        /* caches of exited threads, for reuse */
 
-    _Atomic size_t raw_current, raw_total; /* raw-fallback blocks */
+    _Atomic ptrdiff_t raw_current; /* raw-fallback blocks live (see stats) */
+    _Atomic size_t raw_total;
 };
 
 extern struct pm_p_state pm_i_p;

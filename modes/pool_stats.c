@@ -98,7 +98,10 @@ int pm_get_stats(struct pm_stats *st)
         st->blocks_in_thread_caches += k->blocks_cached;
         st->bytes_in_thread_caches += k->blocks_cached * k->size;
     }
-    st->raw_blocks_current = atomic_load_explicit(&pm_i_p.raw_current, memory_order_relaxed);
+    /* Freeing a libc block that pymalloc did not allocate (allowed: it is
+     * handed to libc) also counts down: never report below zero. */
+    ptrdiff_t raw = atomic_load_explicit(&pm_i_p.raw_current, memory_order_relaxed);
+    st->raw_blocks_current = raw > 0 ? (size_t)raw : 0;
     st->raw_blocks_total = atomic_load_explicit(&pm_i_p.raw_total, memory_order_relaxed);
     return 0;
 }
@@ -106,6 +109,8 @@ int pm_get_stats(struct pm_stats *st)
 /* "label<pad to 35>=<value in 21 columns>\n", CPython's printone(). */
 static size_t line(pm_i_buf *b, const char *label, size_t v)
 {
+    if (b->cap - b->len < 128)
+        pm_i_buf_flush(b); /* keep the line in the buffer: pad_to counts from it */
     pm_i_buf_str(b, label);
     pm_i_buf_pad_to(b, 35);
     pm_i_buf_char(b, '=');
@@ -184,11 +189,12 @@ void pm_print_stats(int fd)
     total += line(&b, "# bytes lost to quantization", st.bytes_quantization);
     total += line(&b, "# bytes lost to arena alignment", st.bytes_arena_alignment);
     line(&b, "Total", total);
-    /* pymalloc's own lines: thread caches (already counted above as
-     * allocated) and the blocks sent to libc. */
+    /* pymalloc's own lines: thread caches (already counted above in
+     * "blocks in use" and "bytes in allocated blocks") and the blocks sent
+     * to libc. */
     pm_i_buf_char(&b, '\n');
     line(&b, "# blocks in thread caches", st.blocks_in_thread_caches);
-    line(&b, "# bytes in thread caches (in alloc)", st.bytes_in_thread_caches);
+    line(&b, "# bytes in thread caches", st.bytes_in_thread_caches);
     line(&b, "# raw blocks (0, >512, aligned)", st.raw_blocks_current);
     line(&b, "# raw blocks allocated total", st.raw_blocks_total);
     pm_i_buf_flush(&b);

@@ -378,6 +378,9 @@ static void test_print_stats_format(void)
 {
     NEED_POOL();
     void *keep = OBJ->malloc(24);
+    void *every[32]; /* a row per class: the output outgrows the printer's buffer */
+    for (int c = 0; c < 32; c++)
+        every[c] = MEM->malloc((size_t)c * 16 + 1);
     int fds[2];
     PM_CHECK_EQ(pipe(fds), 0);
     pm_print_stats(fds[1]);
@@ -401,6 +404,22 @@ static void test_print_stats_format(void)
     snprintf(want, sizeof want, "%zu arenas * 1048576 bytes/arena", st.arenas_current);
     PM_CHECK_STR(out, want);
     PM_CHECK_STR(out, "# bytes lost to arena alignment    =");
+    /* Every "label = value" line has its '=' in column 35, whatever the
+     * printer's buffer did (it flushes mid-output). */
+    int lines = 0;
+    for (const char *l = out; *l != '\0';) {
+        const char *nl = strchr(l, '\n');
+        size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+        const char *eq = memchr(l, '=', ll);
+        if (eq != NULL && strncmp(l, "Small block", 11) != 0) {
+            lines++;
+            if (eq - l != 35 || ll != 57)
+                fprintf(stderr, "misaligned: %.*s\n", (int)ll, l);
+            PM_CHECK(eq - l == 35 && ll == 57);
+        }
+        l += ll + (nl != NULL);
+    }
+    PM_CHECK_EQ(lines, 16);
     /* Total == arenas * ARENA_SIZE, printed with separators. */
     const char *total = strstr(out, "\nTotal");
     PM_CHECK(total != NULL);
@@ -413,6 +432,8 @@ static void test_print_stats_format(void)
         PM_CHECK_EQ(v, st.arenas_current * 1048576ull);
     }
     OBJ->free(keep);
+    for (int c = 0; c < 32; c++)
+        MEM->free(every[c]);
 }
 
 int main(void)
