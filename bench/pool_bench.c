@@ -17,8 +17,8 @@
  * (callgrind: --toggle-collect=bench_loop*). Prints pairs and seconds.
  *
  * probe: allocates `count` blocks of `size` bytes, keeps them live, and
- * prints the resident-set growth per block (and, for pm, the pool
- * statistics' arenas per block).
+ * prints the resident-set growth per block (and, for pm, from the pool
+ * statistics: mapped arena bytes, less wholly unused pools, per block).
  */
 #include <pymalloc.h>
 
@@ -170,7 +170,7 @@ static int probe(int argc, char **argv)
     size_t size = (size_t)atol(argv[3]);
     long count = atol(argv[4]);
     void **p = malloc((size_t)count * sizeof *p);
-    memset(p, 0, (size_t)count * sizeof *p); /* its pages are resident first */
+    memset(p, 0xA5, (size_t)count * sizeof *p); /* resident first (0 would become calloc) */
     if (pm)
         pm_mem_free(pm_mem_malloc(size)); /* set-up outside the measurement */
     size_t before = rss_bytes();
@@ -184,8 +184,11 @@ static int probe(int argc, char **argv)
     if (pm) {
         struct pm_stats st;
         pm_get_stats(&st);
-        printf(" arena_bytes_per_block=%.2f", (double)(st.arenas_current * st.arena_size) /
-                                                  (double)count);
+        /* Mapped arena bytes minus wholly unused pools (the partly used
+         * last arena would otherwise dominate small counts). */
+        printf(" pool_bytes_per_block=%.2f",
+               (double)(st.arenas_current * st.arena_size - st.bytes_unused_pools) /
+                   (double)count);
     }
     printf("\n");
     for (long i = 0; i < count; i++) {

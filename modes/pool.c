@@ -5,13 +5,13 @@
  *   request n      1..512 -> size class (n-1)>>4, block size 16..512
  *                  0, >512, alignment > 16 -> libc (the "raw fallback")
  *
- *   arena (1 MiB, mmap)                         pool (16 KiB, 16 KiB aligned)
+ *   arena (1 MiB, mmap, 16 KiB aligned)         pool (16 KiB, 16 KiB aligned)
  *   +------+------+------+-- ... --+------+     +--------+-----+-----+-- ... -+----+
- *   |(lost)| pool | pool |         | pool |     | header | blk | blk |  never  |lost|
+ *   | pool | pool | pool |         | pool |     | header | blk | blk |  never  |lost|
  *   +------+------+------+-- ... --+------+     |  48 B  |     |     |  carved |    |
- *    mmap aligns to 4 KiB: an unaligned           +--------+-----+-----+-- ... -+----+
- *    arena has 63 usable pools, not 64            first block at pool+48, no per-block
- *                                                 header: pool = p & ~(16 KiB - 1)
+ *    64 pools: the mapping is trimmed to a        +--------+-----+-----+-- ... -+----+
+ *    16 KiB boundary (CPython loses one pool      first block at pool+48, no per-block
+ *    to mmap's 4 KiB alignment in most arenas)    header: pool = p & ~(16 KiB - 1)
  *
  *   thread T1 cache          class locks (one per size class)     arena lock
  *   [class 0: b b b ...] <-> cls[0]: used pools (have free blocks) -> usable_arenas
@@ -183,12 +183,34 @@ static pm_arena *arena_object(void)
     return pm_i_p.unused_arena_objects;
 }
 
+/* 1 MiB on a 16 KiB boundary, so that all 64 pools are usable: mmap only
+ * aligns to the page, and CPython loses a pool in most arenas (1.6% of the
+ * memory). Map 16 KiB - 4 KiB more than needed and unmap the excess ends;
+ * if the kernel happens to return an aligned address, nothing is trimmed. */
+static uint8_t *map_arena(void)
+{
+    uint8_t *p = map(PM_P_ARENA_SIZE);
+    if (p == NULL || ((uintptr_t)p & PM_P_POOL_MASK) == 0)
+        return p;
+    munmap(p, PM_P_ARENA_SIZE);
+    size_t page = 4096, extra = PM_P_POOL_SIZE - page;
+    uint8_t *raw = map(PM_P_ARENA_SIZE + extra);
+    if (raw == NULL)
+        return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)raw + PM_P_POOL_MASK) & ~PM_P_POOL_MASK);
+    if (a > raw)
+        munmap(raw, (size_t)(a - raw));
+    if (a + PM_P_ARENA_SIZE < raw + PM_P_ARENA_SIZE + extra)
+        munmap(a + PM_P_ARENA_SIZE, (size_t)(raw + PM_P_ARENA_SIZE + extra - (a + PM_P_ARENA_SIZE)));
+    return a;
+}
+
 static pm_arena *new_arena(void)
 {
     pm_arena *ao = arena_object();
     if (ao == NULL)
         return NULL;
-    uint8_t *base = map(PM_P_ARENA_SIZE);
+    uint8_t *base = map_arena();
     if (base == NULL)
         return NULL;
     uintptr_t a = (uintptr_t)base;
