@@ -21,7 +21,7 @@ ir() { # alloc size order pairs -> "below own"
   callgrind_annotate --auto=no --threshold=100 $f 2>/dev/null | awk -v k="$4" -v a="$1" '
     /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
     /:bench_loop_/   { gsub(",", "", $1); loop = $1 }
-    /:pool_(malloc|free) / { gsub(",", "", $1); own += $1 }
+    /:pool_(malloc|free)( |$)/ { gsub(",", "", $1); own += $1 }
     END { printf "%.1f %.1f\n", (total - loop) / k, (a == "pm" ? own / k : (total - loop) / k) }'
   rm -f $f
 }

@@ -79,6 +79,15 @@
 #include <sys/mman.h>
 
 _Static_assert(sizeof(pm_pool) == PM_P_HDR, "pool header is 48 bytes");
+
+/* Slow paths: out of line, and with the fast path's signature kept (GCC's
+ * noipa stops it from dropping the unused ctx, which would cost the fast
+ * path a register move before its tail jump). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define PM_P_SLOW __attribute__((noinline, noipa))
+#else
+#define PM_P_SLOW __attribute__((noinline))
+#endif
 _Static_assert(PM_P_NCLASSES * PM_P_ALIGN == PM_P_SMALL_MAX, "32 size classes");
 
 #define PM_P_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
@@ -638,7 +647,7 @@ static void vg_free(uint8_t *bp, unsigned idx)
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
 }
 
-__attribute__((noinline)) static void *malloc_slow(void *ctx, size_t n)
+PM_P_SLOW static void *malloc_slow(void *ctx, size_t n)
 {
     (void)ctx; /* same signature as pool_malloc: a plain tail jump */
     if (n == 0 || n > PM_P_SMALL_MAX)
@@ -679,7 +688,7 @@ __attribute__((noinline)) static void *malloc_slow(void *ctx, size_t n)
     return slot[k];
 }
 
-__attribute__((noinline)) static void free_slow(void *ctx, void *p, unsigned idx)
+PM_P_SLOW static void free_slow(void *ctx, void *p, unsigned idx)
 {
     (void)ctx;
     int recursive = ensure_init();
