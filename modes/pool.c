@@ -549,6 +549,11 @@ static int ensure_init(void)
     return 0;
 }
 
+/* Called by the library's set-up (src/api.c) before any mode is installed,
+ * so that what pthread_atfork and pthread_key_create allocate goes to libc
+ * (the table still holds it), never through a domain a hook may watch. */
+void pm_i_pool_init(void) { (void)ensure_init(); }
+
 /* This thread's cache, created on first use; NULL if it must not have one
  * (valgrind, thread exiting, recursion during creation or set-up). */
 static pm_tcache *cache(void)

@@ -124,6 +124,7 @@ static void setup_from_env(void)
 {
     pm_i_table_boot();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pm_i_pool_init(); /* its own fork handlers, while the table holds libc */
 
     const char *env = pm_i_getenv("PYMALLOC_MODE");
     const char *name = (env == NULL || *env == '\0') ? "default" : env;

@@ -67,6 +67,9 @@ int pm_i_pool_owns(const void *p);
  * memcheck); *compiled_in (if not NULL) says whether the client requests
  * were compiled in (CMake PYMALLOC_VALGRIND). */
 int pm_i_pool_valgrind(int *compiled_in);
+/* The pool's one-time set-up (fork handlers, thread-exit key, valgrind
+ * detection); run by the library's set-up, idempotent. */
+void pm_i_pool_init(void);
 /* Give every block in the calling thread's cache back to its pool. */
 void pm_i_pool_flush_thread_cache(void);
 /* Check every invariant of every arena, pool, list and cache of the pool
