@@ -18,29 +18,37 @@ void write_after_free(unsigned char *p);
 void leak_one(void);
 void write_past_shrunk(unsigned char *p);
 
-__attribute__((noinline, noclone)) void overflow_into_next(unsigned char *a)
+/* Each fault in a function of its own, never inlined or cloned, so that
+ * memcheck names it (clang has no noclone and never clones these). */
+#if defined(__clang__)
+#define PM_VICTIM_FN __attribute__((noinline))
+#else
+#define PM_VICTIM_FN __attribute__((noinline, noclone))
+#endif
+
+PM_VICTIM_FN void overflow_into_next(unsigned char *a)
 {
     ((volatile unsigned char *)a)[32] = 1; /* one past a 32-byte request: the next block's first byte */
 }
 
-__attribute__((noinline, noclone)) void read_after_free(unsigned char *p)
+PM_VICTIM_FN void read_after_free(unsigned char *p)
 {
     sink = p[8];
 }
 
-__attribute__((noinline, noclone)) void write_after_free(unsigned char *p)
+PM_VICTIM_FN void write_after_free(unsigned char *p)
 {
     ((volatile unsigned char *)p)[3] = 7;
 }
 
-__attribute__((noinline, noclone)) void leak_one(void)
+PM_VICTIM_FN void leak_one(void)
 {
     unsigned char *p = pm_mem_malloc(100);
     memset(p, 1, 100);
     p = NULL;
 }
 
-__attribute__((noinline, noclone)) void write_past_shrunk(unsigned char *p)
+PM_VICTIM_FN void write_past_shrunk(unsigned char *p)
 {
     ((volatile unsigned char *)p)[95] = 1; /* a 100-byte block shrunk in place to 90 */
 }
