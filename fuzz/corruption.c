@@ -44,9 +44,9 @@
  * address, so a pointer that is not a live block but is the address of a
  * block freed earlier (an interior pointer of a new block that reuses the
  * memory, say) is named a double free / use after free of that old block.
- * The harness keeps every address it freed (and has not got back since) with
- * the old block's size and serial, and accepts that report for those
- * addresses only, with exactly those values.
+ * The harness keeps the addresses it freed (and has not got back since) with
+ * the old block's size and serial, at least the last GEN_NOTES of them, and
+ * accepts that report for those addresses only, with exactly those values.
  *
  * One mode per process, as in operations.c: under libFuzzer the mode is
  * PYMALLOC_MODE's (unset: "debug"); an input naming another debug mode is
@@ -232,57 +232,72 @@ typedef struct freed_rec {
     int freed; /* 0: the address was handed out again since */
 } freed_rec;
 
-static freed_rec *freed_tab;
-static size_t freed_cap, freed_used;
+/* Two generations of open-addressing tables: notes go into the current one;
+ * when it holds GEN_NOTES addresses the previous one is dropped. So the last
+ * GEN_NOTES frees at least are always known: far more than the registry can
+ * remember (256 per stripe, 64 stripes), while memory stays bounded (ASan's
+ * quarantine makes nearly every address new). */
+#define GEN_NOTES (512u * 1024u)
+#define GEN_CAP (2u * GEN_NOTES) /* a power of two; half full at most */
 
-static freed_rec *freed_slot(uintptr_t a)
+typedef struct freed_gen {
+    freed_rec *tab;
+    size_t used;
+} freed_gen;
+
+static freed_gen gens[2]; /* [0] current, [1] previous */
+
+static freed_rec *freed_slot(freed_gen *g, uintptr_t a)
 {
-    size_t mask = freed_cap - 1;
+    size_t mask = GEN_CAP - 1;
     size_t i = (size_t)((a >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 20) & mask;
-    while (freed_tab[i].addr != 0 && freed_tab[i].addr != a)
+    while (g->tab[i].addr != 0 && g->tab[i].addr != a)
         i = (i + 1) & mask;
-    return &freed_tab[i];
-}
-
-static void freed_grow(void)
-{
-    freed_rec *old = freed_tab;
-    size_t n = freed_cap;
-    freed_cap = n ? n * 2 : 4096;
-    freed_tab = calloc(freed_cap, sizeof *freed_tab);
-    if (freed_tab == NULL)
-        FZ_FAIL("out of memory for the harness");
-    for (size_t i = 0; i < n; i++)
-        if (old[i].addr != 0)
-            *freed_slot(old[i].addr) = old[i];
-    free(old);
+    return &g->tab[i];
 }
 
 static void freed_note(const void *p, size_t size, uint64_t serial, char api)
 {
-    if (freed_used * 2 >= freed_cap)
-        freed_grow();
-    freed_rec *r = freed_slot((uintptr_t)p);
+    if (gens[0].tab == NULL || gens[0].used >= GEN_NOTES) {
+        free(gens[1].tab);
+        gens[1] = gens[0];
+        gens[0].tab = calloc(GEN_CAP, sizeof(freed_rec));
+        gens[0].used = 0;
+        if (gens[0].tab == NULL)
+            CZ_FAIL("out of memory for the harness");
+    }
+    freed_rec *r = freed_slot(&gens[0], (uintptr_t)p);
     if (r->addr == 0)
-        freed_used++;
+        gens[0].used++;
     *r = (freed_rec){(uintptr_t)p, size, serial, api, 1};
+    if (gens[1].tab != NULL) { /* the newest note wins */
+        freed_rec *o = freed_slot(&gens[1], (uintptr_t)p);
+        if (o->addr != 0)
+            o->freed = 0;
+    }
 }
 
 static void freed_reused(const void *p)
 {
-    if (freed_cap == 0)
-        return;
-    freed_rec *r = freed_slot((uintptr_t)p);
-    if (r->addr != 0)
-        r->freed = 0;
+    for (int k = 0; k < 2; k++) {
+        if (gens[k].tab == NULL)
+            continue;
+        freed_rec *r = freed_slot(&gens[k], (uintptr_t)p);
+        if (r->addr != 0)
+            r->freed = 0;
+    }
 }
 
 static const freed_rec *freed_find(const void *p)
 {
-    if (freed_cap == 0 || p == NULL)
-        return NULL;
-    const freed_rec *r = freed_slot((uintptr_t)p);
-    return r->addr != 0 && r->freed ? r : NULL;
+    for (int k = 0; k < 2; k++) {
+        if (gens[k].tab == NULL || p == NULL)
+            continue;
+        const freed_rec *r = freed_slot(&gens[k], (uintptr_t)p);
+        if (r->addr != 0 && r->freed)
+            return r;
+    }
+    return NULL;
 }
 
 /* ---------------------------------------------------------------------------
