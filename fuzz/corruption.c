@@ -393,8 +393,11 @@ enum { T_FREE, T_REALLOC, T_CHECK, T_USABLE, T_COUNT };
 static const char *const trigger_names[T_COUNT] = {"free", "realloc", "pm_check_block",
                                                    "usable_size"};
 
-/* Run trigger t on pointer q through domain D (block b is the case's live
- * block, or NULL). Returns what realloc gave (NULL otherwise). */
+/* What the last usable-size trigger gave. */
+static size_t last_usable;
+
+/* Run trigger t on pointer q through domain D (n2: the size for realloc).
+ * Returns what realloc gave (NULL otherwise). */
 static void *run_trigger(int t, const cz_domain *D, void *q, size_t n2)
 {
     void *r = NULL;
@@ -414,7 +417,7 @@ static void *run_trigger(int t, const cz_domain *D, void *q, size_t n2)
         break;
     }
     default: {
-        size_t u = pm_i_domain_usable_size(D->d, q);
+        size_t u = last_usable = pm_i_domain_usable_size(D->d, q);
         loud();
         if (R.n != 0 && u != 0)
             CZ_FAIL("usable_size gave %zu after a report", u);
@@ -480,6 +483,8 @@ static void case_inbounds(block *b, int t, const uint8_t *a)
     expect_none("an in-bounds write");
     if (t == T_REALLOC && r == NULL)
         CZ_FAIL("realloc to %zu bytes failed", n2);
+    if (t == T_USABLE && last_usable != b->n) /* exactly the size asked for */
+        CZ_FAIL("usable_size gave %zu", last_usable);
     finish_clean(b, t, r, n2);
 }
 
