@@ -527,14 +527,40 @@ static void (*const ops[OP_COUNT])(fz_in *) = {op_malloc, op_calloc, op_realloc,
 
 /*
  * Run after every input, once every block is freed: the place for the
- * allocator's own consistency checks. Today it checks that the mode did not
- * change under the input. The pool validator and the statistics balance
- * (issue 3, not on this branch) are to be called here.
+ * allocator's own consistency checks: the mode did not change under the
+ * input, the pool validator finds every invariant intact, the statistics
+ * balance, and no pool block is left allocated.
  */
 static void check_allocator_state(void)
 {
     if (strcmp(pm_mode_name(), S.mode) != 0)
         FZ_FAIL("the mode changed during the input: %s, expected %s", pm_mode_name(), S.mode);
+
+    /* The pool allocator's invariants: every arena, pool, list and cache. */
+    char why_storage[512];
+    pm_i_buf why;
+    pm_i_buf_init(&why, why_storage, sizeof why_storage - 1, -1);
+    if (pm_i_pool_validate(&why) != 0) {
+        why_storage[why.len] = '\0';
+        FZ_FAIL("pool validator: %s", why_storage);
+    }
+
+    /* The statistics balance to the mapped arenas, and with every block of
+     * this input freed and this thread's cache flushed, no pool block is in
+     * use by this thread's doing (the harness allocates nothing of its own
+     * from the pools). */
+    struct pm_stats st;
+    if (pm_get_stats(&st) != 0)
+        FZ_FAIL("pm_get_stats failed");
+    size_t sum = st.bytes_allocated_blocks + st.bytes_available_blocks + st.bytes_unused_pools +
+                 st.bytes_pool_headers + st.bytes_quantization + st.bytes_arena_alignment;
+    if (sum != st.arenas_current * st.arena_size)
+        FZ_FAIL("stats do not balance: %zu bytes accounted, %zu arenas x %zu", sum,
+                st.arenas_current, st.arena_size);
+    pm_i_pool_flush_thread_cache();
+    if (pm_get_stats(&st) != 0 || st.bytes_allocated_blocks != 0)
+        FZ_FAIL("%zu bytes of pool blocks still allocated after every slot was freed",
+                st.bytes_allocated_blocks);
 }
 
 /* ---------------------------------------------------------------------------

@@ -172,6 +172,54 @@ PM_API int pm_setup_debug_hooks(void);
 /* 1 if the debug hooks are installed on the domains, else 0. */
 PM_API int pm_debug_enabled(void);
 
+/*
+ * Statistics of the pool allocator (pymalloc mode), as CPython's
+ * sys._debugmallocstats. Valid in every mode: the pool figures are zero
+ * while no pool was ever used. Blocks sitting in thread caches are counted
+ * as allocated (their pools handed them out) and also reported on their own.
+ * The byte figures balance:
+ *   bytes_allocated_blocks + bytes_available_blocks + bytes_unused_pools +
+ *   bytes_pool_headers + bytes_quantization + bytes_arena_alignment
+ *     == arenas_current * arena_size
+ */
+#define PM_STATS_NCLASSES 32
+
+struct pm_stats {
+    size_t arena_size;             /* 1 MiB */
+    size_t pool_size;              /* 16 KiB */
+    size_t arenas_allocated_total; /* ever mapped */
+    size_t arenas_reclaimed;       /* returned to the OS */
+    size_t arenas_highwater;       /* most at once */
+    size_t arenas_current;         /* mapped now */
+    size_t bytes_allocated_blocks; /* blocks out (users and thread caches) */
+    size_t bytes_available_blocks; /* free blocks in used pools, carved or not */
+    size_t unused_pools;           /* empty pools in mapped arenas */
+    size_t bytes_unused_pools;     /* unused_pools * pool_size */
+    size_t bytes_pool_headers;     /* 48 per pool in use */
+    size_t bytes_quantization;     /* pool tails too small for a block */
+    size_t bytes_arena_alignment;  /* the partial pool of unaligned arenas */
+    size_t blocks_in_thread_caches;
+    size_t bytes_in_thread_caches; /* included in bytes_allocated_blocks */
+    size_t raw_blocks_current;     /* live blocks sent to libc (0, >512, aligned);
+                                      libc blocks freed through pm count down too */
+    size_t raw_blocks_total;
+    struct pm_stats_class {
+        size_t size;             /* block size: 16 * (index + 1) */
+        size_t pools;            /* pools in use (used or full) */
+        size_t blocks_in_use;    /* includes blocks in thread caches */
+        size_t blocks_available; /* free blocks of those pools */
+        size_t blocks_cached;    /* in thread caches */
+    } classes[PM_STATS_NCLASSES];
+};
+
+/* Fill *out (0), or -1 with errno = EINVAL for NULL. A consistent snapshot
+ * of the pools; the thread-cache counts are read without stopping threads. */
+PM_API int pm_get_stats(struct pm_stats *out);
+
+/* Write the statistics to fd in CPython's _debugmallocstats format, without
+ * allocating. PYMALLOC_STATS=1 prints them to stderr at exit. */
+PM_API void pm_print_stats(int fd);
+
 /* The library's version string, e.g. "0.1.0" (may differ from the header's). */
 PM_API const char *pm_version(void);
 

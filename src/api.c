@@ -125,6 +125,7 @@ static void setup_from_env(void)
 {
     pm_i_table_boot();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pm_i_pool_init(); /* its own fork handlers, while the table holds libc */
 
     const char *env = pm_i_getenv("PYMALLOC_MODE");
     const char *name = (env == NULL || *env == '\0') ? "default" : env;
@@ -141,9 +142,28 @@ static void setup_from_env(void)
     }
 
     pm_i_debug_read_options();
+    const char *stats_env = pm_i_getenv("PYMALLOC_STATS");
+    int stats = pm_i_parse_bool(stats_env);
+    if (stats < 0) {
+        static const char *const bools[] = {"0", "1", "no", "yes", "off", "on",
+                                            "false", "true", NULL};
+        pm_i_fatal_option("PYMALLOC_STATS", stats_env, "not a boolean", bools);
+    }
+    atomic_store(&pm_i_stats_at_exit, stats);
+
     install(m);
     if (verbose)
         print_verbose(env);
+}
+
+/* PYMALLOC_STATS=1: the pool statistics on stderr when the program ends
+ * (a destructor, so nothing is registered and nothing allocates). */
+_Atomic int pm_i_stats_at_exit;
+
+__attribute__((destructor)) static void print_stats_at_exit(void)
+{
+    if (atomic_load(&pm_i_stats_at_exit))
+        pm_print_stats(2);
 }
 
 void pm_i_ensure_init(void)

@@ -58,6 +58,27 @@ void pm_i_libc_free(void *p);
 void *pm_i_libc_memalign(size_t alignment, size_t n);
 size_t pm_i_libc_usable_size(void *p);
 
+/* modes/pool.c: CPython's pools (the pymalloc mode); modes/pool_stats.c:
+ * its statistics and validator. */
+extern const pm_i_base pm_i_pool_base;
+/* 1 if p lies in a pool in use (never reads *p). */
+int pm_i_pool_owns(const void *p);
+/* 1 when running under valgrind (the pools then describe every block to
+ * memcheck); *compiled_in (if not NULL) says whether the client requests
+ * were compiled in (CMake PYMALLOC_VALGRIND). */
+int pm_i_pool_valgrind(int *compiled_in);
+/* The pool's one-time set-up (fork handlers, thread-exit key, valgrind
+ * detection); run by the library's set-up, idempotent. */
+void pm_i_pool_init(void);
+/* Give every block in the calling thread's cache back to its pool. */
+void pm_i_pool_flush_thread_cache(void);
+/* Check every invariant of every arena, pool, list and cache of the pool
+ * allocator; 0 if all hold, else -1 with the first violation in *why. */
+struct pm_i_buf;
+int pm_i_pool_validate(struct pm_i_buf *why);
+/* Set by the set-up when PYMALLOC_STATS is true: print at exit. */
+extern _Atomic int pm_i_stats_at_exit;
+
 /* ---------------------------------------------------------------------------
  * Mode registry (src/registry.c): modes by name, as data.
  */

@@ -13,18 +13,21 @@
 #include <string.h>
 
 #define R (&pm_i_raw_base)
+#define P (&pm_i_pool_base)
 
 /* The build's default mode. */
-#define PM_I_DEFAULT_MODE "malloc"
+#define PM_I_DEFAULT_MODE "pymalloc"
 /* What `debug` installs: every domain reset to its default, then wrapped by
  * the debug hooks. */
-#define PM_I_DEFAULT_DEBUG_MODE "malloc_debug"
+#define PM_I_DEFAULT_DEBUG_MODE "pymalloc_debug"
 
 static const pm_i_mode modes[] = {
     {"default", PM_I_DEFAULT_MODE, {NULL, NULL, NULL}, NULL},
     {"malloc", NULL, {R, R, R}, NULL},
     {"debug", PM_I_DEFAULT_DEBUG_MODE, {NULL, NULL, NULL}, NULL},
     {"malloc_debug", NULL, {R, R, R}, pm_i_debug_decorate},
+    {"pymalloc", NULL, {R, P, P}, NULL},
+    {"pymalloc_debug", NULL, {R, P, P}, pm_i_debug_decorate},
 };
 
 #define PM_I_NMODES (sizeof modes / sizeof modes[0])

@@ -423,7 +423,7 @@ static void child_set_mode_removes_hooks(void *arg)
     if (pm_set_mode("malloc") != 0 || pm_debug_enabled())
         _exit(2);
     if (pm_set_mode("debug") != 0 || !pm_debug_enabled() ||
-        strcmp(pm_mode_name(), "malloc_debug") != 0)
+        strcmp(pm_mode_name(), "pymalloc_debug") != 0)
         _exit(3);
     _exit(0);
 }

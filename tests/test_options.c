@@ -131,6 +131,38 @@ static void test_verbose(void)
     unsetenv("PYMALLOC_VERBOSE");
 }
 
+/* PYMALLOC_STATS=1 prints the pool statistics at a normal exit. */
+static void child_stats_exit(void *arg)
+{
+    setenv("PYMALLOC_STATS", (const char *)arg, 1);
+    void *p = pm_obj_malloc(24);
+    printf("allocated in mode %s\n", pm_mode_name());
+    fflush(stdout);
+    (void)p; /* still live at exit: it shows in the statistics */
+    exit(0);
+}
+
+static void test_stats_at_exit(void)
+{
+    pm_death_result r;
+    setenv("PYMALLOC_MODE", "pymalloc", 1);
+    pm_death(child_stats_exit, "1", &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK_STR(r.output, "Small block threshold = 512, in 32 size classes.");
+    PM_CHECK_STR(r.output, "    1     32           1");
+    PM_CHECK_STR(r.output, "# arenas allocated current         =                    1\n");
+    PM_CHECK_STR(r.output, "Total                              =            1,048,576\n");
+    pm_death(child_stats_exit, "0", &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK(strstr(r.output, "Small block") == NULL);
+    pm_death(child_stats_exit, "maybe", &r);
+    PM_CHECK(r.exited && r.exit_status == 1);
+    PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_STATS=maybe: not a boolean");
+    PM_CHECK(strstr(r.output, "allocated in mode") == NULL);
+    unsetenv("PYMALLOC_MODE");
+    unsetenv("PYMALLOC_STATS");
+}
+
 static const char *example_path;
 
 static void child_exec_example(void *arg)
@@ -156,6 +188,7 @@ int main(int argc, char **argv)
 {
     example_path = argc > 1 ? argv[1] : NULL;
     unsetenv("PYMALLOC_VERBOSE");
+    unsetenv("PYMALLOC_STATS");
     PM_RUN(test_parse_bool);
     PM_RUN(test_parse_u64);
     PM_RUN(test_getenv_exact);
@@ -163,6 +196,7 @@ int main(int argc, char **argv)
     PM_RUN(test_every_valid_mode_accepted);
     PM_RUN(test_empty_mode_is_default);
     PM_RUN(test_verbose);
+    PM_RUN(test_stats_at_exit);
     PM_RUN(test_example_with_bad_mode);
     return pm_test_done();
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# bench/debug.sh [build-dir] - the debug hooks' cost, side by side in one run:
+# the churn workload of pool_bench (pm_mem_* entry points) in each debug mode
+# against the mode it wraps:
+#   1. callgrind instructions per malloc+free pair (loop cost subtracted);
+#   2. wall time, best of 5 runs, and the ratio debug/plain;
+#   3. memory per block in pymalloc_debug against pymalloc: the pools' bytes
+#      per block (arena bytes in use / blocks) and the resident-set growth,
+#      which also holds the debug layer's block registry (mmap'd metadata).
+# Needs valgrind for part 1.
+set -euo pipefail
+B=${1:-build}
+bin=$B/bench/pool_bench
+[ -x "$bin" ] || { echo "build first: cmake --build $B" >&2; exit 1; }
+
+ir() { # mode size order pairs -> instructions per pair below bench_loop_pm
+  local f=/tmp/debug_bench.cg.$$ loopf=/tmp/debug_bench.loop.$$
+  PYMALLOC_MODE=$1 valgrind --tool=callgrind --callgrind-out-file=$f --collect-atstart=no \
+    --toggle-collect=bench_loop_pm "$bin" churn pm "$2" "$3" "$4" >/dev/null 2>&1
+  callgrind_annotate --auto=no --threshold=100 $f 2>/dev/null | awk -v k="$4" '
+    /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
+    /:bench_loop_/   { gsub(",", "", $1); loop = $1 }
+    END { printf "%.1f\n", (total - loop) / k }'
+  rm -f $f $loopf
+}
+
+best() { # mode size order pairs -> best ns/pair of 5
+  for i in 1 2 3 4 5; do PYMALLOC_MODE=$1 "$bin" churn pm "$2" "$3" "$4"; done |
+    sed -n 's/.*ns\/pair=\([0-9.]*\).*/\1/p' | sort -g | head -1
+}
+
+echo "== callgrind: instructions per malloc+free pair (pm_mem_*, everything below the loop)"
+printf "%-8s %-6s %10s %10s %7s %10s %10s %7s\n" size order pymalloc pm_debug ratio malloc m_debug ratio
+for case in "16 lifo" "mixed fifo"; do
+  set -- $case
+  p=$(ir pymalloc "$1" "$2" 100000); pd=$(ir pymalloc_debug "$1" "$2" 100000)
+  m=$(ir malloc "$1" "$2" 100000); md=$(ir malloc_debug "$1" "$2" 100000)
+  awk -v s="$1" -v o="$2" -v p="$p" -v pd="$pd" -v m="$m" -v md="$md" \
+    'BEGIN { printf "%-8s %-6s %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f\n", s, o, p, pd, pd/p, m, md, md/m }'
+done
+
+echo "== wall time: best of 5, ns per pair (loop included)"
+printf "%-8s %-6s %10s %10s %7s %10s %10s %7s\n" size order pymalloc pm_debug ratio malloc m_debug ratio
+for case in "16 lifo" "16 fifo" "mixed lifo" "mixed fifo"; do
+  set -- $case
+  p=$(best pymalloc "$1" "$2" 2000000); pd=$(best pymalloc_debug "$1" "$2" 2000000)
+  m=$(best malloc "$1" "$2" 2000000); md=$(best malloc_debug "$1" "$2" 2000000)
+  awk -v s="$1" -v o="$2" -v p="$p" -v pd="$pd" -v m="$m" -v md="$md" \
+    'BEGIN { printf "%-8s %-6s %10.2f %10.2f %7.2f %10.2f %10.2f %7.2f\n", s, o, p, pd, pd/p, m, md, md/m }'
+done
+
+echo "== memory per block (1,000,000 live blocks): pymalloc vs pymalloc_debug"
+for size in 16 64 100 480; do
+  PYMALLOC_MODE=pymalloc "$bin" probe pm $size 1000000 | sed 's/^/pymalloc       /'
+  PYMALLOC_MODE=pymalloc_debug "$bin" probe pm $size 1000000 | sed 's/^/pymalloc_debug /'
+done

@@ -1,0 +1,845 @@
+/*
+ * modes/pool.c - the `pymalloc` mode's allocator: CPython's pools (obmalloc),
+ * made thread-safe with per-thread caches and per-size-class locks.
+ *
+ *   request n      1..512 -> size class (n-1)>>4, block size 16..512
+ *                  0, >512, alignment > 16 -> libc (the "raw fallback")
+ *
+ *   arena (1 MiB, mmap, 16 KiB aligned)         pool (16 KiB, 16 KiB aligned)
+ *   +------+------+------+-- ... --+------+     +--------+-----+-----+-- ... -+----+
+ *   | pool | pool | pool |         | pool |     | header | blk | blk |  never  |lost|
+ *   +------+------+------+-- ... --+------+     |  48 B  |     |     |  carved |    |
+ *    64 pools: the mapping is trimmed to a        +--------+-----+-----+-- ... -+----+
+ *    16 KiB boundary (CPython loses one pool      first block at pool+48, no per-block
+ *    to mmap's 4 KiB alignment in most arenas)    header: pool = p & ~(16 KiB - 1)
+ *
+ *   thread T1 cache          class locks (one per size class)     arena lock
+ *   [class 0: b b b ...] <-> cls[0]: used pools (have free blocks) -> usable_arenas
+ *   [class 1: b ...    ] <-> cls[1]: ...                              (fullest first,
+ *   thread T2 cache      <-> ...                                       nfp2lasta[])
+ *
+ *   ownership tree: p>>14 -> top[16 bits] -> leaf[18 bits] = size class + 1, or 0
+ *
+ * The pools are CPython's design (see ../shared reference §3): a pool serves
+ * one size class; blocks are carved lazily from `nextoffset` only when the
+ * pool's LIFO free list runs dry; a pool is used (on its class list), full
+ * (on no list; a free puts it back at the front of its class list) or empty
+ * (on its arena's freepools, reusable by any class). usable_arenas is sorted
+ * by free pools, fullest first, and allocation takes from its head so
+ * nearly-empty arenas drain; nfp2lasta[k] (the last arena with k free pools)
+ * makes the re-sort after a free O(1). An arena whose pools are all empty is
+ * unmapped unless it is the last usable arena (anti-thrash). Whether a
+ * pointer is ours is decided by a radix tree over pool addresses that never
+ * reads the pointed-to memory; its leaf byte also gives the size class, so
+ * free() needs no pool header on its fast path.
+ *
+ * Threads. Each thread has a cache: per size class a bounded LIFO stack of
+ * blocks (16 to 64 slots). malloc pops from it and free pushes to it with no
+ * lock and no atomic read-modify-write; an empty stack is refilled with half
+ * its capacity, a full one flushed by half, under that class's lock. A block
+ * freed by another thread simply lands in the freeing thread's cache. Pools
+ * are taken from and returned to arenas under the arena lock. A thread's
+ * cache is flushed when the thread exits (pthread key destructor); a thread
+ * that allocates after that, or during set-up, uses the class locks
+ * directly. Lock order: cls[0..31] -> arena_lock -> tc_lock.
+ *
+ * Invariants (checked by pm_i_pool_validate, modes/pool_stats.c):
+ *  - a block is in exactly one of: a user's hands, one thread cache, its
+ *    pool's free list, or its pool's never-carved tail; pool->count counts
+ *    the first two;
+ *  - pool->count == 0 <=> the pool is on its arena's freepools; otherwise
+ *    the pool is on its class list <=> freeblock != NULL;
+ *  - tree[pool] == szidx + 1 for every pool with count > 0, 0 for every
+ *    other address; the tree entry of a pool does not change while any of
+ *    its blocks is out (so the lock-free lookup in free() is exact);
+ *  - nfreepools == |freepools| + never-carved pools; usable_arenas holds
+ *    exactly the arenas with nfreepools > 0, in non-decreasing nfreepools
+ *    order, and nfp2lasta[k] is the last of them with k free pools;
+ *  - pool headers and list heads change only under the class lock (used
+ *    and full pools) or the arena lock (empty pools, arenas).
+ * fork(): the prepare handler takes every lock, the child re-initializes
+ * them and drops the other threads' caches (their blocks stay allocated).
+ *
+ * Valgrind (PM_HAVE_VALGRIND, memcheck detected at set-up; other tools such
+ * as callgrind get the normal paths): thread caches
+ * are off and every operation takes its class lock; each block is a
+ * MALLOCLIKE block of exactly the requested size, freed with FREELIKE and
+ * resized in place with RESIZEINPLACE; arenas, pool headers, free blocks
+ * and never-carved memory are NOACCESS, opened briefly around the
+ * allocator's own accesses. The size class is n>>4 instead of (n-1)>>4, so
+ * every pool block has at least one byte of slack and an overflow into the
+ * next block is caught at its first byte. Not under valgrind all this costs
+ * one predictable branch in the slow paths and nothing on the fast paths.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+_Static_assert(sizeof(pm_pool) == PM_P_HDR, "pool header is 48 bytes");
+
+/* Slow paths: out of line, and with the fast path's signature kept (GCC's
+ * noipa stops it from dropping the unused ctx, which would cost the fast
+ * path a register move before its tail jump). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define PM_P_SLOW __attribute__((noinline, noipa))
+#else
+#define PM_P_SLOW __attribute__((noinline))
+#endif
+_Static_assert(PM_P_NCLASSES * PM_P_ALIGN == PM_P_SMALL_MAX, "32 size classes");
+
+#define PM_P_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+#define CLS_INIT(i) [i] = {PM_P_MUTEX_INIT, NULL}
+
+struct pm_p_state pm_i_p = {
+    .cls = {CLS_INIT(0),  CLS_INIT(1),  CLS_INIT(2),  CLS_INIT(3),  CLS_INIT(4),
+            CLS_INIT(5),  CLS_INIT(6),  CLS_INIT(7),  CLS_INIT(8),  CLS_INIT(9),
+            CLS_INIT(10), CLS_INIT(11), CLS_INIT(12), CLS_INIT(13), CLS_INIT(14),
+            CLS_INIT(15), CLS_INIT(16), CLS_INIT(17), CLS_INIT(18), CLS_INIT(19),
+            CLS_INIT(20), CLS_INIT(21), CLS_INIT(22), CLS_INIT(23), CLS_INIT(24),
+            CLS_INIT(25), CLS_INIT(26), CLS_INIT(27), CLS_INIT(28), CLS_INIT(29),
+            CLS_INIT(30), CLS_INIT(31)},
+    .arena_lock = PM_P_MUTEX_INIT,
+    .tc_lock = PM_P_MUTEX_INIT,
+};
+
+_Atomic(_Atomic uint8_t *) pm_i_p_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
+int pm_i_p_vg;
+
+/* The cache of threads that have none (yet, or any more): every stack is
+ * empty with capacity 0, so both fast paths fall through to the slow ones. */
+static pm_tcache empty_cache;
+static __thread pm_tcache *tc __attribute__((tls_model("initial-exec"))) = &empty_cache;
+/* 1 once this thread's cache was flushed at thread exit. */
+static __thread int tc_dead __attribute__((tls_model("initial-exec")));
+/* 1 while this thread creates its cache or runs the set-up (recursion). */
+static __thread int tc_busy __attribute__((tls_model("initial-exec")));
+
+/* Set-up: 0 not yet, 1 in progress, 2 done. */
+static _Atomic int init_state;
+static pthread_key_t tc_key;
+
+static void *map(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* ---------------------------------------------------------------------------
+ * Raw fallback: libc, counted.
+ */
+
+static void *raw_count(void *p)
+{
+    if (p != NULL) {
+        atomic_fetch_add_explicit(&pm_i_p.raw_current, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pm_i_p.raw_total, 1, memory_order_relaxed);
+    }
+    return p;
+}
+
+static void raw_free(void *p)
+{
+    atomic_fetch_sub_explicit(&pm_i_p.raw_current, 1, memory_order_relaxed);
+    pm_i_libc_free(p);
+}
+
+/* ---------------------------------------------------------------------------
+ * The ownership tree (written under the arena lock, read lock-free).
+ */
+
+static void tree_set(const void *pool, unsigned value)
+{
+    uintptr_t k = (uintptr_t)pool >> PM_P_POOL_BITS;
+    _Atomic uint8_t *leaf =
+        atomic_load_explicit(&pm_i_p_tree[k >> PM_P_TREE_LEAF_BITS], memory_order_relaxed);
+    atomic_store_explicit(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)], (uint8_t)value,
+                          memory_order_relaxed);
+}
+
+/* Make sure the leaf covering address a exists (arena lock held). */
+static int tree_leaf(uintptr_t a)
+{
+    size_t top = (a >> PM_P_POOL_BITS) >> PM_P_TREE_LEAF_BITS;
+    if (atomic_load_explicit(&pm_i_p_tree[top], memory_order_relaxed) != NULL)
+        return 0;
+    _Atomic uint8_t *leaf = map(PM_P_TREE_LEAF_SIZE); /* never freed */
+    if (leaf == NULL)
+        return -1;
+    atomic_store_explicit(&pm_i_p_tree[top], leaf, memory_order_release);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Arenas (arena lock held).
+ */
+
+static pm_arena *arena_object(void)
+{
+    if (pm_i_p.unused_arena_objects == NULL) {
+        if (pm_i_p.nchunks == PM_P_MAX_CHUNKS)
+            return NULL;
+        pm_arena *chunk = map(PM_P_ARENA_CHUNK * sizeof(pm_arena));
+        if (chunk == NULL)
+            return NULL;
+        for (unsigned i = 0; i < PM_P_ARENA_CHUNK; i++)
+            chunk[i].nextarena = i + 1 < PM_P_ARENA_CHUNK ? &chunk[i + 1] : NULL;
+        pm_i_p.chunks[pm_i_p.nchunks++] = chunk;
+        pm_i_p.unused_arena_objects = chunk;
+    }
+    return pm_i_p.unused_arena_objects;
+}
+
+/* 1 MiB on a 16 KiB boundary, so that all 64 pools are usable: mmap only
+ * aligns to the page, and CPython loses a pool in most arenas (1.6% of the
+ * memory). Map 16 KiB - 4 KiB more than needed and unmap the excess ends;
+ * if the kernel happens to return an aligned address, nothing is trimmed. */
+static uint8_t *map_arena(void)
+{
+    uint8_t *p = map(PM_P_ARENA_SIZE);
+    if (p == NULL || ((uintptr_t)p & PM_P_POOL_MASK) == 0)
+        return p;
+    munmap(p, PM_P_ARENA_SIZE);
+    size_t page = 4096, extra = PM_P_POOL_SIZE - page;
+    uint8_t *raw = map(PM_P_ARENA_SIZE + extra);
+    if (raw == NULL)
+        return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)raw + PM_P_POOL_MASK) & ~PM_P_POOL_MASK);
+    if (a > raw)
+        munmap(raw, (size_t)(a - raw));
+    if (a + PM_P_ARENA_SIZE < raw + PM_P_ARENA_SIZE + extra)
+        munmap(a + PM_P_ARENA_SIZE, (size_t)(raw + PM_P_ARENA_SIZE + extra - (a + PM_P_ARENA_SIZE)));
+    return a;
+}
+
+static pm_arena *new_arena(void)
+{
+    pm_arena *ao = arena_object();
+    if (ao == NULL)
+        return NULL;
+    uint8_t *base = map_arena();
+    if (base == NULL)
+        return NULL;
+    uintptr_t a = (uintptr_t)base;
+    if ((a + PM_P_ARENA_SIZE - 1) >> PM_P_ADDR_BITS || tree_leaf(a) != 0 ||
+        tree_leaf(a + PM_P_ARENA_SIZE - 1) != 0) {
+        munmap(base, PM_P_ARENA_SIZE);
+        return NULL;
+    }
+    uint16_t *sizes = NULL;
+    if (pm_i_p_vg) {
+        sizes = map(PM_P_ARENA_SIZE / PM_P_ALIGN * sizeof(uint16_t));
+        if (sizes == NULL) {
+            munmap(base, PM_P_ARENA_SIZE);
+            return NULL;
+        }
+        VALGRIND_MAKE_MEM_NOACCESS(base, PM_P_ARENA_SIZE);
+    }
+    pm_i_p.unused_arena_objects = ao->nextarena;
+    ao->address = a;
+    ao->first_pool = (uint8_t *)((a + PM_P_POOL_MASK) & ~PM_P_POOL_MASK);
+    ao->pool_address = ao->first_pool;
+    ao->ntotalpools = PM_P_MAX_POOLS - (ao->first_pool != base);
+    ao->nfreepools = ao->ntotalpools;
+    ao->freepools = NULL;
+    ao->nextarena = ao->prevarena = NULL;
+    ao->vg_sizes = sizes;
+    pm_i_p.arenas_total++;
+    if (++pm_i_p.arenas_current > pm_i_p.arenas_highwater)
+        pm_i_p.arenas_highwater = pm_i_p.arenas_current;
+    return ao;
+}
+
+/* An empty pool, taken from the fullest usable arena. */
+static pm_pool *arena_take_pool(void)
+{
+    pm_arena *ua = pm_i_p.usable_arenas;
+    if (ua == NULL) {
+        ua = new_arena();
+        if (ua == NULL)
+            return NULL;
+        pm_i_p.usable_arenas = ua;
+        pm_i_p.nfp2lasta[ua->nfreepools] = ua;
+    }
+    /* ua is the head: the fewest free pools, so the only one with nfp - 1
+     * after the decrement. */
+    if (pm_i_p.nfp2lasta[ua->nfreepools] == ua)
+        pm_i_p.nfp2lasta[ua->nfreepools] = NULL;
+    if (ua->nfreepools > 1)
+        pm_i_p.nfp2lasta[ua->nfreepools - 1] = ua;
+
+    pm_pool *pool;
+    if (ua->freepools != NULL) {
+        pool = ua->freepools;
+        PM_P_HDR_OPEN(pool);
+        ua->freepools = pool->nextpool;
+    } else {
+        pool = (pm_pool *)ua->pool_address;
+        ua->pool_address += PM_P_POOL_SIZE;
+        PM_P_HDR_OPEN(pool);
+    }
+    pool->arena = ua;
+    if (--ua->nfreepools == 0) {
+        pm_i_p.usable_arenas = ua->nextarena;
+        if (ua->nextarena != NULL)
+            ua->nextarena->prevarena = NULL;
+        ua->nextarena = NULL;
+    }
+    return pool; /* header open */
+}
+
+/* Give an empty pool back to its arena; unmap the arena if it is wholly
+ * empty and not the last usable one. CPython's insert_to_freepool. */
+static void arena_put_pool(pm_pool *pool)
+{
+    pm_arena *ao = pool->arena;
+    tree_set(pool, 0);
+    pool->nextpool = ao->freepools;
+    ao->freepools = pool;
+    PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(pool, PM_P_POOL_SIZE));
+
+    uint32_t nf = ao->nfreepools;
+    pm_arena *lastnf = pm_i_p.nfp2lasta[nf];
+    if (lastnf == ao) { /* ao is the rightmost with nf: its left neighbour may be */
+        pm_arena *p = ao->prevarena;
+        pm_i_p.nfp2lasta[nf] = (p != NULL && p->nfreepools == nf) ? p : NULL;
+    }
+    ao->nfreepools = ++nf;
+
+    if (nf == ao->ntotalpools && ao->nextarena != NULL) {
+        /* Wholly empty and not the last usable arena: unmap it. */
+        if (ao->prevarena == NULL)
+            pm_i_p.usable_arenas = ao->nextarena;
+        else
+            ao->prevarena->nextarena = ao->nextarena;
+        ao->nextarena->prevarena = ao->prevarena;
+        if (pm_i_p.nfp2lasta[nf] == ao)
+            pm_i_p.nfp2lasta[nf] = NULL;
+        if (ao->vg_sizes != NULL)
+            munmap(ao->vg_sizes, PM_P_ARENA_SIZE / PM_P_ALIGN * sizeof(uint16_t));
+        munmap((void *)ao->address, PM_P_ARENA_SIZE);
+        ao->address = 0;
+        ao->vg_sizes = NULL;
+        ao->freepools = NULL;
+        ao->prevarena = NULL;
+        ao->nextarena = pm_i_p.unused_arena_objects;
+        pm_i_p.unused_arena_objects = ao;
+        pm_i_p.arenas_current--;
+        pm_i_p.arenas_reclaimed++;
+        return;
+    }
+    if (nf == 1) {
+        /* Was full (on no list): it has the fewest free pools, so it goes first. */
+        ao->nextarena = pm_i_p.usable_arenas;
+        ao->prevarena = NULL;
+        if (pm_i_p.usable_arenas != NULL)
+            pm_i_p.usable_arenas->prevarena = ao;
+        pm_i_p.usable_arenas = ao;
+        if (pm_i_p.nfp2lasta[1] == NULL)
+            pm_i_p.nfp2lasta[1] = ao;
+        return;
+    }
+    if (pm_i_p.nfp2lasta[nf] == NULL)
+        pm_i_p.nfp2lasta[nf] = ao;
+    if (ao == lastnf)
+        return; /* the rightmost with nf - 1, so still in order */
+    /* Move ao to just after lastnf, the last arena with nf - 1 free pools. */
+    if (ao->prevarena != NULL)
+        ao->prevarena->nextarena = ao->nextarena;
+    else
+        pm_i_p.usable_arenas = ao->nextarena;
+    ao->nextarena->prevarena = ao->prevarena;
+    ao->prevarena = lastnf;
+    ao->nextarena = lastnf->nextarena;
+    if (ao->nextarena != NULL)
+        ao->nextarena->prevarena = ao;
+    lastnf->nextarena = ao;
+}
+
+/* ---------------------------------------------------------------------------
+ * Pools (class lock held).
+ */
+
+static void link_write(uint8_t *bp, uint8_t *next)
+{
+    PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
+    *(uint8_t **)bp = next;
+    PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+}
+
+static void class_link_front(struct pm_p_class *c, pm_pool *pool)
+{
+    pool->prevpool = NULL;
+    pool->nextpool = c->used;
+    if (c->used != NULL) {
+        PM_P_HDR_OPEN(c->used);
+        c->used->prevpool = pool;
+        PM_P_HDR_CLOSE(c->used);
+    }
+    c->used = pool;
+}
+
+static void class_unlink(struct pm_p_class *c, pm_pool *pool)
+{
+    pm_pool *next = pool->nextpool, *prev = pool->prevpool;
+    if (prev != NULL) {
+        PM_P_HDR_OPEN(prev);
+        prev->nextpool = next;
+        PM_P_HDR_CLOSE(prev);
+    } else {
+        c->used = next;
+    }
+    if (next != NULL) {
+        PM_P_HDR_OPEN(next);
+        next->prevpool = prev;
+        PM_P_HDR_CLOSE(next);
+    }
+}
+
+/* A fresh pool for class idx, on the class list (header closed). */
+static pm_pool *new_pool(unsigned idx)
+{
+    pthread_mutex_lock(&pm_i_p.arena_lock);
+    pm_pool *pool = arena_take_pool();
+    if (pool != NULL) {
+        size_t size = PM_P_CLASS_SIZE(idx);
+        pool->count = 0;
+        pool->szidx = idx;
+        pool->freeblock = (uint8_t *)pool + PM_P_HDR;
+        pool->nextoffset = (uint32_t)(PM_P_HDR + size);
+        pool->maxnextoffset = (uint32_t)(PM_P_POOL_SIZE - size);
+        link_write(pool->freeblock, NULL);
+        tree_set(pool, idx + 1);
+    }
+    pthread_mutex_unlock(&pm_i_p.arena_lock);
+    if (pool != NULL) {
+        class_link_front(&pm_i_p.cls[idx], pool);
+        PM_P_HDR_CLOSE(pool);
+    }
+    return pool;
+}
+
+/* One block of class idx: from the first used pool's free list, else
+ * carved from its never-used tail; a new pool if there is none. */
+static uint8_t *take_block(unsigned idx)
+{
+    struct pm_p_class *c = &pm_i_p.cls[idx];
+    pm_pool *pool = c->used;
+    if (pool == NULL && (pool = new_pool(idx)) == NULL)
+        return NULL;
+    PM_P_HDR_OPEN(pool);
+    uint8_t *bp = pool->freeblock;
+    uint8_t *next = pm_i_p_link_read(bp);
+    pool->count++;
+    if (next == NULL) {
+        if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
+            next = (uint8_t *)pool + pool->nextoffset;
+            pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
+            link_write(next, NULL);
+        } else {
+            class_unlink(c, pool); /* full */
+        }
+    }
+    pool->freeblock = next;
+    PM_P_HDR_CLOSE(pool);
+    return bp;
+}
+
+/* Return block bp of class idx to its pool. */
+static void give_block(unsigned idx, uint8_t *bp)
+{
+    struct pm_p_class *c = &pm_i_p.cls[idx];
+    pm_pool *pool = PM_P_POOL_OF(bp);
+    PM_P_HDR_OPEN(pool);
+    int was_full = pool->freeblock == NULL;
+    link_write(bp, pool->freeblock);
+    pool->freeblock = bp;
+    if (--pool->count == 0) {
+        if (!was_full)
+            class_unlink(c, pool);
+        pthread_mutex_lock(&pm_i_p.arena_lock);
+        arena_put_pool(pool);
+        pthread_mutex_unlock(&pm_i_p.arena_lock);
+        return; /* the whole pool is NOACCESS now */
+    }
+    if (was_full)
+        class_link_front(c, pool);
+    PM_P_HDR_CLOSE(pool);
+}
+
+/* ---------------------------------------------------------------------------
+ * Set-up and thread caches.
+ */
+
+static void fork_prepare(void) { pm_i_p_lock_all(); }
+static void fork_parent(void) { pm_i_p_unlock_all(); }
+
+static void fork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        pm_i_p.cls[i].lock = fresh;
+    pm_i_p.arena_lock = fresh;
+    /* The other threads are gone. Their caches may be mid-update, so their
+     * blocks are not reused: they stay allocated (a bounded leak). */
+    pm_i_p.caches = tc != &empty_cache ? tc : NULL;
+    if (tc != &empty_cache)
+        tc->next = tc->prev = NULL;
+    pm_i_p.tc_lock = fresh;
+}
+
+static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count);
+
+static void tc_destroy(void *arg)
+{
+    pm_tcache *c = arg;
+    tc = &empty_cache;
+    tc_dead = 1;
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        flush_bin(c, i, atomic_load_explicit(&c->n[i + 1], memory_order_relaxed));
+    pthread_mutex_lock(&pm_i_p.tc_lock);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        pm_i_p.caches = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->next = pm_i_p.spare;
+    pm_i_p.spare = c;
+    pthread_mutex_unlock(&pm_i_p.tc_lock);
+}
+
+/* Running under valgrind's memcheck (not another tool such as callgrind,
+ * which should measure the normal paths): memcheck answers a MAKE_MEM
+ * request with -1, other tools (and no valgrind) with 0. */
+static int under_memcheck(void)
+{
+    if (!RUNNING_ON_VALGRIND)
+        return 0;
+#if PM_HAVE_VALGRIND
+    int probe = 0;
+    return (long)VALGRIND_MAKE_MEM_DEFINED(&probe, sizeof probe) == -1;
+#else
+    return 0;
+#endif
+}
+
+/* Wait for the set-up (or run it). Returns 0 when done; 1 if this thread is
+ * inside the set-up itself (a recursive allocation: use the direct path). */
+static int ensure_init(void)
+{
+    if (PM_I_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) == 2))
+        return 0;
+    if (tc_busy)
+        return 1;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
+        tc_busy = 1;
+        pm_i_p_vg = under_memcheck();
+        pthread_key_create(&tc_key, tc_destroy);
+        pthread_atfork(fork_prepare, fork_parent, fork_child); /* may allocate */
+        tc_busy = 0;
+        atomic_store_explicit(&init_state, 2, memory_order_release);
+        return 0;
+    }
+    while (atomic_load_explicit(&init_state, memory_order_acquire) != 2)
+        sched_yield();
+    return 0;
+}
+
+/* Called by the library's set-up (src/api.c) before any mode is installed,
+ * so that what pthread_atfork and pthread_key_create allocate goes to libc
+ * (the table still holds it), never through a domain a hook may watch. */
+void pm_i_pool_init(void) { (void)ensure_init(); }
+
+/* This thread's cache, created on first use; NULL if it must not have one
+ * (valgrind, thread exiting, recursion during creation or set-up). */
+static pm_tcache *cache(void)
+{
+    if (tc != &empty_cache)
+        return tc;
+    if (pm_i_p_vg || tc_dead || tc_busy)
+        return NULL;
+    tc_busy = 1;
+    pthread_mutex_lock(&pm_i_p.tc_lock);
+    pm_tcache *c = pm_i_p.spare;
+    if (c != NULL)
+        pm_i_p.spare = c->next;
+    pthread_mutex_unlock(&pm_i_p.tc_lock);
+    if (c == NULL)
+        c = map(sizeof *c);
+    if (c != NULL) {
+        for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
+            /* About 8 KiB per class, between 16 and 64 blocks. */
+            size_t lim = 8192 / PM_P_CLASS_SIZE(i);
+            c->lim[i + 1] = (uint32_t)(lim > PM_P_CACHE_SLOTS ? PM_P_CACHE_SLOTS : lim);
+            atomic_store_explicit(&c->n[i + 1], 0, memory_order_relaxed);
+        }
+        pthread_setspecific(tc_key, c); /* may allocate (key >= 32) */
+        pthread_mutex_lock(&pm_i_p.tc_lock);
+        c->prev = NULL;
+        c->next = pm_i_p.caches;
+        if (c->next != NULL)
+            c->next->prev = c;
+        pm_i_p.caches = c;
+        pthread_mutex_unlock(&pm_i_p.tc_lock);
+        tc = c;
+    }
+    tc_busy = 0;
+    return c;
+}
+
+/* Give the oldest `count` blocks of class idx's bin back to their pools. */
+static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
+{
+    unsigned v = idx + 1;
+    uint32_t n = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    if (count == 0)
+        return;
+    pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    for (uint32_t i = 0; i < count; i++)
+        give_block(idx, c->slot[v][i]);
+    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+    memmove(&c->slot[v][0], &c->slot[v][count], (n - count) * sizeof c->slot[v][0]);
+    atomic_store_explicit(&c->n[v], n - count, memory_order_relaxed);
+}
+
+void pm_i_pool_flush_thread_cache(void)
+{
+    pm_tcache *c = tc;
+    if (c == &empty_cache)
+        return;
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        flush_bin(c, i, atomic_load_explicit(&c->n[i + 1], memory_order_relaxed));
+}
+
+/* ---------------------------------------------------------------------------
+ * Slow paths.
+ */
+
+/* Under valgrind: the requested size of block bp (its class lock held). */
+static uint16_t *vg_size_slot(uint8_t *bp)
+{
+    pm_pool *pool = PM_P_POOL_OF(bp);
+    PM_P_HDR_OPEN(pool);
+    pm_arena *ao = pool->arena;
+    PM_P_HDR_CLOSE(pool);
+    return &ao->vg_sizes[((uintptr_t)bp - ao->address) / PM_P_ALIGN];
+}
+
+static void *vg_malloc(size_t n)
+{
+    unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
+    if (idx >= PM_P_NCLASSES)
+        return raw_count(pm_i_libc_malloc(n));
+    pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    uint8_t *bp = take_block(idx);
+    if (bp != NULL) {
+        *vg_size_slot(bp) = (uint16_t)n;
+        VALGRIND_MALLOCLIKE_BLOCK(bp, n, 0, 0);
+    }
+    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+    return bp;
+}
+
+static void vg_free(uint8_t *bp, unsigned idx)
+{
+    pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    VALGRIND_FREELIKE_BLOCK(bp, 0);
+    give_block(idx, bp);
+    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+}
+
+PM_P_SLOW static void *malloc_slow(void *ctx, size_t n)
+{
+    (void)ctx; /* same signature as pool_malloc: a plain tail jump */
+    if (n == 0 || n > PM_P_SMALL_MAX)
+        return raw_count(pm_i_libc_malloc(n));
+    int recursive = ensure_init();
+    if (pm_i_p_vg)
+        return vg_malloc(n);
+    unsigned idx = (unsigned)((n - 1) >> PM_P_ALIGN_SHIFT);
+    pm_tcache *c = recursive ? NULL : cache();
+    struct pm_p_class *cl = &pm_i_p.cls[idx];
+    if (c == NULL) { /* no cache: straight from the pools */
+        pthread_mutex_lock(&cl->lock);
+        uint8_t *bp = take_block(idx);
+        pthread_mutex_unlock(&cl->lock);
+        return bp;
+    }
+    unsigned v = idx + 1;
+    void **slot = c->slot[v];
+    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    if (k == 0) { /* refill half the capacity */
+        uint32_t want = c->lim[v] / 2;
+        pthread_mutex_lock(&cl->lock);
+        for (; k < want; k++) {
+            uint8_t *bp = take_block(idx);
+            if (bp == NULL)
+                break;
+            slot[want - 1 - k] = bp; /* first taken on top: lowest address first */
+        }
+        pthread_mutex_unlock(&cl->lock);
+        if (k < want) { /* out of memory: keep what we got, in order */
+            memmove(&slot[0], &slot[want - k], k * sizeof slot[0]);
+            if (k == 0)
+                return NULL;
+        }
+    }
+    k--;
+    atomic_store_explicit(&c->n[v], k, memory_order_relaxed);
+    return slot[k];
+}
+
+PM_P_SLOW static void free_slow(void *ctx, void *p, unsigned idx)
+{
+    (void)ctx;
+    int recursive = ensure_init();
+    if (pm_i_p_vg) {
+        vg_free(p, idx);
+        return;
+    }
+    pm_tcache *c = recursive ? NULL : cache();
+    if (c == NULL) {
+        pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+        give_block(idx, p);
+        pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+        return;
+    }
+    unsigned v = idx + 1;
+    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    if (k >= c->lim[v]) {
+        flush_bin(c, idx, c->lim[v] / 2);
+        k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    }
+    c->slot[v][k] = p;
+    atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------------
+ * The allocator. The fast paths touch only this thread's cache and the tree.
+ */
+
+static void *pool_malloc(void *ctx, size_t n)
+{
+    /* v = class + 1; n <= PTRDIFF_MAX, so n + 15 cannot wrap. n == 0 gives
+     * v - 1 == SIZE_MAX and n > 512 gives v - 1 >= 32: the slow path. */
+    size_t v = (n + PM_P_ALIGN - 1) >> PM_P_ALIGN_SHIFT;
+    if (PM_I_LIKELY(v - 1 < PM_P_NCLASSES)) {
+        pm_tcache *c = tc;
+        uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+        if (PM_I_LIKELY(k != 0)) {
+            atomic_store_explicit(&c->n[v], k - 1, memory_order_relaxed);
+            return c->slot[v][k - 1];
+        }
+    }
+    return malloc_slow(ctx, n);
+}
+
+static void pool_free(void *ctx, void *p)
+{
+    unsigned v = pm_i_p_lookup(p); /* class + 1, or 0: not ours */
+    if (PM_I_LIKELY(v != 0)) {
+        pm_tcache *c = tc;
+        uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+        if (PM_I_LIKELY(k < c->lim[v])) {
+            c->slot[v][k] = p;
+            atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
+            return;
+        }
+        free_slow(ctx, p, v - 1);
+        return;
+    }
+    raw_free(p);
+}
+
+static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    size_t n = nelem * elsize; /* cannot overflow: checked by the entry point */
+    if (n - 1 >= PM_P_SMALL_MAX)
+        return raw_count(pm_i_libc_calloc(nelem, elsize));
+    void *p = pool_malloc(ctx, n);
+    if (p != NULL)
+        memset(p, 0, n);
+    return p;
+}
+
+/* CPython's rule: stay in place iff n <= block size and 4n > 3 * block
+ * size; otherwise move (malloc, copy, free). Raw blocks stay raw. */
+static void *pool_realloc(void *ctx, void *p, size_t n)
+{
+    unsigned cls = pm_i_p_lookup(p);
+    if (cls == 0)
+        return pm_i_libc_realloc(p, n);
+    size_t size = PM_P_CLASS_SIZE(cls - 1), copy = size;
+    if (pm_i_p_vg) {
+        /* Keep at least one byte of slack; copy only the defined bytes. */
+        pthread_mutex_t *lock = &pm_i_p.cls[cls - 1].lock;
+        pthread_mutex_lock(lock);
+        uint16_t *slot = vg_size_slot(p);
+        size_t old = *slot;
+        if (n < size && 4 * n > 3 * size) {
+            VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
+            *slot = (uint16_t)n;
+            pthread_mutex_unlock(lock);
+            return p;
+        }
+        pthread_mutex_unlock(lock);
+        copy = old;
+    } else if (n <= size && 4 * n > 3 * size) {
+        return p;
+    }
+    if (n < copy)
+        copy = n;
+    void *q = pool_malloc(ctx, n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, copy);
+    pool_free(ctx, p);
+    return q;
+}
+
+static void *pool_memalign(void *ctx, size_t alignment, size_t n)
+{
+    (void)ctx;
+    return raw_count(pm_i_libc_memalign(alignment, n));
+}
+
+static size_t pool_usable_size(void *ctx, void *p)
+{
+    (void)ctx;
+    unsigned cls = pm_i_p_lookup(p);
+    if (cls == 0)
+        return pm_i_libc_usable_size(p);
+    if (pm_i_p_vg) { /* the requested size: the rest is not addressable */
+        pthread_mutex_lock(&pm_i_p.cls[cls - 1].lock);
+        size_t n = *vg_size_slot(p);
+        pthread_mutex_unlock(&pm_i_p.cls[cls - 1].lock);
+        return n;
+    }
+    return PM_P_CLASS_SIZE(cls - 1);
+}
+
+const pm_i_base pm_i_pool_base = {
+    .a = {
+        .ctx = NULL,
+        .malloc = pool_malloc,
+        .calloc = pool_calloc,
+        .realloc = pool_realloc,
+        .free = pool_free,
+    },
+    .xctx = NULL,
+    .memalign = pool_memalign,
+    .usable_size = pool_usable_size,
+};
+
+int pm_i_pool_owns(const void *p) { return pm_i_p_lookup(p) != 0; }
+
+int pm_i_pool_valgrind(int *compiled_in)
+{
+    if (compiled_in != NULL)
+        *compiled_in = PM_HAVE_VALGRIND;
+    return under_memcheck();
+}

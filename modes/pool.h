@@ -1,0 +1,170 @@
+/*
+ * modes/pool.h - the pool allocator's state, shared by modes/pool.c (the
+ * allocator) and modes/pool_stats.c (statistics, printer, validator).
+ * Nothing outside modes/pool*.c includes this; the rest of the library sees
+ * pool mode through src/pm_internal.h. The design is described at the top
+ * of modes/pool.c.
+ */
+#ifndef PM_POOL_H
+#define PM_POOL_H
+
+#include "../src/pm_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* ---- valgrind (CMake option PYMALLOC_VALGRIND -> PM_HAVE_VALGRIND) ---- */
+#ifndef PM_HAVE_VALGRIND
+#define PM_HAVE_VALGRIND 0
+#endif
+#if PM_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#define VALGRIND_MALLOCLIKE_BLOCK(a, n, rz, z) ((void)0)
+#define VALGRIND_FREELIKE_BLOCK(a, rz) ((void)0)
+#define VALGRIND_RESIZEINPLACE_BLOCK(a, o, n, rz) ((void)0)
+#define VALGRIND_MAKE_MEM_NOACCESS(a, n) ((void)0)
+#define VALGRIND_MAKE_MEM_UNDEFINED(a, n) ((void)0)
+#define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)0)
+#endif
+
+/* ---- geometry (64-bit CPython figures) ---- */
+#define PM_P_ALIGN 16u
+#define PM_P_ALIGN_SHIFT 4
+#define PM_P_SMALL_MAX 512u
+#define PM_P_NCLASSES 32u            /* PM_P_SMALL_MAX / PM_P_ALIGN */
+#define PM_P_POOL_BITS 14
+#define PM_P_POOL_SIZE (1u << PM_P_POOL_BITS)  /* 16 KiB */
+#define PM_P_POOL_MASK ((uintptr_t)PM_P_POOL_SIZE - 1)
+#define PM_P_ARENA_SIZE (1u << 20)   /* 1 MiB */
+#define PM_P_MAX_POOLS (PM_P_ARENA_SIZE / PM_P_POOL_SIZE) /* 64 */
+#define PM_P_HDR 48u                 /* sizeof(pm_pool), asserted in pool.c */
+
+#define PM_P_CLASS_SIZE(idx) (((size_t)(idx) + 1) << PM_P_ALIGN_SHIFT)
+#define PM_P_BLOCKS_PER_POOL(size) ((PM_P_POOL_SIZE - PM_P_HDR) / (size))
+#define PM_P_POOL_OF(p) ((pm_pool *)((uintptr_t)(p) & ~PM_P_POOL_MASK))
+
+/* ---- thread cache geometry ---- */
+#define PM_P_CACHE_SLOTS 64u /* the largest per-class capacity */
+
+/* ---- ownership radix tree: one byte per 16 KiB pool of a 48-bit space ---- */
+#define PM_P_ADDR_BITS 48
+#define PM_P_TREE_KEY_BITS (PM_P_ADDR_BITS - PM_P_POOL_BITS) /* 34 */
+#define PM_P_TREE_LEAF_BITS 18                                /* 256 KiB leaves */
+#define PM_P_TREE_TOP_BITS (PM_P_TREE_KEY_BITS - PM_P_TREE_LEAF_BITS)
+#define PM_P_TREE_LEAF_SIZE ((size_t)1 << PM_P_TREE_LEAF_BITS)
+
+struct pm_arena;
+
+/* Pool header: 48 bytes at the start of every 16 KiB pool in use. */
+typedef struct pm_pool {
+    uint32_t count;        /* blocks handed out (to users or thread caches) */
+    uint32_t szidx;        /* size class */
+    uint8_t *freeblock;    /* LIFO free list; link in a free block's 1st word */
+    struct pm_pool *nextpool; /* class list (used) or arena freepools (empty) */
+    struct pm_pool *prevpool; /* class list only */
+    struct pm_arena *arena;
+    uint32_t nextoffset;    /* offset of the first never-used block */
+    uint32_t maxnextoffset; /* the largest valid nextoffset */
+} pm_pool;
+
+/* One arena: 1 MiB from mmap. Arena objects live in mmap'ed chunks and are
+ * never freed; an object whose arena was unmapped has address 0. */
+typedef struct pm_arena {
+    uintptr_t address;      /* mmap base, or 0 */
+    uint8_t *first_pool;    /* first 16 KiB-aligned address in the arena */
+    uint8_t *pool_address;  /* next never-carved pool */
+    uint32_t nfreepools;    /* empty pools: on freepools plus never carved */
+    uint32_t ntotalpools;   /* 64 if the arena is aligned, else 63 */
+    pm_pool *freepools;     /* empty pools, singly linked */
+    struct pm_arena *nextarena, *prevarena; /* usable_arenas, or unused list */
+    uint16_t *vg_sizes;     /* under valgrind: requested size per 16 bytes */
+} pm_arena;
+
+#define PM_P_ARENA_CHUNK 1024u /* arena objects per mmap'ed chunk */
+#define PM_P_MAX_CHUNKS 4096u  /* 4M arenas: 4 TiB of pools */
+
+/* A thread's cache: per size class a bounded LIFO stack of blocks that are
+ * counted as allocated by their pools. Indexed by class + 1 (the value the
+ * ownership tree stores; entry 0 is unused) so that free() indexes it with
+ * the tree's byte directly. n[] is written by the owning thread only; it is
+ * atomic (relaxed: plain moves) because the statistics read it from other
+ * threads. */
+#define PM_P_CACHE_BINS (PM_P_NCLASSES + 1)
+typedef struct pm_tcache {
+    _Atomic uint32_t n[PM_P_CACHE_BINS];
+    uint32_t lim[PM_P_CACHE_BINS]; /* capacity; 0 in the shared empty cache */
+    void *slot[PM_P_CACHE_BINS][PM_P_CACHE_SLOTS];
+    struct pm_tcache *next, *prev; /* registry (under tc_lock) */
+} pm_tcache;
+
+struct pm_p_class {
+    pthread_mutex_t lock;
+    pm_pool *used; /* pools with free blocks, NULL-terminated, doubly linked */
+} __attribute__((aligned(64)));
+
+struct pm_p_state {
+    struct pm_p_class cls[PM_P_NCLASSES];
+
+    pthread_mutex_t arena_lock; /* everything below up to tc_lock */
+    pm_arena *usable_arenas;    /* sorted by nfreepools, fullest first */
+    pm_arena *nfp2lasta[PM_P_MAX_POOLS + 1];
+    pm_arena *unused_arena_objects;
+    pm_arena *chunks[PM_P_MAX_CHUNKS];
+    size_t nchunks;
+    size_t arenas_total, arenas_reclaimed, arenas_highwater, arenas_current;
+
+    pthread_mutex_t tc_lock; /* the thread-cache registry */
+    pm_tcache *caches;       /* every live thread's cache */
+    pm_tcache *spare;        /* caches of exited threads, for reuse */
+
+    _Atomic ptrdiff_t raw_current; /* raw-fallback blocks live (see stats) */
+    _Atomic size_t raw_total;
+};
+
+extern struct pm_p_state pm_i_p;
+extern _Atomic(_Atomic uint8_t *) pm_i_p_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
+extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
+
+/* The size class + 1 of the pool holding p, or 0 if p is not in a pool in
+ * use. Reads only the tree, never the memory at p. */
+static inline unsigned pm_i_p_lookup(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
+        return 0; /* above the 48-bit space */
+    uintptr_t k = a >> PM_P_POOL_BITS;
+    _Atomic uint8_t *leaf = atomic_load_explicit(&pm_i_p_tree[top], memory_order_acquire);
+    if (PM_I_UNLIKELY(leaf == NULL))
+        return 0;
+    return atomic_load_explicit(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)], memory_order_relaxed);
+}
+
+/* Valgrind: open a pool header for the allocator's own access, close it. */
+#define PM_P_VG(stmt)                                                                \
+    do {                                                                             \
+        if (PM_I_UNLIKELY(pm_i_p_vg)) {                                              \
+            stmt;                                                                    \
+        }                                                                            \
+    } while (0)
+#define PM_P_HDR_OPEN(pool) PM_P_VG(VALGRIND_MAKE_MEM_DEFINED((pool), PM_P_HDR))
+#define PM_P_HDR_CLOSE(pool) PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS((pool), PM_P_HDR))
+
+/* Read a free-list link (the first word of a free block). */
+static inline uint8_t *pm_i_p_link_read(uint8_t *bp)
+{
+    PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(bp, sizeof(uint8_t *)));
+    uint8_t *next = *(uint8_t **)bp;
+    PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+    return next;
+}
+
+/* Lock/unlock everything (statistics, validator, fork):
+ * every class lock in order, the arena lock, the cache registry lock. */
+void pm_i_p_lock_all(void);
+void pm_i_p_unlock_all(void);
+
+#endif /* PM_POOL_H */

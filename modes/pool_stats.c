@@ -1,0 +1,360 @@
+/*
+ * modes/pool_stats.c - the pool allocator seen from outside: statistics
+ * (pm_get_stats), the printer in CPython's _debugmallocstats format
+ * (pm_print_stats, PYMALLOC_STATS=1), and the validator that checks every
+ * invariant listed at the top of modes/pool.c (pm_i_pool_validate).
+ *
+ * All three stop the pool allocator (every lock, in the documented order)
+ * and walk every arena and pool. Nothing here allocates: the printer
+ * formats into a stack buffer and writes with write(2).
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <string.h>
+
+void pm_i_p_lock_all(void)
+{
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        pthread_mutex_lock(&pm_i_p.cls[i].lock);
+    pthread_mutex_lock(&pm_i_p.arena_lock);
+    pthread_mutex_lock(&pm_i_p.tc_lock);
+}
+
+void pm_i_p_unlock_all(void)
+{
+    pthread_mutex_unlock(&pm_i_p.tc_lock);
+    pthread_mutex_unlock(&pm_i_p.arena_lock);
+    for (unsigned i = PM_P_NCLASSES; i-- > 0;)
+        pthread_mutex_unlock(&pm_i_p.cls[i].lock);
+}
+
+/* Every mapped arena, in object order (all locks held). */
+#define FOR_EACH_ARENA(ao)                                                            \
+    for (size_t c_ = 0; c_ < pm_i_p.nchunks; c_++)                                    \
+        for (pm_arena *ao = pm_i_p.chunks[c_]; ao < pm_i_p.chunks[c_] + PM_P_ARENA_CHUNK; \
+             ao++)                                                                    \
+            if (ao->address != 0)
+
+/* A copy of a pool header (opened for valgrind for the duration). */
+static pm_pool read_header(uint8_t *p)
+{
+    pm_pool h;
+    PM_P_HDR_OPEN(p);
+    memcpy(&h, p, sizeof h);
+    PM_P_HDR_CLOSE(p);
+    return h;
+}
+
+/* ---------------------------------------------------------------------------
+ * Statistics.
+ */
+
+int pm_get_stats(struct pm_stats *st)
+{
+    if (st == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(st, 0, sizeof *st);
+    st->arena_size = PM_P_ARENA_SIZE;
+    st->pool_size = PM_P_POOL_SIZE;
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        st->classes[i].size = PM_P_CLASS_SIZE(i);
+
+    pm_i_p_lock_all();
+    st->arenas_allocated_total = pm_i_p.arenas_total;
+    st->arenas_reclaimed = pm_i_p.arenas_reclaimed;
+    st->arenas_highwater = pm_i_p.arenas_highwater;
+    st->arenas_current = pm_i_p.arenas_current;
+    FOR_EACH_ARENA(ao) {
+        st->bytes_arena_alignment += PM_P_ARENA_SIZE - (size_t)ao->ntotalpools * PM_P_POOL_SIZE;
+        st->unused_pools += ao->nfreepools;
+        for (uint8_t *p = ao->first_pool; p < ao->pool_address; p += PM_P_POOL_SIZE) {
+            pm_pool h = read_header(p);
+            if (h.count == 0)
+                continue; /* empty: counted in nfreepools */
+            size_t size = PM_P_CLASS_SIZE(h.szidx);
+            size_t cap = PM_P_BLOCKS_PER_POOL(size);
+            struct pm_stats_class *k = &st->classes[h.szidx];
+            k->pools++;
+            k->blocks_in_use += h.count;
+            k->blocks_available += cap - h.count;
+            st->bytes_pool_headers += PM_P_HDR;
+            st->bytes_quantization += (PM_P_POOL_SIZE - PM_P_HDR) % size;
+        }
+    }
+    for (pm_tcache *c = pm_i_p.caches; c != NULL; c = c->next)
+        for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+            st->classes[i].blocks_cached +=
+                atomic_load_explicit(&c->n[i + 1], memory_order_relaxed);
+    pm_i_p_unlock_all();
+
+    st->bytes_unused_pools = st->unused_pools * PM_P_POOL_SIZE;
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
+        struct pm_stats_class *k = &st->classes[i];
+        st->bytes_allocated_blocks += k->blocks_in_use * k->size;
+        st->bytes_available_blocks += k->blocks_available * k->size;
+        st->blocks_in_thread_caches += k->blocks_cached;
+        st->bytes_in_thread_caches += k->blocks_cached * k->size;
+    }
+    /* Freeing a libc block that pymalloc did not allocate (allowed: it is
+     * handed to libc) also counts down: never report below zero. */
+    ptrdiff_t raw = atomic_load_explicit(&pm_i_p.raw_current, memory_order_relaxed);
+    st->raw_blocks_current = raw > 0 ? (size_t)raw : 0;
+    st->raw_blocks_total = atomic_load_explicit(&pm_i_p.raw_total, memory_order_relaxed);
+    return 0;
+}
+
+/* "label<pad to 35>=<value in 21 columns>\n", CPython's printone(). */
+static size_t line(pm_i_buf *b, const char *label, size_t v)
+{
+    if (b->cap - b->len < 128)
+        pm_i_buf_flush(b); /* keep the line in the buffer: pad_to counts from it */
+    pm_i_buf_str(b, label);
+    pm_i_buf_pad_to(b, 35);
+    pm_i_buf_char(b, '=');
+    pm_i_buf_u64_grouped(b, v, 21);
+    pm_i_buf_char(b, '\n');
+    return v;
+}
+
+/* A label "<n><text><m><text2>" built in a small buffer. */
+static void label2(pm_i_buf *l, size_t n, const char *text, size_t m, const char *text2)
+{
+    pm_i_buf_u64(l, n);
+    pm_i_buf_str(l, text);
+    pm_i_buf_u64(l, m);
+    pm_i_buf_str(l, text2);
+    pm_i_buf_char(l, '\0');
+}
+
+static void right(pm_i_buf *b, size_t v, int width)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (int pad = width - n; pad > 0; pad--)
+        pm_i_buf_char(b, ' ');
+    while (n > 0)
+        pm_i_buf_char(b, tmp[--n]);
+}
+
+void pm_print_stats(int fd)
+{
+    struct pm_stats st;
+    pm_get_stats(&st);
+    char storage[1024];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, fd);
+
+    pm_i_buf_str(&b, "Small block threshold = 512, in 32 size classes.\n\n"
+                     "class   size   num pools   blocks in use  avail blocks\n"
+                     "-----   ----   ---------   -------------  ------------\n");
+    for (unsigned i = 0; i < PM_STATS_NCLASSES; i++) {
+        const struct pm_stats_class *k = &st.classes[i];
+        if (k->pools == 0)
+            continue;
+        right(&b, i, 5); /* CPython: "%5u %6u %11zu %15zu %13zu\n" */
+        pm_i_buf_char(&b, ' ');
+        right(&b, k->size, 6);
+        pm_i_buf_char(&b, ' ');
+        right(&b, k->pools, 11);
+        pm_i_buf_char(&b, ' ');
+        right(&b, k->blocks_in_use, 15);
+        pm_i_buf_char(&b, ' ');
+        right(&b, k->blocks_available, 13);
+        pm_i_buf_char(&b, '\n');
+    }
+    pm_i_buf_char(&b, '\n');
+    line(&b, "# arenas allocated total", st.arenas_allocated_total);
+    line(&b, "# arenas reclaimed", st.arenas_reclaimed);
+    line(&b, "# arenas highwater mark", st.arenas_highwater);
+    line(&b, "# arenas allocated current", st.arenas_current);
+    char ls[64];
+    pm_i_buf l;
+    pm_i_buf_init(&l, ls, sizeof ls, -1);
+    label2(&l, st.arenas_current, " arenas * ", PM_P_ARENA_SIZE, " bytes/arena");
+    line(&b, ls, st.arenas_current * PM_P_ARENA_SIZE);
+    pm_i_buf_char(&b, '\n');
+    size_t total = line(&b, "# bytes in allocated blocks", st.bytes_allocated_blocks);
+    total += line(&b, "# bytes in available blocks", st.bytes_available_blocks);
+    pm_i_buf_init(&l, ls, sizeof ls, -1);
+    label2(&l, st.unused_pools, " unused pools * ", PM_P_POOL_SIZE, " bytes");
+    total += line(&b, ls, st.bytes_unused_pools);
+    total += line(&b, "# bytes lost to pool headers", st.bytes_pool_headers);
+    total += line(&b, "# bytes lost to quantization", st.bytes_quantization);
+    total += line(&b, "# bytes lost to arena alignment", st.bytes_arena_alignment);
+    line(&b, "Total", total);
+    /* pymalloc's own lines: thread caches (already counted above in
+     * "blocks in use" and "bytes in allocated blocks") and the blocks sent
+     * to libc. */
+    pm_i_buf_char(&b, '\n');
+    line(&b, "# blocks in thread caches", st.blocks_in_thread_caches);
+    line(&b, "# bytes in thread caches", st.bytes_in_thread_caches);
+    line(&b, "# raw blocks (0, >512, aligned)", st.raw_blocks_current);
+    line(&b, "# raw blocks allocated total", st.raw_blocks_total);
+    pm_i_buf_flush(&b);
+}
+
+/* ---------------------------------------------------------------------------
+ * Validator.
+ */
+
+#define FAIL(...)                                                                     \
+    do {                                                                              \
+        fail(why, __VA_ARGS__);                                                       \
+        goto out;                                                                     \
+    } while (0)
+
+static void fail(pm_i_buf *why, const char *what, const void *where, uint64_t v)
+{
+    if (why == NULL)
+        return;
+    pm_i_buf_str(why, "pool invariant: ");
+    pm_i_buf_str(why, what);
+    pm_i_buf_str(why, " at ");
+    pm_i_buf_ptr(why, where);
+    pm_i_buf_str(why, " (");
+    pm_i_buf_u64(why, v);
+    pm_i_buf_str(why, ")");
+}
+
+static int in_arena(const pm_arena *ao, const void *p)
+{
+    return (const uint8_t *)p >= ao->first_pool && (const uint8_t *)p < ao->pool_address;
+}
+
+/* The free list of a used pool: every link inside the pool, on a block
+ * boundary below nextoffset, no cycle; returns its length or -1. */
+static long free_list_length(uint8_t *pool, const pm_pool *h, size_t size)
+{
+    long n = 0;
+    size_t cap = PM_P_BLOCKS_PER_POOL(size);
+    for (uint8_t *bp = h->freeblock; bp != NULL; bp = pm_i_p_link_read(bp)) {
+        size_t off = (size_t)(bp - pool);
+        if (bp < pool || off >= h->nextoffset || off < PM_P_HDR ||
+            (off - PM_P_HDR) % size != 0 || (size_t)++n > cap)
+            return -1;
+    }
+    return n;
+}
+
+int pm_i_pool_validate(pm_i_buf *why)
+{
+    int rc = -1;
+    size_t used_pools[PM_P_NCLASSES] = {0};
+    size_t narenas = 0;
+    pm_i_p_lock_all();
+
+    FOR_EACH_ARENA(ao) {
+        narenas++;
+        uintptr_t want = (ao->address + PM_P_POOL_MASK) & ~PM_P_POOL_MASK;
+        if ((uintptr_t)ao->first_pool != want ||
+            ao->ntotalpools != PM_P_MAX_POOLS - (want != ao->address))
+            FAIL("arena geometry", (void *)ao->address, ao->ntotalpools);
+        size_t carved = (size_t)(ao->pool_address - ao->first_pool) / PM_P_POOL_SIZE;
+        if (carved > ao->ntotalpools || ((uintptr_t)ao->pool_address & PM_P_POOL_MASK))
+            FAIL("arena pool_address", ao->pool_address, carved);
+        size_t empty = 0;
+        for (uint8_t *p = ao->first_pool; p < ao->pool_address; p += PM_P_POOL_SIZE) {
+            pm_pool h = read_header(p);
+            unsigned tree = pm_i_p_lookup(p);
+            if (h.count == 0) {
+                empty++;
+                if (tree != 0)
+                    FAIL("empty pool still in the ownership tree", p, tree);
+                continue;
+            }
+            if (h.arena != ao)
+                FAIL("pool's arena", p, 0);
+            if (h.szidx >= PM_P_NCLASSES)
+                FAIL("pool size class", p, h.szidx);
+            size_t size = PM_P_CLASS_SIZE(h.szidx);
+            size_t cap = PM_P_BLOCKS_PER_POOL(size);
+            if (tree != h.szidx + 1)
+                FAIL("ownership tree entry of a used pool", p, tree);
+            if (h.maxnextoffset != PM_P_POOL_SIZE - size || h.nextoffset < PM_P_HDR + size ||
+                h.nextoffset > h.maxnextoffset + size || (h.nextoffset - PM_P_HDR) % size)
+                FAIL("pool nextoffset", p, h.nextoffset);
+            size_t carved_blocks = (h.nextoffset - PM_P_HDR) / size;
+            long nfree = free_list_length(p, &h, size);
+            if (nfree < 0)
+                FAIL("free list link outside its pool or misaligned", p, h.szidx);
+            if (h.count + (size_t)nfree != carved_blocks || h.count > cap)
+                FAIL("pool count != carved - free blocks", p, h.count);
+            if (h.freeblock == NULL && carved_blocks != cap)
+                FAIL("pool without free list but not fully carved", p, carved_blocks);
+            if (h.freeblock != NULL)
+                used_pools[h.szidx]++;
+        }
+        /* Freepools: count-0 pools of this arena, each once. */
+        size_t nfp = 0;
+        for (pm_pool *fp = ao->freepools; fp != NULL;) {
+            if (!in_arena(ao, fp) || ((uintptr_t)fp & PM_P_POOL_MASK) || ++nfp > empty)
+                FAIL("freepools entry", fp, nfp);
+            pm_pool h = read_header((uint8_t *)fp);
+            if (h.count != 0)
+                FAIL("freepools entry with blocks", fp, h.count);
+            fp = h.nextpool;
+        }
+        if (nfp != empty)
+            FAIL("freepools length != empty carved pools", (void *)ao->address, nfp);
+        if (ao->nfreepools != empty + (ao->ntotalpools - carved))
+            FAIL("arena nfreepools", (void *)ao->address, ao->nfreepools);
+    }
+    if (narenas != pm_i_p.arenas_current)
+        FAIL("arenas_current", NULL, pm_i_p.arenas_current);
+
+    /* Class lists: exactly the pools with a free list, each once. */
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
+        size_t n = 0;
+        pm_pool *prev = NULL;
+        for (pm_pool *p = pm_i_p.cls[i].used; p != NULL;) {
+            if (++n > used_pools[i])
+                FAIL("class list longer than its used pools", p, i);
+            pm_pool h = read_header((uint8_t *)p);
+            if (h.szidx != i || h.count == 0 || h.freeblock == NULL || h.prevpool != prev)
+                FAIL("class list entry", p, i);
+            prev = p;
+            p = h.nextpool;
+        }
+        if (n != used_pools[i])
+            FAIL("class list misses a used pool", NULL, i);
+    }
+
+    /* usable_arenas: the arenas with free pools, fullest first, nfp2lasta. */
+    size_t nusable = 0, with_free = 0;
+    FOR_EACH_ARENA(ao) with_free += ao->nfreepools > 0;
+    pm_arena *prev = NULL;
+    for (pm_arena *a = pm_i_p.usable_arenas; a != NULL; prev = a, a = a->nextarena) {
+        if (++nusable > with_free || a->address == 0 || a->prevarena != prev ||
+            a->nfreepools == 0)
+            FAIL("usable_arenas entry", a, nusable);
+        if (prev != NULL && prev->nfreepools > a->nfreepools)
+            FAIL("usable_arenas not sorted fullest first", a, a->nfreepools);
+        int last = a->nextarena == NULL || a->nextarena->nfreepools != a->nfreepools;
+        if (last != (pm_i_p.nfp2lasta[a->nfreepools] == a))
+            FAIL("nfp2lasta is not the last arena with its count", a, a->nfreepools);
+    }
+    if (nusable != with_free)
+        FAIL("usable_arenas misses an arena with free pools", NULL, nusable);
+    for (unsigned k = 0; k <= PM_P_MAX_POOLS; k++) {
+        pm_arena *a = pm_i_p.nfp2lasta[k];
+        if (a != NULL && (a->address == 0 || a->nfreepools != k))
+            FAIL("stale nfp2lasta entry", a, k);
+    }
+
+    /* Thread caches: counts within capacity and at most what pools gave out. */
+    for (pm_tcache *c = pm_i_p.caches; c != NULL; c = c->next)
+        for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+            if (atomic_load_explicit(&c->n[i + 1], memory_order_relaxed) > c->lim[i + 1])
+                FAIL("thread cache over capacity", c, i);
+    rc = 0;
+out:
+    pm_i_p_unlock_all();
+    return rc;
+}

@@ -1,0 +1,111 @@
+/*
+ * tests/pool_victim.c - small programs with heap bugs in pool blocks, run
+ * under valgrind by test_valgrind (PYMALLOC_MODE=pymalloc). argv[1] picks
+ * the case; each bug sits in its own function so memcheck's report names
+ * the faulting line.
+ */
+#include "pymalloc.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static volatile unsigned char sink;
+
+/* Not static: each stays a function of its own for the report to name. */
+void overflow_into_next(unsigned char *a);
+void read_after_free(unsigned char *p);
+void write_after_free(unsigned char *p);
+void leak_one(void);
+void write_past_shrunk(unsigned char *p);
+
+__attribute__((noinline, noclone)) void overflow_into_next(unsigned char *a)
+{
+    ((volatile unsigned char *)a)[32] = 1; /* one past a 32-byte request: the next block's first byte */
+}
+
+__attribute__((noinline, noclone)) void read_after_free(unsigned char *p)
+{
+    sink = p[8];
+}
+
+__attribute__((noinline, noclone)) void write_after_free(unsigned char *p)
+{
+    ((volatile unsigned char *)p)[3] = 7;
+}
+
+__attribute__((noinline, noclone)) void leak_one(void)
+{
+    unsigned char *p = pm_mem_malloc(100);
+    memset(p, 1, 100);
+    p = NULL;
+}
+
+__attribute__((noinline, noclone)) void write_past_shrunk(unsigned char *p)
+{
+    ((volatile unsigned char *)p)[95] = 1; /* a 100-byte block shrunk in place to 90 */
+}
+
+/* A correct program: many sizes, calloc, realloc in place and moving, both
+ * pool domains, freed in an order other than allocation. */
+static int clean(void)
+{
+    void *p[600];
+    for (int i = 0; i < 600; i++) {
+        size_t n = (size_t)i % 700;
+        p[i] = i % 3 ? pm_mem_malloc(n) : pm_obj_calloc(n, 1);
+        memset(p[i], i, n);
+    }
+    for (int i = 0; i < 600; i += 2) {
+        size_t n = (size_t)i % 700;
+        p[i] = i % 3 ? pm_mem_realloc(p[i], n + 40) : pm_obj_realloc(p[i], n / 2 + 1);
+    }
+    unsigned sum = 0;
+    for (int i = 0; i < 600; i++)
+        sum += ((unsigned char *)p[i])[0];
+    for (int i = 599; i >= 0; i -= 2)
+        i % 3 ? pm_mem_free(p[i]) : pm_obj_free(p[i]);
+    for (int i = 0; i < 600; i += 2)
+        i % 3 ? pm_mem_free(p[i]) : pm_obj_free(p[i]);
+    printf("clean %u\n", sum);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *c = argc > 1 ? argv[1] : "clean";
+    if (strcmp(c, "clean") == 0)
+        return clean();
+    if (strcmp(c, "overflow") == 0) {
+        unsigned char *a = pm_mem_malloc(32), *b = pm_mem_malloc(32);
+        memset(a, 0, 32);
+        memset(b, 0, 32);
+        overflow_into_next(a);
+        pm_mem_free(a);
+        pm_mem_free(b);
+        return 0;
+    }
+    if (strcmp(c, "uaf-read") == 0 || strcmp(c, "uaf-write") == 0) {
+        unsigned char *p = pm_obj_malloc(40);
+        memset(p, 2, 40);
+        pm_obj_free(p);
+        if (c[4] == 'r')
+            read_after_free(p);
+        else
+            write_after_free(p);
+        return 0;
+    }
+    if (strcmp(c, "leak") == 0) {
+        leak_one();
+        return 0;
+    }
+    if (strcmp(c, "shrink") == 0) {
+        unsigned char *p = pm_mem_malloc(100);
+        unsigned char *q = pm_mem_realloc(p, 90);
+        if (q != p)
+            return 3; /* must have stayed in place */
+        write_past_shrunk(q);
+        pm_mem_free(q);
+        return 0;
+    }
+    return 2;
+}

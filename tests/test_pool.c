@@ -1,0 +1,451 @@
+/*
+ * tests/test_pool.c - the pool allocator (pymalloc mode), single-threaded:
+ * size classes, alignment, carving and reuse, realloc rules, raw fallback,
+ * arenas returned to the OS, ownership, statistics and the validator.
+ *
+ * Runs in the modes whose MEM and OBJ domains are pools (pymalloc, and
+ * default, which is pymalloc); elsewhere it skips.
+ */
+#include "domains.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include <stdint.h>
+#include <sys/mman.h>
+
+static const pm_t_domain *MEM = &pm_t_domains[PM_DOMAIN_MEM];
+static const pm_t_domain *OBJ = &pm_t_domains[PM_DOMAIN_OBJ];
+
+static int pool_mode(void) { return strcmp(pm_mode_name(), "pymalloc") == 0; }
+
+#define NEED_POOL()                                                                     \
+    do {                                                                                \
+        if (!pool_mode())                                                               \
+            PM_SKIP("the mem and obj domains are not pools in this mode");              \
+    } while (0)
+
+/* Under valgrind the pools serve n from class n>>4 (at least one byte of
+ * slack for memcheck to catch overflows) and report the requested size as
+ * usable: tests of the exact class geometry do not apply there
+ * (test_valgrind covers that mode), and tests that corrupt pool memory on
+ * purpose would be reported by memcheck. */
+#define NEED_NATIVE()                                                                   \
+    do {                                                                                \
+        NEED_POOL();                                                                    \
+        if (pm_i_pool_valgrind(NULL))                                                   \
+            PM_SKIP("under valgrind: class geometry differs (see test_valgrind)");      \
+    } while (0)
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int validate(void)
+{
+    char storage[512];
+    pm_i_buf why;
+    pm_i_buf_init(&why, storage, sizeof storage - 1, -1);
+    int rc = pm_i_pool_validate(&why);
+    if (rc != 0) {
+        storage[why.len] = '\0';
+        fprintf(stderr, "validate: %s\n", storage);
+    }
+    return rc;
+}
+
+static int balanced(const struct pm_stats *st)
+{
+    size_t sum = st->bytes_allocated_blocks + st->bytes_available_blocks +
+                 st->bytes_unused_pools + st->bytes_pool_headers + st->bytes_quantization +
+                 st->bytes_arena_alignment;
+    if (sum != st->arenas_current * st->arena_size)
+        fprintf(stderr, "stats: %zu bytes accounted, %zu arenas\n", sum, st->arenas_current);
+    return sum == st->arenas_current * st->arena_size;
+}
+
+/* Every size 1..512: 16-byte aligned, in a pool, block size 16*((n-1)/16+1). */
+static void test_size_classes_and_alignment(void)
+{
+    NEED_NATIVE();
+    static void *blocks[513];
+    for (size_t n = 1; n <= 512; n++) {
+        const pm_t_domain *D = n % 2 ? MEM : OBJ;
+        unsigned char *p = D->malloc(n);
+        blocks[n] = p;
+        PM_CHECK(p != NULL);
+        PM_CHECK_EQ((uintptr_t)p % 16, 0);
+        PM_CHECK(pm_i_pool_owns(p));
+        size_t want = ((n - 1) / 16 + 1) * 16;
+        PM_CHECK_EQ(pm_i_domain_usable_size(D->domain, p), want);
+        /* The first block of a pool is at pool+48; every block on its grid. */
+        uintptr_t off = (uintptr_t)p & 16383;
+        PM_CHECK(off >= 48 && (off - 48) % want == 0 && off + want <= 16384);
+        memset(p, (int)n, n); /* the whole request is writable */
+    }
+    for (size_t n = 1; n <= 512; n++) {
+        unsigned char *p = blocks[n];
+        PM_CHECK(p[0] == (unsigned char)n && p[n - 1] == (unsigned char)n);
+        (n % 2 ? MEM : OBJ)->free(p);
+    }
+    PM_CHECK_EQ(validate(), 0);
+}
+
+/* A fresh pool is carved in address order; a freed block is reused first. */
+static void test_carving_and_reuse(void)
+{
+    NEED_NATIVE();
+    enum { N = 200 };
+    unsigned char *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = MEM->malloc(200); /* class 12, 208-byte blocks */
+    int ascending = 0;
+    for (int i = 1; i < N; i++)
+        ascending += p[i] == p[i - 1] + 208;
+    /* Consecutive except at pool boundaries (78 blocks per pool). */
+    PM_CHECK(ascending >= N - 1 - N / 78 - 1);
+    for (int i = 0; i < N; i++)
+        PM_CHECK_EQ(pm_i_domain_usable_size(PM_DOMAIN_MEM, p[i]), 208);
+    /* LIFO: the last freed is the next handed out, in this and other classes. */
+    MEM->free(p[10]);
+    MEM->free(p[20]);
+    unsigned char *a = MEM->malloc(193), *b = OBJ->malloc(208);
+    PM_CHECK(a == p[20]);
+    PM_CHECK(b == p[10]); /* same class, other domain, same pools */
+    p[20] = a;
+    p[10] = b;
+    for (int i = 0; i < N; i++)
+        if (p[i] != NULL)
+            MEM->free(p[i]);
+    PM_CHECK_EQ(validate(), 0);
+}
+
+/* In place iff n <= block size and 4n > 3 * block size; raw stays raw. */
+static void test_realloc_rules(void)
+{
+    NEED_NATIVE();
+    unsigned char *p = MEM->malloc(100); /* 112-byte block */
+    for (int i = 0; i < 100; i++)
+        p[i] = (unsigned char)i;
+    PM_CHECK(MEM->realloc(p, 112) == p);
+    PM_CHECK(MEM->realloc(p, 85) == p); /* 340 > 336 */
+    PM_CHECK(MEM->realloc(p, 100) == p);
+    unsigned char *q = MEM->realloc(p, 84); /* 336 == 336: moves */
+    PM_CHECK(q != p && pm_i_pool_owns(q));
+    PM_CHECK_EQ(pm_i_domain_usable_size(PM_DOMAIN_MEM, q), 96);
+    int bad = 0;
+    for (int i = 0; i < 84; i++)
+        bad += q[i] != (unsigned char)i;
+    PM_CHECK_EQ(bad, 0);
+    unsigned char *r = MEM->realloc(q, 113); /* grows: moves to the 128 class */
+    PM_CHECK(r != q && pm_i_pool_owns(r));
+    PM_CHECK_EQ(pm_i_domain_usable_size(PM_DOMAIN_MEM, r), 128);
+    for (int i = 0; i < 84; i++)
+        bad += r[i] != (unsigned char)i;
+    PM_CHECK_EQ(bad, 0);
+    unsigned char *big = MEM->realloc(r, 600); /* leaves the pools */
+    PM_CHECK(big != NULL && !pm_i_pool_owns(big));
+    for (int i = 0; i < 84; i++)
+        bad += big[i] != (unsigned char)i;
+    PM_CHECK_EQ(bad, 0);
+    unsigned char *still_raw = MEM->realloc(big, 50); /* raw stays raw */
+    PM_CHECK(still_raw != NULL && !pm_i_pool_owns(still_raw));
+    for (int i = 0; i < 50; i++)
+        bad += still_raw[i] != (unsigned char)i;
+    PM_CHECK_EQ(bad, 0);
+    MEM->free(still_raw);
+    /* realloc(p, 0) of a pool block: a valid (raw) block, contents gone. */
+    unsigned char *s = OBJ->malloc(30);
+    unsigned char *z = OBJ->realloc(s, 0);
+    PM_CHECK(z != NULL && !pm_i_pool_owns(z));
+    OBJ->free(z);
+    PM_CHECK_EQ(validate(), 0);
+}
+
+static void test_raw_fallback(void)
+{
+    NEED_POOL();
+    struct pm_stats before, after;
+    pm_get_stats(&before);
+    void *z = MEM->malloc(0), *c0 = OBJ->calloc(0, 5), *big = OBJ->malloc(513);
+    void *huge = MEM->calloc(1000, 1000), *small = MEM->malloc(500);
+    void *al = pm_i_domain_memalign(PM_DOMAIN_MEM, 64, 40);
+    PM_CHECK(!pm_i_pool_owns(z) && !pm_i_pool_owns(c0) && !pm_i_pool_owns(big));
+    PM_CHECK(!pm_i_pool_owns(huge) && !pm_i_pool_owns(al) && pm_i_pool_owns(small));
+    PM_CHECK_EQ((uintptr_t)al % 64, 0);
+    pm_get_stats(&after);
+    PM_CHECK_EQ(after.raw_blocks_current - before.raw_blocks_current, 5);
+    PM_CHECK_EQ(after.raw_blocks_total - before.raw_blocks_total, 5);
+    MEM->free(z);
+    OBJ->free(c0);
+    OBJ->free(big);
+    MEM->free(huge);
+    MEM->free(small);
+    MEM->free(al);
+    pm_get_stats(&after);
+    PM_CHECK_EQ(after.raw_blocks_current, before.raw_blocks_current);
+}
+
+/* Pointers the pools never gave out are not ours, and their free goes to
+ * libc: the ownership test reads no memory it does not own. */
+static int static_var;
+
+static void test_foreign_pointers(void)
+{
+    NEED_POOL();
+    int local;
+    void *libc = malloc(32);
+    char *m = mmap(NULL, 1 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    PM_CHECK(m != MAP_FAILED);
+    PM_CHECK(!pm_i_pool_owns(&local));
+    PM_CHECK(!pm_i_pool_owns(&static_var));
+    PM_CHECK(!pm_i_pool_owns(libc));
+    PM_CHECK(!pm_i_pool_owns(m + 48)); /* PROT_NONE: reading it would crash */
+    PM_CHECK(!pm_i_pool_owns((void *)(uintptr_t)0x10));
+    PM_CHECK(!pm_i_pool_owns((void *)((uintptr_t)1 << 60)));
+    PM_CHECK(!pm_i_pool_owns((void *)~(uintptr_t)0xF));
+    munmap(m, 1 << 20);
+    MEM->free(libc); /* a libc block through pymalloc's free: handed to libc */
+    /* An address in an arena, but in a pool not in use, is not ours either. */
+    void *p = MEM->malloc(16);
+    uintptr_t pool = (uintptr_t)p & ~(uintptr_t)16383;
+    int found_unused = 0;
+    for (uintptr_t q = pool + 16384; q < pool + (1u << 20); q += 16384)
+        if (!pm_i_pool_owns((void *)(q + 48))) {
+            found_unused = 1;
+            break;
+        }
+    PM_CHECK(found_unused);
+    MEM->free(p);
+}
+
+static size_t rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (size_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+/* ~100 MB of small blocks, all freed: the arenas go back to the OS (all but
+ * one, kept against thrashing) and the resident set shrinks. */
+static void test_arenas_returned(void)
+{
+    NEED_POOL();
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    const size_t TOTAL_MB = 20; /* sanitizer builds: smaller, same property */
+#else
+    const size_t TOTAL_MB = pm_i_pool_valgrind(NULL) ? 20 : 100; /* valgrind: idem */
+#endif
+    size_t n = (size_t)TOTAL_MB * 1000 * 1000 / 64;
+    void **p = malloc(n * sizeof *p); /* libc: not in the pools */
+    pm_i_pool_flush_thread_cache();
+    struct pm_stats st0, st1, st2;
+    pm_get_stats(&st0);
+    size_t rss0 = rss_kib();
+    uint64_t s = 42;
+    for (size_t i = 0; i < n; i++) {
+        size_t sz = 33 + rnd(&s) % 64; /* classes 48..96 */
+        p[i] = (i % 2 ? MEM : OBJ)->malloc(sz);
+        memset(p[i], 1, sz);
+    }
+    pm_get_stats(&st1);
+    size_t rss1 = rss_kib();
+    PM_CHECK(st1.arenas_current >= st0.arenas_current + TOTAL_MB * 3 / 4);
+    PM_CHECK(rss1 > rss0 + TOTAL_MB * 1000 * 3 / 4);
+    PM_CHECK(balanced(&st1));
+    PM_CHECK_EQ(validate(), 0);
+    for (size_t i = 0; i < n; i++) /* in an order unrelated to the arenas */
+        (i % 2 ? MEM : OBJ)->free(p[(i * 7919) % n]);
+    pm_i_pool_flush_thread_cache();
+    pm_get_stats(&st2);
+    size_t rss2 = rss_kib();
+    fprintf(stderr, "  arenas: %zu -> %zu -> %zu (reclaimed %zu); RSS KiB %zu -> %zu -> %zu\n",
+            st0.arenas_current, st1.arenas_current, st2.arenas_current,
+            st2.arenas_reclaimed, rss0, rss1, rss2);
+    PM_CHECK(st2.arenas_current <= 1);
+    PM_CHECK(st2.arenas_reclaimed >= st1.arenas_current - 1);
+    PM_CHECK(rss2 < rss1 - TOTAL_MB * 1000 * 3 / 4);
+    PM_CHECK(balanced(&st2));
+    PM_CHECK_EQ(validate(), 0);
+    free(p);
+}
+
+/* Random workloads: the validator passes and the statistics balance. */
+static void test_random_workload_stats_balance(void)
+{
+    NEED_POOL();
+    enum { SLOTS = 20000 };
+    static unsigned char *p[SLOTS];
+    static size_t len[SLOTS];
+    uint64_t s = 7;
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 60000; i++) {
+            size_t k = rnd(&s) % SLOTS;
+            const pm_t_domain *D = k % 2 ? MEM : OBJ;
+            if (p[k] == NULL) {
+                len[k] = rnd(&s) % (round % 2 ? 600 : 128);
+                p[k] = rnd(&s) % 4 ? D->malloc(len[k]) : D->calloc(len[k], 1);
+                memset(p[k], (int)k, len[k]);
+            } else if (rnd(&s) % 3 == 0) {
+                size_t n = rnd(&s) % 700;
+                unsigned char *q = D->realloc(p[k], n);
+                size_t keep = n < len[k] ? n : len[k];
+                for (size_t j = 0; j < keep; j++)
+                    if (q[j] != (unsigned char)k) {
+                        PM_CHECK(q[j] == (unsigned char)k);
+                        break;
+                    }
+                memset(q, (int)k, n);
+                p[k] = q;
+                len[k] = n;
+            } else {
+                D->free(p[k]);
+                p[k] = NULL;
+            }
+        }
+        struct pm_stats st;
+        PM_CHECK_EQ(pm_get_stats(&st), 0);
+        PM_CHECK(balanced(&st));
+        PM_CHECK_EQ(validate(), 0);
+        size_t in_use = 0;
+        for (int c = 0; c < PM_STATS_NCLASSES; c++) {
+            in_use += st.classes[c].blocks_in_use;
+            PM_CHECK(st.classes[c].blocks_cached <= st.classes[c].blocks_in_use);
+            PM_CHECK_EQ(st.classes[c].size, 16 * (c + 1));
+        }
+        size_t live = 0;
+        for (int k = 0; k < SLOTS; k++)
+            live += p[k] != NULL && pm_i_pool_owns(p[k]);
+        PM_CHECK_EQ(in_use, live + st.blocks_in_thread_caches);
+        if (round == 3) {
+            pm_i_pool_flush_thread_cache();
+            pm_get_stats(&st);
+            PM_CHECK_EQ(st.blocks_in_thread_caches, 0);
+        }
+    }
+    for (int k = 0; k < SLOTS; k++) {
+        (k % 2 ? MEM : OBJ)->free(p[k]);
+        p[k] = NULL;
+    }
+    PM_CHECK_EQ(validate(), 0);
+    PM_CHECK_EQ(pm_get_stats(NULL), -1);
+}
+
+/* The validator is not a rubber stamp: a corrupted count is reported. */
+static void test_validator_detects_corruption(void)
+{
+    NEED_NATIVE();
+    unsigned char *p = OBJ->malloc(300);
+    pm_i_pool_flush_thread_cache();
+    uint32_t *count = (uint32_t *)((uintptr_t)p & ~(uintptr_t)16383); /* header's 1st field */
+    PM_CHECK_EQ(validate(), 0);
+    (*count)++;
+    char storage[256];
+    pm_i_buf why;
+    pm_i_buf_init(&why, storage, sizeof storage - 1, -1);
+    PM_CHECK_EQ(pm_i_pool_validate(&why), -1);
+    storage[why.len] = '\0';
+    PM_CHECK_STR(storage, "pool count");
+    (*count)--;
+    PM_CHECK_EQ(validate(), 0);
+    /* A free-list link pointing outside its pool. */
+    unsigned char *q = OBJ->malloc(300);
+    OBJ->free(q);
+    pm_i_pool_flush_thread_cache(); /* q is now at the head of its free list */
+    unsigned char *saved;
+    memcpy(&saved, q, sizeof saved);
+    unsigned char *wild = (unsigned char *)&why;
+    memcpy(q, &wild, sizeof wild);
+    pm_i_buf_init(&why, storage, sizeof storage - 1, -1);
+    PM_CHECK_EQ(pm_i_pool_validate(&why), -1);
+    storage[why.len] = '\0';
+    PM_CHECK_STR(storage, "free list link");
+    memcpy(q, &saved, sizeof saved);
+    PM_CHECK_EQ(validate(), 0);
+    OBJ->free(p);
+}
+
+/* The printer: CPython's layout, and its Total is arenas x 1 MiB. */
+static void test_print_stats_format(void)
+{
+    NEED_POOL();
+    void *keep = OBJ->malloc(24);
+    void *every[32]; /* a row per class: the output outgrows the printer's buffer */
+    for (int c = 0; c < 32; c++)
+        every[c] = MEM->malloc((size_t)c * 16 + 1);
+    int fds[2];
+    PM_CHECK_EQ(pipe(fds), 0);
+    pm_print_stats(fds[1]);
+    close(fds[1]);
+    static char out[16384];
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(fds[0]);
+    struct pm_stats st;
+    pm_get_stats(&st);
+    PM_CHECK_STR(out, "Small block threshold = 512, in 32 size classes.\n\n"
+                      "class   size   num pools   blocks in use  avail blocks\n"
+                      "-----   ----   ---------   -------------  ------------\n");
+    char want[160];
+    snprintf(want, sizeof want, "%5u %6u %11zu %15zu %13zu\n", 1u, 32u, st.classes[1].pools,
+             st.classes[1].blocks_in_use, st.classes[1].blocks_available);
+    PM_CHECK_STR(out, want);
+    snprintf(want, sizeof want, "%zu arenas * 1048576 bytes/arena", st.arenas_current);
+    PM_CHECK_STR(out, want);
+    PM_CHECK_STR(out, "# bytes lost to arena alignment    =");
+    /* Every "label = value" line has its '=' in column 35, whatever the
+     * printer's buffer did (it flushes mid-output). */
+    int lines = 0;
+    for (const char *l = out; *l != '\0';) {
+        const char *nl = strchr(l, '\n');
+        size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+        const char *eq = memchr(l, '=', ll);
+        if (eq != NULL && strncmp(l, "Small block", 11) != 0) {
+            lines++;
+            if (eq - l != 35 || ll != 57)
+                fprintf(stderr, "misaligned: %.*s\n", (int)ll, l);
+            PM_CHECK(eq - l == 35 && ll == 57);
+        }
+        l += ll + (nl != NULL);
+    }
+    PM_CHECK_EQ(lines, 16);
+    /* Total == arenas * ARENA_SIZE, printed with separators. */
+    const char *total = strstr(out, "\nTotal");
+    PM_CHECK(total != NULL);
+    if (total != NULL) {
+        PM_CHECK(total[36] == '=');
+        unsigned long long v = 0;
+        for (const char *c = total + 37; *c != '\n'; c++)
+            if (*c >= '0' && *c <= '9')
+                v = v * 10 + (unsigned long long)(*c - '0');
+        PM_CHECK_EQ(v, st.arenas_current * 1048576ull);
+    }
+    OBJ->free(keep);
+    for (int c = 0; c < 32; c++)
+        MEM->free(every[c]);
+}
+
+int main(void)
+{
+    PM_RUN(test_carving_and_reuse); /* first: needs a class never used */
+    PM_RUN(test_size_classes_and_alignment);
+    PM_RUN(test_realloc_rules);
+    PM_RUN(test_raw_fallback);
+    PM_RUN(test_foreign_pointers);
+    PM_RUN(test_random_workload_stats_balance);
+    PM_RUN(test_validator_detects_corruption);
+    PM_RUN(test_print_stats_format);
+    PM_RUN(test_arenas_returned);
+    return pm_test_done();
+}

@@ -1,0 +1,277 @@
+/*
+ * tests/test_pool_threads.c - the pool allocator under threads: blocks
+ * allocated by one thread and freed by another (through a queue), every
+ * size class, statistics read while threads allocate, thread exit flushing
+ * the cache, and fork() while threads allocate. Also run under TSan.
+ */
+#include "domains.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define NPROD 3
+#define QCAP 1024
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define ITERS 40000
+#else
+#define ITERS 200000
+#endif
+
+/* A bounded queue per consumer, under a mutex (gives TSan its edges). */
+typedef struct queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    void *item[QCAP];
+    size_t len[QCAP];
+    int head, tail, count, done;
+} queue;
+
+static queue q;
+static atomic_int errors, stop;
+
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int pool_mode(void) { return strcmp(pm_mode_name(), "pymalloc") == 0; }
+
+static void put(void *p, size_t n)
+{
+    pthread_mutex_lock(&q.lock);
+    while (q.count == QCAP)
+        pthread_cond_wait(&q.cond, &q.lock);
+    q.item[q.tail] = p;
+    q.len[q.tail] = n;
+    q.tail = (q.tail + 1) % QCAP;
+    q.count++;
+    pthread_cond_broadcast(&q.cond);
+    pthread_mutex_unlock(&q.lock);
+}
+
+static int get(void **p, size_t *n)
+{
+    pthread_mutex_lock(&q.lock);
+    while (q.count == 0 && !q.done)
+        pthread_cond_wait(&q.cond, &q.lock);
+    int ok = q.count > 0;
+    if (ok) {
+        *p = q.item[q.head];
+        *n = q.len[q.head];
+        q.head = (q.head + 1) % QCAP;
+        q.count--;
+        pthread_cond_broadcast(&q.cond);
+    }
+    pthread_mutex_unlock(&q.lock);
+    return ok;
+}
+
+static int check(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(n + i))
+            return 0;
+    return 1;
+}
+
+/* Producers allocate (and keep a local working set); half of what they
+ * allocate is freed by the consumer thread. */
+static void *producer(void *arg)
+{
+    uint64_t s = 0x1234567ull * (uint64_t)((intptr_t)arg + 1);
+    enum { LOCAL = 256 };
+    unsigned char *mine[LOCAL] = {0};
+    size_t len[LOCAL] = {0};
+    for (int it = 0; it < ITERS; it++) {
+        size_t n = 1 + rnd(&s) % 512;
+        const pm_t_domain *D = &pm_t_domains[1 + (int)(rnd(&s) % 2)];
+        unsigned char *p = D->malloc(n);
+        if (p == NULL) {
+            atomic_fetch_add(&errors, 1);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            p[i] = (unsigned char)(n + i);
+        if (rnd(&s) % 2) {
+            put(p, n);
+        } else {
+            int k = (int)(rnd(&s) % LOCAL);
+            if (mine[k] != NULL) {
+                if (!check(mine[k], len[k]))
+                    atomic_fetch_add(&errors, 1);
+                pm_mem_free(mine[k]); /* MEM and OBJ share the pools */
+            }
+            mine[k] = p;
+            len[k] = n;
+        }
+    }
+    for (int k = 0; k < LOCAL; k++)
+        if (mine[k] != NULL) {
+            if (!check(mine[k], len[k]))
+                atomic_fetch_add(&errors, 1);
+            pm_obj_free(mine[k]);
+        }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    (void)arg;
+    void *p;
+    size_t n;
+    while (get(&p, &n)) {
+        if (!check(p, n))
+            atomic_fetch_add(&errors, 1);
+        pm_mem_free(p);
+    }
+    return NULL;
+}
+
+/* Reads the statistics and validates while the others run. */
+static void *observer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        struct pm_stats st;
+        pm_get_stats(&st);
+        size_t sum = st.bytes_allocated_blocks + st.bytes_available_blocks +
+                     st.bytes_unused_pools + st.bytes_pool_headers + st.bytes_quantization +
+                     st.bytes_arena_alignment;
+        if (sum != st.arenas_current * st.arena_size)
+            atomic_fetch_add(&errors, 1);
+        if (pm_i_pool_validate(NULL) != 0)
+            atomic_fetch_add(&errors, 1);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+static void test_cross_thread_frees(void)
+{
+    if (!pool_mode())
+        PM_SKIP("the mem and obj domains are not pools in this mode");
+    pthread_mutex_init(&q.lock, NULL);
+    pthread_cond_init(&q.cond, NULL);
+    pthread_t prod[NPROD], cons, obs;
+    atomic_store(&stop, 0);
+    pthread_create(&cons, NULL, consumer, NULL);
+    pthread_create(&obs, NULL, observer, NULL);
+    for (int i = 0; i < NPROD; i++)
+        pthread_create(&prod[i], NULL, producer, (void *)(intptr_t)i);
+    for (int i = 0; i < NPROD; i++)
+        pthread_join(prod[i], NULL);
+    pthread_mutex_lock(&q.lock);
+    q.done = 1;
+    pthread_cond_broadcast(&q.cond);
+    pthread_mutex_unlock(&q.lock);
+    pthread_join(cons, NULL);
+    atomic_store(&stop, 1);
+    pthread_join(obs, NULL);
+    PM_CHECK_EQ(atomic_load(&errors), 0);
+
+    /* Every other thread has exited and flushed its cache: only this
+     * thread's cache may hold blocks, and nothing is in use but those. */
+    pm_i_pool_flush_thread_cache();
+    struct pm_stats st;
+    pm_get_stats(&st);
+    size_t in_use = 0;
+    for (int c = 0; c < PM_STATS_NCLASSES; c++)
+        in_use += st.classes[c].blocks_in_use;
+    PM_CHECK_EQ(in_use, 0);
+    PM_CHECK_EQ(st.blocks_in_thread_caches, 0);
+    PM_CHECK(st.arenas_current <= 1);
+    PM_CHECK_EQ(pm_i_pool_validate(NULL), 0);
+}
+
+/* A thread that exits gives its cached blocks back. */
+static void *alloc_and_exit(void *arg)
+{
+    void **out = arg;
+    for (int i = 0; i < 8; i++)
+        pm_obj_free(pm_obj_malloc(40)); /* leaves blocks in this thread's cache */
+    *out = pm_obj_malloc(40);          /* one block that outlives the thread */
+    return NULL;
+}
+
+static void test_thread_exit_flushes_cache(void)
+{
+    if (!pool_mode())
+        PM_SKIP("the mem and obj domains are not pools in this mode");
+    pm_i_pool_flush_thread_cache();
+    void *survivor = NULL;
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_and_exit, &survivor);
+    pthread_join(t, NULL);
+    struct pm_stats st;
+    pm_get_stats(&st);
+    PM_CHECK_EQ(st.classes[2].blocks_in_use, 1); /* 48-byte class: the survivor */
+    PM_CHECK_EQ(st.blocks_in_thread_caches, 0);
+    pm_obj_free(survivor); /* freed by another thread than the one that made it */
+    pm_i_pool_flush_thread_cache();
+    pm_get_stats(&st);
+    PM_CHECK_EQ(st.classes[2].blocks_in_use, 0);
+    PM_CHECK_EQ(pm_i_pool_validate(NULL), 0);
+}
+
+/* fork() while threads allocate: the child allocates, frees, validates. */
+static void *churn(void *arg)
+{
+    (void)arg;
+    uint64_t s = 99;
+    void *keep[64] = {0};
+    while (!atomic_load(&stop)) {
+        int k = (int)(rnd(&s) % 64);
+        pm_mem_free(keep[k]);
+        keep[k] = pm_mem_malloc(1 + rnd(&s) % 600);
+    }
+    for (int k = 0; k < 64; k++)
+        pm_mem_free(keep[k]);
+    return NULL;
+}
+
+static void child_after_fork(void *arg)
+{
+    (void)arg;
+    void *p[1000];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 1000; i++)
+            if ((p[i] = pm_obj_malloc((size_t)(i % 512) + 1)) == NULL)
+                _exit(3);
+        for (int i = 0; i < 1000; i++)
+            pm_obj_free(p[i]);
+    }
+    _exit(pm_i_pool_validate(NULL) == 0 ? 0 : 4);
+}
+
+static void test_fork_in_pool_mode(void)
+{
+    if (!pool_mode())
+        PM_SKIP("the mem and obj domains are not pools in this mode");
+    atomic_store(&stop, 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, churn, NULL);
+    for (int k = 0; k < 10; k++) {
+        pm_death_result r;
+        pm_death(child_after_fork, NULL, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 0);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    PM_CHECK_EQ(pm_i_pool_validate(NULL), 0);
+}
+
+int main(void)
+{
+    PM_RUN(test_cross_thread_frees);
+    PM_RUN(test_thread_exit_flushes_cache);
+    PM_RUN(test_fork_in_pool_mode);
+    return pm_test_done();
+}
