@@ -121,6 +121,61 @@ def options_seeds():
     return seeds
 
 
+# corruption: case kinds and triggers, in the order of fuzz/corruption.c
+INBOUNDS, DAMAGE, AFTER, INVALID, MISMATCH = range(5)
+T_FREE, T_REALLOC, T_CHECK, T_USABLE = range(4)
+A_MALLOC, A_CALLOC, A_REALLOC, A_MEMALIGN = range(4)
+
+
+def cz_size(n):
+    """Encode a size for corruption.c's take_size()."""
+    if n < 64:
+        return bytes([0]) + struct.pack("<H", n)
+    if n < 576:
+        return bytes([1]) + struct.pack("<H", n - 64)
+    return bytes([2]) + struct.pack("<H", n)
+
+
+def cz_case(kind, dom, alloc, n, trigger, a0=0, a1=0, a2=0, a3=0):
+    return bytes([kind, dom, alloc]) + cz_size(n) + bytes([trigger, a0, a1, a2, a3])
+
+
+def corruption_seeds(mode):
+    m = bytes([mode])
+    seeds = {}
+    sizes = (0, 1, 17, 100, 600, 5000)
+    seeds["inbounds"] = m + b"".join(
+        cz_case(INBOUNDS, i % 3, i % 4 | (i & 4), sizes[i % 6], i % 4, i * 7, 0, 0x5A, i * 11)
+        for i in range(16))
+    for region, rname in ((0, "head"), (1, "tail")):
+        seeds[f"damage-{rname}"] = m + b"".join(
+            cz_case(DAMAGE, i % 3, i % 4, sizes[i % 6], i % 3, region, i, 0x00, 20)
+            for i in range(16))
+        # 0xFD over a guard byte: undetectable by design; elsewhere a change
+        seeds[f"damage-{rname}-fd"] = m + b"".join(
+            cz_case(DAMAGE, i % 3, A_MALLOC, 24, i % 3, region, i, 0xFD, 0) for i in range(16))
+    seeds["damage-api-id"] = m + b"".join(
+        cz_case(DAMAGE, d, A_MALLOC, 8, t, 0, 8, ord(api), 0)
+        for d in range(3) for t in range(3) for api in "rmo")[: 16 * 11]
+    seeds["after"] = m + b"".join(
+        cz_case(AFTER, i % 3, i % 4, sizes[i % 6], i % 4, (i // 4) % 3, 0, 0, 40)
+        for i in range(16))
+    seeds["invalid"] = m + b"".join(
+        cz_case(INVALID, i % 3, A_MALLOC, 64, i % 4, i % 5, i * 13, 0, 3) for i in range(16))
+    seeds["invalid-interior"] = m + b"".join(
+        cz_case(INVALID, i % 3, i % 4, 48, i % 4, 0, i * 5, 0, 0) for i in range(16))
+    seeds["mismatch"] = m + b"".join(
+        cz_case(MISMATCH, i % 3, i % 4, sizes[i % 6], i % 2, i // 3, 0, 0, 9) for i in range(12))
+    seeds["mixed"] = m + b"".join([
+        cz_case(INBOUNDS, 0, A_CALLOC, 10, T_REALLOC, 3, 0, 1, 100),
+        cz_case(DAMAGE, 1, A_REALLOC, 300, T_CHECK, 1, 9, 7, 0),
+        cz_case(AFTER, 2, A_MEMALIGN | 8, 70, T_FREE, 2),
+        cz_case(INVALID, 1, A_MALLOC, 0, T_FREE, 0, 0, 0, 0),
+        cz_case(MISMATCH, 0, A_MALLOC, 65535, T_REALLOC, 1),
+        cz_case(DAMAGE, 2, A_MEMALIGN | 28, 3, T_REALLOC, 0, 15, 0x80, 1)])
+    return seeds
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -138,6 +193,13 @@ def main():
             ops[f"m{mode}-{name}"] = data
     write("operations", ops)
     write("options", options_seeds())
+    cz = {}
+    # The first byte picks among the mode names that contain "debug"; 0..3
+    # covers every one of them while there are at most four.
+    for mode in range(4):
+        for name, data in corruption_seeds(mode).items():
+            cz[f"m{mode}-{name}"] = data
+    write("corruption", cz)
 
 
 if __name__ == "__main__":

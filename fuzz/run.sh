@@ -3,9 +3,10 @@
 #
 #   fuzz/run.sh TARGET [SECONDS [MODE [libFuzzer flags...]]]
 #
-# TARGET is operations or options; SECONDS defaults to 60; MODE is a
-# PYMALLOC_MODE name (default: default) or "all", which splits SECONDS over
-# every mode (at least 10 s each). The build goes to build-fuzz/ (CC=clang,
+# TARGET is operations, options or corruption; SECONDS defaults to 60; MODE
+# is a PYMALLOC_MODE name (default: default; for corruption: debug) or "all",
+# which splits SECONDS over every mode (for corruption, every debug mode), at
+# least 10 s each. The build goes to build-fuzz/ (CC=clang,
 # -DPYMALLOC_FUZZ=ON; PM_FUZZ_BUILD overrides the directory). The committed
 # corpus fuzz/corpus/TARGET/ is read, never written: new inputs go to
 # build-fuzz/fuzz-work/TARGET/, crashes to build-fuzz/fuzz-crashes/TARGET/.
@@ -14,12 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ $# -lt 1 ]; then
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 target=$1
 seconds=${2:-60}
-mode=${3:-default}
+default_mode=default
+[ "$target" != corruption ] || default_mode=debug
+mode=${3:-$default_mode}
 shift $(($# < 3 ? $# : 3))
 build=${PM_FUZZ_BUILD:-build-fuzz}
 
@@ -34,6 +37,9 @@ mkdir -p "$work" "$crashes"
 
 if [ "$mode" = all ]; then
   modes=$("$build/fuzz/replay_$target" --list-modes)
+  if [ "$target" = corruption ]; then
+    modes=$(echo "$modes" | grep debug)
+  fi
   n=$(echo "$modes" | wc -w)
   each=$((seconds / n))
   [ "$each" -ge 10 ] || each=10

@@ -99,6 +99,19 @@ static inline const char *entry_name(const dbg *g, int op)
 
 static _Atomic uint64_t serial_counter;
 
+/* The full serial of a block whose registry record holds its low 48 bits:
+ * the one serial with those low bits that is at most the counter and more
+ * than 2^48 below it (a block outliving 2^48 allocations is not supported).
+ * The record was published under a stripe lock after the serial was taken,
+ * so the counter read here is never below it. The serial field in memory is
+ * checked against this value, all 64 bits of it. */
+static inline uint64_t full_serial(uint64_t low)
+{
+    uint64_t now = atomic_load_explicit(&serial_counter, memory_order_relaxed);
+    uint64_t s = (now & ~PM_I_SERIAL_MASK) | low;
+    return s > now ? s - (PM_I_SERIAL_MASK + 1) : s;
+}
+
 /* Every serial is handed out here: a place for a breakpoint. */
 __attribute__((noinline)) uint64_t pm_i_debug_bump_serial(void)
 {
@@ -177,7 +190,7 @@ static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
     memcpy(&w[0], p - 16, 16);
     memcpy(&w[2], p + in->size, 16);
     return w[0] == PM_I_BE64((uint64_t)in->size) && w[1] == api_word(in->api) &&
-           w[2] == PM_I_FORBIDDEN_WORD && (PM_I_BE64(w[3]) & PM_I_SERIAL_MASK) == in->serial;
+           w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(in->serial);
 }
 
 /* The header and trailer of live block p against its record; 0 or the class
@@ -191,9 +204,9 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
     memset(want_head + 9, PM_I_FORBIDDENBYTE, 7);
     memset(want_tail, PM_I_FORBIDDENBYTE, 8);
     /* The serial field holds the full 64-bit serial; the registry its low
-     * 48 bits: compare those, and take the high bits from memory. */
-    uint64_t mem_serial = get_be64(p + n + 8);
-    put_be64(want_tail + 8, (mem_serial & ~PM_I_SERIAL_MASK) | in->serial);
+     * 48 bits, from which full_serial() gives all 64 (a damaged high byte
+     * of the field is damage too). */
+    put_be64(want_tail + 8, full_serial(in->serial));
 
     int first = 1;
     ptrdiff_t lo = 0, hi = 0;
@@ -240,15 +253,11 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
         return e->error = PM_ERR_INVALID_POINTER;
     e->known = 1;
     e->size = in->size;
-    e->serial = in->serial;
+    e->serial = full_serial(in->serial);
     e->api_found = in->api;
     if (in->state == PM_I_REG_FREED)
         return e->error = (op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE);
     e->readable = 1;
-    /* The full serial, for the report. */
-    e->serial = get_be64((const unsigned char *)p + in->size + 8);
-    if ((e->serial & PM_I_SERIAL_MASK) != in->serial)
-        e->serial = in->serial;
     if (api != 0 && in->api != api)
         return e->error = PM_ERR_API_MISMATCH;
     return e->error = check_bytes(p, in, e);

@@ -465,6 +465,43 @@ static void test_entry_name_override(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* Every byte of the serial field is checked, the high ones too (until the
+ * corruption fuzzer found it, the two high bytes were taken from memory:
+ * damage there went unreported). */
+static pm_error_report last_report;
+static int n_reports;
+
+static void note_report(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    last_report = *r;
+    n_reports++;
+}
+
+static void test_serial_field_every_byte(void)
+{
+    NEED_DEBUG();
+    pm_set_error_handler(note_report, NULL);
+    for (size_t i = 0; i < 8; i++) {
+        unsigned char *p = pm_mem_malloc(40);
+        PM_CHECK(p != NULL);
+        uint64_t serial = be64(p + 48);
+        unsigned char old = p[48 + i];
+        p[48 + i] ^= 0x40;
+        n_reports = 0;
+        PM_CHECK_EQ(pm_check_block(p), -1);
+        PM_CHECK_EQ(n_reports, 1);
+        PM_CHECK_EQ(last_report.error, PM_ERR_HEADER_CORRUPT);
+        PM_CHECK_EQ(last_report.offset, (ptrdiff_t)(48 + i));
+        PM_CHECK_EQ(last_report.serial, serial);
+        p[48 + i] = old;
+        PM_CHECK_EQ(pm_check_block(p), 0);
+        pm_mem_free(p);
+        PM_CHECK_EQ(n_reports, 1);
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
 int main(void)
 {
     /* Children that need a parent with nothing set up come first. */
@@ -481,5 +518,6 @@ int main(void)
     PM_RUN(test_aligned_overflow_caught);
     PM_RUN(test_serials_count_calls);
     PM_RUN(test_dump_format);
+    PM_RUN(test_serial_field_every_byte);
     return pm_test_done();
 }

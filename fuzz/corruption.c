@@ -1,0 +1,720 @@
+/*
+ * fuzz/corruption.c - the `corruption` fuzz target: heap errors made on
+ * purpose in the debug modes, and the reports they must give.
+ *
+ * The input:
+ *
+ *   byte 0     the mode: the names of pm_mode_names() that contain "debug",
+ *              in registry order; byte % their count picks one
+ *   then cases of CASE_BYTES bytes each (reads past the end give 0), at most
+ *   MAX_CASES:
+ *     kind dom alloc sizesel size_lo size_hi trigger a0 a1 a2 a3
+ *
+ * Each case allocates one block through domain `dom` (malloc, calloc,
+ * malloc + realloc to the size, or an aligned allocation; sizes 0..63,
+ * 64..575 or 0..65535), does one thing to it, then calls one `trigger`
+ * (free, realloc, pm_check_block or usable_size) and checks, through an
+ * error handler that records into static storage, what was reported:
+ *
+ *   INBOUNDS  write a byte inside the data            no report
+ *   DAMAGE    change one byte of the 16-byte header   buffer underflow (API id,
+ *             or of the 16-byte trailer                 pad), header corrupt
+ *                                                       (size, serial field),
+ *                                                       buffer overflow (pad)
+ *             (the same value as before: no report; a guard byte written
+ *             with 0xFD is undetectable by design)
+ *   AFTER     free the block, then use it again       double free (free, by
+ *             through any domain                        any domain), use after
+ *                                                       free (the others)
+ *   INVALID   pass an interior pointer (p-16..p+N+15), invalid pointer (NULL:
+ *             a stack or global address, a wild         nothing; free(NULL) is
+ *             value or NULL                             a no-op)
+ *   MISMATCH  free or realloc through another domain  API mismatch
+ *
+ * Every report must come exactly once, with the class, entry point
+ * ("pm_mem_free", "pm_check_block", "malloc_usable_size", ...), address,
+ * size, serial (read from the trailer at p+N+8, the documented layout, before
+ * any damage), offset of the damaged byte and both API ids expected, and
+ * pm_error_count must go up by one (in total and for the class); a case that
+ * must not report must leave the counts alone. A damaged block is leaked by
+ * the library: the harness restores the byte and frees it again, which must
+ * not report (so LeakSanitizer stays quiet). Nothing may crash in the library.
+ *
+ * One ambiguity is modelled: the registry remembers recently freed blocks by
+ * address, so a pointer that is not a live block but is the address of a
+ * block freed earlier (an interior pointer of a new block that reuses the
+ * memory, say) is named a double free / use after free of that old block.
+ * The harness keeps the addresses it freed (and has not got back since) with
+ * the old block's size and serial, at least the last GEN_NOTES of them, and
+ * accepts that report for those addresses only, with exactly those values.
+ *
+ * One mode per process, as in operations.c: under libFuzzer the mode is
+ * PYMALLOC_MODE's (unset: "debug"); an input naming another debug mode is
+ * rejected. Under libFuzzer the reports' text on stderr is discarded (it
+ * would cost more than the rest of the run); replay prints it.
+ */
+#include "fuzz.h"
+#include "../src/pm_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_CASES 16
+#define CASE_BYTES 11
+
+/* ---------------------------------------------------------------------------
+ * Failing, and the reports' text.
+ */
+static int quiet_fd = -1, saved_stderr = -1;
+
+/* Reports go to /dev/null while a trigger runs (libFuzzer only). */
+static void quiet(void)
+{
+    if (quiet_fd >= 0)
+        dup2(quiet_fd, 2);
+}
+
+static void loud(void)
+{
+    if (saved_stderr >= 0)
+        dup2(saved_stderr, 2);
+}
+
+static struct {
+    unsigned step;
+    const char *kind, *trigger, *dom, *mode;
+    size_t size;
+    const void *p;
+} C;
+
+#define CZ_FAIL(...)                                                                         \
+    do {                                                                                     \
+        loud();                                                                              \
+        fprintf(stderr, "fuzz oracle: %s:%d: case %u (%s, trigger %s), mode %s, %s block %p " \
+                        "of %zu bytes: ",                                                    \
+                __FILE__, __LINE__, C.step, C.kind, C.trigger, C.mode, C.dom, C.p, C.size);  \
+        fprintf(stderr, __VA_ARGS__);                                                        \
+        fputc('\n', stderr);                                                                 \
+        fflush(stderr);                                                                      \
+        abort();                                                                             \
+    } while (0)
+
+/* ---------------------------------------------------------------------------
+ * The error handler: records into static storage, never allocates.
+ */
+#define MAX_RECORDS 4
+
+static struct {
+    int n; /* reports seen, even past MAX_RECORDS */
+    pm_error_report r[MAX_RECORDS];
+    char msg[MAX_RECORDS][512];
+} R;
+
+static void handler(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    if (R.n < MAX_RECORDS) {
+        R.r[R.n] = *r;
+        size_t len = r->message != NULL ? strlen(r->message) : 0;
+        if (len >= sizeof R.msg[0])
+            len = sizeof R.msg[0] - 1;
+        if (len > 0)
+            memcpy(R.msg[R.n], r->message, len);
+        R.msg[R.n][len] = '\0';
+        R.r[R.n].message = r->message != NULL ? R.msg[R.n] : NULL;
+    }
+    R.n++;
+}
+
+/* What one call must report. */
+typedef struct expect {
+    pm_error_class error; /* PM_ERR_NONE: nothing */
+    const char *entry;
+    const void *address;
+    size_t size;
+    uint64_t serial;
+    ptrdiff_t offset;
+    char api_expected, api_found;
+} expect;
+
+static unsigned long count_before[PM_ERR_CLASS_COUNT];
+
+static void arm(void)
+{
+    memset(&R, 0, sizeof R);
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+        count_before[c] = pm_error_count((pm_error_class)c);
+    quiet();
+}
+
+static void check_counts(pm_error_class c)
+{
+    for (int k = 0; k < PM_ERR_CLASS_COUNT; k++) {
+        unsigned long want = count_before[k] + (c != PM_ERR_NONE && (k == 0 || k == (int)c));
+        if (pm_error_count((pm_error_class)k) != want)
+            CZ_FAIL("pm_error_count(%s) is %lu, expected %lu", pm_error_class_name(k),
+                    pm_error_count((pm_error_class)k), want);
+    }
+}
+
+static void expect_none(const char *what)
+{
+    loud();
+    if (R.n != 0)
+        CZ_FAIL("%s: unexpected report: %s", what, R.msg[0]);
+    check_counts(PM_ERR_NONE);
+}
+
+static void expect_report(const expect *x, const char *what)
+{
+    loud();
+    if (R.n != 1)
+        CZ_FAIL("%s: %d reports, expected one %s", what, R.n, pm_error_class_name(x->error));
+    const pm_error_report *r = &R.r[0];
+    if (r->error != x->error)
+        CZ_FAIL("%s: reported %s, expected %s (%s)", what, pm_error_class_name(r->error),
+                pm_error_class_name(x->error), R.msg[0]);
+    if (r->entry == NULL || strcmp(r->entry, x->entry) != 0)
+        CZ_FAIL("%s: entry %s, expected %s", what, r->entry ? r->entry : "(null)", x->entry);
+    if (r->address != x->address)
+        CZ_FAIL("%s: address %p, expected %p", what, r->address, x->address);
+    if (r->size != x->size || r->serial != x->serial)
+        CZ_FAIL("%s: size %zu serial %llu, expected size %zu serial %llu (%s)", what, r->size,
+                (unsigned long long)r->serial, x->size, (unsigned long long)x->serial, R.msg[0]);
+    if (r->offset != x->offset)
+        CZ_FAIL("%s: offset %td, expected %td (%s)", what, r->offset, x->offset, R.msg[0]);
+    if (r->api_expected != x->api_expected || r->api_found != x->api_found)
+        CZ_FAIL("%s: APIs expected '%c' found '%c', should be '%c' and '%c'", what,
+                r->api_expected ? r->api_expected : '0', r->api_found ? r->api_found : '0',
+                x->api_expected ? x->api_expected : '0', x->api_found ? x->api_found : '0');
+    if (r->message == NULL || strstr(r->message, pm_error_class_name(x->error)) == NULL ||
+        strstr(r->message, x->entry) == NULL)
+        CZ_FAIL("%s: message \"%s\" does not name %s and %s", what,
+                r->message ? r->message : "(null)", pm_error_class_name(x->error), x->entry);
+    check_counts(x->error);
+}
+
+/* ---------------------------------------------------------------------------
+ * Domains.
+ */
+typedef struct cz_domain {
+    const char *name;
+    char api;
+    pm_domain d;
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+    const char *free_name, *realloc_name;
+} cz_domain;
+
+static const cz_domain domains[3] = {
+    {"raw", 'r', PM_DOMAIN_RAW, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc, pm_raw_free,
+     "pm_raw_free", "pm_raw_realloc"},
+    {"mem", 'm', PM_DOMAIN_MEM, pm_mem_malloc, pm_mem_calloc, pm_mem_realloc, pm_mem_free,
+     "pm_mem_free", "pm_mem_realloc"},
+    {"obj", 'o', PM_DOMAIN_OBJ, pm_obj_malloc, pm_obj_calloc, pm_obj_realloc, pm_obj_free,
+     "pm_obj_free", "pm_obj_realloc"},
+};
+
+/* ---------------------------------------------------------------------------
+ * Addresses this process freed through the debug layer (and has not been
+ * given again), with the freed block's size and serial: the registry may
+ * remember any of them (see the top of the file).
+ */
+typedef struct freed_rec {
+    uintptr_t addr; /* 0: empty slot */
+    size_t size;
+    uint64_t serial;
+    char api;
+    int freed; /* 0: the address was handed out again since */
+} freed_rec;
+
+/* Two generations of open-addressing tables: notes go into the current one;
+ * when it holds GEN_NOTES addresses the previous one is dropped. So the last
+ * GEN_NOTES frees at least are always known: far more than the registry can
+ * remember (256 per stripe, 64 stripes), while memory stays bounded (ASan's
+ * quarantine makes nearly every address new). */
+#define GEN_NOTES (512u * 1024u)
+#define GEN_CAP (2u * GEN_NOTES) /* a power of two; half full at most */
+
+typedef struct freed_gen {
+    freed_rec *tab;
+    size_t used;
+} freed_gen;
+
+static freed_gen gens[2]; /* [0] current, [1] previous */
+
+static freed_rec *freed_slot(freed_gen *g, uintptr_t a)
+{
+    size_t mask = GEN_CAP - 1;
+    size_t i = (size_t)((a >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 20) & mask;
+    while (g->tab[i].addr != 0 && g->tab[i].addr != a)
+        i = (i + 1) & mask;
+    return &g->tab[i];
+}
+
+static void freed_note(const void *p, size_t size, uint64_t serial, char api)
+{
+    if (gens[0].tab == NULL || gens[0].used >= GEN_NOTES) {
+        free(gens[1].tab);
+        gens[1] = gens[0];
+        gens[0].tab = calloc(GEN_CAP, sizeof(freed_rec));
+        gens[0].used = 0;
+        if (gens[0].tab == NULL)
+            CZ_FAIL("out of memory for the harness");
+    }
+    freed_rec *r = freed_slot(&gens[0], (uintptr_t)p);
+    if (r->addr == 0)
+        gens[0].used++;
+    *r = (freed_rec){(uintptr_t)p, size, serial, api, 1};
+    if (gens[1].tab != NULL) { /* the newest note wins */
+        freed_rec *o = freed_slot(&gens[1], (uintptr_t)p);
+        if (o->addr != 0)
+            o->freed = 0;
+    }
+}
+
+static void freed_reused(const void *p)
+{
+    for (int k = 0; k < 2; k++) {
+        if (gens[k].tab == NULL)
+            continue;
+        freed_rec *r = freed_slot(&gens[k], (uintptr_t)p);
+        if (r->addr != 0)
+            r->freed = 0;
+    }
+}
+
+static const freed_rec *freed_find(const void *p)
+{
+    for (int k = 0; k < 2; k++) {
+        if (gens[k].tab == NULL || p == NULL)
+            continue;
+        const freed_rec *r = freed_slot(&gens[k], (uintptr_t)p);
+        if (r->addr != 0 && r->freed)
+            return r;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Blocks.
+ */
+static uint64_t get_be64(const unsigned char *at)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | at[i];
+    return v;
+}
+
+/* The serial of live block p of n bytes: the trailer's second word. */
+static uint64_t serial_of(const unsigned char *p, size_t n) { return get_be64(p + n + 8); }
+
+typedef struct block {
+    unsigned char *p;
+    size_t n;
+    uint64_t serial;
+    const cz_domain *D;
+} block;
+
+static size_t take_size(fz_in *in)
+{
+    uint8_t sel = fz_u8(in);
+    uint16_t v = fz_u16(in);
+    switch (sel % 3u) {
+    case 0:
+        return v % 64u;
+    case 1:
+        return 64u + v % 512u;
+    default:
+        return v;
+    }
+}
+
+/* A new block, or 0 if the allocator had no memory (the case is skipped). */
+static int alloc_block(block *b, const cz_domain *D, uint8_t how, size_t n)
+{
+    unsigned char *p;
+    b->D = D;
+    b->n = n;
+    arm();
+    switch (how % 4u) {
+    case 0:
+        p = D->malloc(n);
+        break;
+    case 1:
+        p = (how & 4) ? D->calloc(n, 1) : D->calloc(1, n);
+        break;
+    case 2: {
+        unsigned char *q = D->malloc((size_t)how * 3u);
+        if (q == NULL) {
+            p = NULL;
+            break;
+        }
+        freed_reused(q);
+        uint64_t s = serial_of(q, (size_t)how * 3u);
+        p = D->realloc(q, n);
+        if (p == NULL)
+            D->free(q);
+        else if (p != q)
+            freed_note(q, (size_t)how * 3u, s, D->api);
+        break;
+    }
+    default:
+        p = pm_i_domain_memalign(D->d, (size_t)32 << (how >> 2 & 7u), n);
+        break;
+    }
+    expect_none("allocation");
+    if (p == NULL)
+        return 0;
+    freed_reused(p);
+    b->p = p;
+    b->serial = serial_of(p, n);
+    C.p = p;
+    C.size = n;
+    C.dom = D->name;
+    return 1;
+}
+
+/* Free a block that must be intact. */
+static void free_clean(block *b, const char *what)
+{
+    arm();
+    b->D->free(b->p);
+    expect_none(what);
+    freed_note(b->p, b->n, b->serial, b->D->api);
+}
+
+enum { T_FREE, T_REALLOC, T_CHECK, T_USABLE, T_COUNT };
+static const char *const trigger_names[T_COUNT] = {"free", "realloc", "pm_check_block",
+                                                   "usable_size"};
+
+/* What the last usable-size trigger gave. */
+static size_t last_usable;
+
+/* Run trigger t on pointer q through domain D (n2: the size for realloc).
+ * Returns what realloc gave (NULL otherwise). */
+static void *run_trigger(int t, const cz_domain *D, void *q, size_t n2)
+{
+    void *r = NULL;
+    arm();
+    switch (t) {
+    case T_FREE:
+        D->free(q);
+        break;
+    case T_REALLOC:
+        r = D->realloc(q, n2);
+        break;
+    case T_CHECK: {
+        int rc = pm_check_block(q);
+        loud();
+        if (rc != (R.n ? -1 : 0))
+            CZ_FAIL("pm_check_block gave %d after %d reports", rc, R.n);
+        break;
+    }
+    default: {
+        size_t u = last_usable = pm_i_domain_usable_size(D->d, q);
+        loud();
+        if (R.n != 0 && u != 0)
+            CZ_FAIL("usable_size gave %zu after a report", u);
+        break;
+    }
+    }
+    loud();
+    return r;
+}
+
+static const char *entry_of(int t, const cz_domain *D)
+{
+    switch (t) {
+    case T_FREE:
+        return D->free_name;
+    case T_REALLOC:
+        return D->realloc_name;
+    case T_CHECK:
+        return "pm_check_block";
+    default:
+        return "malloc_usable_size";
+    }
+}
+
+/* After a trigger that found nothing wrong with live block b: realloc gave
+ * a new block (free it), free freed it, the others left it (free it). */
+static void finish_clean(block *b, int t, unsigned char *r, size_t n2)
+{
+    if (t == T_FREE) {
+        freed_note(b->p, b->n, b->serial, b->D->api);
+        return;
+    }
+    if (t == T_REALLOC) {
+        if (r == NULL) {
+            free_clean(b, "free after a failed realloc");
+            return;
+        }
+        if (r != b->p)
+            freed_note(b->p, b->n, b->serial, b->D->api);
+        freed_reused(r);
+        block nb = {r, n2, serial_of(r, n2), b->D};
+        free_clean(&nb, "free of the realloc'd block");
+        return;
+    }
+    free_clean(b, "free after the check");
+}
+
+/* ---------------------------------------------------------------------------
+ * The cases.
+ */
+static void case_inbounds(block *b, int t, const uint8_t *a)
+{
+    t %= T_COUNT;
+    C.trigger = trigger_names[t];
+    size_t n2 = (size_t)a[3] * 3u;
+    if (b->n == 0) {
+        /* Nothing to write: the trigger alone must not report. */
+    } else {
+        size_t off = ((size_t)a[0] | (size_t)a[1] << 8) % b->n;
+        b->p[off] = a[2];
+    }
+    unsigned char *r = run_trigger(t, b->D, b->p, n2);
+    expect_none("an in-bounds write");
+    if (t == T_REALLOC && r == NULL)
+        CZ_FAIL("realloc to %zu bytes failed", n2);
+    if (t == T_USABLE && last_usable != b->n) /* exactly the size asked for */
+        CZ_FAIL("usable_size gave %zu", last_usable);
+    finish_clean(b, t, r, n2);
+}
+
+static void case_damage(block *b, int t, const uint8_t *a)
+{
+    t %= 3; /* usable_size checks nothing */
+    C.trigger = trigger_names[t];
+    size_t n2 = (size_t)a[3] * 3u;
+    ptrdiff_t off = (a[0] & 1) ? (ptrdiff_t)b->n + (a[1] & 15) : -16 + (a[1] & 15);
+    unsigned char old = b->p[off];
+    unsigned char val = a[2];
+    b->p[off] = val;
+
+    expect x = {0};
+    if (val != old) {
+        x.entry = entry_of(t, b->D);
+        x.address = b->p;
+        x.size = b->n;
+        x.serial = b->serial;
+        x.offset = off;
+        x.api_expected = b->D->api;
+        x.api_found = b->D->api;
+        if (off < -8)
+            x.error = PM_ERR_HEADER_CORRUPT; /* the size field */
+        else if (off < 0)
+            x.error = PM_ERR_BUFFER_UNDERFLOW; /* API id, pad */
+        else if (off < (ptrdiff_t)b->n + 8)
+            x.error = PM_ERR_BUFFER_OVERFLOW; /* pad */
+        else
+            x.error = PM_ERR_HEADER_CORRUPT; /* the serial field */
+    }
+    unsigned char *r = run_trigger(t, b->D, b->p, n2);
+    if (x.error == PM_ERR_NONE) {
+        expect_none("a byte rewritten with its own value");
+        finish_clean(b, t, r, n2);
+        return;
+    }
+    expect_report(&x, "a damaged byte");
+    if (r != NULL)
+        CZ_FAIL("realloc of a damaged block gave %p, expected NULL", (void *)r);
+    /* The library leaked the block: make it whole and free it. */
+    b->p[off] = old;
+    free_clean(b, "free of the repaired block");
+}
+
+/* Free b, then use its address again. */
+static void case_after(block *b, int t, const uint8_t *a)
+{
+    t %= T_COUNT;
+    C.trigger = trigger_names[t];
+    free_clean(b, "the first free");
+    const cz_domain *D2 = &domains[a[0] % 3u];
+    void *r = run_trigger(t, D2, b->p, (size_t)a[3]);
+    expect x = {t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE,
+                entry_of(t, D2),
+                b->p,
+                b->n,
+                b->serial,
+                0,
+                t == T_CHECK ? b->D->api : D2->api,
+                b->D->api};
+    expect_report(&x, "a use of a freed block");
+    if (r != NULL)
+        CZ_FAIL("realloc of a freed block gave %p", r);
+}
+
+static char global_buf[64];
+
+static void case_invalid(block *b, int t, const uint8_t *a)
+{
+    t %= T_COUNT;
+    C.trigger = trigger_names[t];
+    char stack_buf[64];
+    static const uintptr_t wild[] = {1, 2, 8, 16, 4096, UINTPTR_MAX, UINTPTR_MAX - 15,
+                                     (uintptr_t)1 << 47, ((uintptr_t)1 << 47) - 16};
+    uint16_t v = (uint16_t)(a[1] | a[2] << 8);
+    void *q;
+    switch (a[0] % 5u) {
+    case 0: { /* interior: p-16 .. p+N+15, not p */
+        size_t span = b->n + 31;
+        ptrdiff_t d = (ptrdiff_t)(v % span) - 16;
+        if (d >= 0)
+            d++;
+        q = b->p + d;
+        break;
+    }
+    case 1:
+        q = stack_buf + v % sizeof stack_buf;
+        break;
+    case 2:
+        q = global_buf + v % sizeof global_buf;
+        break;
+    case 3:
+        q = (void *)(wild[v % (sizeof wild / sizeof wild[0])] + (uintptr_t)a[3] * 16u);
+        break;
+    default:
+        q = NULL;
+        break;
+    }
+    const cz_domain *D = b->D;
+    unsigned char *r = run_trigger(t, D, q, (size_t)a[3]);
+    if (q == NULL) {
+        expect_none("NULL");
+        if (t == T_REALLOC) { /* realloc(NULL, n) is malloc(n) */
+            if (r == NULL)
+                CZ_FAIL("realloc(NULL, %u) failed", a[3]);
+            freed_reused(r);
+            block nb = {r, a[3], serial_of(r, a[3]), D};
+            free_clean(&nb, "free of realloc(NULL, n)");
+        }
+    } else {
+        const freed_rec *f = freed_find(q);
+        expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
+                    t == T_CHECK ? 0 : D->api, 0};
+        if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
+            /* A block freed earlier at this address, still remembered. */
+            x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
+            x.size = f->size;
+            x.serial = f->serial;
+            x.api_found = f->api;
+            if (t == T_CHECK)
+                x.api_expected = f->api;
+        }
+        expect_report(&x, "an invalid pointer");
+        if (r != NULL)
+            CZ_FAIL("realloc of an invalid pointer gave %p", (void *)r);
+    }
+    free_clean(b, "free of the block after an invalid pointer");
+}
+
+static void case_mismatch(block *b, int t, const uint8_t *a)
+{
+    t %= 2; /* free or realloc */
+    C.trigger = trigger_names[t];
+    const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
+    unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
+    expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
+                b->D->api};
+    expect_report(&x, "another domain");
+    if (r != NULL)
+        CZ_FAIL("realloc through another domain gave %p", (void *)r);
+    free_clean(b, "free through the right domain");
+}
+
+enum { K_INBOUNDS, K_DAMAGE, K_AFTER, K_INVALID, K_MISMATCH, K_COUNT };
+static const char *const kind_names[K_COUNT] = {"in-bounds write", "damage", "use after free",
+                                                "invalid pointer", "API mismatch"};
+static void (*const cases[K_COUNT])(block *, int, const uint8_t *) = {
+    case_inbounds, case_damage, case_after, case_invalid, case_mismatch};
+
+/* ---------------------------------------------------------------------------
+ * Entry points.
+ */
+
+/* The debug modes, in registry order: the names containing "debug". */
+static size_t debug_modes(const char **out, size_t max)
+{
+    const char *const *names = pm_mode_names();
+    size_t n = 0;
+    for (size_t i = 0; names[i] != NULL && n < max; i++)
+        if (strstr(names[i], "debug") != NULL)
+            out[n++] = names[i];
+    return n;
+}
+
+/* libFuzzer only: fix this process's mode (PYMALLOC_MODE, or "debug") and
+ * send the reports' text to /dev/null. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (getenv("PYMALLOC_MODE") == NULL && pm_set_mode("debug") != 0) {
+        perror("corruption: pm_set_mode(\"debug\")");
+        exit(2);
+    }
+    pm_raw_free(pm_raw_malloc(1));
+    if (!pm_debug_enabled()) {
+        fprintf(stderr, "corruption: mode %s has no debug hooks: set PYMALLOC_MODE to a debug "
+                        "mode\n", pm_mode_name());
+        exit(2);
+    }
+    if (getenv("CORRUPTION_VERBOSE") == NULL) {
+        quiet_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        saved_stderr = fcntl(2, F_DUPFD_CLOEXEC, 3);
+        if (quiet_fd < 0 || saved_stderr < 0) {
+            perror("corruption: /dev/null");
+            exit(2);
+        }
+    }
+    fprintf(stderr, "corruption: this process runs mode %s (PYMALLOC_MODE); inputs naming "
+                    "another mode are rejected; reports are discarded (CORRUPTION_VERBOSE=1 "
+                    "prints them)\n", pm_mode_name());
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    const char *names[16];
+    size_t n = debug_modes(names, 16);
+    if (n == 0)
+        FZ_FAIL("no mode name contains \"debug\"");
+    const char *want = names[data[0] % n];
+    if (pm_set_mode(want) != 0)
+        return -1; /* another mode owns this process */
+    memset(&C, 0, sizeof C);
+    C.mode = pm_mode_name();
+    if (!pm_debug_enabled())
+        FZ_FAIL("mode %s (from \"%s\"): pm_debug_enabled() is 0", C.mode, want);
+    pm_set_error_handler(handler, NULL);
+
+    fz_in in = {data + 1, size - 1};
+    for (C.step = 1; !fz_done(&in) && C.step <= MAX_CASES; C.step++) {
+        uint8_t kind = fz_u8(&in) % K_COUNT;
+        const cz_domain *D = &domains[fz_u8(&in) % 3u];
+        uint8_t how = fz_u8(&in);
+        size_t bytes = take_size(&in);
+        int t = fz_u8(&in);
+        uint8_t a[4] = {fz_u8(&in), fz_u8(&in), fz_u8(&in), fz_u8(&in)};
+        C.kind = kind_names[kind];
+        C.trigger = "allocation";
+        C.p = NULL;
+        C.size = bytes;
+        C.dom = D->name;
+        block b;
+        if (!alloc_block(&b, D, how, bytes))
+            continue;
+        cases[kind](&b, t, a);
+    }
+    pm_set_error_handler(NULL, NULL);
+    return 0;
+}
