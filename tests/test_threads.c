@@ -213,6 +213,13 @@ static void child_allocates(void *arg)
 
 static void test_fork_while_threads_allocate(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    /* gcc 12's ASan does not hold its own allocator lock across fork(): a
+     * child forked while another thread is inside ASan's malloc can hang in
+     * its first allocation (seen here, outside pymalloc's code). Covered by
+     * the normal, TSan and valgrind runs instead. */
+    PM_SKIP("fork while threads allocate is not reliable under ASan");
+#endif
     pthread_t t[NTHREADS - 1];
     for (int i = 0; i < NTHREADS - 1; i++)
         pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
