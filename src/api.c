@@ -203,19 +203,18 @@ void pm_i_first_use(void)
  * Modes.
  */
 
-int pm_set_mode(const char *name)
+/* Install mode m (if m is not NULL) or run fn, while nothing has been
+ * allocated: the one place the set-up is changed after start-up. -1 with
+ * EBUSY once the mode is in use; installing the installed mode is a no-op
+ * that keeps any hooks. */
+static int change_setup(const pm_i_mode *m, void (*fn)(void))
 {
-    const pm_i_mode *m = name != NULL ? pm_i_mode_find(name, strlen(name)) : NULL;
-    if (m == NULL) {
-        errno = EINVAL;
-        return -1;
-    }
     pm_i_ensure_init();
     pthread_mutex_lock(&mode_lock);
     int rc = 0;
     for (;;) {
         int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
-        if (atomic_load(&installed_mode) == m)
+        if (m != NULL && atomic_load(&installed_mode) == m)
             break; /* already installed: keep any hooks */
         if (s == PM_I_STATE_IN_USE) {
             errno = EBUSY;
@@ -225,7 +224,10 @@ int pm_set_mode(const char *name)
         if (s == PM_I_STATE_READY &&
             atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_INITING)) {
             in_setup = 1;
-            install(m);
+            if (m != NULL)
+                install(m);
+            else
+                fn();
             in_setup = 0;
             atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
             break;
@@ -235,30 +237,17 @@ int pm_set_mode(const char *name)
     return rc;
 }
 
-int pm_i_reconfigure(void (*fn)(void))
+int pm_set_mode(const char *name)
 {
-    pm_i_ensure_init();
-    pthread_mutex_lock(&mode_lock);
-    int rc = 0;
-    for (;;) {
-        int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
-        if (s == PM_I_STATE_IN_USE) {
-            errno = EBUSY;
-            rc = -1;
-            break;
-        }
-        if (s == PM_I_STATE_READY &&
-            atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_INITING)) {
-            in_setup = 1;
-            fn();
-            in_setup = 0;
-            atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
-            break;
-        }
+    const pm_i_mode *m = name != NULL ? pm_i_mode_find(name, strlen(name)) : NULL;
+    if (m == NULL) {
+        errno = EINVAL;
+        return -1;
     }
-    pthread_mutex_unlock(&mode_lock);
-    return rc;
+    return change_setup(m, NULL);
 }
+
+int pm_i_reconfigure(void (*fn)(void)) { return change_setup(NULL, fn); }
 
 const char *pm_mode_name(void)
 {
