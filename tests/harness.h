@@ -156,6 +156,15 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
     }
 }
 
+/* A test that asks libc for an impossible size on purpose (through the raw
+ * allocator, which is libc's malloc in sanitizer builds) puts this at file
+ * scope: the sanitizers then return NULL as libc does instead of stopping. */
+#define PM_TEST_SANITIZER_MAY_RETURN_NULL                                           \
+    const char *__asan_default_options(void);                                       \
+    const char *__asan_default_options(void) { return "allocator_may_return_null=1"; } \
+    const char *__tsan_default_options(void);                                       \
+    const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
+
 /* The PYMALLOC_MODE this test runs under ("default" when unset or empty). */
 static inline const char *pm_t_env_mode(void)
 {

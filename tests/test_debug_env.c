@@ -13,15 +13,7 @@
 /* Under ASan, an allocation too large for the allocator returns NULL (as
  * with libc) instead of stopping the process: these tests make the
  * underlying realloc fail on purpose. */
-#if defined(__SANITIZE_ADDRESS__)
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-#endif
-#endif
+PM_TEST_SANITIZER_MAY_RETURN_NULL
 
 typedef struct env_case {
     const char *mode, *on_error, *break_serial;
