@@ -35,6 +35,13 @@
  * Nothing here calls the exported `malloc` symbols (calls inside the library
  * use the static o_* functions), and the file is compiled with -fno-builtin
  * so that the compiler cannot turn malloc+memset into a call to calloc.
+ *
+ * Every exported name is written PM_O_NAME(malloc) (src/pm_override.h): the
+ * plain name, except in the renamed copy the fuzz targets link (built with
+ * -DPM_O_PREFIX=pm_fz_, fuzz/CMakeLists.txt), where it is pm_fz_malloc and
+ * so on, because a sanitizer owns the real symbols there. That copy has no
+ * load-time constructor: the harness chooses the mode with pm_set_mode, which
+ * must run before any set-up.
  */
 #include "pm_override.h"
 
@@ -263,15 +270,18 @@ static size_t o_pagesize(void)
  * The exported malloc family.
  */
 
-PM_O_EXPORT void *malloc(size_t n) { return o_malloc(n); }
+PM_O_EXPORT void *PM_O_NAME(malloc)(size_t n) { return o_malloc(n); }
 
-PM_O_EXPORT void free(void *p) { o_free(p); }
+PM_O_EXPORT void PM_O_NAME(free)(void *p) { o_free(p); }
 
-PM_O_EXPORT void *calloc(size_t nelem, size_t elsize) { return o_calloc(nelem, elsize); }
+PM_O_EXPORT void *PM_O_NAME(calloc)(size_t nelem, size_t elsize)
+{
+    return o_calloc(nelem, elsize);
+}
 
-PM_O_EXPORT void *realloc(void *p, size_t n) { return o_realloc(p, n); }
+PM_O_EXPORT void *PM_O_NAME(realloc)(void *p, size_t n) { return o_realloc(p, n); }
 
-PM_O_EXPORT void *reallocarray(void *p, size_t nelem, size_t elsize)
+PM_O_EXPORT void *PM_O_NAME(reallocarray)(void *p, size_t nelem, size_t elsize)
 {
     size_t n;
     if (__builtin_mul_overflow(nelem, elsize, &n)) {
@@ -281,7 +291,7 @@ PM_O_EXPORT void *reallocarray(void *p, size_t nelem, size_t elsize)
     return o_realloc(p, n);
 }
 
-PM_O_EXPORT int posix_memalign(void **out, size_t alignment, size_t n)
+PM_O_EXPORT int PM_O_NAME(posix_memalign)(void **out, size_t alignment, size_t n)
 {
     if (alignment == 0 || alignment % sizeof(void *) != 0 ||
         (alignment & (alignment - 1)) != 0)
@@ -295,13 +305,19 @@ PM_O_EXPORT int posix_memalign(void **out, size_t alignment, size_t n)
     return 0;
 }
 
-PM_O_EXPORT void *aligned_alloc(size_t alignment, size_t n) { return o_memalign(alignment, n); }
+PM_O_EXPORT void *PM_O_NAME(aligned_alloc)(size_t alignment, size_t n)
+{
+    return o_memalign(alignment, n);
+}
 
-PM_O_EXPORT void *memalign(size_t alignment, size_t n) { return o_memalign(alignment, n); }
+PM_O_EXPORT void *PM_O_NAME(memalign)(size_t alignment, size_t n)
+{
+    return o_memalign(alignment, n);
+}
 
-PM_O_EXPORT void *valloc(size_t n) { return o_aligned(o_pagesize(), n); }
+PM_O_EXPORT void *PM_O_NAME(valloc)(size_t n) { return o_aligned(o_pagesize(), n); }
 
-PM_O_EXPORT void *pvalloc(size_t n)
+PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
 {
     size_t ps = o_pagesize(), rounded;
     if (__builtin_add_overflow(n, ps - 1, &rounded)) {
@@ -311,7 +327,7 @@ PM_O_EXPORT void *pvalloc(size_t n)
     return o_aligned(ps, rounded & ~(ps - 1));
 }
 
-PM_O_EXPORT size_t malloc_usable_size(void *p)
+PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
 {
     if (p == NULL)
         return 0;
@@ -325,4 +341,6 @@ PM_O_EXPORT size_t malloc_usable_size(void *p)
 /* Run the set-up when the library is loaded: a bad PYMALLOC_MODE stops the
  * program even if it never allocates, and the mode is in place before the
  * constructors of libraries loaded after this one. */
+#ifndef PM_O_PREFIX
 __attribute__((constructor)) static void o_load(void) { pm_i_ensure_init(); }
+#endif
