@@ -15,7 +15,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # operations: opcodes, in the order of fuzz/operations.c
 MALLOC, CALLOC, REALLOC, FREE, MEMALIGN, WRITE, CHECK, BADSIZE, HOOK = range(9)
-RAW, MEM, OBJ = range(3)
+RAW, MEM, OBJ, LIBC = range(4)  # LIBC: the malloc family (glibc's rules)
+# the malloc family's MEMALIGN functions (the extra byte `how`, % 5; + ODD: an
+# alignment of 3 * 2^k instead of 2^k) and realloc variants (% 4)
+ALIGNED_ALLOC, MEMALIGN_FN, POSIX_MEMALIGN, VALLOC, PVALLOC = range(5)
+ODD = 8
+REALLOC_FN, REALLOCARRAY_N1, REALLOCARRAY_1N, REALLOCARRAY_SPLIT = range(4)
 
 
 def size(n):
@@ -36,11 +41,21 @@ def op_malloc(slot, dom, n):
 
 
 def op_calloc(slot, dom, elsize_index, total):
+    # The trailing byte is nelem when the element size is 0 (index 0); for
+    # other sizes it is read as the next opcode (5: WRITE). Kept as it is so
+    # that the committed seeds stay the same; new seeds use op_calloc_exact.
     return bytes([CALLOC, slot, dom, elsize_index]) + size(total) + b"\x05"
 
 
-def op_realloc(slot, dom, n):
-    return bytes([REALLOC, slot, dom]) + size(n)
+def op_calloc_exact(slot, dom, elsize_index, total, nelem=5):
+    """calloc with the nelem byte only where it is read (element size 0)."""
+    tail = bytes([nelem]) if elsize_index % 14 == 0 else b""
+    return bytes([CALLOC, slot, dom, elsize_index]) + size(total) + tail
+
+
+def op_realloc(slot, dom, n, how=None):
+    """how: only when the block's domain (dom if the slot is empty) is LIBC."""
+    return bytes([REALLOC, slot, dom]) + size(n) + (b"" if how is None else bytes([how]))
 
 
 def op_free(slot, dom=0):
@@ -49,6 +64,11 @@ def op_free(slot, dom=0):
 
 def op_memalign(slot, dom, log2_minus_5, n):
     return bytes([MEMALIGN, slot, dom, log2_minus_5]) + size(n)
+
+
+def op_libc_aligned(slot, log2, n, how):
+    """MEMALIGN in the malloc family: alignment 2^log2 (or 3 * 2^log2 with ODD)."""
+    return bytes([MEMALIGN, slot, LIBC, log2]) + size(n) + bytes([how])
 
 
 def op_write(slot, off, length, value, how=0):
@@ -101,6 +121,58 @@ def operations_seeds(mode):
         op_memalign(3, MEM, 2, 50), op_free(3), op_free(9, MEM), op_badsize(0, MEM, 0),
         op_realloc(4, MEM, 20), op_hook(MEM, 0), op_free(1), op_hook(OBJ, 1),
         op_realloc(2, OBJ, 0), op_hook(RAW, 0)])
+    seeds.update(libc_seeds(m))
+    return seeds
+
+
+def libc_seeds(m):
+    """The malloc family (src/override.c's code under the names pm_fz_*)."""
+    seeds = {}
+    seeds["libc-lifecycle"] = m + b"".join([
+        op_malloc(0, LIBC, 0), op_malloc(1, LIBC, 1), op_malloc(2, LIBC, 16),
+        op_malloc(3, LIBC, 512), op_calloc_exact(4, LIBC, 5, 700), op_malloc(5, LIBC, 4096),
+        op_write(2, 3, 9, 0x41), op_check(2), op_check(3), op_check(9),
+        op_realloc(2, LIBC, 400, REALLOC_FN), op_realloc(3, LIBC, 8, REALLOCARRAY_N1),
+        op_realloc(4, LIBC, 96, REALLOCARRAY_1N), op_realloc(5, LIBC, 200000, REALLOCARRAY_SPLIT),
+        op_realloc(1, LIBC, 0, REALLOC_FN),            # glibc: frees, slot 1 empty
+        op_realloc(0, LIBC, 0, REALLOCARRAY_SPLIT),    # reallocarray(p, 0, 8): frees
+        op_realloc(1, LIBC, 0, REALLOC_FN),            # realloc(NULL, 0): a block
+        op_realloc(6, LIBC, 300, REALLOCARRAY_SPLIT),  # realloc(NULL, n) as reallocarray
+        op_free(1), op_free(1, LIBC), op_check(5),
+        op_free(2), op_free(3), op_free(4), op_free(5), op_free(6)])
+    aligned = []
+    for i, (fn, log2, n) in enumerate([
+            (ALIGNED_ALLOC, 0, 10), (ALIGNED_ALLOC, 4, 100), (ALIGNED_ALLOC, 6, 64),
+            (ALIGNED_ALLOC | ODD, 5, 48), (MEMALIGN_FN, 3, 1), (MEMALIGN_FN, 12, 5000),
+            (MEMALIGN_FN | ODD, 2, 7), (MEMALIGN_FN | ODD, 16, 0), (POSIX_MEMALIGN, 3, 24),
+            (POSIX_MEMALIGN, 4, 0), (POSIX_MEMALIGN, 9, 600), (POSIX_MEMALIGN, 2, 8),
+            (POSIX_MEMALIGN | ODD, 4, 8), (VALLOC, 0, 100), (PVALLOC, 0, 100),
+            (PVALLOC, 0, 0)]):
+        aligned.append(op_libc_aligned(i, log2, n, fn))
+    seeds["libc-aligned"] = m + b"".join(aligned) + b"".join(
+        op_realloc(i, LIBC, 40, REALLOC_FN) for i in range(0, 16, 3)) + b"".join(
+        op_check(i) for i in range(16))
+    seeds["libc-badsize"] = m + op_malloc(3, LIBC, 100) + op_malloc(4, MEM, 50) + b"".join(
+        op_badsize(how, LIBC, which) for how in range(8) for which in (3, 4, 5, 6, 7)) + b"".join(
+        op_badsize(6, LIBC, which) for which in range(8, 48))  # every impossible alignment
+    seeds["libc-hooks"] = m + b"".join([
+        op_malloc(0, LIBC, 100), op_hook(MEM, 1), op_hook(LIBC, 1),
+        op_malloc(1, LIBC, 10), op_calloc_exact(2, LIBC, 3, 30), op_realloc(0, LIBC, 700, 0),
+        op_libc_aligned(3, 3, 50, ALIGNED_ALLOC),    # alignment 8: malloc, seen by hooks
+        op_libc_aligned(4, 6, 50, MEMALIGN_FN),      # alignment 64: bypasses hooks
+        op_libc_aligned(5, 4, 50, POSIX_MEMALIGN),   # 16: malloc
+        op_libc_aligned(6, 0, 50, VALLOC), op_malloc(7, MEM, 33),
+        op_free(3), op_free(4), op_free(9, LIBC), op_badsize(0, LIBC, 0),
+        op_realloc(1, LIBC, 0, REALLOC_FN),          # the free reaches the hooks
+        op_realloc(10, LIBC, 20, REALLOCARRAY_1N),   # realloc(NULL, n): malloc
+        op_hook(LIBC, 0), op_free(5), op_free(7), op_hook(RAW, 1),
+        op_malloc(8, RAW, 5), op_free(6), op_hook(MEM, 0)])
+    seeds["libc-mixed"] = m + b"".join(
+        op_malloc(i, i % 4, (i * 53) % 700) for i in range(16)) + b"".join(
+        op_write(i, i, 40, i, 1) for i in range(16)) + b"".join(
+        op_realloc(i, 0, (i * 301) % 3000, REALLOC_FN if i % 4 == LIBC else None)
+        for i in range(0, 16, 3)) + b"".join(
+        op_free(i) for i in range(16))
     return seeds
 
 

@@ -8,17 +8,40 @@
  *   then ops   an opcode byte (% OP_COUNT) and its argument bytes; reads past
  *              the end give 0, so every byte string is a valid program
  *
- *   MALLOC   slot dom size            CALLOC  slot dom elsize# total
- *   REALLOC  slot dom size            FREE    slot dom
- *   MEMALIGN slot dom log2align size  WRITE   slot off len value how
+ *   MALLOC   slot dom size            CALLOC  slot dom elsize# total [nelem]
+ *   REALLOC  slot dom size [how]      FREE    slot dom
+ *   MEMALIGN slot dom align size [how] WRITE  slot off len value how
  *   CHECK    slot slack               BADSIZE how dom which
  *   HOOK     dom push
  *
- * `dom` picks the raw, mem or obj domain (an allocation into a full slot
- * frees the old block first, through its own domain; a block is always
- * reallocated and freed through the domain that made it). Sizes are drawn
- * from four ranges: 0..63, 64..575 (around the 512-byte pool limit), up to
- * 16 KiB and up to 256 KiB (past glibc's mmap threshold).
+ * `dom` (% 4) picks the raw, mem or obj domain (pm_raw_malloc, ...) or the
+ * malloc family (an allocation into a full slot frees the old block first,
+ * through its own domain; a block is always reallocated and freed through
+ * the domain that made it). Sizes are drawn from four ranges: 0..63, 64..575
+ * (around the 512-byte pool limit), up to 16 KiB and up to 256 KiB (past
+ * glibc's mmap threshold). The bracketed bytes are read only where they
+ * apply: nelem when the element size is 0, `how` when the block's domain is
+ * the malloc family.
+ *
+ * The malloc family is src/override.c's code itself, compiled a second time
+ * with its exported names renamed (-DPM_O_PREFIX=pm_fz_: pm_fz_malloc, ...,
+ * and no load-time constructor; fuzz/CMakeLists.txt) and called directly:
+ * the sanitizers own the real `malloc` symbols in the libFuzzer and sanitizer
+ * builds, and the real ones would also carry the harness's own allocations.
+ * The real interposition (LD_PRELOAD, linking) is tested by tests/override/.
+ * It follows glibc's rules where they differ from the pm_* API, and the
+ * model with it: realloc(p, 0) frees p and returns NULL (the slot empties);
+ * REALLOC's `how` (% 4) calls realloc or reallocarray (n x 1, 1 x n, or
+ * n / k x k); MEMALIGN's `how` (% 5) calls aligned_alloc, memalign,
+ * posix_memalign, valloc or pvalloc, with the alignment 2^(align % 17), or
+ * 3 x 2^(align % 17) when how & 8 (aligned_alloc and memalign round it up to
+ * a power of two, posix_memalign refuses it and anything below
+ * sizeof(void *) with EINVAL, the slot staying empty; posix_memalign must
+ * leave errno alone and *out untouched on failure); pvalloc's block is its
+ * size rounded up to whole pages; malloc_usable_size equals the MEM domain's
+ * usable size. BADSIZE (how % 8 there) adds overflowing reallocarray, huge
+ * sizes for every aligned function, impossible alignments (EINVAL) and an
+ * alignment of 2^63 (ENOMEM).
  *
  * The shadow model keeps, per slot, the size, the domain, the alignment asked
  * for and a copy of the expected contents (the harness fills each new block
@@ -32,12 +55,16 @@
  *
  * HOOK stacks (push) or removes (pop) a pass-through hook on a domain, up to
  * MAX_HOOKS deep, the documented way (get the current allocator, set the
- * hook). A hook checks the contract the entry points promise an allocator
- * (no size above PTRDIFF_MAX, no overflowing calloc, no NULL to realloc or
- * free) and counts its calls: after every step each hook must have seen
- * exactly the calls that had to reach it (one per malloc, calloc, realloc
- * and free of a non-NULL block; none for invalid sizes, free(NULL) or
- * aligned allocations, which bypass hooks by design).
+ * hook); the malloc family has no table slot of its own, so a HOOK on it is
+ * a HOOK on MEM, which it goes through. A hook checks the contract the entry
+ * points promise an allocator (no size above PTRDIFF_MAX, no overflowing
+ * calloc, no NULL to realloc or free) and counts its calls: after every step
+ * each hook must have seen exactly the calls that had to reach it (one per
+ * malloc, calloc, realloc and free of a non-NULL block, in its domain or,
+ * for MEM, in the malloc family too, where realloc(p, 0) counts as the free
+ * it is and an aligned allocation with an alignment up to 16 as the malloc
+ * it is; none for invalid sizes, free(NULL) or the other aligned
+ * allocations, which bypass hooks by design).
  *
  * At the end of the input the hooks are removed, every block is freed and
  * check_allocator_state() runs.
@@ -52,11 +79,16 @@
  *     its inputs name.
  */
 #include "fuzz.h"
-#include "../src/pm_internal.h"
+#include "../src/pm_override.h"
 
 #include <errno.h>
 #include <stdalign.h>
 #include <string.h>
+#include <unistd.h>
+
+#ifndef PM_O_PREFIX
+#error "operations.c calls the renamed copy of the override: build it with -DPM_O_PREFIX=pm_fz_"
+#endif
 
 #define NSLOTS 16
 #define MAX_STEPS 1024
@@ -65,11 +97,16 @@
 #define BASE_ALIGN alignof(max_align_t)
 
 /* ---------------------------------------------------------------------------
- * The allocation interfaces under test. The malloc family (the override) is
- * one more entry here once it exists.
+ * The allocation interfaces under test: the three pm_* domains and the
+ * malloc family. The malloc family is the override's code (src/override.c)
+ * compiled under other names (pm_fz_malloc, ...: PM_O_NAME, -DPM_O_PREFIX)
+ * and called directly, since the sanitizers own the real `malloc` symbols;
+ * the real interposition is tested by tests/override/.
  */
 typedef struct fz_domain {
     const char *name;
+    pm_domain table; /* the table domain its calls go through (and its hooks) */
+    int glibc; /* glibc's rules: realloc(p, 0) frees; the aligned family */
     void *(*malloc)(size_t);
     void *(*calloc)(size_t, size_t);
     void *(*realloc)(void *, size_t);
@@ -86,12 +123,22 @@ FZ_DOMAIN_GLUE(raw, PM_DOMAIN_RAW)
 FZ_DOMAIN_GLUE(mem, PM_DOMAIN_MEM)
 FZ_DOMAIN_GLUE(obj, PM_DOMAIN_OBJ)
 
+/* Indexed by the domain byte; the pm_* domains first, at their pm_domain
+ * values, so that an input written for three domains decodes as before
+ * whenever its domain bytes are below 3. */
+enum { DOM_RAW, DOM_MEM, DOM_OBJ, DOM_LIBC };
 static const fz_domain domains[] = {
-    {"raw", pm_raw_malloc, pm_raw_calloc, pm_raw_realloc, pm_raw_free, raw_memalign, raw_usable},
-    {"mem", pm_mem_malloc, pm_mem_calloc, pm_mem_realloc, pm_mem_free, mem_memalign, mem_usable},
-    {"obj", pm_obj_malloc, pm_obj_calloc, pm_obj_realloc, pm_obj_free, obj_memalign, obj_usable},
+    [DOM_RAW] = {"raw", PM_DOMAIN_RAW, 0, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc,
+                 pm_raw_free, raw_memalign, raw_usable},
+    [DOM_MEM] = {"mem", PM_DOMAIN_MEM, 0, pm_mem_malloc, pm_mem_calloc, pm_mem_realloc,
+                 pm_mem_free, mem_memalign, mem_usable},
+    [DOM_OBJ] = {"obj", PM_DOMAIN_OBJ, 0, pm_obj_malloc, pm_obj_calloc, pm_obj_realloc,
+                 pm_obj_free, obj_memalign, obj_usable},
+    [DOM_LIBC] = {"malloc family", PM_DOMAIN_MEM, 1, pm_fz_malloc, pm_fz_calloc, pm_fz_realloc,
+                  pm_fz_free, pm_fz_memalign, pm_fz_malloc_usable_size},
 };
 #define NDOMAINS (sizeof domains / sizeof domains[0])
+static const char *const table_names[PM_DOMAIN_COUNT] = {"raw", "mem", "obj"};
 
 /* ---------------------------------------------------------------------------
  * Pass-through hooks (HOOK).
@@ -105,14 +152,19 @@ typedef struct fz_hook {
     unsigned long expected; /* dispatches[dom] when it was pushed */
 } fz_hook;
 
-static fz_hook hooks[NDOMAINS][MAX_HOOKS];
-static int nhooks[NDOMAINS];
-/* Calls the harness made that must reach domain d's allocator. */
-static unsigned long dispatches[NDOMAINS];
+/* Indexed by the table domain (pm_domain): a hook on MEM sees the calls of
+ * the mem domain and of the malloc family. */
+static fz_hook hooks[PM_DOMAIN_COUNT][MAX_HOOKS];
+static int nhooks[PM_DOMAIN_COUNT];
+/* Calls the harness made that must reach table domain d's allocator. */
+static unsigned long dispatches[PM_DOMAIN_COUNT];
+
+/* One call of domain dom reached its table domain's allocator (and hooks). */
+static void dispatched(unsigned dom) { dispatches[domains[dom].table]++; }
 
 static void hook_violation(const fz_hook *h, const char *what)
 {
-    FZ_FAIL("mode %s: the %s hook was called with %s", pm_mode_name(), domains[h->dom].name,
+    FZ_FAIL("mode %s: the %s hook was called with %s", pm_mode_name(), table_names[h->dom],
             what);
 }
 
@@ -159,7 +211,7 @@ static void same_allocator(const pm_allocator *a, const pm_allocator *b, unsigne
 {
     if (a->ctx != b->ctx || a->malloc != b->malloc || a->calloc != b->calloc ||
         a->realloc != b->realloc || a->free != b->free)
-        FZ_FAIL("pm_get_allocator(%s) %s: not the allocator expected", domains[dom].name, when);
+        FZ_FAIL("pm_get_allocator(%s) %s: not the allocator expected", table_names[dom], when);
 }
 
 static void hook_push(unsigned dom)
@@ -169,10 +221,10 @@ static void hook_push(unsigned dom)
     h->dom = dom;
     h->expected = dispatches[dom];
     if (pm_get_allocator((pm_domain)dom, &h->below) != 0)
-        FZ_FAIL("pm_get_allocator(%s) failed", domains[dom].name);
+        FZ_FAIL("pm_get_allocator(%s) failed", table_names[dom]);
     pm_allocator mine = {h, hk_malloc, hk_calloc, hk_realloc, hk_free}, now;
     if (pm_set_allocator((pm_domain)dom, &mine) != 0)
-        FZ_FAIL("pm_set_allocator(%s) failed", domains[dom].name);
+        FZ_FAIL("pm_set_allocator(%s) failed", table_names[dom]);
     nhooks[dom]++;
     pm_get_allocator((pm_domain)dom, &now);
     same_allocator(&now, &mine, dom, "after a hook was set");
@@ -182,21 +234,10 @@ static void hook_pop(unsigned dom)
 {
     fz_hook *h = &hooks[dom][--nhooks[dom]];
     if (pm_set_allocator((pm_domain)dom, &h->below) != 0)
-        FZ_FAIL("pm_set_allocator(%s) failed", domains[dom].name);
+        FZ_FAIL("pm_set_allocator(%s) failed", table_names[dom]);
     pm_allocator now;
     pm_get_allocator((pm_domain)dom, &now);
     same_allocator(&now, &h->below, dom, "after a hook was removed");
-}
-
-static void verify_hooks(void)
-{
-    for (unsigned d = 0; d < NDOMAINS; d++)
-        for (int i = 0; i < nhooks[d]; i++) {
-            const fz_hook *h = &hooks[d][i];
-            if (h->calls != dispatches[d] - h->expected)
-                FZ_FAIL("mode %s: hook %d of %s saw %lu calls, expected %lu", pm_mode_name(), i,
-                        domains[d].name, h->calls, dispatches[d] - h->expected);
-        }
 }
 
 /* ---------------------------------------------------------------------------
@@ -219,6 +260,18 @@ static struct {
     const char *op;
     const char *mode; /* canonical name of the mode this input runs in */
 } S;
+
+static void verify_hooks(void)
+{
+    for (unsigned d = 0; d < PM_DOMAIN_COUNT; d++)
+        for (int i = 0; i < nhooks[d]; i++) {
+            const fz_hook *h = &hooks[d][i];
+            if (h->calls != dispatches[d] - h->expected)
+                FZ_FAIL("step %u (%s), mode %s: hook %d of %s saw %lu calls, expected %lu",
+                        S.step, S.op, pm_mode_name(), i, table_names[d], h->calls,
+                        dispatches[d] - h->expected);
+        }
+}
 
 static void fail_block(const slot *s, const char *what, size_t off)
 {
@@ -267,6 +320,8 @@ static void verify_block(const slot *s)
     size_t usable = domains[s->dom].usable(s->p);
     if (usable < s->size)
         fail_block(s, "usable_size below the size", usable);
+    if (domains[s->dom].glibc && usable != mem_usable(s->p))
+        fail_block(s, "malloc_usable_size differs from the MEM domain's usable size", usable);
     verify_contents(s);
 }
 
@@ -292,14 +347,20 @@ static void verify_all(void)
     }
 }
 
-static void release(slot *s)
+/* Forget the slot's block (freed or handed back by the library). */
+static void drop(slot *s)
 {
-    verify_contents(s);
-    dispatches[s->dom]++;
-    domains[s->dom].free(s->p);
     free(s->shadow);
     S.live_bytes -= s->size;
     memset(s, 0, sizeof *s);
+}
+
+static void release(slot *s)
+{
+    verify_contents(s);
+    dispatched(s->dom);
+    domains[s->dom].free(s->p);
+    drop(s);
 }
 
 /* Take a block the library just returned into an empty slot. */
@@ -348,6 +409,109 @@ static size_t budget(size_t n, size_t replacing)
 }
 
 /* ---------------------------------------------------------------------------
+ * The malloc family's own calls (glibc's rules, src/override.c).
+ */
+
+/* realloc(p, n) as the input's byte `how` chooses: realloc, or reallocarray
+ * with a product equal to n. */
+static void *libc_realloc_how(void *p, size_t n, uint8_t how)
+{
+    size_t k = n != 0 ? n & -n : 8; /* the largest power of two dividing n, at most 16 */
+    if (k > 16)
+        k = 16;
+    switch (how % 4u) {
+    case 0:
+        return pm_fz_realloc(p, n);
+    case 1:
+        return pm_fz_reallocarray(p, n, 1);
+    case 2:
+        return pm_fz_reallocarray(p, 1, n);
+    default:
+        return pm_fz_reallocarray(p, n / k, k);
+    }
+}
+
+static size_t page_size(void)
+{
+    long v = sysconf(_SC_PAGESIZE);
+    return v > 0 ? (size_t)v : 4096u;
+}
+
+static size_t round_pow2(size_t a)
+{
+    size_t r = 1;
+    while (r < a)
+        r <<= 1;
+    return r;
+}
+
+#define ERRNO_SENTINEL EDOM /* what posix_memalign must leave in errno */
+
+/* posix_memalign, checked against its contract: the result is the return
+ * value, errno is left alone, *out is set on success only. */
+static int libc_posix_memalign(void **out, size_t align, size_t n)
+{
+    void *const untouched = (void *)&S;
+    *out = untouched;
+    errno = ERRNO_SENTINEL;
+    int rc = pm_fz_posix_memalign(out, align, n);
+    if (errno != ERRNO_SENTINEL)
+        FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) changed errno to %d", S.step,
+                S.mode, align, n, errno);
+    if (rc != 0 && *out != untouched)
+        FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) failed (%d) but wrote *out", S.step,
+                S.mode, align, n, rc);
+    return rc;
+}
+
+/* MEMALIGN in the malloc family: the function is how % 5 (aligned_alloc,
+ * memalign, posix_memalign, valloc, pvalloc); the alignment 2^(a % 17), or
+ * 3 * 2^(a % 17) (not a power of two) when how & 8. */
+static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how)
+{
+    unsigned k = a % 17u;
+    size_t align = (how & 8) ? (size_t)3 << k : (size_t)1 << k, ps = page_size();
+    size_t size = n, want; /* the block's size and the alignment it must have */
+    void *p;
+    switch (how % 5u) {
+    case 0:
+    case 1: /* glibc rounds an alignment that is not a power of two up */
+        p = (how % 5u == 0 ? pm_fz_aligned_alloc : pm_fz_memalign)(align, n);
+        want = round_pow2(align);
+        break;
+    case 2: {
+        int rc = libc_posix_memalign(&p, align, n);
+        if (align < sizeof(void *) || (align & (align - 1)) != 0) {
+            if (rc != EINVAL)
+                FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) gave %d, expected EINVAL",
+                        S.step, S.mode, align, n, rc);
+            return; /* the slot stays empty */
+        }
+        if (rc != 0)
+            FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) failed: %d", S.step, S.mode,
+                    align, n, rc);
+        want = align;
+        break;
+    }
+    case 3:
+        p = pm_fz_valloc(n);
+        want = ps;
+        break;
+    default:
+        size = (n + ps - 1) & ~(ps - 1); /* pvalloc: whole pages, all usable */
+        p = pm_fz_pvalloc(n);
+        want = ps;
+        break;
+    }
+    /* Alignments up to 16 are served by malloc (and reach the MEM hooks);
+     * larger ones by the mode's memalign, which bypasses hooks. */
+    if (want <= BASE_ALIGN)
+        dispatched(dom);
+    adopt(s, p, size, dom, want > BASE_ALIGN ? want : BASE_ALIGN);
+    fill(s, 0, size);
+}
+
+/* ---------------------------------------------------------------------------
  * Operations.
  */
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_MEMALIGN, OP_WRITE, OP_CHECK,
@@ -364,7 +528,7 @@ static void op_malloc(fz_in *in)
     if (s->p != NULL)
         release(s);
     n = budget(n, 0);
-    dispatches[dom]++;
+    dispatched(dom);
     adopt(s, domains[dom].malloc(n), n, dom, BASE_ALIGN);
     fill(s, 0, n);
 }
@@ -381,7 +545,7 @@ static void op_calloc(fz_in *in)
     total = budget(total, 0);
     size_t nelem = elsize != 0 ? total / elsize : fz_u8(in);
     size_t n = nelem * elsize;
-    dispatches[dom]++;
+    dispatched(dom);
     adopt(s, domains[dom].calloc(nelem, elsize), n, dom, BASE_ALIGN);
     memset(s->shadow, 0, n);
     if (memcmp(s->p, zeros, n) != 0) {
@@ -392,19 +556,33 @@ static void op_calloc(fz_in *in)
     }
 }
 
+/* In the malloc family one more byte picks realloc or reallocarray. */
 static void op_realloc(fz_in *in)
 {
     slot *s = take_slot(in);
     unsigned dom = take_dom(in);
     size_t n = budget(take_size(in), s->size);
+    if (s->p != NULL)
+        dom = s->dom; /* a block is reallocated through the domain that made it */
+    const fz_domain *D = &domains[dom];
+    uint8_t how = D->glibc ? fz_u8(in) : 0;
     if (s->p == NULL) { /* realloc(NULL, n) is malloc(n) */
-        dispatches[dom]++;
-        adopt(s, domains[dom].realloc(NULL, n), n, dom, BASE_ALIGN);
+        dispatched(dom);
+        adopt(s, D->glibc ? libc_realloc_how(NULL, n, how) : D->realloc(NULL, n), n, dom,
+              BASE_ALIGN);
         fill(s, 0, n);
         return;
     }
-    dispatches[s->dom]++;
-    unsigned char *q = domains[s->dom].realloc(s->p, n);
+    dispatched(dom); /* the realloc, or for realloc(p, 0) in glibc's rules the free */
+    if (D->glibc && n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
+        verify_contents(s);
+        void *q = libc_realloc_how(s->p, 0, how);
+        if (q != NULL)
+            fail_block(s, "realloc(p, 0) returned a block instead of freeing p", 0);
+        drop(s);
+        return;
+    }
+    unsigned char *q = D->glibc ? libc_realloc_how(s->p, n, how) : D->realloc(s->p, n);
     if (q == NULL)
         fail_block(s, "realloc failed for a valid size", n);
     size_t old = s->size, keep = old < n ? old : n;
@@ -431,15 +609,21 @@ static void op_free(fz_in *in)
         domains[dom].free(NULL); /* a no-op */
 }
 
+/* In the malloc family one more byte picks the function (libc_aligned). */
 static void op_memalign(fz_in *in)
 {
     slot *s = take_slot(in);
     unsigned dom = take_dom(in);
-    size_t align = (size_t)1 << (5 + fz_u8(in) % 12); /* 32 .. 64 KiB */
+    uint8_t a = fz_u8(in);
     size_t n = take_size(in);
     if (s->p != NULL)
         release(s);
     n = budget(n, 0);
+    if (domains[dom].glibc) {
+        libc_aligned(s, dom, a, n, fz_u8(in));
+        return;
+    }
+    size_t align = (size_t)1 << (5 + a % 12); /* 32 .. 64 KiB */
     adopt(s, domains[dom].memalign(align, n), n, dom, align);
     fill(s, 0, n);
 }
@@ -468,8 +652,11 @@ static void op_check(fz_in *in)
 {
     slot *s = take_slot(in);
     uint8_t slack = fz_u8(in);
-    if (s->p == NULL)
+    if (s->p == NULL) {
+        if (pm_fz_malloc_usable_size(NULL) != 0)
+            FZ_FAIL("step %u, mode %s: malloc_usable_size(NULL) is not 0", S.step, S.mode);
         return;
+    }
     verify_block(s);
     if (slack & 1) {
         size_t usable = domains[s->dom].usable(s->p);
@@ -484,36 +671,97 @@ static void expect_enomem(void *p, const char *call)
                 call, p, errno);
 }
 
-/* Sizes the entry points must refuse before reaching an allocator. */
+static void expect_einval(void *p, const char *call)
+{
+    if (p != NULL || errno != EINVAL)
+        FZ_FAIL("step %u, mode %s: %s gave %p, errno %d (expected NULL, EINVAL)", S.step, S.mode,
+                call, p, errno);
+}
+
+static void expect_rc(int rc, int want, const char *call)
+{
+    if (rc != want)
+        FZ_FAIL("step %u, mode %s: %s returned %d, expected %d", S.step, S.mode, call, rc, want);
+}
+
+/* Sizes the entry points must refuse before reaching an allocator: cases 0-2
+ * in every domain, 3-7 in the malloc family only (how % 8 there). */
 static void op_badsize(fz_in *in)
 {
     static const size_t huge[] = {(size_t)PTRDIFF_MAX + 1u, SIZE_MAX, SIZE_MAX - 15u};
     static const size_t cal[][2] = {{SIZE_MAX / 2u, 3u}, {(size_t)PTRDIFF_MAX / 2u + 1u, 2u},
                                     {2u, (size_t)PTRDIFF_MAX}, {SIZE_MAX, SIZE_MAX}};
+    static const size_t bad_align[] = {0, 4, 24, 3, SIZE_MAX}; /* for posix_memalign */
     uint8_t how = fz_u8(in);
-    const fz_domain *D = &domains[take_dom(in)];
+    unsigned dom = take_dom(in);
+    const fz_domain *D = &domains[dom];
     uint8_t which = fz_u8(in);
     size_t big = huge[which % 3u];
+    slot *s = &S.slots[which % NSLOTS];
+    void *out;
     errno = 0;
-    switch (how % 3u) {
+    switch (how % (D->glibc ? 8u : 3u)) {
     case 0:
         expect_enomem(D->malloc(big), "malloc(huge)");
         break;
     case 1:
         expect_enomem(D->calloc(cal[which % 4u][0], cal[which % 4u][1]), "calloc(overflow)");
         break;
-    default: {
-        slot *s = &S.slots[which % NSLOTS];
-        D = &domains[s->p != NULL ? s->dom : (unsigned)(D - domains)];
+    case 2:
+        D = &domains[s->p != NULL ? s->dom : dom];
         expect_enomem(D->realloc(s->p, big), "realloc(p, huge)");
         break; /* the block itself is checked by verify_all */
+    case 3: /* a product that overflows or passes PTRDIFF_MAX; the block stays */
+        expect_enomem(pm_fz_reallocarray(s->p != NULL && domains[s->dom].glibc ? s->p : NULL,
+                                         cal[which % 4u][0], cal[which % 4u][1]),
+                      "reallocarray(p, overflow)");
+        break;
+    case 4:
+        expect_enomem((which & 1 ? pm_fz_memalign : pm_fz_aligned_alloc)(
+                          (size_t)1 << (which % 17u), big),
+                      "memalign/aligned_alloc(a, huge)");
+        break;
+    case 5: {
+        char call[64];
+        snprintf(call, sizeof call, "posix_memalign(%zu, huge)", (size_t)8 << (which % 14u));
+        expect_rc(libc_posix_memalign(&out, (size_t)8 << (which % 14u), big), ENOMEM, call);
+        break;
     }
+    case 6: /* impossible alignments: invalid, or valid but too large to serve */
+        switch (which % 5u) {
+        case 0:
+            expect_einval(pm_fz_memalign(SIZE_MAX / 2u + 2u, 16), "memalign(SIZE_MAX/2+2, 16)");
+            break;
+        case 1:
+            expect_einval(pm_fz_aligned_alloc(SIZE_MAX, 1), "aligned_alloc(SIZE_MAX, 1)");
+            break;
+        case 2:
+            expect_enomem((which & 8 ? pm_fz_memalign : pm_fz_aligned_alloc)(SIZE_MAX / 2u + 1u,
+                                                                             which & 16),
+                          "memalign/aligned_alloc(SIZE_MAX/2+1, n)");
+            break;
+        case 3:
+            expect_rc(libc_posix_memalign(&out, SIZE_MAX / 2u + 1u, which & 16), ENOMEM,
+                      "posix_memalign(SIZE_MAX/2+1, n)");
+            break;
+        default:
+            expect_rc(libc_posix_memalign(&out, bad_align[(which >> 3) % 5u], 16), EINVAL,
+                      "posix_memalign(invalid alignment, 16)");
+            break;
+        }
+        break;
+    default:
+        if (which & 1)
+            expect_enomem(pm_fz_valloc(big), "valloc(huge)");
+        else
+            expect_enomem(pm_fz_pvalloc(big), "pvalloc(huge)");
+        break;
     }
 }
 
 static void op_hook(fz_in *in)
 {
-    unsigned dom = take_dom(in);
+    unsigned dom = domains[take_dom(in)].table; /* the malloc family's hooks are MEM's */
     uint8_t push = fz_u8(in) & 1;
     if (push && nhooks[dom] < MAX_HOOKS)
         hook_push(dom);
@@ -609,7 +857,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         verify_hooks();
     }
     S.op = "end";
-    for (unsigned d = 0; d < NDOMAINS; d++)
+    for (unsigned d = 0; d < PM_DOMAIN_COUNT; d++)
         while (nhooks[d] > 0)
             hook_pop(d);
     for (int i = 0; i < NSLOTS; i++)
