@@ -102,6 +102,14 @@ static void test_errors_set_enomem(void)
     errno = 0;
     PM_CHECK(v_pvalloc(SIZE_MAX - 10) == NULL);
     PM_CHECK_EQ(errno, ENOMEM);
+    /* no block fits: n + alignment past PTRDIFF_MAX (the largest alignment
+     * glibc accepts, 2^63; or a size that only fits without the alignment) */
+    errno = 0;
+    PM_CHECK(v_memalign(SIZE_MAX / 2 + 1, 16) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    errno = 0;
+    PM_CHECK(v_memalign((size_t)1 << 40, (size_t)PTRDIFF_MAX - 100) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
     /* free keeps errno (glibc >= 2.33, POSIX 2024) */
     errno = 1234;
     v_free(p);
