@@ -524,8 +524,8 @@ void pm_i_debug_decorate(void)
             .memalign = dbg_memalign,
             .usable_size = dbg_usable_size,
         };
-        pm_i_table_write_base((pm_domain)d, &g->self);
-        atomic_store(&enabled[d], 1);
+        if (pm_i_table_write_base((pm_domain)d, &g->self) == 0) /* else: no memory */
+            atomic_store(&enabled[d], 1);
     }
 }
 

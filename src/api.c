@@ -44,7 +44,7 @@ static void install(const pm_i_mode *m)
 {
     pm_i_debug_forget();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
-        pm_i_table_write_base((pm_domain)d, m->base[d]);
+        pm_i_table_set_static((pm_domain)d, m->base[d]);
     if (m->decorate != NULL)
         m->decorate();
     atomic_store_explicit(&installed_mode, m, memory_order_release);
@@ -123,7 +123,6 @@ static void print_verbose(const char *mode_env)
 
 static void setup_from_env(void)
 {
-    pm_i_table_boot();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     pm_i_pool_init(); /* its own fork handlers, while the table holds libc */
 
@@ -283,8 +282,7 @@ int pm_set_allocator(pm_domain domain, const pm_allocator *a)
         return -1;
     }
     pm_i_ensure_init();
-    pm_i_table_write(domain, a);
-    return 0;
+    return pm_i_table_write(domain, a);
 }
 
 /* ---------------------------------------------------------------------------
@@ -307,7 +305,7 @@ static inline void *dom_malloc(pm_domain d, size_t n)
     ready();
     void *ctx;
     pm_i_malloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, malloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.malloc, ctx, fn);
     void *p = fn(ctx, n);
     if (PM_I_UNLIKELY(p == NULL))
         errno = ENOMEM;
@@ -323,7 +321,7 @@ static inline void *dom_calloc(pm_domain d, size_t nelem, size_t elsize)
     ready();
     void *ctx;
     pm_i_calloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, calloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.calloc, ctx, fn);
     void *p = fn(ctx, nelem, elsize);
     if (PM_I_UNLIKELY(p == NULL))
         errno = ENOMEM;
@@ -341,7 +339,7 @@ static inline void *dom_realloc(pm_domain d, void *p, size_t n)
     ready();
     void *ctx;
     pm_i_realloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, realloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.realloc, ctx, fn);
     void *q = fn(ctx, p, n);
     if (PM_I_UNLIKELY(q == NULL))
         errno = ENOMEM;
@@ -355,7 +353,7 @@ static inline void dom_free(pm_domain d, void *p)
     ready();
     void *ctx;
     pm_i_free_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], ctx, free, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.free, ctx, fn);
     fn(ctx, p);
 }
 

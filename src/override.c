@@ -56,11 +56,11 @@
 /*
  * Seam for the debug hooks: a report should name the function the program
  * called ("free", "realloc") rather than "pm_mem_free". PM_O_ENTER(name) is
- * expanded around each call into the table; it sets the debug module's
- * thread-local entry-name hint (name is a string literal) and PM_O_LEAVE()
- * clears it. It stores into the initial-exec TLS variable directly: measured
- * (malloc+free pair, callgrind) +11 instructions a pair, against +36 through
- * the setter function pm_i_debug_set_entry.
+ * expanded around each call into the table when the debug hooks are on; it
+ * sets the debug module's thread-local entry-name hint (name is a string
+ * literal) and PM_O_LEAVE() clears it. Without debug hooks nobody reads the
+ * hint, so the fast paths (taken only then, see o_kind) skip both stores,
+ * which also lets free end in a tail call.
  */
 #define PM_O_ENTER(name) (pm_i_debug_entry = (name))
 #define PM_O_LEAVE() (pm_i_debug_entry = NULL)
@@ -69,10 +69,23 @@
  * Dispatch.
  */
 
-/* The mode is installed and fixed: the fast paths' one test. */
+/* The mode is installed and fixed. */
 static inline int o_in_use(void)
 {
     return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
+}
+
+/* O_PLAIN once the mode is installed and fixed and has no debug hooks: the
+ * fast paths' one test. O_NAMED once it is installed with debug hooks: then
+ * every call takes the path that names the entry point. Decided by the first
+ * call off the fast path after the set-up (o_ready) and never changed, since
+ * neither the mode nor the debug hooks can change once the mode is in use. */
+enum { O_UNDECIDED, O_PLAIN, O_NAMED };
+static _Atomic int o_kind;
+
+static inline int o_fast(void)
+{
+    return atomic_load_explicit(&o_kind, memory_order_acquire) == O_PLAIN;
 }
 
 /* Called off the fast path: run the set-up if needed. 1 when the mode is
@@ -81,10 +94,15 @@ static inline int o_in_use(void)
  * pm_i_first_use returns). */
 static int o_ready(void)
 {
-    if (o_in_use())
-        return 1;
-    pm_i_first_use();
-    return o_in_use();
+    if (!o_in_use()) {
+        pm_i_first_use();
+        if (!o_in_use())
+            return 0;
+    }
+    if (PM_I_UNLIKELY(atomic_load_explicit(&o_kind, memory_order_relaxed) == O_UNDECIDED))
+        atomic_store_explicit(&o_kind, pm_debug_enabled() ? O_NAMED : O_PLAIN,
+                              memory_order_release);
+    return 1;
 }
 
 #define O_COLD __attribute__((noinline, cold))
@@ -101,30 +119,30 @@ static void *o_early(size_t n, size_t alignment)
     return p != NULL ? p : o_enomem();
 }
 
-static inline void *o_table_malloc(size_t n)
-{
-    void *ctx;
-    pm_i_malloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, malloc, ctx, fn);
-    PM_O_ENTER("malloc");
-    void *p = fn(ctx, n);
-    PM_O_LEAVE();
-    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
-}
-
 static O_COLD void *o_malloc_slow(size_t n)
 {
     if (n > (size_t)PTRDIFF_MAX)
         return o_enomem();
     if (!o_ready())
         return o_early(n, 16);
-    return o_table_malloc(n);
+    void *ctx;
+    pm_i_malloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
+    PM_O_ENTER("malloc");
+    void *p = fn(ctx, n);
+    PM_O_LEAVE();
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
 static inline void *o_malloc(size_t n)
 {
-    if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX && o_in_use()))
-        return o_table_malloc(n);
+    if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX && o_fast())) {
+        void *ctx;
+        pm_i_malloc_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
+        void *p = fn(ctx, n);
+        return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+    }
     return o_malloc_slow(n);
 }
 
@@ -136,7 +154,7 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
         return o_early(nelem * elsize, 16);
     void *ctx;
     pm_i_calloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, calloc, ctx, fn);
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
     PM_O_ENTER("calloc");
     void *p = fn(ctx, nelem, elsize);
     PM_O_LEAVE();
@@ -161,7 +179,7 @@ static O_COLD void o_free_slow(void *p)
     } else {
         void *ctx;
         pm_i_free_fn fn;
-        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, free, ctx, fn);
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
         PM_O_ENTER("free");
         fn(ctx, p);
         PM_O_LEAVE();
@@ -171,13 +189,11 @@ static O_COLD void o_free_slow(void *p)
 
 static inline void o_free(void *p)
 {
-    if (PM_I_LIKELY(o_in_use() && !pm_i_early_owns(p) && p != NULL)) {
+    if (PM_I_LIKELY(o_fast() && !pm_i_early_owns(p) && p != NULL)) {
         void *ctx;
         pm_i_free_fn fn;
-        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, free, ctx, fn);
-        PM_O_ENTER("free");
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
         fn(ctx, p);
-        PM_O_LEAVE();
         return;
     }
     o_free_slow(p);
@@ -214,7 +230,7 @@ static inline void *o_realloc(void *p, size_t n)
     } else {
         void *ctx;
         pm_i_realloc_fn fn;
-        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], ctx, realloc, ctx, fn);
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.realloc, ctx, fn);
         PM_O_ENTER("realloc");
         q = fn(ctx, p, n);
         PM_O_LEAVE();

@@ -100,12 +100,16 @@ const char *const *pm_i_mode_names(void);
 /* ---------------------------------------------------------------------------
  * Domain table (src/table.c).
  *
- * Each domain's allocator sits behind a sequence lock so that readers (every
- * allocation) take no lock and never see a torn {ctx, function} pair, while
- * pm_set_allocator may run concurrently from any thread. The fields are
- * atomics (relaxed loads compile to plain loads on x86 and arm64).
+ * Each domain holds one pointer to an immutable record (a pm_i_base), and a
+ * change of allocator publishes a new record with one release store, so a
+ * reader (every allocation) does one acquire load (a plain load on x86 and
+ * a load-acquire on arm64), takes no lock, never retries and never sees a
+ * torn {ctx, function} pair, while pm_set_allocator may run concurrently
+ * from any thread. Records are never freed (a reader may still hold an old
+ * one); identical records are shared, so a program that pushes and pops the
+ * same hooks forever uses a bounded number of them.
  *
- * Besides the public allocator, a slot holds the mode's own memalign and
+ * Besides the public allocator, a record holds the mode's own memalign and
  * usable_size with their ctx (xctx): they belong to the stack the mode
  * installed (base and decorators) and are not changed by pm_set_allocator,
  * so aligned allocations (alignment > 16) bypass user hooks. Their blocks
@@ -117,44 +121,33 @@ typedef void *(*pm_i_realloc_fn)(void *, void *, size_t);
 typedef void (*pm_i_free_fn)(void *, void *);
 
 struct pm_i_domain {
-    _Atomic unsigned seq; /* odd while a writer is updating */
-    _Atomic(void *) ctx;
-    _Atomic(pm_i_malloc_fn) malloc;
-    _Atomic(pm_i_calloc_fn) calloc;
-    _Atomic(pm_i_realloc_fn) realloc;
-    _Atomic(pm_i_free_fn) free;
-    _Atomic(void *) xctx;
-    _Atomic(pm_i_memalign_fn) memalign;
-    _Atomic(pm_i_usable_fn) usable_size;
+    _Atomic(const pm_i_base *) cur; /* never NULL: libc's until a mode is set */
 } __attribute__((aligned(64)));
 
 extern struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT];
 
-/* Read a consistent {ctx, fn} pair of one domain: `field` is malloc, calloc,
- * realloc or free with ctxfield ctx, or memalign or usable_size with
- * ctxfield xctx. */
-#define PM_I_DOMAIN_READ(dom, ctxfield, field, ctx_out, fn_out)                                   \
-    do {                                                                                \
-        struct pm_i_domain *d_ = (dom);                                                 \
-        for (;;) {                                                                      \
-            unsigned s1_ = atomic_load_explicit(&d_->seq, memory_order_acquire);        \
-            (ctx_out) = atomic_load_explicit(&d_->ctxfield, memory_order_relaxed);      \
-            (fn_out) = atomic_load_explicit(&d_->field, memory_order_relaxed);          \
-            atomic_thread_fence(memory_order_acquire);                                  \
-            if (PM_I_LIKELY(!(s1_ & 1u) &&                                               \
-                            s1_ == atomic_load_explicit(&d_->seq, memory_order_relaxed))) \
-                break;                                                                  \
-        }                                                                               \
+/* Read a consistent {ctx, fn} pair of one domain: `field` is a.malloc,
+ * a.calloc, a.realloc or a.free with ctxfield a.ctx, or memalign or
+ * usable_size with ctxfield xctx. */
+#define PM_I_DOMAIN_READ(dom, ctxfield, field, ctx_out, fn_out)                      \
+    do {                                                                             \
+        const pm_i_base *r_ = atomic_load_explicit(&(dom)->cur, memory_order_acquire); \
+        (ctx_out) = r_->ctxfield;                                                    \
+        (fn_out) = r_->field;                                                        \
     } while (0)
 
-void pm_i_table_boot(void);
 /* Read or write a domain's public allocator (writers are serialized by the
- * table lock); pm_i_table_write leaves the memalign/usable_size part alone. */
+ * table lock); pm_i_table_write leaves the memalign/usable_size part alone.
+ * The writers return 0, or -1 with errno = ENOMEM when no memory is left for
+ * a new record (the domain is then unchanged). */
 void pm_i_table_read(pm_domain d, pm_allocator *out);
-void pm_i_table_write(pm_domain d, const pm_allocator *a);
+int pm_i_table_write(pm_domain d, const pm_allocator *a);
 /* Read or write everything: what modes and decorators use. */
 void pm_i_table_read_base(pm_domain d, pm_i_base *out);
-void pm_i_table_write_base(pm_domain d, const pm_i_base *b);
+int pm_i_table_write_base(pm_domain d, const pm_i_base *b);
+/* Publish b itself, which must never change or go away (a mode's base
+ * allocator, a const object): no copy, cannot fail. */
+void pm_i_table_set_static(pm_domain d, const pm_i_base *b);
 /* Through the mode's stack of domain d (for the malloc family). */
 void *pm_i_domain_memalign(pm_domain d, size_t alignment, size_t n);
 size_t pm_i_domain_usable_size(pm_domain d, void *p);

@@ -1,117 +1,157 @@
 /*
  * src/table.c - the allocator table: one allocator per domain.
  *
- * Each slot is a sequence lock (see PM_I_DOMAIN_READ in pm_internal.h):
- * readers, i.e. every allocation, load the sequence number, the fields they
- * need, and the sequence number again, and retry if a writer was active. No
- * reader ever takes a lock or writes shared memory. Writers are serialized by
- * one mutex, held across fork() so that a child never inherits a half-written
- * slot (the prepare/parent/child handlers are registered by src/api.c).
+ * Each domain points to an immutable record (see pm_internal.h): a reader
+ * loads the pointer once (acquire) and reads the record's fields; a writer
+ * builds the new record, stores it in the record store, and publishes it
+ * with one release store. Writers are serialized by one mutex, held across
+ * fork() so that a child never inherits a half-built record store (the
+ * prepare/parent/child handlers are registered by src/api.c).
  *
- * Before any mode is installed every domain holds libc's allocator (written
- * by pm_i_table_boot), so an allocation that happens while the mode is being
- * set up (from the set-up code itself, or from another library's
- * constructor) has somewhere safe to go.
+ * Record store: records are never freed, since a reader on another thread
+ * may hold an old one for as long as its call lasts and nothing tells us
+ * when it is done. To keep memory bounded, a write first looks for an
+ * identical record among the newest STORE_SEARCH ones and reuses it: a
+ * program that installs and removes the same hooks in a loop (as tests and
+ * tracers do) keeps using the same few records. The first records are
+ * static; more come from mmap (never malloc: writes happen inside the
+ * allocator's set-up), in chunks.
+ *
+ * Every domain starts out pointing at libc's allocator (a static record),
+ * so an allocation that happens before or while a mode is set up (from the
+ * set-up code itself, or from another library's constructor) has somewhere
+ * safe to go.
  */
 #include "pm_internal.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
 
-struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT];
+struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT] = {
+    [PM_DOMAIN_RAW] = {&pm_i_raw_base},
+    [PM_DOMAIN_MEM] = {&pm_i_raw_base},
+    [PM_DOMAIN_OBJ] = {&pm_i_raw_base},
+};
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void write_begin(struct pm_i_domain *s)
+/* ---------------------------------------------------------------------------
+ * The record store (table lock held).
+ */
+
+#define STATIC_RECORDS 64
+#define CHUNK_BYTES ((size_t)64 * 1024)
+#define STORE_SEARCH 64
+
+typedef struct chunk {
+    struct chunk *prev;
+    size_t used, cap;
+    pm_i_base rec[];
+} chunk;
+
+static pm_i_base static_recs[STATIC_RECORDS];
+static size_t static_used;
+static chunk *newest; /* mmap'd chunks, newest first */
+
+static int same(const pm_i_base *x, const pm_i_base *y)
 {
-    unsigned seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-    atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
+    return x->a.ctx == y->a.ctx && x->a.malloc == y->a.malloc && x->a.calloc == y->a.calloc &&
+           x->a.realloc == y->a.realloc && x->a.free == y->a.free && x->xctx == y->xctx &&
+           x->memalign == y->memalign && x->usable_size == y->usable_size;
 }
 
-static void write_end(struct pm_i_domain *s)
+/* An identical record among the newest STORE_SEARCH, or NULL. */
+static const pm_i_base *find(const pm_i_base *b)
 {
-    unsigned seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-    atomic_store_explicit(&s->seq, seq + 1, memory_order_release);
+    size_t left = STORE_SEARCH;
+    for (chunk *c = newest; c != NULL && left > 0; c = c->prev)
+        for (size_t i = c->used; i-- > 0 && left > 0; left--)
+            if (same(&c->rec[i], b))
+                return &c->rec[i];
+    for (size_t i = static_used; i-- > 0 && left > 0; left--)
+        if (same(&static_recs[i], b))
+            return &static_recs[i];
+    return NULL;
 }
 
-static void store_public(struct pm_i_domain *s, const pm_allocator *a)
+static const pm_i_base *intern(const pm_i_base *b)
 {
-    atomic_store_explicit(&s->ctx, a->ctx, memory_order_relaxed);
-    atomic_store_explicit(&s->malloc, a->malloc, memory_order_relaxed);
-    atomic_store_explicit(&s->calloc, a->calloc, memory_order_relaxed);
-    atomic_store_explicit(&s->realloc, a->realloc, memory_order_relaxed);
-    atomic_store_explicit(&s->free, a->free, memory_order_relaxed);
-}
-
-static void store_ext(struct pm_i_domain *s, const pm_i_base *b)
-{
-    atomic_store_explicit(&s->xctx, b->xctx, memory_order_relaxed);
-    atomic_store_explicit(&s->memalign, b->memalign, memory_order_relaxed);
-    atomic_store_explicit(&s->usable_size, b->usable_size, memory_order_relaxed);
-}
-
-/* Fill the empty slots with libc's allocator: the first thing set-up does,
- * so that a recursive allocation during set-up finds an allocator. */
-void pm_i_table_boot(void)
-{
-    pthread_mutex_lock(&table_lock);
-    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
-        struct pm_i_domain *s = &pm_i_domains[d];
-        if (atomic_load_explicit(&s->malloc, memory_order_relaxed) == NULL) {
-            write_begin(s);
-            store_public(s, &pm_i_raw_base.a);
-            store_ext(s, &pm_i_raw_base);
-            write_end(s);
+    if (same(b, &pm_i_raw_base))
+        return &pm_i_raw_base;
+    const pm_i_base *r = find(b);
+    if (r != NULL)
+        return r;
+    pm_i_base *slot;
+    if (static_used < STATIC_RECORDS) {
+        slot = &static_recs[static_used++];
+    } else {
+        if (newest == NULL || newest->used == newest->cap) {
+            void *m = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) {
+                errno = ENOMEM;
+                return NULL;
+            }
+            chunk *c = m;
+            c->prev = newest;
+            c->used = 0;
+            c->cap = (CHUNK_BYTES - sizeof(chunk)) / sizeof(pm_i_base);
+            newest = c;
         }
+        slot = &newest->rec[newest->used++];
     }
-    pthread_mutex_unlock(&table_lock);
+    *slot = *b;
+    return slot;
 }
 
-void pm_i_table_write(pm_domain d, const pm_allocator *a)
+static int publish(pm_domain d, const pm_i_base *b)
 {
-    pthread_mutex_lock(&table_lock);
-    write_begin(&pm_i_domains[d]);
-    store_public(&pm_i_domains[d], a);
-    write_end(&pm_i_domains[d]);
-    pthread_mutex_unlock(&table_lock);
+    const pm_i_base *r = intern(b);
+    if (r == NULL)
+        return -1;
+    atomic_store_explicit(&pm_i_domains[d].cur, r, memory_order_release);
+    return 0;
 }
 
-void pm_i_table_write_base(pm_domain d, const pm_i_base *b)
+/* ---------------------------------------------------------------------------
+ * Reading and writing.
+ */
+
+int pm_i_table_write(pm_domain d, const pm_allocator *a)
 {
     pthread_mutex_lock(&table_lock);
-    write_begin(&pm_i_domains[d]);
-    store_public(&pm_i_domains[d], &b->a);
-    store_ext(&pm_i_domains[d], b);
-    write_end(&pm_i_domains[d]);
+    pm_i_base b = *atomic_load_explicit(&pm_i_domains[d].cur, memory_order_relaxed);
+    b.a = *a;
+    int rc = publish(d, &b);
+    pthread_mutex_unlock(&table_lock);
+    return rc;
+}
+
+int pm_i_table_write_base(pm_domain d, const pm_i_base *b)
+{
+    pthread_mutex_lock(&table_lock);
+    int rc = publish(d, b);
+    pthread_mutex_unlock(&table_lock);
+    return rc;
+}
+
+void pm_i_table_set_static(pm_domain d, const pm_i_base *b)
+{
+    pthread_mutex_lock(&table_lock);
+    atomic_store_explicit(&pm_i_domains[d].cur, b, memory_order_release);
     pthread_mutex_unlock(&table_lock);
 }
 
 void pm_i_table_read_base(pm_domain d, pm_i_base *out)
 {
-    struct pm_i_domain *s = &pm_i_domains[d];
-    for (;;) {
-        unsigned s1 = atomic_load_explicit(&s->seq, memory_order_acquire);
-        out->a.ctx = atomic_load_explicit(&s->ctx, memory_order_relaxed);
-        out->a.malloc = atomic_load_explicit(&s->malloc, memory_order_relaxed);
-        out->a.calloc = atomic_load_explicit(&s->calloc, memory_order_relaxed);
-        out->a.realloc = atomic_load_explicit(&s->realloc, memory_order_relaxed);
-        out->a.free = atomic_load_explicit(&s->free, memory_order_relaxed);
-        out->xctx = atomic_load_explicit(&s->xctx, memory_order_relaxed);
-        out->memalign = atomic_load_explicit(&s->memalign, memory_order_relaxed);
-        out->usable_size = atomic_load_explicit(&s->usable_size, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
-        if (!(s1 & 1u) && s1 == atomic_load_explicit(&s->seq, memory_order_relaxed))
-            break;
-    }
-    if (out->a.malloc == NULL) /* read before pm_i_table_boot ran */
-        *out = pm_i_raw_base;
+    *out = *atomic_load_explicit(&pm_i_domains[d].cur, memory_order_acquire);
 }
 
 void pm_i_table_read(pm_domain d, pm_allocator *out)
 {
-    pm_i_base b;
-    pm_i_table_read_base(d, &b);
-    *out = b.a;
+    *out = atomic_load_explicit(&pm_i_domains[d].cur, memory_order_acquire)->a;
 }
 
 void *pm_i_domain_memalign(pm_domain d, size_t alignment, size_t n)
@@ -135,9 +175,9 @@ void pm_i_table_unlock(void) { pthread_mutex_unlock(&table_lock); }
 
 void pm_i_table_reinit_child(void)
 {
-    /* The child has one thread: the lock is ours (taken in prepare), and no
-     * slot can be half-written. Re-initialize rather than unlock, as POSIX
-     * only promises async-signal-safe calls in a child of a threaded parent. */
+    /* The child has one thread: the lock is ours (taken in prepare), and the
+     * record store is whole. Re-initialize rather than unlock, as POSIX only
+     * promises async-signal-safe calls in a child of a threaded parent. */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     table_lock = fresh;
 }

@@ -9,6 +9,7 @@
 #include "pm_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 
 #define NPROD 3
@@ -224,7 +225,9 @@ static void *churn(void *arg)
     (void)arg;
     uint64_t s = 99;
     void *keep[64] = {0};
-    while (!atomic_load(&stop)) {
+    for (unsigned i = 1; !atomic_load(&stop); i++) {
+        if (i % 256 == 0)
+            sched_yield(); /* under valgrind: let the forking thread run */
         int k = (int)(rnd(&s) % 64);
         pm_mem_free(keep[k]);
         keep[k] = pm_mem_malloc(1 + rnd(&s) % 600);
