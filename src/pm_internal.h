@@ -7,7 +7,7 @@
  *
  * Data flows one way:
  *   public entry point (src/api.c: edge cases, lazy mode set-up)
- *     -> domain table (src/table.c: one seqlocked allocator per domain)
+ *     -> domain table (src/table.c: one immutable allocator record per domain)
  *       -> decorators (modes/debug.c, ...)
  *         -> base allocator (modes/raw.c, modes/pool.c)
  */
