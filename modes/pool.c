@@ -362,7 +362,7 @@ static void arena_put_pool(pm_pool *pool)
  * Pools (class lock held).
  */
 
-static void link_write(uint8_t *bp, uint8_t *next)
+static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_t *next)
 {
     PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
     *(uint8_t **)bp = next;

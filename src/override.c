@@ -150,14 +150,19 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
 {
     if (PM_I_UNLIKELY(elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize))
         return o_enomem();
-    if (PM_I_UNLIKELY(!o_ready()))
-        return o_early(nelem * elsize, 16);
-    void *ctx;
+    void *ctx, *p;
     pm_i_calloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
-    PM_O_ENTER("calloc");
-    void *p = fn(ctx, nelem, elsize);
-    PM_O_LEAVE();
+    if (PM_I_LIKELY(o_fast())) {
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
+        p = fn(ctx, nelem, elsize);
+    } else {
+        if (!o_ready())
+            return o_early(nelem * elsize, 16);
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
+        PM_O_ENTER("calloc");
+        p = fn(ctx, nelem, elsize);
+        PM_O_LEAVE();
+    }
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
@@ -225,7 +230,12 @@ static inline void *o_realloc(void *p, size_t n)
     if (PM_I_UNLIKELY(pm_i_early_owns(p)))
         return o_realloc_early(p, n);
     void *q;
-    if (PM_I_UNLIKELY(!o_ready())) {
+    if (PM_I_LIKELY(o_fast())) {
+        void *ctx;
+        pm_i_realloc_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.realloc, ctx, fn);
+        q = fn(ctx, p, n);
+    } else if (!o_ready()) {
         q = pm_i_libc_realloc(p, n); /* not the arena's: libc's (see o_free_slow) */
     } else {
         void *ctx;
