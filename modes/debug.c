@@ -51,6 +51,7 @@
  * only the 16-byte alignment, like libc's).
  */
 #include "debug_registry.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,17 +65,23 @@ typedef struct dbg {
     pm_i_base below; /* what the hooks wrap */
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
+    uint64_t side_api; /* the API in a side word's bits (pool.h) */
     const char *names[OP_COUNT];
 } dbg;
 
+#define SIDE_API(k) ((uint64_t)(k) << PM_P_SIDE_API_SHIFT)
+
 static dbg dbgs[PM_DOMAIN_COUNT] = {
     {.api = 'r',
+     .side_api = SIDE_API(1),
      .names = {"pm_raw_malloc", "pm_raw_calloc", "pm_raw_realloc", "pm_raw_free",
                "malloc_usable_size"}},
     {.api = 'm',
+     .side_api = SIDE_API(2),
      .names = {"pm_mem_malloc", "pm_mem_calloc", "pm_mem_realloc", "pm_mem_free",
                "malloc_usable_size"}},
     {.api = 'o',
+     .side_api = SIDE_API(3),
      .names = {"pm_obj_malloc", "pm_obj_calloc", "pm_obj_realloc", "pm_obj_free",
                "malloc_usable_size"}},
 };
@@ -270,8 +277,91 @@ static void report(const dbg *g, int op, pm_i_err *e)
 }
 
 /* ---------------------------------------------------------------------------
+ * Side words: what the registry holds, for pool blocks, in one atomic word
+ * per block kept by the pool module (modes/pool.h has the packing).
+ */
+
+#define SIDE_STATE_MASK ((uint64_t)3 << PM_P_SIDE_STATE_SHIFT)
+#define SIDE_API_MASK ((uint64_t)3 << PM_P_SIDE_API_SHIFT)
+#define SIDE_LIVE ((uint64_t)PM_P_SIDE_LIVE << PM_P_SIDE_STATE_SHIFT)
+#define SIDE_FREED ((uint64_t)PM_P_SIDE_FREED << PM_P_SIDE_STATE_SHIFT)
+_Static_assert(PM_P_SIDE_LIVE == PM_I_REG_LIVE && PM_P_SIDE_FREED == PM_I_REG_FREED,
+               "side word states are the registry's");
+
+/* The side word of debug block p (data address), or NULL: not a pool block
+ * with side words (then the registry knows it, or nobody does). */
+static inline _Atomic uint64_t *side_of(const unsigned char *p)
+{
+    int status;
+    return pm_i_pool_side(p - PM_I_DEBUG_HEAD, &status);
+}
+
+static inline uint64_t side_pack(const dbg *g, size_t n, uint64_t serial)
+{
+    return (serial & PM_I_SERIAL_MASK) | ((uint64_t)n << PM_P_SIDE_SIZE_SHIFT) | g->side_api |
+           SIDE_LIVE;
+}
+
+static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
+{
+    in->size = (size_t)(w >> PM_P_SIDE_SIZE_SHIFT) & PM_P_SIDE_SIZE_MAX;
+    in->serial = w & PM_I_SERIAL_MASK;
+    in->offset = PM_I_DEBUG_HEAD;
+    in->api = "\0rmo"[(w >> PM_P_SIDE_API_SHIFT) & 3];
+    in->state = (int)PM_P_SIDE_STATE(w);
+}
+
+/* Claim live block p of g's API for a free or realloc: live -> freed, so
+ * that no other thread can free it too. Returns its word as it was (live),
+ * or 0 after filling e (not live, or another API: nothing changed). */
+static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsigned char *p,
+                                  int op, pm_i_reg_info *in, pm_i_err *e)
+{
+    uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+    for (;;) {
+        if (PM_I_UNLIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) != (SIDE_LIVE | g->side_api)))
+            break;
+        /* A failure (a concurrent free, realloc or new block) reloads v. */
+        if (PM_I_LIKELY(atomic_compare_exchange_weak_explicit(
+                w, &v, (v & ~SIDE_STATE_MASK) | SIDE_FREED, memory_order_acq_rel,
+                memory_order_acquire))) {
+            side_unpack(v, in);
+            if (PM_I_LIKELY(intact(p, in)))
+                return v;
+            /* Damaged: live again (leaked), and reported. */
+            atomic_store_explicit(w, v, memory_order_release);
+            break;
+        }
+    }
+    side_unpack(v, in);
+    if (classify(p, in, g->api, op, e) == PM_ERR_NONE) /* a concurrent repair */
+        e->error = PM_ERR_HEADER_CORRUPT;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * The hooks.
  */
+
+/* Record new block p (base = p - offset) as live: in its side word if it
+ * has one, else in the registry. 0, or -1 if the registry has no memory. */
+static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
+                              uint64_t serial)
+{
+    if (PM_I_LIKELY(offset == PM_I_DEBUG_HEAD && n <= PM_P_SIDE_SIZE_MAX)) {
+        _Atomic uint64_t *w = side_of(p);
+        if (PM_I_LIKELY(w != NULL)) {
+            atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
+            return 0;
+        }
+    }
+    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, (uint32_t)offset, g->api, PM_I_REG_LIVE};
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
+    pm_i_reg_unlock(st);
+    return rc;
+}
 
 /* Write the header and trailer of new block p and record it. */
 static void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
@@ -280,12 +370,7 @@ static void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
     uint64_t serial = pm_i_debug_bump_serial();
     write_header(p, n, g->api);
     write_trailer(p, n, serial);
-    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE};
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
-    pm_i_reg_unlock(st);
-    if (PM_I_UNLIKELY(rc != 0)) { /* no memory for the registry */
+    if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
         g->below.a.free(g->below.a.ctx, base);
         return NULL;
     }
@@ -360,6 +445,17 @@ static void dbg_free(void *ctx, void *ptr)
     unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
+    _Atomic uint64_t *w = side_of(p);
+    if (PM_I_LIKELY(w != NULL)) {
+        if (PM_I_UNLIKELY(side_claim(g, w, p, OP_FREE, &in, &e) == 0)) {
+            report(g, OP_FREE, &e);
+            return; /* leaked, or not ours */
+        }
+        maybe_break(in.serial);
+        memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, in.size + PM_I_DEBUG_EXTRA);
+        g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
+        return;
+    }
     uint64_t h = pm_i_reg_hash((uintptr_t)p);
     void *st = pm_i_reg_lock(h);
     pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
@@ -384,32 +480,48 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_REALLOC, &in, &e);
-    if (PM_I_UNLIKELY(r == NULL)) {
-        pm_i_reg_unlock(st);
-        report(g, OP_REALLOC, &e);
-        return NULL; /* the block is leaked; the caller sees a failure */
-    }
-    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
-        pm_i_reg_unlock(st);
-        return NULL;
-    }
-    if (in.offset != PM_I_DEBUG_HEAD) {
-        /* An aligned block: malloc + copy + free, all through the hooks. */
-        pm_i_reg_unlock(st);
-        void *q = dbg_malloc(ctx, n);
-        if (q == NULL)
+    _Atomic uint64_t *w = side_of(p);
+    if (PM_I_LIKELY(w != NULL)) {
+        /* A pool block (never aligned). From here it is recorded as freed,
+         * so a concurrent or later use of p is named; a failure below puts
+         * it back. */
+        uint64_t v = side_claim(g, w, p, OP_REALLOC, &in, &e);
+        if (PM_I_UNLIKELY(v == 0)) {
+            report(g, OP_REALLOC, &e);
+            return NULL; /* the block is leaked; the caller sees a failure */
+        }
+        if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+            atomic_store_explicit(w, v, memory_order_release);
             return NULL;
-        memcpy(q, p, in.size < n ? in.size : n);
-        dbg_free(ctx, p);
-        return q;
+        }
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)p);
+        void *st = pm_i_reg_lock(h);
+        pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_REALLOC, &in, &e);
+        if (PM_I_UNLIKELY(r == NULL)) {
+            pm_i_reg_unlock(st);
+            report(g, OP_REALLOC, &e);
+            return NULL; /* the block is leaked; the caller sees a failure */
+        }
+        if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+            pm_i_reg_unlock(st);
+            return NULL;
+        }
+        if (in.offset != PM_I_DEBUG_HEAD) {
+            /* An aligned block: malloc + copy + free, all through the hooks. */
+            pm_i_reg_unlock(st);
+            void *q = dbg_malloc(ctx, n);
+            if (q == NULL)
+                return NULL;
+            memcpy(q, p, in.size < n ? in.size : n);
+            dbg_free(ctx, p);
+            return q;
+        }
+        /* From here the old block is recorded as freed, so a concurrent or
+         * later use of p is named; a failure below puts it back. */
+        pm_i_reg_mark_freed(st, r);
+        pm_i_reg_unlock(st);
     }
-    /* From here the old block is recorded as freed, so a concurrent or later
-     * use of p is named; a failure below puts it back. */
-    pm_i_reg_mark_freed(st, r);
-    pm_i_reg_unlock(st);
 
     size_t old = in.size;
     uint64_t old_serial = get_be64(p + old + 8);
@@ -457,13 +569,9 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     if (size > old)
         memset(q + old, PM_I_CLEANBYTE, size - old);
 
-    pm_i_reg_info ni = {size, serial & PM_I_SERIAL_MASK, PM_I_DEBUG_HEAD, g->api,
-                        PM_I_REG_LIVE};
-    h = pm_i_reg_hash((uintptr_t)q);
-    st = pm_i_reg_lock(h);
-    int rc = pm_i_reg_insert(st, h, (uintptr_t)q, &ni);
-    pm_i_reg_unlock(st);
-    if (PM_I_UNLIKELY(rc != 0)) {
+    /* The new block, or the old one live again (its side word restored, or
+     * its registry record replaced). */
+    if (PM_I_UNLIKELY(record_live(g, q, PM_I_DEBUG_HEAD, size, serial) != 0)) {
         /* A block we cannot record must not be handed out, and the old one
          * may be gone: nothing sane is left to do. */
         static const char msg[] = "pymalloc: debug hooks: out of memory for the block registry\n";
@@ -477,6 +585,20 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     return q;
 }
 
+/* What is known of block p: its side word or its registry record. */
+static void find_block(const unsigned char *p, pm_i_reg_info *in)
+{
+    _Atomic uint64_t *w = side_of(p);
+    if (w != NULL) {
+        side_unpack(atomic_load_explicit(w, memory_order_acquire), in);
+        return;
+    }
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_find(st, h, (uintptr_t)p, in);
+    pm_i_reg_unlock(st);
+}
+
 static size_t dbg_usable_size(void *ctx, void *ptr)
 {
     dbg *g = ctx;
@@ -484,10 +606,7 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
         return 0;
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
-    pm_i_reg_unlock(st);
+    find_block(ptr, &in);
     if (in.state == PM_I_REG_LIVE)
         return in.size; /* exactly what was asked: writing past it is caught */
     classify(ptr, &in, g->api, OP_USABLE, &e);
@@ -513,6 +632,8 @@ static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fo
 void pm_i_debug_decorate(void)
 {
     pthread_once(&atfork_once, register_atfork);
+    /* Pool blocks get side words from here (nothing is allocated yet). */
+    pm_i_pool_side_enable();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */
@@ -561,11 +682,18 @@ int pm_check_block(const void *ptr)
     }
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
-    pm_error_class c = classify(ptr, &in, 0, OP_USABLE, &e);
-    pm_i_reg_unlock(st);
+    pm_error_class c;
+    _Atomic uint64_t *w = side_of(ptr);
+    if (w != NULL) {
+        side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+        c = classify(ptr, &in, 0, OP_USABLE, &e);
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
+        void *st = pm_i_reg_lock(h);
+        pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
+        c = classify(ptr, &in, 0, OP_USABLE, &e);
+        pm_i_reg_unlock(st);
+    }
     if (c == PM_ERR_NONE)
         return 0;
     e.entry = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pm_check_block";
