@@ -190,14 +190,20 @@ static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
     put_be64(p + n + 8, serial);
 }
 
-/* The fast check of a live block against its record: four word compares. */
-static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
+/* The fast check of a live block of n bytes, API api, serial `low` (low 48
+ * bits) against its header and trailer: four word compares. */
+static inline int intact_words(const unsigned char *p, size_t n, char api, uint64_t low)
 {
     uint64_t w[4];
     memcpy(&w[0], p - 16, 16);
-    memcpy(&w[2], p + in->size, 16);
-    return w[0] == PM_I_BE64((uint64_t)in->size) && w[1] == api_word(in->api) &&
-           w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(in->serial);
+    memcpy(&w[2], p + n, 16);
+    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
+           w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(low);
+}
+
+static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
+{
+    return intact_words(p, in->size, in->api, in->serial);
 }
 
 /* The header and trailer of live block p against its record; 0 or the class
@@ -302,9 +308,14 @@ static inline uint64_t side_pack(const dbg *g, size_t n, uint64_t serial)
            SIDE_LIVE;
 }
 
+static inline size_t side_size(uint64_t w)
+{
+    return (size_t)(w >> PM_P_SIDE_SIZE_SHIFT) & PM_P_SIDE_SIZE_MAX;
+}
+
 static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 {
-    in->size = (size_t)(w >> PM_P_SIDE_SIZE_SHIFT) & PM_P_SIDE_SIZE_MAX;
+    in->size = side_size(w);
     in->serial = w & PM_I_SERIAL_MASK;
     in->offset = PM_I_DEBUG_HEAD;
     in->api = "\0rmo"[(w >> PM_P_SIDE_API_SHIFT) & 3];
@@ -345,6 +356,17 @@ static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsig
 
 /* Record new block p (base = p - offset) as live: in its side word if it
  * has one, else in the registry. 0, or -1 if the registry has no memory. */
+__attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p, size_t offset,
+                                                        size_t n, uint64_t serial)
+{
+    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, (uint32_t)offset, g->api, PM_I_REG_LIVE};
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
+    pm_i_reg_unlock(st);
+    return rc;
+}
+
 static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
                               uint64_t serial)
 {
@@ -355,16 +377,11 @@ static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
             return 0;
         }
     }
-    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, (uint32_t)offset, g->api, PM_I_REG_LIVE};
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
-    pm_i_reg_unlock(st);
-    return rc;
+    return record_in_registry(g, p, offset, n, serial);
 }
 
 /* Write the header and trailer of new block p and record it. */
-static void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
+static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
 {
     unsigned char *p = base + offset;
     uint64_t serial = pm_i_debug_bump_serial();
@@ -439,37 +456,58 @@ static inline pm_i_reg_entry *lookup_checked(void *st, uint64_t h, const dbg *g,
     return NULL;
 }
 
-static void dbg_free(void *ctx, void *ptr)
+/* Free, the general way: a side word whose fast path failed (error, or a
+ * concurrent change), or a registry block. */
+__attribute__((noinline, cold)) static void free_slow(dbg *g, unsigned char *p,
+                                                      _Atomic uint64_t *w)
 {
-    dbg *g = ctx;
-    unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
-    _Atomic uint64_t *w = side_of(p);
-    if (PM_I_LIKELY(w != NULL)) {
-        if (PM_I_UNLIKELY(side_claim(g, w, p, OP_FREE, &in, &e) == 0)) {
+    if (w != NULL) {
+        if (side_claim(g, w, p, OP_FREE, &in, &e) == 0) {
             report(g, OP_FREE, &e);
             return; /* leaked, or not ours */
         }
-        maybe_break(in.serial);
-        memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, in.size + PM_I_DEBUG_EXTRA);
-        g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
-        return;
-    }
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
-    if (PM_I_UNLIKELY(r == NULL)) {
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)p);
+        void *st = pm_i_reg_lock(h);
+        pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
+        if (PM_I_UNLIKELY(r == NULL)) {
+            pm_i_reg_unlock(st);
+            report(g, OP_FREE, &e);
+            return; /* leaked */
+        }
+        pm_i_reg_mark_freed(st, r);
         pm_i_reg_unlock(st);
-        report(g, OP_FREE, &e);
-        return; /* leaked */
     }
-    pm_i_reg_mark_freed(st, r);
-    pm_i_reg_unlock(st);
     maybe_break(in.serial);
     unsigned char *base = p - in.offset;
     memset(base, PM_I_DEADBYTE, in.offset + in.size + PM_I_DEBUG_TAIL);
     g->below.a.free(g->below.a.ctx, base);
+}
+
+/* The fast path: a live pool block of this API, intact. */
+static void dbg_free(void *ctx, void *ptr)
+{
+    dbg *g = ctx;
+    unsigned char *p = ptr;
+    _Atomic uint64_t *w = side_of(p);
+    if (PM_I_LIKELY(w != NULL)) {
+        uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+        if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
+            PM_I_LIKELY(atomic_compare_exchange_strong_explicit(
+                w, &v, v ^ (SIDE_LIVE | SIDE_FREED), memory_order_acq_rel, memory_order_relaxed))) {
+            size_t n = side_size(v);
+            if (PM_I_LIKELY(intact_words(p, n, g->api, v & PM_I_SERIAL_MASK))) {
+                maybe_break(v);
+                memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, n + PM_I_DEBUG_EXTRA);
+                g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
+                return;
+            }
+            atomic_store_explicit(w, v, memory_order_release); /* live again */
+        }
+    }
+    free_slow(g, p, w); /* reports, or a registry block */
 }
 
 #define ERASED_SIZE 64

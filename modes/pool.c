@@ -58,7 +58,7 @@
  *  - pool headers and list heads change only under the class lock (used
  *    and full pools) or the arena lock (empty pools, arenas);
  *  - side words (pool.h, for the debug layer): side tree entry of a used
- *    pool == its words | szidx (0 for class 0 or without side words); an
+ *    pool == its words | block size (0 for class 0 or without side words); an
  *    empty pool keeps its last entry or 0; no live word in an empty pool,
  *    at most count in a used one, none past the class's last block.
  * fork(): the prepare handler takes every lock, the child re-initializes
@@ -114,7 +114,7 @@ int pm_i_p_vg;
 
 _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 _Atomic int pm_i_p_side_enabled;
-#define INV(d) [d] = (uint32_t)(UINT32_MAX / (d) + 1)
+#define INV(k) [k] = (uint32_t)(UINT32_MAX / ((k) * PM_P_ALIGN) + 1)
 const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1] = {
     INV(1),  INV(2),  INV(3),  INV(4),  INV(5),  INV(6),  INV(7),  INV(8),
     INV(9),  INV(10), INV(11), INV(12), INV(13), INV(14), INV(15), INV(16),
@@ -223,11 +223,11 @@ static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
     uintptr_t old = atomic_load_explicit(slot, memory_order_relaxed);
     size_t k = (size_t)((uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
     _Atomic uint64_t *words = ao->side + k * PM_P_SIDE_STRIDE;
-    uintptr_t e = idx == 0 ? 0 : (uintptr_t)words | idx;
+    uintptr_t e = idx == 0 ? 0 : (uintptr_t)words | PM_P_CLASS_SIZE(idx);
     if (old == e)
         return; /* same class: the words are still right */
     if (old != 0) {
-        size_t n = PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(old & 31));
+        size_t n = PM_P_BLOCKS_PER_POOL(old & PM_P_SIDE_SIZE_BITS);
         for (size_t i = 0; i < n; i++)
             atomic_store_explicit(&words[i], 0, memory_order_relaxed);
     }

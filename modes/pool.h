@@ -148,7 +148,8 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  *
  * Finding them without reading the pool: a second radix tree, parallel to
  * the ownership tree, one word per 16 KiB pool: the address of the pool's
- * first side word | its size class (5 low bits), or 0. It is set (arena
+ * first side word (4 KiB aligned) | its block size (32..512, bits 4..9), or
+ * 0. It is set (arena
  * lock) when a pool is formatted for a class (new_pool) and KEPT when the
  * pool empties and goes back to its arena, so that a second free of a
  * block of an emptied pool still finds the block's word (freed, with its
@@ -189,8 +190,9 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
 _Static_assert(PM_P_BLOCKS_PER_POOL(32) <= PM_P_SIDE_STRIDE, "stride holds class 1");
 
 extern _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
-/* Exact division by 1..32 of numbers below 1024: q = x * inv[d] >> 32. */
+/* ceil(2^32 / (16 k)) for block size 16 k (k = 2..32), see pm_i_pool_side. */
 extern const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1];
+#define PM_P_SIDE_SIZE_BITS ((uintptr_t)0x3F0) /* block size in a side tree entry */
 /* Set once by pm_i_pool_side_enable, before the first allocation. */
 extern _Atomic int pm_i_p_side_enabled;
 
@@ -224,17 +226,19 @@ static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
                                        memory_order_acquire);
     if (PM_I_UNLIKELY(e == 0))
         return NULL;
-    /* offset from the first block, in 16-byte units; d = class + 1 */
-    uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR; /* in the header: wraps, huge */
-    uintptr_t x = off >> PM_P_ALIGN_SHIFT, d = (e & 31) + 1;
-    uintptr_t q = (uintptr_t)(((uint64_t)(uint32_t)x * pm_i_p_side_inv[d]) >> 32);
-    if (PM_I_UNLIKELY((off & (PM_P_ALIGN - 1)) != 0 ||
-                      x + d > (PM_P_POOL_SIZE - PM_P_HDR) >> PM_P_ALIGN_SHIFT || q * d != x)) {
+    /* Offset of block from the pool's first block (in the header: wraps,
+     * huge); the entry's bits 4..9 are the class's block size d. Lemire's
+     * test: for off < 2^14 and d < 2^10, with c = ceil(2^32 / d),
+     * off * c = q * 2^32 + r, and d divides off iff r < c (then q = off / d). */
+    uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR, d = e & PM_P_SIDE_SIZE_BITS;
+    uint32_t c = pm_i_p_side_inv[d >> PM_P_ALIGN_SHIFT];
+    uint64_t prod = (uint64_t)off * c;
+    if (PM_I_UNLIKELY(off > PM_P_POOL_SIZE - PM_P_HDR - d || (uint32_t)prod >= c)) {
         *status = PM_I_SIDE_INTERIOR;
         return NULL;
     }
     *status = PM_I_SIDE_OK;
-    return (_Atomic uint64_t *)(e & ~(uintptr_t)31) + q;
+    return (_Atomic uint64_t *)(e & ~(uintptr_t)0xFFF) + (prod >> 32);
 }
 
 /* The size class + 1 of the pool holding p, or 0 if p is not in a pool in

@@ -245,7 +245,7 @@ static long free_list_length(uint8_t *pool, const pm_pool *h, size_t size)
 
 /* The side words of pool p of arena ao (pool.h), whose header says count
  * blocks out of class szidx: NULL, or what is wrong. The side tree entry is
- * the pool's words | its class while it is used (0 for class 0 and in an
+ * the pool's words | its block size while it is used (0 for class 0 and in an
  * arena without side words); an empty pool keeps the entry of its last
  * class, or 0. Live words: none in an empty pool, at most count in a used
  * one; none past the class's last block. */
@@ -261,11 +261,12 @@ static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t cou
         return e == 0 ? NULL : "side entry of a pool without side words";
     size_t i = (size_t)(p - ao->first_pool) / PM_P_POOL_SIZE;
     _Atomic uint64_t *words = ao->side + i * PM_P_SIDE_STRIDE;
-    if (count > 0 && e != (szidx == 0 ? 0 : (uintptr_t)words | szidx))
+    if (count > 0 && e != (szidx == 0 ? 0 : (uintptr_t)words | PM_P_CLASS_SIZE(szidx)))
         return "side entry of a used pool";
-    if (e != 0 && (e & ~(uintptr_t)31) != (uintptr_t)words)
+    uintptr_t d = e & PM_P_SIDE_SIZE_BITS;
+    if (e != 0 && ((e & ~(uintptr_t)0xFFF) != (uintptr_t)words || d < 32 || d > PM_P_SMALL_MAX))
         return "side entry of an empty pool";
-    size_t nb = e == 0 ? 0 : PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(e & 31)), live = 0;
+    size_t nb = e == 0 ? 0 : PM_P_BLOCKS_PER_POOL(d), live = 0;
     for (size_t j = 0; j < PM_P_SIDE_STRIDE; j++) {
         uint64_t w = atomic_load_explicit(&words[j], memory_order_relaxed);
         if (w != 0 && j >= nb) {
