@@ -5,9 +5,32 @@
  * into that domain's ctx here and installs the hooks in its place; the hooks
  * call down through the saved copy and never know what it is (libc, the pool
  * allocator, a user's hook). CPython's PYTHONMALLOC=debug, with the serial
- * number always present, plus a registry of blocks (debug_registry.c) so that
- * double frees and invalid pointers are named as such without reading memory
- * we do not own.
+ * number always present, plus a record of every block so that double frees
+ * and invalid pointers are named as such without reading memory we do not
+ * own. The record of a block is kept in one of two places:
+ *
+ *  - a pool block (pymalloc_debug's mem and obj domains, requests of
+ *    N + 32 <= 512 bytes) has a side word kept by the pool module
+ *    (modes/pool.h: pm_i_pool_side; one atomic 64-bit word per block slot,
+ *    found from the block address through a radix tree, no hash, no lock):
+ *    state (empty / live / freed), serial (low 48 bits), API, size;
+ *  - any other block (libc: malloc_debug, the raw domain, big blocks,
+ *    aligned blocks) is in the registry (debug_registry.h: hashed, striped
+ *    locks, a bounded FIFO of freed blocks).
+ *
+ * A pointer whose block start (p - 16) has a side word takes the side-word
+ * path; anything else (libc memory, a stack address, an interior pointer,
+ * which is "not a block start" for the pool) the registry path, which names
+ * what it does not know an invalid pointer. Free claims a live pool block
+ * with one compare-and-swap live -> freed of its word (a failed CAS is a
+ * concurrent change: the word is read again, and a concurrent free is then
+ * reported as a double free), then checks its bytes; damaged, the word goes
+ * back to live and the block is reported and leaked. A pool block's word
+ * outlives its pool emptying (the pool module keeps it until the pool is
+ * formatted for another class), so a late double free is still named with
+ * size and serial; once the address is handed out again the word is the new
+ * block's, and a second free of the old pointer frees the new block (not
+ * detectable without quarantine, as with the registry).
  *
  * Block layout on 64-bit, N = bytes requested, p = the pointer returned:
  *
@@ -30,16 +53,16 @@
  * A - 16 bytes before the header are FORBIDDENBYTE, not checked.
  *
  * Checks, on free, realloc and pm_check_block, in CPython's order after the
- * registry lookup: the pointer must be a live block of ours (else: double
- * free, use after free, invalid pointer); its API must be the caller's (API
- * mismatch); the header (API id, 7 pad bytes, size field) must be intact
- * (buffer underflow, or header corrupt if only the size field is damaged);
- * then the trailer (8 pad bytes, serial). The size used is the registry's,
- * so a damaged size field cannot send the tail check astray.
+ * side word or registry lookup: the pointer must be a live block of ours
+ * (else: double free, use after free, invalid pointer); its API must be the
+ * caller's (API mismatch); the header (API id, 7 pad bytes, size field) must
+ * be intact (buffer underflow, or header corrupt if only the size field is
+ * damaged); then the trailer (8 pad bytes, serial). The size used is the
+ * record's, so a damaged size field cannot send the tail check astray.
  *
  * Free fills the whole block, header and trailer included, with DEADBYTE
  * 0xDD. A block found damaged is reported and, if the error handler returns,
- * leaked: never freed, left live in the registry.
+ * leaked: never freed, left live in its record.
  *
  * Realloc (bpo-31626: never touch the old block after a successful realloc
  * below): check; record the block as freed; save the first and last 64 data
