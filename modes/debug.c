@@ -322,7 +322,8 @@ _Static_assert(PM_P_SIDE_LIVE == PM_I_REG_LIVE && PM_P_SIDE_FREED == PM_I_REG_FR
 static inline _Atomic uint64_t *side_of(const unsigned char *p)
 {
     int status;
-    return pm_i_pool_side(p - PM_I_DEBUG_HEAD, &status);
+    /* In integers: p may be any pointer (1, a stack address). */
+    return pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
 }
 
 static inline uint64_t side_pack(const dbg *g, size_t n, uint64_t serial)
