@@ -258,21 +258,6 @@ static void side_arena(pm_arena *ao, uintptr_t a)
     ao->side_on = 1;
 }
 
-size_t pm_i_pool_side_bytes(void)
-{
-    size_t bytes = 0;
-    pthread_mutex_lock(&pm_i_p.arena_lock);
-    for (size_t c = 0; c < pm_i_p.nchunks; c++)
-        for (unsigned i = 0; i < PM_P_ARENA_CHUNK; i++)
-            if (pm_i_p.chunks[c][i].side != NULL)
-                bytes += PM_P_SIDE_BYTES;
-    for (size_t t = 0; t < ((size_t)1 << PM_P_TREE_TOP_BITS); t++)
-        if (atomic_load_explicit(&pm_i_p_side_tree[t], memory_order_relaxed) != NULL)
-            bytes += PM_P_TREE_LEAF_SIZE * sizeof(uintptr_t);
-    pthread_mutex_unlock(&pm_i_p.arena_lock);
-    return bytes;
-}
-
 /* ---------------------------------------------------------------------------
  * Arenas (arena lock held).
  */

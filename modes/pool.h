@@ -199,9 +199,6 @@ extern _Atomic int pm_i_p_side_enabled;
 /* Give every arena created from now on side words (the debug decorator,
  * before the first allocation). Idempotent. */
 void pm_i_pool_side_enable(void);
-/* Bytes of side words resident-able: mappings held (kept arenas' included),
- * and the side tree's leaves. */
-size_t pm_i_pool_side_bytes(void);
 
 enum {
     PM_I_SIDE_NONE = 0,    /* not a pool block with side words: use the registry */
