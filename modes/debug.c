@@ -319,8 +319,15 @@ _Static_assert(PM_P_SIDE_LIVE == PM_I_REG_LIVE && PM_P_SIDE_FREED == PM_I_REG_FR
 
 /* The side word of debug block p (data address), or NULL: not a pool block
  * with side words (then the registry knows it, or nobody does). */
+/* 1 if a domain's hooks wrap the pool allocator (pymalloc_debug): only
+ * then have pool blocks side words, and only then is one looked up (set at
+ * set-up, before the first allocation). */
+static _Atomic int side_any;
+
 static inline _Atomic uint64_t *side_of(const unsigned char *p)
 {
+    if (!atomic_load_explicit(&side_any, memory_order_relaxed))
+        return NULL;
     int status;
     /* In integers: p may be any pointer (1, a stack address). */
     return pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
@@ -482,7 +489,7 @@ static inline pm_i_reg_entry *lookup_checked(void *st, uint64_t h, const dbg *g,
 
 /* Free, the general way: a side word whose fast path failed (error, or a
  * concurrent change), or a registry block. */
-__attribute__((noinline, cold)) static void free_slow(dbg *g, unsigned char *p,
+__attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
                                                       _Atomic uint64_t *w)
 {
     pm_i_reg_info in;
@@ -694,13 +701,17 @@ static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fo
 void pm_i_debug_decorate(void)
 {
     pthread_once(&atfork_once, register_atfork);
-    /* Pool blocks get side words from here (nothing is allocated yet). */
-    pm_i_pool_side_enable();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */
         dbg *g = &dbgs[d];
         pm_i_table_read_base((pm_domain)d, &g->below);
+        if (g->below.a.malloc == pm_i_pool_base.a.malloc) {
+            /* Pool blocks get side words from here (nothing is allocated
+             * yet: the hooks go in before the first allocation). */
+            pm_i_pool_side_enable();
+            atomic_store(&side_any, 1);
+        }
         g->self = (pm_i_base){
             .a = {g, dbg_malloc, dbg_calloc, dbg_realloc, dbg_free},
             .xctx = g,
@@ -714,6 +725,7 @@ void pm_i_debug_decorate(void)
 
 void pm_i_debug_forget(void)
 {
+    atomic_store(&side_any, 0);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
         atomic_store(&enabled[d], 0);
 }
