@@ -61,8 +61,8 @@ int main(int argc, char **argv)
     if (pm_debug_enabled()) {
         size_t records = 0, bytes = pm_i_reg_metadata_bytes(&records);
         printf("registry: %zu records (live blocks and recently freed ones), %zu bytes of "
-               "metadata (%.1f per record)\n",
-               records, bytes, (double)bytes / (double)records);
+               "metadata (%.1f per record; pool blocks have side words instead)\n",
+               records, bytes, records ? (double)bytes / (double)records : 0.0);
     }
     for (long k = 0; k < live; k++)
         if (slot[k] != NULL)

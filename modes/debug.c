@@ -5,9 +5,32 @@
  * into that domain's ctx here and installs the hooks in its place; the hooks
  * call down through the saved copy and never know what it is (libc, the pool
  * allocator, a user's hook). CPython's PYTHONMALLOC=debug, with the serial
- * number always present, plus a registry of blocks (debug_registry.c) so that
- * double frees and invalid pointers are named as such without reading memory
- * we do not own.
+ * number always present, plus a record of every block so that double frees
+ * and invalid pointers are named as such without reading memory we do not
+ * own. The record of a block is kept in one of two places:
+ *
+ *  - a pool block (pymalloc_debug's mem and obj domains, requests of
+ *    N + 32 <= 512 bytes) has a side word kept by the pool module
+ *    (modes/pool.h: pm_i_pool_side; one atomic 64-bit word per block slot,
+ *    found from the block address through a radix tree, no hash, no lock):
+ *    state (empty / live / freed), serial (low 48 bits), API, size;
+ *  - any other block (libc: malloc_debug, the raw domain, big blocks,
+ *    aligned blocks) is in the registry (debug_registry.h: hashed, striped
+ *    locks, a bounded FIFO of freed blocks).
+ *
+ * A pointer whose block start (p - 16) has a side word takes the side-word
+ * path; anything else (libc memory, a stack address, an interior pointer,
+ * which is "not a block start" for the pool) the registry path, which names
+ * what it does not know an invalid pointer. Free claims a live pool block
+ * with one compare-and-swap live -> freed of its word (a failed CAS is a
+ * concurrent change: the word is read again, and a concurrent free is then
+ * reported as a double free), then checks its bytes; damaged, the word goes
+ * back to live and the block is reported and leaked. A pool block's word
+ * outlives its pool emptying (the pool module keeps it until the pool is
+ * formatted for another class), so a late double free is still named with
+ * size and serial; once the address is handed out again the word is the new
+ * block's, and a second free of the old pointer frees the new block (not
+ * detectable without quarantine, as with the registry).
  *
  * Block layout on 64-bit, N = bytes requested, p = the pointer returned:
  *
@@ -30,16 +53,16 @@
  * A - 16 bytes before the header are FORBIDDENBYTE, not checked.
  *
  * Checks, on free, realloc and pm_check_block, in CPython's order after the
- * registry lookup: the pointer must be a live block of ours (else: double
- * free, use after free, invalid pointer); its API must be the caller's (API
- * mismatch); the header (API id, 7 pad bytes, size field) must be intact
- * (buffer underflow, or header corrupt if only the size field is damaged);
- * then the trailer (8 pad bytes, serial). The size used is the registry's,
- * so a damaged size field cannot send the tail check astray.
+ * side word or registry lookup: the pointer must be a live block of ours
+ * (else: double free, use after free, invalid pointer); its API must be the
+ * caller's (API mismatch); the header (API id, 7 pad bytes, size field) must
+ * be intact (buffer underflow, or header corrupt if only the size field is
+ * damaged); then the trailer (8 pad bytes, serial). The size used is the
+ * record's, so a damaged size field cannot send the tail check astray.
  *
  * Free fills the whole block, header and trailer included, with DEADBYTE
  * 0xDD. A block found damaged is reported and, if the error handler returns,
- * leaked: never freed, left live in the registry.
+ * leaked: never freed, left live in its record.
  *
  * Realloc (bpo-31626: never touch the old block after a successful realloc
  * below): check; record the block as freed; save the first and last 64 data
@@ -51,6 +74,7 @@
  * only the 16-byte alignment, like libc's).
  */
 #include "debug_registry.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,17 +88,23 @@ typedef struct dbg {
     pm_i_base below; /* what the hooks wrap */
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
+    uint64_t side_api; /* the API in a side word's bits (pool.h) */
     const char *names[OP_COUNT];
 } dbg;
 
+#define SIDE_API(k) ((uint64_t)(k) << PM_P_SIDE_API_SHIFT)
+
 static dbg dbgs[PM_DOMAIN_COUNT] = {
     {.api = 'r',
+     .side_api = SIDE_API(1),
      .names = {"pm_raw_malloc", "pm_raw_calloc", "pm_raw_realloc", "pm_raw_free",
                "malloc_usable_size"}},
     {.api = 'm',
+     .side_api = SIDE_API(2),
      .names = {"pm_mem_malloc", "pm_mem_calloc", "pm_mem_realloc", "pm_mem_free",
                "malloc_usable_size"}},
     {.api = 'o',
+     .side_api = SIDE_API(3),
      .names = {"pm_obj_malloc", "pm_obj_calloc", "pm_obj_realloc", "pm_obj_free",
                "malloc_usable_size"}},
 };
@@ -183,14 +213,20 @@ static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
     put_be64(p + n + 8, serial);
 }
 
-/* The fast check of a live block against its record: four word compares. */
-static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
+/* The fast check of a live block of n bytes, API api, serial `low` (low 48
+ * bits) against its header and trailer: four word compares. */
+static inline int intact_words(const unsigned char *p, size_t n, char api, uint64_t low)
 {
     uint64_t w[4];
     memcpy(&w[0], p - 16, 16);
-    memcpy(&w[2], p + in->size, 16);
-    return w[0] == PM_I_BE64((uint64_t)in->size) && w[1] == api_word(in->api) &&
-           w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(in->serial);
+    memcpy(&w[2], p + n, 16);
+    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
+           w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(low);
+}
+
+static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
+{
+    return intact_words(p, in->size, in->api, in->serial);
 }
 
 /* The header and trailer of live block p against its record; 0 or the class
@@ -270,22 +306,119 @@ static void report(const dbg *g, int op, pm_i_err *e)
 }
 
 /* ---------------------------------------------------------------------------
+ * Side words: what the registry holds, for pool blocks, in one atomic word
+ * per block kept by the pool module (modes/pool.h has the packing).
+ */
+
+#define SIDE_STATE_MASK ((uint64_t)3 << PM_P_SIDE_STATE_SHIFT)
+#define SIDE_API_MASK ((uint64_t)3 << PM_P_SIDE_API_SHIFT)
+#define SIDE_LIVE ((uint64_t)PM_P_SIDE_LIVE << PM_P_SIDE_STATE_SHIFT)
+#define SIDE_FREED ((uint64_t)PM_P_SIDE_FREED << PM_P_SIDE_STATE_SHIFT)
+_Static_assert(PM_P_SIDE_LIVE == PM_I_REG_LIVE && PM_P_SIDE_FREED == PM_I_REG_FREED,
+               "side word states are the registry's");
+
+/* The side word of debug block p (data address), or NULL: not a pool block
+ * with side words (then the registry knows it, or nobody does). */
+/* 1 if a domain's hooks wrap the pool allocator (pymalloc_debug): only
+ * then have pool blocks side words, and only then is one looked up (set at
+ * set-up, before the first allocation). */
+static _Atomic int side_any;
+
+static inline _Atomic uint64_t *side_of(const unsigned char *p)
+{
+    if (!atomic_load_explicit(&side_any, memory_order_relaxed))
+        return NULL;
+    int status;
+    /* In integers: p may be any pointer (1, a stack address). */
+    return pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
+}
+
+static inline uint64_t side_pack(const dbg *g, size_t n, uint64_t serial)
+{
+    return (serial & PM_I_SERIAL_MASK) | ((uint64_t)n << PM_P_SIDE_SIZE_SHIFT) | g->side_api |
+           SIDE_LIVE;
+}
+
+static inline size_t side_size(uint64_t w)
+{
+    return (size_t)(w >> PM_P_SIDE_SIZE_SHIFT) & PM_P_SIDE_SIZE_MAX;
+}
+
+static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
+{
+    in->size = side_size(w);
+    in->serial = w & PM_I_SERIAL_MASK;
+    in->offset = PM_I_DEBUG_HEAD;
+    in->api = "\0rmo"[(w >> PM_P_SIDE_API_SHIFT) & 3];
+    in->state = (int)PM_P_SIDE_STATE(w);
+}
+
+/* Claim live block p of g's API for a free or realloc: live -> freed, so
+ * that no other thread can free it too. Returns its word as it was (live),
+ * or 0 after filling e (not live, or another API: nothing changed). */
+static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsigned char *p,
+                                  int op, pm_i_reg_info *in, pm_i_err *e)
+{
+    uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+    for (;;) {
+        if (PM_I_UNLIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) != (SIDE_LIVE | g->side_api)))
+            break;
+        /* A failure (a concurrent free, realloc or new block) reloads v. */
+        if (PM_I_LIKELY(atomic_compare_exchange_weak_explicit(
+                w, &v, (v & ~SIDE_STATE_MASK) | SIDE_FREED, memory_order_acq_rel,
+                memory_order_acquire))) {
+            side_unpack(v, in);
+            if (PM_I_LIKELY(intact(p, in)))
+                return v;
+            /* Damaged: live again (leaked), and reported. */
+            atomic_store_explicit(w, v, memory_order_release);
+            break;
+        }
+    }
+    side_unpack(v, in);
+    if (classify(p, in, g->api, op, e) == PM_ERR_NONE) /* a concurrent repair */
+        e->error = PM_ERR_HEADER_CORRUPT;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
  * The hooks.
  */
 
+/* Record new block p (base = p - offset) as live: in its side word if it
+ * has one, else in the registry. 0, or -1 if the registry has no memory. */
+__attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p, size_t offset,
+                                                        size_t n, uint64_t serial)
+{
+    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, (uint32_t)offset, g->api, PM_I_REG_LIVE};
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
+    pm_i_reg_unlock(st);
+    return rc;
+}
+
+static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
+                              uint64_t serial)
+{
+    if (PM_I_LIKELY(offset == PM_I_DEBUG_HEAD && n <= PM_P_SIDE_SIZE_MAX)) {
+        _Atomic uint64_t *w = side_of(p);
+        if (PM_I_LIKELY(w != NULL)) {
+            atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
+            return 0;
+        }
+    }
+    return record_in_registry(g, p, offset, n, serial);
+}
+
 /* Write the header and trailer of new block p and record it. */
-static void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
+static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
 {
     unsigned char *p = base + offset;
     uint64_t serial = pm_i_debug_bump_serial();
     write_header(p, n, g->api);
     write_trailer(p, n, serial);
-    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE};
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
-    pm_i_reg_unlock(st);
-    if (PM_I_UNLIKELY(rc != 0)) { /* no memory for the registry */
+    if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
         g->below.a.free(g->below.a.ctx, base);
         return NULL;
     }
@@ -354,26 +487,71 @@ static inline pm_i_reg_entry *lookup_checked(void *st, uint64_t h, const dbg *g,
     return NULL;
 }
 
-static void dbg_free(void *ctx, void *ptr)
+/* Free, the general way: a side word whose fast path failed (error, or a
+ * concurrent change), or a registry block. */
+__attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
+                                                      _Atomic uint64_t *w)
 {
-    dbg *g = ctx;
-    unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
-    if (PM_I_UNLIKELY(r == NULL)) {
+    if (w != NULL) {
+        if (side_claim(g, w, p, OP_FREE, &in, &e) == 0) {
+            report(g, OP_FREE, &e);
+            return; /* leaked, or not ours */
+        }
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)p);
+        void *st = pm_i_reg_lock(h);
+        pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
+        if (PM_I_UNLIKELY(r == NULL)) {
+            pm_i_reg_unlock(st);
+            report(g, OP_FREE, &e);
+            return; /* leaked */
+        }
+        pm_i_reg_mark_freed(st, r);
         pm_i_reg_unlock(st);
-        report(g, OP_FREE, &e);
-        return; /* leaked */
     }
-    pm_i_reg_mark_freed(st, r);
-    pm_i_reg_unlock(st);
     maybe_break(in.serial);
     unsigned char *base = p - in.offset;
     memset(base, PM_I_DEADBYTE, in.offset + in.size + PM_I_DEBUG_TAIL);
     g->below.a.free(g->below.a.ctx, base);
+}
+
+/* DEADBYTE over len >= 32 bytes at b: 16-byte stores, the last one
+ * overlapping (no rep stos: its start-up costs more than a pool block). */
+static inline void fill_dead(unsigned char *b, size_t len)
+{
+    typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
+    v16 dd = {0};
+    dd += PM_I_DEADBYTE;
+    size_t i = 0;
+    for (; i + 16 < len; i += 16)
+        memcpy(b + i, &dd, 16);
+    memcpy(b + len - 16, &dd, 16);
+}
+
+/* The fast path: a live pool block of this API, intact. */
+static void dbg_free(void *ctx, void *ptr)
+{
+    dbg *g = ctx;
+    unsigned char *p = ptr;
+    _Atomic uint64_t *w = side_of(p);
+    if (PM_I_LIKELY(w != NULL)) {
+        uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+        if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
+            PM_I_LIKELY(atomic_compare_exchange_strong_explicit(
+                w, &v, v ^ (SIDE_LIVE | SIDE_FREED), memory_order_acq_rel, memory_order_relaxed))) {
+            size_t n = side_size(v);
+            if (PM_I_LIKELY(intact_words(p, n, g->api, v & PM_I_SERIAL_MASK))) {
+                maybe_break(v);
+                fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
+                g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
+                return;
+            }
+            atomic_store_explicit(w, v, memory_order_release); /* live again */
+        }
+    }
+    free_slow(g, p, w); /* reports, or a registry block */
 }
 
 #define ERASED_SIZE 64
@@ -384,32 +562,48 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)p);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_REALLOC, &in, &e);
-    if (PM_I_UNLIKELY(r == NULL)) {
-        pm_i_reg_unlock(st);
-        report(g, OP_REALLOC, &e);
-        return NULL; /* the block is leaked; the caller sees a failure */
-    }
-    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
-        pm_i_reg_unlock(st);
-        return NULL;
-    }
-    if (in.offset != PM_I_DEBUG_HEAD) {
-        /* An aligned block: malloc + copy + free, all through the hooks. */
-        pm_i_reg_unlock(st);
-        void *q = dbg_malloc(ctx, n);
-        if (q == NULL)
+    _Atomic uint64_t *w = side_of(p);
+    if (PM_I_LIKELY(w != NULL)) {
+        /* A pool block (never aligned). From here it is recorded as freed,
+         * so a concurrent or later use of p is named; a failure below puts
+         * it back. */
+        uint64_t v = side_claim(g, w, p, OP_REALLOC, &in, &e);
+        if (PM_I_UNLIKELY(v == 0)) {
+            report(g, OP_REALLOC, &e);
+            return NULL; /* the block is leaked; the caller sees a failure */
+        }
+        if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+            atomic_store_explicit(w, v, memory_order_release);
             return NULL;
-        memcpy(q, p, in.size < n ? in.size : n);
-        dbg_free(ctx, p);
-        return q;
+        }
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)p);
+        void *st = pm_i_reg_lock(h);
+        pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_REALLOC, &in, &e);
+        if (PM_I_UNLIKELY(r == NULL)) {
+            pm_i_reg_unlock(st);
+            report(g, OP_REALLOC, &e);
+            return NULL; /* the block is leaked; the caller sees a failure */
+        }
+        if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+            pm_i_reg_unlock(st);
+            return NULL;
+        }
+        if (in.offset != PM_I_DEBUG_HEAD) {
+            /* An aligned block: malloc + copy + free, all through the hooks. */
+            pm_i_reg_unlock(st);
+            void *q = dbg_malloc(ctx, n);
+            if (q == NULL)
+                return NULL;
+            memcpy(q, p, in.size < n ? in.size : n);
+            dbg_free(ctx, p);
+            return q;
+        }
+        /* From here the old block is recorded as freed, so a concurrent or
+         * later use of p is named; a failure below puts it back. */
+        pm_i_reg_mark_freed(st, r);
+        pm_i_reg_unlock(st);
     }
-    /* From here the old block is recorded as freed, so a concurrent or later
-     * use of p is named; a failure below puts it back. */
-    pm_i_reg_mark_freed(st, r);
-    pm_i_reg_unlock(st);
 
     size_t old = in.size;
     uint64_t old_serial = get_be64(p + old + 8);
@@ -457,13 +651,9 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     if (size > old)
         memset(q + old, PM_I_CLEANBYTE, size - old);
 
-    pm_i_reg_info ni = {size, serial & PM_I_SERIAL_MASK, PM_I_DEBUG_HEAD, g->api,
-                        PM_I_REG_LIVE};
-    h = pm_i_reg_hash((uintptr_t)q);
-    st = pm_i_reg_lock(h);
-    int rc = pm_i_reg_insert(st, h, (uintptr_t)q, &ni);
-    pm_i_reg_unlock(st);
-    if (PM_I_UNLIKELY(rc != 0)) {
+    /* The new block, or the old one live again (its side word restored, or
+     * its registry record replaced). */
+    if (PM_I_UNLIKELY(record_live(g, q, PM_I_DEBUG_HEAD, size, serial) != 0)) {
         /* A block we cannot record must not be handed out, and the old one
          * may be gone: nothing sane is left to do. */
         static const char msg[] = "pymalloc: debug hooks: out of memory for the block registry\n";
@@ -477,6 +667,20 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     return q;
 }
 
+/* What is known of block p: its side word or its registry record. */
+static void find_block(const unsigned char *p, pm_i_reg_info *in)
+{
+    _Atomic uint64_t *w = side_of(p);
+    if (w != NULL) {
+        side_unpack(atomic_load_explicit(w, memory_order_acquire), in);
+        return;
+    }
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_find(st, h, (uintptr_t)p, in);
+    pm_i_reg_unlock(st);
+}
+
 static size_t dbg_usable_size(void *ctx, void *ptr)
 {
     dbg *g = ctx;
@@ -484,10 +688,7 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
         return 0;
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
-    pm_i_reg_unlock(st);
+    find_block(ptr, &in);
     if (in.state == PM_I_REG_LIVE)
         return in.size; /* exactly what was asked: writing past it is caught */
     classify(ptr, &in, g->api, OP_USABLE, &e);
@@ -518,6 +719,12 @@ void pm_i_debug_decorate(void)
             continue; /* never wrap twice */
         dbg *g = &dbgs[d];
         pm_i_table_read_base((pm_domain)d, &g->below);
+        if (g->below.a.malloc == pm_i_pool_base.a.malloc) {
+            /* Pool blocks get side words from here (nothing is allocated
+             * yet: the hooks go in before the first allocation). */
+            pm_i_pool_side_enable();
+            atomic_store(&side_any, 1);
+        }
         g->self = (pm_i_base){
             .a = {g, dbg_malloc, dbg_calloc, dbg_realloc, dbg_free},
             .xctx = g,
@@ -531,6 +738,7 @@ void pm_i_debug_decorate(void)
 
 void pm_i_debug_forget(void)
 {
+    atomic_store(&side_any, 0);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
         atomic_store(&enabled[d], 0);
 }
@@ -561,11 +769,18 @@ int pm_check_block(const void *ptr)
     }
     pm_i_reg_info in;
     pm_i_err e;
-    uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
-    void *st = pm_i_reg_lock(h);
-    pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
-    pm_error_class c = classify(ptr, &in, 0, OP_USABLE, &e);
-    pm_i_reg_unlock(st);
+    pm_error_class c;
+    _Atomic uint64_t *w = side_of(ptr);
+    if (w != NULL) {
+        side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+        c = classify(ptr, &in, 0, OP_USABLE, &e);
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
+        void *st = pm_i_reg_lock(h);
+        pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
+        c = classify(ptr, &in, 0, OP_USABLE, &e);
+        pm_i_reg_unlock(st);
+    }
     if (c == PM_ERR_NONE)
         return 0;
     e.entry = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pm_check_block";

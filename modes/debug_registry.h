@@ -2,6 +2,13 @@
  * modes/debug_registry.h - the registry of debug blocks: data address ->
  * {size, serial, API, offset of the data in the underlying block, state}.
  *
+ * Only for blocks without a side word (modes/debug.c): libc blocks
+ * (malloc_debug, the raw domain, blocks of more than 480 bytes, aligned
+ * blocks) and pool blocks of arenas made before the debug hooks asked for
+ * side words. Pool blocks of pymalloc_debug never come here: their record is
+ * a word kept by the pool module, which never forgets a freed block while
+ * its memory is not reused.
+ *
  * Why: CPython's hooks trust the pointer they are given and read its header,
  * so a stack address, an interior pointer or a block already returned to the
  * allocator is read as if it were a block (undefined behaviour, and at best

@@ -56,7 +56,11 @@
  *    exactly the arenas with nfreepools > 0, in non-decreasing nfreepools
  *    order, and nfp2lasta[k] is the last of them with k free pools;
  *  - pool headers and list heads change only under the class lock (used
- *    and full pools) or the arena lock (empty pools, arenas).
+ *    and full pools) or the arena lock (empty pools, arenas);
+ *  - side words (pool.h, for the debug layer): side tree entry of a used
+ *    pool == its words | block size (0 for class 0 or without side words); an
+ *    empty pool keeps its last entry or 0; no live word in an empty pool,
+ *    at most count in a used one, none past the class's last block.
  * fork(): the prepare handler takes every lock, the child re-initializes
  * them and drops the other threads' caches (their blocks stay allocated).
  *
@@ -107,6 +111,16 @@ struct pm_p_state pm_i_p = {
 
 _Atomic(_Atomic uint8_t *) pm_i_p_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 int pm_i_p_vg;
+
+_Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
+_Atomic int pm_i_p_side_enabled;
+#define INV(k) [k] = (uint32_t)(UINT32_MAX / ((k) * PM_P_ALIGN) + 1)
+const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1] = {
+    INV(1),  INV(2),  INV(3),  INV(4),  INV(5),  INV(6),  INV(7),  INV(8),
+    INV(9),  INV(10), INV(11), INV(12), INV(13), INV(14), INV(15), INV(16),
+    INV(17), INV(18), INV(19), INV(20), INV(21), INV(22), INV(23), INV(24),
+    INV(25), INV(26), INV(27), INV(28), INV(29), INV(30), INV(31), INV(32)};
+#undef INV
 
 /* The cache of threads that have none (yet, or any more): every stack is
  * empty with capacity 0, so both fast paths fall through to the slow ones. */
@@ -170,6 +184,78 @@ static int tree_leaf(uintptr_t a)
         return -1;
     atomic_store_explicit(&pm_i_p_tree[top], leaf, memory_order_release);
     return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Side words (pool.h; arena lock held).
+ */
+
+void pm_i_pool_side_enable(void) { atomic_store(&pm_i_p_side_enabled, 1); }
+
+/* Make sure the side tree's leaf covering address a exists. */
+static int side_leaf(uintptr_t a)
+{
+    size_t top = (a >> PM_P_POOL_BITS) >> PM_P_TREE_LEAF_BITS;
+    if (atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_relaxed) != NULL)
+        return 0;
+    _Atomic uintptr_t *leaf = map(PM_P_TREE_LEAF_SIZE * sizeof(uintptr_t)); /* never freed */
+    if (leaf == NULL)
+        return -1;
+    atomic_store_explicit(&pm_i_p_side_tree[top], leaf, memory_order_release);
+    return 0;
+}
+
+static _Atomic uintptr_t *side_slot(const void *pool)
+{
+    uintptr_t k = (uintptr_t)pool >> PM_P_POOL_BITS;
+    _Atomic uintptr_t *leaf =
+        atomic_load_explicit(&pm_i_p_side_tree[k >> PM_P_TREE_LEAF_BITS], memory_order_relaxed);
+    return &leaf[k & (PM_P_TREE_LEAF_SIZE - 1)];
+}
+
+/* Pool `pool` of arena ao is formatted for class idx: publish its side
+ * words, reset first if they were another class's. */
+static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
+{
+    if (!ao->side_on)
+        return;
+    _Atomic uintptr_t *slot = side_slot(pool);
+    uintptr_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    size_t k = (size_t)((uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
+    _Atomic uint64_t *words = ao->side + k * PM_P_SIDE_STRIDE;
+    uintptr_t e = idx == 0 ? 0 : (uintptr_t)words | PM_P_CLASS_SIZE(idx);
+    if (old == e)
+        return; /* same class: the words are still right */
+    if (old != 0) {
+        size_t n = PM_P_BLOCKS_PER_POOL(old & PM_P_SIDE_SIZE_BITS);
+        for (size_t i = 0; i < n; i++)
+            atomic_store_explicit(&words[i], 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(slot, e, memory_order_release);
+}
+
+/* Arena ao is being unmapped: forget its pools' side words. */
+static void side_release(pm_arena *ao)
+{
+    if (!ao->side_on)
+        return;
+    for (uint8_t *p = ao->first_pool; p < ao->pool_address; p += PM_P_POOL_SIZE)
+        atomic_store_explicit(side_slot(p), 0, memory_order_release);
+    madvise(ao->side, PM_P_SIDE_BYTES, MADV_DONTNEED); /* reads as zeros from now */
+    ao->side_on = 0;
+}
+
+/* Give new arena ao (at a) side words if they are asked for. */
+static void side_arena(pm_arena *ao, uintptr_t a)
+{
+    ao->side_on = 0;
+    if (!atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed))
+        return;
+    if (side_leaf(a) != 0 || side_leaf(a + PM_P_ARENA_SIZE - 1) != 0)
+        return;
+    if (ao->side == NULL && (ao->side = map(PM_P_SIDE_BYTES)) == NULL)
+        return;
+    ao->side_on = 1;
 }
 
 /* ---------------------------------------------------------------------------
@@ -246,6 +332,7 @@ static pm_arena *new_arena(void)
     ao->freepools = NULL;
     ao->nextarena = ao->prevarena = NULL;
     ao->vg_sizes = sizes;
+    side_arena(ao, a);
     pm_i_p.arenas_total++;
     if (++pm_i_p.arenas_current > pm_i_p.arenas_highwater)
         pm_i_p.arenas_highwater = pm_i_p.arenas_current;
@@ -319,6 +406,7 @@ static void arena_put_pool(pm_pool *pool)
             pm_i_p.nfp2lasta[nf] = NULL;
         if (ao->vg_sizes != NULL)
             munmap(ao->vg_sizes, PM_P_ARENA_SIZE / PM_P_ALIGN * sizeof(uint16_t));
+        side_release(ao);
         munmap((void *)ao->address, PM_P_ARENA_SIZE);
         ao->address = 0;
         ao->vg_sizes = NULL;
@@ -411,6 +499,7 @@ static pm_pool *new_pool(unsigned idx)
         pool->nextoffset = (uint32_t)(PM_P_HDR + size);
         pool->maxnextoffset = (uint32_t)(PM_P_POOL_SIZE - size);
         link_write(pool->freeblock, NULL);
+        side_format(pool->arena, pool, idx);
         tree_set(pool, idx + 1);
     }
     pthread_mutex_unlock(&pm_i_p.arena_lock);

@@ -81,6 +81,8 @@ typedef struct pm_arena {
     pm_pool *freepools;     /* empty pools, singly linked */
     struct pm_arena *nextarena, *prevarena; /* usable_arenas, or unused list */
     uint16_t *vg_sizes;     /* under valgrind: requested size per 16 bytes */
+    _Atomic uint64_t *side; /* side words (see below): kept with the object */
+    int side_on;            /* this arena's pools have side words */
 } pm_arena;
 
 #define PM_P_ARENA_CHUNK 1024u /* arena objects per mmap'ed chunk */
@@ -127,6 +129,113 @@ struct pm_p_state {
 extern struct pm_p_state pm_i_p;
 extern _Atomic(_Atomic uint8_t *) pm_i_p_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
+
+/* ---------------------------------------------------------------------------
+ * Side words: one 8-byte atomic word per block slot of each pool, for the
+ * debug layer (modes/debug.c), which keeps there what it knows about each
+ * pool block (state, serial, API, requested size) instead of in its hashed
+ * registry. The pool module only provides the words and finds them; it
+ * never reads them on its own paths (the validator does).
+ *
+ * Where: an arena created after pm_i_pool_side_enable() has a 256 KiB
+ * mapping (64 pools x PM_P_SIDE_STRIDE words), pool k of the arena at words
+ * k * PM_P_SIDE_STRIDE .. + blocks per pool; the word of the block at
+ * offset 48 + i * size of its pool is word i. Only the pages of the words
+ * used become resident (one page per pool at most). Pools of class 0
+ * (16-byte blocks, 1021 per pool: more than a stride) and arenas created
+ * before the flag was set (or whose mapping failed) have none: their
+ * blocks are "not pool memory" for the side-word lookup.
+ *
+ * Finding them without reading the pool: a second radix tree, parallel to
+ * the ownership tree, one word per 16 KiB pool: the address of the pool's
+ * first side word (4 KiB aligned) | its block size (32..512, bits 4..9), or
+ * 0. It is set (arena lock) when a pool is formatted for a class (new_pool)
+ * in an arena with side words, and KEPT when the pool empties and goes back to its arena, so that a second free of a
+ * block of an emptied pool still finds the block's word (freed, with its
+ * size and serial) while the ownership tree already says "not ours". It is
+ * cleared when the arena is unmapped. Invariant: a pool whose side entry
+ * is 0 has all its side words 0; a pool reformatted for another class has
+ * its words reset to 0 before the new entry is published (for the same
+ * class they are kept: a freed word stays true until its block is handed
+ * out again). An empty pool holds no live word.
+ *
+ * Unmapping: the arena's side mapping is not unmapped with the arena but
+ * emptied (madvise MADV_DONTNEED: the pages are released and read as
+ * zeros) and kept with the arena object for its next arena, so that a
+ * thread that found the words just before cannot fault on them; it reads
+ * zeros ("empty": an invalid pointer, which it then is).
+ */
+/* A side word, as the debug layer packs it (documented here because the
+ * validator reads the state too):
+ *   bits  0..47  serial number, low 48 bits (the debug layer's full_serial
+ *                gives all 64 back)
+ *   bits 48..56  requested size (a pool block holds at most 512 - 32 = 480
+ *                data bytes; 9 bits)
+ *   bits 57..58  API: 1 raw, 2 mem, 3 obj
+ *   bits 59..61  0
+ *   bits 62..63  state: 0 empty (never a block here since the pool was
+ *                formatted for its class), 1 live, 2 freed
+ * A word is 0 until its first block is handed out. */
+#define PM_P_SIDE_SIZE_SHIFT 48
+#define PM_P_SIDE_SIZE_MAX 511u
+#define PM_P_SIDE_API_SHIFT 57
+#define PM_P_SIDE_STATE_SHIFT 62
+#define PM_P_SIDE_STATE(w) ((unsigned)((w) >> PM_P_SIDE_STATE_SHIFT))
+#define PM_P_SIDE_LIVE 1u
+#define PM_P_SIDE_FREED 2u
+
+#define PM_P_SIDE_STRIDE 512u /* words per pool: >= blocks per pool of class >= 1 */
+#define PM_P_SIDE_BYTES ((size_t)PM_P_MAX_POOLS * PM_P_SIDE_STRIDE * 8u)
+_Static_assert(PM_P_BLOCKS_PER_POOL(32) <= PM_P_SIDE_STRIDE, "stride holds class 1");
+
+extern _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
+/* ceil(2^32 / (16 k)) for block size 16 k (k = 2..32), see pm_i_pool_side. */
+extern const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1];
+#define PM_P_SIDE_SIZE_BITS ((uintptr_t)0x3F0) /* block size in a side tree entry */
+/* Set once by pm_i_pool_side_enable, before the first allocation. */
+extern _Atomic int pm_i_p_side_enabled;
+
+/* Give every arena created from now on side words (the debug decorator,
+ * before the first allocation). Idempotent. */
+void pm_i_pool_side_enable(void);
+
+enum {
+    PM_I_SIDE_NONE = 0,    /* not a pool block with side words: use the registry */
+    PM_I_SIDE_OK = 1,      /* the block's word is returned */
+    PM_I_SIDE_INTERIOR = 2 /* in a pool with side words, but not at a block start */
+};
+
+/* The side word of the pool block starting at `block` (the address the
+ * pool allocator returned), or NULL with *status NONE or INTERIOR. Reads
+ * only the side tree, never the memory at block or the pool header. */
+static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
+{
+    uintptr_t a = (uintptr_t)block;
+    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    *status = PM_I_SIDE_NONE;
+    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
+        return NULL;
+    _Atomic uintptr_t *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
+    if (PM_I_UNLIKELY(leaf == NULL))
+        return NULL;
+    uintptr_t e = atomic_load_explicit(&leaf[(a >> PM_P_POOL_BITS) & (PM_P_TREE_LEAF_SIZE - 1)],
+                                       memory_order_acquire);
+    if (PM_I_UNLIKELY(e == 0))
+        return NULL;
+    /* Offset of block from the pool's first block (in the header: wraps,
+     * huge); the entry's bits 4..9 are the class's block size d. Lemire's
+     * test: for off < 2^14 and d < 2^10, with c = ceil(2^32 / d),
+     * off * c = q * 2^32 + r, and d divides off iff r < c (then q = off / d). */
+    uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR, d = e & PM_P_SIDE_SIZE_BITS;
+    uint32_t c = pm_i_p_side_inv[d >> PM_P_ALIGN_SHIFT];
+    uint64_t prod = (uint64_t)off * c;
+    if (PM_I_UNLIKELY(off > PM_P_POOL_SIZE - PM_P_HDR - d || (uint32_t)prod >= c)) {
+        *status = PM_I_SIDE_INTERIOR;
+        return NULL;
+    }
+    *status = PM_I_SIDE_OK;
+    return (_Atomic uint64_t *)(e & ~(uintptr_t)0xFFF) + (prod >> 32);
+}
 
 /* The size class + 1 of the pool holding p, or 0 if p is not in a pool in
  * use. Reads only the tree, never the memory at p. */

@@ -243,6 +243,42 @@ static long free_list_length(uint8_t *pool, const pm_pool *h, size_t size)
     return n;
 }
 
+/* The side words of pool p of arena ao (pool.h), whose header says count
+ * blocks out of class szidx: NULL, or what is wrong. The side tree entry is
+ * the pool's words | its block size while it is used (0 for class 0 and in an
+ * arena without side words); an empty pool keeps the entry of its last
+ * class, or 0. Live words: none in an empty pool, at most count in a used
+ * one; none past the class's last block. */
+static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t count,
+                              unsigned szidx, uint64_t *v)
+{
+    uintptr_t k = (uintptr_t)p >> PM_P_POOL_BITS;
+    _Atomic uintptr_t *leaf =
+        atomic_load_explicit(&pm_i_p_side_tree[k >> PM_P_TREE_LEAF_BITS], memory_order_acquire);
+    uintptr_t e = leaf == NULL ? 0 : atomic_load(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)]);
+    *v = e;
+    if (!ao->side_on)
+        return e == 0 ? NULL : "side entry of a pool without side words";
+    size_t i = (size_t)(p - ao->first_pool) / PM_P_POOL_SIZE;
+    _Atomic uint64_t *words = ao->side + i * PM_P_SIDE_STRIDE;
+    if (count > 0 && e != (szidx == 0 ? 0 : (uintptr_t)words | PM_P_CLASS_SIZE(szidx)))
+        return "side entry of a used pool";
+    uintptr_t d = e & PM_P_SIDE_SIZE_BITS;
+    if (e != 0 && ((e & ~(uintptr_t)0xFFF) != (uintptr_t)words || d < 32 || d > PM_P_SMALL_MAX))
+        return "side entry of an empty pool";
+    size_t nb = e == 0 ? 0 : PM_P_BLOCKS_PER_POOL(d), live = 0;
+    for (size_t j = 0; j < PM_P_SIDE_STRIDE; j++) {
+        uint64_t w = atomic_load_explicit(&words[j], memory_order_relaxed);
+        if (w != 0 && j >= nb) {
+            *v = j;
+            return "side word past the pool's last block";
+        }
+        live += PM_P_SIDE_STATE(w) == PM_P_SIDE_LIVE;
+    }
+    *v = live;
+    return live > count ? "more live side words than blocks out" : NULL;
+}
+
 int pm_i_pool_validate(pm_i_buf *why)
 {
     int rc = -1;
@@ -263,6 +299,10 @@ int pm_i_pool_validate(pm_i_buf *why)
         for (uint8_t *p = ao->first_pool; p < ao->pool_address; p += PM_P_POOL_SIZE) {
             pm_pool h = read_header(p);
             unsigned tree = pm_i_p_lookup(p);
+            uint64_t sv;
+            const char *side = check_side(ao, p, h.count, h.szidx, &sv);
+            if (side != NULL)
+                FAIL(side, p, sv);
             if (h.count == 0) {
                 empty++;
                 if (tree != 0)

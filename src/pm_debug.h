@@ -20,9 +20,10 @@
 #define PM_I_DEBUG_EXTRA (PM_I_DEBUG_HEAD + PM_I_DEBUG_TAIL)
 
 /* ---------------------------------------------------------------------------
- * The registry of debug blocks (modes/debug_registry.c).
+ * The registry of debug blocks (modes/debug_registry.h).
  *
- * Every block the debug layer hands out is recorded by its data address, so
+ * Every block the debug layer hands out without a side word (a pool block
+ * has one: modes/pool.h) is recorded by its data address, so
  * that free, realloc and pm_check_block can tell a live block from a freed
  * one or from a pointer that was never ours before reading a single byte of
  * it. Freed blocks are remembered (FIFO, bounded) so that a second free is

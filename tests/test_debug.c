@@ -6,6 +6,7 @@
  * mode without debug hooks.
  */
 #include "debug_cases.h"
+#include "pm_internal.h"
 
 #include <stdarg.h>
 
@@ -156,15 +157,21 @@ static void test_double_free_after_reuse(void)
     pm_set_error_handler(NULL, NULL);
 }
 
-/* Many frees later a freed block is forgotten (memory stays bounded): a
- * second free is then still an error, named an invalid pointer. */
+/* Many frees later a freed block of the registry is forgotten (memory stays
+ * bounded): a second free is then still an error, named an invalid pointer.
+ * A pool block has a side word instead, which keeps the free until its
+ * memory is handed out again: still a double free, with size and serial. */
 static void test_forgotten_free_is_invalid_pointer(void)
 {
     if (!pm_debug_enabled())
         PM_SKIP("no debug hooks in this mode");
     enum { LIVE = 2000 };
     static void *hold[LIVE];
-    void *p = pm_mem_malloc(24);
+    unsigned char *p = pm_mem_malloc(24);
+    int side = pm_i_pool_owns(p - 16); /* pymalloc_debug: a pool block */
+    uint64_t serial = 0;
+    for (int i = 0; i < 8; i++)
+        serial = serial << 8 | p[24 + 8 + i]; /* the trailer's big-endian serial */
     for (int i = 0; i < LIVE; i++)
         hold[i] = pm_mem_malloc(24); /* keep p's address from being reused */
     pm_mem_free(p);
@@ -183,7 +190,13 @@ static void test_forgotten_free_is_invalid_pointer(void)
     if (!reused) {
         pm_mem_free(p);
         PM_CHECK_EQ(s.calls, 1);
-        PM_CHECK_EQ(s.r.error, PM_ERR_INVALID_POINTER);
+        if (side) {
+            PM_CHECK_EQ(s.r.error, PM_ERR_DOUBLE_FREE);
+            PM_CHECK_EQ(s.r.size, 24);
+            PM_CHECK_EQ(s.r.serial, serial);
+        } else {
+            PM_CHECK_EQ(s.r.error, PM_ERR_INVALID_POINTER);
+        }
     }
     pm_set_error_handler(NULL, NULL);
     for (int i = 0; i < LIVE; i++)

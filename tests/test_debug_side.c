@@ -1,0 +1,307 @@
+/*
+ * tests/test_debug_side.c - what the debug layer knows of a block, whichever
+ * way it keeps it: a pool block's side word (pymalloc_debug: mem and obj
+ * domains) or the registry (malloc_debug, the raw domain, big and aligned
+ * blocks). The same expectations hold in every debug mode:
+ *  - a second free of a block whose pool has since emptied (its pool back
+ *    in its arena, no longer in the ownership tree) is a double free, with
+ *    the block's size and serial;
+ *  - an interior pointer (into the data, the header, a pool's header) is an
+ *    invalid pointer, for free, realloc and pm_check_block;
+ *  - two threads freeing one block at once: exactly one free succeeds, the
+ *    other is reported as a double free (also run under TSan);
+ *  - a failed realloc leaves the block live and whole: its free succeeds and
+ *    a second free is a double free with its original size and serial.
+ * Skipped (77) in a mode without debug hooks.
+ */
+#include "domains.h"
+#include "harness.h"
+#include "pm_debug.h"
+#include "pm_internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+
+PM_TEST_SANITIZER_MAY_RETURN_NULL
+
+#define NEED_DEBUG()                                                               \
+    do {                                                                           \
+        if (!pm_debug_enabled())                                                   \
+            PM_SKIP("no debug hooks in this mode");                                \
+    } while (0)
+
+typedef struct seen {
+    atomic_int calls;
+    atomic_int double_frees;
+    pm_error_report r; /* the last report (single-threaded tests only) */
+} seen;
+
+static seen S;
+
+static void record(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&S.calls, 1);
+    if (r->error == PM_ERR_DOUBLE_FREE)
+        atomic_fetch_add(&S.double_frees, 1);
+    S.r = *r;
+    S.r.message = NULL;
+    S.r.entry = NULL;
+}
+
+static void watch(void)
+{
+    atomic_store(&S.calls, 0);
+    atomic_store(&S.double_frees, 0);
+    memset(&S.r, 0, sizeof S.r);
+    pm_set_error_handler(record, NULL);
+}
+
+/* Reports go to stderr; a test that expects many silences them. */
+static int quiet_begin(void)
+{
+    int saved = dup(2);
+    int null = open("/dev/null", O_WRONLY);
+    if (saved < 0 || null < 0)
+        return -1;
+    dup2(null, 2);
+    close(null);
+    return saved;
+}
+
+static void quiet_end(int saved)
+{
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
+}
+
+static uint64_t serial_of(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[n + 8 + i];
+    return v;
+}
+
+/* A pool block of the debug layer: its underlying block is in a pool. */
+static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
+
+static void test_double_free_after_pool_emptied(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        /* Sizes of classes nothing else in this process uses, one per
+         * domain, so that the block's pool holds only it. */
+        size_t n = 300 + 48 * (size_t)d;
+        unsigned char *p = D->malloc(n);
+        PM_CHECK(p != NULL);
+        int in_pool = pool_block(p);
+        uint64_t serial = serial_of(p, n);
+        D->free(p);
+        pm_i_pool_flush_thread_cache(); /* the cache's blocks back to their pools */
+        if (in_pool) /* the pool is empty: back in its arena, not ours any more */
+            PM_CHECK(!pm_i_pool_owns(p - 16));
+        watch();
+        D->free(p);
+        PM_CHECK_EQ(atomic_load(&S.calls), 1);
+        PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+        PM_CHECK_EQ(S.r.size, n);
+        PM_CHECK_EQ(S.r.serial, serial);
+        PM_CHECK(S.r.address == p);
+        /* The same for realloc and pm_check_block: a use after free. */
+        PM_CHECK(D->realloc(p, 10) == NULL);
+        PM_CHECK_EQ(atomic_load(&S.calls), 2);
+        PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+        PM_CHECK_EQ(S.r.serial, serial);
+        PM_CHECK_EQ(pm_check_block(p), -1);
+        PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+        PM_CHECK_EQ(S.r.size, n);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
+static void test_interior_pointers_are_invalid(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        size_t n = 100;
+        unsigned char *p = D->malloc(n);
+        PM_CHECK(p != NULL);
+        for (size_t i = 0; i < n; i++)
+            p[i] = (unsigned char)i;
+        /* Into the data (not 16-aligned), into the header; for a pool block
+         * also 16-aligned ones into the data and into its pool's header.
+         * (Not for a registry block: a block freed earlier may have been
+         * at such an address, and the registry remembers it.) */
+        unsigned char *wrong[] = {p + 1, p - 8, p + 16, p + 48,
+                                  (unsigned char *)((uintptr_t)p & ~(uintptr_t)16383) + 16};
+        int nwrong = pool_block(p) ? 5 : 2;
+        watch();
+        for (int k = 0; k < nwrong; k++) {
+            int before = atomic_load(&S.calls);
+            D->free(wrong[k]);
+            PM_CHECK_EQ(atomic_load(&S.calls), before + 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
+            PM_CHECK(S.r.address == wrong[k]);
+            PM_CHECK_EQ(S.r.size, 0); /* nothing known, nothing read */
+            PM_CHECK(D->realloc(wrong[k], 10) == NULL);
+            PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
+            PM_CHECK_EQ(pm_check_block(wrong[k]), -1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
+            PM_CHECK_EQ(atomic_load(&S.calls), before + 3);
+        }
+        /* The block itself is untouched and still live. */
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += p[i] != (unsigned char)i;
+        PM_CHECK_EQ(bad, 0);
+        int before = atomic_load(&S.calls);
+        PM_CHECK_EQ(pm_check_block(p), 0);
+        D->free(p);
+        PM_CHECK_EQ(atomic_load(&S.calls), before);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Two threads free one block at once.
+ */
+
+typedef struct racer {
+    const pm_t_domain *D;
+    _Atomic(unsigned char *) *cell;
+    atomic_int *go;
+    int rounds;
+} racer;
+
+static void *race_thread(void *arg)
+{
+    racer *r = arg;
+    for (int i = 0; i < r->rounds; i++) {
+        while (atomic_load(&r->go[0]) != 2 * i + 1) /* round i is open */
+            sched_yield();
+        r->D->free(atomic_load(r->cell));
+        atomic_fetch_add(&r->go[1], 1); /* done with round i */
+        while (atomic_load(&r->go[0]) == 2 * i + 1)
+            sched_yield();
+    }
+    return NULL;
+}
+
+static void test_racing_double_free(void)
+{
+    NEED_DEBUG();
+    enum { ROUNDS = 300 };
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        _Atomic(unsigned char *) cell;
+        atomic_int go[2];
+        atomic_store(&go[0], 0);
+        atomic_store(&go[1], 0);
+        racer r = {&pm_t_domains[d], &cell, go, ROUNDS};
+        watch();
+        int saved = quiet_begin();
+        pthread_t t[2];
+        for (int k = 0; k < 2; k++)
+            PM_CHECK_EQ(pthread_create(&t[k], NULL, race_thread, &r), 0);
+        for (int i = 0; i < ROUNDS; i++) {
+            size_t n = 24 + (size_t)(i % 5) * 250; /* pool blocks and big ones */
+            atomic_store(&cell, r.D->malloc(n));
+            atomic_store(&go[0], 2 * i + 1);
+            while (atomic_load(&go[1]) != 2 * (i + 1))
+                sched_yield();
+            atomic_store(&go[0], 2 * i + 2);
+        }
+        for (int k = 0; k < 2; k++)
+            pthread_join(t[k], NULL);
+        quiet_end(saved);
+        /* One report per round, each a double free. */
+        PM_CHECK_EQ(atomic_load(&S.calls), ROUNDS);
+        PM_CHECK_EQ(atomic_load(&S.double_frees), ROUNDS);
+        pm_set_error_handler(NULL, NULL);
+    }
+    /* Every block was given back to its allocator exactly once. */
+    if (strcmp(pm_mode_name(), "pymalloc_debug") == 0) {
+        pm_i_pool_flush_thread_cache();
+        PM_CHECK_EQ(pm_i_pool_validate(NULL), 0);
+    }
+}
+
+/* A failed realloc puts the block back: live, whole, same serial. */
+static void test_realloc_failure_restores_block(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        size_t sizes[] = {40, 450, 2000};
+        for (int k = 0; k < 3; k++) {
+            size_t n = sizes[k];
+            unsigned char *p = D->malloc(n);
+            PM_CHECK(p != NULL);
+            memset(p, 0x5A, n);
+            uint64_t serial = serial_of(p, n);
+            size_t huge[] = {(size_t)1 << 60, (size_t)PTRDIFF_MAX - 8};
+            watch();
+            for (int h = 0; h < 2; h++) {
+                PM_CHECK(D->realloc(p, huge[h]) == NULL);
+                PM_CHECK_EQ(pm_check_block(p), 0);
+                PM_CHECK_EQ(serial_of(p, n), serial);
+                PM_CHECK_EQ(pm_i_domain_usable_size(D->domain, p), n);
+            }
+            PM_CHECK_EQ(atomic_load(&S.calls), 0);
+            D->free(p); /* live: no report */
+            PM_CHECK_EQ(atomic_load(&S.calls), 0);
+            D->free(p);
+            PM_CHECK_EQ(atomic_load(&S.calls), 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+            PM_CHECK_EQ(S.r.size, n);
+            PM_CHECK_EQ(S.r.serial, serial);
+            pm_set_error_handler(NULL, NULL);
+        }
+    }
+}
+
+/* Pool blocks are not in the registry (their side words know them); other
+ * blocks are. */
+static void test_pool_blocks_skip_registry(void)
+{
+    NEED_DEBUG();
+    enum { N = 200 };
+    static unsigned char *p[N];
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        size_t before = 0, after = 0;
+        pm_i_reg_metadata_bytes(&before);
+        int pooled = 0;
+        for (int i = 0; i < N; i++) {
+            p[i] = D->malloc((size_t)(i % 4) * 150); /* 0, 150, 300, 450 */
+            pooled += pool_block(p[i]);
+        }
+        pm_i_reg_metadata_bytes(&after);
+        /* Records are live and freed blocks: a new block may replace the
+         * freed record of its address, so only "no new record" is exact. */
+        if (pooled == N)
+            PM_CHECK_EQ(after, before);
+        else
+            PM_CHECK(after >= (size_t)(N - pooled));
+        if (strcmp(pm_mode_name(), "pymalloc_debug") == 0)
+            PM_CHECK_EQ(pooled, d == PM_DOMAIN_RAW ? 0 : N);
+        for (int i = 0; i < N; i++)
+            D->free(p[i]);
+    }
+}
+
+int main(void)
+{
+    PM_RUN(test_pool_blocks_skip_registry);
+    PM_RUN(test_double_free_after_pool_emptied);
+    PM_RUN(test_interior_pointers_are_invalid);
+    PM_RUN(test_racing_double_free);
+    PM_RUN(test_realloc_failure_restores_block);
+    return pm_test_done();
+}
