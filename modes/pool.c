@@ -222,14 +222,14 @@ static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
     _Atomic uintptr_t *slot = side_slot(pool);
     uintptr_t old = atomic_load_explicit(slot, memory_order_relaxed);
     size_t k = (size_t)((uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
-    _Atomic uint64_t *words = ao->side + k * PM_P_SIDE_STRIDE;
-    uintptr_t e = idx == 0 ? 0 : (uintptr_t)words | PM_P_CLASS_SIZE(idx);
+    _Atomic uint64_t *words = ao->side + k;
+    uintptr_t e = idx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(idx));
     if (old == e)
         return; /* same class: the words are still right */
     if (old != 0) {
         size_t n = PM_P_BLOCKS_PER_POOL(old & PM_P_SIDE_SIZE_BITS);
         for (size_t i = 0; i < n; i++)
-            atomic_store_explicit(&words[i], 0, memory_order_relaxed);
+            atomic_store_explicit(PM_P_SIDE_WORD(words, i), 0, memory_order_relaxed);
     }
     atomic_store_explicit(slot, e, memory_order_release);
 }
@@ -255,6 +255,8 @@ static void side_arena(pm_arena *ao, uintptr_t a)
         return;
     if (ao->side == NULL && (ao->side = map(PM_P_SIDE_BYTES)) == NULL)
         return;
+    if ((uintptr_t)ao->side + PM_P_SIDE_BYTES > ((uintptr_t)1 << (64 - PM_P_SIDE_PTR_SHIFT - 1)))
+        return; /* cannot be encoded in a side tree entry: the registry serves */
     ao->side_on = 1;
 }
 

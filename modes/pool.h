@@ -138,18 +138,20 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  * never reads them on its own paths (the validator does).
  *
  * Where: an arena created after pm_i_pool_side_enable() has a 256 KiB
- * mapping (64 pools x PM_P_SIDE_STRIDE words), pool k of the arena at words
- * k * PM_P_SIDE_STRIDE .. + blocks per pool; the word of the block at
- * offset 48 + i * size of its pool is word i. Only the pages of the words
- * used become resident (one page per pool at most). Pools of class 0
- * (16-byte blocks, 1021 per pool: more than a stride) and arenas created
+ * mapping of PM_P_SIDE_ROWS rows of 64 words, interleaved: word i of pool k
+ * (the block at offset 48 + i * size of the arena's k-th pool) is word
+ * i * 64 + k. Row i holds block i of every pool, so the words in use are
+ * packed into the first rows whatever the classes: about 8 bytes of
+ * resident memory per block (a page per pool cost a whole 4 KiB page for
+ * the 31 blocks of a 512-byte pool). Pools of class 0
+ * (16-byte blocks, 1021 per pool: more than there are rows) and arenas created
  * before the flag was set (or whose mapping failed) have none: their
  * blocks are "not pool memory" for the side-word lookup.
  *
  * Finding them without reading the pool: a second radix tree, parallel to
  * the ownership tree, one word per 16 KiB pool: the address of the pool's
- * first side word (4 KiB aligned) | its block size (32..512, bits 4..9), or
- * 0. It is set (arena lock) when a pool is formatted for a class (new_pool)
+ * first side word shifted left by PM_P_SIDE_PTR_SHIFT | its block size
+ * (32..512, bits 4..9), or 0. It is set (arena lock) when a pool is formatted for a class (new_pool)
  * in an arena with side words, and KEPT when the pool empties and goes back to its arena, so that a second free of a
  * block of an emptied pool still finds the block's word (freed, with its
  * size and serial) while the ownership tree already says "not ours". It is
@@ -184,9 +186,17 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
 #define PM_P_SIDE_LIVE 1u
 #define PM_P_SIDE_FREED 2u
 
-#define PM_P_SIDE_STRIDE 512u /* words per pool: >= blocks per pool of class >= 1 */
-#define PM_P_SIDE_BYTES ((size_t)PM_P_MAX_POOLS * PM_P_SIDE_STRIDE * 8u)
-_Static_assert(PM_P_BLOCKS_PER_POOL(32) <= PM_P_SIDE_STRIDE, "stride holds class 1");
+#define PM_P_SIDE_ROWS 512u /* rows: >= blocks per pool of class >= 1 */
+#define PM_P_SIDE_BYTES ((size_t)PM_P_MAX_POOLS * PM_P_SIDE_ROWS * 8u)
+_Static_assert(PM_P_BLOCKS_PER_POOL(32) <= PM_P_SIDE_ROWS, "the rows hold class 1");
+/* Word i of the pool whose first word is w. */
+#define PM_P_SIDE_WORD(w, i) ((w) + (size_t)(i) * PM_P_MAX_POOLS)
+/* Side tree entry: the first word's address << 10 | block size. Only for
+ * side mappings below 2^53 (user space is below 2^47 on x86-64 and below
+ * 2^52 on arm64; side_arena checks). */
+#define PM_P_SIDE_PTR_SHIFT 10
+#define PM_P_SIDE_ENTRY(w, size) (((uintptr_t)(w) << PM_P_SIDE_PTR_SHIFT) | (uintptr_t)(size))
+#define PM_P_SIDE_FIRST(e) ((_Atomic uint64_t *)((e) >> PM_P_SIDE_PTR_SHIFT))
 
 extern _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 /* ceil(2^32 / (16 k)) for block size 16 k (k = 2..32), see pm_i_pool_side. */
@@ -234,7 +244,7 @@ static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
         return NULL;
     }
     *status = PM_I_SIDE_OK;
-    return (_Atomic uint64_t *)(e & ~(uintptr_t)0xFFF) + (prod >> 32);
+    return PM_P_SIDE_WORD(PM_P_SIDE_FIRST(e), prod >> 32);
 }
 
 /* The size class + 1 of the pool holding p, or 0 if p is not in a pool in

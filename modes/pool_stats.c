@@ -260,15 +260,16 @@ static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t cou
     if (!ao->side_on)
         return e == 0 ? NULL : "side entry of a pool without side words";
     size_t i = (size_t)(p - ao->first_pool) / PM_P_POOL_SIZE;
-    _Atomic uint64_t *words = ao->side + i * PM_P_SIDE_STRIDE;
-    if (count > 0 && e != (szidx == 0 ? 0 : (uintptr_t)words | PM_P_CLASS_SIZE(szidx)))
+    _Atomic uint64_t *words = ao->side + i;
+    if (count > 0 && e != (szidx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(szidx))))
         return "side entry of a used pool";
     uintptr_t d = e & PM_P_SIDE_SIZE_BITS;
-    if (e != 0 && ((e & ~(uintptr_t)0xFFF) != (uintptr_t)words || d < 32 || d > PM_P_SMALL_MAX))
+    if (e != 0 && (PM_P_SIDE_FIRST(e) != words || (e & 0xF) != 0 || d < 32 ||
+                   d > PM_P_SMALL_MAX))
         return "side entry of an empty pool";
     size_t nb = e == 0 ? 0 : PM_P_BLOCKS_PER_POOL(d), live = 0;
-    for (size_t j = 0; j < PM_P_SIDE_STRIDE; j++) {
-        uint64_t w = atomic_load_explicit(&words[j], memory_order_relaxed);
+    for (size_t j = 0; j < PM_P_SIDE_ROWS; j++) {
+        uint64_t w = atomic_load_explicit(PM_P_SIDE_WORD(words, j), memory_order_relaxed);
         if (w != 0 && j >= nb) {
             *v = j;
             return "side word past the pool's last block";
