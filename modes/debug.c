@@ -317,13 +317,13 @@ static void report(const dbg *g, int op, pm_i_err *e)
 _Static_assert(PM_P_SIDE_LIVE == PM_I_REG_LIVE && PM_P_SIDE_FREED == PM_I_REG_FREED,
                "side word states are the registry's");
 
-/* The side word of debug block p (data address), or NULL: not a pool block
- * with side words (then the registry knows it, or nobody does). */
 /* 1 if a domain's hooks wrap the pool allocator (pymalloc_debug): only
  * then have pool blocks side words, and only then is one looked up (set at
  * set-up, before the first allocation). */
 static _Atomic int side_any;
 
+/* The side word of debug block p (data address), or NULL: not a pool block
+ * with side words (then the registry knows it, or nobody does). */
 static inline _Atomic uint64_t *side_of(const unsigned char *p)
 {
     if (!atomic_load_explicit(&side_any, memory_order_relaxed))
@@ -385,8 +385,7 @@ static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsig
  * The hooks.
  */
 
-/* Record new block p (base = p - offset) as live: in its side word if it
- * has one, else in the registry. 0, or -1 if the registry has no memory. */
+/* Record new block p in the registry. 0, or -1 if it has no memory. */
 __attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p, size_t offset,
                                                         size_t n, uint64_t serial)
 {
@@ -398,6 +397,8 @@ __attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p
     return rc;
 }
 
+/* Record new block p (base = p - offset) as live: in its side word if it
+ * has one, else in the registry. 0, or -1 if the registry has no memory. */
 static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
                               uint64_t serial)
 {
@@ -543,7 +544,7 @@ static void dbg_free(void *ctx, void *ptr)
                 w, &v, v ^ (SIDE_LIVE | SIDE_FREED), memory_order_acq_rel, memory_order_relaxed))) {
             size_t n = side_size(v);
             if (PM_I_LIKELY(intact_words(p, n, g->api, v & PM_I_SERIAL_MASK))) {
-                maybe_break(v);
+                maybe_break(v & PM_I_SERIAL_MASK);
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
                 g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
                 return;

@@ -129,20 +129,6 @@ static void label2(pm_i_buf *l, size_t n, const char *text, size_t m, const char
     pm_i_buf_char(l, '\0');
 }
 
-static void right(pm_i_buf *b, size_t v, int width)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (int pad = width - n; pad > 0; pad--)
-        pm_i_buf_char(b, ' ');
-    while (n > 0)
-        pm_i_buf_char(b, tmp[--n]);
-}
-
 void pm_print_stats(int fd)
 {
     struct pm_stats st;
@@ -158,15 +144,15 @@ void pm_print_stats(int fd)
         const struct pm_stats_class *k = &st.classes[i];
         if (k->pools == 0)
             continue;
-        right(&b, i, 5); /* CPython: "%5u %6u %11zu %15zu %13zu\n" */
+        pm_i_buf_u64_right(&b, i, 5); /* CPython: "%5u %6u %11zu %15zu %13zu\n" */
         pm_i_buf_char(&b, ' ');
-        right(&b, k->size, 6);
+        pm_i_buf_u64_right(&b, k->size, 6);
         pm_i_buf_char(&b, ' ');
-        right(&b, k->pools, 11);
+        pm_i_buf_u64_right(&b, k->pools, 11);
         pm_i_buf_char(&b, ' ');
-        right(&b, k->blocks_in_use, 15);
+        pm_i_buf_u64_right(&b, k->blocks_in_use, 15);
         pm_i_buf_char(&b, ' ');
-        right(&b, k->blocks_available, 13);
+        pm_i_buf_u64_right(&b, k->blocks_available, 13);
         pm_i_buf_char(&b, '\n');
     }
     pm_i_buf_char(&b, '\n');

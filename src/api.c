@@ -121,6 +121,18 @@ static void print_verbose(const char *mode_env)
     pm_i_buf_flush(&b);
 }
 
+/* A boolean PYMALLOC_* variable: 0 or 1, or the process stops naming the
+ * accepted values. */
+static int bool_option(const char *name)
+{
+    static const char *const bools[] = {"0", "1", "no", "yes", "off", "on", "false", "true", NULL};
+    const char *env = pm_i_getenv(name);
+    int v = pm_i_parse_bool(env);
+    if (v < 0)
+        pm_i_fatal_option(name, env, "not a boolean", bools);
+    return v;
+}
+
 static void setup_from_env(void)
 {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -132,22 +144,10 @@ static void setup_from_env(void)
     if (m == NULL)
         pm_i_fatal_option("PYMALLOC_MODE", env, "unknown mode", pm_i_mode_names());
 
-    const char *verbose_env = pm_i_getenv("PYMALLOC_VERBOSE");
-    int verbose = pm_i_parse_bool(verbose_env);
-    if (verbose < 0) {
-        static const char *const bools[] = {"0", "1", "no", "yes", "off", "on",
-                                            "false", "true", NULL};
-        pm_i_fatal_option("PYMALLOC_VERBOSE", verbose_env, "not a boolean", bools);
-    }
+    int verbose = bool_option("PYMALLOC_VERBOSE");
 
     pm_i_debug_read_options();
-    const char *stats_env = pm_i_getenv("PYMALLOC_STATS");
-    int stats = pm_i_parse_bool(stats_env);
-    if (stats < 0) {
-        static const char *const bools[] = {"0", "1", "no", "yes", "off", "on",
-                                            "false", "true", NULL};
-        pm_i_fatal_option("PYMALLOC_STATS", stats_env, "not a boolean", bools);
-    }
+    int stats = bool_option("PYMALLOC_STATS");
     atomic_store(&pm_i_stats_at_exit, stats);
 
     install(m);

@@ -63,7 +63,7 @@ void pm_i_buf_str(pm_i_buf *b, const char *s)
     pm_i_buf_mem(b, s, strlen(s));
 }
 
-void pm_i_buf_u64(pm_i_buf *b, uint64_t v)
+void pm_i_buf_u64_right(pm_i_buf *b, uint64_t v, int width)
 {
     char tmp[20];
     int n = 0;
@@ -71,9 +71,13 @@ void pm_i_buf_u64(pm_i_buf *b, uint64_t v)
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
+    for (int pad = width - n; pad > 0; pad--)
+        pm_i_buf_char(b, ' ');
     while (n > 0)
         pm_i_buf_char(b, tmp[--n]);
 }
+
+void pm_i_buf_u64(pm_i_buf *b, uint64_t v) { pm_i_buf_u64_right(b, v, 0); }
 
 void pm_i_buf_i64(pm_i_buf *b, int64_t v)
 {

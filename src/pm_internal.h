@@ -204,6 +204,7 @@ void pm_i_buf_str(pm_i_buf *b, const char *s);
 void pm_i_buf_mem(pm_i_buf *b, const char *s, size_t n);
 void pm_i_buf_char(pm_i_buf *b, char c);
 void pm_i_buf_u64(pm_i_buf *b, uint64_t v);
+void pm_i_buf_u64_right(pm_i_buf *b, uint64_t v, int width); /* space-padded on the left */
 void pm_i_buf_i64(pm_i_buf *b, int64_t v);
 void pm_i_buf_hex(pm_i_buf *b, uint64_t v, int min_digits); /* no 0x prefix */
 void pm_i_buf_ptr(pm_i_buf *b, const void *p);              /* 0x... */
