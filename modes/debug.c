@@ -88,6 +88,7 @@ typedef struct dbg {
     pm_i_base below; /* what the hooks wrap */
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
+    int pool_below;    /* below is the pool allocator itself (pymalloc_debug) */
     uint64_t side_api; /* the API in a side word's bits (pool.h) */
     const char *names[OP_COUNT];
 } dbg;
@@ -142,9 +143,16 @@ static inline uint64_t full_serial(uint64_t low)
     return s > now ? s - (PM_I_SERIAL_MASK + 1) : s;
 }
 
-/* Every serial is handed out here: a place for a breakpoint. */
+/* Every serial is handed out here: a place for a breakpoint. One thread:
+ * a plain increment (no other thread can take a serial in between; the
+ * first pthread_create orders it before the new thread's first). */
 __attribute__((noinline)) uint64_t pm_i_debug_bump_serial(void)
 {
+    if (PM_I_SINGLE_THREADED()) {
+        uint64_t s = atomic_load_explicit(&serial_counter, memory_order_relaxed) + 1;
+        atomic_store_explicit(&serial_counter, s, memory_order_relaxed);
+        return s;
+    }
     return atomic_fetch_add_explicit(&serial_counter, 1, memory_order_relaxed) + 1;
 }
 
@@ -222,6 +230,19 @@ static inline int intact_words(const unsigned char *p, size_t n, char api, uint6
     memcpy(&w[2], p + n, 16);
     return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
            w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(low);
+}
+
+/* intact_words for a serial below 2^48 (every block of a process that has
+ * not yet made 2^48 of them), which is its own low bits: no counter read.
+ * 0 for any other: the caller then takes the slow path, which checks with
+ * intact_words. */
+static inline int intact_words_early(const unsigned char *p, size_t n, char api, uint64_t low)
+{
+    uint64_t w[4];
+    memcpy(&w[0], p - 16, 16);
+    memcpy(&w[2], p + n, 16);
+    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
+           w[2] == PM_I_FORBIDDEN_WORD && w[3] == PM_I_BE64(low);
 }
 
 static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
@@ -324,13 +345,19 @@ static _Atomic int side_any;
 
 /* The side word of debug block p (data address), or NULL: not a pool block
  * with side words (then the registry knows it, or nobody does). */
-static inline _Atomic uint64_t *side_of(const unsigned char *p)
+/* side_of, and with a word, *status = PM_I_SIDE_OK | (pool class + 1) << 2. */
+static inline _Atomic uint64_t *side_of_class(const unsigned char *p, int *status)
 {
     if (!atomic_load_explicit(&side_any, memory_order_relaxed))
         return NULL;
-    int status;
     /* In integers: p may be any pointer (1, a stack address). */
-    return pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
+    return pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), status);
+}
+
+static inline _Atomic uint64_t *side_of(const unsigned char *p)
+{
+    int status;
+    return side_of_class(p, &status);
 }
 
 static inline uint64_t side_pack(const dbg *g, size_t n, uint64_t serial)
@@ -427,6 +454,51 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
     return p;
 }
 
+/* Byte c over len >= 16 bytes at b, for pool-sized blocks: 64 bytes a
+ * step in 16-byte stores, then 16 at a time, the last store overlapping.
+ * Kept a loop of stores (the asm hides the pattern from the compiler): a
+ * memset call, or rep stos, costs more to start than a small block. */
+static inline void fill_bytes(unsigned char *b, size_t len, unsigned char c)
+{
+    typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
+    v16 v = {0};
+    v += c;
+    size_t i = 0;
+    for (; i + 64 < len; i += 64) {
+        memcpy(b + i, &v, 16);
+        memcpy(b + i + 16, &v, 16);
+        memcpy(b + i + 32, &v, 16);
+        memcpy(b + i + 48, &v, 16);
+        __asm__("" : "+r"(i));
+    }
+    for (; i + 16 < len; i += 16) {
+        memcpy(b + i, &v, 16);
+        __asm__("" : "+r"(i));
+    }
+    memcpy(b + len - 16, &v, 16);
+}
+
+/* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
+static inline void fill_dead(unsigned char *b, size_t len)
+{
+    fill_bytes(b, len, PM_I_DEADBYTE);
+}
+
+/* CLEANBYTE over the n data bytes of a pool-sized block at p, before its
+ * trailer is written (a store may run into the trailer's 16 bytes, which
+ * are written after). */
+static inline void fill_clean(unsigned char *p, size_t n)
+{
+    if (n <= 16) {
+        typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
+        v16 v = {0};
+        v += PM_I_CLEANBYTE;
+        memcpy(p, &v, 16);
+        return;
+    }
+    fill_bytes(p, n, PM_I_CLEANBYTE);
+}
+
 static void *dbg_malloc(void *ctx, size_t n)
 {
     dbg *g = ctx;
@@ -435,7 +507,23 @@ static void *dbg_malloc(void *ctx, size_t n)
     unsigned char *base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
     if (base == NULL)
         return NULL;
-    memset(base + PM_I_DEBUG_HEAD, PM_I_CLEANBYTE, n);
+    unsigned char *p = base + PM_I_DEBUG_HEAD;
+    if (PM_I_LIKELY(g->pool_below && n <= PM_P_SIDE_SIZE_MAX)) {
+        fill_clean(p, n);
+        /* A block the pool just returned: a block start, so its side word
+         * (if it has one) is found with fewer checks. */
+        _Atomic uint64_t *w = pm_i_pool_side_new(base);
+        if (PM_I_LIKELY(w != NULL)) {
+            uint64_t serial = pm_i_debug_bump_serial();
+            write_header(p, n, g->api);
+            write_trailer(p, n, serial);
+            atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
+            maybe_break(serial);
+            return p;
+        }
+    } else {
+        memset(p, PM_I_CLEANBYTE, n);
+    }
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
 
@@ -518,17 +606,16 @@ __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
     g->below.a.free(g->below.a.ctx, base);
 }
 
-/* DEADBYTE over len >= 32 bytes at b: 16-byte stores, the last one
- * overlapping (no rep stos: its start-up costs more than a pool block). */
-static inline void fill_dead(unsigned char *b, size_t len)
+/* *w: *v -> to, if it still holds *v (else *v is what it holds). With one
+ * thread nothing else can change it between the load and the store. */
+static inline int side_swap(_Atomic uint64_t *w, uint64_t *v, uint64_t to)
 {
-    typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
-    v16 dd = {0};
-    dd += PM_I_DEADBYTE;
-    size_t i = 0;
-    for (; i + 16 < len; i += 16)
-        memcpy(b + i, &dd, 16);
-    memcpy(b + len - 16, &dd, 16);
+    if (PM_I_SINGLE_THREADED()) {
+        atomic_store_explicit(w, to, memory_order_relaxed);
+        return 1;
+    }
+    return atomic_compare_exchange_strong_explicit(w, v, to, memory_order_acq_rel,
+                                                   memory_order_relaxed);
 }
 
 /* The fast path: a live pool block of this API, intact. */
@@ -536,17 +623,22 @@ static void dbg_free(void *ctx, void *ptr)
 {
     dbg *g = ctx;
     unsigned char *p = ptr;
-    _Atomic uint64_t *w = side_of(p);
+    int status;
+    _Atomic uint64_t *w = side_of_class(p, &status);
     if (PM_I_LIKELY(w != NULL)) {
         uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
         if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
-            PM_I_LIKELY(atomic_compare_exchange_strong_explicit(
-                w, &v, v ^ (SIDE_LIVE | SIDE_FREED), memory_order_acq_rel, memory_order_relaxed))) {
+            PM_I_LIKELY(side_swap(w, &v, v ^ (SIDE_LIVE | SIDE_FREED)))) {
             size_t n = side_size(v);
-            if (PM_I_LIKELY(intact_words(p, n, g->api, v & PM_I_SERIAL_MASK))) {
+            if (PM_I_LIKELY(intact_words_early(p, n, g->api, v & PM_I_SERIAL_MASK))) {
                 maybe_break(v & PM_I_SERIAL_MASK);
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
-                g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
+                /* A live side word of ours: a pool block in use, of the
+                 * class the side tree gave. */
+                if (PM_I_LIKELY(g->pool_below))
+                    pm_i_pool_free_known(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2);
+                else
+                    g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
                 return;
             }
             atomic_store_explicit(w, v, memory_order_release); /* live again */
@@ -720,6 +812,8 @@ void pm_i_debug_decorate(void)
             continue; /* never wrap twice */
         dbg *g = &dbgs[d];
         pm_i_table_read_base((pm_domain)d, &g->below);
+        g->pool_below = g->below.a.malloc == pm_i_pool_base.a.malloc &&
+                        g->below.a.free == pm_i_pool_base.a.free;
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {
             /* Pool blocks get side words from here (nothing is allocated
              * yet: the hooks go in before the first allocation). */

@@ -846,6 +846,21 @@ static void pool_free(void *ctx, void *p)
     raw_free(p);
 }
 
+/* pool_free of block p, known to be a pool block in use of class v - 1:
+ * the debug decorator has just claimed its live side word, which implies
+ * both, and found v in the side tree. Skips the ownership lookup. */
+void pm_i_pool_free_known(void *p, unsigned v)
+{
+    pm_tcache *c = tc;
+    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    if (PM_I_LIKELY(k < c->lim[v])) {
+        c->slot[v][k] = p;
+        atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
+        return;
+    }
+    free_slow(NULL, p, v - 1);
+}
+
 static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     size_t n = nelem * elsize; /* cannot overflow: checked by the entry point */

@@ -215,9 +215,14 @@ enum {
     PM_I_SIDE_INTERIOR = 2 /* in a pool with side words, but not at a block start */
 };
 
+/* Free pool block p of class v - 1 (v: as pm_i_pool_side gives it), known
+ * to be in use: pool_free without the tree lookup. */
+void pm_i_pool_free_known(void *p, unsigned v);
+
 /* The side word of the pool block starting at `block` (the address the
- * pool allocator returned), or NULL with *status NONE or INTERIOR. Reads
- * only the side tree, never the memory at block or the pool header. */
+ * pool allocator returned), or NULL with *status NONE or INTERIOR; with
+ * OK, *status is PM_I_SIDE_OK | (class + 1) << 2. Reads only the side
+ * tree, never the memory at block or the pool header. */
 static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
 {
     uintptr_t a = (uintptr_t)block;
@@ -243,7 +248,28 @@ static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
         *status = PM_I_SIDE_INTERIOR;
         return NULL;
     }
-    *status = PM_I_SIDE_OK;
+    *status = PM_I_SIDE_OK | (int)(d >> (PM_P_ALIGN_SHIFT - 2));
+    return PM_P_SIDE_WORD(PM_P_SIDE_FIRST(e), prod >> 32);
+}
+
+/* The side word of `block`, just returned by the pool allocator, or NULL
+ * (a block without one: raw, class 0, an arena without side words).
+ * pm_i_pool_side without the checks a block start passes. */
+static inline _Atomic uint64_t *pm_i_pool_side_new(const void *block)
+{
+    uintptr_t a = (uintptr_t)block;
+    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
+        return NULL;
+    _Atomic uintptr_t *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
+    if (PM_I_UNLIKELY(leaf == NULL))
+        return NULL;
+    uintptr_t e = atomic_load_explicit(&leaf[(a >> PM_P_POOL_BITS) & (PM_P_TREE_LEAF_SIZE - 1)],
+                                       memory_order_acquire);
+    if (PM_I_UNLIKELY(e == 0))
+        return NULL;
+    uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR;
+    uint64_t prod = (uint64_t)off * pm_i_p_side_inv[(e & PM_P_SIDE_SIZE_BITS) >> PM_P_ALIGN_SHIFT];
     return PM_P_SIDE_WORD(PM_P_SIDE_FIRST(e), prod >> 32);
 }
 

@@ -23,6 +23,22 @@
 #define PM_I_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PM_I_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* True while the process has one thread: glibc's __libc_single_threaded,
+ * cleared by the first pthread_create (before the new thread runs) and set
+ * again only in a fork child. While it holds, a read-modify-write of shared
+ * state needs no lock prefix (glibc's malloc and libstdc++'s reference
+ * counts rely on the same flag). Threads made without pthread_create (a raw
+ * clone) are not seen: glibc's malloc does not support them either. */
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define PM_I_SINGLE_THREADED() PM_I_LIKELY(__libc_single_threaded != 0)
+#endif
+#endif
+#ifndef PM_I_SINGLE_THREADED
+#define PM_I_SINGLE_THREADED() 0
+#endif
+
 /* ---------------------------------------------------------------------------
  * Base allocators (modes/).
  */
