@@ -3,7 +3,10 @@
 # the churn workload of pool_bench (pm_mem_* entry points) in each debug mode
 # against the mode it wraps:
 #   1. callgrind instructions per malloc+free pair (loop cost subtracted);
-#   2. wall time, best of 5 runs, and the ratio debug/plain;
+#   2. wall time, best of RUNS (9) runs alternating between the modes, and
+#      the ratio debug/plain; in a single-threaded process and in one that
+#      has had a second thread (POOL_BENCH_THREADED=1: the debug hooks take
+#      their atomic paths, as in any threaded program);
 #   3. memory per block in pymalloc_debug against pymalloc: the pools' bytes
 #      per block (arena bytes in use / blocks) and the resident-set growth,
 #      which also holds the debug layer's block registry (mmap'd metadata).
@@ -24,9 +27,21 @@ ir() { # mode size order pairs -> instructions per pair below bench_loop_pm
   rm -f $f $loopf
 }
 
-best() { # mode size order pairs -> best ns/pair of 5
-  for i in 1 2 3 4 5; do PYMALLOC_MODE=$1 "$bin" churn pm "$2" "$3" "$4"; done |
-    sed -n 's/.*ns\/pair=\([0-9.]*\).*/\1/p' | sort -g | head -1
+# The best ns/pair of RUNS runs of each mode; the modes' runs alternate (run
+# i of every mode, then run i+1), so that changes in the machine's load hit
+# them alike.
+RUNS=${RUNS:-9}
+row() { # size order pairs threaded(0|1) mode... -> "mode best" lines
+  local size=$1 order=$2 pairs=$3 thr=$4; shift 4
+  local d; d=$(mktemp -d)
+  for i in $(seq "$RUNS"); do
+    for m in "$@"; do
+      POOL_BENCH_THREADED=$thr PYMALLOC_MODE=$m "$bin" churn pm "$size" "$order" "$pairs" |
+        sed -n 's/.*ns\/pair=\([0-9.]*\).*/\1/p' >>"$d/$m"
+    done
+  done
+  for m in "$@"; do echo "$m $(sort -g "$d/$m" | head -1)"; done
+  rm -rf "$d"
 }
 
 echo "== callgrind: instructions per malloc+free pair (pm_mem_*, everything below the loop)"
@@ -39,14 +54,18 @@ for case in "16 lifo" "mixed fifo"; do
     'BEGIN { printf "%-8s %-6s %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f\n", s, o, p, pd, pd/p, m, md, md/m }'
 done
 
-echo "== wall time: best of 5, ns per pair (loop included)"
-printf "%-8s %-6s %10s %10s %7s %10s %10s %7s\n" size order pymalloc pm_debug ratio malloc m_debug ratio
-for case in "16 lifo" "16 fifo" "mixed lifo" "mixed fifo"; do
-  set -- $case
-  p=$(best pymalloc "$1" "$2" 2000000); pd=$(best pymalloc_debug "$1" "$2" 2000000)
-  m=$(best malloc "$1" "$2" 2000000); md=$(best malloc_debug "$1" "$2" 2000000)
-  awk -v s="$1" -v o="$2" -v p="$p" -v pd="$pd" -v m="$m" -v md="$md" \
-    'BEGIN { printf "%-8s %-6s %10.2f %10.2f %7.2f %10.2f %10.2f %7.2f\n", s, o, p, pd, pd/p, m, md, md/m }'
+for thr in 0 1; do
+  if [ "$thr" = 0 ]; then what="single-threaded process"; else what="process that has had a second thread"; fi
+  echo "== wall time, $what: best of $RUNS alternating runs, ns per pair (loop included)"
+  printf "%-8s %-6s %10s %10s %7s %10s %10s %7s\n" size order pymalloc pm_debug ratio malloc m_debug ratio
+  for case in "16 lifo" "16 fifo" "mixed lifo" "mixed fifo"; do
+    set -- $case
+    r=$(row "$1" "$2" 2000000 "$thr" pymalloc pymalloc_debug malloc malloc_debug)
+    get() { echo "$r" | awk -v m="$1" '$1 == m { print $2 }'; }
+    awk -v s="$1" -v o="$2" -v p="$(get pymalloc)" -v pd="$(get pymalloc_debug)" \
+      -v m="$(get malloc)" -v md="$(get malloc_debug)" \
+      'BEGIN { printf "%-8s %-6s %10.2f %10.2f %7.2f %10.2f %10.2f %7.2f\n", s, o, p, pd, pd/p, m, md, md/m }'
+  done
 done
 
 echo "== memory per block (1,000,000 live blocks): pymalloc vs pymalloc_debug"

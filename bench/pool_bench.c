@@ -12,6 +12,9 @@
  *   fifo - a window of 4096 blocks: each step allocates one and frees the
  *          oldest (every block outlives thousands of others, so the pool
  *          allocator's caches cycle through the central lists).
+ * With POOL_BENCH_THREADED=1 a thread is started and joined first, so the
+ * loop runs in a process that has had two threads (glibc then takes its
+ * multi-threaded paths for good, and so do pymalloc's debug hooks).
  * `none` runs the same loop with a trivial allocator: its cost is the loop's
  * own, to subtract from callgrind counts. The timed loop is bench_loop()
  * (callgrind: --toggle-collect=bench_loop*). Prints pairs and seconds.
@@ -22,6 +25,7 @@
  */
 #include <pymalloc.h>
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +115,8 @@ static int usage(void)
     return 2;
 }
 
+static void *idle(void *arg) { return arg; }
+
 static int churn(int argc, char **argv)
 {
     if (argc < 6)
@@ -140,6 +146,14 @@ static int churn(int argc, char **argv)
             pm_mem_free(bg[i]);
         else if (libc)
             free(bg[i]);
+    }
+    const char *threaded = getenv("POOL_BENCH_THREADED");
+    if (threaded != NULL && strcmp(threaded, "1") == 0) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, idle, NULL) != 0 || pthread_join(t, NULL) != 0) {
+            fprintf(stderr, "pool_bench: cannot start a thread\n");
+            return 1;
+        }
     }
     double t0 = now();
     if (pm)

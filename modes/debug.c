@@ -143,17 +143,27 @@ static inline uint64_t full_serial(uint64_t low)
     return s > now ? s - (PM_I_SERIAL_MASK + 1) : s;
 }
 
-/* Every serial is handed out here: a place for a breakpoint. One thread:
- * a plain increment (no other thread can take a serial in between; the
- * first pthread_create orders it before the new thread's first). */
-__attribute__((noinline)) uint64_t pm_i_debug_bump_serial(void)
+/* Every serial is handed out here. One thread: a plain increment (no other
+ * thread can take a serial in between; the first pthread_create orders it
+ * before the new thread's first), inlined; else an atomic one. */
+__attribute__((noinline)) static uint64_t bump_serial_shared(void)
+{
+    return atomic_fetch_add_explicit(&serial_counter, 1, memory_order_relaxed) + 1;
+}
+
+static inline uint64_t bump_serial(void)
 {
     if (PM_I_SINGLE_THREADED()) {
         uint64_t s = atomic_load_explicit(&serial_counter, memory_order_relaxed) + 1;
         atomic_store_explicit(&serial_counter, s, memory_order_relaxed);
         return s;
     }
-    return atomic_fetch_add_explicit(&serial_counter, 1, memory_order_relaxed) + 1;
+    return bump_serial_shared();
+}
+
+void pm_i_debug_set_next_serial(uint64_t next)
+{
+    atomic_store_explicit(&serial_counter, next - 1, memory_order_relaxed);
 }
 
 /* PYMALLOC_BREAK_SERIAL=N: stop in the debugger (SIGTRAP) when block N is
@@ -443,7 +453,7 @@ static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
 static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
 {
     unsigned char *p = base + offset;
-    uint64_t serial = pm_i_debug_bump_serial();
+    uint64_t serial = bump_serial();
     write_header(p, n, g->api);
     write_trailer(p, n, serial);
     if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
@@ -514,7 +524,7 @@ static void *dbg_malloc(void *ctx, size_t n)
          * (if it has one) is found with fewer checks. */
         _Atomic uint64_t *w = pm_i_pool_side_new(base);
         if (PM_I_LIKELY(w != NULL)) {
-            uint64_t serial = pm_i_debug_bump_serial();
+            uint64_t serial = bump_serial();
             write_header(p, n, g->api);
             write_trailer(p, n, serial);
             atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
@@ -728,7 +738,7 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     } else {
         q = base + PM_I_DEBUG_HEAD;
         size = n;
-        serial = pm_i_debug_bump_serial();
+        serial = bump_serial();
     }
     write_header(q, size, g->api);
     write_trailer(q, size, serial);

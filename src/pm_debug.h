@@ -83,9 +83,9 @@ typedef struct pm_i_err {
  * caller must go on (the damaged block is then leaked). */
 void pm_i_debug_report(const pm_i_err *e);
 
-/* Every serial number is handed out by this one function (modes/debug.c):
- * a place for a breakpoint. */
-uint64_t pm_i_debug_bump_serial(void);
+/* For tests: the next serial handed out is `next` (to reach serials past
+ * 2^48, where the fast paths hand over to the full check). */
+void pm_i_debug_set_next_serial(uint64_t next);
 
 /* In the child after fork(): reports may be written again. */
 void pm_i_debug_reports_fork_child(void);

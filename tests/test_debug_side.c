@@ -11,7 +11,8 @@
  *  - two threads freeing one block at once: exactly one free succeeds, the
  *    other is reported as a double free (also run under TSan);
  *  - a failed realloc leaves the block live and whole: its free succeeds and
- *    a second free is a double free with its original size and serial.
+ *    a second free is a double free with its original size and serial;
+ *  - serials past 2^48 (48 of their bits are kept) check and report whole.
  * Skipped (77) in a mode without debug hooks.
  */
 #include "domains.h"
@@ -296,6 +297,52 @@ static void test_pool_blocks_skip_registry(void)
     }
 }
 
+/* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
+ * made on both sides of the boundary free cleanly, and a damaged one is
+ * reported with its whole serial. */
+static void test_serials_past_2_48(void)
+{
+    NEED_DEBUG();
+    const uint64_t edge = UINT64_C(1) << 48;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        size_t sizes[] = {24, 400, 1000};
+        for (int k = 0; k < 3; k++) {
+            size_t n = sizes[k];
+            pm_i_debug_set_next_serial(edge - 2);
+            unsigned char *p[4];
+            for (int i = 0; i < 4; i++) {
+                p[i] = D->malloc(n);
+                PM_CHECK(p[i] != NULL);
+                PM_CHECK_EQ(serial_of(p[i], n), edge - 2 + (uint64_t)i);
+            }
+            watch();
+            for (int i = 0; i < 4; i++)
+                PM_CHECK_EQ(pm_check_block(p[i]), 0);
+            D->free(p[0]);
+            D->free(p[3]);
+            PM_CHECK_EQ(atomic_load(&S.calls), 0);
+            int saved = quiet_begin();
+            p[2][n] ^= 1; /* overflow by one */
+            D->free(p[2]);
+            quiet_end(saved);
+            PM_CHECK_EQ(atomic_load(&S.calls), 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_OVERFLOW);
+            PM_CHECK_EQ(S.r.serial, edge);
+            PM_CHECK_EQ(S.r.size, n);
+            D->free(p[1]);
+            PM_CHECK_EQ(atomic_load(&S.calls), 1);
+            saved = quiet_begin();
+            D->free(p[3]);
+            quiet_end(saved);
+            PM_CHECK_EQ(atomic_load(&S.calls), 2);
+            PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+            PM_CHECK_EQ(S.r.serial, edge + 1);
+            pm_set_error_handler(NULL, NULL);
+        }
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_pool_blocks_skip_registry);
@@ -303,5 +350,6 @@ int main(void)
     PM_RUN(test_interior_pointers_are_invalid);
     PM_RUN(test_racing_double_free);
     PM_RUN(test_realloc_failure_restores_block);
+    PM_RUN(test_serials_past_2_48);
     return pm_test_done();
 }
