@@ -512,40 +512,59 @@ static pm_pool *new_pool(unsigned idx)
     return pool;
 }
 
+/* take_block and give_block take `vg` (running under memcheck) as an
+ * argument: inlined into the thread caches' refill and flush loops with 0
+ * (the caches are off under memcheck), their valgrind requests and the
+ * tests of pm_i_p_vg drop out of those loops. */
+#define PM_P_VG_IF(vg, stmt)                                                         \
+    do {                                                                             \
+        if (PM_I_UNLIKELY(vg)) {                                                     \
+            stmt;                                                                    \
+        }                                                                            \
+    } while (0)
+
 /* One block of class idx: from the first used pool's free list, else
  * carved from its never-used tail; a new pool if there is none. */
-static uint8_t *take_block(unsigned idx)
+static inline __attribute__((always_inline)) uint8_t *take_block_vg(unsigned idx, int vg)
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = c->used;
     if (pool == NULL && (pool = new_pool(idx)) == NULL)
         return NULL;
-    PM_P_HDR_OPEN(pool);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(pool, PM_P_HDR));
     uint8_t *bp = pool->freeblock;
-    uint8_t *next = pm_i_p_link_read(bp);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(bp, sizeof(uint8_t *)));
+    uint8_t *next = *(uint8_t **)bp;
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
     pool->count++;
     if (next == NULL) {
         if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
             next = (uint8_t *)pool + pool->nextoffset;
             pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
-            link_write(next, NULL);
+            PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(next, sizeof(uint8_t *)));
+            *(uint8_t **)next = NULL;
+            PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(next, sizeof(uint8_t *)));
         } else {
             class_unlink(c, pool); /* full */
         }
     }
     pool->freeblock = next;
-    PM_P_HDR_CLOSE(pool);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(pool, PM_P_HDR));
     return bp;
 }
 
+static uint8_t *take_block(unsigned idx) { return take_block_vg(idx, pm_i_p_vg); }
+
 /* Return block bp of class idx to its pool. */
-static void give_block(unsigned idx, uint8_t *bp)
+static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, uint8_t *bp, int vg)
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = PM_P_POOL_OF(bp);
-    PM_P_HDR_OPEN(pool);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(pool, PM_P_HDR));
     int was_full = pool->freeblock == NULL;
-    link_write(bp, pool->freeblock);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
+    *(uint8_t **)bp = pool->freeblock;
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
     pool->freeblock = bp;
     if (--pool->count == 0) {
         if (!was_full)
@@ -557,8 +576,10 @@ static void give_block(unsigned idx, uint8_t *bp)
     }
     if (was_full)
         class_link_front(c, pool);
-    PM_P_HDR_CLOSE(pool);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(pool, PM_P_HDR));
 }
+
+static void give_block(unsigned idx, uint8_t *bp) { give_block_vg(idx, bp, pm_i_p_vg); }
 
 /* ---------------------------------------------------------------------------
  * Set-up and thread caches.
@@ -691,7 +712,7 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
         return;
     pthread_mutex_lock(&pm_i_p.cls[idx].lock);
     for (uint32_t i = 0; i < count; i++)
-        give_block(idx, c->slot[v][i]);
+        give_block_vg(idx, c->slot[v][i], 0); /* a cache: not under memcheck */
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
     memmove(&c->slot[v][0], &c->slot[v][count], (n - count) * sizeof c->slot[v][0]);
     atomic_store_explicit(&c->n[v], n - count, memory_order_relaxed);
@@ -767,7 +788,7 @@ PM_P_SLOW static void *malloc_slow(void *ctx, size_t n)
         uint32_t want = c->lim[v] / 2;
         pthread_mutex_lock(&cl->lock);
         for (; k < want; k++) {
-            uint8_t *bp = take_block(idx);
+            uint8_t *bp = take_block_vg(idx, 0); /* a cache: not under memcheck */
             if (bp == NULL)
                 break;
             slot[want - 1 - k] = bp; /* first taken on top: lowest address first */
