@@ -850,27 +850,9 @@ static void *pool_malloc(void *ctx, size_t n)
     return malloc_slow(ctx, n);
 }
 
-static void pool_free(void *ctx, void *p)
-{
-    unsigned v = pm_i_p_lookup(p); /* class + 1, or 0: not ours */
-    if (PM_I_LIKELY(v != 0)) {
-        pm_tcache *c = tc;
-        uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
-        if (PM_I_LIKELY(k < c->lim[v])) {
-            c->slot[v][k] = p;
-            atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
-            return;
-        }
-        free_slow(ctx, p, v - 1);
-        return;
-    }
-    raw_free(p);
-}
-
-/* pool_free of block p, known to be a pool block in use of class v - 1:
- * the debug decorator has just claimed its live side word, which implies
- * both, and found v in the side tree. Skips the ownership lookup. */
-void pm_i_pool_free_known(void *p, unsigned v)
+/* Free pool block p of class v - 1: onto this thread's cache, or the slow
+ * path when the cache's bin is full (or there is no cache). */
+static inline __attribute__((always_inline)) void free_block(void *p, unsigned v)
 {
     pm_tcache *c = tc;
     uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
@@ -881,6 +863,22 @@ void pm_i_pool_free_known(void *p, unsigned v)
     }
     free_slow(NULL, p, v - 1);
 }
+
+static void pool_free(void *ctx, void *p)
+{
+    (void)ctx;
+    unsigned v = pm_i_p_lookup(p); /* class + 1, or 0: not ours */
+    if (PM_I_LIKELY(v != 0)) {
+        free_block(p, v);
+        return;
+    }
+    raw_free(p);
+}
+
+/* pool_free of block p, known to be a pool block in use of class v - 1:
+ * the debug decorator has just claimed its live side word, which implies
+ * both, and found v in the side tree. Skips the ownership lookup. */
+void pm_i_pool_free_known(void *p, unsigned v) { free_block(p, v); }
 
 static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
 {

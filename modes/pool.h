@@ -219,6 +219,19 @@ enum {
  * to be in use: pool_free without the tree lookup. */
 void pm_i_pool_free_known(void *p, unsigned v);
 
+/* The side tree's entry for the pool holding address a, or 0. */
+static inline uintptr_t pm_i_p_side_entry(uintptr_t a)
+{
+    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
+        return 0;
+    _Atomic uintptr_t *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
+    if (PM_I_UNLIKELY(leaf == NULL))
+        return 0;
+    return atomic_load_explicit(&leaf[(a >> PM_P_POOL_BITS) & (PM_P_TREE_LEAF_SIZE - 1)],
+                                memory_order_acquire);
+}
+
 /* The side word of the pool block starting at `block` (the address the
  * pool allocator returned), or NULL with *status NONE or INTERIOR; with
  * OK, *status is PM_I_SIDE_OK | (class + 1) << 2. Reads only the side
@@ -226,15 +239,8 @@ void pm_i_pool_free_known(void *p, unsigned v);
 static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
 {
     uintptr_t a = (uintptr_t)block;
-    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
     *status = PM_I_SIDE_NONE;
-    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
-        return NULL;
-    _Atomic uintptr_t *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
-    if (PM_I_UNLIKELY(leaf == NULL))
-        return NULL;
-    uintptr_t e = atomic_load_explicit(&leaf[(a >> PM_P_POOL_BITS) & (PM_P_TREE_LEAF_SIZE - 1)],
-                                       memory_order_acquire);
+    uintptr_t e = pm_i_p_side_entry(a);
     if (PM_I_UNLIKELY(e == 0))
         return NULL;
     /* Offset of block from the pool's first block (in the header: wraps,
@@ -257,15 +263,7 @@ static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
  * pm_i_pool_side without the checks a block start passes. */
 static inline _Atomic uint64_t *pm_i_pool_side_new(const void *block)
 {
-    uintptr_t a = (uintptr_t)block;
-    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
-    if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
-        return NULL;
-    _Atomic uintptr_t *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
-    if (PM_I_UNLIKELY(leaf == NULL))
-        return NULL;
-    uintptr_t e = atomic_load_explicit(&leaf[(a >> PM_P_POOL_BITS) & (PM_P_TREE_LEAF_SIZE - 1)],
-                                       memory_order_acquire);
+    uintptr_t a = (uintptr_t)block, e = pm_i_p_side_entry(a);
     if (PM_I_UNLIKELY(e == 0))
         return NULL;
     uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR;
