@@ -231,33 +231,20 @@ static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
     put_be64(p + n + 8, serial);
 }
 
-/* The fast check of a live block of n bytes, API api, serial `low` (low 48
- * bits) against its header and trailer: four word compares. */
-static inline int intact_words(const unsigned char *p, size_t n, char api, uint64_t low)
+/* The fast check of a live block of n bytes, API api, whole serial
+ * `serial`, against its header and trailer: four word compares. */
+static inline int intact_words(const unsigned char *p, size_t n, char api, uint64_t serial)
 {
     uint64_t w[4];
     memcpy(&w[0], p - 16, 16);
     memcpy(&w[2], p + n, 16);
     return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
-           w[2] == PM_I_FORBIDDEN_WORD && PM_I_BE64(w[3]) == full_serial(low);
-}
-
-/* intact_words for a serial below 2^48 (every block of a process that has
- * not yet made 2^48 of them), which is its own low bits: no counter read.
- * 0 for any other: the caller then takes the slow path, which checks with
- * intact_words. */
-static inline int intact_words_early(const unsigned char *p, size_t n, char api, uint64_t low)
-{
-    uint64_t w[4];
-    memcpy(&w[0], p - 16, 16);
-    memcpy(&w[2], p + n, 16);
-    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
-           w[2] == PM_I_FORBIDDEN_WORD && w[3] == PM_I_BE64(low);
+           w[2] == PM_I_FORBIDDEN_WORD && w[3] == PM_I_BE64(serial);
 }
 
 static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
 {
-    return intact_words(p, in->size, in->api, in->serial);
+    return intact_words(p, in->size, in->api, full_serial(in->serial));
 }
 
 /* The header and trailer of live block p against its record; 0 or the class
@@ -566,13 +553,15 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
     return finish_block(g, base, alignment, n);
 }
 
-/* Look p up and check it for operation op by g (stripe lock held). Returns
- * its record, or NULL after filling e (then unlock and report). */
-static inline pm_i_reg_entry *lookup_checked(void *st, uint64_t h, const dbg *g,
-                                             const unsigned char *p, int op,
-                                             pm_i_reg_info *in, pm_i_err *e)
+/* Look registry block p up and check it for operation op by g. Returns its
+ * record with its stripe locked (*st), or NULL after reporting (unlocked,
+ * nothing changed: a damaged block is leaked). */
+static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, int op,
+                                        pm_i_reg_info *in, void **st)
 {
-    pm_i_reg_entry *r = pm_i_reg_lookup(st, h, (uintptr_t)p);
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    *st = pm_i_reg_lock(h);
+    pm_i_reg_entry *r = pm_i_reg_lookup(*st, h, (uintptr_t)p);
     if (PM_I_LIKELY(r != NULL)) {
         pm_i_reg_get(r, in);
         if (PM_I_LIKELY(in->state == PM_I_REG_LIVE && in->api == g->api && intact(p, in)))
@@ -581,8 +570,11 @@ static inline pm_i_reg_entry *lookup_checked(void *st, uint64_t h, const dbg *g,
         memset(in, 0, sizeof *in);
         in->state = PM_I_REG_EMPTY;
     }
-    if (classify(p, in, g->api, op, e) == PM_ERR_NONE) /* cannot happen */
-        e->error = PM_ERR_HEADER_CORRUPT;
+    pm_i_err e;
+    if (classify(p, in, g->api, op, &e) == PM_ERR_NONE) /* cannot happen */
+        e.error = PM_ERR_HEADER_CORRUPT;
+    pm_i_reg_unlock(*st);
+    report(g, op, &e);
     return NULL;
 }
 
@@ -599,14 +591,10 @@ __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
             return; /* leaked, or not ours */
         }
     } else {
-        uint64_t h = pm_i_reg_hash((uintptr_t)p);
-        void *st = pm_i_reg_lock(h);
-        pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_FREE, &in, &e);
-        if (PM_I_UNLIKELY(r == NULL)) {
-            pm_i_reg_unlock(st);
-            report(g, OP_FREE, &e);
-            return; /* leaked */
-        }
+        void *st;
+        pm_i_reg_entry *r = registry_checked(g, p, OP_FREE, &in, &st);
+        if (PM_I_UNLIKELY(r == NULL))
+            return; /* reported; leaked */
         pm_i_reg_mark_freed(st, r);
         pm_i_reg_unlock(st);
     }
@@ -640,7 +628,10 @@ static void dbg_free(void *ctx, void *ptr)
         if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
             PM_I_LIKELY(side_swap(w, &v, v ^ (SIDE_LIVE | SIDE_FREED)))) {
             size_t n = side_size(v);
-            if (PM_I_LIKELY(intact_words_early(p, n, g->api, v & PM_I_SERIAL_MASK))) {
+            /* The 48 bits as the whole serial: right below 2^48, and a
+             * mismatch above takes free_slow, whose check reads the
+             * counter (no counter read here). */
+            if (PM_I_LIKELY(intact_words(p, n, g->api, v & PM_I_SERIAL_MASK))) {
                 maybe_break(v & PM_I_SERIAL_MASK);
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
                 /* A live side word of ours: a pool block in use, of the
@@ -680,14 +671,10 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
             return NULL;
         }
     } else {
-        uint64_t h = pm_i_reg_hash((uintptr_t)p);
-        void *st = pm_i_reg_lock(h);
-        pm_i_reg_entry *r = lookup_checked(st, h, g, p, OP_REALLOC, &in, &e);
-        if (PM_I_UNLIKELY(r == NULL)) {
-            pm_i_reg_unlock(st);
-            report(g, OP_REALLOC, &e);
-            return NULL; /* the block is leaked; the caller sees a failure */
-        }
+        void *st;
+        pm_i_reg_entry *r = registry_checked(g, p, OP_REALLOC, &in, &st);
+        if (PM_I_UNLIKELY(r == NULL))
+            return NULL; /* reported; leaked; the caller sees a failure */
         if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
             pm_i_reg_unlock(st);
             return NULL;

@@ -452,11 +452,17 @@ static void arena_put_pool(pm_pool *pool)
  * Pools (class lock held).
  */
 
+static inline __attribute__((always_inline)) void link_write_vg(uint8_t *bp, uint8_t *next,
+                                                                int vg)
+{
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
+    *(uint8_t **)bp = next;
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+}
+
 static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_t *next)
 {
-    PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
-    *(uint8_t **)bp = next;
-    PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+    link_write_vg(bp, next, pm_i_p_vg);
 }
 
 static void class_link_front(struct pm_p_class *c, pm_pool *pool)
@@ -516,12 +522,6 @@ static pm_pool *new_pool(unsigned idx)
  * argument: inlined into the thread caches' refill and flush loops with 0
  * (the caches are off under memcheck), their valgrind requests and the
  * tests of pm_i_p_vg drop out of those loops. */
-#define PM_P_VG_IF(vg, stmt)                                                         \
-    do {                                                                             \
-        if (PM_I_UNLIKELY(vg)) {                                                     \
-            stmt;                                                                    \
-        }                                                                            \
-    } while (0)
 
 /* One block of class idx: from the first used pool's free list, else
  * carved from its never-used tail; a new pool if there is none. */
@@ -531,25 +531,21 @@ static inline __attribute__((always_inline)) uint8_t *take_block_vg(unsigned idx
     pm_pool *pool = c->used;
     if (pool == NULL && (pool = new_pool(idx)) == NULL)
         return NULL;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(pool, PM_P_HDR));
+    PM_P_HDR_OPEN_VG(pool, vg);
     uint8_t *bp = pool->freeblock;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(bp, sizeof(uint8_t *)));
-    uint8_t *next = *(uint8_t **)bp;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+    uint8_t *next = pm_i_p_link_read_vg(bp, vg);
     pool->count++;
     if (next == NULL) {
         if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
             next = (uint8_t *)pool + pool->nextoffset;
             pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
-            PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(next, sizeof(uint8_t *)));
-            *(uint8_t **)next = NULL;
-            PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(next, sizeof(uint8_t *)));
+            link_write_vg(next, NULL, vg);
         } else {
             class_unlink(c, pool); /* full */
         }
     }
     pool->freeblock = next;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(pool, PM_P_HDR));
+    PM_P_HDR_CLOSE_VG(pool, vg);
     return bp;
 }
 
@@ -560,11 +556,9 @@ static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, ui
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = PM_P_POOL_OF(bp);
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(pool, PM_P_HDR));
+    PM_P_HDR_OPEN_VG(pool, vg);
     int was_full = pool->freeblock == NULL;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
-    *(uint8_t **)bp = pool->freeblock;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+    link_write_vg(bp, pool->freeblock, vg);
     pool->freeblock = bp;
     if (--pool->count == 0) {
         if (!was_full)
@@ -576,7 +570,7 @@ static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, ui
     }
     if (was_full)
         class_link_front(c, pool);
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(pool, PM_P_HDR));
+    PM_P_HDR_CLOSE_VG(pool, vg);
 }
 
 static void give_block(unsigned idx, uint8_t *bp) { give_block_vg(idx, bp, pm_i_p_vg); }

@@ -286,24 +286,34 @@ static inline unsigned pm_i_p_lookup(const void *p)
     return atomic_load_explicit(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)], memory_order_relaxed);
 }
 
-/* Valgrind: open a pool header for the allocator's own access, close it. */
-#define PM_P_VG(stmt)                                                                \
+/* Valgrind requests, made only when vg (running under memcheck) is set.
+ * The paths that know they are not under memcheck (the thread caches, off
+ * there) pass a constant 0 and the requests drop out; the others pass
+ * pm_i_p_vg, which is what PM_P_VG and the macros without _VG do. */
+#define PM_P_VG_IF(vg, stmt)                                                         \
     do {                                                                             \
-        if (PM_I_UNLIKELY(pm_i_p_vg)) {                                              \
+        if (PM_I_UNLIKELY(vg)) {                                                     \
             stmt;                                                                    \
         }                                                                            \
     } while (0)
-#define PM_P_HDR_OPEN(pool) PM_P_VG(VALGRIND_MAKE_MEM_DEFINED((pool), PM_P_HDR))
-#define PM_P_HDR_CLOSE(pool) PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS((pool), PM_P_HDR))
+#define PM_P_VG(stmt) PM_P_VG_IF(pm_i_p_vg, stmt)
+
+/* Open a pool header for the allocator's own access, close it. */
+#define PM_P_HDR_OPEN_VG(pool, vg) PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED((pool), PM_P_HDR))
+#define PM_P_HDR_CLOSE_VG(pool, vg) PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS((pool), PM_P_HDR))
+#define PM_P_HDR_OPEN(pool) PM_P_HDR_OPEN_VG(pool, pm_i_p_vg)
+#define PM_P_HDR_CLOSE(pool) PM_P_HDR_CLOSE_VG(pool, pm_i_p_vg)
 
 /* Read a free-list link (the first word of a free block). */
-static inline uint8_t *pm_i_p_link_read(uint8_t *bp)
+static inline __attribute__((always_inline)) uint8_t *pm_i_p_link_read_vg(uint8_t *bp, int vg)
 {
-    PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(bp, sizeof(uint8_t *)));
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(bp, sizeof(uint8_t *)));
     uint8_t *next = *(uint8_t **)bp;
-    PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
     return next;
 }
+
+static inline uint8_t *pm_i_p_link_read(uint8_t *bp) { return pm_i_p_link_read_vg(bp, pm_i_p_vg); }
 
 /* Lock/unlock everything (statistics, validator, fork):
  * every class lock in order, the arena lock, the cache registry lock. */
