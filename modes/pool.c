@@ -33,10 +33,15 @@
  * reads the pointed-to memory; its leaf byte also gives the size class, so
  * free() needs no pool header on its fast path.
  *
- * Threads. Each thread has a cache: per size class a bounded LIFO stack of
- * blocks (16 to 64 slots). malloc pops from it and free pushes to it with no
- * lock and no atomic read-modify-write; an empty stack is refilled with half
- * its capacity, a full one flushed by half, under that class's lock. A block
+ * Threads. Each thread has a cache: per size class a LIFO list of blocks,
+ * linked through their first word like a pool's free list, holding at most
+ * one pool's worth (16 KiB: 1021 blocks of 16 bytes, 31 of 512). malloc
+ * pops from it and free pushes to it with no lock and no atomic
+ * read-modify-write. An empty list is refilled, under that class's lock,
+ * with the first used pool's whole free list, taken in O(1) without walking
+ * it (its links are read one at a time as the blocks are handed out, as in
+ * CPython's pymalloc), or with a run carved from a fresh pool's tail; a
+ * full one gives its most recent half back to the pools. A block
  * freed by another thread simply lands in the freeing thread's cache. Pools
  * are taken from and returned to arenas under the arena lock. A thread's
  * cache is flushed when the thread exits (pthread key destructor); a thread
@@ -122,10 +127,10 @@ const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1] = {
     INV(25), INV(26), INV(27), INV(28), INV(29), INV(30), INV(31), INV(32)};
 #undef INV
 
-/* The cache of threads that have none (yet, or any more): every stack is
+/* The cache of threads that have none (yet, or any more): every bin is
  * empty with capacity 0, so both fast paths fall through to the slow ones. */
 static pm_tcache empty_cache;
-static __thread pm_tcache *tc __attribute__((tls_model("initial-exec"))) = &empty_cache;
+__thread pm_tcache *pm_i_p_tc __attribute__((tls_model("initial-exec"))) = &empty_cache;
 /* 1 once this thread's cache was flushed at thread exit. */
 static __thread int tc_dead __attribute__((tls_model("initial-exec")));
 /* 1 while this thread creates its cache or runs the set-up (recursion). */
@@ -154,7 +159,7 @@ static void *raw_count(void *p)
     return p;
 }
 
-static void raw_free(void *p)
+void pm_i_p_free_other(void *p)
 {
     atomic_fetch_sub_explicit(&pm_i_p.raw_current, 1, memory_order_relaxed);
     pm_i_libc_free(p);
@@ -518,40 +523,36 @@ static pm_pool *new_pool(unsigned idx)
     return pool;
 }
 
-/* take_block and give_block take `vg` (running under memcheck) as an
- * argument: inlined into the thread caches' refill and flush loops with 0
- * (the caches are off under memcheck), their valgrind requests and the
- * tests of pm_i_p_vg drop out of those loops. */
-
 /* One block of class idx: from the first used pool's free list, else
  * carved from its never-used tail; a new pool if there is none. */
-static inline __attribute__((always_inline)) uint8_t *take_block_vg(unsigned idx, int vg)
+static uint8_t *take_block(unsigned idx)
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = c->used;
     if (pool == NULL && (pool = new_pool(idx)) == NULL)
         return NULL;
-    PM_P_HDR_OPEN_VG(pool, vg);
+    PM_P_HDR_OPEN(pool);
     uint8_t *bp = pool->freeblock;
-    uint8_t *next = pm_i_p_link_read_vg(bp, vg);
+    uint8_t *next = pm_i_p_link_read(bp);
     pool->count++;
     if (next == NULL) {
         if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
             next = (uint8_t *)pool + pool->nextoffset;
             pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
-            link_write_vg(next, NULL, vg);
+            link_write(next, NULL);
         } else {
             class_unlink(c, pool); /* full */
         }
     }
     pool->freeblock = next;
-    PM_P_HDR_CLOSE_VG(pool, vg);
+    PM_P_HDR_CLOSE(pool);
     return bp;
 }
 
-static uint8_t *take_block(unsigned idx) { return take_block_vg(idx, pm_i_p_vg); }
-
-/* Return block bp of class idx to its pool. */
+/* Return block bp of class idx to its pool. give_block_vg takes `vg`
+ * (running under memcheck) as an argument: inlined into the thread caches'
+ * flush loop with 0 (the caches are off under memcheck), its valgrind
+ * requests and tests of pm_i_p_vg drop out of that loop. */
 static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, uint8_t *bp, int vg)
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
@@ -575,6 +576,50 @@ static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, ui
 
 static void give_block(unsigned idx, uint8_t *bp) { give_block_vg(idx, bp, pm_i_p_vg); }
 
+/* A thread cache's refill (not under memcheck): a list of blocks of class
+ * idx, linked through their first word and NULL-terminated, now counted
+ * as allocated by their pool; *count gets its length (at most max, a bin's
+ * capacity). It is the first used pool's whole free list, taken without
+ * walking it: the pool's carved blocks are either counted or on the list.
+ * If that list is the single block in front of the pool's never-used tail,
+ * a run of up to PM_P_CARVE_MAX blocks (and half of max) is carved from the
+ * tail instead. Either way the pool is left with its next never-used block
+ * as its free list, or full. NULL (and *count 0) when no memory is left. */
+static uint8_t *take_run(unsigned idx, uint32_t max, uint32_t *count)
+{
+    struct pm_p_class *c = &pm_i_p.cls[idx];
+    pm_pool *pool = c->used;
+    *count = 0;
+    if (pool == NULL && (pool = new_pool(idx)) == NULL)
+        return NULL;
+    uint32_t size = (uint32_t)PM_P_CLASS_SIZE(idx);
+    uint8_t *head = pool->freeblock;
+    uint32_t n = (pool->nextoffset - PM_P_HDR) / size - pool->count;
+    if (n == 1) { /* head's link is NULL: carve */
+        uint32_t want = max / 2 < PM_P_CARVE_MAX ? max / 2 : PM_P_CARVE_MAX;
+        uint8_t *tail = head;
+        for (; n < want && pool->nextoffset <= pool->maxnextoffset; n++) {
+            uint8_t *bp = (uint8_t *)pool + pool->nextoffset;
+            pool->nextoffset += size;
+            link_write_vg(tail, bp, 0);
+            tail = bp;
+        }
+        link_write_vg(tail, NULL, 0);
+    }
+    pool->count += n;
+    if (pool->nextoffset <= pool->maxnextoffset) {
+        uint8_t *bp = (uint8_t *)pool + pool->nextoffset;
+        pool->nextoffset += size;
+        link_write_vg(bp, NULL, 0);
+        pool->freeblock = bp;
+    } else {
+        pool->freeblock = NULL;
+        class_unlink(c, pool); /* full */
+    }
+    *count = n;
+    return head;
+}
+
 /* ---------------------------------------------------------------------------
  * Set-up and thread caches.
  */
@@ -590,9 +635,9 @@ static void fork_child(void)
     pm_i_p.arena_lock = fresh;
     /* The other threads are gone. Their caches may be mid-update, so their
      * blocks are not reused: they stay allocated (a bounded leak). */
-    pm_i_p.caches = tc != &empty_cache ? tc : NULL;
-    if (tc != &empty_cache)
-        tc->next = tc->prev = NULL;
+    pm_i_p.caches = pm_i_p_tc != &empty_cache ? pm_i_p_tc : NULL;
+    if (pm_i_p_tc != &empty_cache)
+        pm_i_p_tc->next = pm_i_p_tc->prev = NULL;
     pm_i_p.tc_lock = fresh;
 }
 
@@ -601,10 +646,10 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count);
 static void tc_destroy(void *arg)
 {
     pm_tcache *c = arg;
-    tc = &empty_cache;
+    pm_i_p_tc = &empty_cache;
     tc_dead = 1;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        flush_bin(c, i, atomic_load_explicit(&c->n[i + 1], memory_order_relaxed));
+        flush_bin(c, i, atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed));
     pthread_mutex_lock(&pm_i_p.tc_lock);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -664,8 +709,8 @@ void pm_i_pool_init(void) { (void)ensure_init(); }
  * (valgrind, thread exiting, recursion during creation or set-up). */
 static pm_tcache *cache(void)
 {
-    if (tc != &empty_cache)
-        return tc;
+    if (pm_i_p_tc != &empty_cache)
+        return pm_i_p_tc;
     if (pm_i_p_vg || tc_dead || tc_busy)
         return NULL;
     tc_busy = 1;
@@ -678,10 +723,11 @@ static pm_tcache *cache(void)
         c = map(sizeof *c);
     if (c != NULL) {
         for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
-            /* About 8 KiB per class, between 16 and 64 blocks. */
-            size_t lim = 8192 / PM_P_CLASS_SIZE(i);
-            c->lim[i + 1] = (uint32_t)(lim > PM_P_CACHE_SLOTS ? PM_P_CACHE_SLOTS : lim);
-            atomic_store_explicit(&c->n[i + 1], 0, memory_order_relaxed);
+            /* One pool's worth: a refill's whole free list always fits. */
+            struct pm_p_bin *b = &c->bin[i + 1];
+            b->head = NULL;
+            b->lim = (uint32_t)PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(i));
+            atomic_store_explicit(&b->n, 0, memory_order_relaxed);
         }
         pthread_setspecific(tc_key, c); /* may allocate (key >= 32) */
         pthread_mutex_lock(&pm_i_p.tc_lock);
@@ -691,34 +737,39 @@ static pm_tcache *cache(void)
             c->next->prev = c;
         pm_i_p.caches = c;
         pthread_mutex_unlock(&pm_i_p.tc_lock);
-        tc = c;
+        pm_i_p_tc = c;
     }
     tc_busy = 0;
     return c;
 }
 
-/* Give the oldest `count` blocks of class idx's bin back to their pools. */
+/* Give the first (most recently freed) `count` blocks of class idx's bin
+ * back to their pools. */
 static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
 {
-    unsigned v = idx + 1;
-    uint32_t n = atomic_load_explicit(&c->n[v], memory_order_relaxed);
+    struct pm_p_bin *b = &c->bin[idx + 1];
     if (count == 0)
         return;
+    uint8_t *bp = b->head;
     pthread_mutex_lock(&pm_i_p.cls[idx].lock);
-    for (uint32_t i = 0; i < count; i++)
-        give_block_vg(idx, c->slot[v][i], 0); /* a cache: not under memcheck */
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t *next = *(uint8_t **)bp; /* before give_block relinks bp */
+        give_block_vg(idx, bp, 0);        /* a cache: not under memcheck */
+        bp = next;
+    }
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
-    memmove(&c->slot[v][0], &c->slot[v][count], (n - count) * sizeof c->slot[v][0]);
-    atomic_store_explicit(&c->n[v], n - count, memory_order_relaxed);
+    b->head = bp;
+    atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - count,
+                          memory_order_relaxed);
 }
 
 void pm_i_pool_flush_thread_cache(void)
 {
-    pm_tcache *c = tc;
+    pm_tcache *c = pm_i_p_tc;
     if (c == &empty_cache)
         return;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        flush_bin(c, i, atomic_load_explicit(&c->n[i + 1], memory_order_relaxed));
+        flush_bin(c, i, atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed));
 }
 
 /* ---------------------------------------------------------------------------
@@ -758,7 +809,7 @@ static void vg_free(uint8_t *bp, unsigned idx)
     pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
 }
 
-PM_P_SLOW static void *malloc_slow(void *ctx, size_t n)
+PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
 {
     (void)ctx; /* same signature as pool_malloc: a plain tail jump */
     if (n == 0 || n > PM_P_SMALL_MAX)
@@ -775,31 +826,24 @@ PM_P_SLOW static void *malloc_slow(void *ctx, size_t n)
         pthread_mutex_unlock(&cl->lock);
         return bp;
     }
-    unsigned v = idx + 1;
-    void **slot = c->slot[v];
-    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
-    if (k == 0) { /* refill half the capacity */
-        uint32_t want = c->lim[v] / 2;
+    struct pm_p_bin *b = &c->bin[idx + 1];
+    uint8_t *bp = b->head;
+    if (bp == NULL) { /* refill */
+        uint32_t k;
         pthread_mutex_lock(&cl->lock);
-        for (; k < want; k++) {
-            uint8_t *bp = take_block_vg(idx, 0); /* a cache: not under memcheck */
-            if (bp == NULL)
-                break;
-            slot[want - 1 - k] = bp; /* first taken on top: lowest address first */
-        }
+        bp = take_run(idx, b->lim, &k);
         pthread_mutex_unlock(&cl->lock);
-        if (k < want) { /* out of memory: keep what we got, in order */
-            memmove(&slot[0], &slot[want - k], k * sizeof slot[0]);
-            if (k == 0)
-                return NULL;
-        }
+        if (bp == NULL)
+            return NULL;
+        atomic_store_explicit(&b->n, k, memory_order_relaxed);
     }
-    k--;
-    atomic_store_explicit(&c->n[v], k, memory_order_relaxed);
-    return slot[k];
+    b->head = *(uint8_t **)bp;
+    atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    return bp;
 }
 
-PM_P_SLOW static void free_slow(void *ctx, void *p, unsigned idx)
+PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
 {
     (void)ctx;
     int recursive = ensure_init();
@@ -814,14 +858,13 @@ PM_P_SLOW static void free_slow(void *ctx, void *p, unsigned idx)
         pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
         return;
     }
-    unsigned v = idx + 1;
-    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
-    if (k >= c->lim[v]) {
-        flush_bin(c, idx, c->lim[v] / 2);
-        k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
-    }
-    c->slot[v][k] = p;
-    atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
+    struct pm_p_bin *b = &c->bin[idx + 1];
+    if (atomic_load_explicit(&b->n, memory_order_relaxed) >= b->lim)
+        flush_bin(c, idx, b->lim / 2);
+    *(void **)p = b->head;
+    b->head = p;
+    atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------------------
@@ -830,49 +873,20 @@ PM_P_SLOW static void free_slow(void *ctx, void *p, unsigned idx)
 
 static void *pool_malloc(void *ctx, size_t n)
 {
-    /* v = class + 1; n <= PTRDIFF_MAX, so n + 15 cannot wrap. n == 0 gives
-     * v - 1 == SIZE_MAX and n > 512 gives v - 1 >= 32: the slow path. */
-    size_t v = (n + PM_P_ALIGN - 1) >> PM_P_ALIGN_SHIFT;
-    if (PM_I_LIKELY(v - 1 < PM_P_NCLASSES)) {
-        pm_tcache *c = tc;
-        uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
-        if (PM_I_LIKELY(k != 0)) {
-            atomic_store_explicit(&c->n[v], k - 1, memory_order_relaxed);
-            return c->slot[v][k - 1];
-        }
-    }
-    return malloc_slow(ctx, n);
-}
-
-/* Free pool block p of class v - 1: onto this thread's cache, or the slow
- * path when the cache's bin is full (or there is no cache). */
-static inline __attribute__((always_inline)) void free_block(void *p, unsigned v)
-{
-    pm_tcache *c = tc;
-    uint32_t k = atomic_load_explicit(&c->n[v], memory_order_relaxed);
-    if (PM_I_LIKELY(k < c->lim[v])) {
-        c->slot[v][k] = p;
-        atomic_store_explicit(&c->n[v], k + 1, memory_order_relaxed);
-        return;
-    }
-    free_slow(NULL, p, v - 1);
+    void *p = pm_i_p_malloc_fast(n);
+    return PM_I_LIKELY(p != NULL) ? p : pm_i_p_malloc_slow(ctx, n);
 }
 
 static void pool_free(void *ctx, void *p)
 {
     (void)ctx;
-    unsigned v = pm_i_p_lookup(p); /* class + 1, or 0: not ours */
-    if (PM_I_LIKELY(v != 0)) {
-        free_block(p, v);
-        return;
-    }
-    raw_free(p);
+    pm_i_p_free(p);
 }
 
 /* pool_free of block p, known to be a pool block in use of class v - 1:
  * the debug decorator has just claimed its live side word, which implies
  * both, and found v in the side tree. Skips the ownership lookup. */
-void pm_i_pool_free_known(void *p, unsigned v) { free_block(p, v); }
+void pm_i_pool_free_known(void *p, unsigned v) { pm_i_p_free_block(p, v); }
 
 static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
 {

@@ -1,9 +1,10 @@
 /*
  * modes/pool.h - the pool allocator's state, shared by modes/pool.c (the
  * allocator) and modes/pool_stats.c (statistics, printer, validator).
- * Nothing outside modes/pool*.c includes this; the rest of the library sees
- * pool mode through src/pm_internal.h. The design is described at the top
- * of modes/pool.c.
+ * Outside modes/pool*.c, only modes/debug.c (side words, the free of a block
+ * it knows) and src/override.c (the malloc family's inline fast paths)
+ * include this; the rest of the library sees pool mode through
+ * src/pm_internal.h. The design is described at the top of modes/pool.c.
  */
 #ifndef PM_POOL_H
 #define PM_POOL_H
@@ -46,8 +47,8 @@
 #define PM_P_BLOCKS_PER_POOL(size) ((PM_P_POOL_SIZE - PM_P_HDR) / (size))
 #define PM_P_POOL_OF(p) ((pm_pool *)((uintptr_t)(p) & ~PM_P_POOL_MASK))
 
-/* ---- thread cache geometry ---- */
-#define PM_P_CACHE_SLOTS 64u /* the largest per-class capacity */
+/* ---- thread caches: a run carved from a fresh pool for a refill ---- */
+#define PM_P_CARVE_MAX 64u /* blocks, at most half a bin */
 
 /* ---- ownership radix tree: one byte per 16 KiB pool of a 48-bit space ---- */
 #define PM_P_ADDR_BITS 48
@@ -88,17 +89,24 @@ typedef struct pm_arena {
 #define PM_P_ARENA_CHUNK 1024u /* arena objects per mmap'ed chunk */
 #define PM_P_MAX_CHUNKS 4096u  /* 4M arenas: 4 TiB of pools */
 
-/* A thread's cache: per size class a bounded LIFO stack of blocks that are
- * counted as allocated by their pools. Indexed by class + 1 (the value the
- * ownership tree stores; entry 0 is unused) so that free() indexes it with
- * the tree's byte directly. n[] is written by the owning thread only; it is
- * atomic (relaxed: plain moves) because the statistics read it from other
- * threads. */
+/* A thread's cache: per size class a bounded LIFO list of blocks that are
+ * counted as allocated by their pools, linked through their first word (as
+ * in a pool's free list). Indexed by class + 1 (the value the ownership
+ * tree stores; entry 0 is unused) so that free() indexes it with the tree's
+ * byte directly. A bin holds at most one pool's worth of blocks (16 KiB):
+ * a refill takes a pool's whole free list at once (no walk down the list;
+ * a block's link is read when the block is handed out, as CPython's
+ * pymalloc does), or carves a run of never-used blocks. n is written by the
+ * owning thread only; it is atomic (relaxed: plain moves) because the
+ * statistics read it from other threads. */
 #define PM_P_CACHE_BINS (PM_P_NCLASSES + 1)
+struct pm_p_bin {
+    void *head;         /* the list, NULL-terminated */
+    _Atomic uint32_t n; /* its length */
+    uint32_t lim;       /* capacity; 0 in the shared empty cache */
+};
 typedef struct pm_tcache {
-    _Atomic uint32_t n[PM_P_CACHE_BINS];
-    uint32_t lim[PM_P_CACHE_BINS]; /* capacity; 0 in the shared empty cache */
-    void *slot[PM_P_CACHE_BINS][PM_P_CACHE_SLOTS];
+    struct pm_p_bin bin[PM_P_CACHE_BINS];
     struct pm_tcache *next, *prev; /* registry (under tc_lock) */
 } pm_tcache;
 
@@ -284,6 +292,71 @@ static inline unsigned pm_i_p_lookup(const void *p)
     if (PM_I_UNLIKELY(leaf == NULL))
         return 0;
     return atomic_load_explicit(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)], memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------------
+ * The fast paths, inline here so that the malloc override (src/override.c)
+ * runs them without the indirect call through the domain table when the mem
+ * domain's allocator is pm_i_pool_base itself. pool_malloc and pool_free in
+ * modes/pool.c are these functions.
+ */
+
+/* This thread's cache (initial-exec TLS: one %fs-relative load). Never NULL:
+ * until the thread has a cache, and after it exited, a shared empty cache
+ * whose bins are empty with capacity 0, so both fast paths fall through to
+ * the slow ones, which create it. */
+extern __thread pm_tcache *pm_i_p_tc __attribute__((tls_model("initial-exec")));
+
+/* The slow paths (modes/pool.c): malloc of a size the fast path does not
+ * serve or with an empty bin; free with a full bin (idx: the class); free
+ * of a block that is not in a pool (libc's, counted). */
+void *pm_i_p_malloc_slow(void *ctx, size_t n);
+void pm_i_p_free_slow(void *ctx, void *p, unsigned idx);
+void pm_i_p_free_other(void *p);
+
+/* A block of n bytes from this thread's cache, or NULL when the fast path
+ * cannot serve n (then call pm_i_p_malloc_slow). */
+static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
+{
+    /* v = class + 1. n == 0 gives v - 1 == SIZE_MAX, n > 512 gives
+     * v - 1 >= 32, and n > SIZE_MAX - 15 wraps to v == 0: not here. */
+    size_t v = (n + PM_P_ALIGN - 1) >> PM_P_ALIGN_SHIFT;
+    if (PM_I_LIKELY(v - 1 < PM_P_NCLASSES)) {
+        struct pm_p_bin *b = &pm_i_p_tc->bin[v];
+        void *p = b->head;
+        if (PM_I_LIKELY(p != NULL)) {
+            b->head = *(void **)p;
+            atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
+                                  memory_order_relaxed);
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Free pool block p of class v - 1: onto this thread's cache, or the slow
+ * path when the bin is full (or there is no cache). */
+static inline __attribute__((always_inline)) void pm_i_p_free_block(void *p, unsigned v)
+{
+    struct pm_p_bin *b = &pm_i_p_tc->bin[v];
+    uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
+    if (PM_I_LIKELY(k < b->lim)) {
+        *(void **)p = b->head;
+        b->head = p;
+        atomic_store_explicit(&b->n, k + 1, memory_order_relaxed);
+        return;
+    }
+    pm_i_p_free_slow(NULL, p, v - 1);
+}
+
+static inline __attribute__((always_inline)) void pm_i_p_free(void *p)
+{
+    unsigned v = pm_i_p_lookup(p); /* class + 1, or 0: not ours */
+    if (PM_I_LIKELY(v != 0)) {
+        pm_i_p_free_block(p, v);
+        return;
+    }
+    pm_i_p_free_other(p);
 }
 
 /* Valgrind requests, made only when vg (running under memcheck) is set.

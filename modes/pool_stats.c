@@ -87,7 +87,7 @@ int pm_get_stats(struct pm_stats *st)
     for (pm_tcache *c = pm_i_p.caches; c != NULL; c = c->next)
         for (unsigned i = 0; i < PM_P_NCLASSES; i++)
             st->classes[i].blocks_cached +=
-                atomic_load_explicit(&c->n[i + 1], memory_order_relaxed);
+                atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed);
     pm_i_p_unlock_all();
 
     st->bytes_unused_pools = st->unused_pools * PM_P_POOL_SIZE;
@@ -378,7 +378,7 @@ int pm_i_pool_validate(pm_i_buf *why)
     /* Thread caches: counts within capacity and at most what pools gave out. */
     for (pm_tcache *c = pm_i_p.caches; c != NULL; c = c->next)
         for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-            if (atomic_load_explicit(&c->n[i + 1], memory_order_relaxed) > c->lim[i + 1])
+            if (atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed) > c->bin[i + 1].lim)
                 FAIL("thread cache over capacity", c, i);
     rc = 0;
 out:

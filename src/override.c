@@ -44,6 +44,7 @@
  * must run before any set-up.
  */
 #include "pm_override.h"
+#include "../modes/pool.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -134,14 +135,33 @@ static O_COLD void *o_malloc_slow(size_t n)
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
+/* The mem domain's record: when it is the pool allocator's own (pymalloc
+ * mode with no hook over it), the fast paths run its inline fast paths
+ * instead of an indirect call. */
+static inline const pm_i_base *o_mem(void)
+{
+    return atomic_load_explicit(&pm_i_domains[PM_DOMAIN_MEM].cur, memory_order_acquire);
+}
+
+/* The pool's slow path, for o_malloc (a tail call from there). */
+static O_COLD void *o_pool_malloc_slow(size_t n)
+{
+    void *p = pm_i_p_malloc_slow(pm_i_pool_base.a.ctx, n); /* n > PTRDIFF_MAX: libc's NULL */
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
 static inline void *o_malloc(size_t n)
 {
-    if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX && o_fast())) {
-        void *ctx;
-        pm_i_malloc_fn fn;
-        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
-        void *p = fn(ctx, n);
-        return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+    if (PM_I_LIKELY(o_fast())) {
+        const pm_i_base *r = o_mem();
+        if (PM_I_LIKELY(r == &pm_i_pool_base)) {
+            void *p = pm_i_p_malloc_fast(n);
+            return PM_I_LIKELY(p != NULL) ? p : o_pool_malloc_slow(n);
+        }
+        if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX)) {
+            void *p = r->a.malloc(r->a.ctx, n);
+            return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+        }
     }
     return o_malloc_slow(n);
 }
@@ -194,12 +214,19 @@ static O_COLD void o_free_slow(void *p)
 
 static inline void o_free(void *p)
 {
-    if (PM_I_LIKELY(o_fast() && !pm_i_early_owns(p) && p != NULL)) {
-        void *ctx;
-        pm_i_free_fn fn;
-        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
-        fn(ctx, p);
-        return;
+    if (PM_I_LIKELY(o_fast())) {
+        const pm_i_base *r = o_mem();
+        if (PM_I_LIKELY(r == &pm_i_pool_base)) {
+            /* NULL and the early arena are not in a pool: the slow path. */
+            unsigned v = pm_i_p_lookup(p);
+            if (PM_I_LIKELY(v != 0)) {
+                pm_i_p_free_block(p, v);
+                return;
+            }
+        } else if (PM_I_LIKELY(!pm_i_early_owns(p) && p != NULL)) {
+            r->a.free(r->a.ctx, p);
+            return;
+        }
     }
     o_free_slow(p);
 }

@@ -123,6 +123,75 @@ static void test_carving_and_reuse(void)
     PM_CHECK_EQ(validate(), 0);
 }
 
+/* The thread cache (one bin of a class no other test has used yet):
+ * a refill carves a run of half a bin from a fresh pool, or takes a used
+ * pool's whole free list at once; a bin holds at most one pool's worth and
+ * gives half back when full. 384-byte blocks: 42 per pool, a bin of 42. */
+static size_t cached(unsigned cls)
+{
+    struct pm_stats st;
+    PM_CHECK_EQ(pm_get_stats(&st), 0);
+    return st.classes[cls].blocks_cached;
+}
+
+static void test_thread_cache_bins(void)
+{
+    NEED_NATIVE();
+    enum { CLS = 23, SIZE = 384, PER_POOL = 42 };
+    pm_i_pool_flush_thread_cache();
+    /* One pool's worth: two carved runs of 21, all from one pool. */
+    unsigned char *p[PER_POOL];
+    p[0] = MEM->malloc(SIZE);
+    PM_CHECK_EQ(cached(CLS), PER_POOL / 2 - 1);
+    for (int i = 1; i < PER_POOL; i++)
+        p[i] = MEM->malloc(SIZE);
+    PM_CHECK_EQ(cached(CLS), 0);
+    uintptr_t pool = (uintptr_t)p[0] & ~(uintptr_t)16383;
+    int same = 0;
+    for (int i = 0; i < PER_POOL; i++)
+        same += ((uintptr_t)p[i] & ~(uintptr_t)16383) == pool;
+    PM_CHECK_EQ(same, PER_POOL);
+    /* Half freed, then back to the pool: its free list has 21 blocks. */
+    for (int i = 0; i < PER_POOL; i += 2)
+        MEM->free(p[i]);
+    PM_CHECK_EQ(cached(CLS), PER_POOL / 2);
+    pm_i_pool_flush_thread_cache();
+    PM_CHECK_EQ(cached(CLS), 0);
+    PM_CHECK_EQ(validate(), 0);
+    /* The next malloc takes that whole list: the pool is full again. */
+    unsigned char *q = MEM->malloc(SIZE);
+    PM_CHECK_EQ(cached(CLS), PER_POOL / 2 - 1);
+    PM_CHECK_EQ((uintptr_t)q & ~(uintptr_t)16383, pool);
+    PM_CHECK_EQ(validate(), 0);
+    unsigned char *rest[PER_POOL / 2];
+    rest[0] = q;
+    for (int i = 1; i < PER_POOL / 2; i++) {
+        rest[i] = OBJ->malloc(SIZE - 10); /* same class, other domain */
+        PM_CHECK_EQ((uintptr_t)rest[i] & ~(uintptr_t)16383, pool);
+    }
+    PM_CHECK_EQ(cached(CLS), 0);
+    /* More frees than a bin holds: it never exceeds one pool's worth. A
+     * block from a second pool first (a carved run: 20 left cached), then
+     * 42 frees: 22 fill the bin, the 23rd gives 21 back, 19 more. */
+    unsigned char *extra = MEM->malloc(SIZE);
+    PM_CHECK_EQ(cached(CLS), PER_POOL / 2 - 1);
+    PM_CHECK(((uintptr_t)extra & ~(uintptr_t)16383) != pool);
+    size_t most = 0;
+    for (int i = 1; i < PER_POOL; i += 2) {
+        MEM->free(p[i]);
+        most = cached(CLS) > most ? cached(CLS) : most;
+    }
+    for (int i = 0; i < PER_POOL / 2; i++) {
+        (i ? OBJ : MEM)->free(rest[i]);
+        most = cached(CLS) > most ? cached(CLS) : most;
+    }
+    PM_CHECK_EQ(most, PER_POOL);
+    PM_CHECK_EQ(cached(CLS), PER_POOL / 2 + 20);
+    PM_CHECK_EQ(validate(), 0);
+    MEM->free(extra);
+    PM_CHECK_EQ(validate(), 0);
+}
+
 /* In place iff n <= block size and 4n > 3 * block size; raw stays raw. */
 static void test_realloc_rules(void)
 {
@@ -439,6 +508,7 @@ static void test_print_stats_format(void)
 int main(void)
 {
     PM_RUN(test_carving_and_reuse); /* first: needs a class never used */
+    PM_RUN(test_thread_cache_bins); /* second: needs another one */
     PM_RUN(test_size_classes_and_alignment);
     PM_RUN(test_realloc_rules);
     PM_RUN(test_raw_fallback);
