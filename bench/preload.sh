@@ -17,12 +17,16 @@
 #     by callgrind: compare such modes on the native figures.
 #  3. The Python workload again, in callgrind instructions (repeatable on a
 #     shared machine, where times are not).
+#  4. The workload's time measured against itself (with perf, if it can
+#     sample): each run's samples over its samples in the interpreter's own
+#     hottest functions, so that a noisy machine's swings cancel out.
 #
 #   bench/preload.sh [BUILD_DIR]      (default: build)
 # Environment: RUNS (default 5), SCALE (rounds of the Python workload,
 # default 20), PYTHON (default: the real python3 behind any shim),
-# PM_BENCH_NO_INSTALL=1 (do not apt-get the peers), NO_CALLGRIND=1 (parts 2
-# and 3 left out), CG_SCALE (rounds of the workload under callgrind, default 2).
+# PM_BENCH_NO_INSTALL=1 (do not apt-get the peers), NO_CALLGRIND=1 (parts 2,
+# 3 and 4 left out), CG_SCALE (rounds of the workload under callgrind,
+# default 2), SHARE_RUNS (runs per configuration in part 4, default 3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../build}" && pwd)
@@ -143,4 +147,37 @@ done
 for i in "${!names[@]}"; do
   printf '%-22s %16s %13.2fx %9.2fx\n' "${names[$i]}" "${irs[$i]}" \
     "$(echo "${irs[$i]} / ${irs[0]}" | bc -l)" "$(echo "${irs[$i]} / ${irs[1]}" | bc -l)"
+done
+
+# 4. The same workload timed in a way the machine's noise cancels out of:
+# sampled with perf (cpu-clock), each run's samples divided by its samples
+# in the interpreter's own hottest functions (the bytecode loop, dict
+# lookups and insertion, int-to-string, string copies), which do the same
+# work under every allocator. A slower or busier machine slows both alike,
+# so the ratio is stable where times swing by half from run to run; what it
+# does not see is an allocator's effect on the interpreter's own cache
+# misses (that part stays inside the divisor).
+command -v perf >/dev/null && perf record -q -e cpu-clock -o "$tmp/probe.data" true >/dev/null 2>&1 || {
+  echo; echo "perf cannot sample here: part 4 skipped"; exit 0; }
+share_runs=${SHARE_RUNS:-3}
+core='_PyEval_EvalFrameDefault|unicodekeys_lookup_unicode|_Py_dict_lookup|PyDict_GetItemWithError|insertdict|long_to_decimal_string_internal|_copy_characters|PyDict_SetItem|_PyLong_Add|PyObject_Str'
+echo
+echo "## 4. Python small-object workload ($scale), perf samples / samples in the interpreter's core, $share_runs runs summed"
+declare -A tot cor
+for ((r = 0; r < share_runs; r++)); do
+  for i in "${!names[@]}"; do
+    # shellcheck disable=SC2086
+    env ${envs[$i]} perf record -q -e cpu-clock -F 2000 -o "$tmp/s.data" \
+      "$python" "$here/small_objects.py" "$scale" >/dev/null 2>&1
+    read -r t k < <(perf report -i "$tmp/s.data" --stdio --sort sym -F overhead,sample,sym 2>/dev/null |
+      grep -v '^#' | awk -v re="$core" 'NF >= 3 {t += $2; if ($NF ~ "^(" re ")$") k += $2} END {print t + 0, k + 0}')
+    tot[$i]=$((${tot[$i]:-0} + t)) cor[$i]=$((${cor[$i]:-0} + k))
+  done
+done
+printf '%-22s %9s %9s %10s %14s %10s\n' configuration samples core total/core "vs python's" "vs glibc"
+for i in "${!names[@]}"; do
+  printf '%-22s %9d %9d %10.4f %13.3fx %9.3fx\n' "${names[$i]}" "${tot[$i]}" "${cor[$i]}" \
+    "$(echo "${tot[$i]} / ${cor[$i]}" | bc -l)" \
+    "$(echo "(${tot[$i]} / ${cor[$i]}) / (${tot[0]} / ${cor[0]})" | bc -l)" \
+    "$(echo "(${tot[$i]} / ${cor[$i]}) / (${tot[1]} / ${cor[1]})" | bc -l)"
 done
