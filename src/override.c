@@ -143,10 +143,13 @@ static inline const pm_i_base *o_mem(void)
     return atomic_load_explicit(&pm_i_domains[PM_DOMAIN_MEM].cur, memory_order_acquire);
 }
 
-/* The pool's slow path, for o_malloc (a tail call from there). */
+/* The pool's slow path, for o_malloc (a tail call from there). The fast
+ * path serves only 1..512 bytes, so sizes above PTRDIFF_MAX end up here. */
 static O_COLD void *o_pool_malloc_slow(size_t n)
 {
-    void *p = pm_i_p_malloc_slow(pm_i_pool_base.a.ctx, n); /* n > PTRDIFF_MAX: libc's NULL */
+    if (n > (size_t)PTRDIFF_MAX)
+        return o_enomem();
+    void *p = pm_i_p_malloc_slow(pm_i_pool_base.a.ctx, n);
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
