@@ -6,7 +6,9 @@
 #   2. wall time, best of RUNS (9) runs alternating between the modes, and
 #      the ratio debug/plain; in a single-threaded process and in one that
 #      has had a second thread (POOL_BENCH_THREADED=1: the debug hooks take
-#      their atomic paths, as in any threaded program);
+#      their atomic paths, as in any threaded program); and with two
+#      threads running the loop at once (POOL_BENCH_THREADS=2: ns per pair
+#      of one thread while the other allocates too);
 #   3. memory per block in pymalloc_debug against pymalloc: the pools' bytes
 #      per block (arena bytes in use / blocks) and the resident-set growth,
 #      which also holds the debug layer's block registry (mmap'd metadata).
@@ -31,12 +33,15 @@ ir() { # mode size order pairs -> instructions per pair below bench_loop_pm
 # i of every mode, then run i+1), so that changes in the machine's load hit
 # them alike.
 RUNS=${RUNS:-9}
-row() { # size order pairs threaded(0|1) mode... -> "mode best" lines
+row() { # size order pairs threads(0|1|2) mode... -> "mode best" lines
   local size=$1 order=$2 pairs=$3 thr=$4; shift 4
   local d; d=$(mktemp -d)
+  local threaded=0 threads=1
+  case $thr in 1) threaded=1 ;; 2) threads=2 ;; esac
   for i in $(seq "$RUNS"); do
     for m in "$@"; do
-      POOL_BENCH_THREADED=$thr PYMALLOC_MODE=$m "$bin" churn pm "$size" "$order" "$pairs" |
+      POOL_BENCH_THREADED=$threaded POOL_BENCH_THREADS=$threads PYMALLOC_MODE=$m \
+        "$bin" churn pm "$size" "$order" "$pairs" |
         sed -n 's/.*ns\/pair=\([0-9.]*\).*/\1/p' >>"$d/$m"
     done
   done
@@ -54,8 +59,12 @@ for case in "16 lifo" "mixed fifo"; do
     'BEGIN { printf "%-8s %-6s %10.1f %10.1f %7.2f %10.1f %10.1f %7.2f\n", s, o, p, pd, pd/p, m, md, md/m }'
 done
 
-for thr in 0 1; do
-  if [ "$thr" = 0 ]; then what="single-threaded process"; else what="process that has had a second thread"; fi
+for thr in 0 1 2; do
+  case $thr in
+    0) what="single-threaded process" ;;
+    1) what="process that has had a second thread" ;;
+    2) what="two threads running the loop at once (ns per pair of one thread)" ;;
+  esac
   echo "== wall time, $what: best of $RUNS alternating runs, ns per pair (loop included)"
   printf "%-8s %-6s %10s %10s %7s %10s %10s %7s\n" size order pymalloc pm_debug ratio malloc m_debug ratio
   for case in "16 lifo" "16 fifo" "mixed lifo" "mixed fifo"; do

@@ -14,7 +14,10 @@
  *          allocator's caches cycle through the central lists).
  * With POOL_BENCH_THREADED=1 a thread is started and joined first, so the
  * loop runs in a process that has had two threads (glibc then takes its
- * multi-threaded paths for good, and so do pymalloc's debug hooks).
+ * multi-threaded paths for good, and so do pymalloc's debug hooks). With
+ * POOL_BENCH_THREADS=N (pm or libc) N threads run the loop at once, each
+ * `pairs` pairs on blocks of its own, and ns/pair is the wall time over
+ * `pairs`: the time of one thread's pair while N threads allocate.
  * `none` runs the same loop with a trivial allocator: its cost is the loop's
  * own, to subtract from callgrind counts. The timed loop is bench_loop()
  * (callgrind: --toggle-collect=bench_loop*). Prints pairs and seconds.
@@ -59,7 +62,7 @@ __attribute__((noinline)) static void none_free(void *p) { __asm__ volatile("" :
     __attribute__((noinline)) void bench_loop_##name(long pairs, int fifo,            \
                                                      const uint16_t *sizes)         \
     {                                                                                 \
-        static void *win[WINDOW];                                                     \
+        static __thread void *win[WINDOW];                                            \
         void *burst[BURST];                                                           \
         long done = 0;                                                                \
         if (fifo) {                                                                   \
@@ -117,6 +120,45 @@ static int usage(void)
 
 static void *idle(void *arg) { return arg; }
 
+typedef struct loop_arg {
+    long pairs;
+    int fifo, pm;
+    const uint16_t *sizes;
+    pthread_barrier_t *go;
+} loop_arg;
+
+static void *loop_thread(void *arg)
+{
+    loop_arg *a = arg;
+    pthread_barrier_wait(a->go);
+    if (a->pm)
+        bench_loop_pm(a->pairs, a->fifo, a->sizes);
+    else
+        bench_loop_libc(a->pairs, a->fifo, a->sizes);
+    return NULL;
+}
+
+/* The loop in nthreads threads at once; the wall time from their start. */
+static double concurrent_loops(int nthreads, long pairs, int fifo, int pm, const uint16_t *sizes)
+{
+    pthread_t t[64];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)nthreads + 1);
+    loop_arg a = {pairs, fifo, pm, sizes, &go};
+    for (int i = 0; i < nthreads; i++)
+        if (pthread_create(&t[i], NULL, loop_thread, &a) != 0) {
+            fprintf(stderr, "pool_bench: cannot start a thread\n");
+            exit(1);
+        }
+    pthread_barrier_wait(&go);
+    double t0 = now();
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
+    double t1 = now();
+    pthread_barrier_destroy(&go);
+    return t1 - t0;
+}
+
 static int churn(int argc, char **argv)
 {
     if (argc < 6)
@@ -154,6 +196,22 @@ static int churn(int argc, char **argv)
             fprintf(stderr, "pool_bench: cannot start a thread\n");
             return 1;
         }
+    }
+    const char *nthr = getenv("POOL_BENCH_THREADS");
+    int nthreads = nthr != NULL ? atoi(nthr) : 1;
+    if (nthreads > 1) {
+        if (nthreads > 64 || (!pm && !libc)) {
+            fprintf(stderr, "pool_bench: POOL_BENCH_THREADS: 2..64, with pm or libc\n");
+            return 2;
+        }
+        double secs = concurrent_loops(nthreads, pairs, fifo, pm, sizes);
+        printf("churn %s size=%s %s pairs=%ld live=%ld threads=%d seconds=%.4f ns/pair=%.2f\n",
+               alloc, argv[3], fifo ? "fifo" : "lifo", pairs, live, nthreads, secs,
+               secs * 1e9 / (double)pairs);
+        for (long i = 1; i < live; i += 2)
+            pm ? pm_mem_free(bg[i]) : free(bg[i]);
+        free(bg);
+        return 0;
     }
     double t0 = now();
     if (pm)

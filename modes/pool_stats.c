@@ -246,7 +246,7 @@ static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t cou
     if (!ao->side_on)
         return e == 0 ? NULL : "side entry of a pool without side words";
     size_t i = (size_t)(p - ao->first_pool) / PM_P_POOL_SIZE;
-    _Atomic uint64_t *words = ao->side + i;
+    _Atomic uint64_t *words = ao->side + PM_P_SIDE_COLUMN(i);
     if (count > 0 && e != (szidx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(szidx))))
         return "side entry of a used pool";
     uintptr_t d = e & PM_P_SIDE_SIZE_BITS;

@@ -3,7 +3,8 @@
  * TSan): a stress of all three domains with checks and cross-thread frees
  * that must report nothing, and several threads reporting errors at once,
  * whose reports must all arrive, whole and not interleaved (each report takes
- * several write(2)s, so without the report lock this fails in most runs).
+ * several write(2)s, so without the report lock this fails in most runs);
+ * serial numbers in a threaded process: unique, increasing within a thread.
  */
 #include "domains.h"
 #include "harness.h"
@@ -231,9 +232,91 @@ static void test_concurrent_reports(void)
     free(text);
 }
 
+/* ---------------------------------------------------------------------------
+ * Serials in a threaded process: each thread hands out numbers from runs it
+ * takes from the shared counter, so they must be unique across threads and
+ * increase within each thread, over several runs' worth.
+ */
+
+#define SERIAL_BLOCKS 2000 /* per thread: several runs of 256 */
+
+static uint64_t serials[NTHREADS][SERIAL_BLOCKS];
+
+/* The serial in the trailer of an n-byte debug block (big-endian). */
+static uint64_t trailer_serial(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[n + 8 + (size_t)i];
+    return v;
+}
+
+static void *serial_thread(void *arg)
+{
+    int t = (int)(uintptr_t)arg;
+    pthread_barrier_wait(&start);
+    unsigned char *keep[8] = {0};
+    for (int i = 0; i < SERIAL_BLOCKS; i++) {
+        const pm_t_domain *D = &pm_t_domains[i % PM_DOMAIN_COUNT];
+        size_t n = (size_t)(i * 37 % 600);
+        unsigned char *p;
+        if (i % 5 == 4 && keep[i % 8] != NULL && domain_of(keep[i % 8]) == D) {
+            p = D->realloc(keep[i % 8], n); /* a successful realloc takes a serial */
+            keep[i % 8] = NULL;
+        } else {
+            p = i % 3 == 0 ? D->calloc(1, n) : D->malloc(n);
+        }
+        serials[t][i] = trailer_serial(p, n);
+        if (keep[i % 8] != NULL)
+            domain_of(keep[i % 8])->free(keep[i % 8]);
+        keep[i % 8] = p;
+    }
+    for (int k = 0; k < 8; k++)
+        if (keep[k] != NULL)
+            domain_of(keep[k])->free(keep[k]);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_serials_unique_across_threads(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    pthread_barrier_init(&start, NULL, NTHREADS);
+    pthread_t t[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_create(&t[i], NULL, serial_thread, (void *)(uintptr_t)i);
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+    int not_increasing = 0, duplicates = 0;
+    for (int i = 0; i < NTHREADS; i++)
+        for (int k = 1; k < SERIAL_BLOCKS; k++)
+            not_increasing += serials[i][k] <= serials[i][k - 1];
+    static uint64_t all[NTHREADS * SERIAL_BLOCKS];
+    memcpy(all, serials, sizeof all);
+    qsort(all, NTHREADS * SERIAL_BLOCKS, sizeof all[0], cmp_u64);
+    for (int k = 1; k < NTHREADS * SERIAL_BLOCKS; k++)
+        duplicates += all[k] == all[k - 1];
+    PM_CHECK_EQ(not_increasing, 0);
+    PM_CHECK_EQ(duplicates, 0);
+    PM_CHECK(all[0] > 0);
+    /* A block allocated now, by this thread, has a serial none of them has. */
+    unsigned char *p = pm_mem_malloc(10);
+    uint64_t s = trailer_serial(p, 10);
+    PM_CHECK(bsearch(&s, all, NTHREADS * SERIAL_BLOCKS, sizeof all[0], cmp_u64) == NULL);
+    pm_mem_free(p);
+}
+
 int main(void)
 {
     PM_RUN(test_stress_reports_nothing);
+    PM_RUN(test_serials_unique_across_threads);
     PM_RUN(test_concurrent_reports);
     return pm_test_done();
 }
