@@ -69,7 +69,8 @@ for thr in 0 1 2; do
   printf "%-8s %-6s %10s %10s %7s %10s %10s %7s\n" size order pymalloc pm_debug ratio malloc m_debug ratio
   for case in "16 lifo" "16 fifo" "mixed lifo" "mixed fifo"; do
     set -- $case
-    r=$(row "$1" "$2" 2000000 "$thr" pymalloc pymalloc_debug malloc malloc_debug)
+    pairs=2000000; [ "$thr" = 2 ] && pairs=10000000 # two threads: longer runs, as the start of each thread is noisy
+    r=$(row "$1" "$2" "$pairs" "$thr" pymalloc pymalloc_debug malloc malloc_debug)
     get() { echo "$r" | awk -v m="$1" '$1 == m { print $2 }'; }
     awk -v s="$1" -v o="$2" -v p="$(get pymalloc)" -v pd="$(get pymalloc_debug)" \
       -v m="$(get malloc)" -v md="$(get malloc_debug)" \

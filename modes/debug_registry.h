@@ -26,14 +26,28 @@
  * mapping) when three quarters of its slots are used; freed records and
  * holes are counted as used until a rehash drops the holes.
  *
- * Freed blocks: free turns a live record into a freed one and appends it to
- * the stripe's FIFO of the last PM_I_REG_RING frees. When the FIFO is full
- * the oldest freed record is forgotten (it becomes a hole), so memory stays
- * bounded; a new block at the same address simply replaces the freed record.
- * A double free is therefore recognised while the block is among the last
- * 64 x 256 = 16,384 frees (on average) and its address has not been reused.
+ * Stripes by page: the stripe is chosen by a hash of the address's 4 KiB
+ * page (the slot by a hash of the whole address), so that the blocks one
+ * thread allocates and frees one after the other, which glibc carves from
+ * the same pages of that thread's arena, take the same stripe's lock and
+ * lines, and two threads seldom touch one stripe (with stripes by address,
+ * every operation of two busy threads moved a stripe's lines between the
+ * cores: see bench/README.md).
  *
- * Entry (24 bytes): key = data address (0: empty slot, 1: hole), size, and
+ * Freed blocks: free turns a live record into a freed one and puts its
+ * address in the stripe's FIFO of the last PM_I_REG_RING freed addresses.
+ * When the FIFO is full the oldest freed record is forgotten (it becomes a
+ * hole), so memory stays bounded; a new block at the same address simply
+ * replaces the freed record. An address already in the FIFO (freed, reused
+ * by a new block, freed again: the temporaries of a loop) keeps its place
+ * there instead of taking a new one (its record remembers the place), so
+ * the churn of a few addresses cannot push the other freed blocks of their
+ * page out. A double free is therefore recognised while the block is among
+ * the last 64 x 256 = 16,384 distinct addresses freed (on average) and its
+ * address has not been reused.
+ *
+ * Entry (24 bytes): key = data address (0: empty slot, 1: hole), size (low
+ * 55 bits) | the record's place in the FIFO + 1 (top 9 bits; 0: none), and
  * one word: serial (low 48 bits) | API (8 bits) | state (2) | log2 offset (6).
  */
 #ifndef PM_DEBUG_REGISTRY_H
@@ -79,12 +93,23 @@ typedef struct stripe {
 
 static stripe stripes[NSTRIPES];
 
-/* One multiplicative hash per address, computed once per operation: its
- * top 6 bits pick the stripe, bits 20 and up the first slot. */
+/* One hash per address, computed once per operation: its top 6 bits pick
+ * the stripe (a multiplicative hash of the 4 KiB page), bits 20..57 the
+ * first slot (one of the whole address). */
+#define HASH_STRIPE_BITS (~((UINT64_C(1) << 58) - 1))
 static inline uint64_t pm_i_reg_hash(uintptr_t key)
 {
-    return ((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+    uint64_t by_address = ((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15);
+    uint64_t by_page = ((uint64_t)key >> 12) * UINT64_C(0x9E3779B97F4A7C15);
+    return (by_address & ~HASH_STRIPE_BITS) | (by_page & HASH_STRIPE_BITS);
 }
+
+/* The size word: the block's size, and its record's place in the FIFO of
+ * freed addresses + 1 (0: none). Sizes are below 2^55 (address spaces are
+ * below 2^53). */
+#define SIZE_BITS ((UINT64_C(1) << 55) - 1)
+#define PLACE_SHIFT 55
+_Static_assert(PM_I_REG_RING < 511, "a FIFO place + 1 fits 9 bits");
 
 #define STRIPE_OF(h) ((size_t)((h) >> 58))
 #define SLOT_OF(h, mask) ((size_t)((h) >> 20) & (mask))
@@ -100,7 +125,7 @@ static inline int meta_state(uint64_t m) { return (int)((m >> 56) & 3); }
 
 static inline void unpack(const entry *e, pm_i_reg_info *info)
 {
-    info->size = (size_t)e->size;
+    info->size = (size_t)(e->size & SIZE_BITS);
     info->serial = e->meta & PM_I_SERIAL_MASK;
     info->api = (char)((e->meta >> 48) & 0xFF);
     info->state = meta_state(e->meta);
@@ -242,7 +267,9 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
             break;
         }
     }
-    e->size = info->size;
+    /* A freed record replaced: its place in the FIFO stays with the address. */
+    uint64_t place = e->meta != 0 ? e->size & ~SIZE_BITS : 0;
+    e->size = ((uint64_t)info->size & SIZE_BITS) | place;
     e->meta = pack(info->serial, info->api, PM_I_REG_LIVE, info->offset);
     return 0;
 }
@@ -260,6 +287,13 @@ static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
     entry *e = (entry *)re;
     e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
     freed_rec rec = {e->key, e->meta & PM_I_SERIAL_MASK, (size_t)(e - s->tab)};
+    uint64_t place = e->size >> PLACE_SHIFT;
+    if (place != 0 && s->ring[place - 1].key == e->key) {
+        s->ring[place - 1] = rec; /* the address keeps its place */
+        return;
+    }
+    unsigned at = (s->ring_head + s->ring_len) % PM_I_REG_RING; /* ring_head if full */
+    e->size = (e->size & SIZE_BITS) | ((uint64_t)(at + 1) << PLACE_SHIFT);
     if (s->ring_len == PM_I_REG_RING) {
         /* Forget the oldest freed block, unless its address was reused. */
         freed_rec old = s->ring[s->ring_head];
