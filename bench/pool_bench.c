@@ -121,30 +121,38 @@ static int usage(void)
 static void *idle(void *arg) { return arg; }
 
 typedef struct loop_arg {
+    char alloc; /* 'p' pm, 'l' libc, 'n' none */
     long pairs;
-    int fifo, pm;
+    int fifo;
     const uint16_t *sizes;
     pthread_barrier_t *go;
 } loop_arg;
+
+static void run_loop(const loop_arg *a)
+{
+    if (a->alloc == 'p')
+        bench_loop_pm(a->pairs, a->fifo, a->sizes);
+    else if (a->alloc == 'l')
+        bench_loop_libc(a->pairs, a->fifo, a->sizes);
+    else
+        bench_loop_none(a->pairs, a->fifo, a->sizes);
+}
 
 static void *loop_thread(void *arg)
 {
     loop_arg *a = arg;
     pthread_barrier_wait(a->go);
-    if (a->pm)
-        bench_loop_pm(a->pairs, a->fifo, a->sizes);
-    else
-        bench_loop_libc(a->pairs, a->fifo, a->sizes);
+    run_loop(a);
     return NULL;
 }
 
 /* The loop in nthreads threads at once; the wall time from their start. */
-static double concurrent_loops(int nthreads, long pairs, int fifo, int pm, const uint16_t *sizes)
+static double concurrent_loops(int nthreads, loop_arg a)
 {
     pthread_t t[64];
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, (unsigned)nthreads + 1);
-    loop_arg a = {pairs, fifo, pm, sizes, &go};
+    a.go = &go;
     for (int i = 0; i < nthreads; i++)
         if (pthread_create(&t[i], NULL, loop_thread, &a) != 0) {
             fprintf(stderr, "pool_bench: cannot start a thread\n");
@@ -199,31 +207,24 @@ static int churn(int argc, char **argv)
     }
     const char *nthr = getenv("POOL_BENCH_THREADS");
     int nthreads = nthr != NULL ? atoi(nthr) : 1;
-    if (nthreads > 1) {
-        if (nthreads > 64 || (!pm && !libc)) {
-            fprintf(stderr, "pool_bench: POOL_BENCH_THREADS: 2..64, with pm or libc\n");
-            return 2;
-        }
-        double secs = concurrent_loops(nthreads, pairs, fifo, pm, sizes);
-        printf("churn %s size=%s %s pairs=%ld live=%ld threads=%d seconds=%.4f ns/pair=%.2f\n",
-               alloc, argv[3], fifo ? "fifo" : "lifo", pairs, live, nthreads, secs,
-               secs * 1e9 / (double)pairs);
-        for (long i = 1; i < live; i += 2)
-            pm ? pm_mem_free(bg[i]) : free(bg[i]);
-        free(bg);
-        return 0;
+    if (nthreads < 1 || nthreads > 64 || (nthreads > 1 && !pm && !libc)) {
+        fprintf(stderr, "pool_bench: POOL_BENCH_THREADS: 1..64, more than 1 with pm or libc\n");
+        return 2;
     }
-    double t0 = now();
-    if (pm)
-        bench_loop_pm(pairs, fifo, sizes);
-    else if (libc)
-        bench_loop_libc(pairs, fifo, sizes);
-    else
-        bench_loop_none(pairs, fifo, sizes);
-    double t1 = now();
-    printf("churn %s size=%s %s pairs=%ld live=%ld seconds=%.4f ns/pair=%.2f\n", alloc,
-           argv[3], fifo ? "fifo" : "lifo", pairs, live, t1 - t0,
-           (t1 - t0) * 1e9 / (double)pairs);
+    loop_arg a = {pm ? 'p' : libc ? 'l' : 'n', pairs, fifo, sizes, NULL};
+    double secs;
+    char threads[32] = "";
+    if (nthreads > 1) {
+        secs = concurrent_loops(nthreads, a);
+        snprintf(threads, sizeof threads, " threads=%d", nthreads);
+    } else {
+        double t0 = now();
+        run_loop(&a);
+        secs = now() - t0;
+    }
+    printf("churn %s size=%s %s pairs=%ld live=%ld%s seconds=%.4f ns/pair=%.2f\n", alloc,
+           argv[3], fifo ? "fifo" : "lifo", pairs, live, threads, secs,
+           secs * 1e9 / (double)pairs);
     for (long i = 1; i < live; i += 2) {
         if (pm)
             pm_mem_free(bg[i]);

@@ -74,6 +74,11 @@
  * only the 16-byte alignment, like libc's).
  */
 #include "debug_registry.h"
+
+/* The largest underlying block the debug layer asks for: PTRDIFF_MAX, and
+ * no more than a registry record's size field holds (2^55 - 1; no address
+ * space has room for more). A larger request fails with ENOMEM. */
+#define DEBUG_SIZE_MAX ((size_t)PTRDIFF_MAX < SIZE_BITS ? (size_t)PTRDIFF_MAX : (size_t)SIZE_BITS)
 #include "pool.h"
 
 #include <errno.h>
@@ -520,7 +525,7 @@ static inline void fill_clean(unsigned char *p, size_t n)
 static void *dbg_malloc(void *ctx, size_t n)
 {
     dbg *g = ctx;
-    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA)
+    if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
     unsigned char *base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
     if (base == NULL)
@@ -549,7 +554,7 @@ static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     dbg *g = ctx;
     size_t n = nelem * elsize; /* no overflow: checked by the entry point */
-    if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA)
+    if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
     unsigned char *base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
     if (base == NULL)
@@ -562,8 +567,7 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
     dbg *g = ctx;
     if (alignment <= PM_I_DEBUG_HEAD)
         return dbg_malloc(ctx, n);
-    if (alignment > (size_t)PTRDIFF_MAX / 2 ||
-        n > (size_t)PTRDIFF_MAX - alignment - PM_I_DEBUG_TAIL)
+    if (alignment > DEBUG_SIZE_MAX / 2 || n > DEBUG_SIZE_MAX - alignment - PM_I_DEBUG_TAIL)
         return NULL;
     unsigned char *base =
         g->below.memalign(g->below.xctx, alignment, alignment + n + PM_I_DEBUG_TAIL);
@@ -687,7 +691,7 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
             report(g, OP_REALLOC, &e);
             return NULL; /* the block is leaked; the caller sees a failure */
         }
-        if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+        if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA) {
             atomic_store_explicit(w, v, memory_order_release);
             return NULL;
         }
@@ -696,7 +700,7 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
         pm_i_reg_entry *r = registry_checked(g, p, OP_REALLOC, &in, &st);
         if (PM_I_UNLIKELY(r == NULL))
             return NULL; /* reported; leaked; the caller sees a failure */
-        if (n > (size_t)PTRDIFF_MAX - PM_I_DEBUG_EXTRA) {
+        if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA) {
             pm_i_reg_unlock(st);
             return NULL;
         }

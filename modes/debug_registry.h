@@ -96,7 +96,9 @@ static stripe stripes[NSTRIPES];
 /* One hash per address, computed once per operation: its top 6 bits pick
  * the stripe (a multiplicative hash of the 4 KiB page), bits 20..57 the
  * first slot (one of the whole address). */
-#define HASH_STRIPE_BITS (~((UINT64_C(1) << 58) - 1))
+#define STRIPE_SHIFT 58 /* 64 stripes */
+#define HASH_STRIPE_BITS (~((UINT64_C(1) << STRIPE_SHIFT) - 1))
+_Static_assert(NSTRIPES == 1 << (64 - STRIPE_SHIFT), "the hash's top bits pick the stripe");
 static inline uint64_t pm_i_reg_hash(uintptr_t key)
 {
     uint64_t by_address = ((uint64_t)key >> 4) * UINT64_C(0x9E3779B97F4A7C15);
@@ -107,11 +109,11 @@ static inline uint64_t pm_i_reg_hash(uintptr_t key)
 /* The size word: the block's size, and its record's place in the FIFO of
  * freed addresses + 1 (0: none). Sizes are below 2^55 (address spaces are
  * below 2^53). */
-#define SIZE_BITS ((UINT64_C(1) << 55) - 1)
 #define PLACE_SHIFT 55
+#define SIZE_BITS ((UINT64_C(1) << PLACE_SHIFT) - 1)
 _Static_assert(PM_I_REG_RING < 511, "a FIFO place + 1 fits 9 bits");
 
-#define STRIPE_OF(h) ((size_t)((h) >> 58))
+#define STRIPE_OF(h) ((size_t)((h) >> STRIPE_SHIFT))
 #define SLOT_OF(h, mask) ((size_t)((h) >> 20) & (mask))
 
 static inline uint64_t pack(uint64_t serial, char api, int state, size_t offset)

@@ -226,8 +226,7 @@ static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
         return;
     _Atomic uintptr_t *slot = side_slot(pool);
     uintptr_t old = atomic_load_explicit(slot, memory_order_relaxed);
-    size_t k = (size_t)((uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
-    _Atomic uint64_t *words = ao->side + PM_P_SIDE_COLUMN(k);
+    _Atomic uint64_t *words = pm_i_p_side_words(ao, pool);
     uintptr_t e = idx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(idx));
     if (old == e)
         return; /* same class: the words are still right */

@@ -148,7 +148,7 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  * Where: an arena created after pm_i_pool_side_enable() has a 256 KiB
  * mapping of PM_P_SIDE_ROWS rows of 64 words, interleaved: word i of pool k
  * (the block at offset 48 + i * size of the arena's k-th pool) is word
- * i * 64 + PM_P_SIDE_COLUMN(k). Row i holds block i of every pool, so the
+ * i * 64 + column(k) (pm_i_p_side_words). Row i holds block i of every pool, so the
  * words in use are packed into the first rows whatever the classes: about
  * 8 bytes of resident memory per block (a page per pool cost a whole 4 KiB
  * page for the 31 blocks of a 512-byte pool). The columns put pools k and
@@ -200,11 +200,16 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
 #define PM_P_SIDE_ROWS 512u /* rows: >= blocks per pool of class >= 1 */
 #define PM_P_SIDE_BYTES ((size_t)PM_P_MAX_POOLS * PM_P_SIDE_ROWS * 8u)
 _Static_assert(PM_P_BLOCKS_PER_POOL(32) <= PM_P_SIDE_ROWS, "the rows hold class 1");
-/* The column of the arena's k-th pool (k < 64) in every row: 8 * (k % 8)
- * + k / 8, so that the eight pools sharing a 64-byte line of a row are
+/* The first side word (row 0) of pool `pool` of arena ao, which has side
+ * words. The arena's k-th pool (k < 64) has column 8 * (k % 8) + k / 8 of
+ * every row, so that the eight pools sharing a 64-byte line of a row are
  * 8 apart. */
-#define PM_P_SIDE_COLUMN(k) ((((size_t)(k) & 7u) << 3) | ((size_t)(k) >> 3))
-_Static_assert(PM_P_MAX_POOLS == 64, "PM_P_SIDE_COLUMN permutes 64 columns");
+_Static_assert(PM_P_MAX_POOLS == 64, "the columns permute 64 pools");
+static inline _Atomic uint64_t *pm_i_p_side_words(const pm_arena *ao, const void *pool)
+{
+    size_t k = (size_t)((const uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
+    return ao->side + (((k & 7u) << 3) | (k >> 3));
+}
 /* Word i of the pool whose first word is w. */
 #define PM_P_SIDE_WORD(w, i) ((w) + (size_t)(i) * PM_P_MAX_POOLS)
 /* Side tree entry: the first word's address << 10 | block size. Only for

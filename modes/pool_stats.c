@@ -238,15 +238,11 @@ static long free_list_length(uint8_t *pool, const pm_pool *h, size_t size)
 static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t count,
                               unsigned szidx, uint64_t *v)
 {
-    uintptr_t k = (uintptr_t)p >> PM_P_POOL_BITS;
-    _Atomic uintptr_t *leaf =
-        atomic_load_explicit(&pm_i_p_side_tree[k >> PM_P_TREE_LEAF_BITS], memory_order_acquire);
-    uintptr_t e = leaf == NULL ? 0 : atomic_load(&leaf[k & (PM_P_TREE_LEAF_SIZE - 1)]);
+    uintptr_t e = pm_i_p_side_entry((uintptr_t)p);
     *v = e;
     if (!ao->side_on)
         return e == 0 ? NULL : "side entry of a pool without side words";
-    size_t i = (size_t)(p - ao->first_pool) / PM_P_POOL_SIZE;
-    _Atomic uint64_t *words = ao->side + PM_P_SIDE_COLUMN(i);
+    _Atomic uint64_t *words = pm_i_p_side_words(ao, p);
     if (count > 0 && e != (szidx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(szidx))))
         return "side entry of a used pool";
     uintptr_t d = e & PM_P_SIDE_SIZE_BITS;

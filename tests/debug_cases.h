@@ -7,6 +7,7 @@
 #ifndef PM_TEST_DEBUG_CASES_H
 #define PM_TEST_DEBUG_CASES_H
 
+#include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
 #include "pymalloc.h"
@@ -39,15 +40,6 @@ static const char dom_api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
  * (the death tests print it, for the parent to match). */
 static void (*dcase_ready)(const dcase_expect *x);
 #define READY(x) do { if (dcase_ready != NULL) dcase_ready(x); } while (0)
-
-/* The serial number stored in the trailer of an n-byte block (big-endian). */
-static inline uint64_t trailer_serial(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[n + 8 + (size_t)i];
-    return v;
-}
 
 static inline void set_entry(dcase_expect *x, int d, const char *op)
 {

@@ -5,6 +5,7 @@
  * the test's own, which lets the test see the freed block (0xDD) and make
  * the underlying realloc fail.
  */
+#include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
 #include "pm_internal.h"
@@ -17,14 +18,6 @@
 PM_TEST_SANITIZER_MAY_RETURN_NULL
 
 static const char dom_api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
-
-static uint64_t be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 static size_t count_not(const unsigned char *p, size_t n, unsigned char c)
 {

@@ -5,6 +5,7 @@
  * Runs once, not per mode: each case sets PYMALLOC_MODE and the variables
  * itself in a forked child, before pymalloc is set up there.
  */
+#include "debug_layout.h"
 #include "harness.h"
 #include "../src/pm_internal.h"
 
@@ -45,14 +46,6 @@ static void say(const char *s)
         _exit(3);
 }
 
-static uint64_t serial_of(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[n + 8 + (size_t)i];
-    return v;
-}
-
 /* A deterministic single-threaded program: prints the serial of each block. */
 static void body_serials(void)
 {
@@ -68,7 +61,7 @@ static void body_serials(void)
                          : i % 3 == 1 ? pm_mem_realloc
                                       : pm_obj_realloc)(blocks[i], sizes[i]);
         }
-        printf("%llu ", (unsigned long long)serial_of(blocks[i], sizes[i]));
+        printf("%llu ", (unsigned long long)trailer_serial(blocks[i], sizes[i]));
     }
     printf("\n");
     for (int i = 0; i < 20; i++)

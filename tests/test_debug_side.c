@@ -15,6 +15,7 @@
  *  - serials past 2^48 (48 of their bits are kept) check and report whole.
  * Skipped (77) in a mode without debug hooks.
  */
+#include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
 #include "pm_debug.h"
@@ -80,14 +81,6 @@ static void quiet_end(int saved)
     }
 }
 
-static uint64_t serial_of(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[n + 8 + i];
-    return v;
-}
-
 /* A pool block of the debug layer: its underlying block is in a pool. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
 
@@ -102,7 +95,7 @@ static void test_double_free_after_pool_emptied(void)
         unsigned char *p = D->malloc(n);
         PM_CHECK(p != NULL);
         int in_pool = pool_block(p);
-        uint64_t serial = serial_of(p, n);
+        uint64_t serial = trailer_serial(p, n);
         D->free(p);
         pm_i_pool_flush_thread_cache(); /* the cache's blocks back to their pools */
         if (in_pool) /* the pool is empty: back in its arena, not ours any more */
@@ -245,13 +238,13 @@ static void test_realloc_failure_restores_block(void)
             unsigned char *p = D->malloc(n);
             PM_CHECK(p != NULL);
             memset(p, 0x5A, n);
-            uint64_t serial = serial_of(p, n);
+            uint64_t serial = trailer_serial(p, n);
             size_t huge[] = {(size_t)1 << 60, (size_t)PTRDIFF_MAX - 8};
             watch();
             for (int h = 0; h < 2; h++) {
                 PM_CHECK(D->realloc(p, huge[h]) == NULL);
                 PM_CHECK_EQ(pm_check_block(p), 0);
-                PM_CHECK_EQ(serial_of(p, n), serial);
+                PM_CHECK_EQ(trailer_serial(p, n), serial);
                 PM_CHECK_EQ(pm_i_domain_usable_size(D->domain, p), n);
             }
             PM_CHECK_EQ(atomic_load(&S.calls), 0);
@@ -314,7 +307,7 @@ static void test_serials_past_2_48(void)
             for (int i = 0; i < 4; i++) {
                 p[i] = D->malloc(n);
                 PM_CHECK(p[i] != NULL);
-                PM_CHECK_EQ(serial_of(p[i], n), edge - 2 + (uint64_t)i);
+                PM_CHECK_EQ(trailer_serial(p[i], n), edge - 2 + (uint64_t)i);
             }
             watch();
             for (int i = 0; i < 4; i++)

@@ -6,6 +6,7 @@
  * several write(2)s, so without the report lock this fails in most runs);
  * serial numbers in a threaded process: unique, increasing within a thread.
  */
+#include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
 #include "pm_internal.h"
@@ -138,6 +139,20 @@ static void test_stress_reports_nothing(void)
 
 static pthread_barrier_t start;
 
+/* NTHREADS threads running fn(i), which waits on `start` first so that all
+ * of them begin at once; joined. */
+static void run_together(void *(*fn)(void *))
+{
+    pthread_barrier_init(&start, NULL, NTHREADS);
+    pthread_t t[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++)
+        if (pthread_create(&t[i], NULL, fn, (void *)(uintptr_t)i) != 0)
+            abort(); /* the others would wait at the barrier for ever */
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
 static void *buggy_thread(void *arg)
 {
     int d = (int)(uintptr_t)arg % PM_DOMAIN_COUNT;
@@ -172,13 +187,7 @@ static void test_concurrent_reports(void)
     for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
         atomic_store(&by_class[c], 0);
     pm_set_error_handler(count_report, NULL);
-    pthread_barrier_init(&start, NULL, NTHREADS);
-    pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_create(&t[i], NULL, buggy_thread, (void *)(uintptr_t)i);
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_join(t[i], NULL);
-    pthread_barrier_destroy(&start);
+    run_together(buggy_thread);
     pm_set_error_handler(NULL, NULL);
 
     dup2(saved, 2);
@@ -242,15 +251,6 @@ static void test_concurrent_reports(void)
 
 static uint64_t serials[NTHREADS][SERIAL_BLOCKS];
 
-/* The serial in the trailer of an n-byte debug block (big-endian). */
-static uint64_t trailer_serial(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[n + 8 + (size_t)i];
-    return v;
-}
-
 static void *serial_thread(void *arg)
 {
     int t = (int)(uintptr_t)arg;
@@ -287,13 +287,7 @@ static void test_serials_unique_across_threads(void)
 {
     if (!pm_debug_enabled())
         PM_SKIP("no debug hooks in this mode");
-    pthread_barrier_init(&start, NULL, NTHREADS);
-    pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_create(&t[i], NULL, serial_thread, (void *)(uintptr_t)i);
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_join(t[i], NULL);
-    pthread_barrier_destroy(&start);
+    run_together(serial_thread);
     int not_increasing = 0, duplicates = 0;
     for (int i = 0; i < NTHREADS; i++)
         for (int k = 1; k < SERIAL_BLOCKS; k++)
