@@ -155,21 +155,27 @@ typedef void (*pm_error_handler)(const pm_error_report *report, void *ctx);
 /* Install fn (NULL: the default, abort() or PYMALLOC_ON_ERROR=report). */
 PM_API void pm_set_error_handler(pm_error_handler fn, void *ctx);
 
-/* Errors reported so far in this process, of one class (PM_ERR_NONE: all). */
+/* Errors reported so far in this process, of one class (PM_ERR_NONE: all);
+ * a child made by fork() starts at 0. */
 PM_API unsigned long pm_error_count(pm_error_class c);
 
 /* Check one live block allocated through any domain: 0 if intact, -1 after
- * reporting the error (entry "pm_check_block"). NULL gives 0. Without debug
- * hooks nothing can be checked: -1 with errno = ENOTSUP, no report. */
+ * reporting the error (entry "pm_check_block"). NULL gives 0. A block of a
+ * domain without the debug hooks is an invalid pointer to it. With no debug
+ * hooks on any domain nothing can be checked: -1 with errno = ENOTSUP, no
+ * report. */
 PM_API int pm_check_block(const void *p);
 
 /* Wrap every domain's current allocator with the debug hooks. Only possible
  * before the first allocation (a live block must be freed by the allocator
  * that made it): returns 0 if the hooks are installed (or already were),
  * -1 with errno = EBUSY once something has been allocated without them.
- * pm_set_mode() replaces them like any hook. */
+ * pm_set_mode() replaces them like any hook, and so does pm_set_allocator(),
+ * unless the domain's allocator was read with pm_get_allocator() while they
+ * were installed (a hook calling down to them); setting a copy of the hooks
+ * themselves puts them back. */
 PM_API int pm_setup_debug_hooks(void);
-/* 1 if the debug hooks are installed on the domains, else 0. */
+/* 1 if the debug hooks are installed on all three domains, else 0. */
 PM_API int pm_debug_enabled(void);
 
 /*

@@ -116,8 +116,12 @@ static dbg dbgs[PM_DOMAIN_COUNT] = {
 };
 
 /* Which domains the hooks are installed on (a flag, not a comparison of
- * function pointers: a hook set on top must not hide them). */
+ * function pointers: a hook set on top must not hide them). An allocator
+ * set with pm_set_allocator can only reach the hooks through a copy of the
+ * domain's allocator read with pm_get_allocator while they were installed
+ * (handed_out): without one it replaces them (pm_i_debug_table_write). */
 static _Atomic int enabled[PM_DOMAIN_COUNT];
+static _Atomic int handed_out[PM_DOMAIN_COUNT];
 
 __thread const char *pm_i_debug_entry __attribute__((tls_model("initial-exec")));
 
@@ -833,7 +837,17 @@ void pm_i_debug_decorate(void)
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */
         dbg *g = &dbgs[d];
-        pm_i_table_read_base((pm_domain)d, &g->below);
+        pm_i_base b;
+        pm_i_table_read_base((pm_domain)d, &b);
+        if (b.xctx == g && b.memalign == dbg_memalign) {
+            /* The hooks were replaced by an allocator of the user's (set
+             * over them, which keeps their aligned allocator): wrap that,
+             * with the aligned allocator they wrapped, not themselves. */
+            b.xctx = g->below.xctx;
+            b.memalign = g->below.memalign;
+            b.usable_size = g->below.usable_size;
+        }
+        g->below = b;
         g->pool_below = g->below.a.malloc == pm_i_pool_base.a.malloc &&
                         g->below.a.free == pm_i_pool_base.a.free;
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {
@@ -848,16 +862,65 @@ void pm_i_debug_decorate(void)
             .memalign = dbg_memalign,
             .usable_size = dbg_usable_size,
         };
-        if (pm_i_table_write_base((pm_domain)d, &g->self) == 0) /* else: no memory */
+        if (pm_i_table_write_base((pm_domain)d, &g->self) == 0) { /* else: no memory */
+            atomic_store(&handed_out[d], 0);
             atomic_store(&enabled[d], 1);
+        }
     }
+}
+
+/* The debug hooks whose allocator a is (a copy kept from pm_get_allocator),
+ * or NULL. */
+static dbg *hooks_of(const pm_allocator *a)
+{
+    for (int k = 0; k < PM_DOMAIN_COUNT; k++)
+        if (a->ctx == &dbgs[k] && a->malloc == dbg_malloc && a->calloc == dbg_calloc &&
+            a->realloc == dbg_realloc && a->free == dbg_free)
+            return &dbgs[k];
+    return NULL;
+}
+
+/* pm_get_allocator(d): from now on an allocator set on d may be a hook
+ * calling down to the debug hooks. */
+void pm_i_debug_table_read(pm_domain d)
+{
+    if (atomic_load(&enabled[d]))
+        atomic_store(&handed_out[d], 1);
+}
+
+/* pm_set_allocator(d, a): 0, or -1 if the table has no memory.
+ * - a is the debug hooks (put back, say after pm_set_mode): they are
+ *   installed again whole, with the aligned allocator and usable size they
+ *   wrap, and count as installed;
+ * - any other allocator replaces them (pm_debug_enabled() says so and
+ *   pm_setup_debug_hooks() wraps it), unless the domain's allocator was
+ *   read while they were installed: then it may be a hook calling down to
+ *   them, and they still count as installed. */
+int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
+{
+    dbg *g = hooks_of(a);
+    if (g != NULL) {
+        if (pm_i_table_write_base(d, &g->self) != 0)
+            return -1;
+        if (g->below.a.malloc == pm_i_pool_base.a.malloc)
+            atomic_store(&side_any, 1); /* its pool blocks have side words */
+        atomic_store(&enabled[d], 1);
+        return 0;
+    }
+    if (pm_i_table_write(d, a) != 0)
+        return -1;
+    if (!atomic_load(&handed_out[d]))
+        atomic_store(&enabled[d], 0);
+    return 0;
 }
 
 void pm_i_debug_forget(void)
 {
     atomic_store(&side_any, 0);
-    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         atomic_store(&enabled[d], 0);
+        atomic_store(&handed_out[d], 0);
+    }
 }
 
 int pm_debug_enabled(void)
@@ -880,7 +943,11 @@ int pm_check_block(const void *ptr)
 {
     if (ptr == NULL)
         return 0;
-    if (!pm_debug_enabled()) {
+    pm_i_ensure_init();
+    int any = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        any |= atomic_load(&enabled[d]);
+    if (!any) { /* no domain has the hooks: nothing to check against */
         errno = ENOTSUP;
         return -1;
     }

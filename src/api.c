@@ -271,6 +271,7 @@ int pm_get_allocator(pm_domain domain, pm_allocator *out)
     }
     pm_i_ensure_init();
     pm_i_table_read(domain, out);
+    pm_i_debug_table_read(domain);
     return 0;
 }
 
@@ -282,7 +283,7 @@ int pm_set_allocator(pm_domain domain, const pm_allocator *a)
         return -1;
     }
     pm_i_ensure_init();
-    return pm_i_table_write(domain, a);
+    return pm_i_debug_table_write(domain, a);
 }
 
 /* ---------------------------------------------------------------------------

@@ -243,6 +243,11 @@ void pm_i_debug_decorate(void);
 /* The table is being rewritten by a mode (src/api.c install()): the debug
  * hooks, if any, are gone. */
 void pm_i_debug_forget(void);
+/* pm_get_allocator(d) read the table / pm_set_allocator(d, a) writes it (0,
+ * or -1: no memory): keeps track of whether the debug hooks are still
+ * installed on d (modes/debug.c). */
+void pm_i_debug_table_read(pm_domain d);
+int pm_i_debug_table_write(pm_domain d, const pm_allocator *a);
 /* Read and validate PYMALLOC_ON_ERROR and PYMALLOC_BREAK_SERIAL at start-up
  * (an invalid value is a fatal start-up error, in every mode). */
 void pm_i_debug_read_options(void);

@@ -310,11 +310,16 @@ static void lock_reports(void)
 }
 
 /* fork: a report being written by another thread when fork() was called
- * would leave the lock taken forever in the child. */
+ * would leave the lock taken forever in the child. The child starts with no
+ * errors counted: the parent's are the parent's to sum up at its exit (a
+ * clean child exiting 1 with the parent's summary would blame the wrong
+ * process, say the wrong test of a harness that forks one per test). */
 void pm_i_debug_reports_fork_child(void)
 {
     atomic_store_explicit(&report_lock, 0, memory_order_relaxed);
     in_report = 0;
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+        atomic_store_explicit(&counts[c], 0, memory_order_relaxed);
 }
 
 static void unlock_reports(void)

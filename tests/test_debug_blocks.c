@@ -421,6 +421,110 @@ static void test_set_mode_and_hooks(void)
     PM_CHECK_EQ(r.exit_status, 0);
 }
 
+/* An allocator set over the debug hooks without reading them first cannot
+ * call them: it replaces them. pm_debug_enabled() says so, and
+ * pm_setup_debug_hooks() wraps it (with the aligned allocator the hooks
+ * wrapped, not the hooks themselves). Before, the hooks still counted as
+ * installed: no wrapping, and pm_check_block called a good block of the
+ * replacement an invalid pointer. */
+static void *plain_malloc(void *c, size_t n) { (void)c; return malloc(n ? n : 1); }
+static void *plain_calloc(void *c, size_t a, size_t b) { (void)c; return calloc(a ? a : 1, b ? b : 1); }
+static void *plain_realloc(void *c, void *p, size_t n) { (void)c; return realloc(p, n ? n : 1); }
+static void plain_free(void *c, void *p) { (void)c; free(p); }
+
+static int child_reports;
+static pm_error_class child_last;
+static void child_note(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    child_reports++;
+    child_last = r->error;
+}
+
+static void child_replace_hooks(void *arg)
+{
+    (void)arg;
+    int was = pm_debug_enabled();
+    pm_set_error_handler(child_note, NULL);
+    pm_allocator plain = {NULL, plain_malloc, plain_calloc, plain_realloc, plain_free};
+    if (pm_set_allocator(PM_DOMAIN_MEM, &plain) != 0 || pm_debug_enabled())
+        _exit(1);
+    if (pm_setup_debug_hooks() != 0 || !pm_debug_enabled())
+        _exit(2);
+    unsigned char *p = pm_mem_malloc(24);
+    if (p == NULL || be64(p - 16) != 24 || p[-8] != 'm' || pm_check_block(p) != 0)
+        _exit(3);
+    p[24] = 'x';
+    if (pm_check_block(p) != -1 || child_reports != 1 || child_last != PM_ERR_BUFFER_OVERFLOW)
+        _exit(4);
+    /* Aligned blocks: the debug hooks over the mode's aligned allocator. */
+    unsigned char *q = pm_i_domain_memalign(PM_DOMAIN_MEM, 64, 100);
+    if (q == NULL || (uintptr_t)q % 64 != 0 || be64(q - 16) != 100 || pm_check_block(q) != 0)
+        _exit(5);
+    pm_mem_free(q);
+    if (child_reports != 1)
+        _exit(6);
+    _exit(was ? 0 : 7); /* 7: not a debug mode, nothing was replaced */
+}
+
+static void test_replaced_hooks_are_gone(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(child_replace_hooks, NULL, &r);
+    if (!(r.exited && r.exit_status == 0))
+        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
+                r.signal, r.output);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
+/* The debug hooks, read with pm_get_allocator, replaced by a mode, then put
+ * back with pm_set_allocator: installed again, side words and aligned
+ * allocator included. Before, every correct free of a pool block was
+ * reported as an invalid pointer (its side word was no longer looked up). */
+static void child_restore_hooks(void *arg)
+{
+    (void)arg;
+    pm_set_error_handler(child_note, NULL);
+    pm_allocator saved;
+    if (pm_get_allocator(PM_DOMAIN_MEM, &saved) != 0 || pm_set_mode("pymalloc") != 0 ||
+        pm_debug_enabled())
+        _exit(1);
+    if (pm_set_allocator(PM_DOMAIN_MEM, &saved) != 0)
+        _exit(2);
+    for (size_t n = 0; n < 600; n += 40) {
+        unsigned char *p = pm_mem_malloc(n);
+        if (p == NULL || be64(p - 16) != n || pm_check_block(p) != 0)
+            _exit(3);
+        pm_mem_free(p);
+    }
+    unsigned char *q = pm_i_domain_memalign(PM_DOMAIN_MEM, 64, 100);
+    if (q == NULL || (uintptr_t)q % 64 != 0 || be64(q - 16) != 100 || pm_check_block(q) != 0)
+        _exit(4);
+    pm_mem_free(q);
+    if (child_reports != 0)
+        _exit(5);
+    unsigned char *p = pm_mem_malloc(24);
+    pm_mem_free(p);
+    pm_mem_free(p);
+    if (child_reports != 1 || child_last != PM_ERR_DOUBLE_FREE)
+        _exit(6);
+    _exit(0);
+}
+
+static void test_restored_hooks_work(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(child_restore_hooks, NULL, &r);
+    if (!(r.exited && r.exit_status == 0))
+        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
+                r.signal, r.output);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
 static void test_check_block_null(void) { PM_CHECK_EQ(pm_check_block(NULL), 0); }
 
 /* The malloc override names its own entry points in reports. */
@@ -493,6 +597,8 @@ int main(void)
     PM_RUN(test_setup_debug_hooks_over_any_allocator);
     PM_RUN(test_setup_refused_after_allocation);
     PM_RUN(test_set_mode_and_hooks);
+    PM_RUN(test_replaced_hooks_are_gone);
+    PM_RUN(test_restored_hooks_work);
     PM_RUN(test_check_block_null);
     PM_RUN(test_entry_name_override);
     PM_RUN(test_layout_and_fill);

@@ -10,6 +10,8 @@
 #include "../src/pm_internal.h"
 
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* Under ASan, an allocation too large for the allocator returns NULL (as
  * with libc) instead of stopping the process: these tests make the
@@ -206,6 +208,46 @@ static void test_on_error_report_clean_run_exits_0(void)
     PM_CHECK(strstr(r.output, "PYMALLOC_ON_ERROR") == NULL);
 }
 
+/* A child forked after the parent's errors counts its own: a clean child
+ * exits 0 without the parent's summary, and the parent still sums up its
+ * own errors. */
+static void body_fork_after_error(void)
+{
+    unsigned char *p = pm_mem_malloc(10);
+    p[10] = 0;
+    pm_mem_free(p);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        void *q = pm_mem_malloc(10);
+        pm_mem_free(q);
+        exit(0);
+    }
+    int st = -1;
+    waitpid(c, &st, 0);
+    printf("child status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    fflush(stdout);
+    exit(0);
+}
+
+static void test_on_error_report_fork(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_fork_after_error};
+        run_case(&c, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "child status 0\n");
+        const char *sum = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer overflow: "
+                          "1); exit status 1\n";
+        const char *at = strstr(r.output, sum);
+        PM_CHECK(at != NULL);
+        PM_CHECK(at == NULL || strstr(at + 1, sum) == NULL); /* once: the parent's */
+    }
+}
+
 static void test_invalid_values_are_fatal(void)
 {
     static pm_death_result r;
@@ -238,6 +280,7 @@ int main(void)
     PM_RUN(test_break_serial);
     PM_RUN(test_on_error_report);
     PM_RUN(test_on_error_report_clean_run_exits_0);
+    PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);
     return pm_test_done();
 }
