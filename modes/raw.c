@@ -23,6 +23,7 @@
  * zero product give a unique non-NULL block, and realloc(p, 0) returns a
  * minimal block and never frees (glibc's realloc(p, 0) frees and returns NULL).
  */
+#define _GNU_SOURCE 1 /* dladdr */
 #include "../src/pm_internal.h"
 
 #include <dlfcn.h>
@@ -82,19 +83,47 @@ void *pm_i_libc_memalign(size_t alignment, size_t n)
 }
 
 /* glibc exports no second name for malloc_usable_size, and once the override
- * defines `malloc_usable_size` a direct call would come back to us: look up
- * the next definition after ours (libc's) once, lazily. This is only ever
- * called from malloc_usable_size(), never from inside malloc, so dlsym's own
- * allocations are safe here. */
+ * defines `malloc_usable_size` a direct call would come back to us. The
+ * blocks are __libc_malloc's, so ask the library that defines the
+ * __libc_malloc we call: glibc, or an allocator preloaded after us that
+ * replaces it too (tcmalloc does). Not simply the next definition after
+ * ours (RTLD_NEXT): with an allocator after us in LD_PRELOAD that replaces
+ * malloc but not __libc_malloc (pymalloc-run puts itself first), that one
+ * was asked about glibc's blocks, and crashed (jemalloc). Looked up once,
+ * lazily; only ever called from malloc_usable_size(), never from inside
+ * malloc, so the loader's own allocations are safe here. */
 typedef size_t (*usable_fn)(void *);
 static _Atomic(usable_fn) libc_usable;
+
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+/* malloc_usable_size as defined by the object holding function f (and its
+ * dependencies), if that is not this library; else NULL. */
+static void *usable_of_object_of(void *(*f)(size_t))
+{
+    Dl_info at, self;
+    void *addr, *me = (void *)(uintptr_t)&pm_i_libc_usable_size;
+    memcpy(&addr, &f, sizeof addr);
+    if (dladdr(addr, &at) == 0 || at.dli_fname == NULL || at.dli_fname[0] == '\0' ||
+        dladdr(me, &self) == 0 || at.dli_fbase == self.dli_fbase)
+        return NULL;
+    void *h = dlopen(at.dli_fname, RTLD_LAZY | RTLD_NOLOAD); /* loaded already */
+    if (h == NULL)
+        return NULL;
+    void *sym = dlsym(h, "malloc_usable_size");
+    if (sym != NULL && dladdr(sym, &at) != 0 && at.dli_fbase == self.dli_fbase)
+        sym = NULL; /* ours (an object that does not define it, searched on) */
+    return sym;
+}
+#endif
 
 size_t pm_i_libc_usable_size(void *p)
 {
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
     usable_fn fn = atomic_load_explicit(&libc_usable, memory_order_acquire);
     if (fn == NULL) {
-        void *sym = dlsym(RTLD_NEXT, "malloc_usable_size");
+        void *sym = usable_of_object_of(PM_LIBC_MALLOC);
+        if (sym == NULL)
+            sym = dlsym(RTLD_NEXT, "malloc_usable_size");
         memcpy(&fn, &sym, sizeof fn); /* POSIX: dlsym results are callable */
         if (fn == NULL)
             fn = malloc_usable_size; /* not overridden: the symbol is libc's */
