@@ -79,8 +79,13 @@ __attribute__((noreturn)) static void bad_mode(const char *m)
 static const char *find_library(void)
 {
     const char *env = getenv("PYMALLOC_LIBRARY");
-    if (env != NULL && *env != '\0')
-        return env;
+    if (env != NULL && *env != '\0') {
+        /* Made absolute: ld.so looks a bare name up in the library path,
+         * not here, and a program that changes directory before starting
+         * another would lose a relative one (and run without pymalloc). */
+        static char abs[PATH_MAX];
+        return env[0] == '/' || realpath(env, abs) == NULL ? env : abs;
+    }
     static char self[PATH_MAX], lib[PATH_MAX + 64];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0)

@@ -50,6 +50,16 @@ PYMALLOC_LIBRARY=/nonexistent/libpymalloc.so "$run" true >"$tmp/out" 2>"$tmp/err
 check "missing library" 2 $?
 has "missing library" "$tmp/err" "cannot read the library /nonexistent/libpymalloc.so"
 
+# A relative PYMALLOC_LIBRARY is preloaded by its absolute path (as a bare
+# name, ld.so would search the library path; a relative path would be lost
+# by a child started from another directory).
+lib=$("$run" --verbose -- true 2>&1 | sed -n 's/^[^ ]*: LD_PRELOAD=\([^ ]*\) .*/\1/p')
+[ -n "$lib" ] || { echo "FAIL: no LD_PRELOAD in the verbose line"; fails=$((fails + 1)); }
+(cd "$(dirname "$lib")" && PYMALLOC_LIBRARY="$(basename "$lib")" "$run" -- \
+    sh -c 'cd / && echo "$LD_PRELOAD"') >"$tmp/out" 2>"$tmp/err"
+check "relative library" 0 $?
+has "relative library" "$tmp/out" "$(realpath "$lib")"
+
 # The program's status, and its death by a signal, come through unchanged.
 "$run" -- sh -c 'exit 7' >"$tmp/out" 2>"$tmp/err"; check "exit status" 7 $?
 "$run" -- sh -c 'kill -TERM $$' >"$tmp/out" 2>"$tmp/err"; check "signal" 143 $?
