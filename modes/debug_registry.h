@@ -138,8 +138,17 @@ static inline void unpack(const entry *e, pm_i_reg_info *info)
  * Locks: test-and-test-and-set, yielding when contended (two cores).
  */
 
+/* Set in the thread calling fork() between the registry's prepare handler
+ * (which takes every stripe's lock) and its parent or child handler: that
+ * thread skips the stripe locks there, so that an atfork handler registered
+ * before ours (run inside that window) can allocate (see pm_p_lock in
+ * modes/pool.h). */
+static __thread int reg_fork_held __attribute__((tls_model("initial-exec")));
+
 static inline void lock_stripe(stripe *s)
 {
+    if (PM_I_UNLIKELY(reg_fork_held))
+        return;
     for (int spins = 0;; spins++) {
         if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
             atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
@@ -159,6 +168,8 @@ static inline void *pm_i_reg_lock(uint64_t h)
 static inline void pm_i_reg_unlock(void *st)
 {
     stripe *s = st;
+    if (PM_I_UNLIKELY(reg_fork_held))
+        return;
     atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
 
@@ -166,6 +177,7 @@ static void pm_i_reg_fork_prepare(void)
 {
     for (int i = 0; i < NSTRIPES; i++)
         lock_stripe(&stripes[i]);
+    reg_fork_held = 1;
 }
 
 /* ---------------------------------------------------------------------------
@@ -339,12 +351,14 @@ size_t pm_i_reg_metadata_bytes(size_t *records)
 
 static void pm_i_reg_fork_parent(void)
 {
+    reg_fork_held = 0;
     for (int i = NSTRIPES - 1; i >= 0; i--)
         pm_i_reg_unlock(&stripes[i]);
 }
 
 static void pm_i_reg_fork_child(void)
 {
+    reg_fork_held = 0;
     for (int i = 0; i < NSTRIPES; i++)
         atomic_store_explicit(&stripes[i].lock, 0, memory_order_relaxed);
 }

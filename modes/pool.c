@@ -501,7 +501,7 @@ static void class_unlink(struct pm_p_class *c, pm_pool *pool)
 /* A fresh pool for class idx, on the class list (header closed). */
 static pm_pool *new_pool(unsigned idx)
 {
-    pthread_mutex_lock(&pm_i_p.arena_lock);
+    pm_p_lock(&pm_i_p.arena_lock);
     pm_pool *pool = arena_take_pool();
     if (pool != NULL) {
         size_t size = PM_P_CLASS_SIZE(idx);
@@ -514,7 +514,7 @@ static pm_pool *new_pool(unsigned idx)
         side_format(pool->arena, pool, idx);
         tree_set(pool, idx + 1);
     }
-    pthread_mutex_unlock(&pm_i_p.arena_lock);
+    pm_p_unlock(&pm_i_p.arena_lock);
     if (pool != NULL) {
         class_link_front(&pm_i_p.cls[idx], pool);
         PM_P_HDR_CLOSE(pool);
@@ -563,9 +563,9 @@ static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, ui
     if (--pool->count == 0) {
         if (!was_full)
             class_unlink(c, pool);
-        pthread_mutex_lock(&pm_i_p.arena_lock);
+        pm_p_lock(&pm_i_p.arena_lock);
         arena_put_pool(pool);
-        pthread_mutex_unlock(&pm_i_p.arena_lock);
+        pm_p_unlock(&pm_i_p.arena_lock);
         return; /* the whole pool is NOACCESS now */
     }
     if (was_full)
@@ -623,11 +623,23 @@ static uint8_t *take_run(unsigned idx, uint32_t max, uint32_t *count)
  * Set-up and thread caches.
  */
 
-static void fork_prepare(void) { pm_i_p_lock_all(); }
-static void fork_parent(void) { pm_i_p_unlock_all(); }
+__thread int pm_i_p_fork_held __attribute__((tls_model("initial-exec")));
+
+static void fork_prepare(void)
+{
+    pm_i_p_lock_all();
+    pm_i_p_fork_held = 1;
+}
+
+static void fork_parent(void)
+{
+    pm_i_p_fork_held = 0;
+    pm_i_p_unlock_all();
+}
 
 static void fork_child(void)
 {
+    pm_i_p_fork_held = 0;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         pm_i_p.cls[i].lock = fresh;
@@ -649,7 +661,7 @@ static void tc_destroy(void *arg)
     tc_dead = 1;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         flush_bin(c, i, atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed));
-    pthread_mutex_lock(&pm_i_p.tc_lock);
+    pm_p_lock(&pm_i_p.tc_lock);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -658,7 +670,7 @@ static void tc_destroy(void *arg)
         c->next->prev = c->prev;
     c->next = pm_i_p.spare;
     pm_i_p.spare = c;
-    pthread_mutex_unlock(&pm_i_p.tc_lock);
+    pm_p_unlock(&pm_i_p.tc_lock);
 }
 
 /* Running under valgrind's memcheck (not another tool such as callgrind,
@@ -713,11 +725,11 @@ static pm_tcache *cache(void)
     if (pm_i_p_vg || tc_dead || tc_busy)
         return NULL;
     tc_busy = 1;
-    pthread_mutex_lock(&pm_i_p.tc_lock);
+    pm_p_lock(&pm_i_p.tc_lock);
     pm_tcache *c = pm_i_p.spare;
     if (c != NULL)
         pm_i_p.spare = c->next;
-    pthread_mutex_unlock(&pm_i_p.tc_lock);
+    pm_p_unlock(&pm_i_p.tc_lock);
     if (c == NULL)
         c = map(sizeof *c);
     if (c != NULL) {
@@ -729,13 +741,13 @@ static pm_tcache *cache(void)
             atomic_store_explicit(&b->n, 0, memory_order_relaxed);
         }
         pthread_setspecific(tc_key, c); /* may allocate (key >= 32) */
-        pthread_mutex_lock(&pm_i_p.tc_lock);
+        pm_p_lock(&pm_i_p.tc_lock);
         c->prev = NULL;
         c->next = pm_i_p.caches;
         if (c->next != NULL)
             c->next->prev = c;
         pm_i_p.caches = c;
-        pthread_mutex_unlock(&pm_i_p.tc_lock);
+        pm_p_unlock(&pm_i_p.tc_lock);
         pm_i_p_tc = c;
     }
     tc_busy = 0;
@@ -750,16 +762,19 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
     if (count == 0)
         return;
     uint8_t *bp = b->head;
-    pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    pm_p_lock(&pm_i_p.cls[idx].lock);
     for (uint32_t i = 0; i < count; i++) {
         uint8_t *next = *(uint8_t **)bp; /* before give_block relinks bp */
         give_block_vg(idx, bp, 0);        /* a cache: not under memcheck */
         bp = next;
     }
-    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+    /* The bin's count drops before the lock is released, so that the
+     * statistics (under the lock) never count a block both back in its
+     * pool and still cached. */
     b->head = bp;
     atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - count,
                           memory_order_relaxed);
+    pm_p_unlock(&pm_i_p.cls[idx].lock);
 }
 
 void pm_i_pool_flush_thread_cache(void)
@@ -790,22 +805,22 @@ static void *vg_malloc(size_t n)
     unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
     if (idx >= PM_P_NCLASSES)
         return raw_count(pm_i_libc_malloc(n));
-    pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    pm_p_lock(&pm_i_p.cls[idx].lock);
     uint8_t *bp = take_block(idx);
     if (bp != NULL) {
         *vg_size_slot(bp) = (uint16_t)n;
         VALGRIND_MALLOCLIKE_BLOCK(bp, n, 0, 0);
     }
-    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+    pm_p_unlock(&pm_i_p.cls[idx].lock);
     return bp;
 }
 
 static void vg_free(uint8_t *bp, unsigned idx)
 {
-    pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+    pm_p_lock(&pm_i_p.cls[idx].lock);
     VALGRIND_FREELIKE_BLOCK(bp, 0);
     give_block(idx, bp);
-    pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+    pm_p_unlock(&pm_i_p.cls[idx].lock);
 }
 
 PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
@@ -820,18 +835,18 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
     pm_tcache *c = recursive ? NULL : cache();
     struct pm_p_class *cl = &pm_i_p.cls[idx];
     if (c == NULL) { /* no cache: straight from the pools */
-        pthread_mutex_lock(&cl->lock);
+        pm_p_lock(&cl->lock);
         uint8_t *bp = take_block(idx);
-        pthread_mutex_unlock(&cl->lock);
+        pm_p_unlock(&cl->lock);
         return bp;
     }
     struct pm_p_bin *b = &c->bin[idx + 1];
     uint8_t *bp = b->head;
     if (bp == NULL) { /* refill */
         uint32_t k;
-        pthread_mutex_lock(&cl->lock);
+        pm_p_lock(&cl->lock);
         bp = take_run(idx, b->lim, &k);
-        pthread_mutex_unlock(&cl->lock);
+        pm_p_unlock(&cl->lock);
         if (bp == NULL)
             return NULL;
         atomic_store_explicit(&b->n, k, memory_order_relaxed);
@@ -852,9 +867,9 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
     }
     pm_tcache *c = recursive ? NULL : cache();
     if (c == NULL) {
-        pthread_mutex_lock(&pm_i_p.cls[idx].lock);
+        pm_p_lock(&pm_i_p.cls[idx].lock);
         give_block(idx, p);
-        pthread_mutex_unlock(&pm_i_p.cls[idx].lock);
+        pm_p_unlock(&pm_i_p.cls[idx].lock);
         return;
     }
     struct pm_p_bin *b = &c->bin[idx + 1];
@@ -909,16 +924,16 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
     if (pm_i_p_vg) {
         /* Keep at least one byte of slack; copy only the defined bytes. */
         pthread_mutex_t *lock = &pm_i_p.cls[cls - 1].lock;
-        pthread_mutex_lock(lock);
+        pm_p_lock(lock);
         uint16_t *slot = vg_size_slot(p);
         size_t old = *slot;
         if (n < size && 4 * n > 3 * size) {
             VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
             *slot = (uint16_t)n;
-            pthread_mutex_unlock(lock);
+            pm_p_unlock(lock);
             return p;
         }
-        pthread_mutex_unlock(lock);
+        pm_p_unlock(lock);
         copy = old;
     } else if (n <= size && 4 * n > 3 * size) {
         return p;
@@ -946,9 +961,9 @@ static size_t pool_usable_size(void *ctx, void *p)
     if (cls == 0)
         return pm_i_libc_usable_size(p);
     if (pm_i_p_vg) { /* the requested size: the rest is not addressable */
-        pthread_mutex_lock(&pm_i_p.cls[cls - 1].lock);
+        pm_p_lock(&pm_i_p.cls[cls - 1].lock);
         size_t n = *vg_size_slot(p);
-        pthread_mutex_unlock(&pm_i_p.cls[cls - 1].lock);
+        pm_p_unlock(&pm_i_p.cls[cls - 1].lock);
         return n;
     }
     return PM_P_CLASS_SIZE(cls - 1);

@@ -320,6 +320,27 @@ static inline unsigned pm_i_p_lookup(const void *p)
  * the slow ones, which create it. */
 extern __thread pm_tcache *pm_i_p_tc __attribute__((tls_model("initial-exec")));
 
+/* The pool's locks. Between the pool's fork prepare handler (which takes
+ * them all) and its parent or child handler, the thread calling fork()
+ * holds every one of them, and pthread_atfork handlers registered before
+ * the pool's run in that window (prepare handlers in reverse order,
+ * parent and child handlers in order) and may allocate: that thread skips
+ * the pool's locking there (pm_i_p_fork_held) instead of waiting for
+ * itself. Other threads wait as always. */
+extern __thread int pm_i_p_fork_held __attribute__((tls_model("initial-exec")));
+
+static inline void pm_p_lock(pthread_mutex_t *m)
+{
+    if (PM_I_LIKELY(!pm_i_p_fork_held))
+        pthread_mutex_lock(m);
+}
+
+static inline void pm_p_unlock(pthread_mutex_t *m)
+{
+    if (PM_I_LIKELY(!pm_i_p_fork_held))
+        pthread_mutex_unlock(m);
+}
+
 /* The slow paths (modes/pool.c): malloc of a size the fast path does not
  * serve or with an empty bin; free with a full bin (idx: the class); free
  * of a block that is not in a pool (libc's, counted). */

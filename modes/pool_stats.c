@@ -16,17 +16,17 @@
 void pm_i_p_lock_all(void)
 {
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        pthread_mutex_lock(&pm_i_p.cls[i].lock);
-    pthread_mutex_lock(&pm_i_p.arena_lock);
-    pthread_mutex_lock(&pm_i_p.tc_lock);
+        pm_p_lock(&pm_i_p.cls[i].lock);
+    pm_p_lock(&pm_i_p.arena_lock);
+    pm_p_lock(&pm_i_p.tc_lock);
 }
 
 void pm_i_p_unlock_all(void)
 {
-    pthread_mutex_unlock(&pm_i_p.tc_lock);
-    pthread_mutex_unlock(&pm_i_p.arena_lock);
+    pm_p_unlock(&pm_i_p.tc_lock);
+    pm_p_unlock(&pm_i_p.arena_lock);
     for (unsigned i = PM_P_NCLASSES; i-- > 0;)
-        pthread_mutex_unlock(&pm_i_p.cls[i].lock);
+        pm_p_unlock(&pm_i_p.cls[i].lock);
 }
 
 /* Every mapped arena, in object order (all locks held). */
