@@ -226,6 +226,14 @@ PM_API int pm_get_stats(struct pm_stats *out);
  * allocating. PYMALLOC_STATS=1 prints them to stderr at exit. */
 PM_API void pm_print_stats(int fd);
 
+/* Give the calling thread's cached pool blocks back to their pools, so that
+ * arenas kept mapped only by them are returned to the system (a thread's
+ * cache holds up to a pool's worth of blocks per size class, and one cached
+ * block keeps its whole arena mapped). Other threads' caches are flushed
+ * when they exit. 1 if memory was returned, else 0 (as malloc_trim). The
+ * malloc override's malloc_trim() calls it, then glibc's. */
+PM_API int pm_trim(void);
+
 /* The library's version string, e.g. "0.1.0" (may differ from the header's). */
 PM_API const char *pm_version(void);
 

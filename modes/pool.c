@@ -786,6 +786,26 @@ void pm_i_pool_flush_thread_cache(void)
         flush_bin(c, i, atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed));
 }
 
+static size_t arenas_reclaimed_now(void)
+{
+    pm_p_lock(&pm_i_p.arena_lock);
+    size_t n = pm_i_p.arenas_reclaimed;
+    pm_p_unlock(&pm_i_p.arena_lock);
+    return n;
+}
+
+/* pm_trim: the calling thread's cached blocks back to their pools, so that
+ * the arenas they alone kept (a cached block pins its pool, and its arena)
+ * can be unmapped. 1 if an arena was unmapped. */
+int pm_i_pool_trim(void)
+{
+    if (atomic_load_explicit(&init_state, memory_order_acquire) != 2)
+        return 0; /* the pools were never used */
+    size_t before = arenas_reclaimed_now();
+    pm_i_pool_flush_thread_cache();
+    return arenas_reclaimed_now() != before;
+}
+
 /* ---------------------------------------------------------------------------
  * Slow paths.
  */

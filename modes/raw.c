@@ -96,9 +96,9 @@ typedef size_t (*usable_fn)(void *);
 static _Atomic(usable_fn) libc_usable;
 
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
-/* malloc_usable_size as defined by the object holding function f (and its
+/* Symbol `name` as defined by the object holding function f (and its
  * dependencies), if that is not this library; else NULL. */
-static void *usable_of_object_of(void *(*f)(size_t))
+static void *symbol_of_object_of(void *(*f)(size_t), const char *name)
 {
     Dl_info at, self;
     void *addr, *me = (void *)(uintptr_t)&pm_i_libc_usable_size;
@@ -109,7 +109,7 @@ static void *usable_of_object_of(void *(*f)(size_t))
     void *h = dlopen(at.dli_fname, RTLD_LAZY | RTLD_NOLOAD); /* loaded already */
     if (h == NULL)
         return NULL;
-    void *sym = dlsym(h, "malloc_usable_size");
+    void *sym = dlsym(h, name);
     if (sym != NULL && dladdr(sym, &at) != 0 && at.dli_fbase == self.dli_fbase)
         sym = NULL; /* ours (an object that does not define it, searched on) */
     return sym;
@@ -121,7 +121,7 @@ size_t pm_i_libc_usable_size(void *p)
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
     usable_fn fn = atomic_load_explicit(&libc_usable, memory_order_acquire);
     if (fn == NULL) {
-        void *sym = usable_of_object_of(PM_LIBC_MALLOC);
+        void *sym = symbol_of_object_of(PM_LIBC_MALLOC, "malloc_usable_size");
         if (sym == NULL)
             sym = dlsym(RTLD_NEXT, "malloc_usable_size");
         memcpy(&fn, &sym, sizeof fn); /* POSIX: dlsym results are callable */
@@ -133,6 +133,37 @@ size_t pm_i_libc_usable_size(void *p)
 #else
     (void)libc_usable;
     return malloc_usable_size(p);
+#endif
+}
+
+/* malloc_trim of the library that serves __libc_malloc (glibc), found as
+ * malloc_usable_size is, for the override's malloc_trim. */
+typedef int (*trim_fn)(size_t);
+static _Atomic(trim_fn) libc_trim;
+
+static int no_trim(size_t pad)
+{
+    (void)pad;
+    return 0;
+}
+
+int pm_i_libc_trim(size_t pad)
+{
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+    trim_fn fn = atomic_load_explicit(&libc_trim, memory_order_acquire);
+    if (fn == NULL) {
+        void *sym = symbol_of_object_of(PM_LIBC_MALLOC, "malloc_trim");
+        if (sym == NULL)
+            sym = dlsym(RTLD_NEXT, "malloc_trim");
+        memcpy(&fn, &sym, sizeof fn);
+        if (fn == NULL)
+            fn = no_trim;
+        atomic_store_explicit(&libc_trim, fn, memory_order_release);
+    }
+    return fn(pad);
+#else
+    (void)libc_trim;
+    return no_trim(pad);
 #endif
 }
 

@@ -12,6 +12,7 @@
  *   aligned_alloc/memalign/posix_memalign/      alignment <= 16: malloc;
  *   valloc/pvalloc                              else pm_i_domain_memalign(MEM)
  *   malloc_usable_size -----------------------> pm_i_domain_usable_size(MEM)
+ *   malloc_trim ------------------------------> pm_trim(), then glibc's malloc_trim
  *
  * Semantics are glibc's where they differ from the pm_* API: realloc(p, 0)
  * frees p and returns NULL; reallocarray(p, 0, k) likewise; every failure
@@ -397,6 +398,15 @@ PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
     if (!o_ready())
         return pm_i_libc_usable_size(p);
     return pm_i_domain_usable_size(PM_DOMAIN_MEM, p);
+}
+
+/* glibc's own trim of its heap, and the calling thread's cached pool
+ * blocks back to their pools (pm_trim), last: the first call's look-up of
+ * glibc's malloc_trim allocates. */
+PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
+{
+    int released = pm_i_libc_trim(pad);
+    return (o_ready() ? pm_trim() : 0) | released;
 }
 
 /* Run the set-up when the library is loaded: a bad PYMALLOC_MODE stops the

@@ -88,6 +88,11 @@ int pm_i_pool_valgrind(int *compiled_in);
 void pm_i_pool_init(void);
 /* Give every block in the calling thread's cache back to its pool. */
 void pm_i_pool_flush_thread_cache(void);
+/* pm_trim(): flush the calling thread's cache; 1 if an arena was unmapped. */
+int pm_i_pool_trim(void);
+/* glibc's malloc_trim (of the library whose __libc_malloc we call), or 0
+ * where there is none (modes/raw.c). */
+int pm_i_libc_trim(size_t pad);
 /* Check every invariant of every arena, pool, list and cache of the pool
  * allocator; 0 if all hold, else -1 with the first violation in *why. */
 struct pm_i_buf;

@@ -267,6 +267,34 @@ static void test_foreign_block(void)
 }
 
 /* The mode cannot change under the program: libc allocated before main. */
+/* malloc_trim: this thread's cached pool blocks go back to their pools,
+ * and the arenas they alone kept mapped are unmapped (then glibc trims its
+ * own heap). In the modes without pools there is nothing of ours to trim. */
+static void test_malloc_trim(void)
+{
+    enum { N = 100000 };
+    void **p = pm_i_libc_malloc(N * sizeof *p);
+    PM_CHECK(p != NULL);
+    for (size_t i = 0; i < N; i++)
+        p[i] = malloc(64 + i % 64);
+    for (size_t i = 0; i < N; i++)
+        free(p[(i * 7919) % N]);
+    pm_i_libc_free(p);
+    struct pm_stats before, after;
+    pm_get_stats(&before);
+    int r = malloc_trim(0);
+    PM_CHECK(r == 0 || r == 1);
+    pm_get_stats(&after);
+    fprintf(stderr, "  malloc_trim: %d; arenas %zu -> %zu, cached blocks %zu -> %zu\n", r,
+            before.arenas_current, after.arenas_current, before.blocks_in_thread_caches,
+            after.blocks_in_thread_caches);
+    PM_CHECK_EQ(after.blocks_in_thread_caches, 0);
+    if (before.arenas_current > 4 && !pm_i_pool_valgrind(NULL)) {
+        PM_CHECK_EQ(r, 1);
+        PM_CHECK(after.arenas_current <= 2);
+    }
+}
+
 static void test_mode_is_fixed(void)
 {
     const char *other = strcmp(pm_mode_name(), "malloc") == 0 ? "default" : "malloc";
@@ -292,6 +320,7 @@ int main(void)
     PM_RUN(test_usable_size);
     PM_RUN(test_early_arena);
     PM_RUN(test_foreign_block);
+    PM_RUN(test_malloc_trim);
     PM_RUN(test_mode_is_fixed);
     return pm_test_done();
 }
