@@ -231,7 +231,7 @@ PM_API void pm_print_stats(int fd);
  * cache holds up to a pool's worth of blocks per size class, and one cached
  * block keeps its whole arena mapped). Other threads' caches are flushed
  * when they exit. 1 if memory was returned, else 0 (as malloc_trim). The
- * malloc override's malloc_trim() calls it, then glibc's. */
+ * malloc override's malloc_trim() calls glibc's, then it. */
 PM_API int pm_trim(void);
 
 /* The library's version string, e.g. "0.1.0" (may differ from the header's). */

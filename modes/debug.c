@@ -302,13 +302,17 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
             hi = i - 16;
         }
     }
-    if (!first) {
+    if (!first && hi >= -8) {
         e->offset = lo;
         e->last = hi;
-        /* Only the size field (p-16 .. p-9) damaged: not a contiguous
-         * underflow from the data. */
-        return hi < -8 ? PM_ERR_HEADER_CORRUPT : PM_ERR_BUFFER_UNDERFLOW;
+        return PM_ERR_BUFFER_UNDERFLOW;
     }
+    /* Only the size field (p-16 .. p-9) damaged, or nothing before the
+     * data: the tail decides (an overflow past the end is named as such,
+     * even with the size field overwritten too). */
+    ptrdiff_t head_lo = lo, head_hi = hi;
+    int head_damaged = !first;
+    first = 1;
     for (int i = 0; i < 16; i++) {
         if (p[n + (size_t)i] != want_tail[i]) {
             if (first)
@@ -317,10 +321,20 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
             hi = (ptrdiff_t)n + i;
         }
     }
+    if (!first && lo < (ptrdiff_t)n + 8) {
+        e->offset = lo;
+        e->last = hi;
+        return PM_ERR_BUFFER_OVERFLOW;
+    }
+    if (head_damaged) {
+        e->offset = head_lo;
+        e->last = head_hi;
+        return PM_ERR_HEADER_CORRUPT;
+    }
     if (!first) {
         e->offset = lo;
         e->last = hi;
-        return lo >= (ptrdiff_t)n + 8 ? PM_ERR_HEADER_CORRUPT : PM_ERR_BUFFER_OVERFLOW;
+        return PM_ERR_HEADER_CORRUPT;
     }
     return PM_ERR_NONE;
 }

@@ -12,7 +12,7 @@
  *   aligned_alloc/memalign/posix_memalign/      alignment <= 16: malloc;
  *   valloc/pvalloc                              else pm_i_domain_memalign(MEM)
  *   malloc_usable_size -----------------------> pm_i_domain_usable_size(MEM)
- *   malloc_trim ------------------------------> pm_trim(), then glibc's malloc_trim
+ *   malloc_trim ------------------------------> glibc's malloc_trim, then pm_trim()
  *
  * Semantics are glibc's where they differ from the pm_* API: realloc(p, 0)
  * frees p and returns NULL; reallocarray(p, 0, k) likewise; every failure

@@ -591,6 +591,36 @@ static void test_serial_field_every_byte(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* The size field overwritten and the block overflowed: the overflow is
+ * named, with its offsets (it was "header corrupt" at p-9, found by an
+ * audit); the size field alone is still "header corrupt". */
+static void test_size_field_and_overflow(void)
+{
+    NEED_DEBUG();
+    pm_set_error_handler(note_report, NULL);
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        unsigned char *p = D->malloc(24);
+        unsigned char saved = p[-9];
+        p[-9] = 99;
+        n_reports = 0;
+        PM_CHECK_EQ(pm_check_block(p), -1);
+        PM_CHECK_EQ(last_report.error, PM_ERR_HEADER_CORRUPT);
+        PM_CHECK_EQ(last_report.offset, -9);
+        memset(p + 24, 1, 3);
+        PM_CHECK_EQ(pm_check_block(p), -1);
+        PM_CHECK_EQ(n_reports, 2);
+        PM_CHECK_EQ(last_report.error, PM_ERR_BUFFER_OVERFLOW);
+        PM_CHECK_EQ(last_report.offset, 24);
+        PM_CHECK_EQ(last_report.size, 24);
+        p[-9] = saved;
+        memset(p + 24, 0xFD, 3);
+        PM_CHECK_EQ(pm_check_block(p), 0);
+        D->free(p);
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
 int main(void)
 {
     /* Children that need a parent with nothing set up come first. */
@@ -610,5 +640,6 @@ int main(void)
     PM_RUN(test_serials_count_calls);
     PM_RUN(test_dump_format);
     PM_RUN(test_serial_field_every_byte);
+    PM_RUN(test_size_field_and_overflow);
     return pm_test_done();
 }
