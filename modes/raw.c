@@ -114,6 +114,14 @@ static void *symbol_of_object_of(void *(*f)(size_t), const char *name)
         sym = NULL; /* ours (an object that does not define it, searched on) */
     return sym;
 }
+
+/* Symbol `name` of the library that serves __libc_malloc, else the next
+ * definition after ours. */
+static void *libc_symbol(const char *name)
+{
+    void *sym = symbol_of_object_of(PM_LIBC_MALLOC, name);
+    return sym != NULL ? sym : dlsym(RTLD_NEXT, name);
+}
 #endif
 
 size_t pm_i_libc_usable_size(void *p)
@@ -121,9 +129,7 @@ size_t pm_i_libc_usable_size(void *p)
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
     usable_fn fn = atomic_load_explicit(&libc_usable, memory_order_acquire);
     if (fn == NULL) {
-        void *sym = symbol_of_object_of(PM_LIBC_MALLOC, "malloc_usable_size");
-        if (sym == NULL)
-            sym = dlsym(RTLD_NEXT, "malloc_usable_size");
+        void *sym = libc_symbol("malloc_usable_size");
         memcpy(&fn, &sym, sizeof fn); /* POSIX: dlsym results are callable */
         if (fn == NULL)
             fn = malloc_usable_size; /* not overridden: the symbol is libc's */
@@ -152,9 +158,7 @@ int pm_i_libc_trim(size_t pad)
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
     trim_fn fn = atomic_load_explicit(&libc_trim, memory_order_acquire);
     if (fn == NULL) {
-        void *sym = symbol_of_object_of(PM_LIBC_MALLOC, "malloc_trim");
-        if (sym == NULL)
-            sym = dlsym(RTLD_NEXT, "malloc_trim");
+        void *sym = libc_symbol("malloc_trim");
         memcpy(&fn, &sym, sizeof fn);
         if (fn == NULL)
             fn = no_trim;

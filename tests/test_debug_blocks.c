@@ -244,6 +244,19 @@ static void test_dump_format(void)
                            "ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab\n");
 }
 
+/* Run fn in a forked child, which must exit 0 (its exit status names the
+ * step that failed; its output is shown if it did not). */
+static void expect_child_exits_0(void (*fn)(void *))
+{
+    pm_death_result r;
+    pm_death(fn, NULL, &r);
+    if (!(r.exited && r.exit_status == 0))
+        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
+                r.signal, r.output);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
 /* ---------------------------------------------------------------------------
  * pm_setup_debug_hooks over the test's own allocator (a "spy" that never
  * gives memory back, so the freed block can be looked at, and can be told
@@ -364,13 +377,7 @@ static void child_setup_over_spy(void *arg)
 
 static void test_setup_debug_hooks_over_any_allocator(void)
 {
-    pm_death_result r;
-    pm_death(child_setup_over_spy, NULL, &r);
-    if (!(r.exited && r.exit_status == 0))
-        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
-                r.signal, r.output);
-    PM_CHECK(r.exited);
-    PM_CHECK_EQ(r.exit_status, 0);
+    expect_child_exits_0(child_setup_over_spy);
 }
 
 static void child_setup_after_allocation(void *arg)
@@ -470,13 +477,7 @@ static void child_replace_hooks(void *arg)
 static void test_replaced_hooks_are_gone(void)
 {
     NEED_DEBUG();
-    pm_death_result r;
-    pm_death(child_replace_hooks, NULL, &r);
-    if (!(r.exited && r.exit_status == 0))
-        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
-                r.signal, r.output);
-    PM_CHECK(r.exited);
-    PM_CHECK_EQ(r.exit_status, 0);
+    expect_child_exits_0(child_replace_hooks);
 }
 
 /* The debug hooks, read with pm_get_allocator, replaced by a mode, then put
@@ -516,13 +517,7 @@ static void child_restore_hooks(void *arg)
 static void test_restored_hooks_work(void)
 {
     NEED_DEBUG();
-    pm_death_result r;
-    pm_death(child_restore_hooks, NULL, &r);
-    if (!(r.exited && r.exit_status == 0))
-        fprintf(stderr, "child: exited=%d status=%d signal=%d\n%s", r.exited, r.exit_status,
-                r.signal, r.output);
-    PM_CHECK(r.exited);
-    PM_CHECK_EQ(r.exit_status, 0);
+    expect_child_exits_0(child_restore_hooks);
 }
 
 static void test_check_block_null(void) { PM_CHECK_EQ(pm_check_block(NULL), 0); }
