@@ -179,8 +179,13 @@ int main(int argc, char **argv)
         set("PYMALLOC_STATS", "1");
     if (verbose) {
         set("PYMALLOC_VERBOSE", "1");
-        fprintf(stderr, "%s: LD_PRELOAD=%s PYMALLOC_MODE=%s", prog, preload,
-                mode != NULL && *mode != '\0' ? mode : "default");
+        /* The environment as the program gets it: an unset or empty
+         * PYMALLOC_MODE is said so (the library then runs its default). */
+        if (mode != NULL && *mode != '\0')
+            fprintf(stderr, "%s: LD_PRELOAD=%s PYMALLOC_MODE=%s", prog, preload, mode);
+        else
+            fprintf(stderr, "%s: LD_PRELOAD=%s (PYMALLOC_MODE %s: mode default)", prog, preload,
+                    mode == NULL ? "unset" : "empty");
         for (int k = i; k < argc; k++)
             fprintf(stderr, " %s", argv[k]);
         fputc('\n', stderr);

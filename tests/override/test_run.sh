@@ -73,6 +73,14 @@ while read -r m; do
     has "mode $m" "$tmp/err" "pymalloc [0-9.]*: mode [a-z_]* (PYMALLOC_MODE=$m)"
     has "mode $m" "$tmp/err" "pymalloc-run: LD_PRELOAD="
 done <"$tmp/modes"
+# Without --mode or PYMALLOC_MODE the verbose line says the variable is
+# unset, and the program does not get one.
+(unset PYMALLOC_MODE; "$run" --verbose -- sh -c 'echo "mode=${PYMALLOC_MODE-unset}"') \
+    >"$tmp/out" 2>"$tmp/err"
+check "no mode" 0 $?
+has "no mode" "$tmp/out" "^mode=unset$"
+has "no mode" "$tmp/err" "(PYMALLOC_MODE unset: mode default)"
+has "no mode" "$tmp/err" "(PYMALLOC_MODE=<unset>)"
 "$run" --mode=malloc -- sh -c 'echo "$PYMALLOC_MODE"' >"$tmp/out" 2>"$tmp/err"
 check "--mode=M" 0 $?
 has "--mode=M" "$tmp/out" "^malloc$"
