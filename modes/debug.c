@@ -94,22 +94,34 @@ typedef struct dbg {
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
     int pool_below;    /* below is the pool allocator itself (pymalloc_debug) */
+    uint64_t api_w;    /* the word at p-8 of its blocks: API_WORD(api) */
     uint64_t side_api; /* the API in a side word's bits (pool.h) */
     const char *names[OP_COUNT];
 } dbg;
 
 #define SIDE_API(k) ((uint64_t)(k) << PM_P_SIDE_API_SHIFT)
 
+/* The word at p-8 of a block (API id then 7 x FORBIDDENBYTE), as it is in
+ * memory. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define API_WORD(api) (((uint64_t)(unsigned char)(api) << 56) | UINT64_C(0x00FDFDFDFDFDFDFD))
+#else
+#define API_WORD(api) (UINT64_C(0xFDFDFDFDFDFDFD00) | (unsigned char)(api))
+#endif
+
 static dbg dbgs[PM_DOMAIN_COUNT] = {
     {.api = 'r',
+     .api_w = API_WORD('r'),
      .side_api = SIDE_API(1),
      .names = {"pm_raw_malloc", "pm_raw_calloc", "pm_raw_realloc", "pm_raw_free",
                "malloc_usable_size"}},
     {.api = 'm',
+     .api_w = API_WORD('m'),
      .side_api = SIDE_API(2),
      .names = {"pm_mem_malloc", "pm_mem_calloc", "pm_mem_realloc", "pm_mem_free",
                "malloc_usable_size"}},
     {.api = 'o',
+     .api_w = API_WORD('o'),
      .side_api = SIDE_API(3),
      .names = {"pm_obj_malloc", "pm_obj_calloc", "pm_obj_realloc", "pm_obj_free",
                "malloc_usable_size"}},
@@ -234,24 +246,13 @@ static inline uint64_t get_be64(const unsigned char *at)
     return PM_I_BE64(v);
 }
 
-/* The word at p-8 (API id then 7 x FD) and the one at p+N (8 x FD), as they
- * are in memory. */
-static inline uint64_t api_word(char api)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return ((uint64_t)(unsigned char)api << 56) | UINT64_C(0x00FDFDFDFDFDFDFD);
-#else
-    return UINT64_C(0xFDFDFDFDFDFDFD00) | (unsigned char)api;
-#endif
-}
-
+/* The word at p+N (8 x FD), as it is in memory. */
 #define PM_I_FORBIDDEN_WORD UINT64_C(0xFDFDFDFDFDFDFDFD)
 
-static inline void write_header(unsigned char *p, size_t n, char api)
+static inline void write_header(unsigned char *p, size_t n, uint64_t api_w)
 {
     put_be64(p - 16, (uint64_t)n);
-    uint64_t w = api_word(api);
-    memcpy(p - 8, &w, 8);
+    memcpy(p - 8, &api_w, 8);
 }
 
 static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
@@ -263,18 +264,18 @@ static inline void write_trailer(unsigned char *p, size_t n, uint64_t serial)
 
 /* The fast check of a live block of n bytes, API api, whole serial
  * `serial`, against its header and trailer: four word compares. */
-static inline int intact_words(const unsigned char *p, size_t n, char api, uint64_t serial)
+static inline int intact_words(const unsigned char *p, size_t n, uint64_t api_w, uint64_t serial)
 {
     uint64_t w[4];
     memcpy(&w[0], p - 16, 16);
     memcpy(&w[2], p + n, 16);
-    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_word(api) &&
+    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_w &&
            w[2] == PM_I_FORBIDDEN_WORD && w[3] == PM_I_BE64(serial);
 }
 
 static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
 {
-    return intact_words(p, in->size, in->api, full_serial(in->serial));
+    return intact_words(p, in->size, API_WORD(in->api), full_serial(in->serial));
 }
 
 /* The header and trailer of live block p against its record; 0 or the class
@@ -485,7 +486,7 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
 {
     unsigned char *p = base + offset;
     uint64_t serial = bump_serial();
-    write_header(p, n, g->api);
+    write_header(p, n, g->api_w);
     write_trailer(p, n, serial);
     if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
         g->below.a.free(g->below.a.ctx, base);
@@ -495,34 +496,56 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
     return p;
 }
 
-/* Byte c over len >= 16 bytes at b, for pool-sized blocks: 64 bytes a
- * step in 16-byte stores, then 16 at a time, the last store overlapping.
- * Kept a loop of stores (the asm hides the pattern from the compiler): a
- * memset call, or rep stos, costs more to start than a small block. */
-static inline void fill_bytes(unsigned char *b, size_t len, unsigned char c)
+/* Byte c over 32 <= len <= 64 bytes at b: four 16-byte stores, the last
+ * two overlapping the first two for less than 64. */
+typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
+static inline void fill_4(unsigned char *b, size_t len, v16 v)
 {
-    typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
-    v16 v = {0};
-    v += c;
-    size_t i = 0;
-    for (; i + 64 < len; i += 64) {
-        memcpy(b + i, &v, 16);
-        memcpy(b + i + 16, &v, 16);
-        memcpy(b + i + 32, &v, 16);
-        memcpy(b + i + 48, &v, 16);
-        __asm__("" : "+r"(i));
-    }
-    for (; i + 16 < len; i += 16) {
-        memcpy(b + i, &v, 16);
-        __asm__("" : "+r"(i));
-    }
+    memcpy(b, &v, 16);
+    memcpy(b + 16, &v, 16);
+    memcpy(b + len - 32, &v, 16);
     memcpy(b + len - 16, &v, 16);
+}
+
+/* Byte c over len > 64 bytes at b: 64 bytes a step in 16-byte stores,
+ * then the last 64 bytes (overlapping the step before). Kept stores (the
+ * asm hides the pattern from the compiler, and keeps the pattern in its
+ * register): a memset call, or rep stos, costs more to start than a
+ * pool-sized block. */
+#if defined(__x86_64__) || defined(__i386__)
+#define FILL_BARRIER(q, v) __asm__("" : "+r"(q), "+x"(v))
+#elif defined(__aarch64__)
+#define FILL_BARRIER(q, v) __asm__("" : "+r"(q), "+w"(v))
+#else
+#define FILL_BARRIER(q, v) __asm__("" : "+r"(q))
+#endif
+static inline void fill_long(unsigned char *b, size_t len, v16 v)
+{
+    unsigned char *q = b, *end = b + len;
+    do {
+        memcpy(q, &v, 16);
+        memcpy(q + 16, &v, 16);
+        memcpy(q + 32, &v, 16);
+        memcpy(q + 48, &v, 16);
+        q += 64;
+        FILL_BARRIER(q, v);
+    } while (end - q > 64);
+    fill_4(end - 64, 64, v);
+}
+
+static inline v16 pattern(unsigned char c)
+{
+    v16 v = {0};
+    return v + c;
 }
 
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
 static inline void fill_dead(unsigned char *b, size_t len)
 {
-    fill_bytes(b, len, PM_I_DEADBYTE);
+    if (len <= 64)
+        fill_4(b, len, pattern(PM_I_DEADBYTE));
+    else
+        fill_long(b, len, pattern(PM_I_DEADBYTE));
 }
 
 /* CLEANBYTE over the n data bytes of a pool-sized block at p, before its
@@ -530,14 +553,17 @@ static inline void fill_dead(unsigned char *b, size_t len)
  * are written after). */
 static inline void fill_clean(unsigned char *p, size_t n)
 {
+    v16 v = pattern(PM_I_CLEANBYTE);
     if (n <= 16) {
-        typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
-        v16 v = {0};
-        v += PM_I_CLEANBYTE;
         memcpy(p, &v, 16);
-        return;
+    } else if (n <= 32) {
+        memcpy(p, &v, 16);
+        memcpy(p + n - 16, &v, 16);
+    } else if (n <= 64) {
+        fill_4(p, n, v);
+    } else {
+        fill_long(p, n, v);
     }
-    fill_bytes(p, n, PM_I_CLEANBYTE);
 }
 
 static void *dbg_malloc(void *ctx, size_t n)
@@ -545,8 +571,12 @@ static void *dbg_malloc(void *ctx, size_t n)
     dbg *g = ctx;
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    unsigned char *base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
-    if (base == NULL)
+    unsigned char *base;
+    /* Below is the pool: its fast path here, without the call. */
+    if (PM_I_LIKELY(g->pool_below) &&
+        PM_I_LIKELY((base = pm_i_p_malloc_fast(n + PM_I_DEBUG_EXTRA)) != NULL))
+        ;
+    else if ((base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA)) == NULL)
         return NULL;
     unsigned char *p = base + PM_I_DEBUG_HEAD;
     if (PM_I_LIKELY(g->pool_below && n <= PM_P_SIDE_SIZE_MAX)) {
@@ -556,7 +586,7 @@ static void *dbg_malloc(void *ctx, size_t n)
         _Atomic uint64_t *w = pm_i_pool_side_new(base);
         if (PM_I_LIKELY(w != NULL)) {
             uint64_t serial = bump_serial();
-            write_header(p, n, g->api);
+            write_header(p, n, g->api_w);
             write_trailer(p, n, serial);
             atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
             maybe_break(serial);
@@ -674,13 +704,13 @@ static void dbg_free(void *ctx, void *ptr)
             /* The 48 bits as the whole serial: right below 2^48, and a
              * mismatch above takes free_slow, whose check reads the
              * counter (no counter read here). */
-            if (PM_I_LIKELY(intact_words(p, n, g->api, v & PM_I_SERIAL_MASK))) {
+            if (PM_I_LIKELY(intact_words(p, n, g->api_w, v & PM_I_SERIAL_MASK))) {
                 maybe_break(v & PM_I_SERIAL_MASK);
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
                 /* A live side word of ours: a pool block in use, of the
                  * class the side tree gave. */
                 if (PM_I_LIKELY(g->pool_below))
-                    pm_i_pool_free_known(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2);
+                    pm_i_p_free_block(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2);
                 else
                     g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
                 return;
@@ -770,7 +800,7 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
         size = n;
         serial = bump_serial();
     }
-    write_header(q, size, g->api);
+    write_header(q, size, g->api_w);
     write_trailer(q, size, serial);
     /* Restore the saved bytes, clipped to the new size. */
     if (old <= sizeof save) {

@@ -917,10 +917,6 @@ static void pool_free(void *ctx, void *p)
     pm_i_p_free(p);
 }
 
-/* pool_free of block p, known to be a pool block in use of class v - 1:
- * the debug decorator has just claimed its live side word, which implies
- * both, and found v in the side tree. Skips the ownership lookup. */
-void pm_i_pool_free_known(void *p, unsigned v) { pm_i_p_free_block(p, v); }
 
 static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
 {

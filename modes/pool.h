@@ -236,10 +236,6 @@ enum {
     PM_I_SIDE_INTERIOR = 2 /* in a pool with side words, but not at a block start */
 };
 
-/* Free pool block p of class v - 1 (v: as pm_i_pool_side gives it), known
- * to be in use: pool_free without the tree lookup. */
-void pm_i_pool_free_known(void *p, unsigned v);
-
 /* The side tree's entry for the pool holding address a, or 0. */
 static inline uintptr_t pm_i_p_side_entry(uintptr_t a)
 {
@@ -369,7 +365,10 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
 }
 
 /* Free pool block p of class v - 1: onto this thread's cache, or the slow
- * path when the bin is full (or there is no cache). */
+ * path when the bin is full (or there is no cache). The debug decorator
+ * calls it for a block whose live side word it has just claimed (which
+ * implies a pool block in use) with v from the side tree: pool_free
+ * without the ownership lookup. */
 static inline __attribute__((always_inline)) void pm_i_p_free_block(void *p, unsigned v)
 {
     struct pm_p_bin *b = &pm_i_p_tc->bin[v];

@@ -290,6 +290,46 @@ static void test_pool_blocks_skip_registry(void)
     }
 }
 
+/* Every size up to past the pool's largest class, in every domain: the
+ * layout, CLEANBYTE over exactly the data after malloc, 0 after calloc,
+ * and, for a pool block, DEADBYTE over the whole freed block (its first
+ * word is the free list's link; the block stays mapped in its pool, so it
+ * can be read here, except under memcheck, which forbids it). */
+extern int pm_i_p_vg;
+
+static size_t count_not(const unsigned char *p, size_t n, unsigned char c)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += p[i] != c;
+    return bad;
+}
+
+static void test_fills_every_size(void)
+{
+    NEED_DEBUG();
+    static const char api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t n = 0; n <= 540; n++) {
+            for (int zero = 0; zero < 2; zero++) {
+                unsigned char *p = zero ? D->calloc(1, n) : D->malloc(n);
+                PM_CHECK(p != NULL);
+                PM_CHECK_EQ(be64(p - 16), n);
+                PM_CHECK_EQ(p[-8], (unsigned char)api[d]);
+                PM_CHECK_EQ(count_not(p - 7, 7, 0xFD), 0);
+                PM_CHECK_EQ(count_not(p, n, zero ? 0x00 : 0xCD), 0);
+                PM_CHECK_EQ(count_not(p + n, 8, 0xFD), 0);
+                PM_CHECK_EQ(pm_check_block(p), 0);
+                int peek = pool_block(p) && !pm_i_p_vg;
+                D->free(p);
+                if (peek)
+                    PM_CHECK_EQ(count_not(p - 8, n + 24, 0xDD), 0);
+            }
+        }
+    }
+}
+
 /* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
  * made on both sides of the boundary free cleanly, and a damaged one is
  * reported with its whole serial. */
@@ -341,6 +381,7 @@ static void test_serials_past_2_48(void)
 int main(void)
 {
     PM_RUN(test_pool_blocks_skip_registry);
+    PM_RUN(test_fills_every_size);
     PM_RUN(test_double_free_after_pool_emptied);
     PM_RUN(test_interior_pointers_are_invalid);
     PM_RUN(test_racing_double_free);
