@@ -154,9 +154,23 @@ static O_COLD void *o_pool_malloc_slow(size_t n)
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
-static inline void *o_malloc(size_t n)
+/* With the debug hooks (O_NAMED, which implies the mode is in use): the
+ * call through the table, naming the entry point, without o_ready. */
+__attribute__((noinline)) static void *o_malloc_named(size_t n)
 {
-    if (PM_I_LIKELY(o_fast())) {
+    void *ctx;
+    pm_i_malloc_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
+    PM_O_ENTER("malloc");
+    void *p = fn(ctx, n);
+    PM_O_LEAVE();
+    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
+static inline __attribute__((always_inline)) void *o_malloc(size_t n)
+{
+    int kind = atomic_load_explicit(&o_kind, memory_order_acquire);
+    if (PM_I_LIKELY(kind == O_PLAIN)) {
         const pm_i_base *r = o_mem();
         if (PM_I_LIKELY(r == &pm_i_pool_base)) {
             void *p = pm_i_p_malloc_fast(n);
@@ -166,6 +180,8 @@ static inline void *o_malloc(size_t n)
             void *p = r->a.malloc(r->a.ctx, n);
             return PM_I_LIKELY(p != NULL) ? p : o_enomem();
         }
+    } else if (kind == O_NAMED && PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX)) {
+        return o_malloc_named(n);
     }
     return o_malloc_slow(n);
 }
@@ -216,9 +232,29 @@ static O_COLD void o_free_slow(void *p)
     errno = saved;
 }
 
-static inline void o_free(void *p)
+/* O_NAMED: as o_free_slow once the mode is in use. */
+__attribute__((noinline)) static void o_free_named(void *p)
 {
-    if (PM_I_LIKELY(o_fast())) {
+    if (p == NULL)
+        return;
+    if (PM_I_UNLIKELY(pm_i_early_owns(p))) {
+        o_free_slow(p);
+        return;
+    }
+    int saved = errno;
+    void *ctx;
+    pm_i_free_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
+    PM_O_ENTER("free");
+    fn(ctx, p);
+    PM_O_LEAVE();
+    errno = saved;
+}
+
+static inline __attribute__((always_inline)) void o_free(void *p)
+{
+    int kind = atomic_load_explicit(&o_kind, memory_order_acquire);
+    if (PM_I_LIKELY(kind == O_PLAIN)) {
         const pm_i_base *r = o_mem();
         if (PM_I_LIKELY(r == &pm_i_pool_base)) {
             /* NULL and the early arena are not in a pool: the slow path. */
@@ -231,6 +267,9 @@ static inline void o_free(void *p)
             r->a.free(r->a.ctx, p);
             return;
         }
+    } else if (kind == O_NAMED) {
+        o_free_named(p);
+        return;
     }
     o_free_slow(p);
 }
