@@ -94,14 +94,17 @@ PM_API void pm_obj_free(void *p);
 
 /*
  * Modes. pm_set_mode installs the named mode on all three domains (replacing
- * any hooks). It returns 0 on success; -1 with errno = EINVAL for an unknown
- * name (NULL included); -1 with errno = EBUSY once any block has been
- * allocated in a different mode (a live block must always be freed by the
- * allocator that made it). Setting the mode that is already installed is a
- * no-op that returns 0.
+ * any hooks, also when it names the mode already installed). It returns 0 on
+ * success; -1 with errno = EINVAL for an unknown name (NULL included); -1
+ * with errno = EBUSY once any block has been allocated in a different mode
+ * (a live block must always be freed by the allocator that made it). Once a
+ * block has been allocated, setting the mode that is installed changes
+ * nothing (any hooks stay) and returns 0.
  *
  * pm_mode_name returns the canonical name of the installed mode: "default"
- * and "debug" are aliases and report the mode they stand for.
+ * and "debug" are aliases and report the mode they stand for. Hooks set
+ * over it (pm_setup_debug_hooks included) do not change the name:
+ * pm_debug_enabled tells whether the debug hooks are on.
  * pm_mode_names returns the accepted names, NULL-terminated, in the order
  * they are listed in error messages.
  */
@@ -147,9 +150,12 @@ typedef struct pm_error_report {
     const char *message;   /* the one-line report, without the newline */
 } pm_error_report;
 
-/* Called after the report is printed, in the thread that found the error.
- * If it returns, the call that found the error goes on: the damaged block is
- * leaked (never freed), a realloc returns NULL. */
+/* Called after the report is printed, in the thread that found the error,
+ * with the ctx installed with it; no lock of the library is held. If it
+ * returns, the call that found the error goes on: the damaged block is
+ * leaked (never freed), a realloc returns NULL. It may allocate, report
+ * errors itself, or leave by longjmp (the call it interrupts does not
+ * finish: the damaged block is leaked). */
 typedef void (*pm_error_handler)(const pm_error_report *report, void *ctx);
 
 /* Install fn (NULL: the default, abort() or PYMALLOC_ON_ERROR=report). */

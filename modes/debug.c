@@ -1000,8 +1000,23 @@ int pm_check_block(const void *ptr)
     pm_error_class c;
     _Atomic uint64_t *w = side_of(ptr);
     if (w != NULL) {
-        side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
-        c = classify(ptr, &in, 0, OP_USABLE, &e);
+        /* The block is read without claiming it: another thread may free
+         * (fill) or reallocate it meanwhile, which changes its word first.
+         * Damage seen while the word changed is classified again from the
+         * new word (a block freed meanwhile is a use after free, not
+         * damage). */
+        uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+        for (int tries = 0;; tries++) {
+            side_unpack(v, &in);
+            c = classify(ptr, &in, 0, OP_USABLE, &e);
+            if (c == PM_ERR_NONE || tries == 8)
+                break;
+            atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
+            uint64_t again = atomic_load_explicit(w, memory_order_acquire);
+            if (again == v)
+                break;
+            v = again;
+        }
     } else {
         uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
         void *st = pm_i_reg_lock(h);

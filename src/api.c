@@ -31,8 +31,28 @@ _Atomic int pm_i_state = PM_I_STATE_UNINIT;
 
 /* The mode installed (canonical entry), NULL before set-up. */
 static _Atomic(const pm_i_mode *) installed_mode;
-/* Serializes pm_set_mode against itself and against fork(). */
+/* Serializes the changes of the table after the set-up (pm_set_mode,
+ * pm_setup_debug_hooks, pm_set_allocator, and pm_get_allocator, which
+ * tells the debug hooks that a copy of them was handed out) against each
+ * other and against fork(). */
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set in the thread calling fork() between our prepare handler and our
+ * parent or child handler, where it holds mode_lock and the table's lock:
+ * a pthread_atfork handler registered before ours runs there and may
+ * read or set an allocator (see pm_p_lock in modes/pool.h). */
+static __thread int mode_fork_held __attribute__((tls_model("initial-exec")));
+
+static void lock_mode(void)
+{
+    if (!mode_fork_held)
+        pthread_mutex_lock(&mode_lock);
+}
+
+static void unlock_mode(void)
+{
+    if (!mode_fork_held)
+        pthread_mutex_unlock(&mode_lock);
+}
 /* Set while this thread runs the set-up (detects recursion). */
 static __thread int in_setup __attribute__((tls_model("initial-exec")));
 
@@ -54,10 +74,12 @@ static void fork_prepare(void)
 {
     pthread_mutex_lock(&mode_lock);
     pm_i_table_lock();
+    mode_fork_held = 1;
 }
 
 static void fork_parent(void)
 {
+    mode_fork_held = 0;
     pm_i_table_unlock();
     pthread_mutex_unlock(&mode_lock);
 }
@@ -65,6 +87,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    mode_fork_held = 0;
     pm_i_table_reinit_child();
     mode_lock = fresh;
 }
@@ -203,19 +226,20 @@ void pm_i_first_use(void)
  */
 
 /* Install mode m (if m is not NULL) or run fn, while nothing has been
- * allocated: the one place the set-up is changed after start-up. -1 with
- * EBUSY once the mode is in use; installing the installed mode is a no-op
- * that keeps any hooks. */
+ * allocated: the one place the set-up is changed after start-up. Once the
+ * mode is in use: 0 for the installed mode (nothing changes: any hooks
+ * stay), else -1 with EBUSY. Before, the mode is installed anew even if it
+ * is the installed one (replacing any hooks, as documented). */
 static int change_setup(const pm_i_mode *m, void (*fn)(void))
 {
     pm_i_ensure_init();
-    pthread_mutex_lock(&mode_lock);
+    lock_mode();
     int rc = 0;
     for (;;) {
         int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
-        if (m != NULL && atomic_load(&installed_mode) == m)
-            break; /* already installed: keep any hooks */
         if (s == PM_I_STATE_IN_USE) {
+            if (m != NULL && atomic_load(&installed_mode) == m)
+                break; /* in use, and already installed: keep any hooks */
             errno = EBUSY;
             rc = -1;
             break;
@@ -232,7 +256,7 @@ static int change_setup(const pm_i_mode *m, void (*fn)(void))
             break;
         }
     }
-    pthread_mutex_unlock(&mode_lock);
+    unlock_mode();
     return rc;
 }
 
@@ -276,8 +300,10 @@ int pm_get_allocator(pm_domain domain, pm_allocator *out)
         return -1;
     }
     pm_i_ensure_init();
+    lock_mode();
     pm_i_table_read(domain, out);
     pm_i_debug_table_read(domain);
+    unlock_mode();
     return 0;
 }
 
@@ -289,7 +315,10 @@ int pm_set_allocator(pm_domain domain, const pm_allocator *a)
         return -1;
     }
     pm_i_ensure_init();
-    return pm_i_debug_table_write(domain, a);
+    lock_mode();
+    int rc = pm_i_debug_table_write(domain, a);
+    unlock_mode();
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------

@@ -9,20 +9,46 @@
 #include "pm_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+/* Write all of s to fd, or give up at the first error. A pipe nobody reads
+ * any more (stderr into `| head`, say) must not kill the program with
+ * SIGPIPE from inside its malloc, or at exit after it chose its status:
+ * SIGPIPE is blocked while writing, and one raised by these writes is
+ * taken back (it is sent to the writing thread; one already pending
+ * before is left alone). */
 void pm_i_write_all(int fd, const char *s, size_t n)
 {
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    int masked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0;
+    int was_pending = masked && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    int broken = 0;
     while (n > 0) {
         ssize_t w = write(fd, s, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            return;
+            broken = errno == EPIPE;
+            break;
         }
         s += w;
         n -= (size_t)w;
+    }
+    if (masked) {
+        if (broken && !was_pending) {
+            static const struct timespec zero = {0, 0};
+            int saved = errno;
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+                ;
+            errno = saved;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
 }
 

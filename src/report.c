@@ -53,10 +53,18 @@ const char *pm_error_class_name(pm_error_class c)
     return class_names[c];
 }
 
+static void lock_reports(void);
+static void unlock_reports(void);
+
+/* The handler and its ctx change together under the reports' lock, and a
+ * report reads both under it: a handler is never called with another's
+ * ctx. */
 void pm_set_error_handler(pm_error_handler fn, void *ctx)
 {
-    atomic_store(&handler_ctx, ctx);
-    atomic_store(&handler_fn, fn);
+    lock_reports();
+    atomic_store_explicit(&handler_ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&handler_fn, fn, memory_order_relaxed);
+    unlock_reports();
 }
 
 unsigned long pm_error_count(pm_error_class c)
@@ -79,8 +87,12 @@ void pm_i_debug_read_options(void)
     }
     const char *b = pm_i_getenv("PYMALLOC_BREAK_SERIAL");
     uint64_t n = 0;
-    if (b != NULL && *b != '\0' && (pm_i_parse_u64(b, &n) != 0 || n == 0)) {
-        static const char *const valid[] = {"a serial number, 1 or more", NULL};
+    /* Serials are compared on their low 48 bits (what a block's record
+     * keeps), so larger values are refused rather than matched wrongly. */
+    if (b != NULL && *b != '\0' &&
+        (pm_i_parse_u64(b, &n) != 0 || n == 0 || n > PM_I_SERIAL_MASK)) {
+        static const char *const valid[] = {"a serial number from 1 to 281474976710655 (2^48 - 1)",
+                                            NULL};
         pm_i_fatal_option("PYMALLOC_BREAK_SERIAL", b, "not a serial number", valid);
     }
     pm_i_debug_break_serial = n;
@@ -348,9 +360,10 @@ void pm_i_debug_report(const pm_i_err *e)
     pm_i_buf_char(&b, '\n');
     dump_block(&b, e);
     pm_i_buf_flush(&b);
+    pm_error_handler fn = atomic_load_explicit(&handler_fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&handler_ctx, memory_order_relaxed);
     unlock_reports();
 
-    pm_error_handler fn = atomic_load(&handler_fn);
     if (fn != NULL) {
         pm_error_report r = {
             .error = e->error,
@@ -363,7 +376,15 @@ void pm_i_debug_report(const pm_i_err *e)
             .api_found = e->api_found,
             .message = line,
         };
-        fn(&r, atomic_load(&handler_ctx));
+        /* The malloc override's hint of the entry point being run (set
+         * around its call into the table) is not the handler's: a report
+         * made inside the handler names its own entry point, and so does
+         * one made after the handler left by longjmp (which skips the
+         * override's reset of the hint). */
+        const char *entry = pm_i_debug_entry;
+        pm_i_debug_entry = NULL;
+        fn(&r, ctx);
+        pm_i_debug_entry = entry;
         return;
     }
     if (pm_i_debug_on_error_report)

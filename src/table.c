@@ -36,6 +36,22 @@ struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT] = {
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set in the thread calling fork() while our fork handlers hold the lock
+ * (pm_i_table_lock .. unlock or reinit): a pthread_atfork handler
+ * registered before ours runs there and may set an allocator. */
+static __thread int table_fork_held __attribute__((tls_model("initial-exec")));
+
+static void lock_table(void)
+{
+    if (!table_fork_held)
+        pthread_mutex_lock(&table_lock);
+}
+
+static void unlock_table(void)
+{
+    if (!table_fork_held)
+        pthread_mutex_unlock(&table_lock);
+}
 
 /* ---------------------------------------------------------------------------
  * The record store (table lock held).
@@ -121,27 +137,27 @@ static int publish(pm_domain d, const pm_i_base *b)
 
 int pm_i_table_write(pm_domain d, const pm_allocator *a)
 {
-    pthread_mutex_lock(&table_lock);
+    lock_table();
     pm_i_base b = *atomic_load_explicit(&pm_i_domains[d].cur, memory_order_relaxed);
     b.a = *a;
     int rc = publish(d, &b);
-    pthread_mutex_unlock(&table_lock);
+    unlock_table();
     return rc;
 }
 
 int pm_i_table_write_base(pm_domain d, const pm_i_base *b)
 {
-    pthread_mutex_lock(&table_lock);
+    lock_table();
     int rc = publish(d, b);
-    pthread_mutex_unlock(&table_lock);
+    unlock_table();
     return rc;
 }
 
 void pm_i_table_set_static(pm_domain d, const pm_i_base *b)
 {
-    pthread_mutex_lock(&table_lock);
+    lock_table();
     atomic_store_explicit(&pm_i_domains[d].cur, b, memory_order_release);
-    pthread_mutex_unlock(&table_lock);
+    unlock_table();
 }
 
 void pm_i_table_read_base(pm_domain d, pm_i_base *out)
@@ -170,8 +186,17 @@ size_t pm_i_domain_usable_size(pm_domain d, void *p)
     return fn(ctx, p);
 }
 
-void pm_i_table_lock(void) { pthread_mutex_lock(&table_lock); }
-void pm_i_table_unlock(void) { pthread_mutex_unlock(&table_lock); }
+void pm_i_table_lock(void)
+{
+    pthread_mutex_lock(&table_lock);
+    table_fork_held = 1;
+}
+
+void pm_i_table_unlock(void)
+{
+    table_fork_held = 0;
+    pthread_mutex_unlock(&table_lock);
+}
 
 void pm_i_table_reinit_child(void)
 {
@@ -179,5 +204,6 @@ void pm_i_table_reinit_child(void)
      * record store is whole. Re-initialize rather than unlock, as POSIX only
      * promises async-signal-safe calls in a child of a threaded parent. */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    table_fork_held = 0;
     table_lock = fresh;
 }

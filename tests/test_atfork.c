@@ -4,7 +4,8 @@
  * registration and parent/child handlers in order, so handlers registered
  * first run while pymalloc's handlers hold every pool lock and every
  * registry stripe lock; an allocation there that needed a lock waited for
- * its own thread forever (found by an audit: in every mode but malloc).
+ * its own thread forever (found by an audit: in every mode but malloc), and
+ * so did reading or setting an allocator, or setting the mode.
  *
  * Its own main, not the harness: the handlers must be registered before
  * the first pm_* call of the process. A second thread churns all along
@@ -56,6 +57,12 @@ static int allocate_everywhere(int salt)
     }
     struct pm_stats s;
     bad |= pm_get_stats(&s) != 0;
+    /* The table and the mode: read, set back as it was, and the mode set
+     * again (in use: nothing changes), under our fork handlers' locks. */
+    pm_allocator a;
+    bad |= pm_get_allocator(PM_DOMAIN_OBJ, &a) != 0;
+    bad |= pm_set_allocator(PM_DOMAIN_OBJ, &a) != 0;
+    bad |= pm_set_mode(pm_mode_name()) != 0;
     return bad;
 }
 

@@ -10,6 +10,7 @@
 #include "harness.h"
 #include "pm_internal.h"
 
+#include <setjmp.h>
 #include <stdint.h>
 
 /* Under ASan, an allocation too large for the allocator returns NULL (as
@@ -414,6 +415,12 @@ static void child_set_mode_removes_hooks(void *arg)
         _exit(1);
     if (pm_set_mode("malloc") != 0 || pm_debug_enabled())
         _exit(2);
+    /* The installed mode set again, before use: installed anew, without
+     * the hooks set over it since (it used to keep them). */
+    if (pm_setup_debug_hooks() != 0 || !pm_debug_enabled())
+        _exit(4);
+    if (pm_set_mode("malloc") != 0 || pm_debug_enabled())
+        _exit(5);
     if (pm_set_mode("debug") != 0 || !pm_debug_enabled() ||
         strcmp(pm_mode_name(), "pymalloc_debug") != 0)
         _exit(3);
@@ -549,6 +556,55 @@ static void test_entry_name_override(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* The override's hint is not the handler's: a report made inside the
+ * handler of a report from "free" names its own entry point, and so does
+ * one made after a handler left by longjmp (which skips the override's
+ * reset of the hint). */
+static int nested_depth;
+static char nested_entry[2][64];
+static void *nested_block;
+static jmp_buf nested_jmp;
+static int nested_jump;
+
+static void note_nested(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    int k = nested_depth++;
+    if (k < 2)
+        snprintf(nested_entry[k], sizeof nested_entry[k], "%s", r->entry);
+    if (k == 0 && nested_block != NULL)
+        pm_check_block(nested_block); /* a second report, inside this one */
+    nested_depth--;
+    if (k == 0 && nested_jump)
+        longjmp(nested_jmp, 1);
+}
+
+static void test_entry_name_not_the_handlers(void)
+{
+    NEED_DEBUG();
+    pm_set_error_handler(note_nested, NULL);
+    unsigned char *p = pm_raw_malloc(10), *q = pm_raw_malloc(10);
+    q[10] = 0; /* an overflow */
+    pm_raw_free(p);
+    nested_block = q;
+    pm_i_debug_set_entry("free");
+    pm_raw_free(p); /* a double free */
+    PM_CHECK(strcmp(nested_entry[0], "free") == 0);
+    PM_CHECK(strcmp(nested_entry[1], "pm_check_block") == 0);
+    nested_block = NULL;
+    nested_jump = 1;
+    if (setjmp(nested_jmp) == 0) {
+        pm_raw_free(p); /* the handler does not return */
+        PM_CHECK(0);
+    }
+    nested_jump = 0;
+    PM_CHECK(strcmp(nested_entry[0], "free") == 0);
+    pm_check_block(q);
+    PM_CHECK(strcmp(nested_entry[0], "pm_check_block") == 0);
+    pm_set_error_handler(NULL, NULL);
+    pm_i_debug_set_entry(NULL);
+}
+
 /* Every byte of the serial field is checked, the high ones too (until the
  * corruption fuzzer found it, the two high bytes were taken from memory:
  * damage there went unreported). */
@@ -626,6 +682,7 @@ int main(void)
     PM_RUN(test_restored_hooks_work);
     PM_RUN(test_check_block_null);
     PM_RUN(test_entry_name_override);
+    PM_RUN(test_entry_name_not_the_handlers);
     PM_RUN(test_layout_and_fill);
     PM_RUN(test_size_zero);
     PM_RUN(test_realloc_grow_shrink);

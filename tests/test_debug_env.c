@@ -262,8 +262,10 @@ static void test_invalid_values_are_fatal(void)
                  bad_on_error[i]);
         PM_CHECK_STR(r.output, want);
     }
-    const char *bad_serial[] = {"0", "-1", "x", "12a", "99999999999999999999"};
-    for (int i = 0; i < 5; i++) {
+    /* 2^48 and more: serials are matched on their low 48 bits. */
+    const char *bad_serial[] = {"0", "-1", "x", "12a", "99999999999999999999",
+                                "281474976710656", "281474976710659"};
+    for (int i = 0; i < 7; i++) {
         env_case c = {"malloc_debug", NULL, bad_serial[i], body_clean};
         run_case(&c, &r);
         PM_CHECK(r.exited && r.exit_status == 1);

@@ -226,6 +226,84 @@ static void test_racing_double_free(void)
     }
 }
 
+/* pm_check_block of a block another thread is freeing (a race in the
+ * program): the block is either live and intact or freed, so the only
+ * report possible is a use after free (the check read the bytes while the
+ * free filled them, and called that damage). */
+static _Atomic(unsigned char *) check_cell;
+static atomic_int check_stop, check_other;
+
+static void count_not_uaf(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&S.calls, 1);
+    if (r->error != PM_ERR_USE_AFTER_FREE)
+        atomic_fetch_add(&check_other, 1);
+}
+
+static void *check_freer(void *arg)
+{
+    const pm_t_domain *D = arg;
+    for (int i = 0; i < 20000; i++) {
+        unsigned char *p = D->malloc(24 + (size_t)(i % 3) * 100);
+        atomic_store(&check_cell, p);
+        for (volatile int k = 0; k < 20; k++)
+            ;
+        atomic_store(&check_cell, NULL);
+        D->free(p);
+    }
+    atomic_store(&check_stop, 1);
+    return NULL;
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define PM_T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PM_T_TSAN 1
+#endif
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define PM_T_UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef PM_T_UNDER_VALGRIND
+#define PM_T_UNDER_VALGRIND() 0
+#endif
+
+static void test_check_racing_free(void)
+{
+    NEED_DEBUG();
+    /* The race is the point: TSan reports it (the check reads what the
+     * free writes), and memcheck reports the check's read of a block the
+     * free made inaccessible. */
+#ifdef PM_T_TSAN
+    PM_SKIP("a data race on purpose");
+#endif
+    if (PM_T_UNDER_VALGRIND())
+        PM_SKIP("reads freed blocks on purpose");
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        watch();
+        atomic_store(&check_stop, 0);
+        atomic_store(&check_other, 0);
+        pm_set_error_handler(count_not_uaf, NULL);
+        int saved = quiet_begin();
+        pthread_t t;
+        PM_CHECK_EQ(pthread_create(&t, NULL, check_freer, (void *)&pm_t_domains[d]), 0);
+        while (!atomic_load(&check_stop)) {
+            unsigned char *p = atomic_load(&check_cell);
+            if (p != NULL)
+                pm_check_block(p);
+        }
+        pthread_join(t, NULL);
+        quiet_end(saved);
+        pm_set_error_handler(NULL, NULL);
+        PM_CHECK_EQ(atomic_load(&check_other), 0);
+    }
+}
+
 /* A failed realloc puts the block back: live, whole, same serial. */
 static void test_realloc_failure_restores_block(void)
 {
@@ -385,6 +463,7 @@ int main(void)
     PM_RUN(test_double_free_after_pool_emptied);
     PM_RUN(test_interior_pointers_are_invalid);
     PM_RUN(test_racing_double_free);
+    PM_RUN(test_check_racing_free);
     PM_RUN(test_realloc_failure_restores_block);
     PM_RUN(test_serials_past_2_48);
     return pm_test_done();

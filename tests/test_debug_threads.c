@@ -307,10 +307,77 @@ static void test_serials_unique_across_threads(void)
     pm_mem_free(p);
 }
 
+/* ---------------------------------------------------------------------------
+ * The error handler changed while another thread reports: a handler is
+ * always called with its own ctx (they were published one after the other,
+ * and a report could pair the new handler with the old ctx).
+ */
+
+static int ctx_a, ctx_b;
+static atomic_int wrong_ctx, handled;
+
+static void handler_a(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    atomic_fetch_add(&handled, 1);
+    if (ctx != &ctx_a)
+        atomic_fetch_add(&wrong_ctx, 1);
+}
+
+static void handler_b(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    atomic_fetch_add(&handled, 1);
+    if (ctx != &ctx_b)
+        atomic_fetch_add(&wrong_ctx, 1);
+}
+
+#define HANDLER_ROUNDS 3000
+static atomic_int reporter_done;
+
+static void *toggle_handlers(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&reporter_done)) {
+        pm_set_error_handler(handler_a, &ctx_a);
+        pm_set_error_handler(handler_b, &ctx_b);
+    }
+    return NULL;
+}
+
+static void test_handler_changed_while_reporting(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    unsigned char *q = pm_mem_malloc(24);
+    q[24] = 0; /* an overflow: every check reports it */
+    fflush(stderr);
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    atomic_store(&wrong_ctx, 0);
+    atomic_store(&handled, 0);
+    atomic_store(&reporter_done, 0);
+    pm_set_error_handler(handler_a, &ctx_a);
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, toggle_handlers, NULL), 0);
+    for (int i = 0; i < HANDLER_ROUNDS; i++)
+        pm_check_block(q);
+    atomic_store(&reporter_done, 1);
+    pthread_join(t, NULL);
+    pm_set_error_handler(NULL, NULL);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    PM_CHECK_EQ(atomic_load(&handled), HANDLER_ROUNDS);
+    PM_CHECK_EQ(atomic_load(&wrong_ctx), 0);
+    /* q is leaked: it is damaged. */
+}
+
 int main(void)
 {
     PM_RUN(test_stress_reports_nothing);
     PM_RUN(test_serials_unique_across_threads);
     PM_RUN(test_concurrent_reports);
+    PM_RUN(test_handler_changed_while_reporting);
     return pm_test_done();
 }

@@ -4,7 +4,11 @@
 #include "harness.h"
 #include "pm_internal.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 
 static void test_size_zero(void)
 {
@@ -202,6 +206,28 @@ static void test_mode_memalign_and_usable_size(void)
     }
 }
 
+/* pm_print_stats (and every report, through the same writer) to a pipe
+ * whose reader is gone: the write fails, and the process is not killed by
+ * SIGPIPE from inside the library, nor left with one pending. */
+static void test_print_stats_broken_pipe(void)
+{
+    int fds[2];
+    PM_CHECK_EQ(pipe(fds), 0);
+    close(fds[0]);
+    struct sigaction dfl, old;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    PM_CHECK_EQ(sigaction(SIGPIPE, &dfl, &old), 0);
+    errno = 1234;
+    pm_print_stats(fds[1]); /* without the fix, the test dies here */
+    PM_CHECK_EQ(errno, 1234);
+    sigset_t pending;
+    PM_CHECK_EQ(sigpending(&pending), 0);
+    PM_CHECK_EQ(sigismember(&pending, SIGPIPE), 0);
+    close(fds[1]);
+    sigaction(SIGPIPE, &old, NULL);
+}
+
 int main(void)
 {
     PM_RUN(test_size_zero);
@@ -214,5 +240,6 @@ int main(void)
     PM_RUN(test_alignment);
     PM_RUN(test_failure_sets_enomem);
     PM_RUN(test_mode_memalign_and_usable_size);
+    PM_RUN(test_print_stats_broken_pipe);
     return pm_test_done();
 }
