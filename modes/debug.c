@@ -50,7 +50,8 @@
  * The underlying request is N + 32, so p keeps the allocator's 16-byte
  * alignment. An aligned block (alignment A > 16, for memalign and friends)
  * is A + N + 16 bytes from the allocator's memalign with p = base + A; the
- * A - 16 bytes before the header are FORBIDDENBYTE, not checked.
+ * A - 16 bytes before the header are left as the allocator gave them (not
+ * written, not checked: writing them cost a 2^32-byte alignment 4 GiB).
  *
  * Checks, on free, realloc and pm_check_block, in CPython's order after the
  * side word or registry lookup: the pointer must be a live block of ours
@@ -458,7 +459,7 @@ static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsig
 __attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p, size_t offset,
                                                         size_t n, uint64_t serial)
 {
-    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, (uint32_t)offset, g->api, PM_I_REG_LIVE};
+    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE};
     uint64_t h = pm_i_reg_hash((uintptr_t)p);
     void *st = pm_i_reg_lock(h);
     int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
@@ -621,7 +622,6 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
         g->below.memalign(g->below.xctx, alignment, alignment + n + PM_I_DEBUG_TAIL);
     if (base == NULL)
         return NULL;
-    memset(base, PM_I_FORBIDDENBYTE, alignment - PM_I_DEBUG_HEAD);
     memset(base + alignment, PM_I_CLEANBYTE, n);
     return finish_block(g, base, alignment, n);
 }
@@ -673,7 +673,9 @@ __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
     }
     maybe_break(in.serial);
     unsigned char *base = p - in.offset;
-    memset(base, PM_I_DEADBYTE, in.offset + in.size + PM_I_DEBUG_TAIL);
+    /* The block, header and trailer; not an aligned block's gap before its
+     * header (up to the alignment: gigabytes for the largest). */
+    memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD + in.size + PM_I_DEBUG_TAIL);
     g->below.a.free(g->below.a.ctx, base);
 }
 
@@ -874,9 +876,12 @@ static void fork_child(void)
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+
 void pm_i_debug_decorate(void)
 {
     pthread_once(&atfork_once, register_atfork);
+    pthread_once(&registry_once, pm_i_reg_prepare);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */

@@ -249,50 +249,91 @@ static inline void pm_i_reg_find(void *st, uint64_t h, uintptr_t data, pm_i_reg_
     unpack(e, info);
 }
 
-static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
-                                  const pm_i_reg_info *info)
+static inline void make_hole(stripe *s, entry *e)
 {
-    stripe *s = st;
-    if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
-        if (rehash(s) != 0)
-            return -1;
-    }
-    /* One pass: the record of this address if there is one (a freed block
-     * at the same address), else the first hole or the empty slot. */
-    entry *e = NULL, *hole = NULL;
+    e->key = KEY_HOLE;
+    e->meta = 0;
+    s->count--;
+}
+
+/* The slot for address `data` in s's table, claimed: its own record if it
+ * has one (a freed block at the same address), else the first hole on its
+ * probe sequence, else the empty slot that ends it, unless that is the
+ * table's last empty slot (a probe for a missing address stops only at an
+ * empty slot). NULL: no room. */
+static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t data)
+{
+    entry *hole = NULL;
     size_t i = SLOT_OF(h, s->mask);
     for (;; i = (i + 1) & s->mask) {
         entry *t = &s->tab[i];
-        if (t->key == data) {
-            e = t;
-            break;
-        }
+        if (t->key == data)
+            return t;
         if (t->key == KEY_HOLE && hole == NULL)
             hole = t;
         if (t->key == KEY_EMPTY) {
-            if (hole != NULL) {
-                e = hole;
-            } else {
+            entry *e = hole;
+            if (e == NULL) {
+                if (s->used + 1 >= s->mask + 1)
+                    return NULL;
                 e = t;
                 s->used++;
             }
             s->count++;
             e->key = data;
-            break;
+            e->meta = 0;
+            e->size = 0;
+            return e;
         }
+    }
+}
+
+/* Forget the oldest freed block of s's FIFO: its record becomes a hole,
+ * unless its address was reused (then the FIFO's entry just goes). 0 if the
+ * FIFO is empty. */
+static int forget_oldest_freed(stripe *s)
+{
+    if (s->ring_len == 0)
+        return 0;
+    freed_rec old = s->ring[s->ring_head];
+    s->ring[s->ring_head].key = 0; /* no record finds its place here again */
+    s->ring_head = (s->ring_head + 1) % PM_I_REG_RING;
+    s->ring_len--;
+    entry *o = s->tab != NULL && old.slot <= s->mask && s->tab[old.slot].key == old.key
+                   ? &s->tab[old.slot]
+                   : slot_of(s, pm_i_reg_hash(old.key), old.key); /* rehashed */
+    if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
+        (o->meta & PM_I_SERIAL_MASK) == old.serial) {
+        o->size &= SIZE_BITS; /* no place in the FIFO any more */
+        make_hole(s, o);
+    }
+    return 1;
+}
+
+/* Record a block at `data`. The table grows at three quarters full; when
+ * it cannot (no memory), the room left is used, down to the last empty
+ * slot, then the oldest freed blocks are forgotten to make holes. -1 only
+ * when the stripe has no table, or a full one of live blocks, and no
+ * memory: so the record of a block that is only being put back (a realloc
+ * whose allocator failed) always finds its own slot. */
+static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
+                                  const pm_i_reg_info *info)
+{
+    stripe *s = st;
+    if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
+        if (rehash(s) != 0 && s->tab == NULL)
+            return -1;
+    }
+    entry *e;
+    while ((e = claim_slot(s, h, data)) == NULL) {
+        if (!forget_oldest_freed(s))
+            return -1;
     }
     /* A freed record replaced: its place in the FIFO stays with the address. */
     uint64_t place = e->meta != 0 ? e->size & ~SIZE_BITS : 0;
     e->size = ((uint64_t)info->size & SIZE_BITS) | place;
     e->meta = pack(info->serial, info->api, PM_I_REG_LIVE, info->offset);
     return 0;
-}
-
-static inline void make_hole(stripe *s, entry *e)
-{
-    e->key = KEY_HOLE;
-    e->meta = 0;
-    s->count--;
 }
 
 static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
@@ -328,6 +369,34 @@ static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
 static inline void pm_i_reg_remove(void *st, pm_i_reg_entry *re)
 {
     make_hole(st, (entry *)re);
+}
+
+/* Give every stripe without one its first table (the debug hooks call it
+ * when they are installed, before the first allocation), best effort: a
+ * stripe that has a table can always put a block's record back, and can
+ * record new blocks while memory is short, down to its last empty slot.
+ * One mapping, a page-aligned slice per stripe (rehash unmaps a stripe's
+ * first table by its slice). */
+#define FIRST_SLICE 8192u
+_Static_assert(MIN_CAP * sizeof(entry) <= FIRST_SLICE, "a first table fits its slice");
+static void pm_i_reg_prepare(void)
+{
+    unsigned char *mem = mmap(NULL, (size_t)NSTRIPES * FIRST_SLICE, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return;
+    for (int i = 0; i < NSTRIPES; i++) {
+        stripe *s = &stripes[i];
+        lock_stripe(s);
+        if (s->tab == NULL) {
+            s->tab = (entry *)(mem + (size_t)i * FIRST_SLICE);
+            s->mask = MIN_CAP - 1;
+            s->used = s->count;
+        } else {
+            munmap(mem + (size_t)i * FIRST_SLICE, FIRST_SLICE);
+        }
+        pm_i_reg_unlock(s);
+    }
 }
 
 size_t pm_i_reg_metadata_bytes(size_t *records)

@@ -843,14 +843,25 @@ static void vg_free(uint8_t *bp, unsigned idx)
     pm_p_unlock(&pm_i_p.cls[idx].lock);
 }
 
+/* No pool block for n bytes: no arena could be mapped (or the arena
+ * objects, or a tree leaf). As in CPython, the request goes to libc, which
+ * may still have memory (its heap grows with brk, and mmap can fail for
+ * want of mappings, vm.max_map_count, rather than of memory). */
+__attribute__((noinline)) static void *no_pool_memory(size_t n)
+{
+    return raw_count(pm_i_libc_malloc(n));
+}
+
 PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
 {
     (void)ctx; /* same signature as pool_malloc: a plain tail jump */
     if (n == 0 || n > PM_P_SMALL_MAX)
         return raw_count(pm_i_libc_malloc(n));
     int recursive = ensure_init();
-    if (pm_i_p_vg)
-        return vg_malloc(n);
+    if (pm_i_p_vg) {
+        void *p = vg_malloc(n);
+        return p != NULL ? p : no_pool_memory(n);
+    }
     unsigned idx = (unsigned)((n - 1) >> PM_P_ALIGN_SHIFT);
     pm_tcache *c = recursive ? NULL : cache();
     struct pm_p_class *cl = &pm_i_p.cls[idx];
@@ -858,7 +869,7 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
         pm_p_lock(&cl->lock);
         uint8_t *bp = take_block(idx);
         pm_p_unlock(&cl->lock);
-        return bp;
+        return bp != NULL ? bp : no_pool_memory(n);
     }
     struct pm_p_bin *b = &c->bin[idx + 1];
     uint8_t *bp = b->head;
@@ -868,7 +879,7 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
         bp = take_run(idx, b->lim, &k);
         pm_p_unlock(&cl->lock);
         if (bp == NULL)
-            return NULL;
+            return no_pool_memory(n);
         atomic_store_explicit(&b->n, k, memory_order_relaxed);
     }
     b->head = *(uint8_t **)bp;

@@ -39,7 +39,7 @@ enum {
 typedef struct pm_i_reg_info {
     size_t size;      /* bytes requested (N) */
     uint64_t serial;  /* low 48 bits of the block's serial number */
-    uint32_t offset;  /* data - base: 16, or the alignment of an aligned block */
+    size_t offset;    /* data - base: 16, or the alignment of an aligned block */
     char api;         /* 'r', 'm' or 'o' */
     int state;        /* PM_I_REG_LIVE or PM_I_REG_FREED; EMPTY if unknown */
 } pm_i_reg_info;
