@@ -725,6 +725,19 @@ static void dbg_free(void *ctx, void *ptr)
 
 #define ERASED_SIZE 64
 
+/* Realloc of live block p (old bytes) as malloc + copy + free, all through
+ * the hooks: the new block is recorded before the old one goes, so a
+ * failure leaves p as it was. */
+static void *realloc_by_copy(void *ctx, unsigned char *p, size_t old, size_t n)
+{
+    void *q = dbg_malloc(ctx, n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    dbg_free(ctx, p);
+    return q;
+}
+
 static void *dbg_realloc(void *ctx, void *ptr, size_t n)
 {
     dbg *g = ctx;
@@ -745,6 +758,12 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
             atomic_store_explicit(w, v, memory_order_release);
             return NULL;
         }
+        if (PM_I_UNLIKELY(pm_i_reg_short())) {
+            /* The registry is full somewhere: the new block may need a
+             * record there, which must be made before the old block goes. */
+            atomic_store_explicit(w, v, memory_order_release);
+            return realloc_by_copy(ctx, p, in.size, n);
+        }
     } else {
         void *st;
         pm_i_reg_entry *r = registry_checked(g, p, OP_REALLOC, &in, &st);
@@ -754,15 +773,11 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
             pm_i_reg_unlock(st);
             return NULL;
         }
-        if (in.offset != PM_I_DEBUG_HEAD) {
-            /* An aligned block: malloc + copy + free, all through the hooks. */
+        if (in.offset != PM_I_DEBUG_HEAD || PM_I_UNLIKELY(pm_i_reg_short())) {
+            /* An aligned block (realloc keeps only 16-byte alignment), or
+             * the registry full somewhere (see above). */
             pm_i_reg_unlock(st);
-            void *q = dbg_malloc(ctx, n);
-            if (q == NULL)
-                return NULL;
-            memcpy(q, p, in.size < n ? in.size : n);
-            dbg_free(ctx, p);
-            return q;
+            return realloc_by_copy(ctx, p, in.size, n);
         }
         /* From here the old block is recorded as freed, so a concurrent or
          * later use of p is named; a failure below puts it back. */

@@ -184,10 +184,45 @@ static void pm_i_reg_fork_prepare(void)
  * The table of one stripe (its lock held).
  */
 
+/* Stripes whose table is full of records (no empty slot, no hole), one bit
+ * each: a new record there can only be made by forgetting a freed block or
+ * growing the table, which needs memory. A realloc then moves its block by
+ * malloc + copy + free, which can fail cleanly, instead of recording the
+ * block's new address after the allocator below has already moved it. */
+static _Atomic uint64_t reg_full;
+_Static_assert(NSTRIPES <= 64, "a bit per stripe");
+
+static inline void set_full(stripe *s, int full)
+{
+    uint64_t bit = UINT64_C(1) << (s - stripes);
+    if (full)
+        atomic_fetch_or_explicit(&reg_full, bit, memory_order_relaxed);
+    else if (PM_I_UNLIKELY(atomic_load_explicit(&reg_full, memory_order_relaxed) & bit))
+        atomic_fetch_and_explicit(&reg_full, ~bit, memory_order_relaxed);
+}
+
+static inline int pm_i_reg_short(void)
+{
+    return atomic_load_explicit(&reg_full, memory_order_relaxed) != 0;
+}
+
+/* slot_of in a table without an empty slot (memory ran out as it filled):
+ * the probe ends after every slot. */
+__attribute__((noinline)) static entry *slot_of_full(stripe *s, uint64_t h, uintptr_t key)
+{
+    size_t i = SLOT_OF(h, s->mask);
+    for (size_t k = 0; k <= s->mask; k++, i = (i + 1) & s->mask)
+        if (s->tab[i].key == key)
+            return &s->tab[i];
+    return NULL;
+}
+
 static inline entry *slot_of(stripe *s, uint64_t h, uintptr_t key)
 {
     if (s->tab == NULL || PM_I_UNLIKELY(key <= KEY_HOLE))
         return NULL; /* 0 and 1 mark empty slots and holes: never a block */
+    if (PM_I_UNLIKELY(s->used > s->mask))
+        return slot_of_full(s, h, key);
     size_t i = SLOT_OF(h, s->mask);
     for (;;) {
         entry *e = &s->tab[i];
@@ -225,6 +260,7 @@ static int rehash(stripe *s)
     s->tab = tab;
     s->mask = mask;
     s->used = s->count;
+    set_full(s, 0);
     return 0;
 }
 
@@ -254,38 +290,40 @@ static inline void make_hole(stripe *s, entry *e)
     e->key = KEY_HOLE;
     e->meta = 0;
     s->count--;
+    set_full(s, 0);
 }
 
 /* The slot for address `data` in s's table, claimed: its own record if it
  * has one (a freed block at the same address), else the first hole on its
- * probe sequence, else the empty slot that ends it, unless that is the
- * table's last empty slot (a probe for a missing address stops only at an
- * empty slot). NULL: no room. */
+ * probe sequence, else the empty slot that ends it (even the table's last:
+ * probes then end after every slot, see slot_of). NULL: no room. */
 static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t data)
 {
-    entry *hole = NULL;
+    entry *hole = NULL, *e = NULL;
     size_t i = SLOT_OF(h, s->mask);
-    for (;; i = (i + 1) & s->mask) {
+    for (size_t k = 0; k <= s->mask; k++, i = (i + 1) & s->mask) {
         entry *t = &s->tab[i];
         if (t->key == data)
             return t;
         if (t->key == KEY_HOLE && hole == NULL)
             hole = t;
         if (t->key == KEY_EMPTY) {
-            entry *e = hole;
-            if (e == NULL) {
-                if (s->used + 1 >= s->mask + 1)
-                    return NULL;
-                e = t;
-                s->used++;
-            }
-            s->count++;
-            e->key = data;
-            e->meta = 0;
-            e->size = 0;
-            return e;
+            e = t;
+            break;
         }
     }
+    if (hole != NULL) {
+        e = hole;
+    } else if (e != NULL) {
+        s->used++;
+    } else {
+        return NULL; /* every slot a record */
+    }
+    s->count++;
+    e->key = data;
+    e->meta = 0;
+    e->size = 0;
+    return e;
 }
 
 /* Forget the oldest freed block of s's FIFO: its record becomes a hole,
@@ -311,11 +349,11 @@ static int forget_oldest_freed(stripe *s)
 }
 
 /* Record a block at `data`. The table grows at three quarters full; when
- * it cannot (no memory), the room left is used, down to the last empty
- * slot, then the oldest freed blocks are forgotten to make holes. -1 only
- * when the stripe has no table, or a full one of live blocks, and no
- * memory: so the record of a block that is only being put back (a realloc
- * whose allocator failed) always finds its own slot. */
+ * it cannot (no memory), the room left is used, to the last slot, then the
+ * oldest freed blocks are forgotten to make holes. -1 only when the stripe
+ * has no table, or a full one of live blocks, and no memory: so the record
+ * of a block that is only being put back (a realloc whose allocator
+ * failed) always finds its own slot. */
 static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
                                   const pm_i_reg_info *info)
 {
@@ -326,9 +364,13 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
     }
     entry *e;
     while ((e = claim_slot(s, h, data)) == NULL) {
-        if (!forget_oldest_freed(s))
+        if (!forget_oldest_freed(s)) {
+            set_full(s, 1);
             return -1;
+        }
     }
+    if (PM_I_UNLIKELY(s->count > s->mask))
+        set_full(s, 1);
     /* A freed record replaced: its place in the FIFO stays with the address. */
     uint64_t place = e->meta != 0 ? e->size & ~SIZE_BITS : 0;
     e->size = ((uint64_t)info->size & SIZE_BITS) | place;

@@ -143,6 +143,47 @@ static void test_failed_realloc_while_registry_full(void)
         pm_raw_free(reg[i]);
 }
 
+/* The registry full of live blocks, with every mapping failing: a realloc
+ * whose block the allocator below would move to a new address (which
+ * needs a new record, for which there is no room) returns NULL with ENOMEM
+ * and leaves the block as it was, or succeeds; it used to abort after the
+ * block had moved. */
+static void test_realloc_moving_while_registry_full(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no registry in this mode");
+    unsigned char *blk = pm_mem_malloc(100);
+    memset(blk, 0x33, 100);
+    fail_mmap = 1;
+    int n = 0;
+    while (n < REG_MAX && (reg[n] = pm_raw_malloc(1000)) != NULL)
+        n++;
+    int err = errno;
+    errno = 0;
+    unsigned char *q = pm_mem_realloc(blk, 1000); /* 1000 bytes: libc's, a record */
+    int rerr = errno;
+    fail_mmap = 0;
+    PM_CHECK_EQ(err, ENOMEM);
+    if (q == NULL) {
+        PM_CHECK_EQ(rerr, ENOMEM);
+        PM_CHECK_EQ(blk[0], 0x33);
+        PM_CHECK_EQ(blk[99], 0x33);
+        PM_CHECK_EQ(pm_check_block(blk), 0);
+        pm_mem_free(blk);
+    } else {
+        PM_CHECK_EQ(q[99], 0x33);
+        PM_CHECK_EQ(pm_check_block(q), 0);
+        pm_mem_free(q);
+    }
+    for (int i = 0; i < n; i++)
+        pm_raw_free(reg[i]);
+    /* Room again: a realloc moves its block as usual. */
+    unsigned char *r = pm_raw_malloc(10);
+    r = pm_raw_realloc(r, 5000);
+    PM_CHECK(r != NULL);
+    pm_raw_free(r);
+}
+
 /* Aligned blocks of 2^28 and 2^32 bytes of alignment (through the mode's
  * aligned allocator, as the malloc override calls it). */
 static long resident_kib(void)
@@ -184,6 +225,7 @@ int main(void)
     pm_mem_free(pm_mem_malloc(1)); /* the set-up, with mappings working */
     PM_RUN(test_small_blocks_without_mappings);
     PM_RUN(test_failed_realloc_while_registry_full);
+    PM_RUN(test_realloc_moving_while_registry_full);
     PM_RUN(test_huge_alignments);
     return pm_test_done();
 }
