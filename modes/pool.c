@@ -306,25 +306,54 @@ static uint8_t *map_arena(void)
     return a;
 }
 
+/* Under memcheck an arena is a block of libc's heap (valgrind's, there),
+ * not a mapping of its own: memcheck's leak check takes every client
+ * mapping as a root, so a pointer held in a leaked pool block kept the
+ * block it pointed to "still reachable" (a leaked list was reported as its
+ * head alone; a leaked cycle not at all). Inside a heap block, the pool
+ * blocks (described to memcheck as heap blocks) are scanned only when
+ * reachable, as with libc's malloc. */
+static uint8_t *get_arena(void)
+{
+    if (!pm_i_p_vg)
+        return map_arena();
+    uint8_t *base = pm_i_libc_memalign(PM_P_POOL_SIZE, PM_P_ARENA_SIZE);
+    /* To memcheck, a heap block of 1 byte (its least; the first pool's
+     * header is there): it names an address in the arena by the pool
+     * block next to it ("0 bytes after a block of size 32"), not as inside
+     * a 1 MiB block allocated here. */
+    if (base != NULL)
+        VALGRIND_RESIZEINPLACE_BLOCK(base, PM_P_ARENA_SIZE, 1, 0);
+    return base;
+}
+
+static void put_arena(uint8_t *base)
+{
+    if (pm_i_p_vg)
+        pm_i_libc_free(base);
+    else
+        munmap(base, PM_P_ARENA_SIZE);
+}
+
 static pm_arena *new_arena(void)
 {
     pm_arena *ao = arena_object();
     if (ao == NULL)
         return NULL;
-    uint8_t *base = map_arena();
+    uint8_t *base = get_arena();
     if (base == NULL)
         return NULL;
     uintptr_t a = (uintptr_t)base;
     if ((a + PM_P_ARENA_SIZE - 1) >> PM_P_ADDR_BITS || tree_leaf(a) != 0 ||
         tree_leaf(a + PM_P_ARENA_SIZE - 1) != 0) {
-        munmap(base, PM_P_ARENA_SIZE);
+        put_arena(base);
         return NULL;
     }
     uint16_t *sizes = NULL;
     if (pm_i_p_vg) {
         sizes = map(PM_P_ARENA_SIZE / PM_P_ALIGN * sizeof(uint16_t));
         if (sizes == NULL) {
-            munmap(base, PM_P_ARENA_SIZE);
+            put_arena(base);
             return NULL;
         }
         VALGRIND_MAKE_MEM_NOACCESS(base, PM_P_ARENA_SIZE);
@@ -413,7 +442,7 @@ static void arena_put_pool(pm_pool *pool)
         if (ao->vg_sizes != NULL)
             munmap(ao->vg_sizes, PM_P_ARENA_SIZE / PM_P_ALIGN * sizeof(uint16_t));
         side_release(ao);
-        munmap((void *)ao->address, PM_P_ARENA_SIZE);
+        put_arena((uint8_t *)ao->address);
         ao->address = 0;
         ao->vg_sizes = NULL;
         ao->freepools = NULL;

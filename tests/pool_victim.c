@@ -17,6 +17,8 @@ void read_after_free(unsigned char *p);
 void write_after_free(unsigned char *p);
 void leak_one(void);
 void write_past_shrunk(unsigned char *p);
+void leak_list(void);
+void leak_cycle(void);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -46,6 +48,31 @@ PM_VICTIM_FN void leak_one(void)
     unsigned char *p = pm_mem_malloc(100);
     memset(p, 1, 100);
     p = NULL;
+}
+
+/* A list of ten 48-byte blocks, each pointing to the next, lost by its
+ * head: the head is lost directly, the nine others through it. */
+PM_VICTIM_FN void leak_list(void)
+{
+    void **head = NULL;
+    for (int i = 0; i < 10; i++) {
+        void **node = pm_mem_malloc(48);
+        memset(node, 0, 48);
+        node[0] = head;
+        head = node;
+    }
+    head = NULL;
+}
+
+/* Two 64-byte blocks pointing to each other, lost. */
+PM_VICTIM_FN void leak_cycle(void)
+{
+    void **a = pm_obj_malloc(64), **b = pm_obj_malloc(64);
+    memset(a, 0, 64);
+    memset(b, 0, 64);
+    a[0] = b;
+    b[0] = a;
+    a = b = NULL;
 }
 
 PM_VICTIM_FN void write_past_shrunk(unsigned char *p)
@@ -104,6 +131,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(c, "leak") == 0) {
         leak_one();
+        return 0;
+    }
+    if (strcmp(c, "leak-linked") == 0) {
+        leak_list();
+        leak_cycle();
         return 0;
     }
     if (strcmp(c, "shrink") == 0) {

@@ -354,7 +354,10 @@ static void test_arenas_returned(void)
             st2.arenas_reclaimed, rss0, rss1, rss2);
     PM_CHECK(st2.arenas_current <= 1);
     PM_CHECK(st2.arenas_reclaimed >= st1.arenas_current - 1);
-    PM_CHECK(rss2 < rss1 - TOTAL_MB * 1000 * 3 / 4);
+    /* Under memcheck arenas are blocks of (valgrind's) heap, which keeps
+     * what is freed. */
+    if (!vg)
+        PM_CHECK(rss2 < rss1 - TOTAL_MB * 1000 * 3 / 4);
     PM_CHECK(balanced(&st2));
     PM_CHECK_EQ(validate(), 0);
     free(p);

@@ -115,6 +115,21 @@ static void test_leak(void)
     PM_CHECK_STR(r.output, "leak_one (pool_victim.c:");
 }
 
+/* Leaked blocks that only other leaked pool blocks point to are lost too,
+ * as with libc's malloc (while arenas were mappings of their own, memcheck
+ * scanned them as roots: the list was its head alone, the cycle nothing). */
+static void test_leak_linked(void)
+{
+    NEED_VALGRIND();
+    pm_death_result r;
+    run("leak-linked", &r);
+    PM_CHECK_EQ(r.exit_status, 99);
+    PM_CHECK_STR(r.output, "480 (48 direct, 432 indirect) bytes in 1 blocks are definitely lost");
+    PM_CHECK_STR(r.output, "leak_list (pool_victim.c:");
+    PM_CHECK_STR(r.output, "128 (64 direct, 64 indirect) bytes in 1 blocks are definitely lost");
+    PM_CHECK_STR(r.output, "leak_cycle (pool_victim.c:");
+}
+
 int main(int argc, char **argv)
 {
     victim = argc > 1 ? argv[1] : NULL;
@@ -127,5 +142,6 @@ int main(int argc, char **argv)
     PM_RUN(test_use_after_free);
     PM_RUN(test_write_past_block_shrunk_in_place);
     PM_RUN(test_leak);
+    PM_RUN(test_leak_linked);
     return pm_test_done();
 }
