@@ -1040,6 +1040,8 @@ const pm_i_base pm_i_pool_base = {
 
 int pm_i_pool_owns(const void *p) { return pm_i_p_lookup(p) != 0; }
 
+int pm_i_pool_class_of(const void *p) { return (int)pm_i_p_lookup(p) - 1; }
+
 int pm_i_pool_valgrind(int *compiled_in)
 {
     if (compiled_in != NULL)

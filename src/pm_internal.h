@@ -79,6 +79,9 @@ size_t pm_i_libc_usable_size(void *p);
 extern const pm_i_base pm_i_pool_base;
 /* 1 if p lies in a pool in use (never reads *p). */
 int pm_i_pool_owns(const void *p);
+/* The size class of the pool block in use at p, or -1 (not in a pool in
+ * use). For consistency checks (the fuzz harness). */
+int pm_i_pool_class_of(const void *p);
 /* 1 when running under valgrind (the pools then describe every block to
  * memcheck); *compiled_in (if not NULL) says whether the client requests
  * were compiled in (CMake PYMALLOC_VALGRIND). */
