@@ -60,6 +60,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define NSTRIPES 64
 #define PM_I_REG_RING 256
@@ -416,28 +417,36 @@ static inline void pm_i_reg_remove(void *st, pm_i_reg_entry *re)
 /* Give every stripe without one its first table (the debug hooks call it
  * when they are installed, before the first allocation), best effort: a
  * stripe that has a table can always put a block's record back, and can
- * record new blocks while memory is short, down to its last empty slot.
- * One mapping, a page-aligned slice per stripe (rehash unmaps a stripe's
- * first table by its slice). */
-#define FIRST_SLICE 8192u
-_Static_assert(MIN_CAP * sizeof(entry) <= FIRST_SLICE, "a first table fits its slice");
+ * record new blocks while memory is short, to its last slot. One mapping,
+ * a slice per stripe of whole pages (rehash unmaps a first table by its
+ * size, which munmap rounds up to the slice). A stripe whose lock is taken
+ * is skipped, never waited for: this runs under the mode lock, and fork()
+ * takes the stripes' locks before the mode lock. */
 static void pm_i_reg_prepare(void)
 {
-    unsigned char *mem = mmap(NULL, (size_t)NSTRIPES * FIRST_SLICE, PROT_READ | PROT_WRITE,
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    size_t slice = (MIN_CAP * sizeof(entry) + page - 1) / page * page;
+    unsigned char *mem = mmap(NULL, (size_t)NSTRIPES * slice, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
         return;
     for (int i = 0; i < NSTRIPES; i++) {
         stripe *s = &stripes[i];
-        lock_stripe(s);
-        if (s->tab == NULL) {
-            s->tab = (entry *)(mem + (size_t)i * FIRST_SLICE);
-            s->mask = MIN_CAP - 1;
-            s->used = s->count;
-        } else {
-            munmap(mem + (size_t)i * FIRST_SLICE, FIRST_SLICE);
+        unsigned char *mine = mem + (size_t)i * slice;
+        if (!reg_fork_held && atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0) {
+            int used = s->tab == NULL;
+            if (used) {
+                s->tab = (entry *)mine;
+                s->mask = MIN_CAP - 1;
+                s->used = s->count;
+            }
+            atomic_store_explicit(&s->lock, 0, memory_order_release);
+            if (used)
+                continue;
         }
-        pm_i_reg_unlock(s);
+        munmap(mine, slice);
     }
 }
 
