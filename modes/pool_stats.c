@@ -133,7 +133,7 @@ void pm_print_stats(int fd)
 {
     struct pm_stats st;
     pm_get_stats(&st);
-    char storage[1024];
+    char storage[4096]; /* the whole report in one write(2) (about 3 KB): see report.c */
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, fd);
 

@@ -353,7 +353,10 @@ void pm_i_debug_report(const pm_i_err *e)
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
 
     lock_reports();
-    char storage[256]; /* a report takes several write(2)s: the lock keeps them together */
+    /* One write(2) for the whole report (about 1.5 KB; a pipe keeps a write
+     * of up to 4 KiB whole): reports of processes that share stderr do not
+     * interleave, and the lock keeps this process's threads apart. */
+    char storage[4096];
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);
     pm_i_buf_mem(&b, line, lb.len);

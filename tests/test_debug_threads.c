@@ -14,6 +14,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 #define NTHREADS 4
 
@@ -374,11 +377,96 @@ static void test_handler_changed_while_reporting(void)
     pm_mem_free(q);
 }
 
+/* ---------------------------------------------------------------------------
+ * Processes sharing stderr (a pipe): each report is one write, so reports
+ * of processes that report at the same moment never interleave (they were
+ * written in 256-byte pieces).
+ */
+
+static void quiet_handler(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+}
+
+#define NPROCS 12
+static void test_reports_of_processes_do_not_interleave(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    int fds[2];
+    PM_CHECK_EQ(pipe(fds), 0);
+    pid_t pids[NPROCS];
+    int go[2];
+    PM_CHECK_EQ(pipe(go), 0);
+    for (int i = 0; i < NPROCS; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            dup2(fds[1], 2);
+            close(fds[0]);
+            close(go[1]);
+            pm_set_error_handler(quiet_handler, NULL);
+            unsigned char *p = pm_mem_malloc(24 + (size_t)i);
+            p[24 + i] = 0; /* an overflow */
+            char c;
+            if (read(go[0], &c, 1) != 0) /* all start together, at EOF */
+                _exit(3);
+            for (int k = 0; k < 20; k++)
+                pm_check_block(p);
+            _exit(0);
+        }
+    }
+    close(fds[1]);
+    close(go[0]);
+    close(go[1]); /* go */
+    static char out[NPROCS * 20 * 2048];
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof out - 1 && (r = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = '\0';
+    close(fds[0]);
+    for (int i = 0; i < NPROCS; i++) {
+        int st = 0;
+        waitpid(pids[i], &st, 0);
+        PM_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    /* Every report starts a line and is followed by its whole dump (from
+     * "Debug memory block" to the "    Data at" lines) before the next. */
+    int reports = 0, bad = 0;
+    const char *prev = NULL; /* the previous line */
+    char *line = out;
+    while (*line != '\0') {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        const char *mid = strstr(line + 1, "pymalloc: ");
+        if (mid != NULL)
+            bad++;
+        if (strncmp(line, "pymalloc: ", 10) == 0) {
+            reports++;
+            if (prev != NULL && strncmp(prev, "    Data at", 11) != 0)
+                bad++; /* the previous report's dump was cut */
+            if (nl == NULL || strncmp(nl + 1, "Debug memory block", 18) != 0)
+                bad++;
+        }
+        prev = line;
+        if (nl == NULL)
+            break;
+        line = nl + 1;
+    }
+    if (prev != NULL && strncmp(prev, "    Data at", 11) != 0)
+        bad++;
+    PM_CHECK_EQ(reports, NPROCS * 20);
+    PM_CHECK_EQ(bad, 0);
+}
+
 int main(void)
 {
     PM_RUN(test_stress_reports_nothing);
     PM_RUN(test_serials_unique_across_threads);
     PM_RUN(test_concurrent_reports);
     PM_RUN(test_handler_changed_while_reporting);
+    PM_RUN(test_reports_of_processes_do_not_interleave);
     return pm_test_done();
 }
