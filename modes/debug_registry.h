@@ -327,25 +327,28 @@ static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t data)
     return e;
 }
 
-/* Forget the oldest freed block of s's FIFO: its record becomes a hole,
- * unless its address was reused (then the FIFO's entry just goes). 0 if the
+/* The freed block of FIFO entry `old` is forgotten: its record becomes a
+ * hole, unless its address was reused since. */
+static void forget_freed(stripe *s, freed_rec old)
+{
+    entry *o = old.slot <= s->mask && s->tab[old.slot].key == old.key
+                   ? &s->tab[old.slot]
+                   : slot_of(s, pm_i_reg_hash(old.key), old.key); /* rehashed */
+    if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
+        (o->meta & PM_I_SERIAL_MASK) == old.serial)
+        make_hole(s, o);
+}
+
+/* Forget the oldest freed block of s's FIFO, and its entry there. 0 if the
  * FIFO is empty. */
 static int forget_oldest_freed(stripe *s)
 {
     if (s->ring_len == 0)
         return 0;
-    freed_rec old = s->ring[s->ring_head];
+    forget_freed(s, s->ring[s->ring_head]);
     s->ring[s->ring_head].key = 0; /* no record finds its place here again */
     s->ring_head = (s->ring_head + 1) % PM_I_REG_RING;
     s->ring_len--;
-    entry *o = s->tab != NULL && old.slot <= s->mask && s->tab[old.slot].key == old.key
-                   ? &s->tab[old.slot]
-                   : slot_of(s, pm_i_reg_hash(old.key), old.key); /* rehashed */
-    if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
-        (o->meta & PM_I_SERIAL_MASK) == old.serial) {
-        o->size &= SIZE_BITS; /* no place in the FIFO any more */
-        make_hole(s, o);
-    }
     return 1;
 }
 
@@ -393,14 +396,8 @@ static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
     unsigned at = (s->ring_head + s->ring_len) % PM_I_REG_RING; /* ring_head if full */
     e->size = (e->size & SIZE_BITS) | ((uint64_t)(at + 1) << PLACE_SHIFT);
     if (s->ring_len == PM_I_REG_RING) {
-        /* Forget the oldest freed block, unless its address was reused. */
-        freed_rec old = s->ring[s->ring_head];
-        entry *o = old.slot <= s->mask && s->tab[old.slot].key == old.key
-                       ? &s->tab[old.slot]
-                       : slot_of(s, pm_i_reg_hash(old.key), old.key); /* rehashed */
-        if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
-            (o->meta & PM_I_SERIAL_MASK) == old.serial)
-            make_hole(s, o);
+        /* Forget the oldest freed block; its entry takes the new one. */
+        forget_freed(s, s->ring[s->ring_head]);
         s->ring[s->ring_head] = rec;
         s->ring_head = (s->ring_head + 1) % PM_I_REG_RING;
     } else {

@@ -36,21 +36,17 @@ static _Atomic(const pm_i_mode *) installed_mode;
  * tells the debug hooks that a copy of them was handed out) against each
  * other and against fork(). */
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Set in the thread calling fork() between our prepare handler and our
- * parent or child handler, where it holds mode_lock and the table's lock:
- * a pthread_atfork handler registered before ours runs there and may
- * read or set an allocator (see pm_p_lock in modes/pool.h). */
-static __thread int mode_fork_held __attribute__((tls_model("initial-exec")));
-
+/* Skipped by the thread calling fork() inside our fork handlers, which
+ * hold it (pm_i_fork_held_api, src/pm_internal.h). */
 static void lock_mode(void)
 {
-    if (!mode_fork_held)
+    if (!pm_i_fork_held_api)
         pthread_mutex_lock(&mode_lock);
 }
 
 static void unlock_mode(void)
 {
-    if (!mode_fork_held)
+    if (!pm_i_fork_held_api)
         pthread_mutex_unlock(&mode_lock);
 }
 /* Set while this thread runs the set-up (detects recursion). */
@@ -73,22 +69,19 @@ static void install(const pm_i_mode *m)
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&mode_lock);
-    pm_i_table_lock();
-    mode_fork_held = 1;
+    pm_i_table_lock(); /* sets pm_i_fork_held_api */
 }
 
 static void fork_parent(void)
 {
-    mode_fork_held = 0;
-    pm_i_table_unlock();
+    pm_i_table_unlock(); /* clears pm_i_fork_held_api */
     pthread_mutex_unlock(&mode_lock);
 }
 
 static void fork_child(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    mode_fork_held = 0;
-    pm_i_table_reinit_child();
+    pm_i_table_reinit_child(); /* clears pm_i_fork_held_api */
     mode_lock = fresh;
 }
 

@@ -121,12 +121,10 @@ static void *o_early(size_t n, size_t alignment)
     return p != NULL ? p : o_enomem();
 }
 
-static O_COLD void *o_malloc_slow(size_t n)
+/* The mode is in use: the call through the table, naming the entry point.
+ * With the debug hooks (O_NAMED) malloc comes here straight. */
+__attribute__((noinline)) static void *o_malloc_named(size_t n)
 {
-    if (n > (size_t)PTRDIFF_MAX)
-        return o_enomem();
-    if (!o_ready())
-        return o_early(n, 16);
     void *ctx;
     pm_i_malloc_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
@@ -134,6 +132,15 @@ static O_COLD void *o_malloc_slow(size_t n)
     void *p = fn(ctx, n);
     PM_O_LEAVE();
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
+}
+
+static O_COLD void *o_malloc_slow(size_t n)
+{
+    if (n > (size_t)PTRDIFF_MAX)
+        return o_enomem();
+    if (!o_ready())
+        return o_early(n, 16);
+    return o_malloc_named(n);
 }
 
 /* The mem domain's record: when it is the pool allocator's own (pymalloc
@@ -151,19 +158,6 @@ static O_COLD void *o_pool_malloc_slow(size_t n)
     if (n > (size_t)PTRDIFF_MAX)
         return o_enomem();
     void *p = pm_i_p_malloc_slow(pm_i_pool_base.a.ctx, n);
-    return PM_I_LIKELY(p != NULL) ? p : o_enomem();
-}
-
-/* With the debug hooks (O_NAMED, which implies the mode is in use): the
- * call through the table, naming the entry point, without o_ready. */
-__attribute__((noinline)) static void *o_malloc_named(size_t n)
-{
-    void *ctx;
-    pm_i_malloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
-    PM_O_ENTER("malloc");
-    void *p = fn(ctx, n);
-    PM_O_LEAVE();
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
@@ -209,6 +203,18 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
 /* free keeps errno (glibc >= 2.33, POSIX 2024). The fast path does not save
  * it: an allocator's free must not change errno (libc's does not; the pool
  * and debug modes must not either; test_override checks it in every mode). */
+/* The mode is in use: free of p (not NULL, not the early arena's) through
+ * the table, naming the entry point. */
+static inline __attribute__((always_inline)) void o_free_table(void *p)
+{
+    void *ctx;
+    pm_i_free_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
+    PM_O_ENTER("free");
+    fn(ctx, p);
+    PM_O_LEAVE();
+}
+
 static O_COLD void o_free_slow(void *p)
 {
     if (p == NULL)
@@ -222,32 +228,21 @@ static O_COLD void o_free_slow(void *p)
          * have made it. */
         pm_i_libc_free(p);
     } else {
-        void *ctx;
-        pm_i_free_fn fn;
-        PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
-        PM_O_ENTER("free");
-        fn(ctx, p);
-        PM_O_LEAVE();
+        o_free_table(p);
     }
     errno = saved;
 }
 
-/* O_NAMED: as o_free_slow once the mode is in use. */
+/* With the debug hooks (O_NAMED, which implies the mode is in use): as
+ * o_free_slow without o_ready. */
 __attribute__((noinline)) static void o_free_named(void *p)
 {
-    if (p == NULL)
-        return;
-    if (PM_I_UNLIKELY(pm_i_early_owns(p))) {
+    if (p == NULL || PM_I_UNLIKELY(pm_i_early_owns(p))) {
         o_free_slow(p);
         return;
     }
     int saved = errno;
-    void *ctx;
-    pm_i_free_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
-    PM_O_ENTER("free");
-    fn(ctx, p);
-    PM_O_LEAVE();
+    o_free_table(p);
     errno = saved;
 }
 

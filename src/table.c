@@ -36,20 +36,17 @@ struct pm_i_domain pm_i_domains[PM_DOMAIN_COUNT] = {
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Set in the thread calling fork() while our fork handlers hold the lock
- * (pm_i_table_lock .. unlock or reinit): a pthread_atfork handler
- * registered before ours runs there and may set an allocator. */
-static __thread int table_fork_held __attribute__((tls_model("initial-exec")));
+__thread int pm_i_fork_held_api __attribute__((tls_model("initial-exec")));
 
 static void lock_table(void)
 {
-    if (!table_fork_held)
+    if (!pm_i_fork_held_api)
         pthread_mutex_lock(&table_lock);
 }
 
 static void unlock_table(void)
 {
-    if (!table_fork_held)
+    if (!pm_i_fork_held_api)
         pthread_mutex_unlock(&table_lock);
 }
 
@@ -189,12 +186,12 @@ size_t pm_i_domain_usable_size(pm_domain d, void *p)
 void pm_i_table_lock(void)
 {
     pthread_mutex_lock(&table_lock);
-    table_fork_held = 1;
+    pm_i_fork_held_api = 1;
 }
 
 void pm_i_table_unlock(void)
 {
-    table_fork_held = 0;
+    pm_i_fork_held_api = 0;
     pthread_mutex_unlock(&table_lock);
 }
 
@@ -204,6 +201,6 @@ void pm_i_table_reinit_child(void)
      * record store is whole. Re-initialize rather than unlock, as POSIX only
      * promises async-signal-safe calls in a child of a threaded parent. */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    table_fork_held = 0;
+    pm_i_fork_held_api = 0;
     table_lock = fresh;
 }

@@ -165,6 +165,58 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
     const char *__tsan_default_options(void);                                       \
     const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
 
+/* Sanitizer builds: gcc says so with __SANITIZE_*__, clang with
+ * __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PM_T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PM_T_ASAN 1
+#endif
+#endif
+#ifndef PM_T_ASAN
+#define PM_T_ASAN 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define PM_T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PM_T_TSAN 1
+#endif
+#endif
+#ifndef PM_T_TSAN
+#define PM_T_TSAN 0
+#endif
+
+/* 1 when the test runs under valgrind (any tool). */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define PM_T_HAVE_VALGRIND_H 1
+#endif
+#endif
+static inline int pm_t_under_valgrind(void)
+{
+#ifdef PM_T_HAVE_VALGRIND_H
+    return RUNNING_ON_VALGRIND != 0;
+#else
+    return 0;
+#endif
+}
+
+/* This process's resident set in KiB, -1 if unknown. */
+static inline long pm_t_resident_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = -1;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+        res = -1;
+    fclose(f);
+    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 /* The PYMALLOC_MODE this test runs under ("default" when unset or empty). */
 static inline const char *pm_t_env_mode(void)
 {

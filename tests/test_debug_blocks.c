@@ -49,29 +49,6 @@ static void check_layout(const unsigned char *p, size_t n, char api)
  * big buffer used sparingly does not get real memory for every page (sort
  * sizes its buffer from the machine's memory: 2.9 GB, 2.8 GB resident
  * under the debug modes, 139 MB under glibc); 1 MiB and less: all of it. */
-static long resident_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, res = -1;
-    if (f == NULL)
-        return -1;
-    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
-        res = -1;
-    fclose(f);
-    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define BIG_RSS_CHECK 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define BIG_RSS_CHECK 0
-#endif
-#endif
-#ifndef BIG_RSS_CHECK
-#define BIG_RSS_CHECK 1
-#endif
-
 static void test_big_blocks_filled_at_their_edges(void)
 {
     NEED_DEBUG();
@@ -82,19 +59,19 @@ static void test_big_blocks_filled_at_their_edges(void)
     pm_mem_free(w);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         const pm_t_domain *D = &pm_t_domains[d];
-        long before = resident_kib();
+        long before = pm_t_resident_kib();
         unsigned char *p = D->malloc(big);
         PM_CHECK(p != NULL);
         if (p == NULL)
             continue;
-        long grown = resident_kib() - before;
+        long grown = pm_t_resident_kib() - before;
         PM_CHECK_EQ(count_not(p, edge, 0xCD), 0);
         PM_CHECK_EQ(count_not(p + big - edge, edge, 0xCD), 0);
         check_layout(p, big, dom_api[d]);
         PM_CHECK_EQ(pm_check_block(p), 0);
         /* Not every page of it (valgrind's own malloc fills nothing; its
          * figures are its own). */
-        if (BIG_RSS_CHECK && before > 0 && !pm_i_pool_valgrind(NULL))
+        if (!PM_T_ASAN && !PM_T_TSAN && before > 0 && !pm_i_pool_valgrind(NULL))
             PM_CHECK(grown < 8 * 1024);
         p[big / 2] = 7;
         unsigned char *q = D->realloc(p, 2 * big); /* grown: its edges too */

@@ -256,33 +256,15 @@ static void *check_freer(void *arg)
     return NULL;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define PM_T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PM_T_TSAN 1
-#endif
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define PM_T_UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef PM_T_UNDER_VALGRIND
-#define PM_T_UNDER_VALGRIND() 0
-#endif
-
 static void test_check_racing_free(void)
 {
     NEED_DEBUG();
     /* The race is the point: TSan reports it (the check reads what the
      * free writes), and memcheck reports the check's read of a block the
      * free made inaccessible. */
-#ifdef PM_T_TSAN
-    PM_SKIP("a data race on purpose");
-#endif
-    if (PM_T_UNDER_VALGRIND())
+    if (PM_T_TSAN)
+        PM_SKIP("a data race on purpose");
+    if (pm_t_under_valgrind())
         PM_SKIP("reads freed blocks on purpose");
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         watch();

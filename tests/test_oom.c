@@ -46,27 +46,6 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     return (void *)r;
 }
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef UNDER_VALGRIND
-#define UNDER_VALGRIND() 0
-#endif
-/* A sanitizer's allocator maps shadow memory for a block's whole span. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* 2000 blocks of 480 bytes per domain (about 3 MiB: more than the arena
  * mapped already has room for), with every mapping failing. */
 enum { SMALL_N = 2000, SMALL_SIZE = 480 };
@@ -186,35 +165,23 @@ static void test_realloc_moving_while_registry_full(void)
 
 /* Aligned blocks of 2^28 and 2^32 bytes of alignment (through the mode's
  * aligned allocator, as the malloc override calls it). */
-static long resident_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, res = 0;
-    if (f == NULL)
-        return -1;
-    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
-        res = -1;
-    fclose(f);
-    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 static void test_huge_alignments(void)
 {
-    if (UNDER_VALGRIND()) /* valgrind 3.19's own memalign stops the process there */
+    if (pm_t_under_valgrind()) /* valgrind 3.19's own memalign stops the process there */
         PM_SKIP("alignments valgrind cannot serve");
     for (int lg = 28; lg <= 32; lg += 4) {
         size_t a = (size_t)1 << lg;
-        long before = resident_kib();
+        long before = pm_t_resident_kib();
         unsigned char *p = pm_i_domain_memalign(PM_DOMAIN_MEM, a, 64);
         if (p == NULL)
             continue; /* no room for it here (a sanitizer's or valgrind's limits) */
-        long grown = resident_kib() - before;
+        long grown = pm_t_resident_kib() - before;
         PM_CHECK_EQ((uintptr_t)p % a, 0);
         memset(p, 1, 64);
         if (pm_debug_enabled())
             PM_CHECK_EQ(pm_check_block(p), 0);
         /* Not the gap before the block: 2^28 bytes written were 256 MiB. */
-        if (before > 0 && !SANITIZED)
+        if (before > 0 && !PM_T_ASAN && !PM_T_TSAN)
             PM_CHECK(grown < 16 * 1024);
         pm_mem_free(p); /* with 2^32: free() of a wrong pointer, abort */
     }

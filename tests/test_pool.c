@@ -291,18 +291,6 @@ static void test_foreign_pointers(void)
     MEM->free(p);
 }
 
-static size_t rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (size_t)sysconf(_SC_PAGESIZE) / 1024;
-}
-
 /* ~100 MB of small blocks, all freed, then pm_trim(): the arenas go back to
  * the OS (all but one, kept against thrashing) and the resident set
  * shrinks. */
@@ -319,7 +307,7 @@ static void test_arenas_returned(void)
     pm_i_pool_flush_thread_cache();
     struct pm_stats st0, st1, st2;
     pm_get_stats(&st0);
-    size_t rss0 = rss_kib();
+    size_t rss0 = (size_t)pm_t_resident_kib();
     uint64_t s = 42;
     for (size_t i = 0; i < n; i++) {
         size_t sz = 33 + rnd(&s) % 64; /* classes 48..96 */
@@ -327,7 +315,7 @@ static void test_arenas_returned(void)
         memset(p[i], 1, sz);
     }
     pm_get_stats(&st1);
-    size_t rss1 = rss_kib();
+    size_t rss1 = (size_t)pm_t_resident_kib();
     PM_CHECK(st1.arenas_current >= st0.arenas_current + TOTAL_MB * 3 / 4);
     PM_CHECK(rss1 > rss0 + TOTAL_MB * 1000 * 3 / 4);
     PM_CHECK(balanced(&st1));
@@ -346,7 +334,7 @@ static void test_arenas_returned(void)
     PM_CHECK_EQ(pm_trim(), vg ? 0 : 1);
     pm_get_stats(&st2);
     PM_CHECK_EQ(st2.blocks_in_thread_caches, 0);
-    size_t rss2 = rss_kib();
+    size_t rss2 = (size_t)pm_t_resident_kib();
     fprintf(stderr, "  arenas: %zu -> %zu -> %zu (%zu cached blocks) -> %zu after pm_trim "
             "(reclaimed %zu); RSS KiB %zu -> %zu -> %zu\n",
             st0.arenas_current, st1.arenas_current, mid.arenas_current,
