@@ -194,11 +194,16 @@ PM_API int pm_debug_enabled(void);
  *   bytes_pool_headers + bytes_quantization + bytes_arena_alignment
  *     == arenas_current * arena_size
  */
-#define PM_STATS_NCLASSES 32
+#define PM_STATS_NCLASSES 34
 
 struct pm_stats {
     size_t arena_size;             /* 1 MiB */
     size_t pool_size;              /* 16 KiB */
+    size_t small_threshold;        /* the largest request served from pools:
+                                      512 (CPython's), or 544 once the debug
+                                      hooks wrap the pools (pymalloc_debug:
+                                      requests of up to 512 bytes plus their
+                                      32 debug bytes); classes = this / 16 */
     size_t arenas_allocated_total; /* ever mapped */
     size_t arenas_reclaimed;       /* returned to the OS */
     size_t arenas_highwater;       /* most at once */
@@ -212,11 +217,14 @@ struct pm_stats {
     size_t bytes_arena_alignment;  /* the partial pool of unaligned arenas */
     size_t blocks_in_thread_caches;
     size_t bytes_in_thread_caches; /* included in bytes_allocated_blocks */
-    size_t raw_blocks_current;     /* live blocks sent to libc (0, >512, aligned);
+    size_t raw_blocks_current;     /* live blocks sent to libc (0, > small_threshold,
+                                      aligned);
                                       libc blocks freed through pm count down too */
     size_t raw_blocks_total;
     struct pm_stats_class {
-        size_t size;             /* block size: 16 * (index + 1) */
+        size_t size;             /* block size: 16 * (index + 1); the last two
+                                    classes (528, 544) only in use under the
+                                    debug hooks */
         size_t pools;            /* pools in use (used or full) */
         size_t blocks_in_use;    /* includes blocks in thread caches */
         size_t blocks_available; /* free blocks of those pools */

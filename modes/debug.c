@@ -10,7 +10,7 @@
  * own. The record of a block is kept in one of two places:
  *
  *  - a pool block (pymalloc_debug's mem and obj domains, requests of
- *    N + 32 <= 512 bytes) has a side word kept by the pool module
+ *    N + 32 <= 544 bytes: the pools' two wide classes) has a side word kept by the pool module
  *    (modes/pool.h: pm_i_pool_side; one atomic 64-bit word per block slot,
  *    found from the block address through a radix tree, no hash, no lock):
  *    state (empty / live / freed), serial (low 48 bits), API, size;

@@ -97,7 +97,7 @@ _Static_assert(sizeof(pm_pool) == PM_P_HDR, "pool header is 48 bytes");
 #else
 #define PM_P_SLOW __attribute__((noinline))
 #endif
-_Static_assert(PM_P_NCLASSES * PM_P_ALIGN == PM_P_SMALL_MAX, "32 size classes");
+_Static_assert(PM_P_NCLASSES * PM_P_ALIGN == PM_P_WIDE_MAX, "34 size classes");
 
 #define PM_P_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
 #define CLS_INIT(i) [i] = {PM_P_MUTEX_INIT, NULL}
@@ -119,12 +119,13 @@ int pm_i_p_vg;
 
 _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 _Atomic int pm_i_p_side_enabled;
+_Atomic size_t pm_i_p_small_max = PM_P_SMALL_MAX;
 #define INV(k) [k] = (uint32_t)(UINT32_MAX / ((k) * PM_P_ALIGN) + 1)
 const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1] = {
     INV(1),  INV(2),  INV(3),  INV(4),  INV(5),  INV(6),  INV(7),  INV(8),
     INV(9),  INV(10), INV(11), INV(12), INV(13), INV(14), INV(15), INV(16),
     INV(17), INV(18), INV(19), INV(20), INV(21), INV(22), INV(23), INV(24),
-    INV(25), INV(26), INV(27), INV(28), INV(29), INV(30), INV(31), INV(32)};
+    INV(25), INV(26), INV(27), INV(28), INV(29), INV(30), INV(31), INV(32), INV(33), INV(34)};
 #undef INV
 
 /* The cache of threads that have none (yet, or any more): every bin is
@@ -195,7 +196,11 @@ static int tree_leaf(uintptr_t a)
  * Side words (pool.h; arena lock held).
  */
 
-void pm_i_pool_side_enable(void) { atomic_store(&pm_i_p_side_enabled, 1); }
+void pm_i_pool_side_enable(void)
+{
+    atomic_store(&pm_i_p_small_max, PM_P_WIDE_MAX);
+    atomic_store(&pm_i_p_side_enabled, 1);
+}
 
 /* Make sure the side tree's leaf covering address a exists. */
 static int side_leaf(uintptr_t a)
@@ -852,7 +857,7 @@ static uint16_t *vg_size_slot(uint8_t *bp)
 static void *vg_malloc(size_t n)
 {
     unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
-    if (idx >= PM_P_NCLASSES)
+    if (idx >= atomic_load_explicit(&pm_i_p_small_max, memory_order_relaxed) >> PM_P_ALIGN_SHIFT)
         return raw_count(pm_i_libc_malloc(n));
     pm_p_lock(&pm_i_p.cls[idx].lock);
     uint8_t *bp = take_block(idx);
@@ -884,7 +889,7 @@ __attribute__((noinline)) static void *no_pool_memory(size_t n)
 PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
 {
     (void)ctx; /* same signature as pool_malloc: a plain tail jump */
-    if (n == 0 || n > PM_P_SMALL_MAX)
+    if (n == 0 || n > atomic_load_explicit(&pm_i_p_small_max, memory_order_relaxed))
         return raw_count(pm_i_libc_malloc(n));
     int recursive = ensure_init();
     if (pm_i_p_vg) {
@@ -961,7 +966,7 @@ static void pool_free(void *ctx, void *p)
 static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     size_t n = nelem * elsize; /* cannot overflow: checked by the entry point */
-    if (n - 1 >= PM_P_SMALL_MAX)
+    if (n - 1 >= atomic_load_explicit(&pm_i_p_small_max, memory_order_relaxed))
         return raw_count(pm_i_libc_calloc(nelem, elsize));
     void *p = pool_malloc(ctx, n);
     if (p != NULL)

@@ -34,8 +34,15 @@
 /* ---- geometry (64-bit CPython figures) ---- */
 #define PM_P_ALIGN 16u
 #define PM_P_ALIGN_SHIFT 4
-#define PM_P_SMALL_MAX 512u
-#define PM_P_NCLASSES 32u            /* PM_P_SMALL_MAX / PM_P_ALIGN */
+#define PM_P_SMALL_MAX 512u          /* pymalloc's own threshold (CPython's) */
+/* Under the debug hooks (pymalloc_debug) every request of up to 512 bytes
+ * comes with 32 bytes more: two more classes (528, 544) hold those of 481
+ * to 512 bytes, which would otherwise go to libc and the hooks' registry.
+ * They are served once pm_i_pool_side_enable() has run (the debug hooks
+ * wrapping the pool); before, pm_i_p_small_max is 512 and their bins and
+ * pools stay empty. */
+#define PM_P_WIDE_MAX (PM_P_SMALL_MAX + 32u)
+#define PM_P_NCLASSES 34u            /* PM_P_WIDE_MAX / PM_P_ALIGN */
 #define PM_P_POOL_BITS 14
 #define PM_P_POOL_SIZE (1u << PM_P_POOL_BITS)  /* 16 KiB */
 #define PM_P_POOL_MASK ((uintptr_t)PM_P_POOL_SIZE - 1)
@@ -162,7 +169,7 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  * Finding them without reading the pool: a second radix tree, parallel to
  * the ownership tree, one word per 16 KiB pool: the address of the pool's
  * first side word shifted left by PM_P_SIDE_PTR_SHIFT | its block size
- * (32..512, bits 4..9), or 0. It is set (arena lock) when a pool is formatted for a class (new_pool)
+ * (32..544, bits 4..9), or 0. It is set (arena lock) when a pool is formatted for a class (new_pool)
  * in an arena with side words, and KEPT when the pool empties and goes back to its arena, so that a second free of a
  * block of an emptied pool still finds the block's word (freed, with its
  * size and serial) while the ownership tree already says "not ours". It is
@@ -182,16 +189,16 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  * validator reads the state too):
  *   bits  0..47  serial number, low 48 bits (the debug layer's full_serial
  *                gives all 64 back)
- *   bits 48..56  requested size (a pool block holds at most 512 - 32 = 480
- *                data bytes; 9 bits)
- *   bits 57..58  API: 1 raw, 2 mem, 3 obj
- *   bits 59..61  0
+ *   bits 48..57  requested size (a pool block holds at most 544 - 32 = 512
+ *                data bytes; 10 bits)
+ *   bits 58..59  API: 1 raw, 2 mem, 3 obj
+ *   bits 60..61  0
  *   bits 62..63  state: 0 empty (never a block here since the pool was
  *                formatted for its class), 1 live, 2 freed
  * A word is 0 until its first block is handed out. */
 #define PM_P_SIDE_SIZE_SHIFT 48
-#define PM_P_SIDE_SIZE_MAX 511u
-#define PM_P_SIDE_API_SHIFT 57
+#define PM_P_SIDE_SIZE_MAX 1023u
+#define PM_P_SIDE_API_SHIFT 58
 #define PM_P_SIDE_STATE_SHIFT 62
 #define PM_P_SIDE_STATE(w) ((unsigned)((w) >> PM_P_SIDE_STATE_SHIFT))
 #define PM_P_SIDE_LIVE 1u
@@ -220,11 +227,15 @@ static inline _Atomic uint64_t *pm_i_p_side_words(const pm_arena *ao, const void
 #define PM_P_SIDE_FIRST(e) ((_Atomic uint64_t *)((e) >> PM_P_SIDE_PTR_SHIFT))
 
 extern _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
-/* ceil(2^32 / (16 k)) for block size 16 k (k = 2..32), see pm_i_pool_side. */
+/* ceil(2^32 / (16 k)) for block size 16 k (k = 2..34), see pm_i_pool_side. */
 extern const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1];
 #define PM_P_SIDE_SIZE_BITS ((uintptr_t)0x3F0) /* block size in a side tree entry */
 /* Set once by pm_i_pool_side_enable, before the first allocation. */
 extern _Atomic int pm_i_p_side_enabled;
+/* The largest request the pools serve: PM_P_SMALL_MAX, or PM_P_WIDE_MAX
+ * from pm_i_pool_side_enable on (read on the slow paths only: the fast
+ * paths serve what the bins hold). */
+extern _Atomic size_t pm_i_p_small_max;
 
 /* Give every arena created from now on side words (the debug decorator,
  * before the first allocation). Idempotent. */
@@ -348,8 +359,10 @@ void pm_i_p_free_other(void *p);
  * cannot serve n (then call pm_i_p_malloc_slow). */
 static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
 {
-    /* v = class + 1. n == 0 gives v - 1 == SIZE_MAX, n > 512 gives
-     * v - 1 >= 32, and n > SIZE_MAX - 15 wraps to v == 0: not here. */
+    /* v = class + 1. n == 0 gives v - 1 == SIZE_MAX, n > 544 gives
+     * v - 1 >= 34, and n > SIZE_MAX - 15 wraps to v == 0: not here. The
+     * bins of the two wide classes (513..544) are empty unless
+     * pm_i_p_small_max allows them, so no global is read here. */
     size_t v = (n + PM_P_ALIGN - 1) >> PM_P_ALIGN_SHIFT;
     if (PM_I_LIKELY(v - 1 < PM_P_NCLASSES)) {
         struct pm_p_bin *b = &pm_i_p_tc->bin[v];

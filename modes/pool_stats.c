@@ -59,6 +59,7 @@ int pm_get_stats(struct pm_stats *st)
     memset(st, 0, sizeof *st);
     st->arena_size = PM_P_ARENA_SIZE;
     st->pool_size = PM_P_POOL_SIZE;
+    st->small_threshold = atomic_load(&pm_i_p_small_max);
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         st->classes[i].size = PM_P_CLASS_SIZE(i);
 
@@ -137,7 +138,11 @@ void pm_print_stats(int fd)
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, fd);
 
-    pm_i_buf_str(&b, "Small block threshold = 512, in 32 size classes.\n\n"
+    pm_i_buf_str(&b, "Small block threshold = ");
+    pm_i_buf_u64(&b, st.small_threshold);
+    pm_i_buf_str(&b, ", in ");
+    pm_i_buf_u64(&b, st.small_threshold / PM_P_ALIGN);
+    pm_i_buf_str(&b, " size classes.\n\n"
                      "class   size   num pools   blocks in use  avail blocks\n"
                      "-----   ----   ---------   -------------  ------------\n");
     for (unsigned i = 0; i < PM_STATS_NCLASSES; i++) {
@@ -181,7 +186,13 @@ void pm_print_stats(int fd)
     pm_i_buf_char(&b, '\n');
     line(&b, "# blocks in thread caches", st.blocks_in_thread_caches);
     line(&b, "# bytes in thread caches", st.bytes_in_thread_caches);
-    line(&b, "# raw blocks (0, >512, aligned)", st.raw_blocks_current);
+    char rl[64];
+    pm_i_buf_init(&l, rl, sizeof rl, -1);
+    pm_i_buf_str(&l, "# raw blocks (0, >");
+    pm_i_buf_u64(&l, st.small_threshold);
+    pm_i_buf_str(&l, ", aligned)");
+    pm_i_buf_char(&l, '\0');
+    line(&b, rl, st.raw_blocks_current);
     line(&b, "# raw blocks allocated total", st.raw_blocks_total);
     pm_i_buf_flush(&b);
 }
@@ -247,7 +258,7 @@ static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t cou
         return "side entry of a used pool";
     uintptr_t d = e & PM_P_SIDE_SIZE_BITS;
     if (e != 0 && (PM_P_SIDE_FIRST(e) != words || (e & 0xF) != 0 || d < 32 ||
-                   d > PM_P_SMALL_MAX))
+                   d > PM_P_WIDE_MAX))
         return "side entry of an empty pool";
     size_t nb = e == 0 ? 0 : PM_P_BLOCKS_PER_POOL(d), live = 0;
     for (size_t j = 0; j < PM_P_SIDE_ROWS; j++) {

@@ -122,9 +122,9 @@ static void test_double_free_after_pool_emptied(void)
 static void test_interior_pointers_are_invalid(void)
 {
     NEED_DEBUG();
-    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
-        const pm_t_domain *D = &pm_t_domains[d];
-        size_t n = 100;
+    for (int d = 0; d < 2 * PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d % PM_DOMAIN_COUNT];
+        size_t n = d < PM_DOMAIN_COUNT ? 100 : 500; /* 500: a wide class (544) */
         unsigned char *p = D->malloc(n);
         PM_CHECK(p != NULL);
         for (size_t i = 0; i < n; i++)
@@ -350,12 +350,88 @@ static void test_pool_blocks_skip_registry(void)
     }
 }
 
+extern int pm_i_p_vg;
+
+/* pymalloc_debug: every request of up to 512 bytes (what pymalloc mode
+ * serves from its pools) is a pool block of exactly N + 32 bytes rounded
+ * up to 16, 481..512 included (two classes more, 528 and 544, hold those);
+ * 513 and up go to libc. The wide blocks are checked like any other: an
+ * overflow into their last byte, an underflow and a double free are named
+ * with their size and serial. The statistics say 544 and show the blocks.
+ * In the other debug modes no block is a pool block and the threshold
+ * stays 512. */
+static void test_every_small_request_pooled(void)
+{
+    NEED_DEBUG();
+    int pymalloc_debug = strcmp(pm_mode_name(), "pymalloc_debug") == 0;
+    struct pm_stats st;
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t n = 0; n <= 520; n++) {
+            unsigned char *p = (n & 1) ? D->calloc(n, 1) : D->malloc(n);
+            PM_CHECK(p != NULL);
+            /* Under memcheck a block keeps a byte of slack: class
+             * (n + 32) / 16, so 512 goes to libc there. */
+            size_t need = n + 32;
+            int want = pymalloc_debug && (pm_i_p_vg ? need < 544 : need <= 544);
+            PM_CHECK_EQ(pool_block(p), want);
+            if (want)
+                PM_CHECK_EQ((size_t)pm_i_pool_class_of(p - 16),
+                            pm_i_p_vg ? need / 16 : (need - 1) / 16);
+            D->free(p);
+        }
+        if (!pymalloc_debug)
+            continue;
+        static const size_t sizes[] = {481, 496, 497, 511, 512};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            unsigned char *p = D->malloc(n);
+            pm_get_stats(&st);
+            PM_CHECK_EQ(st.small_threshold, 544);
+            if (pool_block(p))
+                PM_CHECK(st.classes[pm_i_pool_class_of(p - 16)].blocks_in_use >= 1);
+            uint64_t serial = be64(p + n + 8);
+            watch();
+            p[n] = 0x41; /* one byte past the end */
+            D->free(p);
+            PM_CHECK_EQ(S.calls, 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_OVERFLOW);
+            PM_CHECK_EQ(S.r.size, n);
+            PM_CHECK_EQ(S.r.serial, serial);
+            PM_CHECK_EQ(S.r.offset, (ptrdiff_t)n);
+            p = D->malloc(n);
+            serial = be64(p + n + 8);
+            watch();
+            p[-1] = 0x41;
+            D->free(p);
+            PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_UNDERFLOW);
+            PM_CHECK_EQ(S.r.offset, -1);
+            PM_CHECK_EQ(S.r.size, n);
+            PM_CHECK_EQ(S.r.serial, serial);
+            p = D->malloc(n);
+            serial = be64(p + n + 8);
+            watch();
+            D->free(p);
+            PM_CHECK_EQ(S.calls, 0);
+            D->free(p);
+            PM_CHECK_EQ(S.calls, 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+            PM_CHECK_EQ(S.r.size, n);
+            PM_CHECK_EQ(S.r.serial, serial);
+            pm_set_error_handler(NULL, NULL);
+        }
+    }
+    if (!pymalloc_debug) {
+        pm_get_stats(&st);
+        PM_CHECK_EQ(st.small_threshold, 512);
+    }
+}
+
 /* Every size up to past the pool's largest class, in every domain: the
  * layout, CLEANBYTE over exactly the data after malloc, 0 after calloc,
  * and, for a pool block, DEADBYTE over the whole freed block (its first
  * word is the free list's link; the block stays mapped in its pool, so it
  * can be read here, except under memcheck, which forbids it). */
-extern int pm_i_p_vg;
 
 static size_t count_not(const unsigned char *p, size_t n, unsigned char c)
 {
@@ -441,6 +517,7 @@ static void test_serials_past_2_48(void)
 int main(void)
 {
     PM_RUN(test_pool_blocks_skip_registry);
+    PM_RUN(test_every_small_request_pooled);
     PM_RUN(test_fills_every_size);
     PM_RUN(test_double_free_after_pool_emptied);
     PM_RUN(test_interior_pointers_are_invalid);

@@ -256,6 +256,22 @@ static void test_raw_fallback(void)
     MEM->free(al);
     pm_get_stats(&after);
     PM_CHECK_EQ(after.raw_blocks_current, before.raw_blocks_current);
+    /* CPython's threshold: the two classes past 512 (528, 544) serve only
+     * the debug hooks' blocks, never a request of this mode. */
+    PM_CHECK_EQ(after.small_threshold, 512);
+    for (size_t n = 513; n <= 545; n++) {
+        void *m = MEM->malloc(n), *c = OBJ->calloc(1, n), *r = OBJ->malloc(480);
+        PM_CHECK(m != NULL && c != NULL && r != NULL && pm_i_pool_owns(r));
+        r = OBJ->realloc(r, n);
+        PM_CHECK(r != NULL);
+        PM_CHECK(!pm_i_pool_owns(m) && !pm_i_pool_owns(c) && !pm_i_pool_owns(r));
+        MEM->free(m);
+        OBJ->free(c);
+        OBJ->free(r);
+    }
+    pm_get_stats(&after);
+    PM_CHECK_EQ(after.classes[32].pools + after.classes[33].pools, 0);
+    PM_CHECK_EQ(after.raw_blocks_current, before.raw_blocks_current);
 }
 
 /* Pointers the pools never gave out are not ours, and their free goes to
