@@ -139,11 +139,21 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
     pm_i_buf_str(b, ": ");
     switch (e->error) {
     case PM_ERR_BUFFER_OVERFLOW:
+        /* Damage that reaches the last pad byte may go on: into serial
+         * bytes that happen to hold the value written (the serial's high
+         * bytes are zeros: a NUL or memset(0) overrun is invisible there)
+         * and past the trailer, where nothing is checked. */
+        if (e->last >= (ptrdiff_t)e->size + 7)
+            pm_i_buf_str(b, "at least ");
         plural(b, (uint64_t)(e->last - (ptrdiff_t)e->size + 1), "byte");
         pm_i_buf_str(b, " written past the end of a ");
         block_words(b, e);
         break;
     case PM_ERR_BUFFER_UNDERFLOW:
+        /* Likewise before the start: the size field's high bytes are zeros,
+         * and nothing before p-16 is checked. */
+        if (e->offset <= -8)
+            pm_i_buf_str(b, "at least ");
         plural(b, (uint64_t)-e->offset, "byte");
         pm_i_buf_str(b, " written before the start of a ");
         block_words(b, e);

@@ -81,7 +81,7 @@ static void case_overflow8(int d, int other, dcase_expect *x)
     x->offset = 24;
     set_entry(x, d, "free");
     snprintf(x->line, sizeof x->line,
-             "pymalloc: %s: buffer overflow: 8 bytes written past the end of a 24-byte "
+             "pymalloc: %s: buffer overflow: at least 8 bytes written past the end of a 24-byte "
              "block (serial %llu)", x->entry, (unsigned long long)x->serial);
     READY(x);
     memset(p + 24, 'x', 8);
