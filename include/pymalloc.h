@@ -21,7 +21,7 @@ extern "C" {
 #define PYMALLOC_VERSION_MAJOR 0
 #define PYMALLOC_VERSION_MINOR 1
 #define PYMALLOC_VERSION_PATCH 0
-#define PYMALLOC_VERSION_STRING "0.1.0"
+#define PYMALLOC_VERSION_STRING "0.2.0"
 /* One number for comparisons: 0xMMmmpp. */
 #define PYMALLOC_VERSION \
     ((PYMALLOC_VERSION_MAJOR << 16) | (PYMALLOC_VERSION_MINOR << 8) | PYMALLOC_VERSION_PATCH)
@@ -248,7 +248,7 @@ PM_API void pm_print_stats(int fd);
  * malloc override's malloc_trim() calls glibc's, then it. */
 PM_API int pm_trim(void);
 
-/* The library's version string, e.g. "0.1.0" (may differ from the header's). */
+/* The library's version string, e.g. "0.2.0" (may differ from the header's). */
 PM_API const char *pm_version(void);
 
 #ifdef __cplusplus

@@ -1005,6 +1005,11 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
 void pm_i_debug_forget(void)
 {
     atomic_store(&side_any, 0);
+    /* The pools' wide classes (528, 544) and side words are for the debug
+     * hooks only: the mode being installed re-enables them if it wraps the
+     * pool (pm_i_debug_decorate). Without this, pymalloc mode installed
+     * after pymalloc_debug served 513..544-byte requests from the pools. */
+    pm_i_pool_side_disable();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         atomic_store(&enabled[d], 0);
         atomic_store(&handed_out[d], 0);

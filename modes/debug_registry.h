@@ -3,7 +3,7 @@
  * {size, serial, API, offset of the data in the underlying block, state}.
  *
  * Only for blocks without a side word (modes/debug.c): libc blocks
- * (malloc_debug, the raw domain, blocks of more than 480 bytes, aligned
+ * (malloc_debug, the raw domain, blocks of more than 512 bytes, aligned
  * blocks) and pool blocks of arenas made before the debug hooks asked for
  * side words. Pool blocks of pymalloc_debug never come here: their record is
  * a word kept by the pool module, which never forgets a freed block while

@@ -3,7 +3,9 @@
  * made thread-safe with per-thread caches and per-size-class locks.
  *
  *   request n      1..512 -> size class (n-1)>>4, block size 16..512
- *                  0, >512, alignment > 16 -> libc (the "raw fallback")
+ *                  (1..544, block size up to 544, once the debug hooks wrap
+ *                  the pools: pm_i_p_small_max, pool.h)
+ *                  0, >512 (>544), alignment > 16 -> libc (the "raw fallback")
  *
  *   arena (1 MiB, mmap, 16 KiB aligned)         pool (16 KiB, 16 KiB aligned)
  *   +------+------+------+-- ... --+------+     +--------+-----+-----+-- ... -+----+
@@ -46,7 +48,7 @@
  * are taken from and returned to arenas under the arena lock. A thread's
  * cache is flushed when the thread exits (pthread key destructor); a thread
  * that allocates after that, or during set-up, uses the class locks
- * directly. Lock order: cls[0..31] -> arena_lock -> tc_lock.
+ * directly. Lock order: cls[0..33] -> arena_lock -> tc_lock.
  *
  * Invariants (checked by pm_i_pool_validate, modes/pool_stats.c):
  *  - a block is in exactly one of: a user's hands, one thread cache, its
@@ -98,6 +100,7 @@ _Static_assert(sizeof(pm_pool) == PM_P_HDR, "pool header is 48 bytes");
 #define PM_P_SLOW __attribute__((noinline))
 #endif
 _Static_assert(PM_P_NCLASSES * PM_P_ALIGN == PM_P_WIDE_MAX, "34 size classes");
+_Static_assert(PM_P_NCLASSES == 34, "one CLS_INIT per class in pm_i_p below");
 
 #define PM_P_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
 #define CLS_INIT(i) [i] = {PM_P_MUTEX_INIT, NULL}
@@ -109,7 +112,7 @@ struct pm_p_state pm_i_p = {
             CLS_INIT(15), CLS_INIT(16), CLS_INIT(17), CLS_INIT(18), CLS_INIT(19),
             CLS_INIT(20), CLS_INIT(21), CLS_INIT(22), CLS_INIT(23), CLS_INIT(24),
             CLS_INIT(25), CLS_INIT(26), CLS_INIT(27), CLS_INIT(28), CLS_INIT(29),
-            CLS_INIT(30), CLS_INIT(31)},
+            CLS_INIT(30), CLS_INIT(31), CLS_INIT(32), CLS_INIT(33)},
     .arena_lock = PM_P_MUTEX_INIT,
     .tc_lock = PM_P_MUTEX_INIT,
 };
@@ -200,6 +203,14 @@ void pm_i_pool_side_enable(void)
 {
     atomic_store(&pm_i_p_small_max, PM_P_WIDE_MAX);
     atomic_store(&pm_i_p_side_enabled, 1);
+}
+
+/* A mode is being installed (nothing allocated yet): back to CPython's
+ * threshold and no side words, until the debug hooks wrap the pool again. */
+void pm_i_pool_side_disable(void)
+{
+    atomic_store(&pm_i_p_side_enabled, 0);
+    atomic_store(&pm_i_p_small_max, PM_P_SMALL_MAX);
 }
 
 /* Make sure the side tree's leaf covering address a exists. */

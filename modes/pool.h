@@ -240,6 +240,9 @@ extern _Atomic size_t pm_i_p_small_max;
 /* Give every arena created from now on side words (the debug decorator,
  * before the first allocation). Idempotent. */
 void pm_i_pool_side_enable(void);
+/* Undo it (a mode is being installed, before the first allocation): the
+ * pools serve up to PM_P_SMALL_MAX again. */
+void pm_i_pool_side_disable(void);
 
 enum {
     PM_I_SIDE_NONE = 0,    /* not a pool block with side words: use the registry */

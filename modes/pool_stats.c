@@ -56,6 +56,9 @@ int pm_get_stats(struct pm_stats *st)
         errno = EINVAL;
         return -1;
     }
+    /* The mode decides the threshold (544 once the debug hooks wrap the
+     * pools): install it first, as every other entry point does. */
+    pm_i_ensure_init();
     memset(st, 0, sizeof *st);
     st->arena_size = PM_P_ARENA_SIZE;
     st->pool_size = PM_P_POOL_SIZE;

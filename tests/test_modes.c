@@ -146,6 +146,40 @@ static void test_get_allocator_does_not_fix_mode(void)
     PM_CHECK_EQ(r.exit_status, 0);
 }
 
+/* The pools' two wide classes (528, 544) are the debug hooks' alone: a
+ * mode installed after pymalloc_debug (or after pm_setup_debug_hooks), before
+ * anything was allocated, serves 513..544 bytes from libc again. */
+static void child_wide_classes_follow_the_mode(void *arg)
+{
+    int via_hooks = *(const int *)arg;
+    if (via_hooks ? pm_set_mode("pymalloc") != 0 || pm_setup_debug_hooks() != 0
+                  : pm_set_mode("pymalloc_debug") != 0)
+        _exit(1);
+    struct pm_stats st;
+    if (pm_get_stats(&st) != 0 || st.small_threshold != 544)
+        _exit(2);
+    if (pm_set_mode("pymalloc") != 0 || pm_debug_enabled())
+        _exit(3);
+    if (pm_get_stats(&st) != 0 || st.small_threshold != 512)
+        _exit(4);
+    void *p = pm_mem_malloc(520), *c = pm_obj_calloc(1, 544);
+    if (p == NULL || c == NULL || pm_i_pool_owns(p) || pm_i_pool_owns(c))
+        _exit(5);
+    pm_mem_free(p);
+    pm_obj_free(c);
+    _exit(0);
+}
+
+static void test_wide_classes_follow_the_mode(void)
+{
+    for (int via_hooks = 0; via_hooks < 2; via_hooks++) {
+        pm_death_result r;
+        pm_death(child_wide_classes_follow_the_mode, &via_hooks, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 0);
+    }
+}
+
 static void test_version(void)
 {
     PM_CHECK(strcmp(pm_version(), PYMALLOC_VERSION_STRING) == 0);
@@ -160,6 +194,7 @@ int main(void)
     PM_RUN(test_set_mode_invalid);
     PM_RUN(test_set_mode_after_allocation_is_busy);
     PM_RUN(test_get_allocator_does_not_fix_mode);
+    PM_RUN(test_wide_classes_follow_the_mode);
     PM_RUN(test_parser_exact_names);
     PM_RUN(test_default_is_an_alias);
     PM_RUN(test_mode_name_matches_env);
