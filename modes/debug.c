@@ -97,6 +97,8 @@ typedef struct dbg {
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
     int pool_below;    /* below is the pool allocator itself (pymalloc_debug) */
+    int libc_below;    /* its blocks are the C library's: 1 all (libc below),
+                          2 those not in a pool (the pool below), 0 none known */
     uint64_t api_w;    /* the word at p-8 of its blocks: API_WORD(api) */
     uint64_t side_api; /* the API in a side word's bits (pool.h) */
     const char *names[OP_COUNT];
@@ -345,6 +347,30 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
 
 /* Classify pointer p for an operation by API `api` (0: any API, for
  * pm_check_block). The stripe lock of p is held. */
+/* The C library's header before registry block p is intact (or cannot be
+ * checked): p was allocated through g, whose allocator below is libc's
+ * for it. See pm_i_libc_header_ok (modes/raw.c). */
+static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in)
+{
+    if (g == NULL || g->libc_below == 0)
+        return 1;
+    const unsigned char *base = p - in->offset;
+    if (g->libc_below == 2 && pm_i_pool_owns(base))
+        return 1;
+    return pm_i_libc_header_ok(base, in->offset + in->size + PM_I_DEBUG_TAIL);
+}
+
+/* The hooks of the domain whose API id is api, or NULL. */
+static const dbg *dbg_of_api(char api)
+{
+    switch (api) {
+    case 'r': return &dbgs[PM_DOMAIN_RAW];
+    case 'm': return &dbgs[PM_DOMAIN_MEM];
+    case 'o': return &dbgs[PM_DOMAIN_OBJ];
+    default: return NULL;
+    }
+}
+
 static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api, int op,
                                pm_i_err *e)
 {
@@ -362,7 +388,17 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
     e->readable = 1;
     if (api != 0 && in->api != api)
         return e->error = PM_ERR_API_MISMATCH;
-    return e->error = check_bytes(p, in, e);
+    pm_error_class c = check_bytes(p, in, e);
+    if (c == PM_ERR_NONE && !below_header_ok(dbg_of_api(in->api), p, in)) {
+        /* Our bytes are intact, the C library's header before them is not:
+         * most likely a write past the end of the block before. The block
+         * is not handed back to libc, whose free would abort on it. */
+        e->offset = -(ptrdiff_t)(in->offset + 8);
+        e->last = e->offset + 7;
+        e->below_header = 1;
+        c = PM_ERR_BUFFER_UNDERFLOW;
+    }
+    return e->error = c;
 }
 
 static void report(const dbg *g, int op, pm_i_err *e)
@@ -658,7 +694,8 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
     pm_i_reg_entry *r = pm_i_reg_lookup(*st, h, (uintptr_t)p);
     if (PM_I_LIKELY(r != NULL)) {
         pm_i_reg_get(r, in);
-        if (PM_I_LIKELY(in->state == PM_I_REG_LIVE && in->api == g->api && intact(p, in)))
+        if (PM_I_LIKELY(in->state == PM_I_REG_LIVE && in->api == g->api && intact(p, in) &&
+                        below_header_ok(g, p, in)))
             return r;
     } else {
         memset(in, 0, sizeof *in);
@@ -917,6 +954,14 @@ static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fo
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
+/* Every function of allocator a is base b's. */
+static int same_base(const pm_i_base *a, const pm_i_base *b)
+{
+    return a->a.malloc == b->a.malloc && a->a.calloc == b->a.calloc &&
+           a->a.realloc == b->a.realloc && a->a.free == b->a.free &&
+           a->memalign == b->memalign;
+}
+
 void pm_i_debug_decorate(void)
 {
     pthread_once(&atfork_once, register_atfork);
@@ -938,6 +983,11 @@ void pm_i_debug_decorate(void)
         g->below = b;
         g->pool_below = g->below.a.malloc == pm_i_pool_base.a.malloc &&
                         g->below.a.free == pm_i_pool_base.a.free;
+        g->libc_below = same_base(&g->below, &pm_i_raw_base)    ? 1
+                        : same_base(&g->below, &pm_i_pool_base) ? 2
+                                                                : 0;
+        if (g->libc_below != 0)
+            pm_i_libc_header_probe();
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {
             /* Pool blocks get side words from here (nothing is allocated
              * yet: the hooks go in before the first allocation). */

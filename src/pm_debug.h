@@ -76,6 +76,8 @@ typedef struct pm_i_err {
     ptrdiff_t last;        /* last damaged byte, relative to data */
     char api_expected;     /* the API of the call */
     char api_found;        /* the API the block was allocated with */
+    int below_header;      /* underflow: the C library's chunk header before
+                              the block is damaged (offset), our bytes are not */
 } pm_i_err;
 
 /* Print the one-line report and the dump, count the error, then call the

@@ -73,6 +73,11 @@ void *pm_i_libc_realloc(void *p, size_t n);
 void pm_i_libc_free(void *p);
 void *pm_i_libc_memalign(size_t alignment, size_t n);
 size_t pm_i_libc_usable_size(void *p);
+/* 0 if the C library's header of `block` (a block it returned for `req`
+ * bytes) is damaged, else 1 (also when it cannot tell: not glibc, or
+ * glibc's allocator replaced). Reads the 16 bytes before block. */
+int pm_i_libc_header_ok(const void *block, size_t req);
+void pm_i_libc_header_probe(void); /* the self-test it needs, run once */
 
 /* modes/pool.c: CPython's pools (the pymalloc mode); modes/pool_stats.c:
  * its statistics and validator. */

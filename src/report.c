@@ -150,6 +150,14 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         block_words(b, e);
         break;
     case PM_ERR_BUFFER_UNDERFLOW:
+        if (e->below_header) {
+            pm_i_buf_str(b, "the C library's chunk header ");
+            plural(b, (uint64_t)-e->offset, "byte");
+            pm_i_buf_str(b, " before the start of a ");
+            block_words(b, e);
+            pm_i_buf_str(b, " was overwritten (by a write past the end of the block before it?)");
+            break;
+        }
         /* Likewise before the start: the size field's high bytes are zeros,
          * and nothing before p-16 is checked. */
         if (e->offset <= -8)
@@ -302,6 +310,16 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, ", last at ");
         offset_words(b, e->last);
         pm_i_buf_str(b, ".\n");
+    }
+    if (e->below_header) {
+        uint64_t word;
+        memcpy(&word, p + e->offset, 8);
+        pm_i_buf_str(b, "    The C library's chunk header at ");
+        offset_words(b, e->offset);
+        pm_i_buf_str(b, " holds 0x");
+        pm_i_buf_hex(b, word, 16);
+        pm_i_buf_str(b, ",\n    not the size of a chunk holding this block: the block was not handed back\n"
+                        "    to the C library, whose free would abort on it.\n");
     }
     pm_i_buf_str(b, "    Data at p:");
     if (n <= 32) {

@@ -466,6 +466,99 @@ static void test_fills_every_size(void)
     }
 }
 
+/* A write past the end of one libc block that skips its trailer lands in
+ * glibc's chunk header of the next block (the size word, 8 bytes before
+ * it). glibc's free would abort on it with a message naming the wrong bug
+ * ("double free or corruption (out)"); the hooks check the word and report
+ * a buffer underflow of the damaged block, with its size, serial and the
+ * offset of the word, and keep the block from libc. On glibc, outside
+ * valgrind and the sanitizers (their allocators have no such header).
+ * Checked on free, realloc and pm_check_block, for plain, big and aligned
+ * libc blocks in every domain (pool blocks have no libc header). */
+typedef struct libc_block {
+    unsigned char *p;
+    size_t n, offset;
+} libc_block;
+
+static libc_block libc_block_of(int d, int kind)
+{
+    const pm_t_domain *D = &pm_t_domains[d];
+    libc_block b = {NULL, kind == 0 ? 24 : kind == 1 ? 1000 : 40, kind == 2 ? 64 : 16};
+    b.p = kind == 2 ? pm_i_domain_memalign(D->domain, 64, b.n) : D->malloc(b.n);
+    return b;
+}
+
+static void damage_child(void *arg)
+{
+    const libc_block *b = arg;
+    memset(b->p - b->offset - 8, 0x41, 8);
+    pm_t_domains[PM_DOMAIN_RAW].free(b->p);
+}
+
+static void test_libc_header_damage(void)
+{
+    NEED_DEBUG();
+#ifndef __GLIBC__
+    PM_SKIP("glibc's chunk headers only");
+#endif
+    if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())
+        PM_SKIP("the sanitizers' and valgrind's allocators have no glibc header");
+    int tried = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (int kind = 0; kind < 3; kind++) {
+            for (int op = 0; op < 3; op++) { /* free, realloc, pm_check_block */
+                libc_block b = libc_block_of(d, kind);
+                PM_CHECK(b.p != NULL);
+                if (pool_block(b.p)) { /* pymalloc_debug's pool blocks */
+                    D->free(b.p);
+                    continue;
+                }
+                tried++;
+                uint64_t serial = be64(b.p + b.n + 8);
+                unsigned char *word = b.p - b.offset - 8, saved[8];
+                memcpy(saved, word, 8);
+                memset(word, op == 1 ? 0 : 0x41, 8); /* too big; zero */
+                watch();
+                if (op == 0)
+                    D->free(b.p);
+                else if (op == 1)
+                    PM_CHECK(D->realloc(b.p, 3000) == NULL);
+                else
+                    PM_CHECK_EQ(pm_check_block(b.p), -1);
+                PM_CHECK_EQ(S.calls, 1);
+                PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_UNDERFLOW);
+                PM_CHECK_EQ(S.r.size, b.n);
+                PM_CHECK_EQ(S.r.serial, serial);
+                PM_CHECK_EQ(S.r.offset, -(ptrdiff_t)(b.offset + 8));
+                PM_CHECK(S.r.address == b.p);
+                /* The block was kept (leaked): repaired, it is whole and
+                 * live, and goes back cleanly. */
+                memcpy(word, saved, 8);
+                PM_CHECK_EQ(pm_check_block(b.p), 0);
+                D->free(b.p);
+                PM_CHECK_EQ(S.calls, 1);
+                pm_set_error_handler(NULL, NULL);
+            }
+        }
+    }
+    PM_CHECK(tried > 0); /* every mode has libc blocks: the raw domain's */
+    /* The default handler: the report, then SIGABRT (not glibc's abort). */
+    libc_block b = libc_block_of(PM_DOMAIN_RAW, 0);
+    pm_death_result r;
+    pm_death(damage_child, &b, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: pm_raw_free: buffer underflow: the C library's chunk header 24 bytes "
+             "before the start of a 24-byte block (serial %llu) was overwritten",
+             (unsigned long long)be64(b.p + 24 + 8));
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK_STR(r.output, "The C library's chunk header at p-24 holds 0x4141414141414141");
+    PM_CHECK(strstr(r.output, "double free or corruption") == NULL);
+    pm_t_domains[PM_DOMAIN_RAW].free(b.p);
+}
+
 /* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
  * made on both sides of the boundary free cleanly, and a damaged one is
  * reported with its whole serial. */
@@ -525,5 +618,6 @@ int main(void)
     PM_RUN(test_check_racing_free);
     PM_RUN(test_realloc_failure_restores_block);
     PM_RUN(test_serials_past_2_48);
+    PM_RUN(test_libc_header_damage);
     return pm_test_done();
 }
