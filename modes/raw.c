@@ -31,14 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define PM_UNDER_SANITIZER 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PM_UNDER_SANITIZER 1
-#endif
+/* PM_UNDER_SANITIZER: pm_internal.h. */
 
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
 extern void *__libc_malloc(size_t);
@@ -193,43 +186,16 @@ int pm_i_libc_trim(size_t pad)
  * sanitizer, and not when an allocator loaded after us replaced
  * __libc_malloc (tcmalloc and jemalloc do): a self-test on first use
  * allocates two blocks and checks their headers look as described. */
-#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER) && __SIZEOF_SIZE_T__ == 8 && \
-    __SIZEOF_POINTER__ == 8
-#define PM_GLIBC_CHUNKS 1
-#endif
-
 #ifdef PM_GLIBC_CHUNKS
 #if PM_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
 #endif
 #include <unistd.h>
 
-static size_t chunk_min(size_t req)
-{
-    return req + 8 + 15 < 32 ? 32 : (req + 8 + 15) & ~(size_t)15;
-}
-
-/* 0: damaged; 1: consistent with a block of req bytes. */
-static int chunk_ok(const void *block, size_t req, size_t page)
-{
-    const size_t *h = block;
-    size_t word = h[-1], cs = word & ~(size_t)7, nb = chunk_min(req);
-    if (nb < req || page == 0)
-        return 1; /* cannot judge */
-    if ((cs & 15) != 0 || cs < nb)
-        return 0;
-    if (word & 2) { /* mmapped */
-        size_t prev = h[-2];
-        uintptr_t chunk = (uintptr_t)block - 16;
-        return (((chunk - prev) | (prev + cs)) & (page - 1)) == 0;
-    }
-    return cs - nb <= 32;
-}
-
 /* The self-test: a heap chunk (not mmapped) of the expected size. */
 static int heap_chunk_ok(const void *block, size_t req)
 {
-    size_t word = ((const size_t *)block)[-1], cs = word & ~(size_t)7, nb = chunk_min(req);
+    size_t word = ((const size_t *)block)[-1], cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
     return (word & 2) == 0 && (cs & 15) == 0 && cs >= nb && cs - nb <= 32;
 }
 
@@ -244,50 +210,28 @@ static int under_valgrind(void)
     return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
-/* 1 once the self-test passed, 0 if it failed, -1 not yet run. */
-static _Atomic int chunks_known = -1;
-static size_t chunk_page;
+_Atomic size_t pm_i_libc_chunk_page; /* pm_internal.h */
 
-static int chunks_are_glibcs(void)
-{
-    int k = atomic_load_explicit(&chunks_known, memory_order_acquire);
-    if (PM_I_LIKELY(k >= 0))
-        return k;
-    long page = sysconf(_SC_PAGESIZE);
-    int ok = 0;
-    if (page > 0 && !under_valgrind()) {
-        chunk_page = (size_t)page;
-        void *a = PM_LIBC_MALLOC(24), *b = PM_LIBC_MALLOC(1000);
-        ok = a != NULL && b != NULL && heap_chunk_ok(a, 24) && heap_chunk_ok(b, 1000);
-        PM_LIBC_FREE(a);
-        PM_LIBC_FREE(b);
-    }
-    atomic_store_explicit(&chunks_known, ok, memory_order_release);
-    return ok;
-}
-#endif
-
-/* Run the self-test now (the debug hooks' set-up: not later, under their
- * locks). */
+/* The self-test, once (the debug hooks' set-up, before their first block:
+ * not later, under their locks): sets pm_i_libc_chunk_page if it passes. */
 void pm_i_libc_header_probe(void)
 {
-#ifdef PM_GLIBC_CHUNKS
-    (void)chunks_are_glibcs();
-#endif
+    static _Atomic int done;
+    if (atomic_exchange(&done, 1))
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || under_valgrind())
+        return;
+    void *a = PM_LIBC_MALLOC(24), *b = PM_LIBC_MALLOC(1000);
+    int ok = a != NULL && b != NULL && heap_chunk_ok(a, 24) && heap_chunk_ok(b, 1000);
+    PM_LIBC_FREE(a);
+    PM_LIBC_FREE(b);
+    if (ok)
+        atomic_store_explicit(&pm_i_libc_chunk_page, (size_t)page, memory_order_release);
 }
-
-int pm_i_libc_header_ok(const void *block, size_t req)
-{
-#ifdef PM_GLIBC_CHUNKS
-    if (!chunks_are_glibcs())
-        return 1;
-    return chunk_ok(block, req, chunk_page);
 #else
-    (void)block;
-    (void)req;
-    return 1;
+void pm_i_libc_header_probe(void) {}
 #endif
-}
 
 static void *raw_malloc(void *ctx, size_t n)
 {

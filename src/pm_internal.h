@@ -73,11 +73,49 @@ void *pm_i_libc_realloc(void *p, size_t n);
 void pm_i_libc_free(void *p);
 void *pm_i_libc_memalign(size_t alignment, size_t n);
 size_t pm_i_libc_usable_size(void *p);
-/* 0 if the C library's header of `block` (a block it returned for `req`
- * bytes) is damaged, else 1 (also when it cannot tell: not glibc, or
- * glibc's allocator replaced). Reads the 16 bytes before block. */
-int pm_i_libc_header_ok(const void *block, size_t req);
-void pm_i_libc_header_probe(void); /* the self-test it needs, run once */
+/* glibc's chunk header before a block of libc's (modes/raw.c explains):
+ * pm_i_libc_header_ok is 0 if the header of `block` (returned for `req`
+ * bytes) is damaged, else 1, also when it cannot tell (not glibc, valgrind,
+ * a sanitizer, glibc's allocator replaced: pm_i_libc_chunk_page is then 0;
+ * pm_i_libc_header_probe's self-test sets it). Reads the 16 bytes before
+ * block. */
+/* ASan or TSan own malloc in this build. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PM_UNDER_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PM_UNDER_SANITIZER 1
+#endif
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER) && __SIZEOF_SIZE_T__ == 8 && \
+    __SIZEOF_POINTER__ == 8
+#define PM_GLIBC_CHUNKS 1
+#endif
+void pm_i_libc_header_probe(void);
+extern _Atomic size_t pm_i_libc_chunk_page;
+static inline size_t pm_i_chunk_min(size_t req)
+{
+    return req + 8 + 15 < 32 ? 32 : (req + 8 + 15) & ~(size_t)15;
+}
+static inline int pm_i_libc_header_ok(const void *block, size_t req)
+{
+    size_t page = atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed);
+    if (page == 0)
+        return 1;
+    const size_t *h = block;
+    size_t word = h[-1], cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
+    if (nb < req)
+        return 1; /* cannot judge */
+    if ((cs & 15) != 0 || cs < nb)
+        return 0;
+    if (word & 2) { /* mmapped: glibc's own munmap_chunk test */
+        size_t prev = h[-2];
+        uintptr_t chunk = (uintptr_t)block - 16;
+        return (((chunk - prev) | (prev + cs)) & (page - 1)) == 0;
+    }
+    return cs - nb <= 32;
+}
 
 /* modes/pool.c: CPython's pools (the pymalloc mode); modes/pool_stats.c:
  * its statistics and validator. */
