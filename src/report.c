@@ -27,7 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PM_I_REPORT_EXIT_STATUS 1
 #define PM_I_STR2(x) #x
 #define PM_I_STR(x) PM_I_STR2(x)
 
@@ -423,12 +422,14 @@ void pm_i_debug_report(const pm_i_err *e)
     abort();
 }
 
-/* PYMALLOC_ON_ERROR=report: fail the process at exit if errors were seen. */
-__attribute__((destructor)) static void report_summary(void)
+/* PYMALLOC_ON_ERROR=report: the summary line, if errors were counted (1),
+ * else nothing (0). One write(2), no lock, no allocation: also from _exit,
+ * which may be called from a signal handler. */
+int pm_i_debug_summary(void)
 {
     unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
     if (!pm_i_debug_on_error_report || total == 0)
-        return;
+        return 0;
     char storage[512];
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);
@@ -449,6 +450,14 @@ __attribute__((destructor)) static void report_summary(void)
     }
     pm_i_buf_str(&b, "); exit status " PM_I_STR(PM_I_REPORT_EXIT_STATUS) "\n");
     pm_i_buf_flush(&b);
+    return 1;
+}
+
+/* PYMALLOC_ON_ERROR=report: fail the process at exit if errors were seen. */
+__attribute__((destructor)) static void report_summary(void)
+{
+    if (!pm_i_debug_summary())
+        return;
     fflush(NULL); /* at exit, outside any allocation: stdio is safe here */
-    _exit(PM_I_REPORT_EXIT_STATUS);
+    _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
 }

@@ -10,7 +10,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_exports.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
 grep -o '^PM_API [^(]*(' "$header" | sed 's/[*(]/ /g' | awk '{print $NF}' | sort >"$tmp/pm"
 printf '%s\n' malloc free calloc realloc reallocarray posix_memalign aligned_alloc \
-    memalign valloc pvalloc malloc_usable_size malloc_trim | sort >"$tmp/family"
+    memalign valloc pvalloc malloc_usable_size malloc_trim _exit _Exit | sort >"$tmp/family"
 sort "$tmp/pm" "$tmp/family" >"$tmp/override.want"
 nm -D --defined-only "$api" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/api.got"
 nm -D --defined-only "$override" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/override.got"
