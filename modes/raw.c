@@ -186,6 +186,8 @@ int pm_i_libc_trim(size_t pad)
  * sanitizer, and not when an allocator loaded after us replaced
  * __libc_malloc (tcmalloc and jemalloc do): a self-test on first use
  * allocates two blocks and checks their headers look as described. */
+_Atomic size_t pm_i_libc_chunk_page; /* pm_internal.h: 0, the check off */
+
 #ifdef PM_GLIBC_CHUNKS
 #if PM_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
@@ -209,8 +211,6 @@ static int under_valgrind(void)
     const char *pre = pm_i_getenv("LD_PRELOAD");
     return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
-
-_Atomic size_t pm_i_libc_chunk_page; /* pm_internal.h */
 
 /* The self-test, once (the debug hooks' set-up, before their first block:
  * not later, under their locks): sets pm_i_libc_chunk_page if it passes. */
