@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define PYMALLOC_VERSION_MAJOR 0
-#define PYMALLOC_VERSION_MINOR 1
+#define PYMALLOC_VERSION_MINOR 2
 #define PYMALLOC_VERSION_PATCH 0
 #define PYMALLOC_VERSION_STRING "0.2.0"
 /* One number for comparisons: 0xMMmmpp. */

@@ -175,11 +175,15 @@ static void setup_from_env(void)
  * (a destructor, so nothing is registered and nothing allocates). */
 _Atomic int pm_i_stats_at_exit;
 
-__attribute__((destructor)) static void print_stats_at_exit(void)
+/* Print them now if asked, once (also from PYMALLOC_ON_ERROR=report's
+ * summary, which ends the process before this destructor might run). */
+void pm_i_stats_at_exit_now(void)
 {
-    if (atomic_load(&pm_i_stats_at_exit))
+    if (atomic_exchange(&pm_i_stats_at_exit, 0))
         pm_print_stats(2);
 }
+
+__attribute__((destructor)) static void print_stats_at_exit(void) { pm_i_stats_at_exit_now(); }
 
 void pm_i_ensure_init(void)
 {

@@ -145,6 +145,7 @@ struct pm_i_buf;
 int pm_i_pool_validate(struct pm_i_buf *why);
 /* Set by the set-up when PYMALLOC_STATS is true: print at exit. */
 extern _Atomic int pm_i_stats_at_exit;
+void pm_i_stats_at_exit_now(void); /* PYMALLOC_STATS's output, at most once */
 
 /* ---------------------------------------------------------------------------
  * Mode registry (src/registry.c): modes by name, as data.

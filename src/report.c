@@ -456,8 +456,11 @@ int pm_i_debug_summary(void)
 /* PYMALLOC_ON_ERROR=report: fail the process at exit if errors were seen. */
 __attribute__((destructor)) static void report_summary(void)
 {
-    if (!pm_i_debug_summary())
+    if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0)
         return;
+    /* PYMALLOC_STATS's output first: the _exit below skips its destructor. */
+    pm_i_stats_at_exit_now();
+    pm_i_debug_summary();
     fflush(NULL); /* at exit, outside any allocation: stdio is safe here */
     _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
 }

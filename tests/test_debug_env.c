@@ -24,6 +24,7 @@ typedef struct env_case {
 } env_case;
 
 static const env_case *cur;
+static const char *cur_stats; /* PYMALLOC_STATS for the next cases, if not NULL */
 
 static void child_main(void *arg)
 {
@@ -33,6 +34,8 @@ static void child_main(void *arg)
         setenv("PYMALLOC_ON_ERROR", cur->on_error, 1);
     if (cur->break_serial != NULL)
         setenv("PYMALLOC_BREAK_SERIAL", cur->break_serial, 1);
+    if (cur_stats != NULL)
+        setenv("PYMALLOC_STATS", cur_stats, 1);
     cur->body();
 }
 
@@ -180,6 +183,20 @@ static void test_on_error_report(void)
         PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 3 heap errors (buffer "
                                "overflow: 1, buffer underflow: 1, double free: 1); exit "
                                "status 1\n");
+    }
+    /* With PYMALLOC_STATS=1 too: the statistics, then the summary line last
+     * (the summary's _exit skipped the statistics' destructor). */
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_two_bugs};
+        cur_stats = "1";
+        run_case(&c, &r);
+        cur_stats = NULL;
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        const char *stats = strstr(r.output, "Small block threshold = ");
+        const char *sum = strstr(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 3 heap errors");
+        PM_CHECK(stats != NULL && sum != NULL && stats < sum);
+        PM_CHECK(stats == NULL || strstr(stats + 1, "Small block threshold = ") == NULL);
     }
     /* abort (the default, and by name): the first error stops the process. */
     const char *aborts[] = {"abort", ""};

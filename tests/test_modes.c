@@ -185,6 +185,12 @@ static void test_version(void)
     PM_CHECK(strcmp(pm_version(), PYMALLOC_VERSION_STRING) == 0);
     PM_CHECK_EQ(PYMALLOC_VERSION, (PYMALLOC_VERSION_MAJOR << 16) |
                                       (PYMALLOC_VERSION_MINOR << 8) | PYMALLOC_VERSION_PATCH);
+    /* The header's numbers are the project's (CMakeLists.txt). */
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", PYMALLOC_VERSION_MAJOR, PYMALLOC_VERSION_MINOR,
+             PYMALLOC_VERSION_PATCH);
+    PM_CHECK(strcmp(v, PM_T_PROJECT_VERSION) == 0);
+    PM_CHECK(strcmp(PYMALLOC_VERSION_STRING, PM_T_PROJECT_VERSION) == 0);
 }
 
 int main(void)
