@@ -455,7 +455,9 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
  * (exit() ending in _exit) do not come here. */
 PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_exit)(int status)
 {
-    if (status == 0 && pm_i_debug_summary())
+    /* The parent sees status & 0xff: _exit(256) is a success too. A vfork
+     * child's counts are its parent's, summed up at the parent's exit. */
+    if ((status & 0xff) == 0 && pm_i_debug_counts_are_mine() && pm_i_debug_summary())
         status = PM_I_REPORT_EXIT_STATUS;
     for (;;) {
         syscall(SYS_exit_group, status);

@@ -36,6 +36,10 @@ uint64_t pm_i_debug_break_serial;
 static _Atomic(pm_error_handler) handler_fn;
 static _Atomic(void *) handler_ctx;
 static atomic_ulong counts[PM_ERR_CLASS_COUNT];
+/* The process whose errors counts holds (0: none counted yet): the one that
+ * counted the first, or a fork() child (reset, below). A vfork() child, or
+ * any CLONE_VM child, shares counts with its parent but not its pid. */
+static _Atomic long counts_pid;
 
 static _Atomic int report_lock;
 static __thread int in_report __attribute__((tls_model("initial-exec")));
@@ -359,6 +363,13 @@ void pm_i_debug_reports_fork_child(void)
     in_report = 0;
     for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
         atomic_store_explicit(&counts[c], 0, memory_order_relaxed);
+    atomic_store_explicit(&counts_pid, 0, memory_order_relaxed);
+}
+
+int pm_i_debug_counts_are_mine(void)
+{
+    long owner = atomic_load_explicit(&counts_pid, memory_order_relaxed);
+    return owner == 0 || owner == (long)getpid();
 }
 
 static void unlock_reports(void)
@@ -376,6 +387,8 @@ void pm_i_debug_report(const pm_i_err *e)
     format_line(&lb, e);
     line[lb.len] = '\0';
 
+    long none = 0;
+    atomic_compare_exchange_strong(&counts_pid, &none, (long)getpid());
     atomic_fetch_add(&counts[e->error], 1);
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
 
