@@ -345,15 +345,14 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
     return PM_ERR_NONE;
 }
 
-/* Classify pointer p for an operation by API `api` (0: any API, for
- * pm_check_block). The stripe lock of p is held. */
 /* The C library's header before registry block p is intact (or cannot be
  * checked): p was allocated through g, whose allocator below is libc's
- * for it. See pm_i_libc_header_ok (modes/raw.c). */
+ * for it. See pm_i_libc_header_ok (pm_internal.h, modes/raw.c). */
 static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in)
 {
-    if (g == NULL || g->libc_below == 0)
-        return 1;
+    if (g == NULL || g->libc_below == 0 ||
+        atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
+        return 1; /* nothing to check, or the check is off: no tree lookup */
     const unsigned char *base = p - in->offset;
     if (g->libc_below == 2 && pm_i_pool_owns(base))
         return 1;
@@ -371,6 +370,8 @@ static const dbg *dbg_of_api(char api)
     }
 }
 
+/* Classify pointer p for an operation by API `api` (0: any API, for
+ * pm_check_block). The stripe lock of p is held. */
 static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api, int op,
                                pm_i_err *e)
 {
@@ -981,11 +982,8 @@ void pm_i_debug_decorate(void)
             b.usable_size = g->below.usable_size;
         }
         g->below = b;
-        g->pool_below = g->below.a.malloc == pm_i_pool_base.a.malloc &&
-                        g->below.a.free == pm_i_pool_base.a.free;
-        g->libc_below = same_base(&g->below, &pm_i_raw_base)    ? 1
-                        : same_base(&g->below, &pm_i_pool_base) ? 2
-                                                                : 0;
+        g->pool_below = same_base(&g->below, &pm_i_pool_base);
+        g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
         if (g->libc_below != 0)
             pm_i_libc_header_probe();
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {

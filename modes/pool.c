@@ -4,7 +4,7 @@
  *
  *   request n      1..512 -> size class (n-1)>>4, block size 16..512
  *                  (1..544, block size up to 544, once the debug hooks wrap
- *                  the pools: pm_i_p_small_max, pool.h)
+ *                  the pools: pm_i_p_small_max(), pool.h)
  *                  0, >512 (>544), alignment > 16 -> libc (the "raw fallback")
  *
  *   arena (1 MiB, mmap, 16 KiB aligned)         pool (16 KiB, 16 KiB aligned)
@@ -122,7 +122,6 @@ int pm_i_p_vg;
 
 _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 _Atomic int pm_i_p_side_enabled;
-_Atomic size_t pm_i_p_small_max = PM_P_SMALL_MAX;
 #define INV(k) [k] = (uint32_t)(UINT32_MAX / ((k) * PM_P_ALIGN) + 1)
 const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1] = {
     INV(1),  INV(2),  INV(3),  INV(4),  INV(5),  INV(6),  INV(7),  INV(8),
@@ -199,19 +198,11 @@ static int tree_leaf(uintptr_t a)
  * Side words (pool.h; arena lock held).
  */
 
-void pm_i_pool_side_enable(void)
-{
-    atomic_store(&pm_i_p_small_max, PM_P_WIDE_MAX);
-    atomic_store(&pm_i_p_side_enabled, 1);
-}
+void pm_i_pool_side_enable(void) { atomic_store(&pm_i_p_side_enabled, 1); }
 
 /* A mode is being installed (nothing allocated yet): back to CPython's
  * threshold and no side words, until the debug hooks wrap the pool again. */
-void pm_i_pool_side_disable(void)
-{
-    atomic_store(&pm_i_p_side_enabled, 0);
-    atomic_store(&pm_i_p_small_max, PM_P_SMALL_MAX);
-}
+void pm_i_pool_side_disable(void) { atomic_store(&pm_i_p_side_enabled, 0); }
 
 /* Make sure the side tree's leaf covering address a exists. */
 static int side_leaf(uintptr_t a)
@@ -868,7 +859,7 @@ static uint16_t *vg_size_slot(uint8_t *bp)
 static void *vg_malloc(size_t n)
 {
     unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
-    if (idx >= atomic_load_explicit(&pm_i_p_small_max, memory_order_relaxed) >> PM_P_ALIGN_SHIFT)
+    if (idx >= pm_i_p_small_max() >> PM_P_ALIGN_SHIFT)
         return raw_count(pm_i_libc_malloc(n));
     pm_p_lock(&pm_i_p.cls[idx].lock);
     uint8_t *bp = take_block(idx);
@@ -900,7 +891,7 @@ __attribute__((noinline)) static void *no_pool_memory(size_t n)
 PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
 {
     (void)ctx; /* same signature as pool_malloc: a plain tail jump */
-    if (n == 0 || n > atomic_load_explicit(&pm_i_p_small_max, memory_order_relaxed))
+    if (n == 0 || n > pm_i_p_small_max())
         return raw_count(pm_i_libc_malloc(n));
     int recursive = ensure_init();
     if (pm_i_p_vg) {
@@ -977,7 +968,7 @@ static void pool_free(void *ctx, void *p)
 static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     size_t n = nelem * elsize; /* cannot overflow: checked by the entry point */
-    if (n - 1 >= atomic_load_explicit(&pm_i_p_small_max, memory_order_relaxed))
+    if (n - 1 >= pm_i_p_small_max())
         return raw_count(pm_i_libc_calloc(nelem, elsize));
     void *p = pool_malloc(ctx, n);
     if (p != NULL)

@@ -39,7 +39,7 @@
  * comes with 32 bytes more: two more classes (528, 544) hold those of 481
  * to 512 bytes, which would otherwise go to libc and the hooks' registry.
  * They are served once pm_i_pool_side_enable() has run (the debug hooks
- * wrapping the pool); before, pm_i_p_small_max is 512 and their bins and
+ * wrapping the pool); before, pm_i_p_small_max() is 512 and their bins and
  * pools stay empty. */
 #define PM_P_WIDE_MAX (PM_P_SMALL_MAX + 32u)
 #define PM_P_NCLASSES 34u            /* PM_P_WIDE_MAX / PM_P_ALIGN */
@@ -233,12 +233,17 @@ extern const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1];
 /* Set once by pm_i_pool_side_enable, before the first allocation. */
 extern _Atomic int pm_i_p_side_enabled;
 /* The largest request the pools serve: PM_P_SMALL_MAX, or PM_P_WIDE_MAX
- * from pm_i_pool_side_enable on (read on the slow paths only: the fast
- * paths serve what the bins hold). */
-extern _Atomic size_t pm_i_p_small_max;
+ * while the debug hooks wrap the pools (side words on: one switch for
+ * both). Read on the slow paths only: the fast paths serve what the bins
+ * hold. */
+static inline size_t pm_i_p_small_max(void)
+{
+    return atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed) ? PM_P_WIDE_MAX
+                                                                            : PM_P_SMALL_MAX;
+}
 
-/* Give every arena created from now on side words (the debug decorator,
- * before the first allocation). Idempotent. */
+/* Give every arena created from now on side words, and serve the two wide
+ * classes (the debug decorator, before the first allocation). Idempotent. */
 void pm_i_pool_side_enable(void);
 /* Undo it (a mode is being installed, before the first allocation): the
  * pools serve up to PM_P_SMALL_MAX again. */
@@ -365,7 +370,7 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
     /* v = class + 1. n == 0 gives v - 1 == SIZE_MAX, n > 544 gives
      * v - 1 >= 34, and n > SIZE_MAX - 15 wraps to v == 0: not here. The
      * bins of the two wide classes (513..544) are empty unless
-     * pm_i_p_small_max allows them, so no global is read here. */
+     * pm_i_p_small_max() allows them, so no global is read here. */
     size_t v = (n + PM_P_ALIGN - 1) >> PM_P_ALIGN_SHIFT;
     if (PM_I_LIKELY(v - 1 < PM_P_NCLASSES)) {
         struct pm_p_bin *b = &pm_i_p_tc->bin[v];

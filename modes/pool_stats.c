@@ -62,7 +62,7 @@ int pm_get_stats(struct pm_stats *st)
     memset(st, 0, sizeof *st);
     st->arena_size = PM_P_ARENA_SIZE;
     st->pool_size = PM_P_POOL_SIZE;
-    st->small_threshold = atomic_load(&pm_i_p_small_max);
+    st->small_threshold = pm_i_p_small_max();
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         st->classes[i].size = PM_P_CLASS_SIZE(i);
 

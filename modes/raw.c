@@ -197,8 +197,8 @@ _Atomic size_t pm_i_libc_chunk_page; /* pm_internal.h: 0, the check off */
 /* The self-test: a heap chunk (not mmapped) of the expected size. */
 static int heap_chunk_ok(const void *block, size_t req)
 {
-    size_t word = ((const size_t *)block)[-1], cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
-    return (word & 2) == 0 && (cs & 15) == 0 && cs >= nb && cs - nb <= 32;
+    size_t word = ((const size_t *)block)[-1];
+    return (word & 2) == 0 && pm_i_heap_chunk_fits(word, req);
 }
 
 static int under_valgrind(void)

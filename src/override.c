@@ -449,9 +449,9 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
  * heap errors and ends with _exit(0) (a test harness's child, typically)
  * would pass silently: the summary is printed by a destructor, which _exit
  * skips. Here it prints the summary line and exits with status 1 instead.
- * Any other status is kept as it is (the process fails anyway), without
- * the line: a vfork child whose exec failed shares its parent's counts.
- * Async-signal-safe (one write, no lock). Calls inside the C library
+ * Any other status (low 8 bits not 0) is kept, without the line, and so is
+ * a vfork child's (its counts are its parent's). Async-signal-safe (one
+ * write, no lock). Calls inside the C library
  * (exit() ending in _exit) do not come here. */
 PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_exit)(int status)
 {

@@ -73,12 +73,6 @@ void *pm_i_libc_realloc(void *p, size_t n);
 void pm_i_libc_free(void *p);
 void *pm_i_libc_memalign(size_t alignment, size_t n);
 size_t pm_i_libc_usable_size(void *p);
-/* glibc's chunk header before a block of libc's (modes/raw.c explains):
- * pm_i_libc_header_ok is 0 if the header of `block` (returned for `req`
- * bytes) is damaged, else 1, also when it cannot tell (not glibc, valgrind,
- * a sanitizer, glibc's allocator replaced: pm_i_libc_chunk_page is then 0;
- * pm_i_libc_header_probe's self-test sets it). Reads the 16 bytes before
- * block. */
 /* ASan or TSan own malloc in this build. */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
@@ -92,11 +86,25 @@ size_t pm_i_libc_usable_size(void *p);
     __SIZEOF_POINTER__ == 8
 #define PM_GLIBC_CHUNKS 1
 #endif
+/* glibc's chunk header before a block of libc's (modes/raw.c explains):
+ * pm_i_libc_header_ok is 0 if the header of `block` (returned for `req`
+ * bytes) is damaged, else 1, also when it cannot tell (not glibc, valgrind,
+ * a sanitizer, glibc's allocator replaced: pm_i_libc_chunk_page is then 0;
+ * pm_i_libc_header_probe's self-test sets it). Reads the 16 bytes before
+ * block. */
 void pm_i_libc_header_probe(void);
 extern _Atomic size_t pm_i_libc_chunk_page;
+/* The smallest chunk glibc makes for req bytes (nb). */
 static inline size_t pm_i_chunk_min(size_t req)
 {
     return req + 8 + 15 < 32 ? 32 : (req + 8 + 15) & ~(size_t)15;
+}
+/* Size word `word` of a heap (not mmapped) chunk can hold req bytes: a
+ * multiple of 16 from nb to nb + 32. */
+static inline int pm_i_heap_chunk_fits(size_t word, size_t req)
+{
+    size_t cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
+    return nb < req /* cannot judge */ || ((cs & 15) == 0 && cs >= nb && cs - nb <= 32);
 }
 static inline int pm_i_libc_header_ok(const void *block, size_t req)
 {
@@ -104,17 +112,15 @@ static inline int pm_i_libc_header_ok(const void *block, size_t req)
     if (page == 0)
         return 1;
     const size_t *h = block;
-    size_t word = h[-1], cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
-    if (nb < req)
-        return 1; /* cannot judge */
-    if ((cs & 15) != 0 || cs < nb)
-        return 0;
-    if (word & 2) { /* mmapped: glibc's own munmap_chunk test */
-        size_t prev = h[-2];
+    size_t word = h[-1];
+    if (word & 2) { /* mmapped: at least nb, and glibc's own munmap_chunk test */
+        size_t cs = word & ~(size_t)7, prev = h[-2], nb = pm_i_chunk_min(req);
         uintptr_t chunk = (uintptr_t)block - 16;
-        return (((chunk - prev) | (prev + cs)) & (page - 1)) == 0;
+        return nb < req /* cannot judge */ ||
+               ((cs & 15) == 0 && cs >= nb &&
+                (((chunk - prev) | (prev + cs)) & (page - 1)) == 0);
     }
-    return cs - nb <= 32;
+    return pm_i_heap_chunk_fits(word, req);
 }
 
 /* modes/pool.c: CPython's pools (the pymalloc mode); modes/pool_stats.c:
