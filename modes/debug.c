@@ -939,6 +939,106 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
 }
 
 /* ---------------------------------------------------------------------------
+ * The check of the heap at abort.
+ *
+ * The C library's allocator checks its own chunk headers and aborts when it
+ * finds one damaged, with a message that names no block: "malloc():
+ * corrupted top size", "free(): invalid next size (fast)", "corrupted size
+ * vs. prev_size". The damage is most often a write past the end of one of
+ * our blocks, through its trailer into the header of the chunk after it: the
+ * top chunk or a free one, which no free of ours ever checks (a block in use
+ * after it is checked: below_header_ok). The trailer of the block that
+ * overflowed is damaged too, but that block may not be freed before the C
+ * library trips over the next chunk.
+ *
+ * So the debug hooks install a SIGABRT handler (only where the program has
+ * none: the default action) that checks every live block of the registry,
+ * the C library's blocks among them, and reports each damaged one (at most
+ * ABORT_REPORTS in full) as "pymalloc: abort: <the bug>", then one line of
+ * totals. It prints nothing when every block is intact (an abort of the
+ * program's own) and does nothing when the debug layer aborts after its own
+ * report. It returns, and abort() goes on to kill the process with SIGABRT
+ * as before. The reports are not counted and go to no handler: the process
+ * is ending. Pool blocks are not checked: the C library never reads them.
+ * Async-signal-safe: reads, write(2), sched_yield(); no allocation.
+ */
+enum { ABORT_REPORTS = 8 };
+
+struct abort_scan {
+    size_t checked, damaged;
+};
+
+static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
+{
+    struct abort_scan *sc = arg;
+    pm_i_err e;
+    sc->checked++;
+    if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
+        return;
+    if (++sc->damaged > ABORT_REPORTS)
+        return;
+    e.entry = "abort";
+    pm_i_debug_report_print(&e); /* the stripe's lock held: the block stays */
+}
+
+static _Atomic int abort_checked;
+
+static void abort_check(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (atomic_load(&pm_i_debug_aborting) || atomic_exchange(&abort_checked, 1) != 0) {
+        errno = saved;
+        return;
+    }
+    struct abort_scan sc = {0, 0};
+    int skipped = pm_i_reg_each_live(abort_check_one, &sc);
+    if (sc.damaged != 0 || skipped != 0) {
+        char storage[512];
+        pm_i_buf b;
+        pm_i_buf_init(&b, storage, sizeof storage, 2);
+        pm_i_buf_str(&b, "pymalloc: abort: ");
+        pm_i_buf_u64(&b, sc.damaged);
+        pm_i_buf_str(&b, sc.damaged == 1 ? " damaged block" : " damaged blocks");
+        if (sc.damaged > ABORT_REPORTS) {
+            pm_i_buf_str(&b, " (the first ");
+            pm_i_buf_u64(&b, ABORT_REPORTS);
+            pm_i_buf_str(&b, " reported)");
+        }
+        pm_i_buf_str(&b, " among the ");
+        pm_i_buf_u64(&b, sc.checked);
+        pm_i_buf_str(&b, " live blocks checked (every block but those of pymalloc's pools)");
+        if (skipped != 0) {
+            pm_i_buf_str(&b, " (");
+            pm_i_buf_u64(&b, (uint64_t)skipped);
+            pm_i_buf_str(&b, " of 64 parts of the block registry were busy and not checked)");
+        }
+        if (sc.damaged != 0)
+            pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
+                             "\"malloc(): corrupted top size\", is above), this damage is the "
+                             "likely cause");
+        pm_i_buf_char(&b, '\n');
+        pm_i_buf_flush(&b);
+    }
+    errno = saved;
+}
+
+static pthread_once_t abort_check_once = PTHREAD_ONCE_INIT;
+
+static void install_abort_check(void)
+{
+    struct sigaction old, sa;
+    if (sigaction(SIGABRT, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+        old.sa_handler != SIG_DFL)
+        return; /* the program's own handler is kept */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = abort_check;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGABRT, &sa, NULL);
+}
+
+/* ---------------------------------------------------------------------------
  * Installing.
  */
 
@@ -967,6 +1067,7 @@ void pm_i_debug_decorate(void)
 {
     pthread_once(&atfork_once, register_atfork);
     pthread_once(&registry_once, pm_i_reg_prepare);
+    pthread_once(&abort_check_once, install_abort_check);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */

@@ -447,6 +447,42 @@ static void pm_i_reg_prepare(void)
     }
 }
 
+/* Call fn on every live record, a stripe at a time with its lock held (fn
+ * may read the block: it cannot be freed meanwhile). For the check of the
+ * heap at abort, which runs in a SIGABRT handler: a stripe whose lock stays
+ * taken (by a thread that is stuck, or by this one, interrupted) is skipped
+ * after a bounded wait and counted in the return value. Never allocates. */
+static int pm_i_reg_each_live(void (*fn)(uintptr_t data, const pm_i_reg_info *in, void *arg),
+                              void *arg)
+{
+    int skipped = 0;
+    for (int i = 0; i < NSTRIPES; i++) {
+        stripe *s = &stripes[i];
+        int taken = reg_fork_held; /* this thread holds them all */
+        for (int spins = 0; !taken && spins < 2000; spins++) {
+            if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
+                atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
+                taken = 1;
+            else if (spins > 64)
+                sched_yield();
+        }
+        if (!taken) {
+            skipped++;
+            continue;
+        }
+        for (size_t k = 0; s->tab != NULL && k <= s->mask; k++) {
+            const entry *e = &s->tab[k];
+            if (e->key <= KEY_HOLE || meta_state(e->meta) != PM_I_REG_LIVE)
+                continue;
+            pm_i_reg_info in;
+            unpack(e, &in);
+            fn(e->key, &in, arg);
+        }
+        pm_i_reg_unlock(s);
+    }
+    return skipped;
+}
+
 size_t pm_i_reg_metadata_bytes(size_t *records)
 {
     size_t bytes = sizeof stripes, n = 0;

@@ -85,6 +85,14 @@ typedef struct pm_i_err {
  * caller must go on (the damaged block is then leaked). */
 void pm_i_debug_report(const pm_i_err *e);
 
+/* Print the report of e (line and dump) and nothing else: not counted, no
+ * handler. For the check of the heap at abort (modes/debug.c). */
+void pm_i_debug_report_print(const pm_i_err *e);
+
+/* Set just before the debug layer calls abort() itself, after its report:
+ * the check of the heap at abort then has nothing to add. */
+extern _Atomic int pm_i_debug_aborting;
+
 /* For tests: the next serial handed out is `next` (to reach serials past
  * 2^48, where the fast paths hand over to the full check). */
 void pm_i_debug_set_next_serial(uint64_t next);

@@ -379,6 +379,34 @@ static void unlock_reports(void)
     atomic_store_explicit(&report_lock, 0, memory_order_release);
 }
 
+_Atomic int pm_i_debug_aborting;
+
+/* The line and the dump, in one write(2) (about 1.5 KB; a pipe keeps a
+ * write of up to 4 KiB whole): reports of processes that share stderr do
+ * not interleave. The caller holds the report lock, which keeps this
+ * process's threads apart. */
+static void write_report(const char *line, size_t len, const pm_i_err *e)
+{
+    char storage[4096];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_mem(&b, line, len);
+    pm_i_buf_char(&b, '\n');
+    dump_block(&b, e);
+    pm_i_buf_flush(&b);
+}
+
+void pm_i_debug_report_print(const pm_i_err *e)
+{
+    char line[512];
+    pm_i_buf lb;
+    pm_i_buf_init(&lb, line, sizeof line - 1, -1);
+    format_line(&lb, e);
+    lock_reports();
+    write_report(line, lb.len, e);
+    unlock_reports();
+}
+
 void pm_i_debug_report(const pm_i_err *e)
 {
     char line[512];
@@ -393,16 +421,7 @@ void pm_i_debug_report(const pm_i_err *e)
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
 
     lock_reports();
-    /* One write(2) for the whole report (about 1.5 KB; a pipe keeps a write
-     * of up to 4 KiB whole): reports of processes that share stderr do not
-     * interleave, and the lock keeps this process's threads apart. */
-    char storage[4096];
-    pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
-    pm_i_buf_mem(&b, line, lb.len);
-    pm_i_buf_char(&b, '\n');
-    dump_block(&b, e);
-    pm_i_buf_flush(&b);
+    write_report(line, lb.len, e);
     pm_error_handler fn = atomic_load_explicit(&handler_fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&handler_ctx, memory_order_relaxed);
     unlock_reports();
@@ -432,6 +451,7 @@ void pm_i_debug_report(const pm_i_err *e)
     }
     if (pm_i_debug_on_error_report)
         return;
+    atomic_store(&pm_i_debug_aborting, 1); /* reported: no check of the heap at abort */
     abort();
 }
 

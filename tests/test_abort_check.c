@@ -1,0 +1,226 @@
+/*
+ * tests/test_abort_check.c - the check of the heap at abort (modes/debug.c):
+ * the debug hooks' SIGABRT handler reports the damaged blocks of the block
+ * registry (the C library's blocks), so that an abort of the C library's
+ * allocator over its own damaged chunk headers ("malloc(): corrupted top
+ * size"), or any abort, names the block that was written past its end.
+ *  - a block written past its end, then abort(): reported as "abort: buffer
+ *    overflow" with its size and serial, in every domain, then one line of
+ *    totals; more than 8 damaged blocks: 8 reports and the count;
+ *  - glibc's own abort over the top chunk a block overflowed into;
+ *  - an abort with every block intact prints nothing of ours;
+ *  - the debug layer's own report and abort: no second report;
+ *  - a program's SIGABRT handler set before the hooks go in is kept.
+ * The harness's death tests reset SIGABRT to its default in the child, so
+ * the children here put the handler back first.
+ */
+#include "domains.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include <signal.h>
+
+static struct sigaction installed; /* SIGABRT's action at start-up */
+
+static void restore_handler(void) { sigaction(SIGABRT, &installed, NULL); }
+
+/* A block the registry holds (the C library's) in domain d: the raw
+ * domain's in every debug mode, and a block too big for the pools. */
+static unsigned char *libc_block(int d, size_t *n)
+{
+    *n = d == PM_DOMAIN_RAW ? 40 : 1000;
+    return pm_t_domains[d].malloc(*n);
+}
+
+static uint64_t serial_of(const unsigned char *p, size_t n)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < 8; i++)
+        s = s << 8 | p[n + 8 + (size_t)i];
+    return s;
+}
+
+#define NEED_DEBUG()                                                               \
+    do {                                                                           \
+        if (!pm_debug_enabled())                                                   \
+            PM_SKIP("no debug hooks in this mode");                                \
+    } while (0)
+
+static void test_handler_installed(void)
+{
+    NEED_DEBUG();
+    PM_CHECK(!(installed.sa_flags & SA_SIGINFO));
+    PM_CHECK(installed.sa_handler != SIG_DFL && installed.sa_handler != SIG_IGN);
+}
+
+typedef struct damage {
+    unsigned char *p[12];
+    size_t n[12];
+    int count;
+} damage;
+
+static void overflow_then_abort(void *arg)
+{
+    damage *dm = arg;
+    restore_handler();
+    for (int i = 0; i < dm->count; i++)
+        dm->p[i][dm->n[i]] = 0; /* one byte past the end */
+    abort();
+}
+
+static void test_overflow_reported_at_abort(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        damage dm = {.count = 1};
+        dm.p[0] = libc_block(d, &dm.n[0]);
+        PM_CHECK(dm.p[0] != NULL);
+        pm_death_result r;
+        pm_death(overflow_then_abort, &dm, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        char want[200];
+        snprintf(want, sizeof want,
+                 "pymalloc: abort: buffer overflow: 1 byte written past the end of a "
+                 "%zu-byte block (serial %llu)",
+                 dm.n[0], (unsigned long long)serial_of(dm.p[0], dm.n[0]));
+        PM_CHECK_STR(r.output, want);
+        PM_CHECK_STR(r.output, "at p+");
+        PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
+        pm_t_domains[d].free(dm.p[0]); /* intact in this process */
+    }
+}
+
+static void test_many_damaged_blocks(void)
+{
+    NEED_DEBUG();
+    damage dm = {.count = 10};
+    for (int i = 0; i < dm.count; i++) {
+        dm.p[i] = libc_block(PM_DOMAIN_RAW, &dm.n[i]);
+        PM_CHECK(dm.p[i] != NULL);
+    }
+    pm_death_result r;
+    pm_death(overflow_then_abort, &dm, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: abort: 10 damaged blocks (the first 8 reported) among the ");
+    int reports = 0;
+    for (const char *s = r.output; (s = strstr(s, "pymalloc: abort: buffer overflow")) != NULL; s++)
+        reports++;
+    PM_CHECK_EQ(reports, 8);
+    for (int i = 0; i < dm.count; i++)
+        pm_raw_free(dm.p[i]);
+}
+
+/* glibc's abort: a block carved from the top chunk, written 64 bytes past
+ * its end (through its trailer into the top chunk's size), then a request
+ * served from the top chunk. */
+static void overflow_into_top(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    size_t n = 40000; /* no free chunk this big: carved from the top */
+    unsigned char *p = pm_raw_malloc(n);
+    memset(p + n, 0x41, 64);
+    __asm__ volatile("" ::"r"(p) : "memory");
+    void *q = pm_raw_malloc(100000); /* from the top chunk: glibc aborts */
+    __asm__ volatile("" ::"r"(q) : "memory");
+    fprintf(stderr, "glibc did not abort\n");
+    abort();
+}
+
+static void test_glibc_abort_names_the_block(void)
+{
+    NEED_DEBUG();
+#ifndef __GLIBC__
+    PM_SKIP("glibc's heap checks only");
+#endif
+    if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())
+        PM_SKIP("the sanitizers' and valgrind's allocators are not glibc's");
+    pm_death_result r;
+    pm_death(overflow_into_top, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "malloc(): corrupted top size");
+    PM_CHECK(strstr(r.output, "glibc did not abort") == NULL);
+    PM_CHECK_STR(r.output, "pymalloc: abort: buffer overflow: at least 16 bytes written past "
+                           "the end of a 40000-byte block (serial ");
+    PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
+}
+
+static void clean_abort(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    void *p = pm_raw_malloc(100), *q = pm_mem_malloc(2000);
+    __asm__ volatile("" ::"r"(p), "r"(q) : "memory");
+    abort();
+}
+
+static void test_clean_abort_is_silent(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(clean_abort, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK(strstr(r.output, "pymalloc") == NULL);
+}
+
+static void report_then_abort(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    size_t n;
+    unsigned char *p = libc_block(PM_DOMAIN_RAW, &n);
+    p[n] = 0;
+    pm_raw_free(p); /* reported, then abort() */
+}
+
+static void test_own_report_not_repeated(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(report_then_abort, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_raw_free: buffer overflow: 1 byte written past the end");
+    PM_CHECK(strstr(r.output, "pymalloc: abort") == NULL);
+}
+
+static void mine(int sig) { (void)sig; }
+
+static void program_handler_then_debug(void *arg)
+{
+    (void)arg;
+    struct sigaction sa, now;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = mine;
+    sigaction(SIGABRT, &sa, NULL);
+    if (pm_setup_debug_hooks() != 0 || !pm_debug_enabled())
+        _exit(3);
+    sigaction(SIGABRT, NULL, &now);
+    _exit(now.sa_handler == mine ? 0 : 4);
+}
+
+/* Hooks set up at run time (pm_setup_debug_hooks, before any block) over
+ * a program's SIGABRT handler leave it in place. */
+static void test_program_handler_kept(void)
+{
+    if (pm_debug_enabled())
+        PM_SKIP("the hooks went in at start-up");
+    PM_CHECK(installed.sa_handler == SIG_DFL);
+    pm_death_result r;
+    pm_death(program_handler_then_debug, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
+int main(void)
+{
+    pm_debug_enabled(); /* the mode is installed; nothing allocated yet */
+    sigaction(SIGABRT, NULL, &installed);
+    PM_RUN(test_program_handler_kept); /* first: hooks go in before any block */
+    PM_RUN(test_handler_installed);
+    PM_RUN(test_glibc_abort_names_the_block);
+    PM_RUN(test_overflow_reported_at_abort);
+    PM_RUN(test_many_damaged_blocks);
+    PM_RUN(test_clean_abort_is_silent);
+    PM_RUN(test_own_report_not_repeated);
+    return pm_test_done();
+}
