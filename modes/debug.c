@@ -462,6 +462,71 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
     in->state = (int)PM_P_SIDE_STATE(w);
 }
 
+/* A free pool block (base) of class idx whose free-list link was found
+ * damaged (pool.h: PM_P_LINK_KEY). The bytes are the pool's: the block is
+ * free, and the pool leaks it with the rest of its list. Named as the bug
+ * that did it: a write past the end of the block before it in its pool,
+ * if that one is live and its trailer damaged; else a write into the
+ * freed block (its header: a use after free). */
+static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
+{
+    pm_i_err e;
+    pm_i_reg_info in;
+    size_t size = PM_P_CLASS_SIZE(idx);
+    if (((uintptr_t)base & PM_P_POOL_MASK) >= PM_P_HDR + size) {
+        const unsigned char *prev = base - size + PM_I_DEBUG_HEAD;
+        _Atomic uint64_t *w = side_of(prev);
+        if (w != NULL) {
+            side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+            if (in.state == PM_I_REG_LIVE) {
+                pm_error_class c = classify(prev, &in, 0, OP_USABLE, &e);
+                if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
+                    e.entry = who;
+                    pm_i_debug_report(&e);
+                    return;
+                }
+            }
+        }
+    }
+    const unsigned char *p = base + PM_I_DEBUG_HEAD;
+    memset(&e, 0, sizeof e);
+    e.error = PM_ERR_USE_AFTER_FREE;
+    e.entry = who;
+    e.address = p;
+    e.freed_link = 1;
+    e.offset = -(ptrdiff_t)PM_I_DEBUG_HEAD;
+    e.last = -1;
+    PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(base, 16)); /* a free block, under memcheck */
+    memcpy(e.link_bytes, base, 16);
+    PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(base, 16));
+    _Atomic uint64_t *w = side_of(p);
+    if (w != NULL) {
+        side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+        e.known = 1;
+        e.size = in.size;
+        e.serial = full_serial(in.serial);
+        e.api_found = e.api_expected = in.api;
+    }
+    pm_i_debug_report(&e);
+}
+
+/* A damaged link the pool's slow paths met in this thread (pool.h:
+ * pm_i_p_bad_link), reported once, by the entry point that was running. */
+static inline void pool_links_check(const dbg *g, int op)
+{
+    if (PM_I_UNLIKELY(pm_i_p_bad_link != NULL))
+        pm_i_debug_pool_links_report(entry_name(g, op));
+}
+
+void pm_i_debug_pool_links_report(const char *who)
+{
+    unsigned char *bp = pm_i_p_bad_link;
+    if (bp == NULL)
+        return;
+    pm_i_p_bad_link = NULL;
+    report_bad_link(who, bp, pm_i_p_bad_idx);
+}
+
 /* Claim live block p of g's API for a free or realloc: live -> freed, so
  * that no other thread can free it too. Returns its word as it was (live),
  * or 0 after filling e (not live, or another API: nothing changed). */
@@ -631,12 +696,21 @@ static void *dbg_malloc(void *ctx, size_t n)
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
     unsigned char *base;
-    /* Below is the pool: its fast path here, without the call. */
+    /* Below is the pool: its fast path here, without the call, checking
+     * the free-list link of the block it takes. */
     if (PM_I_LIKELY(g->pool_below) &&
-        PM_I_LIKELY((base = pm_i_p_malloc_fast(n + PM_I_DEBUG_EXTRA)) != NULL))
+        PM_I_LIKELY((base = pm_i_p_malloc_fast_checked(n + PM_I_DEBUG_EXTRA)) != NULL))
         ;
-    else if ((base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA)) == NULL)
-        return NULL;
+    else {
+        /* A damaged link met here or below is reported after the call
+         * (pool_links_check): the bin was emptied first, for the report's
+         * handler may allocate. */
+        base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+        if (g->pool_below)
+            pool_links_check(g, OP_MALLOC);
+        if (base == NULL)
+            return NULL;
+    }
     unsigned char *p = base + PM_I_DEBUG_HEAD;
     if (PM_I_LIKELY(g->pool_below && n <= PM_P_SIDE_SIZE_MAX)) {
         fill_clean(p, n);
@@ -664,6 +738,7 @@ static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
     unsigned char *base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+    pool_links_check(g, OP_CALLOC);
     if (base == NULL)
         return NULL;
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
@@ -739,6 +814,7 @@ __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
     fill_span(p, in.size, PM_I_DEADBYTE);
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
     g->below.a.free(g->below.a.ctx, base);
+    pool_links_check(g, OP_FREE);
 }
 
 /* *w: *v -> to, if it still holds *v (else *v is what it holds). With one
@@ -773,10 +849,13 @@ static void dbg_free(void *ctx, void *ptr)
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
                 /* A live side word of ours: a pool block in use, of the
                  * class the side tree gave. */
-                if (PM_I_LIKELY(g->pool_below))
-                    pm_i_p_free_block(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2);
-                else
+                if (PM_I_LIKELY(g->pool_below)) {
+                    if (PM_I_UNLIKELY(pm_i_p_free_block(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2)))
+                        pool_links_check(g, OP_FREE); /* met by a flush of the cache */
+                } else {
                     g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
+                    pool_links_check(g, OP_FREE);
+                }
                 return;
             }
             atomic_store_explicit(w, v, memory_order_release); /* live again */
@@ -866,6 +945,7 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
 
     unsigned char *base = g->below.a.realloc(g->below.a.ctx, p - PM_I_DEBUG_HEAD,
                                              n + PM_I_DEBUG_EXTRA);
+    pool_links_check(g, OP_REALLOC);
     unsigned char *q;
     size_t size;
     uint64_t serial;

@@ -495,9 +495,44 @@ static void arena_put_pool(pm_pool *pool)
 static inline __attribute__((always_inline)) void link_write_vg(uint8_t *bp, uint8_t *next,
                                                                 int vg)
 {
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(bp, sizeof(uint8_t *)));
-    *(uint8_t **)bp = next;
-    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, sizeof(uint8_t *)));
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_UNDEFINED(bp, 16));
+    pm_i_p_link_set(bp, next);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, 16));
+}
+
+/* Damaged links (pool.h, PM_P_LINK_KEY): checked while the debug hooks
+ * wrap the pools (side words on). The first damaged block this thread met
+ * since the last report, and its class: found with a class lock held, it
+ * is reported after (pm_i_debug_pool_links_report), for the report's
+ * handler may allocate. The block and the rest of its list are leaked. */
+__thread void *pm_i_p_bad_link __attribute__((tls_model("initial-exec")));
+__thread unsigned pm_i_p_bad_idx __attribute__((tls_model("initial-exec")));
+
+static inline int links_checked(void)
+{
+    return atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed);
+}
+
+static void note_bad_link(uint8_t *bp, unsigned idx)
+{
+    if (pm_i_p_bad_link == NULL) {
+        pm_i_p_bad_link = bp;
+        pm_i_p_bad_idx = idx;
+    }
+}
+
+/* The link of free block bp of class idx; PM_P_LINK_BAD if it is checked
+ * and damaged (noted). */
+static inline uint8_t *link_next_vg(uint8_t *bp, unsigned idx, int vg)
+{
+    if (!links_checked())
+        return pm_i_p_link_read_vg(bp, vg);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(bp, 16));
+    uint8_t *next = pm_i_p_link_checked(bp);
+    PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, 16));
+    if (PM_I_UNLIKELY(next == PM_P_LINK_BAD))
+        note_bad_link(bp, idx);
+    return next;
 }
 
 static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_t *next)
@@ -563,25 +598,32 @@ static pm_pool *new_pool(unsigned idx)
 static uint8_t *take_block(unsigned idx)
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
-    pm_pool *pool = c->used;
-    if (pool == NULL && (pool = new_pool(idx)) == NULL)
-        return NULL;
-    PM_P_HDR_OPEN(pool);
-    uint8_t *bp = pool->freeblock;
-    uint8_t *next = pm_i_p_link_read(bp);
-    pool->count++;
-    if (next == NULL) {
-        if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
-            next = (uint8_t *)pool + pool->nextoffset;
-            pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
-            link_write(next, NULL);
-        } else {
-            class_unlink(c, pool); /* full */
+    for (;;) {
+        pm_pool *pool = c->used;
+        if (pool == NULL && (pool = new_pool(idx)) == NULL)
+            return NULL;
+        PM_P_HDR_OPEN(pool);
+        uint8_t *bp = pool->freeblock;
+        uint8_t *next = link_next_vg(bp, idx, pm_i_p_vg);
+        int bad = next == PM_P_LINK_BAD;
+        pool->count++; /* bp, handed out (leaked if its link is damaged) */
+        if (bad || next == NULL) {
+            /* A damaged link: the rest of the free list is lost (leaked
+             * until the pool's other blocks come back and it empties). */
+            if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
+                next = (uint8_t *)pool + pool->nextoffset;
+                pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
+                link_write(next, NULL);
+            } else {
+                next = NULL;
+                class_unlink(c, pool); /* full */
+            }
         }
+        pool->freeblock = next;
+        PM_P_HDR_CLOSE(pool);
+        if (!bad)
+            return bp;
     }
-    pool->freeblock = next;
-    PM_P_HDR_CLOSE(pool);
-    return bp;
 }
 
 /* Return block bp of class idx to its pool. give_block_vg takes `vg`
@@ -707,6 +749,7 @@ static void tc_destroy(void *arg)
     c->next = pm_i_p.spare;
     pm_i_p.spare = c;
     pm_p_unlock(&pm_i_p.tc_lock);
+    pm_i_debug_pool_links_report("thread exit"); /* met by the flush */
 }
 
 /* Running under valgrind's memcheck (not another tool such as callgrind,
@@ -800,8 +843,16 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
     uint8_t *bp = b->head;
     pm_p_lock(&pm_i_p.cls[idx].lock);
     for (uint32_t i = 0; i < count; i++) {
-        uint8_t *next = *(uint8_t **)bp; /* before give_block relinks bp */
-        give_block_vg(idx, bp, 0);        /* a cache: not under memcheck */
+        uint8_t *next = link_next_vg(bp, idx, 0); /* before give_block relinks bp */
+        if (PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
+            /* bp and the blocks after it stay counted as handed out:
+             * leaked, and the bin is empty. */
+            b->head = NULL;
+            atomic_store_explicit(&b->n, 0, memory_order_relaxed);
+            pm_p_unlock(&pm_i_p.cls[idx].lock);
+            return;
+        }
+        give_block_vg(idx, bp, 0); /* a cache: not under memcheck */
         bp = next;
     }
     /* The bin's count drops before the lock is released, so that the
@@ -839,6 +890,7 @@ int pm_i_pool_trim(void)
         return 0; /* the pools were never used */
     size_t before = arenas_reclaimed_now();
     pm_i_pool_flush_thread_cache();
+    pm_i_debug_pool_links_report("pm_trim");
     return arenas_reclaimed_now() != before;
 }
 
@@ -888,6 +940,18 @@ __attribute__((noinline)) static void *no_pool_memory(size_t n)
     return raw_count(pm_i_libc_malloc(n));
 }
 
+/* Empty cache c's bin of class idx, whose list is damaged: its blocks stay
+ * counted as handed out (leaked). */
+static void drop_bin(pm_tcache *c, unsigned idx)
+{
+    struct pm_p_bin *b = &c->bin[idx + 1];
+    /* Under the class lock, as a flush: the statistics read the count. */
+    pm_p_lock(&pm_i_p.cls[idx].lock);
+    b->head = NULL;
+    atomic_store_explicit(&b->n, 0, memory_order_relaxed);
+    pm_p_unlock(&pm_i_p.cls[idx].lock);
+}
+
 PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
 {
     (void)ctx; /* same signature as pool_malloc: a plain tail jump */
@@ -908,20 +972,33 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
         return bp != NULL ? bp : no_pool_memory(n);
     }
     struct pm_p_bin *b = &c->bin[idx + 1];
-    uint8_t *bp = b->head;
-    if (bp == NULL) { /* refill */
-        uint32_t k;
-        pm_p_lock(&cl->lock);
-        bp = take_run(idx, b->lim, &k);
-        pm_p_unlock(&cl->lock);
-        if (bp == NULL)
-            return no_pool_memory(n);
-        atomic_store_explicit(&b->n, k, memory_order_relaxed);
+    for (;;) {
+        uint8_t *bp = b->head;
+        if (bp == NULL) { /* refill */
+            uint32_t k;
+            pm_p_lock(&cl->lock);
+            bp = take_run(idx, b->lim, &k);
+            pm_p_unlock(&cl->lock);
+            if (bp == NULL)
+                return no_pool_memory(n);
+            atomic_store_explicit(&b->n, k, memory_order_relaxed);
+        }
+        uint8_t *next = link_next_vg(bp, idx, 0);
+        if (PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
+            drop_bin(c, idx); /* bp and the rest: leaked */
+            continue;
+        }
+        b->head = next;
+        atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+        return bp;
     }
-    b->head = *(uint8_t **)bp;
-    atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
-    return bp;
+}
+
+void pm_i_p_link_damaged(void *bp, unsigned idx)
+{
+    note_bad_link(bp, idx);
+    drop_bin(pm_i_p_tc, idx);
 }
 
 PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
@@ -942,7 +1019,7 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
     struct pm_p_bin *b = &c->bin[idx + 1];
     if (atomic_load_explicit(&b->n, memory_order_relaxed) >= b->lim)
         flush_bin(c, idx, b->lim / 2);
-    *(void **)p = b->head;
+    pm_i_p_link_set(p, b->head);
     b->head = p;
     atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) + 1,
                           memory_order_relaxed);

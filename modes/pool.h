@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- valgrind (CMake option PYMALLOC_VALGRIND -> PM_HAVE_VALGRIND) ---- */
 #ifndef PM_HAVE_VALGRIND
@@ -356,6 +357,42 @@ static inline void pm_p_unlock(pthread_mutex_t *m)
         pthread_mutex_unlock(m);
 }
 
+/* A free block's first 16 bytes: its free-list link, then a check word
+ * (the link's complement), written together by every path that links a
+ * block. The debug hooks check the pair before following a link: a write
+ * past the end of the block before (through its trailer) or into a freed
+ * block's header would otherwise send the allocator to a wild address (a
+ * crash inside it) or hand out one block twice. Any fill of both words
+ * with one value (zeros, a byte pattern) fails the check. The plain paths
+ * (pymalloc mode) only write it, as CPython reads its links unchecked; they
+ * write it so that a block freed by them (an allocator set over the debug
+ * hooks of one domain) passes the check of the hooks of another. */
+static inline __attribute__((always_inline)) void pm_i_p_link_set(void *bp, const void *next)
+{
+    uint64_t link = (uint64_t)(uintptr_t)next, check = ~link;
+    memcpy(bp, &link, 8);
+    memcpy((unsigned char *)bp + 8, &check, 8);
+}
+
+/* The link of free block bp, or PM_P_LINK_BAD if its pair was damaged. */
+#define PM_P_LINK_BAD ((void *)(uintptr_t)1)
+static inline __attribute__((always_inline)) void *pm_i_p_link_checked(const void *bp)
+{
+    uint64_t link, check;
+    memcpy(&link, bp, 8);
+    memcpy(&check, (const unsigned char *)bp + 8, 8);
+    if (PM_I_UNLIKELY((link ^ check) != ~(uint64_t)0))
+        return PM_P_LINK_BAD;
+    return (void *)(uintptr_t)link;
+}
+
+/* A damaged link met by the pool's slow paths (while links are checked:
+ * side words on): the first free block this thread found with one, and its
+ * class, until the debug hooks report it (pm_i_debug_pool_links_report).
+ * The pool leaks that block and the blocks after it in its list. */
+extern __thread void *pm_i_p_bad_link __attribute__((tls_model("initial-exec")));
+extern __thread unsigned pm_i_p_bad_idx __attribute__((tls_model("initial-exec")));
+
 /* The slow paths (modes/pool.c): malloc of a size the fast path does not
  * serve or with an empty bin; free with a full bin (idx: the class); free
  * of a block that is not in a pool (libc's, counted). */
@@ -363,9 +400,19 @@ void *pm_i_p_malloc_slow(void *ctx, size_t n);
 void pm_i_p_free_slow(void *ctx, void *p, unsigned idx);
 void pm_i_p_free_other(void *p);
 
+/* A damaged link in this thread's bin of class idx (the pool's slow path
+ * does the same): note block bp for the debug hooks' report
+ * (pm_i_p_bad_link) and empty the bin; its blocks stay counted as handed
+ * out (leaked). */
+void pm_i_p_link_damaged(void *bp, unsigned idx);
+
 /* A block of n bytes from this thread's cache, or NULL when the fast path
- * cannot serve n (then call pm_i_p_malloc_slow). */
-static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
+ * cannot serve n (then call pm_i_p_malloc_slow). `checked` (the debug
+ * hooks): the popped block's link is checked before it becomes the bin's
+ * head; damaged, the bin is emptied and the block noted
+ * (pm_i_p_link_damaged), and NULL sends the caller to the slow path, after
+ * which the hooks report it. */
+static inline __attribute__((always_inline)) void *pm_i_p_pop(size_t n, int checked)
 {
     /* v = class + 1. n == 0 gives v - 1 == SIZE_MAX, n > 544 gives
      * v - 1 >= 34, and n > SIZE_MAX - 15 wraps to v == 0: not here. The
@@ -376,7 +423,12 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
         struct pm_p_bin *b = &pm_i_p_tc->bin[v];
         void *p = b->head;
         if (PM_I_LIKELY(p != NULL)) {
-            b->head = *(void **)p;
+            void *next = checked ? pm_i_p_link_checked(p) : *(void **)p;
+            if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
+                pm_i_p_link_damaged(p, (unsigned)v - 1);
+                return NULL;
+            }
+            b->head = next;
             atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
                                   memory_order_relaxed);
             return p;
@@ -385,22 +437,33 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
     return NULL;
 }
 
+static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
+{
+    return pm_i_p_pop(n, 0);
+}
+
+static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_checked(size_t n)
+{
+    return pm_i_p_pop(n, 1);
+}
+
 /* Free pool block p of class v - 1: onto this thread's cache, or the slow
  * path when the bin is full (or there is no cache). The debug decorator
  * calls it for a block whose live side word it has just claimed (which
  * implies a pool block in use) with v from the side tree: pool_free
  * without the ownership lookup. */
-static inline __attribute__((always_inline)) void pm_i_p_free_block(void *p, unsigned v)
+static inline __attribute__((always_inline)) int pm_i_p_free_block(void *p, unsigned v)
 {
     struct pm_p_bin *b = &pm_i_p_tc->bin[v];
     uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
     if (PM_I_LIKELY(k < b->lim)) {
-        *(void **)p = b->head;
+        pm_i_p_link_set(p, b->head);
         b->head = p;
         atomic_store_explicit(&b->n, k + 1, memory_order_relaxed);
-        return;
+        return 0;
     }
     pm_i_p_free_slow(NULL, p, v - 1);
+    return 1; /* the slow path ran (it may have met a damaged link) */
 }
 
 static inline __attribute__((always_inline)) void pm_i_p_free(void *p)

@@ -78,6 +78,10 @@ typedef struct pm_i_err {
     char api_found;        /* the API the block was allocated with */
     int below_header;      /* underflow: the C library's chunk header before
                               the block is damaged (offset), our bytes are not */
+    int freed_link;        /* use after free: the freed pool block's first 16
+                              bytes (the pool's free-list link and its check
+                              word, at p-16) were overwritten: link_bytes */
+    unsigned char link_bytes[16];
 } pm_i_err;
 
 /* Print the one-line report and the dump, count the error, then call the

@@ -331,6 +331,12 @@ void pm_i_debug_read_options(void);
  * the variable directly (two stores a call, no function call).
  */
 void pm_i_debug_set_entry(const char *name);
+/* Report the damaged free-list link the pool met in this thread, if any
+ * (modes/pool.h: pm_i_p_bad_link), naming `entry` as the entry point
+ * (pm_i_debug_entry first, if set). The debug hooks call it after their
+ * calls into the pool; the pool itself after pm_trim's flush and a
+ * thread's exit. */
+void pm_i_debug_pool_links_report(const char *entry);
 extern __thread const char *pm_i_debug_entry __attribute__((tls_model("initial-exec")));
 
 /* src/api.c: stop the process at start-up because variable var has an

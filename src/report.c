@@ -177,6 +177,18 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, " was already freed");
         break;
     case PM_ERR_USE_AFTER_FREE:
+        if (e->freed_link) {
+            pm_i_buf_str(b, "the freed ");
+            if (e->known)
+                block_words(b, e);
+            else
+                pm_i_buf_str(b, "block");
+            pm_i_buf_str(b, " at ");
+            pm_i_buf_ptr(b, e->address);
+            pm_i_buf_str(b, " was written after its free (the pool's free-list link in its "
+                            "first 16 bytes, at p-16, was overwritten)");
+            break;
+        }
         pm_i_buf_str(b, "the ");
         block_words(b, e);
         pm_i_buf_str(b, " at ");
@@ -260,6 +272,16 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, "    No block of pymalloc's debug hooks starts at p=");
         pm_i_buf_ptr(b, p);
         pm_i_buf_str(b, "; its memory was not read.\n");
+        return;
+    }
+    if (e->freed_link) {
+        pm_i_buf_str(b, "    Freed pool block at p=");
+        pm_i_buf_ptr(b, p);
+        pm_i_buf_str(b, "; its first 16 bytes (p-16 .. p-1: the free-list link, then its "
+                        "complement) hold:\n       ");
+        hex_bytes(b, e->link_bytes, 16);
+        pm_i_buf_str(b, "\n    The block and the blocks after it in the pool's free list are "
+                        "leaked, never handed out again.\n");
         return;
     }
     if (!e->readable) {

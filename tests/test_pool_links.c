@@ -1,0 +1,310 @@
+/*
+ * tests/test_pool_links.c - damaged free-list links of the pools under the
+ * debug hooks (pymalloc_debug, debug). A free pool block's first 16 bytes
+ * hold the pool's free-list link and its complement (modes/pool.h); a
+ * write past the end of the block before it (through that block's trailer)
+ * or into the freed block's header used to send the next malloc of that
+ * class to a wild address: a crash inside the allocator. Now:
+ *  - an overflow of a live block into a freed neighbour is reported, at the
+ *    malloc that meets the damaged link, as that block's buffer overflow
+ *    (its size, serial and offset), in the mem and obj domains;
+ *  - a write into a freed block's link (or its check word) is a use after
+ *    free of that block, with its size and serial;
+ *  - the same damage met by pm_trim's flush of the thread cache, or by a
+ *    thread's exit, names that entry point;
+ *  - the allocator goes on: the damaged block and the rest of its list are
+ *    leaked, and later mallocs and frees of the class work;
+ *  - with the default handler: the report, then SIGABRT.
+ * Under valgrind's memcheck (no thread caches: the pools' own free lists)
+ * the test opens the freed bytes it damages with client requests. Skipped
+ * (77) where the blocks are not pool blocks with side words.
+ */
+#include "debug_layout.h"
+#include "domains.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include <pthread.h>
+
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)0)
+#define VALGRIND_MAKE_MEM_NOACCESS(a, n) ((void)0)
+#endif
+
+enum { N = 40, CLS = 80 }; /* 40 + 32 bytes: the 80-byte class */
+
+static struct {
+    int calls;
+    pm_error_report r;
+    char message[512];
+} S;
+
+static void record(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    S.calls++;
+    S.r = *r;
+    snprintf(S.message, sizeof S.message, "%s", r->message);
+    S.r.message = NULL;
+    S.r.entry = NULL;
+}
+
+static void watch(void)
+{
+    memset(&S, 0, sizeof S);
+    pm_set_error_handler(record, NULL);
+}
+
+/* A pool block of the debug layer. */
+static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
+
+#define NEED_POOL_BLOCKS()                                                         \
+    do {                                                                           \
+        if (!pm_debug_enabled())                                                   \
+            PM_SKIP("no debug hooks in this mode");                                \
+        unsigned char *probe_ = pm_mem_malloc(N);                                  \
+        int pooled_ = pool_block(probe_);                                          \
+        pm_mem_free(probe_);                                                       \
+        if (!pooled_)                                                              \
+            PM_SKIP("no pool blocks under the debug hooks in this mode");          \
+    } while (0)
+
+/* Write n bytes of c at a (freed memory: opened for memcheck first). */
+static void damage(unsigned char *a, int c, size_t n)
+{
+    VALGRIND_MAKE_MEM_DEFINED(a, n);
+    memset(a, c, n);
+    VALGRIND_MAKE_MEM_NOACCESS(a, n);
+}
+
+/* Blocks of D allocated until one shares p's pool (at most 300, in
+ * keep[]; returns how many), so that the pool does not empty when p is
+ * freed: under memcheck (no thread caches) an empty pool goes back to its
+ * arena and is formatted afresh for its next use, which writes p's link
+ * anew over any damage. */
+static int keep_pool(const pm_t_domain *D, const unsigned char *p, unsigned char **keep)
+{
+    uintptr_t pool = (uintptr_t)(p - 16) >> 14;
+    int k = 0;
+    while (k < 300) {
+        keep[k] = D->malloc(N);
+        if (((uintptr_t)(keep[k++] - 16) >> 14) == pool)
+            break;
+    }
+    return k;
+}
+
+/* Flip a bit of the freed byte at a (a write that always changes it). */
+static void flip(unsigned char *a)
+{
+    VALGRIND_MAKE_MEM_DEFINED(a, 1);
+    *a ^= 0x40;
+    VALGRIND_MAKE_MEM_NOACCESS(a, 1);
+}
+
+/* Two live blocks of domain D, y right after x in one pool. 0 if none was
+ * found among 64 fresh ones (the others are freed). */
+static int neighbours(const pm_t_domain *D, unsigned char **x, unsigned char **y)
+{
+    unsigned char *q[64];
+    int keep_x = -1, keep_y = -1;
+    for (int i = 0; i < 64; i++)
+        q[i] = D->malloc(N);
+    for (int i = 0; i < 64 && keep_x < 0; i++)
+        for (int j = 0; j < 64; j++)
+            if (q[i] != NULL && pool_block(q[i]) && q[j] == q[i] + CLS) {
+                keep_x = i;
+                keep_y = j;
+                break;
+            }
+    for (int i = 0; i < 64; i++)
+        if (i != keep_x && i != keep_y)
+            D->free(q[i]);
+    if (keep_x < 0)
+        return 0;
+    *x = q[keep_x];
+    *y = q[keep_y];
+    return 1;
+}
+
+/* Mallocs and frees of the class go on working. */
+static void class_still_works(const pm_t_domain *D)
+{
+    unsigned char *q[200];
+    for (int i = 0; i < 200; i++) {
+        q[i] = D->malloc(N);
+        PM_CHECK(q[i] != NULL);
+        memset(q[i], i, N);
+    }
+    for (int i = 0; i < 200; i++)
+        D->free(q[i]);
+    PM_CHECK_EQ(S.calls, 1);
+}
+
+static void test_overflow_into_freed_neighbour(void)
+{
+    NEED_POOL_BLOCKS();
+    for (int d = PM_DOMAIN_MEM; d <= PM_DOMAIN_OBJ; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        unsigned char *x = NULL, *y = NULL;
+        if (!neighbours(D, &x, &y)) {
+            PM_CHECK(!"two neighbouring blocks");
+            continue;
+        }
+        uint64_t serial = trailer_serial(x, N);
+        unsigned char saved[16];
+        memcpy(saved, x + N, 16);
+        D->free(y);
+        /* 24 bytes past x's end: its trailer, then y's link. */
+        memset(x + N, 0x41, 16);
+        damage(y - 16, 0x41, 8);
+        watch();
+        unsigned char *q = D->malloc(N); /* takes y: its link is checked */
+        PM_CHECK(q != NULL && q != y);
+        PM_CHECK_EQ(S.calls, 1);
+        PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_OVERFLOW);
+        PM_CHECK(S.r.address == x);
+        PM_CHECK_EQ(S.r.size, (size_t)N);
+        PM_CHECK_EQ(S.r.serial, serial);
+        PM_CHECK_EQ(S.r.offset, (ptrdiff_t)N);
+        char want[160];
+        snprintf(want, sizeof want,
+                 "pymalloc: pm_%s_malloc: buffer overflow: at least 16 bytes written past the "
+                 "end of a 40-byte block (serial %llu)",
+                 D->name, (unsigned long long)serial);
+        PM_CHECK_STR(S.message, want);
+        memcpy(x + N, saved, 16); /* x repaired: live and whole */
+        PM_CHECK_EQ(pm_check_block(x), 0);
+        D->free(x);
+        D->free(q);
+        class_still_works(D);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
+static void test_write_into_freed_header(void)
+{
+    NEED_POOL_BLOCKS();
+    for (int d = PM_DOMAIN_MEM; d <= PM_DOMAIN_OBJ; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (int which = 0; which < 2; which++) { /* the link; the check word */
+            unsigned char *p = D->malloc(N), *keep[300];
+            PM_CHECK(p != NULL);
+            int kept = keep_pool(D, p, keep);
+            uint64_t serial = trailer_serial(p, N);
+            D->free(p);
+            flip(p - 16 + 8 * which);
+            watch();
+            /* The next malloc of the class takes p, from the thread cache;
+             * under memcheck (no caches) a later one may, once p's pool is
+             * the class's first. */
+            static unsigned char *q[4096];
+            int k = 0;
+            while (k < 4096 && S.calls == 0) {
+                q[k] = D->malloc(N);
+                PM_CHECK(q[k] != NULL && q[k] != p);
+                k++;
+            }
+            PM_CHECK(pm_t_under_valgrind() || k == 1);
+            PM_CHECK_EQ(S.calls, 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+            PM_CHECK(S.r.address == p);
+            PM_CHECK_EQ(S.r.size, (size_t)N);
+            PM_CHECK_EQ(S.r.serial, serial);
+            PM_CHECK_EQ(S.r.offset, -16);
+            char want[200];
+            snprintf(want, sizeof want,
+                     "pymalloc: pm_%s_malloc: use after free: the freed 40-byte block (serial "
+                     "%llu) at %p was written after its free (the pool's free-list link",
+                     D->name, (unsigned long long)serial, (void *)p);
+            PM_CHECK_STR(S.message, want);
+            while (k > 0)
+                D->free(q[--k]);
+            while (kept > 0)
+                D->free(keep[--kept]);
+            class_still_works(D);
+            pm_set_error_handler(NULL, NULL);
+        }
+    }
+}
+
+static void test_damage_met_by_trim(void)
+{
+    NEED_POOL_BLOCKS();
+    if (pm_t_under_valgrind())
+        PM_SKIP("no thread caches under memcheck: pm_trim flushes nothing");
+    unsigned char *p = pm_mem_malloc(N);
+    uint64_t serial = trailer_serial(p, N);
+    pm_mem_free(p);
+    damage(p - 16, 0x33, 16);
+    watch();
+    pm_trim(); /* the flush of the thread cache meets it */
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+    PM_CHECK_EQ(S.r.serial, serial);
+    PM_CHECK_STR(S.message, "pymalloc: pm_trim: use after free: the freed 40-byte block");
+    class_still_works(&pm_t_domains[PM_DOMAIN_MEM]);
+    pm_set_error_handler(NULL, NULL);
+}
+
+static void *free_and_damage(void *arg)
+{
+    uint64_t *serial = arg;
+    unsigned char *p = pm_obj_malloc(N);
+    *serial = trailer_serial(p, N);
+    pm_obj_free(p);
+    damage(p - 16, 0x5a, 8);
+    return NULL; /* the cache's flush at exit meets it */
+}
+
+static void test_damage_met_at_thread_exit(void)
+{
+    NEED_POOL_BLOCKS();
+    if (pm_t_under_valgrind())
+        PM_SKIP("no thread caches under memcheck");
+    watch();
+    uint64_t serial = 0;
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, free_and_damage, &serial), 0);
+    pthread_join(t, NULL);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+    PM_CHECK_EQ(S.r.serial, serial);
+    PM_CHECK_STR(S.message, "pymalloc: thread exit: use after free: the freed 40-byte block");
+    class_still_works(&pm_t_domains[PM_DOMAIN_OBJ]);
+    pm_set_error_handler(NULL, NULL);
+}
+
+static void damaged_then_malloc(void *arg)
+{
+    (void)arg;
+    unsigned char *p = pm_mem_malloc(N), *keep[300];
+    keep_pool(&pm_t_domains[PM_DOMAIN_MEM], p, keep);
+    pm_mem_free(p);
+    damage(p - 16, 0x41, 16);
+    for (int k = 0; k < 4096; k++) /* the first takes p, but under memcheck */
+        pm_mem_malloc(N);
+}
+
+static void test_default_handler_aborts(void)
+{
+    NEED_POOL_BLOCKS();
+    pm_death_result r;
+    pm_death(damaged_then_malloc, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_mem_malloc: use after free: the freed 40-byte block");
+    PM_CHECK_STR(r.output, "Freed pool block at p=");
+    PM_CHECK_STR(r.output, "41 41 41 41 41 41 41 41 41 41 41 41 41 41 41 41");
+}
+
+int main(void)
+{
+    PM_RUN(test_overflow_into_freed_neighbour);
+    PM_RUN(test_write_into_freed_header);
+    PM_RUN(test_damage_met_by_trim);
+    PM_RUN(test_damage_met_at_thread_exit);
+    PM_RUN(test_default_handler_aborts);
+    return pm_test_done();
+}
