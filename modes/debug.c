@@ -510,6 +510,61 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
     pm_i_debug_report(&e);
 }
 
+/* The header of the pool at `pool` (pool.h) is damaged: the pools cannot
+ * go on. The likely writer is the last block of the pool before it in
+ * memory (a write past its end goes through its trailer into this header):
+ * reported if it is live and damaged. Then one line naming the damaged
+ * header, and abort(), whatever the error handler (no handler is called:
+ * the pool's locks are held, and nothing can be recovered). */
+void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
+{
+    const char *who = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pool allocator";
+    const unsigned char *before = (const unsigned char *)pool - PM_P_POOL_SIZE;
+    unsigned v = pm_i_p_lookup(before);
+    int found = 0;
+    if (v != 0) {
+        size_t size = PM_P_CLASS_SIZE(v - 1);
+        const unsigned char *last =
+            before + PM_P_HDR + (PM_P_BLOCKS_PER_POOL(size) - 1) * size + PM_I_DEBUG_HEAD;
+        _Atomic uint64_t *w = side_of(last);
+        pm_i_reg_info in;
+        pm_i_err e;
+        if (w != NULL) {
+            side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+            if (in.state == PM_I_REG_LIVE) {
+                pm_error_class c = classify(last, &in, 0, OP_USABLE, &e);
+                if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
+                    e.entry = who;
+                    pm_i_debug_report_print(&e);
+                    found = 1;
+                }
+            }
+        }
+    }
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, "pymalloc: ");
+    pm_i_buf_str(&b, who);
+    pm_i_buf_str(&b, ": heap damage: the pool allocator's header of the pool at ");
+    pm_i_buf_ptr(&b, pool);
+    if (idx < PM_P_NCLASSES) {
+        pm_i_buf_str(&b, " (");
+        pm_i_buf_u64(&b, PM_P_CLASS_SIZE(idx));
+        pm_i_buf_str(&b, "-byte blocks)");
+    } else {
+        pm_i_buf_str(&b, " (an empty pool)");
+    }
+    pm_i_buf_str(&b, found ? " was overwritten by the write past the end of the block above, "
+                             "the last block of the pool before it"
+                           : " was overwritten (by a write past the end of the last block of "
+                             "the pool before it?)");
+    pm_i_buf_str(&b, "; the pools cannot go on: aborting\n");
+    pm_i_buf_flush(&b);
+    atomic_store(&pm_i_debug_aborting, 1);
+    abort();
+}
+
 /* A damaged link the pool's slow paths met in this thread (pool.h:
  * pm_i_p_bad_link), reported once, by the entry point that was running. */
 static inline void pool_links_check(const dbg *g, int op)

@@ -381,6 +381,31 @@ static pm_arena *new_arena(void)
     return ao;
 }
 
+/* Links and pool headers are checked while the debug hooks wrap the pools
+ * (side words on): see link_next_vg and used_hdr_ok. */
+static inline int links_checked(void)
+{
+    return atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed);
+}
+
+__attribute__((noreturn, noinline, cold)) static void pool_damaged(const pm_pool *pool,
+                                                                   unsigned idx)
+{
+    pm_i_debug_pool_header_damaged(pool, idx); /* no return */
+}
+
+/* The header of empty pool `pool` on arena ua's free pools (open) is
+ * whole: its check word still matches (its last class), and its link is
+ * NULL or another pool of ua. */
+static int empty_hdr_ok(const pm_pool *pool, const pm_arena *ua)
+{
+    uintptr_t next = (uintptr_t)pool->nextpool;
+    return pool->arena == ua && pool->szidx < PM_P_NCLASSES &&
+           pool->check == pm_i_p_hdr_check(pool, pool) &&
+           (next == 0 || ((next & PM_P_POOL_MASK) == 0 && next >= ua->address &&
+                          next < ua->address + PM_P_ARENA_SIZE));
+}
+
 /* An empty pool, taken from the fullest usable arena. */
 static pm_pool *arena_take_pool(void)
 {
@@ -403,6 +428,8 @@ static pm_pool *arena_take_pool(void)
     if (ua->freepools != NULL) {
         pool = ua->freepools;
         PM_P_HDR_OPEN(pool);
+        if (links_checked() && PM_I_UNLIKELY(!empty_hdr_ok(pool, ua)))
+            pool_damaged(pool, PM_P_NCLASSES); /* (no class: empty) */
         ua->freepools = pool->nextpool;
     } else {
         pool = (pm_pool *)ua->pool_address;
@@ -508,10 +535,6 @@ static inline __attribute__((always_inline)) void link_write_vg(uint8_t *bp, uin
 __thread void *pm_i_p_bad_link __attribute__((tls_model("initial-exec")));
 __thread unsigned pm_i_p_bad_idx __attribute__((tls_model("initial-exec")));
 
-static inline int links_checked(void)
-{
-    return atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed);
-}
 
 static void note_bad_link(uint8_t *bp, unsigned idx)
 {
@@ -540,12 +563,49 @@ static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_
     link_write_vg(bp, next, pm_i_p_vg);
 }
 
+/* Pool headers, while the debug hooks wrap the pools (as links): a write
+ * past the end of the last block of a pool lands in the header of the pool
+ * after it, whose pointers the allocator would follow (a crash inside it).
+ * Each header is checked before it is used or changed; a damaged one is
+ * fatal (pm_i_debug_pool_header_damaged reports and aborts): the pool's
+ * blocks and lists cannot be trusted. A changed count or free-list head
+ * that still looks sane is not caught (see docs/detection.md). */
+/* x is NULL or the address of a used pool of class idx (the tree says so:
+ * no header is read). */
+static inline int used_pool_or_null(const pm_pool *x, unsigned idx)
+{
+    return x == NULL || (((uintptr_t)x & PM_P_POOL_MASK) == 0 && pm_i_p_lookup(x) == idx + 1);
+}
+
+/* The header of used pool `pool` (class idx; open) is whole. */
+static int used_hdr_ok(const pm_pool *pool, unsigned idx)
+{
+    size_t size = PM_P_CLASS_SIZE(idx);
+    uint32_t no = pool->nextoffset;
+    uintptr_t fb = (uintptr_t)pool->freeblock - (uintptr_t)pool;
+    if (pool->szidx != idx || pool->check != pm_i_p_hdr_check(pool, pool) ||
+        no < PM_P_HDR + size || no > PM_P_POOL_SIZE || (no - PM_P_HDR) % size != 0 ||
+        pool->count > (no - PM_P_HDR) / size)
+        return 0;
+    if (pool->freeblock == NULL)
+        return 1; /* full: off the class list (its list pointers are stale) */
+    return fb >= PM_P_HDR && fb < no && (fb - PM_P_HDR) % size == 0 &&
+           used_pool_or_null(pool->nextpool, idx) && used_pool_or_null(pool->prevpool, idx);
+}
+
+static inline void check_used_hdr(const pm_pool *pool, unsigned idx)
+{
+    if (links_checked() && PM_I_UNLIKELY(!used_hdr_ok(pool, idx)))
+        pool_damaged(pool, idx);
+}
+
 static void class_link_front(struct pm_p_class *c, pm_pool *pool)
 {
     pool->prevpool = NULL;
     pool->nextpool = c->used;
     if (c->used != NULL) {
         PM_P_HDR_OPEN(c->used);
+        check_used_hdr(c->used, (unsigned)(c - pm_i_p.cls));
         c->used->prevpool = pool;
         PM_P_HDR_CLOSE(c->used);
     }
@@ -555,8 +615,10 @@ static void class_link_front(struct pm_p_class *c, pm_pool *pool)
 static void class_unlink(struct pm_p_class *c, pm_pool *pool)
 {
     pm_pool *next = pool->nextpool, *prev = pool->prevpool;
+    unsigned idx = (unsigned)(c - pm_i_p.cls);
     if (prev != NULL) {
         PM_P_HDR_OPEN(prev);
+        check_used_hdr(prev, idx);
         prev->nextpool = next;
         PM_P_HDR_CLOSE(prev);
     } else {
@@ -564,6 +626,7 @@ static void class_unlink(struct pm_p_class *c, pm_pool *pool)
     }
     if (next != NULL) {
         PM_P_HDR_OPEN(next);
+        check_used_hdr(next, idx);
         next->prevpool = prev;
         PM_P_HDR_CLOSE(next);
     }
@@ -580,7 +643,7 @@ static pm_pool *new_pool(unsigned idx)
         pool->szidx = idx;
         pool->freeblock = (uint8_t *)pool + PM_P_HDR;
         pool->nextoffset = (uint32_t)(PM_P_HDR + size);
-        pool->maxnextoffset = (uint32_t)(PM_P_POOL_SIZE - size);
+        pool->check = pm_i_p_hdr_check(pool, pool);
         link_write(pool->freeblock, NULL);
         side_format(pool->arena, pool, idx);
         tree_set(pool, idx + 1);
@@ -603,6 +666,7 @@ static uint8_t *take_block(unsigned idx)
         if (pool == NULL && (pool = new_pool(idx)) == NULL)
             return NULL;
         PM_P_HDR_OPEN(pool);
+        check_used_hdr(pool, idx);
         uint8_t *bp = pool->freeblock;
         uint8_t *next = link_next_vg(bp, idx, pm_i_p_vg);
         int bad = next == PM_P_LINK_BAD;
@@ -610,7 +674,7 @@ static uint8_t *take_block(unsigned idx)
         if (bad || next == NULL) {
             /* A damaged link: the rest of the free list is lost (leaked
              * until the pool's other blocks come back and it empties). */
-            if (pool->nextoffset <= pool->maxnextoffset) { /* lazy carving */
+            if (pool->nextoffset <= PM_P_MAXNEXT(PM_P_CLASS_SIZE(idx))) { /* lazy carving */
                 next = (uint8_t *)pool + pool->nextoffset;
                 pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
                 link_write(next, NULL);
@@ -635,6 +699,7 @@ static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, ui
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = PM_P_POOL_OF(bp);
     PM_P_HDR_OPEN_VG(pool, vg);
+    check_used_hdr(pool, idx);
     int was_full = pool->freeblock == NULL;
     link_write_vg(bp, pool->freeblock, vg);
     pool->freeblock = bp;
@@ -669,13 +734,14 @@ static uint8_t *take_run(unsigned idx, uint32_t max, uint32_t *count)
     *count = 0;
     if (pool == NULL && (pool = new_pool(idx)) == NULL)
         return NULL;
+    check_used_hdr(pool, idx);
     uint32_t size = (uint32_t)PM_P_CLASS_SIZE(idx);
     uint8_t *head = pool->freeblock;
     uint32_t n = (pool->nextoffset - PM_P_HDR) / size - pool->count;
     if (n == 1) { /* head's link is NULL: carve */
         uint32_t want = max / 2 < PM_P_CARVE_MAX ? max / 2 : PM_P_CARVE_MAX;
         uint8_t *tail = head;
-        for (; n < want && pool->nextoffset <= pool->maxnextoffset; n++) {
+        for (; n < want && pool->nextoffset <= PM_P_MAXNEXT(size); n++) {
             uint8_t *bp = (uint8_t *)pool + pool->nextoffset;
             pool->nextoffset += size;
             link_write_vg(tail, bp, 0);
@@ -684,7 +750,7 @@ static uint8_t *take_run(unsigned idx, uint32_t max, uint32_t *count)
         link_write_vg(tail, NULL, 0);
     }
     pool->count += n;
-    if (pool->nextoffset <= pool->maxnextoffset) {
+    if (pool->nextoffset <= PM_P_MAXNEXT(size)) {
         uint8_t *bp = (uint8_t *)pool + pool->nextoffset;
         pool->nextoffset += size;
         link_write_vg(bp, NULL, 0);

@@ -76,8 +76,26 @@ typedef struct pm_pool {
     struct pm_pool *prevpool; /* class list only */
     struct pm_arena *arena;
     uint32_t nextoffset;    /* offset of the first never-used block */
-    uint32_t maxnextoffset; /* the largest valid nextoffset */
+    uint32_t check;         /* pm_i_p_hdr_check(): the pool's address, arena
+                               and class, hashed (CPython's maxnextoffset,
+                               PM_P_MAXNEXT(size), is computed instead) */
 } pm_pool;
+
+/* The largest valid nextoffset of a pool of blocks of `size` bytes. */
+#define PM_P_MAXNEXT(size) ((uint32_t)(PM_P_POOL_SIZE - (size)))
+
+/* A pool header's check word (hdr: the header of the pool at `pool`, or a
+ * copy of it): set when the pool is formatted for a class;
+ * the debug hooks' checks of a header (modes/pool.c: used_hdr_ok) compare
+ * it, so that an arena pointer or class overwritten by a write past the
+ * end of the last block of the pool before is never followed. */
+static inline uint32_t pm_i_p_hdr_check(const pm_pool *hdr, const void *pool)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)hdr->arena ^ (uint64_t)(uintptr_t)pool) +
+                 hdr->szidx * UINT64_C(0x9E3779B97F4A7C15);
+    h *= UINT64_C(0xFF51AFD7ED558CCD);
+    return (uint32_t)(h ^ (h >> 32));
+}
 
 /* One arena: 1 MiB from mmap. Arena objects live in mmap'ed chunks and are
  * never freed; an object whose arena was unmapped has address 0. */
@@ -385,6 +403,12 @@ static inline __attribute__((always_inline)) void *pm_i_p_link_checked(const voi
         return PM_P_LINK_BAD;
     return (void *)(uintptr_t)link;
 }
+
+/* The header of the pool at `pool` (class idx; PM_P_NCLASSES: an empty
+ * pool) was found damaged while the debug hooks wrap the pools: they
+ * report it, with the block whose overflow did it if they find one, and
+ * abort (modes/debug.c). Called with the pool's locks held. */
+__attribute__((noreturn)) void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx);
 
 /* A damaged link met by the pool's slow paths (while links are checked:
  * side words on): the first free block this thread found with one, and its

@@ -314,8 +314,10 @@ int pm_i_pool_validate(pm_i_buf *why)
             size_t cap = PM_P_BLOCKS_PER_POOL(size);
             if (tree != h.szidx + 1)
                 FAIL("ownership tree entry of a used pool", p, tree);
-            if (h.maxnextoffset != PM_P_POOL_SIZE - size || h.nextoffset < PM_P_HDR + size ||
-                h.nextoffset > h.maxnextoffset + size || (h.nextoffset - PM_P_HDR) % size)
+            if (h.check != pm_i_p_hdr_check(&h, p))
+                FAIL("pool header check word", p, h.check);
+            if (h.nextoffset < PM_P_HDR + size ||
+                h.nextoffset > PM_P_MAXNEXT(size) + size || (h.nextoffset - PM_P_HDR) % size)
                 FAIL("pool nextoffset", p, h.nextoffset);
             size_t carved_blocks = (h.nextoffset - PM_P_HDR) / size;
             long nfree = free_list_length(p, &h, size);

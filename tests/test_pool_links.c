@@ -14,7 +14,10 @@
  *    thread's exit, names that entry point;
  *  - the allocator goes on: the damaged block and the rest of its list are
  *    leaked, and later mallocs and frees of the class work;
- *  - with the default handler: the report, then SIGABRT.
+ *  - with the default handler: the report, then SIGABRT;
+ *  - a write past the end of a pool's last block through the header of
+ *    the pool after it: the block's overflow and the damaged header are
+ *    reported and the process aborts, whatever the handler.
  * Under valgrind's memcheck (no thread caches: the pools' own free lists)
  * the test opens the freed bytes it damages with client requests. Skipped
  * (77) where the blocks are not pool blocks with side words.
@@ -299,6 +302,75 @@ static void test_default_handler_aborts(void)
     PM_CHECK_STR(r.output, "41 41 41 41 41 41 41 41 41 41 41 41 41 41 41 41");
 }
 
+/* A write past the end of the last block of a pool through the header of
+ * the used pool after it (`fill` bytes over both): the pools abort at the
+ * next use of that header, naming the block and the damaged header; an
+ * error handler cannot keep the process going (handler: one is set). */
+typedef struct header_case {
+    int fill, handler;
+} header_case;
+
+static void no_report(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+}
+
+static void overflow_into_pool_header(void *arg)
+{
+    const header_case *hc = arg;
+    enum { COUNT = 3000 };
+    static unsigned char *q[COUNT];
+    if (hc->handler)
+        pm_set_error_handler(no_report, NULL);
+    for (int i = 0; i < COUNT; i++)
+        q[i] = pm_mem_malloc(N);
+    int last = -1;
+    size_t gap = 0;
+    for (int i = 0; i < COUNT && last < 0; i++) {
+        uintptr_t end = (uintptr_t)(q[i] - 16) + CLS, pool_end = (end + 16383) & ~(uintptr_t)16383;
+        if (pool_end - end < CLS && pm_i_pool_owns((void *)(pool_end + 48))) {
+            last = i;
+            gap = pool_end - end;
+        }
+    }
+    if (last < 0) {
+        fprintf(stderr, "no block at the end of a pool\n");
+        _exit(3);
+    }
+    unsigned char *p = q[last];
+    memset(p + N, hc->fill, 16);             /* its trailer (live) */
+    damage(p + N + 16, hc->fill, gap + 48); /* the slack and the next pool's header */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < COUNT; i++)
+            if (i != last)
+                pm_mem_free(q[i]);
+        for (int i = 0; i < COUNT; i++)
+            if (i != last)
+                q[i] = pm_mem_malloc(N);
+    }
+    pm_trim();
+    fprintf(stderr, "the pools went on\n");
+}
+
+static void test_overflow_into_next_pool_header(void)
+{
+    NEED_POOL_BLOCKS();
+    for (int k = 0; k < 3; k++) {
+        header_case hc = {k == 1 ? 0 : 0x41, k == 2};
+        pm_death_result r;
+        pm_death(overflow_into_pool_header, &hc, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, ": buffer overflow: at least 16 bytes written past the end of a "
+                               "40-byte block (serial ");
+        PM_CHECK_STR(r.output, ": heap damage: the pool allocator's header of the pool at ");
+        PM_CHECK_STR(r.output, " (80-byte blocks) was overwritten by the write past the end of "
+                               "the block above, the last block of the pool before it; the "
+                               "pools cannot go on: aborting");
+        PM_CHECK(strstr(r.output, "the pools went on") == NULL);
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_overflow_into_freed_neighbour);
@@ -306,5 +378,6 @@ int main(void)
     PM_RUN(test_damage_met_by_trim);
     PM_RUN(test_damage_met_at_thread_exit);
     PM_RUN(test_default_handler_aborts);
+    PM_RUN(test_overflow_into_next_pool_header);
     return pm_test_done();
 }
