@@ -402,11 +402,6 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
     return e->error = c;
 }
 
-static void report(const dbg *g, int op, pm_i_err *e)
-{
-    e->entry = entry_name(g, op);
-    pm_i_debug_report(e);
-}
 
 /* ---------------------------------------------------------------------------
  * Side words: what the registry holds, for pool blocks, in one atomic word
@@ -460,6 +455,101 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
     in->offset = PM_I_DEBUG_HEAD;
     in->api = "\0rmo"[(w >> PM_P_SIDE_API_SHIFT) & 3];
     in->state = (int)PM_P_SIDE_STATE(w);
+}
+
+static void find_block(const unsigned char *p, pm_i_reg_info *in);
+
+/* Damage in the header of live block p that starts at its lowest byte (a
+ * write coming from below): most often a write past the end of the block
+ * before it in memory, through that block's trailer. That block, if it is
+ * live and its trailer damaged, is the one to name. */
+static int damaged_from_below(const pm_i_err *e)
+{
+    return e->known && e->readable &&
+           (e->below_header ||
+            ((e->error == PM_ERR_BUFFER_UNDERFLOW || e->error == PM_ERR_HEADER_CORRUPT) &&
+             e->offset == -(ptrdiff_t)PM_I_DEBUG_HEAD));
+}
+
+/* The block before registry block b (base: b's underlying block): a live
+ * registry block whose trailer ends at most 64 bytes below b's C library
+ * chunk header (the chunk's rounding; it may use the chunk's prev_size
+ * word), damaged at its end. */
+struct before_search {
+    uintptr_t lo, hi; /* where its trailer may end */
+    pm_i_err found;
+    int any;
+};
+
+static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
+{
+    struct before_search *bs = arg;
+    uintptr_t end = data + in->size + PM_I_DEBUG_TAIL;
+    if (bs->any || end < bs->lo || end > bs->hi)
+        return;
+    pm_i_err e;
+    pm_error_class c = classify((const void *)data, in, 0, OP_USABLE, &e);
+    if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
+        bs->found = e;
+        bs->any = 1;
+    }
+}
+
+/* Fill *a with the report of the block whose overflow damaged block e
+ * (damaged_from_below), if it is found: 1, else 0. No lock held. */
+static int blame_block_before(const pm_i_err *e, pm_i_err *a)
+{
+    const unsigned char *p = e->address;
+    int status;
+    _Atomic uint64_t *w = side_of_class(p, &status);
+    if (w != NULL) { /* a pool block: the one before it in its pool */
+        size_t size = PM_P_CLASS_SIZE(((unsigned)status >> 2) - 1);
+        const unsigned char *base = p - PM_I_DEBUG_HEAD;
+        if (((uintptr_t)base & PM_P_POOL_MASK) < PM_P_HDR + size)
+            return 0; /* the first block: its pool's header is before it */
+        const unsigned char *prev = base - size + PM_I_DEBUG_HEAD;
+        _Atomic uint64_t *pw = side_of(prev);
+        pm_i_reg_info in;
+        if (pw == NULL)
+            return 0;
+        side_unpack(atomic_load_explicit(pw, memory_order_acquire), &in);
+        if (in.state != PM_I_REG_LIVE)
+            return 0;
+        pm_error_class c = classify(prev, &in, 0, OP_USABLE, a);
+        return c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && a->offset >= 0);
+    }
+    /* A registry block: its chunk header is the 16 bytes below its
+     * underlying block (prev_size, size). The offset is e's block's. */
+    pm_i_reg_info self;
+    find_block(p, &self);
+    if (self.state != PM_I_REG_LIVE)
+        return 0;
+    uintptr_t chunk = (uintptr_t)p - self.offset - 16;
+    struct before_search bs = {chunk - 64, chunk + 8, {0}, 0};
+    pm_i_reg_each_live(before_one, &bs);
+    if (!bs.any)
+        return 0;
+    *a = bs.found;
+    return 1;
+}
+
+/* e becomes the report of the block whose overflow damaged e's block, if
+ * that is what happened and that block is found. No lock held. */
+static void blame(pm_i_err *e)
+{
+    pm_i_err before;
+    if (PM_I_UNLIKELY(damaged_from_below(e)) && blame_block_before(e, &before)) {
+        before.next_block = e->address;
+        before.next_serial = e->serial;
+        *e = before;
+    }
+}
+
+static void report(const dbg *g, int op, pm_i_err *e)
+{
+    blame(e);
+    e->entry = entry_name(g, op);
+    pm_i_debug_report(e);
 }
 
 /* A free pool block (base) of class idx whose free-list link was found
@@ -1359,6 +1449,7 @@ int pm_check_block(const void *ptr)
     }
     if (c == PM_ERR_NONE)
         return 0;
+    blame(&e);
     e.entry = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pm_check_block";
     pm_i_debug_report(&e);
     return -1;

@@ -82,6 +82,11 @@ typedef struct pm_i_err {
                               bytes (the pool's free-list link and its check
                               word, at p-16) were overwritten: link_bytes */
     unsigned char link_bytes[16];
+    /* The damage was found in the header of the block after this one (the
+       block operated on: not handed back), by a write that went on from
+       this block's end: that block's address and serial (0: none). */
+    const void *next_block;
+    uint64_t next_serial;
 } pm_i_err;
 
 /* Print the one-line report and the dump, count the error, then call the

@@ -346,6 +346,14 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, ",\n    not the size of a chunk holding this block: the block was not handed back\n"
                         "    to the C library, whose free would abort on it.\n");
     }
+    if (e->next_block != NULL) {
+        pm_i_buf_str(b, "    The write went on into the header of the block after it, at ");
+        pm_i_buf_ptr(b, e->next_block);
+        pm_i_buf_str(b, " (serial ");
+        pm_i_buf_u64(b, e->next_serial);
+        pm_i_buf_str(b, "), which is why it\n    was found: that block was not handed back to the "
+                        "allocator.\n");
+    }
     pm_i_buf_str(b, "    Data at p:");
     if (n <= 32) {
         hex_bytes(b, p, n);

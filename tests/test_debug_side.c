@@ -38,6 +38,7 @@ typedef struct seen {
     atomic_int calls;
     atomic_int double_frees;
     pm_error_report r; /* the last report (single-threaded tests only) */
+    char message[512]; /* its line */
 } seen;
 
 static seen S;
@@ -49,6 +50,7 @@ static void record(const pm_error_report *r, void *ctx)
     if (r->error == PM_ERR_DOUBLE_FREE)
         atomic_fetch_add(&S.double_frees, 1);
     S.r = *r;
+    snprintf(S.message, sizeof S.message, "%s", r->message);
     S.r.message = NULL;
     S.r.entry = NULL;
 }
@@ -563,6 +565,94 @@ static void test_libc_header_damage(void)
     pm_t_domains[PM_DOMAIN_RAW].free(b.p);
 }
 
+/* A write past the end of block a that goes on through its trailer into
+ * the header of the live block b after it (a pool block of the same pool;
+ * a C library block: its chunk header too) is found when b is freed or
+ * checked, and named as a's buffer overflow (a's size, serial, offset),
+ * with b in the dump. */
+static void overflow_blamed(const pm_t_domain *D, unsigned char *a, size_t na, unsigned char *b,
+                            size_t nb, size_t upto, int op)
+{
+    uint64_t sa = trailer_serial(a, na), sb = trailer_serial(b, nb);
+    size_t span = (size_t)(b - a) - na - upto; /* a's end .. b - upto */
+    unsigned char saved[256];
+    PM_CHECK(span <= sizeof saved);
+    memcpy(saved, a + na, span);
+    memset(a + na, 0x41, span);
+    watch();
+    int quiet = quiet_begin();
+    if (op == 0)
+        D->free(b);
+    else
+        PM_CHECK_EQ(pm_check_block(b), -1);
+    quiet_end(quiet);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(S.r.address == a);
+    PM_CHECK_EQ(S.r.size, na);
+    PM_CHECK_EQ(S.r.serial, sa);
+    PM_CHECK_EQ(S.r.offset, (ptrdiff_t)na);
+    PM_CHECK_STR(S.message, "buffer overflow: at least 16 bytes written past the end of a");
+    memcpy(a + na, saved, span); /* both whole again: b was kept (leaked) */
+    PM_CHECK_EQ(pm_check_block(a), 0);
+    PM_CHECK_EQ(pm_check_block(b), 0);
+    PM_CHECK_EQ(trailer_serial(b, nb), sb);
+    D->free(a);
+    D->free(b);
+    PM_CHECK_EQ(S.calls, 1);
+    pm_set_error_handler(NULL, NULL);
+}
+
+static void test_overflow_blamed_on_block_before(void)
+{
+    NEED_DEBUG();
+    if (pm_t_under_valgrind())
+        PM_SKIP("the overflow crosses bytes memcheck guards (a pool block's slack)");
+    int tried = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (int op = 0; op < 2; op++) {
+            /* Two neighbours among fresh blocks of one size. */
+            enum { K = 64 };
+            unsigned char *q[K];
+            size_t n = 40;
+            for (int i = 0; i < K; i++)
+                q[i] = D->malloc(n);
+            int ia = -1, ib = -1;
+            size_t upto = 0;
+            if (pool_block(q[0])) {
+                for (int i = 0; i < K && ia < 0; i++)
+                    for (int j = 0; j < K; j++)
+                        if (q[j] == q[i] + 80) {
+                            ia = i, ib = j;
+                            upto = 8; /* up to b's API id: its size field */
+                            break;
+                        }
+            } else if (!PM_T_ASAN && !PM_T_TSAN) {
+                /* glibc: chunks of 80 bytes (72 + 8, rounded); b's chunk
+                 * header (prev_size, which a's trailer uses, then size) is
+                 * the 16 bytes before its underlying block. */
+                for (int i = 0; i < K && ia < 0; i++)
+                    for (int j = 0; j < K; j++)
+                        if (q[j] == q[i] + 80) {
+                            ia = i, ib = j;
+                            upto = 16; /* through its chunk's size word */
+                            break;
+                        }
+            }
+            for (int i = 0; i < K; i++)
+                if (i != ia && i != ib)
+                    D->free(q[i]);
+            if (ia < 0)
+                continue;
+            tried++;
+            overflow_blamed(D, q[ia], n, q[ib], n, upto, op);
+        }
+    }
+    if (tried == 0)
+        PM_SKIP("no neighbouring blocks to overflow between here");
+}
+
 /* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
  * made on both sides of the boundary free cleanly, and a damaged one is
  * reported with its whole serial. */
@@ -623,5 +713,6 @@ int main(void)
     PM_RUN(test_realloc_failure_restores_block);
     PM_RUN(test_serials_past_2_48);
     PM_RUN(test_libc_header_damage);
+    PM_RUN(test_overflow_blamed_on_block_before);
     return pm_test_done();
 }
