@@ -512,10 +512,14 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
         pm_i_reg_info in;
         if (pw == NULL)
             return 0;
-        side_unpack(atomic_load_explicit(pw, memory_order_acquire), &in);
+        uint64_t v = atomic_load_explicit(pw, memory_order_acquire);
+        side_unpack(v, &in);
         if (in.state != PM_I_REG_LIVE)
             return 0;
         pm_error_class c = classify(prev, &in, 0, OP_USABLE, a);
+        atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
+        if (atomic_load_explicit(pw, memory_order_relaxed) != v)
+            return 0; /* freed meanwhile by another thread: its fill is not damage */
         return c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && a->offset >= 0);
     }
     /* A registry block: its chunk header is the 16 bytes below its
@@ -567,9 +571,13 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
         const unsigned char *prev = base - size + PM_I_DEBUG_HEAD;
         _Atomic uint64_t *w = side_of(prev);
         if (w != NULL) {
-            side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+            uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+            side_unpack(v, &in);
             if (in.state == PM_I_REG_LIVE) {
                 pm_error_class c = classify(prev, &in, 0, OP_USABLE, &e);
+                atomic_thread_fence(memory_order_acquire);
+                if (atomic_load_explicit(w, memory_order_relaxed) != v)
+                    c = PM_ERR_NONE; /* freed meanwhile: its fill is not damage */
                 if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
                     e.entry = who;
                     pm_i_debug_report(&e);
@@ -620,9 +628,13 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
         pm_i_reg_info in;
         pm_i_err e;
         if (w != NULL) {
-            side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+            uint64_t sv = atomic_load_explicit(w, memory_order_acquire);
+            side_unpack(sv, &in);
             if (in.state == PM_I_REG_LIVE) {
                 pm_error_class c = classify(last, &in, 0, OP_USABLE, &e);
+                atomic_thread_fence(memory_order_acquire);
+                if (atomic_load_explicit(w, memory_order_relaxed) != sv)
+                    c = PM_ERR_NONE; /* freed meanwhile: its fill is not damage */
                 if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
                     e.entry = who;
                     pm_i_debug_report_print(&e);
