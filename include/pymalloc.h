@@ -139,7 +139,11 @@ PM_API const char *pm_error_class_name(pm_error_class c);
 typedef struct pm_error_report {
     pm_error_class error;
     const char *entry;     /* the entry point, e.g. "pm_mem_free" */
-    const void *address;   /* the pointer passed to it */
+    const void *address;   /* the block the report is about: the pointer
+                              passed to it, or the block found to be the
+                              cause (a buffer overflow found in the header
+                              of the block after it, passed in; a freed pool
+                              block whose free-list link a malloc met) */
     size_t size;           /* bytes requested for the block (0 if unknown) */
     uint64_t serial;       /* its serial number (0 if unknown) */
     ptrdiff_t offset;      /* first damaged byte relative to address: N for
