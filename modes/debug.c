@@ -459,6 +459,15 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
 
+/* A block checked with class c (e) was written past its end through the
+ * last byte of its trailer: the write may have gone on into what follows
+ * it (a lone damaged byte in its trailer is another bug). */
+static int overflowed_to_the_end(pm_error_class c, const pm_i_err *e)
+{
+    return (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e->offset >= 0)) &&
+           e->last == (ptrdiff_t)e->size + PM_I_DEBUG_TAIL - 1;
+}
+
 /* Damage in the header of live block p that starts at its lowest byte (a
  * write coming from below): most often a write past the end of the block
  * before it in memory, through that block's trailer. That block, if it is
@@ -489,7 +498,7 @@ static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
         return;
     pm_i_err e;
     pm_error_class c = classify((const void *)data, in, 0, OP_USABLE, &e);
-    if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
+    if (overflowed_to_the_end(c, &e)) {
         bs->found = e;
         bs->any = 1;
     }
@@ -520,7 +529,7 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
         atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
         if (atomic_load_explicit(pw, memory_order_relaxed) != v)
             return 0; /* freed meanwhile by another thread: its fill is not damage */
-        return c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && a->offset >= 0);
+        return overflowed_to_the_end(c, a);
     }
     /* A registry block: its chunk header is the 16 bytes below its
      * underlying block (prev_size, size). The offset is e's block's. */
@@ -578,7 +587,7 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
                 atomic_thread_fence(memory_order_acquire);
                 if (atomic_load_explicit(w, memory_order_relaxed) != v)
                     c = PM_ERR_NONE; /* freed meanwhile: its fill is not damage */
-                if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
+                if (overflowed_to_the_end(c, &e)) {
                     e.entry = who;
                     pm_i_debug_report(&e);
                     return;
@@ -635,7 +644,7 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
                 atomic_thread_fence(memory_order_acquire);
                 if (atomic_load_explicit(w, memory_order_relaxed) != sv)
                     c = PM_ERR_NONE; /* freed meanwhile: its fill is not damage */
-                if (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e.offset >= 0)) {
+                if (overflowed_to_the_end(c, &e)) {
                     e.entry = who;
                     pm_i_debug_report_print(&e);
                     found = 1;

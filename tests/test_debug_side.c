@@ -597,6 +597,21 @@ static void overflow_blamed(const pm_t_domain *D, unsigned char *a, size_t na, u
     PM_CHECK_EQ(pm_check_block(a), 0);
     PM_CHECK_EQ(pm_check_block(b), 0);
     PM_CHECK_EQ(trailer_serial(b, nb), sb);
+    /* Two bugs, not one write: a written one byte past its end, b's
+     * header damaged on its own. b's damage is b's. */
+    a[na] ^= 0x55;
+    unsigned char *hb = b - 16 - (upto - 8), keep_hb = *hb;
+    *hb ^= 0x55;
+    watch();
+    quiet = quiet_begin();
+    PM_CHECK_EQ(pm_check_block(b), -1);
+    quiet_end(quiet);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK(S.r.address == b);
+    PM_CHECK_EQ(S.r.serial, sb);
+    PM_CHECK(S.r.error != PM_ERR_BUFFER_OVERFLOW);
+    a[na] ^= 0x55;
+    *hb = keep_hb;
     D->free(a);
     D->free(b);
     PM_CHECK_EQ(S.calls, 1);
