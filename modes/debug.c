@@ -468,16 +468,19 @@ static int overflowed_to_the_end(pm_error_class c, const pm_i_err *e)
            e->last == (ptrdiff_t)e->size + PM_I_DEBUG_TAIL - 1;
 }
 
-/* Damage in the header of live block p that starts at its lowest byte (a
+/* Damage in the header of live block p that starts in its size field (a
  * write coming from below): most often a write past the end of the block
  * before it in memory, through that block's trailer. That block, if it is
  * live and its trailer damaged, is the one to name. */
 static int damaged_from_below(const pm_i_err *e)
 {
+    /* The first damaged byte in the size field (p-16 .. p-9): a write from
+     * below that began at p-16 leaves the field's high bytes as they were
+     * when it writes zeros there (a NUL, small integers), as they are. */
     return e->known && e->readable &&
            (e->below_header ||
             ((e->error == PM_ERR_BUFFER_UNDERFLOW || e->error == PM_ERR_HEADER_CORRUPT) &&
-             e->offset == -(ptrdiff_t)PM_I_DEBUG_HEAD));
+             e->offset < -8));
 }
 
 /* The block before registry block b (base: b's underlying block): a live
@@ -903,10 +906,15 @@ static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
     size_t n = nelem * elsize; /* no overflow: checked by the entry point */
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    unsigned char *base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
-    pool_links_check(g, OP_CALLOC);
-    if (base == NULL)
-        return NULL;
+    unsigned char *base;
+    if (g->pool_below && (base = pm_i_p_malloc_fast_checked(n + PM_I_DEBUG_EXTRA)) != NULL) {
+        memset(base, 0, n + PM_I_DEBUG_EXTRA); /* the pool's fast path, as malloc */
+    } else {
+        base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+        pool_links_check(g, OP_CALLOC);
+        if (base == NULL)
+            return NULL;
+    }
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
 
@@ -1203,8 +1211,9 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
  * ABORT_REPORTS in full) as "pymalloc: abort: <the bug>", then one line of
  * totals. It prints nothing when every block is intact (an abort of the
  * program's own) and does nothing when the debug layer aborts after its own
- * report. It returns, and abort() goes on to kill the process with SIGABRT
- * as before. The reports are not counted and go to no handler: the process
+ * report. Then SIGABRT's action is the default again and the signal is
+ * raised again, to kill the process when the handler returns, as before
+ * (for abort(), raise(SIGABRT) and kill -ABRT alike). The reports are not counted and go to no handler: the process
  * is ending. Pool blocks are not checked: the C library never reads them.
  * Async-signal-safe: reads, write(2), sched_yield(); no allocation.
  */
@@ -1229,11 +1238,26 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 
 static _Atomic int abort_checked;
 
+/* SIGABRT's default action from now on, and the signal raised again: it
+ * is blocked while the handler runs and kills the process when it returns,
+ * whoever sent it (abort() would raise it again itself; raise, kill and
+ * pthread_kill would not, and the process must not survive them). */
+static void abort_default_again(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGABRT, &dfl, NULL);
+    raise(SIGABRT);
+}
+
 static void abort_check(int sig)
 {
     (void)sig;
     int saved = errno;
     if (atomic_load(&pm_i_debug_aborting) || atomic_exchange(&abort_checked, 1) != 0) {
+        abort_default_again();
         errno = saved;
         return;
     }
@@ -1266,6 +1290,7 @@ static void abort_check(int sig)
         pm_i_buf_char(&b, '\n');
         pm_i_buf_flush(&b);
     }
+    abort_default_again();
     errno = saved;
 }
 

@@ -90,6 +90,9 @@
 #include <sys/mman.h>
 
 _Static_assert(sizeof(pm_pool) == PM_P_HDR, "pool header is 48 bytes");
+_Static_assert(offsetof(pm_pool, check) == 0 && offsetof(pm_pool, count) == 44,
+               "the check word first (a write from below meets it first); tests/test_pool.c "
+               "finds the count at 44");
 
 /* Slow paths: out of line, and with the fast path's signature kept (GCC's
  * noipa stops it from dropping the unused ctx, which would cost the fast
@@ -909,8 +912,11 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
     uint8_t *bp = b->head;
     pm_p_lock(&pm_i_p.cls[idx].lock);
     for (uint32_t i = 0; i < count; i++) {
-        uint8_t *next = link_next_vg(bp, idx, 0); /* before give_block relinks bp */
+        uint8_t *next = bp == NULL ? PM_P_LINK_BAD : link_next_vg(bp, idx, 0);
         if (PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
+            /* (A list shorter than its count: a damaged pool count made a
+             * refill count too many. Nothing to give back; links checked,
+             * the header's check then catches the damage.) */
             /* bp and the blocks after it stay counted as handed out:
              * leaked, and the bin is empty. */
             b->head = NULL;
@@ -1097,7 +1103,7 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
 
 static void *pool_malloc(void *ctx, size_t n)
 {
-    void *p = pm_i_p_malloc_fast(n);
+    void *p = pm_i_p_malloc_fast_plain(n);
     return PM_I_LIKELY(p != NULL) ? p : pm_i_p_malloc_slow(ctx, n);
 }
 

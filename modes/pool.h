@@ -67,18 +67,22 @@
 
 struct pm_arena;
 
-/* Pool header: 48 bytes at the start of every 16 KiB pool in use. */
+/* Pool header: 48 bytes at the start of every 16 KiB pool in use. The
+ * check word comes first: a write past the end of the last block of the
+ * pool before reaches it before anything else (CPython's order put the
+ * count there, which a short overflow changed to a value that still
+ * looked sane). */
 typedef struct pm_pool {
-    uint32_t count;        /* blocks handed out (to users or thread caches) */
+    uint32_t check;         /* pm_i_p_hdr_check(): the pool's address, arena
+                               and class, hashed (CPython's maxnextoffset,
+                               PM_P_MAXNEXT(size), is computed instead) */
     uint32_t szidx;        /* size class */
     uint8_t *freeblock;    /* LIFO free list; link in a free block's 1st word */
     struct pm_pool *nextpool; /* class list (used) or arena freepools (empty) */
     struct pm_pool *prevpool; /* class list only */
     struct pm_arena *arena;
     uint32_t nextoffset;    /* offset of the first never-used block */
-    uint32_t check;         /* pm_i_p_hdr_check(): the pool's address, arena
-                               and class, hashed (CPython's maxnextoffset,
-                               PM_P_MAXNEXT(size), is computed instead) */
+    uint32_t count;        /* blocks handed out (to users or thread caches) */
 } pm_pool;
 
 /* The largest valid nextoffset of a pool of blocks of `size` bytes. */
@@ -461,14 +465,22 @@ static inline __attribute__((always_inline)) void *pm_i_p_pop(size_t n, int chec
     return NULL;
 }
 
-static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast(size_t n)
-{
-    return pm_i_p_pop(n, 0);
-}
-
 static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_checked(size_t n)
 {
     return pm_i_p_pop(n, 1);
+}
+
+/* The pool's own fast path (pool_malloc, the override's inline copy). It
+ * shares the thread caches with the debug hooks, which check links: while
+ * they wrap the pools, it leaves the pop to the slow path, which checks
+ * them too (one unchecked pop would make a damaged link the head of a
+ * bin). It runs there for pool_realloc under the hooks, and for an
+ * allocator set over the hooks of one domain. NULL: call the slow path. */
+static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_plain(size_t n)
+{
+    if (PM_I_UNLIKELY(atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed)))
+        return NULL;
+    return pm_i_p_pop(n, 0);
 }
 
 /* Free pool block p of class v - 1: onto this thread's cache, or the slow

@@ -10,7 +10,8 @@
  *  - glibc's own abort over the top chunk a block overflowed into;
  *  - an abort with every block intact prints nothing of ours;
  *  - the debug layer's own report and abort: no second report;
- *  - a program's SIGABRT handler set before the hooks go in is kept.
+ *  - a program's SIGABRT handler set before the hooks go in is kept;
+ *  - SIGABRT sent by raise() or kill() still kills the process.
  * The harness's death tests reset SIGABRT to its default in the child, so
  * the children here put the handler back first.
  */
@@ -183,6 +184,29 @@ static void test_own_report_not_repeated(void)
     PM_CHECK(strstr(r.output, "pymalloc: abort") == NULL);
 }
 
+/* SIGABRT sent by raise or kill (not abort(), which raises it again if a
+ * handler returns) still kills the process after the check. */
+static void raise_abrt(void *arg)
+{
+    restore_handler();
+    if (arg != NULL)
+        kill(getpid(), SIGABRT);
+    else
+        raise(SIGABRT);
+    fprintf(stderr, "still running after SIGABRT\n");
+}
+
+static void test_raised_sigabrt_still_kills(void)
+{
+    NEED_DEBUG();
+    for (int k = 0; k < 2; k++) {
+        pm_death_result r;
+        pm_death(raise_abrt, k ? (void *)1 : NULL, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK(strstr(r.output, "still running") == NULL);
+    }
+}
+
 static void mine(int sig) { (void)sig; }
 
 static void program_handler_then_debug(void *arg)
@@ -222,5 +246,6 @@ int main(void)
     PM_RUN(test_many_damaged_blocks);
     PM_RUN(test_clean_abort_is_silent);
     PM_RUN(test_own_report_not_repeated);
+    PM_RUN(test_raised_sigabrt_still_kills);
     return pm_test_done();
 }

@@ -571,14 +571,14 @@ static void test_libc_header_damage(void)
  * checked, and named as a's buffer overflow (a's size, serial, offset),
  * with b in the dump. */
 static void overflow_blamed(const pm_t_domain *D, unsigned char *a, size_t na, unsigned char *b,
-                            size_t nb, size_t upto, int op)
+                            size_t nb, size_t upto, int op, int fill)
 {
     uint64_t sa = trailer_serial(a, na), sb = trailer_serial(b, nb);
     size_t span = (size_t)(b - a) - na - upto; /* a's end .. b - upto */
     unsigned char saved[256];
     PM_CHECK(span <= sizeof saved);
     memcpy(saved, a + na, span);
-    memset(a + na, 0x41, span);
+    memset(a + na, fill, span);
     watch();
     int quiet = quiet_begin();
     if (op == 0)
@@ -661,7 +661,13 @@ static void test_overflow_blamed_on_block_before(void)
             if (ia < 0)
                 continue;
             tried++;
-            overflow_blamed(D, q[ia], n, q[ib], n, upto, op);
+            /* Zeros too (a NUL-terminated overrun): they leave the high
+             * bytes of b's size field as they were, and a's serial's high
+             * bytes; its low byte must differ for the damage to reach the
+             * trailer's end, as it does unless the serial is a multiple of
+             * 256. */
+            int fill = op == 0 && (trailer_serial(q[ia], n) & 0xFF) != 0 ? 0 : 0x41;
+            overflow_blamed(D, q[ia], n, q[ib], n, upto, op, fill);
         }
     }
     if (tried == 0)
