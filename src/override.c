@@ -169,7 +169,10 @@ static inline __attribute__((always_inline)) void *o_malloc(size_t n)
     if (PM_I_LIKELY(kind == O_PLAIN)) {
         const pm_i_base *r = o_mem();
         if (PM_I_LIKELY(r == &pm_i_pool_base)) {
-            void *p = pm_i_p_malloc_fast_plain(n);
+            /* The pool base itself is the mem domain's allocator only in
+             * the modes without debug hooks (they install themselves over
+             * it), where links are not checked: the plain pop. */
+            void *p = pm_i_p_pop(n, 0);
             return PM_I_LIKELY(p != NULL) ? p : o_pool_malloc_slow(n);
         }
         if (PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX)) {
