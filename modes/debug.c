@@ -1353,6 +1353,8 @@ void pm_i_debug_decorate(void)
             b.memalign = g->below.memalign;
             b.usable_size = g->below.usable_size;
         }
+        if (b.a.malloc == pm_i_pool_malloc_checked)
+            b.a.malloc = pm_i_pool_base.a.malloc; /* the hooks check it (see below) */
         g->below = b;
         g->pool_below = same_base(&g->below, &pm_i_pool_base);
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
@@ -1415,7 +1417,14 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
         atomic_store(&enabled[d], 1);
         return 0;
     }
-    if (pm_i_table_write(d, a) != 0)
+    pm_allocator copy = *a;
+    if (atomic_load(&side_any) && copy.malloc == pm_i_pool_base.a.malloc)
+        /* A copy of the pool allocator (read before the hooks went in) set
+         * over them: it shares the thread caches with the hooks of the
+         * other domains, so its pops check links too (pool.h). A hook of
+         * the user's that calls such a copy itself is not seen here. */
+        copy.malloc = pm_i_pool_malloc_checked;
+    if (pm_i_table_write(d, &copy) != 0)
         return -1;
     if (!atomic_load(&handed_out[d]))
         atomic_store(&enabled[d], 0);

@@ -1103,8 +1103,28 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
 
 static void *pool_malloc(void *ctx, size_t n)
 {
-    void *p = pm_i_p_malloc_fast_plain(n);
+    void *p = pm_i_p_pop(n, 0);
     return PM_I_LIKELY(p != NULL) ? p : pm_i_p_malloc_slow(ctx, n);
+}
+
+/* pool_malloc with its links checked (pool.h: pm_i_p_link_checked), for
+ * the paths that share the thread caches with the debug hooks while they
+ * wrap the pools: pool_calloc and pool_realloc under the hooks, and a copy
+ * of the pool allocator set over the hooks of one domain
+ * (pm_i_debug_table_write puts this in its place). One unchecked pop would
+ * make a damaged link the head of a bin. */
+void *pm_i_pool_malloc_checked(void *ctx, size_t n)
+{
+    void *p = pm_i_p_pop(n, 1);
+    return PM_I_LIKELY(p != NULL) ? p : pm_i_p_malloc_slow(ctx, n);
+}
+
+/* The malloc for the pool's own calloc and realloc. */
+static inline void *pool_malloc_inner(void *ctx, size_t n)
+{
+    if (PM_I_UNLIKELY(links_checked()))
+        return pm_i_pool_malloc_checked(ctx, n);
+    return pool_malloc(ctx, n);
 }
 
 static void pool_free(void *ctx, void *p)
@@ -1119,7 +1139,7 @@ static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
     size_t n = nelem * elsize; /* cannot overflow: checked by the entry point */
     if (n - 1 >= pm_i_p_small_max())
         return raw_count(pm_i_libc_calloc(nelem, elsize));
-    void *p = pool_malloc(ctx, n);
+    void *p = pool_malloc_inner(ctx, n);
     if (p != NULL)
         memset(p, 0, n);
     return p;
@@ -1152,7 +1172,7 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
     }
     if (n < copy)
         copy = n;
-    void *q = pool_malloc(ctx, n);
+    void *q = pool_malloc_inner(ctx, n);
     if (q == NULL)
         return NULL;
     memcpy(q, p, copy);

@@ -474,20 +474,9 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_checked(si
     return pm_i_p_pop(n, 1);
 }
 
-/* The pool's own fast path (pool_malloc). It shares the thread caches
- * with the debug hooks, which check links: while they wrap the pools, it
- * leaves the pop to the slow path, which checks them too (one unchecked
- * pop would make a damaged link the head of a bin). It runs there for
- * pool_realloc under the hooks, and for a copy of the pool allocator set
- * over the hooks of one domain. NULL: call the slow path. (The override's
- * inline copy runs only where the pool base itself is the mem domain's
- * allocator: never under the hooks.) */
-static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_plain(size_t n)
-{
-    if (PM_I_UNLIKELY(atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed)))
-        return NULL;
-    return pm_i_p_pop(n, 0);
-}
+/* The pool allocator's malloc with its free-list links checked (pool.c),
+ * for paths that share the thread caches with the debug hooks. */
+void *pm_i_pool_malloc_checked(void *ctx, size_t n);
 
 /* Free pool block p of class v - 1: onto this thread's cache, or the slow
  * path when the bin is full (or there is no cache). The debug decorator

@@ -401,8 +401,58 @@ static void test_overflow_into_next_pool_header(void)
     }
 }
 
+/* A copy of the pool allocator, read before the hooks went in, set back on
+ * the mem domain over them while the obj domain keeps them: both share the
+ * thread caches, and the copy's pops check links too. A block freed by the
+ * obj hooks, its link damaged by an overflow of the block before it, is
+ * met by a malloc of the bare copy: no crash, and the damage is reported
+ * (by pm_trim here: the copy has no entry point of the hooks). */
+static void bare_copy_meets_damage(void *arg)
+{
+    (void)arg;
+    pm_allocator bare;
+    if (pm_get_allocator(PM_DOMAIN_MEM, &bare) != 0 || pm_setup_debug_hooks() != 0 ||
+        pm_set_allocator(PM_DOMAIN_MEM, &bare) != 0)
+        _exit(3);
+    watch();
+    const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_OBJ];
+    unsigned char *x = NULL, *y = NULL;
+    if (!neighbours(D, &x, &y))
+        _exit(4);
+    uint64_t serial = trailer_serial(x, N);
+    D->free(y);
+    memset(x + N, 0x41, 16);
+    damage(y - 16, 0x41, 8);
+    void *q[8];
+    for (int i = 0; i < 8; i++) /* the bare copy: N + 32 bytes, y's class */
+        q[i] = pm_mem_malloc(N + 32);
+    pm_trim();
+    if (S.calls != 1 || S.r.error != PM_ERR_BUFFER_OVERFLOW || S.r.address != x ||
+        S.r.serial != serial)
+        _exit(5);
+    for (int i = 0; i < 8; i++)
+        if (q[i] == y)
+            _exit(6);
+    _exit(0);
+}
+
+static void test_bare_pool_copy_checks_links(void)
+{
+    if (pm_debug_enabled() || strcmp(pm_mode_name(), "pymalloc") != 0)
+        PM_SKIP("pymalloc mode only: the hooks go in over it at run time");
+    if (pm_t_under_valgrind())
+        PM_SKIP("no thread caches under memcheck");
+    pm_death_result r;
+    pm_death(bare_copy_meets_damage, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    PM_CHECK_STR(r.output, "pymalloc: pm_trim: buffer overflow: at least 16 bytes written past "
+                           "the end of a 40-byte block");
+}
+
 int main(void)
 {
+    PM_RUN(test_bare_pool_copy_checks_links); /* first: before any block */
     PM_RUN(test_overflow_into_freed_neighbour);
     PM_RUN(test_write_into_freed_header);
     PM_RUN(test_damage_met_by_trim);
