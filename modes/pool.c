@@ -547,11 +547,13 @@ static void note_bad_link(uint8_t *bp, unsigned idx)
     }
 }
 
-/* The link of free block bp of class idx; PM_P_LINK_BAD if it is checked
- * and damaged (noted). */
-static inline uint8_t *link_next_vg(uint8_t *bp, unsigned idx, int vg)
+/* The link of free block bp of class idx; PM_P_LINK_BAD if `checked`
+ * (links_checked(), or a constant in a loop specialised on it) and damaged
+ * (noted). */
+static inline __attribute__((always_inline)) uint8_t *link_next_c(uint8_t *bp, unsigned idx,
+                                                                  int vg, int checked)
 {
-    if (!links_checked())
+    if (!checked)
         return pm_i_p_link_read_vg(bp, vg);
     PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_DEFINED(bp, 16));
     uint8_t *next = pm_i_p_link_checked(bp);
@@ -559,6 +561,11 @@ static inline uint8_t *link_next_vg(uint8_t *bp, unsigned idx, int vg)
     if (PM_I_UNLIKELY(next == PM_P_LINK_BAD))
         note_bad_link(bp, idx);
     return next;
+}
+
+static inline uint8_t *link_next_vg(uint8_t *bp, unsigned idx, int vg)
+{
+    return link_next_c(bp, idx, vg, links_checked());
 }
 
 static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_t *next)
@@ -693,16 +700,18 @@ static uint8_t *take_block(unsigned idx)
     }
 }
 
-/* Return block bp of class idx to its pool. give_block_vg takes `vg`
+/* Return block bp of class idx to its pool. give_block_c takes `vg`
  * (running under memcheck) as an argument: inlined into the thread caches'
  * flush loop with 0 (the caches are off under memcheck), its valgrind
  * requests and tests of pm_i_p_vg drop out of that loop. */
-static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, uint8_t *bp, int vg)
+static inline __attribute__((always_inline)) void give_block_c(unsigned idx, uint8_t *bp, int vg,
+                                                               int checked)
 {
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = PM_P_POOL_OF(bp);
     PM_P_HDR_OPEN_VG(pool, vg);
-    check_used_hdr(pool, idx);
+    if (checked && PM_I_UNLIKELY(!used_hdr_ok(pool, idx)))
+        pool_damaged(pool, idx);
     int was_full = pool->freeblock == NULL;
     link_write_vg(bp, pool->freeblock, vg);
     pool->freeblock = bp;
@@ -719,7 +728,10 @@ static inline __attribute__((always_inline)) void give_block_vg(unsigned idx, ui
     PM_P_HDR_CLOSE_VG(pool, vg);
 }
 
-static void give_block(unsigned idx, uint8_t *bp) { give_block_vg(idx, bp, pm_i_p_vg); }
+static void give_block(unsigned idx, uint8_t *bp)
+{
+    give_block_c(idx, bp, pm_i_p_vg, links_checked());
+}
 
 /* A thread cache's refill (not under memcheck): a list of blocks of class
  * idx, linked through their first word and NULL-terminated, now counted
@@ -904,16 +916,17 @@ static pm_tcache *cache(void)
 
 /* Give the first (most recently freed) `count` blocks of class idx's bin
  * back to their pools. */
-static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
+static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsigned idx,
+                                                              uint32_t count, int checked)
 {
     struct pm_p_bin *b = &c->bin[idx + 1];
-    if (count == 0)
-        return;
     uint8_t *bp = b->head;
     pm_p_lock(&pm_i_p.cls[idx].lock);
     for (uint32_t i = 0; i < count; i++) {
-        uint8_t *next = bp == NULL ? PM_P_LINK_BAD : link_next_vg(bp, idx, 0);
-        if (PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
+        /* (checked: the loop is specialised on it, so that pymalloc mode's
+         * flush, a hot path, pays nothing for the checks) */
+        uint8_t *next = checked && bp == NULL ? PM_P_LINK_BAD : link_next_c(bp, idx, 0, checked);
+        if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
             /* (A list shorter than its count: a damaged pool count made a
              * refill count too many. Nothing to give back; links checked,
              * the header's check then catches the damage.) */
@@ -924,7 +937,7 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
             pm_p_unlock(&pm_i_p.cls[idx].lock);
             return;
         }
-        give_block_vg(idx, bp, 0); /* a cache: not under memcheck */
+        give_block_c(idx, bp, 0, checked); /* a cache: not under memcheck */
         bp = next;
     }
     /* The bin's count drops before the lock is released, so that the
@@ -934,6 +947,16 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
     atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - count,
                           memory_order_relaxed);
     pm_p_unlock(&pm_i_p.cls[idx].lock);
+}
+
+static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
+{
+    if (count == 0)
+        return;
+    if (PM_I_UNLIKELY(links_checked()))
+        flush_bin_c(c, idx, count, 1);
+    else
+        flush_bin_c(c, idx, count, 0);
 }
 
 void pm_i_pool_flush_thread_cache(void)
