@@ -1003,6 +1003,21 @@ static inline int side_swap(_Atomic uint64_t *w, uint64_t *v, uint64_t to)
                                                    memory_order_relaxed);
 }
 
+/* The pool's free slow path (a full bin: a flush), then a report of a
+ * damaged link the flush met (ctx: the hooks). */
+__attribute__((noinline)) static void pool_free_slow_checked(void *ctx, void *base, unsigned idx)
+{
+    pm_i_p_free_slow(NULL, base, idx);
+    pool_links_check(ctx, OP_FREE);
+}
+
+/* g's allocator below frees block base, then the same report. */
+__attribute__((noinline)) static void below_free_checked(const dbg *g, void *base)
+{
+    g->below.a.free(g->below.a.ctx, base);
+    pool_links_check(g, OP_FREE);
+}
+
 /* The fast path: a live pool block of this API, intact. */
 static void dbg_free(void *ctx, void *ptr)
 {
@@ -1023,13 +1038,12 @@ static void dbg_free(void *ctx, void *ptr)
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
                 /* A live side word of ours: a pool block in use, of the
                  * class the side tree gave. */
-                if (PM_I_LIKELY(g->pool_below)) {
-                    if (PM_I_UNLIKELY(pm_i_p_free_block(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2)))
-                        pool_links_check(g, OP_FREE); /* met by a flush of the cache */
-                } else {
-                    g->below.a.free(g->below.a.ctx, p - PM_I_DEBUG_HEAD);
-                    pool_links_check(g, OP_FREE);
-                }
+                /* Tail calls only: this path needs no stack frame. */
+                if (PM_I_LIKELY(g->pool_below))
+                    pm_i_p_free_block_via(p - PM_I_DEBUG_HEAD, (unsigned)status >> 2,
+                                          pool_free_slow_checked, g);
+                else
+                    below_free_checked(g, p - PM_I_DEBUG_HEAD);
                 return;
             }
             atomic_store_explicit(w, v, memory_order_release); /* live again */

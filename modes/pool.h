@@ -479,11 +479,15 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_checked(si
 void *pm_i_pool_malloc_checked(void *ctx, size_t n);
 
 /* Free pool block p of class v - 1: onto this thread's cache, or the slow
- * path when the bin is full (or there is no cache). The debug decorator
+ * path when the bin is full (or there is no cache): `slow`, called as
+ * pm_i_p_free_slow is (the debug hooks pass one that reports a damaged
+ * link the flush met). The debug decorator
  * calls it for a block whose live side word it has just claimed (which
  * implies a pool block in use) with v from the side tree: pool_free
  * without the ownership lookup. */
-static inline __attribute__((always_inline)) int pm_i_p_free_block(void *p, unsigned v)
+static inline __attribute__((always_inline)) void
+pm_i_p_free_block_via(void *p, unsigned v, void (*slow)(void *ctx, void *p, unsigned idx),
+                      void *ctx)
 {
     struct pm_p_bin *b = &pm_i_p_tc->bin[v];
     uint32_t k = atomic_load_explicit(&b->n, memory_order_relaxed);
@@ -491,10 +495,14 @@ static inline __attribute__((always_inline)) int pm_i_p_free_block(void *p, unsi
         pm_i_p_link_set(p, b->head);
         b->head = p;
         atomic_store_explicit(&b->n, k + 1, memory_order_relaxed);
-        return 0;
+        return;
     }
-    pm_i_p_free_slow(NULL, p, v - 1);
-    return 1; /* the slow path ran (it may have met a damaged link) */
+    slow(ctx, p, v - 1); /* a tail call: the fast path needs no frame */
+}
+
+static inline __attribute__((always_inline)) void pm_i_p_free_block(void *p, unsigned v)
+{
+    pm_i_p_free_block_via(p, v, pm_i_p_free_slow, NULL);
 }
 
 static inline __attribute__((always_inline)) void pm_i_p_free(void *p)
