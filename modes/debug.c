@@ -459,13 +459,15 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
 
-/* A block checked with class c (e) was written past its end through the
- * last byte of its trailer: the write may have gone on into what follows
- * it (a lone damaged byte in its trailer is another bug). */
+/* A block checked with class c (e) was written past its end into its
+ * serial field: the write may have gone on into what follows it (a lone
+ * damaged byte among its pad bytes is another bug). The serial's last
+ * damaged byte is not always its last one: a write of the value a byte
+ * holds leaves no trace (zeros over a serial that is a multiple of 256). */
 static int overflowed_to_the_end(pm_error_class c, const pm_i_err *e)
 {
     return (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e->offset >= 0)) &&
-           e->last == (ptrdiff_t)e->size + PM_I_DEBUG_TAIL - 1;
+           e->last >= (ptrdiff_t)e->size + 8;
 }
 
 /* Damage in the header of live block p that starts in its size field (a
@@ -1256,9 +1258,16 @@ static _Atomic int abort_checked;
  * is blocked while the handler runs and kills the process when it returns,
  * whoever sent it (abort() would raise it again itself; raise, kill and
  * pthread_kill would not, and the process must not survive them). */
+static void abort_check(int sig);
+
 static void abort_default_again(void)
 {
-    struct sigaction dfl;
+    struct sigaction cur, dfl;
+    /* Called by a handler the program set later (a crash reporter calling
+     * the one before it): that handler decides what happens next. */
+    if (sigaction(SIGABRT, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
+        cur.sa_handler != abort_check)
+        return;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
@@ -1426,8 +1435,22 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
     if (g != NULL) {
         if (pm_i_table_write_base(d, &g->self) != 0)
             return -1;
-        if (g->below.a.malloc == pm_i_pool_base.a.malloc)
-            atomic_store(&side_any, 1); /* its pool blocks have side words */
+        if (g->below.a.malloc == pm_i_pool_base.a.malloc && !atomic_load(&side_any)) {
+            /* Put back after a mode was installed (which turned side words
+             * and link checks off): on again, and a domain left with the
+             * pool base itself gets the checked malloc (the override's
+             * inline pop is unchecked). */
+            pm_i_pool_side_enable();
+            atomic_store(&side_any, 1);
+            for (int k = 0; k < PM_DOMAIN_COUNT; k++) {
+                pm_i_base b;
+                pm_i_table_read_base((pm_domain)k, &b);
+                if (same_base(&b, &pm_i_pool_base)) {
+                    b.a.malloc = pm_i_pool_malloc_checked;
+                    pm_i_table_write_base((pm_domain)k, &b);
+                }
+            }
+        }
         atomic_store(&enabled[d], 1);
         return 0;
     }

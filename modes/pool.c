@@ -580,6 +580,11 @@ static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_
  * fatal (pm_i_debug_pool_header_damaged reports and aborts): the pool's
  * blocks and lists cannot be trusted. A changed count or free-list head
  * that still looks sane is not caught (see docs/detection.md). */
+int pm_i_p_hdr_usable(const pm_pool *h, const void *pool)
+{
+    return h->szidx < PM_P_NCLASSES && h->check == pm_i_p_hdr_check(h, pool);
+}
+
 /* x is NULL or the address of a used pool of class idx (the tree says so:
  * no header is read). */
 static inline int used_pool_or_null(const pm_pool *x, unsigned idx)
@@ -993,11 +998,13 @@ int pm_i_pool_trim(void)
  * Slow paths.
  */
 
-/* Under valgrind: the requested size of block bp (its class lock held). */
-static uint16_t *vg_size_slot(uint8_t *bp)
+/* Under valgrind: the requested size of block bp of class idx (its class
+ * lock held). */
+static uint16_t *vg_size_slot(uint8_t *bp, unsigned idx)
 {
     pm_pool *pool = PM_P_POOL_OF(bp);
     PM_P_HDR_OPEN(pool);
+    check_used_hdr(pool, idx); /* its arena pointer is followed */
     pm_arena *ao = pool->arena;
     PM_P_HDR_CLOSE(pool);
     return &ao->vg_sizes[((uintptr_t)bp - ao->address) / PM_P_ALIGN];
@@ -1011,7 +1018,7 @@ static void *vg_malloc(size_t n)
     pm_p_lock(&pm_i_p.cls[idx].lock);
     uint8_t *bp = take_block(idx);
     if (bp != NULL) {
-        *vg_size_slot(bp) = (uint16_t)n;
+        *vg_size_slot(bp, idx) = (uint16_t)n;
         VALGRIND_MALLOCLIKE_BLOCK(bp, n, 0, 0);
     }
     pm_p_unlock(&pm_i_p.cls[idx].lock);
@@ -1180,7 +1187,7 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
         /* Keep at least one byte of slack; copy only the defined bytes. */
         pthread_mutex_t *lock = &pm_i_p.cls[cls - 1].lock;
         pm_p_lock(lock);
-        uint16_t *slot = vg_size_slot(p);
+        uint16_t *slot = vg_size_slot(p, cls - 1);
         size_t old = *slot;
         if (n < size && 4 * n > 3 * size) {
             VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
@@ -1217,7 +1224,7 @@ static size_t pool_usable_size(void *ctx, void *p)
         return pm_i_libc_usable_size(p);
     if (pm_i_p_vg) { /* the requested size: the rest is not addressable */
         pm_p_lock(&pm_i_p.cls[cls - 1].lock);
-        size_t n = *vg_size_slot(p);
+        size_t n = *vg_size_slot(p, cls - 1);
         pm_p_unlock(&pm_i_p.cls[cls - 1].lock);
         return n;
     }

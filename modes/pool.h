@@ -474,6 +474,10 @@ static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_checked(si
     return pm_i_p_pop(n, 1);
 }
 
+/* The header hdr (a copy) of the pool at `pool` has a class in range and
+ * its check word (the statistics read headers too). */
+int pm_i_p_hdr_usable(const pm_pool *hdr, const void *pool);
+
 /* The pool allocator's malloc with its free-list links checked (pool.c),
  * for paths that share the thread caches with the debug hooks. */
 void *pm_i_pool_malloc_checked(void *ctx, size_t n);

@@ -78,6 +78,15 @@ int pm_get_stats(struct pm_stats *st)
             pm_pool h = read_header(p);
             if (h.count == 0)
                 continue; /* empty: counted in nfreepools */
+            if (PM_I_UNLIKELY(!pm_i_p_hdr_usable(&h, p))) {
+                /* Overwritten (by a write past the end of the pool before).
+                 * Under the debug hooks, fatal, as for any use of a damaged
+                 * header; without them, the pool is left out. */
+                unsigned tree = pm_i_p_lookup(p);
+                if (atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed))
+                    pm_i_debug_pool_header_damaged(p, tree != 0 ? tree - 1 : PM_P_NCLASSES);
+                continue;
+            }
             size_t size = PM_P_CLASS_SIZE(h.szidx);
             size_t cap = PM_P_BLOCKS_PER_POOL(size);
             struct pm_stats_class *k = &st->classes[h.szidx];

@@ -11,7 +11,8 @@
  *  - an abort with every block intact prints nothing of ours;
  *  - the debug layer's own report and abort: no second report;
  *  - a program's SIGABRT handler set before the hooks go in is kept;
- *  - SIGABRT sent by raise() or kill() still kills the process.
+ *  - SIGABRT sent by raise() or kill() still kills the process, unless a
+ *    handler the program set later calls ours and goes on.
  * The harness's death tests reset SIGABRT to its default in the child, so
  * the children here put the handler back first.
  */
@@ -207,6 +208,43 @@ static void test_raised_sigabrt_still_kills(void)
     }
 }
 
+/* A crash reporter set after the hooks, calling the handler before it
+ * (theirs) and then going on: the process survives its raise(SIGABRT),
+ * and keeps its handler. */
+static struct sigaction chained_prev;
+static volatile sig_atomic_t chained_calls;
+
+static void chained(int sig)
+{
+    chained_calls++;
+    if (!(chained_prev.sa_flags & SA_SIGINFO) && chained_prev.sa_handler != SIG_DFL &&
+        chained_prev.sa_handler != SIG_IGN)
+        chained_prev.sa_handler(sig);
+}
+
+static void chain_then_raise(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    struct sigaction sa, now;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = chained;
+    sigaction(SIGABRT, &sa, &chained_prev);
+    raise(SIGABRT);
+    raise(SIGABRT);
+    sigaction(SIGABRT, NULL, &now);
+    _exit(chained_calls == 2 && now.sa_handler == chained ? 0 : 5);
+}
+
+static void test_chained_handler_survives(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(chain_then_raise, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+}
+
 static void mine(int sig) { (void)sig; }
 
 static void program_handler_then_debug(void *arg)
@@ -247,5 +285,6 @@ int main(void)
     PM_RUN(test_clean_abort_is_silent);
     PM_RUN(test_own_report_not_repeated);
     PM_RUN(test_raised_sigabrt_still_kills);
+    PM_RUN(test_chained_handler_survives);
     return pm_test_done();
 }

@@ -329,6 +329,7 @@ static void test_default_handler_aborts(void)
 typedef struct header_case {
     int fill, handler;
     size_t into; /* bytes of the next pool's header written */
+    int then;    /* what meets it: 0 frees and mallocs, 1 pm_get_stats, 2 reallocs */
 } header_case;
 
 static void no_report(const pm_error_report *r, void *ctx)
@@ -369,6 +370,14 @@ static void overflow_into_pool_header(void *arg)
     } else {
         damage(p + N + 16, hc->fill, next_pool - (uintptr_t)(p + N + 16) + hc->into);
     }
+    if (hc->then == 1) {
+        struct pm_stats st;
+        pm_get_stats(&st); /* reads every pool's header */
+    } else if (hc->then == 2) {
+        for (int i = 0; i < COUNT; i++) /* moves: each block to the next class */
+            if (i != last)
+                q[i] = pm_mem_realloc(q[i], N + 16);
+    }
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < COUNT; i++)
             if (i != last)
@@ -384,10 +393,11 @@ static void overflow_into_pool_header(void *arg)
 static void test_overflow_into_next_pool_header(void)
 {
     NEED_POOL_BLOCKS();
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         /* 0x41 or zeros over the whole header; with a handler; one byte
-         * of it (its first field) */
-        header_case hc = {k == 1 ? 0 : 0x41, k == 2, k == 3 ? 1 : 48};
+         * of it (its first field); met by the statistics; by reallocs
+         * (under memcheck, the size slot's lookup) */
+        header_case hc = {k == 1 ? 0 : 0x41, k == 2, k == 3 ? 1 : 48, k < 4 ? 0 : k - 3};
         pm_death_result r;
         pm_death(overflow_into_pool_header, &hc, &r);
         PM_CHECK(!r.exited && r.signal == SIGABRT);
@@ -436,6 +446,52 @@ static void bare_copy_meets_damage(void *arg)
     _exit(0);
 }
 
+/* The hooks put back with pm_set_allocator after pm_set_mode installed a
+ * mode without them (which turns side words and link checks off): the
+ * checks are on again. */
+static void put_back_meets_damage(void *arg)
+{
+    (void)arg;
+    pm_allocator a[PM_DOMAIN_COUNT];
+    if (pm_set_mode("pymalloc_debug") != 0)
+        _exit(3);
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        pm_get_allocator((pm_domain)d, &a[d]);
+    if (pm_set_mode("pymalloc") != 0)
+        _exit(3);
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        if (pm_set_allocator((pm_domain)d, &a[d]) != 0)
+            _exit(3);
+    if (!pm_debug_enabled())
+        _exit(4);
+    watch();
+    const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_MEM];
+    unsigned char *x = NULL, *y = NULL;
+    if (!neighbours(D, &x, &y))
+        _exit(5);
+    uint64_t serial = trailer_serial(x, N);
+    D->free(y);
+    memset(x + N, 0x41, 16);
+    damage(y - 16, 0x41, 8);
+    pm_trim(); /* the flush meets y's link */
+    if (S.calls != 1 || S.r.error != PM_ERR_BUFFER_OVERFLOW || S.r.address != x ||
+        S.r.serial != serial)
+        _exit(6);
+    _exit(0);
+}
+
+static void test_put_back_hooks_check_links(void)
+{
+    if (pm_t_under_valgrind())
+        PM_SKIP("no thread caches under memcheck: pm_trim flushes nothing");
+    pm_death_result r;
+    pm_death(put_back_meets_damage, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    PM_CHECK_STR(r.output, "pymalloc: pm_trim: buffer overflow: at least 16 bytes written past "
+                           "the end of a 40-byte block");
+}
+
 static void test_bare_pool_copy_checks_links(void)
 {
     if (pm_debug_enabled() || strcmp(pm_mode_name(), "pymalloc") != 0)
@@ -453,6 +509,7 @@ static void test_bare_pool_copy_checks_links(void)
 int main(void)
 {
     PM_RUN(test_bare_pool_copy_checks_links); /* first: before any block */
+    PM_RUN(test_put_back_hooks_check_links);  /* (in children: still none) */
     PM_RUN(test_overflow_into_freed_neighbour);
     PM_RUN(test_write_into_freed_header);
     PM_RUN(test_damage_met_by_trim);
