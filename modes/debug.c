@@ -348,7 +348,36 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
 /* The C library's header before registry block p is intact (or cannot be
  * checked): p was allocated through g, whose allocator below is libc's
  * for it. See pm_i_libc_header_ok (pm_internal.h, modes/raw.c). */
-static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in)
+struct prev_search {
+    uintptr_t chunk; /* the chunk whose predecessor is sought */
+    int found;
+};
+
+static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
+{
+    struct prev_search *ps = arg;
+    const unsigned char *base = (const unsigned char *)data - in->offset;
+    size_t word = ((const size_t *)base)[-1];
+    if (!(word & 2) && (uintptr_t)base - 16 + (word & ~(size_t)7) == ps->chunk)
+        ps->found = 1;
+}
+
+/* The chunk before `base`'s failed pm_i_libc_prev_ok: real damage if the
+ * chunk before is a live block of ours (glibc then leaves this chunk's
+ * PREV_INUSE bit and prev_size alone: no race can explain them), which a
+ * search of the registry tells (the lock of `held`, base's stripe, is this
+ * thread's). Otherwise the failure may be glibc's own change of that word,
+ * made by another thread freeing or taking the chunk before, read half
+ * done: not damage. Only on a failure: it reads every record. */
+__attribute__((noinline)) static int prev_damage_confirmed(const unsigned char *base, void *held)
+{
+    struct prev_search ps = {(uintptr_t)base - 16, 0};
+    pm_i_reg_each_live_but(prev_one, &ps, held != NULL ? held : reg_held_here);
+    return ps.found;
+}
+
+static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in,
+                                  void *held)
 {
     if (g == NULL || g->libc_below == 0 ||
         atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
@@ -356,7 +385,9 @@ static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm
     const unsigned char *base = p - in->offset;
     if (g->libc_below == 2 && pm_i_pool_owns(base))
         return 1;
-    return pm_i_libc_header_ok(base, in->offset + in->size + PM_I_DEBUG_TAIL);
+    if (!pm_i_libc_header_ok(base, in->offset + in->size + PM_I_DEBUG_TAIL))
+        return 0;
+    return PM_I_LIKELY(pm_i_libc_prev_ok(base)) || !prev_damage_confirmed(base, held);
 }
 
 /* The hooks of the domain whose API id is api, or NULL. */
@@ -390,7 +421,7 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
     if (api != 0 && in->api != api)
         return e->error = PM_ERR_API_MISMATCH;
     pm_error_class c = check_bytes(p, in, e);
-    if (c == PM_ERR_NONE && !below_header_ok(dbg_of_api(in->api), p, in)) {
+    if (c == PM_ERR_NONE && !below_header_ok(dbg_of_api(in->api), p, in, NULL)) {
         /* Our bytes are intact, the C library's header before them is not:
          * most likely a write past the end of the block before. The block
          * is not handed back to libc, whose free would abort on it. */
@@ -947,15 +978,20 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
     if (PM_I_LIKELY(r != NULL)) {
         pm_i_reg_get(r, in);
         if (PM_I_LIKELY(in->state == PM_I_REG_LIVE && in->api == g->api && intact(p, in) &&
-                        below_header_ok(g, p, in)))
+                        below_header_ok(g, p, in, *st)))
             return r;
     } else {
         memset(in, 0, sizeof *in);
         in->state = PM_I_REG_EMPTY;
     }
     pm_i_err e;
-    if (classify(p, in, g->api, op, &e) == PM_ERR_NONE) /* cannot happen */
-        e.error = PM_ERR_HEADER_CORRUPT;
+    reg_held_here = *st;
+    pm_error_class c = classify(p, in, g->api, op, &e);
+    reg_held_here = NULL;
+    if (c == PM_ERR_NONE)
+        return r; /* whole on a second look: the C library's header changed
+                     meanwhile (glibc, freeing the chunk before: see
+                     pm_i_libc_prev_ok) */
     pm_i_reg_unlock(*st);
     report(g, op, &e);
     return NULL;
@@ -1536,7 +1572,9 @@ int pm_check_block(const void *ptr)
         uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
         void *st = pm_i_reg_lock(h);
         pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
+        reg_held_here = st;
         c = classify(ptr, &in, 0, OP_USABLE, &e);
+        reg_held_here = NULL;
         pm_i_reg_unlock(st);
     }
     if (c == PM_ERR_NONE)

@@ -448,17 +448,24 @@ static void pm_i_reg_prepare(void)
 }
 
 /* Call fn on every live record, a stripe at a time with its lock held (fn
- * may read the block: it cannot be freed meanwhile). For the check of the
+ * may read the block: it cannot be freed meanwhile); `held`: a stripe whose
+ * lock this thread holds already (pm_i_reg_lock's result, or NULL). For the check of the
  * heap at abort, which runs in a SIGABRT handler: a stripe whose lock stays
  * taken (by a thread that is stuck, or by this one, interrupted) is skipped
  * after a bounded wait and counted in the return value. Never allocates. */
-static int pm_i_reg_each_live(void (*fn)(uintptr_t data, const pm_i_reg_info *in, void *arg),
-                              void *arg)
+/* The stripe whose lock this thread holds while it looks a block up (set
+ * around the error paths' classify and the scans' callbacks): a search of
+ * the whole registry made from there must not wait for it. */
+static __thread void *reg_held_here __attribute__((tls_model("initial-exec")));
+
+static int pm_i_reg_each_live_but(void (*fn)(uintptr_t data, const pm_i_reg_info *in, void *arg),
+                                  void *arg, void *held)
 {
     int skipped = 0;
+    void *outer = reg_held_here;
     for (int i = 0; i < NSTRIPES; i++) {
         stripe *s = &stripes[i];
-        int taken = reg_fork_held; /* this thread holds them all */
+        int taken = reg_fork_held || s == held; /* this thread holds it (them all) */
         for (int spins = 0; !taken && spins < 2000; spins++) {
             if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
                 atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
@@ -476,11 +483,20 @@ static int pm_i_reg_each_live(void (*fn)(uintptr_t data, const pm_i_reg_info *in
                 continue;
             pm_i_reg_info in;
             unpack(e, &in);
+            reg_held_here = s;
             fn(e->key, &in, arg);
+            reg_held_here = outer;
         }
-        pm_i_reg_unlock(s);
+        if (s != held)
+            pm_i_reg_unlock(s);
     }
     return skipped;
+}
+
+static int pm_i_reg_each_live(void (*fn)(uintptr_t data, const pm_i_reg_info *in, void *arg),
+                              void *arg)
+{
+    return pm_i_reg_each_live_but(fn, arg, NULL);
 }
 
 size_t pm_i_reg_metadata_bytes(size_t *records)

@@ -187,12 +187,15 @@ int pm_i_libc_trim(size_t pad)
  * __libc_malloc (tcmalloc and jemalloc do): a self-test on first use
  * allocates two blocks and checks their headers look as described. */
 _Atomic size_t pm_i_libc_chunk_page; /* pm_internal.h: 0, the check off */
+uintptr_t pm_i_libc_heap_floor;      /* pm_internal.h */
 
 #ifdef PM_GLIBC_CHUNKS
 #if PM_HAVE_VALGRIND
 #include <valgrind/valgrind.h>
 #endif
 #include <unistd.h>
+
+void *pm_i_libc_break(void) { return sbrk(0); }
 
 /* The self-test: a heap chunk (not mmapped) of the expected size. */
 static int heap_chunk_ok(const void *block, size_t req)
@@ -222,6 +225,9 @@ void pm_i_libc_header_probe(void)
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0 || under_valgrind())
         return;
+    void *brk0 = sbrk(0); /* before the first malloc of libc's: its main heap's floor */
+    if (brk0 != (void *)-1)
+        pm_i_libc_heap_floor = (uintptr_t)brk0;
     void *a = PM_LIBC_MALLOC(24), *b = PM_LIBC_MALLOC(1000);
     int ok = a != NULL && b != NULL && heap_chunk_ok(a, 24) && heap_chunk_ok(b, 1000);
     PM_LIBC_FREE(a);
@@ -231,6 +237,7 @@ void pm_i_libc_header_probe(void)
 }
 #else
 void pm_i_libc_header_probe(void) {}
+void *pm_i_libc_break(void) { return NULL; }
 #endif
 
 static void *raw_malloc(void *ctx, size_t n)

@@ -106,6 +106,38 @@ static inline int pm_i_heap_chunk_fits(size_t word, size_t req)
     size_t cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
     return nb < req /* cannot judge */ || ((cs & 15) == 0 && cs >= nb && cs - nb <= 32);
 }
+/* The break (sbrk(0)) when the probe ran, before its first malloc: glibc's
+ * main heap lies above it, in one mapping up to the current break (0: the
+ * probe has not run or is compiled out). */
+extern uintptr_t pm_i_libc_heap_floor;
+void *pm_i_libc_break(void); /* sbrk(0) */
+/* The chunk before heap chunk `chunk` (size word `word`), which glibc's free
+ * merges with this one when its PREV_INUSE bit is clear, reading the chunk
+ * at chunk - prev_size: a prev_size that is not a chunk size, or names a
+ * chunk whose size disagrees (glibc's own check, "corrupted size vs.
+ * prev_size", which would first read a wild address), is damage. A write
+ * past the end of the block before that clears the bit with a string's
+ * last zero byte writes that word too. Addresses that cannot be read
+ * safely are not read: the previous chunk is then taken as sane. */
+static inline int pm_i_prev_chunk_ok(uintptr_t chunk, size_t word)
+{
+    if (word & 1)
+        return 1; /* in use: glibc reads nothing before this chunk */
+    size_t ps = ((const size_t *)chunk)[0];
+    if ((ps & 15) != 0 || ps < 32 || ps > chunk)
+        return 0;
+    uintptr_t prev = chunk - ps, floor;
+    if (word & 4) { /* a thread arena's heap: aligned to its maximum size, 64 MiB or more */
+        floor = chunk & ~(((uintptr_t)64 << 20) - 1);
+    } else {
+        floor = pm_i_libc_heap_floor;
+        if (floor == 0 || chunk >= (uintptr_t)pm_i_libc_break())
+            return 1; /* not in the break's one mapping (a non-contiguous main heap) */
+    }
+    if (prev < floor)
+        return 1; /* cannot tell */
+    return (((const size_t *)prev)[1] & ~(size_t)7) == ps;
+}
 static inline int pm_i_libc_header_ok(const void *block, size_t req)
 {
     size_t page = atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed);
@@ -121,6 +153,21 @@ static inline int pm_i_libc_header_ok(const void *block, size_t req)
                 (((chunk - prev) | (prev + cs)) & (page - 1)) == 0);
     }
     return pm_i_heap_chunk_fits(word, req);
+}
+/* The chunk before `block`'s (a heap chunk whose own header passed
+ * pm_i_libc_header_ok) as glibc's free would read it: see
+ * pm_i_prev_chunk_ok. Racy in a threaded process: glibc changes this
+ * chunk's PREV_INUSE bit and prev_size word when the chunk before it is
+ * freed or taken (under its arena's lock, not ours), so a failure must be
+ * confirmed (modes/debug.c: the chunk before is a live block of ours). */
+static inline int pm_i_libc_prev_ok(const void *block)
+{
+    if (atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
+        return 1;
+    size_t word = ((const size_t *)block)[-1];
+    if (word & 2)
+        return 1; /* mmapped: glibc merges nothing */
+    return pm_i_prev_chunk_ok((uintptr_t)block - 16, word);
 }
 
 /* modes/pool.c: CPython's pools (the pymalloc mode); modes/pool_stats.c:

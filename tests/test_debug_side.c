@@ -676,6 +676,61 @@ static void test_overflow_blamed_on_block_before(void)
         PM_SKIP("no neighbouring blocks to overflow between here");
 }
 
+/* The "poison null byte": a string copied 25 bytes past the end of a
+ * 2000-byte libc block, its last zero byte on the low byte of the next
+ * chunk's size word (2048: a multiple of 256), which clears only the
+ * PREV_INUSE bit. glibc's free of the next block would merge it with a
+ * "free" chunk before it found through prev_size, the string's bytes, and
+ * crash there; the hooks see the previous chunk cannot be (it is a live
+ * block of theirs) and report the overflow, keeping the block from glibc. */
+static void test_poison_null_byte(void)
+{
+    NEED_DEBUG();
+#ifndef __GLIBC__
+    PM_SKIP("glibc's chunk headers only");
+#endif
+    if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())
+        PM_SKIP("the sanitizers' and valgrind's allocators have no glibc header");
+    enum { K = 8 };
+    unsigned char *q[K];
+    for (int i = 0; i < K; i++)
+        q[i] = pm_raw_malloc(2000);
+    unsigned char *a = NULL, *b = NULL;
+    for (int i = 0; i < K && a == NULL; i++)
+        for (int j = 0; j < K; j++)
+            if (q[j] == q[i] + 2048) {
+                a = q[i];
+                b = q[j];
+                break;
+            }
+    for (int i = 0; i < K; i++)
+        if (q[i] != a && q[i] != b)
+            pm_raw_free(q[i]);
+    if (a == NULL)
+        PM_SKIP("no two neighbouring 2000-byte blocks");
+    uint64_t sa = trailer_serial(a, 2000);
+    unsigned char saved[25];
+    memcpy(saved, a + 2000, 25);
+    PM_CHECK_EQ(saved[24] & 0xF, 1); /* the size word's low byte: 0x801 */
+    memset(a + 2000, 0x41, 24);
+    a[2024] = 0; /* the string's end */
+    watch();
+    int quiet = quiet_begin();
+    pm_raw_free(b);
+    quiet_end(quiet);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(S.r.address == a);
+    PM_CHECK_EQ(S.r.serial, sa);
+    memcpy(a + 2000, saved, 25); /* both whole again: b was kept */
+    PM_CHECK_EQ(pm_check_block(a), 0);
+    PM_CHECK_EQ(pm_check_block(b), 0);
+    pm_raw_free(b);
+    pm_raw_free(a);
+    PM_CHECK_EQ(S.calls, 1);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
  * made on both sides of the boundary free cleanly, and a damaged one is
  * reported with its whole serial. */
@@ -737,5 +792,6 @@ int main(void)
     PM_RUN(test_serials_past_2_48);
     PM_RUN(test_libc_header_damage);
     PM_RUN(test_overflow_blamed_on_block_before);
+    PM_RUN(test_poison_null_byte);
     return pm_test_done();
 }
