@@ -362,7 +362,8 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
         ps->found = 1;
 }
 
-/* The chunk before `base`'s failed pm_i_libc_prev_ok: real damage if the
+/* The chunk before `base`'s looked damaged (pm_i_libc_header_ok: 2): real
+ * damage if the
  * chunk before is a live block of ours (glibc then leaves this chunk's
  * PREV_INUSE bit and prev_size alone: no race can explain them), which a
  * search of the registry tells (the lock of `held`, base's stripe, is this
@@ -376,8 +377,8 @@ __attribute__((noinline)) static int prev_damage_confirmed(const unsigned char *
     return ps.found;
 }
 
-static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in,
-                                  void *held)
+static inline __attribute__((always_inline)) int
+below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, void *held)
 {
     if (g == NULL || g->libc_below == 0 ||
         atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
@@ -385,9 +386,8 @@ static inline int below_header_ok(const dbg *g, const unsigned char *p, const pm
     const unsigned char *base = p - in->offset;
     if (g->libc_below == 2 && pm_i_pool_owns(base))
         return 1;
-    if (!pm_i_libc_header_ok(base, in->offset + in->size + PM_I_DEBUG_TAIL))
-        return 0;
-    return PM_I_LIKELY(pm_i_libc_prev_ok(base)) || !prev_damage_confirmed(base, held);
+    int ok = pm_i_libc_header_ok(base, in->offset + in->size + PM_I_DEBUG_TAIL);
+    return PM_I_LIKELY(ok == 1) || (ok == 2 && !prev_damage_confirmed(base, held));
 }
 
 /* The hooks of the domain whose API id is api, or NULL. */
@@ -991,7 +991,7 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
     if (c == PM_ERR_NONE)
         return r; /* whole on a second look: the C library's header changed
                      meanwhile (glibc, freeing the chunk before: see
-                     pm_i_libc_prev_ok) */
+                     pm_i_libc_header_ok) */
     pm_i_reg_unlock(*st);
     report(g, op, &e);
     return NULL;

@@ -88,7 +88,8 @@ size_t pm_i_libc_usable_size(void *p);
 #endif
 /* glibc's chunk header before a block of libc's (modes/raw.c explains):
  * pm_i_libc_header_ok is 0 if the header of `block` (returned for `req`
- * bytes) is damaged, else 1, also when it cannot tell (not glibc, valgrind,
+ * bytes) is damaged, 2 if the chunk before it looks damaged (to be
+ * confirmed, see below), else 1, also when it cannot tell (not glibc, valgrind,
  * a sanitizer, glibc's allocator replaced: pm_i_libc_chunk_page is then 0;
  * pm_i_libc_header_probe's self-test sets it). Reads the 16 bytes before
  * block. */
@@ -152,22 +153,14 @@ static inline int pm_i_libc_header_ok(const void *block, size_t req)
                ((cs & 15) == 0 && cs >= nb &&
                 (((chunk - prev) | (prev + cs)) & (page - 1)) == 0);
     }
-    return pm_i_heap_chunk_fits(word, req);
-}
-/* The chunk before `block`'s (a heap chunk whose own header passed
- * pm_i_libc_header_ok) as glibc's free would read it: see
- * pm_i_prev_chunk_ok. Racy in a threaded process: glibc changes this
- * chunk's PREV_INUSE bit and prev_size word when the chunk before it is
- * freed or taken (under its arena's lock, not ours), so a failure must be
- * confirmed (modes/debug.c: the chunk before is a live block of ours). */
-static inline int pm_i_libc_prev_ok(const void *block)
-{
-    if (atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
-        return 1;
-    size_t word = ((const size_t *)block)[-1];
-    if (word & 2)
-        return 1; /* mmapped: glibc merges nothing */
-    return pm_i_prev_chunk_ok((uintptr_t)block - 16, word);
+    if (!pm_i_heap_chunk_fits(word, req))
+        return 0;
+    /* 2: the chunk before, as glibc's free would read it, is not sane:
+     * racy in a threaded process (glibc changes this chunk's PREV_INUSE bit
+     * and prev_size word when the chunk before is freed or taken, under
+     * its arena's lock, not ours), so to be confirmed (modes/debug.c: the
+     * chunk before is a live block of ours). */
+    return (word & 1) || pm_i_prev_chunk_ok((uintptr_t)block - 16, word) ? 1 : 2;
 }
 
 /* modes/pool.c: CPython's pools (the pymalloc mode); modes/pool_stats.c:
