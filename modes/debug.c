@@ -353,10 +353,17 @@ struct prev_search {
     int found;
 };
 
+static const dbg *dbg_of_api(char api);
+
 static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 {
     struct prev_search *ps = arg;
     const unsigned char *base = (const unsigned char *)data - in->offset;
+    const dbg *g = dbg_of_api(in->api);
+    /* Only the C library's blocks have a chunk header to read (an
+     * allocator of the user's may have nothing mapped before a block). */
+    if (g == NULL || g->libc_below == 0 || (g->libc_below == 2 && pm_i_pool_owns(base)))
+        return;
     size_t word = ((const size_t *)base)[-1];
     if (!(word & 2) && (uintptr_t)base - 16 + (word & ~(size_t)7) == ps->chunk)
         ps->found = 1;
