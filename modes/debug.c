@@ -345,9 +345,6 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
     return PM_ERR_NONE;
 }
 
-/* The C library's header before registry block p is intact (or cannot be
- * checked): p was allocated through g, whose allocator below is libc's
- * for it. See pm_i_libc_header_ok (pm_internal.h, modes/raw.c). */
 struct prev_search {
     uintptr_t chunk; /* the chunk whose predecessor is sought */
     int found;
@@ -370,8 +367,7 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 }
 
 /* The chunk before `base`'s looked damaged (pm_i_libc_header_ok: 2): real
- * damage if the
- * chunk before is a live block of ours (glibc then leaves this chunk's
+ * damage if the chunk before is a live block of ours (glibc then leaves this chunk's
  * PREV_INUSE bit and prev_size alone: no race can explain them), which a
  * search of the registry tells (the lock of `held`, base's stripe, is this
  * thread's). Otherwise the failure may be glibc's own change of that word,
@@ -384,6 +380,9 @@ __attribute__((noinline)) static int prev_damage_confirmed(const unsigned char *
     return ps.found;
 }
 
+/* The C library's header before registry block p is intact (or cannot be
+ * checked): p was allocated through g, whose allocator below is libc's
+ * for it. See pm_i_libc_header_ok (pm_internal.h, modes/raw.c). */
 static inline __attribute__((always_inline)) int
 below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, void *held)
 {
@@ -547,6 +546,39 @@ static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     }
 }
 
+/* Pool block p (data address) is live and was written past its end into
+ * its serial field (overflowed_to_the_end): 1 with its report in *e. A
+ * block freed meanwhile by another thread (its side word changed while its
+ * bytes were read: its 0xDD fill) is not taken for damage. Reads only the
+ * side tree before the block's word, so p may be any address. */
+static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
+{
+    _Atomic uint64_t *w = side_of(p);
+    pm_i_reg_info in;
+    if (w == NULL)
+        return 0;
+    uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+    side_unpack(v, &in);
+    if (in.state != PM_I_REG_LIVE)
+        return 0;
+    pm_error_class c = classify(p, &in, 0, OP_USABLE, e);
+    atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
+    if (atomic_load_explicit(w, memory_order_relaxed) != v)
+        return 0;
+    return overflowed_to_the_end(c, e);
+}
+
+/* The pool block before pool block `base` (an underlying block of class
+ * idx) in its pool, as a data address, or NULL for a pool's first block
+ * (its pool's header is before it). */
+static const unsigned char *pool_block_before(const unsigned char *base, unsigned idx)
+{
+    size_t size = PM_P_CLASS_SIZE(idx);
+    if (((uintptr_t)base & PM_P_POOL_MASK) < PM_P_HDR + size)
+        return NULL;
+    return base - size + PM_I_DEBUG_HEAD;
+}
+
 /* Fill *a with the report of the block whose overflow damaged block e
  * (damaged_from_below), if it is found: 1, else 0. No lock held. */
 static int blame_block_before(const pm_i_err *e, pm_i_err *a)
@@ -555,24 +587,9 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     int status;
     _Atomic uint64_t *w = side_of_class(p, &status);
     if (w != NULL) { /* a pool block: the one before it in its pool */
-        size_t size = PM_P_CLASS_SIZE(((unsigned)status >> 2) - 1);
-        const unsigned char *base = p - PM_I_DEBUG_HEAD;
-        if (((uintptr_t)base & PM_P_POOL_MASK) < PM_P_HDR + size)
-            return 0; /* the first block: its pool's header is before it */
-        const unsigned char *prev = base - size + PM_I_DEBUG_HEAD;
-        _Atomic uint64_t *pw = side_of(prev);
-        pm_i_reg_info in;
-        if (pw == NULL)
-            return 0;
-        uint64_t v = atomic_load_explicit(pw, memory_order_acquire);
-        side_unpack(v, &in);
-        if (in.state != PM_I_REG_LIVE)
-            return 0;
-        pm_error_class c = classify(prev, &in, 0, OP_USABLE, a);
-        atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
-        if (atomic_load_explicit(pw, memory_order_relaxed) != v)
-            return 0; /* freed meanwhile by another thread: its fill is not damage */
-        return overflowed_to_the_end(c, a);
+        const unsigned char *prev =
+            pool_block_before(p - PM_I_DEBUG_HEAD, ((unsigned)status >> 2) - 1);
+        return prev != NULL && pool_block_overflowed(prev, a);
     }
     /* A registry block: its chunk header is the 16 bytes below its
      * underlying block (prev_size, size). The offset is e's block's. */
@@ -609,7 +626,7 @@ static void report(const dbg *g, int op, pm_i_err *e)
 }
 
 /* A free pool block (base) of class idx whose free-list link was found
- * damaged (pool.h: PM_P_LINK_KEY). The bytes are the pool's: the block is
+ * damaged (pool.h: pm_i_p_link_checked). The bytes are the pool's: the block is
  * free, and the pool leaks it with the rest of its list. Named as the bug
  * that did it: a write past the end of the block before it in its pool,
  * if that one is live and its trailer damaged; else a write into the
@@ -618,25 +635,11 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
 {
     pm_i_err e;
     pm_i_reg_info in;
-    size_t size = PM_P_CLASS_SIZE(idx);
-    if (((uintptr_t)base & PM_P_POOL_MASK) >= PM_P_HDR + size) {
-        const unsigned char *prev = base - size + PM_I_DEBUG_HEAD;
-        _Atomic uint64_t *w = side_of(prev);
-        if (w != NULL) {
-            uint64_t v = atomic_load_explicit(w, memory_order_acquire);
-            side_unpack(v, &in);
-            if (in.state == PM_I_REG_LIVE) {
-                pm_error_class c = classify(prev, &in, 0, OP_USABLE, &e);
-                atomic_thread_fence(memory_order_acquire);
-                if (atomic_load_explicit(w, memory_order_relaxed) != v)
-                    c = PM_ERR_NONE; /* freed meanwhile: its fill is not damage */
-                if (overflowed_to_the_end(c, &e)) {
-                    e.entry = who;
-                    pm_i_debug_report(&e);
-                    return;
-                }
-            }
-        }
+    const unsigned char *prev = pool_block_before(base, idx);
+    if (prev != NULL && pool_block_overflowed(prev, &e)) {
+        e.entry = who;
+        pm_i_debug_report(&e);
+        return;
     }
     const unsigned char *p = base + PM_I_DEBUG_HEAD;
     memset(&e, 0, sizeof e);
@@ -676,23 +679,11 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
         size_t size = PM_P_CLASS_SIZE(v - 1);
         const unsigned char *last =
             before + PM_P_HDR + (PM_P_BLOCKS_PER_POOL(size) - 1) * size + PM_I_DEBUG_HEAD;
-        _Atomic uint64_t *w = side_of(last);
-        pm_i_reg_info in;
         pm_i_err e;
-        if (w != NULL) {
-            uint64_t sv = atomic_load_explicit(w, memory_order_acquire);
-            side_unpack(sv, &in);
-            if (in.state == PM_I_REG_LIVE) {
-                pm_error_class c = classify(last, &in, 0, OP_USABLE, &e);
-                atomic_thread_fence(memory_order_acquire);
-                if (atomic_load_explicit(w, memory_order_relaxed) != sv)
-                    c = PM_ERR_NONE; /* freed meanwhile: its fill is not damage */
-                if (overflowed_to_the_end(c, &e)) {
-                    e.entry = who;
-                    pm_i_debug_report_print(&e);
-                    found = 1;
-                }
-            }
+        if (pool_block_overflowed(last, &e)) {
+            e.entry = who;
+            pm_i_debug_report_print(&e);
+            found = 1;
         }
     }
     char storage[512];
@@ -733,7 +724,8 @@ void pm_i_debug_pool_links_report(const char *who)
     if (bp == NULL)
         return;
     pm_i_p_bad_link = NULL;
-    report_bad_link(who, bp, pm_i_p_bad_idx);
+    /* Leaked with its pool's count: the pool is in use, the tree has its class. */
+    report_bad_link(who, bp, pm_i_p_lookup(bp) - 1);
 }
 
 /* Claim live block p of g's API for a free or realloc: live -> freed, so
@@ -948,7 +940,7 @@ static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
         return NULL;
     unsigned char *base;
     if (g->pool_below && (base = pm_i_p_malloc_fast_checked(n + PM_I_DEBUG_EXTRA)) != NULL) {
-        memset(base, 0, n + PM_I_DEBUG_EXTRA); /* the pool's fast path, as malloc */
+        memset(base + PM_I_DEBUG_HEAD, 0, n); /* (finish_block writes the rest) */
     } else {
         base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
         pool_links_check(g, OP_CALLOC);

@@ -146,17 +146,25 @@ static inline void unpack(const entry *e, pm_i_reg_info *info)
  * modes/pool.h). */
 static __thread int reg_fork_held __attribute__((tls_model("initial-exec")));
 
+/* Take s's lock, trying at most `limit` times (< 0: until it is had); 1 if
+ * taken. */
+static inline int spin_lock_stripe(stripe *s, int limit)
+{
+    for (int spins = 0; limit < 0 || spins < limit; spins++) {
+        if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
+            return 1;
+        if (spins > 64)
+            sched_yield();
+    }
+    return 0;
+}
+
 static inline void lock_stripe(stripe *s)
 {
     if (PM_I_UNLIKELY(reg_fork_held))
         return;
-    for (int spins = 0;; spins++) {
-        if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
-            atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
-            return;
-        if (spins > 64)
-            sched_yield();
-    }
+    spin_lock_stripe(s, -1);
 }
 
 static inline void *pm_i_reg_lock(uint64_t h)
@@ -431,8 +439,7 @@ static void pm_i_reg_prepare(void)
     for (int i = 0; i < NSTRIPES; i++) {
         stripe *s = &stripes[i];
         unsigned char *mine = mem + (size_t)i * slice;
-        if (!reg_fork_held && atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
-            atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0) {
+        if (!reg_fork_held && spin_lock_stripe(s, 1)) {
             int used = s->tab == NULL;
             if (used) {
                 s->tab = (entry *)mine;
@@ -465,15 +472,8 @@ static int pm_i_reg_each_live_but(void (*fn)(uintptr_t data, const pm_i_reg_info
     void *outer = reg_held_here;
     for (int i = 0; i < NSTRIPES; i++) {
         stripe *s = &stripes[i];
-        int taken = reg_fork_held || s == held; /* this thread holds it (them all) */
-        for (int spins = 0; !taken && spins < 2000; spins++) {
-            if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
-                atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
-                taken = 1;
-            else if (spins > 64)
-                sched_yield();
-        }
-        if (!taken) {
+        /* this thread holds it (or them all), or a bounded wait */
+        if (!reg_fork_held && s != held && !spin_lock_stripe(s, 2000)) {
             skipped++;
             continue;
         }
@@ -488,7 +488,7 @@ static int pm_i_reg_each_live_but(void (*fn)(uintptr_t data, const pm_i_reg_info
             reg_held_here = outer;
         }
         if (s != held)
-            pm_i_reg_unlock(s);
+            pm_i_reg_unlock(s); /* (no-op when reg_fork_held) */
     }
     return skipped;
 }

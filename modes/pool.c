@@ -403,8 +403,7 @@ __attribute__((noreturn, noinline, cold)) static void pool_damaged(const pm_pool
 static int empty_hdr_ok(const pm_pool *pool, const pm_arena *ua)
 {
     uintptr_t next = (uintptr_t)pool->nextpool;
-    return pool->arena == ua && pool->szidx < PM_P_NCLASSES &&
-           pool->check == pm_i_p_hdr_check(pool, pool) &&
+    return pool->arena == ua && pm_i_p_hdr_usable(pool, pool) &&
            (next == 0 || ((next & PM_P_POOL_MASK) == 0 && next >= ua->address &&
                           next < ua->address + PM_P_ARENA_SIZE));
 }
@@ -530,28 +529,25 @@ static inline __attribute__((always_inline)) void link_write_vg(uint8_t *bp, uin
     PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, 16));
 }
 
-/* Damaged links (pool.h, PM_P_LINK_KEY): checked while the debug hooks
+/* Damaged links (pool.h: pm_i_p_link_checked): checked while the debug hooks
  * wrap the pools (side words on). The first damaged block this thread met
- * since the last report, and its class: found with a class lock held, it
+ * since the last report: found with a class lock held, it
  * is reported after (pm_i_debug_pool_links_report), for the report's
  * handler may allocate. The block and the rest of its list are leaked. */
 __thread void *pm_i_p_bad_link __attribute__((tls_model("initial-exec")));
-__thread unsigned pm_i_p_bad_idx __attribute__((tls_model("initial-exec")));
 
 
-static void note_bad_link(uint8_t *bp, unsigned idx)
+static void note_bad_link(uint8_t *bp)
 {
-    if (pm_i_p_bad_link == NULL) {
+    if (pm_i_p_bad_link == NULL)
         pm_i_p_bad_link = bp;
-        pm_i_p_bad_idx = idx;
-    }
 }
 
-/* The link of free block bp of class idx; PM_P_LINK_BAD if `checked`
+/* The link of free block bp; PM_P_LINK_BAD if `checked`
  * (links_checked(), or a constant in a loop specialised on it) and damaged
  * (noted). */
-static inline __attribute__((always_inline)) uint8_t *link_next_c(uint8_t *bp, unsigned idx,
-                                                                  int vg, int checked)
+static inline __attribute__((always_inline)) uint8_t *link_next_c(uint8_t *bp, int vg,
+                                                                  int checked)
 {
     if (!checked)
         return pm_i_p_link_read_vg(bp, vg);
@@ -559,13 +555,13 @@ static inline __attribute__((always_inline)) uint8_t *link_next_c(uint8_t *bp, u
     uint8_t *next = pm_i_p_link_checked(bp);
     PM_P_VG_IF(vg, VALGRIND_MAKE_MEM_NOACCESS(bp, 16));
     if (PM_I_UNLIKELY(next == PM_P_LINK_BAD))
-        note_bad_link(bp, idx);
+        note_bad_link(bp);
     return next;
 }
 
-static inline uint8_t *link_next_vg(uint8_t *bp, unsigned idx, int vg)
+static inline uint8_t *link_next_vg(uint8_t *bp, int vg)
 {
-    return link_next_c(bp, idx, vg, links_checked());
+    return link_next_c(bp, vg, links_checked());
 }
 
 static inline __attribute__((always_inline)) void link_write(uint8_t *bp, uint8_t *next)
@@ -598,8 +594,7 @@ static int used_hdr_ok(const pm_pool *pool, unsigned idx)
     size_t size = PM_P_CLASS_SIZE(idx);
     uint32_t no = pool->nextoffset;
     uintptr_t fb = (uintptr_t)pool->freeblock - (uintptr_t)pool;
-    if (pool->szidx != idx || pool->check != pm_i_p_hdr_check(pool, pool) ||
-        no < PM_P_HDR + size || no > PM_P_POOL_SIZE || (no - PM_P_HDR) % size != 0 ||
+    if (pool->szidx != idx || !pm_i_p_hdr_usable(pool, pool) || no < PM_P_HDR + size || no > PM_P_POOL_SIZE || (no - PM_P_HDR) % size != 0 ||
         pool->count > (no - PM_P_HDR) / size)
         return 0;
     if (pool->freeblock == NULL)
@@ -608,10 +603,17 @@ static int used_hdr_ok(const pm_pool *pool, unsigned idx)
            used_pool_or_null(pool->nextpool, idx) && used_pool_or_null(pool->prevpool, idx);
 }
 
+/* `checked`: links_checked(), or a constant in a loop specialised on it. */
+static inline __attribute__((always_inline)) void check_used_hdr_c(const pm_pool *pool,
+                                                                   unsigned idx, int checked)
+{
+    if (checked && PM_I_UNLIKELY(!used_hdr_ok(pool, idx)))
+        pool_damaged(pool, idx);
+}
+
 static inline void check_used_hdr(const pm_pool *pool, unsigned idx)
 {
-    if (links_checked() && PM_I_UNLIKELY(!used_hdr_ok(pool, idx)))
-        pool_damaged(pool, idx);
+    check_used_hdr_c(pool, idx, links_checked());
 }
 
 static void class_link_front(struct pm_p_class *c, pm_pool *pool)
@@ -683,7 +685,7 @@ static uint8_t *take_block(unsigned idx)
         PM_P_HDR_OPEN(pool);
         check_used_hdr(pool, idx);
         uint8_t *bp = pool->freeblock;
-        uint8_t *next = link_next_vg(bp, idx, pm_i_p_vg);
+        uint8_t *next = link_next_vg(bp, pm_i_p_vg);
         int bad = next == PM_P_LINK_BAD;
         pool->count++; /* bp, handed out (leaked if its link is damaged) */
         if (bad || next == NULL) {
@@ -715,8 +717,7 @@ static inline __attribute__((always_inline)) void give_block_c(unsigned idx, uin
     struct pm_p_class *c = &pm_i_p.cls[idx];
     pm_pool *pool = PM_P_POOL_OF(bp);
     PM_P_HDR_OPEN_VG(pool, vg);
-    if (checked && PM_I_UNLIKELY(!used_hdr_ok(pool, idx)))
-        pool_damaged(pool, idx);
+    check_used_hdr_c(pool, idx, checked);
     int was_full = pool->freeblock == NULL;
     link_write_vg(bp, pool->freeblock, vg);
     pool->freeblock = bp;
@@ -930,7 +931,7 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
     for (uint32_t i = 0; i < count; i++) {
         /* (checked: the loop is specialised on it, so that pymalloc mode's
          * flush, a hot path, pays nothing for the checks) */
-        uint8_t *next = checked && bp == NULL ? PM_P_LINK_BAD : link_next_c(bp, idx, 0, checked);
+        uint8_t *next = checked && bp == NULL ? PM_P_LINK_BAD : link_next_c(bp, 0, checked);
         if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
             /* (A list shorter than its count: a damaged pool count made a
              * refill count too many. Nothing to give back; links checked,
@@ -1085,7 +1086,7 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
                 return no_pool_memory(n);
             atomic_store_explicit(&b->n, k, memory_order_relaxed);
         }
-        uint8_t *next = link_next_vg(bp, idx, 0);
+        uint8_t *next = link_next_vg(bp, 0);
         if (PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
             drop_bin(c, idx); /* bp and the rest: leaked */
             continue;
@@ -1099,7 +1100,7 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
 
 void pm_i_p_link_damaged(void *bp, unsigned idx)
 {
-    note_bad_link(bp, idx);
+    note_bad_link(bp);
     drop_bin(pm_i_p_tc, idx);
 }
 

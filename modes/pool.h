@@ -419,11 +419,11 @@ static inline __attribute__((always_inline)) void *pm_i_p_link_checked(const voi
 __attribute__((noreturn)) void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx);
 
 /* A damaged link met by the pool's slow paths (while links are checked:
- * side words on): the first free block this thread found with one, and its
- * class, until the debug hooks report it (pm_i_debug_pool_links_report).
- * The pool leaks that block and the blocks after it in its list. */
+ * side words on): the first free block this thread found with one, until
+ * the debug hooks report it (pm_i_debug_pool_links_report; its pool stays in
+ * use, so the tree keeps its class). The pool leaks that block and the
+ * blocks after it in its list. */
 extern __thread void *pm_i_p_bad_link __attribute__((tls_model("initial-exec")));
-extern __thread unsigned pm_i_p_bad_idx __attribute__((tls_model("initial-exec")));
 
 /* The slow paths (modes/pool.c): malloc of a size the fast path does not
  * serve or with an empty bin; free with a full bin (idx: the class); free

@@ -343,8 +343,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         offset_words(b, e->offset);
         pm_i_buf_str(b, " holds 0x");
         pm_i_buf_hex(b, word, 16);
-        pm_i_buf_str(b, ",\n    not the size of a chunk holding this block: the block was not handed back\n"
-                        "    to the C library, whose free would abort on it.\n");
+        pm_i_buf_str(b, ",\n    which glibc's free would misread (not the size of a chunk holding this block,\n"
+                        "    or its PREV_INUSE bit clear while the chunk before is in use): the block\n"
+                        "    was not handed back to the C library.\n");
     }
     if (e->next_block != NULL) {
         pm_i_buf_str(b, "    The write went on into the header of the block after it, at ");

@@ -34,6 +34,20 @@ PM_TEST_SANITIZER_MAY_RETURN_NULL
             PM_SKIP("no debug hooks in this mode");                                \
     } while (0)
 
+/* The tests of glibc's chunk headers: libc blocks with glibc's headers. */
+#ifdef __GLIBC__
+#define PM_T_GLIBC 1
+#else
+#define PM_T_GLIBC 0
+#endif
+#define NEED_GLIBC_HEADERS()                                                       \
+    do {                                                                           \
+        if (!PM_T_GLIBC)                                                           \
+            PM_SKIP("glibc's chunk headers only");                                 \
+        if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())                       \
+            PM_SKIP("the sanitizers' and valgrind's allocators have no glibc header"); \
+    } while (0)
+
 typedef struct seen {
     atomic_int calls;
     atomic_int double_frees;
@@ -504,11 +518,7 @@ static void damage_child(void *arg)
 static void test_libc_header_damage(void)
 {
     NEED_DEBUG();
-#ifndef __GLIBC__
-    PM_SKIP("glibc's chunk headers only");
-#endif
-    if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())
-        PM_SKIP("the sanitizers' and valgrind's allocators have no glibc header");
+    NEED_GLIBC_HEADERS();
     int tried = 0;
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         const pm_t_domain *D = &pm_t_domains[d];
@@ -686,11 +696,7 @@ static void test_overflow_blamed_on_block_before(void)
 static void test_poison_null_byte(void)
 {
     NEED_DEBUG();
-#ifndef __GLIBC__
-    PM_SKIP("glibc's chunk headers only");
-#endif
-    if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())
-        PM_SKIP("the sanitizers' and valgrind's allocators have no glibc header");
+    NEED_GLIBC_HEADERS();
     enum { K = 8 };
     unsigned char *q[K];
     for (int i = 0; i < K; i++)
