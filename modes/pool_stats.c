@@ -273,7 +273,7 @@ static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t cou
                    d > PM_P_WIDE_MAX))
         return "side entry of an empty pool";
     size_t nb = e == 0 ? 0 : PM_P_BLOCKS_PER_POOL(d), live = 0;
-    for (size_t j = 0; j < PM_P_SIDE_ROWS; j++) {
+    for (size_t j = 0; j < PM_P_SIDE_PER_POOL; j++) {
         uint64_t w = atomic_load_explicit(PM_P_SIDE_WORD(words, j), memory_order_relaxed);
         if (w != 0 && j >= nb) {
             *v = j;
