@@ -891,21 +891,38 @@ static void fill_span(unsigned char *p, size_t n, unsigned char c)
     memset(p + n - FILL_EDGE, c, FILL_EDGE);
 }
 
-static void *dbg_malloc(void *ctx, size_t n)
+/* The header, trailer and side word w of pool block base, just taken, of
+ * n data bytes filled. */
+static inline __attribute__((always_inline)) void *side_block(const dbg *g, unsigned char *base,
+                                                              size_t n, _Atomic uint64_t *w,
+                                                              uint64_t serial)
 {
-    dbg *g = ctx;
+    unsigned char *p = base + PM_I_DEBUG_HEAD;
+    write_header(p, n, g->api_w);
+    write_trailer(p, n, serial);
+    atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
+    return p;
+}
+
+/* Malloc, the general way: any allocator below, any size, a block without
+ * a side word, PYMALLOC_BREAK_SERIAL. */
+__attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
+{
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    unsigned char *base;
+    unsigned char *base = NULL;
     /* Below is the pool: its fast path here, without the call, checking
      * the free-list link of the block it takes. */
     if (PM_I_LIKELY(g->pool_below) &&
-        PM_I_LIKELY((base = pm_i_p_malloc_fast_checked(n + PM_I_DEBUG_EXTRA)) != NULL))
+        PM_I_LIKELY((base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1)) != NULL) &&
+        PM_I_LIKELY(!PM_P_POP_IS_BAD(base)))
         ;
     else {
         /* A damaged link met here or below is reported after the call
          * (pool_links_check): the bin was emptied first, for the report's
          * handler may allocate. */
+        if (g->pool_below && base != NULL)
+            pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA);
         base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
         if (g->pool_below)
             pool_links_check(g, OP_MALLOC);
@@ -920,9 +937,7 @@ static void *dbg_malloc(void *ctx, size_t n)
         _Atomic uint64_t *w = pm_i_pool_side_new(base);
         if (PM_I_LIKELY(w != NULL)) {
             uint64_t serial = bump_serial();
-            write_header(p, n, g->api_w);
-            write_trailer(p, n, serial);
-            atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
+            side_block(g, base, n, w, serial);
             maybe_break(serial);
             return p;
         }
@@ -932,16 +947,67 @@ static void *dbg_malloc(void *ctx, size_t n)
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
 
+/* dbg_malloc's fast path took pool block base and found its side word w,
+ * but this thread's run of serials is used up. */
+__attribute__((noinline)) static void *malloc_new_run(const dbg *g, unsigned char *base, size_t n,
+                                                      _Atomic uint64_t *w)
+{
+    return side_block(g, base, n, w, bump_serial_shared());
+}
+
+/* dbg_malloc's fast path took pool block base, which has no side word (an
+ * arena made before the hooks went in: in the registry). */
+__attribute__((noinline)) static void *malloc_no_side(dbg *g, unsigned char *base, size_t n)
+{
+    return finish_block(g, base, PM_I_DEBUG_HEAD, n);
+}
+
+/* dbg_malloc's fast path met a damaged link (q: the tagged block). */
+__attribute__((noinline)) static void *malloc_bad_link(dbg *g, size_t n, void *q)
+{
+    pm_i_p_pop_damaged(q, n + PM_I_DEBUG_EXTRA);
+    return malloc_general(g, n); /* reports it, after the call below */
+}
+
+/* The fast path: the pool below (pymalloc_debug's mem and obj domains), a
+ * block from this thread's cache with a side word, no serial to break on.
+ * It calls out only in tail position, so it needs no stack frame. */
+static void *dbg_malloc(void *ctx, size_t n)
+{
+    dbg *g = ctx;
+    if (PM_I_LIKELY(g->pool_below) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX) &&
+        PM_I_LIKELY(pm_i_debug_break_serial == 0)) {
+        unsigned char *base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1);
+        if (PM_I_LIKELY(base != NULL)) {
+            if (PM_I_UNLIKELY(PM_P_POP_IS_BAD(base)))
+                return malloc_bad_link(g, n, base);
+            fill_clean(base + PM_I_DEBUG_HEAD, n);
+            _Atomic uint64_t *w = pm_i_pool_side_new(base);
+            if (PM_I_UNLIKELY(w == NULL))
+                return malloc_no_side(g, base, n);
+            if (PM_I_SINGLE_THREADED())
+                return side_block(g, base, n, w, bump_serial());
+            if (PM_I_UNLIKELY(run_next == run_end))
+                return malloc_new_run(g, base, n, w);
+            return side_block(g, base, n, w, ++run_next);
+        }
+    }
+    return malloc_general(g, n);
+}
+
 static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     dbg *g = ctx;
     size_t n = nelem * elsize; /* no overflow: checked by the entry point */
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    unsigned char *base;
-    if (g->pool_below && (base = pm_i_p_malloc_fast_checked(n + PM_I_DEBUG_EXTRA)) != NULL) {
+    unsigned char *base = NULL;
+    if (g->pool_below && (base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1)) != NULL &&
+        !PM_P_POP_IS_BAD(base)) {
         memset(base + PM_I_DEBUG_HEAD, 0, n); /* (finish_block writes the rest) */
     } else {
+        if (base != NULL)
+            pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA);
         base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
         pool_links_check(g, OP_CALLOC);
         if (base == NULL)
@@ -1055,14 +1121,15 @@ __attribute__((noinline)) static void below_free_checked(const dbg *g, void *bas
     pool_links_check(g, OP_FREE);
 }
 
-/* The fast path: a live pool block of this API, intact. */
+/* The fast path: a live pool block of this API, intact, no serial to
+ * break on. It calls out only in tail position (no stack frame). */
 static void dbg_free(void *ctx, void *ptr)
 {
     dbg *g = ctx;
     unsigned char *p = ptr;
     int status;
     _Atomic uint64_t *w = side_of_class(p, &status);
-    if (PM_I_LIKELY(w != NULL)) {
+    if (PM_I_LIKELY(w != NULL) && PM_I_LIKELY(pm_i_debug_break_serial == 0)) {
         uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
         if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
             PM_I_LIKELY(side_swap(w, &v, v ^ (SIDE_LIVE | SIDE_FREED)))) {
@@ -1071,7 +1138,6 @@ static void dbg_free(void *ctx, void *ptr)
              * mismatch above takes free_slow, whose check reads the
              * counter (no counter read here). */
             if (PM_I_LIKELY(intact_words(p, n, g->api_w, v & PM_I_SERIAL_MASK))) {
-                maybe_break(v & PM_I_SERIAL_MASK);
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
                 /* A live side word of ours: a pool block in use, of the
                  * class the side tree gave. */

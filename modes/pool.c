@@ -1147,7 +1147,11 @@ static void *pool_malloc(void *ctx, size_t n)
 void *pm_i_pool_malloc_checked(void *ctx, size_t n)
 {
     void *p = pm_i_p_pop(n, 1);
-    return PM_I_LIKELY(p != NULL) ? p : pm_i_p_malloc_slow(ctx, n);
+    if (PM_I_LIKELY(p != NULL) && PM_I_LIKELY(!PM_P_POP_IS_BAD(p)))
+        return p;
+    if (p != NULL)
+        pm_i_p_pop_damaged(p, n); /* then the slow path: the bin is empty */
+    return pm_i_p_malloc_slow(ctx, n);
 }
 
 /* The malloc for the pool's own calloc and realloc. */

@@ -454,9 +454,13 @@ void pm_i_p_link_damaged(void *bp, unsigned idx);
 /* A block of n bytes from this thread's cache, or NULL when the fast path
  * cannot serve n (then call pm_i_p_malloc_slow). `checked` (the debug
  * hooks): the popped block's link is checked before it becomes the bin's
- * head; damaged, the bin is emptied and the block noted
- * (pm_i_p_link_damaged), and NULL sends the caller to the slow path, after
- * which the hooks report it. */
+ * head; damaged, the bin is untouched and the block is returned tagged,
+ * PM_P_POP_BAD(p) (p + 1: blocks are 16-byte aligned), for the caller to
+ * pass to pm_i_p_pop_damaged, which notes it and empties the bin, then
+ * take its slow path, after which the hooks report it. (The debug hooks'
+ * malloc calls out only in tail position, and needs no stack frame.) */
+#define PM_P_POP_BAD(p) ((void *)((uintptr_t)(p) + 1))
+#define PM_P_POP_IS_BAD(q) (((uintptr_t)(q) & 1) != 0)
 static inline __attribute__((always_inline)) void *pm_i_p_pop(size_t n, int checked)
 {
     /* v = class + 1. n == 0 gives v - 1 == SIZE_MAX, n > 544 gives
@@ -469,10 +473,8 @@ static inline __attribute__((always_inline)) void *pm_i_p_pop(size_t n, int chec
         void *p = b->head;
         if (PM_I_LIKELY(p != NULL)) {
             void *next = checked ? pm_i_p_link_checked(p) : *(void **)p;
-            if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
-                pm_i_p_link_damaged(p, (unsigned)v - 1);
-                return NULL;
-            }
+            if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD))
+                return PM_P_POP_BAD(p);
             b->head = next;
             atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
                                   memory_order_relaxed);
@@ -482,9 +484,10 @@ static inline __attribute__((always_inline)) void *pm_i_p_pop(size_t n, int chec
     return NULL;
 }
 
-static inline __attribute__((always_inline)) void *pm_i_p_malloc_fast_checked(size_t n)
+/* q, a tagged block pm_i_p_pop(n, 1) returned: pm_i_p_link_damaged. */
+static inline void pm_i_p_pop_damaged(void *q, size_t n)
 {
-    return pm_i_p_pop(n, 1);
+    pm_i_p_link_damaged((void *)((uintptr_t)q - 1), (unsigned)((n - 1) >> PM_P_ALIGN_SHIFT));
 }
 
 /* The header hdr (a copy) of the pool at `pool` has a class in range and
