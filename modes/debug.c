@@ -274,8 +274,10 @@ static inline int intact_words(const unsigned char *p, size_t n, uint64_t api_w,
     uint64_t w[4];
     memcpy(&w[0], p - 16, 16);
     memcpy(&w[2], p + n, 16);
-    return w[0] == PM_I_BE64((uint64_t)n) && w[1] == api_w &&
-           w[2] == PM_I_FORBIDDEN_WORD && w[3] == PM_I_BE64(serial);
+    /* One test of the four differences (each word used as it is loaded:
+     * fewer registers live, so the free's fast path saves none). */
+    return ((w[0] ^ PM_I_BE64((uint64_t)n)) | (w[1] ^ api_w) | (w[2] ^ PM_I_FORBIDDEN_WORD) |
+            (w[3] ^ PM_I_BE64(serial))) == 0;
 }
 
 static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
@@ -956,7 +958,8 @@ __attribute__((noinline)) static void *malloc_new_run(const dbg *g, unsigned cha
 }
 
 /* dbg_malloc's fast path took pool block base, which has no side word (an
- * arena made before the hooks went in: in the registry). */
+ * arena made before the hooks went in, or whose side mapping could not be
+ * made or placed: pool.c, side_arena): its record goes in the registry. */
 __attribute__((noinline)) static void *malloc_no_side(dbg *g, unsigned char *base, size_t n)
 {
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
@@ -1122,7 +1125,9 @@ __attribute__((noinline)) static void below_free_checked(const dbg *g, void *bas
 }
 
 /* The fast path: a live pool block of this API, intact, no serial to
- * break on. It calls out only in tail position (no stack frame). */
+ * break on. It calls out only in tail position (built as position-
+ * independent code it still saves two registers: the thread cache's
+ * address takes one). */
 static void dbg_free(void *ctx, void *ptr)
 {
     dbg *g = ctx;

@@ -183,8 +183,8 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  * block (a page per pool cost a whole 4 KiB page for the 31 blocks of a
  * 512-byte pool). A cache line holds the words of 8 neighbouring blocks of
  * one pool, which a thread's cache takes and gives back together: two
- * threads working on their own pools never write the same line, and a
- * burst of allocations touches one line per 8 blocks. (The first layout,
+ * threads working on their own pools never write the same line, and
+ * blocks carved from a pool one after the other share lines. (The first layout,
  * a row per block index, put block i and block i + 1 of a pool 512 bytes
  * apart, one line each, every line shared with 7 other pools: two threads
  * churning at once paid 20 to 30% more time a pair for it.)

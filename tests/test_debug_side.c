@@ -366,7 +366,7 @@ static void test_pool_blocks_skip_registry(void)
     }
 }
 
-/* Every block has a record of its own: blocks of five classes allocated in
+/* Every block has a record of its own: blocks of six classes allocated in
  * turn (so that neighbouring pools of an arena hold different classes),
  * more than fill one 1 MiB arena, every block index of a pool in use; every
  * second block freed. A second free of each freed block names that block's
@@ -378,13 +378,14 @@ static void test_every_block_its_own_record(void)
 {
     NEED_DEBUG();
     enum { N = 12000 };
-    static const size_t sizes[] = {16, 48, 112, 240, 496};
+    /* 0: the 32-byte class, 509 blocks a pool (every word of a pool) */
+    static const size_t sizes[] = {0, 16, 48, 112, 240, 496};
     static unsigned char *p[N];
     static uint64_t serial[N];
     const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_MEM];
     int pooled = 0;
     for (int i = 0; i < N; i++) {
-        size_t n = sizes[i % 5];
+        size_t n = sizes[i % 6];
         p[i] = D->malloc(n);
         PM_CHECK(p[i] != NULL);
         serial[i] = trailer_serial(p[i], n);
@@ -401,7 +402,7 @@ static void test_every_block_its_own_record(void)
         int before = atomic_load(&S.calls);
         D->free(p[i]);
         if (atomic_load(&S.calls) != before + 1 || S.r.error != PM_ERR_DOUBLE_FREE ||
-            S.r.size != sizes[i % 5] || S.r.serial != serial[i] || S.r.address != p[i])
+            S.r.size != sizes[i % 6] || S.r.serial != serial[i] || S.r.address != p[i])
             bad++;
     }
     quiet_end(saved);
