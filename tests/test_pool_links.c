@@ -132,6 +132,31 @@ static int neighbours(const pm_t_domain *D, unsigned char **x, unsigned char **y
     return 1;
 }
 
+/* The bug these tests plant: two neighbouring blocks x and y of D (see
+ * neighbours), y freed, then 24 bytes written past x's end (x's trailer,
+ * then y's free-list link). x's serial in *serial; x's 16 trailer bytes as
+ * they were in saved (if not NULL). 0 if no neighbours were found. */
+static int overflow_into_freed(const pm_t_domain *D, unsigned char **x, unsigned char **y,
+                               uint64_t *serial, unsigned char *saved)
+{
+    if (!neighbours(D, x, y))
+        return 0;
+    *serial = trailer_serial(*x, N);
+    if (saved != NULL)
+        memcpy(saved, *x + N, 16);
+    D->free(*y);
+    memset(*x + N, 0x41, 16);
+    damage(*y - 16, 0x41, 8);
+    return 1;
+}
+
+/* The one report so far names x's overflow, with its serial. */
+static int reported_overflow_of(const unsigned char *x, uint64_t serial)
+{
+    return S.calls == 1 && S.r.error == PM_ERR_BUFFER_OVERFLOW && S.r.address == x &&
+           S.r.serial == serial;
+}
+
 /* Mallocs and frees of the class go on working. */
 static void class_still_works(const pm_t_domain *D)
 {
@@ -153,17 +178,12 @@ static void test_overflow_into_freed_neighbour(void)
         int d = PM_DOMAIN_MEM + c % 2, how = c / 2;
         const pm_t_domain *D = &pm_t_domains[d];
         unsigned char *x = NULL, *y = NULL;
-        if (!neighbours(D, &x, &y)) {
+        uint64_t serial = 0;
+        unsigned char saved[16];
+        if (!overflow_into_freed(D, &x, &y, &serial, saved)) {
             PM_CHECK(!"two neighbouring blocks");
             continue;
         }
-        uint64_t serial = trailer_serial(x, N);
-        unsigned char saved[16];
-        memcpy(saved, x + N, 16);
-        D->free(y);
-        /* 24 bytes past x's end: its trailer, then y's link. */
-        memset(x + N, 0x41, 16);
-        damage(y - 16, 0x41, 8);
         watch();
         /* The next allocation of the class takes y, and checks its link:
          * a malloc, a calloc, or a realloc that moves a block there
@@ -427,18 +447,14 @@ static void bare_copy_meets_damage(void *arg)
     watch();
     const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_OBJ];
     unsigned char *x = NULL, *y = NULL;
-    if (!neighbours(D, &x, &y))
+    uint64_t serial = 0;
+    if (!overflow_into_freed(D, &x, &y, &serial, NULL))
         _exit(4);
-    uint64_t serial = trailer_serial(x, N);
-    D->free(y);
-    memset(x + N, 0x41, 16);
-    damage(y - 16, 0x41, 8);
     void *q[8];
     for (int i = 0; i < 8; i++) /* the bare copy: N + 32 bytes, y's class */
         q[i] = pm_mem_malloc(N + 32);
     pm_trim();
-    if (S.calls != 1 || S.r.error != PM_ERR_BUFFER_OVERFLOW || S.r.address != x ||
-        S.r.serial != serial)
+    if (!reported_overflow_of(x, serial))
         _exit(5);
     for (int i = 0; i < 8; i++)
         if (q[i] == y)
@@ -467,15 +483,11 @@ static void put_back_meets_damage(void *arg)
     watch();
     const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_MEM];
     unsigned char *x = NULL, *y = NULL;
-    if (!neighbours(D, &x, &y))
+    uint64_t serial = 0;
+    if (!overflow_into_freed(D, &x, &y, &serial, NULL))
         _exit(5);
-    uint64_t serial = trailer_serial(x, N);
-    D->free(y);
-    memset(x + N, 0x41, 16);
-    damage(y - 16, 0x41, 8);
     pm_trim(); /* the flush meets y's link */
-    if (S.calls != 1 || S.r.error != PM_ERR_BUFFER_OVERFLOW || S.r.address != x ||
-        S.r.serial != serial)
+    if (!reported_overflow_of(x, serial))
         _exit(6);
     _exit(0);
 }
