@@ -906,31 +906,20 @@ static inline __attribute__((always_inline)) void *side_block(const dbg *g, unsi
     return p;
 }
 
-/* Malloc, the general way: any allocator below, any size, a block without
- * a side word, PYMALLOC_BREAK_SERIAL. */
+/* Malloc, the general way: the allocator below's own malloc, for any
+ * allocator below and any size (dbg_malloc tried the pool's cache). */
 __attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
 {
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    unsigned char *base = NULL;
-    /* Below is the pool: its fast path here, without the call, checking
-     * the free-list link of the block it takes. */
-    if (PM_I_LIKELY(g->pool_below) &&
-        PM_I_LIKELY((base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1)) != NULL) &&
-        PM_I_LIKELY(!PM_P_POP_IS_BAD(base)))
-        ;
-    else {
-        /* A damaged link met here or below is reported after the call
-         * (pool_links_check): the bin was emptied first, for the report's
-         * handler may allocate. */
-        if (g->pool_below && base != NULL)
-            pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA);
-        base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
-        if (g->pool_below)
-            pool_links_check(g, OP_MALLOC);
-        if (base == NULL)
-            return NULL;
-    }
+    /* A damaged link met below (or by dbg_malloc, which emptied the bin
+     * first, for the report's handler may allocate) is reported after the
+     * call (pool_links_check). */
+    unsigned char *base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+    if (g->pool_below)
+        pool_links_check(g, OP_MALLOC);
+    if (base == NULL)
+        return NULL;
     unsigned char *p = base + PM_I_DEBUG_HEAD;
     if (PM_I_LIKELY(g->pool_below && n <= PM_P_SIDE_SIZE_MAX)) {
         fill_clean(p, n);
@@ -950,11 +939,17 @@ __attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
 }
 
 /* dbg_malloc's fast path took pool block base and found its side word w,
- * but this thread's run of serials is used up. */
-__attribute__((noinline)) static void *malloc_new_run(const dbg *g, unsigned char *base, size_t n,
-                                                      _Atomic uint64_t *w)
+ * but this thread's run of serials is used up (serial 0: a new run), or a
+ * serial is to be broken on (PYMALLOC_BREAK_SERIAL). */
+__attribute__((noinline)) static void *malloc_side_slow(const dbg *g, unsigned char *base,
+                                                        size_t n, _Atomic uint64_t *w,
+                                                        uint64_t serial)
 {
-    return side_block(g, base, n, w, bump_serial_shared());
+    if (serial == 0)
+        serial = bump_serial_shared();
+    void *p = side_block(g, base, n, w, serial);
+    maybe_break(serial);
+    return p;
 }
 
 /* dbg_malloc's fast path took pool block base, which has no side word (an
@@ -973,13 +968,12 @@ __attribute__((noinline)) static void *malloc_bad_link(dbg *g, size_t n, void *q
 }
 
 /* The fast path: the pool below (pymalloc_debug's mem and obj domains), a
- * block from this thread's cache with a side word, no serial to break on.
- * It calls out only in tail position, so it needs no stack frame. */
+ * block from this thread's cache with a side word. It calls out only in
+ * tail position, so it needs no stack frame. */
 static void *dbg_malloc(void *ctx, size_t n)
 {
     dbg *g = ctx;
-    if (PM_I_LIKELY(g->pool_below) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX) &&
-        PM_I_LIKELY(pm_i_debug_break_serial == 0)) {
+    if (PM_I_LIKELY(g->pool_below) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX)) {
         unsigned char *base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1);
         if (PM_I_LIKELY(base != NULL)) {
             if (PM_I_UNLIKELY(PM_P_POP_IS_BAD(base)))
@@ -988,11 +982,16 @@ static void *dbg_malloc(void *ctx, size_t n)
             _Atomic uint64_t *w = pm_i_pool_side_new(base);
             if (PM_I_UNLIKELY(w == NULL))
                 return malloc_no_side(g, base, n);
+            uint64_t serial;
             if (PM_I_SINGLE_THREADED())
-                return side_block(g, base, n, w, bump_serial());
-            if (PM_I_UNLIKELY(run_next == run_end))
-                return malloc_new_run(g, base, n, w);
-            return side_block(g, base, n, w, ++run_next);
+                serial = bump_serial();
+            else if (PM_I_UNLIKELY(run_next == run_end))
+                return malloc_side_slow(g, base, n, w, 0); /* 0: a new run */
+            else
+                serial = ++run_next;
+            if (PM_I_UNLIKELY(pm_i_debug_break_serial != 0))
+                return malloc_side_slow(g, base, n, w, serial);
+            return side_block(g, base, n, w, serial);
         }
     }
     return malloc_general(g, n);
