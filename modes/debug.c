@@ -790,7 +790,8 @@ static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
 }
 
 /* Write the header and trailer of new block p and record it. */
-static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned char *base, size_t offset, size_t n)
+static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned char *base,
+                                                                size_t offset, size_t n)
 {
     unsigned char *p = base + offset;
     uint64_t serial = bump_serial();
@@ -1334,8 +1335,8 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
  * program's own) and does nothing when the debug layer aborts after its own
  * report. Then SIGABRT's action is the default again and the signal is
  * raised again, to kill the process when the handler returns, as before
- * (for abort(), raise(SIGABRT) and kill -ABRT alike). The reports are not counted and go to no handler: the process
- * is ending. Pool blocks are not checked: the C library never reads them.
+ * (for abort(), raise(SIGABRT) and kill -ABRT alike). The reports are not
+ * counted and go to no handler: the process is ending. Pool blocks are not checked: the C library never reads them.
  * Async-signal-safe: reads, write(2), sched_yield(); no allocation.
  */
 enum { ABORT_REPORTS = 8 };

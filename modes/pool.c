@@ -594,7 +594,8 @@ static int used_hdr_ok(const pm_pool *pool, unsigned idx)
     size_t size = PM_P_CLASS_SIZE(idx);
     uint32_t no = pool->nextoffset;
     uintptr_t fb = (uintptr_t)pool->freeblock - (uintptr_t)pool;
-    if (pool->szidx != idx || !pm_i_p_hdr_usable(pool, pool) || no < PM_P_HDR + size || no > PM_P_POOL_SIZE || (no - PM_P_HDR) % size != 0 ||
+    if (pool->szidx != idx || !pm_i_p_hdr_usable(pool, pool) || no < PM_P_HDR + size ||
+        no > PM_P_POOL_SIZE || (no - PM_P_HDR) % size != 0 ||
         pool->count > (no - PM_P_HDR) / size)
         return 0;
     if (pool->freeblock == NULL)

@@ -196,9 +196,10 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  * Finding them without reading the pool: a second radix tree, parallel to
  * the ownership tree, one word per 16 KiB pool: the address of the pool's
  * first side word shifted left by PM_P_SIDE_PTR_SHIFT | its block size
- * (32..544, bits 4..9), or 0. It is set (arena lock) when a pool is formatted for a class (new_pool)
- * in an arena with side words, and KEPT when the pool empties and goes back to its arena, so that a second free of a
- * block of an emptied pool still finds the block's word (freed, with its
+ * (32..544, bits 4..9), or 0. It is set (arena lock) when a pool is
+ * formatted for a class (new_pool) in an arena with side words, and KEPT
+ * when the pool empties and goes back to its arena, so that a second free
+ * of a block of an emptied pool still finds the block's word (freed, with its
  * size and serial) while the ownership tree already says "not ours". It is
  * cleared when the arena is unmapped. Invariant: a pool whose side entry
  * is 0 has all its side words 0; a pool reformatted for another class has
