@@ -1451,7 +1451,7 @@ static void fork_child(void)
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+static void register_atfork(void) { pm_i_atfork(fork_prepare, fork_parent, fork_child); }
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 

@@ -868,7 +868,7 @@ static int ensure_init(void)
         tc_busy = 1;
         pm_i_p_vg = under_memcheck();
         pthread_key_create(&tc_key, tc_destroy);
-        pthread_atfork(fork_prepare, fork_parent, fork_child); /* may allocate */
+        pm_i_atfork(fork_prepare, fork_parent, fork_child); /* may allocate */
         tc_busy = 0;
         atomic_store_explicit(&init_state, 2, memory_order_release);
         return 0;

@@ -66,6 +66,41 @@ static void install(const pm_i_mode *m)
     atomic_store_explicit(&installed_mode, m, memory_order_release);
 }
 
+__thread int pm_i_atfork_defer __attribute__((tls_model("initial-exec")));
+
+/* The handlers waiting for pm_i_atfork_flush (src/pm_internal.h): three at
+ * most (the set-up's, the pool's, the debug hooks'). */
+enum { ATFORK_MAX = 8 };
+static struct atfork {
+    void (*prepare)(void), (*parent)(void), (*child)(void);
+} atfork_queue[ATFORK_MAX];
+static int atfork_queued;
+static pthread_mutex_t atfork_queue_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void pm_i_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    pthread_mutex_lock(&atfork_queue_lock);
+    if ((pm_i_atfork_defer || atfork_queued > 0) && atfork_queued < ATFORK_MAX) {
+        atfork_queue[atfork_queued++] = (struct atfork){prepare, parent, child};
+        pthread_mutex_unlock(&atfork_queue_lock);
+        return;
+    }
+    pthread_mutex_unlock(&atfork_queue_lock);
+    pthread_atfork(prepare, parent, child);
+}
+
+void pm_i_atfork_flush(void)
+{
+    pthread_mutex_lock(&atfork_queue_lock);
+    struct atfork q[ATFORK_MAX];
+    int n = atfork_queued;
+    memcpy(q, atfork_queue, sizeof q);
+    atfork_queued = 0;
+    pthread_mutex_unlock(&atfork_queue_lock);
+    for (int i = 0; i < n; i++)
+        pthread_atfork(q[i].prepare, q[i].parent, q[i].child);
+}
+
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&mode_lock);
@@ -83,6 +118,7 @@ static void fork_child(void)
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     pm_i_table_reinit_child(); /* clears pm_i_fork_held_api */
     mode_lock = fresh;
+    atfork_queue_lock = fresh;
 }
 
 /* Stop the process: one line on stderr, exit status 1, no atexit handlers
@@ -151,7 +187,7 @@ static int bool_option(const char *name)
 
 static void setup_from_env(void)
 {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pm_i_atfork(fork_prepare, fork_parent, fork_child);
     pm_i_pool_init(); /* its own fork handlers, while the table holds libc */
 
     const char *env = pm_i_getenv("PYMALLOC_MODE");

@@ -99,7 +99,16 @@ static inline int o_fast(void)
 static int o_ready(void)
 {
     if (!o_in_use()) {
+#ifndef PM_O_PREFIX
+        /* libc may be calling with its atfork lock held: the set-up's fork
+         * handlers wait for o_load (src/pm_internal.h, pm_i_atfork). */
+        int defer = pm_i_atfork_defer;
+        pm_i_atfork_defer = 1;
         pm_i_first_use();
+        pm_i_atfork_defer = defer;
+#else
+        pm_i_first_use(); /* the renamed copy: libc never calls it */
+#endif
         if (!o_in_use())
             return 0;
     }
@@ -475,7 +484,12 @@ PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_Exit)(int status)
 
 /* Run the set-up when the library is loaded: a bad PYMALLOC_MODE stops the
  * program even if it never allocates, and the mode is in place before the
- * constructors of libraries loaded after this one. */
+ * constructors of libraries loaded after this one. Then register the fork
+ * handlers of a set-up that an allocation started before (o_ready). */
 #ifndef PM_O_PREFIX
-__attribute__((constructor)) static void o_load(void) { pm_i_ensure_init(); }
+__attribute__((constructor)) static void o_load(void)
+{
+    pm_i_ensure_init();
+    pm_i_atfork_flush();
+}
 #endif

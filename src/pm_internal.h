@@ -293,6 +293,20 @@ void pm_i_first_use(void);
 /* Make sure a mode is installed (does not mark the mode as used). */
 void pm_i_ensure_init(void);
 
+/* fork handlers: every part registers its own through pm_i_atfork, never
+ * pthread_atfork. glibc's pthread_atfork (and fork, running the handlers)
+ * calls malloc with its atfork lock held, so a set-up started by that
+ * malloc must not call pthread_atfork: it would wait for the lock its own
+ * thread holds. The override (src/override.c) sets pm_i_atfork_defer on
+ * this thread around the set-up it starts; pm_i_atfork then queues the
+ * handlers, in order, and pm_i_atfork_flush, called by the override's
+ * load-time constructor, registers them. While the queue is not empty every
+ * registration joins it, so the handlers keep their order (the order in
+ * which fork takes the locks). */
+extern __thread int pm_i_atfork_defer __attribute__((tls_model("initial-exec")));
+void pm_i_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+void pm_i_atfork_flush(void);
+
 /* ---------------------------------------------------------------------------
  * Options (src/options.c): the environment read without allocating.
  */
