@@ -36,9 +36,11 @@ uint64_t pm_i_debug_break_serial;
 static _Atomic(pm_error_handler) handler_fn;
 static _Atomic(void *) handler_ctx;
 static atomic_ulong counts[PM_ERR_CLASS_COUNT];
-/* The process whose errors counts holds (0: none counted yet): the one that
- * counted the first, or a fork() child (reset, below). A vfork() child, or
- * any CLONE_VM child, shares counts with its parent but not its pid. */
+/* The process whose memory holds counts: the one that ran the set-up, or a
+ * fork() child (reset, below). A vfork() child, or any CLONE_VM child,
+ * shares counts with its parent but not its pid: its errors are summed up
+ * at its parent's exit. (Not the process that counted the first error: a
+ * vfork child's first error would then disown its parent's summary.) */
 static _Atomic long counts_pid;
 
 static _Atomic int report_lock;
@@ -79,6 +81,7 @@ unsigned long pm_error_count(pm_error_class c)
 
 void pm_i_debug_read_options(void)
 {
+    atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
     const char *v = pm_i_getenv("PYMALLOC_ON_ERROR");
     if (v == NULL || *v == '\0' || strcmp(v, "abort") == 0) {
         pm_i_debug_on_error_report = 0;
@@ -394,7 +397,7 @@ void pm_i_debug_reports_fork_child(void)
     in_report = 0;
     for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
         atomic_store_explicit(&counts[c], 0, memory_order_relaxed);
-    atomic_store_explicit(&counts_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
 }
 
 int pm_i_debug_counts_are_mine(void)
@@ -446,8 +449,6 @@ void pm_i_debug_report(const pm_i_err *e)
     format_line(&lb, e);
     line[lb.len] = '\0';
 
-    long none = 0;
-    atomic_compare_exchange_strong(&counts_pid, &none, (long)getpid());
     atomic_fetch_add(&counts[e->error], 1);
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
 

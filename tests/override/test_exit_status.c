@@ -101,6 +101,39 @@ static void vfork_parent(void *arg)
     _exit(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 42);
 }
 
+/* The error made in the vfork child: the child's _exit(3) keeps its status,
+ * and the parent's _exit(0) sums the error up (status 1 and the line). */
+static void vfork_child_errs(void *arg)
+{
+    (void)arg;
+    pid_t pid = vfork();
+    if (pid == 0) {
+        volatile size_t n = 24;
+        unsigned char *p = malloc(n);
+        ((volatile unsigned char *)p)[n] = 'x';
+        free(p);
+        _exit(3);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    _exit(WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 42);
+}
+
+static void test_exit_error_in_vfork_child(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode: no heap error to count");
+    pm_death_result r;
+    pm_death(vfork_child_errs, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 1);
+    PM_CHECK_STR(r.output, "buffer overflow: 1 byte written past the end of a 24-byte block");
+    const char *line = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error";
+    const char *first = strstr(r.output, line);
+    PM_CHECK(first != NULL);
+    PM_CHECK(first == NULL || strstr(first + 1, line) == NULL); /* once */
+}
+
 static void test_exit_vfork_child(void)
 {
     if (!pm_debug_enabled())
@@ -118,6 +151,7 @@ static void test_exit_vfork_child(void)
 int main(void)
 {
     PM_RUN(test_exit_vfork_child);
+    PM_RUN(test_exit_error_in_vfork_child);
     PM_RUN(test_exit_statuses);
     PM_RUN(test_exit_plain);
     return pm_test_done();
