@@ -67,6 +67,7 @@ static void install(const pm_i_mode *m)
 }
 
 __thread int pm_i_atfork_defer __attribute__((tls_model("initial-exec")));
+int pm_i_quiet_copy;
 
 /* The handlers waiting for pm_i_atfork_flush (src/pm_internal.h): three at
  * most (the set-up's, the pool's, the debug hooks'). */
@@ -200,11 +201,17 @@ static void setup_from_env(void)
 
     pm_i_debug_read_options();
     int stats = bool_option("PYMALLOC_STATS");
-    atomic_store(&pm_i_stats_at_exit, stats);
+    atomic_store(&pm_i_stats_at_exit, stats && !pm_i_quiet_copy);
 
     install(m);
-    if (verbose)
+    if (verbose && !pm_i_quiet_copy) {
         print_verbose(env);
+    } else if (verbose) {
+        static const char note[] = "pymalloc: this copy of libpymalloc is idle: the program "
+                                   "has a malloc of its own (libpymalloc.a's, for instance), "
+                                   "which comes first\n";
+        pm_i_write_all(2, note, sizeof note - 1);
+    }
 }
 
 /* PYMALLOC_STATS=1: the pool statistics on stderr when the program ends

@@ -44,10 +44,12 @@
  * load-time constructor: the harness chooses the mode with pm_set_mode, which
  * must run before any set-up.
  */
+#define _GNU_SOURCE 1 /* RTLD_DEFAULT */
 #include "pm_override.h"
 #include "pm_debug.h"
 #include "../modes/pool.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -487,8 +489,27 @@ PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_Exit)(int status)
  * constructors of libraries loaded after this one. Then register the fork
  * handlers of a set-up that an allocation started before (o_ready). */
 #ifndef PM_O_PREFIX
+/* This copy's malloc, by an address that no other definition can take. */
+#if defined(__has_attribute) && __has_attribute(copy)
+#define O_SAME_ATTRIBUTES __attribute__((copy(malloc)))
+#else
+#define O_SAME_ATTRIBUTES
+#endif
+extern void *o_this_malloc(size_t n)
+    __attribute__((alias("malloc"), visibility("hidden"))) O_SAME_ATTRIBUTES;
+
+/* Another malloc comes first in the process (src/pm_internal.h). */
+static int o_hidden(void)
+{
+    void *sym = dlsym(RTLD_DEFAULT, "malloc"); /* may allocate: from that malloc */
+    void *(*first)(size_t);
+    memcpy(&first, &sym, sizeof first); /* POSIX: dlsym results are callable */
+    return sym != NULL && first != o_this_malloc;
+}
+
 __attribute__((constructor)) static void o_load(void)
 {
+    pm_i_quiet_copy = o_hidden();
     pm_i_ensure_init();
     pm_i_atfork_flush();
 }

@@ -13,7 +13,10 @@
 # The preloaded run has PYMALLOC_VERBOSE=1, and its stderr must show the
 # library's start-up line for MODE (the proof that the preload took effect).
 # --static: the program is linked with libpymalloc.a; it runs once, with
-# MODE, and must exit 0 and show the start-up line.
+# MODE, and must exit 0 and show the start-up line. With --lib LIB too, LIB
+# is preloaded as well (a second copy, whose malloc the program's hides),
+# with PYMALLOC_STATS=1: the start-up line and the statistics must show
+# once, from the program's copy, and the preloaded copy must say it is idle.
 # Exit 77 (skipped) when the program is not installed.
 set -u
 lib= mode= stdin=/dev/null static=0 status_only=0 require= verbose=1
@@ -46,6 +49,9 @@ trap 'rm -rf "$tmp"' EXIT
 banner="pymalloc [0-9.]*: mode [a-z_]* (PYMALLOC_MODE=$mode)"
 
 if [ $static = 1 ]; then
+    if [ -n "$lib" ]; then
+        envs="$envs LD_PRELOAD=$lib PYMALLOC_STATS=1"
+    fi
     # shellcheck disable=SC2086
     env $envs PYMALLOC_MODE="$mode" PYMALLOC_VERBOSE=1 "$@" <"$stdin" >"$tmp/out" 2>"$tmp/err"
     rc=$?
@@ -53,8 +59,15 @@ if [ $static = 1 ]; then
     if [ $rc != 0 ]; then
         echo "FAIL: exit status $rc in mode $mode"; cat "$tmp/err"; exit 1
     fi
-    grep -q "$banner" "$tmp/err" || { echo "FAIL: no pymalloc start-up line"; cat "$tmp/err"; exit 1; }
-    echo "PASS: $* in mode $mode (linked)"
+    n=$(grep -c "$banner" "$tmp/err")
+    [ "$n" = 1 ] || { echo "FAIL: $n pymalloc start-up lines, not 1"; cat "$tmp/err"; exit 1; }
+    if [ -n "$lib" ]; then
+        n=$(grep -c "^Small block threshold" "$tmp/err")
+        [ "$n" = 1 ] || { echo "FAIL: the statistics $n times, not once"; cat "$tmp/err"; exit 1; }
+        grep -q "^pymalloc: this copy of libpymalloc is idle" "$tmp/err" ||
+            { echo "FAIL: the preloaded copy does not say it is idle"; cat "$tmp/err"; exit 1; }
+    fi
+    echo "PASS: $* in mode $mode (linked${lib:+, $lib preloaded too})"
     exit 0
 fi
 
