@@ -418,12 +418,19 @@ _Atomic int pm_i_debug_aborting;
 /* The line and the dump, in one write(2) (about 1.5 KB; a pipe keeps a
  * write of up to 4 KiB whole): reports of processes that share stderr do
  * not interleave. The caller holds the report lock, which keeps this
- * process's threads apart. */
+ * process's threads apart, and so owns report_storage: not on the stack,
+ * which may be a thread's 16 KiB with a signal frame or two on it (abort's
+ * SIGABRT). A report made inside another in the same thread (from a
+ * signal handler) writes through a smaller buffer, in more writes. */
+static char report_storage[4096];
 static void write_report(const char *line, size_t len, const pm_i_err *e)
 {
-    char storage[4096];
+    char nested[512];
     pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    if (in_report == 1)
+        pm_i_buf_init(&b, report_storage, sizeof report_storage, 2);
+    else
+        pm_i_buf_init(&b, nested, sizeof nested, 2);
     pm_i_buf_mem(&b, line, len);
     pm_i_buf_char(&b, '\n');
     dump_block(&b, e);

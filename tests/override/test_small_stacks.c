@@ -1,0 +1,149 @@
+/*
+ * tests/override/test_small_stacks.c - heap-error reports and the abort-time
+ * check on small stacks: a thread with the smallest stack glibc allows
+ * (PTHREAD_STACK_MIN, 16 KiB) and a signal handler on an 8 KiB sigaltstack
+ * (the classic SIGSTKSZ) that calls abort(). Each must end in SIGABRT with
+ * the report, never in SIGSEGV.
+ *
+ * A report and abort's SIGABRT frame (about 3 KB with AVX-512 state) leave
+ * little room: before, a 4 KiB report buffer on the stack and a first call
+ * through a lazily bound PLT stub (the dynamic linker's resolver saves the
+ * vector registers, about 3 KB more) overflowed such stacks. Linked with
+ * libpymalloc.a; the program's own calls are bound lazily, as usual.
+ */
+#include "../harness.h"
+#include "pymalloc.h"
+
+#include <limits.h>
+#include <pthread.h>
+
+typedef void (*scenario)(void);
+
+/* Sizes and pointers hidden from the compiler's bounds checks. */
+static volatile size_t small = 24, big = 5000;
+static unsigned char *volatile hide;
+
+/* The SIGABRT action at start-up (the debug hooks' check of the heap): the
+ * harness's death tests reset it to the default in the child. */
+static struct sigaction installed;
+
+static void overflow_small(void)
+{
+    unsigned char *p = malloc(small);
+    ((volatile unsigned char *)p)[small] = 'x';
+    free(p);
+}
+
+static void overflow_big(void)
+{
+    unsigned char *p = malloc(big);
+    ((volatile unsigned char *)p)[big] = 'x';
+    free(p);
+}
+
+static void double_free(void)
+{
+    hide = malloc(40);
+    free(hide);
+    free(hide);
+}
+
+/* abort() with a damaged live block: the SIGABRT handler checks the heap. */
+static void abort_damaged(void)
+{
+    hide = malloc(big);
+    for (size_t i = big; i < big + 10; i++)
+        ((volatile unsigned char *)hide)[i] = 'x';
+    abort();
+}
+
+static void *run(void *arg)
+{
+    scenario fn;
+    memcpy(&fn, &arg, sizeof fn);
+    fn();
+    return NULL;
+}
+
+/* fn on a thread with a PTHREAD_STACK_MIN stack. */
+static void on_small_thread(void *arg)
+{
+    sigaction(SIGABRT, &installed, NULL);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    if (pthread_attr_setstacksize(&at, PTHREAD_STACK_MIN) != 0)
+        _exit(90);
+    pthread_t t;
+    if (pthread_create(&t, &at, run, arg) != 0)
+        _exit(91);
+    pthread_join(t, NULL);
+    _exit(92); /* the scenario must not return */
+}
+
+static void expect_abort(scenario fn, const char *text)
+{
+    pm_death_result r;
+    void *arg;
+    memcpy(&arg, &fn, sizeof arg);
+    pm_death(on_small_thread, arg, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, text);
+}
+
+static void test_reports_on_a_small_thread_stack(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode: no report");
+    expect_abort(overflow_small, "pymalloc: free: buffer overflow: 1 byte written past the end "
+                                 "of a 24-byte block");
+    expect_abort(overflow_big, "pymalloc: free: buffer overflow: 1 byte written past the end "
+                               "of a 5000-byte block");
+    expect_abort(double_free, "pymalloc: free: double free");
+    expect_abort(abort_damaged, "pymalloc: abort: buffer overflow");
+}
+
+static void on_segv(int sig)
+{
+    (void)sig;
+    abort();
+}
+
+/* A crash handler on an 8 KiB alternate stack that calls abort(): the
+ * process must die of SIGABRT, as under glibc. */
+static void crash_on_alt_stack(void *arg)
+{
+    (void)arg;
+    sigaction(SIGABRT, &installed, NULL);
+    static char alt[8192];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0)
+        _exit(93);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_segv;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    *(volatile int *)hide = 1; /* hide is NULL */
+    _exit(94);
+}
+
+static void test_abort_on_a_small_alt_stack(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode: no SIGABRT handler");
+    hide = NULL;
+    pm_death_result r;
+    pm_death(crash_on_alt_stack, NULL, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+}
+
+int main(void)
+{
+    sigaction(SIGABRT, NULL, &installed);
+    PM_RUN(test_reports_on_a_small_thread_stack);
+    PM_RUN(test_abort_on_a_small_alt_stack);
+    return pm_test_done();
+}
