@@ -498,14 +498,17 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
 
-/* A block checked with class c (e) was written past its end into its
- * serial field: the write may have gone on into what follows it (a lone
- * damaged byte among its pad bytes is another bug). The serial's last
- * damaged byte is not always its last one: a write of the value a byte
- * holds leaves no trace (zeros over a serial that is a multiple of 256). */
+/* A block checked with class c (e) was written past its end, from its
+ * first pad byte on, into its serial field: the write may have gone on into
+ * what follows it (a lone damaged byte among its pad bytes is another bug;
+ * damage that starts higher, with its first pad bytes intact, came from
+ * above: an underflow of the block after it reaching down into this one).
+ * The serial's last damaged byte is not always its last one: a write of
+ * the value a byte holds leaves no trace (zeros over a serial that is a
+ * multiple of 256). */
 static int overflowed_to_the_end(pm_error_class c, const pm_i_err *e)
 {
-    return (c == PM_ERR_BUFFER_OVERFLOW || (c == PM_ERR_HEADER_CORRUPT && e->offset >= 0)) &&
+    return c == PM_ERR_BUFFER_OVERFLOW && e->offset == (ptrdiff_t)e->size &&
            e->last >= (ptrdiff_t)e->size + 8;
 }
 
@@ -517,11 +520,13 @@ static int damaged_from_below(const pm_i_err *e)
 {
     /* The first damaged byte in the size field (p-16 .. p-9): a write from
      * below that began at p-16 leaves the field's high bytes as they were
-     * when it writes zeros there (a NUL, small integers), as they are. */
+     * when it writes zeros there (a NUL, small integers), as they are; over
+     * a 0-byte block's field, all zeros, such a write leaves no trace at
+     * all, and the first damaged byte is the API id's (p-8). */
     return e->known && e->readable &&
            (e->below_header ||
             ((e->error == PM_ERR_BUFFER_UNDERFLOW || e->error == PM_ERR_HEADER_CORRUPT) &&
-             e->offset < -8));
+             (e->offset < -8 || (e->offset == -8 && e->size == 0))));
 }
 
 /* The block before registry block b (base: b's underlying block): a live
@@ -570,15 +575,82 @@ static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
     return overflowed_to_the_end(c, e);
 }
 
-/* The pool block before pool block `base` (an underlying block of class
- * idx) in its pool, as a data address, or NULL for a pool's first block
- * (its pool's header is before it). */
+/* The pool block below pool block `base` (an underlying block of class
+ * idx) in memory, as a data address: the one before it in its pool, or for
+ * a pool's first block the last block of the pool before it in memory (a
+ * write past its end goes through that pool's spare tail and this pool's
+ * header); NULL if that pool is not in use. Reads only the pools' tree. */
 static const unsigned char *pool_block_before(const unsigned char *base, unsigned idx)
 {
     size_t size = PM_P_CLASS_SIZE(idx);
-    if (((uintptr_t)base & PM_P_POOL_MASK) < PM_P_HDR + size)
+    if (((uintptr_t)base & PM_P_POOL_MASK) >= PM_P_HDR + size)
+        return base - size + PM_I_DEBUG_HEAD;
+    const unsigned char *before =
+        (const unsigned char *)((uintptr_t)base & ~PM_P_POOL_MASK) - PM_P_POOL_SIZE;
+    unsigned v = pm_i_p_lookup(before);
+    if (v == 0)
         return NULL;
-    return base - size + PM_I_DEBUG_HEAD;
+    size = PM_P_CLASS_SIZE(v - 1);
+    return before + PM_P_HDR + (PM_P_BLOCKS_PER_POOL(size) - 1) * size + PM_I_DEBUG_HEAD;
+}
+
+/* Pool block p was written over from below through its whole length, so
+ * a write past the end of a block further down may have gone through it.
+ * Live: its header from its size field on (damaged_from_below) and its
+ * serial field, which the write reached by way of its pad bytes. Freed: its
+ * free-list link (its first 16 bytes) and the last byte of its 0xDD fill. */
+static int pool_block_run_over(const unsigned char *p)
+{
+    _Atomic uint64_t *w = side_of(p);
+    if (w == NULL)
+        return 0;
+    pm_i_reg_info in;
+    side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+    const unsigned char *t = p + in.size;
+    if (in.state == PM_I_REG_FREED) {
+        uint64_t link[2];
+        PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(p - PM_I_DEBUG_HEAD, in.size + PM_I_DEBUG_EXTRA));
+        memcpy(link, p - PM_I_DEBUG_HEAD, 16);
+        int over = (link[0] ^ link[1]) != ~(uint64_t)0 && t[PM_I_DEBUG_TAIL - 1] != PM_I_DEADBYTE;
+        PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(p - PM_I_DEBUG_HEAD, in.size + PM_I_DEBUG_EXTRA));
+        return over;
+    }
+    pm_i_err e;
+    if (in.state != PM_I_REG_LIVE || classify(p, &in, 0, OP_USABLE, &e) == PM_ERR_NONE ||
+        !damaged_from_below(&e))
+        return 0;
+    unsigned char serial[8];
+    put_be64(serial, full_serial(in.serial));
+    int pad = 0, tail = 0;
+    for (int i = 0; i < 8; i++) {
+        pad |= t[i] != PM_I_FORBIDDENBYTE;
+        tail |= t[8 + i] != serial[i];
+    }
+    return pad && tail;
+}
+
+/* At most this many blocks run over from below are passed on the way down
+ * to the block whose overflow did it. */
+#define BLAME_MAX_RUN_OVER 16
+
+/* The live pool block below pool block base (class idx) whose write past
+ * its end reached base, maybe through blocks it ran over: 1 with its report
+ * in *a, else 0. Reads only blocks the side words say are in use. */
+static int blame_pool_below(const unsigned char *base, unsigned idx, pm_i_err *a)
+{
+    for (int k = 0; k <= BLAME_MAX_RUN_OVER; k++) {
+        const unsigned char *prev = pool_block_before(base, idx);
+        int status;
+        if (prev == NULL)
+            return 0;
+        if (pool_block_overflowed(prev, a))
+            return 1;
+        if (!pool_block_run_over(prev) || side_of_class(prev, &status) == NULL)
+            return 0;
+        base = prev - PM_I_DEBUG_HEAD;
+        idx = ((unsigned)status >> 2) - 1;
+    }
+    return 0;
 }
 
 /* Fill *a with the report of the block whose overflow damaged block e
@@ -588,11 +660,8 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     const unsigned char *p = e->address;
     int status;
     _Atomic uint64_t *w = side_of_class(p, &status);
-    if (w != NULL) { /* a pool block: the one before it in its pool */
-        const unsigned char *prev =
-            pool_block_before(p - PM_I_DEBUG_HEAD, ((unsigned)status >> 2) - 1);
-        return prev != NULL && pool_block_overflowed(prev, a);
-    }
+    if (w != NULL) /* a pool block: the one below it, or further down */
+        return blame_pool_below(p - PM_I_DEBUG_HEAD, ((unsigned)status >> 2) - 1, a);
     /* A registry block: its chunk header is the 16 bytes below its
      * underlying block (prev_size, size). The offset is e's block's. */
     pm_i_reg_info self;
@@ -637,8 +706,7 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
 {
     pm_i_err e;
     pm_i_reg_info in;
-    const unsigned char *prev = pool_block_before(base, idx);
-    if (prev != NULL && pool_block_overflowed(prev, &e)) {
+    if (blame_pool_below(base, idx, &e)) {
         e.entry = who;
         pm_i_debug_report(&e);
         return;
@@ -674,19 +742,14 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
 void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
 {
     const char *who = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pool allocator";
-    const unsigned char *before = (const unsigned char *)pool - PM_P_POOL_SIZE;
-    unsigned v = pm_i_p_lookup(before);
+    /* The pool's own start: below its first block, so the previous pool's. */
+    const unsigned char *last = pool_block_before(pool, 0);
     int found = 0;
-    if (v != 0) {
-        size_t size = PM_P_CLASS_SIZE(v - 1);
-        const unsigned char *last =
-            before + PM_P_HDR + (PM_P_BLOCKS_PER_POOL(size) - 1) * size + PM_I_DEBUG_HEAD;
-        pm_i_err e;
-        if (pool_block_overflowed(last, &e)) {
-            e.entry = who;
-            pm_i_debug_report_print(&e);
-            found = 1;
-        }
+    pm_i_err e;
+    if (last != NULL && pool_block_overflowed(last, &e)) {
+        e.entry = who;
+        pm_i_debug_report_print(&e);
+        found = 1;
     }
     char storage[512];
     pm_i_buf b;

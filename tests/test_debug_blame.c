@@ -1,0 +1,283 @@
+/*
+ * tests/test_debug_blame.c - which block a report names when a write went
+ * from one block into another (modes/debug.c: blame). The block found
+ * damaged is not always the one with the bug:
+ *  - an underflow of block B reaching down into the serial field of the
+ *    block A before it, its pad bytes intact: B's underflow (before, A's
+ *    "header corrupt" was reported instead, and B's bug never);
+ *  - a write past the end of A through the whole of the next block B into
+ *    the header of C, freed: A's overflow, with B and C live, or freed
+ *    (their free-list links damaged: pool blocks);
+ *  - a write past the end of the last block of a pool, through the next
+ *    pool's header, into the first block of that pool: the last block's
+ *    overflow, not an underflow of the first (pool blocks);
+ *  - zeros written past the end of a 0-byte block into the next 0-byte
+ *    block's header (whose size field, all zeros, keeps no trace): the
+ *    first block's overflow.
+ * In-process through an error handler (the damaged blocks are leaked), in a
+ * forked child where a pool's header is damaged (nothing may run on after).
+ * Skipped under valgrind, whose memcheck would report the planted writes.
+ */
+#include "debug_layout.h"
+#include "harness.h"
+#include "pm_internal.h"
+
+#include "pymalloc.h"
+
+static struct {
+    int calls;
+    pm_error_class error;
+    size_t size;
+    uint64_t serial;
+    ptrdiff_t offset;
+    const void *address;
+    char message[512];
+} S;
+
+static void record(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    S.calls++;
+    S.error = r->error;
+    S.size = r->size;
+    S.serial = r->serial;
+    S.offset = r->offset;
+    S.address = r->address;
+    snprintf(S.message, sizeof S.message, "%s", r->message);
+}
+
+static void watch(void)
+{
+    memset(&S, 0, sizeof S);
+    pm_set_error_handler(record, NULL);
+}
+
+#define NEED_DEBUG()                                                                 \
+    do {                                                                             \
+        if (!pm_debug_enabled())                                                     \
+            PM_SKIP("no debug hooks in this mode");                                  \
+        if (pm_t_under_valgrind())                                                   \
+            PM_SKIP("memcheck reports the planted writes");                          \
+    } while (0)
+
+/* A pool block of the debug layer. */
+static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
+
+/* Of `count` fresh blocks of n bytes (in q[], all kept), the index of the
+ * first of `run` blocks each `step` bytes after the one before, or -1. */
+static int find_run(unsigned char **q, int count, size_t n, ptrdiff_t step, int run)
+{
+    for (int i = 0; i < count; i++)
+        q[i] = pm_mem_malloc(n);
+    for (int i = 0; i < count; i++) {
+        int k = 1;
+        const unsigned char *at = q[i];
+        for (; k < run; k++) {
+            int found = 0;
+            for (int j = 0; j < count && !found; j++)
+                found = q[j] == at + step;
+            if (!found)
+                break;
+            at += step;
+        }
+        if (k == run)
+            return i;
+    }
+    return -1;
+}
+
+static void free_others(unsigned char **q, int count, const unsigned char *const *keep, int nkeep)
+{
+    for (int i = 0; i < count; i++) {
+        int kept = 0;
+        for (int k = 0; k < nkeep; k++)
+            kept |= q[i] == keep[k];
+        if (!kept)
+            pm_mem_free(q[i]);
+    }
+}
+
+enum { COUNT = 200 };
+
+static void test_underflow_into_the_block_below(void)
+{
+    NEED_DEBUG();
+    for (size_t len = 25; len <= 32; len++) { /* through a's serial, not its pad bytes */
+        /* 24 + 32 bytes: 64-byte pool blocks, or 64-byte glibc chunks; a
+         * fresh pair each time (the damaged blocks are leaked). */
+        unsigned char *q[COUNT];
+        int i = find_run(q, COUNT, 24, 64, 2);
+        if (i < 0) {
+            free_others(q, COUNT, NULL, 0);
+            PM_SKIP("no two 24-byte blocks 64 bytes apart");
+        }
+        unsigned char *a = q[i], *b = a + 64;
+        const unsigned char *keep[] = {a, b};
+        free_others(q, COUNT, keep, 2);
+        uint64_t sa = trailer_serial(a, 24), sb = trailer_serial(b, 24);
+        watch();
+        memset(b - len, 'U', len);
+        pm_mem_free(b);
+        PM_CHECK_EQ(S.calls, 1);
+        PM_CHECK_EQ(S.error, PM_ERR_BUFFER_UNDERFLOW);
+        PM_CHECK(S.address == b);
+        PM_CHECK_EQ(S.size, 24);
+        PM_CHECK_EQ(S.serial, sb);
+        pm_mem_free(a); /* its serial field was hit: damage of its own */
+        PM_CHECK_EQ(S.calls, 2);
+        PM_CHECK_EQ(S.error, PM_ERR_HEADER_CORRUPT);
+        PM_CHECK(S.address == a);
+        PM_CHECK_EQ(S.serial, sa);
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* A (8 bytes: 48-byte pool blocks) written 80 bytes past its end, through
+ * B into C's header; C freed (B and C live), or B and C freed first and C
+ * taken again by malloc (its link damaged). */
+static void overflow_through_a_block(int freed)
+{
+    unsigned char *q[COUNT];
+    int i = find_run(q, COUNT, 8, 48, 3);
+    if (i < 0 || (freed && !pool_block(q[i]))) { /* freed: their free-list links */
+        free_others(q, COUNT, NULL, 0);
+        PM_SKIP(freed ? "no three pool blocks in a row" : "no three blocks in a row");
+    }
+    unsigned char *a = q[i], *b = a + 48, *c = a + 96;
+    const unsigned char *keep[] = {a, b, c};
+    free_others(q, COUNT, keep, 3);
+    uint64_t sa = trailer_serial(a, 8);
+    watch();
+    if (freed) {
+        pm_mem_free(b);
+        pm_mem_free(c);
+    }
+    memset(a + 8, 'A', 80);
+    if (freed) {
+        /* The thread cache gives c back first (last in, first out); without
+         * one (under memcheck: not run here) the pool's list does too. */
+        for (int k = 0; k < 4 && S.calls == 0; k++)
+            (void)pm_mem_malloc(8);
+    } else {
+        pm_mem_free(c);
+    }
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.error, PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(S.address == a);
+    PM_CHECK_EQ(S.size, 8);
+    PM_CHECK_EQ(S.serial, sa);
+    PM_CHECK_EQ(S.offset, 8);
+    pm_set_error_handler(NULL, NULL);
+}
+
+static void test_overflow_through_a_live_block(void)
+{
+    NEED_DEBUG();
+    overflow_through_a_block(0);
+}
+
+static void test_overflow_through_a_freed_block(void)
+{
+    NEED_DEBUG();
+    overflow_through_a_block(1);
+}
+
+static void note(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "handler: %d %zu %llu\n", (int)r->error, r->size,
+            (unsigned long long)r->serial);
+}
+
+/* The last 24-byte block of a pool (64-byte blocks: 255 a pool, 16 spare
+ * bytes at the pool's end) and the first of the pool after it. */
+static void overflow_across_pools(void *arg)
+{
+    (void)arg;
+    enum { MANY = 1200 };
+    static unsigned char *q[MANY];
+    for (int i = 0; i < MANY; i++)
+        q[i] = pm_mem_malloc(24);
+    for (int i = 0; i < MANY; i++) {
+        uintptr_t base = (uintptr_t)(q[i] - 16);
+        if ((base & 16383) != 48 + 254 * 64)
+            continue;
+        unsigned char *next = (unsigned char *)((base & ~(uintptr_t)16383) + 16384 + 48 + 16);
+        for (int j = 0; j < MANY; j++)
+            if (q[j] == next) {
+                fprintf(stderr, "serial %llu\n", (unsigned long long)trailer_serial(q[i], 24));
+                pm_set_error_handler(note, NULL);
+                memset(q[i] + 24, 'O', 100); /* its trailer, the spare bytes, the next
+                                                pool's header, 12 bytes of next's */
+                pm_mem_free(next);
+                _exit(0);
+            }
+    }
+    _exit(77);
+}
+
+static void test_overflow_into_the_next_pool(void)
+{
+    NEED_DEBUG();
+    unsigned char *probe = pm_mem_malloc(24);
+    int pooled = pool_block(probe);
+    pm_mem_free(probe);
+    if (!pooled)
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    pm_death_result r;
+    pm_death(overflow_across_pools, NULL, &r);
+    if (r.exited && r.exit_status == 77)
+        PM_SKIP("no two pools of 24-byte blocks next to each other");
+    PM_CHECK(r.exited && r.exit_status == 0);
+    unsigned long long serial = 0;
+    const char *s = strstr(r.output, "serial ");
+    PM_CHECK(s != NULL && sscanf(s, "serial %llu", &serial) == 1);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: pm_mem_free: buffer overflow: at least 16 bytes written past the end "
+             "of a 24-byte block (serial %llu)",
+             serial);
+    PM_CHECK_STR(r.output, want);
+    snprintf(want, sizeof want, "handler: %d 24 %llu", (int)PM_ERR_BUFFER_OVERFLOW, serial);
+    PM_CHECK_STR(r.output, want);
+}
+
+static void test_zeros_into_a_zero_size_block(void)
+{
+    NEED_DEBUG();
+    unsigned char *q[COUNT];
+    ptrdiff_t step = 0;
+    int i = -1;
+    for (ptrdiff_t d = 32; d <= 64 && i < 0; d += 16) { /* 0 + 32 bytes: its class */
+        i = find_run(q, COUNT, 0, d, 2);
+        if (i < 0)
+            free_others(q, COUNT, NULL, 0);
+        else
+            step = d;
+    }
+    if (i < 0)
+        PM_SKIP("no two 0-byte blocks next to each other");
+    unsigned char *a = q[i], *b = a + step;
+    const unsigned char *keep[] = {a, b};
+    free_others(q, COUNT, keep, 2);
+    uint64_t sa = trailer_serial(a, 0);
+    watch();
+    memset(a, 0, (size_t)step); /* a's trailer, spare bytes, b's whole header */
+    pm_mem_free(b);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.error, PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(S.address == a);
+    PM_CHECK_EQ(S.size, 0);
+    PM_CHECK_EQ(S.serial, sa);
+    pm_set_error_handler(NULL, NULL);
+}
+
+int main(void)
+{
+    PM_RUN(test_underflow_into_the_block_below);
+    PM_RUN(test_overflow_through_a_live_block);
+    PM_RUN(test_overflow_through_a_freed_block);
+    PM_RUN(test_overflow_into_the_next_pool);
+    PM_RUN(test_zeros_into_a_zero_size_block);
+    return pm_test_done();
+}
