@@ -101,6 +101,15 @@ static void vfork_parent(void *arg)
     _exit(WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 42);
 }
 
+/* The summary line of one heap error in output, once. */
+static void one_summary_line(const char *output)
+{
+    const char *line = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error";
+    const char *first = strstr(output, line);
+    PM_CHECK(first != NULL);
+    PM_CHECK(first == NULL || strstr(first + 1, line) == NULL);
+}
+
 /* The error made in the vfork child: the child's _exit(3) keeps its status,
  * and the parent's _exit(0) sums the error up (status 1 and the line). */
 static void vfork_child_errs(void *arg)
@@ -128,10 +137,7 @@ static void test_exit_error_in_vfork_child(void)
     PM_CHECK(r.exited);
     PM_CHECK_EQ(r.exit_status, 1);
     PM_CHECK_STR(r.output, "buffer overflow: 1 byte written past the end of a 24-byte block");
-    const char *line = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error";
-    const char *first = strstr(r.output, line);
-    PM_CHECK(first != NULL);
-    PM_CHECK(first == NULL || strstr(first + 1, line) == NULL); /* once */
+    one_summary_line(r.output);
 }
 
 static void test_exit_vfork_child(void)
@@ -142,10 +148,7 @@ static void test_exit_vfork_child(void)
     pm_death(vfork_parent, NULL, &r);
     PM_CHECK(r.exited);
     PM_CHECK_EQ(r.exit_status, 1); /* the parent's own _exit(0) */
-    const char *line = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error";
-    const char *first = strstr(r.output, line);
-    PM_CHECK(first != NULL);
-    PM_CHECK(first == NULL || strstr(first + 1, line) == NULL); /* once */
+    one_summary_line(r.output);
 }
 
 int main(void)
