@@ -29,7 +29,8 @@
 
 #define FIRST 49
 #define FORKS 200
-#define BLOCKS 4000
+#define BLOCKS 4000 /* the other thread's: more than its cache holds */
+#define CHILD_BLOCKS 600
 
 /* Set in the forking thread while it holds the pools' locks (modes/pool.h). */
 extern __thread int pm_i_p_fork_held __attribute__((tls_model("initial-exec")));
@@ -63,16 +64,16 @@ static void test_setup_inside_pthread_atfork(void)
 }
 
 /* Blocks of 8 bytes to 8 KiB: every pool class, and blocks above them. */
-static void churn(void **b)
+static void churn(void **b, int blocks)
 {
-    for (int i = 0; i < BLOCKS; i++) {
+    for (int i = 0; i < blocks; i++) {
         b[i] = malloc((size_t)(8 + (i * 37) % 600 + (i % 50 == 0 ? 8192 : 0)));
         if (b[i] != NULL)
             memset(b[i], i, 8);
     }
-    for (int i = 0; i < BLOCKS; i += 2)
+    for (int i = 0; i < blocks; i += 2)
         free(b[i]);
-    for (int i = 1; i < BLOCKS; i += 2)
+    for (int i = 1; i < blocks; i += 2)
         free(b[i]);
 }
 
@@ -82,7 +83,7 @@ static void *allocate(void *arg)
     (void)arg;
     void *b[BLOCKS];
     while (!atomic_load(&stop))
-        churn(b);
+        churn(b, BLOCKS);
     return NULL;
 }
 
@@ -97,8 +98,8 @@ static void test_fork_handlers_registered(void)
         pid_t pid = fork();
         if (pid == 0) {
             alarm(10);
-            void *b[BLOCKS];
-            churn(b);
+            void *b[CHILD_BLOCKS];
+            churn(b, CHILD_BLOCKS);
             _exit(0);
         }
         int st = 0;
