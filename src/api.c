@@ -68,6 +68,9 @@ static void install(const pm_i_mode *m)
 
 __thread int pm_i_atfork_defer __attribute__((tls_model("initial-exec")));
 int pm_i_quiet_copy;
+/* PYMALLOC_VERBOSE's start-up line, held back in a copy that may be idle. */
+static _Atomic int verbose_pending;
+static const char *verbose_env;
 
 /* The handlers waiting for pm_i_atfork_flush (src/pm_internal.h): three at
  * most (the set-up's, the pool's, the debug hooks'). */
@@ -201,17 +204,25 @@ static void setup_from_env(void)
 
     pm_i_debug_read_options();
     int stats = bool_option("PYMALLOC_STATS");
-    atomic_store(&pm_i_stats_at_exit, stats && !pm_i_quiet_copy);
+    atomic_store(&pm_i_stats_at_exit, stats);
 
     install(m);
     if (verbose && !pm_i_quiet_copy) {
         print_verbose(env);
     } else if (verbose) {
-        static const char note[] = "pymalloc: this copy of libpymalloc is idle: the program "
-                                   "has a malloc of its own (libpymalloc.a's, for instance), "
-                                   "which comes first\n";
-        pm_i_write_all(2, note, sizeof note - 1);
+        verbose_env = env;
+        atomic_store(&verbose_pending, 1);
     }
+}
+
+/* A copy of the override that may be idle (pm_i_quiet_copy, set when another
+ * malloc comes first) waits with its start-up line for its first allocation:
+ * a wrapper preloaded before it (glibc's libmemusage.so, say) passes the
+ * program's calls on to it. Still unused at exit, it prints no statistics,
+ * and instead of the start-up line one line saying it was idle. */
+static int idle_copy(void)
+{
+    return pm_i_quiet_copy && atomic_load(&pm_i_state) != PM_I_STATE_IN_USE;
 }
 
 /* PYMALLOC_STATS=1: the pool statistics on stderr when the program ends
@@ -222,7 +233,16 @@ _Atomic int pm_i_stats_at_exit;
  * summary, which ends the process before this destructor might run). */
 void pm_i_stats_at_exit_now(void)
 {
-    if (atomic_exchange(&pm_i_stats_at_exit, 0))
+    int stats = atomic_exchange(&pm_i_stats_at_exit, 0);
+    if (idle_copy()) {
+        static const char note[] = "pymalloc: this copy of libpymalloc was idle: no "
+                                   "allocation reached it (the program has a malloc of its "
+                                   "own, libpymalloc.a's for instance, which came first)\n";
+        if (atomic_exchange(&verbose_pending, 0))
+            pm_i_write_all(2, note, sizeof note - 1);
+        return;
+    }
+    if (stats)
         pm_print_stats(2);
 }
 
@@ -255,8 +275,12 @@ void pm_i_first_use(void)
         if (s == PM_I_STATE_IN_USE || in_setup)
             return;
         if (s == PM_I_STATE_READY &&
-            atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_IN_USE))
+            atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_IN_USE)) {
+            if (atomic_load_explicit(&verbose_pending, memory_order_relaxed) &&
+                atomic_exchange(&verbose_pending, 0))
+                print_verbose(verbose_env); /* a copy that was not idle after all */
             return;
+        }
         /* pm_set_mode is installing another mode: wait for it. */
     }
 }

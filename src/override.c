@@ -498,7 +498,8 @@ PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_Exit)(int status)
 extern void *o_this_malloc(size_t n)
     __attribute__((alias("malloc"), visibility("hidden"))) O_SAME_ATTRIBUTES;
 
-/* Another malloc comes first in the process (src/pm_internal.h). */
+/* Another malloc comes first in the process (src/pm_internal.h): this copy
+ * may be idle, or behind a wrapper. */
 static int o_hidden(void)
 {
     void *sym = dlsym(RTLD_DEFAULT, "malloc"); /* may allocate: from that malloc */

@@ -304,12 +304,14 @@ void pm_i_ensure_init(void);
  * registration joins it, so the handlers keep their order (the order in
  * which fork takes the locks). */
 extern __thread int pm_i_atfork_defer __attribute__((tls_model("initial-exec")));
-/* 1 in a preloaded copy of the override whose malloc is not the
- * process's: the program has a malloc of its own, libpymalloc.a's for
- * instance (then that copy serves everything and prints what it is asked
- * to). This copy never serves an allocation: it prints no statistics at
- * exit (PYMALLOC_STATS), and with PYMALLOC_VERBOSE a note that it is idle
- * instead of the start-up line. Set by the override before its set-up. */
+/* 1 in a preloaded copy of the override whose malloc is not the first in
+ * the process: the program has a malloc of its own (libpymalloc.a's, say,
+ * whose copy then serves everything), or a wrapper preloaded before this
+ * copy passes calls on to it. Such a copy prints PYMALLOC_VERBOSE's
+ * start-up line at its first allocation, not at its set-up; if it never
+ * serves one, it prints no statistics at exit (PYMALLOC_STATS), and with
+ * PYMALLOC_VERBOSE a line saying it was idle. Set by the override before
+ * its set-up. */
 extern int pm_i_quiet_copy;
 void pm_i_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 void pm_i_atfork_flush(void);

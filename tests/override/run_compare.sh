@@ -64,7 +64,7 @@ if [ $static = 1 ]; then
     if [ -n "$lib" ]; then
         n=$(grep -c "^Small block threshold" "$tmp/err")
         [ "$n" = 1 ] || { echo "FAIL: the statistics $n times, not once"; cat "$tmp/err"; exit 1; }
-        grep -q "^pymalloc: this copy of libpymalloc is idle" "$tmp/err" ||
+        grep -q "^pymalloc: this copy of libpymalloc was idle" "$tmp/err" ||
             { echo "FAIL: the preloaded copy does not say it is idle"; cat "$tmp/err"; exit 1; }
     fi
     echo "PASS: $* in mode $mode (linked${lib:+, $lib preloaded too})"
