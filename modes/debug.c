@@ -498,18 +498,18 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
 
-/* A block checked with class c (e) was written past its end, from its
- * first pad byte on, into its serial field: the write may have gone on into
- * what follows it (a lone damaged byte among its pad bytes is another bug;
- * damage that starts higher, with its first pad bytes intact, came from
- * above: an underflow of the block after it reaching down into this one).
- * The serial's last damaged byte is not always its last one: a write of
- * the value a byte holds leaves no trace (zeros over a serial that is a
- * multiple of 256). */
+/* A block checked with class c (e) was written past its end, through its
+ * pad bytes, into its serial field: the write may have gone on into what
+ * follows it (a lone damaged byte among its pad bytes is another bug).
+ * Damage of the serial field alone, the pad bytes intact, came from above:
+ * an underflow of the block after it reaching down into this one. The
+ * first damaged pad byte is not always the first one, nor the serial's last
+ * damaged byte its last one: a write of the value a byte holds leaves no
+ * trace (0xFD over a pad byte; zeros over a serial that is a multiple of
+ * 256). */
 static int overflowed_to_the_end(pm_error_class c, const pm_i_err *e)
 {
-    return c == PM_ERR_BUFFER_OVERFLOW && e->offset == (ptrdiff_t)e->size &&
-           e->last >= (ptrdiff_t)e->size + 8;
+    return c == PM_ERR_BUFFER_OVERFLOW && e->last >= (ptrdiff_t)e->size + 8;
 }
 
 /* Damage in the header of live block p that starts in its size field (a
