@@ -114,8 +114,9 @@ extern int pm_i_debug_on_error_report; /* PYMALLOC_ON_ERROR=report */
 /* Write PYMALLOC_ON_ERROR=report's summary line if errors were counted: 1,
  * else 0. No lock, no allocation (the override's _exit calls it). */
 int pm_i_debug_summary(void);
-/* The errors counted are this process's: 0 in a vfork() (CLONE_VM) child,
- * which shares its parent's counts. Async-signal-safe. */
+/* This process has errors of its own to sum up (src/report.c: counts_pid,
+ * claim_pid): 0 in a vfork() (CLONE_VM) child that counted none, which
+ * shares its parent's counts. Async-signal-safe. */
 int pm_i_debug_counts_are_mine(void);
 /* The status of a process that ends with errors counted in report mode. */
 #define PM_I_REPORT_EXIT_STATUS 1

@@ -37,11 +37,16 @@ static _Atomic(pm_error_handler) handler_fn;
 static _Atomic(void *) handler_ctx;
 static atomic_ulong counts[PM_ERR_CLASS_COUNT];
 /* The process whose memory holds counts: the one that ran the set-up, or a
- * fork() child (reset, below). A vfork() child, or any CLONE_VM child,
- * shares counts with its parent but not its pid: its errors are summed up
- * at its parent's exit. (Not the process that counted the first error: a
- * vfork child's first error would then disown its parent's summary.) */
+ * fork() child (reset, below). A child made without the fork handlers has
+ * another pid: a vfork() (CLONE_VM) child, which shares counts with its
+ * parent, or a child of _Fork() or a raw fork system call, which has a copy.
+ * The errors such a child counts are also counted in claimed, which
+ * claim_pid owns: its _exit(0) sums them up (and takes them out of counts,
+ * which a vfork child shares with its parent); with any other status, a
+ * vfork child's errors are left to its parent's exit. */
 static _Atomic long counts_pid;
+static atomic_ulong claimed[PM_ERR_CLASS_COUNT];
+static _Atomic long claim_pid;
 
 static _Atomic int report_lock;
 static __thread int in_report __attribute__((tls_model("initial-exec")));
@@ -395,15 +400,18 @@ void pm_i_debug_reports_fork_child(void)
 {
     atomic_store_explicit(&report_lock, 0, memory_order_relaxed);
     in_report = 0;
-    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
         atomic_store_explicit(&counts[c], 0, memory_order_relaxed);
+        atomic_store_explicit(&claimed[c], 0, memory_order_relaxed);
+    }
     atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
+    atomic_store_explicit(&claim_pid, 0, memory_order_relaxed);
 }
 
 int pm_i_debug_counts_are_mine(void)
 {
-    long owner = atomic_load_explicit(&counts_pid, memory_order_relaxed);
-    return owner == 0 || owner == (long)getpid();
+    long owner = atomic_load_explicit(&counts_pid, memory_order_relaxed), me = (long)getpid();
+    return owner == 0 || owner == me || atomic_load(&claim_pid) == me;
 }
 
 static void unlock_reports(void)
@@ -458,6 +466,14 @@ void pm_i_debug_report(const pm_i_err *e)
 
     atomic_fetch_add(&counts[e->error], 1);
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
+    long me = (long)getpid(), owner = atomic_load(&counts_pid);
+    if (owner != 0 && owner != me) { /* a child made without our fork handlers */
+        if (atomic_exchange(&claim_pid, me) != me)
+            for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+                atomic_store(&claimed[c], 0);
+        atomic_fetch_add(&claimed[e->error], 1);
+        atomic_fetch_add(&claimed[PM_ERR_NONE], 1);
+    }
 
     lock_reports();
     write_report(line, lb.len, e);
@@ -499,7 +515,10 @@ void pm_i_debug_report(const pm_i_err *e)
  * which may be called from a signal handler. */
 int pm_i_debug_summary(void)
 {
-    unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
+    /* A child's own errors (claimed), or all that this memory counted. */
+    int child = atomic_load(&claim_pid) == (long)getpid();
+    atomic_ulong *k = child ? claimed : counts;
+    unsigned long total = atomic_load(&k[PM_ERR_NONE]);
     if (!pm_i_debug_on_error_report || total == 0)
         return 0;
     char storage[512];
@@ -510,25 +529,29 @@ int pm_i_debug_summary(void)
     pm_i_buf_str(&b, " (");
     int first = 1;
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
-        unsigned long k = atomic_load(&counts[c]);
-        if (k == 0)
+        unsigned long n = atomic_load(&k[c]);
+        if (n == 0)
             continue;
         if (!first)
             pm_i_buf_str(&b, ", ");
         first = 0;
         pm_i_buf_str(&b, class_names[c]);
         pm_i_buf_str(&b, ": ");
-        pm_i_buf_u64(&b, k);
+        pm_i_buf_u64(&b, n);
     }
     pm_i_buf_str(&b, "); exit status " PM_I_STR(PM_I_REPORT_EXIT_STATUS) "\n");
     pm_i_buf_flush(&b);
+    if (child) /* summed up here: not again at a vfork parent's exit */
+        for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+            atomic_fetch_sub(&counts[c], atomic_exchange(&claimed[c], 0));
     return 1;
 }
 
 /* PYMALLOC_ON_ERROR=report: fail the process at exit if errors were seen. */
 __attribute__((destructor)) static void report_summary(void)
 {
-    if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0)
+    if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0 ||
+        !pm_i_debug_counts_are_mine())
         return;
     /* PYMALLOC_STATS's output first: the _exit below skips its destructor. */
     pm_i_stats_at_exit_now();

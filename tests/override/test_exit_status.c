@@ -12,6 +12,7 @@
 #include "pymalloc.h"
 
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -110,32 +111,75 @@ static void one_summary_line(const char *output)
     PM_CHECK(first == NULL || strstr(first + 1, line) == NULL);
 }
 
-/* The error made in the vfork child: the child's _exit(3) keeps its status,
- * and the parent's _exit(0) sums the error up (status 1 and the line). */
+/* The error made in the vfork child, which ends with _exit(*arg). With 3
+ * the child keeps its status and the parent's _exit(0) sums the error up
+ * (status 1 and the line); with 0 the child sums it up itself (status 1 and
+ * the line) and the parent, which made none, exits 0. */
+static volatile int vfork_status; /* not a local: vfork */
 static void vfork_child_errs(void *arg)
 {
-    (void)arg;
+    vfork_status = *(const int *)arg;
     pid_t pid = vfork();
     if (pid == 0) {
         volatile size_t n = 24;
         unsigned char *p = malloc(n);
         ((volatile unsigned char *)p)[n] = 'x';
         free(p);
-        _exit(3);
+        _exit(vfork_status);
     }
-    int st = -1;
+    int st = -1, want = vfork_status == 0 ? 1 : vfork_status;
     waitpid(pid, &st, 0);
-    _exit(WIFEXITED(st) && WEXITSTATUS(st) == 3 ? 0 : 42);
+    _exit(WIFEXITED(st) && WEXITSTATUS(st) == want ? 0 : 42);
 }
 
 static void test_exit_error_in_vfork_child(void)
 {
     if (!pm_debug_enabled())
         PM_SKIP("no debug hooks in this mode: no heap error to count");
+    static const int statuses[] = {3, 0};
+    for (int i = 0; i < 2; i++) {
+        pm_death_result r;
+        pm_death(vfork_child_errs, (void *)&statuses[i], &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, statuses[i] == 0 ? 0 : 1);
+        PM_CHECK_STR(r.output, "buffer overflow: 1 byte written past the end of a 24-byte block");
+        one_summary_line(r.output);
+    }
+}
+
+/* A child made by the fork system call itself, without the fork handlers
+ * (as _Fork() or clone() make them): its own error, its _exit(0) sums it
+ * up (status 1 and the line); the parent, which made none, exits 0. */
+static void raw_fork_child_errs(void *arg)
+{
+    (void)arg;
+#ifdef SYS_fork
+    pid_t pid = (pid_t)syscall(SYS_fork);
+    if (pid == 0) {
+        volatile size_t n = 24;
+        unsigned char *p = malloc(n);
+        ((volatile unsigned char *)p)[n] = 'x';
+        free(p);
+        _exit(0);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    _exit(WIFEXITED(st) && WEXITSTATUS(st) == 1 ? 0 : 42);
+#else
+    _exit(77);
+#endif
+}
+
+static void test_exit_error_in_raw_fork_child(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode: no heap error to count");
     pm_death_result r;
-    pm_death(vfork_child_errs, NULL, &r);
+    pm_death(raw_fork_child_errs, NULL, &r);
+    if (r.exited && r.exit_status == 77)
+        PM_SKIP("no fork system call here");
     PM_CHECK(r.exited);
-    PM_CHECK_EQ(r.exit_status, 1);
+    PM_CHECK_EQ(r.exit_status, 0); /* the child exited 1, the parent 0 */
     PM_CHECK_STR(r.output, "buffer overflow: 1 byte written past the end of a 24-byte block");
     one_summary_line(r.output);
 }
@@ -155,6 +199,7 @@ int main(void)
 {
     PM_RUN(test_exit_vfork_child);
     PM_RUN(test_exit_error_in_vfork_child);
+    PM_RUN(test_exit_error_in_raw_fork_child);
     PM_RUN(test_exit_statuses);
     PM_RUN(test_exit_plain);
     return pm_test_done();
