@@ -75,41 +75,34 @@ static void reported_overflow_of(const unsigned char *p, size_t n, uint64_t seri
 /* A pool block of the debug layer. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
 
-/* Of `count` fresh blocks of n bytes (in q[], all kept), the index of the
- * first of `run` blocks each `step` bytes after the one before, or -1. */
-static int find_run(unsigned char **q, int count, size_t n, ptrdiff_t step, int run)
+enum { COUNT = 200 };
+
+/* `run` live blocks of n bytes, each `step` bytes after the one before,
+ * from COUNT fresh ones (the others are freed): the first, or NULL (all
+ * freed). */
+static unsigned char *block_run(size_t n, ptrdiff_t step, int run)
 {
-    for (int i = 0; i < count; i++)
+    unsigned char *q[COUNT], *first = NULL;
+    for (int i = 0; i < COUNT; i++)
         q[i] = pm_mem_malloc(n);
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; i < COUNT && first == NULL; i++) {
         int k = 1;
-        const unsigned char *at = q[i];
         for (; k < run; k++) {
             int found = 0;
-            for (int j = 0; j < count && !found; j++)
-                found = q[j] == at + step;
+            for (int j = 0; j < COUNT && !found; j++)
+                found = q[j] == q[i] + k * step;
             if (!found)
                 break;
-            at += step;
         }
         if (k == run)
-            return i;
+            first = q[i];
     }
-    return -1;
-}
-
-static void free_others(unsigned char **q, int count, const unsigned char *const *keep, int nkeep)
-{
-    for (int i = 0; i < count; i++) {
-        int kept = 0;
-        for (int k = 0; k < nkeep; k++)
-            kept |= q[i] == keep[k];
-        if (!kept)
+    for (int i = 0; i < COUNT; i++)
+        if (first == NULL || q[i] < first || q[i] >= first + run * step)
             pm_mem_free(q[i]);
-    }
+    return first;
 }
 
-enum { COUNT = 200 };
 
 static void test_underflow_into_the_block_below(void)
 {
@@ -117,15 +110,10 @@ static void test_underflow_into_the_block_below(void)
     for (size_t len = 25; len <= 32; len++) { /* through a's serial, not its pad bytes */
         /* 24 + 32 bytes: 64-byte pool blocks, or 64-byte glibc chunks; a
          * fresh pair each time (the damaged blocks are leaked). */
-        unsigned char *q[COUNT];
-        int i = find_run(q, COUNT, 24, 64, 2);
-        if (i < 0) {
-            free_others(q, COUNT, NULL, 0);
+        unsigned char *a = block_run(24, 64, 2);
+        if (a == NULL)
             PM_SKIP("no two 24-byte blocks 64 bytes apart");
-        }
-        unsigned char *a = q[i], *b = a + 64;
-        const unsigned char *keep[] = {a, b};
-        free_others(q, COUNT, keep, 2);
+        unsigned char *b = a + 64;
         uint64_t sa = trailer_serial(a, 24), sb = trailer_serial(b, 24);
         watch();
         memset(b - len, 'U', len);
@@ -149,15 +137,10 @@ static void test_underflow_into_the_block_below(void)
  * taken again by malloc (its link damaged). */
 static void overflow_through_a_block(int freed)
 {
-    unsigned char *q[COUNT];
-    int i = find_run(q, COUNT, 8, 48, 3);
-    if (i < 0 || (freed && !pool_block(q[i]))) { /* freed: their free-list links */
-        free_others(q, COUNT, NULL, 0);
+    unsigned char *a = block_run(8, 48, 3);
+    if (a == NULL || (freed && !pool_block(a))) /* freed: their free-list links */
         PM_SKIP(freed ? "no three pool blocks in a row" : "no three blocks in a row");
-    }
-    unsigned char *a = q[i], *b = a + 48, *c = a + 96;
-    const unsigned char *keep[] = {a, b, c};
-    free_others(q, COUNT, keep, 3);
+    unsigned char *b = a + 48, *c = a + 96;
     uint64_t sa = trailer_serial(a, 8);
     watch();
     if (freed) {
@@ -182,15 +165,10 @@ static void overflow_through_a_block(int freed)
 static void test_overflow_starting_with_a_pad_byte(void)
 {
     NEED_DEBUG();
-    unsigned char *q[COUNT];
-    int i = find_run(q, COUNT, 24, 64, 2);
-    if (i < 0) {
-        free_others(q, COUNT, NULL, 0);
+    unsigned char *a = block_run(24, 64, 2);
+    if (a == NULL)
         PM_SKIP("no two 24-byte blocks 64 bytes apart");
-    }
-    unsigned char *a = q[i], *b = a + 64;
-    const unsigned char *keep[] = {a, b};
-    free_others(q, COUNT, keep, 2);
+    unsigned char *b = a + 64;
     uint64_t sa = trailer_serial(a, 24);
     watch();
     a[24] = 0xFD;
@@ -276,21 +254,13 @@ static void test_overflow_into_the_next_pool(void)
 static void test_zeros_into_a_zero_size_block(void)
 {
     NEED_DEBUG();
-    unsigned char *q[COUNT];
-    ptrdiff_t step = 0;
-    int i = -1;
-    for (ptrdiff_t d = 32; d <= 64 && i < 0; d += 16) { /* 0 + 32 bytes: its class */
-        i = find_run(q, COUNT, 0, d, 2);
-        if (i < 0)
-            free_others(q, COUNT, NULL, 0);
-        else
-            step = d;
-    }
-    if (i < 0)
+    unsigned char *a = NULL;
+    ptrdiff_t step = 32; /* 0 + 32 bytes: its class, or a glibc chunk of 48 */
+    for (; step <= 64 && (a = block_run(0, step, 2)) == NULL; step += 16)
+        ;
+    if (a == NULL)
         PM_SKIP("no two 0-byte blocks next to each other");
-    unsigned char *a = q[i], *b = a + step;
-    const unsigned char *keep[] = {a, b};
-    free_others(q, COUNT, keep, 2);
+    unsigned char *b = a + step;
     uint64_t sa = trailer_serial(a, 0);
     watch();
     memset(a, 0, (size_t)step); /* a's trailer, spare bytes, b's whole header */
