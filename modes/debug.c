@@ -1399,7 +1399,8 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
  * report. Then SIGABRT's action is the default again and the signal is
  * raised again, to kill the process when the handler returns, as before
  * (for abort(), raise(SIGABRT) and kill -ABRT alike). The reports are not
- * counted and go to no handler: the process is ending. Pool blocks are not checked: the C library never reads them.
+ * counted and go to no handler: the process is ending. Pool blocks are not
+ * checked: the C library never reads them.
  * Async-signal-safe: reads, write(2), sched_yield(); no allocation.
  */
 enum { ABORT_REPORTS = 8 };
