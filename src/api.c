@@ -137,7 +137,7 @@ __attribute__((noreturn)) void pm_i_fatal_option(const char *var, const char *va
     pm_i_buf_str(&b, "pymalloc: ");
     pm_i_buf_str(&b, var);
     pm_i_buf_char(&b, '=');
-    pm_i_buf_str(&b, value);
+    pm_i_buf_shown(&b, value, 64); /* the line fits the buffer: one write */
     pm_i_buf_str(&b, ": ");
     pm_i_buf_str(&b, problem);
     if (valid != NULL) {
@@ -162,7 +162,7 @@ static void print_verbose(const char *mode_env)
     pm_i_buf_str(&b, "pymalloc " PYMALLOC_VERSION_STRING ": mode ");
     pm_i_buf_str(&b, atomic_load(&installed_mode)->name);
     pm_i_buf_str(&b, " (PYMALLOC_MODE=");
-    pm_i_buf_str(&b, mode_env != NULL ? mode_env : "<unset>");
+    pm_i_buf_shown(&b, mode_env != NULL ? mode_env : "<unset>", 64);
     pm_i_buf_str(&b, ")\n");
     for (int i = 0; pm_i_option_names[i] != NULL; i++) {
         const char *v = pm_i_getenv(pm_i_option_names[i]);
@@ -171,7 +171,7 @@ static void print_verbose(const char *mode_env)
         pm_i_buf_str(&b, "pymalloc:   ");
         pm_i_buf_str(&b, pm_i_option_names[i]);
         pm_i_buf_char(&b, '=');
-        pm_i_buf_str(&b, v);
+        pm_i_buf_shown(&b, v, 64);
         pm_i_buf_char(&b, '\n');
     }
     pm_i_buf_flush(&b);

@@ -89,6 +89,34 @@ void pm_i_buf_str(pm_i_buf *b, const char *s)
     pm_i_buf_mem(b, s, strlen(s));
 }
 
+/* A value from outside (an environment variable), shown on one line: a
+ * byte below 0x20, 0x7f and a backslash escaped (\n, \t, \\, \xNN),
+ * and only the first `max` bytes, then "...": a message naming a bad value
+ * stays one line, of bounded length, with no control sequence reaching
+ * the terminal. */
+void pm_i_buf_shown(pm_i_buf *b, const char *s, size_t max)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i = 0;
+    for (; s[i] != '\0' && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != 0x7f && c != '\\') {
+            pm_i_buf_char(b, (char)c);
+            continue;
+        }
+        pm_i_buf_char(b, '\\');
+        if (c == '\n' || c == '\t' || c == '\\') {
+            pm_i_buf_char(b, c == '\n' ? 'n' : c == '\t' ? 't' : '\\');
+        } else {
+            pm_i_buf_char(b, 'x');
+            pm_i_buf_char(b, digits[c >> 4]);
+            pm_i_buf_char(b, digits[c & 15]);
+        }
+    }
+    if (s[i] != '\0')
+        pm_i_buf_str(b, "...");
+}
+
 void pm_i_buf_u64_right(pm_i_buf *b, uint64_t v, int width)
 {
     char tmp[20];

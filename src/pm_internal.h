@@ -346,6 +346,7 @@ typedef struct pm_i_buf {
 void pm_i_buf_init(pm_i_buf *b, char *storage, size_t cap, int fd);
 void pm_i_buf_str(pm_i_buf *b, const char *s);
 void pm_i_buf_mem(pm_i_buf *b, const char *s, size_t n);
+void pm_i_buf_shown(pm_i_buf *b, const char *s, size_t max); /* escaped, capped */
 void pm_i_buf_char(pm_i_buf *b, char c);
 void pm_i_buf_u64(pm_i_buf *b, uint64_t v);
 void pm_i_buf_u64_right(pm_i_buf *b, uint64_t v, int width); /* space-padded on the left */

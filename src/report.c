@@ -553,9 +553,11 @@ __attribute__((destructor)) static void report_summary(void)
     if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0 ||
         !pm_i_debug_counts_are_mine())
         return;
-    /* PYMALLOC_STATS's output first: the _exit below skips its destructor. */
+    /* The program's output still in stdio's buffers first (at exit,
+     * outside any allocation: stdio is safe here), then PYMALLOC_STATS's
+     * (the _exit below skips its destructor), then the summary, last. */
+    fflush(NULL);
     pm_i_stats_at_exit_now();
     pm_i_debug_summary();
-    fflush(NULL); /* at exit, outside any allocation: stdio is safe here */
     _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
 }

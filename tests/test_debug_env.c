@@ -208,6 +208,35 @@ static void test_on_error_report(void)
     }
 }
 
+/* Output the program left in stdio's buffers comes before the summary,
+ * which is the last line (stdout is a pipe here: fully buffered). */
+static void body_unflushed_output(void)
+{
+    unsigned char *p = pm_mem_malloc(10);
+    p[10] = 0;
+    pm_mem_free(p);
+    printf("program output, not flushed\n");
+    exit(0);
+}
+
+static void test_on_error_report_summary_last(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    const char *sum = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer overflow: "
+                      "1); exit status 1\n";
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_unflushed_output};
+        run_case(&c, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        const char *out = strstr(r.output, "program output, not flushed\n");
+        const char *at = strstr(r.output, sum);
+        PM_CHECK(out != NULL && at != NULL && out < at);
+        PM_CHECK(at != NULL && strcmp(at, sum) == 0);
+    }
+}
+
 static void body_clean(void)
 {
     void *p = pm_mem_malloc(10);
@@ -298,6 +327,7 @@ int main(void)
     PM_RUN(test_serials_stable);
     PM_RUN(test_break_serial);
     PM_RUN(test_on_error_report);
+    PM_RUN(test_on_error_report_summary_last);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);

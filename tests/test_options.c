@@ -89,6 +89,34 @@ static void test_unknown_mode_exits_1(void)
     }
 }
 
+/* A bad value is shown escaped and cut short: the message stays one line,
+ * written at once, with no control byte of the value reaching stderr. */
+static void test_bad_value_shown_on_one_line(void)
+{
+    static char long_value[5001];
+    memset(long_value, 'x', sizeof long_value - 1);
+    const struct {
+        const char *name, *value, *want;
+    } cases[] = {
+        {"PYMALLOC_MODE", "debug\nfoo", "pymalloc: PYMALLOC_MODE=debug\\nfoo: unknown mode (valid: "},
+        {"PYMALLOC_MODE", "\033[31mred\tx\\", "pymalloc: PYMALLOC_MODE=\\x1b[31mred\\tx\\\\: unknown"},
+        {"PYMALLOC_VERBOSE", "1\r", "pymalloc: PYMALLOC_VERBOSE=1\\x0d: not a boolean"},
+        {"PYMALLOC_MODE", long_value,
+         "pymalloc: PYMALLOC_MODE=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...: "
+         "unknown mode (valid: default, malloc"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pm_death_result r;
+        run_with_env(cases[i].name, cases[i].value, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, cases[i].want);
+        PM_CHECK(strchr(r.output, '\n') == r.output + strlen(r.output) - 1);
+        for (const char *c = r.output; *c != '\0'; c++)
+            PM_CHECK(*c == '\n' || ((unsigned char)*c >= 0x20 && *c != 0x7f));
+    }
+}
+
 static void test_every_valid_mode_accepted(void)
 {
     const char *const *names = pm_mode_names();
@@ -193,6 +221,7 @@ int main(int argc, char **argv)
     PM_RUN(test_parse_u64);
     PM_RUN(test_getenv_exact);
     PM_RUN(test_unknown_mode_exits_1);
+    PM_RUN(test_bad_value_shown_on_one_line);
     PM_RUN(test_every_valid_mode_accepted);
     PM_RUN(test_empty_mode_is_default);
     PM_RUN(test_verbose);
