@@ -148,8 +148,12 @@ typedef struct pm_error_report {
     uint64_t serial;       /* its serial number (0 if unknown) */
     ptrdiff_t offset;      /* first damaged byte relative to address: N for
                               one byte past an N-byte block, -1 for one byte
-                              before it; 0 when no byte is damaged */
-    char api_expected;     /* API of the call: 'r', 'm' or 'o' */
+                              before it; 0 when no byte is damaged (also
+                              one byte past a 0-byte block: tell them apart
+                              by `error`) */
+    char api_expected;     /* API of the call: 'r', 'm' or 'o'; for
+                              pm_check_block, which has none, the block's
+                              (0 for a pointer that is no block) */
     char api_found;        /* API the block was allocated with, 0 if unknown */
     const char *message;   /* the one-line report, without the newline */
 } pm_error_report;
