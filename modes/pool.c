@@ -145,6 +145,10 @@ static __thread int tc_busy __attribute__((tls_model("initial-exec")));
 /* Set-up: 0 not yet, 1 in progress, 2 done. */
 static _Atomic int init_state;
 static pthread_key_t tc_key;
+/* 1 if pthread_key_create failed (the program took every key first): no
+ * thread has a cache, whose flush at thread exit needs the key. tc_key is
+ * then no key of ours, and setting it would overwrite a program's value. */
+static int tc_no_key;
 
 static void *map(size_t n)
 {
@@ -867,7 +871,7 @@ static int ensure_init(void)
     if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
         tc_busy = 1;
         pm_i_p_vg = under_memcheck();
-        pthread_key_create(&tc_key, tc_destroy);
+        tc_no_key = pthread_key_create(&tc_key, tc_destroy) != 0;
         pm_i_atfork(fork_prepare, fork_parent, fork_child); /* may allocate */
         tc_busy = 0;
         atomic_store_explicit(&init_state, 2, memory_order_release);
@@ -884,12 +888,13 @@ static int ensure_init(void)
 void pm_i_pool_init(void) { (void)ensure_init(); }
 
 /* This thread's cache, created on first use; NULL if it must not have one
- * (valgrind, thread exiting, recursion during creation or set-up). */
+ * (valgrind, thread exiting, recursion during creation or set-up, no key
+ * for the flush at thread exit). */
 static pm_tcache *cache(void)
 {
     if (pm_i_p_tc != &empty_cache)
         return pm_i_p_tc;
-    if (pm_i_p_vg || tc_dead || tc_busy)
+    if (pm_i_p_vg || tc_dead || tc_busy || tc_no_key)
         return NULL;
     tc_busy = 1;
     pm_p_lock(&pm_i_p.tc_lock);
@@ -907,7 +912,17 @@ static pm_tcache *cache(void)
             b->lim = (uint32_t)PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(i));
             atomic_store_explicit(&b->n, 0, memory_order_relaxed);
         }
-        pthread_setspecific(tc_key, c); /* may allocate (key >= 32) */
+        /* It may allocate (key >= 32), and fail: with no value set the
+         * cache would never be flushed, so it goes back (tried again at
+         * this thread's next allocation). */
+        if (PM_I_UNLIKELY(pthread_setspecific(tc_key, c) != 0)) {
+            pm_p_lock(&pm_i_p.tc_lock);
+            c->next = pm_i_p.spare;
+            pm_i_p.spare = c;
+            pm_p_unlock(&pm_i_p.tc_lock);
+            tc_busy = 0;
+            return NULL;
+        }
         pm_p_lock(&pm_i_p.tc_lock);
         c->prev = NULL;
         c->next = pm_i_p.caches;
