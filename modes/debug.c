@@ -1399,15 +1399,28 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
  * report. Then SIGABRT's action is the default again and the signal is
  * raised again, to kill the process when the handler returns, as before
  * (for abort(), raise(SIGABRT) and kill -ABRT alike). The reports are not
- * counted and go to no handler: the process is ending. Pool blocks are not
- * checked: the C library never reads them.
- * Async-signal-safe: reads, write(2), sched_yield(); no allocation.
+ * counted and go to no handler: the process is ending. The pools' blocks
+ * with side words (pymalloc_debug's) are checked too, after the registry's:
+ * the C library never reads them, but a program's own abort (an assert
+ * over data a write past a block's end changed) has its cause named.
+ * Async-signal-safe: reads, write(2), sched_yield(), a mutex's trylock; no
+ * allocation.
  */
 enum { ABORT_REPORTS = 8 };
 
 struct abort_scan {
     size_t checked, damaged;
+    const void *last; /* the block of the last report */
 };
+
+/* Print report e of the check at abort (the first ABORT_REPORTS). */
+static void abort_report(struct abort_scan *sc, pm_i_err *e)
+{
+    if (++sc->damaged > ABORT_REPORTS)
+        return;
+    e->entry = "abort";
+    pm_i_debug_report_print(e);
+}
 
 static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 {
@@ -1416,10 +1429,34 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     sc->checked++;
     if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
         return;
-    if (++sc->damaged > ABORT_REPORTS)
+    abort_report(sc, &e); /* the stripe's lock held: the block stays */
+}
+
+/* A live pool block (pm_i_pool_each_live_side, the arena lock held): its
+ * word w was v. Damage is reported only if the word still holds v after the
+ * bytes were read, twice: else the block was freed or reallocated under the
+ * check, whose fill looks like damage. The damage of a block written by
+ * the one below it is that block's overflow (blame), and the walk goes up
+ * through a pool: the block below was reported just before, and is not
+ * reported again. */
+static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t v, void *arg)
+{
+    struct abort_scan *sc = arg;
+    const unsigned char *p = base + PM_I_DEBUG_HEAD;
+    pm_i_reg_info in;
+    pm_i_err e;
+    side_unpack(v, &in);
+    sc->checked++;
+    if (PM_I_LIKELY(intact(p, &in)) || atomic_load_explicit(w, memory_order_acquire) != v)
         return;
-    e.entry = "abort";
-    pm_i_debug_report_print(&e); /* the stripe's lock held: the block stays */
+    if (classify(p, &in, 0, OP_USABLE, &e) == PM_ERR_NONE ||
+        atomic_load_explicit(w, memory_order_acquire) != v)
+        return;
+    blame(&e);
+    if (e.address == sc->last)
+        return;
+    sc->last = e.address;
+    abort_report(sc, &e);
 }
 
 static _Atomic int abort_checked;
@@ -1454,9 +1491,10 @@ static void abort_check(int sig)
         errno = saved;
         return;
     }
-    struct abort_scan sc = {0, 0};
+    struct abort_scan sc = {0, 0, NULL};
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);
-    if (sc.damaged != 0 || skipped != 0) {
+    int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
+    if (sc.damaged != 0 || skipped != 0 || pools_busy) {
         char storage[512];
         pm_i_buf b;
         pm_i_buf_init(&b, storage, sizeof storage, 2);
@@ -1470,12 +1508,14 @@ static void abort_check(int sig)
         }
         pm_i_buf_str(&b, " among the ");
         pm_i_buf_u64(&b, sc.checked);
-        pm_i_buf_str(&b, " live blocks checked (every block but those of pymalloc's pools)");
+        pm_i_buf_str(&b, " live blocks checked");
         if (skipped != 0) {
             pm_i_buf_str(&b, " (");
             pm_i_buf_u64(&b, (uint64_t)skipped);
             pm_i_buf_str(&b, " of 64 parts of the block registry were busy and not checked)");
         }
+        if (pools_busy)
+            pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
         if (sc.damaged != 0)
             pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
                              "\"malloc(): corrupted top size\", is above), this damage is the "

@@ -263,6 +263,47 @@ static void side_release(pm_arena *ao)
     ao->side_on = 0;
 }
 
+int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
+                                        void *arg),
+                             void *arg)
+{
+    int locked = 0;
+    if (!pm_i_p_fork_held) { /* (else this thread holds every lock) */
+        for (int i = 0; i < 2000 && !locked; i++) {
+            locked = pthread_mutex_trylock(&pm_i_p.arena_lock) == 0;
+            if (!locked)
+                sched_yield();
+        }
+        if (!locked)
+            return -1;
+    }
+    for (size_t c = 0; c < pm_i_p.nchunks; c++) {
+        pm_arena *chunk = pm_i_p.chunks[c];
+        for (unsigned j = 0; j < PM_P_ARENA_CHUNK; j++) {
+            const pm_arena *ao = &chunk[j];
+            if (ao->address == 0 || !ao->side_on)
+                continue;
+            for (uint8_t *pool = ao->first_pool; pool < ao->pool_address; pool += PM_P_POOL_SIZE) {
+                /* Kept while the pool is empty (its words freed or empty). */
+                uintptr_t e = atomic_load_explicit(side_slot(pool), memory_order_acquire);
+                if (e == 0)
+                    continue;
+                size_t d = e & PM_P_SIDE_SIZE_BITS;
+                _Atomic uint64_t *first = PM_P_SIDE_FIRST(e);
+                for (size_t i = 0; i < PM_P_BLOCKS_PER_POOL(d); i++) {
+                    _Atomic uint64_t *w = PM_P_SIDE_WORD(first, i);
+                    uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+                    if (PM_P_SIDE_STATE(v) == PM_P_SIDE_LIVE)
+                        fn(pool + PM_P_HDR + i * d, w, v, arg);
+                }
+            }
+        }
+    }
+    if (locked)
+        pthread_mutex_unlock(&pm_i_p.arena_lock);
+    return 0;
+}
+
 /* Give new arena ao (at a) side words if they are asked for. */
 static void side_arena(pm_arena *ao, uintptr_t a)
 {

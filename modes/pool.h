@@ -279,6 +279,18 @@ void pm_i_pool_side_enable(void);
  * pools serve up to PM_P_SMALL_MAX again. */
 void pm_i_pool_side_disable(void);
 
+/* Call fn(base, w, v, arg) for every live side word w (value v) of every
+ * pool, base being its block's address (the debug hooks' check of the heap
+ * at abort). The arena lock is held meanwhile, so no arena is unmapped
+ * under fn, which may read the block and its neighbours; a word may change
+ * under it (the block freed or reallocated by another thread). Returns 0,
+ * or -1 without calling fn when the arena lock stayed taken (by a thread
+ * that is stuck, or by this one, interrupted) through a bounded wait.
+ * Never allocates. */
+int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
+                                        void *arg),
+                             void *arg);
+
 enum {
     PM_I_SIDE_NONE = 0,    /* not a pool block with side words: use the registry */
     PM_I_SIDE_OK = 1,      /* the block's word is returned */

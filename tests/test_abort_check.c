@@ -20,7 +20,9 @@
 #include "harness.h"
 #include "pm_internal.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 static struct sigaction installed; /* SIGABRT's action at start-up */
 
@@ -89,6 +91,130 @@ static void test_overflow_reported_at_abort(void)
         PM_CHECK_STR(r.output, "at p+");
         PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
         pm_t_domains[d].free(dm.p[0]); /* intact in this process */
+    }
+}
+
+/* A small block in every domain: a pool block in pymalloc_debug (and the
+ * mem and obj domains in debug), a libc block elsewhere. */
+static void test_small_block_reported_at_abort(void)
+{
+    NEED_DEBUG();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        damage dm = {.count = 1};
+        dm.n[0] = 24;
+        dm.p[0] = pm_t_domains[d].malloc(24);
+        PM_CHECK(dm.p[0] != NULL);
+        pm_death_result r;
+        pm_death(overflow_then_abort, &dm, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        char want[200];
+        snprintf(want, sizeof want,
+                 "pymalloc: abort: buffer overflow: 1 byte written past the end of a "
+                 "24-byte block (serial %llu)",
+                 (unsigned long long)serial_of(dm.p[0], 24));
+        PM_CHECK_STR(r.output, want);
+        PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
+        PM_CHECK(strstr(r.output, "busy") == NULL);
+        pm_t_domains[d].free(dm.p[0]); /* intact in this process */
+    }
+}
+
+/* Two neighbouring 24-byte pool blocks (64-byte pool blocks), or NULL. */
+static unsigned char *pool_pair(void)
+{
+    unsigned char *q[64], *a = NULL;
+    for (int i = 0; i < 64; i++)
+        q[i] = pm_mem_malloc(24);
+    for (int i = 0; i < 64 && a == NULL; i++)
+        for (int j = 0; j < 64; j++)
+            if (q[j] == q[i] + 64 && pm_i_pool_owns(q[i] - 16) && pm_i_pool_owns(q[j] - 16))
+                a = q[i];
+    for (int i = 0; i < 64; i++)
+        if (q[i] != a && q[i] != a + 64)
+            pm_mem_free(q[i]);
+    return a;
+}
+
+static void overflow_into_next_then_abort(void *arg)
+{
+    unsigned char *a = arg;
+    restore_handler();
+    memset(a + 24, 'O', 16 + 12); /* a's pad and serial, then b's size and API */
+    abort();
+}
+
+/* A write past the end of a pool block into the next one's header: one
+ * report, of the block that overflowed (the next block's damage is the
+ * same bug). */
+static void test_pool_overflow_into_next_reported_once(void)
+{
+    NEED_DEBUG();
+    unsigned char *a = pool_pair();
+    if (a == NULL)
+        PM_SKIP("no two neighbouring pool blocks in this mode");
+    pm_death_result r;
+    pm_death(overflow_into_next_then_abort, a, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: abort: buffer overflow: at least 16 bytes written past the end of a "
+             "24-byte block (serial %llu)",
+             (unsigned long long)serial_of(a, 24));
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
+    int reports = 0;
+    for (const char *s = r.output; (s = strstr(s, "pymalloc: abort: buffer")) != NULL; s++)
+        reports++;
+    PM_CHECK_EQ(reports, 1);
+    pm_mem_free(a);
+    pm_mem_free(a + 64);
+}
+
+/* Threads that keep freeing and allocating blocks while another aborts:
+ * the blocks they free under the check (filled with 0xDD) are not taken
+ * for damage; only the planted overflow is reported. */
+static _Atomic int churn_stop;
+static void *churn(void *arg)
+{
+    (void)arg;
+    void *q[64] = {0};
+    for (unsigned i = 0; !atomic_load_explicit(&churn_stop, memory_order_relaxed); i++) {
+        unsigned k = i % 64;
+        pm_mem_free(q[k]);
+        q[k] = pm_mem_malloc(200 + (i * 7) % 280); /* long fills */
+    }
+    return NULL;
+}
+
+static void abort_under_churn(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, churn, NULL);
+    unsigned char *live[2000];
+    for (int i = 0; i < 2000; i++)
+        live[i] = pm_mem_malloc(8 + (size_t)(i * 13) % 400);
+    unsigned char *p = pm_mem_malloc(40);
+    usleep(2000);
+    p[40] = 0;
+    abort();
+    (void)live;
+}
+
+static void test_abort_under_churn(void)
+{
+    NEED_DEBUG();
+    for (int round = 0; round < 30; round++) {
+        pm_death_result r;
+        pm_death(abort_under_churn, NULL, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "pymalloc: abort: buffer overflow: 1 byte written past the end of "
+                               "a 40-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
+        if (pm_t_cur_failed)
+            break;
     }
 }
 
@@ -281,6 +407,9 @@ int main(void)
     PM_RUN(test_handler_installed);
     PM_RUN(test_glibc_abort_names_the_block);
     PM_RUN(test_overflow_reported_at_abort);
+    PM_RUN(test_small_block_reported_at_abort);
+    PM_RUN(test_pool_overflow_into_next_reported_once);
+    PM_RUN(test_abort_under_churn);
     PM_RUN(test_many_damaged_blocks);
     PM_RUN(test_clean_abort_is_silent);
     PM_RUN(test_own_report_not_repeated);
