@@ -731,7 +731,11 @@ static uint8_t *take_block(unsigned idx)
         PM_P_HDR_OPEN(pool);
         check_used_hdr(pool, idx);
         uint8_t *bp = pool->freeblock;
-        uint8_t *next = link_next_vg(bp, pm_i_p_vg);
+        /* Checked under memcheck too (which reported the write into the
+         * freed block): the program goes on, as it would with libc's
+         * allocator under memcheck, instead of the pool following the
+         * damaged link. */
+        uint8_t *next = link_next_c(bp, pm_i_p_vg, links_checked() || pm_i_p_vg);
         int bad = next == PM_P_LINK_BAD;
         pool->count++; /* bp, handed out (leaked if its link is damaged) */
         if (bad || next == NULL) {
@@ -1068,6 +1072,26 @@ static uint16_t *vg_size_slot(uint8_t *bp, unsigned idx)
     return &ao->vg_sizes[((uintptr_t)bp - ao->address) / PM_P_ALIGN];
 }
 
+/* Under valgrind: bp (in a pool of class idx) is a block handed out and
+ * not freed since: a block start whose size slot is set (vg_free clears
+ * it). Else memcheck is told of a free of bp, which it reports as the
+ * invalid free (a double free, an interior pointer) or realloc it is, and
+ * the pool does nothing more: giving such a block back would count it
+ * twice (the pool emptied, made NOACCESS and reused under live blocks) or
+ * put an interior pointer on the free list (two blocks handed out over the
+ * same bytes). Class lock held. */
+static uint16_t *vg_live_slot(uint8_t *bp, unsigned idx)
+{
+    uintptr_t off = (uintptr_t)bp & PM_P_POOL_MASK;
+    if (off >= PM_P_HDR && (off - PM_P_HDR) % PM_P_CLASS_SIZE(idx) == 0) {
+        uint16_t *slot = vg_size_slot(bp, idx);
+        if (*slot != 0)
+            return slot;
+    }
+    VALGRIND_FREELIKE_BLOCK(bp, 0);
+    return NULL;
+}
+
 static void *vg_malloc(size_t n)
 {
     unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
@@ -1086,8 +1110,12 @@ static void *vg_malloc(size_t n)
 static void vg_free(uint8_t *bp, unsigned idx)
 {
     pm_p_lock(&pm_i_p.cls[idx].lock);
-    VALGRIND_FREELIKE_BLOCK(bp, 0);
-    give_block(idx, bp);
+    uint16_t *slot = vg_live_slot(bp, idx);
+    if (slot != NULL) {
+        *slot = 0;
+        VALGRIND_FREELIKE_BLOCK(bp, 0);
+        give_block(idx, bp);
+    }
     pm_p_unlock(&pm_i_p.cls[idx].lock);
 }
 
@@ -1249,7 +1277,11 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
         /* Keep at least one byte of slack; copy only the defined bytes. */
         pthread_mutex_t *lock = &pm_i_p.cls[cls - 1].lock;
         pm_p_lock(lock);
-        uint16_t *slot = vg_size_slot(p, cls - 1);
+        uint16_t *slot = vg_live_slot(p, cls - 1);
+        if (slot == NULL) { /* reported by memcheck, as with its own realloc */
+            pm_p_unlock(lock);
+            return NULL;
+        }
         size_t old = *slot;
         if (n < size && 4 * n > 3 * size) {
             VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);

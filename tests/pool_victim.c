@@ -19,6 +19,10 @@ void leak_one(void);
 void write_past_shrunk(unsigned char *p);
 void leak_list(void);
 void leak_cycle(void);
+void free_twice(unsigned char *p);
+void free_interior(unsigned char *p);
+void *realloc_freed(unsigned char *p);
+void write_link_after_free(unsigned char *p);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -73,6 +77,77 @@ PM_VICTIM_FN void leak_cycle(void)
     a[0] = b;
     b[0] = a;
     a = b = NULL;
+}
+
+/* Bugs after which the program goes on, as it does with libc's allocator
+ * under memcheck: the pool must not act on them (count a block twice, put
+ * an interior pointer on a free list, follow a link the program wrote). */
+PM_VICTIM_FN void free_twice(unsigned char *p)
+{
+    pm_mem_free(p);
+    pm_mem_free(p);
+}
+
+/* (The empty asm after the call: no tail call, so the frame stays for
+ * memcheck's report to name.) */
+PM_VICTIM_FN void free_interior(unsigned char *p)
+{
+    pm_mem_free(p + 8);
+    __asm__ volatile("" ::: "memory");
+}
+
+PM_VICTIM_FN void *realloc_freed(unsigned char *p)
+{
+    pm_mem_free(p);
+    void *q = pm_mem_realloc(p, 36);
+    __asm__ volatile("" ::: "memory");
+    return q;
+}
+
+PM_VICTIM_FN void write_link_after_free(unsigned char *p)
+{
+    pm_mem_free(p);
+    memcpy(p, "oops!!!!oops!!!!", 16); /* its free-list link and check word */
+}
+
+/* The case's bug on a block, then a neighbour that must keep its bytes,
+ * and new blocks of the same class that must all be distinct from it and
+ * from each other. Prints "ok" if all is well. */
+static int goes_on(const char *c)
+{
+    unsigned char *a = pm_mem_malloc(40), *b = pm_mem_malloc(40);
+    memset(a, 'A', 40);
+    memset(b, 'B', 40);
+    int rc = 0;
+    if (strcmp(c, "double-free") == 0) {
+        free_twice(a);
+    } else if (strcmp(c, "interior-free") == 0) {
+        free_interior(a);
+    } else if (strcmp(c, "realloc-freed") == 0) {
+        if (realloc_freed(a) != NULL)
+            rc = 4;
+    } else {
+        write_link_after_free(a);
+    }
+    unsigned char *n[64];
+    for (int i = 0; i < 64; i++) {
+        n[i] = pm_mem_malloc(40);
+        memset(n[i], i, 40);
+    }
+    for (int i = 0; i < 40; i++)
+        if (b[i] != 'B' || (strcmp(c, "interior-free") == 0 && a[i] != 'A'))
+            rc = 5;
+    for (int i = 0; i < 64; i++)
+        for (int k = 0; k < 40; k++)
+            if (n[i][k] != i || n[i] == b || (strcmp(c, "interior-free") == 0 && n[i] == a))
+                rc = 6;
+    for (int i = 0; i < 64; i++)
+        pm_mem_free(n[i]);
+    pm_mem_free(b);
+    if (strcmp(c, "interior-free") == 0)
+        pm_mem_free(a);
+    printf(rc == 0 ? "ok\n" : "wrong: %d\n", rc);
+    return 0;
 }
 
 PM_VICTIM_FN void write_past_shrunk(unsigned char *p)
@@ -138,6 +213,9 @@ int main(int argc, char **argv)
         leak_cycle();
         return 0;
     }
+    if (strcmp(c, "double-free") == 0 || strcmp(c, "interior-free") == 0 ||
+        strcmp(c, "realloc-freed") == 0 || strcmp(c, "link-after-free") == 0)
+        return goes_on(c);
     if (strcmp(c, "shrink") == 0) {
         unsigned char *p = pm_mem_malloc(100);
         unsigned char *q = pm_mem_realloc(p, 90);

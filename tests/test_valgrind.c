@@ -130,6 +130,43 @@ static void test_leak_linked(void)
     PM_CHECK_STR(r.output, "leak_cycle (pool_victim.c:");
 }
 
+/* Memcheck reports each of these bugs once, at the program's line, and
+ * the program goes on correctly, as with libc's allocator: the pool does
+ * not act on a free it did not hand out, nor follow a link the program
+ * overwrote (each of these used to corrupt the pool: live bytes
+ * overwritten, a block handed out twice, a crash inside the pool). */
+static void test_program_goes_on_after_bug(void)
+{
+    NEED_VALGRIND();
+    const struct {
+        const char *which, *error, *where;
+    } cases[] = {
+        {"double-free", "Invalid free() / delete / delete[] / realloc()", "free_twice (pool_victim.c:"},
+        {"interior-free", "Invalid free() / delete / delete[] / realloc()",
+         "free_interior (pool_victim.c:"},
+        {"realloc-freed", "Invalid free() / delete / delete[] / realloc()",
+         "realloc_freed (pool_victim.c:"},
+        {"link-after-free", "Invalid write of size", "write_link_after_free (pool_victim.c:"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pm_death_result r;
+        run(cases[i].which, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 99);
+        PM_CHECK_STR(r.output, cases[i].error);
+        PM_CHECK_STR(r.output, cases[i].where);
+        PM_CHECK_STR(r.output, "ok\n");
+        /* One error: the bug's own (memcheck prints "Invalid" once per error). */
+        int errors = 0;
+        for (const char *s = r.output; (s = strstr(s, "== Invalid")) != NULL; s++)
+            errors++;
+        PM_CHECK_EQ(errors, 1);
+        PM_CHECK(strstr(r.output, "Mismatched") == NULL);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "case %s:\n%s\n", cases[i].which, r.output);
+    }
+}
+
 int main(int argc, char **argv)
 {
     victim = argc > 1 ? argv[1] : NULL;
@@ -143,5 +180,6 @@ int main(int argc, char **argv)
     PM_RUN(test_write_past_block_shrunk_in_place);
     PM_RUN(test_leak);
     PM_RUN(test_leak_linked);
+    PM_RUN(test_program_goes_on_after_bug);
     return pm_test_done();
 }
