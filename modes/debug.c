@@ -88,6 +88,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_USABLE, OP_COUNT };
@@ -1411,16 +1412,35 @@ enum { ABORT_REPORTS = 8 };
 struct abort_scan {
     size_t checked, damaged;
     const void *last; /* the block of the last report */
+    int at_exit;      /* the check at exit (below), not at abort */
 };
 
-/* Print report e of the check at abort (the first ABORT_REPORTS). */
+/* Report e of the check at abort: printed (the first ABORT_REPORTS). At
+ * exit, a block reported already (and leaked, or found before in this
+ * check) is left out, and the others are counted as errors too. */
 static void abort_report(struct abort_scan *sc, pm_i_err *e)
 {
+    if (sc->at_exit && pm_i_debug_was_reported(e->address))
+        return;
+    e->entry = sc->at_exit ? "exit" : "abort";
+    if (sc->at_exit) {
+        /* The program's output still in stdio's buffers first: the process
+         * may end in abort(), which would lose it (at exit, stdio is safe;
+         * its buffers are made already, so a flush allocates nothing). */
+        if (sc->damaged == 0)
+            fflush(NULL);
+        pm_i_debug_count_at_exit(e);
+    }
     if (++sc->damaged > ABORT_REPORTS)
         return;
-    e->entry = "abort";
     pm_i_debug_report_print(e);
 }
+
+/* The check at exit's damaged registry blocks, reported after the walk
+ * (the process is ending: one thread at a time runs the destructors). */
+enum { EXIT_PENDING = 64 };
+static pm_i_err exit_pending[EXIT_PENDING];
+static int exit_pending_n;
 
 static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 {
@@ -1429,6 +1449,11 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     sc->checked++;
     if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
         return;
+    if (sc->at_exit && exit_pending_n < EXIT_PENDING) {
+        /* Reported after the walk: blame() looks blocks up (locks). */
+        exit_pending[exit_pending_n++] = e;
+        return;
+    }
     abort_report(sc, &e); /* the stripe's lock held: the block stays */
 }
 
@@ -1491,7 +1516,7 @@ static void abort_check(int sig)
         errno = saved;
         return;
     }
-    struct abort_scan sc = {0, 0, NULL};
+    struct abort_scan sc = {0, 0, NULL, 0};
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);
     int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
     if (sc.damaged != 0 || skipped != 0 || pools_busy) {
@@ -1525,6 +1550,64 @@ static void abort_check(int sig)
     }
     abort_default_again();
     errno = saved;
+}
+
+/* ---------------------------------------------------------------------------
+ * The check of the heap at exit.
+ *
+ * A block written past its end (or before its start) that the program
+ * never frees is never checked on its own; at exit (exit(), or a return
+ * from main: src/report.c's destructor calls this) every live block is
+ * checked as at abort, and each damaged one not reported before (a block
+ * reported and leaked is not reported twice) gets a report whose entry
+ * point is "exit", is counted, and then: with PYMALLOC_ON_ERROR=report,
+ * the summary line and exit status 1 follow; with the default, abort();
+ * with an error handler of the program's, nothing more (the handler is not
+ * called: locks of the registry are held, and the process is ending).
+ */
+static _Atomic int decorated;
+
+void pm_i_debug_exit_check(void)
+{
+    if (!atomic_load(&decorated) || atomic_load(&pm_i_debug_aborting))
+        return;
+    struct abort_scan sc = {0, 0, NULL, 1};
+    exit_pending_n = 0;
+    int skipped = pm_i_reg_each_live(abort_check_one, &sc);
+    for (int i = 0; i < exit_pending_n; i++) {
+        blame(&exit_pending[i]); /* a block reported already, when found */
+        abort_report(&sc, &exit_pending[i]);
+    }
+    int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
+    if (sc.damaged == 0)
+        return;
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, "pymalloc: exit: ");
+    pm_i_buf_u64(&b, sc.damaged);
+    pm_i_buf_str(&b, sc.damaged == 1 ? " damaged block, never freed," : " damaged blocks, never freed,");
+    if (sc.damaged > ABORT_REPORTS) {
+        pm_i_buf_str(&b, " (the first ");
+        pm_i_buf_u64(&b, ABORT_REPORTS);
+        pm_i_buf_str(&b, " reported)");
+    }
+    pm_i_buf_str(&b, " among the ");
+    pm_i_buf_u64(&b, sc.checked);
+    pm_i_buf_str(&b, " live blocks checked");
+    if (skipped != 0) {
+        pm_i_buf_str(&b, " (");
+        pm_i_buf_u64(&b, (uint64_t)skipped);
+        pm_i_buf_str(&b, " of 64 parts of the block registry were busy and not checked)");
+    }
+    if (pools_busy)
+        pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
+    pm_i_buf_char(&b, '\n');
+    pm_i_buf_flush(&b);
+    if (pm_i_debug_on_error_report || pm_i_debug_has_handler())
+        return;
+    atomic_store(&pm_i_debug_aborting, 1); /* reported: no check of the heap at abort */
+    abort();
 }
 
 static pthread_once_t abort_check_once = PTHREAD_ONCE_INIT;
@@ -1572,6 +1655,7 @@ void pm_i_debug_decorate(void)
     pthread_once(&atfork_once, register_atfork);
     pthread_once(&registry_once, pm_i_reg_prepare);
     pthread_once(&abort_check_once, install_abort_check);
+    atomic_store(&decorated, 1);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */

@@ -98,6 +98,17 @@ void pm_i_debug_report(const pm_i_err *e);
  * handler. For the check of the heap at abort (modes/debug.c). */
 void pm_i_debug_report_print(const pm_i_err *e);
 
+/* The check of the heap at exit (modes/debug.c), run first by the exit
+ * destructor (src/report.c). */
+void pm_i_debug_exit_check(void);
+/* For it: count e (as pm_i_debug_report does, and note its blocks as
+ * reported), and whether block p was
+ * reported damaged before (noted by pm_i_debug_report; 1 also when too
+ * many were noted to tell), and whether the program set an error handler. */
+void pm_i_debug_count_at_exit(const pm_i_err *e);
+int pm_i_debug_was_reported(const void *p);
+int pm_i_debug_has_handler(void);
+
 /* Set just before the debug layer calls abort() itself, after its report:
  * the check of the heap at abort then has nothing to add. */
 extern _Atomic int pm_i_debug_aborting;

@@ -456,14 +456,47 @@ void pm_i_debug_report_print(const pm_i_err *e)
     unlock_reports();
 }
 
-void pm_i_debug_report(const pm_i_err *e)
-{
-    char line[512];
-    pm_i_buf lb;
-    pm_i_buf_init(&lb, line, sizeof line - 1, -1);
-    format_line(&lb, e);
-    line[lb.len] = '\0';
+/* Blocks reported damaged, which stay live (leaked): the check at exit
+ * does not report them again. An open-addressed set of addresses, filled
+ * to at most half; past that, "lost" (every block then counts as noted). */
+#define REPORTED_SLOTS 1024u
+static _Atomic uintptr_t reported[REPORTED_SLOTS];
+static _Atomic int reported_lost;
 
+/* The slot holding a (insert: or the empty one where it goes), or NULL. */
+static _Atomic uintptr_t *reported_slot(uintptr_t a, int insert)
+{
+    size_t h = (size_t)(((uint64_t)a >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 54);
+    for (size_t i = 0; i < REPORTED_SLOTS / 2; i++) {
+        _Atomic uintptr_t *s = &reported[(h + i) & (REPORTED_SLOTS - 1)];
+        uintptr_t cur = atomic_load(s);
+        if (cur == a)
+            return s;
+        if (cur == 0) {
+            if (!insert)
+                return NULL;
+            if (atomic_compare_exchange_strong(s, &cur, a) || cur == a)
+                return s;
+        }
+    }
+    return NULL;
+}
+
+static void note_reported(const void *p)
+{
+    if (p != NULL && reported_slot((uintptr_t)p, 1) == NULL)
+        atomic_store(&reported_lost, 1);
+}
+
+int pm_i_debug_was_reported(const void *p)
+{
+    return atomic_load(&reported_lost) || reported_slot((uintptr_t)p, 0) != NULL;
+}
+
+int pm_i_debug_has_handler(void) { return atomic_load(&handler_fn) != NULL; }
+
+static void count_error(const pm_i_err *e)
+{
     atomic_fetch_add(&counts[e->error], 1);
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
     long me = (long)getpid(), owner = atomic_load(&counts_pid);
@@ -473,6 +506,31 @@ void pm_i_debug_report(const pm_i_err *e)
                 atomic_store(&claimed[c], 0);
         atomic_fetch_add(&claimed[e->error], 1);
         atomic_fetch_add(&claimed[PM_ERR_NONE], 1);
+    }
+}
+
+void pm_i_debug_count_at_exit(const pm_i_err *e)
+{
+    count_error(e);
+    note_reported(e->address);
+    note_reported(e->next_block);
+}
+
+void pm_i_debug_report(const pm_i_err *e)
+{
+    char line[512];
+    pm_i_buf lb;
+    pm_i_buf_init(&lb, line, sizeof line - 1, -1);
+    format_line(&lb, e);
+    line[lb.len] = '\0';
+
+    count_error(e);
+    /* A damaged block stays live (leaked), and so does the next block whose
+     * header a write from it reached. */
+    if (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
+        e->error == PM_ERR_HEADER_CORRUPT) {
+        note_reported(e->address);
+        note_reported(e->next_block);
     }
 
     lock_reports();
@@ -547,9 +605,11 @@ int pm_i_debug_summary(void)
     return 1;
 }
 
-/* PYMALLOC_ON_ERROR=report: fail the process at exit if errors were seen. */
+/* At exit: the check of the heap (modes/debug.c), then, with
+ * PYMALLOC_ON_ERROR=report, fail the process if errors were seen. */
 __attribute__((destructor)) static void report_summary(void)
 {
+    pm_i_debug_exit_check(); /* first: its errors are counted too */
     if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0 ||
         !pm_i_debug_counts_are_mine())
         return;

@@ -237,6 +237,140 @@ static void test_on_error_report_summary_last(void)
     }
 }
 
+/* Blocks written past their ends (or before their starts) and never
+ * freed: the check at exit reports each one, counts it, and ends the
+ * process as a heap error does (abort, or report mode's summary). */
+static unsigned char *never_freed[3];
+static void body_never_freed(void)
+{
+    never_freed[0] = pm_mem_malloc(24);  /* a pool block in pymalloc_debug */
+    never_freed[1] = pm_raw_malloc(1000); /* a libc block */
+    never_freed[2] = pm_obj_malloc(40);
+    never_freed[0][24] = 0;
+    never_freed[1][-1] = 0;
+    unsigned char *reported = pm_mem_malloc(10); /* reported and leaked: once */
+    reported[10] = 0;
+    pm_mem_free(reported);
+    printf("exiting\n");
+    exit(0);
+}
+
+static void test_exit_check(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
+    for (int m = 0; m < 3; m++) {
+        /* report: the free's error, then the two at exit, in the summary */
+        env_case c = {modes[m], "report", NULL, body_never_freed};
+        run_case(&c, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past the "
+                               "end of a 10-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "24-byte block (serial 1)");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
+                               "of a 1000-byte block (serial 2)");
+        PM_CHECK_STR(r.output, "pymalloc: exit: 2 damaged blocks, never freed, among the ");
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 3 heap errors (buffer "
+                               "overflow: 2, buffer underflow: 1); exit status 1\n");
+        /* abort (the default): the reports, then SIGABRT */
+        env_case a = {modes[m], NULL, NULL, body_never_freed};
+        run_case(&a, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK(strstr(r.output, "exiting\n") == NULL); /* the free's report aborted */
+    }
+}
+
+/* The same blocks with the default (abort), no error before exit. */
+static void body_never_freed_only(void)
+{
+    unsigned char *p = pm_mem_malloc(24), *q = pm_raw_malloc(1000);
+    p[24] = 0;
+    q[-1] = 0;
+    printf("exiting\n");
+    exit(0);
+}
+
+/* A write from one block into the next one's header, both never freed:
+ * one report, of the block that overflowed. */
+static void body_never_freed_into_next(void)
+{
+    unsigned char *q[64], *a = NULL;
+    for (int i = 0; i < 64; i++)
+        q[i] = pm_mem_malloc(24);
+    for (int i = 0; i < 64 && a == NULL; i++)
+        for (int j = 0; j < 64; j++)
+            if (q[j] == q[i] + 64)
+                a = q[i];
+    if (a == NULL) {
+        printf("no neighbours\n");
+        exit(0);
+    }
+    memset(a + 24, 'O', 16 + 12); /* a's pad and serial, then the next block's size and API */
+    exit(0);
+}
+
+/* With an error handler of the program's: the report at exit, and the
+ * process ends as it would (the handler is not called: locks are held). */
+static int handler_calls;
+static void count_handler(const pm_error_report *rep, void *ctx)
+{
+    (void)rep;
+    (void)ctx;
+    handler_calls++;
+}
+
+static void body_never_freed_with_handler(void)
+{
+    pm_set_error_handler(count_handler, NULL);
+    unsigned char *p = pm_obj_malloc(24);
+    p[-1] = 0;
+    printf("exiting, %d handler calls\n", handler_calls);
+    exit(5);
+}
+
+static void test_exit_check_abort(void)
+{
+    static pm_death_result h;
+    const char *hmodes[] = {"malloc_debug", "pymalloc_debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {hmodes[m], NULL, NULL, body_never_freed_with_handler};
+        run_case(&c, &h);
+        PM_CHECK(h.exited);
+        PM_CHECK_EQ(h.exit_status, 5);
+        PM_CHECK_STR(h.output, "exiting, 0 handler calls\n");
+        PM_CHECK_STR(h.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
+                               "of a 24-byte block");
+    }
+
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
+    for (int m = 0; m < 3; m++) {
+        env_case c = {modes[m], NULL, NULL, body_never_freed_only};
+        run_case(&c, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "exiting\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "24-byte block (serial 1)");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
+                               "of a 1000-byte block (serial 2)");
+        PM_CHECK_STR(r.output, "pymalloc: exit: 2 damaged blocks, never freed, among the 2 live "
+                               "blocks checked\n");
+        PM_CHECK(strstr(r.output, "pymalloc: abort") == NULL); /* no second look at abort */
+
+        env_case n = {modes[m], NULL, NULL, body_never_freed_into_next};
+        run_case(&n, &r);
+        if (strstr(r.output, "no neighbours") != NULL)
+            continue;
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: at least 16 bytes written past "
+                               "the end of a 24-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the 64 live "
+                               "blocks checked\n");
+    }
+}
+
 static void body_clean(void)
 {
     void *p = pm_mem_malloc(10);
@@ -328,6 +462,8 @@ int main(void)
     PM_RUN(test_break_serial);
     PM_RUN(test_on_error_report);
     PM_RUN(test_on_error_report_summary_last);
+    PM_RUN(test_exit_check);
+    PM_RUN(test_exit_check_abort);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);
