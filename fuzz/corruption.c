@@ -314,6 +314,21 @@ static uint64_t get_be64(const unsigned char *at)
 /* The serial of live block p of n bytes: the trailer's second word. */
 static uint64_t serial_of(const unsigned char *p, size_t n) { return get_be64(p + n + 8); }
 
+/* The serial of block p of n bytes that the library just made (malloc,
+ * calloc, memalign, a successful realloc): every block gets a new serial
+ * from one counter, bumped by each of them, and this process has one
+ * thread, so serials only grow, from call to call and input to input. */
+static uint64_t last_serial;
+static uint64_t new_serial(const unsigned char *p, size_t n)
+{
+    uint64_t s = serial_of(p, n);
+    if (s <= last_serial)
+        CZ_FAIL("a new %zu-byte block got serial %llu, not above the last one, %llu", n,
+                (unsigned long long)s, (unsigned long long)last_serial);
+    last_serial = s;
+    return s;
+}
+
 typedef struct block {
     unsigned char *p;
     size_t n;
@@ -356,7 +371,7 @@ static int alloc_block(block *b, const cz_domain *D, uint8_t how, size_t n)
             break;
         }
         freed_reused(q);
-        uint64_t s = serial_of(q, (size_t)how * 3u);
+        uint64_t s = new_serial(q, (size_t)how * 3u);
         p = D->realloc(q, n);
         if (p == NULL)
             D->free(q);
@@ -373,7 +388,7 @@ static int alloc_block(block *b, const cz_domain *D, uint8_t how, size_t n)
         return 0;
     freed_reused(p);
     b->p = p;
-    b->serial = serial_of(p, n);
+    b->serial = new_serial(p, n);
     C.p = p;
     C.size = n;
     C.dom = D->name;
@@ -458,7 +473,7 @@ static void finish_clean(block *b, int t, unsigned char *r, size_t n2)
         if (r != b->p)
             freed_note(b->p, b->n, b->serial, b->D->api);
         freed_reused(r);
-        block nb = {r, n2, serial_of(r, n2), b->D};
+        block nb = {r, n2, new_serial(r, n2), b->D};
         free_clean(&nb, "free of the realloc'd block");
         return;
     }
@@ -592,7 +607,7 @@ static void case_invalid(block *b, int t, const uint8_t *a)
             if (r == NULL)
                 CZ_FAIL("realloc(NULL, %u) failed", a[3]);
             freed_reused(r);
-            block nb = {r, a[3], serial_of(r, a[3]), D};
+            block nb = {r, a[3], new_serial(r, a[3]), D};
             free_clean(&nb, "free of realloc(NULL, n)");
         }
     } else {

@@ -190,6 +190,8 @@ def options_seeds():
         seeds["u64-" + word] = word.encode()
     seeds["env-name-value"] = b"X=yes"
     seeds["env-eq-in-value"] = b"MODE=a=b"
+    seeds["shown-escapes"] = b"debug\n\x1b[31mred\t\\\x7fx"
+    seeds["shown-long"] = b"b" * 100
     return seeds
 
 

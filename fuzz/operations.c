@@ -285,16 +285,38 @@ static void fail_block(const slot *s, const char *what, size_t off)
  * tracing makes byte loops in the harness slow). */
 static unsigned char pat[MAX_BLOCK + 256];
 static const unsigned char zeros[MAX_BLOCK];
+static unsigned char cleanbytes[MAX_BLOCK]; /* 0xCD (init_pattern) */
 
 static void init_pattern(void)
 {
     for (size_t i = 0; i < sizeof pat; i++)
         pat[i] = (unsigned char)(i * 7u + (i >> 8) + 1u);
+    memset(cleanbytes, 0xCD, sizeof cleanbytes);
 }
 
-/* Write the fill pattern into [from, to) of the block and its shadow. */
+/* In a debug mode, the bytes [from, to) the library just handed out (a new
+ * block's, or those a realloc grew by) must be CLEANBYTE, 0xCD: every
+ * domain is wrapped by the debug hooks there, and a hook of the harness
+ * passes them on. */
+static int fresh_checked;
+static void fail_block(const slot *s, const char *what, size_t off);
+static void verify_fresh(const slot *s, size_t from, size_t to)
+{
+    if (!fresh_checked || to <= from || memcmp(s->p + from, cleanbytes, to - from) == 0)
+        return;
+    size_t i = from;
+    while (s->p[i] == 0xCD)
+        i++;
+    char what[64];
+    snprintf(what, sizeof what, "new byte 0x%02x, not 0xcd", s->p[i]);
+    fail_block(s, what, i);
+}
+
+/* Write the fill pattern into [from, to) of the block and its shadow, the
+ * library's fill there checked first. */
 static void fill(slot *s, size_t from, size_t to)
 {
+    verify_fresh(s, from, to);
     const unsigned char *src = pat + from + s->serial % 256u;
     memcpy(s->p + from, src, to - from);
     memcpy(s->shadow + from, src, to - from);
@@ -885,6 +907,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&S, 0, sizeof S);
     memset(dispatches, 0, sizeof dispatches);
     S.mode = pm_i_mode_find(want, strlen(want))->name;
+    fresh_checked = pm_debug_enabled();
     if (strcmp(pm_mode_name(), S.mode) != 0)
         FZ_FAIL("pm_set_mode(\"%s\") installed %s, expected %s", want, pm_mode_name(), S.mode);
 

@@ -18,7 +18,10 @@
  *     the output is untouched on error;
  *   - pm_i_getenv: the input split at its first '=' becomes a variable
  *     PYMALLOC_FUZZ_<name>=<value>; pm_i_getenv must find exactly it (not a
- *     variable whose name merely starts the same) and agree with getenv().
+ *     variable whose name merely starts the same) and agree with getenv();
+ *   - pm_i_buf_shown(string, max), as a bad value is shown in a message:
+ *     no control byte, and decoding its escapes gives back the first max
+ *     bytes, then "..." exactly when there were more.
  */
 #include "fuzz.h"
 #include "../src/pm_internal.h"
@@ -180,6 +183,41 @@ static void check_getenv(const char *s, size_t len)
     free(entry);
 }
 
+static int hexval(char c) { return c >= 'a' ? c - 'a' + 10 : c - '0'; }
+
+static void check_shown(const char *s, size_t len)
+{
+    size_t max = 64, cap = 4 * max + 8;
+    char out[4 * 64 + 8];
+    pm_i_buf b;
+    pm_i_buf_init(&b, out, cap, -1); /* no descriptor: kept in out */
+    pm_i_buf_shown(&b, s, max);
+    char back[64];
+    size_t n = 0, i = 0, keep = len < max ? len : max;
+    while (i < b.len && n < keep) {
+        unsigned char c = (unsigned char)out[i];
+        if (c < 0x20 || c == 0x7f)
+            FZ_FAIL("pm_i_buf_shown wrote control byte 0x%02x", c);
+        if (c != '\\') {
+            back[n++] = (char)c;
+            i++;
+        } else if (i + 1 < b.len && (out[i + 1] == 'n' || out[i + 1] == 't' || out[i + 1] == '\\')) {
+            back[n++] = out[i + 1] == 'n' ? '\n' : out[i + 1] == 't' ? '\t' : '\\';
+            i += 2;
+        } else if (i + 3 < b.len && out[i + 1] == 'x') {
+            back[n++] = (char)(hexval(out[i + 2]) << 4 | hexval(out[i + 3]));
+            i += 4;
+        } else {
+            FZ_FAIL("pm_i_buf_shown: a bad escape at %zu", i);
+        }
+    }
+    if (n != keep || memcmp(back, s, keep) != 0)
+        FZ_FAIL("pm_i_buf_shown did not show the first %zu bytes of the value", keep);
+    const char *rest = len > max ? "..." : "";
+    if (b.len - i != strlen(rest) || memcmp(out + i, rest, b.len - i) != 0)
+        FZ_FAIL("pm_i_buf_shown: %zu bytes after the value, expected \"%s\"", b.len - i, rest);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int checked_names;
@@ -202,6 +240,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_set_mode(s, len);
     check_parsers(s, len);
     check_getenv(s, len);
+    check_shown(s, len);
     free(s);
     return 0;
 }
