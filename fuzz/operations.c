@@ -145,11 +145,16 @@ static const char *const table_names[PM_DOMAIN_COUNT] = {"raw", "mem", "obj"};
  */
 #define MAX_HOOKS 3
 
+/* The four functions of an allocator, counted apart: a call must reach
+ * the hook's function of its own kind (a calloc is no malloc + memset). */
+enum { K_MALLOC, K_CALLOC, K_REALLOC, K_FREE, K_COUNT };
+static const char *const kind_names[K_COUNT] = {"malloc", "calloc", "realloc", "free"};
+
 typedef struct fz_hook {
     pm_allocator below; /* what was installed before this hook */
     unsigned dom;
-    unsigned long calls;    /* calls that reached this hook */
-    unsigned long expected; /* dispatches[dom] when it was pushed */
+    unsigned long calls[K_COUNT];    /* calls that reached this hook */
+    unsigned long expected[K_COUNT]; /* dispatches[dom] when it was pushed */
 } fz_hook;
 
 /* Indexed by the table domain (pm_domain): a hook on MEM sees the calls of
@@ -157,10 +162,11 @@ typedef struct fz_hook {
 static fz_hook hooks[PM_DOMAIN_COUNT][MAX_HOOKS];
 static int nhooks[PM_DOMAIN_COUNT];
 /* Calls the harness made that must reach table domain d's allocator. */
-static unsigned long dispatches[PM_DOMAIN_COUNT];
+static unsigned long dispatches[PM_DOMAIN_COUNT][K_COUNT];
 
-/* One call of domain dom reached its table domain's allocator (and hooks). */
-static void dispatched(unsigned dom) { dispatches[domains[dom].table]++; }
+/* One call of domain dom, of kind k, reached its table domain's allocator
+ * (and hooks). */
+static void dispatched(unsigned dom, int k) { dispatches[domains[dom].table][k]++; }
 
 static void hook_violation(const fz_hook *h, const char *what)
 {
@@ -171,7 +177,7 @@ static void hook_violation(const fz_hook *h, const char *what)
 static void *hk_malloc(void *ctx, size_t n)
 {
     fz_hook *h = ctx;
-    h->calls++;
+    h->calls[K_MALLOC]++;
     if (n > (size_t)PTRDIFF_MAX)
         hook_violation(h, "malloc(n > PTRDIFF_MAX)");
     return h->below.malloc(h->below.ctx, n);
@@ -180,7 +186,7 @@ static void *hk_malloc(void *ctx, size_t n)
 static void *hk_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     fz_hook *h = ctx;
-    h->calls++;
+    h->calls[K_CALLOC]++;
     if (elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize)
         hook_violation(h, "calloc(nelem * elsize > PTRDIFF_MAX)");
     return h->below.calloc(h->below.ctx, nelem, elsize);
@@ -189,7 +195,7 @@ static void *hk_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *hk_realloc(void *ctx, void *p, size_t n)
 {
     fz_hook *h = ctx;
-    h->calls++;
+    h->calls[K_REALLOC]++;
     if (p == NULL)
         hook_violation(h, "realloc(NULL, n)");
     if (n > (size_t)PTRDIFF_MAX)
@@ -200,7 +206,7 @@ static void *hk_realloc(void *ctx, void *p, size_t n)
 static void hk_free(void *ctx, void *p)
 {
     fz_hook *h = ctx;
-    h->calls++;
+    h->calls[K_FREE]++;
     if (p == NULL)
         hook_violation(h, "free(NULL)");
     h->below.free(h->below.ctx, p);
@@ -219,7 +225,7 @@ static void hook_push(unsigned dom)
     fz_hook *h = &hooks[dom][nhooks[dom]];
     memset(h, 0, sizeof *h);
     h->dom = dom;
-    h->expected = dispatches[dom];
+    memcpy(h->expected, dispatches[dom], sizeof h->expected);
     if (pm_get_allocator((pm_domain)dom, &h->below) != 0)
         FZ_FAIL("pm_get_allocator(%s) failed", table_names[dom]);
     pm_allocator mine = {h, hk_malloc, hk_calloc, hk_realloc, hk_free}, now;
@@ -266,10 +272,11 @@ static void verify_hooks(void)
     for (unsigned d = 0; d < PM_DOMAIN_COUNT; d++)
         for (int i = 0; i < nhooks[d]; i++) {
             const fz_hook *h = &hooks[d][i];
-            if (h->calls != dispatches[d] - h->expected)
-                FZ_FAIL("step %u (%s), mode %s: hook %d of %s saw %lu calls, expected %lu",
-                        S.step, S.op, pm_mode_name(), i, table_names[d], h->calls,
-                        dispatches[d] - h->expected);
+            for (int k = 0; k < K_COUNT; k++)
+                if (h->calls[k] != dispatches[d][k] - h->expected[k])
+                    FZ_FAIL("step %u (%s), mode %s: hook %d of %s saw %lu %s calls, expected %lu",
+                            S.step, S.op, pm_mode_name(), i, table_names[d], h->calls[k],
+                            kind_names[k], dispatches[d][k] - h->expected[k]);
         }
 }
 
@@ -380,7 +387,7 @@ static void drop(slot *s)
 static void release(slot *s)
 {
     verify_contents(s);
-    dispatched(s->dom);
+    dispatched(s->dom, K_FREE);
     domains[s->dom].free(s->p);
     drop(s);
 }
@@ -528,7 +535,7 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
     /* Alignments up to 16 are served by malloc (and reach the MEM hooks);
      * larger ones by the mode's memalign, which bypasses hooks. */
     if (want <= BASE_ALIGN)
-        dispatched(dom);
+        dispatched(dom, K_MALLOC);
     adopt(s, p, size, dom, want > BASE_ALIGN ? want : BASE_ALIGN);
     fill(s, 0, size);
 }
@@ -550,7 +557,7 @@ static void op_malloc(fz_in *in)
     if (s->p != NULL)
         release(s);
     n = budget(n, 0);
-    dispatched(dom);
+    dispatched(dom, K_MALLOC);
     adopt(s, domains[dom].malloc(n), n, dom, BASE_ALIGN);
     fill(s, 0, n);
 }
@@ -567,7 +574,7 @@ static void op_calloc(fz_in *in)
     total = budget(total, 0);
     size_t nelem = elsize != 0 ? total / elsize : fz_u8(in);
     size_t n = nelem * elsize;
-    dispatched(dom);
+    dispatched(dom, K_CALLOC);
     adopt(s, domains[dom].calloc(nelem, elsize), n, dom, BASE_ALIGN);
     memset(s->shadow, 0, n);
     if (memcmp(s->p, zeros, n) != 0) {
@@ -589,13 +596,14 @@ static void op_realloc(fz_in *in)
     const fz_domain *D = &domains[dom];
     uint8_t how = D->glibc ? fz_u8(in) : 0;
     if (s->p == NULL) { /* realloc(NULL, n) is malloc(n) */
-        dispatched(dom);
+        dispatched(dom, K_MALLOC);
         adopt(s, D->glibc ? libc_realloc_how(NULL, n, how) : D->realloc(NULL, n), n, dom,
               BASE_ALIGN);
         fill(s, 0, n);
         return;
     }
-    dispatched(dom); /* the realloc, or for realloc(p, 0) in glibc's rules the free */
+    /* the realloc, or for realloc(p, 0) in glibc's rules the free */
+    dispatched(dom, D->glibc && n == 0 ? K_FREE : K_REALLOC);
     if (D->glibc && n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
         verify_contents(s);
         void *q = libc_realloc_how(s->p, 0, how);
