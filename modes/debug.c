@@ -1484,6 +1484,54 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
     abort_report(sc, &e);
 }
 
+/* Check every live block, the registry's then the pools' (at_exit: the
+ * check at exit, below; else at abort), each damaged one reported, then
+ * one line of totals (at abort also when parts were busy). Returns the
+ * number of damaged blocks. */
+static size_t check_heap(int at_exit)
+{
+    struct abort_scan sc = {0, 0, NULL, at_exit};
+    exit_pending_n = 0;
+    int skipped = pm_i_reg_each_live(abort_check_one, &sc);
+    for (int i = 0; i < exit_pending_n; i++) { /* (at exit) */
+        blame(&exit_pending[i]); /* a block reported already, when found */
+        abort_report(&sc, &exit_pending[i]);
+    }
+    int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
+    if (sc.damaged == 0 && (at_exit || (skipped == 0 && !pools_busy)))
+        return 0;
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, at_exit ? "pymalloc: exit: " : "pymalloc: abort: ");
+    pm_i_buf_u64(&b, sc.damaged);
+    pm_i_buf_str(&b, sc.damaged == 1 ? " damaged block" : " damaged blocks");
+    if (at_exit)
+        pm_i_buf_str(&b, ", never freed,");
+    if (sc.damaged > ABORT_REPORTS) {
+        pm_i_buf_str(&b, " (the first ");
+        pm_i_buf_u64(&b, ABORT_REPORTS);
+        pm_i_buf_str(&b, " reported)");
+    }
+    pm_i_buf_str(&b, " among the ");
+    pm_i_buf_u64(&b, sc.checked);
+    pm_i_buf_str(&b, " live blocks checked");
+    if (skipped != 0) {
+        pm_i_buf_str(&b, " (");
+        pm_i_buf_u64(&b, (uint64_t)skipped);
+        pm_i_buf_str(&b, " of 64 parts of the block registry were busy and not checked)");
+    }
+    if (pools_busy)
+        pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
+    if (!at_exit && sc.damaged != 0)
+        pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
+                         "\"malloc(): corrupted top size\", is above), this damage is the "
+                         "likely cause");
+    pm_i_buf_char(&b, '\n');
+    pm_i_buf_flush(&b);
+    return sc.damaged;
+}
+
 static _Atomic int abort_checked;
 
 /* SIGABRT's default action from now on, and the signal raised again: it
@@ -1516,38 +1564,7 @@ static void abort_check(int sig)
         errno = saved;
         return;
     }
-    struct abort_scan sc = {0, 0, NULL, 0};
-    int skipped = pm_i_reg_each_live(abort_check_one, &sc);
-    int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
-    if (sc.damaged != 0 || skipped != 0 || pools_busy) {
-        char storage[512];
-        pm_i_buf b;
-        pm_i_buf_init(&b, storage, sizeof storage, 2);
-        pm_i_buf_str(&b, "pymalloc: abort: ");
-        pm_i_buf_u64(&b, sc.damaged);
-        pm_i_buf_str(&b, sc.damaged == 1 ? " damaged block" : " damaged blocks");
-        if (sc.damaged > ABORT_REPORTS) {
-            pm_i_buf_str(&b, " (the first ");
-            pm_i_buf_u64(&b, ABORT_REPORTS);
-            pm_i_buf_str(&b, " reported)");
-        }
-        pm_i_buf_str(&b, " among the ");
-        pm_i_buf_u64(&b, sc.checked);
-        pm_i_buf_str(&b, " live blocks checked");
-        if (skipped != 0) {
-            pm_i_buf_str(&b, " (");
-            pm_i_buf_u64(&b, (uint64_t)skipped);
-            pm_i_buf_str(&b, " of 64 parts of the block registry were busy and not checked)");
-        }
-        if (pools_busy)
-            pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
-        if (sc.damaged != 0)
-            pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
-                             "\"malloc(): corrupted top size\", is above), this damage is the "
-                             "likely cause");
-        pm_i_buf_char(&b, '\n');
-        pm_i_buf_flush(&b);
-    }
+    check_heap(0);
     abort_default_again();
     errno = saved;
 }
@@ -1571,39 +1588,8 @@ void pm_i_debug_exit_check(void)
 {
     if (!atomic_load(&decorated) || atomic_load(&pm_i_debug_aborting))
         return;
-    struct abort_scan sc = {0, 0, NULL, 1};
-    exit_pending_n = 0;
-    int skipped = pm_i_reg_each_live(abort_check_one, &sc);
-    for (int i = 0; i < exit_pending_n; i++) {
-        blame(&exit_pending[i]); /* a block reported already, when found */
-        abort_report(&sc, &exit_pending[i]);
-    }
-    int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
-    if (sc.damaged == 0)
+    if (check_heap(1) == 0)
         return;
-    char storage[512];
-    pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
-    pm_i_buf_str(&b, "pymalloc: exit: ");
-    pm_i_buf_u64(&b, sc.damaged);
-    pm_i_buf_str(&b, sc.damaged == 1 ? " damaged block, never freed," : " damaged blocks, never freed,");
-    if (sc.damaged > ABORT_REPORTS) {
-        pm_i_buf_str(&b, " (the first ");
-        pm_i_buf_u64(&b, ABORT_REPORTS);
-        pm_i_buf_str(&b, " reported)");
-    }
-    pm_i_buf_str(&b, " among the ");
-    pm_i_buf_u64(&b, sc.checked);
-    pm_i_buf_str(&b, " live blocks checked");
-    if (skipped != 0) {
-        pm_i_buf_str(&b, " (");
-        pm_i_buf_u64(&b, (uint64_t)skipped);
-        pm_i_buf_str(&b, " of 64 parts of the block registry were busy and not checked)");
-    }
-    if (pools_busy)
-        pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
-    pm_i_buf_char(&b, '\n');
-    pm_i_buf_flush(&b);
     if (pm_i_debug_on_error_report || pm_i_debug_has_handler())
         return;
     atomic_store(&pm_i_debug_aborting, 1); /* reported: no check of the heap at abort */
