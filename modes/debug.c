@@ -1420,17 +1420,11 @@ struct abort_scan {
  * check) is left out, and the others are counted as errors too. */
 static void abort_report(struct abort_scan *sc, pm_i_err *e)
 {
-    if (sc->at_exit && pm_i_debug_was_reported(e->address))
+    if (sc->at_exit && pm_i_debug_was_reported(e->address, e->serial))
         return;
     e->entry = sc->at_exit ? "exit" : "abort";
-    if (sc->at_exit) {
-        /* The program's output still in stdio's buffers first: the process
-         * may end in abort(), which would lose it (at exit, stdio is safe;
-         * its buffers are made already, so a flush allocates nothing). */
-        if (sc->damaged == 0)
-            fflush(NULL);
+    if (sc->at_exit)
         pm_i_debug_count_at_exit(e);
-    }
     if (++sc->damaged > ABORT_REPORTS)
         return;
     pm_i_debug_report_print(e);
@@ -1438,9 +1432,30 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
 
 /* The check at exit's damaged registry blocks, reported after the walk
  * (the process is ending: one thread at a time runs the destructors). */
-enum { EXIT_PENDING = 64 };
+enum { EXIT_PENDING = 256 };
 static pm_i_err exit_pending[EXIT_PENDING];
 static int exit_pending_n;
+static size_t exit_unexamined; /* damaged blocks past EXIT_PENDING */
+
+/* The serial counter when this process was forked (0: not a fork child).
+ * The check at exit leaves out the blocks the parent made, whose damage is
+ * the parent's error (the child's counts start at zero: src/report.c). */
+static uint64_t exit_min_serial;
+
+/* At exit, damaged block e (the walk's lock held) is kept for after the
+ * walks: blame() looks blocks up (locks), and stdio is flushed before the
+ * first report, with no lock held (a stream's write may allocate). */
+static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
+{
+    if (e->serial <= exit_min_serial)
+        return; /* the parent's block (a fork child) */
+    if (exit_pending_n == EXIT_PENDING) {
+        exit_unexamined++;
+        return;
+    }
+    (void)sc;
+    exit_pending[exit_pending_n++] = *e;
+}
 
 static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 {
@@ -1449,9 +1464,8 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     sc->checked++;
     if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
         return;
-    if (sc->at_exit && exit_pending_n < EXIT_PENDING) {
-        /* Reported after the walk: blame() looks blocks up (locks). */
-        exit_pending[exit_pending_n++] = e;
+    if (sc->at_exit) {
+        exit_keep(sc, &e);
         return;
     }
     abort_report(sc, &e); /* the stripe's lock held: the block stays */
@@ -1481,7 +1495,23 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
     if (e.address == sc->last)
         return;
     sc->last = e.address;
-    abort_report(sc, &e);
+    if (sc->at_exit)
+        exit_keep(sc, &e); /* blamed already (the arena lock keeps the blocks) */
+    else
+        abort_report(sc, &e);
+}
+
+/* At exit, before the first report: the program's output still in
+ * stdout's buffer, which an abort() would lose. Only if no thread holds
+ * stdout (one blocked in a write to a full pipe would hold it for good;
+ * fflush(NULL) would wait for every stream, stdin's reader too); no lock
+ * of ours is held (a stream's write may allocate). */
+static void exit_flush_stdout(void)
+{
+    if (ftrylockfile(stdout) == 0) {
+        fflush_unlocked(stdout);
+        funlockfile(stdout);
+    }
 }
 
 /* Check every live block, the registry's then the pools' (at_exit: the
@@ -1492,12 +1522,18 @@ static size_t check_heap(int at_exit)
 {
     struct abort_scan sc = {0, 0, NULL, at_exit};
     exit_pending_n = 0;
+    exit_unexamined = 0;
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);
-    for (int i = 0; i < exit_pending_n; i++) { /* (at exit) */
-        blame(&exit_pending[i]); /* a block reported already, when found */
-        abort_report(&sc, &exit_pending[i]);
-    }
+    int registry_n = exit_pending_n; /* the rest, the pools', are blamed already */
     int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
+    if (at_exit && exit_pending_n != 0) {
+        exit_flush_stdout();
+        for (int i = 0; i < exit_pending_n; i++) {
+            if (i < registry_n)
+                blame(&exit_pending[i]);
+            abort_report(&sc, &exit_pending[i]);
+        }
+    }
     if (sc.damaged == 0 && (at_exit || (skipped == 0 && !pools_busy)))
         return 0;
     char storage[512];
@@ -1523,6 +1559,11 @@ static size_t check_heap(int at_exit)
     }
     if (pools_busy)
         pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
+    if (exit_unexamined != 0) {
+        pm_i_buf_str(&b, " (and ");
+        pm_i_buf_u64(&b, exit_unexamined);
+        pm_i_buf_str(&b, " more damaged, not examined or counted)");
+    }
     if (!at_exit && sc.damaged != 0)
         pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
                          "\"malloc(): corrupted top size\", is above), this damage is the "
@@ -1586,7 +1627,10 @@ static _Atomic int decorated;
 
 void pm_i_debug_exit_check(void)
 {
-    if (!atomic_load(&decorated) || atomic_load(&pm_i_debug_aborting))
+    /* Not in a child made without our fork handlers (_Fork, a raw fork
+     * system call): it cannot tell its parent's blocks from its own. */
+    if (!atomic_load(&decorated) || atomic_load(&pm_i_debug_aborting) ||
+        !pm_i_debug_counts_are_mine())
         return;
     if (check_heap(1) == 0)
         return;
@@ -1621,6 +1665,10 @@ static void fork_child(void)
 {
     pm_i_reg_fork_child();
     pm_i_debug_reports_fork_child();
+    /* The check at exit leaves the parent's blocks out: the child's own
+     * serials are all above this one (its run of serials is dropped). */
+    exit_min_serial = atomic_load_explicit(&serial_counter, memory_order_relaxed);
+    run_next = run_end = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;

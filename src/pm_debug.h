@@ -102,11 +102,11 @@ void pm_i_debug_report_print(const pm_i_err *e);
  * destructor (src/report.c). */
 void pm_i_debug_exit_check(void);
 /* For it: count e (as pm_i_debug_report does, and note its blocks as
- * reported), and whether block p was
- * reported damaged before (noted by pm_i_debug_report; 1 also when too
- * many were noted to tell), and whether the program set an error handler. */
+ * reported), whether block p of that serial was reported damaged before
+ * (noted by pm_i_debug_report), and whether the program set an error
+ * handler. */
 void pm_i_debug_count_at_exit(const pm_i_err *e);
-int pm_i_debug_was_reported(const void *p);
+int pm_i_debug_was_reported(const void *p, uint64_t serial);
 int pm_i_debug_has_handler(void);
 
 /* Set just before the debug layer calls abort() itself, after its report:

@@ -457,40 +457,51 @@ void pm_i_debug_report_print(const pm_i_err *e)
 }
 
 /* Blocks reported damaged, which stay live (leaked): the check at exit
- * does not report them again. An open-addressed set of addresses, filled
- * to at most half; past that, "lost" (every block then counts as noted). */
-#define REPORTED_SLOTS 1024u
-static _Atomic uintptr_t reported[REPORTED_SLOTS];
-static _Atomic int reported_lost;
+ * does not report them again. An open-addressed set of (address, serial)
+ * keys, so that a block at the same address later (the reported one
+ * repaired and freed) is not taken for it. A key that finds no free slot
+ * among REPORTED_PROBES is not noted: that block may be reported again. */
+#define REPORTED_SLOTS 4096u
+#define REPORTED_PROBES 64u
+static _Atomic uint64_t reported[REPORTED_SLOTS];
 
-/* The slot holding a (insert: or the empty one where it goes), or NULL. */
-static _Atomic uintptr_t *reported_slot(uintptr_t a, int insert)
+/* (The serial's low 48 bits, which the block's record holds: the full
+ * serial is rebuilt from the counter, which tests may set back.) */
+static uint64_t reported_key(const void *p, uint64_t serial)
 {
-    size_t h = (size_t)(((uint64_t)a >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 54);
-    for (size_t i = 0; i < REPORTED_SLOTS / 2; i++) {
-        _Atomic uintptr_t *s = &reported[(h + i) & (REPORTED_SLOTS - 1)];
-        uintptr_t cur = atomic_load(s);
-        if (cur == a)
-            return s;
+    uint64_t k = ((uint64_t)(uintptr_t)p * UINT64_C(0x9E3779B97F4A7C15)) ^
+                 ((serial & PM_I_SERIAL_MASK) * UINT64_C(0xC2B2AE3D27D4EB4F));
+    return k != 0 ? k : 1;
+}
+
+/* Whether key k is in the set; insert: put it there if it is not. */
+static int reported_has(uint64_t k, int insert)
+{
+    size_t h = (size_t)(k >> 52);
+    for (size_t i = 0; i < REPORTED_PROBES; i++) {
+        _Atomic uint64_t *s = &reported[(h + i) & (REPORTED_SLOTS - 1)];
+        uint64_t cur = atomic_load(s);
+        if (cur == k)
+            return 1;
         if (cur == 0) {
             if (!insert)
-                return NULL;
-            if (atomic_compare_exchange_strong(s, &cur, a) || cur == a)
-                return s;
+                return 0;
+            if (atomic_compare_exchange_strong(s, &cur, k) || cur == k)
+                return 1;
         }
     }
-    return NULL;
+    return 0;
 }
 
-static void note_reported(const void *p)
+static void note_reported(const void *p, uint64_t serial)
 {
-    if (p != NULL && reported_slot((uintptr_t)p, 1) == NULL)
-        atomic_store(&reported_lost, 1);
+    if (p != NULL)
+        (void)reported_has(reported_key(p, serial), 1);
 }
 
-int pm_i_debug_was_reported(const void *p)
+int pm_i_debug_was_reported(const void *p, uint64_t serial)
 {
-    return atomic_load(&reported_lost) || reported_slot((uintptr_t)p, 0) != NULL;
+    return reported_has(reported_key(p, serial), 0);
 }
 
 int pm_i_debug_has_handler(void) { return atomic_load(&handler_fn) != NULL; }
@@ -512,8 +523,8 @@ static void count_error(const pm_i_err *e)
 void pm_i_debug_count_at_exit(const pm_i_err *e)
 {
     count_error(e);
-    note_reported(e->address);
-    note_reported(e->next_block);
+    note_reported(e->address, e->serial);
+    note_reported(e->next_block, e->next_serial);
 }
 
 void pm_i_debug_report(const pm_i_err *e)
@@ -529,8 +540,8 @@ void pm_i_debug_report(const pm_i_err *e)
      * header a write from it reached. */
     if (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
         e->error == PM_ERR_HEADER_CORRUPT) {
-        note_reported(e->address);
-        note_reported(e->next_block);
+        note_reported(e->address, e->serial);
+        note_reported(e->next_block, e->next_serial);
     }
 
     lock_reports();

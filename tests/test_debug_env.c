@@ -5,8 +5,11 @@
  * Runs once, not per mode: each case sets PYMALLOC_MODE and the variables
  * itself in a forked child, before pymalloc is set up there.
  */
+#define _GNU_SOURCE /* fopencookie */
 #include "debug_layout.h"
 #include "harness.h"
+
+#include <pthread.h>
 #include "../src/pm_internal.h"
 
 #include <stdint.h>
@@ -371,6 +374,152 @@ static void test_exit_check_abort(void)
     }
 }
 
+/* A fork child's exit leaves out its parent's damaged block (the parent's
+ * error, reported at the parent's own exit). */
+static void body_fork_child_exit(void)
+{
+    unsigned char *p = pm_mem_malloc(24);
+    p[24] = 0;
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        void *q = pm_mem_malloc(10);
+        pm_mem_free(q);
+        exit(0);
+    }
+    int st = -1;
+    waitpid(c, &st, 0);
+    printf("child %s %d\n", WIFEXITED(st) ? "status" : "signal",
+           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    exit(0);
+}
+
+/* A block reported (through a handler), repaired and freed; a new block
+ * at the same address, damaged and never freed, is reported at exit. */
+static void quiet_handler(const pm_error_report *rep, void *ctx)
+{
+    (void)rep;
+    (void)ctx;
+}
+
+static void body_same_address_again(void)
+{
+    pm_set_error_handler(quiet_handler, NULL);
+    unsigned char *p = pm_mem_malloc(24);
+    p[24] = 0;
+    pm_check_block(p);
+    p[24] = 0xFD;
+    pm_mem_free(p);
+    pm_set_error_handler(NULL, NULL);
+    unsigned char *q = pm_mem_malloc(24);
+    printf("same address: %d\n", q == p);
+    q[24] = 0;
+    exit(0);
+}
+
+/* A stream whose write allocates, with output buffered in it, and a thread
+ * blocked reading stdin (holding its lock): the check at exit reports and
+ * ends the process, without waiting for either. */
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+    (void)c;
+    void *copy = pm_mem_malloc(n + 1000); /* through the pools in pymalloc_debug */
+    if (copy != NULL)
+        memcpy(copy, buf, n);
+    pm_mem_free(copy);
+    return (ssize_t)n;
+}
+
+static void *read_stdin(void *arg)
+{
+    (void)arg;
+    char line[64];
+    if (fgets(line, sizeof line, stdin) == NULL)
+        return NULL;
+    return NULL;
+}
+
+static void body_exit_no_wait(void)
+{
+    int fds[2];
+    if (pipe(fds) != 0 || dup2(fds[0], 0) < 0)
+        _exit(3);
+    pthread_t th;
+    pthread_create(&th, NULL, read_stdin, NULL);
+    cookie_io_functions_t io = {NULL, cookie_write, NULL, NULL};
+    FILE *f = fopencookie(NULL, "w", io);
+    if (f == NULL)
+        _exit(4);
+    setvbuf(f, NULL, _IOFBF, 4096);
+    fprintf(f, "buffered\n");
+    usleep(20000); /* the reader is in fgets, stdin locked */
+    unsigned char *p = pm_mem_malloc(40);
+    p[40] = 0;
+    printf("exiting\n");
+    exit(0);
+}
+
+/* Many damaged registry-or-pool blocks in a row, each written 40 bytes
+ * past its end into the next one's header: each is one overflow, none of
+ * the victims an underflow of its own. */
+static void body_many_in_a_row(void)
+{
+    enum { N = 160 };
+    static unsigned char *q[N];
+    for (int i = 0; i < N; i++)
+        q[i] = pm_mem_malloc(24);
+    for (int i = 0; i + 1 < N; i++)
+        if (q[i + 1] != q[i] + 64) {
+            printf("not in a row\n");
+            exit(0);
+        }
+    for (int i = 0; i < N; i += 2)
+        memset(q[i] + 24, 'O', 40);
+    exit(0);
+}
+
+static void test_exit_check_cases(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case f = {modes[m], NULL, NULL, body_fork_child_exit};
+        run_case(&f, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT); /* the parent's own exit */
+        PM_CHECK_STR(r.output, "child status 0\n");
+        const char *rep = "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                          "24-byte block (serial 1)";
+        const char *at = strstr(r.output, rep);
+        PM_CHECK(at != NULL && strstr(at + 1, rep) == NULL); /* once: the parent's */
+
+        env_case s = {modes[m], "report", NULL, body_same_address_again};
+        run_case(&s, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        if (strstr(r.output, "same address: 1") != NULL)
+            PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end "
+                                   "of a 24-byte block (serial 2)");
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 2 heap errors (buffer "
+                               "overflow: 2); exit status 1\n");
+
+        env_case w = {modes[m], NULL, NULL, body_exit_no_wait};
+        run_case(&w, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "exiting\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "40-byte block");
+
+        env_case n = {modes[m], "report", NULL, body_many_in_a_row};
+        run_case(&n, &r);
+        if (strstr(r.output, "not in a row") != NULL)
+            continue;
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 80 heap errors (buffer "
+                               "overflow: 80); exit status 1\n");
+    }
+}
+
 static void body_clean(void)
 {
     void *p = pm_mem_malloc(10);
@@ -464,6 +613,7 @@ int main(void)
     PM_RUN(test_on_error_report_summary_last);
     PM_RUN(test_exit_check);
     PM_RUN(test_exit_check_abort);
+    PM_RUN(test_exit_check_cases);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);
