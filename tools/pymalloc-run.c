@@ -17,6 +17,8 @@
  */
 #include <pymalloc.h>
 
+#include "pm_internal.h" /* pm_i_buf, pm_i_buf_shown */
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -66,12 +68,23 @@ static int mode_is_valid(const char *m)
     return 0;
 }
 
+/* The bad value shown as the library shows one (pm_i_buf_shown): control
+ * bytes escaped, cut after 64 bytes, so the message stays one line. */
 __attribute__((noreturn)) static void bad_mode(const char *m)
 {
-    fprintf(stderr, "%s: unknown mode '%s' (valid:", prog, m);
-    for (const char *const *n = pm_mode_names(); *n != NULL; n++)
-        fprintf(stderr, "%s %s", n == pm_mode_names() ? "" : ",", *n);
-    fprintf(stderr, ")\n");
+    char storage[1024];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_str(&b, prog);
+    pm_i_buf_str(&b, ": unknown mode '");
+    pm_i_buf_shown(&b, m, 64);
+    pm_i_buf_str(&b, "' (valid:");
+    for (const char *const *n = pm_mode_names(); *n != NULL; n++) {
+        pm_i_buf_str(&b, n == pm_mode_names() ? " " : ", ");
+        pm_i_buf_str(&b, *n);
+    }
+    pm_i_buf_str(&b, ")\n");
+    pm_i_buf_flush(&b);
     exit(2);
 }
 

@@ -33,6 +33,12 @@ has "--list-modes" "$tmp/modes" "^default$"
 has "bad mode" "$tmp/err" "unknown mode 'nonsense' (valid: default, malloc"
 PYMALLOC_MODE=Malloc "$run" true >"$tmp/out" 2>"$tmp/err"; check "bad inherited mode" 2 $?
 has "bad inherited mode" "$tmp/err" "unknown mode 'Malloc'"
+# A bad value with a newline and an escape sequence: shown escaped, one line.
+PYMALLOC_MODE="$(printf 'x\ny\033[31m')" "$run" true >"$tmp/out" 2>"$tmp/err"; check "escaped mode" 2 $?
+has "escaped mode" "$tmp/err" "unknown mode 'x\\\\ny\\\\x1b\\[31m' (valid: default"
+if [ "$(wc -l <"$tmp/err")" != 1 ]; then
+    echo "FAIL: escaped mode: not one line:"; cat "$tmp/err"; fails=$((fails + 1))
+fi
 "$run" --mode >"$tmp/out" 2>"$tmp/err"; check "--mode without a name" 2 $?
 "$run" --frobnicate true >"$tmp/out" 2>"$tmp/err"; check "unknown option" 2 $?
 has "unknown option" "$tmp/err" "unknown option '--frobnicate'"
