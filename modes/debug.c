@@ -1449,6 +1449,8 @@ static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
 {
     if (e->serial <= exit_min_serial)
         return; /* the parent's block (a fork child) */
+    if (pm_i_debug_was_reported(e->address, e->serial))
+        return; /* reported and leaked: no room taken here */
     if (exit_pending_n == EXIT_PENDING) {
         exit_unexamined++;
         return;
@@ -1534,7 +1536,7 @@ static size_t check_heap(int at_exit)
             abort_report(&sc, &exit_pending[i]);
         }
     }
-    if (sc.damaged == 0 && (at_exit || (skipped == 0 && !pools_busy)))
+    if (sc.damaged == 0 && exit_unexamined == 0 && (at_exit || (skipped == 0 && !pools_busy)))
         return 0;
     char storage[512];
     pm_i_buf b;
@@ -1570,7 +1572,7 @@ static size_t check_heap(int at_exit)
                          "likely cause");
     pm_i_buf_char(&b, '\n');
     pm_i_buf_flush(&b);
-    return sc.damaged;
+    return sc.damaged + exit_unexamined;
 }
 
 static _Atomic int abort_checked;

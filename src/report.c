@@ -460,8 +460,10 @@ void pm_i_debug_report_print(const pm_i_err *e)
  * does not report them again. An open-addressed set of (address, serial)
  * keys, so that a block at the same address later (the reported one
  * repaired and freed) is not taken for it. A key that finds no free slot
- * among REPORTED_PROBES is not noted: that block may be reported again. */
-#define REPORTED_SLOTS 4096u
+ * among REPORTED_PROBES is not noted: that block may be reported again
+ * (past tens of thousands of reports). 512 KiB of zero pages, touched only
+ * as blocks are noted. */
+#define REPORTED_SLOTS 65536u
 #define REPORTED_PROBES 64u
 static _Atomic uint64_t reported[REPORTED_SLOTS];
 
@@ -477,7 +479,7 @@ static uint64_t reported_key(const void *p, uint64_t serial)
 /* Whether key k is in the set; insert: put it there if it is not. */
 static int reported_has(uint64_t k, int insert)
 {
-    size_t h = (size_t)(k >> 52);
+    size_t h = (size_t)(k >> 48);
     for (size_t i = 0; i < REPORTED_PROBES; i++) {
         _Atomic uint64_t *s = &reported[(h + i) & (REPORTED_SLOTS - 1)];
         uint64_t cur = atomic_load(s);

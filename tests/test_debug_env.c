@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include "../src/pm_internal.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -478,6 +479,25 @@ static void body_many_in_a_row(void)
     exit(0);
 }
 
+/* Hundreds of blocks reported and leaked, then one damaged and never
+ * freed: the reported ones take no room from it at exit. */
+static void body_many_reported_then_one(void)
+{
+    int err = dup(2), null = open("/dev/null", O_WRONLY);
+    if (err < 0 || null < 0 || dup2(null, 2) < 0) /* 600 reports: not into the pipe */
+        _exit(3);
+    for (int i = 0; i < 600; i++) {
+        unsigned char *p = pm_mem_malloc(24);
+        p[24] = 0;
+        pm_mem_free(p);
+    }
+    if (dup2(err, 2) < 0)
+        _exit(3);
+    unsigned char *q = pm_mem_malloc(40);
+    q[40] = 0;
+    exit(0);
+}
+
 static void test_exit_check_cases(void)
 {
     static pm_death_result r;
@@ -508,6 +528,15 @@ static void test_exit_check_cases(void)
         PM_CHECK_STR(r.output, "exiting\n");
         PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
                                "40-byte block");
+
+        env_case mr = {modes[m], "report", NULL, body_many_reported_then_one};
+        run_case(&mr, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "40-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 601 heap errors (buffer "
+                               "overflow: 601); exit status 1\n");
 
         env_case n = {modes[m], "report", NULL, body_many_in_a_row};
         run_case(&n, &r);
