@@ -336,17 +336,6 @@ static void body_never_freed_with_handler(void)
 
 static void test_exit_check_abort(void)
 {
-    static pm_death_result h;
-    const char *hmodes[] = {"malloc_debug", "pymalloc_debug"};
-    for (int m = 0; m < 2; m++) {
-        env_case c = {hmodes[m], NULL, NULL, body_never_freed_with_handler};
-        run_case(&c, &h);
-        PM_CHECK(h.exited);
-        PM_CHECK_EQ(h.exit_status, 5);
-        PM_CHECK_STR(h.output, "exiting, 0 handler calls\n");
-        PM_CHECK_STR(h.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
-                               "of a 24-byte block");
-    }
 
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
@@ -503,6 +492,14 @@ static void test_exit_check_cases(void)
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "pymalloc_debug"};
     for (int m = 0; m < 2; m++) {
+        env_case h = {modes[m], NULL, NULL, body_never_freed_with_handler};
+        run_case(&h, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 5);
+        PM_CHECK_STR(r.output, "exiting, 0 handler calls\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
+                               "of a 24-byte block");
+
         env_case f = {modes[m], NULL, NULL, body_fork_child_exit};
         run_case(&f, &r);
         PM_CHECK(!r.exited && r.signal == SIGABRT); /* the parent's own exit */
