@@ -1445,7 +1445,7 @@ static uint64_t exit_min_serial;
 /* At exit, damaged block e (the walk's lock held) is kept for after the
  * walks: blame() looks blocks up (locks), and stdio is flushed before the
  * first report, with no lock held (a stream's write may allocate). */
-static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
+static void exit_keep(const pm_i_err *e)
 {
     if (e->serial <= exit_min_serial)
         return; /* the parent's block (a fork child) */
@@ -1455,7 +1455,6 @@ static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
         exit_unexamined++;
         return;
     }
-    (void)sc;
     exit_pending[exit_pending_n++] = *e;
 }
 
@@ -1467,7 +1466,7 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
         return;
     if (sc->at_exit) {
-        exit_keep(sc, &e);
+        exit_keep(&e);
         return;
     }
     abort_report(sc, &e); /* the stripe's lock held: the block stays */
@@ -1498,7 +1497,7 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
         return;
     sc->last = e.address;
     if (sc->at_exit)
-        exit_keep(sc, &e); /* blamed already (the arena lock keeps the blocks) */
+        exit_keep(&e); /* blamed already (the arena lock keeps the blocks) */
     else
         abort_report(sc, &e);
 }

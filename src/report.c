@@ -620,7 +620,7 @@ int pm_i_debug_summary(void)
 
 /* At exit: the check of the heap (modes/debug.c), then, with
  * PYMALLOC_ON_ERROR=report, fail the process if errors were seen. */
-__attribute__((destructor)) static void report_summary(void)
+__attribute__((destructor)) static void at_exit_checks(void)
 {
     pm_i_debug_exit_check(); /* first: its errors are counted too */
     if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0 ||

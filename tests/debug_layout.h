@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pymalloc.h"
+
 /* The big-endian 64-bit number at p. */
 static inline uint64_t be64(const unsigned char *p)
 {
@@ -21,6 +23,33 @@ static inline uint64_t be64(const unsigned char *p)
 static inline uint64_t trailer_serial(const unsigned char *p, size_t n)
 {
     return be64(p + n + 8);
+}
+
+/* `run` live mem-domain blocks of n bytes, each `step` bytes after the one
+ * before, from 200 fresh ones (the others are freed): the first, or NULL
+ * (all freed). */
+static inline unsigned char *block_run(size_t n, ptrdiff_t step, int run)
+{
+    enum { COUNT = 200 };
+    unsigned char *q[COUNT], *first = NULL;
+    for (int i = 0; i < COUNT; i++)
+        q[i] = pm_mem_malloc(n);
+    for (int i = 0; i < COUNT && first == NULL; i++) {
+        int k = 1;
+        for (; k < run; k++) {
+            int found = 0;
+            for (int j = 0; j < COUNT && !found; j++)
+                found = q[j] == q[i] + k * step;
+            if (!found)
+                break;
+        }
+        if (k == run)
+            first = q[i];
+    }
+    for (int i = 0; i < COUNT; i++)
+        if (first == NULL || q[i] < first || q[i] >= first + run * step)
+            pm_mem_free(q[i]);
+    return first;
 }
 
 #endif

@@ -20,6 +20,7 @@
  * The harness's death tests reset SIGABRT to its default in the child, so
  * the children here put the handler back first.
  */
+#include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
 #include "pm_internal.h"
@@ -38,14 +39,6 @@ static unsigned char *libc_block(int d, size_t *n)
 {
     *n = d == PM_DOMAIN_RAW ? 40 : 1000;
     return pm_t_domains[d].malloc(*n);
-}
-
-static uint64_t serial_of(const unsigned char *p, size_t n)
-{
-    uint64_t s = 0;
-    for (int i = 0; i < 8; i++)
-        s = s << 8 | p[n + 8 + (size_t)i];
-    return s;
 }
 
 #define NEED_DEBUG()                                                               \
@@ -96,7 +89,7 @@ static void test_overflow_reported_at_abort(void)
             snprintf(want, sizeof want,
                      "pymalloc: abort: buffer overflow: 1 byte written past the end of a "
                      "%zu-byte block (serial %llu)",
-                     dm.n[0], (unsigned long long)serial_of(dm.p[0], dm.n[0]));
+                     dm.n[0], (unsigned long long)trailer_serial(dm.p[0], dm.n[0]));
             PM_CHECK_STR(r.output, want);
             PM_CHECK_STR(r.output, "at p+");
             PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
@@ -108,16 +101,12 @@ static void test_overflow_reported_at_abort(void)
 /* Two neighbouring 24-byte pool blocks (64-byte pool blocks), or NULL. */
 static unsigned char *pool_pair(void)
 {
-    unsigned char *q[64], *a = NULL;
-    for (int i = 0; i < 64; i++)
-        q[i] = pm_mem_malloc(24);
-    for (int i = 0; i < 64 && a == NULL; i++)
-        for (int j = 0; j < 64; j++)
-            if (q[j] == q[i] + 64 && pm_i_pool_owns(q[i] - 16) && pm_i_pool_owns(q[j] - 16))
-                a = q[i];
-    for (int i = 0; i < 64; i++)
-        if (q[i] != a && q[i] != a + 64)
-            pm_mem_free(q[i]);
+    unsigned char *a = block_run(24, 64, 2);
+    if (a != NULL && (!pm_i_pool_owns(a - 16) || !pm_i_pool_owns(a + 64 - 16))) {
+        pm_mem_free(a);
+        pm_mem_free(a + 64);
+        return NULL;
+    }
     return a;
 }
 
@@ -145,7 +134,7 @@ static void test_pool_overflow_into_next_reported_once(void)
     snprintf(want, sizeof want,
              "pymalloc: abort: buffer overflow: at least 16 bytes written past the end of a "
              "24-byte block (serial %llu)",
-             (unsigned long long)serial_of(a, 24));
+             (unsigned long long)trailer_serial(a, 24));
     PM_CHECK_STR(r.output, want);
     PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
     int reports = 0;

@@ -75,34 +75,6 @@ static void reported_overflow_of(const unsigned char *p, size_t n, uint64_t seri
 /* A pool block of the debug layer. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
 
-enum { COUNT = 200 };
-
-/* `run` live blocks of n bytes, each `step` bytes after the one before,
- * from COUNT fresh ones (the others are freed): the first, or NULL (all
- * freed). */
-static unsigned char *block_run(size_t n, ptrdiff_t step, int run)
-{
-    unsigned char *q[COUNT], *first = NULL;
-    for (int i = 0; i < COUNT; i++)
-        q[i] = pm_mem_malloc(n);
-    for (int i = 0; i < COUNT && first == NULL; i++) {
-        int k = 1;
-        for (; k < run; k++) {
-            int found = 0;
-            for (int j = 0; j < COUNT && !found; j++)
-                found = q[j] == q[i] + k * step;
-            if (!found)
-                break;
-        }
-        if (k == run)
-            first = q[i];
-    }
-    for (int i = 0; i < COUNT; i++)
-        if (first == NULL || q[i] < first || q[i] >= first + run * step)
-            pm_mem_free(q[i]);
-    return first;
-}
-
 
 static void test_underflow_into_the_block_below(void)
 {

@@ -300,13 +300,7 @@ static void body_never_freed_only(void)
  * one report, of the block that overflowed. */
 static void body_never_freed_into_next(void)
 {
-    unsigned char *q[64], *a = NULL;
-    for (int i = 0; i < 64; i++)
-        q[i] = pm_mem_malloc(24);
-    for (int i = 0; i < 64 && a == NULL; i++)
-        for (int j = 0; j < 64; j++)
-            if (q[j] == q[i] + 64)
-                a = q[i];
+    unsigned char *a = block_run(24, 64, 2);
     if (a == NULL) {
         printf("no neighbours\n");
         exit(0);
@@ -359,17 +353,14 @@ static void test_exit_check_abort(void)
         PM_CHECK(!r.exited && r.signal == SIGABRT);
         PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: at least 16 bytes written past "
                                "the end of a 24-byte block");
-        PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the 64 live "
+        PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the 2 live "
                                "blocks checked\n");
     }
 }
 
-/* A fork child's exit leaves out its parent's damaged block (the parent's
- * error, reported at the parent's own exit). */
-static void body_fork_child_exit(void)
+/* Fork a child that allocates, frees and exit()s; print how it ended. */
+static void fork_clean_child(void)
 {
-    unsigned char *p = pm_mem_malloc(24);
-    p[24] = 0;
     fflush(stdout);
     pid_t c = fork();
     if (c == 0) {
@@ -381,6 +372,16 @@ static void body_fork_child_exit(void)
     waitpid(c, &st, 0);
     printf("child %s %d\n", WIFEXITED(st) ? "status" : "signal",
            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    fflush(stdout);
+}
+
+/* A fork child's exit leaves out its parent's damaged block (the parent's
+ * error, reported at the parent's own exit). */
+static void body_fork_child_exit(void)
+{
+    unsigned char *p = pm_mem_malloc(24);
+    p[24] = 0;
+    fork_clean_child();
     exit(0);
 }
 
@@ -571,17 +572,7 @@ static void body_fork_after_error(void)
     unsigned char *p = pm_mem_malloc(10);
     p[10] = 0;
     pm_mem_free(p);
-    fflush(stdout);
-    pid_t c = fork();
-    if (c == 0) {
-        void *q = pm_mem_malloc(10);
-        pm_mem_free(q);
-        exit(0);
-    }
-    int st = -1;
-    waitpid(c, &st, 0);
-    printf("child status %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    fflush(stdout);
+    fork_clean_child();
     exit(0);
 }
 

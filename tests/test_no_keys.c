@@ -9,6 +9,7 @@
  * Its own program: the keys cannot be given back to a process-wide limit
  * that other tests share.
  */
+#include "domains.h"
 #include "harness.h"
 
 #include <pthread.h>
@@ -43,9 +44,7 @@ static int use_keys(int t)
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 300; i++) {
             size_t n = 1 + (size_t)(i * 37 + round * 11) % 600;
-            unsigned char *p = i % 3 == 0 ? pm_raw_malloc(n)
-                             : i % 3 == 1 ? pm_mem_malloc(n)
-                                          : pm_obj_malloc(n);
+            unsigned char *p = pm_t_domains[i % 3].malloc(n);
             if (p == NULL)
                 return -1;
             memset(p, (int)(i & 0xff), n);
@@ -56,12 +55,7 @@ static int use_keys(int t)
             unsigned char *p = blocks[i];
             if (p[0] != (unsigned char)(i & 0xff) || p[n - 1] != (unsigned char)(i & 0xff))
                 return -1;
-            if (i % 3 == 0)
-                pm_raw_free(p);
-            else if (i % 3 == 1)
-                pm_mem_free(p);
-            else
-                pm_obj_free(p);
+            pm_t_domains[i % 3].free(p);
         }
     }
     int changed = 0;
