@@ -46,7 +46,8 @@
  * the last 64 x 256 = 16,384 distinct addresses freed (on average) and its
  * address has not been reused.
  *
- * Entry (24 bytes): key = data address (0: empty slot, 1: hole), size (low
+ * Entry (24 bytes): key = the data address, inverted (0: empty slot, 1:
+ * hole; see key_of), size (low
  * 55 bits) | the record's place in the FIFO + 1 (top 9 bits; 0: none), and
  * one word: serial (low 48 bits) | API (8 bits) | state (2) | log2 offset (6).
  */
@@ -69,15 +70,23 @@
 #define KEY_EMPTY ((uintptr_t)0)
 #define KEY_HOLE ((uintptr_t)1)
 
+/* The key of data address `data`, and the address of a key: its bits
+ * inverted. The tables and FIFOs hold no pointer into any block, so that
+ * valgrind memcheck's leak check, which scans them as it scans all memory,
+ * reports a block the program lost as "definitely lost", as with libc's
+ * malloc, instead of "possibly lost" (held 16 bytes in, by the registry).
+ * A user-space address inverted points nowhere, and is never 0 or 1. */
+static inline uintptr_t key_of(uintptr_t data) { return ~data; }
+
 struct pm_i_reg_entry {
-    uintptr_t key;
+    uintptr_t key; /* key_of(the data address) */
     uint64_t size;
     uint64_t meta;
 };
 typedef struct pm_i_reg_entry entry;
 
 typedef struct freed_rec {
-    uintptr_t key;
+    uintptr_t key; /* key_of(the data address) */
     uint64_t serial; /* low 48 bits */
     size_t slot;     /* where the record was (valid unless rehashed since) */
 } freed_rec;
@@ -229,7 +238,7 @@ __attribute__((noinline)) static entry *slot_of_full(stripe *s, uint64_t h, uint
 static inline entry *slot_of(stripe *s, uint64_t h, uintptr_t key)
 {
     if (s->tab == NULL || PM_I_UNLIKELY(key <= KEY_HOLE))
-        return NULL; /* 0 and 1 mark empty slots and holes: never a block */
+        return NULL; /* 0 and 1 mark empty slots and holes: never a key */
     if (PM_I_UNLIKELY(s->used > s->mask))
         return slot_of_full(s, h, key);
     size_t i = SLOT_OF(h, s->mask);
@@ -259,7 +268,7 @@ static int rehash(stripe *s)
             entry *e = &s->tab[i];
             if (e->key == KEY_EMPTY || e->key == KEY_HOLE)
                 continue;
-            size_t j = SLOT_OF(pm_i_reg_hash(e->key), mask);
+            size_t j = SLOT_OF(pm_i_reg_hash(key_of(e->key)), mask);
             while (tab[j].key != KEY_EMPTY)
                 j = (j + 1) & mask;
             tab[j] = *e;
@@ -275,7 +284,7 @@ static int rehash(stripe *s)
 
 static inline pm_i_reg_entry *pm_i_reg_lookup(void *st, uint64_t h, uintptr_t data)
 {
-    return (pm_i_reg_entry *)slot_of(st, h, data);
+    return (pm_i_reg_entry *)slot_of(st, h, key_of(data));
 }
 
 static inline void pm_i_reg_get(const pm_i_reg_entry *re, pm_i_reg_info *info)
@@ -285,7 +294,7 @@ static inline void pm_i_reg_get(const pm_i_reg_entry *re, pm_i_reg_info *info)
 
 static inline void pm_i_reg_find(void *st, uint64_t h, uintptr_t data, pm_i_reg_info *info)
 {
-    entry *e = slot_of(st, h, data);
+    entry *e = slot_of(st, h, key_of(data));
     if (e == NULL) {
         memset(info, 0, sizeof *info);
         info->state = PM_I_REG_EMPTY;
@@ -302,17 +311,17 @@ static inline void make_hole(stripe *s, entry *e)
     set_full(s, 0);
 }
 
-/* The slot for address `data` in s's table, claimed: its own record if it
+/* The slot for key `key` in s's table, claimed: its own record if it
  * has one (a freed block at the same address), else the first hole on its
  * probe sequence, else the empty slot that ends it (even the table's last:
  * probes then end after every slot, see slot_of). NULL: no room. */
-static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t data)
+static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t key)
 {
     entry *hole = NULL, *e = NULL;
     size_t i = SLOT_OF(h, s->mask);
     for (size_t k = 0; k <= s->mask; k++, i = (i + 1) & s->mask) {
         entry *t = &s->tab[i];
-        if (t->key == data)
+        if (t->key == key)
             return t;
         if (t->key == KEY_HOLE && hole == NULL)
             hole = t;
@@ -329,7 +338,7 @@ static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t data)
         return NULL; /* every slot a record */
     }
     s->count++;
-    e->key = data;
+    e->key = key;
     e->meta = 0;
     e->size = 0;
     return e;
@@ -341,7 +350,7 @@ static void forget_freed(stripe *s, freed_rec old)
 {
     entry *o = old.slot <= s->mask && s->tab[old.slot].key == old.key
                    ? &s->tab[old.slot]
-                   : slot_of(s, pm_i_reg_hash(old.key), old.key); /* rehashed */
+                   : slot_of(s, pm_i_reg_hash(key_of(old.key)), old.key); /* rehashed */
     if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
         (o->meta & PM_I_SERIAL_MASK) == old.serial)
         make_hole(s, o);
@@ -375,7 +384,7 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
             return -1;
     }
     entry *e;
-    while ((e = claim_slot(s, h, data)) == NULL) {
+    while ((e = claim_slot(s, h, key_of(data))) == NULL) {
         if (!forget_oldest_freed(s)) {
             set_full(s, 1);
             return -1;
@@ -484,7 +493,7 @@ static int pm_i_reg_each_live_but(void (*fn)(uintptr_t data, const pm_i_reg_info
             pm_i_reg_info in;
             unpack(e, &in);
             reg_held_here = s;
-            fn(e->key, &in, arg);
+            fn(key_of(e->key), &in, arg);
             reg_held_here = outer;
         }
         if (s != held)

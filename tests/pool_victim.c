@@ -19,6 +19,7 @@ void leak_one(void);
 void write_past_shrunk(unsigned char *p);
 void leak_list(void);
 void leak_cycle(void);
+void leak_registry(void);
 void free_twice(unsigned char *p);
 void free_interior(unsigned char *p);
 void *realloc_freed(unsigned char *p);
@@ -77,6 +78,17 @@ PM_VICTIM_FN void leak_cycle(void)
     a[0] = b;
     b[0] = a;
     a = b = NULL;
+}
+
+/* Blocks that the debug modes record in their registry (no side word: a
+ * libc block in malloc_debug, a big block or a raw one in the others),
+ * lost. */
+PM_VICTIM_FN void leak_registry(void)
+{
+    unsigned char *big = pm_mem_malloc(1000), *raw = pm_raw_malloc(100);
+    memset(big, 3, 1000);
+    memset(raw, 4, 100);
+    big = raw = NULL;
 }
 
 /* Bugs after which the program goes on, as it does with libc's allocator
@@ -206,6 +218,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(c, "leak") == 0) {
         leak_one();
+        return 0;
+    }
+    if (strcmp(c, "leak-registry") == 0) {
+        leak_registry();
         return 0;
     }
     if (strcmp(c, "leak-linked") == 0) {

@@ -14,10 +14,15 @@
 
 static const char *victim;
 
+struct victim_run {
+    const char *mode, *which;
+};
+
 static void child_run(void *arg)
 {
-    const char *which = arg;
-    setenv("PYMALLOC_MODE", "pymalloc", 1);
+    const struct victim_run *v = arg;
+    const char *which = v->which;
+    setenv("PYMALLOC_MODE", v->mode, 1);
     /* --vex-guest-chase=no: valgrind 3.19 otherwise attributes a fault in a
      * tiny leaf function it chased into to the caller's call instruction. */
     execlp("valgrind", "valgrind", "-q", "--vex-guest-chase=no", "--leak-check=full",
@@ -26,12 +31,16 @@ static void child_run(void *arg)
     _exit(98);
 }
 
-static void run(const char *which, pm_death_result *r)
+/* The victim's case `which` under memcheck in `mode`. */
+static void run_in(const char *mode, const char *which, pm_death_result *r)
 {
-    pm_death(child_run, (void *)which, r);
+    struct victim_run v = {mode, which};
+    pm_death(child_run, &v, r);
     if (!r->exited || r->exit_status == 98)
         fprintf(stderr, "valgrind did not run: %s\n", r->output);
 }
+
+static void run(const char *which, pm_death_result *r) { run_in("pymalloc", which, r); }
 
 static int have_valgrind(void)
 {
@@ -130,6 +139,29 @@ static void test_leak_linked(void)
     PM_CHECK_STR(r.output, "leak_cycle (pool_victim.c:");
 }
 
+/* In the debug modes a lost block of the registry is "definitely lost",
+ * as a lost pool block is: the registry keeps no pointer into it (its keys
+ * were the blocks' data addresses, 16 bytes in: "possibly lost", which
+ * --errors-for-leak-kinds=definite does not count). Memcheck sees the
+ * debug layer's blocks: N + 32 bytes. */
+static void test_leak_in_debug_modes(void)
+{
+    NEED_VALGRIND();
+    const char *modes[] = {"debug", "malloc_debug", "pymalloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        pm_death_result r;
+        run_in(modes[i], "leak-registry", &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 99);
+        PM_CHECK_STR(r.output, "1,032 bytes in 1 blocks are definitely lost");
+        PM_CHECK_STR(r.output, "132 bytes in 1 blocks are definitely lost");
+        PM_CHECK_STR(r.output, "leak_registry (pool_victim.c:");
+        PM_CHECK(strstr(r.output, "possibly lost in loss record") == NULL);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s:\n%s\n", modes[i], r.output);
+    }
+}
+
 /* Memcheck reports each of these bugs once, at the program's line, and
  * the program goes on correctly, as with libc's allocator: the pool does
  * not act on a free it did not hand out, nor follow a link the program
@@ -180,6 +212,7 @@ int main(int argc, char **argv)
     PM_RUN(test_write_past_block_shrunk_in_place);
     PM_RUN(test_leak);
     PM_RUN(test_leak_linked);
+    PM_RUN(test_leak_in_debug_modes);
     PM_RUN(test_program_goes_on_after_bug);
     return pm_test_done();
 }
