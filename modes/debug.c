@@ -1502,19 +1502,6 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
         abort_report(sc, &e);
 }
 
-/* At exit, before the first report: the program's output still in
- * stdout's buffer, which an abort() would lose. Only if no thread holds
- * stdout (one blocked in a write to a full pipe would hold it for good;
- * fflush(NULL) would wait for every stream, stdin's reader too); no lock
- * of ours is held (a stream's write may allocate). */
-static void exit_flush_stdout(void)
-{
-    if (ftrylockfile(stdout) == 0) {
-        fflush_unlocked(stdout);
-        funlockfile(stdout);
-    }
-}
-
 /* Check every live block, the registry's then the pools' (at_exit: the
  * check at exit, below; else at abort), each damaged one reported, then
  * one line of totals (at abort also when parts were busy). Returns the
@@ -1528,7 +1515,7 @@ static size_t check_heap(int at_exit)
     int registry_n = exit_pending_n; /* the rest, the pools', are blamed already */
     int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
     if (at_exit && exit_pending_n != 0) {
-        exit_flush_stdout();
+        pm_i_flush_streams(); /* the program's output, which an abort() would lose */
         for (int i = 0; i < exit_pending_n; i++) {
             if (i < registry_n)
                 blame(&exit_pending[i]);

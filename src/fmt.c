@@ -15,41 +15,51 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Write all of s to fd, or give up at the first error. A pipe nobody reads
- * any more (stderr into `| head`, say) must not kill the program with
- * SIGPIPE from inside its malloc, or at exit after it chose its status:
- * SIGPIPE is blocked while writing, and one raised by these writes is
- * taken back (it is sent to the writing thread; one already pending
- * before is left alone). */
-void pm_i_write_all(int fd, const char *s, size_t n)
+void pm_i_nopipe_begin(pm_i_nopipe *g)
 {
-    sigset_t pipe_set, old, pending;
+    sigset_t pipe_set, pending;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
-    int masked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0;
-    int was_pending = masked && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    int broken = 0;
+    g->masked = pthread_sigmask(SIG_BLOCK, &pipe_set, &g->old) == 0;
+    g->was_pending =
+        g->masked && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+}
+
+void pm_i_nopipe_end(pm_i_nopipe *g)
+{
+    if (!g->masked)
+        return;
+    int saved = errno;
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+        static const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+    errno = saved;
+}
+
+/* Write all of s to fd, or give up at the first error. A pipe nobody reads
+ * any more (stderr into `| head`, say) must not kill the program with
+ * SIGPIPE from inside its malloc, or at exit after it chose its status. */
+void pm_i_write_all(int fd, const char *s, size_t n)
+{
+    pm_i_nopipe g;
+    pm_i_nopipe_begin(&g);
     while (n > 0) {
         ssize_t w = write(fd, s, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            broken = errno == EPIPE;
             break;
         }
         s += w;
         n -= (size_t)w;
     }
-    if (masked) {
-        if (broken && !was_pending) {
-            static const struct timespec zero = {0, 0};
-            int saved = errno;
-            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-                ;
-            errno = saved;
-        }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    pm_i_nopipe_end(&g);
 }
 
 void pm_i_buf_init(pm_i_buf *b, char *storage, size_t cap, int fd)

@@ -129,6 +129,11 @@ int pm_i_debug_summary(void);
  * claim_pid): 0 in a vfork() (CLONE_VM) child that counted none, which
  * shares its parent's counts. Async-signal-safe. */
 int pm_i_debug_counts_are_mine(void);
+/* At exit, before a report that ends the process (abort, or report mode's
+ * _exit): write what stdio streams still hold, as exit() would, without
+ * waiting for ever on a stream another thread holds. No lock of ours may
+ * be held (a stream's write may allocate). */
+void pm_i_flush_streams(void);
 /* The status of a process that ends with errors counted in report mode. */
 #define PM_I_REPORT_EXIT_STATUS 1
 extern uint64_t pm_i_debug_break_serial; /* 0: none */

@@ -16,6 +16,7 @@
 
 #include "pymalloc.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -361,6 +362,16 @@ void pm_i_buf_pad_to(pm_i_buf *b, size_t col);
 void pm_i_buf_flush(pm_i_buf *b);
 /* write(2) all of s to fd, retrying on EINTR and short writes. */
 void pm_i_write_all(int fd, const char *s, size_t n);
+/* Around writes of ours to a pipe nobody may read any more (reports, and
+ * the program's streams flushed at exit before a report): SIGPIPE is
+ * blocked, and one raised meanwhile is taken back at the end (it is sent
+ * to the writing thread; one already pending before is left alone). */
+typedef struct pm_i_nopipe {
+    sigset_t old;
+    int masked, was_pending;
+} pm_i_nopipe;
+void pm_i_nopipe_begin(pm_i_nopipe *g);
+void pm_i_nopipe_end(pm_i_nopipe *g);
 
 /* ---------------------------------------------------------------------------
  * Debug hooks (modes/debug.c, src/report.c; their private header is

@@ -21,10 +21,12 @@
  */
 #include "pm_debug.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PM_I_STR2(x) #x
@@ -378,10 +380,20 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
  * The error path.
  */
 
+/* A report is written whole, and its lock always released: a thread that
+ * has a cancellation request pending (pthread_cancel) would act on it at
+ * the report's first write(2), a cancellation point, and unwind out of the
+ * free with the lock taken (the report lost; every later one, and the
+ * exit summary, waiting for ever). Cancellation is off from the lock to
+ * its release; a request is acted on at the program's next cancellation
+ * point. */
+static __thread int report_cancel_state __attribute__((tls_model("initial-exec")));
+
 static void lock_reports(void)
 {
     if (in_report++ > 0)
         return; /* this thread is already writing one */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &report_cancel_state);
     for (int spins = 0;; spins++) {
         if (atomic_load_explicit(&report_lock, memory_order_relaxed) == 0 &&
             atomic_exchange_explicit(&report_lock, 1, memory_order_acquire) == 0)
@@ -419,6 +431,7 @@ static void unlock_reports(void)
     if (--in_report > 0)
         return;
     atomic_store_explicit(&report_lock, 0, memory_order_release);
+    pthread_setcancelstate(report_cancel_state, NULL);
 }
 
 _Atomic int pm_i_debug_aborting;
@@ -618,6 +631,49 @@ int pm_i_debug_summary(void)
     return 1;
 }
 
+/* fflush(NULL) takes each stream's lock, and waits for ever on one that a
+ * thread holds in a read that never ends (stdin's reader): exit() itself
+ * locks none (glibc's _IO_cleanup). So, with glibc: every stream with
+ * output pending (its list is public, _IO_list_all through _chain), taken
+ * when it is free, waited for up to about 100 ms when it is not, then
+ * flushed as exit() would flush it, locked or not; streams with nothing to
+ * write (a reader's) are left alone. The list is read unlocked, as exit()
+ * reads it. Elsewhere, fflush(NULL).
+ * The weak declaration makes the compiler load the list's head through the
+ * GOT: a plain one let an executable linking the static library copy the
+ * variable at start-up (a copy relocation), and glibc, which uses its own,
+ * never updated the copy (fopen's streams were missing). */
+#if defined(__GLIBC__)
+extern FILE *_IO_list_all __attribute__((weak));
+#endif
+#define FLUSH_WAIT_STEPS 100 /* x 1 ms */
+void pm_i_flush_streams(void)
+{
+    pm_i_nopipe g; /* a reader gone must not end the process before the report */
+    pm_i_nopipe_begin(&g);
+#if defined(__GLIBC__)
+    for (FILE *fp = &_IO_list_all != NULL ? _IO_list_all : NULL; fp != NULL; fp = fp->_chain) {
+        /* _mode > 0: wide-oriented (its pending output is not visible
+         * here: flushed) */
+        if (fp->_mode <= 0 && fp->_IO_write_ptr <= fp->_IO_write_base)
+            continue;
+        int locked = 0;
+        for (int i = 0; i < FLUSH_WAIT_STEPS && !(locked = ftrylockfile(fp) == 0); i++) {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+        fflush_unlocked(fp);
+        if (locked)
+            funlockfile(fp);
+    }
+    if (&_IO_list_all == NULL)
+        fflush(NULL);
+#else
+    fflush(NULL);
+#endif
+    pm_i_nopipe_end(&g);
+}
+
 /* At exit: the check of the heap (modes/debug.c), then, with
  * PYMALLOC_ON_ERROR=report, fail the process if errors were seen. */
 __attribute__((destructor)) static void at_exit_checks(void)
@@ -629,7 +685,7 @@ __attribute__((destructor)) static void at_exit_checks(void)
     /* The program's output still in stdio's buffers first (at exit,
      * outside any allocation: stdio is safe here), then PYMALLOC_STATS's
      * (the _exit below skips its destructor), then the summary, last. */
-    fflush(NULL);
+    pm_i_flush_streams();
     pm_i_stats_at_exit_now();
     pm_i_debug_summary();
     _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */

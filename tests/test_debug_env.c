@@ -450,6 +450,180 @@ static void body_exit_no_wait(void)
     exit(0);
 }
 
+/* A thread blocked for good in a read of stdin holds stdin's lock; output
+ * pending in a file stream must still reach the file. At exit, report
+ * mode's summary and the check at exit's reports must not wait for the
+ * reader (fflush(NULL) did, for ever: the alarm ends the child then), and
+ * must write the file's output, which their _exit or abort() would lose. */
+static char pending_path[64];
+static unsigned char *reader_kept;
+static void body_stdin_reader(int damage_live)
+{
+    int fds[2];
+    if (pipe(fds) != 0 || dup2(fds[0], 0) < 0) /* fds[1] stays open: no EOF */
+        _exit(3);
+    alarm(20);
+    FILE *f = fopen(pending_path, "w");
+    if (f == NULL)
+        _exit(4);
+    fprintf(f, "pending in a file stream\n");
+    pthread_t t;
+    if (pthread_create(&t, NULL, read_stdin, NULL) != 0)
+        _exit(5);
+    usleep(50000); /* the reader is in fgets, stdin locked */
+    unsigned char *p = pm_mem_malloc(10);
+    p[10] = 0;
+    if (damage_live)
+        reader_kept = p; /* reported by the check at exit */
+    else
+        pm_mem_free(p);
+    exit(0);
+}
+
+static void body_stdin_reader_free(void) { body_stdin_reader(0); }
+static void body_stdin_reader_exit(void) { body_stdin_reader(1); }
+
+static void test_exit_not_held_by_stdin_reader(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    snprintf(pending_path, sizeof pending_path, "/tmp/pm_pending_%d", (int)getpid());
+    for (int m = 0; m < 2; m++) {
+        for (int live = 0; live < 2; live++) {
+            const char *on_error[] = {"report", NULL};
+            for (int k = 0; k < 2; k++) {
+                if (!live && k == 1)
+                    continue; /* the free's report aborts before exit */
+                env_case c = {modes[m], on_error[k], NULL,
+                              live ? body_stdin_reader_exit : body_stdin_reader_free};
+                unlink(pending_path);
+                run_case(&c, &r);
+                if (k == 0) {
+                    PM_CHECK(r.exited);
+                    PM_CHECK_EQ(r.exit_status, 1);
+                    PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error "
+                                           "(buffer overflow: 1); exit status 1\n");
+                } else {
+                    PM_CHECK(!r.exited && r.signal == SIGABRT);
+                    PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written "
+                                           "past the end of a 10-byte block");
+                }
+                char buf[64] = {0};
+                int fd = open(pending_path, O_RDONLY);
+                PM_CHECK(fd >= 0 && read(fd, buf, sizeof buf - 1) > 0);
+                PM_CHECK(strcmp(buf, "pending in a file stream\n") == 0);
+                if (fd >= 0)
+                    close(fd);
+                if (pm_t_cur_failed)
+                    fprintf(stderr, "mode %s, %s, on_error %s: %s\n", modes[m],
+                            live ? "at exit" : "at free", on_error[k] ? on_error[k] : "abort",
+                            r.output);
+            }
+        }
+    }
+    unlink(pending_path);
+}
+
+/* A thread with a cancellation request pending (pthread_cancel) frees a
+ * damaged block: the report is written whole and its lock released (the
+ * report's write(2) is a cancellation point: the thread unwound out of the
+ * free with the lock taken, the report lost, and the next one waited for
+ * ever); the request is acted on at the thread's next cancellation point. */
+static void *cancelled_freer(void *arg)
+{
+    (void)arg;
+    pthread_cancel(pthread_self());
+    unsigned char *p = pm_mem_malloc(20);
+    p[20] = 0;
+    pm_mem_free(p);
+    pthread_testcancel();
+    return NULL;
+}
+
+static void body_cancelled_reporter(void)
+{
+    alarm(20);
+    pthread_t t;
+    void *ret = NULL;
+    if (pthread_create(&t, NULL, cancelled_freer, NULL) != 0 || pthread_join(t, &ret) != 0)
+        _exit(3);
+    printf(ret == PTHREAD_CANCELED ? "cancelled\n" : "not cancelled\n");
+    unsigned char *q = pm_mem_malloc(30);
+    q[-1] = 0;
+    pm_mem_free(q);
+    exit(0);
+}
+
+static void test_report_of_a_cancelled_thread(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_cancelled_reporter};
+        run_case(&c, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past the "
+                               "end of a 20-byte block");
+        PM_CHECK_STR(r.output, "cancelled\n");
+        PM_CHECK(strstr(r.output, "not cancelled") == NULL);
+        PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer underflow: 1 byte written before "
+                               "the start of a 30-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 2 heap errors (buffer "
+                               "overflow: 1, buffer underflow: 1); exit status 1\n");
+        env_case a = {modes[m], NULL, NULL, body_cancelled_reporter};
+        run_case(&a, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past the "
+                               "end of a 20-byte block");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+    }
+}
+
+/* stdout a pipe whose reader has gone, with output pending: flushing it
+ * at exit raises SIGPIPE, which ended the process before the check at
+ * exit's report (or report mode's summary) was written. */
+static void body_stdout_reader_gone(int live)
+{
+    int fds[2];
+    if (pipe(fds) != 0 || dup2(fds[1], 1) < 0)
+        _exit(3);
+    close(fds[0]);
+    printf("to nobody\n");
+    unsigned char *p = pm_mem_malloc(10);
+    p[10] = 0;
+    if (live)
+        reader_kept = p;
+    else
+        pm_mem_free(p);
+    exit(0);
+}
+
+static void body_stdout_gone_free(void) { body_stdout_reader_gone(0); }
+static void body_stdout_gone_exit(void) { body_stdout_reader_gone(1); }
+
+static void test_exit_reports_with_stdout_reader_gone(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_stdout_gone_free};
+        run_case(&c, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 1);
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer "
+                               "overflow: 1); exit status 1\n");
+        env_case x = {modes[m], NULL, NULL, body_stdout_gone_exit};
+        run_case(&x, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of "
+                               "a 10-byte block");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+    }
+}
+
 /* Many damaged registry-or-pool blocks in a row, each written 40 bytes
  * past its end into the next one's header: each is one overflow, none of
  * the victims an underflow of its own. */
@@ -629,6 +803,9 @@ int main(void)
     PM_RUN(test_on_error_report);
     PM_RUN(test_on_error_report_summary_last);
     PM_RUN(test_exit_check);
+    PM_RUN(test_exit_not_held_by_stdin_reader);
+    PM_RUN(test_report_of_a_cancelled_thread);
+    PM_RUN(test_exit_reports_with_stdout_reader_gone);
     PM_RUN(test_exit_check_abort);
     PM_RUN(test_exit_check_cases);
     PM_RUN(test_on_error_report_clean_run_exits_0);
