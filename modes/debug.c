@@ -371,7 +371,8 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 
 /* The chunk before `base`'s looked damaged (pm_i_libc_header_ok: 2): real
  * damage if the chunk before is a live block of ours (glibc then leaves this chunk's
- * PREV_INUSE bit and prev_size alone: no race can explain them), which a
+ * PREV_INUSE bit and prev_size alone: no race can explain them, once the
+ * header is read again: see below_header_ok), which a
  * search of the registry tells (the lock of `held`, base's stripe, is this
  * thread's). Otherwise the failure may be glibc's own change of that word,
  * made by another thread freeing or taking the chunk before, read half
@@ -395,8 +396,15 @@ below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, v
     const unsigned char *base = p - in->offset;
     if (g->libc_below == 2 && pm_i_pool_owns(base))
         return 1;
-    int ok = pm_i_libc_header_ok(base, in->offset + in->size + PM_I_DEBUG_TAIL);
-    return PM_I_LIKELY(ok == 1) || (ok == 2 && !prev_damage_confirmed(base, held));
+    size_t req = in->offset + in->size + PM_I_DEBUG_TAIL;
+    int ok = pm_i_libc_header_ok(base, req);
+    /* Confirmed, the header is read again: the chunk before may have been
+     * taken by another thread (glibc setting this chunk's bit, then that
+     * block recorded live) between the first reading and the search. Once
+     * it is live, glibc's writes here are done: a second reading that
+     * still fails is damage. */
+    return PM_I_LIKELY(ok == 1) ||
+           (ok == 2 && (!prev_damage_confirmed(base, held) || pm_i_libc_header_ok(base, req) == 1));
 }
 
 /* The hooks of the domain whose API id is api, or NULL. */
@@ -1814,6 +1822,12 @@ int pm_setup_debug_hooks(void)
     return pm_i_reconfigure(pm_i_debug_decorate);
 }
 
+static void release_arenas(void *arg)
+{
+    (void)arg;
+    pm_i_pool_release_arenas();
+}
+
 int pm_check_block(const void *ptr)
 {
     if (ptr == NULL)
@@ -1829,13 +1843,23 @@ int pm_check_block(const void *ptr)
     pm_i_reg_info in;
     pm_i_err e;
     pm_error_class c;
-    _Atomic uint64_t *w = side_of(ptr);
+    /* A pool block is read without claiming it: another thread may free
+     * it meanwhile, and the arena it is in be unmapped (a crash here). The
+     * arena lock is held until its report is written (the dump reads the
+     * block), not while the handler runs (it may allocate). */
+    int held = atomic_load_explicit(&side_any, memory_order_relaxed);
+    if (held)
+        pm_i_pool_hold_arenas();
+    _Atomic uint64_t *w = held ? side_of(ptr) : NULL;
+    if (w == NULL && held) {
+        pm_i_pool_release_arenas();
+        held = 0;
+    }
     if (w != NULL) {
-        /* The block is read without claiming it: another thread may free
-         * (fill) or reallocate it meanwhile, which changes its word first.
-         * Damage seen while the word changed is classified again from the
-         * new word (a block freed meanwhile is a use after free, not
-         * damage). */
+        /* Another thread may free (fill) or reallocate the block meanwhile,
+         * which changes its word first. Damage seen while the word changed
+         * is classified again from the new word (a block freed meanwhile is
+         * a use after free, not damage). */
         uint64_t v = atomic_load_explicit(w, memory_order_acquire);
         for (int tries = 0;; tries++) {
             side_unpack(v, &in);
@@ -1857,10 +1881,13 @@ int pm_check_block(const void *ptr)
         reg_held_here = NULL;
         pm_i_reg_unlock(st);
     }
-    if (c == PM_ERR_NONE)
+    if (c == PM_ERR_NONE) {
+        if (held)
+            pm_i_pool_release_arenas();
         return 0;
+    }
     blame(&e);
     e.entry = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pm_check_block";
-    pm_i_debug_report(&e);
+    pm_i_debug_report_then(&e, held ? release_arenas : NULL, NULL);
     return -1;
 }

@@ -263,6 +263,9 @@ static void side_release(pm_arena *ao)
     ao->side_on = 0;
 }
 
+void pm_i_pool_hold_arenas(void) { pm_p_lock(&pm_i_p.arena_lock); }
+void pm_i_pool_release_arenas(void) { pm_p_unlock(&pm_i_p.arena_lock); }
+
 int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                                         void *arg),
                              void *arg)

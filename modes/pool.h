@@ -290,6 +290,10 @@ void pm_i_pool_side_disable(void);
 int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                                         void *arg),
                              void *arg);
+/* Hold, and release, the arena lock: no arena is unmapped meanwhile (for
+ * pm_check_block, which reads a block it has not claimed). */
+void pm_i_pool_hold_arenas(void);
+void pm_i_pool_release_arenas(void);
 
 enum {
     PM_I_SIDE_NONE = 0,    /* not a pool block with side words: use the registry */

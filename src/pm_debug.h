@@ -93,6 +93,9 @@ typedef struct pm_i_err {
  * handler (default: abort(); PYMALLOC_ON_ERROR=report: go on). Returns if the
  * caller must go on (the damaged block is then leaked). */
 void pm_i_debug_report(const pm_i_err *e);
+/* The same, calling written(arg) once the report is written, before the
+ * handler or abort(). */
+void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *arg);
 
 /* Print the report of e (line and dump) and nothing else: not counted, no
  * handler. For the check of the heap at abort (modes/debug.c). */

@@ -542,7 +542,9 @@ void pm_i_debug_count_at_exit(const pm_i_err *e)
     note_reported(e->next_block, e->next_serial);
 }
 
-void pm_i_debug_report(const pm_i_err *e)
+void pm_i_debug_report(const pm_i_err *e) { pm_i_debug_report_then(e, NULL, NULL); }
+
+void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *arg)
 {
     char line[512];
     pm_i_buf lb;
@@ -564,6 +566,8 @@ void pm_i_debug_report(const pm_i_err *e)
     pm_error_handler fn = atomic_load_explicit(&handler_fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&handler_ctx, memory_order_relaxed);
     unlock_reports();
+    if (written != NULL)
+        written(arg);
 
     if (fn != NULL) {
         pm_error_report r = {
