@@ -1439,7 +1439,7 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
 }
 
 /* The check at exit's damaged registry blocks, reported after the walk
- * (the process is ending: one thread at a time runs the destructors). */
+ * (the process is ending: one thread at a time runs the exit handlers). */
 enum { EXIT_PENDING = 256 };
 static pm_i_err exit_pending[EXIT_PENDING];
 static int exit_pending_n;
@@ -1611,8 +1611,8 @@ static void abort_check(int sig)
  *
  * A block written past its end (or before its start) that the program
  * never frees is never checked on its own; at exit (exit(), or a return
- * from main: src/report.c's destructor calls this) every live block is
- * checked as at abort, and each damaged one not reported before (a block
+ * from main: src/report.c's work at exit calls this, after every
+ * destructor) every live block is checked as at abort, and each damaged one not reported before (a block
  * reported and leaked is not reported twice) gets a report whose entry
  * point is "exit", is counted, and then: with PYMALLOC_ON_ERROR=report,
  * the summary line and exit status 1 follow; with the default, abort();

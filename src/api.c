@@ -225,12 +225,12 @@ static int idle_copy(void)
     return pm_i_quiet_copy && atomic_load(&pm_i_state) != PM_I_STATE_IN_USE;
 }
 
-/* PYMALLOC_STATS=1: the pool statistics on stderr when the program ends
- * (a destructor, so nothing is registered and nothing allocates). */
+/* PYMALLOC_STATS=1: the pool statistics on stderr when the program ends,
+ * after its destructors (src/report.c's exit work calls this; nothing is
+ * registered at start-up and nothing allocates). */
 _Atomic int pm_i_stats_at_exit;
 
-/* Print them now if asked, once (also from PYMALLOC_ON_ERROR=report's
- * summary, which ends the process before this destructor might run). */
+/* Print them now if asked, once. */
 void pm_i_stats_at_exit_now(void)
 {
     int stats = atomic_exchange(&pm_i_stats_at_exit, 0);
@@ -245,8 +245,6 @@ void pm_i_stats_at_exit_now(void)
     if (stats)
         pm_print_stats(2);
 }
-
-__attribute__((destructor)) static void print_stats_at_exit(void) { pm_i_stats_at_exit_now(); }
 
 void pm_i_ensure_init(void)
 {

@@ -101,8 +101,8 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
  * handler. For the check of the heap at abort (modes/debug.c). */
 void pm_i_debug_report_print(const pm_i_err *e);
 
-/* The check of the heap at exit (modes/debug.c), run first by the exit
- * destructor (src/report.c). */
+/* The check of the heap at exit (modes/debug.c), run first by the work at
+ * exit, after every destructor (src/report.c). */
 void pm_i_debug_exit_check(void);
 /* For it: count e (as pm_i_debug_report does, and note its blocks as
  * reported), whether block p of that serial was reported damaged before

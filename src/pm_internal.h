@@ -190,7 +190,8 @@ int pm_i_libc_trim(size_t pad);
  * allocator; 0 if all hold, else -1 with the first violation in *why. */
 struct pm_i_buf;
 int pm_i_pool_validate(struct pm_i_buf *why);
-/* Set by the set-up when PYMALLOC_STATS is true: print at exit. */
+/* Set by the set-up when PYMALLOC_STATS is true: print at exit (by the
+ * work at exit, src/report.c, after every destructor). */
 extern _Atomic int pm_i_stats_at_exit;
 void pm_i_stats_at_exit_now(void); /* PYMALLOC_STATS's output, at most once */
 

@@ -12,12 +12,13 @@
  * one is written. A thread that reports while it is already writing one (a
  * signal handler that frees a damaged block) does not wait for itself.
  *
- * PYMALLOC_ON_ERROR=report and the exit status: a destructor, which runs at
- * exit() after the program's own atexit handlers, prints one summary line
- * when errors were reported, flushes stdio and ends the process with
- * _exit(PM_I_REPORT_EXIT_STATUS), so that a test run with heap errors can
- * never pass silently. (A process that ends by _exit() or a signal skips it;
- * it then does not pass silently either, except for _exit(0).)
+ * PYMALLOC_ON_ERROR=report and the exit status: at exit(), after the
+ * program's own atexit handlers and every destructor (at_exit_checks,
+ * below), one summary line is printed when errors were reported, stdio
+ * flushed and the process ended with _exit(PM_I_REPORT_EXIT_STATUS), so
+ * that a test run with heap errors can never pass silently. (A process
+ * that ends by _exit() or a signal skips it; it then does not pass silently
+ * either, except for _exit(0), whose override prints the summary.)
  */
 #include "pm_debug.h"
 
@@ -678,19 +679,57 @@ void pm_i_flush_streams(void)
     pm_i_nopipe_end(&g);
 }
 
-/* At exit: the check of the heap (modes/debug.c), then, with
- * PYMALLOC_ON_ERROR=report, fail the process if errors were seen. */
+/* At exit: the check of the heap (modes/debug.c), then PYMALLOC_STATS's
+ * table, then, with PYMALLOC_ON_ERROR=report, fail the process if errors
+ * were seen. Once per process (a pid, not a flag: a vfork child shares
+ * this memory). */
+static _Atomic long exit_work_pid;
+static void exit_work(void)
+{
+    if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
+        return;
+    pm_i_debug_exit_check(); /* first: its errors are counted too */
+    if (pm_i_debug_on_error_report && atomic_load(&counts[PM_ERR_NONE]) != 0 &&
+        pm_i_debug_counts_are_mine()) {
+        /* The program's output still in stdio's buffers first (at exit,
+         * outside any allocation: stdio is safe here), then PYMALLOC_STATS's,
+         * then the summary, last. */
+        pm_i_flush_streams();
+        pm_i_stats_at_exit_now();
+        pm_i_debug_summary();
+        _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
+    }
+    pm_i_stats_at_exit_now();
+}
+
+static void exit_work_handler(void *arg)
+{
+    (void)arg;
+    exit_work();
+}
+
+/* A destructor of this library runs before those of the program's own
+ * libraries when it is preloaded (the loader runs the destructors in load
+ * order, the executable's first, and a preload comes right after it), and
+ * libpymalloc.a's, in the executable, before every library's: a heap error
+ * made in a later destructor would come after the summary (the process
+ * exiting 0), and a damaged block that one frees would be reported by the
+ * check as never freed. So the destructor only registers the work as an
+ * exit handler of its own: the destructors are run by one exit handler
+ * (glibc's _dl_fini, registered first, so run last), and a handler
+ * registered while they run is run after it returns (glibc's exit starts
+ * its list over when a handler registers another; registered now, it is
+ * the list's only entry left). In no library's name (d = NULL): with this
+ * library's handle, its own __cxa_finalize, in its last destructor, would
+ * run it at once; the shared libraries are linked -z nodelete, so its code
+ * is still there then. If it cannot be registered (exit's handlers are all
+ * done, or no memory), the work is done now. A handler registered in no
+ * library's name (on_exit; atexit in an executable that is not PIE) by a
+ * destructor run before this one runs after the work: its heap errors are
+ * reported, but not in the summary. */
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *d);
 __attribute__((destructor)) static void at_exit_checks(void)
 {
-    pm_i_debug_exit_check(); /* first: its errors are counted too */
-    if (!pm_i_debug_on_error_report || atomic_load(&counts[PM_ERR_NONE]) == 0 ||
-        !pm_i_debug_counts_are_mine())
-        return;
-    /* The program's output still in stdio's buffers first (at exit,
-     * outside any allocation: stdio is safe here), then PYMALLOC_STATS's
-     * (the _exit below skips its destructor), then the summary, last. */
-    pm_i_flush_streams();
-    pm_i_stats_at_exit_now();
-    pm_i_debug_summary();
-    _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
+    if (__cxa_atexit(exit_work_handler, NULL, NULL) != 0)
+        exit_work();
 }

@@ -1,0 +1,99 @@
+#!/bin/sh
+# tests/override/check_exit_paths.sh - the check at exit, PYMALLOC_STATS's
+# output and PYMALLOC_ON_ERROR=report's summary come after every destructor
+# (a library's destructor runs after libpymalloc's).
+#   check_exit_paths.sh MODE PROG [LIB]
+# PROG is prog_exit_paths, run with LIB (libpymalloc.so) preloaded, or
+# without LIB the copy linked with libpymalloc.a. The cases with heap errors
+# run in the debug modes only (the others make none).
+set -u
+mode=$1 prog=$2 lib=${3:-}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_exit_paths.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+summary="pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer overflow: 1); exit status 1"
+
+fail() { echo "FAIL: $case: $*"; sed 's/^/    | /' "$tmp/err"; fails=$((fails + 1)); }
+
+# run CASE [VAR=value...]: PROG CASE in MODE, PYMALLOC_ON_ERROR=report
+# unless the arguments say otherwise; stdout, stderr and the status kept.
+run() {
+    case=$1
+    shift
+    env PYMALLOC_MODE="$mode" PYMALLOC_ON_ERROR=report ${lib:+LD_PRELOAD="$lib"} "$@" \
+        timeout 60 "$prog" "$case" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+status() { [ "$rc" = "$1" ] || fail "exit status $rc, expected $1"; }
+has() { grep -qF -- "$1" "$tmp/err" || fail "no line with: $1"; }
+lacks() { ! grep -qF -- "$1" "$tmp/err" || fail "a line with: $1"; }
+# The summary, once, as the last line of stderr; main's output flushed.
+summary_last() {
+    [ "$(grep -cF -- "$summary" "$tmp/err")" = 1 ] || fail "not one summary line"
+    [ "$(tail -n 1 "$tmp/err")" = "$summary" ] || fail "the summary is not the last line"
+    grep -qx "main ran" "$tmp/out" || fail "main's output lost"
+}
+# Line with $1 comes before line with $2 in stderr.
+before() {
+    a=$(grep -nF -- "$1" "$tmp/err" | head -n 1 | cut -d: -f1)
+    b=$(grep -nF -- "$2" "$tmp/err" | head -n 1 | cut -d: -f1)
+    [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ] || fail "'$1' not before '$2'"
+}
+
+case $mode in
+*debug*)
+    # A heap error in a library's destructor: reported, then the summary
+    # and status 1 (the summary used to be printed before it: status 0).
+    run dtor-overflow
+    status 1
+    has "pymalloc: free: buffer overflow: 1 byte written past the end of a 20-byte block"
+    summary_last
+    before "library destructor ran" "$summary"
+
+    # A block damaged early and freed by a library's destructor: reported
+    # at its free, not by the check at exit as never freed.
+    run dtor-late-free
+    status 1
+    has "pymalloc: free: buffer overflow: 1 byte written past the end of a 20-byte block"
+    lacks "never freed"
+    summary_last
+    run dtor-late-free PYMALLOC_ON_ERROR=abort
+    status 134
+    has "pymalloc: free: buffer overflow: 1 byte written past the end of a 20-byte block"
+    lacks "never freed"
+
+    # PYMALLOC_STATS's table after the destructors, before the summary.
+    run dtor-overflow PYMALLOC_STATS=1
+    status 1
+    before "library destructor ran" "Small block threshold"
+    summary_last
+
+    # exit() called by a library's destructor after a heap error there:
+    # one summary, status 1 (no loop: timeout's 124 otherwise).
+    run dtor-exit
+    status 1
+    summary_last
+
+    ;;
+esac
+
+# Without heap errors, in every mode: the program's own exit paths work.
+run dtor-exit-clean
+status 3
+has "library destructor ran"
+lacks "PYMALLOC_ON_ERROR=report:"
+run dtor-atexit
+status 0
+has "late atexit handler ran"
+run main-dtor-atexit
+status 0
+has "main's late atexit handler ran"
+run dtor-atexit PYMALLOC_STATS=1
+status 0
+before "library destructor ran" "Small block threshold"
+
+if [ $fails != 0 ]; then
+    echo "FAIL: $fails checks failed in mode $mode (${lib:-linked})"
+    exit 1
+fi
+echo "PASS: mode $mode (${lib:-linked})"
