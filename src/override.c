@@ -459,9 +459,27 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
     return (o_ready() ? pm_trim() : 0) | released;
 }
 
+/* The summary line, for an exit status of 0 after heap errors: 1 then,
+ * else status. The parent sees status & 0xff: _exit(256) is a success too.
+ * A vfork child's counts are its parent's, summed up at the parent's exit. */
+static int o_exit_status(int status)
+{
+    if ((status & 0xff) == 0 && pm_i_debug_counts_are_mine() && pm_i_debug_summary())
+        return PM_I_REPORT_EXIT_STATUS;
+    return status;
+}
+
+static __attribute__((noreturn)) void o_end(int status)
+{
+    for (;;) {
+        syscall(SYS_exit_group, status);
+        syscall(SYS_exit, status);
+    }
+}
+
 /* _exit and _Exit: with PYMALLOC_ON_ERROR=report, a process that counted
  * heap errors and ends with _exit(0) (a test harness's child, typically)
- * would pass silently: the summary is printed by a destructor, which _exit
+ * would pass silently: the summary is printed at exit(), which _exit
  * skips. Here it prints the summary line and exits with status 1 instead.
  * Any other status (low 8 bits not 0) is kept, without the line, and so is
  * a vfork child's (its counts are its parent's). Async-signal-safe (one
@@ -469,14 +487,7 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
  * (exit() ending in _exit) do not come here. */
 PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_exit)(int status)
 {
-    /* The parent sees status & 0xff: _exit(256) is a success too. A vfork
-     * child's counts are its parent's, summed up at the parent's exit. */
-    if ((status & 0xff) == 0 && pm_i_debug_counts_are_mine() && pm_i_debug_summary())
-        status = PM_I_REPORT_EXIT_STATUS;
-    for (;;) {
-        syscall(SYS_exit_group, status);
-        syscall(SYS_exit, status);
-    }
+    o_end(o_exit_status(status));
 }
 
 PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_Exit)(int status)
@@ -508,10 +519,35 @@ static int o_hidden(void)
     return sym != NULL && first != o_this_malloc;
 }
 
+/* quick_exit: glibc's runs the at_quick_exit handlers, then its own
+ * _exit, which is not this one: after heap errors, quick_exit(0) exited 0
+ * without the summary. An at_quick_exit handler of this library does what
+ * its _exit does. Registered here, before the program's (which then run
+ * before it, their errors counted), and in no library's name. glibc calls
+ * a handler registered by __cxa_at_quick_exit as fn(arg, status) (its
+ * struct exit_function, ef_cxa), which gives it the status to keep or
+ * replace. (The cast through void (*)(void) is the one that says the
+ * types differ on purpose.) Registering may allocate (past glibc's 32
+ * static entries): here that is from the mode installed above, and no lock
+ * of ours is held. */
+#if defined(__GLIBC__)
+extern int __cxa_at_quick_exit(void (*fn)(void *), void *d);
+static void o_quick_exit(void *arg, int status)
+{
+    (void)arg;
+    int end = o_exit_status(status);
+    if (end != status)
+        o_end(end);
+}
+#endif
+
 __attribute__((constructor)) static void o_load(void)
 {
     pm_i_quiet_copy = o_hidden();
     pm_i_ensure_init();
     pm_i_atfork_flush();
+#if defined(__GLIBC__)
+    __cxa_at_quick_exit((void (*)(void *))(void (*)(void))o_quick_exit, NULL);
+#endif
 }
 #endif

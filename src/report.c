@@ -17,8 +17,8 @@
  * below), one summary line is printed when errors were reported, stdio
  * flushed and the process ended with _exit(PM_I_REPORT_EXIT_STATUS), so
  * that a test run with heap errors can never pass silently. (A process
- * that ends by _exit() or a signal skips it; it then does not pass silently
- * either, except for _exit(0), whose override prints the summary.)
+ * that ends by _exit(), quick_exit() or a signal skips it; the override's
+ * _exit and quick_exit handler print the summary for a status of 0.)
  */
 #include "pm_debug.h"
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/override/check_exit_paths.sh - the check at exit, PYMALLOC_STATS's
 # output and PYMALLOC_ON_ERROR=report's summary come after every destructor
-# (a library's destructor runs after libpymalloc's).
+# (a library's destructor runs after libpymalloc's), and quick_exit after
+# heap errors ends with the summary and status 1, as _exit(0) does.
 #   check_exit_paths.sh MODE PROG [LIB]
 # PROG is prog_exit_paths, run with LIB (libpymalloc.so) preloaded, or
 # without LIB the copy linked with libpymalloc.a. The cases with heap errors
@@ -74,6 +75,19 @@ case $mode in
     status 1
     summary_last
 
+    # quick_exit after a heap error (in main, or in the program's own
+    # at_quick_exit handler): the summary, status 1; quick_exit(3) keeps 3.
+    run quick-exit
+    status 1
+    has "at_quick_exit handler ran"
+    summary_last
+    run quick-exit-handler
+    status 1
+    before "at_quick_exit handler ran" "$summary"
+    summary_last
+    run quick-exit-3
+    status 3
+    lacks "PYMALLOC_ON_ERROR=report:"
     ;;
 esac
 
@@ -88,6 +102,10 @@ has "late atexit handler ran"
 run main-dtor-atexit
 status 0
 has "main's late atexit handler ran"
+run quick-exit-clean
+status 0
+has "at_quick_exit handler ran"
+lacks "PYMALLOC_ON_ERROR=report:"
 run dtor-atexit PYMALLOC_STATS=1
 status 0
 before "library destructor ran" "Small block threshold"

@@ -3,10 +3,11 @@
  * a process that counted heap errors and ends with _exit(0) or _Exit(0) (a
  * test harness's child, typically) prints the summary line and exits with
  * status 1, like one ending with exit(0); any other status is kept, without
- * the line; a process without errors exits as it asked. Linked with the
- * override (libpymalloc.a), whose _exit and _Exit do this. Run in every
- * mode (ctest sets PYMALLOC_MODE and PYMALLOC_ON_ERROR=report); the heap
- * error is made only in the debug modes.
+ * the line; a process without errors exits as it asked. quick_exit does
+ * the same. Linked with the override (libpymalloc.a), whose _exit and
+ * _Exit do this, and its at_quick_exit handler. Run in every mode (ctest
+ * sets PYMALLOC_MODE and PYMALLOC_ON_ERROR=report); the heap error is made
+ * only in the debug modes.
  */
 #include "../harness.h"
 #include "pymalloc.h"
@@ -53,6 +54,55 @@ static void test_exit_statuses(void)
         int ok = (h->status & 0xff) == 0;
         int want = h->error && ok ? 1 : h->status & 0xff;
         PM_CHECK_EQ(r.exit_status, want);
+        int summary = strstr(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error "
+                                       "(buffer overflow: 1); exit status 1") != NULL;
+        PM_CHECK_EQ(summary, h->error && ok);
+        if (h->error)
+            PM_CHECK_STR(r.output, "buffer overflow: 1 byte written past the end");
+    }
+}
+
+/* quick_exit: glibc's ends with its own _exit, not the override's; the
+ * override's at_quick_exit handler, which runs after the program's, does
+ * what _exit(status) does. The error is made in main (error 1) or in the
+ * program's own at_quick_exit handler (error 2). */
+static int quick_error;
+static void quick_handler(void)
+{
+    if (quick_error == 2) {
+        volatile size_t n = 24;
+        unsigned char *p = malloc(n);
+        ((volatile unsigned char *)p)[n] = 'x';
+        free(p);
+    }
+}
+
+static void quick_child(void *arg)
+{
+    const how *h = arg;
+    quick_error = h->error;
+    at_quick_exit(quick_handler);
+    if (h->error == 1) {
+        volatile size_t n = 24;
+        unsigned char *p = malloc(n);
+        ((volatile unsigned char *)p)[n] = 'x';
+        free(p);
+    }
+    quick_exit(h->status);
+}
+
+static void test_quick_exit_statuses(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode: no heap error to count");
+    static const how cases[] = {{1, 0, 0}, {2, 0, 0}, {1, 3, 0}, {0, 0, 0}, {0, 5, 0}, {2, 256, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const how *h = &cases[i];
+        pm_death_result r;
+        pm_death(quick_child, (void *)h, &r);
+        PM_CHECK(r.exited);
+        int ok = (h->status & 0xff) == 0;
+        PM_CHECK_EQ(r.exit_status, h->error && ok ? 1 : h->status & 0xff);
         int summary = strstr(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error "
                                        "(buffer overflow: 1); exit status 1") != NULL;
         PM_CHECK_EQ(summary, h->error && ok);
@@ -201,6 +251,7 @@ int main(void)
     PM_RUN(test_exit_error_in_vfork_child);
     PM_RUN(test_exit_error_in_raw_fork_child);
     PM_RUN(test_exit_statuses);
+    PM_RUN(test_quick_exit_statuses);
     PM_RUN(test_exit_plain);
     return pm_test_done();
 }
