@@ -679,7 +679,7 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
         return 0;
     uintptr_t chunk = (uintptr_t)p - self.offset - 16;
     struct before_search bs = {chunk - 64, chunk + 8, {0}, 0};
-    pm_i_reg_each_live(before_one, &bs);
+    pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
     if (!bs.any)
         return 0;
     *a = bs.found;
@@ -1366,6 +1366,10 @@ static void find_block(const unsigned char *p, pm_i_reg_info *in)
         return;
     }
     uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    if (pm_i_reg_stripe(h) == reg_held_here) { /* a walk's callback: this thread's */
+        pm_i_reg_find(reg_held_here, h, (uintptr_t)p, in);
+        return;
+    }
     void *st = pm_i_reg_lock(h);
     pm_i_reg_find(st, h, (uintptr_t)p, in);
     pm_i_reg_unlock(st);
@@ -1417,10 +1421,16 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
  */
 enum { ABORT_REPORTS = 8 };
 
+enum { ABORT_SEEN = 64 };
 struct abort_scan {
     size_t checked, damaged;
     const void *last; /* the block of the last report */
     int at_exit;      /* the check at exit (below), not at abort */
+    /* At abort, the registry's blocks reported (the first ABORT_SEEN): a
+     * block whose overflow damaged the next one is reported once, blamed
+     * for the victim, whichever the walk meets first. */
+    const void *seen[ABORT_SEEN];
+    int nseen;
 };
 
 /* Report e of the check at abort: printed (the first ABORT_REPORTS). At
@@ -1477,7 +1487,18 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
         exit_keep(&e);
         return;
     }
-    abort_report(sc, &e); /* the stripe's lock held: the block stays */
+    /* The stripe's lock held: the block stays. Blamed now, not after the
+     * walk as at exit: another thread may free the blocks meanwhile (and
+     * a freed big block is unmapped). The search of the block before waits
+     * a bounded time for each other stripe (this thread may have been
+     * interrupted holding one). */
+    blame(&e);
+    for (int i = 0; i < sc->nseen; i++)
+        if (sc->seen[i] == e.address)
+            return;
+    if (sc->nseen < ABORT_SEEN)
+        sc->seen[sc->nseen++] = e.address;
+    abort_report(sc, &e);
 }
 
 /* A live pool block (pm_i_pool_each_live_side, the arena lock held): its
@@ -1516,7 +1537,7 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
  * number of damaged blocks. */
 static size_t check_heap(int at_exit)
 {
-    struct abort_scan sc = {0, 0, NULL, at_exit};
+    struct abort_scan sc = {.at_exit = at_exit};
     exit_pending_n = 0;
     exit_unexamined = 0;
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);

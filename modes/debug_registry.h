@@ -183,6 +183,9 @@ static inline void *pm_i_reg_lock(uint64_t h)
     return s;
 }
 
+/* The stripe of hash h (pm_i_reg_lock's result), not locked. */
+static inline void *pm_i_reg_stripe(uint64_t h) { return &stripes[STRIPE_OF(h)]; }
+
 static inline void pm_i_reg_unlock(void *st)
 {
     stripe *s = st;

@@ -145,6 +145,57 @@ static void test_pool_overflow_into_next_reported_once(void)
     pm_mem_free(a + 64);
 }
 
+/* The same for two neighbouring blocks of the C library (registry blocks
+ * in every debug mode): a's trailer, b's chunk header and b's whole
+ * header overwritten. b was reported too, as an underflow it never had,
+ * and counted (the registry's blocks were not blamed at abort). */
+static unsigned char *libc_pair[2];
+
+static void overflow_into_next_libc_then_abort(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    memset(libc_pair[0] + 600, 'x', (size_t)(libc_pair[1] - (libc_pair[0] + 600)));
+    abort();
+}
+
+static void test_libc_overflow_into_next_reported_once(void)
+{
+    NEED_DEBUG();
+    unsigned char *a = pm_raw_malloc(600), *b = pm_raw_malloc(600);
+    PM_CHECK(a != NULL && b != NULL);
+    if (b < a) {
+        unsigned char *t = a;
+        a = b;
+        b = t;
+    }
+    if (b - a > 700) {
+        pm_raw_free(a);
+        pm_raw_free(b);
+        PM_SKIP("the two blocks are not neighbours");
+    }
+    libc_pair[0] = a;
+    libc_pair[1] = b;
+    pm_death_result r;
+    pm_death(overflow_into_next_libc_then_abort, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: abort: buffer overflow: at least 16 bytes written past the end of a "
+             "600-byte block (serial %llu)",
+             (unsigned long long)trailer_serial(a, 600));
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
+    int reports = 0;
+    for (const char *s = r.output; (s = strstr(s, "pymalloc: abort: ")) != NULL; s++)
+        reports++;
+    PM_CHECK_EQ(reports, 2); /* the overflow's, and the totals line */
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", r.output);
+    pm_raw_free(a);
+    pm_raw_free(b);
+}
+
 /* Threads that keep freeing and allocating blocks while another aborts:
  * the blocks they free under the check (filled with 0xDD) are not taken
  * for damage; only the planted overflow is reported. */
@@ -383,6 +434,7 @@ int main(void)
     PM_RUN(test_glibc_abort_names_the_block);
     PM_RUN(test_overflow_reported_at_abort);
     PM_RUN(test_pool_overflow_into_next_reported_once);
+    PM_RUN(test_libc_overflow_into_next_reported_once);
     PM_RUN(test_abort_under_churn);
     PM_RUN(test_many_damaged_blocks);
     PM_RUN(test_clean_abort_is_silent);
