@@ -426,10 +426,25 @@ static inline void *dom_calloc(pm_domain d, size_t nelem, size_t elsize)
     return p;
 }
 
+/* realloc(NULL, n) is a malloc, whose reports (a damaged free-list link
+ * met on the way) name the entry point the program called, unless the
+ * malloc override has named its own. */
+__attribute__((noinline)) static void *realloc_null(pm_domain d, size_t n)
+{
+    static const char *const names[PM_DOMAIN_COUNT] = {"pm_raw_realloc", "pm_mem_realloc",
+                                                       "pm_obj_realloc"};
+    if (pm_i_debug_entry != NULL)
+        return dom_malloc(d, n);
+    pm_i_debug_entry = names[d];
+    void *q = dom_malloc(d, n);
+    pm_i_debug_entry = NULL;
+    return q;
+}
+
 static inline void *dom_realloc(pm_domain d, void *p, size_t n)
 {
     if (p == NULL)
-        return dom_malloc(d, n);
+        return realloc_null(d, n);
     if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
         errno = ENOMEM;
         return NULL;

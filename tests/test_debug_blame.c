@@ -132,6 +132,29 @@ static void overflow_through_a_block(int freed)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* realloc(NULL, n) is a malloc: a damaged free-list link it meets is
+ * reported under the name the program called (it said pm_mem_malloc). */
+static void test_realloc_null_names_itself(void)
+{
+    NEED_DEBUG();
+    unsigned char *p = pm_mem_malloc(24);
+    if (!pool_block(p) || pm_i_pool_valgrind(NULL)) {
+        pm_mem_free(p);
+        PM_SKIP("not a pool block (its free-list link is the pool's)");
+    }
+    pm_mem_free(p);
+    watch();
+    p[-16] ^= 0x55; /* the freed block's link */
+    for (int k = 0; k < 4 && S.calls == 0; k++)
+        (void)pm_mem_realloc(NULL, 24);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.error, PM_ERR_USE_AFTER_FREE);
+    PM_CHECK(strncmp(S.message, "pymalloc: pm_mem_realloc: use after free", 40) == 0);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", S.message);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* An overflow of A whose first byte is 0xFD (its first pad byte keeps its
  * value) into B's header: A's overflow all the same. */
 static void test_overflow_starting_with_a_pad_byte(void)
@@ -247,6 +270,7 @@ int main(void)
     PM_RUN(test_overflow_starting_with_a_pad_byte);
     PM_RUN(test_overflow_through_a_live_block);
     PM_RUN(test_overflow_through_a_freed_block);
+    PM_RUN(test_realloc_null_names_itself);
     PM_RUN(test_overflow_into_the_next_pool);
     PM_RUN(test_zeros_into_a_zero_size_block);
     return pm_test_done();
