@@ -1676,12 +1676,25 @@ static void install_abort_check(void)
  * Installing.
  */
 
-static void fork_prepare(void) { pm_i_reg_fork_prepare(); }
-static void fork_parent(void) { pm_i_reg_fork_parent(); }
+static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
+
+static void fork_prepare(void)
+{
+    if (!(fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
+        pm_i_reg_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    if (!fork_no_locks)
+        pm_i_reg_fork_parent();
+}
+
 static void fork_child(void)
 {
-    pm_i_reg_fork_child();
-    pm_i_debug_reports_fork_child();
+    if (!fork_no_locks)
+        pm_i_reg_fork_child();
+    pm_i_debug_reports_fork_child(!fork_no_locks);
     /* The check at exit leaves the parent's blocks out: the child's own
      * serials are all above this one (its run of serials is dropped). */
     exit_min_serial = atomic_load_explicit(&serial_counter, memory_order_relaxed);

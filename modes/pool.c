@@ -843,20 +843,28 @@ static uint8_t *take_run(unsigned idx, uint32_t max, uint32_t *count)
 
 __thread int pm_i_p_fork_held __attribute__((tls_model("initial-exec")));
 
+static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
+
 static void fork_prepare(void)
 {
+    if ((fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
+        return;
     pm_i_p_lock_all();
     pm_i_p_fork_held = 1;
 }
 
 static void fork_parent(void)
 {
+    if (fork_no_locks)
+        return;
     pm_i_p_fork_held = 0;
     pm_i_p_unlock_all();
 }
 
 static void fork_child(void)
 {
+    if (fork_no_locks)
+        return; /* (one thread: its cache is the only one) */
     pm_i_p_fork_held = 0;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)

@@ -105,20 +105,28 @@ void pm_i_atfork_flush(void)
         pthread_atfork(q[i].prepare, q[i].parent, q[i].child);
 }
 
+static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
+
 static void fork_prepare(void)
 {
+    if ((fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
+        return;
     pthread_mutex_lock(&mode_lock);
     pm_i_table_lock(); /* sets pm_i_fork_held_api */
 }
 
 static void fork_parent(void)
 {
+    if (fork_no_locks)
+        return;
     pm_i_table_unlock(); /* clears pm_i_fork_held_api */
     pthread_mutex_unlock(&mode_lock);
 }
 
 static void fork_child(void)
 {
+    if (fork_no_locks)
+        return;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     pm_i_table_reinit_child(); /* clears pm_i_fork_held_api */
     mode_lock = fresh;

@@ -120,8 +120,9 @@ extern _Atomic int pm_i_debug_aborting;
  * 2^48, where the fast paths hand over to the full check). */
 void pm_i_debug_set_next_serial(uint64_t next);
 
-/* In the child after fork(): reports may be written again. */
-void pm_i_debug_reports_fork_child(void);
+/* In the child after fork(): its counts start at zero, and (locks: the
+ * fork handlers took the locks) reports may be written again. */
+void pm_i_debug_reports_fork_child(int locks);
 
 /* Options, read by pm_i_debug_read_options at start-up. */
 extern int pm_i_debug_on_error_report; /* PYMALLOC_ON_ERROR=report */

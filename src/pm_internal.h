@@ -40,6 +40,16 @@
 #define PM_I_SINGLE_THREADED() 0
 #endif
 
+/* fork() in a process that has never had a second thread: the fork
+ * handlers take none of our locks, as glibc's fork takes none of its
+ * malloc's then. No other thread can hold one, and this thread may: fork()
+ * is async-signal-safe, and a signal handler that calls it may have
+ * interrupted this thread inside the allocator (taking the lock would wait
+ * for ever). The interrupted operation goes on in the parent and in the
+ * child alike, and releases it in both. Each module's prepare handler
+ * notes the answer for its parent and child handlers. */
+#define PM_I_FORK_TAKES_NO_LOCKS() PM_I_SINGLE_THREADED()
+
 /* ---------------------------------------------------------------------------
  * Base allocators (modes/).
  */

@@ -409,10 +409,12 @@ static void lock_reports(void)
  * errors counted: the parent's are the parent's to sum up at its exit (a
  * clean child exiting 1 with the parent's summary would blame the wrong
  * process, say the wrong test of a harness that forks one per test). */
-void pm_i_debug_reports_fork_child(void)
+void pm_i_debug_reports_fork_child(int locks)
 {
-    atomic_store_explicit(&report_lock, 0, memory_order_relaxed);
-    in_report = 0;
+    if (locks) { /* (else one thread: a report it was writing goes on) */
+        atomic_store_explicit(&report_lock, 0, memory_order_relaxed);
+        in_report = 0;
+    }
     for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
         atomic_store_explicit(&counts[c], 0, memory_order_relaxed);
         atomic_store_explicit(&claimed[c], 0, memory_order_relaxed);
