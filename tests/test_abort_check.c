@@ -118,6 +118,26 @@ static void overflow_into_next_then_abort(void *arg)
     abort();
 }
 
+/* The child aborted with one report at abort, the overflow (at least 16
+ * bytes) of block a of n bytes, and the totals line of one damaged block. */
+static void overflow_reported_once(const pm_death_result *r, const unsigned char *a, size_t n)
+{
+    PM_CHECK(!r->exited && r->signal == SIGABRT);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: abort: buffer overflow: at least 16 bytes written past the end of a "
+             "%zu-byte block (serial %llu)",
+             n, (unsigned long long)trailer_serial(a, n));
+    PM_CHECK_STR(r->output, want);
+    PM_CHECK_STR(r->output, "pymalloc: abort: 1 damaged block among the ");
+    int lines = 0;
+    for (const char *s = r->output; (s = strstr(s, "pymalloc: abort: ")) != NULL; s++)
+        lines++;
+    PM_CHECK_EQ(lines, 2); /* the overflow's report, and the totals */
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", r->output);
+}
+
 /* A write past the end of a pool block into the next one's header: one
  * report, of the block that overflowed (the next block's damage is the
  * same bug). */
@@ -129,18 +149,7 @@ static void test_pool_overflow_into_next_reported_once(void)
         PM_SKIP("no two neighbouring pool blocks in this mode");
     pm_death_result r;
     pm_death(overflow_into_next_then_abort, a, &r);
-    PM_CHECK(!r.exited && r.signal == SIGABRT);
-    char want[200];
-    snprintf(want, sizeof want,
-             "pymalloc: abort: buffer overflow: at least 16 bytes written past the end of a "
-             "24-byte block (serial %llu)",
-             (unsigned long long)trailer_serial(a, 24));
-    PM_CHECK_STR(r.output, want);
-    PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
-    int reports = 0;
-    for (const char *s = r.output; (s = strstr(s, "pymalloc: abort: buffer")) != NULL; s++)
-        reports++;
-    PM_CHECK_EQ(reports, 1);
+    overflow_reported_once(&r, a, 24);
     pm_mem_free(a);
     pm_mem_free(a + 64);
 }
@@ -178,20 +187,7 @@ static void test_libc_overflow_into_next_reported_once(void)
     libc_pair[1] = b;
     pm_death_result r;
     pm_death(overflow_into_next_libc_then_abort, NULL, &r);
-    PM_CHECK(!r.exited && r.signal == SIGABRT);
-    char want[200];
-    snprintf(want, sizeof want,
-             "pymalloc: abort: buffer overflow: at least 16 bytes written past the end of a "
-             "600-byte block (serial %llu)",
-             (unsigned long long)trailer_serial(a, 600));
-    PM_CHECK_STR(r.output, want);
-    PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
-    int reports = 0;
-    for (const char *s = r.output; (s = strstr(s, "pymalloc: abort: ")) != NULL; s++)
-        reports++;
-    PM_CHECK_EQ(reports, 2); /* the overflow's, and the totals line */
-    if (pm_t_cur_failed)
-        fprintf(stderr, "%s\n", r.output);
+    overflow_reported_once(&r, a, 600);
     pm_raw_free(a);
     pm_raw_free(b);
 }

@@ -456,7 +456,20 @@ static void body_exit_no_wait(void)
  * reader (fflush(NULL) did, for ever: the alarm ends the child then), and
  * must write the file's output, which their _exit or abort() would lose. */
 static char pending_path[64];
-static unsigned char *reader_kept;
+static unsigned char *kept_damaged;
+
+/* A 10-byte block written one byte past its end, then freed (reported by
+ * the free) or kept (live: reported by the check at exit), then exit(0). */
+static void overflow_then_exit(int live)
+{
+    unsigned char *p = pm_mem_malloc(10);
+    p[10] = 0;
+    if (live)
+        kept_damaged = p;
+    else
+        pm_mem_free(p);
+    exit(0);
+}
 static void body_stdin_reader(int damage_live)
 {
     int fds[2];
@@ -471,13 +484,7 @@ static void body_stdin_reader(int damage_live)
     if (pthread_create(&t, NULL, read_stdin, NULL) != 0)
         _exit(5);
     usleep(50000); /* the reader is in fgets, stdin locked */
-    unsigned char *p = pm_mem_malloc(10);
-    p[10] = 0;
-    if (damage_live)
-        reader_kept = p; /* reported by the check at exit */
-    else
-        pm_mem_free(p);
-    exit(0);
+    overflow_then_exit(damage_live);
 }
 
 static void body_stdin_reader_free(void) { body_stdin_reader(0); }
@@ -591,13 +598,7 @@ static void body_stdout_reader_gone(int live)
         _exit(3);
     close(fds[0]);
     printf("to nobody\n");
-    unsigned char *p = pm_mem_malloc(10);
-    p[10] = 0;
-    if (live)
-        reader_kept = p;
-    else
-        pm_mem_free(p);
-    exit(0);
+    overflow_then_exit(live);
 }
 
 static void body_stdout_gone_free(void) { body_stdout_reader_gone(0); }
