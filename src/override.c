@@ -522,8 +522,11 @@ static int o_hidden(void)
 /* quick_exit: glibc's runs the at_quick_exit handlers, then its own
  * _exit, which is not this one: after heap errors, quick_exit(0) exited 0
  * without the summary. An at_quick_exit handler of this library does what
- * its _exit does. Registered here, before the program's (which then run
- * before it, their errors counted), and in no library's name. glibc calls
+ * its _exit does. Registered here, before main's and those of libraries
+ * loaded later (which then run before it, their errors counted), and in
+ * no library's name; a handler registered by the constructor of a library
+ * set up before this one runs after it (its errors are reported, not
+ * summed up: handlers run last registered first). glibc calls
  * a handler registered by __cxa_at_quick_exit as fn(arg, status) (its
  * struct exit_function, ef_cxa), which gives it the status to keep or
  * replace. (The cast through void (*)(void) is the one that says the
