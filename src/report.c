@@ -672,7 +672,12 @@ void pm_i_flush_streams(void)
     pm_i_nopipe g; /* a reader gone must not end the process before the report */
     pm_i_nopipe_begin(&g);
 #if defined(__GLIBC__)
-    for (FILE *fp = &_IO_list_all != NULL ? _IO_list_all : NULL; fp != NULL; fp = fp->_chain) {
+    if (&_IO_list_all == NULL) {
+        fflush(NULL);
+        pm_i_nopipe_end(&g);
+        return;
+    }
+    for (FILE *fp = _IO_list_all; fp != NULL; fp = fp->_chain) {
         /* _mode > 0: wide-oriented (its pending output is not visible
          * here: flushed) */
         if (fp->_mode <= 0 && fp->_IO_write_ptr <= fp->_IO_write_base)
@@ -686,8 +691,6 @@ void pm_i_flush_streams(void)
         if (locked)
             funlockfile(fp);
     }
-    if (&_IO_list_all == NULL)
-        fflush(NULL);
 #else
     fflush(NULL);
 #endif

@@ -49,6 +49,16 @@ static void run_case(const env_case *c, pm_death_result *r)
     pm_death(child_main, NULL, r);
 }
 
+/* body run in mode with PYMALLOC_ON_ERROR=report: it must end with the
+ * status of a process whose heap errors were summed up (1). */
+static void run_report_case(const char *mode, void (*body)(void), pm_death_result *r)
+{
+    env_case c = {mode, "report", NULL, body};
+    run_case(&c, r);
+    PM_CHECK(r->exited);
+    PM_CHECK_EQ(r->exit_status, 1);
+}
+
 static void say(const char *s)
 {
     if (write(1, s, strlen(s)) < 0)
@@ -176,10 +186,7 @@ static void test_on_error_report(void)
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "debug"};
     for (int m = 0; m < 2; m++) {
-        env_case c = {modes[m], "report", NULL, body_two_bugs};
-        run_case(&c, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_two_bugs, &r);
         PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past");
         PM_CHECK_STR(r.output, "pymalloc: pm_obj_free: double free: the 10-byte block");
         PM_CHECK_STR(r.output, "pymalloc: pm_raw_free: buffer underflow: 1 byte written before");
@@ -230,10 +237,7 @@ static void test_on_error_report_summary_last(void)
     const char *sum = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer overflow: "
                       "1); exit status 1\n";
     for (int m = 0; m < 2; m++) {
-        env_case c = {modes[m], "report", NULL, body_unflushed_output};
-        run_case(&c, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_unflushed_output, &r);
         const char *out = strstr(r.output, "program output, not flushed\n");
         const char *at = strstr(r.output, sum);
         PM_CHECK(out != NULL && at != NULL && out < at);
@@ -265,10 +269,7 @@ static void test_exit_check(void)
     const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
     for (int m = 0; m < 3; m++) {
         /* report: the free's error, then the two at exit, in the summary */
-        env_case c = {modes[m], "report", NULL, body_never_freed};
-        run_case(&c, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_never_freed, &r);
         PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past the "
                                "end of a 10-byte block");
         PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
@@ -566,10 +567,7 @@ static void test_report_of_a_cancelled_thread(void)
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "pymalloc_debug"};
     for (int m = 0; m < 2; m++) {
-        env_case c = {modes[m], "report", NULL, body_cancelled_reporter};
-        run_case(&c, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_cancelled_reporter, &r);
         PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: 1 byte written past the "
                                "end of a 20-byte block");
         PM_CHECK_STR(r.output, "cancelled\n");
@@ -609,10 +607,7 @@ static void test_exit_reports_with_stdout_reader_gone(void)
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "pymalloc_debug"};
     for (int m = 0; m < 2; m++) {
-        env_case c = {modes[m], "report", NULL, body_stdout_gone_free};
-        run_case(&c, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_stdout_gone_free, &r);
         PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer "
                                "overflow: 1); exit status 1\n");
         env_case x = {modes[m], NULL, NULL, body_stdout_gone_exit};
@@ -685,10 +680,7 @@ static void test_exit_check_cases(void)
         const char *at = strstr(r.output, rep);
         PM_CHECK(at != NULL && strstr(at + 1, rep) == NULL); /* once: the parent's */
 
-        env_case s = {modes[m], "report", NULL, body_same_address_again};
-        run_case(&s, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_same_address_again, &r);
         if (strstr(r.output, "same address: 1") != NULL)
             PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end "
                                    "of a 24-byte block (serial 2)");
@@ -756,10 +748,7 @@ static void test_on_error_report_fork(void)
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "pymalloc_debug"};
     for (int m = 0; m < 2; m++) {
-        env_case c = {modes[m], "report", NULL, body_fork_after_error};
-        run_case(&c, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 1);
+        run_report_case(modes[m], body_fork_after_error, &r);
         PM_CHECK_STR(r.output, "child status 0\n");
         const char *sum = "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer overflow: "
                           "1); exit status 1\n";
