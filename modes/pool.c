@@ -263,8 +263,17 @@ static void side_release(pm_arena *ao)
     ao->side_on = 0;
 }
 
-void pm_i_pool_hold_arenas(void) { pm_p_lock(&pm_i_p.arena_lock); }
-void pm_i_pool_release_arenas(void) { pm_p_unlock(&pm_i_p.arena_lock); }
+void pm_i_pool_hold_arenas(void)
+{
+    pm_i_p_enter();
+    pm_p_lock(&pm_i_p.arena_lock);
+}
+
+void pm_i_pool_release_arenas(void)
+{
+    pm_p_unlock(&pm_i_p.arena_lock);
+    pm_i_p_leave();
+}
 
 int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                                         void *arg),
@@ -883,6 +892,7 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count);
 static void tc_destroy(void *arg)
 {
     pm_tcache *c = arg;
+    pm_i_p_enter();
     pm_i_p_tc = &empty_cache;
     tc_dead = 1;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
@@ -897,6 +907,7 @@ static void tc_destroy(void *arg)
     c->next = pm_i_p.spare;
     pm_i_p.spare = c;
     pm_p_unlock(&pm_i_p.tc_lock);
+    pm_i_p_leave();
     pm_i_debug_pool_links_report("thread exit"); /* met by the flush */
 }
 
@@ -998,8 +1009,14 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
                                                               uint32_t count, int checked)
 {
     struct pm_p_bin *b = &c->bin[idx + 1];
-    uint8_t *bp = b->head;
+    /* Closed and empty while it is walked: a signal handler's fast paths
+     * meanwhile fall through to the slow ones (pool.h). */
     pm_p_lock(&pm_i_p.cls[idx].lock);
+    uint8_t *bp = b->head;
+    uint32_t lim = b->lim;
+    b->head = NULL;
+    b->lim = 0;
+    atomic_signal_fence(memory_order_seq_cst);
     for (uint32_t i = 0; i < count; i++) {
         /* (checked: the loop is specialised on it, so that pymalloc mode's
          * flush, a hot path, pays nothing for the checks) */
@@ -1010,9 +1027,10 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
              * the header's check then catches the damage.) */
             /* bp and the blocks after it stay counted as handed out:
              * leaked, and the bin is empty. */
-            b->head = NULL;
             atomic_store_explicit(&b->n, 0, memory_order_relaxed);
             pm_p_unlock(&pm_i_p.cls[idx].lock);
+            atomic_signal_fence(memory_order_seq_cst);
+            b->lim = lim;
             return;
         }
         give_block_c(idx, bp, 0, checked); /* a cache: not under memcheck */
@@ -1025,6 +1043,8 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
     atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - count,
                           memory_order_relaxed);
     pm_p_unlock(&pm_i_p.cls[idx].lock);
+    atomic_signal_fence(memory_order_seq_cst);
+    b->lim = lim;
 }
 
 static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
@@ -1042,8 +1062,10 @@ void pm_i_pool_flush_thread_cache(void)
     pm_tcache *c = pm_i_p_tc;
     if (c == &empty_cache)
         return;
+    pm_i_p_enter();
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         flush_bin(c, i, atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed));
+    pm_i_p_leave();
 }
 
 static size_t arenas_reclaimed_now(void)
@@ -1151,11 +1173,9 @@ static void drop_bin(pm_tcache *c, unsigned idx)
     pm_p_unlock(&pm_i_p.cls[idx].lock);
 }
 
-PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
+/* The malloc slow path's work, its busy count held (pool.h). */
+static void *malloc_slow(size_t n)
 {
-    (void)ctx; /* same signature as pool_malloc: a plain tail jump */
-    if (n == 0 || n > pm_i_p_small_max())
-        return raw_count(pm_i_libc_malloc(n));
     int recursive = ensure_init();
     if (pm_i_p_vg) {
         void *p = vg_malloc(n);
@@ -1170,16 +1190,25 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
         pm_p_unlock(&cl->lock);
         return bp != NULL ? bp : no_pool_memory(n);
     }
+    /* The bin is closed (capacity 0) while it is refilled: a signal
+     * handler's free of this class goes to its slow path, not into it. Its
+     * list is empty until the one store that fills it. */
     struct pm_p_bin *b = &c->bin[idx + 1];
+    uint32_t lim = b->lim;
+    b->lim = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    void *r;
     for (;;) {
         uint8_t *bp = b->head;
         if (bp == NULL) { /* refill */
             uint32_t k;
             pm_p_lock(&cl->lock);
-            bp = take_run(idx, b->lim, &k);
+            bp = take_run(idx, lim, &k);
             pm_p_unlock(&cl->lock);
-            if (bp == NULL)
-                return no_pool_memory(n);
+            if (bp == NULL) {
+                r = no_pool_memory(n);
+                break;
+            }
             atomic_store_explicit(&b->n, k, memory_order_relaxed);
         }
         uint8_t *next = link_next_vg(bp, 0);
@@ -1190,8 +1219,24 @@ PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
         b->head = next;
         atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
                               memory_order_relaxed);
-        return bp;
+        r = bp;
+        break;
     }
+    atomic_signal_fence(memory_order_seq_cst);
+    b->lim = lim;
+    return r;
+}
+
+PM_P_SLOW void *pm_i_p_malloc_slow(void *ctx, size_t n)
+{
+    (void)ctx; /* same signature as pool_malloc: a plain tail jump */
+    /* (and a signal handler's malloc inside a slow path, pool.h) */
+    if (n == 0 || n > pm_i_p_small_max() || PM_I_UNLIKELY(pm_i_p_busy))
+        return raw_count(pm_i_libc_malloc(n));
+    pm_i_p_enter();
+    void *p = malloc_slow(n);
+    pm_i_p_leave();
+    return p;
 }
 
 void pm_i_p_link_damaged(void *bp, unsigned idx)
@@ -1200,28 +1245,76 @@ void pm_i_p_link_damaged(void *bp, unsigned idx)
     drop_bin(pm_i_p_tc, idx);
 }
 
+__thread int pm_i_p_busy __attribute__((tls_model("initial-exec")));
+__thread void *pm_i_p_deferred __attribute__((tls_model("initial-exec")));
+
+/* Free p later: a signal handler's free while this thread is in a slow
+ * path (pool.h). The list is this thread's, but a handler may interrupt a
+ * handler: a compare-and-swap. A block already on the list (a double free
+ * in the handler) is not put on it twice, which would make a cycle. */
+static void defer_free(void *p)
+{
+    void *head = __atomic_load_n(&pm_i_p_deferred, __ATOMIC_RELAXED);
+    for (void *q = head; q != NULL;) {
+        if (q == p)
+            return;
+        memcpy(&q, q, sizeof q);
+    }
+    PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(p, sizeof head));
+    do
+        memcpy(p, &head, sizeof head);
+    while (!__atomic_compare_exchange_n(&pm_i_p_deferred, &head, p, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+}
+
+/* The blocks freed by a signal handler while this thread was in a slow
+ * path, freed now that it has left it (pm_i_p_leave). */
+void pm_i_p_drain_deferred(void)
+{
+    void *p;
+    while ((p = __atomic_exchange_n(&pm_i_p_deferred, NULL, __ATOMIC_RELAXED)) != NULL) {
+        while (p != NULL) {
+            void *next;
+            memcpy(&next, p, sizeof next);
+            pm_i_p_free_block(p, pm_i_p_lookup(p));
+            p = next;
+        }
+    }
+}
+
 PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
 {
     (void)ctx;
-    int recursive = ensure_init();
-    if (pm_i_p_vg) {
-        vg_free(p, idx);
+    if (PM_I_UNLIKELY(pm_i_p_busy)) {
+        defer_free(p);
         return;
     }
-    pm_tcache *c = recursive ? NULL : cache();
-    if (c == NULL) {
+    pm_i_p_enter();
+    int recursive = ensure_init();
+    pm_tcache *c;
+    if (pm_i_p_vg) {
+        vg_free(p, idx);
+    } else if ((c = recursive ? NULL : cache()) == NULL) {
         pm_p_lock(&pm_i_p.cls[idx].lock);
         give_block(idx, p);
         pm_p_unlock(&pm_i_p.cls[idx].lock);
-        return;
+    } else {
+        /* Closed while it changes (see malloc_slow); the flush also empties
+         * its list while it walks it. */
+        struct pm_p_bin *b = &c->bin[idx + 1];
+        uint32_t lim = b->lim;
+        b->lim = 0;
+        atomic_signal_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&b->n, memory_order_relaxed) >= lim)
+            flush_bin(c, idx, lim / 2);
+        pm_i_p_link_set(p, b->head);
+        b->head = p;
+        atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        b->lim = lim;
     }
-    struct pm_p_bin *b = &c->bin[idx + 1];
-    if (atomic_load_explicit(&b->n, memory_order_relaxed) >= b->lim)
-        flush_bin(c, idx, b->lim / 2);
-    pm_i_p_link_set(p, b->head);
-    b->head = p;
-    atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    pm_i_p_leave();
 }
 
 /* ---------------------------------------------------------------------------

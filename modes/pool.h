@@ -132,7 +132,10 @@ typedef struct pm_arena {
 struct pm_p_bin {
     void *head;         /* the list, NULL-terminated */
     _Atomic uint32_t n; /* its length */
-    uint32_t lim;       /* capacity; 0 in the shared empty cache */
+    /* capacity; 0 in the shared empty cache, and while the owner's slow
+     * path changes the bin (closed: see pm_i_p_busy). Only its own thread
+     * reads or writes it (and its signal handlers: signal fences). */
+    uint32_t lim;
 };
 typedef struct pm_tcache {
     struct pm_p_bin bin[PM_P_CACHE_BINS];
@@ -406,6 +409,41 @@ static inline void pm_p_unlock(pthread_mutex_t *m)
 {
     if (PM_I_LIKELY(!pm_i_p_fork_held))
         pthread_mutex_unlock(m);
+}
+
+/* Signal handlers. A handler that calls malloc or free (not
+ * async-signal-safe, but common: printf, strdup, a logger) runs on the
+ * thread it interrupted, maybe inside one of the pool's slow paths, with a
+ * class or arena lock held or a bin of its cache half changed. Waiting for
+ * the lock would hang the thread for ever (glibc's malloc mostly survives
+ * such programs, and they must work here as there). So every slow path,
+ * and everything else that takes the pool's locks for this thread, counts
+ * itself in pm_i_p_busy; a slow path entered while it is non-zero is a
+ * handler's (or the slow path's own recursion, through pthread_setspecific
+ * say): its malloc goes to libc (a raw block, freed as raw blocks are) and
+ * its free is deferred to the end of the interrupted slow path
+ * (pm_i_p_leave). The fast paths stay as they are: the slow paths close
+ * the bin they change (empty, capacity 0) until they are done with it, so
+ * that a handler's fast path falls through to its slow path. What is left
+ * is a signal between the load and the store of a fast path's bin update
+ * (a few instructions), as with glibc's thread cache. */
+extern __thread int pm_i_p_busy __attribute__((tls_model("initial-exec")));
+/* The blocks a handler freed meanwhile, linked through their first word. */
+extern __thread void *pm_i_p_deferred __attribute__((tls_model("initial-exec")));
+void pm_i_p_drain_deferred(void);
+
+static inline void pm_i_p_enter(void)
+{
+    pm_i_p_busy++;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void pm_i_p_leave(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    if (--pm_i_p_busy == 0 &&
+        PM_I_UNLIKELY(__atomic_load_n(&pm_i_p_deferred, __ATOMIC_RELAXED) != NULL))
+        pm_i_p_drain_deferred();
 }
 
 /* A free block's first 16 bytes: its free-list link, then a check word

@@ -66,6 +66,7 @@ int pm_get_stats(struct pm_stats *st)
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         st->classes[i].size = PM_P_CLASS_SIZE(i);
 
+    pm_i_p_enter();
     pm_i_p_lock_all();
     st->arenas_allocated_total = pm_i_p.arenas_total;
     st->arenas_reclaimed = pm_i_p.arenas_reclaimed;
@@ -102,6 +103,7 @@ int pm_get_stats(struct pm_stats *st)
             st->classes[i].blocks_cached +=
                 atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed);
     pm_i_p_unlock_all();
+    pm_i_p_leave();
 
     st->bytes_unused_pools = st->unused_pools * PM_P_POOL_SIZE;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
@@ -290,6 +292,7 @@ int pm_i_pool_validate(pm_i_buf *why)
     int rc = -1;
     size_t used_pools[PM_P_NCLASSES] = {0};
     size_t narenas = 0;
+    pm_i_p_enter();
     pm_i_p_lock_all();
 
     FOR_EACH_ARENA(ao) {
@@ -396,13 +399,16 @@ int pm_i_pool_validate(pm_i_buf *why)
             FAIL("stale nfp2lasta entry", a, k);
     }
 
-    /* Thread caches: counts within capacity and at most what pools gave out. */
+    /* Thread caches: counts within capacity (a pool's worth: a bin's lim
+     * reads 0 while its owner's slow path has it closed, pool.h). */
     for (pm_tcache *c = pm_i_p.caches; c != NULL; c = c->next)
         for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-            if (atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed) > c->bin[i + 1].lim)
+            if (atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed) >
+                PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(i)))
                 FAIL("thread cache over capacity", c, i);
     rc = 0;
 out:
     pm_i_p_unlock_all();
+    pm_i_p_leave();
     return rc;
 }

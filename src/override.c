@@ -68,8 +68,62 @@
  * hint, so the fast paths (taken only then, see o_kind) skip both stores,
  * which also lets free end in a tail call.
  */
-#define PM_O_ENTER(name) (pm_i_debug_entry = (name))
-#define PM_O_LEAVE() (pm_i_debug_entry = NULL)
+#define PM_O_ENTER(name) (pm_i_debug_entry = (name), atomic_signal_fence(memory_order_seq_cst))
+#define PM_O_LEAVE()                                                                  \
+    do {                                                                              \
+        atomic_signal_fence(memory_order_seq_cst);                                    \
+        pm_i_debug_entry = NULL;                                                      \
+        if (PM_I_UNLIKELY(o_pending))                                                 \
+            o_drain();                                                                \
+    } while (0)
+
+/*
+ * Signal handlers. A handler that calls the malloc family (not
+ * async-signal-safe, but common: printf, strdup, a logger) runs on the
+ * thread it interrupted, maybe inside the library. The pools guard
+ * themselves (modes/pool.h). The debug hooks hold more: a registry
+ * stripe's lock, the report lock, a pool's lock through them. So while a
+ * call of the malloc family is in the debug hooks (the entry-name hint is
+ * set: every call names itself then), a call of the same thread is a
+ * handler's: o_nested. Its allocations come from the early arena (without
+ * the debug checks), which every entry point recognises by address, and
+ * its frees of other blocks wait in o_deferred (slots taken and emptied by
+ * atomic exchanges, since a handler may interrupt a handler) until the
+ * interrupted call leaves (PM_O_LEAVE). The pointer is not written to or
+ * read from before that, so an invalid one is reported as such then. Past
+ * O_DEFER_SLOTS waiting frees the next is dropped: a leak, never a hang.
+ * A realloc of another block in a handler fails (ENOMEM, the block kept).
+ */
+#define O_DEFER_SLOTS 16
+static __thread void *o_deferred[O_DEFER_SLOTS] __attribute__((tls_model("initial-exec")));
+static __thread int o_pending __attribute__((tls_model("initial-exec")));
+
+static void o_free_named(void *p);
+
+static inline int o_nested(void) { return pm_i_debug_entry != NULL; }
+
+static void o_defer(void *p)
+{
+    for (int i = 0; i < O_DEFER_SLOTS; i++) {
+        void *expected = NULL;
+        if (__atomic_compare_exchange_n(&o_deferred[i], &expected, p, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            o_pending = 1;
+            return;
+        }
+    }
+}
+
+static __attribute__((noinline, cold)) void o_drain(void)
+{
+    o_pending = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    for (int i = 0; i < O_DEFER_SLOTS; i++) {
+        void *p = __atomic_exchange_n(&o_deferred[i], NULL, __ATOMIC_RELAXED);
+        if (p != NULL)
+            o_free_named(p);
+    }
+}
 
 /* ---------------------------------------------------------------------------
  * Dispatch.
@@ -138,6 +192,8 @@ static void *o_early(size_t n, size_t alignment)
  * With the debug hooks (O_NAMED) malloc comes here straight. */
 __attribute__((noinline)) static void *o_malloc_named(size_t n)
 {
+    if (PM_I_UNLIKELY(o_nested()))
+        return o_early(n, 16);
     void *ctx;
     pm_i_malloc_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
@@ -206,7 +262,7 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
         PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
         p = fn(ctx, nelem, elsize);
     } else {
-        if (!o_ready())
+        if (!o_ready() || PM_I_UNLIKELY(o_nested()))
             return o_early(nelem * elsize, 16);
         PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
         PM_O_ENTER("calloc");
@@ -255,6 +311,10 @@ __attribute__((noinline)) static void o_free_named(void *p)
 {
     if (p == NULL || PM_I_UNLIKELY(pm_i_early_owns(p))) {
         o_free_slow(p);
+        return;
+    }
+    if (PM_I_UNLIKELY(o_nested())) {
+        o_defer(p);
         return;
     }
     int saved = errno;
@@ -318,6 +378,8 @@ static inline void *o_realloc(void *p, size_t n)
         q = fn(ctx, p, n);
     } else if (!o_ready()) {
         q = pm_i_libc_realloc(p, n); /* not the arena's: libc's (see o_free_slow) */
+    } else if (PM_I_UNLIKELY(o_nested())) {
+        return o_enomem();
     } else {
         void *ctx;
         pm_i_realloc_fn fn;
@@ -341,7 +403,7 @@ static void *o_aligned(size_t alignment, size_t n)
      * operations fuzzer, regress-memalign-align-2-63). */
     if (PM_I_UNLIKELY(alignment > (size_t)PTRDIFF_MAX || n > (size_t)PTRDIFF_MAX - alignment))
         return o_enomem();
-    if (PM_I_UNLIKELY(!o_ready()))
+    if (PM_I_UNLIKELY(!o_ready() || o_nested()))
         return o_early(n, alignment);
     PM_O_ENTER("memalign");
     void *p = pm_i_domain_memalign(PM_DOMAIN_MEM, alignment, n);
