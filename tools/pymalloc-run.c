@@ -12,18 +12,24 @@
  * the build tree, the build tree's libpymalloc.so; else the installed one,
  * found relative to this binary (bindir/../lib), so an installation can move.
  *
- * Exit status of the wrapper itself: 2 for a usage error or a bad mode, 126
- * when the program cannot be executed, 127 when it is not found (as env(1)).
+ * Exit status of the wrapper itself: 2 for a usage error, a bad mode or a
+ * library that cannot be preloaded (missing, not an ELF shared object, a
+ * path LD_PRELOAD would split), 126 when the program cannot be executed,
+ * 127 when it is not found (as env(1)).
  */
 #include <pymalloc.h>
 
 #include "pm_internal.h" /* pm_i_buf, pm_i_buf_shown */
 
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *prog = "pymalloc-run";
@@ -46,8 +52,9 @@ static void usage(FILE *f)
             "  -h, --help       this text\n"
             "  --version        the library version\n"
             "\n"
-            "The exit status is the program's; 2 means a usage error or a bad mode,\n"
-            "126 a program that cannot be run, 127 one that is not found.\n"
+            "The exit status is the program's; 2 means a usage error, a bad mode or a\n"
+            "library that cannot be preloaded, 126 a program that cannot be run, 127\n"
+            "one that is not found.\n"
             "PYMALLOC_LIBRARY=/path/libpymalloc.so overrides the library used.\n",
             prog, prog);
 }
@@ -114,6 +121,29 @@ static const char *find_library(void)
     return realpath(lib, resolved) != NULL ? resolved : lib;
 }
 
+/* Whether path is a shared object ld.so could preload: a regular file with
+ * an ELF header of type ET_DYN. ld.so skips anything else (a directory, a
+ * static archive) with a message of its own ("cannot be preloaded ...:
+ * ignored") and runs the program without pymalloc, which must not pass for
+ * a run under it. */
+static int is_shared_object(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    unsigned char h[EI_NIDENT + sizeof(uint16_t)];
+    ssize_t n = read(fd, h, sizeof h);
+    close(fd);
+    if (n != (ssize_t)sizeof h || memcmp(h, ELFMAG, SELFMAG) != 0)
+        return 0;
+    uint16_t type; /* e_type, after e_ident, in the host's byte order */
+    memcpy(&type, h + EI_NIDENT, sizeof type);
+    return type == ET_DYN;
+}
+
 static void set(const char *name, const char *value)
 {
     if (setenv(name, value, 1) != 0)
@@ -175,6 +205,9 @@ int main(int argc, char **argv)
     const char *lib = find_library();
     if (access(lib, R_OK) != 0)
         die(2, "cannot read the library %s (build it, or set PYMALLOC_LIBRARY)", lib);
+    if (!is_shared_object(lib))
+        die(2, "cannot preload %s: not an ELF shared library (set PYMALLOC_LIBRARY to libpymalloc.so)",
+            lib);
     if (strpbrk(lib, " :") != NULL)
         die(2, "cannot preload %s: LD_PRELOAD splits paths at spaces and colons", lib);
 

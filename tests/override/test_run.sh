@@ -55,6 +55,17 @@ has "not executable" "$tmp/err" "Permission denied"
 PYMALLOC_LIBRARY=/nonexistent/libpymalloc.so "$run" true >"$tmp/out" 2>"$tmp/err"
 check "missing library" 2 $?
 has "missing library" "$tmp/err" "cannot read the library /nonexistent/libpymalloc.so"
+# A library that ld.so cannot preload (a directory, a file that is not an
+# ELF shared object) is refused: ld.so would skip it with a message and run
+# the program without pymalloc, with the program's own status.
+mkdir "$tmp/libdir"
+PYMALLOC_LIBRARY="$tmp/libdir" "$run" true >"$tmp/out" 2>"$tmp/err"
+check "library is a directory" 2 $?
+has "library is a directory" "$tmp/err" "cannot preload $tmp/libdir: not an ELF shared library"
+printf '!<arch>\n' >"$tmp/libpymalloc.a"
+PYMALLOC_LIBRARY="$tmp/libpymalloc.a" "$run" true >"$tmp/out" 2>"$tmp/err"
+check "library not ELF" 2 $?
+has "library not ELF" "$tmp/err" "cannot preload $tmp/libpymalloc.a: not an ELF shared library"
 
 # A relative PYMALLOC_LIBRARY is preloaded by its absolute path (as a bare
 # name, ld.so would search the library path; a relative path would be lost
