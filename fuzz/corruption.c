@@ -97,6 +97,7 @@ static struct {
                 __FILE__, __LINE__, C.step, C.kind, C.trigger, C.mode, C.dom, C.p, C.size);  \
         fprintf(stderr, __VA_ARGS__);                                                        \
         fputc('\n', stderr);                                                                 \
+        fz_replay_hint();                                                                    \
         fflush(stderr);                                                                      \
         abort();                                                                             \
     } while (0)
@@ -734,6 +735,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         exit(2);
     }
     pm_raw_free(pm_raw_malloc(1));
+    fz_abort_to_libfuzzer();
     if (!pm_debug_enabled()) {
         fprintf(stderr, "corruption: mode %s has no debug hooks: set PYMALLOC_MODE to a debug "
                         "mode\n", pm_mode_name());
@@ -768,6 +770,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     C.mode = pm_mode_name();
     if (!pm_debug_enabled())
         FZ_FAIL("mode %s (from \"%s\"): pm_debug_enabled() is 0", C.mode, want);
+    fz_selftest();
     pm_set_error_handler(handler, NULL);
 
     fz_in in = {data + 1, size - 1};

@@ -892,6 +892,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     pm_raw_free(pm_raw_malloc(1));
+    fz_abort_to_libfuzzer();
     init_pattern();
     fprintf(stderr, "operations: this process runs mode %s (PYMALLOC_MODE); inputs naming "
                     "another mode are rejected\n", pm_mode_name());
@@ -919,6 +920,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strcmp(pm_mode_name(), S.mode) != 0)
         FZ_FAIL("pm_set_mode(\"%s\") installed %s, expected %s", want, pm_mode_name(), S.mode);
 
+    fz_selftest();
     fz_in in = {data + 1, size - 1};
     for (S.step = 1; !fz_done(&in) && S.step <= MAX_STEPS; S.step++) {
         unsigned op = fz_u8(&in) % OP_COUNT;

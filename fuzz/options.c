@@ -228,6 +228,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         checked_names = 1;
     }
 
+    fz_selftest();
     check_mode_find(data, size);
 
     /* The C-string view: up to the first NUL. */
