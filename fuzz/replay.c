@@ -3,7 +3,7 @@
  * so that CTest replays the committed corpus in every build, without clang
  * or libFuzzer.
  *
- *   replay_<target> [--no-fork] PATH...
+ *   replay_<target> [--no-fork] [--threads] PATH...
  *   replay_<target> --list-modes
  *
  * Each PATH is a file or a directory (its regular files, in name order,
@@ -18,6 +18,15 @@
  * --no-fork runs the inputs in this process, one after another (for a
  * debugger); a target may then reject inputs that need a fresh process.
  *
+ * --threads starts (and joins) a thread before each input, so that the
+ * input runs in a process that has had a second thread, as under libFuzzer
+ * (whose RSS-limit thread runs unless -rss_limit_mb=0): the library's
+ * single-threaded fast paths (plain stores instead of atomics, serials
+ * taken one by one instead of in runs per thread) are then off, as they
+ * were when libFuzzer found the input. An oracle failure says which state
+ * its process was in ("replay with ... --threads"). CTest replays each
+ * corpus both ways.
+ *
  * --list-modes prints the canonical name of every mode, one a line (what
  * fuzz/run.sh loops over to fuzz a target in every mode).
  *
@@ -29,12 +38,25 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int no_fork;
+static int no_fork, threads;
+
+static void *idle(void *arg) { return arg; }
+
+/* Make this process one that has had a second thread (--threads). */
+static void go_threaded(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, idle, NULL) != 0 || pthread_join(t, NULL) != 0) {
+        fprintf(stderr, "replay: --threads: cannot start a thread\n");
+        exit(2);
+    }
+}
 static int n_run, n_failed;
 
 static int read_file(const char *path, uint8_t **data, size_t *size)
@@ -79,6 +101,8 @@ static void run_one(const char *path)
     }
     n_run++;
     if (no_fork) {
+        if (threads)
+            go_threaded();
         if (LLVMFuzzerTestOneInput(data, size) != 0) {
             fprintf(stderr, "replay: %s: rejected (needs a fresh process: drop --no-fork)\n",
                     path);
@@ -94,6 +118,8 @@ static void run_one(const char *path)
         exit(2);
     }
     if (pid == 0) {
+        if (threads)
+            go_threaded();
         int rc = LLVMFuzzerTestOneInput(data, size);
         fflush(NULL);
         _exit(rc == 0 ? 0 : 3);
@@ -189,6 +215,10 @@ int main(int argc, char **argv)
             no_fork = 1;
             continue;
         }
+        if (strcmp(argv[i], "--threads") == 0) {
+            threads = 1;
+            continue;
+        }
         struct stat st;
         if (stat(argv[i], &st) != 0) {
             fprintf(stderr, "replay: %s: %s\n", argv[i], strerror(errno));
@@ -201,7 +231,7 @@ int main(int argc, char **argv)
             run_one(argv[i]);
     }
     if (paths == 0) {
-        fprintf(stderr, "usage: %s [--no-fork] FILE|DIR...\n       %s --list-modes\n",
+        fprintf(stderr, "usage: %s [--no-fork] [--threads] FILE|DIR...\n       %s --list-modes\n",
                 argv[0], argv[0]);
         return 2;
     }
