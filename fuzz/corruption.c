@@ -138,6 +138,8 @@ typedef struct expect {
     uint64_t serial;
     ptrdiff_t offset;
     char api_expected, api_found;
+    ptrdiff_t last; /* last damaged byte (0: the same as offset) */
+    int freed_link;  /* use after free: a freed pool block's link written */
 } expect;
 
 static unsigned long count_before[PM_ERR_CLASS_COUNT];
@@ -185,9 +187,10 @@ static void expected_line(const expect *x, char *out, size_t cap)
              (unsigned long long)x->serial);
     switch (x->error) {
     case PM_ERR_BUFFER_OVERFLOW: {
-        size_t n = (size_t)x->offset - x->size + 1;
+        ptrdiff_t last = x->last != 0 ? x->last : x->offset;
+        size_t n = (size_t)last - x->size + 1;
         snprintf(what, sizeof what, "%s%zu byte%s written past the end of a %s",
-                 x->offset >= (ptrdiff_t)x->size + 7 ? "at least " : "", n, n == 1 ? "" : "s",
+                 last >= (ptrdiff_t)x->size + 7 ? "at least " : "", n, n == 1 ? "" : "s",
                  block);
         break;
     }
@@ -204,7 +207,13 @@ static void expected_line(const expect *x, char *out, size_t cap)
         snprintf(what, sizeof what, "the %s at %p was already freed", block, x->address);
         break;
     case PM_ERR_USE_AFTER_FREE:
-        snprintf(what, sizeof what, "the %s at %p is freed", block, x->address);
+        if (x->freed_link)
+            snprintf(what, sizeof what,
+                     "the freed %s at %p was written after its free (the pool's free-list "
+                     "link in its first 16 bytes, at p-16, was overwritten)",
+                     block, x->address);
+        else
+            snprintf(what, sizeof what, "the %s at %p is freed", block, x->address);
         break;
     case PM_ERR_INVALID_POINTER:
         snprintf(what, sizeof what,
@@ -266,16 +275,16 @@ typedef struct cz_domain {
     void *(*calloc)(size_t, size_t);
     void *(*realloc)(void *, size_t);
     void (*free)(void *);
-    const char *free_name, *realloc_name;
+    const char *free_name, *realloc_name, *malloc_name;
 } cz_domain;
 
 static const cz_domain domains[3] = {
     {"raw", 'r', PM_DOMAIN_RAW, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc, pm_raw_free,
-     "pm_raw_free", "pm_raw_realloc"},
+     "pm_raw_free", "pm_raw_realloc", "pm_raw_malloc"},
     {"mem", 'm', PM_DOMAIN_MEM, pm_mem_malloc, pm_mem_calloc, pm_mem_realloc, pm_mem_free,
-     "pm_mem_free", "pm_mem_realloc"},
+     "pm_mem_free", "pm_mem_realloc", "pm_mem_malloc"},
     {"obj", 'o', PM_DOMAIN_OBJ, pm_obj_malloc, pm_obj_calloc, pm_obj_realloc, pm_obj_free,
-     "pm_obj_free", "pm_obj_realloc"},
+     "pm_obj_free", "pm_obj_realloc", "pm_obj_malloc"},
 };
 
 /* ---------------------------------------------------------------------------
@@ -542,8 +551,9 @@ static void finish_clean(block *b, int t, unsigned char *r, size_t n2)
 /* ---------------------------------------------------------------------------
  * The cases.
  */
-static void case_inbounds(block *b, int t, const uint8_t *a)
+static void case_inbounds(block *b, int t, const uint8_t *a, fz_in *in)
 {
+    (void)in;
     t %= T_COUNT;
     C.trigger = trigger_names[t];
     size_t n2 = (size_t)a[3] * 3u;
@@ -562,8 +572,9 @@ static void case_inbounds(block *b, int t, const uint8_t *a)
     finish_clean(b, t, r, n2);
 }
 
-static void case_damage(block *b, int t, const uint8_t *a)
+static void case_damage(block *b, int t, const uint8_t *a, fz_in *in)
 {
+    (void)in;
     t %= 3; /* usable_size checks nothing */
     C.trigger = trigger_names[t];
     size_t n2 = (size_t)a[3] * 3u;
@@ -605,8 +616,9 @@ static void case_damage(block *b, int t, const uint8_t *a)
 }
 
 /* Free b, then use its address again. */
-static void case_after(block *b, int t, const uint8_t *a)
+static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
 {
+    (void)in;
     t %= T_COUNT;
     C.trigger = trigger_names[t];
     free_clean(b, "the first free");
@@ -619,7 +631,7 @@ static void case_after(block *b, int t, const uint8_t *a)
                 b->serial,
                 0,
                 t == T_CHECK ? b->D->api : D2->api,
-                b->D->api};
+                b->D->api, 0, 0};
     expect_report(&x, "a use of a freed block");
     if (r != NULL)
         CZ_FAIL("realloc of a freed block gave %p", r);
@@ -627,8 +639,9 @@ static void case_after(block *b, int t, const uint8_t *a)
 
 static char global_buf[64];
 
-static void case_invalid(block *b, int t, const uint8_t *a)
+static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
 {
+    (void)in;
     t %= T_COUNT;
     C.trigger = trigger_names[t];
     char stack_buf[64];
@@ -672,7 +685,7 @@ static void case_invalid(block *b, int t, const uint8_t *a)
     } else {
         const freed_rec *f = freed_find(q);
         expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
-                    t == T_CHECK ? 0 : D->api, 0};
+                    t == T_CHECK ? 0 : D->api, 0, 0, 0};
         if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
             /* A block freed earlier at this address, still remembered. */
             x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
@@ -689,25 +702,183 @@ static void case_invalid(block *b, int t, const uint8_t *a)
     free_clean(b, "free of the block after an invalid pointer");
 }
 
-static void case_mismatch(block *b, int t, const uint8_t *a)
+static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
 {
+    (void)in;
     t %= 2; /* free or realloc */
     C.trigger = trigger_names[t];
     const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
     unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
-                b->D->api};
+                b->D->api, 0, 0};
     expect_report(&x, "another domain");
     if (r != NULL)
         CZ_FAIL("realloc through another domain gave %p", (void *)r);
     free_clean(b, "free through the right domain");
 }
 
-enum { K_INBOUNDS, K_DAMAGE, K_AFTER, K_INVALID, K_MISMATCH, K_COUNT };
+/* Bytes of the header (p-16 .. p-1) and trailer (p+N .. p+N+15) changed at
+ * once: any set of them (both pads, the size field and an overflow, ...),
+ * each written with the input's value or with its own (no trace). The
+ * report follows check_bytes' rules (modes/debug.c), restated here from
+ * README's layout: damage reaching the API id or pad before the data is an
+ * underflow from its first damaged byte; else damage of the pad after the
+ * data an overflow, from its first to its last damaged byte (into the
+ * serial: "at least"), even with the size field damaged too; else the size
+ * field's, else the serial field's damage is a header corruption. Three
+ * more bytes: the value, which masked bytes keep their value, realloc's
+ * size. */
+static void case_span(block *b, int t, const uint8_t *a, fz_in *in)
+{
+    t %= 3;
+    C.trigger = trigger_names[t];
+    uint32_t mask = (uint32_t)a[0] | (uint32_t)a[1] << 8 | (uint32_t)a[2] << 16 |
+                    (uint32_t)a[3] << 24;
+    uint8_t val = fz_u8(in), keep = fz_u8(in);
+    size_t n2 = (size_t)fz_u8(in) * 3u;
+    unsigned char *at[32], orig[32];
+    for (int k = 0; k < 32; k++) {
+        at[k] = k < 16 ? b->p - 16 + k : b->p + b->n + (k - 16);
+        orig[k] = *at[k];
+    }
+    for (int k = 0; k < 32; k++)
+        if (mask >> k & 1)
+            *at[k] = (keep >> (k & 7) & 1) ? orig[k] : val;
+
+    int hlo = -1, hhi = -1, tlo = -1, thi = -1; /* damaged bytes, k */
+    for (int k = 0; k < 32; k++) {
+        if (*at[k] == orig[k])
+            continue;
+        if (k < 16) {
+            if (hlo < 0)
+                hlo = k;
+            hhi = k;
+        } else {
+            if (tlo < 0)
+                tlo = k;
+            thi = k;
+        }
+    }
+    ptrdiff_t n = (ptrdiff_t)b->n;
+    expect x = {0};
+    if (hlo >= 0 || tlo >= 0) {
+        x.entry = entry_of(t, b->D);
+        x.address = b->p;
+        x.size = b->n;
+        x.serial = b->serial;
+        x.api_expected = x.api_found = b->D->api;
+        if (hlo >= 0 && hhi >= 8) {
+            x.error = PM_ERR_BUFFER_UNDERFLOW;
+            x.offset = hlo - 16;
+        } else if (tlo >= 0 && tlo < 24) {
+            x.error = PM_ERR_BUFFER_OVERFLOW;
+            x.offset = n + (tlo - 16);
+            x.last = n + (thi - 16);
+        } else if (hlo >= 0) {
+            x.error = PM_ERR_HEADER_CORRUPT; /* the size field */
+            x.offset = hlo - 16;
+        } else {
+            x.error = PM_ERR_HEADER_CORRUPT; /* the serial field */
+            x.offset = n + (tlo - 16);
+        }
+    }
+    unsigned char *r = run_trigger(t, b->D, b->p, n2);
+    if (x.error == PM_ERR_NONE) {
+        expect_none("bytes rewritten with their own values");
+        finish_clean(b, t, r, n2);
+        return;
+    }
+    expect_report(&x, "damaged bytes");
+    if (r != NULL)
+        CZ_FAIL("realloc of a damaged block gave %p, expected NULL", (void *)r);
+    for (int k = 0; k < 32; k++) /* the library leaked the block: repair, free */
+        *at[k] = orig[k];
+    free_clean(b, "free of the repaired block");
+}
+
+/* A write into a freed block. A freed pool block (pymalloc_debug's mem and
+ * obj blocks up to 512 bytes) holds the pool's free-list link and its
+ * complement in its first 16 bytes (p-16 .. p-1): a change there must be
+ * reported, once, as a use after free ("was written after its free") of
+ * that block, its size and serial, by the malloc that meets it, which
+ * still returns a block; the block is leaked, never handed out again.
+ * Other bytes of a freed block (its data and trailer) are not checked:
+ * writing there is never reported. Mallocs of the block's size through
+ * its domain are made until one reports, gives the block back, or 256 have
+ * been made (the block went back to a pool that is not the first: not
+ * decided). Other blocks (glibc's memory, ASan's quarantine) are only
+ * freed. Bytes: a 16-bit mask of the header bytes, the value, which keep
+ * their value, and (bit 0 of the trigger byte) a write into the data at
+ * a[3] % (N + 16). */
+static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
+{
+    (void)in;
+    C.trigger = "malloc";
+    int pool = pm_i_pool_owns(b->p - 16);
+    free_clean(b, "the free");
+    if (!pool)
+        return;
+    unsigned mask = (unsigned)a[0] | (unsigned)a[1] << 8;
+    uint8_t val = a[2], keep = (uint8_t)(t >> 1);
+    unsigned char orig[16];
+    memcpy(orig, b->p - 16, 16);
+    for (int k = 0; k < 16; k++)
+        if (mask >> k & 1)
+            b->p[k - 16] = (keep >> (k & 7) & 1) ? orig[k] : val;
+    if (t & 1)
+        b->p[a[3] % (b->n + 16)] = val;
+    int damaged = memcmp(orig, b->p - 16, 16) != 0;
+
+    enum { WAF_MAX = 256 };
+    static unsigned char *held[WAF_MAX];
+    int nheld = 0, reported = 0;
+    while (nheld < WAF_MAX) {
+        arm();
+        unsigned char *q = b->D->malloc(b->n);
+        loud();
+        if (q == NULL)
+            CZ_FAIL("malloc(%zu) failed after a write into a freed block", b->n);
+        freed_reused(q);
+        if (R.n != 0) {
+            expect x = {PM_ERR_USE_AFTER_FREE, b->D->malloc_name, b->p, b->n, b->serial, -16,
+                        b->D->api, b->D->api, 0, 1};
+            if (!damaged)
+                CZ_FAIL("a malloc reported after bytes of a freed block were rewritten with "
+                        "their own values or past its link: %s", R.msg[0]);
+            expect_report(&x, "a write into a freed block's link");
+            if (q == b->p)
+                CZ_FAIL("the malloc that reported the freed block's damaged link gave it out");
+            reported = 1;
+        } else {
+            check_counts(PM_ERR_NONE);
+        }
+        held[nheld++] = q;
+        (void)new_serial(q, b->n);
+        if (reported || q == b->p)
+            break;
+    }
+    if (damaged && !reported && nheld > 0 && held[nheld - 1] == b->p)
+        CZ_FAIL("the freed block's link was written (%d header bytes changed) and a malloc "
+                "gave the block out again without a report", (int)__builtin_popcount(mask));
+    /* Not met (the block is on a pool's list the mallocs did not reach):
+     * its link made whole again before the frees below, which may move it
+     * (only a free rewrites a freed block's link), so no later case meets it. */
+    if (damaged && !reported)
+        memcpy(b->p - 16, orig, 16);
+    for (int i = 0; i < nheld; i++) {
+        arm();
+        b->D->free(held[i]);
+        expect_none("free of a block taken after a write into a freed block");
+        freed_note(held[i], b->n, serial_of(held[i], b->n), b->D->api);
+    }
+}
+
+enum { K_INBOUNDS, K_DAMAGE, K_AFTER, K_INVALID, K_MISMATCH, K_SPAN, K_WAF, K_COUNT };
 static const char *const kind_names[K_COUNT] = {"in-bounds write", "damage", "use after free",
-                                                "invalid pointer", "API mismatch"};
-static void (*const cases[K_COUNT])(block *, int, const uint8_t *) = {
-    case_inbounds, case_damage, case_after, case_invalid, case_mismatch};
+                                                "invalid pointer", "API mismatch",
+                                                "damaged bytes", "write after free"};
+static void (*const cases[K_COUNT])(block *, int, const uint8_t *, fz_in *) = {
+    case_inbounds, case_damage, case_after, case_invalid, case_mismatch, case_span, case_waf};
 
 /* ---------------------------------------------------------------------------
  * Entry points.
@@ -789,7 +960,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         block b;
         if (!alloc_block(&b, D, how, bytes))
             continue;
-        cases[kind](&b, t, a);
+        cases[kind](&b, t, a, &in);
     }
     pm_set_error_handler(NULL, NULL);
     return 0;
