@@ -196,7 +196,7 @@ def options_seeds():
 
 
 # corruption: case kinds and triggers, in the order of fuzz/corruption.c
-INBOUNDS, DAMAGE, AFTER, INVALID, MISMATCH = range(5)
+INBOUNDS, DAMAGE, AFTER, INVALID, MISMATCH, SPAN, WAF = range(7)
 T_FREE, T_REALLOC, T_CHECK, T_USABLE = range(4)
 A_MALLOC, A_CALLOC, A_REALLOC, A_MEMALIGN = range(4)
 
@@ -240,6 +240,19 @@ def corruption_seeds(mode):
         cz_case(INVALID, i % 3, i % 4, 48, i % 4, 0, i * 5, 0, 0) for i in range(16))
     seeds["mismatch"] = m + b"".join(
         cz_case(MISMATCH, i % 3, i % 4, sizes[i % 6], i % 2, i // 3, 0, 0, 9) for i in range(12))
+    # several guard bytes at once: both pads, the size field with an
+    # overflow, a run into the serial, zeros (some bytes keep their value)
+    masks = (0x00FF0000, 0x00010080, 0x00FF00FF, 0xFFFF0000, 0x0000FFFF, 0x01000100,
+             0x80008000, 0xFF00FF00)
+    seeds["span"] = m + b"".join(
+        cz_case(SPAN, i % 3, i % 4, sizes[i % 6], i % 3, *struct.pack("<I", masks[i % 8]))
+        + bytes([(0x00, 0x41, 0xFD, 0x7F)[i % 4], (0, 0, 0x0F, 0xAA)[(i // 4) % 4], 7])
+        for i in range(16))
+    # writes into freed pool blocks: their link, their data (never reported)
+    seeds["waf"] = m + b"".join(
+        cz_case(WAF, 1 + i % 2, A_MALLOC, (8, 24, 100, 500)[i % 4], i % 4,
+                (0x01, 0x80, 0xFF, 0x00)[i % 4], (0x00, 0x01, 0xFF, 0x00)[i % 4], 0x41, i)
+        for i in range(16))
     seeds["mixed"] = m + b"".join([
         cz_case(INBOUNDS, 0, A_CALLOC, 10, T_REALLOC, 3, 0, 1, 100),
         cz_case(DAMAGE, 1, A_REALLOC, 300, T_CHECK, 1, 9, 7, 0),
