@@ -251,7 +251,7 @@ def corruption_seeds(mode):
     # writes into freed pool blocks: their link, their data (never reported)
     seeds["waf"] = m + b"".join(
         cz_case(WAF, 1 + i % 2, A_MALLOC, (8, 24, 100, 500)[i % 4], i % 4,
-                (0x01, 0x80, 0xFF, 0x00)[i % 4], (0x00, 0x01, 0xFF, 0x00)[i % 4], 0x41, i)
+                (0x01, 0x80, 0x00, 0x00)[i % 4], (0x00, 0x01, 0x80, 0x00)[i % 4], 0x41, i)
         for i in range(16))
     seeds["mixed"] = m + b"".join([
         cz_case(INBOUNDS, 0, A_CALLOC, 10, T_REALLOC, 3, 0, 1, 100),
