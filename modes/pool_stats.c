@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 void pm_i_p_lock_all(void)
 {
@@ -27,6 +28,39 @@ void pm_i_p_unlock_all(void)
     pm_p_unlock(&pm_i_p.arena_lock);
     for (unsigned i = PM_P_NCLASSES; i-- > 0;)
         pm_p_unlock(&pm_i_p.cls[i].lock);
+}
+
+/* pm_i_p_lock_all, for the statistics at exit, where waiting may never end:
+ * exit() called by a signal handler that interrupted this very thread in a
+ * slow path of the pools, which holds a class lock (or the arena lock) and
+ * will never release it. Each lock is tried, a held one again every
+ * millisecond, for about 100 ms in all (a lock another thread holds is
+ * held for microseconds); then the locks taken are released and -1 says
+ * the pools could not be stopped. 0 with every lock held. */
+#define LOCK_WAIT_STEPS 100 /* x 1 ms, in all */
+static int lock_all_bounded(void)
+{
+    if (pm_i_p_fork_held)
+        return 0; /* this thread holds them all (a fork handler's window) */
+    pthread_mutex_t *locks[PM_P_NCLASSES + 2];
+    unsigned n = 0;
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        locks[n++] = &pm_i_p.cls[i].lock;
+    locks[n++] = &pm_i_p.arena_lock;
+    locks[n++] = &pm_i_p.tc_lock;
+    int waits = 0;
+    for (unsigned k = 0; k < n; k++) {
+        while (pthread_mutex_trylock(locks[k]) != 0) {
+            if (waits++ == LOCK_WAIT_STEPS) {
+                while (k-- > 0)
+                    pthread_mutex_unlock(locks[k]);
+                return -1;
+            }
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+    }
+    return 0;
 }
 
 /* Every mapped arena, in object order (all locks held). */
@@ -50,12 +84,9 @@ static pm_pool read_header(uint8_t *p)
  * Statistics.
  */
 
-int pm_get_stats(struct pm_stats *st)
+/* pm_get_stats; bounded: lock_all_bounded, -1 if the pools stay locked. */
+static int get_stats(struct pm_stats *st, int bounded)
 {
-    if (st == NULL) {
-        errno = EINVAL;
-        return -1;
-    }
     /* The mode decides the threshold (544 once the debug hooks wrap the
      * pools): install it first, as every other entry point does. */
     pm_i_ensure_init();
@@ -66,8 +97,16 @@ int pm_get_stats(struct pm_stats *st)
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         st->classes[i].size = PM_P_CLASS_SIZE(i);
 
-    pm_i_p_enter();
-    pm_i_p_lock_all();
+    if (!bounded) {
+        pm_i_p_enter();
+        pm_i_p_lock_all();
+    } else if (pm_i_p_busy != 0 || lock_all_bounded() != 0) {
+        /* (pm_i_p_busy: this thread is inside the pools, a lock of theirs
+         * maybe its own: at once) */
+        return -1;
+    } else {
+        pm_i_p_enter();
+    }
     st->arenas_allocated_total = pm_i_p.arenas_total;
     st->arenas_reclaimed = pm_i_p.arenas_reclaimed;
     st->arenas_highwater = pm_i_p.arenas_highwater;
@@ -121,6 +160,15 @@ int pm_get_stats(struct pm_stats *st)
     return 0;
 }
 
+int pm_get_stats(struct pm_stats *st)
+{
+    if (st == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return get_stats(st, 0);
+}
+
 /* "label<pad to 35>=<value in 21 columns>\n", CPython's printone(). */
 static size_t line(pm_i_buf *b, const char *label, size_t v)
 {
@@ -144,10 +192,16 @@ static void label2(pm_i_buf *l, size_t n, const char *text, size_t m, const char
     pm_i_buf_char(l, '\0');
 }
 
-void pm_print_stats(int fd)
+static void print_stats(int fd, int bounded)
 {
     struct pm_stats st;
-    pm_get_stats(&st);
+    if (get_stats(&st, bounded) != 0) {
+        static const char note[] =
+            "pymalloc: PYMALLOC_STATS: no statistics: the pool allocator stayed locked "
+            "(exit() called by a signal handler that interrupted it?)\n";
+        pm_i_write_all(fd, note, sizeof note - 1);
+        return;
+    }
     char storage[4096]; /* the whole report in one write(2) (about 3 KB): see report.c */
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, fd);
@@ -210,6 +264,10 @@ void pm_print_stats(int fd)
     line(&b, "# raw blocks allocated total", st.raw_blocks_total);
     pm_i_buf_flush(&b);
 }
+
+void pm_print_stats(int fd) { print_stats(fd, 0); }
+
+void pm_i_print_stats_at_exit(int fd) { print_stats(fd, 1); }
 
 /* ---------------------------------------------------------------------------
  * Validator.

@@ -251,7 +251,7 @@ void pm_i_stats_at_exit_now(void)
         return;
     }
     if (stats)
-        pm_print_stats(2);
+        pm_i_print_stats_at_exit(2);
 }
 
 void pm_i_ensure_init(void)

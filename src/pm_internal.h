@@ -204,6 +204,11 @@ int pm_i_pool_validate(struct pm_i_buf *why);
  * work at exit, src/report.c, after every destructor). */
 extern _Atomic int pm_i_stats_at_exit;
 void pm_i_stats_at_exit_now(void); /* PYMALLOC_STATS's output, at most once */
+/* pm_print_stats at exit (modes/pool_stats.c): it does not wait for ever
+ * for the pools' locks, which the exiting thread itself may hold (exit()
+ * from a signal handler that interrupted a slow path of the pools); after
+ * about 100 ms it prints one line saying so instead of the statistics. */
+void pm_i_print_stats_at_exit(int fd);
 
 /* ---------------------------------------------------------------------------
  * Mode registry (src/registry.c): modes by name, as data.

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static void test_size_zero(void)
@@ -228,6 +229,64 @@ static void test_print_stats_broken_pipe(void)
     sigaction(SIGPIPE, &old, NULL);
 }
 
+/* PYMALLOC_STATS=1 and exit() called by a signal handler that interrupted
+ * the pools inside a slow path, which holds one of their locks: the
+ * statistics at exit used to wait for that lock for ever (the process hung
+ * at exit). Now they give up after about 100 ms with one line, and the
+ * process exits with its status. Both children are stopped by SIGALRM if
+ * they hang. */
+void pm_i_p_lock_all(void); /* modes/pool.h */
+
+static void exit_with_pool_locked(void *arg)
+{
+    (void)arg;
+    alarm(20);
+    void *p = pm_mem_malloc(100);
+    pm_mem_free(p);
+    atomic_store(&pm_i_stats_at_exit, 1); /* as PYMALLOC_STATS=1 */
+    pm_i_p_lock_all(); /* as a slow path interrupted by the handler */
+    exit(0);
+}
+
+static void exit_from_handler(int sig)
+{
+    (void)sig;
+    exit(0);
+}
+
+static void exit_from_handler_while_allocating(void *arg)
+{
+    (void)arg;
+    alarm(20);
+    atomic_store(&pm_i_stats_at_exit, 1);
+    signal(SIGPROF, exit_from_handler);
+    struct itimerval it = {{0, 0}, {0, 20000}}; /* 20 ms of CPU time */
+    setitimer(ITIMER_PROF, &it, NULL);
+    static void *v[4000];
+    for (;;) { /* 500 bytes: 31 a pool, a refill or a flush every 16 calls */
+        for (int i = 0; i < 4000; i++)
+            v[i] = pm_mem_malloc(500);
+        for (int i = 0; i < 4000; i++)
+            pm_mem_free(v[i]);
+    }
+}
+
+static void test_stats_at_exit_from_signal_handler(void)
+{
+    pm_death_result r;
+    pm_death(exit_with_pool_locked, NULL, &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_STATS: no statistics: the pool allocator "
+                           "stayed locked (exit() called by a signal handler that "
+                           "interrupted it?)\n");
+    for (int k = 0; k < 3; k++) {
+        pm_death(exit_from_handler_while_allocating, NULL, &r);
+        PM_CHECK(r.exited && r.exit_status == 0);
+        PM_CHECK(strstr(r.output, "Small block threshold = ") != NULL ||
+                 strstr(r.output, "no statistics: the pool allocator stayed locked") != NULL);
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_size_zero);
@@ -241,5 +300,6 @@ int main(void)
     PM_RUN(test_failure_sets_enomem);
     PM_RUN(test_mode_memalign_and_usable_size);
     PM_RUN(test_print_stats_broken_pipe);
+    PM_RUN(test_stats_at_exit_from_signal_handler);
     return pm_test_done();
 }
