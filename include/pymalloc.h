@@ -241,11 +241,14 @@ struct pm_stats {
 };
 
 /* Fill *out (0), or -1 with errno = EINVAL for NULL. A consistent snapshot
- * of the pools; the thread-cache counts are read without stopping threads. */
+ * of the pools; the thread-cache counts are read without stopping threads.
+ * Called by a signal handler that interrupted its thread inside the pools
+ * (which may hold one of their locks): -1 with errno = EDEADLK, at once. */
 PM_API int pm_get_stats(struct pm_stats *out);
 
 /* Write the statistics to fd in CPython's _debugmallocstats format, without
- * allocating. PYMALLOC_STATS=1 prints them to stderr at exit. */
+ * allocating (in a signal handler that interrupted the pools, one line
+ * saying so instead). PYMALLOC_STATS=1 prints them to stderr at exit. */
 PM_API void pm_print_stats(int fd);
 
 /* Give the calling thread's cached pool blocks back to their pools, so that

@@ -1083,6 +1083,8 @@ int pm_i_pool_trim(void)
 {
     if (atomic_load_explicit(&init_state, memory_order_acquire) != 2)
         return 0; /* the pools were never used */
+    if (pm_i_p_busy != 0)
+        return 0; /* a signal handler's, inside the pools (pool.h) */
     size_t before = arenas_reclaimed_now();
     pm_i_pool_flush_thread_cache();
     pm_i_debug_pool_links_report("pm_trim");

@@ -97,16 +97,17 @@ static int get_stats(struct pm_stats *st, int bounded)
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
         st->classes[i].size = PM_P_CLASS_SIZE(i);
 
-    if (!bounded) {
-        pm_i_p_enter();
-        pm_i_p_lock_all();
-    } else if (pm_i_p_busy != 0 || lock_all_bounded() != 0) {
-        /* (pm_i_p_busy: this thread is inside the pools, a lock of theirs
-         * maybe its own: at once) */
+    if (pm_i_p_busy != 0) {
+        /* A signal handler's call that interrupted this thread inside the
+         * pools (pool.h): a lock of theirs may be its own. */
+        errno = EDEADLK;
         return -1;
-    } else {
-        pm_i_p_enter();
     }
+    if (!bounded)
+        pm_i_p_lock_all();
+    else if (lock_all_bounded() != 0)
+        return -1;
+    pm_i_p_enter();
     st->arenas_allocated_total = pm_i_p.arenas_total;
     st->arenas_reclaimed = pm_i_p.arenas_reclaimed;
     st->arenas_highwater = pm_i_p.arenas_highwater;
@@ -196,10 +197,15 @@ static void print_stats(int fd, int bounded)
 {
     struct pm_stats st;
     if (get_stats(&st, bounded) != 0) {
-        static const char note[] =
+        static const char at_exit[] =
             "pymalloc: PYMALLOC_STATS: no statistics: the pool allocator stayed locked "
             "(exit() called by a signal handler that interrupted it?)\n";
-        pm_i_write_all(fd, note, sizeof note - 1);
+        static const char nested[] = "pymalloc: pm_print_stats: no statistics: called by a "
+                                     "signal handler that interrupted the pool allocator\n";
+        if (bounded)
+            pm_i_write_all(fd, at_exit, sizeof at_exit - 1);
+        else
+            pm_i_write_all(fd, nested, sizeof nested - 1);
         return;
     }
     char storage[4096]; /* the whole report in one write(2) (about 3 KB): see report.c */

@@ -5,6 +5,7 @@
 #include "pm_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -287,9 +288,84 @@ static void test_stats_at_exit_from_signal_handler(void)
     }
 }
 
+/* pm_get_stats and pm_print_stats called by a signal handler (a "dump the
+ * statistics on SIGUSR1" handler, say) that interrupted its thread inside
+ * the pools, which may hold one of their locks: they used to wait for it
+ * for ever. Now they refuse at once (pm_i_p_busy, modes/pool.h):
+ * pm_get_stats -1 with EDEADLK, pm_print_stats one line; pm_trim returns 0
+ * (it is not safe in a handler all the same: it empties the thread's
+ * cache, which an interrupted fast path may be changing). First as the
+ * handler sees it (this thread counted inside the pools), then from a real
+ * handler while the thread allocates; alarm() turns a hang into a failure. */
+extern __thread int pm_i_p_busy;
+
+static volatile sig_atomic_t stats_calls, stats_refused, stats_bad;
+
+static void stats_from_handler(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    struct pm_stats st;
+    if (pm_get_stats(&st) == 0)
+        stats_calls++;
+    else if (errno == EDEADLK)
+        stats_refused++;
+    else
+        stats_bad++;
+    int fd = open("/dev/null", O_WRONLY);
+    pm_print_stats(fd);
+    close(fd);
+    errno = saved;
+}
+
+static void test_stats_from_signal_handler(void)
+{
+    void *p = pm_mem_malloc(100); /* the pools are set up */
+    pm_mem_free(p);
+    pm_i_p_busy++;
+    struct pm_stats st;
+    errno = 0;
+    PM_CHECK_EQ(pm_get_stats(&st), -1);
+    PM_CHECK_EQ(errno, EDEADLK);
+    PM_CHECK_EQ(pm_trim(), 0);
+    int fds[2];
+    PM_CHECK_EQ(pipe(fds), 0);
+    pm_print_stats(fds[1]);
+    close(fds[1]);
+    char buf[256] = {0};
+    PM_CHECK(read(fds[0], buf, sizeof buf - 1) > 0);
+    close(fds[0]);
+    pm_i_p_busy--;
+    PM_CHECK_STR(buf, "pymalloc: pm_print_stats: no statistics: called by a signal handler "
+                      "that interrupted the pool allocator\n");
+    PM_CHECK_EQ(pm_get_stats(&st), 0);
+
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stats_from_handler;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, &old);
+    unsigned left = alarm(60);
+    struct itimerval it = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &it, NULL);
+    static void *v[2000];
+    for (int round = 0; round < 150; round++) { /* 500 bytes: a slow path every 16 */
+        for (int i = 0; i < 2000; i++)
+            v[i] = pm_mem_malloc(500);
+        for (int i = 0; i < 2000; i++)
+            pm_mem_free(v[i]);
+    }
+    setitimer(ITIMER_PROF, &off, NULL);
+    sigaction(SIGPROF, &old, NULL);
+    alarm(left);
+    PM_CHECK_EQ(stats_bad, 0);
+    PM_CHECK(stats_calls + stats_refused > 0);
+}
+
 int main(void)
 {
     PM_RUN(test_size_zero);
+    PM_RUN(test_stats_from_signal_handler);
     PM_RUN(test_too_large);
     PM_RUN(test_calloc_overflow);
     PM_RUN(test_calloc_zeroes);
