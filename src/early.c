@@ -1,24 +1,142 @@
 /*
- * src/early.c - the early arena: blocks for allocations made during set-up.
+ * src/early.c - the early arena: blocks for allocations made during set-up,
+ * and for a signal handler's allocations in the debug modes.
  *
- * A bump allocator over a static array (it lives in .bss, so untouched pages
- * cost nothing). Each block is preceded by a 16-byte header:
+ * Static memory (in .bss, so untouched pages cost nothing), carved into
+ * contiguous chunks from offset 0 up to `top`; above top is untouched. Each
+ * chunk starts with a tag; an allocated chunk also has a header right
+ * before its data (the two are apart when the alignment asks for padding):
  *
- *     start ............ header (16 bytes) ........ data (aligned)
- *     ^ reservation     [size_t n][size_t start]    ^ returned pointer
+ *   chunk  [tag: size|FREE, size of the chunk below, next/prev free]
+ *          [padding, for an alignment above 16]
+ *          [header: size_t n, uint32 chunk offset, uint32 check] [data]...
  *
- * `start` is the offset where the block's reservation began, so freeing the
- * most recent block rolls the top back to it (a compare-and-swap: only the
- * thread running the set-up allocates here, but nothing relies on that).
+ * A freed chunk merges with free neighbours (the tag's two sizes find them)
+ * and joins a free list, searched first-fit; a free chunk that reaches top
+ * gives its space back to top. So a handler that keeps blocks across
+ * signals and frees them in any order (a queue of messages) reuses the
+ * space, where the bump allocator this replaced kept every block that was
+ * not the last one handed out, and ran out after a few thousand signals.
+ *
+ * One lock, a spin lock taken with every signal blocked: the arena serves
+ * signal handlers, so a handler can never interrupt its own thread while it
+ * holds the lock, and another thread holds it only for a few hundred
+ * instructions. The two sigprocmask calls per call are fine here: the arena
+ * is used during set-up and by handlers, never on a fast path. fork() takes
+ * the lock in its prepare handler, registered by the set-up before every
+ * other of ours, so fork takes it last: a handler may allocate here while
+ * its thread holds a pool's lock, never the other way round.
+ *
+ * free checks that a pointer is an allocated block's (its header names a
+ * chunk below top, allocated, that holds it, and its check matches): a
+ * double free or an interior pointer is ignored, never followed.
  */
 #include "pm_override.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <string.h>
 
 unsigned char pm_i_early_arena[PM_I_EARLY_SIZE] __attribute__((aligned(64)));
-static _Atomic size_t early_top;
 
+#define FREE 1u
+#define NONE UINT32_MAX
+#define TAG 16
 #define HDR 16
+#define MIN_CHUNK (TAG + HDR + 16) /* the smallest free chunk worth keeping */
+
+typedef struct {
+    uint32_t size; /* bytes of the chunk, a multiple of 16; FREE in bit 0 */
+    uint32_t below; /* bytes of the chunk below; 0 for the chunk at 0 */
+    uint32_t next, prev; /* the free list, while free (offsets, NONE) */
+} e_tag;
+
+typedef struct {
+    size_t n; /* the size asked for */
+    uint32_t chunk; /* offset of the chunk's tag */
+    uint32_t check; /* e_check(chunk, n) while allocated, else 0 */
+} e_hdr;
+
+_Static_assert(sizeof(e_tag) == TAG && sizeof(e_hdr) == HDR, "early arena layout");
+_Static_assert(PM_I_EARLY_SIZE < NONE, "offsets are 32 bits");
+
+static atomic_flag e_lock_flag = ATOMIC_FLAG_INIT;
+static uint32_t e_top; /* the arena's used part ends here */
+static uint32_t e_last; /* size of the chunk that ends at e_top (0: none) */
+static uint32_t e_free_head = NONE;
+static _Atomic size_t e_used; /* bytes of allocated chunks */
+
+static inline e_tag *tag_at(uint32_t off) { return (e_tag *)(void *)(pm_i_early_arena + off); }
+static inline e_hdr *hdr_of(void *p) { return (e_hdr *)(void *)((unsigned char *)p - HDR); }
+static inline uint32_t e_check(uint32_t chunk, size_t n)
+{
+    return (uint32_t)(0x9e3779b9u ^ (chunk * 2654435761u) ^ (uint32_t)n ^ (uint32_t)(n >> 32)) | 1u;
+}
+
+static void e_lock(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, old);
+    while (atomic_flag_test_and_set_explicit(&e_lock_flag, memory_order_acquire))
+        sched_yield();
+}
+
+static void e_unlock(const sigset_t *old)
+{
+    atomic_flag_clear_explicit(&e_lock_flag, memory_order_release);
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static void list_push(uint32_t off)
+{
+    e_tag *t = tag_at(off);
+    t->prev = NONE;
+    t->next = e_free_head;
+    if (e_free_head != NONE)
+        tag_at(e_free_head)->prev = off;
+    e_free_head = off;
+}
+
+static void list_unlink(uint32_t off)
+{
+    e_tag *t = tag_at(off);
+    if (t->prev != NONE)
+        tag_at(t->prev)->next = t->next;
+    else
+        e_free_head = t->next;
+    if (t->next != NONE)
+        tag_at(t->next)->prev = t->prev;
+}
+
+/* Where block data aligned to `alignment` lands in a chunk at off. */
+static inline size_t data_offset(uint32_t off, size_t alignment)
+{
+    uintptr_t base = (uintptr_t)pm_i_early_arena;
+    uintptr_t data = (base + off + TAG + HDR + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    return (size_t)(data - base);
+}
+
+/* A chunk of `size` bytes at off is now allocated; the rest of `room`
+ * bytes, if worth keeping, becomes a free chunk after it. */
+static void take(uint32_t off, uint32_t size, uint32_t room)
+{
+    e_tag *t = tag_at(off);
+    if (room - size >= MIN_CHUNK) {
+        uint32_t rest = off + size;
+        e_tag *r = tag_at(rest);
+        r->size = (room - size) | FREE;
+        r->below = size;
+        list_push(rest);
+        /* the chunk above a free chunk is allocated (free neighbours merge,
+         * and a free chunk never touches top) */
+        tag_at(rest + room - size)->below = room - size;
+    } else {
+        size = room;
+    }
+    t->size = size;
+}
 
 void *pm_i_early_alloc(size_t n, size_t alignment)
 {
@@ -26,38 +144,107 @@ void *pm_i_early_alloc(size_t n, size_t alignment)
         alignment = 16;
     if (n > PM_I_EARLY_SIZE || alignment > PM_I_EARLY_SIZE)
         return NULL;
-    uintptr_t base = (uintptr_t)pm_i_early_arena;
-    size_t top = atomic_load_explicit(&early_top, memory_order_relaxed);
-    for (;;) {
-        uintptr_t data = (base + top + HDR + alignment - 1) & ~(uintptr_t)(alignment - 1);
-        size_t end = (size_t)(data - base) + ((n + 15) & ~(size_t)15);
-        if (end > PM_I_EARLY_SIZE)
-            return NULL;
-        if (atomic_compare_exchange_weak_explicit(&early_top, &top, end, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            size_t hdr[2] = {n, top};
-            memcpy((void *)(data - HDR), hdr, sizeof hdr);
-            memset((void *)data, 0, n); /* a reclaimed block may be dirty */
-            return (void *)data;
+    size_t rounded = (n + 15) & ~(size_t)15;
+    sigset_t old;
+    e_lock(&old);
+    uint32_t off = NONE;
+    size_t data = 0;
+    for (uint32_t c = e_free_head; c != NONE; c = tag_at(c)->next) {
+        uint32_t room = tag_at(c)->size & ~FREE;
+        data = data_offset(c, alignment);
+        if (data + rounded <= (size_t)c + room) {
+            list_unlink(c);
+            take(c, (uint32_t)(data + rounded - c), room);
+            off = c;
+            break;
         }
     }
+    if (off == NONE) {
+        data = data_offset(e_top, alignment);
+        if (data + rounded > PM_I_EARLY_SIZE) {
+            e_unlock(&old);
+            return NULL;
+        }
+        off = e_top;
+        e_tag *t = tag_at(off);
+        t->size = (uint32_t)(data + rounded - off);
+        t->below = e_last;
+        e_last = t->size;
+        e_top = (uint32_t)(data + rounded);
+    }
+    unsigned char *p = pm_i_early_arena + data;
+    *hdr_of(p) = (e_hdr){n, off, e_check(off, n)};
+    atomic_fetch_add_explicit(&e_used, tag_at(off)->size, memory_order_relaxed);
+    e_unlock(&old);
+    memset(p, 0, n); /* a reused chunk is dirty */
+    return p;
+}
+
+/* p is an allocated block of the arena (the lock is held). */
+static int e_valid(const void *p)
+{
+    size_t at = (size_t)((const unsigned char *)p - pm_i_early_arena);
+    if (at % 16 != 0 || at < TAG + HDR || at > e_top)
+        return 0;
+    const e_hdr *h = (const e_hdr *)(const void *)((const unsigned char *)p - HDR);
+    uint32_t c = h->chunk;
+    if (c % 16 != 0 || c > at - TAG - HDR || h->check != e_check(c, h->n))
+        return 0;
+    uint32_t size = tag_at(c)->size;
+    return !(size & FREE) && h->n <= size && at + h->n <= (size_t)c + size;
 }
 
 size_t pm_i_early_size(const void *p)
 {
-    size_t n;
-    memcpy(&n, (const unsigned char *)p - HDR, sizeof n);
+    sigset_t old;
+    e_lock(&old);
+    size_t n = e_valid(p) ? ((const e_hdr *)(const void *)((const unsigned char *)p - HDR))->n : 0;
+    e_unlock(&old);
     return n;
 }
 
 void pm_i_early_free(void *p)
 {
-    size_t hdr[2];
-    memcpy(hdr, (unsigned char *)p - HDR, sizeof hdr);
-    size_t end = (size_t)((unsigned char *)p - pm_i_early_arena) + ((hdr[0] + 15) & ~(size_t)15);
-    /* Reclaim only the most recent block; others stay (set-up keeps them). */
-    atomic_compare_exchange_strong_explicit(&early_top, &end, hdr[1], memory_order_relaxed,
-                                            memory_order_relaxed);
+    sigset_t old;
+    e_lock(&old);
+    if (!e_valid(p)) {
+        e_unlock(&old);
+        return;
+    }
+    e_hdr *h = hdr_of(p);
+    uint32_t off = h->chunk;
+    h->check = 0; /* a second free of p is not valid */
+    e_tag *t = tag_at(off);
+    uint32_t size = t->size;
+    atomic_fetch_sub_explicit(&e_used, size, memory_order_relaxed);
+    uint32_t up = off + size;
+    if (up < e_top && (tag_at(up)->size & FREE)) {
+        list_unlink(up);
+        size += tag_at(up)->size & ~FREE;
+    }
+    if (t->below != 0 && (tag_at(off - t->below)->size & FREE)) {
+        off -= t->below;
+        list_unlink(off);
+        size += tag_at(off)->size & ~FREE;
+        t = tag_at(off);
+    }
+    if (off + size == e_top) {
+        e_top = off;
+        e_last = t->below;
+    } else {
+        t->size = size | FREE;
+        list_push(off);
+        tag_at(off + size)->below = size;
+    }
+    e_unlock(&old);
 }
 
-size_t pm_i_early_used(void) { return atomic_load_explicit(&early_top, memory_order_relaxed); }
+size_t pm_i_early_used(void) { return atomic_load_explicit(&e_used, memory_order_relaxed); }
+
+#ifndef PM_O_PREFIX
+static __thread sigset_t e_fork_mask __attribute__((tls_model("initial-exec")));
+static void e_fork_prepare(void) { e_lock(&e_fork_mask); }
+static void e_fork_release(void) { e_unlock(&e_fork_mask); }
+
+void pm_i_early_atfork(void) { pm_i_atfork(e_fork_prepare, e_fork_release, e_fork_release); }
+#endif

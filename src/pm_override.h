@@ -42,8 +42,9 @@ size_t PM_O_NAME(malloc_usable_size)(void *p);
  * would later be freed through the mode's free (a debug mode would report
  * them, wrongly). The arena is static memory that the override recognises
  * by address, so free/realloc/malloc_usable_size of its blocks never reach
- * a mode. Blocks are zeroed when handed out; a freed block is reclaimed only
- * if it is the last one handed out (set-up allocates little and keeps it).
+ * a mode. The debug modes also serve a signal handler's allocations from
+ * it (src/override.c, o_nested). Blocks are zeroed when handed out; freed
+ * blocks are merged and reused (src/early.c).
  */
 #define PM_I_EARLY_SIZE ((size_t)256 * 1024)
 
@@ -56,10 +57,15 @@ static inline int pm_i_early_owns(const void *p)
 {
     return (uintptr_t)p - (uintptr_t)pm_i_early_arena < PM_I_EARLY_SIZE;
 }
-/* The size p was allocated with. */
+/* The size p was allocated with; 0 if p is not an allocated block. */
 size_t pm_i_early_size(const void *p);
+/* Frees an allocated block; any other pointer into the arena (freed
+ * already, interior) is ignored. */
 void pm_i_early_free(void *p);
-/* Bytes of the arena handed out and not reclaimed (for tests). */
+/* Bytes of the arena's allocated chunks, headers included (for tests). */
 size_t pm_i_early_used(void);
+/* Register the arena's fork handlers, once: called by the set-up first of
+ * all (src/api.c), so that fork takes the arena's lock after every other. */
+void pm_i_early_atfork(void);
 
 #endif /* PM_OVERRIDE_H */
