@@ -13,9 +13,10 @@
  * found relative to this binary (bindir/../lib), so an installation can move.
  *
  * Exit status of the wrapper itself: 2 for a usage error, a bad mode or a
- * library that cannot be preloaded (missing, not an ELF shared object, a
- * path LD_PRELOAD would split), 126 when the program cannot be executed,
- * 127 when it is not found (as env(1)).
+ * library that cannot be preloaded (missing, not an ELF shared object, one
+ * without the malloc override such as libpymalloc_api.so, a path
+ * LD_PRELOAD would split), 126 when the program cannot be executed, 127
+ * when it is not found (as env(1)).
  */
 #include <pymalloc.h>
 
@@ -25,10 +26,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h> /* ElfW */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +147,73 @@ static int is_shared_object(const char *path)
     return type == ET_DYN;
 }
 
+/* Which of `names` (at most 32) the shared object at path defines in its
+ * dynamic symbol table, as a bit mask (bit i: names[i]), the way ld.so
+ * would bind them from a preload: global or weak, default or protected
+ * visibility, not undefined. The table is read from the file (its
+ * SHT_DYNSYM section), never by loading the library, whose constructor
+ * would run here; no tool (nm, readelf) is needed. An object of another
+ * ELF class or byte order than this program's, or one whose section
+ * headers were removed, defines none: ld.so could not preload the first,
+ * and the second cannot be told from a library without the override. */
+static unsigned defined_symbols(const char *path, const char *const *names, unsigned count)
+{
+    unsigned found = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uintmax_t)st.st_size < sizeof(ElfW(Ehdr)) ||
+        (uintmax_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return 0;
+    }
+    size_t size = (size_t)st.st_size;
+    const unsigned char *f = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (f == MAP_FAILED)
+        return 0;
+    const ElfW(Ehdr) *eh = (const void *)f;
+    const unsigned char host_class = sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32;
+    const unsigned char host_data =
+        __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB;
+    if (eh->e_ident[EI_CLASS] != host_class || eh->e_ident[EI_DATA] != host_data ||
+        eh->e_shentsize != sizeof(ElfW(Shdr)) || eh->e_shoff > size ||
+        (size - eh->e_shoff) / sizeof(ElfW(Shdr)) < eh->e_shnum)
+        goto out;
+    const ElfW(Shdr) *sh = (const void *)(f + eh->e_shoff);
+    for (unsigned i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_entsize != sizeof(ElfW(Sym)) ||
+            sh[i].sh_link >= eh->e_shnum || sh[i].sh_offset > size ||
+            size - sh[i].sh_offset < sh[i].sh_size)
+            continue;
+        const ElfW(Shdr) *strs = &sh[sh[i].sh_link];
+        if (strs->sh_offset > size || size - strs->sh_offset < strs->sh_size)
+            continue;
+        const char *str = (const char *)(f + strs->sh_offset);
+        const ElfW(Sym) *sym = (const void *)(f + sh[i].sh_offset);
+        for (size_t k = 0; k < sh[i].sh_size / sizeof(ElfW(Sym)); k++) {
+            /* (the ELF64_ST_* macros are the ELF32_ST_* ones) */
+            unsigned bind = ELF64_ST_BIND(sym[k].st_info);
+            unsigned vis = ELF64_ST_VISIBILITY(sym[k].st_other);
+            if (sym[k].st_shndx == SHN_UNDEF || sym[k].st_name >= strs->sh_size ||
+                (bind != STB_GLOBAL && bind != STB_WEAK) ||
+                (vis != STV_DEFAULT && vis != STV_PROTECTED))
+                continue;
+            const char *name = str + sym[k].st_name;
+            size_t room = strs->sh_size - sym[k].st_name;
+            for (unsigned n = 0; n < count; n++) {
+                size_t len = strlen(names[n]);
+                if (len < room && memcmp(name, names[n], len + 1) == 0)
+                    found |= 1u << n;
+            }
+        }
+    }
+out:
+    munmap((void *)f, size);
+    return found;
+}
+
 static void set(const char *name, const char *value)
 {
     if (setenv(name, value, 1) != 0)
@@ -207,6 +277,21 @@ int main(int argc, char **argv)
         die(2, "cannot read the library %s (build it, or set PYMALLOC_LIBRARY)", lib);
     if (!is_shared_object(lib))
         die(2, "cannot preload %s: not an ELF shared library (set PYMALLOC_LIBRARY to libpymalloc.so)",
+            lib);
+    /* ld.so preloads any shared object: one without the override (the
+     * API-only libpymalloc_api.so, another allocator) would leave the
+     * program's malloc to someone else, and the run would pass for one under
+     * pymalloc. The override defines malloc and the pm_* API both. */
+    static const char *const needed[] = {"malloc", "pm_version"};
+    unsigned defined = defined_symbols(lib, needed, 2);
+    if (!(defined & 1u))
+        die(2, "cannot preload %s: it does not export malloc, so the program would run "
+               "without pymalloc (libpymalloc_api.so is the pm_* API only; set "
+               "PYMALLOC_LIBRARY to libpymalloc.so)",
+            lib);
+    if (!(defined & 2u))
+        die(2, "cannot preload %s: it exports malloc but not pm_version: not pymalloc's "
+               "library (set PYMALLOC_LIBRARY to libpymalloc.so)",
             lib);
     if (strpbrk(lib, " :") != NULL)
         die(2, "cannot preload %s: LD_PRELOAD splits paths at spaces and colons", lib);

@@ -1,8 +1,8 @@
 #!/bin/sh
 # tests/override/test_run.sh - the pymalloc-run wrapper.
-#   test_run.sh PATH/TO/pymalloc-run
+#   test_run.sh PATH/TO/pymalloc-run PATH/TO/libpymalloc_api.so
 set -u
-run=$1
+run=$1 api=$2
 fails=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_run.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -66,6 +66,23 @@ printf '!<arch>\n' >"$tmp/libpymalloc.a"
 PYMALLOC_LIBRARY="$tmp/libpymalloc.a" "$run" true >"$tmp/out" 2>"$tmp/err"
 check "library not ELF" 2 $?
 has "library not ELF" "$tmp/err" "cannot preload $tmp/libpymalloc.a: not an ELF shared library"
+# A shared object without the override: ld.so preloads it, but the
+# program's malloc stays the C library's. The API-only library (the name
+# is one letter off), and the C library itself (malloc, but not pymalloc),
+# are refused; the program does not run.
+PYMALLOC_LIBRARY="$api" "$run" -- sh -c 'echo ran' >"$tmp/out" 2>"$tmp/err"
+check "API-only library" 2 $?
+has "API-only library" "$tmp/err" "cannot preload .*libpymalloc_api\.so[.0-9]*: it does not export malloc, so the program would run without pymalloc"
+has "API-only library" "$tmp/err" "set PYMALLOC_LIBRARY to libpymalloc\.so"
+[ -s "$tmp/out" ] && { echo "FAIL: API-only library: the program ran"; fails=$((fails + 1)); }
+libc=$(ldd "$run" 2>/dev/null | sed -n 's/^[[:space:]]*libc\.so\.6 => \([^ ]*\) .*/\1/p')
+if [ -n "$libc" ]; then
+    PYMALLOC_LIBRARY="$libc" "$run" -- true >"$tmp/out" 2>"$tmp/err"
+    check "library without pm_version" 2 $?
+    has "library without pm_version" "$tmp/err" "cannot preload $libc: it exports malloc but not pm_version"
+else
+    echo "skipped: library without pm_version (no libc.so.6 in ldd's output)"
+fi
 
 # A relative PYMALLOC_LIBRARY is preloaded by its absolute path (as a bare
 # name, ld.so would search the library path; a relative path would be lost
