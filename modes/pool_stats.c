@@ -260,10 +260,18 @@ static void print_stats(int fd, int bounded)
     pm_i_buf_char(&b, '\n');
     line(&b, "# blocks in thread caches", st.blocks_in_thread_caches);
     line(&b, "# bytes in thread caches", st.bytes_in_thread_caches);
+    /* Which requests those are, in the program's sizes, not the pools':
+     * under the debug hooks (threshold 544) every request comes with their
+     * 32 bytes, so a request of 0 is a 32-byte pool block and the largest
+     * pooled one is 512; under memcheck a pool block keeps a byte of slack
+     * (vg_malloc), so that largest request is one byte less. */
+    int hooks = st.small_threshold == PM_P_WIDE_MAX;
+    size_t largest = st.small_threshold - (hooks ? PM_P_WIDE_MAX - PM_P_SMALL_MAX : 0) -
+                     (pm_i_p_vg ? 1 : 0);
     char rl[64];
     pm_i_buf_init(&l, rl, sizeof rl, -1);
-    pm_i_buf_str(&l, "# raw blocks (0, >");
-    pm_i_buf_u64(&l, st.small_threshold);
+    pm_i_buf_str(&l, hooks ? "# raw blocks (>" : "# raw blocks (0, >");
+    pm_i_buf_u64(&l, largest);
     pm_i_buf_str(&l, ", aligned)");
     pm_i_buf_char(&l, '\0');
     line(&b, rl, st.raw_blocks_current);

@@ -20,6 +20,7 @@
 #include "harness.h"
 #include "pm_debug.h"
 #include "pm_internal.h"
+#include "raw_label.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -493,6 +494,19 @@ static void test_every_small_request_pooled(void)
     }
 }
 
+/* pymalloc_debug: the statistics' raw blocks are named in the program's
+ * sizes, not the pools' (which carry the hooks' 32 bytes): requests past
+ * 512 bytes (511 under memcheck) and aligned ones; 0 is a pool block. The
+ * label said "0, >544": a request of 544 bytes was a raw block. */
+static void test_raw_label_in_user_sizes(void)
+{
+    NEED_DEBUG();
+    if (strcmp(pm_mode_name(), "pymalloc_debug") != 0)
+        PM_SKIP("the pools serve no domain in this mode");
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++)
+        pm_t_check_raw_label(&pm_t_domains[d]);
+}
+
 /* Every size up to past the pool's largest class, in every domain: the
  * layout, CLEANBYTE over exactly the data after malloc, 0 after calloc,
  * and, for a pool block, DEADBYTE over the whole freed block (its first
@@ -839,6 +853,7 @@ int main(void)
 {
     PM_RUN(test_pool_blocks_skip_registry);
     PM_RUN(test_every_small_request_pooled);
+    PM_RUN(test_raw_label_in_user_sizes);
     PM_RUN(test_every_block_its_own_record);
     PM_RUN(test_fills_every_size);
     PM_RUN(test_double_free_after_pool_emptied);

@@ -9,6 +9,7 @@
 #include "domains.h"
 #include "harness.h"
 #include "pm_internal.h"
+#include "raw_label.h"
 
 #include <stdint.h>
 #include <sys/mman.h>
@@ -527,6 +528,14 @@ static void test_print_stats_format(void)
         MEM->free(every[c]);
 }
 
+/* The raw blocks' label: 0 and requests past 512 go to libc (under
+ * memcheck, past 511: a pool block keeps a byte of slack there). */
+static void test_raw_label(void)
+{
+    NEED_POOL();
+    pm_t_check_raw_label(MEM);
+}
+
 int main(void)
 {
     PM_RUN(test_carving_and_reuse); /* first: needs a class never used */
@@ -538,6 +547,7 @@ int main(void)
     PM_RUN(test_random_workload_stats_balance);
     PM_RUN(test_validator_detects_corruption);
     PM_RUN(test_print_stats_format);
+    PM_RUN(test_raw_label);
     PM_RUN(test_arenas_returned);
     return pm_test_done();
 }
