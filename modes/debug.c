@@ -1375,18 +1375,81 @@ static void find_block(const unsigned char *p, pm_i_reg_info *in)
     pm_i_reg_unlock(st);
 }
 
+/* The answer for block p, whose record is in (its side word's or registry
+ * record's): the requested size of a live block, else a report and 0. */
+static size_t usable_of(const dbg *g, void *ptr, pm_i_reg_info *in)
+{
+    pm_i_err e;
+    if (in->state == PM_I_REG_LIVE)
+        return in->size; /* exactly what was asked: writing past it is caught */
+    classify(ptr, in, g->api, OP_USABLE, &e);
+    report(g, OP_USABLE, &e);
+    return 0;
+}
+
 static size_t dbg_usable_size(void *ctx, void *ptr)
 {
-    dbg *g = ctx;
     if (ptr == NULL)
         return 0;
     pm_i_reg_info in;
-    pm_i_err e;
     find_block(ptr, &in);
-    if (in.state == PM_I_REG_LIVE)
-        return in.size; /* exactly what was asked: writing past it is caught */
-    classify(ptr, &in, g->api, OP_USABLE, &e);
-    report(g, OP_USABLE, &e);
+    return usable_of(ctx, ptr, &in);
+}
+
+/* Tries of a stripe's lock by a nested malloc_usable_size: a thread that
+ * holds one keeps it for a lookup or an insert (microseconds); past these
+ * (about a millisecond, yielding), it is most likely this very thread,
+ * interrupted, which will never let go. */
+#define NESTED_LOCK_TRIES 1000
+
+/* malloc_usable_size made inside another call of the malloc family of its
+ * thread (a signal handler's: src/override.c, o_nested). The interrupted
+ * call may hold the registry stripe of p's record, which find_block would
+ * wait for for ever. A pool block's side word needs no lock. A registry
+ * block's stripe is tried NESTED_LOCK_TRIES times; taken (or held by this
+ * thread in a consistent state: reg_held_here), the answer is
+ * dbg_usable_size's, reports included. Else the stripe may be halfway
+ * through a change (a rehash unmaps a table): the size is read from the
+ * block's own header, as CPython's hooks read it, if the word after it is
+ * a domain's API id and 7 forbidden bytes (a live block's, intact); else
+ * 0, without a report (a pointer that is not a block of ours, a block the
+ * interrupted call is freeing or reallocating: its DEADBYTE fill). The
+ * mem domain's allocator, if the hooks are not it, is asked as usual. */
+size_t pm_i_debug_usable_size_nested(void *ptr)
+{
+    void *ctx;
+    pm_i_usable_fn fn;
+    PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], xctx, usable_size, ctx, fn);
+    if (fn != dbg_usable_size)
+        return fn(ctx, ptr);
+    const unsigned char *p = ptr;
+    pm_i_reg_info in;
+    _Atomic uint64_t *w = side_of(p);
+    if (w != NULL) {
+        side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+        return usable_of(ctx, ptr, &in);
+    }
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    stripe *s = pm_i_reg_stripe(h);
+    if (s == reg_held_here) {
+        pm_i_reg_find(s, h, (uintptr_t)p, &in);
+        return usable_of(ctx, ptr, &in);
+    }
+    /* (reg_fork_held: this thread took every stripe for fork(), and an
+     * atfork handler's allocation may be changing one) */
+    if (!reg_fork_held && spin_lock_stripe(s, NESTED_LOCK_TRIES)) {
+        pm_i_reg_find(s, h, (uintptr_t)p, &in);
+        pm_i_reg_unlock(s);
+        return usable_of(ctx, ptr, &in);
+    }
+    uint64_t api_w;
+    memcpy(&api_w, p - 8, sizeof api_w);
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        if (api_w == dbgs[d].api_w) {
+            uint64_t n = get_be64(p - 16);
+            return n <= DEBUG_SIZE_MAX ? (size_t)n : 0;
+        }
+    }
     return 0;
 }
 

@@ -93,6 +93,8 @@
  * read from before that, so an invalid one is reported as such then. Past
  * O_DEFER_SLOTS waiting frees the next is dropped: a leak, never a hang.
  * A realloc of another block in a handler fails (ENOMEM, the block kept).
+ * malloc_usable_size of another block answers without waiting for a lock
+ * the interrupted call may hold (pm_i_debug_usable_size_nested).
  */
 #define O_DEFER_SLOTS 16
 static __thread void *o_deferred[O_DEFER_SLOTS] __attribute__((tls_model("initial-exec")));
@@ -501,6 +503,10 @@ PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
     return o_aligned(ps, rounded & ~(ps - 1));
 }
 
+/* With the debug hooks it names itself as the other calls do, so that a
+ * handler's call made while it holds a registry stripe is served as nested;
+ * nested itself (a handler's, on a block made outside the handler), it
+ * must not wait for the stripe its interrupted call may hold. */
 PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
 {
     if (p == NULL)
@@ -509,7 +515,14 @@ PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
         return pm_i_early_size(p);
     if (!o_ready())
         return pm_i_libc_usable_size(p);
-    return pm_i_domain_usable_size(PM_DOMAIN_MEM, p);
+    if (PM_I_LIKELY(o_fast()))
+        return pm_i_domain_usable_size(PM_DOMAIN_MEM, p);
+    if (PM_I_UNLIKELY(o_nested()))
+        return pm_i_debug_usable_size_nested(p);
+    PM_O_ENTER("malloc_usable_size");
+    size_t n = pm_i_domain_usable_size(PM_DOMAIN_MEM, p);
+    PM_O_LEAVE();
+    return n;
 }
 
 /* glibc's own trim of its heap, and the calling thread's cached pool

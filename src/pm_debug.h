@@ -112,6 +112,11 @@ void pm_i_debug_count_at_exit(const pm_i_err *e);
 int pm_i_debug_was_reported(const void *p, uint64_t serial);
 int pm_i_debug_has_handler(void);
 
+/* malloc_usable_size(p) for the malloc override, made while this thread is
+ * inside another call of the malloc family (a signal handler's): never
+ * waits for a lock the interrupted call may hold (modes/debug.c). */
+size_t pm_i_debug_usable_size_nested(void *p);
+
 /* Set just before the debug layer calls abort() itself, after its report:
  * the check of the heap at abort then has nothing to add. */
 extern _Atomic int pm_i_debug_aborting;

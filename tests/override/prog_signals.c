@@ -15,11 +15,17 @@
  * again, last allocated first (as a handler's printf does): what glibc
  * survives (see hsizes). The handler also frees the
  * block its thread handed it through a slot (a free of a block made
- * outside the handler). The output is the same under every allocator: a
- * checksum of the threads' work and whether the handler ran. A hang
- * becomes a failure through alarm(), whose default action kills.
+ * outside the handler), and asks malloc_usable_size about the big blocks
+ * its thread shows it (registry blocks in every debug mode), which must be at
+ * least the size requested (under glibc too; exactly it in the debug
+ * modes, where it hung: the interrupted call held the block's registry
+ * stripe, 5 runs in 5 of each debug mode of a simpler program). The output
+ * is the same under every allocator: a checksum of the threads' work and
+ * whether the handler ran. A hang becomes a failure through alarm(), whose
+ * default action kills.
  */
 #define _GNU_SOURCE 1
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -35,6 +41,30 @@
 static volatile sig_atomic_t handled, bad;
 /* A block of each thread, for its handler to free. */
 static __thread void *volatile gift;
+/* Big blocks of each thread and their sizes, for its handler's
+ * malloc_usable_size (a slot is cleared before the thread frees or grows
+ * its block, and set after its size). */
+#define SHOWN 16
+static __thread unsigned char *volatile shown[SHOWN];
+static __thread volatile size_t shown_n[SHOWN];
+static volatile sig_atomic_t asked;
+
+static void show(unsigned char *p, size_t n)
+{
+    for (int i = 0; i < SHOWN; i++)
+        if (shown[i] == NULL) {
+            shown_n[i] = n;
+            shown[i] = p;
+            return;
+        }
+}
+
+static void unshow(const unsigned char *p)
+{
+    for (int i = 0; i < SHOWN; i++)
+        if (shown[i] == p)
+            shown[i] = NULL;
+}
 
 static int check(const unsigned char *p, size_t n, unsigned char c)
 {
@@ -76,6 +106,14 @@ static void on_prof(int sig)
         gift = NULL;
         free(g);
     }
+    for (int i = 0; i < SHOWN; i++) {
+        unsigned char *sh = shown[i];
+        if (sh != NULL) {
+            if (malloc_usable_size(sh) < shown_n[i])
+                bad = 1;
+            asked++;
+        }
+    }
     handled++;
 }
 
@@ -107,6 +145,8 @@ static void *churn(void *arg)
         }
         sum += size[k];
         size_t n = (s >> 16) % 8 == 0 ? 1100 + (s >> 12) % 4000 : (s >> 16) % 520;
+        if (size[k] >= 1100)
+            unshow(slot[k]); /* freed or grown below */
         if (slot[k] != NULL && (s >> 28) == 0) { /* grow or shrink in place */
             unsigned char *q = realloc(slot[k], n + 1);
             if (q == NULL) {
@@ -131,7 +171,11 @@ static void *churn(void *arg)
         }
         memset(slot[k], c, n);
         size[k] = n;
+        if (n >= 1100)
+            show(slot[k], n);
     }
+    for (int i = 0; i < SHOWN; i++)
+        shown[i] = NULL;
     for (int k = 0; k < SLOTS; k++)
         free(slot[k]);
     pthread_sigmask(SIG_BLOCK, &prof, NULL);
@@ -161,6 +205,7 @@ int main(void)
     setitimer(ITIMER_PROF, &off, NULL);
     printf("sums %lu %lu\n", (unsigned long)(uintptr_t)mine, (unsigned long)(uintptr_t)theirs);
     printf("handler ran: %s\n", handled >= 20 ? "yes" : "no");
+    printf("handler asked usable sizes: %s\n", asked >= 10 ? "yes" : "no");
     printf("%s\n", bad ? "BAD: a block's contents changed or an allocation failed" : "ok");
     return bad;
 }
