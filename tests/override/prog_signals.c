@@ -193,6 +193,14 @@ int main(void)
     sa.sa_handler = on_prof;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGPROF, &sa, NULL);
+    /* Not before this thread's warm-up in churn (the new thread inherits
+     * the mask): a handler that ran inside pthread_create, whose calloc
+     * may hold glibc's arena lock, would find glibc's thread cache empty
+     * and wait for that lock (preload_prog_signals.malloc hung once so). */
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &prof, NULL);
     struct itimerval it = {{0, 500}, {0, 500}};
     setitimer(ITIMER_PROF, &it, NULL);
     pthread_t t;
