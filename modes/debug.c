@@ -1396,11 +1396,15 @@ static size_t dbg_usable_size(void *ctx, void *ptr)
     return usable_of(ctx, ptr, &in);
 }
 
-/* Tries of a stripe's lock by a nested malloc_usable_size: a thread that
- * holds one keeps it for a lookup or an insert (microseconds); past these
- * (about a millisecond, yielding), it is most likely this very thread,
- * interrupted, which will never let go. */
-#define NESTED_LOCK_TRIES 1000
+/* Tries of a stripe's lock by a nested malloc_usable_size, without
+ * yielding: the lock may be this very thread's, interrupted, which will
+ * never let go while the handler runs. Waiting for it is worse than the
+ * header's answer: a first version tried 1000 times, yielding (about a
+ * millisecond a block), and a handler that asked about 16 blocks outlasted
+ * the profiling timer's period, so the thread ran its handler without end
+ * while the other thread waited for the stripe it held (a livelock, 1 run
+ * in 8 of prog_signals in malloc_debug). */
+#define NESTED_LOCK_TRIES 64
 
 /* malloc_usable_size made inside another call of the malloc family of its
  * thread (a signal handler's: src/override.c, o_nested). The interrupted
