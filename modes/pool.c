@@ -1003,6 +1003,16 @@ static pm_tcache *cache(void)
     return c;
 }
 
+/* Take bin b's list, leaving it empty, for a slow path that changes it.
+ * One instruction (an exchange): a signal handler that interrupts this
+ * thread either finds the list whole (and its pop or push is done before
+ * the list is taken) or finds it empty, never a block that is both the
+ * handler's and still on the taken list. */
+static inline void *pm_p_bin_take(struct pm_p_bin *b)
+{
+    return __atomic_exchange_n(&b->head, NULL, __ATOMIC_RELAXED);
+}
+
 /* Give the first (most recently freed) `count` blocks of class idx's bin
  * back to their pools. */
 static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsigned idx,
@@ -1010,13 +1020,20 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
 {
     struct pm_p_bin *b = &c->bin[idx + 1];
     /* Closed and empty while it is walked: a signal handler's fast paths
-     * meanwhile fall through to the slow ones (pool.h). */
+     * meanwhile fall through to the slow ones (pool.h). The list is taken
+     * by one exchange: between a load of the head and a store of NULL, a
+     * handler's malloc could pop the first block, which the flush would
+     * then give back to its pool while the handler used it. Its count is
+     * read after that (a handler's pop meanwhile made the list shorter
+     * than the caller's count). */
     pm_p_lock(&pm_i_p.cls[idx].lock);
-    uint8_t *bp = b->head;
     uint32_t lim = b->lim;
-    b->head = NULL;
     b->lim = 0;
     atomic_signal_fence(memory_order_seq_cst);
+    uint8_t *bp = pm_p_bin_take(b);
+    uint32_t have = atomic_load_explicit(&b->n, memory_order_relaxed);
+    if (count > have)
+        count = have;
     for (uint32_t i = 0; i < count; i++) {
         /* (checked: the loop is specialised on it, so that pymalloc mode's
          * flush, a hot path, pays nothing for the checks) */
@@ -1038,10 +1055,11 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
     }
     /* The bin's count drops before the lock is released, so that the
      * statistics (under the lock) never count a block both back in its
-     * pool and still cached. */
+     * pool and still cached; and before the list comes back, so that a
+     * handler's pop of it counts from the new count. */
+    atomic_store_explicit(&b->n, have - count, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
     b->head = bp;
-    atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - count,
-                          memory_order_relaxed);
     pm_p_unlock(&pm_i_p.cls[idx].lock);
     atomic_signal_fence(memory_order_seq_cst);
     b->lim = lim;
@@ -1194,14 +1212,15 @@ static void *malloc_slow(size_t n)
     }
     /* The bin is closed (capacity 0) while it is refilled: a signal
      * handler's free of this class goes to its slow path, not into it. Its
-     * list is empty until the one store that fills it. */
+     * list is taken (pm_p_bin_take), so that a handler's malloc finds it
+     * empty too, until the one store that gives it back or fills it. */
     struct pm_p_bin *b = &c->bin[idx + 1];
     uint32_t lim = b->lim;
     b->lim = 0;
     atomic_signal_fence(memory_order_seq_cst);
     void *r;
     for (;;) {
-        uint8_t *bp = b->head;
+        uint8_t *bp = pm_p_bin_take(b);
         if (bp == NULL) { /* refill */
             uint32_t k;
             pm_p_lock(&cl->lock);
@@ -1218,9 +1237,10 @@ static void *malloc_slow(size_t n)
             drop_bin(c, idx); /* bp and the rest: leaked */
             continue;
         }
-        b->head = next;
         atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) - 1,
                               memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the count first (flush_bin_c) */
+        b->head = next;
         r = bp;
         break;
     }
@@ -1309,10 +1329,14 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
         atomic_signal_fence(memory_order_seq_cst);
         if (atomic_load_explicit(&b->n, memory_order_relaxed) >= lim)
             flush_bin(c, idx, lim / 2);
-        pm_i_p_link_set(p, b->head);
-        b->head = p;
+        /* The list taken, as in malloc_slow: a handler's pop of its head
+         * between our load and store would leave that block in the bin
+         * and (freed by the handler: deferred) put it there again. */
+        pm_i_p_link_set(p, pm_p_bin_take(b));
         atomic_store_explicit(&b->n, atomic_load_explicit(&b->n, memory_order_relaxed) + 1,
                               memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        b->head = p;
         atomic_signal_fence(memory_order_seq_cst);
         b->lim = lim;
     }
