@@ -82,9 +82,11 @@ void *pm_i_libc_memalign(size_t alignment, size_t n)
  * replaces it too (tcmalloc does). Not simply the next definition after
  * ours (RTLD_NEXT): with an allocator after us in LD_PRELOAD that replaces
  * malloc but not __libc_malloc (pymalloc-run puts itself first), that one
- * was asked about glibc's blocks, and crashed (jemalloc). Looked up once,
- * lazily; only ever called from malloc_usable_size(), never from inside
- * malloc, so the loader's own allocations are safe here. */
+ * was asked about glibc's blocks, and crashed (jemalloc). Looked up once:
+ * by the override's constructor (pm_i_libc_usable_resolve), else by the
+ * first call, from malloc_usable_size(), never from inside malloc, so the
+ * loader's own allocations are safe here, except in a signal handler that
+ * interrupted malloc: hence the constructor. */
 typedef size_t (*usable_fn)(void *);
 static _Atomic(usable_fn) libc_usable;
 
@@ -117,9 +119,9 @@ static void *libc_symbol(const char *name)
 }
 #endif
 
-size_t pm_i_libc_usable_size(void *p)
-{
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+static usable_fn libc_usable_fn(void)
+{
     usable_fn fn = atomic_load_explicit(&libc_usable, memory_order_acquire);
     if (fn == NULL) {
         void *sym = libc_symbol("malloc_usable_size");
@@ -128,10 +130,29 @@ size_t pm_i_libc_usable_size(void *p)
             fn = malloc_usable_size; /* not overridden: the symbol is libc's */
         atomic_store_explicit(&libc_usable, fn, memory_order_release);
     }
-    return fn(p);
+    return fn;
+}
+#endif
+
+size_t pm_i_libc_usable_size(void *p)
+{
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+    return libc_usable_fn()(p);
 #else
     (void)libc_usable;
     return malloc_usable_size(p);
+#endif
+}
+
+/* The look-up allocates (dlopen, dlsym) and takes the loader's lock: done
+ * in its first call, from a signal handler's malloc_usable_size that
+ * interrupted malloc, it allocated inside the interrupted malloc (malloc
+ * mode: glibc's, whose heap it broke, "malloc assertion failure in
+ * sysmalloc"). */
+void pm_i_libc_usable_resolve(void)
+{
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+    (void)libc_usable_fn();
 #endif
 }
 

@@ -624,6 +624,9 @@ __attribute__((constructor)) static void o_load(void)
     pm_i_quiet_copy = o_hidden();
     pm_i_ensure_init();
     pm_i_atfork_flush();
+    /* malloc_usable_size may first be called by a signal handler that
+     * interrupted malloc, where the look-up must not allocate. */
+    pm_i_libc_usable_resolve();
 #if defined(__GLIBC__)
     __cxa_at_quick_exit((void (*)(void *))(void (*)(void))o_quick_exit, NULL);
 #endif

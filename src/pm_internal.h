@@ -84,6 +84,9 @@ void *pm_i_libc_realloc(void *p, size_t n);
 void pm_i_libc_free(void *p);
 void *pm_i_libc_memalign(size_t alignment, size_t n);
 size_t pm_i_libc_usable_size(void *p);
+/* Look up now the libc function pm_i_libc_usable_size calls (the
+ * override's constructor), not in its first call (modes/raw.c). */
+void pm_i_libc_usable_resolve(void);
 /* ASan or TSan own malloc in this build. */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)

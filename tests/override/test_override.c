@@ -204,6 +204,28 @@ static void test_usable_size(void)
     }
 }
 
+/* The first malloc_usable_size of a block that is libc's (in the modes
+ * without debug hooks) allocates nothing: it may be a signal handler's
+ * that interrupted malloc. Its look-up of glibc's function (dlopen) did,
+ * inside the interrupted malloc (malloc mode: glibc's, whose heap broke);
+ * the override's constructor does it now. Run before any other call of
+ * malloc_usable_size. */
+static void test_first_usable_size_does_not_allocate(void)
+{
+    void *p = v_malloc(4000); /* above the pools' sizes */
+    PM_CHECK(p != NULL);
+    counting_hook h;
+    PM_CHECK_EQ(counting_hook_install(&h, PM_DOMAIN_MEM), 0);
+    size_t u = malloc_usable_size(p);
+    counting_hook_remove(&h, PM_DOMAIN_MEM);
+    PM_CHECK(u >= 4000);
+    PM_CHECK_EQ(atomic_load(&h.mallocs), 0);
+    PM_CHECK_EQ(atomic_load(&h.callocs), 0);
+    PM_CHECK_EQ(atomic_load(&h.reallocs), 0);
+    PM_CHECK_EQ(atomic_load(&h.frees), 0);
+    v_free(p);
+}
+
 /* The early arena, on its own: alignment, size, zeroing, reclaiming the top. */
 static void test_early_arena(void)
 {
@@ -311,6 +333,7 @@ static void test_mode_is_fixed(void)
 int main(void)
 {
     PM_RUN(test_setup_did_not_allocate); /* first: test_early_arena uses the arena */
+    PM_RUN(test_first_usable_size_does_not_allocate); /* before test_usable_size */
     PM_RUN(test_goes_through_mem_domain);
     PM_RUN(test_realloc_zero_frees);
     PM_RUN(test_errors_set_enomem);
