@@ -1035,6 +1035,15 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
     if (count > have)
         count = have;
     for (uint32_t i = 0; i < count; i++) {
+        /* The list may be shorter than its count without damage: a signal
+         * handler's free (a push) that lands between an interrupted fast
+         * pop's load of the head and its store is lost, and the count is
+         * one too high (glibc's thread cache has the same window). The
+         * lost block leaks; walking past the list's end would crash. */
+        if (!checked && PM_I_UNLIKELY(bp == NULL)) {
+            have = count = i;
+            break;
+        }
         /* (checked: the loop is specialised on it, so that pymalloc mode's
          * flush, a hot path, pays nothing for the checks) */
         uint8_t *next = checked && bp == NULL ? PM_P_LINK_BAD : link_next_c(bp, 0, checked);
