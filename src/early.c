@@ -68,7 +68,10 @@ static uint32_t e_free_head = NONE;
 static _Atomic size_t e_used; /* bytes of allocated chunks */
 
 static inline e_tag *tag_at(uint32_t off) { return (e_tag *)(void *)(pm_i_early_arena + off); }
-static inline e_hdr *hdr_of(void *p) { return (e_hdr *)(void *)((unsigned char *)p - HDR); }
+static inline e_hdr *hdr_of(const void *p)
+{
+    return (e_hdr *)(uintptr_t)((const unsigned char *)p - HDR);
+}
 static inline uint32_t e_check(uint32_t chunk, size_t n)
 {
     return (uint32_t)(0x9e3779b9u ^ (chunk * 2654435761u) ^ (uint32_t)n ^ (uint32_t)(n >> 32)) | 1u;
@@ -186,19 +189,19 @@ static int e_valid(const void *p)
     size_t at = (size_t)((const unsigned char *)p - pm_i_early_arena);
     if (at % 16 != 0 || at < TAG + HDR || at > e_top)
         return 0;
-    const e_hdr *h = (const e_hdr *)(const void *)((const unsigned char *)p - HDR);
+    const e_hdr *h = hdr_of(p);
     uint32_t c = h->chunk;
     if (c % 16 != 0 || c > at - TAG - HDR || h->check != e_check(c, h->n))
         return 0;
     uint32_t size = tag_at(c)->size;
-    return !(size & FREE) && h->n <= size && at + h->n <= (size_t)c + size;
+    return !(size & FREE) && at + h->n <= (size_t)c + size;
 }
 
 size_t pm_i_early_size(const void *p)
 {
     sigset_t old;
     e_lock(&old);
-    size_t n = e_valid(p) ? ((const e_hdr *)(const void *)((const unsigned char *)p - HDR))->n : 0;
+    size_t n = e_valid(p) ? hdr_of(p)->n : 0;
     e_unlock(&old);
     return n;
 }

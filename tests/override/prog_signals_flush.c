@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "signal_child.h"
+
 #define BLOCKS 2048   /* per round: many times a bin's capacity */
 #define SIZE 512      /* the largest pool class: a bin of 31, flushed every 15 frees */
 #define HANDLED 20000 /* handler runs wanted (about 200 a round) */
@@ -63,20 +65,9 @@ static uint64_t tag_of(long round, int i) { return (uint64_t)round << 16 | (uint
 int main(void)
 {
     alarm(120);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGUSR1, &sa, NULL);
-    pid_t parent = getpid();
-    pid_t child = fork();
+    pid_t child = signal_child_start(on_signal, 0);
     if (child < 0)
         return 2;
-    if (child == 0) {
-        while (kill(parent, SIGUSR1) == 0)
-            ;
-        _exit(0);
-    }
     static uint64_t *p[BLOCKS];
     time_t end = time(NULL) + SECONDS;
     for (long r = 0; handled < HANDLED && time(NULL) < end && !bad; r++) {
@@ -97,8 +88,7 @@ int main(void)
         }
         freeing = 0;
     }
-    kill(child, SIGKILL);
-    waitpid(child, NULL, 0);
+    signal_child_stop(child);
     printf("handler ran: %s\n", handled > 0 ? "yes" : "no");
     printf("%s\n", bad ? "BAD: a block was handed out twice or an allocation failed" : "ok");
     return bad;

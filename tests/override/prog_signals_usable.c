@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "signal_child.h"
+
 #define KEPT 64        /* the handler's blocks: their stripes are spread */
 #define KEPT_SIZE 700  /* above the pools' sizes */
 #define HANDLED 20000  /* handler runs wanted */
@@ -51,20 +53,9 @@ int main(void)
     for (int i = 0; i < KEPT; i++)
         if ((kept[i] = malloc(KEPT_SIZE)) == NULL)
             return 2;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGUSR1, &sa, NULL);
-    pid_t parent = getpid();
-    pid_t child = fork();
+    pid_t child = signal_child_start(on_signal, 20);
     if (child < 0)
         return 2;
-    if (child == 0) {
-        while (kill(parent, SIGUSR1) == 0)
-            usleep(20);
-        _exit(0);
-    }
     void *slot[64] = {0};
     time_t end = time(NULL) + SECONDS;
     for (unsigned long i = 0; handled < HANDLED && !bad; i++) {
@@ -76,8 +67,7 @@ int main(void)
         if (slot[k] == NULL)
             bad = 1;
     }
-    kill(child, SIGKILL);
-    waitpid(child, NULL, 0);
+    signal_child_stop(child);
     for (int k = 0; k < 64; k++)
         free(slot[k]);
     for (int i = 0; i < KEPT; i++)
