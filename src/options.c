@@ -18,6 +18,7 @@ const char *const pm_i_option_names[] = {
     "PYMALLOC_ON_ERROR",
     "PYMALLOC_BREAK_SERIAL",
     "PYMALLOC_STATS",
+    "PYMALLOC_ERRORS_BEFORE_EXEC", /* set by pymalloc before an exec (src/exec.c) */
     NULL,
 };
 

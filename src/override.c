@@ -627,6 +627,10 @@ __attribute__((constructor)) static void o_load(void)
     /* malloc_usable_size may first be called by a signal handler that
      * interrupted malloc, where the look-up must not allocate. */
     pm_i_libc_usable_resolve();
+    /* The C library's exec functions (src/exec.c), found while no exec can
+     * be in a vfork child; the call also links that file in with this one
+     * from libpymalloc.a. */
+    pm_i_exec_resolve();
 #if defined(__GLIBC__)
     __cxa_at_quick_exit((void (*)(void *))(void (*)(void))o_quick_exit, NULL);
 #endif

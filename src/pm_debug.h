@@ -138,6 +138,11 @@ int pm_i_debug_summary(void);
  * claim_pid): 0 in a vfork() (CLONE_VM) child that counted none, which
  * shares its parent's counts. Async-signal-safe. */
 int pm_i_debug_counts_are_mine(void);
+/* exec (src/exec.c): the environment entry that passes this program's
+ * counted heap errors on to the program exec starts, after a line on
+ * stderr, or NULL (none to pass on). No lock, no allocation. */
+#define PM_I_HANDOFF_NAME "PYMALLOC_ERRORS_BEFORE_EXEC"
+const char *pm_i_debug_exec_handoff(void);
 /* At exit, before a report that ends the process (abort, or report mode's
  * _exit): write what stdio streams still hold, as exit() would, without
  * waiting for ever on a stream another thread holds. No lock of ours may

@@ -32,6 +32,9 @@ void *PM_O_NAME(pvalloc)(size_t n);
 size_t PM_O_NAME(malloc_usable_size)(void *p);
 #else
 #define PM_O_NAME(name) name
+/* Find the C library's exec functions (src/exec.c, which passes heap errors
+ * counted before an exec on to the new program), at load time. */
+void pm_i_exec_resolve(void);
 #endif
 
 /*

@@ -87,9 +87,47 @@ unsigned long pm_error_count(pm_error_class c)
     return atomic_load(&counts[c]);
 }
 
+/* Errors counted before an exec, passed on to the new program in its
+ * environment (pm_i_debug_exec_handoff, below) as
+ * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>:<count of class 1>,...,<count of class 7>,
+ * and taken here, at set-up, when <pid> is this process's: a process that
+ * inherited the variable from its parent (another pid) ignores it. They
+ * count as this program's own, in any mode: the summary and exit status 1
+ * at its exit. */
+static unsigned long inherited;
+
+static void take_handoff(void)
+{
+    const char *v = pm_i_getenv(PM_I_HANDOFF_NAME);
+    if (v == NULL)
+        return;
+    uint64_t got[PM_ERR_CLASS_COUNT] = {0}, pid = 0;
+    char digits[24];
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
+        size_t k = 0;
+        while (*v >= '0' && *v <= '9' && k < sizeof digits - 1)
+            digits[k++] = *v++;
+        digits[k] = '\0';
+        char want = c == 0 ? ':' : c == PM_ERR_CLASS_COUNT - 1 ? '\0' : ',';
+        if (k == 0 || *v != want || pm_i_parse_u64(digits, c == 0 ? &pid : &got[c]) != 0)
+            return; /* not ours to read: ignored */
+        v++;
+    }
+    if (pid != (uint64_t)getpid())
+        return;
+    uint64_t total = 0;
+    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
+        total += got[c];
+        atomic_fetch_add(&counts[c], (unsigned long)got[c]);
+    }
+    atomic_fetch_add(&counts[PM_ERR_NONE], (unsigned long)total);
+    inherited = (unsigned long)total;
+}
+
 void pm_i_debug_read_options(void)
 {
     atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
+    take_handoff();
     const char *v = pm_i_getenv("PYMALLOC_ON_ERROR");
     if (v == NULL || *v == '\0' || strcmp(v, "abort") == 0) {
         pm_i_debug_on_error_report = 0;
@@ -421,6 +459,7 @@ void pm_i_debug_reports_fork_child(int locks)
     }
     atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
     atomic_store_explicit(&claim_pid, 0, memory_order_relaxed);
+    inherited = 0;
 }
 
 int pm_i_debug_counts_are_mine(void)
@@ -614,6 +653,61 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
     abort();
 }
 
+/* "pymalloc: PYMALLOC_ON_ERROR=report: N heap errors (class: n, ...)". */
+static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total)
+{
+    pm_i_buf_str(b, "pymalloc: PYMALLOC_ON_ERROR=report: ");
+    plural(b, total, "heap error");
+    pm_i_buf_str(b, " (");
+    int first = 1;
+    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
+        unsigned long n = atomic_load(&k[c]);
+        if (n == 0)
+            continue;
+        if (!first)
+            pm_i_buf_str(b, ", ");
+        first = 0;
+        pm_i_buf_str(b, class_names[c]);
+        pm_i_buf_str(b, ": ");
+        pm_i_buf_u64(b, n);
+    }
+    pm_i_buf_str(b, ")");
+}
+
+/* An exec is about to replace this program: if it counted heap errors (with
+ * PYMALLOC_ON_ERROR=report, or passed on to it by an exec before), the
+ * environment entry that passes them on to the new program (see
+ * take_handoff), in static storage, after a line on stderr that says so;
+ * else NULL. Also NULL for counts this process shares with its parent (a
+ * vfork() child's: they are summed up at the parent's exit). No lock, no
+ * allocation: exec may be called in a vfork child or a signal handler. */
+const char *pm_i_debug_exec_handoff(void)
+{
+    static char entry[sizeof PM_I_HANDOFF_NAME + 24 * PM_ERR_CLASS_COUNT];
+    unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
+    if (total == 0 || !(pm_i_debug_on_error_report || inherited != 0) ||
+        atomic_load_explicit(&counts_pid, memory_order_relaxed) != (long)getpid())
+        return NULL;
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    counts_line(&b, counts, total);
+    pm_i_buf_str(&b, " before exec: passed on to the new program in " PM_I_HANDOFF_NAME
+                     " (if pymalloc runs in it, it ends with exit status "
+                     PM_I_STR(PM_I_REPORT_EXIT_STATUS) ")\n");
+    pm_i_buf_flush(&b);
+    pm_i_buf e;
+    pm_i_buf_init(&e, entry, sizeof entry - 1, -1);
+    pm_i_buf_str(&e, PM_I_HANDOFF_NAME "=");
+    pm_i_buf_u64(&e, (uint64_t)getpid());
+    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
+        pm_i_buf_char(&e, c == 1 ? ':' : ',');
+        pm_i_buf_u64(&e, atomic_load(&counts[c]));
+    }
+    entry[e.len] = '\0';
+    return entry;
+}
+
 /* PYMALLOC_ON_ERROR=report: the summary line, if errors were counted (1),
  * else nothing (0). One write(2), no lock, no allocation: also from _exit,
  * which may be called from a signal handler. */
@@ -623,27 +717,18 @@ int pm_i_debug_summary(void)
     int child = atomic_load(&claim_pid) == (long)getpid();
     atomic_ulong *k = child ? claimed : counts;
     unsigned long total = atomic_load(&k[PM_ERR_NONE]);
-    if (!pm_i_debug_on_error_report || total == 0)
+    if (!(pm_i_debug_on_error_report || inherited != 0) || total == 0)
         return 0;
     char storage[512];
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);
-    pm_i_buf_str(&b, "pymalloc: PYMALLOC_ON_ERROR=report: ");
-    plural(&b, total, "heap error");
-    pm_i_buf_str(&b, " (");
-    int first = 1;
-    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
-        unsigned long n = atomic_load(&k[c]);
-        if (n == 0)
-            continue;
-        if (!first)
-            pm_i_buf_str(&b, ", ");
-        first = 0;
-        pm_i_buf_str(&b, class_names[c]);
-        pm_i_buf_str(&b, ": ");
-        pm_i_buf_u64(&b, n);
+    counts_line(&b, k, total);
+    if (!child && inherited != 0) {
+        pm_i_buf_str(&b, ", ");
+        pm_i_buf_u64(&b, inherited);
+        pm_i_buf_str(&b, " before exec");
     }
-    pm_i_buf_str(&b, "); exit status " PM_I_STR(PM_I_REPORT_EXIT_STATUS) "\n");
+    pm_i_buf_str(&b, "; exit status " PM_I_STR(PM_I_REPORT_EXIT_STATUS) "\n");
     pm_i_buf_flush(&b);
     if (child) /* summed up here: not again at a vfork parent's exit */
         for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
@@ -707,8 +792,8 @@ static void exit_work(void)
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
     pm_i_debug_exit_check(); /* first: its errors are counted too */
-    if (pm_i_debug_on_error_report && atomic_load(&counts[PM_ERR_NONE]) != 0 &&
-        pm_i_debug_counts_are_mine()) {
+    if ((pm_i_debug_on_error_report || inherited != 0) &&
+        atomic_load(&counts[PM_ERR_NONE]) != 0 && pm_i_debug_counts_are_mine()) {
         /* The program's output still in stdio's buffers first (at exit,
          * outside any allocation: stdio is safe here), then PYMALLOC_STATS's,
          * then the summary, last. */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/override/test_exports.sh - the libraries export exactly what they
 # should: the API-only library the pm_* functions of include/pymalloc.h, the
-# override those plus the eleven functions of the malloc family.
+# override those plus the malloc family, malloc_trim, _exit and _Exit, and
+# the exec family (src/exec.c).
 #   test_exports.sh HEADER LIBPYMALLOC_API.so LIBPYMALLOC.so
 set -u
 header=$1 api=$2 override=$3
@@ -10,7 +11,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_exports.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
 grep -o '^PM_API [^(]*(' "$header" | sed 's/[*(]/ /g' | awk '{print $NF}' | sort >"$tmp/pm"
 printf '%s\n' malloc free calloc realloc reallocarray posix_memalign aligned_alloc \
-    memalign valloc pvalloc malloc_usable_size malloc_trim _exit _Exit | sort >"$tmp/family"
+    memalign valloc pvalloc malloc_usable_size malloc_trim _exit _Exit \
+    execve execv execvp execvpe execl execle execlp fexecve execveat | sort >"$tmp/family"
 sort "$tmp/pm" "$tmp/family" >"$tmp/override.want"
 nm -D --defined-only "$api" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/api.got"
 nm -D --defined-only "$override" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/override.got"

@@ -1,0 +1,100 @@
+#!/bin/sh
+# tests/override/check_exec.sh - PYMALLOC_ON_ERROR=report across exec: heap
+# errors counted before an exec end the new program with the summary and
+# status 1, through every exec function; a child that inherits the
+# environment does not take them; a clean program execs unchanged.
+#   check_exec.sh MODE PROG [LIB]
+# PROG is prog_exec, run with LIB (libpymalloc.so) preloaded, or without
+# LIB the copy linked with libpymalloc.a. The heap errors are made in the
+# debug modes only: elsewhere every case must run clean.
+set -u
+mode=$1 prog=$2 lib=${3:-}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_exec.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+line1="pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer overflow: 1)"
+passed="$line1 before exec: passed on to the new program in PYMALLOC_ERRORS_BEFORE_EXEC (if pymalloc runs in it, it ends with exit status 1)"
+
+fail() { echo "FAIL: $case: $*"; sed 's/^/    err| /' "$tmp/err"; sed 's/^/    out| /' "$tmp/out"; fails=$((fails + 1)); }
+run() {
+    case="$*"
+    env PYMALLOC_MODE="$mode" PYMALLOC_ON_ERROR=report ${lib:+LD_PRELOAD="$lib"} \
+        timeout 60 "$prog" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+status() { [ "$rc" = "$1" ] || fail "exit status $rc, expected $1"; }
+out() { grep -qxF -- "$1" "$tmp/out" || fail "no output line: $1"; }
+has() { grep -qF -- "$1" "$tmp/err" || fail "no line with: $1"; }
+last() { [ "$(tail -n 1 "$tmp/err")" = "$1" ] || fail "last line is not: $1"; }
+quiet() { ! grep -q "^pymalloc:" "$tmp/err" || fail "a pymalloc line in a clean run"; }
+
+case $mode in
+*debug*) errors=1 ;;
+*) errors=0 ;;
+esac
+# In the debug modes: status 1 and the summary $1 last (and the line that
+# passed errors on, with $2 = passed); elsewhere a clean, quiet run.
+summed() {
+    if [ $errors = 1 ]; then
+        status 1
+        last "$1"
+        [ "${2:-}" != passed ] || has "$passed"
+    else
+        status 0
+        quiet
+    fi
+}
+
+for v in execve execv execvp execvpe execl execle execlp fexecve execveat; do
+    run exec $v
+    out "child ran"
+    summed "$line1, 1 before exec; exit status 1" passed
+done
+
+run chain
+out "child ran"
+summed "pymalloc: PYMALLOC_ON_ERROR=report: 2 heap errors (buffer overflow: 2), 2 before exec; exit status 1"
+
+# Nothing to pass on: the new program's environment is the one given.
+run clean-exec
+status 0
+out "handoff: (none)"
+quiet
+
+# The new program's children have other pids: they do not take the errors.
+run fork-after
+out "forked children: 0 0"
+out "child ran"
+summed "$line1, 1 before exec; exit status 1"
+
+# A new program without pymalloc: the variable and the line are all there is.
+run no-pymalloc /bin/sh
+status 0
+if [ $errors = 1 ]; then
+    grep -qE "^sh got: [0-9]+:1,0,0,0,0,0,0$" "$tmp/out" || fail "the variable is not pid:1,0,0,0,0,0,0"
+    has "$passed"
+else
+    out "sh got: (none)"
+    quiet
+fi
+
+# The new program in another mode, without PYMALLOC_ON_ERROR: it still sums
+# up the errors it was given.
+run other-mode
+out "child ran"
+summed "$line1, 1 before exec; exit status 1"
+
+# An exec that fails: errno is the C library's, the errors stay here.
+run failed-exec
+out "exec failed: -1 ENOENT"
+summed "$line1; exit status 1" passed
+
+# A vfork child's counts are its parent's: its exec passes nothing on.
+run vfork
+out "handoff: (none)"
+out "vfork child: 0"
+summed "$line1; exit status 1"
+! grep -q "before exec" "$tmp/err" || fail "the vfork child passed errors on"
+
+[ $fails = 0 ] && echo "exec cases ok in $mode${lib:+ (preloaded)}"
+exit $((fails > 0))

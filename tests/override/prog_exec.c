@@ -1,0 +1,206 @@
+/*
+ * tests/override/prog_exec.c - heap errors counted before an exec reach the
+ * exit status of the program exec starts (src/exec.c). Run by
+ * check_exec.sh, preloaded and linked with libpymalloc.a.
+ *
+ *   prog_exec exec VARIANT    one heap error, then this program again through
+ *                             VARIANT (execve, execv, execvp, execvpe, execl,
+ *                             execle, execlp, fexecve, execveat) as "clean"
+ *   prog_exec chain           one error, then "error-exec": one more, then "clean"
+ *   prog_exec clean-exec      no error, then "handoff?" (prints what it got)
+ *   prog_exec fork-after      one error, then "forker": forks a child that
+ *                             exits 0 and one that execs "clean"; both must
+ *                             end with status 0 (the errors are the parent's)
+ *   prog_exec no-pymalloc SH  one error, then SH -c (without LD_PRELOAD)
+ *   prog_exec other-mode      one error, then "clean" with PYMALLOC_MODE=pymalloc
+ *                             and no PYMALLOC_ON_ERROR
+ *   prog_exec failed-exec     one error, an exec that fails, then exit(0)
+ *   prog_exec vfork           one error, then a vfork child that execs "clean"
+ *
+ * The heap error (one byte written past a 24-byte block) is made and
+ * counted in the debug modes only; elsewhere the programs run clean.
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+static const char *self;
+
+static void heap_error(void)
+{
+    volatile size_t n = 24; /* hidden from the compiler's bounds checks */
+    unsigned char *p = malloc(n);
+    ((volatile unsigned char *)p)[n] = 'x';
+    free(p);
+}
+
+/* This program's directory, put first in PATH (for the searching
+ * variants), and its file name. */
+static const char *search_name(void)
+{
+    static char dir[4096];
+    snprintf(dir, sizeof dir, "%s", self);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return self;
+    *slash = '\0';
+    char path[8192];
+    const char *old = getenv("PATH");
+    snprintf(path, sizeof path, "%s:%s", dir, old != NULL ? old : "/usr/bin:/bin");
+    setenv("PATH", path, 1);
+    return slash + 1;
+}
+
+static int run_variant(const char *variant, const char *next)
+{
+    char *argv[] = {(char *)self, (char *)next, NULL};
+    fflush(stdout);
+    if (strcmp(variant, "execve") == 0)
+        execve(self, argv, environ);
+    else if (strcmp(variant, "execv") == 0)
+        execv(self, argv);
+    else if (strcmp(variant, "execl") == 0)
+        execl(self, self, next, (char *)NULL);
+    else if (strcmp(variant, "execle") == 0)
+        execle(self, self, next, (char *)NULL, environ);
+    else if (strcmp(variant, "execvp") == 0) {
+        const char *name = search_name();
+        argv[0] = (char *)name;
+        execvp(name, argv);
+    } else if (strcmp(variant, "execvpe") == 0) {
+        const char *name = search_name();
+        argv[0] = (char *)name;
+        execvpe(name, argv, environ);
+    } else if (strcmp(variant, "execlp") == 0) {
+        const char *name = search_name();
+        execlp(name, name, next, (char *)NULL);
+    } else if (strcmp(variant, "fexecve") == 0) {
+        int fd = open(self, O_RDONLY);
+        if (fd >= 0)
+            fexecve(fd, argv, environ);
+    } else if (strcmp(variant, "execveat") == 0) {
+        execveat(AT_FDCWD, self, argv, environ, 0);
+    } else {
+        fprintf(stderr, "prog_exec: unknown variant %s\n", variant);
+        return 2;
+    }
+    fprintf(stderr, "prog_exec: %s failed: %s\n", variant, strerror(errno));
+    return 2;
+}
+
+/* envp without PYMALLOC_MODE and PYMALLOC_ON_ERROR, and without LD_PRELOAD
+ * unless keep_preload, plus extra (may be NULL). */
+static char **stripped_env(int keep_preload, const char *extra)
+{
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **e = calloc(n + 2, sizeof *e);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((keep_preload || strncmp(environ[i], "LD_PRELOAD=", 11) != 0) &&
+            strncmp(environ[i], "PYMALLOC_MODE=", 14) != 0 &&
+            strncmp(environ[i], "PYMALLOC_ON_ERROR=", 18) != 0)
+            e[k++] = environ[i];
+    if (extra != NULL)
+        e[k++] = (char *)extra;
+    e[k] = NULL;
+    return e;
+}
+
+static int wait_status(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int main(int argc, char **argv)
+{
+    self = argv[0];
+    const char *what = argc > 1 ? argv[1] : "";
+    if (strcmp(what, "clean") == 0) {
+        printf("child ran\n");
+        return 0;
+    }
+    if (strcmp(what, "handoff?") == 0) {
+        const char *v = getenv("PYMALLOC_ERRORS_BEFORE_EXEC");
+        printf("handoff: %s\n", v != NULL ? v : "(none)");
+        return 0;
+    }
+    if (strcmp(what, "error-exec") == 0) {
+        heap_error();
+        return run_variant("execv", "clean");
+    }
+    if (strcmp(what, "forker") == 0) {
+        fflush(stdout);
+        pid_t a = fork();
+        if (a == 0)
+            exit(0);
+        pid_t b = fork();
+        if (b == 0) {
+            char *cargv[] = {(char *)self, "clean", NULL};
+            execv(self, cargv);
+            _exit(2);
+        }
+        printf("forked children: %d %d\n", wait_status(a), wait_status(b));
+        return 0;
+    }
+    if (strcmp(what, "exec") == 0 && argc > 2) {
+        heap_error();
+        return run_variant(argv[2], "clean");
+    }
+    if (strcmp(what, "chain") == 0) {
+        heap_error();
+        return run_variant("execv", "error-exec");
+    }
+    if (strcmp(what, "clean-exec") == 0)
+        return run_variant("execv", "handoff?");
+    if (strcmp(what, "fork-after") == 0) {
+        heap_error();
+        return run_variant("execv", "forker");
+    }
+    if (strcmp(what, "no-pymalloc") == 0 && argc > 2) {
+        heap_error();
+        char *sargv[] = {argv[2], "-c", "echo \"sh got: ${PYMALLOC_ERRORS_BEFORE_EXEC:-(none)}\"",
+                         NULL};
+        execve(argv[2], sargv, stripped_env(0, NULL));
+        return 2;
+    }
+    if (strcmp(what, "other-mode") == 0) {
+        heap_error();
+        char *cargv[] = {(char *)self, "clean", NULL};
+        execve(self, cargv, stripped_env(1, "PYMALLOC_MODE=pymalloc"));
+        return 2;
+    }
+    if (strcmp(what, "failed-exec") == 0) {
+        heap_error();
+        char *cargv[] = {"/nonexistent/prog", NULL};
+        errno = 0;
+        int r = execv("/nonexistent/prog", cargv);
+        printf("exec failed: %d %s\n", r, errno == ENOENT ? "ENOENT" : strerror(errno));
+        return 0;
+    }
+    if (strcmp(what, "vfork") == 0) {
+        heap_error();
+        fflush(stdout);
+        pid_t pid = vfork();
+        if (pid == 0) {
+            char *cargv[] = {(char *)self, "handoff?", NULL};
+            execv(self, cargv);
+            _exit(2);
+        }
+        printf("vfork child: %d\n", wait_status(pid));
+        return 0;
+    }
+    fprintf(stderr, "usage: prog_exec CASE (see the source)\n");
+    return 2;
+}
