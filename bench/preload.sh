@@ -143,11 +143,22 @@ for i in "${!names[@]}"; do
   env ${envs[$i]} valgrind --tool=callgrind --callgrind-out-file="$tmp/py.out" \
     "$python" "$here/small_objects.py" "$cg_scale" >/dev/null 2>"$tmp/py.err"
   irs[$i]=$(awk '/^summary:/ {print $2}' "$tmp/py.out")
+  if [ "$i" = 1 ]; then
+    # glibc's run: the instructions inside its allocator, the entry points'
+    # inclusive costs (what they call, _int_malloc and the rest, included).
+    glibc_alloc_ir=$(callgrind_annotate --inclusive=yes --threshold=100 "$tmp/py.out" 2>/dev/null |
+      awk '/libc\.so/ && $0 ~ /:(malloc|free|calloc|realloc|memalign|posix_memalign|aligned_alloc|malloc_usable_size) \[/ {
+             gsub(",", "", $1); s += $1 } END { print s + 0 }')
+  fi
 done
 for i in "${!names[@]}"; do
   printf '%-22s %16s %13.2fx %9.2fx\n' "${names[$i]}" "${irs[$i]}" \
     "$(echo "${irs[$i]} / ${irs[0]}" | bc -l)" "$(echo "${irs[$i]} / ${irs[1]}" | bc -l)"
 done
+# The floor: what any allocator can save is at most what glibc's own cost.
+echo "floor: glibc's malloc, free, calloc, realloc and memalign family took $glibc_alloc_ir of its" \
+  "instructions ($(echo "100 * $glibc_alloc_ir / ${irs[1]}" | bc -l | xargs printf '%.1f')%); an allocator" \
+  "that cost nothing would run $(echo "${irs[1]} - $glibc_alloc_ir" | bc) ($(echo "1 - $glibc_alloc_ir / ${irs[1]}" | bc -l | xargs printf '%.3f')x of glibc)"
 
 # 4. The same workload timed in a way the machine's noise cancels out of:
 # sampled with perf (cpu-clock), each run's samples divided by its samples
@@ -160,6 +171,8 @@ done
 command -v perf >/dev/null && perf record -q -e cpu-clock -o "$tmp/probe.data" true >/dev/null 2>&1 || {
   echo; echo "perf cannot sample here: part 4 skipped"; exit 0; }
 share_runs=${SHARE_RUNS:-3}
+# glibc 2.36's allocator, by function (its entry points and what they call).
+libc_alloc='malloc|free|cfree|calloc|realloc|_int_malloc|_int_free|_int_realloc|malloc_consolidate|unlink_chunk.*|sysmalloc.*|systrim.*|tcache_.*|alloc_perturb|_int_memalign|memalign|posix_memalign|aligned_alloc|__libc_.*alloc|__libc_free|malloc_usable_size|munmap_chunk|mremap_chunk|arena_get2.*|ptmalloc_init.*'
 core='_PyEval_EvalFrameDefault|unicodekeys_lookup_unicode|_Py_dict_lookup|PyDict_GetItemWithError|insertdict|long_to_decimal_string_internal|_copy_characters|PyDict_SetItem|_PyLong_Add|PyObject_Str'
 echo
 echo "## 4. Python small-object workload ($scale), perf samples / samples in the interpreter's core, $share_runs runs summed"
@@ -172,6 +185,13 @@ for ((r = 0; r < share_runs; r++)); do
     read -r t k < <(perf report -i "$tmp/s.data" --stdio --sort sym -F overhead,sample,sym 2>/dev/null |
       grep -v '^#' | awk -v re="$core" 'NF >= 3 {t += $2; if ($NF ~ "^(" re ")$") k += $2} END {print t + 0, k + 0}')
     tot[$i]=$((${tot[$i]:-0} + t)) cor[$i]=$((${cor[$i]:-0} + k))
+    if [ "$i" = 1 ]; then # glibc's run: its samples inside libc's allocator
+      a=$(perf report -i "$tmp/s.data" --stdio --sort dso,sym -F overhead,sample,dso,sym 2>/dev/null |
+        grep -v '^#' | awk -v re="$libc_alloc" 'NF >= 4 && $3 ~ /^libc\.so/ {
+          f = $NF; sub(/@.*/, "", f); if (f ~ "^(" re ")$") a += $2 }
+          END {print a + 0}')
+      glibc_alloc_samples=$((${glibc_alloc_samples:-0} + a))
+    fi
   done
 done
 printf '%-22s %9s %9s %10s %14s %10s\n' configuration samples core total/core "vs python's" "vs glibc"
@@ -181,3 +201,6 @@ for i in "${!names[@]}"; do
     "$(echo "(${tot[$i]} / ${cor[$i]}) / (${tot[0]} / ${cor[0]})" | bc -l)" \
     "$(echo "(${tot[$i]} / ${cor[$i]}) / (${tot[1]} / ${cor[1]})" | bc -l)"
 done
+g=${glibc_alloc_samples:-0}
+echo "floor: $g of glibc's ${tot[1]} samples ($(echo "100 * $g / ${tot[1]}" | bc -l | xargs printf '%.1f')%) were in its allocator;" \
+  "without them glibc's run would be $(echo "1 - $g / ${tot[1]}" | bc -l | xargs printf '%.3f')x of itself"
