@@ -182,31 +182,29 @@ PM_X_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *
 }
 
 /* execl, execle, execlp: the arguments up to the NULL, into an array on the
- * stack (as glibc's own do; E2BIG past INT_MAX of them), then the v form.
- * The first argument is declared nonnull, but a NULL there is an empty
- * list to the C library (then execle's envp comes right after it). */
+ * stack (E2BIG past INT_MAX of them), then the v form, exactly as glibc's
+ * own (and musl's) gather them: the NULL that ends the list is looked for
+ * after the first argument, even a NULL one. So execle(path, NULL, NULL,
+ * envp) starts the program with envp, as it does without pymalloc (a list
+ * ended at a NULL first argument would read envp from the NULL after it:
+ * an empty environment). */
 #define GATHER(arg, ap, argv, n)                                                    \
-    size_t n = 0;                                                                   \
-    const char *first_ = arg;                                                       \
-    __asm__("" : "+r"(first_)); /* declared nonnull; NULL is an empty list */      \
+    size_t n = 1;                                                                   \
     do {                                                                            \
         va_list c_;                                                                 \
         va_copy(c_, ap);                                                            \
-        if (first_ != NULL)                                                         \
-            for (n = 1; va_arg(c_, const char *) != NULL; n++)                      \
-                if (n == INT_MAX) {                                                 \
-                    va_end(c_);                                                     \
-                    errno = E2BIG;                                                  \
-                    return -1;                                                      \
-                }                                                                   \
+        for (; va_arg(c_, const char *) != NULL; n++)                               \
+            if (n == INT_MAX) {                                                     \
+                va_end(c_);                                                         \
+                errno = E2BIG;                                                      \
+                return -1;                                                          \
+            }                                                                       \
         va_end(c_);                                                                 \
     } while (0);                                                                    \
     const char *argv[n + 1];                                                        \
-    argv[0] = first_;                                                               \
+    argv[0] = arg;                                                                  \
     for (size_t i_ = 1; i_ <= n; i_++)                                              \
-        argv[i_] = va_arg(ap, const char *);                                        \
-    if (n == 0)                                                                     \
-        argv[0] = NULL
+        argv[i_] = va_arg(ap, const char *)
 
 PM_X_EXPORT int execl(const char *path, const char *arg, ...)
 {

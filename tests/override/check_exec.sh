@@ -96,5 +96,12 @@ out "vfork child: 0"
 summed "$line1; exit status 1"
 ! grep -q "before exec" "$tmp/err" || fail "the vfork child passed errors on"
 
+# execle's list read as glibc reads it: past a NULL first argument, the
+# NULL that ends it, then envp.
+run null-arg0
+status 0
+out "no arguments: PM_EXEC_MARK=1"
+quiet
+
 [ $fails = 0 ] && echo "exec cases ok in $mode${lib:+ (preloaded)}"
 exit $((fails > 0))

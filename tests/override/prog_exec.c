@@ -16,6 +16,10 @@
  *                             and no PYMALLOC_ON_ERROR
  *   prog_exec failed-exec     one error, an exec that fails, then exit(0)
  *   prog_exec vfork           one error, then a vfork child that execs "clean"
+ *   prog_exec null-arg0       no error, then execle(self, NULL, NULL, envp):
+ *                             the list is read past the NULL first argument,
+ *                             as glibc reads it, so the new program (with no
+ *                             arguments) gets envp, which has PM_EXEC_MARK
  *
  * The heap error (one byte written past a 24-byte block) is made and
  * counted in the debug modes only; elsewhere the programs run clean.
@@ -125,6 +129,11 @@ static int wait_status(pid_t pid)
 
 int main(int argc, char **argv)
 {
+    if (argc == 0 || argv[0][0] == '\0') { /* null-arg0's (the kernel may add "") */
+        const char *mark = getenv("PM_EXEC_MARK");
+        printf("no arguments: PM_EXEC_MARK=%s\n", mark != NULL ? mark : "(none)");
+        return 0;
+    }
     self = argv[0];
     const char *what = argc > 1 ? argv[1] : "";
     if (strcmp(what, "clean") == 0) {
@@ -200,6 +209,14 @@ int main(int argc, char **argv)
         }
         printf("vfork child: %d\n", wait_status(pid));
         return 0;
+    }
+    if (strcmp(what, "null-arg0") == 0) {
+        char *const *envp = stripped_env(1, "PM_EXEC_MARK=1");
+        const char *volatile none = NULL; /* the argument is declared nonnull */
+        fflush(stdout);
+        execle(self, none, (char *)NULL, envp);
+        fprintf(stderr, "prog_exec: execle failed: %s\n", strerror(errno));
+        return 2;
     }
     fprintf(stderr, "usage: prog_exec CASE (see the source)\n");
     return 2;
