@@ -8,13 +8,14 @@
  * its own status, 0 for a clean one, and a CI run with heap errors passed.
  * Here each exported exec function (execve, execv, execvp, execvpe, execl,
  * execle, execlp, fexecve, execveat) asks pm_i_debug_exec_handoff for the
- * environment entry PYMALLOC_ERRORS_BEFORE_EXEC=<pid>:<counts per class>,
- * and when there is one (errors counted, by this process itself) starts
- * the new program with it added to the environment it is given (an entry
- * of that name already there is replaced). pymalloc, set up in the new
- * program, takes the counts as its own when <pid> is its own (exec keeps
- * the pid; a child that inherits the variable has another), so it ends with
- * the summary and status 1. A line on stderr says that the errors were
+ * environment entry PYMALLOC_ERRORS_BEFORE_EXEC=<pid>.<start time>:<counts
+ * per class>, and when there is one (errors counted, by this process
+ * itself) starts the new program with it added to the environment it is
+ * given (an entry of that name already there is replaced). pymalloc, set up
+ * in the new program, takes the counts as its own when <pid> and <start
+ * time> are its own (exec keeps both; a child that inherits the variable
+ * has another pid, and a process given the pid again once this one has
+ * ended another start time), so it ends with the summary and status 1. A line on stderr says that the errors were
  * passed on, for a new program that pymalloc does not run in (one started
  * with an environment without LD_PRELOAD, a set-user-ID program).
  *

@@ -22,6 +22,8 @@
  */
 #include "pm_debug.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -89,31 +91,85 @@ unsigned long pm_error_count(pm_error_class c)
 
 /* Errors counted before an exec, passed on to the new program in its
  * environment (pm_i_debug_exec_handoff, below) as
- * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>:<count of class 1>,...,<count of class 7>,
- * and taken here, at set-up, when <pid> is this process's: a process that
- * inherited the variable from its parent (another pid) ignores it. They
- * count as this program's own, in any mode: the summary and exit status 1
- * at its exit. */
+ * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>.<start time>:<count of class 1>,...,<count of class 7>,
+ * and taken here, at set-up, when <pid> and <start time> are this
+ * process's: a process that inherited the variable from its parent (another
+ * pid) ignores it, and so does one that was given the pid later, after the
+ * process that had it ended (the variable lives on in the environment of
+ * the children that process left behind, and pids are reused). They count
+ * as this program's own, in any mode: the summary and exit status 1 at its
+ * exit. */
 static unsigned long inherited;
+
+/* This process's start time, in clock ticks after boot (the 22nd field of
+ * /proc/self/stat): exec keeps it, a later process with the same pid has
+ * another. 0 where it cannot be read (no /proc): the pid alone tells then.
+ * open, read, close: no lock, no allocation (exec may be called in a
+ * signal handler); errno is kept (set-up is inside an allocation). */
+static uint64_t start_time(void)
+{
+    int saved = errno;
+    char s[1024];
+    ssize_t n = 0, r;
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        while (n < (ssize_t)sizeof s - 1 && (r = read(fd, s + n, sizeof s - 1 - n)) != 0)
+            if (r > 0)
+                n += r;
+            else if (errno != EINTR)
+                break;
+        close(fd);
+    }
+    errno = saved;
+    s[n] = '\0';
+    /* After the command name, in parentheses (it may hold any byte but a
+     * NUL: the last ')'), field 3 after one space, the 22nd after 20. */
+    const char *p = strrchr(s, ')');
+    if (p == NULL)
+        return 0;
+    for (int spaces = 0; spaces < 20; p++)
+        if (*p == '\0')
+            return 0;
+        else if (*p == ' ')
+            spaces++;
+    char digits[24];
+    size_t k = 0;
+    while (*p >= '0' && *p <= '9' && k < sizeof digits - 1)
+        digits[k++] = *p++;
+    digits[k] = '\0';
+    uint64_t t;
+    return k > 0 && pm_i_parse_u64(digits, &t) == 0 ? t : 0;
+}
+
+/* One number of the variable, ended by the character end: *v is moved past
+ * that character; -1 (malformed) if there is no number, or it does not fit
+ * in 64 bits, or another character ends it. */
+static int handoff_field(const char **v, char end, uint64_t *out)
+{
+    char digits[24];
+    size_t k = 0;
+    const char *s = *v;
+    while (*s >= '0' && *s <= '9' && k < sizeof digits - 1)
+        digits[k++] = *s++;
+    digits[k] = '\0';
+    if (k == 0 || *s != end || pm_i_parse_u64(digits, out) != 0)
+        return -1;
+    *v = s + 1;
+    return 0;
+}
 
 static void take_handoff(void)
 {
     const char *v = pm_i_getenv(PM_I_HANDOFF_NAME);
     if (v == NULL)
         return;
-    uint64_t got[PM_ERR_CLASS_COUNT] = {0}, pid = 0;
-    char digits[24];
-    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
-        size_t k = 0;
-        while (*v >= '0' && *v <= '9' && k < sizeof digits - 1)
-            digits[k++] = *v++;
-        digits[k] = '\0';
-        char want = c == 0 ? ':' : c == PM_ERR_CLASS_COUNT - 1 ? '\0' : ',';
-        if (k == 0 || *v != want || pm_i_parse_u64(digits, c == 0 ? &pid : &got[c]) != 0)
-            return; /* not ours to read: ignored */
-        v++;
-    }
-    if (pid != (uint64_t)getpid())
+    uint64_t got[PM_ERR_CLASS_COUNT] = {0}, pid = 0, start = 0;
+    if (handoff_field(&v, '.', &pid) != 0 || handoff_field(&v, ':', &start) != 0)
+        return; /* not ours to read: ignored */
+    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++)
+        if (handoff_field(&v, c == PM_ERR_CLASS_COUNT - 1 ? '\0' : ',', &got[c]) != 0)
+            return;
+    if (pid != (uint64_t)getpid() || start != start_time())
         return;
     uint64_t total = 0;
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
@@ -683,7 +739,7 @@ static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total)
  * allocation: exec may be called in a vfork child or a signal handler. */
 const char *pm_i_debug_exec_handoff(void)
 {
-    static char entry[sizeof PM_I_HANDOFF_NAME + 24 * PM_ERR_CLASS_COUNT];
+    static char entry[sizeof PM_I_HANDOFF_NAME + 24 * (PM_ERR_CLASS_COUNT + 1)];
     unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
     if (total == 0 || !(pm_i_debug_on_error_report || inherited != 0) ||
         atomic_load_explicit(&counts_pid, memory_order_relaxed) != (long)getpid())
@@ -700,6 +756,8 @@ const char *pm_i_debug_exec_handoff(void)
     pm_i_buf_init(&e, entry, sizeof entry - 1, -1);
     pm_i_buf_str(&e, PM_I_HANDOFF_NAME "=");
     pm_i_buf_u64(&e, (uint64_t)getpid());
+    pm_i_buf_char(&e, '.');
+    pm_i_buf_u64(&e, start_time());
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
         pm_i_buf_char(&e, c == 1 ? ':' : ',');
         pm_i_buf_u64(&e, atomic_load(&counts[c]));

@@ -71,7 +71,8 @@ summed "$line1, 1 before exec; exit status 1"
 run no-pymalloc /bin/sh
 status 0
 if [ $errors = 1 ]; then
-    grep -qE "^sh got: [0-9]+:1,0,0,0,0,0,0$" "$tmp/out" || fail "the variable is not pid:1,0,0,0,0,0,0"
+    grep -qE "^sh got: [0-9]+\.[0-9]+:1,0,0,0,0,0,0$" "$tmp/out" ||
+        fail "the variable is not pid.start:1,0,0,0,0,0,0"
     has "$passed"
 else
     out "sh got: (none)"
@@ -95,6 +96,27 @@ out "handoff: (none)"
 out "vfork child: 0"
 summed "$line1; exit status 1"
 ! grep -q "before exec" "$tmp/err" || fail "the vfork child passed errors on"
+
+# A pid given again, after the program that was passed the errors ended,
+# to a clean program that inherited the variable (from a child that program
+# left behind): the errors are not its own. Pids are reused in a pid
+# namespace of the test's own (unshare -Urpf), where ns_last_pid chooses.
+if unshare -Urpf true 2>/dev/null; then
+    case=pid-reuse
+    env PYMALLOC_MODE="$mode" PYMALLOC_ON_ERROR=report ${lib:+LD_PRELOAD="$lib"} \
+        timeout 60 unshare -Urpf "$prog" pid-reuse >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    status 0
+    if grep -q "^pid not reused" "$tmp/out"; then
+        echo "pid-reuse skipped: $(grep "^pid not reused" "$tmp/out")"
+    else
+        out "child ran"
+        out "pid reused: clean program's status 0"
+        out "first program: $errors"
+    fi
+else
+    echo "pid-reuse skipped: no pid namespace (unshare -Urpf)"
+fi
 
 # execle's list read as glibc reads it: past a NULL first argument, the
 # NULL that ends it, then envp.

@@ -16,6 +16,12 @@
  *                             and no PYMALLOC_ON_ERROR
  *   prog_exec failed-exec     one error, an exec that fails, then exit(0)
  *   prog_exec vfork           one error, then a vfork child that execs "clean"
+ *   prog_exec pid-reuse       pid 1 of a new pid namespace (unshare -Urpf): a
+ *                             child makes one error and execs "reuser", which
+ *                             leaves a child behind and ends; once it is gone,
+ *                             that child has its pid given again (ns_last_pid)
+ *                             to "clean", which inherited the variable and must
+ *                             end with status 0; pid 1 reaps them all
  *   prog_exec null-arg0       no error, then execle(self, NULL, NULL, envp):
  *                             the list is read past the NULL first argument,
  *                             as glibc reads it, so the new program (with no
@@ -209,6 +215,50 @@ int main(int argc, char **argv)
         }
         printf("vfork child: %d\n", wait_status(pid));
         return 0;
+    }
+    if (strcmp(what, "pid-reuse") == 0) {
+        fflush(stdout);
+        pid_t first = fork();
+        if (first == 0) {
+            heap_error();
+            return run_variant("execv", "reuser");
+        }
+        /* As pid 1, every orphan of the namespace comes here. */
+        int st;
+        pid_t w;
+        while ((w = wait(&st)) > 0 || (w < 0 && errno == EINTR))
+            if (w == first)
+                printf("first program: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        return 0;
+    }
+    if (strcmp(what, "reuser") == 0) {
+        pid_t me = getpid();
+        fflush(stdout);
+        if (fork() != 0)
+            return 0;
+        while (getppid() == me) /* until this program has ended */
+            usleep(1000);
+        char num[32];
+        int len = snprintf(num, sizeof num, "%ld", (long)me - 1);
+        int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
+        if (fd < 0 || write(fd, num, (size_t)len) != len) {
+            printf("pid not reused: ns_last_pid: %s\n", strerror(errno));
+            exit(0);
+        }
+        close(fd);
+        fflush(stdout);
+        pid_t again = fork();
+        if (again == 0) {
+            char *cargv[] = {(char *)self, "clean", NULL};
+            execv(self, cargv);
+            _exit(2);
+        }
+        int st = wait_status(again);
+        if (again == me)
+            printf("pid reused: clean program's status %d\n", st);
+        else
+            printf("pid not reused: %ld, not %ld\n", (long)again, (long)me);
+        exit(0);
     }
     if (strcmp(what, "null-arg0") == 0) {
         char *const *envp = stripped_env(1, "PM_EXEC_MARK=1");
