@@ -100,6 +100,9 @@ unsigned long pm_error_count(pm_error_class c)
  * as this program's own, in any mode: the summary and exit status 1 at its
  * exit. */
 static unsigned long inherited;
+/* The total of errors that pm_i_debug_exec_handoff's line was last written
+ * for (0 again in a fork child, whose counts start over). */
+static _Atomic unsigned long line_total;
 
 /* This process's start time, in clock ticks after boot (the 22nd field of
  * /proc/self/stat): exec keeps it, a later process with the same pid has
@@ -516,6 +519,7 @@ void pm_i_debug_reports_fork_child(int locks)
     atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
     atomic_store_explicit(&claim_pid, 0, memory_order_relaxed);
     inherited = 0;
+    atomic_store_explicit(&line_total, 0, memory_order_relaxed);
 }
 
 int pm_i_debug_counts_are_mine(void)
@@ -733,10 +737,11 @@ static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total)
 /* An exec is about to replace this program: if it counted heap errors (with
  * PYMALLOC_ON_ERROR=report, or passed on to it by an exec before), the
  * environment entry that passes them on to the new program (see
- * take_handoff), in static storage, after a line on stderr that says so;
- * else NULL. Also NULL for counts this process shares with its parent (a
- * vfork() child's: they are summed up at the parent's exit). No lock, no
- * allocation: exec may be called in a vfork child or a signal handler. */
+ * take_handoff), in static storage, after a line on stderr that says so
+ * (once for the same errors); else NULL. Also NULL for counts this process
+ * shares with its parent (a vfork() child's: they are summed up at the
+ * parent's exit). No lock, no allocation: exec may be called in a vfork
+ * child or a signal handler. */
 const char *pm_i_debug_exec_handoff(void)
 {
     static char entry[sizeof PM_I_HANDOFF_NAME + 24 * (PM_ERR_CLASS_COUNT + 1)];
@@ -744,14 +749,19 @@ const char *pm_i_debug_exec_handoff(void)
     if (total == 0 || !(pm_i_debug_on_error_report || inherited != 0) ||
         atomic_load_explicit(&counts_pid, memory_order_relaxed) != (long)getpid())
         return NULL;
-    char storage[512];
-    pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
-    counts_line(&b, counts, total);
-    pm_i_buf_str(&b, " before exec: passed on to the new program in " PM_I_HANDOFF_NAME
-                     " (if pymalloc runs in it, it ends with exit status "
-                     PM_I_STR(PM_I_REPORT_EXIT_STATUS) ")\n");
-    pm_i_buf_flush(&b);
+    /* Once for these errors: an exec that fails returns, and a program
+     * may try one path after another (its own search of PATH, as Python's
+     * os.execvp does: a line for each directory tried, before). */
+    if (atomic_exchange(&line_total, total) != total) {
+        char storage[512];
+        pm_i_buf b;
+        pm_i_buf_init(&b, storage, sizeof storage, 2);
+        counts_line(&b, counts, total);
+        pm_i_buf_str(&b, " before exec: passed on to the new program in " PM_I_HANDOFF_NAME
+                         " (if pymalloc runs in it, it ends with exit status "
+                         PM_I_STR(PM_I_REPORT_EXIT_STATUS) ")\n");
+        pm_i_buf_flush(&b);
+    }
     pm_i_buf e;
     pm_i_buf_init(&e, entry, sizeof entry - 1, -1);
     pm_i_buf_str(&e, PM_I_HANDOFF_NAME "=");

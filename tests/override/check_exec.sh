@@ -90,6 +90,12 @@ run failed-exec
 out "exec failed: -1 ENOENT"
 summed "$line1; exit status 1" passed
 
+# Execs that fail, then one that does not: the line once, not at each try.
+run failed-twice
+out "child ran"
+summed "$line1, 1 before exec; exit status 1" passed
+[ "$(grep -c "before exec: passed on" "$tmp/err")" -le 1 ] || fail "the line more than once"
+
 # A vfork child's counts are its parent's: its exec passes nothing on.
 run vfork
 out "handoff: (none)"

@@ -15,6 +15,7 @@
  *   prog_exec other-mode      one error, then "clean" with PYMALLOC_MODE=pymalloc
  *                             and no PYMALLOC_ON_ERROR
  *   prog_exec failed-exec     one error, an exec that fails, then exit(0)
+ *   prog_exec failed-twice    one error, two execs that fail, then "clean"
  *   prog_exec vfork           one error, then a vfork child that execs "clean"
  *   prog_exec pid-reuse       pid 1 of a new pid namespace (unshare -Urpf): a
  *                             child makes one error and execs "reuser", which
@@ -203,6 +204,13 @@ int main(int argc, char **argv)
         int r = execv("/nonexistent/prog", cargv);
         printf("exec failed: %d %s\n", r, errno == ENOENT ? "ENOENT" : strerror(errno));
         return 0;
+    }
+    if (strcmp(what, "failed-twice") == 0) {
+        heap_error();
+        char *cargv[] = {"/nonexistent/prog", NULL};
+        execv(cargv[0], cargv);
+        execv(cargv[0], cargv);
+        return run_variant("execv", "clean");
     }
     if (strcmp(what, "vfork") == 0) {
         heap_error();
