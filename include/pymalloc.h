@@ -170,7 +170,9 @@ typedef void (*pm_error_handler)(const pm_error_report *report, void *ctx);
 PM_API void pm_set_error_handler(pm_error_handler fn, void *ctx);
 
 /* Errors reported so far in this process, of one class (PM_ERR_NONE: all);
- * a child made by fork() starts at 0. */
+ * a child made by fork() starts at 0. After an exec, they include those
+ * the program before it counted and passed on (PYMALLOC_ERRORS_BEFORE_EXEC,
+ * with PYMALLOC_ON_ERROR=report). */
 PM_API unsigned long pm_error_count(pm_error_class c);
 
 /* Check one live block allocated through any domain: 0 if intact, -1 after
