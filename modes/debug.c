@@ -541,22 +541,36 @@ static int damaged_from_below(const pm_i_err *e)
 /* The block before registry block b (base: b's underlying block): a live
  * registry block whose trailer ends at most 64 bytes below b's C library
  * chunk header (the chunk's rounding; it may use the chunk's prev_size
- * word), damaged at its end. */
+ * word), damaged at its end; the closest, if several are. An aligned
+ * block's chunk is cut from a larger one (glibc's memalign): the cut-off
+ * start, a free chunk of less than the alignment + 32 bytes, may lie below
+ * b's chunk if b is aligned, and the cut-off end above the block's if it
+ * is: the search reaches that much further down for them. */
 struct before_search {
-    uintptr_t lo, hi; /* where its trailer may end */
+    uintptr_t lo, hi; /* where its trailer may end (lo: before either cut) */
+    uintptr_t best;   /* the end of the closest damaged block found so far */
     pm_i_err found;
     int any;
 };
 
+/* The most glibc's memalign leaves free around an aligned block's chunk
+ * (offset: the block's alignment), cut off before or after it. */
+static inline uintptr_t memalign_cut(size_t offset)
+{
+    return offset > PM_I_DEBUG_HEAD ? (uintptr_t)offset + 32 : 0;
+}
+
 static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 {
     struct before_search *bs = arg;
-    uintptr_t end = data + in->size + PM_I_DEBUG_TAIL;
-    if (bs->any || end < bs->lo || end > bs->hi)
+    uintptr_t end = data + in->size + PM_I_DEBUG_TAIL, cut = memalign_cut(in->offset);
+    uintptr_t lo = bs->lo > cut ? bs->lo - cut : 0;
+    if (end < lo || end > bs->hi || end <= bs->best)
         return;
     pm_i_err e;
     pm_error_class c = classify((const void *)data, in, 0, OP_USABLE, &e);
     if (overflowed_to_the_end(c, &e)) {
+        bs->best = end;
         bs->found = e;
         bs->any = 1;
     }
@@ -677,8 +691,8 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     find_block(p, &self);
     if (self.state != PM_I_REG_LIVE)
         return 0;
-    uintptr_t chunk = (uintptr_t)p - self.offset - 16;
-    struct before_search bs = {chunk - 64, chunk + 8, {0}, 0};
+    uintptr_t chunk = (uintptr_t)p - self.offset - 16, reach = 64 + memalign_cut(self.offset);
+    struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 8, 0, {0}, 0};
     pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
     if (!bs.any)
         return 0;

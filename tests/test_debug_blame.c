@@ -246,6 +246,48 @@ static void test_overflow_into_the_next_pool(void)
     PM_CHECK_STR(r.output, want);
 }
 
+/* A write past the end of a C library block A into the chunk header of an
+ * aligned block B above it, through the free chunk glibc's memalign cut off
+ * below B's chunk (up to the alignment + 32 bytes): A's overflow. Before,
+ * the search for the block below went 64 bytes down from B's chunk only, so
+ * B's header damage was reported as its own underflow whenever the cut-off
+ * chunk was longer. A's size is varied until the cut-off chunk is, and the
+ * bytes written over are put back afterwards (glibc's too). */
+static void test_overflow_into_an_aligned_block(void)
+{
+    NEED_DEBUG();
+    if (atomic_load(&pm_i_libc_chunk_page) == 0)
+        PM_SKIP("the C library's chunk headers are not checked here");
+    enum { ALIGN = 256, BN = 700 };
+    for (size_t an = 600; an < 600 + ALIGN + 64; an += 16) {
+        unsigned char *a = pm_mem_malloc(an);
+        unsigned char *b = pm_i_domain_memalign(PM_DOMAIN_MEM, ALIGN, BN);
+        PM_CHECK(a != NULL && b != NULL);
+        uintptr_t a_end = (uintptr_t)a + an + 16, chunk = (uintptr_t)b - ALIGN - 16;
+        if (pool_block(a) || b < a || chunk < a_end + 80 || chunk > a_end + ALIGN + 40) {
+            pm_mem_free(b);
+            pm_mem_free(a);
+            continue;
+        }
+        size_t len = chunk + 16 - (uintptr_t)(a + an);
+        unsigned char saved[ALIGN + 128];
+        PM_CHECK(len <= sizeof saved);
+        memcpy(saved, a + an, len);
+        uint64_t serial = trailer_serial(a, an);
+        watch();
+        memset(a + an, 'x', len); /* A's trailer, the cut-off chunk, B's chunk header */
+        pm_mem_free(b);
+        pm_set_error_handler(NULL, NULL);
+        fprintf(stderr, "  %s\n", S.message);
+        reported_overflow_of(a, an, serial);
+        memcpy(a + an, saved, len);
+        pm_mem_free(b); /* whole again: leaked by the report, freed now */
+        pm_mem_free(a);
+        return;
+    }
+    PM_SKIP("no aligned block came right after the block below it");
+}
+
 static void test_zeros_into_a_zero_size_block(void)
 {
     NEED_DEBUG();
@@ -273,5 +315,6 @@ int main(void)
     PM_RUN(test_realloc_null_names_itself);
     PM_RUN(test_overflow_into_the_next_pool);
     PM_RUN(test_zeros_into_a_zero_size_block);
+    PM_RUN(test_overflow_into_an_aligned_block);
     return pm_test_done();
 }
