@@ -98,6 +98,22 @@ __attribute__((noreturn)) static void bad_mode(const char *m)
     exit(2);
 }
 
+/* Whether the directories a (this binary's, resolved) and b (the build
+ * tree's, as CMake was given it) are one: the same path, or the same
+ * directory reached another way. /proc/self/exe names the binary by its
+ * real path, while the build tree's path may go through a symbolic link (a
+ * build configured as /link/build where /link points elsewhere): compared
+ * as strings alone, a wrapper run from its own build tree took itself for
+ * an installed one and looked for bindir/../lib there. */
+static int same_dir(const char *a, const char *b)
+{
+    if (strcmp(a, b) == 0)
+        return 1;
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && S_ISDIR(sa.st_mode) &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /* The library to preload, in static storage. */
 static const char *find_library(void)
 {
@@ -117,7 +133,7 @@ static const char *find_library(void)
     char *slash = strrchr(self, '/');
     if (slash != NULL)
         *slash = '\0';
-    if (strcmp(self, PM_RUN_BUILD_DIR) == 0)
+    if (same_dir(self, PM_RUN_BUILD_DIR))
         return PM_RUN_BUILD_LIB;
     snprintf(lib, sizeof lib, "%s/%s", self, PM_RUN_INSTALL_LIB);
     static char resolved[PATH_MAX]; /* bin/../lib/x -> lib/x, for the reader */

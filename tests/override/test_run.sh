@@ -1,8 +1,10 @@
 #!/bin/sh
 # tests/override/test_run.sh - the pymalloc-run wrapper.
-#   test_run.sh PATH/TO/pymalloc-run PATH/TO/libpymalloc_api.so
+#   test_run.sh PATH/TO/pymalloc-run PATH/TO/libpymalloc_api.so [PATH/TO/LINKED_TREE_RUN]
+# LINKED_TREE_RUN: a copy of the wrapper built to know its build tree by a
+# path through a symbolic link (tests/override/CMakeLists.txt).
 set -u
-run=$1 api=$2
+run=$1 api=$2 linked_tree=${3-}
 fails=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_run.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -127,6 +129,18 @@ has "--stats" "$tmp/out" "^stats=1$"
 LD_PRELOAD=libm.so.6 "$run" -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/err"
 check "LD_PRELOAD kept" 0 $?
 has "LD_PRELOAD kept" "$tmp/out" "libpymalloc\.so[.0-9]*:libm\.so\.6$"
+
+# A build tree known by a path through a symbolic link (configured as
+# /link/build): the wrapper, whose own path /proc/self/exe gives resolved,
+# is still the build tree's and preloads its library (it looked for an
+# installed one next to itself and stopped with status 2).
+if [ -n "$linked_tree" ]; then
+    (unset PYMALLOC_LIBRARY; "$linked_tree" --verbose -- sh -c 'echo "$LD_PRELOAD"') \
+        >"$tmp/out" 2>"$tmp/err"
+    check "build tree through a symbolic link" 0 $?
+    has "build tree through a symbolic link" "$tmp/out" "^/.*libpymalloc\.so[.0-9]*$"
+    has "build tree through a symbolic link" "$tmp/err" "pymalloc [0-9.]*: mode "
+fi
 
 [ $fails = 0 ] && echo "all pymalloc-run checks passed"
 [ $fails = 0 ]
