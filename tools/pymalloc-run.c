@@ -312,13 +312,18 @@ int main(int argc, char **argv)
     if (strpbrk(lib, " :") != NULL)
         die(2, "cannot preload %s: LD_PRELOAD splits paths at spaces and colons", lib);
 
-    /* Ours first: the first definition of malloc in the search order wins. */
-    static char preload[2 * PATH_MAX];
+    /* Ours first: the first definition of malloc in the search order wins.
+     * The inherited list is kept whole, however long (in a buffer of a fixed
+     * size it was cut, and ld.so then skipped the library whose path was cut
+     * and every one after it). */
     const char *old = getenv("LD_PRELOAD");
-    if (old != NULL && *old != '\0')
-        snprintf(preload, sizeof preload, "%s:%s", lib, old);
-    else
-        snprintf(preload, sizeof preload, "%s", lib);
+    if (old == NULL)
+        old = "";
+    size_t preload_len = strlen(lib) + 1 + strlen(old) + 1;
+    char *preload = malloc(preload_len);
+    if (preload == NULL)
+        die(2, "cannot set %s", "LD_PRELOAD");
+    snprintf(preload, preload_len, *old != '\0' ? "%s:%s" : "%s", lib, old);
     set("LD_PRELOAD", preload);
     if (mode != NULL)
         set("PYMALLOC_MODE", mode);

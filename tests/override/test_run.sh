@@ -130,6 +130,17 @@ LD_PRELOAD=libm.so.6 "$run" -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/er
 check "LD_PRELOAD kept" 0 $?
 has "LD_PRELOAD kept" "$tmp/out" "libpymalloc\.so[.0-9]*:libm\.so\.6$"
 
+# However long, the inherited LD_PRELOAD is kept whole (it was cut at 8 KB:
+# ld.so skipped the library whose path was cut and those after it).
+long=libm.so.6
+for _ in $(seq 1 1000); do long="$long:libm.so.6"; done
+LD_PRELOAD=$long "$run" -- sh -c 'printf "%s\n" "${LD_PRELOAD#*:}"' >"$tmp/out" 2>"$tmp/err"
+check "long LD_PRELOAD kept" 0 $?
+if [ "$(cat "$tmp/out")" != "$long" ]; then
+    echo "FAIL: long LD_PRELOAD kept: the program's LD_PRELOAD is not pymalloc's then the ${#long} bytes inherited"
+    head -c 300 "$tmp/err"; fails=$((fails + 1))
+fi
+
 # A build tree known by a path through a symbolic link (configured as
 # /link/build): the wrapper, whose own path /proc/self/exe gives resolved,
 # is still the build tree's and preloads its library (it looked for an
