@@ -12,7 +12,8 @@
  * the build tree, the build tree's libpymalloc.so; else the installed one,
  * found relative to this binary (bindir/../lib), so an installation can move.
  *
- * Exit status of the wrapper itself: 2 for a usage error, a bad mode or a
+ * Exit status of the wrapper itself: 1 when the output of --help,
+ * --list-modes or --version could not be written, 2 for a usage error, a bad mode or a
  * library that cannot be preloaded (missing, not an ELF shared object, one
  * without the malloc override such as libpymalloc_api.so, a path
  * LD_PRELOAD would split), 126 when the program cannot be executed, 127
@@ -230,6 +231,18 @@ out:
     return found;
 }
 
+/* The status of --help, --list-modes and --version: 0 if their output was
+ * written, else 1 after a line on stderr (a full disk, a closed stdout: a
+ * script that reads the modes must not take an empty list for one). */
+static int output_status(void)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return 0;
+    int err = errno;
+    fprintf(stderr, "%s: write error: %s\n", prog, strerror(err != 0 ? err : EIO));
+    return 1;
+}
+
 static void set(const char *name, const char *value)
 {
     if (setenv(name, value, 1) != 0)
@@ -262,13 +275,13 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--list-modes") == 0) {
             for (const char *const *n = pm_mode_names(); *n != NULL; n++)
                 puts(*n);
-            return 0;
+            return output_status();
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
-            return 0;
+            return output_status();
         } else if (strcmp(a, "--version") == 0) {
             printf("pymalloc-run %s\n", pm_version());
-            return 0;
+            return output_status();
         } else {
             fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
             usage(stderr);

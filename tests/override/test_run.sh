@@ -31,6 +31,17 @@ has "--version" "$tmp/out" "pymalloc-run [0-9]"
 has "--list-modes" "$tmp/modes" "^malloc$"
 has "--list-modes" "$tmp/modes" "^default$"
 
+# Output that cannot be written (a full disk) is an error, not an empty
+# answer with status 0.
+if [ -w /dev/full ]; then
+    for opt in --help --list-modes --version; do
+        "$run" $opt >/dev/full 2>"$tmp/err"; check "$opt to a full disk" 1 $?
+        has "$opt to a full disk" "$tmp/err" "pymalloc-run: write error: No space left on device"
+    done
+else
+    echo "skipped: output to a full disk (no /dev/full)"
+fi
+
 "$run" --mode nonsense -- true >"$tmp/out" 2>"$tmp/err"; check "bad mode" 2 $?
 has "bad mode" "$tmp/err" "unknown mode 'nonsense' (valid: default, malloc"
 PYMALLOC_MODE=Malloc "$run" true >"$tmp/out" 2>"$tmp/err"; check "bad inherited mode" 2 $?
