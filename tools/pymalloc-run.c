@@ -48,8 +48,8 @@ static void usage(FILE *f)
             "realloc, posix_memalign, ... (and C++ new/delete) go through pymalloc.\n"
             "\n"
             "  -m, --mode M     the mode (sets PYMALLOC_MODE); see --list-modes\n"
-            "  -s, --stats      print allocator statistics at exit (sets\n"
-            "                   PYMALLOC_STATS=1; the pool modes print them)\n"
+            "  -s, --stats      print the pool statistics at exit (sets\n"
+            "                   PYMALLOC_STATS=1; zeros in the modes without pools)\n"
             "  -v, --verbose    say what is run, and have the library print its\n"
             "                   version, mode and options at start (PYMALLOC_VERBOSE=1)\n"
             "  --list-modes     print the modes the library accepts, one a line\n"
@@ -58,7 +58,8 @@ static void usage(FILE *f)
             "\n"
             "The exit status is the program's; 2 means a usage error, a bad mode or a\n"
             "library that cannot be preloaded, 126 a program that cannot be run, 127\n"
-            "one that is not found.\n"
+            "one that is not found; 1 a failed write of --help, --list-modes or\n"
+            "--version.\n"
             "PYMALLOC_LIBRARY=/path/libpymalloc.so overrides the library used.\n",
             prog, prog);
 }
