@@ -140,7 +140,15 @@ struct pm_p_bin {
 typedef struct pm_tcache {
     struct pm_p_bin bin[PM_P_CACHE_BINS];
     struct pm_tcache *next, *prev; /* registry (under tc_lock) */
+    /* The thread that has it: the address of its pm_i_p_tc, unique among
+     * the live threads; and the next cache of its owner bucket (owned below).
+     * Both under tc_lock. */
+    const void *owner;
+    struct pm_tcache *onext;
 } pm_tcache;
+
+/* Buckets of the caches by owner (pm_p_state.owned). */
+#define PM_P_OWNER_BUCKETS 1024
 
 struct pm_p_class {
     pthread_mutex_t lock;
@@ -159,8 +167,10 @@ struct pm_p_state {
     size_t arenas_total, arenas_reclaimed, arenas_highwater, arenas_current;
 
     pthread_mutex_t tc_lock; /* the thread-cache registry */
-    pm_tcache *caches;       /* every live thread's cache */
+    pm_tcache *caches;       /* every live thread's cache, and dead ones' left
+                              * unflushed (cache(), modes/pool.c) */
     pm_tcache *spare;        /* caches of exited threads, for reuse */
+    pm_tcache *owned[PM_P_OWNER_BUCKETS]; /* `caches` again, by owner */
 
     _Atomic ptrdiff_t raw_current; /* raw-fallback blocks live (see stats) */
     _Atomic size_t raw_total;

@@ -8,9 +8,14 @@
 #include "harness.h"
 #include "pm_internal.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+
+#ifndef PTHREAD_DESTRUCTOR_ITERATIONS /* (limits.h, when POSIX's names are on) */
+#define PTHREAD_DESTRUCTOR_ITERATIONS 4
+#endif
 
 #define NPROD 3
 #define QCAP 1024
@@ -219,6 +224,73 @@ static void test_thread_exit_flushes_cache(void)
     PM_CHECK_EQ(pm_i_pool_validate(NULL), 0);
 }
 
+/* A thread whose first pool call is made in the last round of its
+ * thread-exit destructors (a key's destructor that sets its key again to
+ * run last, PTHREAD_DESTRUCTOR_ITERATIONS rounds): its cache, created then,
+ * is never flushed by the pool's own key (its turn in that round is past).
+ * The next thread given the same storage (here the same stack, as glibc's
+ * stack cache does) takes it over, and its exit gives the blocks back;
+ * before, every such thread left its cache and its blocks behind for ever
+ * (100,000 threads: 400 MB, against 1.3 MB under glibc). */
+static pthread_key_t last_round_key;
+static __thread int last_round_calls;
+
+static void last_round_dtor(void *block)
+{
+    if (++last_round_calls < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        pthread_setspecific(last_round_key, block); /* again next round */
+        return;
+    }
+    pm_obj_free(block); /* this thread's first call into the pools */
+}
+
+static void *arm_last_round(void *block)
+{
+    pthread_setspecific(last_round_key, block);
+    return NULL;
+}
+
+static void *alloc_free_and_exit(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 8; i++)
+        pm_obj_free(pm_obj_malloc(40));
+    return NULL;
+}
+
+static void run_on_stack(void *stack, size_t size, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    pthread_attr_setstack(&a, stack, size);
+    PM_CHECK_EQ(pthread_create(&t, &a, fn, arg), 0);
+    pthread_join(t, NULL);
+    pthread_attr_destroy(&a);
+}
+
+static void test_cache_made_in_last_destructor_round(void)
+{
+    if (!pool_mode())
+        PM_SKIP("the mem and obj domains are not pools in this mode");
+    enum { THREADS = 50, STACK = 1 << 20 };
+    void *stack = pm_i_libc_memalign(4096, STACK);
+    PM_CHECK(stack != NULL);
+    PM_CHECK_EQ(pthread_key_create(&last_round_key, last_round_dtor), 0);
+    pm_i_pool_flush_thread_cache();
+    for (int i = 0; i < THREADS; i++)
+        run_on_stack(stack, STACK, arm_last_round, pm_obj_malloc(40));
+    run_on_stack(stack, STACK, alloc_free_and_exit, NULL); /* flushes at exit */
+    pm_i_pool_flush_thread_cache(); /* (what the allocations above left here) */
+    struct pm_stats st;
+    pm_get_stats(&st);
+    PM_CHECK_EQ(st.blocks_in_thread_caches, 0);
+    PM_CHECK_EQ(st.classes[2].blocks_in_use, 0);
+    PM_CHECK_EQ(pm_i_pool_validate(NULL), 0);
+    pthread_key_delete(last_round_key);
+    pm_i_libc_free(stack);
+}
+
 /* fork() while threads allocate: the child allocates, frees, validates. */
 static void *churn(void *arg)
 {
@@ -282,6 +354,7 @@ int main(void)
 {
     PM_RUN(test_cross_thread_frees);
     PM_RUN(test_thread_exit_flushes_cache);
+    PM_RUN(test_cache_made_in_last_destructor_round);
     PM_RUN(test_fork_in_pool_mode);
     return pm_test_done();
 }
