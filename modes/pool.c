@@ -986,6 +986,14 @@ static int ensure_init(void)
  * (the table still holds it), never through a domain a hook may watch. */
 void pm_i_pool_init(void) { (void)ensure_init(); }
 
+/* Each of c's bins open, with room for one pool's worth of blocks (a
+ * refill's whole free list always fits). */
+static void open_bins(pm_tcache *c)
+{
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        c->bin[i + 1].lim = (uint32_t)PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(i));
+}
+
 /* Take over cache c, left by a dead thread with this thread's storage
  * (cache(), tc_busy set). It stays registered (the statistics count its
  * blocks). Its bins are as its owner left them, each open: a thread ends
@@ -996,8 +1004,7 @@ static pm_tcache *adopt(pm_tcache *c)
     /* (open already, unless its owner left a slow path by longjmp or
      * pthread_exit in a signal handler: its list may then be lost, and its
      * count too high, which the flush allows for) */
-    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        c->bin[i + 1].lim = (uint32_t)PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(i));
+    open_bins(c);
     if (PM_I_UNLIKELY(pthread_setspecific(tc_key, c) != 0)) {
         tc_busy = 0;
         return NULL;
@@ -1039,12 +1046,11 @@ static pm_tcache *cache(void)
         c = map(sizeof *c);
     if (c != NULL) {
         for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
-            /* One pool's worth: a refill's whole free list always fits. */
             struct pm_p_bin *b = &c->bin[i + 1];
             b->head = NULL;
-            b->lim = (uint32_t)PM_P_BLOCKS_PER_POOL(PM_P_CLASS_SIZE(i));
             atomic_store_explicit(&b->n, 0, memory_order_relaxed);
         }
+        open_bins(c);
         /* It may allocate (key >= 32), and fail: with no value set the
          * cache would never be flushed, so it goes back (tried again at
          * this thread's next allocation). */

@@ -15,9 +15,10 @@
  * in the new program, takes the counts as its own when <pid> and <start
  * time> are its own (exec keeps both; a child that inherits the variable
  * has another pid, and a process given the pid again once this one has
- * ended another start time), so it ends with the summary and status 1. A line on stderr says that the errors were
- * passed on, for a new program that pymalloc does not run in (one started
- * with an environment without LD_PRELOAD, a set-user-ID program).
+ * ended another start time), so it ends with the summary and status 1. A
+ * line on stderr says that the errors were passed on, for a new program
+ * that pymalloc does not run in (one started with an environment without
+ * LD_PRELOAD, a set-user-ID program).
  *
  * Without errors to pass on, each function calls the C library's own with
  * its arguments unchanged (execl, execle and execlp gather theirs into an

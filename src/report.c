@@ -100,9 +100,30 @@ unsigned long pm_error_count(pm_error_class c)
  * as this program's own, in any mode: the summary and exit status 1 at its
  * exit. */
 static unsigned long inherited;
+
+/* Heap errors end this program with the summary and status 1: reported in
+ * PYMALLOC_ON_ERROR=report, or passed on to it by an exec. */
+static inline int sums_up(void) { return pm_i_debug_on_error_report || inherited != 0; }
 /* The total of errors that pm_i_debug_exec_handoff's line was last written
  * for (0 again in a fork child, whose counts start over). */
 static _Atomic unsigned long line_total;
+
+/* One decimal number at *v, ended by the character end: *v is moved past
+ * that character; -1 (malformed) if there is no number, or it does not fit
+ * in 64 bits, or another character ends it. */
+static int number_field(const char **v, char end, uint64_t *out)
+{
+    char digits[24];
+    size_t k = 0;
+    const char *s = *v;
+    while (*s >= '0' && *s <= '9' && k < sizeof digits - 1)
+        digits[k++] = *s++;
+    digits[k] = '\0';
+    if (k == 0 || *s != end || pm_i_parse_u64(digits, out) != 0)
+        return -1;
+    *v = s + 1;
+    return 0;
+}
 
 /* This process's start time, in clock ticks after boot (the 22nd field of
  * /proc/self/stat): exec keeps it, a later process with the same pid has
@@ -135,30 +156,8 @@ static uint64_t start_time(void)
             return 0;
         else if (*p == ' ')
             spaces++;
-    char digits[24];
-    size_t k = 0;
-    while (*p >= '0' && *p <= '9' && k < sizeof digits - 1)
-        digits[k++] = *p++;
-    digits[k] = '\0';
     uint64_t t;
-    return k > 0 && pm_i_parse_u64(digits, &t) == 0 ? t : 0;
-}
-
-/* One number of the variable, ended by the character end: *v is moved past
- * that character; -1 (malformed) if there is no number, or it does not fit
- * in 64 bits, or another character ends it. */
-static int handoff_field(const char **v, char end, uint64_t *out)
-{
-    char digits[24];
-    size_t k = 0;
-    const char *s = *v;
-    while (*s >= '0' && *s <= '9' && k < sizeof digits - 1)
-        digits[k++] = *s++;
-    digits[k] = '\0';
-    if (k == 0 || *s != end || pm_i_parse_u64(digits, out) != 0)
-        return -1;
-    *v = s + 1;
-    return 0;
+    return number_field(&p, ' ', &t) == 0 ? t : 0;
 }
 
 static void take_handoff(void)
@@ -167,10 +166,10 @@ static void take_handoff(void)
     if (v == NULL)
         return;
     uint64_t got[PM_ERR_CLASS_COUNT] = {0}, pid = 0, start = 0;
-    if (handoff_field(&v, '.', &pid) != 0 || handoff_field(&v, ':', &start) != 0)
+    if (number_field(&v, '.', &pid) != 0 || number_field(&v, ':', &start) != 0)
         return; /* not ours to read: ignored */
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++)
-        if (handoff_field(&v, c == PM_ERR_CLASS_COUNT - 1 ? '\0' : ',', &got[c]) != 0)
+        if (number_field(&v, c == PM_ERR_CLASS_COUNT - 1 ? '\0' : ',', &got[c]) != 0)
             return;
     if (pid != (uint64_t)getpid() || start != start_time())
         return;
@@ -746,7 +745,7 @@ const char *pm_i_debug_exec_handoff(void)
 {
     static char entry[sizeof PM_I_HANDOFF_NAME + 24 * (PM_ERR_CLASS_COUNT + 1)];
     unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
-    if (total == 0 || !(pm_i_debug_on_error_report || inherited != 0) ||
+    if (total == 0 || !sums_up() ||
         atomic_load_explicit(&counts_pid, memory_order_relaxed) != (long)getpid())
         return NULL;
     /* Once for these errors: an exec that fails returns, and a program
@@ -785,7 +784,7 @@ int pm_i_debug_summary(void)
     int child = atomic_load(&claim_pid) == (long)getpid();
     atomic_ulong *k = child ? claimed : counts;
     unsigned long total = atomic_load(&k[PM_ERR_NONE]);
-    if (!(pm_i_debug_on_error_report || inherited != 0) || total == 0)
+    if (!sums_up() || total == 0)
         return 0;
     char storage[512];
     pm_i_buf b;
@@ -860,7 +859,7 @@ static void exit_work(void)
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
     pm_i_debug_exit_check(); /* first: its errors are counted too */
-    if ((pm_i_debug_on_error_report || inherited != 0) &&
+    if (sums_up() &&
         atomic_load(&counts[PM_ERR_NONE]) != 0 && pm_i_debug_counts_are_mine()) {
         /* The program's output still in stdio's buffers first (at exit,
          * outside any allocation: stdio is safe here), then PYMALLOC_STATS's,
