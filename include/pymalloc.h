@@ -163,7 +163,10 @@ typedef struct pm_error_report {
  * returns, the call that found the error goes on: the damaged block is
  * leaked (never freed), a realloc returns NULL. It may allocate, report
  * errors itself, or leave by longjmp (the call it interrupts does not
- * finish: the damaged block is leaked). */
+ * finish: the damaged block is leaked). A report made inside it about the
+ * block it is handling (a handler that frees or checks the block it was
+ * given) is printed and counted, but does not call it again: that call
+ * goes on as in PYMALLOC_ON_ERROR=report. */
 typedef void (*pm_error_handler)(const pm_error_report *report, void *ctx);
 
 /* Install fn (NULL: the default, abort() or PYMALLOC_ON_ERROR=report). */

@@ -656,6 +656,53 @@ void pm_i_debug_count_at_exit(const pm_i_err *e)
     note_reported(e->next_block, e->next_serial);
 }
 
+/* The blocks this thread's error handler is running for, innermost last:
+ * the block's address and serial, and the frame of the report that called
+ * the handler. A handler left by longjmp does not come back to remove its
+ * entry: an entry is taken as live only while the report looking at it
+ * runs deeper on the stack (at a lower address) than the frame that
+ * called the handler; a report at or above that frame is made after the
+ * handler was left, and drops it. (One made deeper after a longjmp, about
+ * the same block, is taken as made inside the handler. An entry left
+ * behind only ever matches its own block: past HANDLING_MAX the oldest is
+ * forgotten.) */
+#define HANDLING_MAX 16
+static __thread struct handling {
+    const void *address;
+    uint64_t serial;
+    uintptr_t frame;
+} handling[HANDLING_MAX] __attribute__((tls_model("initial-exec")));
+static __thread int handling_n __attribute__((tls_model("initial-exec")));
+
+/* Called in the report's own frame (inlined, so that frame is the one the
+ * handler is called from): 1 if the handler is to be called for block
+ * (p, serial), which is then entered; 0 if it is running for that block
+ * already. */
+static inline __attribute__((always_inline)) int handling_enter(const void *p, uint64_t serial)
+{
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    while (handling_n > 0 && handling[handling_n - 1].frame <= here)
+        handling_n--; /* left by longjmp */
+    for (int i = 0; i < handling_n; i++)
+        if (handling[i].address == p && handling[i].serial == serial)
+            return 0;
+    if (handling_n == HANDLING_MAX) {
+        memmove(&handling[0], &handling[1], (HANDLING_MAX - 1) * sizeof handling[0]);
+        handling_n--;
+    }
+    handling[handling_n++] = (struct handling){p, serial, here};
+    return 1;
+}
+
+/* The handler called by this frame returned: its entry goes, and so do
+ * those of handlers nested in it that were left by longjmp. */
+static inline __attribute__((always_inline)) void handling_leave(void)
+{
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    while (handling_n > 0 && handling[handling_n - 1].frame <= here)
+        handling_n--;
+}
+
 void pm_i_debug_report(const pm_i_err *e) { pm_i_debug_report_then(e, NULL, NULL); }
 
 void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *arg)
@@ -695,6 +742,13 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
             .api_found = e->api_found,
             .message = line,
         };
+        /* A report about the block this thread's handler is handling,
+         * made inside that handler (a handler that frees or checks the
+         * block it was given: the same error again), does not call it
+         * again, which would never end: the call that found it goes on as
+         * in report mode. */
+        if (!handling_enter(e->address, e->serial))
+            return;
         /* The malloc override's hint of the entry point being run (set
          * around its call into the table) is not the handler's: a report
          * made inside the handler names its own entry point, and so does
@@ -704,6 +758,7 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
         pm_i_debug_entry = NULL;
         fn(&r, ctx);
         pm_i_debug_entry = entry;
+        handling_leave();
         return;
     }
     if (pm_i_debug_on_error_report)

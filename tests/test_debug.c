@@ -8,6 +8,7 @@
 #include "debug_cases.h"
 #include "pm_internal.h"
 
+#include <setjmp.h>
 #include <stdarg.h>
 
 static void print_expect(const dcase_expect *x)
@@ -231,6 +232,131 @@ static void test_churn_keeps_freed_blocks(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* A handler that frees, reallocates or checks the block it is handed (a
+ * handler that logs and frees: the same error again, reported inside it)
+ * is not called again for that block: the call inside it is reported and
+ * counted, and goes on as in report mode. Before, each call reported the
+ * block again and called the handler again, until the stack ran out
+ * (SIGSEGV). A handler left by longjmp is called again for the same block
+ * later, at any depth; so is a handler for another block inside it. */
+typedef struct again {
+    const pm_t_domain *D;
+    int calls, op, nested_rc, limit;
+    void *other; /* a damaged block the handler frees too, once */
+    pm_error_class classes[8];
+    jmp_buf *jump;
+} again;
+
+static void handle_again(const pm_error_report *r, void *ctx)
+{
+    again *a = ctx;
+    if (a->calls < 8)
+        a->classes[a->calls] = r->error;
+    if (++a->calls > a->limit) /* the recursion this test is about */
+        return;
+    if (a->jump != NULL)
+        longjmp(*a->jump, 1);
+    void *p = (void *)r->address;
+    if (a->other != NULL) {
+        void *o = a->other;
+        a->other = NULL;
+        a->D->free(o); /* another block: its handler call, nested */
+    }
+    switch (a->op) {
+    case 0: a->D->free(p); break;
+    case 1: a->nested_rc = a->D->realloc(p, 100) == NULL ? -1 : 0; break;
+    default: a->nested_rc = pm_check_block(p); break;
+    }
+}
+
+static __attribute__((noinline)) void free_deeper(const pm_t_domain *D, void *p, int depth)
+{
+    if (depth > 0)
+        free_deeper(D, p, depth - 1);
+    else
+        D->free(p);
+    __asm__ volatile("" ::: "memory"); /* not a tail call */
+}
+
+static void test_handler_same_block_again(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        for (int op = 0; op < 3; op++) {
+            again a;
+            memset(&a, 0, sizeof a);
+            a.D = &pm_t_domains[d];
+            a.op = op;
+            a.limit = 20;
+            a.nested_rc = 1;
+            unsigned char *p = a.D->malloc(24);
+            p[24] = 'x';
+            unsigned long before = pm_error_count(PM_ERR_BUFFER_OVERFLOW);
+            pm_set_error_handler(handle_again, &a);
+            a.D->free(p);
+            pm_set_error_handler(NULL, NULL);
+            PM_CHECK_EQ(a.calls, 1);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_BUFFER_OVERFLOW) - before, 2);
+            if (op > 0)
+                PM_CHECK_EQ(a.nested_rc, -1);
+            p[24] = 0xFD;
+            a.D->free(p);
+        }
+        /* Inside the handler for one block, another damaged block: its own
+         * handler call; then the first block again: none. */
+        again a;
+        memset(&a, 0, sizeof a);
+        a.D = &pm_t_domains[d];
+        a.limit = 20;
+        unsigned char *p = a.D->malloc(24), *q = a.D->malloc(40);
+        p[-1] = 'x';
+        q[40] = 'x';
+        a.other = q;
+        pm_set_error_handler(handle_again, &a);
+        a.D->free(p);
+        pm_set_error_handler(NULL, NULL);
+        PM_CHECK_EQ(a.calls, 2);
+        PM_CHECK_EQ(a.classes[0], PM_ERR_BUFFER_UNDERFLOW);
+        PM_CHECK_EQ(a.classes[1], PM_ERR_BUFFER_OVERFLOW);
+        p[-1] = 0xFD;
+        q[40] = 0xFD;
+        a.D->free(p);
+        a.D->free(q);
+        /* Left by longjmp: the same block later, at the same depth,
+         * calls the handler each time; handlers left at ever deeper frames
+         * (entries left behind) do not stop it for a new block. */
+        jmp_buf jb;
+        memset(&a, 0, sizeof a);
+        a.D = &pm_t_domains[d];
+        a.limit = 20;
+        a.jump = &jb;
+        unsigned char *volatile v = a.D->malloc(24);
+        v[24] = 'x';
+        pm_set_error_handler(handle_again, &a);
+        for (volatile int k = 0; k < 3; k++)
+            if (setjmp(jb) == 0)
+                a.D->free(v);
+        PM_CHECK_EQ(a.calls, 3);
+        enum { DEEP = 40 };
+        unsigned char *volatile w[DEEP];
+        for (volatile int k = 0; k < DEEP; k++) {
+            w[k] = a.D->malloc(24);
+            w[k][24] = 'x';
+            if (setjmp(jb) == 0)
+                free_deeper(a.D, w[k], k);
+        }
+        PM_CHECK_EQ(a.calls, 3 + DEEP);
+        pm_set_error_handler(NULL, NULL);
+        v[24] = 0xFD;
+        a.D->free(v);
+        for (int k = 0; k < DEEP; k++) {
+            w[k][24] = 0xFD;
+            a.D->free(w[k]);
+        }
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_error_class_names);
@@ -239,5 +365,6 @@ int main(void)
     PM_RUN(test_double_free_after_reuse);
     PM_RUN(test_forgotten_free_is_invalid_pointer);
     PM_RUN(test_churn_keeps_freed_blocks);
+    PM_RUN(test_handler_same_block_again);
     return pm_test_done();
 }
