@@ -190,20 +190,23 @@ static void *o_early(size_t n, size_t alignment)
     return p != NULL ? p : o_enomem();
 }
 
-/* The mode is in use: the call through the table, naming the entry point.
- * With the debug hooks (O_NAMED) malloc comes here straight. */
-__attribute__((noinline)) static void *o_malloc_named(size_t n)
+/* The mode is in use: the call through the table, naming the entry point
+ * (the function the program called: malloc, or realloc(NULL, n)). */
+__attribute__((noinline)) static void *o_malloc_named_as(size_t n, const char *name)
 {
     if (PM_I_UNLIKELY(o_nested()))
         return o_early(n, 16);
     void *ctx;
     pm_i_malloc_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.malloc, ctx, fn);
-    PM_O_ENTER("malloc");
+    PM_O_ENTER(name);
     void *p = fn(ctx, n);
     PM_O_LEAVE();
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
+
+/* With the debug hooks (O_NAMED) malloc comes here straight. */
+static void *o_malloc_named(size_t n) { return o_malloc_named_as(n, "malloc"); }
 
 static O_COLD void *o_malloc_slow(size_t n)
 {
@@ -279,12 +282,12 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
  * and debug modes must not either; test_override checks it in every mode). */
 /* The mode is in use: free of p (not NULL, not the early arena's) through
  * the table, naming the entry point. */
-static inline __attribute__((always_inline)) void o_free_table(void *p)
+static inline __attribute__((always_inline)) void o_free_table(void *p, const char *name)
 {
     void *ctx;
     pm_i_free_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
-    PM_O_ENTER("free");
+    PM_O_ENTER(name);
     fn(ctx, p);
     PM_O_LEAVE();
 }
@@ -302,14 +305,15 @@ static O_COLD void o_free_slow(void *p)
          * have made it. */
         pm_i_libc_free(p);
     } else {
-        o_free_table(p);
+        o_free_table(p, "free");
     }
     errno = saved;
 }
 
 /* With the debug hooks (O_NAMED, which implies the mode is in use): as
- * o_free_slow without o_ready. */
-__attribute__((noinline)) static void o_free_named(void *p)
+ * o_free_slow without o_ready, naming the function the program called
+ * (free, or realloc(p, 0)). */
+__attribute__((noinline)) static void o_free_named_as(void *p, const char *name)
 {
     if (p == NULL || PM_I_UNLIKELY(pm_i_early_owns(p))) {
         o_free_slow(p);
@@ -320,9 +324,11 @@ __attribute__((noinline)) static void o_free_named(void *p)
         return;
     }
     int saved = errno;
-    o_free_table(p);
+    o_free_table(p, name);
     errno = saved;
 }
+
+static void o_free_named(void *p) { o_free_named_as(p, "free"); }
 
 static inline __attribute__((always_inline)) void o_free(void *p)
 {
@@ -362,10 +368,16 @@ static void *o_realloc_early(void *p, size_t n)
 
 static inline void *o_realloc(void *p, size_t n)
 {
+    /* With the debug hooks, a report names realloc, the function the
+     * program called, also for realloc(NULL, n) and realloc(p, 0). */
+    int named = atomic_load_explicit(&o_kind, memory_order_acquire) == O_NAMED;
     if (p == NULL)
-        return o_malloc(n);
+        return named && n <= (size_t)PTRDIFF_MAX ? o_malloc_named_as(n, "realloc") : o_malloc(n);
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
-        o_free(p);
+        if (named)
+            o_free_named_as(p, "realloc");
+        else
+            o_free(p);
         return NULL;
     }
     if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX))

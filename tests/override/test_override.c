@@ -288,6 +288,52 @@ static void test_foreign_block(void)
     }
 }
 
+/* A report names the function the program called: realloc(p, 0) (which
+ * frees p) and reallocarray(p, 0, k) as realloc, not free, and
+ * realloc(NULL, n) (a malloc, whose report is a damaged free-list link met
+ * on the way, pymalloc_debug) as realloc, not malloc. */
+/* volatile: the compiler takes the malloc family for functions that call
+ * no code of the program's. */
+static volatile char seen_entry[32];
+static volatile int seen_calls;
+static void note_entry(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    seen_calls++;
+    snprintf((char *)seen_entry, sizeof seen_entry, "%s", r->entry);
+}
+
+static void test_report_names_realloc(void)
+{
+    if (!is_debug_mode())
+        PM_SKIP("no debug hooks in this mode");
+    pm_set_error_handler(note_entry, NULL);
+    for (int k = 0; k < 2; k++) {
+        unsigned char *volatile p = malloc(24);
+        p[24] = 'x';
+        seen_calls = 0;
+        void *q = k == 0 ? realloc(p, 0) : reallocarray(p, 0, 8);
+        PM_CHECK(q == NULL);
+        PM_CHECK_EQ(seen_calls, 1);
+        PM_CHECK(strcmp((const char *)seen_entry, "realloc") == 0);
+        p[24] = 0xFD; /* leaked by the report: repaired, freed */
+        free(p);
+    }
+    if (strcmp(pm_mode_name(), "pymalloc_debug") == 0) {
+        unsigned char *volatile p = malloc(24);
+        free(p);
+        memset(p - 16, 0x41, 16); /* the freed block's free-list link */
+        seen_calls = 0;
+        void *volatile none = NULL; /* not folded into malloc(24) */
+        void *q = realloc(none, 24);
+        PM_CHECK(q != NULL);
+        PM_CHECK_EQ(seen_calls, 1);
+        PM_CHECK(strcmp((const char *)seen_entry, "realloc") == 0);
+        free(q);
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* The mode cannot change under the program: libc allocated before main. */
 /* malloc_trim: this thread's cached pool blocks go back to their pools,
  * and the arenas they alone kept mapped are unmapped (then glibc trims its
@@ -343,6 +389,7 @@ int main(void)
     PM_RUN(test_usable_size);
     PM_RUN(test_early_arena);
     PM_RUN(test_foreign_block);
+    PM_RUN(test_report_names_realloc);
     PM_RUN(test_malloc_trim);
     PM_RUN(test_mode_is_fixed);
     return pm_test_done();
