@@ -9,6 +9,7 @@
 #include "pm_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -42,9 +43,19 @@ void pm_i_nopipe_end(pm_i_nopipe *g)
     errno = saved;
 }
 
+/* How long a write to a descriptor in non-blocking mode waits for room,
+ * without progress, before the rest is given up. */
+#define WRITE_STALL_MS 1000
+
 /* Write all of s to fd, or give up at the first error. A pipe nobody reads
  * any more (stderr into `| head`, say) must not kill the program with
- * SIGPIPE from inside its malloc, or at exit after it chose its status. */
+ * SIGPIPE from inside its malloc, or at exit after it chose its status.
+ * A descriptor in non-blocking mode (O_NONBLOCK, which a file description
+ * shared with another process can have: a pipe to a reader that set it)
+ * whose pipe or socket is full is waited on with poll, as a blocking one
+ * would be, for up to WRITE_STALL_MS without progress: before, the write
+ * failed with EAGAIN and the report, or the summary at exit, was lost
+ * whole while the process went on to abort or exit 1. */
 void pm_i_write_all(int fd, const char *s, size_t n)
 {
     pm_i_nopipe g;
@@ -54,6 +65,14 @@ void pm_i_write_all(int fd, const char *s, size_t n)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd pfd = {fd, POLLOUT, 0};
+                int r;
+                while ((r = poll(&pfd, 1, WRITE_STALL_MS)) < 0 && errno == EINTR)
+                    ;
+                if (r > 0 && (pfd.revents & POLLOUT))
+                    continue;
+            }
             break;
         }
         s += w;

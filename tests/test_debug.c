@@ -8,7 +8,9 @@
 #include "debug_cases.h"
 #include "pm_internal.h"
 
+#include <fcntl.h>
 #include <setjmp.h>
+#include <time.h>
 #include <stdarg.h>
 
 static void print_expect(const dcase_expect *x)
@@ -357,6 +359,69 @@ static void test_handler_same_block_again(void)
     }
 }
 
+/* stderr a pipe in non-blocking mode (O_NONBLOCK, as a reader sharing
+ * the file description may set it) that is full when the report is made,
+ * its reader slow: the report waits for room, as it would on a blocking
+ * pipe, and the process then aborts. Before, the write failed with EAGAIN
+ * and the process aborted without a word. */
+static void test_report_to_full_nonblocking_pipe(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        int out[2], sync[2];
+        PM_CHECK(pipe(out) == 0 && pipe(sync) == 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(out[0]);
+            close(sync[0]);
+            dup2(out[1], 2);
+            close(out[1]);
+            signal(SIGABRT, SIG_DFL);
+            unsigned char *p = pm_t_domains[d].malloc(24);
+            fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK);
+            static char dots[4096];
+            memset(dots, '.', sizeof dots);
+            while (write(2, dots, sizeof dots) > 0 || errno == EINTR) {
+            }
+            while (write(2, dots, 1) > 0 || errno == EINTR) {
+            }
+            if (write(sync[1], "f", 1) != 1)
+                _exit(3);
+            p[24] = 'x';
+            pm_t_domains[d].free(p);
+            _exit(0);
+        }
+        close(out[1]);
+        close(sync[1]);
+        char c;
+        PM_CHECK_EQ(read(sync[0], &c, 1), 1); /* the pipe is full */
+        close(sync[0]);
+        struct timespec ms50 = {0, 50 * 1000 * 1000};
+        nanosleep(&ms50, NULL);
+        static char text[1 << 17];
+        size_t len = 0;
+        ssize_t n;
+        while ((n = read(out[0], text + len, sizeof text - 1 - len)) > 0 ||
+               (n < 0 && errno == EINTR))
+            len += n > 0 ? (size_t)n : 0;
+        text[len] = '\0';
+        close(out[0]);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        PM_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+        char want[64];
+        snprintf(want, sizeof want, "pymalloc: pm_%s_free: buffer overflow: 1 byte",
+                 pm_t_domains[d].name);
+        const char *rep = strstr(text, want);
+        PM_CHECK(rep != NULL);
+        if (rep != NULL)
+            PM_CHECK_STR(rep, "Data at p: cd cd");
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_error_class_names);
@@ -366,5 +431,6 @@ int main(void)
     PM_RUN(test_forgotten_free_is_invalid_pointer);
     PM_RUN(test_churn_keeps_freed_blocks);
     PM_RUN(test_handler_same_block_again);
+    PM_RUN(test_report_to_full_nonblocking_pipe);
     return pm_test_done();
 }
