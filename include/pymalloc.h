@@ -155,7 +155,9 @@ typedef struct pm_error_report {
                               pm_check_block, which has none, the block's
                               (0 for a pointer that is no block) */
     char api_found;        /* API the block was allocated with, 0 if unknown */
-    const char *message;   /* the one-line report, without the newline */
+    const char *message;   /* the one-line report, without the newline:
+                              valid only during the handler's call (copy
+                              it to keep it); entry is a static string */
 } pm_error_report;
 
 /* Called after the report is printed, in the thread that found the error,
