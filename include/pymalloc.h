@@ -243,7 +243,7 @@ struct pm_stats {
         size_t pools;            /* pools in use (used or full) */
         size_t blocks_in_use;    /* includes blocks in thread caches */
         size_t blocks_available; /* free blocks of those pools */
-        size_t blocks_cached;    /* in thread caches */
+        size_t blocks_cached;    /* in thread caches (under memcheck: quarantined) */
     } classes[PM_STATS_NCLASSES];
 };
 

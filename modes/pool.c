@@ -74,7 +74,8 @@
  * Valgrind (PM_HAVE_VALGRIND, memcheck detected at set-up; other tools such
  * as callgrind get the normal paths): thread caches
  * are off and every operation takes its class lock; each block is a
- * MALLOCLIKE block of exactly the requested size, freed with FREELIKE and
+ * MALLOCLIKE block of exactly the requested size, freed with FREELIKE (then
+ * kept from reuse a while: vg_quarantine) and
  * resized in place with RESIZEINPLACE; arenas, pool headers, free blocks
  * and never-carved memory are NOACCESS, opened briefly around the
  * allocator's own accesses. The size class is n>>4 instead of (n-1)>>4, so
@@ -1158,8 +1159,14 @@ static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
         flush_bin_c(c, idx, count, 0);
 }
 
+static void vg_quarantine_flush(void);
+
 void pm_i_pool_flush_thread_cache(void)
 {
+    if (pm_i_p_vg) {
+        vg_quarantine_flush(); /* no caches: the quarantine stands in for them */
+        return;
+    }
     pm_tcache *c = pm_i_p_tc;
     if (c == &empty_cache)
         return;
@@ -1177,9 +1184,10 @@ static size_t arenas_reclaimed_now(void)
     return n;
 }
 
-/* pm_trim: the calling thread's cached blocks back to their pools, so that
- * the arenas they alone kept (a cached block pins its pool, and its arena)
- * can be unmapped. 1 if an arena was unmapped. */
+/* pm_trim: the calling thread's cached blocks back to their pools (under
+ * memcheck, the quarantined blocks: vg_quarantine), so that the arenas
+ * they alone kept (a cached block pins its pool, and its arena) can be
+ * unmapped. 1 if an arena was unmapped. */
 int pm_i_pool_trim(void)
 {
     if (atomic_load_explicit(&init_state, memory_order_acquire) != 2)
@@ -1243,6 +1251,47 @@ static void *vg_malloc(size_t n)
     return bp;
 }
 
+/* Under memcheck: freed block bp of class idx waits in its class's
+ * quarantine, a FIFO of the last PM_P_VG_QUARANTINE blocks freed, before
+ * it goes back to its pool: NOACCESS meanwhile, so that a read or write
+ * through a stale pointer is reported even after later mallocs of the same
+ * size, as memcheck's own free queue does for libc's blocks (the pool's
+ * LIFO free list handed the block out again at the next malloc, and the
+ * access went unseen). Returns the block to give back now: the oldest one
+ * when the ring is full, bp itself if the ring cannot be mapped. Class
+ * lock held. */
+#define PM_P_VG_QUARANTINE 1024
+static uint8_t *vg_quarantine(unsigned idx, uint8_t *bp)
+{
+    struct pm_p_class *c = &pm_i_p.cls[idx];
+    if (c->vg_quar == NULL &&
+        (c->vg_quar = map(PM_P_VG_QUARANTINE * sizeof *c->vg_quar)) == NULL)
+        return bp;
+    if (c->vg_qlen < PM_P_VG_QUARANTINE) {
+        c->vg_quar[(c->vg_qhead + c->vg_qlen++) % PM_P_VG_QUARANTINE] = bp;
+        return NULL;
+    }
+    uint8_t *oldest = c->vg_quar[c->vg_qhead];
+    c->vg_quar[c->vg_qhead] = bp;
+    c->vg_qhead = (c->vg_qhead + 1) % PM_P_VG_QUARANTINE;
+    return oldest;
+}
+
+/* pm_trim under memcheck: every quarantined block back to its pool, so
+ * that the arenas they alone kept can go. */
+static void vg_quarantine_flush(void)
+{
+    for (unsigned idx = 0; idx < PM_P_NCLASSES; idx++) {
+        struct pm_p_class *c = &pm_i_p.cls[idx];
+        pm_p_lock(&c->lock);
+        for (; c->vg_qlen > 0; c->vg_qlen--) {
+            give_block(idx, c->vg_quar[c->vg_qhead]);
+            c->vg_qhead = (c->vg_qhead + 1) % PM_P_VG_QUARANTINE;
+        }
+        pm_p_unlock(&c->lock);
+    }
+}
+
 static void vg_free(uint8_t *bp, unsigned idx)
 {
     pm_p_lock(&pm_i_p.cls[idx].lock);
@@ -1250,7 +1299,8 @@ static void vg_free(uint8_t *bp, unsigned idx)
     if (slot != NULL) {
         *slot = 0;
         VALGRIND_FREELIKE_BLOCK(bp, 0);
-        give_block(idx, bp);
+        if ((bp = vg_quarantine(idx, bp)) != NULL)
+            give_block(idx, bp);
     }
     pm_p_unlock(&pm_i_p.cls[idx].lock);
 }

@@ -153,7 +153,14 @@ typedef struct pm_tcache {
 struct pm_p_class {
     pthread_mutex_t lock;
     pm_pool *used; /* pools with free blocks, NULL-terminated, doubly linked */
+    /* Under memcheck: blocks freed but not yet back in their pools, oldest
+     * first from vg_qhead (a ring of PM_P_VG_QUARANTINE, mapped at the
+     * first free), so that a use after free is still reported after later
+     * mallocs of the class (pool.c: vg_quarantine). */
+    uint8_t **vg_quar;
+    uint32_t vg_qhead, vg_qlen;
 } __attribute__((aligned(64)));
+_Static_assert(sizeof(struct pm_p_class) == 64, "a class is one cache line");
 
 struct pm_p_state {
     struct pm_p_class cls[PM_P_NCLASSES];

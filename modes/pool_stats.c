@@ -142,6 +142,11 @@ static int get_stats(struct pm_stats *st, int bounded)
         for (unsigned i = 0; i < PM_P_NCLASSES; i++)
             st->classes[i].blocks_cached +=
                 atomic_load_explicit(&c->bin[i + 1].n, memory_order_relaxed);
+    /* Under memcheck there are no caches; freed blocks held back from
+     * reuse (pool.c: vg_quarantine) are counted in their place: handed out
+     * by their pools, not by the program. */
+    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
+        st->classes[i].blocks_cached += pm_i_p.cls[i].vg_qlen;
     pm_i_p_unlock_all();
     pm_i_p_leave();
 

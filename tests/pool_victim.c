@@ -24,6 +24,7 @@ void free_twice(unsigned char *p);
 void free_interior(unsigned char *p);
 void *realloc_freed(unsigned char *p);
 void write_link_after_free(unsigned char *p);
+void write_after_reuse(unsigned char *p);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -46,6 +47,11 @@ PM_VICTIM_FN void read_after_free(unsigned char *p)
 PM_VICTIM_FN void write_after_free(unsigned char *p)
 {
     ((volatile unsigned char *)p)[3] = 7;
+}
+
+PM_VICTIM_FN void write_after_reuse(unsigned char *p)
+{
+    ((volatile unsigned char *)p)[5] = 7;
 }
 
 PM_VICTIM_FN void leak_one(void)
@@ -214,6 +220,21 @@ int main(int argc, char **argv)
             read_after_free(p);
         else
             write_after_free(p);
+        return 0;
+    }
+    if (strcmp(c, "uaf-reused") == 0) {
+        /* Freed, then more blocks of its size: the stale pointer must
+         * still be caught (the pool's free list is LIFO). */
+        unsigned char *p = pm_obj_malloc(40), *q[64];
+        memset(p, 2, 40);
+        pm_obj_free(p);
+        for (int i = 0; i < 64; i++) {
+            q[i] = pm_obj_malloc(40);
+            memset(q[i], 3, 40);
+        }
+        write_after_reuse(p);
+        for (int i = 0; i < 64; i++)
+            pm_obj_free(q[i]);
         return 0;
     }
     if (strcmp(c, "leak") == 0) {

@@ -99,6 +99,15 @@ static int keep_pool(const pm_t_domain *D, const unsigned char *p, unsigned char
     return k;
 }
 
+/* Under memcheck a freed block is held back from reuse (quarantined) a
+ * while: back to its pool's free list now, where the damage planted next
+ * is to be met. */
+static void unquarantine(void)
+{
+    if (pm_i_pool_valgrind(NULL))
+        pm_i_pool_flush_thread_cache();
+}
+
 /* Flip a bit of the freed byte at a (a write that always changes it). */
 static void flip(unsigned char *a)
 {
@@ -145,6 +154,7 @@ static int overflow_into_freed(const pm_t_domain *D, unsigned char **x, unsigned
     if (saved != NULL)
         memcpy(saved, *x + N, 16);
     D->free(*y);
+    unquarantine();
     memset(*x + N, 0x41, 16);
     damage(*y - 16, 0x41, 8);
     return 1;
@@ -238,6 +248,7 @@ static void test_write_into_freed_header(void)
             int kept = keep_pool(D, p, keep);
             uint64_t serial = trailer_serial(p, N);
             D->free(p);
+            unquarantine();
             flip(p - 16 + 8 * which);
             watch();
             /* The next malloc of the class takes p, from the thread cache;
@@ -326,6 +337,7 @@ static void damaged_then_malloc(void *arg)
     unsigned char *p = pm_mem_malloc(N), *keep[300];
     keep_pool(&pm_t_domains[PM_DOMAIN_MEM], p, keep);
     pm_mem_free(p);
+    unquarantine();
     damage(p - 16, 0x41, 16);
     for (int k = 0; k < 4096; k++) /* the first takes p, but under memcheck */
         pm_mem_malloc(N);

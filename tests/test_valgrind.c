@@ -103,6 +103,27 @@ static void test_use_after_free(void)
     PM_CHECK_STR(r.output, "3 bytes inside a block of size 40 free'd");
 }
 
+/* A write through a stale pointer after later mallocs of the same size:
+ * the freed block is kept from reuse (quarantined) under memcheck, as
+ * memcheck's own free queue keeps libc's blocks; in the pool modes the
+ * LIFO free list handed it out again at the next malloc, and the write
+ * went unseen. */
+static void test_use_after_free_and_reuse(void)
+{
+    NEED_VALGRIND();
+    const char *modes[] = {"pymalloc", "debug", "pymalloc_debug", "malloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        pm_death_result r;
+        run_in(modes[i], "uaf-reused", &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 99);
+        PM_CHECK_STR(r.output, "Invalid write of size 1");
+        PM_CHECK_STR(r.output, "write_after_reuse (pool_victim.c:");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s:\n%s\n", modes[i], r.output);
+    }
+}
+
 static void test_write_past_block_shrunk_in_place(void)
 {
     NEED_VALGRIND();
@@ -209,6 +230,7 @@ int main(int argc, char **argv)
     PM_RUN(test_clean_program_has_no_reports);
     PM_RUN(test_overflow_into_next_block);
     PM_RUN(test_use_after_free);
+    PM_RUN(test_use_after_free_and_reuse);
     PM_RUN(test_write_past_block_shrunk_in_place);
     PM_RUN(test_leak);
     PM_RUN(test_leak_linked);
