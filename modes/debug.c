@@ -1008,8 +1008,13 @@ __attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
     if (base == NULL)
         return NULL;
     unsigned char *p = base + PM_I_DEBUG_HEAD;
+    /* Under memcheck (whose thread caches are off, so dbg_malloc's fast
+     * path never gets a block: every malloc comes here) the data bytes,
+     * CLEANBYTE, are undefined to memcheck, as libc's malloc's are: a
+     * read of one the program never wrote is reported there. */
     if (PM_I_LIKELY(g->pool_below && n <= PM_P_SIDE_SIZE_MAX)) {
         fill_clean(p, n);
+        PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(p, n));
         /* A block the pool just returned: a block start, so its side word
          * (if it has one) is found with fewer checks. */
         _Atomic uint64_t *w = pm_i_pool_side_new(base);
@@ -1021,6 +1026,7 @@ __attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
         }
     } else {
         fill_span(p, n, PM_I_CLEANBYTE);
+        PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(p, n));
     }
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
@@ -1117,6 +1123,7 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
     if (base == NULL)
         return NULL;
     fill_span(base + alignment, n, PM_I_CLEANBYTE);
+    PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(base + alignment, n)); /* as in malloc_general */
     return finish_block(g, base, alignment, n);
 }
 
@@ -1352,8 +1359,10 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
         if (t < size)
             memcpy(q + t, save + ERASED_SIZE, size - t < ERASED_SIZE ? size - t : ERASED_SIZE);
     }
-    if (size > old)
+    if (size > old) {
         fill_span(q + old, size - old, PM_I_CLEANBYTE);
+        PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(q + old, size - old)); /* as in malloc_general */
+    }
 
     /* The new block, or the old one live again (its side word restored, or
      * its registry record replaced). */

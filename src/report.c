@@ -32,6 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#if PM_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(a, n) 0
+#endif
+
 #define PM_I_STR2(x) #x
 #define PM_I_STR(x) PM_I_STR2(x)
 
@@ -330,11 +336,18 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
     }
 }
 
+/* The n <= 16 data bytes at p, in hex. Under memcheck the debug hooks
+ * mark a block's data bytes never written as undefined (they hold
+ * CLEANBYTE): they are dumped from a copy made defined, so that the
+ * report itself is no use of uninitialised values. */
 static void hex_bytes(pm_i_buf *b, const unsigned char *p, size_t n)
 {
+    unsigned char copy[16];
+    memcpy(copy, p, n);
+    (void)VALGRIND_MAKE_MEM_DEFINED(copy, n);
     for (size_t i = 0; i < n; i++) {
         pm_i_buf_char(b, ' ');
-        pm_i_buf_hex(b, p[i], 2);
+        pm_i_buf_hex(b, copy[i], 2);
     }
 }
 

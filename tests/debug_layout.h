@@ -10,6 +10,30 @@
 
 #include "pymalloc.h"
 
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)0)
+#endif
+
+/* The bytes of the n at p that are not c. Under memcheck the debug hooks
+ * mark the CLEANBYTE fill of a new block undefined (as libc's malloc's
+ * bytes are): it is compared through a copy made defined. */
+static inline size_t count_not(const unsigned char *p, size_t n, unsigned char c)
+{
+    size_t bad = 0;
+    unsigned char copy[256];
+    for (size_t at = 0; at < n; at += sizeof copy) {
+        size_t k = n - at < sizeof copy ? n - at : sizeof copy;
+        for (size_t i = 0; i < k; i++)
+            copy[i] = p[at + i];
+        (void)VALGRIND_MAKE_MEM_DEFINED(copy, k);
+        for (size_t i = 0; i < k; i++)
+            bad += copy[i] != c;
+    }
+    return bad;
+}
+
 /* The big-endian 64-bit number at p. */
 static inline uint64_t be64(const unsigned char *p)
 {

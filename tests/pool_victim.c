@@ -25,6 +25,8 @@ void free_interior(unsigned char *p);
 void *realloc_freed(unsigned char *p);
 void write_link_after_free(unsigned char *p);
 void write_after_reuse(unsigned char *p);
+void branch_on_new(const unsigned char *p);
+void branch_on_grown(const unsigned char *p);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -52,6 +54,18 @@ PM_VICTIM_FN void write_after_free(unsigned char *p)
 PM_VICTIM_FN void write_after_reuse(unsigned char *p)
 {
     ((volatile unsigned char *)p)[5] = 7;
+}
+
+PM_VICTIM_FN void branch_on_new(const unsigned char *p)
+{
+    if (p[5] == 3) /* never written since the malloc */
+        sink = 1;
+}
+
+PM_VICTIM_FN void branch_on_grown(const unsigned char *p)
+{
+    if (p[150] == 3) /* past the old size: never written */
+        sink = 2;
 }
 
 PM_VICTIM_FN void leak_one(void)
@@ -235,6 +249,21 @@ int main(int argc, char **argv)
         write_after_reuse(p);
         for (int i = 0; i < 64; i++)
             pm_obj_free(q[i]);
+        return 0;
+    }
+    if (strcmp(c, "uninit") == 0) {
+        /* Bytes never written, after a malloc and past a realloc's old
+         * size (a pool block moved; a libc block of 600 grown). */
+        unsigned char *p = pm_mem_malloc(40), *q = pm_mem_malloc(600);
+        branch_on_new(p);
+        memset(p, 1, 40);
+        memset(q, 1, 100);
+        p = pm_mem_realloc(p, 200);
+        q = pm_mem_realloc(q, 700);
+        branch_on_grown(p);
+        branch_on_grown(q);
+        pm_mem_free(p);
+        pm_mem_free(q);
         return 0;
     }
     if (strcmp(c, "leak") == 0) {

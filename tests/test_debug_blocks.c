@@ -22,14 +22,6 @@ PM_TEST_SANITIZER_MAY_RETURN_NULL
 
 static const char dom_api[PM_DOMAIN_COUNT] = {'r', 'm', 'o'};
 
-static size_t count_not(const unsigned char *p, size_t n, unsigned char c)
-{
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += p[i] != c;
-    return bad;
-}
-
 /* The layout of §4: size, API id, 7 x FD, data, 8 x FD, serial. */
 static void check_layout(const unsigned char *p, size_t n, char api)
 {

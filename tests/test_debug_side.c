@@ -513,14 +513,6 @@ static void test_raw_label_in_user_sizes(void)
  * word is the free list's link; the block stays mapped in its pool, so it
  * can be read here, except under memcheck, which forbids it). */
 
-static size_t count_not(const unsigned char *p, size_t n, unsigned char c)
-{
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += p[i] != c;
-    return bad;
-}
-
 static void test_fills_every_size(void)
 {
     NEED_DEBUG();

@@ -31,8 +31,7 @@
 
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
-#else
-#define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)0)
+#else /* (debug_layout.h defined VALGRIND_MAKE_MEM_DEFINED) */
 #define VALGRIND_MAKE_MEM_NOACCESS(a, n) ((void)0)
 #endif
 

@@ -124,6 +124,31 @@ static void test_use_after_free_and_reuse(void)
     }
 }
 
+/* A read of heap bytes the program never wrote (after malloc, past a
+ * realloc's old size) is reported as under libc's malloc, in every mode:
+ * in the debug modes, memcheck was told nothing of the CLEANBYTE fill
+ * (0xCD, defined to it), and reported nothing. The bytes written stay
+ * defined across the realloc. */
+static void test_uninitialised_reads(void)
+{
+    NEED_VALGRIND();
+    const char *modes[] = {"pymalloc", "debug", "malloc_debug", "pymalloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        pm_death_result r;
+        run_in(modes[i], "uninit", &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 99);
+        PM_CHECK_STR(r.output, "branch_on_new (pool_victim.c:");
+        PM_CHECK_STR(r.output, "branch_on_grown (pool_victim.c:");
+        int errors = 0;
+        for (const char *s = r.output; (s = strstr(s, "Conditional jump")) != NULL; s++)
+            errors++;
+        PM_CHECK_EQ(errors, 3);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s:\n%s\n", modes[i], r.output);
+    }
+}
+
 static void test_write_past_block_shrunk_in_place(void)
 {
     NEED_VALGRIND();
@@ -231,6 +256,7 @@ int main(int argc, char **argv)
     PM_RUN(test_overflow_into_next_block);
     PM_RUN(test_use_after_free);
     PM_RUN(test_use_after_free_and_reuse);
+    PM_RUN(test_uninitialised_reads);
     PM_RUN(test_write_past_block_shrunk_in_place);
     PM_RUN(test_leak);
     PM_RUN(test_leak_linked);
