@@ -107,7 +107,7 @@ _Static_assert(PM_P_NCLASSES * PM_P_ALIGN == PM_P_WIDE_MAX, "34 size classes");
 _Static_assert(PM_P_NCLASSES == 34, "one CLS_INIT per class in pm_i_p below");
 
 #define PM_P_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
-#define CLS_INIT(i) [i] = {PM_P_MUTEX_INIT, NULL}
+#define CLS_INIT(i) [i] = {.lock = PM_P_MUTEX_INIT}
 
 struct pm_p_state pm_i_p = {
     .cls = {CLS_INIT(0),  CLS_INIT(1),  CLS_INIT(2),  CLS_INIT(3),  CLS_INIT(4),

@@ -160,7 +160,6 @@ struct pm_p_class {
     uint8_t **vg_quar;
     uint32_t vg_qhead, vg_qlen;
 } __attribute__((aligned(64)));
-_Static_assert(sizeof(struct pm_p_class) == 64, "a class is one cache line");
 
 struct pm_p_state {
     struct pm_p_class cls[PM_P_NCLASSES];

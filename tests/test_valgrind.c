@@ -31,11 +31,34 @@ static void child_run(void *arg)
     _exit(98);
 }
 
+/* A frame's file name without its directories, "(pool_victim.c:38)":
+ * valgrind prints the line table's name, a bare name from gcc's and a
+ * path from clang's ("tests/pool_victim.c"). */
+static void strip_frame_dirs(char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in != '\0';) {
+        *out++ = *in++;
+        if (in[-1] != '(')
+            continue;
+        const char *end = in, *last = NULL;
+        while (*end != '\0' && *end != ')' && *end != ' ' && *end != '(') {
+            if (*end == '/')
+                last = end;
+            end++;
+        }
+        if (last != NULL && *end == ')')
+            in = last + 1;
+    }
+    *out = '\0';
+}
+
 /* The victim's case `which` under memcheck in `mode`. */
 static void run_in(const char *mode, const char *which, pm_death_result *r)
 {
     struct victim_run v = {mode, which};
     pm_death(child_run, &v, r);
+    strip_frame_dirs(r->output);
     if (!r->exited || r->exit_status == 98)
         fprintf(stderr, "valgrind did not run: %s\n", r->output);
 }
