@@ -336,18 +336,21 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
     }
 }
 
-/* The n <= 16 data bytes at p, in hex. Under memcheck the debug hooks
+/* The n data bytes at p, in hex. Under memcheck the debug hooks
  * mark a block's data bytes never written as undefined (they hold
  * CLEANBYTE): they are dumped from a copy made defined, so that the
  * report itself is no use of uninitialised values. */
 static void hex_bytes(pm_i_buf *b, const unsigned char *p, size_t n)
 {
     unsigned char copy[16];
-    memcpy(copy, p, n);
-    (void)VALGRIND_MAKE_MEM_DEFINED(copy, n);
-    for (size_t i = 0; i < n; i++) {
-        pm_i_buf_char(b, ' ');
-        pm_i_buf_hex(b, copy[i], 2);
+    for (size_t done = 0; done < n; done += sizeof copy) {
+        size_t k = n - done < sizeof copy ? n - done : sizeof copy;
+        memcpy(copy, p + done, k);
+        (void)VALGRIND_MAKE_MEM_DEFINED(copy, k);
+        for (size_t i = 0; i < k; i++) {
+            pm_i_buf_char(b, ' ');
+            pm_i_buf_hex(b, copy[i], 2);
+        }
     }
 }
 
