@@ -1686,24 +1686,23 @@ static _Atomic int abort_checked;
  * is blocked while the handler runs and kills the process when it returns,
  * whoever sent it (abort() would raise it again itself; raise, kill and
  * pthread_kill would not, and the process must not survive them). */
-static void abort_check(int sig);
 
 static void abort_default_again(void)
 {
     struct sigaction cur, dfl;
     /* Called by a handler the program set later (a crash reporter calling
      * the one before it): that handler decides what happens next. */
-    if (sigaction(SIGABRT, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
-        cur.sa_handler != abort_check)
+    if (pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
+        cur.sa_handler != pm_i_debug_abort_handler)
         return;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    sigaction(SIGABRT, &dfl, NULL);
+    pm_i_real_sigaction(SIGABRT, &dfl, NULL);
     raise(SIGABRT);
 }
 
-static void abort_check(int sig)
+void pm_i_debug_abort_handler(int sig)
 {
     (void)sig;
     int saved = errno;
@@ -1749,17 +1748,22 @@ void pm_i_debug_exit_check(void)
 
 static pthread_once_t abort_check_once = PTHREAD_ONCE_INIT;
 
+struct sigaction pm_i_debug_abort_prev;
+_Atomic int pm_i_debug_abort_installed;
+
 static void install_abort_check(void)
 {
     struct sigaction old, sa;
-    if (sigaction(SIGABRT, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+    if (pm_i_real_sigaction(SIGABRT, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
         old.sa_handler != SIG_DFL)
         return; /* the program's own handler is kept */
+    pm_i_debug_abort_prev = old;
+    atomic_store_explicit(&pm_i_debug_abort_installed, 1, memory_order_release);
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = abort_check;
+    sa.sa_handler = pm_i_debug_abort_handler;
     sigfillset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGABRT, &sa, NULL);
+    pm_i_real_sigaction(SIGABRT, &sa, NULL);
 }
 
 /* ---------------------------------------------------------------------------

@@ -117,6 +117,25 @@ int pm_i_debug_has_handler(void);
  * waits for a lock the interrupted call may hold (modes/debug.c). */
 size_t pm_i_debug_usable_size_nested(void *p);
 
+/* The check of the heap at abort is a SIGABRT handler of the debug layer's
+ * (modes/debug.c), installed where the program's action is the default.
+ * The malloc override's sigaction and signal (src/signal.c) show the
+ * program the action it would see without it; the debug layer itself
+ * reaches the C library's sigaction through pm_i_real_sigaction, past
+ * them. pm_i_debug_abort_handler is the handler; pm_i_debug_abort_prev the
+ * action it replaced (the default, with the flags and mask it had), set
+ * before pm_i_debug_abort_installed. */
+struct sigaction;
+#if defined(__GLIBC__)
+int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+#define pm_i_real_sigaction __sigaction
+#else
+#define pm_i_real_sigaction sigaction
+#endif
+void pm_i_debug_abort_handler(int sig);
+extern struct sigaction pm_i_debug_abort_prev;
+extern _Atomic int pm_i_debug_abort_installed; /* set before the handler goes in */
+
 /* Set just before the debug layer calls abort() itself, after its report:
  * the check of the heap at abort then has nothing to add. */
 extern _Atomic int pm_i_debug_aborting;

@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 grep -o '^PM_API [^(]*(' "$header" | sed 's/[*(]/ /g' | awk '{print $NF}' | sort >"$tmp/pm"
 printf '%s\n' malloc free calloc realloc reallocarray posix_memalign aligned_alloc \
     memalign valloc pvalloc malloc_usable_size malloc_trim _exit _Exit \
-    execve execv execvp execvpe execl execle execlp fexecve execveat | sort >"$tmp/family"
+    execve execv execvp execvpe execl execle execlp fexecve execveat sigaction signal | sort >"$tmp/family"
 sort "$tmp/pm" "$tmp/family" >"$tmp/override.want"
 nm -D --defined-only "$api" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/api.got"
 nm -D --defined-only "$override" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/override.got"

@@ -1,0 +1,145 @@
+/*
+ * src/signal.c - sigaction and signal, so that the debug modes' SIGABRT
+ * handler does not show.
+ *
+ * The debug hooks check every live block when the process aborts, from a
+ * SIGABRT handler of their own (modes/debug.c, "At abort"), installed when
+ * they go in where the program's action is the default. A program that
+ * asked for SIGABRT's action saw that handler instead of SIG_DFL: Python's
+ * signal.getsignal(SIGABRT) answered None, and the common save-and-restore
+ * (old = signal.signal(SIGABRT, h); ...; signal.signal(SIGABRT, old))
+ * failed with a TypeError, in the debug modes only.
+ *
+ * The handler does what the default does (after its check, the default
+ * action again, and the signal raised again), so here, for SIGABRT only:
+ *
+ *   - while the handler is installed, the action shown (the old action of
+ *     sigaction and signal) is the default the program last set, or the one
+ *     the handler replaced: the program's view, flags and mask included;
+ *   - setting the default (SIG_DFL) keeps the handler, or puts it back when
+ *     the program's own handler was there (a crash reporter restoring the
+ *     action before it and raising the signal again gets the check too);
+ *   - setting anything else (a handler, SIG_IGN) is the C library's
+ *     sigaction: the program's action replaces the check, as before.
+ *
+ * Where the handler was never installed (the modes without debug hooks, a
+ * program whose own handler was there first) every call is the C
+ * library's. Which action is installed is asked of the kernel at each call,
+ * so a change made behind these functions (another signal function of the
+ * C library, a raw system call) is seen. The debug layer itself calls the
+ * C library's sigaction (pm_i_real_sigaction), never these. Async-signal-
+ * safe, as sigaction is: no lock, no allocation. Two threads setting
+ * SIGABRT's action at once may see each other's action as the old one in
+ * another order than the kernel's.
+ *
+ * The other signal functions (sigset, sysv_signal, bsd_signal) still show
+ * the handler. Built into the override libraries only (libpymalloc.so/.a),
+ * on glibc, not into the renamed copy of the fuzz targets.
+ */
+#define _GNU_SOURCE 1
+#include "pm_override.h"
+#include "pm_debug.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#if !defined(PM_O_PREFIX) && defined(__GLIBC__)
+
+#define PM_S_EXPORT __attribute__((visibility("default")))
+
+/* The default action the program last set while the handler was installed
+ * (valid when s_shown_set; else pm_i_debug_abort_prev, the one it
+ * replaced). */
+static struct sigaction s_shown;
+static _Atomic int s_shown_set;
+
+/* Is the debug layer's handler SIGABRT's action in *cur? */
+static int s_is_ours(const struct sigaction *cur)
+{
+    return !(cur->sa_flags & SA_SIGINFO) && cur->sa_handler == pm_i_debug_abort_handler;
+}
+
+static void s_shown_get(struct sigaction *out)
+{
+    *out = atomic_load_explicit(&s_shown_set, memory_order_acquire) ? s_shown
+                                                                     : pm_i_debug_abort_prev;
+}
+
+/* The handler as installed (modes/debug.c, install_abort_check). */
+static int s_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = pm_i_debug_abort_handler;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return pm_i_real_sigaction(SIGABRT, &sa, NULL);
+}
+
+static int s_sigaction(const struct sigaction *act, struct sigaction *old)
+{
+    struct sigaction cur;
+    if (pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0)
+        return -1;
+    int ours = s_is_ours(&cur);
+    struct sigaction was;
+    if (ours)
+        s_shown_get(&was);
+    else
+        was = cur;
+    if (act != NULL) {
+        /* SIG_DFL is 0 in either member: with SA_SIGINFO too, the default. */
+        if (act->sa_handler == SIG_DFL) {
+            if (!ours && s_install() != 0)
+                return -1;
+            s_shown = *act;
+            atomic_store_explicit(&s_shown_set, 1, memory_order_release);
+        } else if (pm_i_real_sigaction(SIGABRT, act, NULL) != 0) {
+            return -1;
+        }
+    }
+    if (old != NULL)
+        *old = was;
+    return 0;
+}
+
+/* The handler was ever installed in this process (then SIGABRT is served
+ * here). A fork child inherits it; exec ends it with the process image. */
+static int s_debug_handler_used(void)
+{
+    return atomic_load_explicit(&pm_i_debug_abort_installed, memory_order_acquire);
+}
+
+PM_S_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (sig != SIGABRT || !s_debug_handler_used())
+        return pm_i_real_sigaction(sig, act, old);
+    return s_sigaction(act, old);
+}
+
+/* glibc's signal (BSD semantics): the handler, with sig itself blocked
+ * while it runs, and SA_RESTART (unless siginterrupt said otherwise, which
+ * is not kept here for SIGABRT). */
+extern __sighandler_t bsd_signal(int sig, __sighandler_t handler);
+
+PM_S_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+    if (sig != SIGABRT || !s_debug_handler_used())
+        return bsd_signal(sig, handler);
+    if (handler == SIG_ERR) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    sigemptyset(&act.sa_mask);
+    sigaddset(&act.sa_mask, sig);
+    act.sa_flags = SA_RESTART;
+    if (s_sigaction(&act, &old) != 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
+
+#endif /* !PM_O_PREFIX && __GLIBC__ */
