@@ -644,6 +644,9 @@ __attribute__((constructor)) static void o_load(void)
      * from libpymalloc.a. */
     pm_i_exec_resolve();
 #if defined(__GLIBC__)
+    /* The next sigaction and signal (src/signal.c); this also links that
+     * file in from libpymalloc.a. */
+    pm_i_signal_resolve();
     __cxa_at_quick_exit((void (*)(void *))(void (*)(void))o_quick_exit, NULL);
 #endif
 }

@@ -35,6 +35,9 @@ size_t PM_O_NAME(malloc_usable_size)(void *p);
 /* Find the C library's exec functions (src/exec.c, which passes heap errors
  * counted before an exec on to the new program), at load time. */
 void pm_i_exec_resolve(void);
+/* Find the next sigaction and signal (src/signal.c, which hides the debug
+ * modes' SIGABRT handler from the program), at load time. */
+void pm_i_signal_resolve(void);
 #endif
 
 /*

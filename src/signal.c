@@ -23,8 +23,9 @@
  *     sigaction: the program's action replaces the check, as before.
  *
  * Where the handler was never installed (the modes without debug hooks, a
- * program whose own handler was there first) every call is the C
- * library's. Which action is installed is asked of the kernel at each call,
+ * program whose own handler was there first) every call goes on to the
+ * next definition: the C library's, or that of a library preloaded after
+ * this one (pm_i_signal_resolve). Which action is installed is asked of the kernel at each call,
  * so a change made behind these functions (another signal function of the
  * C library, a raw system call) is seen. The debug layer itself calls the
  * C library's sigaction (pm_i_real_sigaction), never these. Async-signal-
@@ -40,6 +41,7 @@
 #include "pm_override.h"
 #include "pm_debug.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -47,6 +49,34 @@
 #if !defined(PM_O_PREFIX) && defined(__GLIBC__)
 
 #define PM_S_EXPORT __attribute__((visibility("default")))
+
+/* The next definitions of sigaction and signal (the C library's, or those
+ * of a library preloaded after this one that chains handlers, as the
+ * JVM's libjsig does): every action the program sets goes to them, not
+ * past them. Found at load time (dlsym may allocate); until then, and if
+ * there is none, the C library's own. */
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+typedef __sighandler_t (*signal_fn)(int, __sighandler_t);
+static _Atomic(sigaction_fn) s_next_sigaction;
+static _Atomic(signal_fn) s_next_signal;
+extern __sighandler_t bsd_signal(int sig, __sighandler_t handler);
+
+void pm_i_signal_resolve(void)
+{
+    void *a = dlsym(RTLD_NEXT, "sigaction"), *s = dlsym(RTLD_NEXT, "signal");
+    sigaction_fn fa;
+    signal_fn fs;
+    memcpy(&fa, &a, sizeof fa); /* POSIX: dlsym results are callable */
+    memcpy(&fs, &s, sizeof fs);
+    atomic_store_explicit(&s_next_sigaction, fa, memory_order_release);
+    atomic_store_explicit(&s_next_signal, fs, memory_order_release);
+}
+
+static int s_next_action(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    sigaction_fn f = atomic_load_explicit(&s_next_sigaction, memory_order_acquire);
+    return f != NULL ? f(sig, act, old) : pm_i_real_sigaction(sig, act, old);
+}
 
 /* The default action the program last set while the handler was installed
  * (valid when s_shown_set; else pm_i_debug_abort_prev, the one it
@@ -95,7 +125,7 @@ static int s_sigaction(const struct sigaction *act, struct sigaction *old)
                 return -1;
             s_shown = *act;
             atomic_store_explicit(&s_shown_set, 1, memory_order_release);
-        } else if (pm_i_real_sigaction(SIGABRT, act, NULL) != 0) {
+        } else if (s_next_action(SIGABRT, act, NULL) != 0) {
             return -1;
         }
     }
@@ -114,19 +144,19 @@ static int s_debug_handler_used(void)
 PM_S_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
     if (sig != SIGABRT || !s_debug_handler_used())
-        return pm_i_real_sigaction(sig, act, old);
+        return s_next_action(sig, act, old);
     return s_sigaction(act, old);
 }
 
 /* glibc's signal (BSD semantics): the handler, with sig itself blocked
  * while it runs, and SA_RESTART (unless siginterrupt said otherwise, which
  * is not kept here for SIGABRT). */
-extern __sighandler_t bsd_signal(int sig, __sighandler_t handler);
-
 PM_S_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
 {
-    if (sig != SIGABRT || !s_debug_handler_used())
-        return bsd_signal(sig, handler);
+    if (sig != SIGABRT || !s_debug_handler_used()) {
+        signal_fn f = atomic_load_explicit(&s_next_signal, memory_order_acquire);
+        return f != NULL ? f(sig, handler) : bsd_signal(sig, handler);
+    }
     if (handler == SIG_ERR) {
         errno = EINVAL;
         return SIG_ERR;
