@@ -41,6 +41,21 @@ foreach(exe consumer_api_shared consumer_api_static)
   run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/build/${exe})
   expect(${exe} "^consumer [0-9.]+ mode=")
 endforeach()
+# A static copy in the program and a plugin that calls pm_* through the
+# shared API library (a second copy, dlopened): the plugin reaches the
+# program's copy (the static targets export the program's pm_* functions),
+# so blocks cross between them in every mode.
+set(dlopen_exes consumer_dlopen_api_static)
+if(have_override)
+  list(APPEND dlopen_exes consumer_dlopen_static)
+endif()
+foreach(exe ${dlopen_exes})
+  foreach(mode pymalloc malloc_debug pymalloc_debug)
+    run(${CMAKE_COMMAND} -E env ${libpath} PYMALLOC_MODE=${mode}
+        ${WORK_DIR}/build/${exe} ${WORK_DIR}/build/consumer_plugin.so)
+    expect("${exe} (${mode})" "^dlopen ok: [0-9.]+ mode=${mode}")
+  endforeach()
+endforeach()
 if(have_override)
   foreach(exe consumer_shared consumer_static)
     run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/build/${exe})
