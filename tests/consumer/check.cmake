@@ -89,4 +89,24 @@ while(pcs)
   run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/consumer_${pc})
   expect("the pkg-config build (${pc})" "^consumer [0-9.]+ mode=")
 endwhile()
+# The README's recipe for the static override through pkg-config: the
+# archive named, and the other flags (-u malloc, the dynamic list).
+if(have_override)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdirs}
+                  ${PKG_CONFIG} --variable=libdir pymalloc
+                  OUTPUT_VARIABLE pc_libdir OUTPUT_STRIP_TRAILING_WHITESPACE)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdirs}
+                  ${PKG_CONFIG} --cflags --static --libs-only-other pymalloc
+                  OUTPUT_VARIABLE flags OUTPUT_STRIP_TRAILING_WHITESPACE)
+  separate_arguments(flags UNIX_COMMAND "${SAN_FLAGS} ${flags}")
+  run(${C_COMPILER} ${SOURCE_DIR}/tests/consumer/dlopen_main.c -o ${WORK_DIR}/consumer_pc_static
+      ${pc_libdir}/libpymalloc.a ${flags} -ldl)
+  run(readelf -d ${WORK_DIR}/consumer_pc_static)
+  if(LAST_OUTPUT MATCHES "libpymalloc")
+    message(FATAL_ERROR "the pkg-config static build needs libpymalloc.so: ${LAST_OUTPUT}")
+  endif()
+  run(${CMAKE_COMMAND} -E env ${libpath} PYMALLOC_MODE=pymalloc_debug
+      ${WORK_DIR}/consumer_pc_static ${WORK_DIR}/build/consumer_plugin.so)
+  expect("the pkg-config static build" "^dlopen ok: [0-9.]+ mode=pymalloc_debug")
+endif()
 message("consumer: find_package (api and override, shared and static) and pkg-config builds work")
