@@ -1934,7 +1934,7 @@ void pm_i_debug_forget(void)
     }
 }
 
-int pm_debug_enabled(void)
+int pm_i_debug_enabled(void)
 {
     pm_i_ensure_init();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
@@ -1943,9 +1943,11 @@ int pm_debug_enabled(void)
     return 1;
 }
 
+int pm_debug_enabled(void) { return pm_i_debug_enabled(); }
+
 int pm_setup_debug_hooks(void)
 {
-    if (pm_debug_enabled())
+    if (pm_i_debug_enabled())
         return 0;
     return pm_i_reconfigure(pm_i_debug_decorate);
 }

@@ -360,11 +360,13 @@ const char *const *pm_mode_names(void) { return pm_i_mode_names(); }
 
 const char *pm_version(void) { return PYMALLOC_VERSION_STRING; }
 
-int pm_trim(void)
+int pm_i_trim(void)
 {
     pm_i_ensure_init();
     return pm_i_pool_trim();
 }
+
+int pm_trim(void) { return pm_i_trim(); }
 
 /* ---------------------------------------------------------------------------
  * The table, publicly.

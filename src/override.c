@@ -171,7 +171,7 @@ static int o_ready(void)
             return 0;
     }
     if (PM_I_UNLIKELY(atomic_load_explicit(&o_kind, memory_order_relaxed) == O_UNDECIDED))
-        atomic_store_explicit(&o_kind, pm_debug_enabled() ? O_NAMED : O_PLAIN,
+        atomic_store_explicit(&o_kind, pm_i_debug_enabled() ? O_NAMED : O_PLAIN,
                               memory_order_release);
     return 1;
 }
@@ -543,7 +543,7 @@ PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
 PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
 {
     int released = pm_i_libc_trim(pad);
-    return (o_ready() ? pm_trim() : 0) | released;
+    return (o_ready() ? pm_i_trim() : 0) | released;
 }
 
 /* The summary line, for an exit status of 0 after heap errors: 1 then,

@@ -196,6 +196,11 @@ void pm_i_pool_init(void);
 void pm_i_pool_flush_thread_cache(void);
 /* pm_trim(): flush the calling thread's cache; 1 if an arena was unmapped. */
 int pm_i_pool_trim(void);
+/* pm_trim and pm_debug_enabled for the library's own calls: the exported
+ * names may be another copy's (a program linked with libpymalloc.a exports
+ * its pm_* functions), and a call through them would reach that copy. */
+int pm_i_trim(void);
+int pm_i_debug_enabled(void);
 /* glibc's malloc_trim (of the library whose __libc_malloc we call), or 0
  * where there is none (modes/raw.c). */
 int pm_i_libc_trim(size_t pad);

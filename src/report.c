@@ -67,12 +67,14 @@ static const char *const class_names[PM_ERR_CLASS_COUNT] = {
     "invalid pointer", "API mismatch", "use after free",   "header corrupt",
 };
 
-const char *pm_error_class_name(pm_error_class c)
+static const char *class_name(pm_error_class c)
 {
     if ((unsigned)c >= PM_ERR_CLASS_COUNT)
         return "unknown error";
     return class_names[c];
 }
+
+const char *pm_error_class_name(pm_error_class c) { return class_name(c); }
 
 static void lock_reports(void);
 static void unlock_reports(void);
@@ -251,7 +253,7 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
     pm_i_buf_str(b, "pymalloc: ");
     pm_i_buf_str(b, e->entry);
     pm_i_buf_str(b, ": ");
-    pm_i_buf_str(b, pm_error_class_name(e->error));
+    pm_i_buf_str(b, class_name(e->error));
     pm_i_buf_str(b, ": ");
     switch (e->error) {
     case PM_ERR_BUFFER_OVERFLOW:

@@ -2,7 +2,8 @@
 # tests/override/test_exports.sh - the libraries export exactly what they
 # should: the API-only library the pm_* functions of include/pymalloc.h, the
 # override those plus the malloc family, malloc_trim, _exit and _Exit, and
-# the exec family (src/exec.c).
+# the exec family (src/exec.c); and neither calls its own exported pm_*
+# functions through a relocation.
 #   test_exports.sh HEADER LIBPYMALLOC_API.so LIBPYMALLOC.so
 set -u
 header=$1 api=$2 override=$3
@@ -23,6 +24,20 @@ if ! cmp -s "$tmp/pm" "$tmp/api.got"; then
 fi
 if ! cmp -s "$tmp/override.want" "$tmp/override.got"; then
     echo "FAIL: $override exports (>) / lacks (<):"; diff "$tmp/override.want" "$tmp/override.got"; fail=1
+fi
+# The libraries' own calls to their pm_* functions bind inside the library:
+# no relocation names one. A program linked with libpymalloc.a or
+# libpymalloc_api.a exports its pm_* functions, and a preloaded or dlopened
+# copy whose calls went through such a relocation reached that program's
+# copy (its malloc_trim trimmed the program's pools, its first malloc set
+# the program's copy up).
+if command -v readelf >/dev/null; then
+    for lib in "$api" "$override"; do
+        rel=$(readelf -rW "$lib" | awk '$5 ~ /^pm_/ {print $5}' | sort -u)
+        if [ -n "$rel" ]; then
+            echo "FAIL: $lib reaches its own pm_* functions through relocations:" $rel; fail=1
+        fi
+    done
 fi
 [ $fail = 0 ] && echo "exports ok: $(wc -l <"$tmp/pm") pm_* functions, plus the malloc family in the override"
 exit $fail
