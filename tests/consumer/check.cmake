@@ -89,6 +89,21 @@ while(pcs)
   run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/consumer_${pc})
   expect("the pkg-config build (${pc})" "^consumer [0-9.]+ mode=")
 endwhile()
+# The shared override under --as-needed, from a program that calls neither
+# malloc nor pm_* itself: find_package and pkg-config must both keep it.
+if(have_override)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdirs}
+                  ${PKG_CONFIG} --cflags --libs pymalloc
+                  OUTPUT_VARIABLE flags OUTPUT_STRIP_TRAILING_WHITESPACE)
+  separate_arguments(flags UNIX_COMMAND "${SAN_FLAGS} -Wl,--as-needed ${flags}")
+  run(${C_COMPILER} ${SOURCE_DIR}/tests/consumer/as_needed_main.c -o ${WORK_DIR}/consumer_pc_as_needed
+      ${flags} -ldl)
+  foreach(exe ${WORK_DIR}/build/consumer_as_needed ${WORK_DIR}/consumer_pc_as_needed)
+    run(${CMAKE_COMMAND} -E env ${libpath} ${exe})
+    expect("${exe}" "^as-needed override=yes")
+  endforeach()
+endif()
+
 # The README's recipe for the static override through pkg-config: the
 # archive named, and the other flags (-u malloc, the dynamic list).
 if(have_override)
