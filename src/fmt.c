@@ -47,34 +47,77 @@ void pm_i_nopipe_end(pm_i_nopipe *g)
  * without progress, before the rest is given up. */
 #define WRITE_STALL_MS 1000
 
+/* fd + 1 of the descriptor a write last gave up on after waiting
+ * WRITE_STALL_MS (0 if none): later writes to it do not wait again until
+ * one of them makes progress, so that a reader that stopped reading costs
+ * the process one wait, not one per report. */
+static _Atomic int write_stalled;
+
+static long long ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)(now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* fd took no more bytes (EAGAIN): 1 once it can take some, 0 if it still
+ * cannot WRITE_STALL_MS after *since (the call's last progress; a signal
+ * that interrupts poll does not restart the wait). */
+static int wait_writable(int fd, const struct timespec *since)
+{
+    if (atomic_load_explicit(&write_stalled, memory_order_relaxed) == fd + 1)
+        return 0;
+    for (;;) {
+        long long left = WRITE_STALL_MS - ms_since(since);
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int r = poll(&pfd, 1, (int)left);
+        if (r > 0)
+            return (pfd.revents & POLLOUT) != 0;
+        if (r == 0 || errno != EINTR)
+            break;
+    }
+    atomic_store_explicit(&write_stalled, fd + 1, memory_order_relaxed);
+    return 0;
+}
+
 /* Write all of s to fd, or give up at the first error. A pipe nobody reads
  * any more (stderr into `| head`, say) must not kill the program with
  * SIGPIPE from inside its malloc, or at exit after it chose its status.
  * A descriptor in non-blocking mode (O_NONBLOCK, which a file description
  * shared with another process can have: a pipe to a reader that set it)
  * whose pipe or socket is full is waited on with poll, as a blocking one
- * would be, for up to WRITE_STALL_MS without progress: before, the write
- * failed with EAGAIN and the report, or the summary at exit, was lost
- * whole while the process went on to abort or exit 1. */
+ * would be, for up to WRITE_STALL_MS without progress in all (signals
+ * that interrupt the wait included); after such a wait ends without
+ * room, the writes to that descriptor give up at once until one makes
+ * progress again. Before, the write failed with EAGAIN and the report, or
+ * the summary at exit, was lost whole while the process went on to abort
+ * or exit 1. */
 void pm_i_write_all(int fd, const char *s, size_t n)
 {
     pm_i_nopipe g;
     pm_i_nopipe_begin(&g);
+    struct timespec since = {0, 0};
+    int waiting = 0;
     while (n > 0) {
         ssize_t w = write(fd, s, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                struct pollfd pfd = {fd, POLLOUT, 0};
-                int r;
-                while ((r = poll(&pfd, 1, WRITE_STALL_MS)) < 0 && errno == EINTR)
-                    ;
-                if (r > 0 && (pfd.revents & POLLOUT))
+                if (!waiting) {
+                    clock_gettime(CLOCK_MONOTONIC, &since);
+                    waiting = 1;
+                }
+                if (wait_writable(fd, &since))
                     continue;
             }
             break;
         }
+        waiting = 0;
+        if (w > 0 && atomic_load_explicit(&write_stalled, memory_order_relaxed) == fd + 1)
+            atomic_store_explicit(&write_stalled, 0, memory_order_relaxed);
         s += w;
         n -= (size_t)w;
     }

@@ -6,10 +6,12 @@
  * mode without debug hooks.
  */
 #include "debug_cases.h"
+#include "pm_debug.h"
 #include "pm_internal.h"
 
 #include <fcntl.h>
 #include <setjmp.h>
+#include <sys/time.h>
 #include <time.h>
 #include <stdarg.h>
 
@@ -422,6 +424,78 @@ static void test_report_to_full_nonblocking_pipe(void)
     }
 }
 
+static void stall_tick(int sig) { (void)sig; }
+
+/* The same full non-blocking stderr, its reader stopped for good: in report
+ * mode (the process goes on) eight reports wait one second in all, not
+ * one each; and a timer signal every 20 ms does not restart the wait. Before,
+ * eight reports took eight seconds, and with the timer one report never
+ * ended (poll interrupted, and called again for a whole second). The
+ * bound leaves room for a slow launcher (valgrind). */
+static void test_reports_to_stalled_nonblocking_pipe(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    for (int timer = 0; timer < 2; timer++) {
+        int out[2];
+        PM_CHECK(pipe(out) == 0);
+        fflush(NULL);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(out[0]);
+            dup2(out[1], 2);
+            close(out[1]);
+            pm_i_debug_on_error_report = 1;
+            fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK);
+            static char dots[4096];
+            memset(dots, '.', sizeof dots);
+            while (write(2, dots, sizeof dots) > 0 || errno == EINTR) {
+            }
+            while (write(2, dots, 1) > 0 || errno == EINTR) {
+            }
+            if (timer) {
+                struct sigaction sa;
+                memset(&sa, 0, sizeof sa);
+                sa.sa_handler = stall_tick;
+                sigemptyset(&sa.sa_mask);
+                sigaction(SIGALRM, &sa, NULL);
+                struct itimerval it = {{0, 20000}, {0, 20000}};
+                setitimer(ITIMER_REAL, &it, NULL);
+            }
+            for (int i = 0; i < 8; i++) {
+                unsigned char *p = pm_mem_malloc(24);
+                p[24] = 'x';
+                pm_mem_free(p);
+            }
+            _exit(0);
+        }
+        close(out[1]);
+        int status = 0, done = 0;
+        for (int k = 0; k < 300 && !done; k++) { /* up to 15 s */
+            pid_t w = waitpid(pid, &status, WNOHANG);
+            if (w == pid) {
+                done = 1;
+                break;
+            }
+            struct timespec ms50 = {0, 50 * 1000 * 1000};
+            nanosleep(&ms50, NULL);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (!done) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+        }
+        close(out[0]);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (!(done && s < 5.0))
+            fprintf(stderr, "timer %d: done %d after %.1f s\n", timer, done, s);
+        PM_CHECK(done && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        PM_CHECK(s < 5.0);
+    }
+}
+
 int main(void)
 {
     PM_RUN(test_error_class_names);
@@ -432,5 +506,6 @@ int main(void)
     PM_RUN(test_churn_keeps_freed_blocks);
     PM_RUN(test_handler_same_block_again);
     PM_RUN(test_report_to_full_nonblocking_pipe);
+    PM_RUN(test_reports_to_stalled_nonblocking_pipe);
     return pm_test_done();
 }
