@@ -1278,9 +1278,13 @@ static uint8_t *vg_quarantine(unsigned idx, uint8_t *bp)
 }
 
 /* pm_trim under memcheck: every quarantined block back to its pool, so
- * that the arenas they alone kept can go. */
+ * that the arenas they alone kept can go. Counted in pm_i_p_busy, as
+ * everything that takes the pool's locks: a signal handler's malloc or
+ * free meanwhile goes to libc or is deferred, instead of waiting for the
+ * class lock this thread holds. */
 static void vg_quarantine_flush(void)
 {
+    pm_i_p_enter();
     for (unsigned idx = 0; idx < PM_P_NCLASSES; idx++) {
         struct pm_p_class *c = &pm_i_p.cls[idx];
         pm_p_lock(&c->lock);
@@ -1290,6 +1294,7 @@ static void vg_quarantine_flush(void)
         }
         pm_p_unlock(&c->lock);
     }
+    pm_i_p_leave();
 }
 
 static void vg_free(uint8_t *bp, unsigned idx)

@@ -6,8 +6,12 @@
  */
 #include "pymalloc.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static volatile unsigned char sink;
 
@@ -212,6 +216,47 @@ static int clean(void)
     return 0;
 }
 
+/* A signal handler that allocates (not async-signal-safe, but common),
+ * every half millisecond, while pm_trim gives the quarantine back. */
+static volatile int ticks;
+static void tick_alloc(int sig)
+{
+    (void)sig;
+    pm_obj_free(pm_obj_malloc(24));
+    ticks++;
+}
+
+static int trim_under_signals(void)
+{
+    pid_t parent = getpid(), dog = fork();
+    if (dog == 0) { /* a hang ends in SIGKILL, not in ctest's timeout */
+        sleep(60);
+        kill(parent, SIGKILL);
+        _exit(0);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = tick_alloc;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 500}, {0, 500}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    static void *q[3000];
+    for (int r = 0; r < 40; r++) {
+        for (int i = 0; i < 3000; i++)
+            q[i] = pm_obj_malloc(24);
+        for (int i = 0; i < 3000; i++)
+            pm_obj_free(q[i]);
+        pm_trim();
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    kill(dog, SIGKILL);
+    waitpid(dog, NULL, 0);
+    printf("trim-signal done\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "clean";
@@ -282,6 +327,8 @@ int main(int argc, char **argv)
     if (strcmp(c, "double-free") == 0 || strcmp(c, "interior-free") == 0 ||
         strcmp(c, "realloc-freed") == 0 || strcmp(c, "link-after-free") == 0)
         return goes_on(c);
+    if (strcmp(c, "trim-signal") == 0)
+        return trim_under_signals();
     if (strcmp(c, "shrink") == 0) {
         unsigned char *p = pm_mem_malloc(100);
         unsigned char *q = pm_mem_realloc(p, 90);

@@ -268,6 +268,22 @@ static void test_program_goes_on_after_bug(void)
     }
 }
 
+/* pm_trim gives the quarantine back while a signal handler allocates:
+ * the handler's malloc and free do not wait for the class lock the
+ * interrupted flush holds. Before, the process hung (pool modes). */
+static void test_trim_with_allocating_signal_handler(void)
+{
+    NEED_VALGRIND();
+    static const char *const modes[] = {"pymalloc", "pymalloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        pm_death_result r;
+        run_in(modes[i], "trim-signal", &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 0);
+        PM_CHECK_STR(r.output, "trim-signal done");
+    }
+}
+
 int main(int argc, char **argv)
 {
     victim = argc > 1 ? argv[1] : NULL;
@@ -285,5 +301,6 @@ int main(int argc, char **argv)
     PM_RUN(test_leak_linked);
     PM_RUN(test_leak_in_debug_modes);
     PM_RUN(test_program_goes_on_after_bug);
+    PM_RUN(test_trim_with_allocating_signal_handler);
     return pm_test_done();
 }
