@@ -107,6 +107,17 @@ static int s_install(void)
     return pm_i_real_sigaction(SIGABRT, &sa, NULL);
 }
 
+/* Action *shown as the C library reports one it set: with the flags it
+ * adds of its own (SA_RESTORER, on x86 and others) and its restorer, as it
+ * added them to the handler's action *ours (set with SA_RESTART only). */
+static void s_as_set(struct sigaction *shown, const struct sigaction *ours)
+{
+    shown->sa_flags |= ours->sa_flags & ~SA_RESTART;
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__)
+    shown->sa_restorer = ours->sa_restorer;
+#endif
+}
+
 static int s_sigaction(const struct sigaction *act, struct sigaction *old)
 {
     struct sigaction cur;
@@ -121,9 +132,10 @@ static int s_sigaction(const struct sigaction *act, struct sigaction *old)
     if (act != NULL) {
         /* SIG_DFL is 0 in either member: with SA_SIGINFO too, the default. */
         if (act->sa_handler == SIG_DFL) {
-            if (!ours && s_install() != 0)
+            if (!ours && (s_install() != 0 || pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0))
                 return -1;
             s_shown = *act;
+            s_as_set(&s_shown, &cur);
             atomic_store_explicit(&s_shown_set, 1, memory_order_release);
         } else if (s_next_action(SIGABRT, act, NULL) != 0) {
             return -1;
