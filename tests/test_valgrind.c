@@ -270,11 +270,16 @@ static void test_program_goes_on_after_bug(void)
 
 /* pm_trim gives the quarantine back while a signal handler allocates:
  * the handler's malloc and free do not wait for the class lock the
- * interrupted flush holds. Before, the process hung (pool modes). */
+ * interrupted flush holds. Before, the process hung. In pymalloc mode
+ * only: the handler calls pm_obj_*, which in the debug modes have no
+ * guard for a call nested in the same thread's (under memcheck every
+ * debug block is a registry block, and the handler waited for the
+ * registry stripe its interrupted malloc held; see the README's signal
+ * handlers). */
 static void test_trim_with_allocating_signal_handler(void)
 {
     NEED_VALGRIND();
-    static const char *const modes[] = {"pymalloc", "pymalloc_debug"};
+    static const char *const modes[] = {"pymalloc"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         pm_death_result r;
         run_in(modes[i], "trim-signal", &r);
