@@ -403,7 +403,8 @@ static void child_setup_over_spy(void *arg)
             _exit(10);
     spy.fail_realloc = 0;
     q = pm_mem_realloc(q, 1000);
-    if (q == NULL || q[99] != 0x42 || q[100] != 0xCD || pm_check_block(q) != 0)
+    if (q == NULL || q[99] != 0x42 || count_not(q + 100, 900, 0xCD) != 0 ||
+        pm_check_block(q) != 0)
         _exit(11);
     pm_mem_free(q);
     /* After the first allocation the hooks can no longer be removed by
