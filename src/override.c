@@ -366,15 +366,21 @@ static void *o_realloc_early(void *p, size_t n)
     return q;
 }
 
+static inline int o_named(void)
+{
+    return atomic_load_explicit(&o_kind, memory_order_acquire) == O_NAMED;
+}
+
 static inline void *o_realloc(void *p, size_t n)
 {
     /* With the debug hooks, a report names realloc, the function the
-     * program called, also for realloc(NULL, n) and realloc(p, 0). */
-    int named = atomic_load_explicit(&o_kind, memory_order_acquire) == O_NAMED;
+     * program called, also for realloc(NULL, n) and realloc(p, 0) (the
+     * mode is read on these two paths only). */
     if (p == NULL)
-        return named && n <= (size_t)PTRDIFF_MAX ? o_malloc_named_as(n, "realloc") : o_malloc(n);
+        return o_named() && n <= (size_t)PTRDIFF_MAX ? o_malloc_named_as(n, "realloc")
+                                                     : o_malloc(n);
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
-        if (named)
+        if (o_named())
             o_free_named_as(p, "realloc");
         else
             o_free(p);

@@ -65,6 +65,30 @@ static void run_in(const char *mode, const char *which, pm_death_result *r)
 
 static void run(const char *which, pm_death_result *r) { run_in("pymalloc", which, r); }
 
+/* run_in, for a case that must exit with status (99: memcheck's errors),
+ * and memcheck's output shown if a check of it fails later. */
+static void run_expect(const char *mode, const char *which, int status, pm_death_result *r)
+{
+    run_in(mode, which, r);
+    PM_CHECK(r->exited);
+    PM_CHECK_EQ(r->exit_status, status);
+}
+
+/* How many times needle is in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *s = hay; (s = strstr(s, needle)) != NULL; s++)
+        n++;
+    return n;
+}
+
+static void show_if_failed(const char *mode, const pm_death_result *r)
+{
+    if (pm_t_cur_failed)
+        fprintf(stderr, "mode %s:\n%s\n", mode, r->output);
+}
+
 static int have_valgrind(void)
 {
     return system("valgrind --version >/dev/null 2>&1") == 0;
@@ -137,13 +161,10 @@ static void test_use_after_free_and_reuse(void)
     const char *modes[] = {"pymalloc", "debug", "pymalloc_debug", "malloc_debug"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         pm_death_result r;
-        run_in(modes[i], "uaf-reused", &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 99);
+        run_expect(modes[i], "uaf-reused", 99, &r);
         PM_CHECK_STR(r.output, "Invalid write of size 1");
         PM_CHECK_STR(r.output, "write_after_reuse (pool_victim.c:");
-        if (pm_t_cur_failed)
-            fprintf(stderr, "mode %s:\n%s\n", modes[i], r.output);
+        show_if_failed(modes[i], &r);
     }
 }
 
@@ -158,17 +179,11 @@ static void test_uninitialised_reads(void)
     const char *modes[] = {"pymalloc", "debug", "malloc_debug", "pymalloc_debug"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         pm_death_result r;
-        run_in(modes[i], "uninit", &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 99);
+        run_expect(modes[i], "uninit", 99, &r);
         PM_CHECK_STR(r.output, "branch_on_new (pool_victim.c:");
         PM_CHECK_STR(r.output, "branch_on_grown (pool_victim.c:");
-        int errors = 0;
-        for (const char *s = r.output; (s = strstr(s, "Conditional jump")) != NULL; s++)
-            errors++;
-        PM_CHECK_EQ(errors, 3);
-        if (pm_t_cur_failed)
-            fprintf(stderr, "mode %s:\n%s\n", modes[i], r.output);
+        PM_CHECK_EQ(count_of(r.output, "Conditional jump"), 3);
+        show_if_failed(modes[i], &r);
     }
 }
 
@@ -219,15 +234,12 @@ static void test_leak_in_debug_modes(void)
     const char *modes[] = {"debug", "malloc_debug", "pymalloc_debug"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         pm_death_result r;
-        run_in(modes[i], "leak-registry", &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 99);
+        run_expect(modes[i], "leak-registry", 99, &r);
         PM_CHECK_STR(r.output, "1,032 bytes in 1 blocks are definitely lost");
         PM_CHECK_STR(r.output, "132 bytes in 1 blocks are definitely lost");
         PM_CHECK_STR(r.output, "leak_registry (pool_victim.c:");
         PM_CHECK(strstr(r.output, "possibly lost in loss record") == NULL);
-        if (pm_t_cur_failed)
-            fprintf(stderr, "mode %s:\n%s\n", modes[i], r.output);
+        show_if_failed(modes[i], &r);
     }
 }
 
@@ -251,17 +263,12 @@ static void test_program_goes_on_after_bug(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pm_death_result r;
-        run(cases[i].which, &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 99);
+        run_expect("pymalloc", cases[i].which, 99, &r);
         PM_CHECK_STR(r.output, cases[i].error);
         PM_CHECK_STR(r.output, cases[i].where);
         PM_CHECK_STR(r.output, "ok\n");
         /* One error: the bug's own (memcheck prints "Invalid" once per error). */
-        int errors = 0;
-        for (const char *s = r.output; (s = strstr(s, "== Invalid")) != NULL; s++)
-            errors++;
-        PM_CHECK_EQ(errors, 1);
+        PM_CHECK_EQ(count_of(r.output, "== Invalid"), 1);
         PM_CHECK(strstr(r.output, "Mismatched") == NULL);
         if (pm_t_cur_failed)
             fprintf(stderr, "case %s:\n%s\n", cases[i].which, r.output);
@@ -279,14 +286,9 @@ static void test_program_goes_on_after_bug(void)
 static void test_trim_with_allocating_signal_handler(void)
 {
     NEED_VALGRIND();
-    static const char *const modes[] = {"pymalloc"};
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
-        pm_death_result r;
-        run_in(modes[i], "trim-signal", &r);
-        PM_CHECK(r.exited);
-        PM_CHECK_EQ(r.exit_status, 0);
-        PM_CHECK_STR(r.output, "trim-signal done");
-    }
+    pm_death_result r;
+    run_expect("pymalloc", "trim-signal", 0, &r);
+    PM_CHECK_STR(r.output, "trim-signal done");
 }
 
 int main(int argc, char **argv)
