@@ -1751,19 +1751,25 @@ static pthread_once_t abort_check_once = PTHREAD_ONCE_INIT;
 struct sigaction pm_i_debug_abort_prev;
 _Atomic int pm_i_debug_abort_installed;
 
+int pm_i_debug_abort_set(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = pm_i_debug_abort_handler;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return pm_i_real_sigaction(SIGABRT, &sa, NULL);
+}
+
 static void install_abort_check(void)
 {
-    struct sigaction old, sa;
+    struct sigaction old;
     if (pm_i_real_sigaction(SIGABRT, NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
         old.sa_handler != SIG_DFL)
         return; /* the program's own handler is kept */
     pm_i_debug_abort_prev = old;
     atomic_store_explicit(&pm_i_debug_abort_installed, 1, memory_order_release);
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = pm_i_debug_abort_handler;
-    sigfillset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    pm_i_real_sigaction(SIGABRT, &sa, NULL);
+    pm_i_debug_abort_set();
 }
 
 /* ---------------------------------------------------------------------------

@@ -133,6 +133,9 @@ int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 #define pm_i_real_sigaction sigaction
 #endif
 void pm_i_debug_abort_handler(int sig);
+/* Install the handler as SIGABRT's action (past the override's sigaction):
+ * sigaction's result. */
+int pm_i_debug_abort_set(void);
 extern struct sigaction pm_i_debug_abort_prev;
 extern _Atomic int pm_i_debug_abort_installed; /* set before the handler goes in */
 

@@ -96,17 +96,6 @@ static void s_shown_get(struct sigaction *out)
                                                                      : pm_i_debug_abort_prev;
 }
 
-/* The handler as installed (modes/debug.c, install_abort_check). */
-static int s_install(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = pm_i_debug_abort_handler;
-    sigfillset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    return pm_i_real_sigaction(SIGABRT, &sa, NULL);
-}
-
 /* Action *shown as the C library reports one it set: with the flags it
  * adds of its own (SA_RESTORER, on x86 and others) and its restorer, as it
  * added them to the handler's action *ours (set with SA_RESTART only). */
@@ -132,7 +121,7 @@ static int s_sigaction(const struct sigaction *act, struct sigaction *old)
     if (act != NULL) {
         /* SIG_DFL is 0 in either member: with SA_SIGINFO too, the default. */
         if (act->sa_handler == SIG_DFL) {
-            if (!ours && (s_install() != 0 || pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0))
+            if (!ours && (pm_i_debug_abort_set() != 0 || pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0))
                 return -1;
             s_shown = *act;
             s_as_set(&s_shown, &cur);
