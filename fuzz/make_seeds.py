@@ -14,7 +14,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # operations: opcodes, in the order of fuzz/operations.c
-MALLOC, CALLOC, REALLOC, FREE, MEMALIGN, WRITE, CHECK, BADSIZE, HOOK = range(9)
+MALLOC, CALLOC, REALLOC, FREE, MEMALIGN, WRITE, CHECK, BADSIZE, HOOK, THREAD, TRIM = range(11)
 RAW, MEM, OBJ, LIBC = range(4)  # LIBC: the malloc family (glibc's rules)
 # the malloc family's MEMALIGN functions (the extra byte `how`, % 5; + ODD: an
 # alignment of 3 * 2^k instead of 2^k) and realloc variants (% 4)
@@ -87,6 +87,55 @@ def op_hook(dom, push):
     return bytes([HOOK, dom, push])
 
 
+def op_trim():
+    return bytes([TRIM])
+
+
+def op_thread(worker, steps):
+    """THREAD: `worker` (bytes, at most 255) run by a new thread on slots 8..15
+    (a slot byte s names slot 8 + s % 8 there), while this thread runs its
+    next `steps` operations (1..64) on slots 0..7 (slot s % 8)."""
+    assert len(worker) <= 255 and 1 <= steps <= 64
+    return bytes([THREAD, len(worker), steps - 1]) + worker
+
+
+def thread_seeds(m):
+    """Two threads at once (THREAD), and blocks of ended threads freed here."""
+    seeds = {}
+    doms = (RAW, MEM, OBJ, LIBC)
+    worker = b"".join([
+        op_malloc(0, MEM, 24), op_malloc(1, OBJ, 300), op_malloc(2, LIBC, 16),
+        op_calloc_exact(3, RAW, 4, 64), op_write(1, 5, 100, 0x33), op_realloc(0, MEM, 600),
+        op_free(1), op_malloc(1, LIBC, 200), op_trim(), op_libc_aligned(4, 6, 100, ALIGNED_ALLOC),
+        op_realloc(2, LIBC, 0, REALLOC_FN), op_malloc(5, OBJ, 8), op_check(5)])
+    here = [op_malloc(0, OBJ, 40), op_malloc(1, MEM, 500), op_free(0), op_trim(),
+            op_malloc(2, LIBC, 64), op_realloc(1, MEM, 20), op_malloc(0, RAW, 3000),
+            op_check(1)]
+    seeds["thread-basic"] = m + op_thread(worker, len(here)) + b"".join(here) + b"".join(
+        [op_realloc(8, MEM, 10), op_realloc(9, LIBC, 70, REALLOC_FN), op_check(11)]) + b"".join(
+        op_free(i) for i in range(16))
+    # A burst of sections: each new thread frees the blocks the previous one
+    # left (their thread has ended) and leaves its own; this thread frees
+    # and reallocates in its half meanwhile, and trims.
+    burst = b""
+    for r in range(6):
+        w = b"".join(op_free(i) if (i + r) % 3 else op_realloc(i, doms[i % 4], 40 + r, REALLOC_FN)
+                     for i in range(8))
+        w += b"".join(op_malloc(i, doms[(i + r) % 4], (i * 53 + r * 97) % 700) for i in range(8))
+        h = [op_malloc(r % 8, doms[r % 4], 16 + r * 100), op_trim(), op_free((r + 3) % 8),
+             op_malloc((r + 3) % 8, doms[(r + 1) % 4], 8)]
+        burst += op_thread(w, len(h)) + b"".join(h)
+    seeds["thread-burst"] = m + burst + b"".join(op_check(i) for i in range(16)) + op_trim()
+    # Many sections of a few steps each, allocating one size class, so the
+    # two threads' caches and the class's pools meet at every exit.
+    small = b""
+    for r in range(24):
+        small += op_thread(op_malloc(r % 8, OBJ, 32) + op_free((r + 5) % 8) + op_trim(), 2)
+        small += op_malloc(r % 8, OBJ, 32) + op_free((r + 1) % 8)
+    seeds["thread-small"] = m + small + b"".join(op_free(i) for i in range(16))
+    return seeds
+
+
 def operations_seeds(mode):
     m = bytes([mode])
     seeds = {}
@@ -122,6 +171,7 @@ def operations_seeds(mode):
         op_realloc(4, MEM, 20), op_hook(MEM, 0), op_free(1), op_hook(OBJ, 1),
         op_realloc(2, OBJ, 0), op_hook(RAW, 0)])
     seeds.update(libc_seeds(m))
+    seeds.update(thread_seeds(m))
     return seeds
 
 

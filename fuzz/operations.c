@@ -12,7 +12,8 @@
  *   REALLOC  slot dom size [how]      FREE    slot dom
  *   MEMALIGN slot dom align size [how] WRITE  slot off len value how
  *   CHECK    slot slack               BADSIZE how dom which
- *   HOOK     dom push
+ *   HOOK     dom push                 THREAD  len steps
+ *   TRIM
  *
  * `dom` (% 4) picks the raw, mem or obj domain (pm_raw_malloc, ...) or the
  * malloc family (an allocation into a full slot frees the old block first,
@@ -66,6 +67,14 @@
  * it is; none for invalid sizes, free(NULL) or the other aligned
  * allocations, which bypass hooks by design).
  *
+ * THREAD runs two threads at once (op_thread): a new thread runs the next
+ * `len` bytes as a program of their own on the upper half of the slots,
+ * while this thread runs its next `steps` % 64 + 1 operations on the lower
+ * half; the new thread then exits and is joined, its blocks left in their
+ * slots for later steps to reallocate and free. TRIM calls pm_trim (this
+ * thread's cache back to the pools, empty arenas unmapped), also while the
+ * other thread of a section allocates.
+ *
  * At the end of the input the hooks are removed, every block is freed and
  * check_allocator_state() runs.
  *
@@ -82,6 +91,7 @@
 #include "../src/pm_override.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <string.h>
 #include <unistd.h>
@@ -153,7 +163,7 @@ static const char *const kind_names[K_COUNT] = {"malloc", "calloc", "realloc", "
 typedef struct fz_hook {
     pm_allocator below; /* what was installed before this hook */
     unsigned dom;
-    unsigned long calls[K_COUNT];    /* calls that reached this hook */
+    _Atomic unsigned long calls[K_COUNT]; /* calls that reached this hook (from any thread) */
     unsigned long expected[K_COUNT]; /* dispatches[dom] when it was pushed */
 } fz_hook;
 
@@ -162,7 +172,7 @@ typedef struct fz_hook {
 static fz_hook hooks[PM_DOMAIN_COUNT][MAX_HOOKS];
 static int nhooks[PM_DOMAIN_COUNT];
 /* Calls the harness made that must reach table domain d's allocator. */
-static unsigned long dispatches[PM_DOMAIN_COUNT][K_COUNT];
+static _Atomic unsigned long dispatches[PM_DOMAIN_COUNT][K_COUNT];
 
 /* One call of domain dom, of kind k, reached its table domain's allocator
  * (and hooks). */
@@ -225,7 +235,8 @@ static void hook_push(unsigned dom)
     fz_hook *h = &hooks[dom][nhooks[dom]];
     memset(h, 0, sizeof *h);
     h->dom = dom;
-    memcpy(h->expected, dispatches[dom], sizeof h->expected);
+    for (int k = 0; k < K_COUNT; k++)
+        h->expected[k] = dispatches[dom][k];
     if (pm_get_allocator((pm_domain)dom, &h->below) != 0)
         FZ_FAIL("pm_get_allocator(%s) failed", table_names[dom]);
     pm_allocator mine = {h, hk_malloc, hk_calloc, hk_realloc, hk_free}, now;
@@ -260,12 +271,23 @@ typedef struct slot {
 
 static struct {
     slot slots[NSLOTS];
-    size_t live_bytes;
-    uint32_t serial;
-    unsigned step;
-    const char *op;
+    _Atomic size_t live_bytes;
+    _Atomic uint32_t serial;
     const char *mode; /* canonical name of the mode this input runs in */
 } S;
+
+/* The running thread's part of the input (THREAD): its step and operation,
+ * for messages, and the slots it owns, base .. base + count - 1 (all of
+ * them outside a THREAD section). `partial` is set in a section, where each
+ * thread checks only its own slots after a step, and the checks that need
+ * the whole table (hooks, class counts) wait for its end. */
+static __thread struct {
+    unsigned step;
+    const char *op;
+    int base, count;
+    int partial;
+    int worker; /* the new thread of a THREAD section */
+} T = {0, NULL, 0, NSLOTS, 0, 0};
 
 static void verify_hooks(void)
 {
@@ -275,7 +297,7 @@ static void verify_hooks(void)
             for (int k = 0; k < K_COUNT; k++)
                 if (h->calls[k] != dispatches[d][k] - h->expected[k])
                     FZ_FAIL("step %u (%s), mode %s: hook %d of %s saw %lu %s calls, expected %lu",
-                            S.step, S.op, pm_mode_name(), i, table_names[d], h->calls[k],
+                            T.step, T.op, pm_mode_name(), i, table_names[d], h->calls[k],
                             kind_names[k], dispatches[d][k] - h->expected[k]);
         }
 }
@@ -283,7 +305,7 @@ static void verify_hooks(void)
 static void fail_block(const slot *s, const char *what, size_t off)
 {
     FZ_FAIL("step %u (%s), mode %s: slot %d (%s, %zu bytes, serial %u, block %p): %s at offset %zu",
-            S.step, S.op, S.mode, (int)(s - S.slots), domains[s->dom].name, s->size,
+            T.step, T.op, S.mode, (int)(s - S.slots), domains[s->dom].name, s->size,
             (unsigned)s->serial, (void *)s->p, what, off);
 }
 
@@ -354,23 +376,24 @@ static void verify_block(const slot *s)
     verify_contents(s);
 }
 
-/* After every step: each live block is intact and no two overlap. */
+/* After every step: each live block is intact and no two overlap (of the
+ * running thread's slots, in a THREAD section). */
 static void verify_all(void)
 {
-    for (int i = 0; i < NSLOTS; i++) {
+    for (int i = T.base; i < T.base + T.count; i++) {
         const slot *a = &S.slots[i];
         if (a->p == NULL)
             continue;
         verify_block(a);
         uintptr_t a0 = (uintptr_t)a->p, a1 = a0 + (a->size ? a->size : 1);
-        for (int j = i + 1; j < NSLOTS; j++) {
+        for (int j = i + 1; j < T.base + T.count; j++) {
             const slot *b = &S.slots[j];
             if (b->p == NULL)
                 continue;
             uintptr_t b0 = (uintptr_t)b->p, b1 = b0 + (b->size ? b->size : 1);
             if (a0 < b1 && b0 < a1)
                 FZ_FAIL("step %u (%s), mode %s: slots %d [%p, +%zu) and %d [%p, +%zu) overlap",
-                        S.step, S.op, S.mode, i, (void *)a->p, a->size, j, (void *)b->p,
+                        T.step, T.op, S.mode, i, (void *)a->p, a->size, j, (void *)b->p,
                         b->size);
         }
     }
@@ -399,7 +422,7 @@ static void adopt(slot *s, void *p, size_t size, unsigned dom, size_t align)
     s->size = size;
     s->dom = dom;
     s->align = align;
-    s->serial = ++S.serial;
+    s->serial = ++S.serial; /* an atomic add: THREAD's two threads adopt at once */
     s->shadow = malloc(size ? size : 1);
     if (s->shadow == NULL)
         FZ_FAIL("harness out of memory");
@@ -411,7 +434,7 @@ static void adopt(slot *s, void *p, size_t size, unsigned dom, size_t align)
 /* ---------------------------------------------------------------------------
  * Decoding.
  */
-static slot *take_slot(fz_in *in) { return &S.slots[fz_u8(in) % NSLOTS]; }
+static slot *take_slot(fz_in *in) { return &S.slots[T.base + fz_u8(in) % T.count]; }
 static unsigned take_dom(fz_in *in) { return fz_u8(in) % (unsigned)NDOMAINS; }
 
 static size_t take_size(fz_in *in)
@@ -485,10 +508,10 @@ static int libc_posix_memalign(void **out, size_t align, size_t n)
     errno = ERRNO_SENTINEL;
     int rc = pm_fz_posix_memalign(out, align, n);
     if (errno != ERRNO_SENTINEL)
-        FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) changed errno to %d", S.step,
+        FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) changed errno to %d", T.step,
                 S.mode, align, n, errno);
     if (rc != 0 && *out != untouched)
-        FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) failed (%d) but wrote *out", S.step,
+        FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) failed (%d) but wrote *out", T.step,
                 S.mode, align, n, rc);
     return rc;
 }
@@ -513,11 +536,11 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
         if (align < sizeof(void *) || (align & (align - 1)) != 0) {
             if (rc != EINVAL)
                 FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) gave %d, expected EINVAL",
-                        S.step, S.mode, align, n, rc);
+                        T.step, S.mode, align, n, rc);
             return; /* the slot stays empty */
         }
         if (rc != 0)
-            FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) failed: %d", S.step, S.mode,
+            FZ_FAIL("step %u, mode %s: posix_memalign(%zu, %zu) failed: %d", T.step, S.mode,
                     align, n, rc);
         want = align;
         break;
@@ -544,10 +567,15 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
  * Operations.
  */
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_MEMALIGN, OP_WRITE, OP_CHECK,
-       OP_BADSIZE, OP_HOOK, OP_COUNT };
+       OP_BADSIZE, OP_HOOK, OP_THREAD, OP_TRIM, OP_COUNT };
 static const char *const op_names[OP_COUNT] = {"malloc", "calloc", "realloc", "free",
                                                "memalign", "write", "check", "badsize",
-                                               "hook"};
+                                               "hook", "thread", "trim"};
+/* The same, for the steps of a THREAD section's new thread. */
+static const char *const worker_op_names[OP_COUNT] = {
+    "worker malloc", "worker calloc", "worker realloc", "worker free",
+    "worker memalign", "worker write", "worker check", "worker badsize",
+    "worker hook", "worker thread", "worker trim"};
 
 static void op_malloc(fz_in *in)
 {
@@ -625,7 +653,8 @@ static void op_realloc(fz_in *in)
     s->shadow = sh;
     s->size = n;
     s->align = BASE_ALIGN; /* realloc keeps only the default alignment */
-    S.live_bytes = S.live_bytes - old + n;
+    S.live_bytes += n;
+    S.live_bytes -= old;
     fill(s, keep, n);
 }
 
@@ -684,7 +713,7 @@ static void op_check(fz_in *in)
     uint8_t slack = fz_u8(in);
     if (s->p == NULL) {
         if (pm_fz_malloc_usable_size(NULL) != 0)
-            FZ_FAIL("step %u, mode %s: malloc_usable_size(NULL) is not 0", S.step, S.mode);
+            FZ_FAIL("step %u, mode %s: malloc_usable_size(NULL) is not 0", T.step, S.mode);
         return;
     }
     verify_block(s);
@@ -697,21 +726,21 @@ static void op_check(fz_in *in)
 static void expect_enomem(void *p, const char *call)
 {
     if (p != NULL || errno != ENOMEM)
-        FZ_FAIL("step %u, mode %s: %s gave %p, errno %d (expected NULL, ENOMEM)", S.step, S.mode,
+        FZ_FAIL("step %u, mode %s: %s gave %p, errno %d (expected NULL, ENOMEM)", T.step, S.mode,
                 call, p, errno);
 }
 
 static void expect_einval(void *p, const char *call)
 {
     if (p != NULL || errno != EINVAL)
-        FZ_FAIL("step %u, mode %s: %s gave %p, errno %d (expected NULL, EINVAL)", S.step, S.mode,
+        FZ_FAIL("step %u, mode %s: %s gave %p, errno %d (expected NULL, EINVAL)", T.step, S.mode,
                 call, p, errno);
 }
 
 static void expect_rc(int rc, int want, const char *call)
 {
     if (rc != want)
-        FZ_FAIL("step %u, mode %s: %s returned %d, expected %d", S.step, S.mode, call, rc, want);
+        FZ_FAIL("step %u, mode %s: %s returned %d, expected %d", T.step, S.mode, call, rc, want);
 }
 
 /* Sizes the entry points must refuse before reaching an allocator: cases 0-2
@@ -727,7 +756,7 @@ static void op_badsize(fz_in *in)
     const fz_domain *D = &domains[dom];
     uint8_t which = fz_u8(in);
     size_t big = huge[which % 3u];
-    slot *s = &S.slots[which % NSLOTS];
+    slot *s = &S.slots[T.base + which % T.count];
     void *out;
     errno = 0;
     switch (how % (D->glibc ? 8u : 3u)) {
@@ -793,15 +822,105 @@ static void op_hook(fz_in *in)
 {
     unsigned dom = domains[take_dom(in)].table; /* the malloc family's hooks are MEM's */
     uint8_t push = fz_u8(in) & 1;
+    if (T.partial)
+        return; /* not while the other thread of a THREAD section calls the domain */
     if (push && nhooks[dom] < MAX_HOOKS)
         hook_push(dom);
     else if (!push && nhooks[dom] > 0)
         hook_pop(dom);
 }
 
+/* pm_trim: this thread's cached blocks go back to their pools, and empty
+ * arenas to the system; in a THREAD section while the other thread
+ * allocates and frees. Every live block must come through intact (the
+ * checks after the step). */
+static void op_trim(fz_in *in)
+{
+    (void)in;
+    if (pm_trim() != 0)
+        FZ_FAIL("step %u, mode %s: pm_trim failed", T.step, S.mode);
+}
+
+static void op_thread(fz_in *in);
+
 static void (*const ops[OP_COUNT])(fz_in *) = {op_malloc, op_calloc, op_realloc, op_free,
                                               op_memalign, op_write, op_check, op_badsize,
-                                              op_hook};
+                                              op_hook, op_thread, op_trim};
+
+/* One step: decode an operation and run it, then check the running
+ * thread's blocks. */
+static void step(fz_in *in)
+{
+    unsigned op = fz_u8(in) % OP_COUNT;
+    T.op = (T.worker ? worker_op_names : op_names)[op];
+    ops[op](in);
+    verify_all();
+}
+
+/*
+ * THREAD len steps: the next `len` bytes of the input are a program of
+ * their own, run by a new thread on slots NSLOTS/2 .. NSLOTS-1, while this
+ * thread runs its next `steps` % 64 + 1 operations on slots 0 .. NSLOTS/2-1;
+ * then the new thread ends (in the pool modes its cache is flushed by its
+ * exit) and is joined. Both threads' blocks stay in their slots: later steps
+ * reallocate and free them from this thread (cross-thread frees of blocks
+ * whose thread is gone). Inside a section, HOOK does nothing (a domain's
+ * allocator is not replaced while another thread calls it) and a THREAD
+ * only reads its two bytes; the hook counts, the whole-table overlap check
+ * and the class counts are checked at its end. Which thread's call comes
+ * first is up to the scheduler: the fill patterns' serials, and so a
+ * failing input's exact bytes in a block, may differ from run to run.
+ */
+typedef struct section {
+    fz_in in;
+    unsigned outer; /* the THREAD step that began it */
+} section;
+
+static void *section_worker(void *arg)
+{
+    section *w = arg;
+    T.base = NSLOTS / 2;
+    T.count = NSLOTS / 2;
+    T.partial = 1;
+    T.worker = 1;
+    for (unsigned k = 0; !fz_done(&w->in) && k < MAX_STEPS; k++) {
+        T.step = w->outer * 1000u + k + 1u;
+        step(&w->in);
+    }
+    return NULL;
+}
+
+static void op_thread(fz_in *in)
+{
+    size_t len = fz_u8(in);
+    unsigned nsteps = fz_u8(in) % 64u + 1u;
+    if (T.partial)
+        return; /* no nested sections */
+    if (len > in->n)
+        len = in->n;
+    section w = {{in->p, len}, T.step};
+    in->p += len;
+    in->n -= len;
+    T.count = NSLOTS / 2;
+    T.partial = 1;
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, section_worker, &w);
+    if (rc != 0)
+        FZ_FAIL("step %u, mode %s: cannot start a thread: %s", T.step, S.mode, strerror(rc));
+    unsigned outer = T.step;
+    /* Steps of the section are numbered outer * 1000 + k (k from 1), the
+     * new thread's named "worker ...". */
+    for (unsigned k = 0; k < nsteps && !fz_done(in); k++) {
+        T.step = outer * 1000u + k + 1u;
+        step(in);
+    }
+    if ((rc = pthread_join(t, NULL)) != 0)
+        FZ_FAIL("step %u, mode %s: cannot join a thread: %s", outer, S.mode, strerror(rc));
+    T.step = outer;
+    T.op = op_names[OP_THREAD];
+    T.count = NSLOTS;
+    T.partial = 0;
+}
 
 /*
  * Every CLASS_CHECK_EVERY steps and at the end of an input, in the modes
@@ -914,7 +1033,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pat[0] == 0)
         init_pattern(); /* replay does not call LLVMFuzzerInitialize */
     memset(&S, 0, sizeof S);
-    memset(dispatches, 0, sizeof dispatches);
+    for (unsigned d = 0; d < PM_DOMAIN_COUNT; d++)
+        for (int k = 0; k < K_COUNT; k++)
+            dispatches[d][k] = 0;
     S.mode = pm_i_mode_find(want, strlen(want))->name;
     fresh_checked = pm_debug_enabled();
     if (strcmp(pm_mode_name(), S.mode) != 0)
@@ -922,16 +1043,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fz_selftest();
     fz_in in = {data + 1, size - 1};
-    for (S.step = 1; !fz_done(&in) && S.step <= MAX_STEPS; S.step++) {
-        unsigned op = fz_u8(&in) % OP_COUNT;
-        S.op = op_names[op];
-        ops[op](&in);
-        verify_all();
+    for (T.step = 1; !fz_done(&in) && T.step <= MAX_STEPS; T.step++) {
+        step(&in);
         verify_hooks();
-        if (S.step % CLASS_CHECK_EVERY == 0)
+        if (T.step % CLASS_CHECK_EVERY == 0)
             check_class_counts();
     }
-    S.op = "end";
+    T.op = "end";
     check_class_counts();
     for (unsigned d = 0; d < PM_DOMAIN_COUNT; d++)
         while (nhooks[d] > 0)
