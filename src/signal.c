@@ -30,8 +30,8 @@
  * C library, a raw system call) is seen. The debug layer itself calls the
  * C library's sigaction (pm_i_real_sigaction), never these. Async-signal-
  * safe, as sigaction is: no lock, no allocation. Two threads setting
- * SIGABRT's action at once may see each other's action as the old one in
- * another order than the kernel's.
+ * SIGABRT's default at once each get a whole action as the old one (one
+ * that was set), though not always in the kernel's order.
  *
  * The other signal functions (sigset, sysv_signal, bsd_signal) still show
  * the handler. Built into the override libraries only (libpymalloc.so/.a),
@@ -79,10 +79,25 @@ static int s_next_action(int sig, const struct sigaction *act, struct sigaction 
 }
 
 /* The default action the program last set while the handler was installed
- * (valid when s_shown_set; else pm_i_debug_abort_prev, the one it
- * replaced). */
-static struct sigaction s_shown;
-static _Atomic int s_shown_set;
+ * (NULL: none yet, pm_i_debug_abort_prev is shown, the one it replaced).
+ * Two threads setting the default at once tore a single stored copy (one's
+ * mask with the other's flags: tests/override/prog_sigabrt_race.c). Now a
+ * set claims one of S_SHOWN_SLOTS copies (its generation odd while it is
+ * written), writes it and publishes it; a reader copies the published one
+ * and takes the copy only if its generation was even and unchanged across
+ * it (a copy is rewritten only when the sets after it have gone round all
+ * the slots: a reader preempted that long reads it again). No lock: a
+ * handler's sigaction in the middle of its own thread's never waits for
+ * it (it claims another slot; a reader there reads a published slot,
+ * which its thread is not writing). */
+#define S_SHOWN_SLOTS 8
+typedef struct s_slot {
+    _Atomic unsigned gen; /* odd while a set writes sa */
+    struct sigaction sa;
+} s_slot;
+static s_slot s_shown_slot[S_SHOWN_SLOTS];
+static _Atomic unsigned s_shown_next;
+static _Atomic(s_slot *) s_shown;
 
 /* Is the debug layer's handler SIGABRT's action in *cur? */
 static int s_is_ours(const struct sigaction *cur)
@@ -92,8 +107,20 @@ static int s_is_ours(const struct sigaction *cur)
 
 static void s_shown_get(struct sigaction *out)
 {
-    *out = atomic_load_explicit(&s_shown_set, memory_order_acquire) ? s_shown
-                                                                     : pm_i_debug_abort_prev;
+    for (unsigned tries = 0;; tries++) {
+        s_slot *p = atomic_load_explicit(&s_shown, memory_order_acquire);
+        if (p == NULL) {
+            *out = pm_i_debug_abort_prev;
+            return;
+        }
+        unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        memcpy(out, &p->sa, sizeof *out);
+        atomic_thread_fence(memory_order_acquire);
+        /* (past a million tries, which no schedule makes, the copy as it is) */
+        if (((g & 1) == 0 && atomic_load_explicit(&p->gen, memory_order_relaxed) == g) ||
+            tries >= 1000000)
+            return;
+    }
 }
 
 /* Action *shown as the C library reports one it set: with the flags it
@@ -105,6 +132,26 @@ static void s_as_set(struct sigaction *shown, const struct sigaction *ours)
 #if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__)
     shown->sa_restorer = ours->sa_restorer;
 #endif
+}
+
+/* Publish act, SIGABRT's default as the program set it, as the action
+ * shown; ours is the handler's action as the C library reports it. */
+static void s_shown_put(const struct sigaction *act, const struct sigaction *ours)
+{
+    for (;;) {
+        unsigned i = atomic_fetch_add_explicit(&s_shown_next, 1, memory_order_relaxed);
+        s_slot *slot = &s_shown_slot[i % S_SHOWN_SLOTS];
+        unsigned g = atomic_load_explicit(&slot->gen, memory_order_relaxed);
+        if ((g & 1) != 0 || !atomic_compare_exchange_strong_explicit(
+                                &slot->gen, &g, g + 1, memory_order_acquire, memory_order_relaxed))
+            continue; /* another set is writing this one */
+        atomic_thread_fence(memory_order_release);
+        slot->sa = *act;
+        s_as_set(&slot->sa, ours);
+        atomic_store_explicit(&slot->gen, g + 2, memory_order_release);
+        atomic_store_explicit(&s_shown, slot, memory_order_release);
+        return;
+    }
 }
 
 static int s_sigaction(const struct sigaction *act, struct sigaction *old)
@@ -123,9 +170,7 @@ static int s_sigaction(const struct sigaction *act, struct sigaction *old)
         if (act->sa_handler == SIG_DFL) {
             if (!ours && (pm_i_debug_abort_set() != 0 || pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0))
                 return -1;
-            s_shown = *act;
-            s_as_set(&s_shown, &cur);
-            atomic_store_explicit(&s_shown_set, 1, memory_order_release);
+            s_shown_put(act, &cur);
         } else if (s_next_action(SIGABRT, act, NULL) != 0) {
             return -1;
         }
