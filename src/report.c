@@ -504,19 +504,32 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
  * point. */
 static __thread int report_cancel_state __attribute__((tls_model("initial-exec")));
 
-static void lock_reports(void)
+/* Take the reports' lock: 1. With max_ms >= 0, waited for about that many
+ * milliseconds at most, then 0 (not taken). */
+static int lock_reports_within(long max_ms)
 {
     if (in_report++ > 0)
-        return; /* this thread is already writing one */
+        return 1; /* this thread is already writing one */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &report_cancel_state);
-    for (int spins = 0;; spins++) {
+    for (long spins = 0;; spins++) {
         if (atomic_load_explicit(&report_lock, memory_order_relaxed) == 0 &&
             atomic_exchange_explicit(&report_lock, 1, memory_order_acquire) == 0)
-            return;
-        if (spins > 64)
+            return 1;
+        if (max_ms >= 0 && spins > 64) {
+            if (spins - 64 > max_ms) {
+                in_report--;
+                pthread_setcancelstate(report_cancel_state, NULL);
+                return 0;
+            }
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        } else if (spins > 64) {
             sched_yield();
+        }
     }
 }
+
+static void lock_reports(void) { (void)lock_reports_within(-1); }
 
 /* fork: a report being written by another thread when fork() was called
  * would leave the lock taken forever in the child. The child starts with no
@@ -731,7 +744,6 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
     format_line(&lb, e);
     line[lb.len] = '\0';
 
-    count_error(e);
     /* A damaged block stays live (leaked), and so does the next block whose
      * header a write from it reached. */
     if (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
@@ -740,7 +752,10 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
         note_reported(e->next_block, e->next_serial);
     }
 
+    /* Counted under the lock, with its report: the summary at exit, which
+     * keeps the lock, sums up the reports written, no more. */
     lock_reports();
+    count_error(e);
     write_report(line, lb.len, e);
     pm_error_handler fn = atomic_load_explicit(&handler_fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&handler_ctx, memory_order_relaxed);
@@ -849,16 +864,25 @@ const char *pm_i_debug_exec_handoff(void)
 }
 
 /* PYMALLOC_ON_ERROR=report: the summary line, if errors were counted (1),
- * else nothing (0). One write(2), no lock, no allocation: also from _exit,
- * which may be called from a signal handler. */
+ * else nothing (0). One write(2), no allocation: also from _exit, which may
+ * be called from a signal handler. The process ends right after it: the
+ * reports' lock is taken first and kept, so that the line is the last
+ * (before, other threads still making heap errors wrote reports after it)
+ * and its counts are those of the reports written (a report is counted
+ * under the lock). A report that another thread keeps writing for about a
+ * second (a stderr nobody reads) is not waited for longer. Not kept by a
+ * child that shares its parent's memory (vfork): the parent goes on. */
+#define SUMMARY_WAIT_MS 1000
 int pm_i_debug_summary(void)
 {
     /* A child's own errors (claimed), or all that this memory counted. */
     int child = atomic_load(&claim_pid) == (long)getpid();
     atomic_ulong *k = child ? claimed : counts;
-    unsigned long total = atomic_load(&k[PM_ERR_NONE]);
-    if (!sums_up() || total == 0)
+    if (!sums_up() || atomic_load(&k[PM_ERR_NONE]) == 0)
         return 0;
+    if (!child)
+        (void)lock_reports_within(SUMMARY_WAIT_MS);
+    unsigned long total = atomic_load(&k[PM_ERR_NONE]);
     char storage[512];
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);

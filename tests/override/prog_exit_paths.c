@@ -2,9 +2,13 @@
  * tests/override/prog_exit_paths.c - ways out of a program after heap
  * errors, for check_exit_paths.sh: errors made in a library's destructor,
  * which runs after libpymalloc's (exit_lib.c), exit() called there, handlers
- * registered at exit, and quick_exit. argv[1] names the case. Built twice:
+ * registered at exit, quick_exit, and a return from main while other
+ * threads still make heap errors. argv[1] names the case. Built twice:
  * plain (run with libpymalloc.so preloaded) and linked with libpymalloc.a.
  */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +26,20 @@ static void heap_error(void)
     unsigned char *p = malloc(n);
     ((volatile unsigned char *)p)[n] = 'x'; /* one byte past the end */
     free(p);
+}
+
+/* "threads-errors": threads that make heap errors until the process
+ * ends; main returns once each has made a few. */
+#define ERROR_THREADS 2
+static atomic_int errors_made[ERROR_THREADS];
+static void *error_loop(void *arg)
+{
+    atomic_int *made = arg;
+    for (;;) {
+        heap_error();
+        atomic_fetch_add(made, 1);
+    }
+    return NULL;
 }
 
 static void quick_handler(void)
@@ -46,6 +64,16 @@ int main(int argc, char **argv)
     what = argc > 1 ? argv[1] : "";
     pm_t_exit_lib_arm(what);
     printf("main ran\n"); /* buffered: written before the summary */
+    if (strcmp(what, "threads-errors") == 0) {
+        for (int i = 0; i < ERROR_THREADS; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, error_loop, &errors_made[i]) != 0)
+                return 2;
+        }
+        for (int i = 0; i < ERROR_THREADS; i++)
+            while (atomic_load(&errors_made[i]) < 50)
+                sched_yield();
+    }
     if (strncmp(what, "quick-exit", 10) == 0) {
         at_quick_exit(quick_handler);
         if (strcmp(what, "quick-exit") == 0 || strcmp(what, "quick-exit-3") == 0)
