@@ -916,14 +916,11 @@ int pm_i_debug_summary(void)
 extern FILE *_IO_list_all __attribute__((weak));
 #endif
 #define FLUSH_WAIT_STEPS 100 /* x 1 ms */
-void pm_i_flush_streams(void)
+static void flush_pending(void)
 {
-    pm_i_nopipe g; /* a reader gone must not end the process before the report */
-    pm_i_nopipe_begin(&g);
 #if defined(__GLIBC__)
     if (&_IO_list_all == NULL) {
         fflush(NULL);
-        pm_i_nopipe_end(&g);
         return;
     }
     for (FILE *fp = _IO_list_all; fp != NULL; fp = fp->_chain) {
@@ -943,6 +940,13 @@ void pm_i_flush_streams(void)
 #else
     fflush(NULL);
 #endif
+}
+
+void pm_i_flush_streams(void)
+{
+    pm_i_nopipe g; /* a reader gone must not end the process before the report */
+    pm_i_nopipe_begin(&g);
+    flush_pending();
     pm_i_nopipe_end(&g);
 }
 
@@ -966,7 +970,21 @@ static void exit_work(void)
         pm_i_debug_summary();
         _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
     }
+    /* PYMALLOC_STATS's table after the program's output still in stdio's
+     * buffers, here too: through a pipe or into a file (2>&1), glibc's exit
+     * wrote that output after the table. A reader gone ends the process
+     * as at exit's own flush, but after the table: the SIGPIPE the flush
+     * raised is held until then, and delivered when the mask is put back. */
+    if (!atomic_load(&pm_i_stats_at_exit)) {
+        pm_i_stats_at_exit_now();
+        return;
+    }
+    pm_i_nopipe g;
+    pm_i_nopipe_begin(&g);
+    flush_pending();
     pm_i_stats_at_exit_now();
+    if (g.masked)
+        pthread_sigmask(SIG_SETMASK, &g.old, NULL);
 }
 
 static void exit_work_handler(void *arg)
