@@ -576,7 +576,9 @@ static __attribute__((noreturn)) void o_end(int status)
  * skips. Here it prints the summary line and exits with status 1 instead.
  * Any other status (low 8 bits not 0) is kept, without the line, and so is
  * a vfork child's (its counts are its parent's). Async-signal-safe (one
- * write, no lock). Calls inside the C library
+ * write; the reports' lock, kept, waited for about a second at most, and
+ * taken at once by a handler that interrupted its own thread's report).
+ * Calls inside the C library
  * (exit() ending in _exit) do not come here. */
 PM_O_EXPORT __attribute__((noreturn)) void PM_O_NAME(_exit)(int status)
 {

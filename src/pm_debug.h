@@ -154,7 +154,8 @@ void pm_i_debug_reports_fork_child(int locks);
 /* Options, read by pm_i_debug_read_options at start-up. */
 extern int pm_i_debug_on_error_report; /* PYMALLOC_ON_ERROR=report */
 /* Write PYMALLOC_ON_ERROR=report's summary line if errors were counted: 1,
- * else 0. No lock, no allocation (the override's _exit calls it). */
+ * else 0; the process must end right after it (the reports' lock is kept).
+ * No allocation (the override's _exit calls it). */
 int pm_i_debug_summary(void);
 /* This process has errors of its own to sum up (src/report.c: counts_pid,
  * claim_pid): 0 in a vfork() (CLONE_VM) child that counted none, which
