@@ -1,0 +1,394 @@
+/*
+ * tests/test_signal_nested.c - pm_* calls from a signal handler that
+ * interrupts its own thread inside pymalloc.
+ *
+ * A profiling timer's handler allocates, reallocates, checks and frees
+ * blocks through the pm_* API of every domain, on whichever thread it
+ * interrupts, while that thread (main alone, or one of three threads)
+ * churns blocks of every size through the same API: pool blocks and big
+ * ones, raw blocks (the registry's in every debug mode), realloc, calloc
+ * and pm_check_block. In the debug modes the handler also frees a block
+ * its thread handed it (made outside the handler), checks the live blocks
+ * its thread shows it, and keeps a few blocks across signals, freed by a
+ * later signal or by the thread after the run (outside any handler). Every
+ * block is filled with its own byte and checked before it is freed.
+ *
+ * In the debug modes the interrupted call may hold a registry stripe's
+ * lock (or be inside the C library's allocator): a handler's call that
+ * waited for it hung for ever. Each case runs in a child with a deadline
+ * (alarm): a hang is a failure ("hung"), never a stuck test.
+ *
+ * What the handler may call depends on the mode: in the debug modes
+ * anything (nothing nested may wait for its own thread); in pymalloc and
+ * default mode pool sizes in mem and obj (the pools guard themselves),
+ * and in every mode sizes the C library's thread cache serves (warmed up
+ * before the timer starts, never allocated by the threads), as
+ * tests/override/prog_signals.c does: a handler that reaches glibc's
+ * arena lock while its thread holds it hangs under glibc alone. Blocks of
+ * a thread cache (the pools', glibc's) the handler keeps past its return,
+ * or frees though they were made outside it, may meet a fast path of the
+ * same size class it interrupted (pool.h): the handler keeps and is given
+ * only blocks that are in no such cache, the debug modes' big blocks (the
+ * C library's: the hooks call into it only where a nested call is
+ * served without it).
+ */
+#define _GNU_SOURCE 1
+#include "harness.h"
+#include "domains.h"
+
+#include <pthread.h>
+#include <sys/time.h>
+#include <time.h>
+
+#define SLOTS 128
+#define KEEP 8
+#define SHOWN 8
+#define RUN_SECONDS 3
+#define DEADLINE 60
+
+static int debug_on, pools_on;
+static volatile sig_atomic_t handled, bad, nested_fail, outside_freed;
+
+/* What the thread shows its handler: a block to free (made outside the
+ * handler), live blocks to check. */
+static __thread void *volatile gift;
+static __thread int gift_dom;
+static __thread void *volatile shown[SHOWN];
+/* Blocks the handler keeps across signals (its domain per slot). */
+static __thread void *kept[KEEP];
+static __thread int kept_dom[KEEP];
+static __thread size_t kept_n[KEEP];
+static __thread unsigned hcount;
+
+/* Sizes glibc's thread cache serves the handler in every mode (the
+ * threads never allocate them). */
+static const size_t hsizes[] = {600, 650, 700, 800};
+#define HSIZES (sizeof hsizes / sizeof hsizes[0])
+
+static int filled(const unsigned char *p, size_t n, unsigned char c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != c)
+            return 0;
+    return 1;
+}
+
+/* A size for the handler's block number k in domain dom: anything in a
+ * debug mode; else one that cannot reach a lock its thread may hold: a
+ * pool size in mem and obj where they are pools, else a size of glibc's
+ * thread cache. `pooled`: only pool sizes (or nothing: 0). */
+static size_t handler_size(unsigned k, int dom, int pooled)
+{
+    if (debug_on) {
+        switch (k % 4) {
+        case 0: return 1 + k % 512;            /* a pool block */
+        case 1: return 1100 + (k * 37) % 4000; /* the threads' big sizes */
+        case 2: return hsizes[k % HSIZES];
+        default: return k % 64;
+        }
+    }
+    if (pools_on && dom != PM_DOMAIN_RAW)
+        return 1 + k % 512;
+    return pooled ? 0 : hsizes[k % HSIZES];
+}
+
+static void on_prof(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    unsigned k = ++hcount;
+    /* Blocks made and freed here, last first (a handler's printf); in the
+     * modes without debug hooks, a size of glibc's cache only once each. */
+    enum { MINE = 6 };
+    void *mine[MINE];
+    size_t n[MINE];
+    int dom[MINE];
+    for (int i = 0; i < MINE; i++) {
+        dom[i] = (int)((k + (unsigned)i) % PM_DOMAIN_COUNT);
+        n[i] = handler_size(k * 7 + (unsigned)i, dom[i], 0);
+        if (!debug_on && !(pools_on && dom[i] != PM_DOMAIN_RAW))
+            n[i] = hsizes[(unsigned)i % HSIZES]; /* (glibc's calloc takes its lock) */
+        int zeroed = (i & 1) && (debug_on || (pools_on && dom[i] != PM_DOMAIN_RAW));
+        mine[i] = zeroed ? pm_t_domains[dom[i]].calloc(1, n[i]) : pm_t_domains[dom[i]].malloc(n[i]);
+        if (mine[i] == NULL) {
+            bad = __LINE__;
+            continue;
+        }
+        if (zeroed && !filled(mine[i], n[i], 0))
+            bad = __LINE__;
+        memset(mine[i], 0x40 + i, n[i]);
+    }
+    /* A block made here grown (or shrunk) here: always possible. */
+    size_t m = handler_size(k * 11, dom[0], 1);
+    if (mine[0] != NULL && m != 0 && (debug_on || n[0] <= 512)) {
+        void *q = pm_t_domains[dom[0]].realloc(mine[0], m);
+        if (q == NULL) {
+            bad = __LINE__;
+        } else {
+            if (!filled(q, n[0] < m ? n[0] : m, 0x40))
+                bad = __LINE__;
+            memset(q, 0x40, m);
+            mine[0] = q;
+            n[0] = m;
+        }
+    }
+    for (int i = 0; i < MINE; i++)
+        if (mine[i] != NULL && debug_on && pm_check_block(mine[i]) != 0)
+            bad = __LINE__;
+    for (int i = MINE - 1; i >= 0; i--) {
+        if (mine[i] == NULL)
+            continue;
+        if (!filled(mine[i], n[i], (unsigned char)(0x40 + i)))
+            bad = __LINE__;
+        pm_t_domains[dom[i]].free(mine[i]);
+    }
+    /* A block kept across signals: the oldest goes, a new one comes. */
+    int slot = (int)(k % KEEP);
+    if (kept[slot] != NULL) {
+        if (!filled(kept[slot], kept_n[slot], (unsigned char)slot))
+            bad = __LINE__;
+        pm_t_domains[kept_dom[slot]].free(kept[slot]);
+        kept[slot] = NULL;
+    }
+    kept_dom[slot] = (int)(k % PM_DOMAIN_COUNT);
+    /* (Big blocks: a block of a pool's thread cache kept past the handler's
+     * return may be one the interrupted fast path was taking: pool.h) */
+    kept_n[slot] = debug_on ? 1100 + (k * 13) % 4000 : 0;
+    if (kept_n[slot] != 0) {
+        kept[slot] = pm_t_domains[kept_dom[slot]].malloc(kept_n[slot]);
+        if (kept[slot] == NULL)
+            bad = __LINE__;
+        else
+            memset(kept[slot], slot, kept_n[slot]);
+    }
+    /* The thread's live blocks, checked; its gift freed. */
+    if (debug_on) {
+        for (int i = 0; i < SHOWN; i++) {
+            void *p = shown[i];
+            if (p != NULL && pm_check_block(p) != 0) {
+                if (errno != EDEADLK)
+                    bad = __LINE__;
+                nested_fail++;
+            }
+        }
+    }
+    void *g = gift;
+    if (g != NULL) {
+        gift = NULL;
+        pm_t_domains[gift_dom].free(g);
+        outside_freed++;
+    }
+    handled++;
+    errno = saved;
+}
+
+struct churn_arg {
+    unsigned seed;
+    unsigned long sum;
+};
+
+static void *churn(void *varg)
+{
+    struct churn_arg *arg = varg;
+    unsigned s = arg->seed;
+    unsigned char *slot[SLOTS] = {0};
+    size_t size[SLOTS] = {0};
+    int sdom[SLOTS] = {0};
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0;; i++) {
+        if ((i & 1023) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec >= RUN_SECONDS)
+                break;
+        }
+        s = s * 1103515245u + 12345u;
+        unsigned k = (s >> 8) % SLOTS;
+        unsigned char c = (unsigned char)(k + 1);
+        const pm_t_domain *d = &pm_t_domains[sdom[k]];
+        if (slot[k] != NULL && !filled(slot[k], size[k], c)) {
+            bad = __LINE__;
+            break;
+        }
+        arg->sum += size[k];
+        size_t n = (s >> 16) % 4 == 0 ? 1100 + (s >> 12) % 4000 : (s >> 16) % 520;
+        if (k < SHOWN)
+            shown[k] = NULL; /* freed or grown below */
+        if (slot[k] != NULL && (s >> 28) < 2) { /* realloc */
+            unsigned char *q = d->realloc(slot[k], n + 1);
+            if (q == NULL) {
+                bad = __LINE__;
+                break;
+            }
+            slot[k] = q;
+            size[k] = n + 1;
+            memset(q, c, n + 1);
+        } else {
+            if (slot[k] != NULL && debug_on && (s >> 26) % 8 == 0 &&
+                pm_check_block(slot[k]) != 0)
+                bad = __LINE__;
+            if (gift == NULL && slot[k] != NULL && (s >> 27) % 4 == 1 &&
+                debug_on &&
+                (!pools_on || sdom[k] == PM_DOMAIN_RAW || size[k] > 512)) {
+                /* Not a pool block (pool.h: a handler's free of one may flush
+                 * the bin the interrupted fast path is taking a block from;
+                 * the pools' and glibc's thread caches share that limit). */
+                gift_dom = sdom[k];
+                gift = slot[k]; /* the handler may free it, or the end */
+                slot[k] = NULL;
+            }
+            d->free(slot[k]);
+            sdom[k] = (int)((s >> 24) % PM_DOMAIN_COUNT);
+            d = &pm_t_domains[sdom[k]];
+            slot[k] = (s >> 20) % 4 == 0 ? d->calloc(1, n) : d->malloc(n);
+            if (slot[k] == NULL) {
+                bad = __LINE__;
+                break;
+            }
+            memset(slot[k], c, n);
+            size[k] = n;
+        }
+        if (k < SHOWN)
+            shown[k] = slot[k];
+    }
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &prof, NULL);
+    for (int i = 0; i < SHOWN; i++)
+        shown[i] = NULL;
+    for (int k = 0; k < SLOTS; k++)
+        pm_t_domains[sdom[k]].free(slot[k]);
+    if (gift != NULL)
+        pm_t_domains[gift_dom].free(gift);
+    gift = NULL;
+    /* The handler's kept blocks, freed outside any handler. */
+    for (int i = 0; i < KEEP; i++) {
+        if (kept[i] != NULL && !filled(kept[i], kept_n[i], (unsigned char)i))
+            bad = __LINE__;
+        pm_t_domains[kept_dom[i]].free(kept[i]);
+        kept[i] = NULL;
+    }
+    return NULL;
+}
+
+/* glibc's thread cache holds blocks of the handler's libc sizes for this
+ * thread (three of each, through every domain, as the mode gives them to
+ * the C library). */
+static void warm_up(void)
+{
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        for (unsigned i = 0; i < HSIZES; i++) {
+            void *w[3];
+            for (int j = 0; j < 3; j++)
+                w[j] = pm_t_domains[d].malloc(hsizes[i]);
+            for (int j = 0; j < 3; j++)
+                pm_t_domains[d].free(w[j]);
+        }
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    warm_up();
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+    return churn(arg);
+}
+
+/* The workload with `threads` churning threads (0: main itself), in this
+ * process; exits 0 when every check held. */
+static void workload(int threads)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prof;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, NULL);
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &prof, NULL); /* threads unblock it after their warm-up */
+    struct itimerval it = {{0, 500}, {0, 500}};
+    setitimer(ITIMER_PROF, &it, NULL);
+    struct churn_arg args[3];
+    pthread_t tid[3];
+    if (threads == 0) {
+        args[0].seed = 1;
+        args[0].sum = 0;
+        thread_main(&args[0]);
+    } else {
+        for (int i = 0; i < threads; i++) {
+            args[i].seed = 7u * (unsigned)i + 3u;
+            args[i].sum = 0;
+            if (pthread_create(&tid[i], NULL, thread_main, &args[i]) != 0)
+                _exit(3);
+        }
+        for (int i = 0; i < threads; i++)
+            pthread_join(tid[i], NULL);
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &off, NULL);
+    fprintf(stderr,
+            "    %d signals handled, %d blocks made outside freed by the handler, "
+            "%d checks refused (EDEADLK), %lu heap errors\n",
+            (int)handled, (int)outside_freed, (int)nested_fail, pm_error_count(PM_ERR_NONE));
+    if (bad)
+        fprintf(stderr, "    a check failed at line %d\n", (int)bad);
+    _exit(bad ? 4 : pm_error_count(PM_ERR_NONE) != 0 ? 5 : handled == 0 ? 6 : 0);
+}
+
+/* Run the workload in a child with a deadline: a hang is a failure. */
+static void run_case(int threads)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        alarm(DEADLINE); /* SIGALRM's default action ends a hung child */
+        workload(threads);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        fprintf(stderr, "    hung: still running after %d s (a handler's pm_* call waited "
+                        "for a lock its own thread held)\n", DEADLINE);
+    else if (WIFSIGNALED(status))
+        fprintf(stderr, "    killed by signal %d\n", WTERMSIG(status));
+    else if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, "    exit status %d\n", WEXITSTATUS(status));
+    PM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void one_thread(void) { run_case(0); }
+static void three_threads(void) { run_case(3); }
+
+static int skip_sanitized(void)
+{
+    /* A handler's call that reaches the C library is the sanitizer's
+     * allocator there, whose locks are not ours to guard; in the debug
+     * modes nested calls never reach it. TSan defers signals to its own
+     * safe points and reports a handler's malloc. */
+    return PM_T_TSAN || (PM_T_ASAN && !debug_on);
+}
+
+int main(void)
+{
+    debug_on = pm_debug_enabled();
+    const char *mode = pm_mode_name();
+    pools_on = strcmp(mode, "pymalloc") == 0 || strcmp(mode, "pymalloc_debug") == 0;
+    if (skip_sanitized()) {
+        puts("skipped: the handler's calls reach the sanitizer's allocator");
+        return 77;
+    }
+    fprintf(stderr, "mode %s, debug hooks %s\n", mode, debug_on ? "on" : "off");
+    PM_RUN(one_thread);
+    PM_RUN(three_threads);
+    return pm_test_done();
+}
