@@ -152,6 +152,83 @@ static inline const char *entry_name(const dbg *g, int op)
 }
 
 /* ---------------------------------------------------------------------------
+ * Calls nested in another of their thread.
+ *
+ * A signal handler runs on the thread it interrupted, maybe inside the
+ * hooks, which hold locks there: a registry stripe's, the C library's
+ * allocator's (below them), the pools' (which guard themselves: pool.h),
+ * the arena lock of pm_check_block. A call of the handler's that waited
+ * for one of them would wait for ever. So every part of the hooks past
+ * their fast paths (which take no lock) marks its thread busy
+ * (pm_i_debug_busy, busy_enter .. busy_leave), and a call of the hooks
+ * that finds its thread busy is nested, and never waits:
+ *
+ *  - malloc, calloc and memalign are served from the early arena
+ *    (src/early.c), without the debug checks (no header, trailer, serial
+ *    or record); every entry point of the hooks recognises its blocks by
+ *    address, nested or not: free gives them back, realloc moves them
+ *    (into a debug block, if not nested), usable size and pm_check_block
+ *    answer for them;
+ *  - free of any other block waits in nested_frees (src/pm_internal.h:
+ *    pm_i_defer, the override's queue too) until the interrupted call
+ *    leaves its busy part (busy_leave), which frees it through the hooks
+ *    then, checks and reports included, naming the entry point the
+ *    handler called (past PM_I_DEFER_SLOTS waiting frees: a leak);
+ *  - realloc of any other block fails (NULL: ENOMEM), the block kept;
+ *  - usable size and pm_check_block of any other block read its side word
+ *    (a pool block: no lock, but pm_check_block tries the arena lock a
+ *    bounded number of times) or try its stripe's lock NESTED_LOCK_TRIES
+ *    times; pm_check_block that cannot have a lock returns -1 with errno
+ *    EDEADLK, without a report.
+ *
+ * The fast paths pay one load of the mark and a branch (dbg_malloc,
+ * dbg_free). A handler's call made while its thread is in a fast path (no
+ * lock held) is not nested: it is served as any other, with the limits of
+ * the thread caches (pool.h): a handler that keeps a pool block past its
+ * return, or frees one made outside it, may meet the interrupted fast
+ * path's half-done change of that size class's bin.
+ *
+ * Internal calls of the hooks into themselves (realloc by malloc + copy +
+ * free, realloc of an early block) are made outside the busy part. The
+ * error handler is called with the mark cleared (src/report.c), unless
+ * the report came from a nested call.
+ */
+__thread int pm_i_debug_busy __attribute__((tls_model("initial-exec")));
+/* The entry-point hint (pm_i_debug_entry) when this thread's busy part
+ * began: a nested call that finds the same hint did not set it (a pm_*
+ * call of the handler's); one that finds another did (the override's). */
+static __thread const char *busy_entry __attribute__((tls_model("initial-exec")));
+static __thread pm_i_defer nested_frees __attribute__((tls_model("initial-exec")));
+
+static inline int nested(void) { return PM_I_UNLIKELY(pm_i_debug_busy != 0); }
+
+/* The entry point a nested call names (NULL: the hooks' own name). */
+static inline const char *nested_entry(void)
+{
+    const char *o = pm_i_debug_entry;
+    return o != busy_entry ? o : NULL;
+}
+
+static inline void busy_enter(void)
+{
+    busy_entry = pm_i_debug_entry;
+    atomic_signal_fence(memory_order_seq_cst);
+    pm_i_debug_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void drain_nested(void);
+
+static inline void busy_leave(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    pm_i_debug_busy = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (PM_I_UNLIKELY(nested_frees.pending))
+        drain_nested();
+}
+
+/* ---------------------------------------------------------------------------
  * Serial numbers.
  */
 
@@ -994,8 +1071,9 @@ static inline __attribute__((always_inline)) void *side_block(const dbg *g, unsi
 }
 
 /* Malloc, the general way: the allocator below's own malloc, for any
- * allocator below and any size (dbg_malloc tried the pool's cache). */
-__attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
+ * allocator below and any size (dbg_malloc tried the pool's cache). The
+ * thread is busy. */
+static void *malloc_busy(dbg *g, size_t n)
 {
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
@@ -1031,6 +1109,20 @@ __attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
 
+__attribute__((noinline)) static void *malloc_general(dbg *g, size_t n)
+{
+    busy_enter();
+    void *p = malloc_busy(g, n);
+    busy_leave();
+    return p;
+}
+
+/* A nested call's block (see "Calls nested" above), any alignment. */
+__attribute__((noinline, cold)) static void *malloc_nested(size_t n, size_t alignment)
+{
+    return pm_i_early_alloc(n, alignment);
+}
+
 /* dbg_malloc's fast path took pool block base and found its side word w,
  * but this thread's run of serials is used up (serial 0: a new run), or a
  * serial is to be broken on (PYMALLOC_BREAK_SERIAL). */
@@ -1050,7 +1142,10 @@ __attribute__((noinline)) static void *malloc_side_slow(const dbg *g, unsigned c
  * made or placed: pool.c, side_arena): its record goes in the registry. */
 __attribute__((noinline)) static void *malloc_no_side(dbg *g, unsigned char *base, size_t n)
 {
-    return finish_block(g, base, PM_I_DEBUG_HEAD, n);
+    busy_enter();
+    void *p = finish_block(g, base, PM_I_DEBUG_HEAD, n);
+    busy_leave();
+    return p;
 }
 
 /* dbg_malloc's fast path met a damaged link (q: the tagged block). */
@@ -1066,6 +1161,8 @@ __attribute__((noinline)) static void *malloc_bad_link(dbg *g, size_t n, void *q
 static void *dbg_malloc(void *ctx, size_t n)
 {
     dbg *g = ctx;
+    if (nested())
+        return malloc_nested(n, PM_I_DEBUG_HEAD);
     if (PM_I_LIKELY(g->pool_below) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX)) {
         unsigned char *base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1);
         if (PM_I_LIKELY(base != NULL)) {
@@ -1090,10 +1187,8 @@ static void *dbg_malloc(void *ctx, size_t n)
     return malloc_general(g, n);
 }
 
-static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
+static void *calloc_busy(dbg *g, size_t n)
 {
-    dbg *g = ctx;
-    size_t n = nelem * elsize; /* no overflow: checked by the entry point */
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
     unsigned char *base = NULL;
@@ -1111,11 +1206,19 @@ static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
 
-static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
+static void *dbg_calloc(void *ctx, size_t nelem, size_t elsize)
 {
-    dbg *g = ctx;
-    if (alignment <= PM_I_DEBUG_HEAD)
-        return dbg_malloc(ctx, n);
+    size_t n = nelem * elsize; /* no overflow: checked by the entry point */
+    if (nested())
+        return malloc_nested(n, PM_I_DEBUG_HEAD); /* zeroed */
+    busy_enter();
+    void *p = calloc_busy(ctx, n);
+    busy_leave();
+    return p;
+}
+
+static void *memalign_busy(dbg *g, size_t alignment, size_t n)
+{
     if (alignment > DEBUG_SIZE_MAX / 2 || n > DEBUG_SIZE_MAX - alignment - PM_I_DEBUG_TAIL)
         return NULL;
     unsigned char *base =
@@ -1125,6 +1228,18 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
     fill_span(base + alignment, n, PM_I_CLEANBYTE);
     PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(base + alignment, n)); /* as in malloc_general */
     return finish_block(g, base, alignment, n);
+}
+
+static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
+{
+    if (alignment <= PM_I_DEBUG_HEAD)
+        return dbg_malloc(ctx, n);
+    if (nested())
+        return malloc_nested(n, alignment);
+    busy_enter();
+    void *p = memalign_busy(ctx, alignment, n);
+    busy_leave();
+    return p;
 }
 
 /* Look registry block p up and check it for operation op by g. Returns its
@@ -1159,9 +1274,8 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
 }
 
 /* Free, the general way: a side word whose fast path failed (error, or a
- * concurrent change), or a registry block. */
-__attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
-                                                      _Atomic uint64_t *w)
+ * concurrent change), or a registry block. The thread is busy. */
+static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
 {
     pm_i_reg_info in;
     pm_i_err e;
@@ -1190,6 +1304,42 @@ __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p,
     pool_links_check(g, OP_FREE);
 }
 
+__attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p, _Atomic uint64_t *w)
+{
+    if (PM_I_UNLIKELY(pm_i_early_owns(p))) {
+        pm_i_early_free(p); /* a nested call's block */
+        return;
+    }
+    busy_enter();
+    free_busy(g, p, w);
+    busy_leave();
+}
+
+/* A nested call's free (see "Calls nested" above): an early block at once,
+ * any other when the interrupted call leaves its busy part. */
+__attribute__((noinline, cold)) static void free_nested(dbg *g, void *p)
+{
+    if (pm_i_early_owns(p))
+        pm_i_early_free(p);
+    else if (p != NULL)
+        (void)pm_i_defer_push(&nested_frees, p, nested_entry(), (unsigned)(g - dbgs));
+}
+
+static void dbg_free(void *ctx, void *ptr);
+
+static void free_deferred(void *p, const char *name, unsigned d)
+{
+    const char *hint = pm_i_debug_entry;
+    pm_i_debug_entry = name;
+    dbg_free(&dbgs[d], p);
+    pm_i_debug_entry = hint;
+}
+
+static __attribute__((noinline, cold)) void drain_nested(void)
+{
+    pm_i_defer_drain(&nested_frees, free_deferred);
+}
+
 /* *w: *v -> to, if it still holds *v (else *v is what it holds). With one
  * thread nothing else can change it between the load and the store. */
 static inline int side_swap(_Atomic uint64_t *w, uint64_t *v, uint64_t to)
@@ -1210,11 +1360,14 @@ __attribute__((noinline)) static void pool_free_slow_checked(void *ctx, void *ba
     pool_links_check(ctx, OP_FREE);
 }
 
-/* g's allocator below frees block base, then the same report. */
+/* g's allocator below frees block base, then the same report (busy:
+ * the allocator below may be the C library's). */
 __attribute__((noinline)) static void below_free_checked(const dbg *g, void *base)
 {
+    busy_enter();
     g->below.a.free(g->below.a.ctx, base);
     pool_links_check(g, OP_FREE);
+    busy_leave();
 }
 
 /* The fast path: a live pool block of this API, intact, no serial to
@@ -1225,6 +1378,10 @@ static void dbg_free(void *ctx, void *ptr)
 {
     dbg *g = ctx;
     unsigned char *p = ptr;
+    if (nested()) {
+        free_nested(g, p);
+        return;
+    }
     int status;
     _Atomic uint64_t *w = side_of_class(p, &status);
     if (PM_I_LIKELY(w != NULL) && PM_I_LIKELY(pm_i_debug_break_serial == 0)) {
@@ -1268,10 +1425,13 @@ static void *realloc_by_copy(void *ctx, unsigned char *p, size_t old, size_t n)
     return q;
 }
 
-static void *dbg_realloc(void *ctx, void *ptr, size_t n)
+/* realloc_busy's answer: the block is to move by malloc + copy + free of
+ * its *old bytes (made outside the busy part). */
+#define REALLOC_BY_COPY ((void *)(uintptr_t)1)
+
+/* Realloc of p (not an early block). The thread is busy. */
+static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
 {
-    dbg *g = ctx;
-    unsigned char *p = ptr;
     pm_i_reg_info in;
     pm_i_err e;
     _Atomic uint64_t *w = side_of(p);
@@ -1292,7 +1452,8 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
             /* The registry is full somewhere: the new block may need a
              * record there, which must be made before the old block goes. */
             atomic_store_explicit(w, v, memory_order_release);
-            return realloc_by_copy(ctx, p, in.size, n);
+            *old_size = in.size;
+            return REALLOC_BY_COPY;
         }
     } else {
         void *st;
@@ -1307,7 +1468,8 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
             /* An aligned block (realloc keeps only 16-byte alignment), or
              * the registry full somewhere (see above). */
             pm_i_reg_unlock(st);
-            return realloc_by_copy(ctx, p, in.size, n);
+            *old_size = in.size;
+            return REALLOC_BY_COPY;
         }
         /* From here the old block is recorded as freed, so a concurrent or
          * later use of p is named; a failure below puts it back. */
@@ -1380,6 +1542,32 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     return q;
 }
 
+/* Realloc of early block p (a nested call's): into a new block of the
+ * hooks (an early one again when nested), p freed if that succeeds. */
+__attribute__((noinline)) static void *realloc_early(void *ctx, void *p, size_t n)
+{
+    void *q = dbg_malloc(ctx, n);
+    if (q != NULL) {
+        size_t old = pm_i_early_size(p);
+        memcpy(q, p, old < n ? old : n);
+        pm_i_early_free(p);
+    }
+    return q;
+}
+
+static void *dbg_realloc(void *ctx, void *ptr, size_t n)
+{
+    if (PM_I_UNLIKELY(pm_i_early_owns(ptr)))
+        return realloc_early(ctx, ptr, n);
+    if (nested())
+        return NULL; /* a block made outside the nested call: kept (ENOMEM) */
+    size_t old = 0;
+    busy_enter();
+    void *q = realloc_busy(ctx, ptr, n, &old);
+    busy_leave();
+    return q == REALLOC_BY_COPY ? realloc_by_copy(ctx, ptr, old, n) : q;
+}
+
 /* What is known of block p: its side word or its registry record. */
 static void find_block(const unsigned char *p, pm_i_reg_info *in)
 {
@@ -1400,23 +1588,33 @@ static void find_block(const unsigned char *p, pm_i_reg_info *in)
 
 /* The answer for block p, whose record is in (its side word's or registry
  * record's): the requested size of a live block, else a report and 0. */
-static size_t usable_of(const dbg *g, void *ptr, pm_i_reg_info *in)
+static size_t usable_of(const dbg *g, void *ptr, pm_i_reg_info *in, int is_nested)
 {
     pm_i_err e;
     if (in->state == PM_I_REG_LIVE)
         return in->size; /* exactly what was asked: writing past it is caught */
     classify(ptr, in, g->api, OP_USABLE, &e);
+    e.nested = is_nested; /* (no blame: only a live block's damage has one) */
     report(g, OP_USABLE, &e);
     return 0;
 }
+
+static size_t usable_nested(const dbg *g, void *ptr);
 
 static size_t dbg_usable_size(void *ctx, void *ptr)
 {
     if (ptr == NULL)
         return 0;
+    if (PM_I_UNLIKELY(pm_i_early_owns(ptr)))
+        return pm_i_early_size(ptr);
+    if (nested())
+        return usable_nested(ctx, ptr);
     pm_i_reg_info in;
+    busy_enter();
     find_block(ptr, &in);
-    return usable_of(ctx, ptr, &in);
+    size_t n = usable_of(ctx, ptr, &in, 0);
+    busy_leave();
+    return n;
 }
 
 /* Tries of a stripe's lock by a nested malloc_usable_size, without
@@ -1449,25 +1647,34 @@ size_t pm_i_debug_usable_size_nested(void *ptr)
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], xctx, usable_size, ctx, fn);
     if (fn != dbg_usable_size)
         return fn(ctx, ptr);
+    return usable_nested(ctx, ptr);
+}
+
+/* The same for the hooks g, and for a nested call of their own
+ * (dbg_usable_size). */
+static size_t usable_nested(const dbg *g, void *ptr)
+{
     const unsigned char *p = ptr;
     pm_i_reg_info in;
+    if (pm_i_early_owns(p))
+        return pm_i_early_size(p);
     _Atomic uint64_t *w = side_of(p);
     if (w != NULL) {
         side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
-        return usable_of(ctx, ptr, &in);
+        return usable_of(g, ptr, &in, 1);
     }
     uint64_t h = pm_i_reg_hash((uintptr_t)p);
     stripe *s = pm_i_reg_stripe(h);
     if (s == reg_held_here) {
         pm_i_reg_find(s, h, (uintptr_t)p, &in);
-        return usable_of(ctx, ptr, &in);
+        return usable_of(g, ptr, &in, 1);
     }
     /* (reg_fork_held: this thread took every stripe for fork(), and an
      * atfork handler's allocation may be changing one) */
     if (!reg_fork_held && spin_lock_stripe(s, NESTED_LOCK_TRIES)) {
         pm_i_reg_find(s, h, (uintptr_t)p, &in);
         pm_i_reg_unlock(s);
-        return usable_of(ctx, ptr, &in);
+        return usable_of(g, ptr, &in, 1);
     }
     uint64_t api_w;
     memcpy(&api_w, p - 8, sizeof api_w);
@@ -1964,18 +2171,39 @@ static void release_arenas(void *arg)
     pm_i_pool_release_arenas();
 }
 
-int pm_check_block(const void *ptr)
+/* Classify pool block ptr by its side word w (the arenas held). Another
+ * thread may free (fill) or reallocate the block meanwhile, which changes
+ * its word first. Damage seen while the word changed is classified again
+ * from the new word (a block freed meanwhile is a use after free, not
+ * damage). */
+static pm_error_class classify_side(const void *ptr, _Atomic uint64_t *w, pm_i_reg_info *in,
+                                    pm_i_err *e)
 {
-    if (ptr == NULL)
-        return 0;
-    pm_i_ensure_init();
-    int any = 0;
-    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
-        any |= atomic_load(&enabled[d]);
-    if (!any) { /* no domain has the hooks: nothing to check against */
-        errno = ENOTSUP;
-        return -1;
+    pm_error_class c;
+    uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+    for (int tries = 0;; tries++) {
+        side_unpack(v, in);
+        c = classify(ptr, in, 0, OP_USABLE, e);
+        if (c == PM_ERR_NONE || tries == 8)
+            break;
+        atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
+        uint64_t again = atomic_load_explicit(w, memory_order_acquire);
+        if (again == v)
+            break;
+        v = again;
     }
+    return c;
+}
+
+static const char *check_entry(void)
+{
+    const char *o = nested() ? nested_entry() : pm_i_debug_entry;
+    return o != NULL ? o : "pm_check_block";
+}
+
+/* pm_check_block, the thread busy. */
+static int check_busy(const void *ptr)
+{
     pm_i_reg_info in;
     pm_i_err e;
     pm_error_class c;
@@ -1992,22 +2220,7 @@ int pm_check_block(const void *ptr)
         held = 0;
     }
     if (w != NULL) {
-        /* Another thread may free (fill) or reallocate the block meanwhile,
-         * which changes its word first. Damage seen while the word changed
-         * is classified again from the new word (a block freed meanwhile is
-         * a use after free, not damage). */
-        uint64_t v = atomic_load_explicit(w, memory_order_acquire);
-        for (int tries = 0;; tries++) {
-            side_unpack(v, &in);
-            c = classify(ptr, &in, 0, OP_USABLE, &e);
-            if (c == PM_ERR_NONE || tries == 8)
-                break;
-            atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
-            uint64_t again = atomic_load_explicit(w, memory_order_acquire);
-            if (again == v)
-                break;
-            v = again;
-        }
+        c = classify_side(ptr, w, &in, &e);
     } else {
         uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
         void *st = pm_i_reg_lock(h);
@@ -2023,7 +2236,101 @@ int pm_check_block(const void *ptr)
         return 0;
     }
     blame(&e);
-    e.entry = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pm_check_block";
+    e.entry = check_entry();
     pm_i_debug_report_then(&e, held ? release_arenas : NULL, NULL);
     return -1;
+}
+
+/* pm_check_block nested in a call of this thread (see "Calls nested"):
+ * the arena lock and a stripe's are tried a bounded number of times
+ * (this thread may hold them); without them, -1 with EDEADLK and no
+ * report. A registry block's damage is reported without looking for the
+ * block whose overflow did it (blame waits for stripes). */
+static int check_nested(const void *ptr)
+{
+    pm_i_reg_info in;
+    pm_i_err e;
+    pm_error_class c;
+    int held = 0, side = 0;
+    if (atomic_load_explicit(&side_any, memory_order_relaxed)) {
+        if (!pm_i_pool_try_hold_arenas(NESTED_LOCK_TRIES)) {
+            errno = EDEADLK;
+            return -1;
+        }
+        held = 1;
+    }
+    _Atomic uint64_t *w = held ? side_of(ptr) : NULL;
+    if (w == NULL && held) {
+        pm_i_pool_release_arenas();
+        held = 0;
+    }
+    if (w != NULL) {
+        c = classify_side(ptr, w, &in, &e);
+        side = 1;
+    } else {
+        uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
+        stripe *st = pm_i_reg_stripe(h);
+        int mine = st == reg_held_here; /* (held by this thread, consistent) */
+        if (!mine && (reg_fork_held || !spin_lock_stripe(st, NESTED_LOCK_TRIES))) {
+            errno = EDEADLK;
+            return -1;
+        }
+        pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
+        void *outer = reg_held_here;
+        reg_held_here = st;
+        c = classify(ptr, &in, 0, OP_USABLE, &e);
+        reg_held_here = outer;
+        if (!mine)
+            pm_i_reg_unlock(st);
+    }
+    if (c == PM_ERR_NONE) {
+        if (held)
+            pm_i_pool_release_arenas();
+        return 0;
+    }
+    if (side)
+        blame(&e); /* (a pool block's: side words and the pools' tree, no lock) */
+    e.entry = check_entry();
+    e.nested = 1;
+    pm_i_debug_report_then(&e, held ? release_arenas : NULL, NULL);
+    return -1;
+}
+
+/* pm_check_block of early block ptr (a nested call's): 0 if it is one
+ * handed out and not freed (the debug checks do not cover it), else an
+ * invalid pointer. */
+static int check_early(const void *ptr)
+{
+    if (pm_i_early_live(ptr))
+        return 0;
+    pm_i_err e;
+    memset(&e, 0, sizeof e);
+    e.error = PM_ERR_INVALID_POINTER;
+    e.address = ptr;
+    e.entry = check_entry();
+    e.nested = nested();
+    pm_i_debug_report(&e);
+    return -1;
+}
+
+int pm_check_block(const void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    pm_i_ensure_init();
+    int any = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        any |= atomic_load(&enabled[d]);
+    if (!any) { /* no domain has the hooks: nothing to check against */
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (PM_I_UNLIKELY(pm_i_early_owns(ptr)))
+        return check_early(ptr);
+    if (nested())
+        return check_nested(ptr);
+    busy_enter();
+    int rc = check_busy(ptr);
+    busy_leave();
+    return rc;
 }

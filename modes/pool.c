@@ -276,6 +276,18 @@ void pm_i_pool_release_arenas(void)
     pm_i_p_leave();
 }
 
+int pm_i_pool_try_hold_arenas(int tries)
+{
+    pm_i_p_enter();
+    if (pm_i_p_fork_held)
+        return 1; /* this thread holds every lock (pm_p_unlock skips it too) */
+    for (int i = 0; i < tries; i++)
+        if (pthread_mutex_trylock(&pm_i_p.arena_lock) == 0)
+            return 1;
+    pm_i_p_leave();
+    return 0;
+}
+
 int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                                         void *arg),
                              void *arg)

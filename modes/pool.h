@@ -313,6 +313,10 @@ int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w
  * pm_check_block, which reads a block it has not claimed). */
 void pm_i_pool_hold_arenas(void);
 void pm_i_pool_release_arenas(void);
+/* pm_i_pool_hold_arenas for a call nested in another of this thread (a
+ * signal handler's), which may hold the lock: 1 if it was taken within
+ * `tries` tries (release it as above), else 0 (nothing held). */
+int pm_i_pool_try_hold_arenas(int tries);
 
 enum {
     PM_I_SIDE_NONE = 0,    /* not a pool block with side words: use the registry */

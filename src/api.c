@@ -197,15 +197,12 @@ static int bool_option(const char *name)
     return v;
 }
 
-/* The override's early arena (src/early.c), absent from libpymalloc_api:
- * its fork handlers come first, so that fork takes its lock last (a signal
- * handler allocates there while its thread may hold any other lock). */
-extern void pm_i_early_atfork(void) __attribute__((weak, visibility("hidden")));
-
 static void setup_from_env(void)
 {
-    if (pm_i_early_atfork != NULL)
-        pm_i_early_atfork();
+    /* The early arena's fork handlers first (src/early.c), so that fork
+     * takes its lock last: a signal handler allocates there while its
+     * thread may hold any other lock. */
+    pm_i_early_atfork();
     pm_i_atfork(fork_prepare, fork_parent, fork_child);
     pm_i_pool_init(); /* its own fork handlers, while the table holds libc */
 

@@ -1,6 +1,7 @@
 /*
  * src/early.c - the early arena: blocks for allocations made during set-up,
- * and for a signal handler's allocations in the debug modes.
+ * and for a signal handler's allocations in the debug modes (the malloc
+ * override's and the pm_* API's: src/pm_internal.h).
  *
  * Static memory (in .bss, so untouched pages cost nothing), carved into
  * contiguous chunks from offset 0 up to `top`; above top is untouched. Each
@@ -31,7 +32,7 @@
  * chunk below top, allocated, that holds it, and its check matches): a
  * double free or an interior pointer is ignored, never followed.
  */
-#include "pm_override.h"
+#include "pm_internal.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -197,6 +198,15 @@ static int e_valid(const void *p)
     return !(size & FREE) && at + h->n <= (size_t)c + size;
 }
 
+int pm_i_early_live(const void *p)
+{
+    sigset_t old;
+    e_lock(&old);
+    int live = e_valid(p);
+    e_unlock(&old);
+    return live;
+}
+
 size_t pm_i_early_size(const void *p)
 {
     sigset_t old;
@@ -244,10 +254,8 @@ void pm_i_early_free(void *p)
 
 size_t pm_i_early_used(void) { return atomic_load_explicit(&e_used, memory_order_relaxed); }
 
-#ifndef PM_O_PREFIX
 static __thread sigset_t e_fork_mask __attribute__((tls_model("initial-exec")));
 static void e_fork_prepare(void) { e_lock(&e_fork_mask); }
 static void e_fork_release(void) { e_unlock(&e_fork_mask); }
 
 void pm_i_early_atfork(void) { pm_i_atfork(e_fork_prepare, e_fork_release, e_fork_release); }
-#endif

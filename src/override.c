@@ -73,7 +73,7 @@
     do {                                                                              \
         atomic_signal_fence(memory_order_seq_cst);                                    \
         pm_i_debug_entry = NULL;                                                      \
-        if (PM_I_UNLIKELY(o_pending))                                                 \
+        if (PM_I_UNLIKELY(o_deferred.pending))                                        \
             o_drain();                                                                \
     } while (0)
 
@@ -87,44 +87,35 @@
  * set: every call names itself then), a call of the same thread is a
  * handler's: o_nested. Its allocations come from the early arena (without
  * the debug checks), which every entry point recognises by address, and
- * its frees of other blocks wait in o_deferred (slots taken and emptied by
- * atomic exchanges, since a handler may interrupt a handler) until the
- * interrupted call leaves (PM_O_LEAVE). The pointer is not written to or
- * read from before that, so an invalid one is reported as such then. Past
- * O_DEFER_SLOTS waiting frees the next is dropped: a leak, never a hang.
+ * its frees of other blocks wait in o_deferred (src/pm_internal.h:
+ * pm_i_defer, the queue the debug hooks' nested frees wait in too) until
+ * the interrupted call leaves (PM_O_LEAVE). The pointer is not written to
+ * or read from before that, so an invalid one is reported as such then.
+ * Past PM_I_DEFER_SLOTS waiting frees the next is dropped: a leak, never
+ * a hang. (A handler's call made while its thread is inside a pm_* call
+ * in the debug hooks is not nested here: the hooks guard themselves,
+ * modes/debug.c.)
  * A realloc of another block in a handler fails (ENOMEM, the block kept).
  * malloc_usable_size of another block answers without waiting for a lock
  * the interrupted call may hold (pm_i_debug_usable_size_nested).
  */
-#define O_DEFER_SLOTS 16
-static __thread void *o_deferred[O_DEFER_SLOTS] __attribute__((tls_model("initial-exec")));
-static __thread int o_pending __attribute__((tls_model("initial-exec")));
+static __thread pm_i_defer o_deferred __attribute__((tls_model("initial-exec")));
 
-static void o_free_named(void *p);
+static void o_free_named_as(void *p, const char *name);
 
 static inline int o_nested(void) { return pm_i_debug_entry != NULL; }
 
-static void o_defer(void *p)
+static void o_defer(void *p, const char *name) { (void)pm_i_defer_push(&o_deferred, p, name, 0); }
+
+static void o_free_deferred(void *p, const char *name, unsigned tag)
 {
-    for (int i = 0; i < O_DEFER_SLOTS; i++) {
-        void *expected = NULL;
-        if (__atomic_compare_exchange_n(&o_deferred[i], &expected, p, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-            o_pending = 1;
-            return;
-        }
-    }
+    (void)tag;
+    o_free_named_as(p, name);
 }
 
 static __attribute__((noinline, cold)) void o_drain(void)
 {
-    o_pending = 0;
-    atomic_signal_fence(memory_order_seq_cst);
-    for (int i = 0; i < O_DEFER_SLOTS; i++) {
-        void *p = __atomic_exchange_n(&o_deferred[i], NULL, __ATOMIC_RELAXED);
-        if (p != NULL)
-            o_free_named(p);
-    }
+    pm_i_defer_drain(&o_deferred, o_free_deferred);
 }
 
 /* ---------------------------------------------------------------------------
@@ -320,7 +311,7 @@ __attribute__((noinline)) static void o_free_named_as(void *p, const char *name)
         return;
     }
     if (PM_I_UNLIKELY(o_nested())) {
-        o_defer(p);
+        o_defer(p, name);
         return;
     }
     int saved = errno;

@@ -87,6 +87,10 @@ typedef struct pm_i_err {
        this block's end: that block's address and serial (0: none). */
     const void *next_block;
     uint64_t next_serial;
+    /* Found by a call nested in another of its thread (a signal handler's,
+       modes/debug.c), which may hold locks: the error handler runs as a
+       nested call too (pm_i_debug_busy stays set). */
+    int nested;
 } pm_i_err;
 
 /* Print the one-line report and the dump, count the error, then call the
@@ -111,6 +115,14 @@ void pm_i_debug_exit_check(void);
 void pm_i_debug_count_at_exit(const pm_i_err *e);
 int pm_i_debug_was_reported(const void *p, uint64_t serial);
 int pm_i_debug_has_handler(void);
+
+/* 1 while this thread is inside a part of the debug hooks that holds, or may
+ * wait for, a lock (a registry stripe's, the C library's allocator's, the
+ * pools' through them): a call of the hooks made meanwhile is a signal
+ * handler's, nested in it, and is served without waiting for any lock
+ * (modes/debug.c). The error handler is called with it cleared, unless the
+ * report was made by a nested call (pm_i_err.nested). */
+extern __thread int pm_i_debug_busy __attribute__((tls_model("initial-exec")));
 
 /* malloc_usable_size(p) for the malloc override, made while this thread is
  * inside another call of the malloc family (a signal handler's): never

@@ -219,6 +219,107 @@ void pm_i_stats_at_exit_now(void); /* PYMALLOC_STATS's output, at most once */
 void pm_i_print_stats_at_exit(int fd);
 
 /* ---------------------------------------------------------------------------
+ * The early arena (src/early.c): blocks for calls that must not reach a
+ * mode. The malloc override's calls made while this thread is inside
+ * pymalloc's own set-up (an allocation made by pthread_atfork, by a mode's
+ * lazy init, by a decorator being installed: the table may hold a
+ * half-installed mode then, and libc's blocks would later be freed through
+ * the mode's free, which a debug mode would report, wrongly), and in the
+ * debug modes a signal handler's calls made while its thread is inside the
+ * allocator (the malloc family's: src/override.c, o_nested; the pm_*
+ * API's: modes/debug.c, nested calls). The arena is static memory that
+ * the override and the debug hooks recognise by address, so a free,
+ * realloc or usable size of its blocks never reaches a mode. Blocks are
+ * zeroed when handed out; freed blocks are merged and reused.
+ */
+#define PM_I_EARLY_SIZE ((size_t)256 * 1024)
+
+/* A block of n bytes aligned to `alignment` (a power of two; values below 16
+ * mean 16), zero-filled; NULL when the arena is exhausted. Async-signal-safe
+ * (its lock is taken with every signal blocked). */
+void *pm_i_early_alloc(size_t n, size_t alignment);
+/* Is p a block of the early arena? (one subtraction and one compare) */
+extern unsigned char pm_i_early_arena[PM_I_EARLY_SIZE] __attribute__((visibility("hidden")));
+static inline int pm_i_early_owns(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)pm_i_early_arena < PM_I_EARLY_SIZE;
+}
+/* The size p was allocated with; 0 if p is not an allocated block. */
+size_t pm_i_early_size(const void *p);
+/* 1 if p is an allocated block (handed out, not freed). */
+int pm_i_early_live(const void *p);
+/* Frees an allocated block; any other pointer into the arena (freed
+ * already, interior) is ignored. */
+void pm_i_early_free(void *p);
+/* Bytes of the arena's allocated chunks, headers included (for tests). */
+size_t pm_i_early_used(void);
+/* Register the arena's fork handlers, once: called by the set-up first of
+ * all (src/api.c), so that fork takes the arena's lock after every other. */
+void pm_i_early_atfork(void);
+
+/* ---------------------------------------------------------------------------
+ * Frees deferred by a signal handler: a free made while its thread is inside
+ * the allocator (and may hold the lock the free needs) waits here until the
+ * interrupted call leaves, which then makes it. One queue per thread and
+ * user (the malloc override's, src/override.c; the debug hooks',
+ * modes/debug.c). Slots are taken and emptied by atomic operations, since
+ * a handler may interrupt a handler; the pointer is neither read nor
+ * written before it is freed, so an invalid one is reported then. Past
+ * PM_I_DEFER_SLOTS waiting frees the next is dropped: a leak, never a hang.
+ * Each slot keeps the entry point named in a report and a tag of the
+ * user's (the debug hooks': the domain).
+ */
+#define PM_I_DEFER_SLOTS 16
+typedef struct pm_i_defer {
+    void *p[PM_I_DEFER_SLOTS];
+    const char *name[PM_I_DEFER_SLOTS];
+    unsigned char tag[PM_I_DEFER_SLOTS];
+    int pending; /* a slot may be taken: the owner's leave drains */
+} pm_i_defer;
+
+/* Queue p (name, tag): 0, or -1 when every slot is taken (p dropped). The
+ * name and tag are written before the slot is taken: a handler that
+ * interrupts this one and writes them too then takes that slot itself. */
+static inline int pm_i_defer_push(pm_i_defer *q, void *p, const char *name, unsigned tag)
+{
+    for (int i = 0; i < PM_I_DEFER_SLOTS; i++) {
+        if (__atomic_load_n(&q->p[i], __ATOMIC_RELAXED) != NULL)
+            continue;
+        q->name[i] = name;
+        q->tag[i] = (unsigned char)tag;
+        atomic_signal_fence(memory_order_seq_cst);
+        void *expected = NULL;
+        if (__atomic_compare_exchange_n(&q->p[i], &expected, p, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            atomic_signal_fence(memory_order_seq_cst);
+            q->pending = 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The drain: call free(p, name, tag, arg) for every waiting free (read
+ * before its slot is emptied: a handler that takes the slot after that
+ * writes its own). */
+static inline void pm_i_defer_drain(pm_i_defer *q,
+                                    void (*free_fn)(void *p, const char *name, unsigned tag))
+{
+    q->pending = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    for (int i = 0; i < PM_I_DEFER_SLOTS; i++) {
+        if (__atomic_load_n(&q->p[i], __ATOMIC_RELAXED) == NULL)
+            continue;
+        const char *name = q->name[i];
+        unsigned tag = q->tag[i];
+        atomic_signal_fence(memory_order_seq_cst);
+        void *p = __atomic_exchange_n(&q->p[i], NULL, __ATOMIC_RELAXED);
+        if (p != NULL)
+            free_fn(p, name, tag);
+    }
+}
+
+/* ---------------------------------------------------------------------------
  * Mode registry (src/registry.c): modes by name, as data.
  */
 typedef struct pm_i_mode {

@@ -789,7 +789,16 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
          * override's reset of the hint). */
         const char *entry = pm_i_debug_entry;
         pm_i_debug_entry = NULL;
+        /* Nor is the debug hooks' mark of a call holding locks: the handler
+         * runs with no lock of ours held, and may allocate as it likes
+         * (and leave by longjmp: the mark stays cleared). A report made by
+         * a nested call (a signal handler's, whose thread may hold them)
+         * keeps it: the handler's calls are nested too. */
+        int busy = pm_i_debug_busy;
+        if (!e->nested)
+            pm_i_debug_busy = 0;
         fn(&r, ctx);
+        pm_i_debug_busy = busy;
         pm_i_debug_entry = entry;
         handling_leave();
         return;
