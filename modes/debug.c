@@ -971,12 +971,14 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
 /* Byte c over 32 <= len <= 64 bytes at b: four 16-byte stores, the last
  * two overlapping the first two for less than 64. */
 typedef unsigned char v16 __attribute__((vector_size(16), aligned(1)));
-static inline void fill_4(unsigned char *b, size_t len, v16 v)
+/* (The pattern is passed by address, never as a vector value: on i386
+ * without SSE that would change the ABI, -Wpsabi.) */
+static inline void fill_4(unsigned char *b, size_t len, const v16 *v)
 {
-    memcpy(b, &v, 16);
-    memcpy(b + 16, &v, 16);
-    memcpy(b + len - 32, &v, 16);
-    memcpy(b + len - 16, &v, 16);
+    memcpy(b, v, 16);
+    memcpy(b + 16, v, 16);
+    memcpy(b + len - 32, v, 16);
+    memcpy(b + len - 16, v, 16);
 }
 
 /* Byte c over len > 64 bytes at b: 64 bytes a step in 16-byte stores,
@@ -984,15 +986,16 @@ static inline void fill_4(unsigned char *b, size_t len, v16 v)
  * asm hides the pattern from the compiler, and keeps the pattern in its
  * register): a memset call, or rep stos, costs more to start than a
  * pool-sized block. */
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE__))
 #define FILL_BARRIER(q, v) __asm__("" : "+r"(q), "+x"(v))
 #elif defined(__aarch64__)
 #define FILL_BARRIER(q, v) __asm__("" : "+r"(q), "+w"(v))
 #else
 #define FILL_BARRIER(q, v) __asm__("" : "+r"(q))
 #endif
-static inline void fill_long(unsigned char *b, size_t len, v16 v)
+static inline void fill_long(unsigned char *b, size_t len, const v16 *pv)
 {
+    v16 v = *pv;
     unsigned char *q = b, *end = b + len;
     do {
         memcpy(q, &v, 16);
@@ -1002,22 +1005,19 @@ static inline void fill_long(unsigned char *b, size_t len, v16 v)
         q += 64;
         FILL_BARRIER(q, v);
     } while (end - q > 64);
-    fill_4(end - 64, 64, v);
+    fill_4(end - 64, 64, &v);
 }
 
-static inline v16 pattern(unsigned char c)
-{
-    v16 v = {0};
-    return v + c;
-}
+#define PATTERN(c) ((v16){0} + (unsigned char)(c))
 
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
 static inline void fill_dead(unsigned char *b, size_t len)
 {
+    v16 v = PATTERN(PM_I_DEADBYTE);
     if (len <= 64)
-        fill_4(b, len, pattern(PM_I_DEADBYTE));
+        fill_4(b, len, &v);
     else
-        fill_long(b, len, pattern(PM_I_DEADBYTE));
+        fill_long(b, len, &v);
 }
 
 /* CLEANBYTE over the n data bytes of a pool-sized block at p, before its
@@ -1025,16 +1025,16 @@ static inline void fill_dead(unsigned char *b, size_t len)
  * are written after). */
 static inline void fill_clean(unsigned char *p, size_t n)
 {
-    v16 v = pattern(PM_I_CLEANBYTE);
+    v16 v = PATTERN(PM_I_CLEANBYTE);
     if (n <= 16) {
         memcpy(p, &v, 16);
     } else if (n <= 32) {
         memcpy(p, &v, 16);
         memcpy(p + n - 16, &v, 16);
     } else if (n <= 64) {
-        fill_4(p, n, v);
+        fill_4(p, n, &v);
     } else {
-        fill_long(p, n, v);
+        fill_long(p, n, &v);
     }
 }
 

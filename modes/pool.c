@@ -124,7 +124,7 @@ struct pm_p_state pm_i_p = {
 _Atomic(_Atomic uint8_t *) pm_i_p_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 int pm_i_p_vg;
 
-_Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
+_Atomic(_Atomic pm_p_sentry *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 _Atomic int pm_i_p_side_enabled;
 #define INV(k) [k] = (uint32_t)(UINT32_MAX / ((k) * PM_P_ALIGN) + 1)
 const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1] = {
@@ -218,17 +218,17 @@ static int side_leaf(uintptr_t a)
     size_t top = (a >> PM_P_POOL_BITS) >> PM_P_TREE_LEAF_BITS;
     if (atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_relaxed) != NULL)
         return 0;
-    _Atomic uintptr_t *leaf = map(PM_P_TREE_LEAF_SIZE * sizeof(uintptr_t)); /* never freed */
+    _Atomic pm_p_sentry *leaf = map(PM_P_TREE_LEAF_SIZE * sizeof(pm_p_sentry)); /* never freed */
     if (leaf == NULL)
         return -1;
     atomic_store_explicit(&pm_i_p_side_tree[top], leaf, memory_order_release);
     return 0;
 }
 
-static _Atomic uintptr_t *side_slot(const void *pool)
+static _Atomic pm_p_sentry *side_slot(const void *pool)
 {
     uintptr_t k = (uintptr_t)pool >> PM_P_POOL_BITS;
-    _Atomic uintptr_t *leaf =
+    _Atomic pm_p_sentry *leaf =
         atomic_load_explicit(&pm_i_p_side_tree[k >> PM_P_TREE_LEAF_BITS], memory_order_relaxed);
     return &leaf[k & (PM_P_TREE_LEAF_SIZE - 1)];
 }
@@ -239,14 +239,14 @@ static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
 {
     if (!ao->side_on)
         return;
-    _Atomic uintptr_t *slot = side_slot(pool);
-    uintptr_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    _Atomic pm_p_sentry *slot = side_slot(pool);
+    pm_p_sentry old = atomic_load_explicit(slot, memory_order_relaxed);
     _Atomic uint64_t *words = pm_i_p_side_words(ao, pool);
-    uintptr_t e = idx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(idx));
+    pm_p_sentry e = idx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(idx));
     if (old == e)
         return; /* same class: the words are still right */
     if (old != 0) {
-        size_t n = PM_P_BLOCKS_PER_POOL(old & PM_P_SIDE_SIZE_BITS);
+        size_t n = PM_P_BLOCKS_PER_POOL((size_t)(old & PM_P_SIDE_SIZE_BITS));
         for (size_t i = 0; i < n; i++)
             atomic_store_explicit(PM_P_SIDE_WORD(words, i), 0, memory_order_relaxed);
     }
@@ -310,10 +310,10 @@ int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w
                 continue;
             for (uint8_t *pool = ao->first_pool; pool < ao->pool_address; pool += PM_P_POOL_SIZE) {
                 /* Kept while the pool is empty (its words freed or empty). */
-                uintptr_t e = atomic_load_explicit(side_slot(pool), memory_order_acquire);
+                pm_p_sentry e = atomic_load_explicit(side_slot(pool), memory_order_acquire);
                 if (e == 0)
                     continue;
-                size_t d = e & PM_P_SIDE_SIZE_BITS;
+                size_t d = (size_t)(e & PM_P_SIDE_SIZE_BITS);
                 _Atomic uint64_t *first = PM_P_SIDE_FIRST(e);
                 for (size_t i = 0; i < PM_P_BLOCKS_PER_POOL(d); i++) {
                     _Atomic uint64_t *w = PM_P_SIDE_WORD(first, i);
@@ -339,7 +339,7 @@ static void side_arena(pm_arena *ao, uintptr_t a)
         return;
     if (ao->side == NULL && (ao->side = map(PM_P_SIDE_BYTES)) == NULL)
         return;
-    if ((uintptr_t)ao->side + PM_P_SIDE_BYTES > ((uintptr_t)1 << (64 - PM_P_SIDE_PTR_SHIFT - 1)))
+    if ((uint64_t)(uintptr_t)ao->side + PM_P_SIDE_BYTES > (UINT64_C(1) << (64 - PM_P_SIDE_PTR_SHIFT - 1)))
         return; /* cannot be encoded in a side tree entry: the registry serves */
     ao->side_on = 1;
 }
@@ -424,7 +424,7 @@ static pm_arena *new_arena(void)
     if (base == NULL)
         return NULL;
     uintptr_t a = (uintptr_t)base;
-    if ((a + PM_P_ARENA_SIZE - 1) >> PM_P_ADDR_BITS || tree_leaf(a) != 0 ||
+    if (((uint64_t)a + PM_P_ARENA_SIZE - 1) >> PM_P_ADDR_BITS || tree_leaf(a) != 0 ||
         tree_leaf(a + PM_P_ARENA_SIZE - 1) != 0) {
         put_arena(base);
         return NULL;

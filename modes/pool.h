@@ -80,6 +80,11 @@ typedef struct pm_pool {
     struct pm_pool *nextpool; /* class list (used) or arena freepools (empty) */
     struct pm_pool *prevpool; /* class list only */
     struct pm_arena *arena;
+#if UINTPTR_MAX == UINT32_MAX
+    /* 32-bit: the same 48 bytes (the first block stays 16-byte aligned,
+     * and the geometry, the blocks per pool, is the same everywhere) */
+    uint32_t pad[4];
+#endif
     uint32_t nextoffset;    /* offset of the first never-used block */
     uint32_t count;        /* blocks handed out (to users or thread caches) */
 } pm_pool;
@@ -268,17 +273,20 @@ static inline _Atomic uint64_t *pm_i_p_side_words(const pm_arena *ao, const void
 #define PM_P_SIDE_WORD(w, i)                                                                     \
     ((w) + (((size_t)(i) & ~(size_t)(PM_P_SIDE_LINE - 1)) * PM_P_MAX_POOLS) +                     \
      ((size_t)(i) & (PM_P_SIDE_LINE - 1)))
-/* Side tree entry: the first word's address << 10 | block size. Only for
- * side mappings below 2^53 (user space is below 2^47 on x86-64 and below
- * 2^52 on arm64; side_arena checks). */
+/* Side tree entry: the first word's address << 10 | block size, 64 bits
+ * on every target (a 32-bit address shifted by 10 needs 42). Only for side
+ * mappings below 2^53 (user space is below 2^47 on x86-64 and below 2^52
+ * on arm64; side_arena checks). */
+typedef uint64_t pm_p_sentry;
 #define PM_P_SIDE_PTR_SHIFT 10
-#define PM_P_SIDE_ENTRY(w, size) (((uintptr_t)(w) << PM_P_SIDE_PTR_SHIFT) | (uintptr_t)(size))
-#define PM_P_SIDE_FIRST(e) ((_Atomic uint64_t *)((e) >> PM_P_SIDE_PTR_SHIFT))
+#define PM_P_SIDE_ENTRY(w, size)                                                                 \
+    (((pm_p_sentry)(uintptr_t)(w) << PM_P_SIDE_PTR_SHIFT) | (pm_p_sentry)(size))
+#define PM_P_SIDE_FIRST(e) ((_Atomic uint64_t *)(uintptr_t)((e) >> PM_P_SIDE_PTR_SHIFT))
 
-extern _Atomic(_Atomic uintptr_t *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
+extern _Atomic(_Atomic pm_p_sentry *) pm_i_p_side_tree[(size_t)1 << PM_P_TREE_TOP_BITS];
 /* ceil(2^32 / (16 k)) for block size 16 k (k = 2..34), see pm_i_pool_side. */
 extern const uint32_t pm_i_p_side_inv[PM_P_NCLASSES + 1];
-#define PM_P_SIDE_SIZE_BITS ((uintptr_t)0x3F0) /* block size in a side tree entry */
+#define PM_P_SIDE_SIZE_BITS ((pm_p_sentry)0x3F0) /* block size in a side tree entry */
 /* Set once by pm_i_pool_side_enable, before the first allocation. */
 extern _Atomic int pm_i_p_side_enabled;
 /* The largest request the pools serve: PM_P_SMALL_MAX, or PM_P_WIDE_MAX
@@ -325,12 +333,12 @@ enum {
 };
 
 /* The side tree's entry for the pool holding address a, or 0. */
-static inline uintptr_t pm_i_p_side_entry(uintptr_t a)
+static inline pm_p_sentry pm_i_p_side_entry(uintptr_t a)
 {
-    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    uintptr_t top = (a >> PM_P_POOL_BITS) >> PM_P_TREE_LEAF_BITS; /* (0 on 32-bit) */
     if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
         return 0;
-    _Atomic uintptr_t *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
+    _Atomic pm_p_sentry *leaf = atomic_load_explicit(&pm_i_p_side_tree[top], memory_order_acquire);
     if (PM_I_UNLIKELY(leaf == NULL))
         return 0;
     return atomic_load_explicit(&leaf[(a >> PM_P_POOL_BITS) & (PM_P_TREE_LEAF_SIZE - 1)],
@@ -345,14 +353,14 @@ static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
 {
     uintptr_t a = (uintptr_t)block;
     *status = PM_I_SIDE_NONE;
-    uintptr_t e = pm_i_p_side_entry(a);
+    pm_p_sentry e = pm_i_p_side_entry(a);
     if (PM_I_UNLIKELY(e == 0))
         return NULL;
     /* Offset of block from the pool's first block (in the header: wraps,
      * huge); the entry's bits 4..9 are the class's block size d. Lemire's
      * test: for off < 2^14 and d < 2^10, with c = ceil(2^32 / d),
      * off * c = q * 2^32 + r, and d divides off iff r < c (then q = off / d). */
-    uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR, d = e & PM_P_SIDE_SIZE_BITS;
+    uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR, d = (uintptr_t)(e & PM_P_SIDE_SIZE_BITS);
     uint32_t c = pm_i_p_side_inv[d >> PM_P_ALIGN_SHIFT];
     uint64_t prod = (uint64_t)off * c;
     if (PM_I_UNLIKELY(off > PM_P_POOL_SIZE - PM_P_HDR - d || (uint32_t)prod >= c)) {
@@ -371,7 +379,8 @@ static inline _Atomic uint64_t *pm_i_pool_side(const void *block, int *status)
  * pm_i_pool_side without the checks a block start passes. */
 static inline _Atomic uint64_t *pm_i_pool_side_new(const void *block)
 {
-    uintptr_t a = (uintptr_t)block, e = pm_i_p_side_entry(a);
+    uintptr_t a = (uintptr_t)block;
+    pm_p_sentry e = pm_i_p_side_entry(a);
     if (PM_I_UNLIKELY(e == 0))
         return NULL;
     uintptr_t off = (a & PM_P_POOL_MASK) - PM_P_HDR;
@@ -387,7 +396,7 @@ static inline _Atomic uint64_t *pm_i_pool_side_new(const void *block)
 static inline unsigned pm_i_p_lookup(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    uintptr_t top = a >> (PM_P_POOL_BITS + PM_P_TREE_LEAF_BITS);
+    uintptr_t top = (a >> PM_P_POOL_BITS) >> PM_P_TREE_LEAF_BITS; /* (0 on 32-bit) */
     if (PM_I_UNLIKELY(top >= ((uintptr_t)1 << PM_P_TREE_TOP_BITS)))
         return 0; /* above the 48-bit space */
     uintptr_t k = a >> PM_P_POOL_BITS;

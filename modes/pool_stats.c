@@ -340,14 +340,14 @@ static long free_list_length(uint8_t *pool, const pm_pool *h, size_t size)
 static const char *check_side(const pm_arena *ao, const uint8_t *p, uint32_t count,
                               unsigned szidx, uint64_t *v)
 {
-    uintptr_t e = pm_i_p_side_entry((uintptr_t)p);
+    pm_p_sentry e = pm_i_p_side_entry((uintptr_t)p);
     *v = e;
     if (!ao->side_on)
         return e == 0 ? NULL : "side entry of a pool without side words";
     _Atomic uint64_t *words = pm_i_p_side_words(ao, p);
     if (count > 0 && e != (szidx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(szidx))))
         return "side entry of a used pool";
-    uintptr_t d = e & PM_P_SIDE_SIZE_BITS;
+    size_t d = (size_t)(e & PM_P_SIDE_SIZE_BITS);
     if (e != 0 && (PM_P_SIDE_FIRST(e) != words || (e & 0xF) != 0 || d < 32 ||
                    d > PM_P_WIDE_MAX))
         return "side entry of an empty pool";

@@ -54,7 +54,7 @@ typedef struct {
 } e_tag;
 
 typedef struct {
-    size_t n; /* the size asked for */
+    uint64_t n; /* the size asked for (64 bits on every target: 16 bytes) */
     uint32_t chunk; /* offset of the chunk's tag */
     uint32_t check; /* e_check(chunk, n) while allocated, else 0 */
 } e_hdr;
@@ -73,7 +73,7 @@ static inline e_hdr *hdr_of(const void *p)
 {
     return (e_hdr *)(uintptr_t)((const unsigned char *)p - HDR);
 }
-static inline uint32_t e_check(uint32_t chunk, size_t n)
+static inline uint32_t e_check(uint32_t chunk, uint64_t n)
 {
     return (uint32_t)(0x9e3779b9u ^ (chunk * 2654435761u) ^ (uint32_t)n ^ (uint32_t)(n >> 32)) | 1u;
 }
@@ -195,7 +195,7 @@ static int e_valid(const void *p)
     if (c % 16 != 0 || c > at - TAG - HDR || h->check != e_check(c, h->n))
         return 0;
     uint32_t size = tag_at(c)->size;
-    return !(size & FREE) && at + h->n <= (size_t)c + size;
+    return !(size & FREE) && h->n <= (uint64_t)c + size && at + h->n <= (uint64_t)c + size;
 }
 
 int pm_i_early_live(const void *p)
@@ -211,7 +211,7 @@ size_t pm_i_early_size(const void *p)
 {
     sigset_t old;
     e_lock(&old);
-    size_t n = e_valid(p) ? hdr_of(p)->n : 0;
+    size_t n = e_valid(p) ? (size_t)hdr_of(p)->n : 0;
     e_unlock(&old);
     return n;
 }
