@@ -645,8 +645,13 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
     t %= T_COUNT;
     C.trigger = trigger_names[t];
     char stack_buf[64];
+#if UINTPTR_MAX > UINT32_MAX
+#define WILD_TOP ((uintptr_t)1 << 47) /* the end of x86-64's user space */
+#else
+#define WILD_TOP ((uintptr_t)0xFFFF0000u) /* above a 32-bit process's stack */
+#endif
     static const uintptr_t wild[] = {1, 2, 8, 16, 4096, UINTPTR_MAX, UINTPTR_MAX - 15,
-                                     (uintptr_t)1 << 47, ((uintptr_t)1 << 47) - 16};
+                                     WILD_TOP, WILD_TOP - 16};
     uint16_t v = (uint16_t)(a[1] | a[2] << 8);
     void *q;
     switch (a[0] % 5u) {

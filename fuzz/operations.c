@@ -750,7 +750,8 @@ static void op_badsize(fz_in *in)
     static const size_t huge[] = {(size_t)PTRDIFF_MAX + 1u, SIZE_MAX, SIZE_MAX - 15u};
     static const size_t cal[][2] = {{SIZE_MAX / 2u, 3u}, {(size_t)PTRDIFF_MAX / 2u + 1u, 2u},
                                     {2u, (size_t)PTRDIFF_MAX}, {SIZE_MAX, SIZE_MAX}};
-    static const size_t bad_align[] = {0, 4, 24, 3, SIZE_MAX}; /* for posix_memalign */
+    /* for posix_memalign (sizeof(void *) / 2: 4 is valid on 32-bit) */
+    static const size_t bad_align[] = {0, sizeof(void *) / 2, 24, 3, SIZE_MAX};
     uint8_t how = fz_u8(in);
     unsigned dom = take_dom(in);
     const fz_domain *D = &domains[dom];

@@ -22,6 +22,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* A request that passes the library's overflow checks (N + 32 <=
+ * PTRDIFF_MAX) and that no allocator below can serve: 2^60 bytes on 64-bit.
+ * On 32-bit no such size is certain (a 64-bit kernel gives a 32-bit process
+ * almost 4 GiB, and glibc's realloc of PTRDIFF_MAX - 8 bytes succeeded
+ * there): the size is then one every mode refuses (above PTRDIFF_MAX), so
+ * the test still sees a failed call (NULL, ENOMEM, the old block intact),
+ * though not the failure of the allocator below. */
+#if UINTPTR_MAX > UINT32_MAX
+#define PM_T_HUGE ((size_t)1 << 60)
+#else
+#define PM_T_HUGE ((size_t)PTRDIFF_MAX + 1)
+#endif
+
 static int pm_t_failed_checks, pm_t_tests_run, pm_t_tests_failed, pm_t_tests_skipped;
 static int pm_t_cur_failed, pm_t_cur_skipped;
 

@@ -165,7 +165,7 @@ static void test_realloc_failure_keeps_block(void)
             for (size_t i = 0; i < n; i++)
                 p[i] = (unsigned char)(i + 1);
             uint64_t serial = be64(p + n + 8);
-            size_t huge[] = {(size_t)1 << 60, (size_t)PTRDIFF_MAX - 8};
+            size_t huge[] = {PM_T_HUGE, (size_t)PTRDIFF_MAX - 8};
             for (int h = 0; h < 2; h++) {
                 errno = 0;
                 PM_CHECK(D->realloc(p, huge[h]) == NULL);
@@ -243,7 +243,7 @@ static void test_serials_count_calls(void)
     unsigned char *b = pm_mem_calloc(2, 4);
     unsigned char *c = pm_obj_malloc(8);
     pm_mem_free(b);
-    PM_CHECK(pm_obj_realloc(c, (size_t)1 << 60) == NULL);
+    PM_CHECK(pm_obj_realloc(c, PM_T_HUGE) == NULL);
     c = pm_obj_realloc(c, 100);
     unsigned char *e = pm_raw_malloc(8);
     uint64_t sa = be64(a + 16);

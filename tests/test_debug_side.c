@@ -35,8 +35,10 @@ PM_TEST_SANITIZER_MAY_RETURN_NULL
             PM_SKIP("no debug hooks in this mode");                                \
     } while (0)
 
-/* The tests of glibc's chunk headers: libc blocks with glibc's headers. */
-#ifdef __GLIBC__
+/* The tests of glibc's chunk headers: libc blocks with glibc's headers,
+ * which the library reads on 64-bit only (src/pm_internal.h:
+ * PM_GLIBC_CHUNKS; 32-bit glibc's are 8 bytes of 4-byte words). */
+#if defined(__GLIBC__) && __SIZEOF_SIZE_T__ == 8 && __SIZEOF_POINTER__ == 8
 #define PM_T_GLIBC 1
 #else
 #define PM_T_GLIBC 0
@@ -44,7 +46,7 @@ PM_TEST_SANITIZER_MAY_RETURN_NULL
 #define NEED_GLIBC_HEADERS()                                                       \
     do {                                                                           \
         if (!PM_T_GLIBC)                                                           \
-            PM_SKIP("glibc's chunk headers only");                                 \
+            PM_SKIP("glibc's 64-bit chunk headers only");                          \
         if (PM_T_ASAN || PM_T_TSAN || pm_t_under_valgrind())                       \
             PM_SKIP("the sanitizers' and valgrind's allocators have no glibc header"); \
     } while (0)
@@ -316,7 +318,7 @@ static void test_realloc_failure_restores_block(void)
             PM_CHECK(p != NULL);
             memset(p, 0x5A, n);
             uint64_t serial = trailer_serial(p, n);
-            size_t huge[] = {(size_t)1 << 60, (size_t)PTRDIFF_MAX - 8};
+            size_t huge[] = {PM_T_HUGE, (size_t)PTRDIFF_MAX - 8};
             watch();
             for (int h = 0; h < 2; h++) {
                 PM_CHECK(D->realloc(p, huge[h]) == NULL);
@@ -716,7 +718,7 @@ static void test_overflow_blamed_on_block_before(void)
                             upto = 8; /* up to b's API id: its size field */
                             break;
                         }
-            } else if (!PM_T_ASAN && !PM_T_TSAN) {
+            } else if (PM_T_GLIBC && !PM_T_ASAN && !PM_T_TSAN) {
                 /* glibc: chunks of 80 bytes (72 + 8, rounded); b's chunk
                  * header (prev_size, which a's trailer uses, then size) is
                  * the 16 bytes before its underlying block. */

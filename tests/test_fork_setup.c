@@ -28,7 +28,11 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         atomic_store(&in_mmap, 1);
         usleep(200 * 1000); /* the other thread forks meanwhile */
     }
+#ifdef SYS_mmap2 /* 32-bit: SYS_mmap there takes a pointer to its arguments */
+    long r = syscall(SYS_mmap2, addr, len, prot, flags, fd, (long)(off / 4096));
+#else
     long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+#endif
     if (r < 0 && r > -4096)
         return MAP_FAILED;
     return (void *)r;

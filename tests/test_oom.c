@@ -38,7 +38,11 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         errno = ENOMEM;
         return MAP_FAILED;
     }
+#ifdef SYS_mmap2 /* 32-bit: SYS_mmap there takes a pointer to its arguments */
+    long r = syscall(SYS_mmap2, addr, len, prot, flags, fd, (long)(off / 4096));
+#else
     long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+#endif
     if (r < 0 && r > -4096) {
         errno = (int)-r;
         return MAP_FAILED;
@@ -109,7 +113,7 @@ static void test_failed_realloc_while_registry_full(void)
     int bad = 0;
     for (int i = n - 1; i >= 0; i--) {
         errno = 0;
-        void *q = pm_raw_realloc(reg[i], (size_t)1 << 50);
+        void *q = pm_raw_realloc(reg[i], PM_T_HUGE);
         if (q != NULL || errno != ENOMEM || reg[i][0] != 0x5A || reg[i][31] != 0x5A)
             bad++;
         if (pm_debug_enabled() && pm_check_block(reg[i]) != 0)

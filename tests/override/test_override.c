@@ -108,7 +108,7 @@ static void test_errors_set_enomem(void)
     PM_CHECK(v_memalign(SIZE_MAX / 2 + 1, 16) == NULL);
     PM_CHECK_EQ(errno, ENOMEM);
     errno = 0;
-    PM_CHECK(v_memalign((size_t)1 << 40, (size_t)PTRDIFF_MAX - 100) == NULL);
+    PM_CHECK(v_memalign((size_t)1 << (sizeof(size_t) * 8 - 24), (size_t)PTRDIFF_MAX - 100) == NULL);
     PM_CHECK_EQ(errno, ENOMEM);
     /* free keeps errno (glibc >= 2.33, POSIX 2024) */
     errno = 1234;
@@ -118,7 +118,7 @@ static void test_errors_set_enomem(void)
 
 static void test_posix_memalign(void)
 {
-    const size_t bad[] = {0, 1, 4, 12, 24, 48, 100, 3 * sizeof(void *)};
+    const size_t bad[] = {0, 1, sizeof(void *) / 2, 12, 24, 48, 100, 3 * sizeof(void *)};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         void *out = (void *)0x1234;
         errno = 0;
