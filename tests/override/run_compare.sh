@@ -44,6 +44,21 @@ if [ -n "$require" ] && ! sh -c "$require" >/dev/null 2>&1; then
     echo "skipped: requirement not met: $require"
     exit 77
 fi
+# A program of another ELF class than LIB (a system program under a -m32
+# build's library) cannot have it preloaded: ld.so ignores it ("wrong ELF
+# class") and the program runs on glibc alone. Skipped, not failed.
+elf_class() { # 1 (32-bit) or 2 (64-bit) for an ELF file, else nothing
+    [ "$(od -An -tx1 -N4 "$1" 2>/dev/null | tr -d ' \n')" = 7f454c46 ] &&
+        od -An -tu1 -j4 -N1 "$1" | tr -d ' \n'
+}
+prog=$(command -v "$1")
+if [ -n "$lib" ] && [ -f "$prog" ]; then
+    cl=$(elf_class "$lib") cp=$(elf_class "$prog")
+    if [ -n "$cl" ] && [ -n "$cp" ] && [ "$cl" != "$cp" ]; then
+        echo "skipped: $prog is ELF class $cp, $lib ELF class $cl: it cannot be preloaded"
+        exit 77
+    fi
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_compare.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
 banner="pymalloc [0-9.]*: mode [a-z_]* (PYMALLOC_MODE=$mode)"

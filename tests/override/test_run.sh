@@ -6,6 +6,13 @@
 set -u
 run=$1 api=$2 linked_tree=${3-}
 fails=0
+# The programs run under the wrapper are the system's (sh, true): a build
+# of another ELF class (-m32 on x86-64) cannot be preloaded into them.
+elf_class() { od -An -tu1 -j4 -N1 "$1" 2>/dev/null | tr -d ' \n'; }
+if [ "$(elf_class "$api")" != "$(elf_class "$(command -v sh)")" ]; then
+    echo "skipped: $api and sh are of different ELF classes"
+    exit 77
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pm_run.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
 
