@@ -3,8 +3,11 @@
 # (pymalloc::pymalloc_api[_static], pymalloc-api.pc) and, when built, the
 # override (pymalloc::pymalloc[_static], pymalloc.pc). Run by CTest ("consumer").
 set(prefix ${WORK_DIR}/prefix)
+# The build's own C flags first (-m32: a 32-bit build's libraries cannot
+# link into a 64-bit consumer), then the sanitizer's.
+set(SAN_FLAGS "${C_FLAGS}")
 if(SANITIZE)
-  set(SAN_FLAGS "-fsanitize=${SANITIZE}")
+  string(APPEND SAN_FLAGS " -fsanitize=${SANITIZE}")
 endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
