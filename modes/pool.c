@@ -43,7 +43,7 @@
  * with the first used pool's whole free list, taken in O(1) without walking
  * it (its links are read one at a time as the blocks are handed out, as in
  * CPython's pymalloc), or with a run carved from a fresh pool's tail; a
- * full one gives its most recent half back to the pools. A block
+ * full one gives its older half back to the pools (flush_bin_c). A block
  * freed by another thread simply lands in the freeing thread's cache. Pools
  * are taken from and returned to arenas under the arena lock. A thread's
  * cache is flushed when the thread exits (pthread key destructor); a thread
@@ -1100,10 +1100,27 @@ static inline void *pm_p_bin_take(struct pm_p_bin *b)
     return __atomic_exchange_n(&b->head, NULL, __ATOMIC_RELAXED);
 }
 
-/* Give the first (most recently freed) `count` blocks of class idx's bin
- * back to their pools. */
+/* Give blocks of class idx's bin back to their pools: the first `keep`
+ * (the most recently freed) stay, and the list is cut below them; up to
+ * `count` of the blocks after them go back.
+ *
+ * Why the oldest go back (the free slow path's flush of a full bin, keep
+ * half): that flush may run in a signal handler that interrupted a fast
+ * malloc of this class (pool.h: pm_i_p_pop) between its load of the head
+ * (block p) with p's link (next) and its store of next as the new head.
+ * That store comes after the handler returns and puts back the list from
+ * next down, whatever the flush did: a flush that gave back the first
+ * blocks (p, next, ...) left them both in their pools and in the bin (p
+ * in the thread's hands too), and they were handed out twice. The fast
+ * path has read p's link only; the blocks after it are reached through
+ * links read later, so a cut below next is seen by the restored list:
+ * it then ends at the cut, and the blocks given back are not on it. p is
+ * among the first `keep` unless the handler pushed keep - 1 or more blocks
+ * of the class on top of it (fast frees) before the full bin sent it here
+ * (pool.h: the handler's frees during a fast malloc). */
 static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsigned idx,
-                                                              uint32_t count, int checked)
+                                                              uint32_t keep, uint32_t count,
+                                                              int checked)
 {
     struct pm_p_bin *b = &c->bin[idx + 1];
     /* Closed and empty while it is walked: a signal handler's fast paths
@@ -1117,10 +1134,29 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
     uint32_t lim = b->lim;
     b->lim = 0;
     atomic_signal_fence(memory_order_seq_cst);
-    uint8_t *bp = pm_p_bin_take(b);
+    uint8_t *top = pm_p_bin_take(b);
     uint32_t have = atomic_load_explicit(&b->n, memory_order_relaxed);
-    if (count > have)
-        count = have;
+    /* The blocks kept: walked to the last of them, whose link is cut. */
+    uint8_t *bp = top, *last = NULL;
+    uint32_t kept = 0;
+    for (; kept < keep && bp != NULL; kept++) {
+        uint8_t *next = link_next_c(bp, 0, checked);
+        if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD))
+            goto damaged;
+        last = bp;
+        bp = next;
+    }
+    if (bp == NULL) { /* nothing past them (a list shorter than its count) */
+        have = kept;
+        count = 0;
+    } else {
+        if (last != NULL)
+            link_write_vg(last, NULL, 0);
+        else
+            top = NULL; /* keep 0: all of it may go */
+        if (count > (have > kept ? have - kept : 0))
+            count = have > kept ? have - kept : 0;
+    }
     for (uint32_t i = 0; i < count; i++) {
         /* The list may be shorter than its count without damage: a signal
          * handler's free (a push) that lands between an interrupted fast
@@ -1134,41 +1170,57 @@ static inline __attribute__((always_inline)) void flush_bin_c(pm_tcache *c, unsi
         /* (checked: the loop is specialised on it, so that pymalloc mode's
          * flush, a hot path, pays nothing for the checks) */
         uint8_t *next = checked && bp == NULL ? PM_P_LINK_BAD : link_next_c(bp, 0, checked);
-        if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD)) {
-            /* (A list shorter than its count: a damaged pool count made a
-             * refill count too many. Nothing to give back; links checked,
-             * the header's check then catches the damage.) */
-            /* bp and the blocks after it stay counted as handed out:
-             * leaked, and the bin is empty. */
-            atomic_store_explicit(&b->n, 0, memory_order_relaxed);
-            pm_p_unlock(&pm_i_p.cls[idx].lock);
-            atomic_signal_fence(memory_order_seq_cst);
-            b->lim = lim;
-            return;
-        }
+        if (checked && PM_I_UNLIKELY(next == PM_P_LINK_BAD))
+            goto damaged; /* (a list shorter than its count: see below) */
         give_block_c(idx, bp, 0, checked); /* a cache: not under memcheck */
         bp = next;
     }
+    /* What is left: the kept blocks, or (keep 0) the rest of the list; a
+     * cut list keeps the kept ones only (the blocks past count below the
+     * cut, if any, stay counted as handed out: a leak, of a list longer
+     * than its count, which only a damaged count makes). */
+    if (last == NULL)
+        top = bp;
+    have = last == NULL ? have - count : kept;
     /* The bin's count drops before the lock is released, so that the
      * statistics (under the lock) never count a block both back in its
      * pool and still cached; and before the list comes back, so that a
      * handler's pop of it counts from the new count. */
-    atomic_store_explicit(&b->n, have - count, memory_order_relaxed);
+    atomic_store_explicit(&b->n, have, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
-    b->head = bp;
+    b->head = top;
+    pm_p_unlock(&pm_i_p.cls[idx].lock);
+    atomic_signal_fence(memory_order_seq_cst);
+    b->lim = lim;
+    return;
+damaged:
+    /* (A list shorter than its count: a damaged pool count made a refill
+     * count too many. Nothing to give back; links checked, the header's
+     * check then catches the damage.) The damaged block and the blocks
+     * after it (and those kept above it) stay counted as handed out:
+     * leaked, and the bin is empty. */
+    atomic_store_explicit(&b->n, 0, memory_order_relaxed);
     pm_p_unlock(&pm_i_p.cls[idx].lock);
     atomic_signal_fence(memory_order_seq_cst);
     b->lim = lim;
 }
 
-static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
+/* Give back the first `count` blocks of the bin (keep 0: thread exit,
+ * pm_trim), or keep the first `keep` and give back up to `count` after
+ * them (a full bin's flush). */
+static void flush_bin_keep(pm_tcache *c, unsigned idx, uint32_t keep, uint32_t count)
 {
     if (count == 0)
         return;
     if (PM_I_UNLIKELY(links_checked()))
-        flush_bin_c(c, idx, count, 1);
+        flush_bin_c(c, idx, keep, count, 1);
     else
-        flush_bin_c(c, idx, count, 0);
+        flush_bin_c(c, idx, keep, count, 0);
+}
+
+static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count)
+{
+    flush_bin_keep(c, idx, 0, count);
 }
 
 static void vg_quarantine_flush(void);
@@ -1477,8 +1529,12 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
         uint32_t lim = b->lim;
         b->lim = 0;
         atomic_signal_fence(memory_order_seq_cst);
-        if (atomic_load_explicit(&b->n, memory_order_relaxed) >= lim)
-            flush_bin(c, idx, lim / 2);
+        /* Full: the older half goes back, below a cut (flush_bin_c: a
+         * signal handler's free may be here while its thread's fast malloc
+         * is taking the first block). */
+        uint32_t have = atomic_load_explicit(&b->n, memory_order_relaxed);
+        if (have >= lim)
+            flush_bin_keep(c, idx, lim - lim / 2, have);
         /* The list taken, as in malloc_slow: a handler's pop of its head
          * between our load and store would leave that block in the bin
          * and (freed by the handler: deferred) put it there again. */

@@ -455,7 +455,14 @@ static inline void pm_p_unlock(pthread_mutex_t *m)
  * the bin they change (empty, capacity 0) until they are done with it, so
  * that a handler's fast path falls through to its slow path. What is left
  * is a signal between the load and the store of a fast path's bin update
- * (a few instructions), as with glibc's thread cache. */
+ * (a few instructions), as with glibc's thread cache. The handler's free
+ * there of a block made outside it is lost (a leak): pushed on the bin, it
+ * is dropped by the interrupted pop's store of the head; if the bin was
+ * full, its slow path gives back the older half, below a cut of the list
+ * that the pop's store brings back (modes/pool.c: flush_bin_c), so never
+ * the block being taken nor the ones after it, while the handler has
+ * pushed fewer than half the bin (rounded up) less one blocks of the class
+ * on top of them. */
 extern __thread int pm_i_p_busy __attribute__((tls_model("initial-exec")));
 /* The blocks a handler freed meanwhile, linked through their first word. */
 extern __thread void *pm_i_p_deferred __attribute__((tls_model("initial-exec")));

@@ -166,6 +166,59 @@ static void test_bin_count_above_list(void)
     MEM->free(q);
 }
 
+/* A signal handler's free that finds the bin full, delivered inside a
+ * fast malloc of the class (pool.h: pm_i_p_pop) after its load of the head
+ * p and p's link, before its store of that link as the new head: the
+ * handler's slow path gives half the bin back, then the pop's store puts
+ * back the list from p's link down. The half given back must be none of
+ * those blocks nor p (it was the newer half, p first: p and the blocks
+ * after it were handed out again while the thread held p). Done here in
+ * the order the signal makes, without a signal. */
+static void test_flush_inside_fast_pop(void)
+{
+    NEED_NATIVE();
+    enum { SIZE = 464, N = 2 * (16336 / 464) + 2 };
+    void *blk[N];
+    for (int i = 0; i < N; i++)
+        blk[i] = MEM->malloc(SIZE);
+    struct pm_p_bin *b = &pm_i_p_tc->bin[(SIZE + 15) >> 4];
+    int i = 0;
+    while (i < N - 1 && atomic_load(&b->n) < b->lim)
+        MEM->free(blk[i++]);
+    PM_CHECK(atomic_load(&b->n) == b->lim && b->lim > 4);
+    /* The fast malloc's loads... */
+    void *p = b->head, *next = *(void **)p;
+    /* ...the handler's free of a block made outside it (the bin is full:
+     * its slow path)... */
+    MEM->free(blk[N - 1]);
+    /* ...and the fast malloc's stores. */
+    b->head = next;
+    atomic_store(&b->n, atomic_load(&b->n) - 1);
+    memset(p, 0x5A, SIZE); /* the thread's block */
+    PM_CHECK_EQ(validate(), 0);
+    /* Nothing handed out now is p or handed out twice. */
+    void *again[N];
+    int dup = 0;
+    for (int k = 0; k < N; k++) {
+        again[k] = MEM->malloc(SIZE);
+        dup += again[k] == p;
+        for (int j = 0; j < k; j++)
+            dup += again[j] == again[k];
+    }
+    PM_CHECK_EQ(dup, 0);
+    for (int k = 0; k < SIZE; k++)
+        if (((unsigned char *)p)[k] != 0x5A) {
+            PM_CHECK(!"the thread's block was written");
+            break;
+        }
+    for (int k = 0; k < N; k++)
+        MEM->free(again[k]);
+    MEM->free(p);
+    for (; i < N - 1; i++)
+        MEM->free(blk[i]);
+    PM_CHECK_EQ(validate(), 0);
+}
+
 static void test_thread_cache_bins(void)
 {
     NEED_NATIVE();
@@ -573,5 +626,6 @@ int main(void)
     PM_RUN(test_raw_label);
     PM_RUN(test_arenas_returned);
     PM_RUN(test_bin_count_above_list);
+    PM_RUN(test_flush_inside_fast_pop);
     return pm_test_done();
 }
