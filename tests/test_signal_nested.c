@@ -121,18 +121,25 @@ static void on_prof(int sig)
             early_blocks++; /* served as nested (the debug modes) */
         memset(mine[i], 0x40 + i, n[i]);
     }
-    /* A block made here grown (or shrunk) here: always possible. */
-    size_t m = handler_size(k * 11, dom[0], 1);
-    if (mine[0] != NULL && m != 0 && (debug_on || n[0] <= 512)) {
-        void *q = pm_t_domains[dom[0]].realloc(mine[0], m);
+    /* A block made here grown (or shrunk) here: always possible. The last
+     * one made, so that every block is still freed before those made
+     * before it: a handler delivered inside a fast malloc of its thread
+     * must give a size class's blocks back in that order (pool.h; before,
+     * the first block was reallocated here, its old block freed while the
+     * later ones were live, and in debug mode three threads' run once
+     * found a live block in a bin: a block handed out twice). */
+    const int L = MINE - 1;
+    size_t m = handler_size(k * 11, dom[L], 1);
+    if (mine[L] != NULL && m != 0 && (debug_on || n[L] <= 512)) {
+        void *q = pm_t_domains[dom[L]].realloc(mine[L], m);
         if (q == NULL) {
             bad = __LINE__;
         } else {
-            if (!filled(q, n[0] < m ? n[0] : m, 0x40))
+            if (!filled(q, n[L] < m ? n[L] : m, (unsigned char)(0x40 + L)))
                 bad = __LINE__;
-            memset(q, 0x40, m);
-            mine[0] = q;
-            n[0] = m;
+            memset(q, 0x40 + L, m);
+            mine[L] = q;
+            n[L] = m;
         }
     }
     for (int i = 0; i < MINE; i++)
