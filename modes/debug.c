@@ -2209,8 +2209,13 @@ static const char *check_entry(void)
     return o != NULL ? o : "pm_check_block";
 }
 
-/* pm_check_block, the thread busy. */
-static int check_busy(const void *ptr)
+/* pm_check_block of ptr (not an early block), the thread busy, or nested
+ * in a call of this thread (see "Calls nested"): then the arena lock and
+ * a stripe's are tried a bounded number of times (this thread may hold
+ * them), and without them it is -1 with EDEADLK and no report; and a
+ * registry block's damage is reported without looking for the block whose
+ * overflow did it (blame waits for stripes). */
+static int check_block(const void *ptr, int is_nested)
 {
     pm_i_reg_info in;
     pm_i_err e;
@@ -2219,49 +2224,11 @@ static int check_busy(const void *ptr)
      * it meanwhile, and the arena it is in be unmapped (a crash here). The
      * arena lock is held until its report is written (the dump reads the
      * block), not while the handler runs (it may allocate). */
-    int held = atomic_load_explicit(&side_any, memory_order_relaxed);
-    if (held)
-        pm_i_pool_hold_arenas();
-    _Atomic uint64_t *w = held ? side_of(ptr) : NULL;
-    if (w == NULL && held) {
-        pm_i_pool_release_arenas();
-        held = 0;
-    }
-    if (w != NULL) {
-        c = classify_side(ptr, w, &in, &e);
-    } else {
-        uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
-        void *st = pm_i_reg_lock(h);
-        pm_i_reg_find(st, h, (uintptr_t)ptr, &in);
-        reg_held_here = st;
-        c = classify(ptr, &in, 0, OP_USABLE, &e);
-        reg_held_here = NULL;
-        pm_i_reg_unlock(st);
-    }
-    if (c == PM_ERR_NONE) {
-        if (held)
-            pm_i_pool_release_arenas();
-        return 0;
-    }
-    blame(&e);
-    e.entry = check_entry();
-    pm_i_debug_report_then(&e, held ? release_arenas : NULL, NULL);
-    return -1;
-}
-
-/* pm_check_block nested in a call of this thread (see "Calls nested"):
- * the arena lock and a stripe's are tried a bounded number of times
- * (this thread may hold them); without them, -1 with EDEADLK and no
- * report. A registry block's damage is reported without looking for the
- * block whose overflow did it (blame waits for stripes). */
-static int check_nested(const void *ptr)
-{
-    pm_i_reg_info in;
-    pm_i_err e;
-    pm_error_class c;
-    int held = 0, side = 0;
+    int held = 0;
     if (atomic_load_explicit(&side_any, memory_order_relaxed)) {
-        if (!pm_i_pool_try_hold_arenas(NESTED_LOCK_TRIES)) {
+        if (!is_nested) {
+            pm_i_pool_hold_arenas();
+        } else if (!pm_i_pool_try_hold_arenas(NESTED_LOCK_TRIES)) {
             errno = EDEADLK;
             return -1;
         }
@@ -2274,12 +2241,15 @@ static int check_nested(const void *ptr)
     }
     if (w != NULL) {
         c = classify_side(ptr, w, &in, &e);
-        side = 1;
     } else {
         uint64_t h = pm_i_reg_hash((uintptr_t)ptr);
         stripe *st = pm_i_reg_stripe(h);
-        int mine = st == reg_held_here; /* (held by this thread, consistent) */
-        if (!mine && (reg_fork_held || !spin_lock_stripe(st, NESTED_LOCK_TRIES))) {
+        /* (nested: a stripe this thread holds is consistent, and used as
+         * it is) */
+        int mine = is_nested && st == reg_held_here;
+        if (!is_nested)
+            pm_i_reg_lock(h);
+        else if (!mine && (reg_fork_held || !spin_lock_stripe(st, NESTED_LOCK_TRIES))) {
             errno = EDEADLK;
             return -1;
         }
@@ -2296,10 +2266,10 @@ static int check_nested(const void *ptr)
             pm_i_pool_release_arenas();
         return 0;
     }
-    if (side)
+    if (!is_nested || w != NULL)
         blame(&e); /* (a pool block's: side words and the pools' tree, no lock) */
     e.entry = check_entry();
-    e.nested = 1;
+    e.nested = is_nested;
     pm_i_debug_report_then(&e, held ? release_arenas : NULL, NULL);
     return -1;
 }
@@ -2336,9 +2306,9 @@ int pm_check_block(const void *ptr)
     if (PM_I_UNLIKELY(pm_i_early_owns(ptr)))
         return check_early(ptr);
     if (nested())
-        return check_nested(ptr);
+        return check_block(ptr, 1);
     busy_enter();
-    int rc = check_busy(ptr);
+    int rc = check_block(ptr, 0);
     busy_leave();
     return rc;
 }
