@@ -169,6 +169,36 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
     }
 }
 
+/* Run fn(arg) in a child that SIGALRM ends after `seconds`, so that a
+ * hang is a failure, not a stuck test; its output goes where ours does
+ * (unlike pm_death's). 1 if it exited 0 (fn returned, or _exit(0)), else
+ * 0, after a line saying how it ended. */
+static inline int pm_t_child_within(void (*fn)(void *), void *arg, unsigned seconds)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        alarm(seconds); /* SIGALRM's default action ends a hung child */
+        fn(arg);
+        fflush(NULL);
+        _exit(0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        fprintf(stderr, "    hung: still running after %u s\n", seconds);
+    else if (WIFSIGNALED(status))
+        fprintf(stderr, "    killed by signal %d\n", WTERMSIG(status));
+    else if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, "    exit status %d\n", WEXITSTATUS(status));
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 /* A test that asks libc for an impossible size on purpose (through the raw
  * allocator, which is libc's malloc in sanitizer builds) puts this at file
  * scope: the sanitizers then return NULL as libc does instead of stopping. */

@@ -107,6 +107,21 @@ static void on_prof(int sig)
     errno = saved;
 }
 
+/* Check and free every live block of the thread's slots. */
+static void free_all(void *slot[SLOTS], const uint64_t tag[SLOTS], size_t size, int obj)
+{
+    for (unsigned k = 0; k < SLOTS; k++) {
+        if (slot[k] == NULL)
+            continue;
+        if (!intact(slot[k], size, tag[k])) {
+            bad = __LINE__;
+            atomic_fetch_add(&damaged, 1);
+        }
+        obj ? pm_obj_free(slot[k]) : pm_mem_free(slot[k]);
+        slot[k] = NULL;
+    }
+}
+
 struct churn_arg {
     unsigned tid;
     unsigned long ops;
@@ -132,16 +147,7 @@ static void *churn(void *varg)
         }
         if ((it & 0xFFFF) == 0) {
             /* Another class, another domain: free them all first. */
-            for (unsigned k = 0; k < SLOTS; k++) {
-                if (slot[k] == NULL)
-                    continue;
-                if (!intact(slot[k], size, tag[k])) {
-                    bad = __LINE__;
-                    atomic_fetch_add(&damaged, 1);
-                }
-                obj ? pm_obj_free(slot[k]) : pm_mem_free(slot[k]);
-                slot[k] = NULL;
-            }
+            free_all(slot, tag, size, obj);
             live = 0;
             size = sizes[(it >> 16) % NSIZES];
             obj = (int)((it >> 16) / NSIZES) & 1;
@@ -227,15 +233,7 @@ static void *churn(void *varg)
     void *m = atomic_exchange(&mailbox, NULL);
     if (m != NULL)
         mailbox_obj ? pm_obj_free(m) : pm_mem_free(m);
-    for (unsigned k = 0; k < SLOTS; k++) {
-        if (slot[k] == NULL)
-            continue;
-        if (!intact(slot[k], size, tag[k])) {
-            bad = __LINE__;
-            atomic_fetch_add(&damaged, 1);
-        }
-        obj ? pm_obj_free(slot[k]) : pm_mem_free(slot[k]);
-    }
+    free_all(slot, tag, size, obj);
     return NULL;
 }
 
@@ -293,33 +291,18 @@ static void workload(int threads)
     _exit(bad ? 4 : pm_error_count(PM_ERR_NONE) != 0 ? 5 : handled == 0 ? 6 : 0);
 }
 
+static void workload_of(void *threads) { workload((int)(intptr_t)threads); }
+
 /* ROUNDS children, each with a deadline; stops at the first that fails. */
 static void run_case(int threads)
 {
     for (int r = 0; r < ROUNDS; r++) {
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid < 0) {
-            perror("fork");
-            exit(2);
-        }
-        if (pid == 0) {
-            alarm(DEADLINE);
-            workload(threads);
-        }
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-            fprintf(stderr, "    round %d hung (still running after %d s)\n", r, DEADLINE);
-        else if (WIFSIGNALED(status))
-            fprintf(stderr, "    round %d killed by signal %d\n", r, WTERMSIG(status));
-        else if (!ok)
-            fprintf(stderr, "    round %d: exit status %d\n", r, WEXITSTATUS(status));
+        int ok = pm_t_child_within(workload_of, (void *)(intptr_t)threads, DEADLINE);
         PM_CHECK(ok);
-        if (!ok)
+        if (!ok) {
+            fprintf(stderr, "    (round %d of %d)\n", r, ROUNDS);
             return;
+        }
     }
 }
 

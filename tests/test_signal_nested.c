@@ -356,30 +356,13 @@ static void workload(int threads)
     _exit(bad ? 4 : pm_error_count(PM_ERR_NONE) != 0 ? 5 : handled == 0 ? 6 : 0);
 }
 
-/* Run the workload in a child with a deadline: a hang is a failure. */
+static void workload_of(void *threads) { workload((int)(intptr_t)threads); }
+
+/* Run the workload in a child with a deadline: a hang is a failure (a
+ * handler's pm_* call that waited for a lock its own thread held). */
 static void run_case(int threads)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(2);
-    }
-    if (pid == 0) {
-        alarm(DEADLINE); /* SIGALRM's default action ends a hung child */
-        workload(threads);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-        fprintf(stderr, "    hung: still running after %d s (a handler's pm_* call waited "
-                        "for a lock its own thread held)\n", DEADLINE);
-    else if (WIFSIGNALED(status))
-        fprintf(stderr, "    killed by signal %d\n", WTERMSIG(status));
-    else if (WEXITSTATUS(status) != 0)
-        fprintf(stderr, "    exit status %d\n", WEXITSTATUS(status));
-    PM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    PM_CHECK(pm_t_child_within(workload_of, (void *)(intptr_t)threads, DEADLINE));
 }
 
 static void one_thread(void) { run_case(0); }
