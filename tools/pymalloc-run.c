@@ -16,8 +16,10 @@
  * --list-modes or --version could not be written, 2 for a usage error, a bad mode or a
  * library that cannot be preloaded (missing, not an ELF shared object, one
  * without the malloc override such as libpymalloc_api.so, a path
- * LD_PRELOAD would split), 126 when the program cannot be executed, 127
- * when it is not found (as env(1)).
+ * LD_PRELOAD would split) or a program ld.so would run without it
+ * (statically linked, of another ELF class or machine, set-user-ID,
+ * set-group-ID or with file capabilities), 126 when the program cannot be
+ * executed, 127 when it is not found (as env(1)).
  */
 #include <pymalloc.h>
 
@@ -32,8 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static const char *prog = "pymalloc-run";
@@ -56,10 +61,11 @@ static void usage(FILE *f)
             "  -h, --help       this text\n"
             "  --version        the library version\n"
             "\n"
-            "The exit status is the program's; 2 means a usage error, a bad mode or a\n"
-            "library that cannot be preloaded, 126 a program that cannot be run, 127\n"
-            "one that is not found; 1 a failed write of --help, --list-modes or\n"
-            "--version.\n"
+            "The exit status is the program's; 2 means a usage error, a bad mode, a\n"
+            "library that cannot be preloaded or a program it cannot be preloaded into\n"
+            "(statically linked, of another ELF class, set-user-ID, ...), 126 a program\n"
+            "that cannot be run, 127 one that is not found; 1 a failed write of --help,\n"
+            "--list-modes or --version.\n"
             "PYMALLOC_LIBRARY=/path/libpymalloc.so overrides the library used.\n",
             prog, prog);
 }
@@ -147,22 +153,14 @@ static const char *find_library(void)
  * static archive) with a message of its own ("cannot be preloaded ...:
  * ignored") and runs the program without pymalloc, which must not pass for
  * a run under it. */
+static int read_ehdr(const char *path, ElfW(Ehdr) *eh);
+
 static int is_shared_object(const char *path)
 {
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-        return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    unsigned char h[EI_NIDENT + sizeof(uint16_t)];
-    ssize_t n = read(fd, h, sizeof h);
-    close(fd);
-    if (n != (ssize_t)sizeof h || memcmp(h, ELFMAG, SELFMAG) != 0)
-        return 0;
-    uint16_t type; /* e_type, after e_ident, in the host's byte order */
-    memcpy(&type, h + EI_NIDENT, sizeof type);
-    return type == ET_DYN;
+    ElfW(Ehdr) eh; /* (e_type follows e_ident in either class) */
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && read_ehdr(path, &eh) &&
+           eh.e_type == ET_DYN;
 }
 
 /* Which of `names` (at most 32) the shared object at path defines in its
@@ -230,6 +228,143 @@ static unsigned defined_symbols(const char *path, const char *const *names, unsi
 out:
     munmap((void *)f, size);
     return found;
+}
+
+/* The file execvp would run for name: name itself when it has a slash, else
+ * the first regular file of that name in $PATH that may be executed
+ * (glibc's default search path when PATH is unset; an empty entry is the
+ * current directory). NULL when there is none: execvp then fails and says
+ * why. In static storage. */
+static const char *program_path(const char *name)
+{
+    if (strchr(name, '/') != NULL)
+        return name;
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        path = "/bin:/usr/bin";
+    static char buf[PATH_MAX];
+    size_t name_len = strlen(name);
+    for (const char *p = path;;) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon != NULL ? (size_t)(colon - p) : strlen(p);
+        struct stat st;
+        if (len + 1 + name_len < sizeof buf) {
+            if (len == 0) {
+                memcpy(buf, name, name_len + 1);
+            } else {
+                memcpy(buf, p, len);
+                buf[len] = '/';
+                memcpy(buf + len + 1, name, name_len + 1);
+            }
+            if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+                return buf;
+        }
+        if (colon == NULL)
+            return NULL;
+        p = colon + 1;
+    }
+}
+
+/* The ELF header at the start of path, in *eh (of this program's class;
+ * only e_ident is meaningful when the class differs): 1, or 0 when path
+ * cannot be read or is not ELF. */
+static int read_ehdr(const char *path, ElfW(Ehdr) *eh)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    memset(eh, 0, sizeof *eh);
+    ssize_t n = pread(fd, eh, sizeof *eh, 0);
+    close(fd);
+    return n >= (ssize_t)(EI_NIDENT + sizeof eh->e_type) &&
+           memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0;
+}
+
+/* Whether path is the dynamic loader this wrapper runs under (which may be
+ * run as a program: "ld.so ./prog" honours LD_PRELOAD). Its name is this
+ * program's own PT_INTERP. */
+static int is_own_loader(const struct stat *st)
+{
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)getauxval(AT_PHDR);
+    size_t n = (size_t)getauxval(AT_PHNUM);
+    if (ph == NULL)
+        return 0;
+    uintptr_t bias = 0;
+    for (size_t k = 0; k < n; k++)
+        if (ph[k].p_type == PT_PHDR)
+            bias = (uintptr_t)ph - (uintptr_t)ph[k].p_vaddr;
+    for (size_t k = 0; k < n; k++) {
+        struct stat ld;
+        if (ph[k].p_type == PT_INTERP &&
+            stat((const char *)(bias + (uintptr_t)ph[k].p_vaddr), &ld) == 0)
+            return ld.st_dev == st->st_dev && ld.st_ino == st->st_ino;
+    }
+    return 0;
+}
+
+/* Why ld.so would run the program at path without the library at lib (an
+ * ELF shared object of this program's class), or NULL when it would preload
+ * it or we cannot tell (a script: its interpreter is not looked at; a file
+ * we may run but not read). ld.so skips a library of another ELF class or
+ * machine with a message and runs the program anyway; it never runs for a
+ * statically linked program; and in secure-execution mode (a set-user-ID or
+ * set-group-ID program run by another user or group, or one with file
+ * capabilities run by a user other than root) it ignores LD_PRELOAD paths with a slash. Each time the run
+ * would pass for one under pymalloc without a single check. */
+static const char *unreachable(const char *path, const char *lib)
+{
+    static char why[160];
+    ElfW(Ehdr) eh, lh;
+    struct stat st;
+    if (!read_ehdr(path, &eh) || stat(path, &st) != 0)
+        return NULL;
+    if (!read_ehdr(lib, &lh))
+        return NULL;
+    if (eh.e_ident[EI_CLASS] != lh.e_ident[EI_CLASS]) {
+        int bits = eh.e_ident[EI_CLASS] == ELFCLASS32 ? 32 : eh.e_ident[EI_CLASS] == ELFCLASS64 ? 64 : 0;
+        snprintf(why, sizeof why, "it is a %s program and the library a %d-bit one",
+                 bits == 32 ? "32-bit" : bits == 64 ? "64-bit" : "non-32/64-bit ELF",
+                 (int)sizeof(void *) * 8);
+        return why;
+    }
+    if (eh.e_ident[EI_DATA] != lh.e_ident[EI_DATA] || eh.e_machine != lh.e_machine) {
+        snprintf(why, sizeof why, "it is built for another machine (ELF machine %u, the library's %u)",
+                 (unsigned)eh.e_machine, (unsigned)lh.e_machine);
+        return why;
+    }
+    if (eh.e_type == ET_EXEC || eh.e_type == ET_DYN) {
+        int interp = 0, ok = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && eh.e_phentsize == sizeof(ElfW(Phdr)) && eh.e_phnum < 4096) {
+            ok = 1;
+            for (unsigned k = 0; k < eh.e_phnum; k++) {
+                ElfW(Phdr) ph;
+                if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + k * sizeof ph)) !=
+                    (ssize_t)sizeof ph) {
+                    ok = 0;
+                    break;
+                }
+                interp |= ph.p_type == PT_INTERP;
+            }
+        }
+        if (fd >= 0)
+            close(fd);
+        /* (ET_DYN without PT_INTERP: static-pie, or a loader run as a
+         * program, or a library, which the kernel would not run) */
+        if (ok && !interp && !is_own_loader(&st))
+            return "it is statically linked (ld.so does not run for it)";
+    }
+    struct statvfs fs;
+    int suid_honoured = statvfs(path, &fs) != 0 || !(fs.f_flag & ST_NOSUID);
+    if (suid_honoured && (st.st_mode & S_ISUID) && st.st_uid != getuid())
+        return "it is set-user-ID: ld.so ignores LD_PRELOAD in it";
+    if (suid_honoured && (st.st_mode & S_ISGID) && (st.st_mode & S_IXGRP) && st.st_gid != getgid())
+        return "it is set-group-ID: ld.so ignores LD_PRELOAD in it";
+    /* (file capabilities make a secure execution for users other than root,
+     * whose own capabilities they do not add to) */
+    if (suid_honoured && getuid() != 0 && getxattr(path, "security.capability", NULL, 0) >= 0)
+        return "it has file capabilities: ld.so ignores LD_PRELOAD in it";
+    return NULL;
 }
 
 /* The status of --help, --list-modes and --version: 0 if their output was
@@ -325,6 +460,13 @@ int main(int argc, char **argv)
             lib);
     if (strpbrk(lib, " :") != NULL)
         die(2, "cannot preload %s: LD_PRELOAD splits paths at spaces and colons", lib);
+    const char *path = program_path(argv[i]);
+    const char *why = path != NULL ? unreachable(path, lib) : NULL;
+    if (why != NULL) {
+        fprintf(stderr, "%s: cannot run %s under pymalloc: %s, so it would run without pymalloc\n",
+                prog, path, why);
+        return 2;
+    }
 
     /* Ours first: the first definition of malloc in the search order wins.
      * The inherited list is kept whole, however long (in a buffer of a fixed

@@ -159,6 +159,85 @@ if [ "$(cat "$tmp/out")" != "$long" ]; then
     head -c 300 "$tmp/err"; fails=$((fails + 1))
 fi
 
+# Programs ld.so would run without the library are refused (status 2, the
+# reason named), never run as if under pymalloc: statically linked ones
+# (ld.so does not run for them), ones of another ELF class or machine (ld.so
+# skips the library with a message and runs them anyway), and set-user-ID,
+# set-group-ID or capability programs in secure execution (ld.so ignores
+# LD_PRELOAD paths with a slash there).
+refused() { # refused NAME REASON PROGRAM...
+    name=$1 reason=$2; shift 2
+    "$run" --mode debug -- "$@" >"$tmp/out" 2>"$tmp/err"; check "$name" 2 $?
+    has "$name" "$tmp/err" "^pymalloc-run: cannot run .* under pymalloc: $reason, so it would run without pymalloc$"
+    if [ -s "$tmp/out" ]; then
+        echo "FAIL: $name: the program ran:"; cat "$tmp/out"; fails=$((fails + 1))
+    fi
+}
+for p in ${PM_T_STATIC_PROGS-}; do
+    "$p" >"$tmp/out" 2>"$tmp/err"; check "$(basename "$p") runs" 0 $?
+    refused "$(basename "$p")" "it is statically linked (ld\.so does not run for it)" "$p"
+done
+[ -n "${PM_T_STATIC_PROGS-}" ] || echo "skipped: statically linked programs (no static C library)"
+# ... also found through PATH, where the refusal names the file found
+mkdir "$tmp/bin"
+for p in ${PM_T_STATIC_PROGS-}; do
+    cp "$p" "$tmp/bin/static_prog"
+    PATH="$tmp/bin:$PATH" "$run" -- static_prog >"$tmp/out" 2>"$tmp/err"; check "static through PATH" 2 $?
+    has "static through PATH" "$tmp/err" "cannot run $tmp/bin/static_prog under pymalloc"
+    break
+done
+# Another ELF class, another machine: a copy of true with byte 4 (EI_CLASS)
+# or bytes 18-19 (e_machine) changed; refused before it would be run.
+true_prog=
+for d in /usr/bin /bin; do [ -x "$d/true" ] && true_prog=$d/true && break; done
+case $(elf_class "$true_prog") in 1) other=2 bits=64;; *) other=1 bits=32;; esac
+cp "$true_prog" "$tmp/bin/other_class"
+printf "\\$(printf %o "$other")" | dd of="$tmp/bin/other_class" bs=1 seek=4 conv=notrunc 2>/dev/null
+refused "another ELF class" "it is a $bits-bit program and the library a [0-9]*-bit one" "$tmp/bin/other_class"
+cp "$true_prog" "$tmp/bin/other_machine"
+printf '\377\177' | dd of="$tmp/bin/other_machine" bs=1 seek=18 conv=notrunc 2>/dev/null
+refused "another machine" "it is built for another machine (ELF machine [0-9]*, the library's [0-9]*)" \
+    "$tmp/bin/other_machine"
+# Not refused: a script, the program's own dynamic loader run as a program
+# (which honours LD_PRELOAD: the library's banner shows), a set-user-ID
+# program of the user who runs it.
+printf '#!/bin/sh\necho script ran\n' >"$tmp/bin/script"; chmod +x "$tmp/bin/script"
+"$run" -- "$tmp/bin/script" >"$tmp/out" 2>"$tmp/err"; check "script" 0 $?
+has "script" "$tmp/out" "^script ran$"
+loader=$(readelf -l "$true_prog" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
+if [ -n "$loader" ] && [ -x "$loader" ]; then
+    "$run" --verbose -- "$loader" "$true_prog" >"$tmp/out" 2>"$tmp/err"; check "dynamic loader as the program" 0 $?
+    has "dynamic loader as the program" "$tmp/err" "^pymalloc [0-9.]*: mode "
+else
+    echo "skipped: the dynamic loader as the program (no readelf, or no loader found)"
+fi
+cp "$true_prog" "$tmp/bin/own_suid"; chmod u+s "$tmp/bin/own_suid"
+"$run" --verbose -- "$tmp/bin/own_suid" >"$tmp/out" 2>"$tmp/err"; check "own set-user-ID program" 0 $?
+has "own set-user-ID program" "$tmp/err" "^pymalloc [0-9.]*: mode "
+# Set-user-ID and set-group-ID programs of another user or group: root only
+# can make them (and the directory must not be on a nosuid mount).
+other_user=$(id -u nobody 2>/dev/null) other_group=$(getent group nogroup | cut -d: -f3)
+if [ "$(id -u)" = 0 ] && [ -n "$other_user" ] && [ -n "$other_group" ] &&
+    chmod 755 "$tmp" "$tmp/bin" && cp "$true_prog" "$tmp/bin/suid" && chown nobody "$tmp/bin/suid" &&
+    chmod u+s "$tmp/bin/suid" && cp "$true_prog" "$tmp/bin/sgid" && chgrp nogroup "$tmp/bin/sgid" &&
+    chmod g+s "$tmp/bin/sgid" && ! findmnt -n -o OPTIONS -T "$tmp" 2>/dev/null | grep -q nosuid; then
+    refused "set-user-ID" "it is set-user-ID: ld.so ignores LD_PRELOAD in it" "$tmp/bin/suid"
+    refused "set-group-ID" "it is set-group-ID: ld.so ignores LD_PRELOAD in it" "$tmp/bin/sgid"
+    # File capabilities: secure execution for a user other than root.
+    if command -v setcap >/dev/null && command -v setpriv >/dev/null &&
+        cp "$true_prog" "$tmp/bin/cap" && setcap cap_net_raw+ep "$tmp/bin/cap" 2>/dev/null; then
+        "$run" -- "$tmp/bin/cap" >"$tmp/out" 2>"$tmp/err"; check "capabilities, run by root" 0 $?
+        setpriv --reuid=nobody --regid=nogroup --clear-groups \
+            "$run" -- "$tmp/bin/cap" >"$tmp/out" 2>"$tmp/err"
+        check "capabilities, run by another user" 2 $?
+        has "capabilities, run by another user" "$tmp/err" "it has file capabilities: ld.so ignores LD_PRELOAD in it"
+    else
+        echo "skipped: file capabilities (no setcap or setpriv, or setcap failed)"
+    fi
+else
+    echo "skipped: set-user-ID and set-group-ID programs of another user (not root, no nobody/nogroup, or nosuid)"
+fi
+
 # A build tree known by a path through a symbolic link (configured as
 # /link/build): the wrapper, whose own path /proc/self/exe gives resolved,
 # is still the build tree's and preloads its library (it looked for an
