@@ -224,7 +224,10 @@ if [ "$(id -u)" = 0 ] && [ -n "$other_user" ] && [ -n "$other_group" ] &&
     refused "set-user-ID" "it is set-user-ID: ld.so ignores LD_PRELOAD in it" "$tmp/bin/suid"
     refused "set-group-ID" "it is set-group-ID: ld.so ignores LD_PRELOAD in it" "$tmp/bin/sgid"
     # File capabilities: secure execution for a user other than root.
+    # (not where that user cannot reach the wrapper: a build tree in a
+    # private directory)
     if command -v setcap >/dev/null && command -v setpriv >/dev/null &&
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$run" -- "$true_prog" >/dev/null 2>&1 &&
         cp "$true_prog" "$tmp/bin/cap" && setcap cap_net_raw+ep "$tmp/bin/cap" 2>/dev/null; then
         "$run" -- "$tmp/bin/cap" >"$tmp/out" 2>"$tmp/err"; check "capabilities, run by root" 0 $?
         setpriv --reuid=nobody --regid=nogroup --clear-groups \
@@ -232,7 +235,7 @@ if [ "$(id -u)" = 0 ] && [ -n "$other_user" ] && [ -n "$other_group" ] &&
         check "capabilities, run by another user" 2 $?
         has "capabilities, run by another user" "$tmp/err" "it has file capabilities: ld.so ignores LD_PRELOAD in it"
     else
-        echo "skipped: file capabilities (no setcap or setpriv, or setcap failed)"
+        echo "skipped: file capabilities (no setcap or setpriv, the wrapper out of nobody's reach, or setcap failed)"
     fi
 else
     echo "skipped: set-user-ID and set-group-ID programs of another user (not root, no nobody/nogroup, or nosuid)"
