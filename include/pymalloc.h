@@ -66,6 +66,10 @@ typedef struct pm_allocator {
  * pointer, or an allocator with a NULL function gives -1 with errno = EINVAL
  * and changes nothing. Reading or setting an allocator first installs the
  * mode chosen by PYMALLOC_MODE, so a hook wraps that mode.
+ * These two, pm_set_mode and pm_setup_debug_hooks hold one lock while they
+ * read or change the table: called by a signal handler that interrupted
+ * its thread inside one of them, they return -1 with errno = EDEADLK and
+ * change nothing, instead of waiting for ever.
  */
 PM_API int pm_get_allocator(pm_domain domain, pm_allocator *out);
 PM_API int pm_set_allocator(pm_domain domain, const pm_allocator *allocator);

@@ -36,18 +36,34 @@ static _Atomic(const pm_i_mode *) installed_mode;
  * tells the debug hooks that a copy of them was handed out) against each
  * other and against fork(). */
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set while this thread holds mode_lock, and while it takes and leaves it
+ * (a signal may come in between the two steps either way). */
+static __thread volatile int mode_held __attribute__((tls_model("initial-exec")));
 /* Skipped by the thread calling fork() inside our fork handlers, which
- * hold it (pm_i_fork_held_api, src/pm_internal.h). */
-static void lock_mode(void)
+ * hold it (pm_i_fork_held_api, src/pm_internal.h). A signal handler's call
+ * on a thread that holds it (the handler interrupted pm_set_allocator, say)
+ * would wait for ever: -1 with EDEADLK instead, and nothing changes. */
+static int lock_mode(void)
 {
-    if (!pm_i_fork_held_api)
-        pthread_mutex_lock(&mode_lock);
+    if (pm_i_fork_held_api)
+        return 0;
+    if (mode_held) {
+        errno = EDEADLK;
+        return -1;
+    }
+    mode_held = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    pthread_mutex_lock(&mode_lock);
+    return 0;
 }
 
 static void unlock_mode(void)
 {
-    if (!pm_i_fork_held_api)
+    if (!pm_i_fork_held_api) {
         pthread_mutex_unlock(&mode_lock);
+        atomic_signal_fence(memory_order_seq_cst);
+        mode_held = 0;
+    }
 }
 /* Set while this thread runs the set-up (detects recursion). */
 static __thread int in_setup __attribute__((tls_model("initial-exec")));
@@ -307,7 +323,8 @@ void pm_i_first_use(void)
 static int change_setup(const pm_i_mode *m, void (*fn)(void))
 {
     pm_i_ensure_init();
-    lock_mode();
+    if (lock_mode() != 0)
+        return -1;
     int rc = 0;
     for (;;) {
         int s = atomic_load_explicit(&pm_i_state, memory_order_acquire);
@@ -376,7 +393,8 @@ int pm_get_allocator(pm_domain domain, pm_allocator *out)
         return -1;
     }
     pm_i_ensure_init();
-    lock_mode();
+    if (lock_mode() != 0)
+        return -1;
     pm_i_table_read(domain, out);
     pm_i_debug_table_read(domain);
     unlock_mode();
@@ -391,7 +409,8 @@ int pm_set_allocator(pm_domain domain, const pm_allocator *a)
         return -1;
     }
     pm_i_ensure_init();
-    lock_mode();
+    if (lock_mode() != 0)
+        return -1;
     int rc = pm_i_debug_table_write(domain, a);
     unlock_mode();
     return rc;

@@ -170,7 +170,7 @@ void pm_i_buf_shown(pm_i_buf *b, const char *s, size_t max)
 {
     static const char digits[] = "0123456789abcdef";
     size_t i = 0;
-    for (; s[i] != '\0' && i < max; i++) {
+    for (; i < max && s[i] != '\0'; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != 0x7f && c != '\\') {
             pm_i_buf_char(b, (char)c);
