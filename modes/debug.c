@@ -1902,18 +1902,42 @@ static _Atomic int abort_checked;
  * whoever sent it (abort() would raise it again itself; raise, kill and
  * pthread_kill would not, and the process must not survive them). */
 
+/* The action the program sees. Under TSan (no malloc override in that
+ * build, so sigaction is TSan's interceptor, then the C library's) every
+ * handler a program sets through sigaction or signal is kept in TSan's own
+ * table and the kernel gets TSan's wrapper, which calls it; TSan's
+ * sigaction reports the program's handler in its place. A program that
+ * read SIGABRT's action and set it back (a save and restore) put this
+ * handler back behind that wrapper, and the C library's sigaction, asked
+ * past TSan, showed the wrapper: taken for a handler of the program's
+ * chained to this one, so raise(SIGABRT) and kill -ABRT no longer killed
+ * the process (test_abort_check's test_raised_sigabrt_still_kills, run
+ * under TSan). */
+#if defined(__SANITIZE_THREAD__)
+#define PM_ABORT_PROGRAM_SIGACTION 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PM_ABORT_PROGRAM_SIGACTION 1
+#endif
+#endif
+#ifdef PM_ABORT_PROGRAM_SIGACTION
+#define abort_sigaction sigaction
+#else
+#define abort_sigaction pm_i_real_sigaction
+#endif
+
 static void abort_default_again(void)
 {
     struct sigaction cur, dfl;
     /* Called by a handler the program set later (a crash reporter calling
      * the one before it): that handler decides what happens next. */
-    if (pm_i_real_sigaction(SIGABRT, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
+    if (abort_sigaction(SIGABRT, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
         cur.sa_handler != pm_i_debug_abort_handler)
         return;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    pm_i_real_sigaction(SIGABRT, &dfl, NULL);
+    abort_sigaction(SIGABRT, &dfl, NULL);
     raise(SIGABRT);
 }
 
