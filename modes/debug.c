@@ -763,13 +763,19 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     if (w != NULL) /* a pool block: the one below it, or further down */
         return blame_pool_below(p - PM_I_DEBUG_HEAD, ((unsigned)status >> 2) - 1, a);
     /* A registry block: its chunk header is the 16 bytes below its
-     * underlying block (prev_size, size). The offset is e's block's. */
+     * underlying block (prev_size, size). The offset is e's block's. The
+     * block below ends at most at the size field (its data may fill
+     * prev_size) with glibc's malloc, or right at the underlying block
+     * with an allocator that keeps no header between its blocks (TSan's,
+     * which is libc's malloc in a TSan build: test_debug_blame's zeros
+     * into a 0-byte block, malloc_debug, blamed nobody there); in glibc
+     * no block ends inside the size field. */
     pm_i_reg_info self;
     find_block(p, &self);
     if (self.state != PM_I_REG_LIVE)
         return 0;
     uintptr_t chunk = (uintptr_t)p - self.offset - 16, reach = 64 + memalign_cut(self.offset);
-    struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 8, 0, {0}, 0};
+    struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0};
     pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
     if (!bs.any)
         return 0;
