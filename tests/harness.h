@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -197,6 +198,26 @@ static inline int pm_t_child_within(void (*fn)(void *), void *arg, unsigned seco
     else if (WEXITSTATUS(status) != 0)
         fprintf(stderr, "    exit status %d\n", WEXITSTATUS(status));
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* A profiling timer every usec microseconds of CPU time whose SIGPROF runs
+ * handler (SA_RESTART) on the thread it interrupts; the action before it in
+ * *old if old is not NULL. pm_t_prof_stop stops the timer. */
+static inline void pm_t_prof_start(void (*handler)(int), long usec, struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, old);
+    struct itimerval it = {{0, usec}, {0, usec}};
+    setitimer(ITIMER_PROF, &it, NULL);
+}
+
+static inline void pm_t_prof_stop(void)
+{
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &off, NULL);
 }
 
 /* A test that asks libc for an impossible size on purpose (through the raw

@@ -343,14 +343,9 @@ static void test_stats_from_signal_handler(void)
                       "that interrupted the pool allocator\n");
     PM_CHECK_EQ(pm_get_stats(&st), 0);
 
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = stats_from_handler;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, &old);
+    struct sigaction old;
     unsigned left = alarm(60);
-    struct itimerval it = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_PROF, &it, NULL);
+    pm_t_prof_start(stats_from_handler, 1000, &old);
     static void *v[2000];
     for (int round = 0; round < 150; round++) { /* 500 bytes: a slow path every 16 */
         for (int i = 0; i < 2000; i++)
@@ -358,7 +353,7 @@ static void test_stats_from_signal_handler(void)
         for (int i = 0; i < 2000; i++)
             pm_mem_free(v[i]);
     }
-    setitimer(ITIMER_PROF, &off, NULL);
+    pm_t_prof_stop();
     signal(SIGPROF, SIG_IGN); /* a signal still pending is discarded (valgrind delays them) */
     sigaction(SIGPROF, &old, NULL);
     alarm(left);

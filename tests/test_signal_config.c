@@ -22,7 +22,6 @@
 
 #include <pymalloc.h>
 
-#include <sys/time.h>
 #include <time.h>
 
 #define RUN_SECONDS 2
@@ -64,13 +63,7 @@ static void on_prof(int sig)
 static void workload(void *arg)
 {
     (void)arg;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    struct itimerval it = {{0, 100}, {0, 100}};
-    setitimer(ITIMER_PROF, &it, NULL);
+    pm_t_prof_start(on_prof, 100, NULL);
     time_t end = time(NULL) + RUN_SECONDS;
     unsigned long loops = 0;
     while ((time(NULL) < end || refused == 0) && !bad) {
@@ -85,8 +78,7 @@ static void workload(void *arg)
         pm_mem_free(p);
         loops++;
     }
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_PROF, &off, NULL);
+    pm_t_prof_stop();
     fprintf(stderr, "    %lu loops, %d signals: %d calls worked, %d refused (EDEADLK)\n", loops,
             (int)handled, (int)worked, (int)refused);
     if (bad)
