@@ -270,7 +270,7 @@ static const char *program_path(const char *name)
  * cannot be read or is not ELF. */
 static int read_ehdr(const char *path, ElfW(Ehdr) *eh)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return 0;
     memset(eh, 0, sizeof *eh);
@@ -316,7 +316,8 @@ static const char *unreachable(const char *path, const char *lib)
     static char why[160];
     ElfW(Ehdr) eh, lh;
     struct stat st;
-    if (!read_ehdr(path, &eh) || stat(path, &st) != 0)
+    /* (a regular file only: opening a FIFO would wait for a writer) */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || !read_ehdr(path, &eh))
         return NULL;
     if (!read_ehdr(lib, &lh))
         return NULL;

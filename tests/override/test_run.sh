@@ -204,6 +204,12 @@ refused "another machine" "it is built for another machine (ELF machine [0-9]*, 
 printf '#!/bin/sh\necho script ran\n' >"$tmp/bin/script"; chmod +x "$tmp/bin/script"
 "$run" -- "$tmp/bin/script" >"$tmp/out" 2>"$tmp/err"; check "script" 0 $?
 has "script" "$tmp/out" "^script ran$"
+# A FIFO named as the program is not opened to be looked into (the open
+# waited for a writer): exec refuses it at once.
+if mkfifo "$tmp/bin/fifo" 2>/dev/null && chmod +x "$tmp/bin/fifo"; then
+    timeout 20 "$run" -- "$tmp/bin/fifo" >"$tmp/out" 2>"$tmp/err"; check "FIFO as the program" 126 $?
+    has "FIFO as the program" "$tmp/err" "cannot run '$tmp/bin/fifo': Permission denied"
+fi
 loader=$(readelf -l "$true_prog" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
 if [ -n "$loader" ] && [ -x "$loader" ]; then
     "$run" --verbose -- "$loader" "$true_prog" >"$tmp/out" 2>"$tmp/err"; check "dynamic loader as the program" 0 $?
