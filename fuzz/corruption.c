@@ -140,6 +140,10 @@ typedef struct expect {
     char api_expected, api_found;
     ptrdiff_t last; /* last damaged byte (0: the same as offset) */
     int freed_link;  /* use after free: a freed pool block's link written */
+    /* invalid pointer: the live block it points into (NULL: none) */
+    const unsigned char *inside;
+    size_t inside_n;
+    uint64_t inside_serial;
 } expect;
 
 static unsigned long count_before[PM_ERR_CLASS_COUNT];
@@ -216,6 +220,16 @@ static void expected_line(const expect *x, char *out, size_t cap)
             snprintf(what, sizeof what, "the %s at %p is freed", block, x->address);
         break;
     case PM_ERR_INVALID_POINTER:
+        if (x->inside != NULL) {
+            ptrdiff_t d = (const unsigned char *)x->address - x->inside;
+            snprintf(what, sizeof what,
+                     "%p is not a block allocated by pymalloc: it points %td byte%s %s the "
+                     "live %zu-byte block (serial %llu) at %p",
+                     x->address, d < 0 ? -d : d, d == 1 || d == -1 ? "" : "s",
+                     d < 0 ? "before" : "into", x->inside_n,
+                     (unsigned long long)x->inside_serial, (const void *)x->inside);
+            break;
+        }
         snprintf(what, sizeof what,
                  "%p is not a block allocated by pymalloc (a stack or global address, an "
                  "interior pointer, or a block freed long ago)",
@@ -631,7 +645,7 @@ static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
                 b->serial,
                 0,
                 t == T_CHECK ? b->D->api : D2->api,
-                b->D->api, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0};
     expect_report(&x, "a use of a freed block");
     if (r != NULL)
         CZ_FAIL("realloc of a freed block gave %p", r);
@@ -654,6 +668,7 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
                                      WILD_TOP, WILD_TOP - 16};
     uint16_t v = (uint16_t)(a[1] | a[2] << 8);
     void *q;
+    int interior = 0;
     switch (a[0] % 5u) {
     case 0: { /* interior: p-16 .. p+N+15, not p */
         size_t span = b->n + 31;
@@ -661,6 +676,7 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
         if (d >= 0)
             d++;
         q = b->p + d;
+        interior = 1;
         break;
     }
     case 1:
@@ -690,7 +706,9 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
     } else {
         const freed_rec *f = freed_find(q);
         expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
-                    t == T_CHECK ? 0 : D->api, 0, 0, 0};
+                    t == T_CHECK ? 0 : D->api, 0, 0, 0,
+                    /* the report names the block it points into */
+                    interior ? b->p : NULL, b->n, b->serial};
         if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
             /* A block freed earlier at this address, still remembered. */
             x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
@@ -715,7 +733,7 @@ static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
     const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
     unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
-                b->D->api, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0};
     expect_report(&x, "another domain");
     if (r != NULL)
         CZ_FAIL("realloc through another domain gave %p", (void *)r);
@@ -846,7 +864,7 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         freed_reused(q);
         if (R.n != 0) {
             expect x = {PM_ERR_USE_AFTER_FREE, b->D->malloc_name, b->p, b->n, b->serial, -16,
-                        b->D->api, b->D->api, 0, 1};
+                        b->D->api, b->D->api, 0, 1, NULL, 0, 0};
             if (!damaged)
                 CZ_FAIL("a malloc reported after bytes of a freed block were rewritten with "
                         "their own values or past its link: %s", R.msg[0]);

@@ -783,10 +783,74 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     return 1;
 }
 
+struct inside_search {
+    uintptr_t a;    /* the invalid pointer */
+    uintptr_t data; /* the live registry block it points into (0: none) */
+    pm_i_reg_info in;
+};
+
+static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
+{
+    struct inside_search *s = arg;
+    if (s->a + PM_I_DEBUG_HEAD >= data && s->a < data + in->size + PM_I_DEBUG_TAIL) {
+        s->data = data;
+        s->in = *in;
+    }
+}
+
+/* Invalid pointer e points into a block of ours, from its header to the
+ * end of its trailer: that block in e->inside*. A pool slot's block from
+ * the pools' tree and its side word, live or freed; a live registry block
+ * by a search of every record, as blame's (only on this error path; not in
+ * a nested call, whose thread may hold a stripe's lock). Reads no block.
+ * No lock held. */
+static void locate_inside(pm_i_err *e)
+{
+    uintptr_t a = (uintptr_t)e->address;
+    if (atomic_load_explicit(&side_any, memory_order_relaxed)) {
+        const unsigned char *pool = (const unsigned char *)(a & ~(uintptr_t)PM_P_POOL_MASK);
+        unsigned v = pm_i_p_lookup(pool);
+        if (v != 0) {
+            size_t size = PM_P_CLASS_SIZE(v - 1), off = a & PM_P_POOL_MASK;
+            if (off < PM_P_HDR || (off - PM_P_HDR) / size >= PM_P_BLOCKS_PER_POOL(size))
+                return; /* the pool's header, or its spare tail */
+            const unsigned char *data =
+                pool + PM_P_HDR + (off - PM_P_HDR) / size * size + PM_I_DEBUG_HEAD;
+            _Atomic uint64_t *w = side_of(data);
+            if (w == NULL)
+                return;
+            pm_i_reg_info in;
+            side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+            if ((in.state == PM_I_REG_LIVE || in.state == PM_I_REG_FREED) &&
+                a < (uintptr_t)data + in.size + PM_I_DEBUG_TAIL) {
+                e->inside = data;
+                e->inside_size = in.size;
+                e->inside_serial = full_serial(in.serial);
+                e->inside_freed = in.state == PM_I_REG_FREED;
+            }
+            return;
+        }
+    }
+    if (e->nested)
+        return;
+    struct inside_search s = {a, 0, {0}};
+    pm_i_reg_each_live_but(inside_one, &s, reg_held_here);
+    if (s.data != 0) {
+        e->inside = (const void *)s.data;
+        e->inside_size = s.in.size;
+        e->inside_serial = full_serial(s.in.serial);
+    }
+}
+
 /* e becomes the report of the block whose overflow damaged e's block, if
- * that is what happened and that block is found. No lock held. */
+ * that is what happened and that block is found; an invalid pointer's
+ * report names the block it points into, if any. No lock held. */
 static void blame(pm_i_err *e)
 {
+    if (PM_I_UNLIKELY(e->error == PM_ERR_INVALID_POINTER)) {
+        locate_inside(e);
+        return;
+    }
     pm_i_err before;
     if (PM_I_UNLIKELY(damaged_from_below(e)) && blame_block_before(e, &before)) {
         before.next_block = e->address;

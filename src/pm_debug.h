@@ -87,6 +87,13 @@ typedef struct pm_i_err {
        this block's end: that block's address and serial (0: none). */
     const void *next_block;
     uint64_t next_serial;
+    /* An invalid pointer into a block of ours (its header, data or
+       trailer): that block's address, size, serial, and whether it is
+       freed (a pool block's slot remembers); inside NULL: none found. */
+    const void *inside;
+    size_t inside_size;
+    uint64_t inside_serial;
+    int inside_freed;
     /* Found by a call nested in another of its thread (a signal handler's,
        modes/debug.c), which may hold locks: the error handler runs as a
        nested call too (pm_i_debug_busy stays set). */

@@ -312,6 +312,21 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         break;
     case PM_ERR_INVALID_POINTER:
         pm_i_buf_ptr(b, e->address);
+        if (e->inside != NULL) {
+            /* an interior pointer of a block of ours */
+            ptrdiff_t d = (const char *)e->address - (const char *)e->inside;
+            pm_i_buf_str(b, " is not a block allocated by pymalloc: it points ");
+            pm_i_buf_u64(b, (uint64_t)(d < 0 ? -d : d));
+            pm_i_buf_str(b, d < 0 ? (d == -1 ? " byte before" : " bytes before")
+                                  : d == 1 ? " byte into" : " bytes into");
+            pm_i_buf_str(b, e->inside_freed ? " the freed " : " the live ");
+            pm_i_buf_u64(b, (uint64_t)e->inside_size);
+            pm_i_buf_str(b, "-byte block (serial ");
+            pm_i_buf_u64(b, e->inside_serial);
+            pm_i_buf_str(b, ") at ");
+            pm_i_buf_ptr(b, e->inside);
+            break;
+        }
         pm_i_buf_str(b, " is not a block allocated by pymalloc (a stack or global address, "
                         "an interior pointer, or a block freed long ago)");
         break;

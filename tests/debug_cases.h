@@ -156,11 +156,16 @@ static void case_invalid_global(int d, int other, dcase_expect *x)
     pm_t_domains[d].free(&pm_t_global_array[2]);
 }
 
+/* An interior pointer: the report names the live block it points into. */
 static void case_invalid_interior(int d, int other, dcase_expect *x)
 {
     (void)other;
     unsigned char *p = pm_t_domains[d].malloc(64);
     expect_invalid(d, x, p + 16);
+    size_t len = strlen(x->line);
+    snprintf(x->line + len, sizeof x->line - len,
+             ": it points 16 bytes into the live 64-byte block (serial %llu) at %p",
+             (unsigned long long)trailer_serial(p, 64), (void *)p);
     READY(x);
     pm_t_domains[d].free(p + 16);
     pm_t_domains[d].free(p);
@@ -168,6 +173,21 @@ static void case_invalid_interior(int d, int other, dcase_expect *x)
 
 /* Addresses that are the registry's own markers (0 and 1 are its empty and
  * hole keys) are invalid pointers too. */
+/* A pointer into a block's header, before its data. */
+static void case_invalid_header(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = pm_t_domains[d].malloc(40);
+    expect_invalid(d, x, p - 8);
+    size_t len = strlen(x->line);
+    snprintf(x->line + len, sizeof x->line - len,
+             ": it points 8 bytes before the live 40-byte block (serial %llu) at %p",
+             (unsigned long long)trailer_serial(p, 40), (void *)p);
+    READY(x);
+    pm_t_domains[d].free(p - 8);
+    pm_t_domains[d].free(p);
+}
+
 static void case_invalid_small(int d, int other, dcase_expect *x)
 {
     (void)other;
@@ -275,6 +295,7 @@ static const dcase dcases[] = {
     {"invalid pointer (stack)", case_invalid_stack},
     {"invalid pointer (global)", case_invalid_global},
     {"invalid pointer (interior)", case_invalid_interior},
+    {"invalid pointer (into the header)", case_invalid_header},
     {"invalid pointer (address 1)", case_invalid_small},
     {"API mismatch", case_api_mismatch},
     {"realloc of a freed block", case_realloc_freed},
