@@ -169,6 +169,14 @@ static void test_interior_pointers_are_invalid(void)
             PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
             PM_CHECK_EQ(atomic_load(&S.calls), before + 3);
         }
+        /* Each report names the block pointed into: the line of the last. */
+        char want[160];
+        snprintf(want, sizeof want, "it points 8 bytes before the live %zu-byte block (serial ",
+                 n);
+        if (pool_block(p)) /* wrong[4]: its pool's header, in no block */
+            PM_CHECK_STR(S.message, "(a stack or global address, an interior pointer");
+        else /* wrong[1]: p - 8 */
+            PM_CHECK_STR(S.message, want);
         /* The block itself is untouched and still live. */
         size_t bad = 0;
         for (size_t i = 0; i < n; i++)
@@ -178,6 +186,13 @@ static void test_interior_pointers_are_invalid(void)
         PM_CHECK_EQ(pm_check_block(p), 0);
         D->free(p);
         PM_CHECK_EQ(atomic_load(&S.calls), before);
+        if (pool_block(p)) {
+            /* A pool slot remembers its freed block. */
+            D->free(p + 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
+            snprintf(want, sizeof want, "it points 1 byte into the freed %zu-byte block", n);
+            PM_CHECK_STR(S.message, want);
+        }
         pm_set_error_handler(NULL, NULL);
     }
 }
