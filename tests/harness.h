@@ -116,6 +116,28 @@ typedef struct pm_death_result {
     char output[16384]; /* what it wrote to stderr (and stdout), NUL-terminated */
 } pm_death_result;
 
+/* fork() after stdio's buffers are written (a child's exit would write
+ * them again); a failed fork stops the test. */
+static inline pid_t pm_t_fork(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    return pid;
+}
+
+/* The wait status of child pid. */
+static inline int pm_t_wait(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+}
+
 /* Run fn(arg) in a child; the child exits 0 if fn returns. */
 static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
 {
@@ -125,12 +147,7 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
         perror("pipe");
         exit(2);
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(2);
-    }
+    pid_t pid = pm_t_fork();
     if (pid == 0) {
         close(fds[0]);
         dup2(fds[1], 2);
@@ -159,9 +176,7 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
     }
     r->output[len] = '\0';
     close(fds[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    int status = pm_t_wait(pid);
     if (WIFEXITED(status)) {
         r->exited = 1;
         r->exit_status = WEXITSTATUS(status);
@@ -176,21 +191,14 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
  * 0, after a line saying how it ended. */
 static inline int pm_t_child_within(void (*fn)(void *), void *arg, unsigned seconds)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(2);
-    }
+    pid_t pid = pm_t_fork();
     if (pid == 0) {
         alarm(seconds); /* SIGALRM's default action ends a hung child */
         fn(arg);
         fflush(NULL);
         _exit(0);
     }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    int status = pm_t_wait(pid);
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
         fprintf(stderr, "    hung: still running after %u s\n", seconds);
     else if (WIFSIGNALED(status))
