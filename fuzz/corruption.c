@@ -144,6 +144,8 @@ typedef struct expect {
     const unsigned char *inside;
     size_t inside_n;
     uint64_t inside_serial;
+    int freed_data; /* use after free: a freed pool block's data written
+                       (at offset; it was filled with 0xDD) */
 } expect;
 
 static unsigned long count_before[PM_ERR_CLASS_COUNT];
@@ -216,6 +218,11 @@ static void expected_line(const expect *x, char *out, size_t cap)
                      "the freed %s at %p was written after its free (the pool's free-list "
                      "link in its first 16 bytes, at p-16, was overwritten)",
                      block, x->address);
+        else if (x->freed_data)
+            snprintf(what, sizeof what,
+                     "the freed %s at %p was written after its free (the 0xDD its free wrote "
+                     "at p+%td was overwritten)",
+                     block, x->address, x->offset);
         else
             snprintf(what, sizeof what, "the %s at %p is freed", block, x->address);
         break;
@@ -645,7 +652,7 @@ static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
                 b->serial,
                 0,
                 t == T_CHECK ? b->D->api : D2->api,
-                b->D->api, 0, 0, NULL, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0};
     expect_report(&x, "a use of a freed block");
     if (r != NULL)
         CZ_FAIL("realloc of a freed block gave %p", r);
@@ -708,7 +715,7 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
         expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
                     t == T_CHECK ? 0 : D->api, 0, 0, 0,
                     /* the report names the block it points into */
-                    interior ? b->p : NULL, b->n, b->serial};
+                    interior ? b->p : NULL, b->n, b->serial, 0};
         if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
             /* A block freed earlier at this address, still remembered. */
             x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
@@ -733,7 +740,7 @@ static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
     const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
     unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
-                b->D->api, 0, 0, NULL, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0};
     expect_report(&x, "another domain");
     if (r != NULL)
         CZ_FAIL("realloc through another domain gave %p", (void *)r);
@@ -825,8 +832,10 @@ static void case_span(block *b, int t, const uint8_t *a, fz_in *in)
  * reported, once, as a use after free ("was written after its free") of
  * that block, its size and serial, by the malloc that meets it, which
  * still returns a block; the block is leaked, never handed out again.
- * Other bytes of a freed block (its data and trailer) are not checked:
- * writing there is never reported. Mallocs of the block's size through
+ * Its data and trailer hold 0xDD: a change in their first bytes (16 for
+ * blocks of up to 16 bytes, 32 up to 48, 64 above) is reported the same
+ * way when the link is whole, with the offset; a change further on is
+ * not checked, never reported. Mallocs of the block's size through
  * its domain are made until one reports, gives the block back, or 256 have
  * been made (the block went back to a pool that is not the first: not
  * decided). Other blocks (glibc's memory, ASan's quarantine) are only
@@ -848,9 +857,15 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
     for (int k = 0; k < 16; k++)
         if (mask >> k & 1)
             b->p[k - 16] = (keep >> (k & 7) & 1) ? orig[k] : val;
-    if (t & 1)
-        b->p[a[3] % (b->n + 16)] = val;
-    int damaged = memcmp(orig, b->p - 16, 16) != 0;
+    int link = memcmp(orig, b->p - 16, 16) != 0, at = -1;
+    if (t & 1) {
+        at = (int)(a[3] % (b->n + 16));
+        b->p[at] = val;
+        size_t checked = b->n <= 16 ? 16 : b->n <= 48 ? 32 : 64;
+        if ((size_t)at >= checked || val == 0xDD)
+            at = -1; /* not checked, or unchanged */
+    }
+    int damaged = link || at >= 0;
 
     enum { WAF_MAX = 256 };
     static unsigned char *held[WAF_MAX];
@@ -864,11 +879,17 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         freed_reused(q);
         if (R.n != 0) {
             expect x = {PM_ERR_USE_AFTER_FREE, b->D->malloc_name, b->p, b->n, b->serial, -16,
-                        b->D->api, b->D->api, 0, 1, NULL, 0, 0};
+                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0};
             if (!damaged)
                 CZ_FAIL("a malloc reported after bytes of a freed block were rewritten with "
-                        "their own values or past its link: %s", R.msg[0]);
-            expect_report(&x, "a write into a freed block's link");
+                        "their own values or past the bytes checked: %s", R.msg[0]);
+            if (!link) {
+                x.freed_link = 0;
+                x.freed_data = 1;
+                x.offset = at;
+            }
+            expect_report(&x, link ? "a write into a freed block's link"
+                                   : "a write into a freed block's data");
             if (q == b->p)
                 CZ_FAIL("the malloc that reported the freed block's damaged link gave it out");
             reported = 1;
@@ -881,13 +902,17 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
             break;
     }
     if (damaged && !reported && nheld > 0 && held[nheld - 1] == b->p)
-        CZ_FAIL("the freed block's link was written (%d header bytes changed) and a malloc "
-                "gave the block out again without a report", (int)__builtin_popcount(mask));
+        CZ_FAIL("the freed block's link (%d header bytes changed) or byte p+%d was written "
+                "and a malloc gave the block out again without a report",
+                (int)__builtin_popcount(mask), at);
     /* Not met (the block is on a pool's list the mallocs did not reach):
      * its link made whole again before the frees below, which may move it
      * (only a free rewrites a freed block's link), so no later case meets it. */
-    if (damaged && !reported)
+    if (damaged && !reported) {
         memcpy(b->p - 16, orig, 16);
+        if (at >= 0)
+            b->p[at] = 0xDD;
+    }
     for (int i = 0; i < nheld; i++) {
         arm();
         b->D->free(held[i]);

@@ -82,6 +82,10 @@ typedef struct pm_i_err {
                               bytes (the pool's free-list link and its check
                               word, at p-16) were overwritten: link_bytes */
     unsigned char link_bytes[16];
+    int freed_data;        /* use after free: the data or trailer of the freed
+                              pool block at address (size), which its free
+                              filled with DEADBYTE, differ at offset..last;
+                              the block is leaked, its bytes readable */
     /* The damage was found in the header of the block after this one (the
        block operated on: not handed back), by a write that went on from
        this block's end: that block's address and serial (0: none). */

@@ -247,6 +247,13 @@ static void block_words(pm_i_buf *b, const pm_i_err *e)
     pm_i_buf_char(b, ')');
 }
 
+/* An offset from the block's address: "p+8", "p-1". */
+static void offset_words(pm_i_buf *b, ptrdiff_t off)
+{
+    pm_i_buf_str(b, off < 0 ? "p-" : "p+");
+    pm_i_buf_u64(b, off < 0 ? (uint64_t)-off : (uint64_t)off);
+}
+
 /* The one line, without "pymalloc: " and the newline. */
 static void format_line(pm_i_buf *b, const pm_i_err *e)
 {
@@ -302,6 +309,20 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
             pm_i_buf_ptr(b, e->address);
             pm_i_buf_str(b, " was written after its free (the pool's free-list link in its "
                             "first 16 bytes, at p-16, was overwritten)");
+            break;
+        }
+        if (e->freed_data) {
+            pm_i_buf_str(b, "the freed ");
+            block_words(b, e);
+            pm_i_buf_str(b, " at ");
+            pm_i_buf_ptr(b, e->address);
+            pm_i_buf_str(b, " was written after its free (the 0xDD its free wrote at ");
+            offset_words(b, e->offset);
+            if (e->last != e->offset) {
+                pm_i_buf_str(b, " .. ");
+                offset_words(b, e->last);
+            }
+            pm_i_buf_str(b, " was overwritten)");
             break;
         }
         pm_i_buf_str(b, "the ");
@@ -371,12 +392,6 @@ static void hex_bytes(pm_i_buf *b, const unsigned char *p, size_t n)
     }
 }
 
-static void offset_words(pm_i_buf *b, ptrdiff_t off)
-{
-    pm_i_buf_str(b, off < 0 ? "p-" : "p+");
-    pm_i_buf_u64(b, off < 0 ? (uint64_t)-off : (uint64_t)off);
-}
-
 /* The pad bytes from..from+n-1 (offsets relative to p), CPython-style. */
 static void dump_pad(pm_i_buf *b, const unsigned char *p, ptrdiff_t from, int n,
                      const char *where)
@@ -405,6 +420,21 @@ static void dump_pad(pm_i_buf *b, const unsigned char *p, ptrdiff_t from, int n,
     }
 }
 
+/* "    Freed <what> at p=...: API 'm', 24 bytes, serial 5". */
+static void freed_words(pm_i_buf *b, const char *what, const pm_i_err *e)
+{
+    pm_i_buf_str(b, "    Freed ");
+    pm_i_buf_str(b, what);
+    pm_i_buf_str(b, " at p=");
+    pm_i_buf_ptr(b, e->address);
+    pm_i_buf_str(b, ": API '");
+    pm_i_buf_char(b, e->api_found);
+    pm_i_buf_str(b, "', ");
+    plural(b, e->size, "byte");
+    pm_i_buf_str(b, ", serial ");
+    pm_i_buf_u64(b, e->serial);
+}
+
 static void dump_block(pm_i_buf *b, const pm_i_err *e)
 {
     const unsigned char *p = e->address;
@@ -424,15 +454,26 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
                         "leaked, never handed out again.\n");
         return;
     }
+    if (e->freed_data) {
+        size_t len = e->size + PM_I_DEBUG_TAIL, from = (size_t)e->offset & ~(size_t)15;
+        size_t k = len - from < 32 ? len - from : 32;
+        freed_words(b, "pool block", e);
+        pm_i_buf_str(b, ".\n    Its free filled p .. ");
+        offset_words(b, (ptrdiff_t)len - 1);
+        pm_i_buf_str(b, " (its data and the 16 bytes after) with 0xDD; a malloc taking it\n"
+                        "    again found other bytes from ");
+        offset_words(b, e->offset);
+        pm_i_buf_str(b, " to ");
+        offset_words(b, e->last);
+        pm_i_buf_str(b, ".\n    Bytes at ");
+        offset_words(b, (ptrdiff_t)from);
+        pm_i_buf_char(b, ':');
+        hex_bytes(b, p + from, k);
+        pm_i_buf_str(b, "\n    The block is leaked, never handed out again.\n");
+        return;
+    }
     if (!e->readable) {
-        pm_i_buf_str(b, "    Freed block at p=");
-        pm_i_buf_ptr(b, p);
-        pm_i_buf_str(b, ": API '");
-        pm_i_buf_char(b, e->api_found);
-        pm_i_buf_str(b, "', ");
-        plural(b, e->size, "byte");
-        pm_i_buf_str(b, ", serial ");
-        pm_i_buf_u64(b, e->serial);
+        freed_words(b, "block", e);
         pm_i_buf_str(b, "; its memory belongs to the allocator again and was not read.\n");
         return;
     }

@@ -25,6 +25,7 @@
 #include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
+#include "recorder.h"
 #include "pm_internal.h"
 
 #include <pthread.h>
@@ -36,28 +37,6 @@
 #endif
 
 enum { N = 40, CLS = 80 }; /* 40 + 32 bytes: the 80-byte class */
-
-static struct {
-    int calls;
-    pm_error_report r;
-    char message[512];
-} S;
-
-static void record(const pm_error_report *r, void *ctx)
-{
-    (void)ctx;
-    S.calls++;
-    S.r = *r;
-    snprintf(S.message, sizeof S.message, "%s", r->message);
-    S.r.message = NULL;
-    S.r.entry = NULL;
-}
-
-static void watch(void)
-{
-    memset(&S, 0, sizeof S);
-    pm_set_error_handler(record, NULL);
-}
 
 /* A pool block of the debug layer. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }

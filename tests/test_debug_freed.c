@@ -1,0 +1,284 @@
+/*
+ * tests/test_debug_freed.c - a write into a freed pool block of the debug
+ * hooks (pymalloc_debug, and debug's mem and obj domains: blocks up to 512
+ * bytes), found when a malloc or calloc takes the block again:
+ *  - its first bytes (of its data, then the 16 bytes after it: 16 for
+ *    blocks of up to 16 bytes, 32 up to 48, 64 above) are checked
+ *    against the 0xDD its free wrote: a change is a use after free of that
+ *    block ("was written after its free"), with its size, serial and the
+ *    offset; the block is leaked (the malloc returns another one), and
+ *    stays freed (a free of it is a double free);
+ *  - a change further on is not checked; bytes rewritten with 0xDD leave
+ *    no trace;
+ *  - no false report: a realloc that moved a block (whose old bytes are
+ *    not all filled), and blocks reused through every path, report nothing;
+ *  - an allocator set over the hooks turns the check off (it may reuse
+ *    their freed blocks without them);
+ *  - without a handler the report aborts (death test).
+ * Blocks of the C library (malloc_debug, the raw domain, bigger blocks) are
+ * not written: their freed memory is glibc's (or a sanitizer's). Skipped
+ * (77) without debug hooks, and under valgrind (whose memcheck reports the
+ * write itself).
+ */
+#include "debug_layout.h"
+#include "domains.h"
+#include "harness.h"
+#include "recorder.h"
+#include "pm_internal.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#define NEED()                                                                      \
+    do {                                                                            \
+        if (!pm_debug_enabled())                                                    \
+            PM_SKIP("no debug hooks in this mode");                                 \
+        if (pm_t_under_valgrind())                                                  \
+            PM_SKIP("memcheck reports a write into a freed block itself");          \
+    } while (0)
+
+/* How many of a freed n-byte block's bytes (from p) a malloc checks: the
+ * first 64, or fewer for the smaller classes (16 up to 16 bytes, 32 up
+ * to 48). */
+static size_t checked(size_t n) { return n <= 16 ? 16 : n <= 48 ? 32 : 64; }
+
+static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
+
+/* Whether the domain's blocks of n bytes come from the pools: allocate
+ * one and look. */
+static int pooled(const pm_t_domain *D, size_t n)
+{
+    unsigned char *p = D->malloc(n);
+    PM_CHECK(p != NULL);
+    int in = p != NULL && pool_block(p);
+    D->free(p);
+    return in;
+}
+
+static const size_t sizes[] = {0, 1, 15, 16, 24, 47, 48, 49, 100, 300, 480};
+
+/* Free an n-byte block of D, write `val` at p+at, then take blocks of n
+ * bytes until one is the block or a report comes (LIFO: the first). */
+static void write_after_free(const pm_t_domain *D, size_t n, size_t at, unsigned char val,
+                             int use_calloc, int expect)
+{
+    unsigned char *p = D->malloc(n);
+    PM_CHECK(p != NULL);
+    memset(p, 'a', n);
+    uint64_t serial = trailer_serial(p, n);
+    D->free(p);
+    p[at] = val;
+    watch();
+    unsigned char *q = use_calloc ? D->calloc(1, n) : D->malloc(n);
+    PM_CHECK(q != NULL);
+    if (expect) {
+        PM_CHECK_EQ(S.calls, 1);
+        PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+        PM_CHECK(S.r.address == p);
+        PM_CHECK_EQ(S.r.size, n);
+        PM_CHECK_EQ(S.r.serial, serial);
+        PM_CHECK_EQ(S.r.offset, (ptrdiff_t)at);
+        PM_CHECK_EQ(S.r.api_found, D->name[0] == 'm' ? 'm' : 'o');
+        char want[160];
+        snprintf(want, sizeof want, "was written after its free (the 0xDD its free wrote at p+%zu was overwritten)", at);
+        PM_CHECK_STR(S.message, want);
+        PM_CHECK_STR(S.message, use_calloc ? "_calloc: use after free: the freed"
+                                           : "_malloc: use after free: the freed");
+        PM_CHECK(q != p); /* leaked, not handed out */
+        /* It stays freed: a free of it is named a double free. */
+        D->free(p);
+        PM_CHECK_EQ(S.calls, 2);
+        PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+        PM_CHECK_EQ(S.r.serial, serial);
+    } else {
+        PM_CHECK_EQ(S.calls, 0);
+        PM_CHECK(q == p); /* the block itself, LIFO */
+    }
+    /* The new block is whole and filled as usual. */
+    for (size_t i = 0; i < n; i++)
+        PM_CHECK_EQ(q[i], use_calloc ? 0 : 0xCD);
+    D->free(q);
+    PM_CHECK_EQ(S.calls, expect ? 2 : 0);
+    pm_set_error_handler(NULL, NULL);
+}
+
+static void test_written_after_free(void)
+{
+    NEED();
+    int tested = 0;
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i], len = n + 16;
+            if (!pooled(D, n))
+                continue;
+            tested++;
+            size_t c_n = checked(n), last = (len < c_n ? len : c_n) - 1;
+            for (int c = 0; c < 2; c++) {
+                write_after_free(D, n, 0, 0x00, c, 1);
+                write_after_free(D, n, last, 'x', c, 1);
+                write_after_free(D, n, last / 2, 0xDC, c, 1);
+                /* Rewritten with its own value: no trace. */
+                write_after_free(D, n, last / 2, 0xDD, c, 0);
+                if (len > c_n) { /* past the bytes checked */
+                    write_after_free(D, n, c_n, 'x', c, 0);
+                    write_after_free(D, n, len - 1, 'x', c, 0);
+                }
+            }
+        }
+    }
+    if (tested == 0)
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+}
+
+/* Several bytes: the report's offset is the first, the line names the
+ * range, the dump shows the bytes. */
+static void test_range_and_dump(void)
+{
+    NEED();
+    const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_OBJ];
+    if (!pooled(D, 40))
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    unsigned char *p = D->malloc(40);
+    uint64_t serial = trailer_serial(p, 40);
+    D->free(p);
+    p[5] = 1;
+    p[9] = 2;
+    watch();
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    unsigned char *q = D->malloc(40);
+    dup2(saved, 2);
+    close(saved);
+    close(null);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.offset, 5);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pm_obj_malloc: use after free: the freed 40-byte block (serial %llu) at %p was "
+             "written after its free (the 0xDD its free wrote at p+5 .. p+9 was overwritten)",
+             (unsigned long long)serial, (void *)p);
+    PM_CHECK_STR(S.message, want);
+    D->free(q);
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* A realloc that moves a pool block fills only part of the old one (it is
+ * never touched after the allocator below took it): reusing it reports
+ * nothing. So do blocks reused after a full thread cache went back to the
+ * pools, and after a pool emptied and was formatted again. */
+static void test_no_false_reports(void)
+{
+    NEED();
+    watch();
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        if (!pooled(D, 300))
+            continue;
+        for (size_t to = 100; to <= 4000; to *= 2) {
+            unsigned char *p = D->malloc(300);
+            memset(p, 'a', 300);
+            unsigned char *q = D->realloc(p, to);
+            PM_CHECK(q != NULL);
+            unsigned char *r = D->malloc(300);
+            D->free(r);
+            D->free(q);
+        }
+        enum { N = 3000 };
+        static unsigned char *v[N];
+        for (int round = 0; round < 3; round++) {
+            for (int i = 0; i < N; i++) {
+                v[i] = D->malloc((size_t)(i % 500));
+                memset(v[i], 'b', (size_t)(i % 500));
+            }
+            for (int i = 0; i < N; i++)
+                D->free(v[i]);
+            pm_i_pool_flush_thread_cache();
+        }
+    }
+    PM_CHECK_EQ(S.calls, 0);
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* An allocator set over the hooks (here a copy of them, read before: a
+ * hook of the user's calling down) may reuse their freed blocks without
+ * them: the check is off from then on. In a child, so the rest of this
+ * process keeps it. */
+static pm_allocator below;
+static void *hk_malloc(void *ctx, size_t n) { (void)ctx; return below.malloc(below.ctx, n); }
+static void *hk_calloc(void *ctx, size_t k, size_t n)
+{
+    (void)ctx;
+    return below.calloc(below.ctx, k, n);
+}
+static void *hk_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return below.realloc(below.ctx, p, n);
+}
+static void hk_free(void *ctx, void *p) { (void)ctx; below.free(below.ctx, p); }
+
+static void over_hooks(void *arg)
+{
+    (void)arg;
+    const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_MEM];
+    PM_CHECK_EQ(pm_get_allocator(PM_DOMAIN_MEM, &below), 0);
+    pm_allocator hook = {NULL, hk_malloc, hk_calloc, hk_realloc, hk_free};
+    PM_CHECK_EQ(pm_set_allocator(PM_DOMAIN_MEM, &hook), 0);
+    unsigned char *p = D->malloc(24);
+    D->free(p);
+    p[0] = 'x';
+    watch();
+    unsigned char *q = D->malloc(24);
+    PM_CHECK_EQ(S.calls, 0);
+    PM_CHECK(q == p);
+    D->free(q);
+    if (pm_t_failed_checks != 0)
+        _exit(1);
+}
+
+static void test_allocator_over_hooks_turns_it_off(void)
+{
+    NEED();
+    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 24))
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    PM_CHECK(pm_t_child_within(over_hooks, NULL, 60));
+}
+
+static void abort_child(void *arg)
+{
+    (void)arg;
+    unsigned char *p = pm_mem_malloc(24);
+    pm_mem_free(p);
+    p[3] = 'x';
+    (void)pm_mem_malloc(24);
+}
+
+static void test_default_aborts(void)
+{
+    NEED();
+    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 24))
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    pm_death_result r;
+    pm_death(abort_child, NULL, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_mem_malloc: use after free: the freed 24-byte block");
+    PM_CHECK_STR(r.output, "was written after its free (the 0xDD its free wrote at p+3 was "
+                           "overwritten)");
+    PM_CHECK_STR(r.output, "    Freed pool block at p=");
+    PM_CHECK_STR(r.output, "found other bytes from p+3 to p+3.");
+    PM_CHECK_STR(r.output, "Bytes at p+0: dd dd dd 78 dd");
+    PM_CHECK_STR(r.output, "The block is leaked, never handed out again.");
+}
+
+int main(void)
+{
+    PM_RUN(test_written_after_free);
+    PM_RUN(test_range_and_dump);
+    PM_RUN(test_no_false_reports);
+    PM_RUN(test_allocator_over_hooks_turns_it_off);
+    PM_RUN(test_default_aborts);
+    return pm_test_done();
+}
