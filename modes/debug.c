@@ -916,11 +916,14 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
     pm_i_debug_report(&e);
 }
 
-/* Set when an allocator other than the hooks may take pool blocks the
- * hooks freed, write them and give them back (a copy of the pool
- * allocator read with pm_get_allocator while the hooks were not on its
- * domain, or an allocator set over the hooks): from then on the bytes of
- * a freed block are not taken to be the hooks' fill. */
+/* Set when something other than the hooks may take pool blocks the hooks
+ * freed, write them and give them back: a caller of the pool allocator
+ * itself, which only pm_get_allocator gives out (read while the hooks were
+ * not on that domain: pm_i_debug_table_read). From then on the bytes of a
+ * freed block are not taken to be the hooks' fill. (An allocator set over
+ * the hooks reaches the pool through them, or through such a copy: a mode
+ * that puts the pool itself in the table fails once anything was
+ * allocated in another mode.) */
 static _Atomic int freed_untrusted;
 
 /* Pool block base, just taken from the pool by a malloc or calloc (op)
@@ -2337,7 +2340,7 @@ void pm_i_debug_table_read(pm_domain d)
     pm_i_table_read_base(d, &b);
     if (b.a.free == pm_i_pool_base.a.free)
         /* The pool itself, which the hooks may wrap later: its caller
-         * would reuse their freed blocks without them. */
+         * may reuse their freed blocks without them. */
         atomic_store(&freed_untrusted, 1);
 }
 
@@ -2375,9 +2378,6 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
         return 0;
     }
     pm_allocator copy = *a;
-    if (atomic_load(&enabled[d]))
-        /* Set over the hooks: it may reach the pool without them. */
-        atomic_store(&freed_untrusted, 1);
     if (atomic_load(&side_any) && copy.malloc == pm_i_pool_base.a.malloc)
         /* A copy of the pool allocator (read before the hooks went in) set
          * over them: it shares the thread caches with the hooks of the

@@ -12,7 +12,8 @@
  *    no trace;
  *  - no false report: a realloc that moved a block (whose old bytes are
  *    not all filled), and blocks reused through every path, report nothing;
- *  - an allocator set over the hooks turns the check off (it may reuse
+ *  - a hook set over the hooks keeps the check; the pool allocator itself,
+ *    read before the hooks wrapped it, turns it off (its caller may reuse
  *    their freed blocks without them);
  *  - without a handler the report aborts (death test).
  * Blocks of the C library (malloc_debug, the raw domain, bigger blocks) are
@@ -29,6 +30,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 
 #define NEED()                                                                      \
     do {                                                                            \
@@ -201,10 +204,10 @@ static void test_no_false_reports(void)
     pm_set_error_handler(NULL, NULL);
 }
 
-/* An allocator set over the hooks (here a copy of them, read before: a
- * hook of the user's calling down) may reuse their freed blocks without
- * them: the check is off from then on. In a child, so the rest of this
- * process keeps it. */
+/* A hook of the user's set over the hooks (the hooks read with
+ * pm_get_allocator, called down to) keeps the check: the blocks still go
+ * through the hooks. In a child, so the rest of this process keeps its
+ * allocators. */
 static pm_allocator below;
 static void *hk_malloc(void *ctx, size_t n) { (void)ctx; return below.malloc(below.ctx, n); }
 static void *hk_calloc(void *ctx, size_t k, size_t n)
@@ -222,28 +225,79 @@ static void hk_free(void *ctx, void *p) { (void)ctx; below.free(below.ctx, p); }
 static void over_hooks(void *arg)
 {
     (void)arg;
-    const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_MEM];
     PM_CHECK_EQ(pm_get_allocator(PM_DOMAIN_MEM, &below), 0);
     pm_allocator hook = {NULL, hk_malloc, hk_calloc, hk_realloc, hk_free};
     PM_CHECK_EQ(pm_set_allocator(PM_DOMAIN_MEM, &hook), 0);
-    unsigned char *p = D->malloc(24);
-    D->free(p);
+    unsigned char *p = pm_mem_malloc(24);
+    pm_mem_free(p);
     p[0] = 'x';
     watch();
-    unsigned char *q = D->malloc(24);
-    PM_CHECK_EQ(S.calls, 0);
-    PM_CHECK(q == p);
-    D->free(q);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    unsigned char *q = pm_mem_malloc(24);
+    dup2(saved, 2);
+    close(saved);
+    close(null);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+    PM_CHECK(S.r.address == p);
+    PM_CHECK(q != p);
+    pm_mem_free(q);
     if (pm_t_failed_checks != 0)
         _exit(1);
 }
 
-static void test_allocator_over_hooks_turns_it_off(void)
+static void test_hook_over_hooks_keeps_it(void)
 {
     NEED();
     if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 24))
         PM_SKIP("no pool blocks under the debug hooks in this mode");
     PM_CHECK(pm_t_child_within(over_hooks, NULL, 60));
+}
+
+/* Run as `test_debug_freed pool-copy` in pymalloc mode: the pool allocator
+ * itself, read before the hooks wrap it, takes a block the hooks freed,
+ * writes it all and frees it; the hooks' next malloc takes it again and
+ * must not report it (the check is off: the bytes are not their fill).
+ * 0, or the number of the step that failed. */
+static int pool_copy(void)
+{
+    pm_allocator pool;
+    if (pm_get_allocator(PM_DOMAIN_MEM, &pool) != 0)
+        return 10;
+    if (pm_setup_debug_hooks() != 0 || !pm_debug_enabled())
+        return 11;
+    unsigned char *p = pm_mem_malloc(24);
+    if (p == NULL || !pool_block(p))
+        return 12;
+    pm_mem_free(p);
+    unsigned char *b = pool.malloc(pool.ctx, 24 + 32); /* the same class, LIFO */
+    if (b != p - 16)
+        return 13;
+    memset(b, 'x', 24 + 32);
+    pool.free(pool.ctx, b);
+    watch();
+    unsigned char *q = pm_mem_malloc(24);
+    if (S.calls != 0)
+        return 14;
+    if (q != p)
+        return 15;
+    pm_mem_free(q);
+    return S.calls == 0 ? 0 : 16;
+}
+
+static void test_pool_copy_turns_it_off(void)
+{
+    NEED();
+    pid_t pid = pm_t_fork();
+    if (pid == 0) {
+        setenv("PYMALLOC_MODE", "pymalloc", 1);
+        execl("/proc/self/exe", "test_debug_freed", "pool-copy", (char *)NULL);
+        _exit(127);
+    }
+    int status = pm_t_wait(pid);
+    PM_CHECK(WIFEXITED(status));
+    PM_CHECK_EQ(WEXITSTATUS(status), 0);
 }
 
 static void abort_child(void *arg)
@@ -273,12 +327,15 @@ static void test_default_aborts(void)
     PM_CHECK_STR(r.output, "The block is leaked, never handed out again.");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "pool-copy") == 0)
+        return pool_copy();
     PM_RUN(test_written_after_free);
     PM_RUN(test_range_and_dump);
     PM_RUN(test_no_false_reports);
-    PM_RUN(test_allocator_over_hooks_turns_it_off);
+    PM_RUN(test_hook_over_hooks_keeps_it);
+    PM_RUN(test_pool_copy_turns_it_off);
     PM_RUN(test_default_aborts);
     return pm_test_done();
 }
