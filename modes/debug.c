@@ -1642,11 +1642,17 @@ static void dbg_free(void *ctx, void *ptr)
  * failure leaves p as it was. */
 static void *realloc_by_copy(void *ctx, unsigned char *p, size_t old, size_t n)
 {
+    /* Reports are the realloc's (pm_mem_realloc), unless the override
+     * named its own entry point (realloc). */
+    const char *hint = pm_i_debug_entry;
+    if (hint == NULL)
+        pm_i_debug_entry = ((const dbg *)ctx)->names[OP_REALLOC];
     void *q = dbg_malloc(ctx, n);
-    if (q == NULL)
-        return NULL;
-    memcpy(q, p, old < n ? old : n);
-    dbg_free(ctx, p);
+    if (q != NULL) {
+        memcpy(q, p, old < n ? old : n);
+        dbg_free(ctx, p);
+    }
+    pm_i_debug_entry = hint;
     return q;
 }
 
@@ -1673,9 +1679,17 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
             atomic_store_explicit(w, v, memory_order_release);
             return NULL;
         }
-        if (PM_I_UNLIKELY(pm_i_reg_short())) {
+        if (PM_I_UNLIKELY(pm_i_reg_short()) ||
+            (g->pool_below && (n + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT !=
+                                  (in.size + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT)) {
             /* The registry is full somewhere: the new block may need a
-             * record there, which must be made before the old block goes. */
+             * record there, which must be made before the old block goes.
+             * Or the block moves to another class of the pool: by the
+             * hooks' own malloc and free, so that the new block is one a
+             * malloc checks (freed_damaged) and the old one is filled
+             * whole, a write through a pointer kept to it found too (the
+             * pool's realloc would copy into a block unchecked, and the
+             * old one could not be filled after it took it). */
             atomic_store_explicit(w, v, memory_order_release);
             *old_size = in.size;
             return REALLOC_BY_COPY;

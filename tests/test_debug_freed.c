@@ -10,8 +10,11 @@
  *    stays freed (a free of it is a double free);
  *  - a change further on is not checked; bytes rewritten with 0xDD leave
  *    no trace;
- *  - no false report: a realloc that moved a block (whose old bytes are
- *    not all filled), and blocks reused through every path, report nothing;
+ *  - a realloc that moves a block to another class takes the new one as a
+ *    malloc does (checked, reported by the realloc) and frees the old one
+ *    as a free does (a write through the old pointer is found);
+ *  - no false report: blocks reallocated, and reused through every path,
+ *    report nothing;
  *  - a hook set over the hooks keeps the check; the pool allocator itself,
  *    read before the hooks wrapped it, turns it off (its caller may reuse
  *    their freed blocks without them);
@@ -167,9 +170,58 @@ static void test_range_and_dump(void)
     pm_set_error_handler(NULL, NULL);
 }
 
-/* A realloc that moves a pool block fills only part of the old one (it is
- * never touched after the allocator below took it): reusing it reports
- * nothing. So do blocks reused after a full thread cache went back to the
+/* A realloc that moves a pool block to another class frees the old one as
+ * a free does (filled whole): a write through the old pointer is found
+ * when a malloc takes it again. The new block is taken as a malloc takes
+ * one (checked). */
+static void test_realloc_moves_like_free(void)
+{
+    NEED();
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        if (!pooled(D, 24))
+            continue;
+        /* The new block: a freed 200-byte block, written. */
+        unsigned char *x = D->malloc(200);
+        uint64_t xs = trailer_serial(x, 200);
+        D->free(x);
+        x[7] = 'w';
+        unsigned char *p = D->malloc(24);
+        memset(p, 'a', 24);
+        uint64_t serial = trailer_serial(p, 24);
+        watch();
+        int saved = dup(2), null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        unsigned char *q = D->realloc(p, 200);
+        PM_CHECK(q != NULL && q != p && q != x);
+        PM_CHECK_EQ(S.calls, 1); /* x, by the realloc's malloc */
+        PM_CHECK_STR(S.message, "_realloc: use after free: the freed 200-byte block");
+        PM_CHECK(S.r.address == x);
+        PM_CHECK_EQ(S.r.serial, xs);
+        PM_CHECK_EQ(S.r.offset, 7);
+        for (int i = 0; i < 24; i++)
+            PM_CHECK_EQ(q[i], 'a');
+        PM_CHECK_EQ(q[24], 0xCD);
+        /* The old block, written through the old pointer. */
+        p[20] = 'z';
+        unsigned char *r = D->malloc(24);
+        dup2(saved, 2);
+        close(saved);
+        close(null);
+        PM_CHECK_EQ(S.calls, 2);
+        PM_CHECK(S.r.address == p);
+        PM_CHECK_EQ(S.r.size, 24);
+        PM_CHECK_EQ(S.r.serial, serial);
+        PM_CHECK_EQ(S.r.offset, 20);
+        PM_CHECK(r != p);
+        D->free(r);
+        D->free(q);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
+/* A realloc within a class keeps the block; one to another class frees
+ * the old one whole: reusing it reports nothing. So do blocks reused after a full thread cache went back to the
  * pools, and after a pool emptied and was formatted again. */
 static void test_no_false_reports(void)
 {
@@ -333,6 +385,7 @@ int main(int argc, char **argv)
         return pool_copy();
     PM_RUN(test_written_after_free);
     PM_RUN(test_range_and_dump);
+    PM_RUN(test_realloc_moves_like_free);
     PM_RUN(test_no_false_reports);
     PM_RUN(test_hook_over_hooks_keeps_it);
     PM_RUN(test_pool_copy_turns_it_off);
