@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 /* A request that passes the library's overflow checks (N + 32 <=
@@ -106,6 +107,33 @@ static inline int pm_test_done(void)
     if (pm_t_tests_run > 0 && pm_t_tests_skipped == pm_t_tests_run)
         return 77;
     return 0;
+}
+
+/* Reports go to stderr; a test that expects them silences it:
+ * quiet_begin() sends fd 2 to /dev/null and returns the saved fd (-1 if
+ * it could not), quiet_end() puts it back. */
+static inline int quiet_begin(void)
+{
+    int saved = dup(2);
+    int null = open("/dev/null", O_WRONLY);
+    if (saved < 0 || null < 0) {
+        if (saved >= 0)
+            close(saved);
+        if (null >= 0)
+            close(null);
+        return -1;
+    }
+    dup2(null, 2);
+    close(null);
+    return saved;
+}
+
+static inline void quiet_end(int saved)
+{
+    if (saved >= 0) {
+        dup2(saved, 2);
+        close(saved);
+    }
 }
 
 /* How a death-test child ended. */

@@ -152,12 +152,9 @@ static void test_range_and_dump(void)
     p[5] = 1;
     p[9] = 2;
     watch();
-    int saved = dup(2), null = open("/dev/null", O_WRONLY);
-    dup2(null, 2);
+    int saved = quiet_begin();
     unsigned char *q = D->malloc(40);
-    dup2(saved, 2);
-    close(saved);
-    close(null);
+    quiet_end(saved);
     PM_CHECK_EQ(S.calls, 1);
     PM_CHECK_EQ(S.r.offset, 5);
     char want[200];
@@ -190,8 +187,7 @@ static void test_realloc_moves_like_free(void)
         memset(p, 'a', 24);
         uint64_t serial = trailer_serial(p, 24);
         watch();
-        int saved = dup(2), null = open("/dev/null", O_WRONLY);
-        dup2(null, 2);
+        int saved = quiet_begin();
         unsigned char *q = D->realloc(p, 200);
         PM_CHECK(q != NULL && q != p && q != x);
         PM_CHECK_EQ(S.calls, 1); /* x, by the realloc's malloc */
@@ -205,9 +201,7 @@ static void test_realloc_moves_like_free(void)
         /* The old block, written through the old pointer. */
         p[20] = 'z';
         unsigned char *r = D->malloc(24);
-        dup2(saved, 2);
-        close(saved);
-        close(null);
+        quiet_end(saved);
         PM_CHECK_EQ(S.calls, 2);
         PM_CHECK(S.r.address == p);
         PM_CHECK_EQ(S.r.size, 24);
@@ -284,12 +278,9 @@ static void over_hooks(void *arg)
     pm_mem_free(p);
     p[0] = 'x';
     watch();
-    int saved = dup(2), null = open("/dev/null", O_WRONLY);
-    dup2(null, 2);
+    int saved = quiet_begin();
     unsigned char *q = pm_mem_malloc(24);
-    dup2(saved, 2);
-    close(saved);
-    close(null);
+    quiet_end(saved);
     PM_CHECK_EQ(S.calls, 1);
     PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
     PM_CHECK(S.r.address == p);

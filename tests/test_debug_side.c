@@ -80,26 +80,6 @@ static void watch(void)
     pm_set_error_handler(record, NULL);
 }
 
-/* Reports go to stderr; a test that expects many silences them. */
-static int quiet_begin(void)
-{
-    int saved = dup(2);
-    int null = open("/dev/null", O_WRONLY);
-    if (saved < 0 || null < 0)
-        return -1;
-    dup2(null, 2);
-    close(null);
-    return saved;
-}
-
-static void quiet_end(int saved)
-{
-    if (saved >= 0) {
-        dup2(saved, 2);
-        close(saved);
-    }
-}
-
 /* A pool block of the debug layer: its underlying block is in a pool. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
 
