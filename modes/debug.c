@@ -102,7 +102,9 @@ typedef struct dbg {
                           2 those not in a pool (the pool below), 0 none known */
     uint64_t api_w;    /* the word at p-8 of its blocks: API_WORD(api) */
     uint64_t side_api; /* the API in a side word's bits (pool.h) */
-    uint64_t filled;   /* SIDE_FILLED if pool_below, else 0 */
+    uint64_t filled;   /* SIDE_FILLED if pool_below and freed blocks are
+                          checked (PYMALLOC_CHECK_FREED not off), else 0 */
+    int check_all;     /* PYMALLOC_CHECK_FREED=all */
     const char *names[OP_COUNT];
 } dbg;
 
@@ -1175,13 +1177,40 @@ static inline int dead_intact(const unsigned char *p, size_t n)
     return (h[0] | h[1]) == 0;
 }
 
-/* Side word v of a pool block base just taken from the pool for a malloc
- * of n bytes: 1 if it was freed whole (SIDE_FILLED) and its first bytes
- * no longer hold DEADBYTE (freed_written then tells). */
-static inline int freed_damaged(const unsigned char *base, size_t n, uint64_t v)
+/* Whether all the len >= 16 bytes at p still hold DEADBYTE
+ * (PYMALLOC_CHECK_FREED=all): 64 bytes a step, then the last 16. */
+static int dead_all(const unsigned char *p, size_t len)
+{
+    v16 dd = PATTERN(PM_I_DEADBYTE), acc = {0}, a, b, c, d;
+    const unsigned char *q = p, *end = p + len;
+    for (; end - q > 64; q += 64) {
+        memcpy(&a, q, 16);
+        memcpy(&b, q + 16, 16);
+        memcpy(&c, q + 32, 16);
+        memcpy(&d, q + 48, 16);
+        acc |= (a ^ dd) | (b ^ dd) | (c ^ dd) | (d ^ dd);
+    }
+    for (; end - q > 16; q += 16) {
+        memcpy(&a, q, 16);
+        acc |= a ^ dd;
+    }
+    memcpy(&a, end - 16, 16);
+    acc |= a ^ dd;
+    uint64_t h[2];
+    memcpy(h, &acc, 16);
+    return (h[0] | h[1]) == 0;
+}
+
+/* Side word v of a pool block base just taken from the pool by g for a
+ * malloc of n bytes: 1 if it was freed whole (SIDE_FILLED) and its first
+ * bytes (or, with PYMALLOC_CHECK_FREED=all, any byte its free filled) no
+ * longer hold DEADBYTE (freed_written then tells). */
+static inline int freed_damaged(const dbg *g, const unsigned char *base, size_t n, uint64_t v)
 {
     return PM_I_UNLIKELY((v & SIDE_FILLED) != 0) &&
-           PM_I_UNLIKELY(!dead_intact(base + PM_I_DEBUG_HEAD, n));
+           (PM_I_UNLIKELY(!dead_intact(base + PM_I_DEBUG_HEAD, n)) ||
+            (PM_I_UNLIKELY(g->check_all) &&
+             !dead_all(base + PM_I_DEBUG_HEAD, side_size(v) + PM_I_DEBUG_TAIL)));
 }
 
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
@@ -1255,7 +1284,7 @@ static int pool_block_written(const dbg *g, int op, unsigned char *base, size_t 
     if (w == NULL || pm_i_p_vg)
         return 0;
     uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-    return freed_damaged(base, n, v) && freed_written(g, op, base, w, v);
+    return freed_damaged(g, base, n, v) && freed_written(g, op, base, w, v);
 }
 
 /* Malloc, the general way: the allocator below's own malloc, for any
@@ -1388,7 +1417,7 @@ static void *dbg_malloc(void *ctx, size_t n)
             _Atomic uint64_t *w = pm_i_pool_side_new(base);
             if (PM_I_UNLIKELY(w == NULL))
                 return malloc_no_side(g, base, n);
-            if (freed_damaged(base, n, atomic_load_explicit(w, memory_order_relaxed)))
+            if (freed_damaged(g, base, n, atomic_load_explicit(w, memory_order_relaxed)))
                 return malloc_written(g, n, base);
             fill_clean(base + PM_I_DEBUG_HEAD, n);
             uint64_t serial;
@@ -1523,8 +1552,8 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD);
     fill_span(p, in.size, PM_I_DEADBYTE);
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
-    if (w != NULL && g->pool_below) /* (the word is freed: no one else writes it) */
-        atomic_fetch_or_explicit(w, SIDE_FILLED, memory_order_relaxed);
+    if (w != NULL) /* (the word is freed: no one else writes it) */
+        atomic_fetch_or_explicit(w, g->filled, memory_order_relaxed);
     g->below.a.free(g->below.a.ctx, base);
     pool_links_check(g, OP_FREE);
 }
@@ -2308,7 +2337,8 @@ void pm_i_debug_decorate(void)
             b.a.malloc = pm_i_pool_base.a.malloc; /* the hooks check it (see below) */
         g->below = b;
         g->pool_below = same_base(&g->below, &pm_i_pool_base);
-        g->filled = g->pool_below ? SIDE_FILLED : 0;
+        g->filled = g->pool_below && pm_i_debug_check_freed != 0 ? SIDE_FILLED : 0;
+        g->check_all = pm_i_debug_check_freed == 2;
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
         if (g->libc_below != 0)
             pm_i_libc_header_probe();

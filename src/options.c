@@ -17,6 +17,7 @@ const char *const pm_i_option_names[] = {
     "PYMALLOC_VERBOSE",
     "PYMALLOC_ON_ERROR",
     "PYMALLOC_BREAK_SERIAL",
+    "PYMALLOC_CHECK_FREED",
     "PYMALLOC_STATS",
     "PYMALLOC_ERRORS_BEFORE_EXEC", /* set by pymalloc before an exec (src/exec.c) */
     NULL,

@@ -197,5 +197,9 @@ void pm_i_flush_streams(void);
 /* The status of a process that ends with errors counted in report mode. */
 #define PM_I_REPORT_EXIT_STATUS 1
 extern uint64_t pm_i_debug_break_serial; /* 0: none */
+/* PYMALLOC_CHECK_FREED: what a malloc taking a freed pool block again
+ * checks of it (modes/debug.c): 0 off, 1 its first bytes (the default),
+ * 2 all of them. */
+extern int pm_i_debug_check_freed;
 
 #endif /* PM_DEBUG_H */

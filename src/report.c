@@ -43,6 +43,7 @@
 
 int pm_i_debug_on_error_report;
 uint64_t pm_i_debug_break_serial;
+int pm_i_debug_check_freed = 1;
 
 static _Atomic(pm_error_handler) handler_fn;
 static _Atomic(void *) handler_ctx;
@@ -214,6 +215,17 @@ void pm_i_debug_read_options(void)
         pm_i_fatal_option("PYMALLOC_BREAK_SERIAL", b, "not a serial number", valid);
     }
     pm_i_debug_break_serial = n;
+    const char *c = pm_i_getenv("PYMALLOC_CHECK_FREED");
+    if (c == NULL || *c == '\0' || strcmp(c, "first") == 0) {
+        pm_i_debug_check_freed = 1;
+    } else if (strcmp(c, "all") == 0) {
+        pm_i_debug_check_freed = 2;
+    } else if (strcmp(c, "off") == 0) {
+        pm_i_debug_check_freed = 0;
+    } else {
+        static const char *const valid[] = {"first", "all", "off", NULL};
+        pm_i_fatal_option("PYMALLOC_CHECK_FREED", c, "unknown value", valid);
+    }
 }
 
 /* ---------------------------------------------------------------------------

@@ -772,6 +772,19 @@ static void test_invalid_values_are_fatal(void)
                  bad_on_error[i]);
         PM_CHECK_STR(r.output, want);
     }
+    const char *bad_check[] = {"All", "yes", "1", "first "};
+    for (int i = 0; i < 4; i++) {
+        env_case c = {"pymalloc_debug", NULL, NULL, body_clean};
+        setenv("PYMALLOC_CHECK_FREED", bad_check[i], 1); /* inherited by the child */
+        run_case(&c, &r);
+        unsetenv("PYMALLOC_CHECK_FREED");
+        PM_CHECK(r.exited && r.exit_status == 1);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "pymalloc: PYMALLOC_CHECK_FREED=%s: unknown value (valid: first, all, off)\n",
+                 bad_check[i]);
+        PM_CHECK_STR(r.output, want);
+    }
     /* 2^48 and more: serials are matched on their low 48 bits. */
     const char *bad_serial[] = {"0", "-1", "x", "12a", "99999999999999999999",
                                 "281474976710656", "281474976710659"};

@@ -18,6 +18,9 @@
  *  - a hook set over the hooks keeps the check; the pool allocator itself,
  *    read before the hooks wrapped it, turns it off (its caller may reuse
  *    their freed blocks without them);
+ *  - PYMALLOC_CHECK_FREED=all checks every byte the free filled, =first
+ *    the first ones (the default), =off none (run by the test itself in
+ *    pymalloc_debug);
  *  - without a handler the report aborts (death test).
  * Blocks of the C library (malloc_debug, the raw domain, bigger blocks) are
  * not written: their freed memory is glibc's (or a sanitizer's). Skipped
@@ -343,6 +346,62 @@ static void test_pool_copy_turns_it_off(void)
     PM_CHECK_EQ(WEXITSTATUS(status), 0);
 }
 
+/* Run as `test_debug_freed check-freed` in pymalloc_debug mode with
+ * PYMALLOC_CHECK_FREED set (argv[2]: "all", "first" or "off"): writes
+ * past the first bytes of a freed 300-byte block, then one at its start.
+ * With "all" each is reported, with "first" the last only, with "off"
+ * none. 0, or the number of the step that failed. */
+static int check_freed(const char *how)
+{
+    size_t at[] = {300 + 15, 200, 0};
+    for (int i = 0; i < 3; i++) {
+        /* reported: every write with "all", the one at p+0 with "first" */
+        int all = strcmp(how, "all") == 0 || (strcmp(how, "first") == 0 && at[i] == 0);
+        unsigned char *p = pm_mem_malloc(300);
+        if (p == NULL || !pool_block(p))
+            return 10;
+        uint64_t serial = trailer_serial(p, 300);
+        pm_mem_free(p);
+        p[at[i]] = 'x';
+        watch();
+        int saved = quiet_begin();
+        unsigned char *q = pm_mem_malloc(300);
+        quiet_end(saved);
+        if (S.calls != (all ? 1 : 0))
+            return 20 + i;
+        if (all && (S.r.address != p || S.r.serial != serial || S.r.offset != (ptrdiff_t)at[i] ||
+                    q == p))
+            return 30 + i;
+        if (!all && q != p)
+            return 40 + i;
+        pm_mem_free(q);
+    }
+    return 0;
+}
+
+/* PYMALLOC_CHECK_FREED=value, run by the test itself in pymalloc_debug
+ * (check_freed): 0 if it passed. */
+static int run_check_freed(const char *value)
+{
+    pid_t pid = pm_t_fork();
+    if (pid == 0) {
+        setenv("PYMALLOC_MODE", "pymalloc_debug", 1);
+        setenv("PYMALLOC_CHECK_FREED", value, 1);
+        execl("/proc/self/exe", "test_debug_freed", "check-freed", value, (char *)NULL);
+        _exit(127);
+    }
+    int status = pm_t_wait(pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_check_freed_values(void)
+{
+    NEED();
+    PM_CHECK_EQ(run_check_freed("all"), 0);
+    PM_CHECK_EQ(run_check_freed("first"), 0);
+    PM_CHECK_EQ(run_check_freed("off"), 0);
+}
+
 static void abort_child(void *arg)
 {
     (void)arg;
@@ -374,12 +433,15 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "pool-copy") == 0)
         return pool_copy();
+    if (argc > 2 && strcmp(argv[1], "check-freed") == 0)
+        return check_freed(argv[2]);
     PM_RUN(test_written_after_free);
     PM_RUN(test_range_and_dump);
     PM_RUN(test_realloc_moves_like_free);
     PM_RUN(test_no_false_reports);
     PM_RUN(test_hook_over_hooks_keeps_it);
     PM_RUN(test_pool_copy_turns_it_off);
+    PM_RUN(test_check_freed_values);
     PM_RUN(test_default_aborts);
     return pm_test_done();
 }
