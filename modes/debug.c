@@ -1148,10 +1148,11 @@ static inline void fill_long(unsigned char *b, size_t len, const v16 *pv)
  * p: its data, then the 16 bytes after it), where a write through a
  * pointer kept after the free lands most (a struct's first fields:
  * counts, links): 16 of them for blocks of up to 16 bytes, 32 up to 48,
- * 64 above. Checking every byte cost 26-42% more time per malloc+free
- * pair of mixed sizes in pymalloc_debug (17.3 -> 21.8 ns LIFO, 22.8 ->
- * 32.4 ns FIFO); a length read from the side word put its load chain in
- * front of the fill (+10-20%). */
+ * 64 above. Checking every byte (PYMALLOC_CHECK_FREED=all: dead_all)
+ * costs 24-37% more time per malloc+free pair of mixed sizes in
+ * pymalloc_debug (17.6 -> 21.8 ns LIFO, 24.8 -> 33.8 ns FIFO); a length
+ * read from the side word put its load chain in front of the fill
+ * (+10-20%). */
 
 /* Whether those first bytes of the freed pool block at p, taken again for
  * a malloc of n bytes, still hold DEADBYTE. The block's class bounds what
