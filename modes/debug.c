@@ -1553,7 +1553,7 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD);
     fill_span(p, in.size, PM_I_DEADBYTE);
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
-    if (w != NULL) /* (the word is freed: no one else writes it) */
+    if (w != NULL && g->filled != 0) /* (the word is freed: no one else writes it) */
         atomic_fetch_or_explicit(w, g->filled, memory_order_relaxed);
     g->below.a.free(g->below.a.ctx, base);
     pool_links_check(g, OP_FREE);

@@ -311,7 +311,7 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, " was already freed");
         break;
     case PM_ERR_USE_AFTER_FREE:
-        if (e->freed_link) {
+        if (e->freed_link || e->freed_data) {
             pm_i_buf_str(b, "the freed ");
             if (e->known)
                 block_words(b, e);
@@ -319,16 +319,13 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
                 pm_i_buf_str(b, "block");
             pm_i_buf_str(b, " at ");
             pm_i_buf_ptr(b, e->address);
-            pm_i_buf_str(b, " was written after its free (the pool's free-list link in its "
-                            "first 16 bytes, at p-16, was overwritten)");
-            break;
-        }
-        if (e->freed_data) {
-            pm_i_buf_str(b, "the freed ");
-            block_words(b, e);
-            pm_i_buf_str(b, " at ");
-            pm_i_buf_ptr(b, e->address);
-            pm_i_buf_str(b, " was written after its free (the 0xDD its free wrote at ");
+            pm_i_buf_str(b, " was written after its free (");
+            if (e->freed_link) {
+                pm_i_buf_str(b, "the pool's free-list link in its first 16 bytes, at p-16, was "
+                                "overwritten)");
+                break;
+            }
+            pm_i_buf_str(b, "the 0xDD its free wrote at ");
             offset_words(b, e->offset);
             if (e->last != e->offset) {
                 pm_i_buf_str(b, " .. ");
