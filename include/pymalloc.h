@@ -266,8 +266,11 @@ PM_API void pm_print_stats(int fd);
  * arenas kept mapped only by them are returned to the system (a thread's
  * cache holds up to a pool's worth of blocks per size class, and one cached
  * block keeps its whole arena mapped). Other threads' caches are flushed
- * when they exit. 1 if memory was returned, else 0 (as malloc_trim). The
- * malloc override's malloc_trim() calls glibc's, then it. */
+ * when they exit. Under the debug hooks it also empties their quarantine
+ * (PYMALLOC_QUARANTINE): each freed block held there is checked for writes
+ * after its free, then given back to the C library. 1 if memory was
+ * returned, else 0 (as malloc_trim). The malloc override's malloc_trim()
+ * calls glibc's, then it. */
 PM_API int pm_trim(void);
 
 /* The library's version string, e.g. "0.2.0" (may differ from the header's). */

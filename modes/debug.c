@@ -77,9 +77,10 @@
  * only the 16-byte alignment, like libc's).
  */
 #include "debug_registry.h"
+#include "debug_quarantine.h"
 
 /* The largest underlying block the debug layer asks for: PTRDIFF_MAX, and
- * no more than a registry record's size field holds (2^55 - 1; no address
+ * no more than a registry record's size field holds (2^54 - 1; no address
  * space has room for more). A larger request fails with ENOMEM. */
 #define DEBUG_SIZE_MAX ((size_t)PTRDIFF_MAX < SIZE_BITS ? (size_t)PTRDIFF_MAX : (size_t)SIZE_BITS)
 #include "pool.h"
@@ -105,6 +106,7 @@ typedef struct dbg {
     uint64_t filled;   /* SIDE_FILLED if pool_below and freed blocks are
                           checked (PYMALLOC_CHECK_FREED not off), else 0 */
     int check_all;     /* PYMALLOC_CHECK_FREED=all */
+    int quarantine;    /* its freed registry blocks may be held (libc_below) */
     const char *names[OP_COUNT];
 } dbg;
 
@@ -512,8 +514,10 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
     e->size = in->size;
     e->serial = full_serial(in->serial);
     e->api_found = in->api;
-    if (in->state == PM_I_REG_FREED)
+    if (in->state == PM_I_REG_FREED) {
+        e->quarantined = in->held;
         return e->error = (op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE);
+    }
     e->readable = 1;
     if (api != 0 && in->api != api)
         return e->error = PM_ERR_API_MISMATCH;
@@ -595,6 +599,7 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
     in->offset = PM_I_DEBUG_HEAD;
     in->api = "\0rmo"[(w >> PM_P_SIDE_API_SHIFT) & 3];
     in->state = (int)PM_P_SIDE_STATE(w);
+    in->held = 0;
 }
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
@@ -935,33 +940,42 @@ static _Atomic int freed_untrusted;
  * is leaked, never handed out (its word stays freed, so a later free or
  * check of it is named). 0 if the fill is not trusted (freed_untrusted):
  * the block is used. The thread is busy. */
+/* The report of freed block p (size data bytes, serial: its full serial,
+ * api: its API) written after its free: the bytes that are no longer
+ * DEADBYTE, from p to its trailer's end. */
+static void freed_error(const unsigned char *p, size_t size, uint64_t serial, char api,
+                        pm_i_err *e)
+{
+    memset(e, 0, sizeof *e);
+    e->offset = e->last = -1;
+    for (size_t i = 0; i < size + PM_I_DEBUG_TAIL; i++) {
+        if (p[i] != PM_I_DEADBYTE) {
+            if (e->offset < 0)
+                e->offset = (ptrdiff_t)i;
+            e->last = (ptrdiff_t)i;
+        }
+    }
+    e->error = PM_ERR_USE_AFTER_FREE;
+    e->address = p;
+    e->known = 1;
+    e->freed_data = 1;
+    e->size = size;
+    e->serial = serial;
+    e->api_found = api;
+    e->api_expected = api;
+}
+
 static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint64_t *w,
                          uint64_t v)
 {
     atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
     if (atomic_load_explicit(&freed_untrusted, memory_order_relaxed))
         return 0;
-    const unsigned char *p = base + PM_I_DEBUG_HEAD;
     pm_i_reg_info in;
     side_unpack(v, &in);
     pm_i_err e;
-    memset(&e, 0, sizeof e);
-    e.offset = e.last = -1;
-    for (size_t i = 0; i < in.size + PM_I_DEBUG_TAIL; i++) {
-        if (p[i] != PM_I_DEADBYTE) {
-            if (e.offset < 0)
-                e.offset = (ptrdiff_t)i;
-            e.last = (ptrdiff_t)i;
-        }
-    }
-    e.error = PM_ERR_USE_AFTER_FREE;
+    freed_error(base + PM_I_DEBUG_HEAD, in.size, full_serial(in.serial), in.api, &e);
     e.entry = entry_name(g, op);
-    e.address = p;
-    e.known = 1;
-    e.freed_data = 1;
-    e.size = in.size;
-    e.serial = full_serial(in.serial);
-    e.api_found = in.api;
     e.api_expected = g->api;
     pm_i_debug_report(&e);
     return 1;
@@ -1063,7 +1077,7 @@ static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsig
 __attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p, size_t offset,
                                                         size_t n, uint64_t serial)
 {
-    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE};
+    pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE, 0};
     uint64_t h = pm_i_reg_hash((uintptr_t)p);
     void *st = pm_i_reg_lock(h);
     int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
@@ -1214,6 +1228,110 @@ static inline int freed_damaged(const dbg *g, const unsigned char *base, size_t 
              !dead_all(base + PM_I_DEBUG_HEAD, side_size(v) + PM_I_DEBUG_TAIL)));
 }
 
+/* ---------------------------------------------------------------------------
+ * The quarantine (debug_quarantine.h): freed registry blocks held, filled
+ * with DEADBYTE, before they go back to the allocator below.
+ */
+enum { Q_BATCH = 8 };
+
+/* Whether a freed registry block of g of `bytes` underlying bytes is to be
+ * held: the C library's (libc below, or the pools below, which pass
+ * large requests to it), not an allocator's of the user's, whose frees
+ * are its own business. */
+static inline int q_takes(const dbg *g, size_t bytes)
+{
+    return g->quarantine && bytes <= atomic_load_explicit(&q_block_max, memory_order_relaxed);
+}
+
+/* Whether held block p (size data bytes) was written after its free: its
+ * first 64 bytes from p (its data, then the 16 after it), or (all) every
+ * one of them, no longer DEADBYTE. */
+static int q_damaged(const unsigned char *p, size_t size, int all)
+{
+    size_t len = size + PM_I_DEBUG_TAIL;
+    return !dead_all(p, all || len <= 64 ? len : 64);
+}
+
+/* The report of held block h, written after its free, found by g's
+ * operation op (g NULL: the check at exit or abort, which names itself). */
+static void q_error(const dbg *g, int op, const qent *h, pm_i_err *e)
+{
+    freed_error(h->base + Q_OFFSET(h->meta), h->size, full_serial(Q_SERIAL(h->meta)),
+                dbgs[Q_DOMAIN(h->meta)].api, e);
+    e->quarantined = 1;
+    if (g != NULL) {
+        e->entry = entry_name(g, op);
+        e->api_expected = g->api;
+    }
+}
+
+/* Held block h leaves the quarantine in g's operation op, checked: intact,
+ * it goes back to the allocator below it came from (its record forgotten
+ * first: the address may be handed out again at once); written after its
+ * free, it is reported and kept (leaked: its record stays freed and held,
+ * so a later free of it is still a double free). The thread is busy. */
+static void q_release(const dbg *g, int op, const qent *h)
+{
+    unsigned char *p = h->base + Q_OFFSET(h->meta);
+    const pm_i_base *below = Q_FROM(h->meta) == 2 ? &pm_i_pool_base : &pm_i_raw_base;
+    if (pm_i_debug_check_freed != 0 && q_damaged(p, h->size, pm_i_debug_check_freed == 2)) {
+        pm_i_err e;
+        q_error(g, op, h, &e);
+        pm_i_debug_report(&e);
+        return;
+    }
+    pm_i_reg_release((uintptr_t)p, Q_SERIAL(h->meta));
+    below->a.free(below->a.ctx, h->base);
+}
+
+/* The n blocks of out, which left the quarantine, then the rest of those
+ * that must (while a batch comes back full). */
+static void q_hand_back(const dbg *g, int op, qent *out, int n)
+{
+    for (;;) {
+        for (int i = 0; i < n; i++)
+            q_release(g, op, &out[i]);
+        if (n < Q_BATCH)
+            return;
+        n = q_pop(out, Q_BATCH, 0);
+    }
+}
+
+/* Every held block leaves (memory is short below, or pm_trim). Returns
+ * how many left. */
+static size_t q_drain(const dbg *g, int op)
+{
+    qent out[Q_BATCH];
+    size_t total = 0;
+    int n;
+    while ((n = q_pop(out, Q_BATCH, 1)) > 0) {
+        for (int i = 0; i < n; i++)
+            q_release(g, op, &out[i]);
+        total += (size_t)n;
+    }
+    return total;
+}
+
+/* pm_trim: every held block checked and handed back. 1 if any was. */
+int pm_i_debug_trim(void)
+{
+    if (nested() || pm_i_p_busy != 0)
+        return 0; /* a signal handler's, inside the hooks or the pools */
+    const char *hint = pm_i_debug_entry;
+    if (hint == NULL)
+        pm_i_debug_entry = "pm_trim";
+    busy_enter();
+    size_t n = q_drain(&dbgs[PM_DOMAIN_MEM], OP_FREE);
+    busy_leave();
+    pm_i_debug_entry = hint;
+    return n != 0;
+}
+
+void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes)
+{
+    q_totals(blocks, bytes);
+}
+
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
 static inline void fill_dead(unsigned char *b, size_t len)
 {
@@ -1299,11 +1417,17 @@ static void *malloc_busy(dbg *g, size_t n)
      * first, for the report's handler may allocate) is reported after the
      * call (pool_links_check). */
     unsigned char *base;
-    do {
-        base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
-        if (g->pool_below)
-            pool_links_check(g, OP_MALLOC);
-    } while (base != NULL && g->pool_below && pool_block_written(g, OP_MALLOC, base, n));
+    for (int again = 0;; again = 1) {
+        do {
+            base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+            if (g->pool_below)
+                pool_links_check(g, OP_MALLOC);
+        } while (base != NULL && g->pool_below && pool_block_written(g, OP_MALLOC, base, n));
+        /* Out of memory below: once more after the quarantine's blocks
+         * went back. */
+        if (base != NULL || again || q_drain(g, OP_MALLOC) == 0)
+            break;
+    }
     if (base == NULL)
         return NULL;
     unsigned char *p = base + PM_I_DEBUG_HEAD;
@@ -1453,6 +1577,10 @@ static void *calloc_busy(dbg *g, size_t n)
             pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA);
         base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
         pool_links_check(g, OP_CALLOC);
+        if (base == NULL && q_drain(g, OP_CALLOC) != 0) {
+            base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+            pool_links_check(g, OP_CALLOC);
+        }
         if (base == NULL)
             return NULL;
     }
@@ -1476,6 +1604,8 @@ static void *memalign_busy(dbg *g, size_t alignment, size_t n)
         return NULL;
     unsigned char *base =
         g->below.memalign(g->below.xctx, alignment, alignment + n + PM_I_DEBUG_TAIL);
+    if (base == NULL && q_drain(g, OP_MALLOC) != 0)
+        base = g->below.memalign(g->below.xctx, alignment, alignment + n + PM_I_DEBUG_TAIL);
     if (base == NULL)
         return NULL;
     fill_span(base + alignment, n, PM_I_CLEANBYTE);
@@ -1532,6 +1662,7 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
 {
     pm_i_reg_info in;
     pm_i_err e;
+    int held = 0;
     if (w != NULL) {
         if (side_claim(g, w, p, OP_FREE, &in, &e) == 0) {
             report(g, OP_FREE, &e);
@@ -1542,7 +1673,8 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
         pm_i_reg_entry *r = registry_checked(g, p, OP_FREE, &in, &st);
         if (PM_I_UNLIKELY(r == NULL))
             return; /* reported; leaked */
-        pm_i_reg_mark_freed(st, r);
+        held = q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL);
+        pm_i_reg_mark_freed_held(st, r, held);
         pm_i_reg_unlock(st);
     }
     maybe_break(in.serial);
@@ -1555,7 +1687,15 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
     if (w != NULL && g->filled != 0) /* (the word is freed: no one else writes it) */
         atomic_fetch_or_explicit(w, g->filled, memory_order_relaxed);
-    g->below.a.free(g->below.a.ctx, base);
+    if (held) {
+        /* Into the quarantine (filled first: it may leave at once, from
+         * another thread's free), and the oldest blocks out of it. */
+        qent h = {base, in.size, Q_META(in.serial, g - dbgs, g->libc_below, in.offset)};
+        qent out[Q_BATCH];
+        q_hand_back(g, OP_FREE, out, q_push(&h, out, Q_BATCH));
+    } else {
+        g->below.a.free(g->below.a.ctx, base);
+    }
     pool_links_check(g, OP_FREE);
 }
 
@@ -1733,9 +1873,12 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
             pm_i_reg_unlock(st);
             return NULL;
         }
-        if (in.offset != PM_I_DEBUG_HEAD || PM_I_UNLIKELY(pm_i_reg_short())) {
+        if (in.offset != PM_I_DEBUG_HEAD || PM_I_UNLIKELY(pm_i_reg_short()) ||
+            q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL)) {
             /* An aligned block (realloc keeps only 16-byte alignment), or
-             * the registry full somewhere (see above). */
+             * the registry full somewhere (see above), or a block the
+             * quarantine takes: the hooks' free puts it there, so that a
+             * write through a pointer kept to it is found. */
             pm_i_reg_unlock(st);
             *old_size = in.size;
             return REALLOC_BY_COPY;
@@ -1990,6 +2133,7 @@ enum { ABORT_REPORTS = 8 };
 enum { ABORT_SEEN = 64 };
 struct abort_scan {
     size_t checked, damaged;
+    size_t held, held_damaged; /* the quarantine's blocks checked, damaged */
     const void *last; /* the block of the last report */
     int at_exit;      /* the check at exit (below), not at abort */
     /* At abort, the registry's blocks reported (the first ABORT_SEEN): a
@@ -2009,6 +2153,8 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
     e->entry = sc->at_exit ? "exit" : "abort";
     if (sc->at_exit)
         pm_i_debug_count_at_exit(e);
+    if (e->quarantined)
+        sc->held_damaged++;
     if (++sc->damaged > ABORT_REPORTS)
         return;
     pm_i_debug_report_print(e);
@@ -2097,6 +2243,22 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
         abort_report(sc, &e);
 }
 
+/* A block the quarantine holds (q_each, its lock held: the block stays),
+ * checked whole at abort and at exit. */
+static void abort_check_held(const qent *h, void *arg)
+{
+    struct abort_scan *sc = arg;
+    sc->held++;
+    if (!q_damaged(h->base + Q_OFFSET(h->meta), h->size, 1))
+        return;
+    pm_i_err e;
+    q_error(NULL, 0, h, &e);
+    if (sc->at_exit)
+        exit_keep(&e);
+    else
+        abort_report(sc, &e);
+}
+
 /* The check of the heap at abort and at exit reads blocks that other
  * threads may be freeing or taking at that moment (a block whose bytes
  * change under the check is told by its side word or record changing
@@ -2142,6 +2304,7 @@ static size_t check_heap_racy(int at_exit)
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);
     int registry_n = exit_pending_n; /* the rest, the pools', are blamed already */
     int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
+    int held_busy = q_each(abort_check_held, &sc) != 0;
     if (at_exit && exit_pending_n != 0) {
         pm_i_flush_streams(); /* the program's output, which an abort() would lose */
         for (int i = 0; i < exit_pending_n; i++) {
@@ -2150,14 +2313,16 @@ static size_t check_heap_racy(int at_exit)
             abort_report(&sc, &exit_pending[i]);
         }
     }
-    if (sc.damaged == 0 && exit_unexamined == 0 && (at_exit || (skipped == 0 && !pools_busy)))
+    if (sc.damaged == 0 && exit_unexamined == 0 &&
+        (at_exit || (skipped == 0 && !pools_busy && !held_busy)))
         return 0;
     char storage[512];
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);
     pm_i_buf_str(&b, at_exit ? "pymalloc: exit: " : "pymalloc: abort: ");
-    pm_i_buf_u64(&b, sc.damaged);
-    pm_i_buf_str(&b, sc.damaged == 1 ? " damaged block" : " damaged blocks");
+    size_t live_damaged = sc.damaged - sc.held_damaged;
+    pm_i_buf_u64(&b, live_damaged);
+    pm_i_buf_str(&b, live_damaged == 1 ? " damaged block" : " damaged blocks");
     if (at_exit)
         pm_i_buf_str(&b, ", never freed,");
     if (sc.damaged > ABORT_REPORTS) {
@@ -2168,6 +2333,15 @@ static size_t check_heap_racy(int at_exit)
     pm_i_buf_str(&b, " among the ");
     pm_i_buf_u64(&b, sc.checked);
     pm_i_buf_str(&b, " live blocks checked");
+    if (sc.held_damaged != 0) {
+        pm_i_buf_str(&b, "; ");
+        pm_i_buf_u64(&b, sc.held_damaged);
+        pm_i_buf_str(&b, sc.held_damaged == 1 ? " freed block written after its free"
+                                              : " freed blocks written after their free");
+        pm_i_buf_str(&b, " among the ");
+        pm_i_buf_u64(&b, sc.held);
+        pm_i_buf_str(&b, " held in the quarantine");
+    }
     if (skipped != 0) {
         pm_i_buf_str(&b, " (");
         pm_i_buf_u64(&b, (uint64_t)skipped);
@@ -2175,6 +2349,8 @@ static size_t check_heap_racy(int at_exit)
     }
     if (pools_busy)
         pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
+    if (held_busy)
+        pm_i_buf_str(&b, " (the quarantine was busy: its blocks were not checked)");
     if (exit_unexamined != 0) {
         pm_i_buf_str(&b, " (and ");
         pm_i_buf_u64(&b, exit_unexamined);
@@ -2313,20 +2489,26 @@ static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
 
 static void fork_prepare(void)
 {
-    if (!(fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
+    if (!(fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS())) {
         pm_i_reg_fork_prepare();
+        q_fork_prepare();
+    }
 }
 
 static void fork_parent(void)
 {
-    if (!fork_no_locks)
+    if (!fork_no_locks) {
+        q_fork_parent();
         pm_i_reg_fork_parent();
+    }
 }
 
 static void fork_child(void)
 {
-    if (!fork_no_locks)
+    if (!fork_no_locks) {
+        q_fork_child();
         pm_i_reg_fork_child();
+    }
     pm_i_debug_reports_fork_child(!fork_no_locks);
     /* The check at exit leaves the parent's blocks out: the child's own
      * serials are all above this one (its run of serials is dropped). */
@@ -2353,6 +2535,9 @@ void pm_i_debug_decorate(void)
     pthread_once(&registry_once, pm_i_reg_prepare);
     pthread_once(&abort_check_once, install_abort_check);
     atomic_store(&decorated, 1);
+    size_t budget = pm_i_debug_quarantine;
+    atomic_store(&q_budget, budget);
+    atomic_store(&q_block_max, budget / 8 < Q_BLOCK_MAX ? budget / 8 : Q_BLOCK_MAX);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */
@@ -2374,6 +2559,9 @@ void pm_i_debug_decorate(void)
         g->filled = g->pool_below && pm_i_debug_check_freed != 0 ? SIDE_FILLED : 0;
         g->check_all = pm_i_debug_check_freed == 2;
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
+        /* Not under memcheck, which reports a write into a freed block
+         * itself (once the C library's free has it). */
+        g->quarantine = g->libc_below != 0 && !pm_i_pool_valgrind(NULL);
         if (g->libc_below != 0)
             pm_i_libc_header_probe();
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {

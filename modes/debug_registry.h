@@ -116,11 +116,13 @@ static inline uint64_t pm_i_reg_hash(uintptr_t key)
     return (by_address & ~HASH_STRIPE_BITS) | (by_page & HASH_STRIPE_BITS);
 }
 
-/* The size word: the block's size, and its record's place in the FIFO of
- * freed addresses + 1 (0: none). Sizes are below 2^55 (address spaces are
- * below 2^53). */
+/* The size word: the block's size (below 2^54: address spaces are below
+ * 2^53), HELD (bit 54: a freed block whose memory the quarantine holds,
+ * debug_quarantine.h), and its record's place in the FIFO of freed
+ * addresses + 1 (top 9 bits, 0: none). */
 #define PLACE_SHIFT 55
-#define SIZE_BITS ((UINT64_C(1) << PLACE_SHIFT) - 1)
+#define HELD_BIT (UINT64_C(1) << 54)
+#define SIZE_BITS (HELD_BIT - 1)
 _Static_assert(PM_I_REG_RING < 511, "a FIFO place + 1 fits 9 bits");
 
 #define STRIPE_OF(h) ((size_t)((h) >> STRIPE_SHIFT))
@@ -142,6 +144,7 @@ static inline void unpack(const entry *e, pm_i_reg_info *info)
     info->api = (char)((e->meta >> 48) & 0xFF);
     info->state = meta_state(e->meta);
     info->offset = (size_t)1 << (e->meta >> 58);
+    info->held = (e->size & HELD_BIT) != 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -348,15 +351,21 @@ static inline entry *claim_slot(stripe *s, uint64_t h, uintptr_t key)
 }
 
 /* The freed block of FIFO entry `old` is forgotten: its record becomes a
- * hole, unless its address was reused since. */
+ * hole, unless its address was reused since, or the quarantine holds its
+ * memory (the record stays until the quarantine lets the block go:
+ * pm_i_reg_release). */
 static void forget_freed(stripe *s, freed_rec old)
 {
     entry *o = old.slot <= s->mask && s->tab[old.slot].key == old.key
                    ? &s->tab[old.slot]
                    : slot_of(s, pm_i_reg_hash(key_of(old.key)), old.key); /* rehashed */
     if (o != NULL && meta_state(o->meta) == PM_I_REG_FREED &&
-        (o->meta & PM_I_SERIAL_MASK) == old.serial)
-        make_hole(s, o);
+        (o->meta & PM_I_SERIAL_MASK) == old.serial) {
+        if (o->size & HELD_BIT)
+            o->size &= ~(UINT64_C(0x1FF) << PLACE_SHIFT); /* out of the FIFO */
+        else
+            make_hole(s, o);
+    }
 }
 
 /* Forget the oldest freed block of s's FIFO, and its entry there. 0 if the
@@ -396,17 +405,21 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
     if (PM_I_UNLIKELY(s->count > s->mask))
         set_full(s, 1);
     /* A freed record replaced: its place in the FIFO stays with the address. */
-    uint64_t place = e->meta != 0 ? e->size & ~SIZE_BITS : 0;
+    uint64_t place = e->meta != 0 ? e->size & ~(SIZE_BITS | HELD_BIT) : 0;
     e->size = ((uint64_t)info->size & SIZE_BITS) | place;
     e->meta = pack(info->serial, info->api, PM_I_REG_LIVE, info->offset);
     return 0;
 }
 
-static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
+/* Record re (live, its stripe st locked) as freed; held: the quarantine
+ * keeps its memory (the record stays until pm_i_reg_release). */
+static inline void pm_i_reg_mark_freed_held(void *st, pm_i_reg_entry *re, int held)
 {
     stripe *s = st;
     entry *e = (entry *)re;
     e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
+    if (held)
+        e->size |= HELD_BIT;
     freed_rec rec = {e->key, e->meta & PM_I_SERIAL_MASK, (size_t)(e - s->tab)};
     uint64_t place = e->size >> PLACE_SHIFT;
     if (place != 0 && s->ring[place - 1].key == e->key) {
@@ -424,6 +437,29 @@ static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
         s->ring[(s->ring_head + s->ring_len) % PM_I_REG_RING] = rec;
         s->ring_len++;
     }
+}
+
+static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
+{
+    pm_i_reg_mark_freed_held(st, re, 0);
+}
+
+/* The quarantine lets freed block `data` (serial: its low 48 bits) go:
+ * its record is no longer held (forgotten now, unless the FIFO of freed
+ * addresses still has it). */
+static void pm_i_reg_release(uintptr_t data, uint64_t serial)
+{
+    uint64_t h = pm_i_reg_hash(data);
+    stripe *s = pm_i_reg_lock(h);
+    entry *e = slot_of(s, h, key_of(data));
+    if (e != NULL && meta_state(e->meta) == PM_I_REG_FREED &&
+        (e->meta & PM_I_SERIAL_MASK) == (serial & PM_I_SERIAL_MASK) && (e->size & HELD_BIT)) {
+        e->size &= ~HELD_BIT;
+        uint64_t place = e->size >> PLACE_SHIFT;
+        if (place == 0 || s->ring[place - 1].key != e->key)
+            make_hole(s, e);
+    }
+    pm_i_reg_unlock(s);
 }
 
 static inline void pm_i_reg_remove(void *st, pm_i_reg_entry *re)

@@ -18,6 +18,7 @@ const char *const pm_i_option_names[] = {
     "PYMALLOC_ON_ERROR",
     "PYMALLOC_BREAK_SERIAL",
     "PYMALLOC_CHECK_FREED",
+    "PYMALLOC_QUARANTINE",
     "PYMALLOC_STATS",
     "PYMALLOC_ERRORS_BEFORE_EXEC", /* set by pymalloc before an exec (src/exec.c) */
     NULL,
@@ -66,5 +67,32 @@ int pm_i_parse_u64(const char *s, uint64_t *out)
         v = v * 10 + digit;
     }
     *out = v;
+    return 0;
+}
+
+int pm_i_parse_size(const char *s, uint64_t *out)
+{
+    char digits[24];
+    size_t len = s != NULL ? strlen(s) : 0;
+    unsigned shift = 0;
+    if (len > 0) {
+        switch (s[len - 1]) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        case 't': case 'T': shift = 40; break;
+        default: break;
+        }
+    }
+    if (shift != 0)
+        len--;
+    if (len == 0 || len >= sizeof digits)
+        return -1;
+    memcpy(digits, s, len);
+    digits[len] = '\0';
+    uint64_t v;
+    if (pm_i_parse_u64(digits, &v) != 0 || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = v << shift;
     return 0;
 }

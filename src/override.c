@@ -534,13 +534,15 @@ PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
     return n;
 }
 
-/* glibc's own trim of its heap, and the calling thread's cached pool
- * blocks back to their pools (pm_trim), last: the first call's look-up of
- * glibc's malloc_trim allocates. */
+/* The debug hooks' quarantine emptied first (its blocks go back to glibc,
+ * which can then trim them), glibc's own trim of its heap, and the calling
+ * thread's cached pool blocks back to their pools (pm_trim), last: the
+ * first call's look-up of glibc's malloc_trim allocates. */
 PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
 {
+    int held = o_ready() ? pm_i_debug_trim() : 0;
     int released = pm_i_libc_trim(pad);
-    return (o_ready() ? pm_i_trim() : 0) | released;
+    return (o_ready() ? pm_i_trim() : 0) | released | held;
 }
 
 /* The summary line, for an exit status of 0 after heap errors: 1 then,

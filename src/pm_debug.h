@@ -42,6 +42,7 @@ typedef struct pm_i_reg_info {
     size_t offset;    /* data - base: 16, or the alignment of an aligned block */
     char api;         /* 'r', 'm' or 'o' */
     int state;        /* PM_I_REG_LIVE or PM_I_REG_FREED; EMPTY if unknown */
+    int held;         /* freed, and its memory held by the quarantine */
 } pm_i_reg_info;
 
 #define PM_I_SERIAL_MASK ((UINT64_C(1) << 48) - 1)
@@ -86,6 +87,9 @@ typedef struct pm_i_err {
                               pool block at address (size), which its free
                               filled with DEADBYTE, differ at offset..last;
                               the block is leaked, its bytes readable */
+    int quarantined;       /* a freed block the quarantine holds (the C
+                              library's), not a pool block; with freed_data
+                              its bytes were found written */
     /* The damage was found in the header of the block after this one (the
        block operated on: not handed back), by a write that went on from
        this block's end: that block's address and serial (0: none). */
@@ -201,5 +205,15 @@ extern uint64_t pm_i_debug_break_serial; /* 0: none */
  * checks of it (modes/debug.c): 0 off, 1 its first bytes (the default),
  * 2 all of them. */
 extern int pm_i_debug_check_freed;
+
+/* PYMALLOC_QUARANTINE: the most bytes of freed registry blocks the debug
+ * hooks hold before they go back to the allocator below
+ * (modes/debug_quarantine.h); 0: none held. */
+#define PM_I_QUARANTINE_DEFAULT ((size_t)16 << 20)
+#define PM_I_QUARANTINE_MAX (UINT64_C(1) << 40)
+extern size_t pm_i_debug_quarantine;
+
+/* The blocks the quarantine holds now, and their underlying bytes. */
+void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes);
 
 #endif /* PM_DEBUG_H */

@@ -458,6 +458,10 @@ int pm_i_parse_bool(const char *s);
 /* A decimal unsigned 64-bit number, the whole string; 0 on success, -1 if
  * empty, not a number, or out of range. */
 int pm_i_parse_u64(const char *s, uint64_t *out);
+/* A size: decimal digits, then optionally K, M, G or T (binary: 2^10,
+ * 2^20, 2^30, 2^40; either case). 0 and *out, or -1 (empty, other characters, or more
+ * than 2^64 - 1). */
+int pm_i_parse_size(const char *s, uint64_t *out);
 
 /* ---------------------------------------------------------------------------
  * Formatting without allocating (src/fmt.c): reports and statistics are
@@ -516,6 +520,9 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a);
 /* Read and validate PYMALLOC_ON_ERROR and PYMALLOC_BREAK_SERIAL at start-up
  * (an invalid value is a fatal start-up error, in every mode). */
 void pm_i_debug_read_options(void);
+/* pm_trim's part under the debug hooks: their quarantine emptied, each
+ * block checked (modes/debug.c). 1 if a block went back. */
+int pm_i_debug_trim(void);
 /*
  * The entry point named in reports. By default the debug layer names the
  * public entry point from the domain and the operation ("pm_mem_free"). A

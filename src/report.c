@@ -44,6 +44,7 @@
 int pm_i_debug_on_error_report;
 uint64_t pm_i_debug_break_serial;
 int pm_i_debug_check_freed = 1;
+size_t pm_i_debug_quarantine = PM_I_QUARANTINE_DEFAULT;
 
 static _Atomic(pm_error_handler) handler_fn;
 static _Atomic(void *) handler_ctx;
@@ -226,6 +227,18 @@ void pm_i_debug_read_options(void)
         static const char *const valid[] = {"first", "all", "off", NULL};
         pm_i_fatal_option("PYMALLOC_CHECK_FREED", c, "unknown value", valid);
     }
+    const char *qs = pm_i_getenv("PYMALLOC_QUARANTINE");
+    uint64_t qn = PM_I_QUARANTINE_DEFAULT;
+    if (qs != NULL && *qs != '\0' && strcmp(qs, "off") == 0) {
+        qn = 0;
+    } else if (qs != NULL && *qs != '\0' &&
+               (pm_i_parse_size(qs, &qn) != 0 || qn > PM_I_QUARANTINE_MAX || qn > SIZE_MAX)) {
+        static const char *const valid[] = {"a size in bytes up to 1T, with an optional K, M, G "
+                                            "or T suffix", "0 or off: none",
+                                            NULL};
+        pm_i_fatal_option("PYMALLOC_QUARANTINE", qs, "not a size", valid);
+    }
+    pm_i_debug_quarantine = (size_t)qn;
 }
 
 /* ---------------------------------------------------------------------------
@@ -466,11 +479,13 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
     if (e->freed_data) {
         size_t len = e->size + PM_I_DEBUG_TAIL, from = (size_t)e->offset & ~(size_t)15;
         size_t k = len - from < 32 ? len - from : 32;
-        freed_words(b, "pool block", e);
+        freed_words(b, e->quarantined ? "block, held in the quarantine," : "pool block", e);
         pm_i_buf_str(b, ".\n    Its free filled p .. ");
         offset_words(b, (ptrdiff_t)len - 1);
-        pm_i_buf_str(b, " (its data and the 16 bytes after) with 0xDD; a malloc taking it\n"
-                        "    again found other bytes from ");
+        pm_i_buf_str(b, e->quarantined ? " (its data and the 16 bytes after) with 0xDD; the "
+                                         "quarantine's check\n    found other bytes from "
+                                       : " (its data and the 16 bytes after) with 0xDD; a malloc "
+                                         "taking it\n    again found other bytes from ");
         offset_words(b, e->offset);
         pm_i_buf_str(b, " to ");
         offset_words(b, e->last);
@@ -478,12 +493,16 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         offset_words(b, (ptrdiff_t)from);
         pm_i_buf_char(b, ':');
         hex_bytes(b, p + from, k);
-        pm_i_buf_str(b, "\n    The block is leaked, never handed out again.\n");
+        pm_i_buf_str(b, e->quarantined ? "\n    The block is leaked, never handed back to the "
+                                         "allocator.\n"
+                                       : "\n    The block is leaked, never handed out again.\n");
         return;
     }
     if (!e->readable) {
         freed_words(b, "block", e);
-        pm_i_buf_str(b, "; its memory belongs to the allocator again and was not read.\n");
+        pm_i_buf_str(b, e->quarantined ? "; the quarantine holds its memory (not read).\n"
+                                       : "; its memory belongs to the allocator again and was "
+                                         "not read.\n");
         return;
     }
     size_t n = e->size;

@@ -785,6 +785,20 @@ static void test_invalid_values_are_fatal(void)
                  bad_check[i]);
         PM_CHECK_STR(r.output, want);
     }
+    const char *bad_quarantine[] = {"lots", "16MB", "-1", "1.5M", "1025G", "2T"};
+    for (int i = 0; i < 6; i++) {
+        env_case c = {"malloc_debug", NULL, NULL, body_clean};
+        setenv("PYMALLOC_QUARANTINE", bad_quarantine[i], 1); /* inherited by the child */
+        run_case(&c, &r);
+        unsetenv("PYMALLOC_QUARANTINE");
+        PM_CHECK(r.exited && r.exit_status == 1);
+        char want[200];
+        snprintf(want, sizeof want,
+                 "pymalloc: PYMALLOC_QUARANTINE=%s: not a size (valid: a size in bytes up to "
+                 "1T, with an optional K, M, G or T suffix, 0 or off: none)\n",
+                 bad_quarantine[i]);
+        PM_CHECK_STR(r.output, want);
+    }
     /* 2^48 and more: serials are matched on their low 48 bits. */
     const char *bad_serial[] = {"0", "-1", "x", "12a", "99999999999999999999",
                                 "281474976710656", "281474976710659"};

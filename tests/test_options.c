@@ -40,6 +40,31 @@ static void test_parse_u64(void)
     PM_CHECK_EQ(v, 5); /* untouched on error */
 }
 
+static void test_parse_size(void)
+{
+    uint64_t v = 99;
+    PM_CHECK(pm_i_parse_size("0", &v) == 0 && v == 0);
+    PM_CHECK(pm_i_parse_size("4096", &v) == 0 && v == 4096);
+    PM_CHECK(pm_i_parse_size("64K", &v) == 0 && v == 65536);
+    PM_CHECK(pm_i_parse_size("64k", &v) == 0 && v == 65536);
+    PM_CHECK(pm_i_parse_size("16M", &v) == 0 && v == UINT64_C(16) << 20);
+    PM_CHECK(pm_i_parse_size("3g", &v) == 0 && v == UINT64_C(3) << 30);
+    PM_CHECK(pm_i_parse_size("1T", &v) == 0 && v == UINT64_C(1) << 40);
+    PM_CHECK(pm_i_parse_size("16777215T", &v) == 0 && v == UINT64_C(16777215) << 40);
+    v = 5;
+    PM_CHECK_EQ(pm_i_parse_size("16777216T", &v), -1); /* 2^64 */
+    PM_CHECK_EQ(pm_i_parse_size("18446744073709551616", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size(NULL, &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("K", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("1KB", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("1.5M", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("-1", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("1 M", &v), -1);
+    PM_CHECK_EQ(pm_i_parse_size("12345678901234567890123M", &v), -1); /* too long */
+    PM_CHECK_EQ(v, 5); /* untouched on error */
+}
+
 static void test_getenv_exact(void)
 {
     setenv("PYMALLOC_TEST_VARX", "long", 1);
@@ -219,6 +244,7 @@ int main(int argc, char **argv)
     unsetenv("PYMALLOC_STATS");
     PM_RUN(test_parse_bool);
     PM_RUN(test_parse_u64);
+    PM_RUN(test_parse_size);
     PM_RUN(test_getenv_exact);
     PM_RUN(test_unknown_mode_exits_1);
     PM_RUN(test_bad_value_shown_on_one_line);

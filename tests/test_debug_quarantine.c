@@ -1,0 +1,480 @@
+/*
+ * tests/test_debug_quarantine.c - the debug hooks' quarantine: freed blocks
+ * of the C library (malloc_debug's, the raw domain's, blocks over 512
+ * bytes) held, filled with 0xDD, before they go back to it:
+ *  - while a block is held its address is not handed out again, and a
+ *    second free of it is a double free, with its size and serial;
+ *  - a write into a held block is found when it leaves (pm_trim, or the
+ *    frees that push it out): its first 64 bytes are checked; reported as a
+ *    use after free of that block with size, serial and offset; the block
+ *    is leaked and stays freed;
+ *  - at exit every held block is checked whole (death test);
+ *  - PYMALLOC_QUARANTINE bounds the bytes held (a small budget: blocks
+ *    leave in order, the write found by a free), 0 and off turn it off;
+ *  - a realloc moves such a block (the old one held: a write through the
+ *    old pointer is found);
+ *  - threads freeing and trimming at once: no false report;
+ *  - when the C library runs out of memory the held blocks go back and the
+ *    allocation is tried again (RLIMIT_AS, in a child).
+ * The budget cases run the test again with PYMALLOC_QUARANTINE set.
+ * Skipped (77) without debug hooks, and under valgrind (memcheck: no
+ * quarantine, it reports the write itself).
+ */
+#include "debug_layout.h"
+#include "domains.h"
+#include "harness.h"
+#include "recorder.h"
+#include "pm_debug.h"
+#include "pm_internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#define NEED()                                                                      \
+    do {                                                                            \
+        if (!pm_debug_enabled())                                                    \
+            PM_SKIP("no debug hooks in this mode");                                 \
+        if (pm_t_under_valgrind())                                                  \
+            PM_SKIP("no quarantine under memcheck, which reports such writes");     \
+    } while (0)
+
+static size_t held_blocks(void)
+{
+    size_t n, bytes;
+    pm_i_debug_quarantine_held(&n, &bytes);
+    return n;
+}
+
+static size_t held_bytes(void)
+{
+    size_t n, bytes;
+    pm_i_debug_quarantine_held(&n, &bytes);
+    return bytes;
+}
+
+/* Whether block p (a live block of the hooks) is the C library's: not a
+ * pool block. */
+static int libc_block(const unsigned char *p) { return !pm_i_pool_owns(p - 16); }
+
+/* Empty the quarantine, expecting no report. */
+static void start(void)
+{
+    watch();
+    pm_trim();
+    PM_CHECK_EQ(S.calls, 0);
+    PM_CHECK_EQ(held_blocks(), 0);
+}
+
+static const size_t sizes[] = {0, 1, 40, 100, 600, 5000, 70000};
+#define NSIZES (sizeof sizes / sizeof sizes[0])
+
+/* Every domain and size whose blocks are the C library's: a write after
+ * the free, at the first and the last byte checked, found by pm_trim; the
+ * block stays freed (a second free is a double free). */
+static void test_write_found_on_leaving(void)
+{
+    NEED();
+    int cases = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t k = 0; k < NSIZES; k++) {
+            size_t n = sizes[k];
+            size_t last = (n + 16 < 64 ? n + 16 : 64) - 1; /* the last byte checked */
+            size_t at[2] = {0, last};
+            for (int w = 0; w < 2; w++) {
+                start();
+                unsigned char *p = D->malloc(n);
+                PM_CHECK(p != NULL);
+                if (p == NULL || !libc_block(p)) {
+                    D->free(p);
+                    break; /* a pool block: test_debug_freed's */
+                }
+                cases++;
+                memset(p, 'a', n);
+                uint64_t serial = trailer_serial(p, n);
+                D->free(p);
+                PM_CHECK_EQ(held_blocks(), 1);
+                PM_CHECK_EQ(count_not(p, n + 16, 0xDD), 0);
+                /* not handed out again while held */
+                unsigned char *q = D->malloc(n);
+                PM_CHECK(q != NULL && q != p);
+                D->free(q);
+                p[at[w]] = 'x';
+                int saved = quiet_begin();
+                int r = pm_trim();
+                quiet_end(saved);
+                PM_CHECK_EQ(r, 1); /* q went back */
+                PM_CHECK_EQ(S.calls, 1);
+                PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+                PM_CHECK(S.r.address == p);
+                PM_CHECK_EQ(S.r.size, n);
+                PM_CHECK_EQ(S.r.serial, serial);
+                PM_CHECK_EQ(S.r.offset, (ptrdiff_t)at[w]);
+                PM_CHECK_EQ(S.r.api_found, D->name[0]);
+                char line[200];
+                snprintf(line, sizeof line,
+                         "pymalloc: pm_trim: use after free: the freed %zu-byte block (serial "
+                         "%llu) at %p was written after its free (the 0xDD its free wrote at "
+                         "p+%zu was overwritten)",
+                         n, (unsigned long long)serial, (void *)p, at[w]);
+                PM_CHECK_STR(S.message, line);
+                PM_CHECK_EQ(held_blocks(), 0);
+                /* leaked, and still freed */
+                saved = quiet_begin();
+                D->free(p);
+                quiet_end(saved);
+                PM_CHECK_EQ(S.calls, 2);
+                PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+                PM_CHECK_EQ(S.r.serial, serial);
+            }
+        }
+    }
+    PM_CHECK(cases >= 2 * 7); /* the raw domain's, at least */
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* Bytes past the first 64 are checked at exit only (below); rewritten
+ * with 0xDD they leave no trace; an untouched block goes back silently. */
+static void test_only_first_bytes_on_leaving(void)
+{
+    NEED();
+    start();
+    unsigned char *p = pm_raw_malloc(600), *q = pm_raw_malloc(600), *u = pm_raw_malloc(600);
+    pm_raw_free(p);
+    pm_raw_free(q);
+    pm_raw_free(u);
+    p[64] = 'x';
+    p[600 + 15] = 'x';
+    q[3] = 'x';
+    q[3] = 0xDD;
+    PM_CHECK_EQ(held_blocks(), 3);
+    PM_CHECK_EQ(pm_trim(), 1);
+    PM_CHECK_EQ(S.calls, 0);
+    PM_CHECK_EQ(held_blocks(), 0);
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* A second free of a held block, however many blocks of its size were
+ * made since, is a double free; so is one in another domain (named by
+ * the record, not the bytes). */
+static void test_double_free_while_held(void)
+{
+    NEED();
+    start();
+    enum { N = 300 };
+    static unsigned char *others[N];
+    unsigned char *p = pm_raw_malloc(48);
+    uint64_t serial = trailer_serial(p, 48);
+    pm_raw_free(p);
+    for (int i = 0; i < N; i++) {
+        others[i] = pm_raw_malloc(48);
+        PM_CHECK(others[i] != p);
+    }
+    int saved = quiet_begin();
+    pm_raw_free(p);
+    quiet_end(saved);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+    PM_CHECK(S.r.address == p);
+    PM_CHECK_EQ(S.r.size, 48);
+    PM_CHECK_EQ(S.r.serial, serial);
+    PM_CHECK_STR(S.message, "pm_raw_free: double free: the 48-byte block (serial ");
+    for (int i = 0; i < N; i++)
+        pm_raw_free(others[i]);
+    PM_CHECK_EQ(S.calls, 1);
+    start();
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* A realloc moves a C library block (the old one held): its bytes are
+ * kept, and a write through the old pointer is found. */
+static void test_realloc_holds_old_block(void)
+{
+    NEED();
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        start();
+        unsigned char *p = D->malloc(700);
+        PM_CHECK(p != NULL && libc_block(p));
+        for (int i = 0; i < 700; i++)
+            p[i] = (unsigned char)i;
+        uint64_t serial = trailer_serial(p, 700);
+        unsigned char *q = D->realloc(p, 650); /* a shrink in place below, without it */
+        PM_CHECK(q != NULL && q != p);
+        for (int i = 0; i < 650; i++)
+            if (q[i] != (unsigned char)i) {
+                PM_CHECK_EQ(q[i], (unsigned char)i);
+                break;
+            }
+        PM_CHECK_EQ(held_blocks(), 1);
+        p[10] = 'x';
+        int saved = quiet_begin();
+        pm_trim();
+        quiet_end(saved);
+        PM_CHECK_EQ(S.calls, 1);
+        PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+        PM_CHECK(S.r.address == p);
+        PM_CHECK_EQ(S.r.serial, serial);
+        PM_CHECK_EQ(S.r.offset, 10);
+        PM_CHECK_EQ(pm_check_block(q), 0);
+        D->free(q);
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* At exit every held block is checked whole: a write past the first 64
+ * bytes is found there, and the process aborts (the default). */
+static void exit_child(void *arg)
+{
+    (void)arg;
+    unsigned char *p = pm_raw_malloc(300);
+    pm_raw_free(p);
+    p[200] = 'x';
+    exit(0);
+}
+
+static void test_found_at_exit(void)
+{
+    NEED();
+    pm_death_result r;
+    pm_death(exit_child, NULL, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: exit: use after free: the freed 300-byte block (serial ");
+    PM_CHECK_STR(r.output, "was written after its free (the 0xDD its free wrote at p+200 was "
+                           "overwritten)");
+    PM_CHECK_STR(r.output, "    Freed block, held in the quarantine, at p=");
+    PM_CHECK_STR(r.output, "found other bytes from p+200 to p+200.");
+    PM_CHECK_STR(r.output, "Bytes at p+192: dd dd dd dd dd dd dd dd 78 dd");
+    PM_CHECK_STR(r.output, "The block is leaked, never handed back to the allocator.");
+    PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
+    PM_CHECK_STR(r.output, " held in the quarantine\n");
+}
+
+/* A double free of a held block: the dump says where its memory is. */
+static void double_free_child(void *arg)
+{
+    (void)arg;
+    unsigned char *p = pm_raw_malloc(48);
+    pm_raw_free(p);
+    pm_raw_free(p);
+}
+
+static void test_double_free_dump(void)
+{
+    NEED();
+    pm_death_result r;
+    pm_death(double_free_child, NULL, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_raw_free: double free: the 48-byte block (serial ");
+    PM_CHECK_STR(r.output, " bytes, serial ");
+    PM_CHECK_STR(r.output, "; the quarantine holds its memory (not read).\n");
+}
+
+/* ---------------------------------------------------------------------------
+ * The budget: the test run again with PYMALLOC_QUARANTINE set.
+ */
+
+/* `test_debug_quarantine budget`, PYMALLOC_QUARANTINE=64K: the bytes held
+ * stay within it, and a damaged block leaves in its turn, found by the
+ * free that pushed it out. 0, or the number of the step that failed. */
+static int budget_64k(void)
+{
+    watch();
+    unsigned char *p = pm_raw_malloc(100);
+    uint64_t serial = trailer_serial(p, 100);
+    pm_raw_free(p);
+    p[5] = 'x';
+    int i, saved = quiet_begin();
+    for (i = 0; i < 100 && S.calls == 0; i++) {
+        pm_raw_free(pm_raw_malloc(4000));
+        if (held_bytes() > 64 * 1024)
+            return 10;
+    }
+    quiet_end(saved);
+    /* 64 KiB hold 16 blocks of 4000 + 32 bytes, with the first one's 132:
+     * the 17th pushes it out */
+    if (i != 17)
+        return 20 + (i < 80 ? i : 80);
+    if (S.calls != 1 || S.r.address != p || S.r.serial != serial || S.r.offset != 5 ||
+        strstr(S.message, "pm_raw_free: use after free: the freed 100-byte block") == NULL)
+        return 101;
+    /* A block of more than an eighth of the budget is not held. */
+    unsigned char *big = pm_raw_malloc(64 * 1024 / 8);
+    size_t before = held_blocks();
+    pm_raw_free(big);
+    if (held_blocks() > before)
+        return 102;
+    return 0;
+}
+
+/* `test_debug_quarantine off`, PYMALLOC_QUARANTINE=0 or off: nothing held,
+ * so nothing found. */
+static int budget_off(void)
+{
+    watch();
+    unsigned char *p = pm_raw_malloc(100);
+    pm_raw_free(p);
+    if (held_blocks() != 0)
+        return 10;
+    return pm_trim() == 0 && S.calls == 0 ? 0 : 11;
+}
+
+/* `test_debug_quarantine oom`, PYMALLOC_QUARANTINE=64M: with the address
+ * space limited to 32 MiB more than now, 200 blocks of 1 MiB - 64 bytes,
+ * each freed, fit only if the held ones go back when glibc runs out. */
+static int oom(void)
+{
+    struct rlimit rl;
+    long kib = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmSize: %ld kB", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    if (kib == 0)
+        return 10;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)(kib + 32 * 1024) * 1024;
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        return 11;
+    watch();
+    int held_some = 0;
+    for (int i = 0; i < 200; i++) {
+        unsigned char *p = pm_raw_malloc((1 << 20) - 64);
+        if (p == NULL)
+            return 12;
+        pm_raw_free(p);
+        held_some |= held_blocks() >= 8;
+    }
+    return held_some && S.calls == 0 ? 0 : 13;
+}
+
+/* Run the test again with PYMALLOC_QUARANTINE=value and argument arg
+ * (in the current mode): its exit status. */
+static int run_again(const char *value, const char *arg)
+{
+    pid_t pid = pm_t_fork();
+    if (pid == 0) {
+        setenv("PYMALLOC_QUARANTINE", value, 1);
+        execl("/proc/self/exe", "test_debug_quarantine", arg, (char *)NULL);
+        _exit(127);
+    }
+    int status = pm_t_wait(pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_budget(void)
+{
+    NEED();
+    PM_CHECK_EQ(run_again("64K", "budget"), 0);
+    PM_CHECK_EQ(run_again("65536", "budget"), 0);
+    PM_CHECK_EQ(run_again("0", "off"), 0);
+    PM_CHECK_EQ(run_again("off", "off"), 0);
+}
+
+static void test_out_of_memory_gives_back(void)
+{
+    NEED();
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    PM_SKIP("a sanitizer's shadow memory takes the address space");
+#else
+    PM_CHECK_EQ(run_again("64M", "oom"), 0);
+#endif
+}
+
+/* ---------------------------------------------------------------------------
+ * Threads: two free C library blocks (the raw domain's, 513 bytes to 8 KiB,
+ * some freed by the other thread) while a third trims: no report, and the
+ * blocks each thread checks stay whole.
+ */
+enum { T_ROUNDS = 4000, T_LIVE = 64 };
+static _Atomic(unsigned char *) handoff[T_LIVE];
+static atomic_int stop_trim;
+
+static void *churn(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    unsigned char *live[T_LIVE] = {0};
+    size_t live_n[T_LIVE] = {0};
+    for (int r = 0; r < T_ROUNDS; r++) {
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 8) % T_LIVE);
+        if (live[k] != NULL) {
+            if (count_not(live[k], live_n[k], (unsigned char)k) != 0)
+                return (void *)1;
+            /* every other one freed by the other thread */
+            if (r & 1)
+                pm_raw_free(atomic_exchange(&handoff[k], live[k]));
+            else
+                pm_raw_free(live[k]);
+        }
+        size_t n = 513 + (seed >> 4) % 8000;
+        live[k] = pm_raw_malloc(n);
+        if (live[k] == NULL)
+            return (void *)2;
+        live_n[k] = n;
+        memset(live[k], k, n);
+    }
+    for (int k = 0; k < T_LIVE; k++)
+        pm_raw_free(live[k]);
+    return NULL;
+}
+
+static void *trimmer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_trim)) {
+        pm_trim();
+        usleep(200);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    NEED();
+    start();
+    pthread_t a, b, t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, trimmer, NULL), 0);
+    PM_CHECK_EQ(pthread_create(&a, NULL, churn, (void *)1), 0);
+    PM_CHECK_EQ(pthread_create(&b, NULL, churn, (void *)2), 0);
+    void *ra, *rb;
+    pthread_join(a, &ra);
+    pthread_join(b, &rb);
+    atomic_store(&stop_trim, 1);
+    pthread_join(t, NULL);
+    PM_CHECK(ra == NULL);
+    PM_CHECK(rb == NULL);
+    for (int k = 0; k < T_LIVE; k++)
+        pm_raw_free(atomic_exchange(&handoff[k], NULL));
+    PM_CHECK_EQ(S.calls, 0);
+    start();
+    pm_set_error_handler(NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "budget") == 0)
+        return budget_64k();
+    if (argc > 1 && strcmp(argv[1], "off") == 0)
+        return budget_off();
+    if (argc > 1 && strcmp(argv[1], "oom") == 0)
+        return oom();
+    PM_RUN(test_write_found_on_leaving);
+    PM_RUN(test_only_first_bytes_on_leaving);
+    PM_RUN(test_double_free_while_held);
+    PM_RUN(test_realloc_holds_old_block);
+    PM_RUN(test_found_at_exit);
+    PM_RUN(test_double_free_dump);
+    PM_RUN(test_budget);
+    PM_RUN(test_out_of_memory_gives_back);
+    PM_RUN(test_threads);
+    return pm_test_done();
+}
