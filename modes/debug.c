@@ -30,7 +30,10 @@
  * formatted for another class), so a late double free is still named with
  * size and serial; once the address is handed out again the word is the new
  * block's, and a second free of the old pointer frees the new block (not
- * detectable without quarantine, as with the registry).
+ * detectable without quarantine, as with the registry). Freed registry
+ * blocks of the C library's go to a quarantine first (debug_quarantine.h:
+ * held, filled, checked when they leave and at exit), so their addresses
+ * are not reused for a while.
  *
  * Block layout on 64-bit, N = bytes requested, p = the pointer returned:
  *
@@ -2244,12 +2247,12 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
 }
 
 /* A block the quarantine holds (q_each, its lock held: the block stays),
- * checked whole at abort and at exit. */
+ * checked whole at abort and at exit (unless PYMALLOC_CHECK_FREED=off). */
 static void abort_check_held(const qent *h, void *arg)
 {
     struct abort_scan *sc = arg;
     sc->held++;
-    if (!q_damaged(h->base + Q_OFFSET(h->meta), h->size, 1))
+    if (pm_i_debug_check_freed == 0 || !q_damaged(h->base + Q_OFFSET(h->meta), h->size, 1))
         return;
     pm_i_err e;
     q_error(NULL, 0, h, &e);

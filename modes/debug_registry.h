@@ -46,9 +46,14 @@
  * the last 64 x 256 = 16,384 distinct addresses freed (on average) and its
  * address has not been reused.
  *
+ * A freed block whose memory the quarantine holds (debug_quarantine.h) is
+ * marked HELD: the FIFO never forgets its record (so its second free is a
+ * double free however many blocks were freed since), until the quarantine
+ * lets the block go (pm_i_reg_release).
+ *
  * Entry (24 bytes): key = the data address, inverted (0: empty slot, 1:
- * hole; see key_of), size (low
- * 55 bits) | the record's place in the FIFO + 1 (top 9 bits; 0: none), and
+ * hole; see key_of), size (low 54 bits) | HELD (bit 54) | the record's
+ * place in the FIFO + 1 (top 9 bits; 0: none), and
  * one word: serial (low 48 bits) | API (8 bits) | state (2) | log2 offset (6).
  */
 #ifndef PM_DEBUG_REGISTRY_H
