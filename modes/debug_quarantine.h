@@ -13,7 +13,7 @@
  * handed out again, so a second free of it is always named a double free.
  *
  * One FIFO for the whole process, of at most PYMALLOC_QUARANTINE bytes
- * (default 16 MiB; the underlying blocks' sizes are counted) and Q_CAP
+ * (default 1 MiB; the underlying blocks' sizes are counted) and Q_CAP
  * blocks, behind one spinlock. One FIFO, not one per registry stripe, so
  * that the oldest block leaves first whichever pages it is on. A block of
  * more than an eighth of the budget (or 1 MiB) is not held: it goes back at

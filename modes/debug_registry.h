@@ -47,9 +47,10 @@
  * address has not been reused.
  *
  * A freed block whose memory the quarantine holds (debug_quarantine.h) is
- * marked HELD: the FIFO never forgets its record (so its second free is a
- * double free however many blocks were freed since), until the quarantine
- * lets the block go (pm_i_reg_release).
+ * marked HELD and does not take a place in the FIFO: its record stays (so
+ * its second free is a double free however many blocks were freed since)
+ * until the quarantine lets the block go (pm_i_reg_release), and the FIFO
+ * never forgets it meanwhile.
  *
  * Entry (24 bytes): key = the data address, inverted (0: empty slot, 1:
  * hole; see key_of), size (low 54 bits) | HELD (bit 54) | the record's
@@ -423,8 +424,13 @@ static inline void pm_i_reg_mark_freed_held(void *st, pm_i_reg_entry *re, int he
     stripe *s = st;
     entry *e = (entry *)re;
     e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
-    if (held)
+    if (held) {
+        /* The quarantine keeps the record; not in the FIFO, whose turn
+         * would read it again when it is cold (pm_i_reg_release forgets
+         * it, unless the address has a place in the FIFO from before). */
         e->size |= HELD_BIT;
+        return;
+    }
     freed_rec rec = {e->key, e->meta & PM_I_SERIAL_MASK, (size_t)(e - s->tab)};
     uint64_t place = e->size >> PLACE_SHIFT;
     if (place != 0 && s->ring[place - 1].key == e->key) {

@@ -209,7 +209,7 @@ extern int pm_i_debug_check_freed;
 /* PYMALLOC_QUARANTINE: the most bytes of freed registry blocks the debug
  * hooks hold before they go back to the allocator below
  * (modes/debug_quarantine.h); 0: none held. */
-#define PM_I_QUARANTINE_DEFAULT ((size_t)16 << 20)
+#define PM_I_QUARANTINE_DEFAULT ((size_t)1 << 20)
 #define PM_I_QUARANTINE_MAX (UINT64_C(1) << 40)
 extern size_t pm_i_debug_quarantine;
 
