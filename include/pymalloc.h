@@ -270,7 +270,7 @@ PM_API void pm_print_stats(int fd);
  * (PYMALLOC_QUARANTINE): each freed block held there is checked for writes
  * after its free, then given back to the C library. 1 if memory was
  * returned, else 0 (as malloc_trim). The malloc override's malloc_trim()
- * calls glibc's, then it. */
+ * empties the quarantine, calls glibc's, then gives the pools back. */
 PM_API int pm_trim(void);
 
 /* The library's version string, e.g. "0.2.0" (may differ from the header's). */

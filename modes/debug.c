@@ -936,13 +936,6 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
  * allocated in another mode.) */
 static _Atomic int freed_untrusted;
 
-/* Pool block base, just taken from the pool by a malloc or calloc (op)
- * through g, was freed whole (its side word w held v: SIDE_FILLED), and
- * its data or trailer no longer hold DEADBYTE (freed_damaged): a write
- * after its free. Its word loses SIDE_FILLED. Reported, and 1: the block
- * is leaked, never handed out (its word stays freed, so a later free or
- * check of it is named). 0 if the fill is not trusted (freed_untrusted):
- * the block is used. The thread is busy. */
 /* The report of freed block p (size data bytes, serial: its full serial,
  * api: its API) written after its free: the bytes that are no longer
  * DEADBYTE, from p to its trailer's end. */
@@ -968,6 +961,13 @@ static void freed_error(const unsigned char *p, size_t size, uint64_t serial, ch
     e->api_expected = api;
 }
 
+/* Pool block base, just taken from the pool by a malloc or calloc (op)
+ * through g, was freed whole (its side word w held v: SIDE_FILLED), and
+ * its data or trailer no longer hold DEADBYTE (freed_damaged): a write
+ * after its free. Its word loses SIDE_FILLED. Reported, and 1: the block
+ * is leaked, never handed out (its word stays freed, so a later free or
+ * check of it is named). 0 if the fill is not trusted (freed_untrusted):
+ * the block is used. The thread is busy. */
 static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint64_t *w,
                          uint64_t v)
 {
@@ -2359,7 +2359,7 @@ static size_t check_heap_racy(int at_exit)
         pm_i_buf_u64(&b, exit_unexamined);
         pm_i_buf_str(&b, " more damaged, not examined or counted)");
     }
-    if (!at_exit && sc.damaged != 0)
+    if (!at_exit && live_damaged != 0) /* (glibc never reads a held block) */
         pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
                          "\"malloc(): corrupted top size\", is above), this damage is the "
                          "likely cause");

@@ -540,9 +540,10 @@ PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
  * first call's look-up of glibc's malloc_trim allocates. */
 PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
 {
-    int held = o_ready() ? pm_i_debug_trim() : 0;
+    int ready = o_ready(); /* (set up: pm_trim's parts, one at a time) */
+    int held = ready ? pm_i_debug_trim() : 0;
     int released = pm_i_libc_trim(pad);
-    return (o_ready() ? pm_i_trim() : 0) | released | held;
+    return (ready ? pm_i_pool_trim() : 0) | released | held;
 }
 
 /* The summary line, for an exit status of 0 after heap errors: 1 then,

@@ -459,8 +459,8 @@ int pm_i_parse_bool(const char *s);
  * empty, not a number, or out of range. */
 int pm_i_parse_u64(const char *s, uint64_t *out);
 /* A size: decimal digits, then optionally K, M, G or T (binary: 2^10,
- * 2^20, 2^30, 2^40; either case). 0 and *out, or -1 (empty, other characters, or more
- * than 2^64 - 1). */
+ * 2^20, 2^30, 2^40; either case). 0 and *out, or -1 (empty, other
+ * characters, or more than 2^64 - 1). */
 int pm_i_parse_size(const char *s, uint64_t *out);
 
 /* ---------------------------------------------------------------------------
@@ -517,8 +517,9 @@ void pm_i_debug_forget(void);
  * installed on d (modes/debug.c). */
 void pm_i_debug_table_read(pm_domain d);
 int pm_i_debug_table_write(pm_domain d, const pm_allocator *a);
-/* Read and validate PYMALLOC_ON_ERROR and PYMALLOC_BREAK_SERIAL at start-up
- * (an invalid value is a fatal start-up error, in every mode). */
+/* Read and validate PYMALLOC_ON_ERROR, PYMALLOC_BREAK_SERIAL,
+ * PYMALLOC_CHECK_FREED and PYMALLOC_QUARANTINE at start-up (an invalid
+ * value is a fatal start-up error, in every mode). */
 void pm_i_debug_read_options(void);
 /* pm_trim's part under the debug hooks: their quarantine emptied, each
  * block checked (modes/debug.c). 1 if a block went back. */

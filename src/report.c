@@ -229,10 +229,11 @@ void pm_i_debug_read_options(void)
     }
     const char *qs = pm_i_getenv("PYMALLOC_QUARANTINE");
     uint64_t qn = PM_I_QUARANTINE_DEFAULT;
-    if (qs != NULL && *qs != '\0' && strcmp(qs, "off") == 0) {
+    if (qs == NULL || *qs == '\0') {
+        /* the default */
+    } else if (strcmp(qs, "off") == 0) {
         qn = 0;
-    } else if (qs != NULL && *qs != '\0' &&
-               (pm_i_parse_size(qs, &qn) != 0 || qn > PM_I_QUARANTINE_MAX || qn > SIZE_MAX)) {
+    } else if (pm_i_parse_size(qs, &qn) != 0 || qn > PM_I_QUARANTINE_MAX || qn > SIZE_MAX) {
         static const char *const valid[] = {"a size in bytes up to 1T, with an optional K, M, G "
                                             "or T suffix", "0 or off: none",
                                             NULL};
@@ -482,10 +483,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         freed_words(b, e->quarantined ? "block, held in the quarantine," : "pool block", e);
         pm_i_buf_str(b, ".\n    Its free filled p .. ");
         offset_words(b, (ptrdiff_t)len - 1);
-        pm_i_buf_str(b, e->quarantined ? " (its data and the 16 bytes after) with 0xDD; the "
-                                         "quarantine's check\n    found other bytes from "
-                                       : " (its data and the 16 bytes after) with 0xDD; a malloc "
-                                         "taking it\n    again found other bytes from ");
+        pm_i_buf_str(b, " (its data and the 16 bytes after) with 0xDD; ");
+        pm_i_buf_str(b, e->quarantined ? "the quarantine's check\n    found other bytes from "
+                                       : "a malloc taking it\n    again found other bytes from ");
         offset_words(b, e->offset);
         pm_i_buf_str(b, " to ");
         offset_words(b, e->last);
@@ -493,9 +493,8 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         offset_words(b, (ptrdiff_t)from);
         pm_i_buf_char(b, ':');
         hex_bytes(b, p + from, k);
-        pm_i_buf_str(b, e->quarantined ? "\n    The block is leaked, never handed back to the "
-                                         "allocator.\n"
-                                       : "\n    The block is leaked, never handed out again.\n");
+        pm_i_buf_str(b, "\n    The block is leaked, never handed ");
+        pm_i_buf_str(b, e->quarantined ? "back to the allocator.\n" : "out again.\n");
         return;
     }
     if (!e->readable) {

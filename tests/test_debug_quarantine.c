@@ -267,6 +267,34 @@ static void test_found_at_exit(void)
     PM_CHECK_STR(r.output, " held in the quarantine\n");
 }
 
+/* At abort every held block is checked whole too; glibc never reads a held
+ * block, so the summary does not blame the damage for its abort. */
+static struct sigaction abort_check; /* SIGABRT's action at start-up: the check */
+
+static void abort_child(void *arg)
+{
+    (void)arg;
+    sigaction(SIGABRT, &abort_check, NULL); /* pm_death set the default */
+    unsigned char *p = pm_raw_malloc(300);
+    pm_raw_free(p);
+    p[200] = 'x';
+    abort();
+}
+
+static void test_found_at_abort(void)
+{
+    NEED();
+    pm_death_result r;
+    pm_death(abort_child, NULL, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: abort: use after free: the freed 300-byte block (serial ");
+    PM_CHECK_STR(r.output, "(the 0xDD its free wrote at p+200 was overwritten)");
+    PM_CHECK_STR(r.output, "pymalloc: abort: 0 damaged blocks among the ");
+    PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
+    PM_CHECK(strstr(r.output, "likely cause") == NULL);
+}
+
 /* A double free of a held block: the dump says where its memory is. */
 static void double_free_child(void *arg)
 {
@@ -479,11 +507,14 @@ int main(int argc, char **argv)
         return budget_off();
     if (argc > 1 && strcmp(argv[1], "oom") == 0)
         return oom();
+    pm_debug_enabled(); /* the mode is installed, and the check at abort */
+    sigaction(SIGABRT, NULL, &abort_check);
     PM_RUN(test_write_found_on_leaving);
     PM_RUN(test_only_first_bytes_on_leaving);
     PM_RUN(test_double_free_while_held);
     PM_RUN(test_realloc_holds_old_block);
     PM_RUN(test_found_at_exit);
+    PM_RUN(test_found_at_abort);
     PM_RUN(test_double_free_dump);
     PM_RUN(test_budget);
     PM_RUN(test_out_of_memory_gives_back);
