@@ -551,7 +551,15 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
  * a realloc that moves the block (its old bytes are not all filled: it is
  * never touched after the allocator below took it), nor for hooks over
  * another allocator (which may write into the blocks it holds). Any live
- * word replaces the whole word. */
+ * word replaces the whole word.
+ * Its order, for the check of the heap at exit and at abort, which reads
+ * freed blocks while other threads (or a signal handler's caller, this
+ * thread) take and free them: set after the fill (a release store), and
+ * taken off a block a malloc took from the pool before the malloc writes a
+ * byte of it (unfilled: a store, then a release fence); so a block whose
+ * word is read holding it (an acquire load), and still holding it after
+ * its bytes were read (an acquire fence, then a load), was neither being
+ * filled nor being written by its new owner meanwhile. */
 #define SIDE_FILLED ((uint64_t)1 << 60)
 _Static_assert(PM_P_SIDE_API_SHIFT + 2 <= 60 && PM_P_SIDE_STATE_SHIFT > 60,
                "SIDE_FILLED is a bit of its own");
@@ -968,10 +976,11 @@ static void freed_error(const unsigned char *p, size_t size, uint64_t serial, ch
  * is leaked, never handed out (its word stays freed, so a later free or
  * check of it is named). 0 if the fill is not trusted (freed_untrusted):
  * the block is used. The thread is busy. */
+static void unfilled(_Atomic uint64_t *w, uint64_t v);
 static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint64_t *w,
                          uint64_t v)
 {
-    atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
+    unfilled(w, v);
     if (atomic_load_explicit(&freed_untrusted, memory_order_relaxed))
         return 0;
     pm_i_reg_info in;
@@ -1231,6 +1240,15 @@ static inline int freed_damaged(const dbg *g, const unsigned char *base, size_t 
              !dead_all(base + PM_I_DEBUG_HEAD, side_size(v) + PM_I_DEBUG_TAIL)));
 }
 
+/* Pool block w's word (which held v), just taken from the pool by a
+ * malloc, loses SIDE_FILLED before a byte of the block is written (see
+ * SIDE_FILLED): stored, then a fence that keeps the writes after it. */
+static inline void unfilled(_Atomic uint64_t *w, uint64_t v)
+{
+    atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
 /* ---------------------------------------------------------------------------
  * The quarantine (debug_quarantine.h): freed registry blocks held, filled
  * with DEADBYTE, before they go back to the allocator below.
@@ -1406,7 +1424,10 @@ static int pool_block_written(const dbg *g, int op, unsigned char *base, size_t 
     if (w == NULL || pm_i_p_vg)
         return 0;
     uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-    return freed_damaged(g, base, n, v) && freed_written(g, op, base, w, v);
+    if (freed_damaged(g, base, n, v) && freed_written(g, op, base, w, v))
+        return 1;
+    unfilled(w, v);
+    return 0;
 }
 
 /* Malloc, the general way: the allocator below's own malloc, for any
@@ -1545,8 +1566,10 @@ static void *dbg_malloc(void *ctx, size_t n)
             _Atomic uint64_t *w = pm_i_pool_side_new(base);
             if (PM_I_UNLIKELY(w == NULL))
                 return malloc_no_side(g, base, n);
-            if (freed_damaged(g, base, n, atomic_load_explicit(w, memory_order_relaxed)))
+            uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+            if (freed_damaged(g, base, n, v))
                 return malloc_written(g, n, base);
+            unfilled(w, v);
             fill_clean(base + PM_I_DEBUG_HEAD, n);
             uint64_t serial;
             if (PM_I_SINGLE_THREADED())
@@ -1689,7 +1712,7 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     fill_span(p, in.size, PM_I_DEADBYTE);
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
     if (w != NULL && g->filled != 0) /* (the word is freed: no one else writes it) */
-        atomic_fetch_or_explicit(w, g->filled, memory_order_relaxed);
+        atomic_fetch_or_explicit(w, g->filled, memory_order_release);
     if (held) {
         /* Into the quarantine (filled first: it may leave at once, from
          * another thread's free), and the oldest blocks out of it. */
@@ -1785,13 +1808,16 @@ static void dbg_free(void *ctx, void *ptr)
     if (PM_I_LIKELY(w != NULL) && PM_I_LIKELY(pm_i_debug_break_serial == 0)) {
         uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
         if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
-            PM_I_LIKELY(side_swap(w, &v, (v ^ (SIDE_LIVE | SIDE_FREED)) | g->filled))) {
+            PM_I_LIKELY(side_swap(w, &v, v ^ (SIDE_LIVE | SIDE_FREED)))) {
             size_t n = side_size(v);
             /* The 48 bits as the whole serial: right below 2^48, and a
              * mismatch above takes free_slow, whose check reads the
              * counter (no counter read here). */
             if (PM_I_LIKELY(intact_words(p, n, g->api_w, v & PM_I_SERIAL_MASK))) {
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
+                /* Filled, after the fill (see SIDE_FILLED). */
+                atomic_store_explicit(w, (v ^ (SIDE_LIVE | SIDE_FREED)) | g->filled,
+                                      memory_order_release);
                 /* A live side word of ours: a pool block in use, of the
                  * class the side tree gave. */
                 /* Tail calls only: this path needs no stack frame. */
@@ -2136,9 +2162,12 @@ enum { ABORT_REPORTS = 8 };
 enum { ABORT_SEEN = 64 };
 struct abort_scan {
     size_t checked, damaged;
-    size_t held, held_damaged; /* the quarantine's blocks checked, damaged */
-    const void *last; /* the block of the last report */
-    int at_exit;      /* the check at exit (below), not at abort */
+    size_t held;          /* the quarantine's blocks checked */
+    size_t freed;         /* the pools' freed blocks checked */
+    size_t freed_damaged; /* freed blocks (both kinds) found written */
+    const void *last;     /* the block of the last report */
+    int at_exit;          /* the check at exit (below), not at abort */
+    int pools_freed;      /* the pools' freed blocks are checked too */
     /* At abort, the registry's blocks reported (the first ABORT_SEEN): a
      * block whose overflow damaged the next one is reported once, blamed
      * for the victim, whichever the walk meets first. */
@@ -2156,8 +2185,8 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
     e->entry = sc->at_exit ? "exit" : "abort";
     if (sc->at_exit)
         pm_i_debug_count_at_exit(e);
-    if (e->quarantined)
-        sc->held_damaged++;
+    if (e->freed_data)
+        sc->freed_damaged++;
     if (++sc->damaged > ABORT_REPORTS)
         return;
     pm_i_debug_report_print(e);
@@ -2216,16 +2245,23 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     abort_report(sc, &e);
 }
 
-/* A live pool block (pm_i_pool_each_live_side, the arena lock held): its
+static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
+                              struct abort_scan *sc);
+
+/* A live pool block (pm_i_pool_each_side, the arena lock held): its
  * word w was v. Damage is reported only if the word still holds v after the
  * bytes were read, twice: else the block was freed or reallocated under the
  * check, whose fill looks like damage. The damage of a block written by
  * the one below it is that block's overflow (blame), and the walk goes up
  * through a pool: the block below was reported just before, and is not
- * reported again. */
+ * reported again. A freed one: abort_check_freed. */
 static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t v, void *arg)
 {
     struct abort_scan *sc = arg;
+    if (PM_P_SIDE_STATE(v) != PM_P_SIDE_LIVE) {
+        abort_check_freed(base, w, v, sc);
+        return;
+    }
     const unsigned char *p = base + PM_I_DEBUG_HEAD;
     pm_i_reg_info in;
     pm_i_err e;
@@ -2242,6 +2278,47 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
     sc->last = e.address;
     if (sc->at_exit)
         exit_keep(&e); /* blamed already (the arena lock keeps the blocks) */
+    else
+        abort_report(sc, &e);
+}
+
+/* A freed pool block whose free filled it (SIDE_FILLED), still in the
+ * pools (sc->pools_freed): checked whole, as the quarantine's blocks are,
+ * for a write after its free that no malloc met (the block was never
+ * taken again). Its word holding SIDE_FILLED before and after the read of
+ * its bytes tells that no free was filling it and no malloc writing it
+ * meanwhile (see SIDE_FILLED), in another thread or in the code a signal
+ * handler (the check at abort, an exit) interrupted. Damage that a write past the end of the block below it brought
+ * (through its trailer and this block's link) is that block's overflow,
+ * reported once (blame). */
+static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
+                              struct abort_scan *sc)
+{
+    if ((v & SIDE_FILLED) == 0)
+        return;
+    const unsigned char *p = base + PM_I_DEBUG_HEAD;
+    pm_i_reg_info in;
+    side_unpack(v, &in);
+    sc->freed++;
+    if (!q_damaged(p, in.size, 1))
+        return;
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(w, memory_order_relaxed) != v)
+        return;
+    pm_i_err e, before;
+    freed_error(p, in.size, full_serial(in.serial), in.api, &e);
+    int status;
+    if (side_of_class(p, &status) != NULL &&
+        blame_pool_below(base, ((unsigned)status >> 2) - 1, &before)) {
+        before.next_block = e.address;
+        before.next_serial = e.serial;
+        e = before;
+    }
+    if (e.address == sc->last)
+        return;
+    sc->last = e.address;
+    if (sc->at_exit)
+        exit_keep(&e);
     else
         abort_report(sc, &e);
 }
@@ -2306,7 +2383,14 @@ static size_t check_heap_racy(int at_exit)
     exit_unexamined = 0;
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);
     int registry_n = exit_pending_n; /* the rest, the pools', are blamed already */
-    int pools_busy = atomic_load(&side_any) && pm_i_pool_each_live_side(abort_check_side, &sc) != 0;
+    /* The pools' freed blocks too; not under memcheck (they are NOACCESS
+     * to it, and it reports a write into them itself), nor where the fills
+     * are not trusted. */
+    sc.pools_freed = pm_i_debug_check_freed != 0 && !pm_i_p_vg &&
+                     !atomic_load_explicit(&freed_untrusted, memory_order_relaxed) &&
+                     atomic_load(&side_any);
+    int pools_busy = atomic_load(&side_any) &&
+                     pm_i_pool_each_side(abort_check_side, &sc, sc.pools_freed) != 0;
     int held_busy = q_each(abort_check_held, &sc) != 0;
     if (at_exit && exit_pending_n != 0) {
         pm_i_flush_streams(); /* the program's output, which an abort() would lose */
@@ -2323,7 +2407,7 @@ static size_t check_heap_racy(int at_exit)
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, 2);
     pm_i_buf_str(&b, at_exit ? "pymalloc: exit: " : "pymalloc: abort: ");
-    size_t live_damaged = sc.damaged - sc.held_damaged;
+    size_t live_damaged = sc.damaged - sc.freed_damaged;
     pm_i_buf_u64(&b, live_damaged);
     pm_i_buf_str(&b, live_damaged == 1 ? " damaged block" : " damaged blocks");
     if (at_exit)
@@ -2336,14 +2420,27 @@ static size_t check_heap_racy(int at_exit)
     pm_i_buf_str(&b, " among the ");
     pm_i_buf_u64(&b, sc.checked);
     pm_i_buf_str(&b, " live blocks checked");
-    if (sc.held_damaged != 0) {
+    if (sc.freed_damaged != 0) {
         pm_i_buf_str(&b, "; ");
-        pm_i_buf_u64(&b, sc.held_damaged);
-        pm_i_buf_str(&b, sc.held_damaged == 1 ? " freed block written after its free"
-                                              : " freed blocks written after their free");
+        pm_i_buf_u64(&b, sc.freed_damaged);
+        pm_i_buf_str(&b, sc.freed_damaged == 1 ? " freed block written after its free"
+                                               : " freed blocks written after their free");
         pm_i_buf_str(&b, " among the ");
-        pm_i_buf_u64(&b, sc.held);
-        pm_i_buf_str(&b, " held in the quarantine");
+        if (sc.freed == 0) {
+            pm_i_buf_u64(&b, sc.held);
+            pm_i_buf_str(&b, " held in the quarantine");
+        } else if (sc.held == 0) {
+            pm_i_buf_u64(&b, sc.freed);
+            pm_i_buf_str(&b, sc.freed == 1 ? " freed block in the pools checked"
+                                           : " freed blocks in the pools checked");
+        } else {
+            pm_i_buf_u64(&b, sc.held + sc.freed);
+            pm_i_buf_str(&b, " freed blocks checked (");
+            pm_i_buf_u64(&b, sc.held);
+            pm_i_buf_str(&b, " held in the quarantine, ");
+            pm_i_buf_u64(&b, sc.freed);
+            pm_i_buf_str(&b, " in the pools)");
+        }
     }
     if (skipped != 0) {
         pm_i_buf_str(&b, " (");

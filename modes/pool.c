@@ -288,9 +288,9 @@ int pm_i_pool_try_hold_arenas(int tries)
     return 0;
 }
 
-int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
-                                        void *arg),
-                             void *arg)
+int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
+                                   void *arg),
+                        void *arg, int freed_too)
 {
     int locked = 0;
     if (!pm_i_p_fork_held) { /* (else this thread holds every lock) */
@@ -318,7 +318,8 @@ int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w
                 for (size_t i = 0; i < PM_P_BLOCKS_PER_POOL(d); i++) {
                     _Atomic uint64_t *w = PM_P_SIDE_WORD(first, i);
                     uint64_t v = atomic_load_explicit(w, memory_order_acquire);
-                    if (PM_P_SIDE_STATE(v) == PM_P_SIDE_LIVE)
+                    if (PM_P_SIDE_STATE(v) == PM_P_SIDE_LIVE ||
+                        (freed_too && PM_P_SIDE_STATE(v) == PM_P_SIDE_FREED))
                         fn(pool + PM_P_HDR + i * d, w, v, arg);
                 }
             }

@@ -307,16 +307,17 @@ void pm_i_pool_side_enable(void);
 void pm_i_pool_side_disable(void);
 
 /* Call fn(base, w, v, arg) for every live side word w (value v) of every
- * pool, base being its block's address (the debug hooks' check of the heap
- * at abort). The arena lock is held meanwhile, so no arena is unmapped
- * under fn, which may read the block and its neighbours; a word may change
- * under it (the block freed or reallocated by another thread). Returns 0,
- * or -1 without calling fn when the arena lock stayed taken (by a thread
- * that is stuck, or by this one, interrupted) through a bounded wait.
- * Never allocates. */
-int pm_i_pool_each_live_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
-                                        void *arg),
-                             void *arg);
+ * pool, and (freed_too) every freed one, in address order within a pool,
+ * base being its block's address (the debug hooks' check of the heap at
+ * abort and at exit). The arena lock is held meanwhile, so no arena is
+ * unmapped under fn, which may read the block and its neighbours; a word
+ * may change under it (the block freed, reallocated or taken again by
+ * another thread). Returns 0, or -1 without calling fn when the arena
+ * lock stayed taken (by a thread that is stuck, or by this one,
+ * interrupted) through a bounded wait. Never allocates. */
+int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
+                                   void *arg),
+                        void *arg, int freed_too);
 /* Hold, and release, the arena lock: no arena is unmapped meanwhile (for
  * pm_check_block, which reads a block it has not claimed). */
 void pm_i_pool_hold_arenas(void);

@@ -484,8 +484,18 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, ".\n    Its free filled p .. ");
         offset_words(b, (ptrdiff_t)len - 1);
         pm_i_buf_str(b, " (its data and the 16 bytes after) with 0xDD; ");
-        pm_i_buf_str(b, e->quarantined ? "the quarantine's check\n    found other bytes from "
-                                       : "a malloc taking it\n    again found other bytes from ");
+        /* (The check of the heap at exit or abort names itself, and the
+         * process is ending: the block stays where it is.) */
+        int at_end = !e->quarantined && e->entry != NULL &&
+                     (strcmp(e->entry, "exit") == 0 || strcmp(e->entry, "abort") == 0);
+        if (e->quarantined)
+            pm_i_buf_str(b, "the quarantine's check\n    found other bytes from ");
+        else if (at_end) {
+            pm_i_buf_str(b, "the check of the heap at ");
+            pm_i_buf_str(b, e->entry);
+            pm_i_buf_str(b, "\n    found other bytes from ");
+        } else
+            pm_i_buf_str(b, "a malloc taking it\n    again found other bytes from ");
         offset_words(b, e->offset);
         pm_i_buf_str(b, " to ");
         offset_words(b, e->last);
@@ -493,6 +503,10 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         offset_words(b, (ptrdiff_t)from);
         pm_i_buf_char(b, ':');
         hex_bytes(b, p + from, k);
+        if (at_end) {
+            pm_i_buf_char(b, '\n');
+            return;
+        }
         pm_i_buf_str(b, "\n    The block is leaked, never handed ");
         pm_i_buf_str(b, e->quarantined ? "back to the allocator.\n" : "out again.\n");
         return;

@@ -21,7 +21,12 @@
  *  - PYMALLOC_CHECK_FREED=all checks every byte the free filled, =first
  *    the first ones (the default), =off none (run by the test itself in
  *    pymalloc_debug);
- *  - without a handler the report aborts (death test).
+ *  - without a handler the report aborts (death test);
+ *  - a freed block no malloc took again is checked whole at exit and at
+ *    abort (death tests, in each pool domain), while other threads take
+ *    and free blocks too, with no false report; a write past the end of
+ *    the block below it that ran on into it is that block's overflow,
+ *    reported once.
  * Blocks of the C library (malloc_debug, the raw domain, bigger blocks) are
  * not written: their freed memory is glibc's (or a sanitizer's). Skipped
  * (77) without debug hooks, and under valgrind (whose memcheck reports the
@@ -34,6 +39,8 @@
 #include "pm_internal.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -429,12 +436,218 @@ static void test_default_aborts(void)
     PM_CHECK_STR(r.output, "The block is leaked, never handed out again.");
 }
 
+
+/* A freed pool block that no malloc takes again: the check of the heap at
+ * exit reads all of it (here past the 64 bytes a malloc would check). */
+struct exit_case {
+    int domain;
+    size_t at;     /* the byte written after the free */
+    int abort_it;  /* abort() instead of exit(0) */
+    int joined;    /* the write is made by a second thread, joined before */
+};
+
+/* Free a 100-byte block of domain d and write p[at]: its serial is
+ * printed (the parent reads it in the output). */
+static void *free_and_write(const struct exit_case *c)
+{
+    unsigned char *p = pm_t_domains[c->domain].malloc(100);
+    fprintf(stderr, "serial %llu\n", (unsigned long long)trailer_serial(p, 100));
+    pm_t_domains[c->domain].free(p);
+    p[c->at] = 'x';
+    return p;
+}
+
+static void *write_in_thread(void *arg) { return free_and_write(arg); }
+
+static struct sigaction abort_check; /* SIGABRT's action at start-up: the check */
+
+static void exit_child(void *arg)
+{
+    const struct exit_case *c = arg;
+    if (c->joined) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, write_in_thread, arg) != 0 || pthread_join(t, NULL) != 0)
+            _exit(3);
+    } else
+        free_and_write(c);
+    if (c->abort_it) {
+        sigaction(SIGABRT, &abort_check, NULL); /* pm_death set the default */
+        abort();
+    }
+    exit(0);
+}
+
+static void expect_found(const struct exit_case *c)
+{
+    pm_death_result r;
+    pm_death(exit_child, (void *)c, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    const char *who = c->abort_it ? "abort" : "exit";
+    char want[200];
+    const char *s = strstr(r.output, "serial ");
+    unsigned long long serial = s != NULL ? strtoull(s + 7, NULL, 10) : 0;
+    snprintf(want, sizeof want,
+             "pymalloc: %s: use after free: the freed 100-byte block (serial %llu) at ", who,
+             serial);
+    PM_CHECK_STR(r.output, want);
+    snprintf(want, sizeof want, "(the 0xDD its free wrote at p+%zu was overwritten)", c->at);
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK_STR(r.output, "    Freed pool block at p=");
+    snprintf(want, sizeof want, "the check of the heap at %s\n    found other bytes from p+%zu to p+%zu.",
+             who, c->at, c->at);
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK(strstr(r.output, "never handed out again") == NULL);
+    snprintf(want, sizeof want, "pymalloc: %s: 0 damaged blocks", who);
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
+    PM_CHECK_STR(r.output, " in the pools");
+}
+
+static void test_found_at_exit(void)
+{
+    NEED();
+    int tested = 0;
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++) {
+        if (!pooled(&pm_t_domains[d], 100))
+            continue;
+        tested++;
+        for (int a = 0; a < 2; a++) {
+            struct exit_case c1 = {d, 0, a, 0}, c2 = {d, 90, a, 0}, c3 = {d, 115, a, 1};
+            expect_found(&c1);
+            expect_found(&c2); /* past the first 64 bytes */
+            expect_found(&c3); /* the trailer's last byte, by a thread joined since */
+        }
+    }
+    if (tested == 0)
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+}
+
+/* Block a live, b freed just above it in its pool: a write past a's end
+ * runs through a's trailer and b's link into b's data. At exit it is a's
+ * overflow, reported once, naming b as the block it ran into. */
+static void overflow_child(void *arg)
+{
+    (void)arg;
+    unsigned char *a = pm_obj_malloc(200), *b = pm_obj_malloc(200);
+    if (b != a + 208 + 32)
+        _exit(77); /* not neighbours */
+    pm_obj_free(b);
+    memset(a + 200, 'y', 48 + 8);
+    exit(0);
+}
+
+static void test_overflow_into_freed_at_exit(void)
+{
+    NEED();
+    if (!pooled(&pm_t_domains[PM_DOMAIN_OBJ], 200))
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    pm_death_result r;
+    pm_death(overflow_child, NULL, &r);
+    if (r.exited && r.exit_status == 77)
+        PM_SKIP("the two blocks are not neighbours");
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: ");
+    PM_CHECK_STR(r.output, "past the end of a 200-byte block (serial ");
+    PM_CHECK(strstr(r.output, "use after free") == NULL);
+    PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the ");
+    PM_CHECK(strstr(r.output, "written after") == NULL);
+}
+
+/* Threads that take and free pool blocks of every class through every
+ * path while the process ends (mode 0: exit) or aborts (1): blocks in the
+ * middle of a free's fill or of a malloc's writes are not taken for
+ * damage (no report, exit status 0); a block written after its free, of a
+ * class the threads do not use, is found all the same (mode 2). */
+static _Atomic int churning;
+
+static void *churn(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    void *q[64] = {0};
+    for (unsigned i = 0;; i++) {
+        unsigned k = i % 64;
+        seed = seed * 1103515245u + 12345u;
+        size_t n = (arg == NULL ? 300 : 1 + (seed >> 8) % 512);
+        switch ((seed >> 20) % 4) {
+        case 0:
+            pm_mem_free(q[k]);
+            q[k] = pm_mem_malloc(n);
+            break;
+        case 1:
+            pm_mem_free(q[k]);
+            q[k] = pm_mem_calloc(1, n);
+            break;
+        case 2: {
+            void *r = pm_mem_realloc(q[k], n);
+            if (r != NULL)
+                q[k] = r;
+            break;
+        }
+        default:
+            pm_mem_free(q[k]);
+            q[k] = NULL;
+        }
+        if (i == 1000)
+            atomic_fetch_add(&churning, 1);
+    }
+    return NULL;
+}
+
+static void end_under_churn(void *arg)
+{
+    int mode = (int)(intptr_t)arg;
+    unsigned char *p = NULL;
+    if (mode == 2) {
+        p = pm_mem_malloc(100);
+        fprintf(stderr, "serial %llu\n", (unsigned long long)trailer_serial(p, 100));
+        pm_mem_free(p);
+        p[50] = 'x';
+    }
+    pthread_t t;
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t, NULL, churn, mode == 2 ? NULL : (void *)(uintptr_t)(i + 1)) != 0)
+            _exit(3);
+    while (atomic_load(&churning) < 2)
+        sched_yield();
+    if (mode == 1) {
+        sigaction(SIGABRT, &abort_check, NULL); /* pm_death set the default */
+        abort();
+    }
+    exit(0);
+}
+
+static void test_end_under_churn(void)
+{
+    NEED();
+    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 100))
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    for (int round = 0; round < 20 && !pm_t_cur_failed; round++) {
+        pm_death_result r;
+        pm_death(end_under_churn, (void *)(intptr_t)0, &r);
+        PM_CHECK(r.exited && r.exit_status == 0);
+        PM_CHECK(strstr(r.output, "pymalloc:") == NULL);
+        pm_death(end_under_churn, (void *)(intptr_t)1, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK(strstr(r.output, "pymalloc:") == NULL);
+    }
+    pm_death_result r;
+    pm_death(end_under_churn, (void *)(intptr_t)2, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: exit: use after free: the freed 100-byte block (serial ");
+    PM_CHECK_STR(r.output, "(the 0xDD its free wrote at p+50 was overwritten)");
+    PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "pool-copy") == 0)
         return pool_copy();
     if (argc > 2 && strcmp(argv[1], "check-freed") == 0)
         return check_freed(argv[2]);
+    pm_mem_free(pm_mem_malloc(1)); /* set up: the hooks' check at abort is SIGABRT's action */
+    sigaction(SIGABRT, NULL, &abort_check);
     PM_RUN(test_written_after_free);
     PM_RUN(test_range_and_dump);
     PM_RUN(test_realloc_moves_like_free);
@@ -443,5 +656,8 @@ int main(int argc, char **argv)
     PM_RUN(test_pool_copy_turns_it_off);
     PM_RUN(test_check_freed_values);
     PM_RUN(test_default_aborts);
+    PM_RUN(test_found_at_exit);
+    PM_RUN(test_overflow_into_freed_at_exit);
+    PM_RUN(test_end_under_churn);
     return pm_test_done();
 }
