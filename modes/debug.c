@@ -925,7 +925,12 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
     PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(base, 16));
     _Atomic uint64_t *w = side_of(p);
     if (w != NULL) {
-        side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+        uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+        side_unpack(v, &in);
+        /* Leaked with its list: not checked again (at exit), whatever
+         * its data hold. */
+        if (in.state == PM_I_REG_FREED)
+            atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
         e.known = 1;
         e.size = in.size;
         e.serial = full_serial(in.serial);

@@ -555,6 +555,36 @@ static void test_overflow_into_freed_at_exit(void)
     PM_CHECK(strstr(r.output, "written after") == NULL);
 }
 
+/* A freed block whose link and data were both written: the malloc that
+ * meets the link reports it and leaks the block (with its list); the
+ * check at exit does not report the same block again for its data. */
+static void link_child(void *arg)
+{
+    (void)arg;
+    watch();
+    unsigned char *p = pm_mem_malloc(63);
+    pm_mem_free(p);
+    p[-16] ^= 0x55;
+    p[38] = 0xfe;
+    (void)pm_mem_malloc(63);
+    if (S.calls != 1 || S.r.error != PM_ERR_USE_AFTER_FREE)
+        _exit(4);
+    exit(0);
+}
+
+static void test_link_report_not_repeated_at_exit(void)
+{
+    NEED();
+    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 63))
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    pm_death_result r;
+    pm_death(link_child, NULL, &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK_STR(r.output, "(the pool's free-list link in its first 16 bytes, at p-16, was "
+                           "overwritten)");
+    PM_CHECK(strstr(r.output, "pymalloc: exit:") == NULL);
+}
+
 /* Threads that take and free pool blocks of every class through every
  * path while the process ends (mode 0: exit) or aborts (1): blocks in the
  * middle of a free's fill or of a malloc's writes are not taken for
@@ -658,6 +688,7 @@ int main(int argc, char **argv)
     PM_RUN(test_default_aborts);
     PM_RUN(test_found_at_exit);
     PM_RUN(test_overflow_into_freed_at_exit);
+    PM_RUN(test_link_report_not_repeated_at_exit);
     PM_RUN(test_end_under_churn);
     return pm_test_done();
 }

@@ -105,6 +105,12 @@ case $mode in
         summed=$(echo "$last" | sed -n 's/^.*report: \([0-9]*\) heap errors.*$/\1/p')
         # (at free, or by the check at exit: damaged, not freed yet)
         reports=$(grep -c "^pymalloc: \(free\|exit\): buffer overflow: " "$tmp/err")
+        # Past 8 damaged blocks found at exit the rest are counted without
+        # a report of their own (past 45,000 reports, which a loaded
+        # machine's threads make before the process ends, blocks reported
+        # and leaked are found again at exit: see the README).
+        found=$(sed -n 's/^pymalloc: exit: \([0-9]*\) damaged blocks, never freed, (the first 8 reported).*$/\1/p' "$tmp/err")
+        [ -z "$found" ] || reports=$((reports + found - 8))
         [ "$summed" = "$reports" ] || fail "run $i: $summed errors summed up, $reports reports"
     done
     ;;
