@@ -1358,6 +1358,24 @@ void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes)
     q_totals(blocks, bytes);
 }
 
+int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
+{
+    int any = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        any |= atomic_load(&enabled[d]) && dbgs[d].quarantine;
+    *budget = atomic_load_explicit(&q_budget, memory_order_relaxed);
+    if (!any || *budget == 0)
+        return 0;
+    /* Not waited for when this thread holds it (a signal handler that
+     * interrupted the holder), nor for ever (a holder stopped). */
+    if (q_held_here || !q_lock(4096))
+        return -1;
+    *blocks = quar.len;
+    *bytes = quar.bytes;
+    q_unlock();
+    return 1;
+}
+
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
 static inline void fill_dead(unsigned char *b, size_t len)
 {

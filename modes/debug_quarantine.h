@@ -29,6 +29,7 @@
 #define PM_DEBUG_QUARANTINE_H
 
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,10 +71,17 @@ static _Atomic size_t q_budget, q_block_max;
  * parent's or child's (see reg_fork_held). */
 static __thread int q_fork_held __attribute__((tls_model("initial-exec")));
 
+/* Set while this thread takes or holds the lock (from before it tries to
+ * until after it let go): a signal handler that interrupted it there (the
+ * statistics) does not wait for it. */
+static __thread volatile sig_atomic_t q_held_here __attribute__((tls_model("initial-exec")));
+
 static int q_lock(int limit)
 {
     if (q_fork_held)
         return 1;
+    q_held_here = 1;
+    atomic_signal_fence(memory_order_seq_cst);
     for (int spins = 0; limit < 0 || spins < limit; spins++) {
         if (atomic_load_explicit(&quar.lock, memory_order_relaxed) == 0 &&
             atomic_exchange_explicit(&quar.lock, 1, memory_order_acquire) == 0)
@@ -81,13 +89,18 @@ static int q_lock(int limit)
         if (spins > 64)
             sched_yield();
     }
+    atomic_signal_fence(memory_order_seq_cst);
+    q_held_here = 0;
     return 0;
 }
 
 static void q_unlock(void)
 {
-    if (!q_fork_held)
+    if (!q_fork_held) {
         atomic_store_explicit(&quar.lock, 0, memory_order_release);
+        atomic_signal_fence(memory_order_seq_cst);
+        q_held_here = 0;
+    }
 }
 
 /* The underlying bytes of held block e. */
@@ -178,6 +191,7 @@ static void q_fork_child(void)
 {
     q_fork_held = 0;
     atomic_store_explicit(&quar.lock, 0, memory_order_relaxed);
+    q_held_here = 0;
 }
 
 #endif /* PM_DEBUG_QUARANTINE_H */

@@ -8,6 +8,7 @@
  * and walk every arena and pool. Nothing here allocates: the printer
  * formats into a stack buffer and writes with write(2).
  */
+#include "../src/pm_debug.h"
 #include "pool.h"
 
 #include <errno.h>
@@ -281,6 +282,20 @@ static void print_stats(int fd, int bounded)
     pm_i_buf_char(&l, '\0');
     line(&b, rl, st.raw_blocks_current);
     line(&b, "# raw blocks allocated total", st.raw_blocks_total);
+    /* The debug hooks' quarantine (PYMALLOC_QUARANTINE): freed blocks of
+     * the C library's, held back from it (not in the pools' figures). */
+    size_t qblocks, qbytes, qbudget;
+    int q = pm_i_debug_quarantine_stats(&qblocks, &qbytes, &qbudget);
+    if (q != 0) {
+        pm_i_buf_char(&b, '\n');
+        if (q < 0)
+            pm_i_buf_str(&b, "# the quarantine was busy: not read\n");
+        else {
+            line(&b, "# blocks held in the quarantine", qblocks);
+            line(&b, "# bytes held in the quarantine", qbytes);
+        }
+        line(&b, "# bytes of the quarantine's budget", qbudget);
+    }
     pm_i_buf_flush(&b);
 }
 

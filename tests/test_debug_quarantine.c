@@ -79,6 +79,79 @@ static void start(void)
     PM_CHECK_EQ(held_blocks(), 0);
 }
 
+/* n with a comma every three digits, as the statistics write it. */
+static void thousands(char *out, size_t cap, size_t n)
+{
+    char d[32];
+    int len = snprintf(d, sizeof d, "%zu", n), k = 0;
+    for (int i = 0; i < len && (size_t)k + 2 < cap; i++) {
+        if (i > 0 && (len - i) % 3 == 0)
+            out[k++] = ',';
+        out[k++] = d[i];
+    }
+    out[k] = '\0';
+}
+
+/* pm_print_stats's text, read back through a temporary file. */
+static void stats_text(char *out, size_t cap)
+{
+    FILE *f = tmpfile();
+    out[0] = '\0';
+    if (f == NULL)
+        return;
+    pm_print_stats(fileno(f));
+    rewind(f);
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+static void *nothing(void *arg) { return arg; }
+
+/* The statistics show the blocks and bytes held and the budget. */
+static void test_stats_lines(void)
+{
+    NEED();
+    start();
+    unsigned char *p[3];
+    for (int i = 0; i < 3; i++)
+        p[i] = pm_raw_malloc(1000);
+    for (int i = 0; i < 3; i++)
+        pm_raw_free(p[i]);
+    size_t n, bytes;
+    pm_i_debug_quarantine_held(&n, &bytes);
+    PM_CHECK_EQ(n, 3);
+    PM_CHECK(bytes >= 3 * 1032);
+    static char text[8192];
+    stats_text(text, sizeof text);
+    char want[128];
+    snprintf(want, sizeof want, "\n# blocks held in the quarantine    = %20s\n", "3");
+    PM_CHECK_STR(text, want);
+    char num[32];
+    thousands(num, sizeof num, bytes);
+    snprintf(want, sizeof want, "# bytes held in the quarantine     = %20s\n", num);
+    PM_CHECK_STR(text, want);
+    PM_CHECK_STR(text, "# bytes of the quarantine's budget =            1,048,576\n");
+    /* After a fork (whose handlers take and release the quarantine's
+     * lock), in the child and in the parent, the lines are there (not
+     * "busy"). A thread was made first: a process that never had one
+     * forks without taking the locks. */
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, nothing, NULL), 0);
+    pthread_join(t, NULL);
+    pid_t pid = pm_t_fork();
+    if (pid == 0) {
+        stats_text(text, sizeof text);
+        _exit(strstr(text, "# blocks held in the quarantine") != NULL ? 0 : 1);
+    }
+    int status = pm_t_wait(pid);
+    PM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    stats_text(text, sizeof text);
+    PM_CHECK_STR(text, "# blocks held in the quarantine");
+    PM_CHECK(strstr(text, "busy") == NULL);
+    start();
+}
+
 static const size_t sizes[] = {0, 1, 40, 100, 600, 5000, 70000};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 
@@ -362,6 +435,10 @@ static int budget_off(void)
     pm_raw_free(p);
     if (held_blocks() != 0)
         return 10;
+    static char text[8192];
+    stats_text(text, sizeof text);
+    if (strstr(text, "Small block threshold") == NULL || strstr(text, "quarantine") != NULL)
+        return 12; /* no quarantine lines without one */
     return pm_trim() == 0 && S.calls == 0 ? 0 : 11;
 }
 
@@ -509,6 +586,7 @@ int main(int argc, char **argv)
         return oom();
     pm_debug_enabled(); /* the mode is installed, and the check at abort */
     sigaction(SIGABRT, NULL, &abort_check);
+    PM_RUN(test_stats_lines);
     PM_RUN(test_write_found_on_leaving);
     PM_RUN(test_only_first_bytes_on_leaving);
     PM_RUN(test_double_free_while_held);
