@@ -5,8 +5,10 @@
 #   2. the same program with its heap bug switched on (--off-by-one writes
 #      one byte past a block) under the debug mode, which stops it with a
 #      report naming the bug, the block, its size and serial;
-#   3. the pm_* API demonstration (examples/demo.c).
-# Exits 0 when all three behaved as described (the bug was caught).
+#   3. its other bug (--use-after-free writes a pointer into a table it
+#      freed), which the debug mode finds in the freed block at exit;
+#   4. the pm_* API demonstration (examples/demo.c).
+# Exits 0 when all four behaved as described (both bugs were caught).
 set -u
 B=${1:-build}
 run=$B/pymalloc-run
@@ -27,5 +29,16 @@ fi
 echo "(caught: the run was stopped with SIGABRT, exit status $rc)"
 
 echo
-echo "== 3. the pm_* API: build/examples/pymalloc-demo"
+echo "== 3. pymalloc-run --mode debug -- wordfreq --use-after-free   (another heap bug)"
+out=$("$run" --mode debug -- "$prog" --use-after-free 2>&1)
+rc=$?
+printf '%s\n' "$out"
+if [ $rc -ne 134 ] || ! printf '%s\n' "$out" | grep -q "use after free: the freed"; then
+  echo "main job: expected the debug mode to report the write after free at exit (status 134), got $rc" >&2
+  exit 1
+fi
+echo "(caught at exit: the write into the freed table was found, exit status $rc)"
+
+echo
+echo "== 4. the pm_* API: build/examples/pymalloc-demo"
 "$B/examples/pymalloc-demo" || exit 1

@@ -3,13 +3,18 @@
  * override: it uses plain malloc/strdup/realloc/free and knows nothing
  * about pymalloc. Run it under pymalloc-run.
  *
- *   wordfreq [--off-by-one] [FILE]    (no FILE: a built-in text)
+ *   wordfreq [--off-by-one | --use-after-free] [FILE]    (no FILE: a built-in text)
  *
  * It counts the words of FILE in a hash table of malloc'ed nodes and prints
  * the ten most frequent. With --off-by-one, copy_word() makes the classic
  * mistake: it allocates strlen(word) bytes and then writes the terminating
  * NUL one byte past the end. glibc does not notice (the byte lands in
  * padding); `pymalloc-run --mode debug` reports it when the word is freed.
+ * With --use-after-free, a new word that makes the table grow is linked
+ * through a pointer to its bucket taken before the table was reallocated:
+ * the pointer is written into the old table, already freed (the word is
+ * lost). glibc does not notice either; the debug mode finds the write in
+ * the freed block, at the latest when the program exits.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -22,7 +27,7 @@ typedef struct node {
     unsigned long count;
 } node;
 
-static int off_by_one;
+static int off_by_one, use_after_free;
 
 static char *copy_word(const char *s, size_t len)
 {
@@ -52,6 +57,26 @@ static unsigned long hash(const char *s)
     return h;
 }
 
+/* The table, four times as large, every node moved; the old one freed. */
+static void grow(node ***buckets, size_t *nbuckets)
+{
+    size_t nb = *nbuckets * 4;
+    node **grown = calloc(nb, sizeof *grown);
+    if (grown == NULL) {
+        perror("calloc");
+        exit(1);
+    }
+    for (size_t b = 0; b < *nbuckets; b++)
+        for (node *m = (*buckets)[b], *next; m != NULL; m = next) {
+            next = m->next;
+            m->next = grown[hash(m->word) % nb];
+            grown[hash(m->word) % nb] = m;
+        }
+    free(*buckets);
+    *buckets = grown;
+    *nbuckets = nb;
+}
+
 static int by_count(const void *a, const void *b)
 {
     const node *x = *(node *const *)a, *y = *(node *const *)b;
@@ -66,6 +91,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--off-by-one") == 0)
             off_by_one = 1;
+        else if (strcmp(argv[i], "--use-after-free") == 0)
+            use_after_free = 1;
         else
             path = argv[i];
     }
@@ -92,7 +119,7 @@ int main(int argc, char **argv)
         text = strdup(builtin_text);
     }
 
-    size_t nbuckets = 64, nwords = 0, total = 0;
+    size_t nbuckets = 16, nwords = 0, total = 0;
     node **buckets = calloc(nbuckets, sizeof *buckets);
     for (char *p = text; *p != '\0';) {
         while (*p != '\0' && !isalpha((unsigned char)*p))
@@ -117,21 +144,16 @@ int main(int argc, char **argv)
         n = malloc(sizeof *n);
         n->word = w;
         n->count = 1;
+        n->next = NULL;
+        if (use_after_free && nwords + 1 > 2 * nbuckets) {
+            grow(&buckets, &nbuckets);
+            *slot = n; /* the bug: slot points into the table grow() freed */
+            continue;
+        }
         n->next = *slot;
         *slot = n;
-        if (++nwords > 2 * nbuckets) { /* grow the table and rehash */
-            size_t nb = nbuckets * 4;
-            node **grown = calloc(nb, sizeof *grown);
-            for (size_t b = 0; b < nbuckets; b++)
-                for (node *m = buckets[b], *next; m != NULL; m = next) {
-                    next = m->next;
-                    m->next = grown[hash(m->word) % nb];
-                    grown[hash(m->word) % nb] = m;
-                }
-            free(buckets);
-            buckets = grown;
-            nbuckets = nb;
-        }
+        if (++nwords > 2 * nbuckets) /* grow the table and rehash */
+            grow(&buckets, &nbuckets);
     }
 
     node **all = malloc((nwords ? nwords : 1) * sizeof *all);
