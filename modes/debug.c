@@ -97,11 +97,30 @@
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_USABLE, OP_COUNT };
 
+#if defined(__SANITIZE_THREAD__)
+#define PM_HEAP_CHECK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PM_HEAP_CHECK_TSAN 1
+#endif
+#endif
+/* A release fence between a block's writes (see SIDE_FILLED). Under TSan,
+ * which gcc does not let fences into (-Wtsan), a compiler barrier: the
+ * reads it orders the writes for are the check of the heap's, which TSan
+ * is told to leave out (RACY_READS_BEGIN, below). */
+#ifdef PM_HEAP_CHECK_TSAN
+#define RELEASE_FENCE() atomic_signal_fence(memory_order_release)
+#else
+#define RELEASE_FENCE() atomic_thread_fence(memory_order_release)
+#endif
+
 typedef struct dbg {
     pm_i_base below; /* what the hooks wrap */
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
     int pool_below;    /* below is the pool allocator itself (pymalloc_debug) */
+    int pool_fast;     /* pool_below, and no PYMALLOC_BREAK_SERIAL: dbg_malloc's
+                          fast path (one test for both) */
     int libc_below;    /* its blocks are the C library's: 1 all (libc below),
                           2 those not in a pool (the pool below), 0 none known */
     uint64_t api_w;    /* the word at p-8 of its blocks: API_WORD(api) */
@@ -552,14 +571,18 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
  * never touched after the allocator below took it), nor for hooks over
  * another allocator (which may write into the blocks it holds). Any live
  * word replaces the whole word.
- * Its order, for the check of the heap at exit and at abort, which reads
- * freed blocks while other threads (or a signal handler's caller, this
- * thread) take and free them: set after the fill (a release store), and
- * taken off a block a malloc took from the pool before the malloc writes a
- * byte of it (unfilled: a store, then a release fence); so a block whose
- * word is read holding it (an acquire load), and still holding it after
- * its bytes were read (an acquire fence, then a load), was neither being
- * filled nor being written by its new owner meanwhile. */
+ * For the check of the heap at exit and at abort, which reads freed
+ * blocks while other threads (or a signal handler's caller, this thread)
+ * take and free them, the block's first 16 bytes tell whether it is at
+ * rest in the pools: a free fills the block (its header with the rest)
+ * before the pool links it (a release fence between), and the pool's link
+ * is a pair, a word and its complement (pool.h, pm_i_p_link_set), which no
+ * fill and no debug header is; a malloc that takes the block writes its
+ * header over the link before any other byte of it (header_first: then a
+ * release fence). So a freed block whose first 16 bytes hold a pair, read
+ * before its bytes and again, unchanged, after them (acquire fences
+ * between), with its word unchanged, was neither being filled by a free
+ * nor written by a malloc meanwhile (abort_check_freed). */
 #define SIDE_FILLED ((uint64_t)1 << 60)
 _Static_assert(PM_P_SIDE_API_SHIFT + 2 <= 60 && PM_P_SIDE_STATE_SHIFT > 60,
                "SIDE_FILLED is a bit of its own");
@@ -574,6 +597,15 @@ _Static_assert(PM_P_SIDE_LIVE == PM_I_REG_LIVE && PM_P_SIDE_FREED == PM_I_REG_FR
  * then have pool blocks side words, and only then is one looked up (set at
  * set-up, before the first allocation). */
 static _Atomic int side_any;
+/* side_any, and no PYMALLOC_BREAK_SERIAL (read before the hooks go in):
+ * dbg_free's fast path (one test for both). */
+static _Atomic int side_fast;
+
+static void set_side_any(int on)
+{
+    atomic_store(&side_any, on);
+    atomic_store(&side_fast, on && pm_i_debug_break_serial == 0);
+}
 
 /* The side word of debug block p (data address), or NULL: not a pool block
  * with side words (then the registry knows it, or nobody does). */
@@ -1245,13 +1277,23 @@ static inline int freed_damaged(const dbg *g, const unsigned char *base, size_t 
              !dead_all(base + PM_I_DEBUG_HEAD, side_size(v) + PM_I_DEBUG_TAIL)));
 }
 
-/* Pool block w's word (which held v), just taken from the pool by a
- * malloc, loses SIDE_FILLED before a byte of the block is written (see
- * SIDE_FILLED): stored, then a fence that keeps the writes after it. */
+/* Pool block w's word (which held v) loses SIDE_FILLED: the block, freed,
+ * is leaked (reported), never checked again. */
 static inline void unfilled(_Atomic uint64_t *w, uint64_t v)
 {
     atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
+}
+
+/* Pool block base, just taken from the pool by g for a malloc of n bytes:
+ * its header, over the free-list link, before any other byte of it is
+ * written (see SIDE_FILLED), then a fence that keeps those writes after
+ * it. The block's trailer and side word follow (side_block, finish_block,
+ * which write the header again). */
+static inline __attribute__((always_inline)) void header_first(const dbg *g,
+                                                               unsigned char *base, size_t n)
+{
+    write_header(base + PM_I_DEBUG_HEAD, n, g->api_w);
+    RELEASE_FENCE();
 }
 
 /* ---------------------------------------------------------------------------
@@ -1436,6 +1478,18 @@ static inline __attribute__((always_inline)) void *side_block(const dbg *g, unsi
     return p;
 }
 
+/* side_block for a block whose header is written already (header_first). */
+static inline __attribute__((always_inline)) void *side_block_tail(const dbg *g,
+                                                                   unsigned char *base, size_t n,
+                                                                   _Atomic uint64_t *w,
+                                                                   uint64_t serial)
+{
+    unsigned char *p = base + PM_I_DEBUG_HEAD;
+    write_trailer(p, n, serial);
+    atomic_store_explicit(w, side_pack(g, n, serial), memory_order_release);
+    return p;
+}
+
 /* Block base, just taken from the pool by a malloc or calloc (op)
  * through g, was written after its free (freed_written): reported, and
  * 1 (it is leaked). Not checked under memcheck, which reports such a
@@ -1449,7 +1503,7 @@ static int pool_block_written(const dbg *g, int op, unsigned char *base, size_t 
     uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
     if (freed_damaged(g, base, n, v) && freed_written(g, op, base, w, v))
         return 1;
-    unfilled(w, v);
+    header_first(g, base, n);
     return 0;
 }
 
@@ -1524,17 +1578,12 @@ __attribute__((noinline, cold)) static void *malloc_nested_as(void *ctx, size_t 
 }
 
 /* dbg_malloc's fast path took pool block base and found its side word w,
- * but this thread's run of serials is used up (serial 0: a new run), or a
- * serial is to be broken on (PYMALLOC_BREAK_SERIAL). */
+ * but this thread's run of serials is used up: a new run. (With
+ * PYMALLOC_BREAK_SERIAL the fast path is off: pool_fast.) */
 __attribute__((noinline)) static void *malloc_side_slow(const dbg *g, unsigned char *base,
-                                                        size_t n, _Atomic uint64_t *w,
-                                                        uint64_t serial)
+                                                        size_t n, _Atomic uint64_t *w)
 {
-    if (serial == 0)
-        serial = bump_serial_shared();
-    void *p = side_block(g, base, n, w, serial);
-    maybe_break(serial);
-    return p;
+    return side_block(g, base, n, w, bump_serial_shared());
 }
 
 /* dbg_malloc's fast path took pool block base, which has no side word (an
@@ -1581,7 +1630,7 @@ static void *dbg_malloc(void *ctx, size_t n)
     dbg *g = ctx;
     if (nested())
         return malloc_nested_as(ctx, n);
-    if (PM_I_LIKELY(g->pool_below) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX)) {
+    if (PM_I_LIKELY(g->pool_fast) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX)) {
         unsigned char *base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1);
         if (PM_I_LIKELY(base != NULL)) {
             if (PM_I_UNLIKELY(PM_P_POP_IS_BAD(base)))
@@ -1589,21 +1638,18 @@ static void *dbg_malloc(void *ctx, size_t n)
             _Atomic uint64_t *w = pm_i_pool_side_new(base);
             if (PM_I_UNLIKELY(w == NULL))
                 return malloc_no_side(g, base, n);
-            uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-            if (freed_damaged(g, base, n, v))
+            if (freed_damaged(g, base, n, atomic_load_explicit(w, memory_order_relaxed)))
                 return malloc_written(g, n, base);
-            unfilled(w, v);
+            header_first(g, base, n);
             fill_clean(base + PM_I_DEBUG_HEAD, n);
             uint64_t serial;
             if (PM_I_SINGLE_THREADED())
                 serial = bump_serial();
             else if (PM_I_UNLIKELY(run_next == run_end))
-                return malloc_side_slow(g, base, n, w, 0); /* 0: a new run */
+                return malloc_side_slow(g, base, n, w);
             else
                 serial = ++run_next;
-            if (PM_I_UNLIKELY(pm_i_debug_break_serial != 0))
-                return malloc_side_slow(g, base, n, w, serial);
-            return side_block(g, base, n, w, serial);
+            return side_block_tail(g, base, n, w, serial);
         }
     }
     return malloc_general(g, n);
@@ -1827,20 +1873,23 @@ static void dbg_free(void *ctx, void *ptr)
         return;
     }
     int status;
-    _Atomic uint64_t *w = side_of_class(p, &status);
-    if (PM_I_LIKELY(w != NULL) && PM_I_LIKELY(pm_i_debug_break_serial == 0)) {
+    if (PM_I_UNLIKELY(!atomic_load_explicit(&side_fast, memory_order_relaxed))) {
+        free_slow(g, p, side_of_class(p, &status)); /* (a serial to break on) */
+        return;
+    }
+    _Atomic uint64_t *w = pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
+    if (PM_I_LIKELY(w != NULL)) {
         uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
         if (PM_I_LIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) == (SIDE_LIVE | g->side_api)) &&
-            PM_I_LIKELY(side_swap(w, &v, v ^ (SIDE_LIVE | SIDE_FREED)))) {
+            PM_I_LIKELY(side_swap(w, &v, (v ^ (SIDE_LIVE | SIDE_FREED)) | g->filled))) {
             size_t n = side_size(v);
             /* The 48 bits as the whole serial: right below 2^48, and a
              * mismatch above takes free_slow, whose check reads the
              * counter (no counter read here). */
             if (PM_I_LIKELY(intact_words(p, n, g->api_w, v & PM_I_SERIAL_MASK))) {
                 fill_dead(p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
-                /* Filled, after the fill (see SIDE_FILLED). */
-                atomic_store_explicit(w, (v ^ (SIDE_LIVE | SIDE_FREED)) | g->filled,
-                                      memory_order_release);
+                /* The fill before the free-list link (see SIDE_FILLED). */
+                RELEASE_FENCE();
                 /* A live side word of ours: a pool block in use, of the
                  * class the side tree gave. */
                 /* Tail calls only: this path needs no stack frame. */
@@ -2308,10 +2357,12 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
 /* A freed pool block whose free filled it (SIDE_FILLED), still in the
  * pools (sc->pools_freed): checked whole, as the quarantine's blocks are,
  * for a write after its free that no malloc met (the block was never
- * taken again). Its word holding SIDE_FILLED before and after the read of
- * its bytes tells that no free was filling it and no malloc writing it
- * meanwhile (see SIDE_FILLED), in another thread or in the code a signal
- * handler (the check at abort, an exit) interrupted. Damage that a write past the end of the block below it brought
+ * taken again). Its free-list link, whole before and after the read of
+ * its bytes, and its word unchanged, tell that no free was filling it and
+ * no malloc writing it meanwhile (see SIDE_FILLED), in another thread or
+ * in the code a signal handler (the check at abort, an exit) interrupted.
+ * (A block whose link was written over is not read: the pool reports the
+ * link when a malloc meets it.) Damage that a write past the end of the block below it brought
  * (through its trailer and this block's link) is that block's overflow,
  * reported once (blame). */
 static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
@@ -2320,13 +2371,18 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
     if ((v & SIDE_FILLED) == 0)
         return;
     const unsigned char *p = base + PM_I_DEBUG_HEAD;
+    const volatile uint64_t *link = (const volatile uint64_t *)(void *)base;
+    uint64_t l0 = link[0], l1 = link[1];
+    if (l1 != ~l0)
+        return; /* not at rest in the pools: being freed or taken */
     pm_i_reg_info in;
     side_unpack(v, &in);
     sc->freed++;
+    atomic_thread_fence(memory_order_acquire);
     if (!q_damaged(p, in.size, 1))
         return;
     atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(w, memory_order_relaxed) != v)
+    if (link[0] != l0 || link[1] != l1 || atomic_load_explicit(w, memory_order_relaxed) != v)
         return;
     pm_i_err e, before;
     freed_error(p, in.size, full_serial(in.serial), in.api, &e);
@@ -2368,13 +2424,6 @@ static void abort_check_held(const qent *h, void *arg)
  * too, and not taken for damage): under TSan its reads are left out of
  * the race detection, which reported them as races with the frees'
  * fills (test_abort_check's test_abort_under_churn). */
-#if defined(__SANITIZE_THREAD__)
-#define PM_HEAP_CHECK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PM_HEAP_CHECK_TSAN 1
-#endif
-#endif
 #ifdef PM_HEAP_CHECK_TSAN
 void AnnotateIgnoreReadsBegin(const char *file, int line);
 void AnnotateIgnoreReadsEnd(const char *file, int line);
@@ -2679,6 +2728,7 @@ void pm_i_debug_decorate(void)
             b.a.malloc = pm_i_pool_base.a.malloc; /* the hooks check it (see below) */
         g->below = b;
         g->pool_below = same_base(&g->below, &pm_i_pool_base);
+        g->pool_fast = g->pool_below && pm_i_debug_break_serial == 0;
         g->filled = g->pool_below && pm_i_debug_check_freed != 0 ? SIDE_FILLED : 0;
         g->check_all = pm_i_debug_check_freed == 2;
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
@@ -2691,7 +2741,7 @@ void pm_i_debug_decorate(void)
             /* Pool blocks get side words from here (nothing is allocated
              * yet: the hooks go in before the first allocation). */
             pm_i_pool_side_enable();
-            atomic_store(&side_any, 1);
+            set_side_any(1);
         }
         g->self = (pm_i_base){
             .a = {g, dbg_malloc, dbg_calloc, dbg_realloc, dbg_free},
@@ -2753,7 +2803,7 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
              * pool base itself gets the checked malloc (the override's
              * inline pop is unchecked). */
             pm_i_pool_side_enable();
-            atomic_store(&side_any, 1);
+            set_side_any(1);
             for (int k = 0; k < PM_DOMAIN_COUNT; k++) {
                 pm_i_base b;
                 pm_i_table_read_base((pm_domain)k, &b);
@@ -2782,7 +2832,7 @@ int pm_i_debug_table_write(pm_domain d, const pm_allocator *a)
 
 void pm_i_debug_forget(void)
 {
-    atomic_store(&side_any, 0);
+    set_side_any(0);
     /* The pools' wide classes (528, 544) and side words are for the debug
      * hooks only: the mode being installed re-enables them if it wraps the
      * pool (pm_i_debug_decorate). Without this, pymalloc mode installed
