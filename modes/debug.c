@@ -1659,26 +1659,41 @@ static void *calloc_busy(dbg *g, size_t n)
 {
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    unsigned char *base = NULL;
-    if (g->pool_below) {
+    unsigned char *base;
+    if (g->pool_below && n + PM_I_DEBUG_EXTRA <= pm_i_p_small_max()) {
+        /* A pool block, taken as malloc_busy takes one (checked for a
+         * write after its free, its header written over its link first),
+         * then zeroed: not by the pool's calloc, which would zero a freed
+         * block before either (the check at exit reads freed blocks
+         * meanwhile: SIDE_FILLED). */
         while ((base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1)) != NULL && !PM_P_POP_IS_BAD(base) &&
                pool_block_written(g, OP_CALLOC, base, n))
             ; /* reported and leaked: the next one */
-    }
-    if (base != NULL && !PM_P_POP_IS_BAD(base)) {
-        memset(base + PM_I_DEBUG_HEAD, 0, n); /* (finish_block writes the rest) */
-    } else {
-        if (base != NULL)
-            pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA);
-        base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
-        pool_links_check(g, OP_CALLOC);
-        if (base == NULL && q_drain(g, OP_CALLOC) != 0) {
-            base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
-            pool_links_check(g, OP_CALLOC);
+        if (base != NULL && PM_P_POP_IS_BAD(base)) {
+            pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA); /* reported below */
+            base = NULL;
+        }
+        for (int again = 0; base == NULL; again = 1) {
+            do {
+                base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+                pool_links_check(g, OP_CALLOC);
+            } while (base != NULL && pool_block_written(g, OP_CALLOC, base, n));
+            if (base != NULL || again || q_drain(g, OP_CALLOC) == 0)
+                break;
         }
         if (base == NULL)
             return NULL;
+        memset(base + PM_I_DEBUG_HEAD, 0, n); /* (finish_block writes the rest) */
+        return finish_block(g, base, PM_I_DEBUG_HEAD, n);
     }
+    base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+    pool_links_check(g, OP_CALLOC);
+    if (base == NULL && q_drain(g, OP_CALLOC) != 0) {
+        base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+        pool_links_check(g, OP_CALLOC);
+    }
+    if (base == NULL)
+        return NULL;
     return finish_block(g, base, PM_I_DEBUG_HEAD, n);
 }
 
