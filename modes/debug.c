@@ -635,6 +635,13 @@ static inline size_t side_size(uint64_t w)
     return (size_t)(w >> PM_P_SIDE_SIZE_SHIFT) & PM_P_SIDE_SIZE_MAX;
 }
 
+/* Pool block w's word (which held v) loses SIDE_FILLED: the block, freed,
+ * is leaked (reported), never checked again. */
+static inline void unfilled(_Atomic uint64_t *w, uint64_t v)
+{
+    atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
+}
+
 static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 {
     in->size = side_size(w);
@@ -962,7 +969,7 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
         /* Leaked with its list: not checked again (at exit), whatever
          * its data hold. */
         if (in.state == PM_I_REG_FREED)
-            atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
+            unfilled(w, v);
         e.known = 1;
         e.size = in.size;
         e.serial = full_serial(in.serial);
@@ -1013,7 +1020,6 @@ static void freed_error(const unsigned char *p, size_t size, uint64_t serial, ch
  * is leaked, never handed out (its word stays freed, so a later free or
  * check of it is named). 0 if the fill is not trusted (freed_untrusted):
  * the block is used. The thread is busy. */
-static void unfilled(_Atomic uint64_t *w, uint64_t v);
 static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint64_t *w,
                          uint64_t v)
 {
@@ -1277,13 +1283,6 @@ static inline int freed_damaged(const dbg *g, const unsigned char *base, size_t 
              !dead_all(base + PM_I_DEBUG_HEAD, side_size(v) + PM_I_DEBUG_TAIL)));
 }
 
-/* Pool block w's word (which held v) loses SIDE_FILLED: the block, freed,
- * is leaked (reported), never checked again. */
-static inline void unfilled(_Atomic uint64_t *w, uint64_t v)
-{
-    atomic_store_explicit(w, v & ~SIDE_FILLED, memory_order_relaxed);
-}
-
 /* Pool block base, just taken from the pool by g for a malloc of n bytes:
  * its header, over the free-list link, before any other byte of it is
  * written (see SIDE_FILLED), then a fence that keeps those writes after
@@ -1397,7 +1396,7 @@ int pm_i_debug_trim(void)
 
 void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes)
 {
-    q_totals(blocks, bytes);
+    q_totals(blocks, bytes, -1);
 }
 
 int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
@@ -1410,12 +1409,7 @@ int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
         return 0;
     /* Not waited for when this thread holds it (a signal handler that
      * interrupted the holder), nor for ever (a holder stopped). */
-    if (q_held_here || !q_lock(4096))
-        return -1;
-    *blocks = quar.len;
-    *bytes = quar.bytes;
-    q_unlock();
-    return 1;
+    return q_held_here || !q_totals(blocks, bytes, 4096) ? -1 : 1;
 }
 
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
@@ -1507,6 +1501,28 @@ static int pool_block_written(const dbg *g, int op, unsigned char *base, size_t 
     return 0;
 }
 
+/* The allocator below's malloc of a block for n data bytes, for a malloc
+ * or calloc (op) through g; a pool block written after its free is
+ * reported and leaked, and another taken (pool_block_written, which also
+ * writes the header of the one returned over its link). A damaged link
+ * met below (or by dbg_malloc, which emptied the bin first, for the
+ * report's handler may allocate) is reported after the call
+ * (pool_links_check). Out of memory below: once more after the
+ * quarantine's blocks went back. The thread is busy. */
+static unsigned char *below_malloc(dbg *g, int op, size_t n)
+{
+    unsigned char *base;
+    for (int again = 0;; again = 1) {
+        do {
+            base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+            if (g->pool_below)
+                pool_links_check(g, op);
+        } while (base != NULL && g->pool_below && pool_block_written(g, op, base, n));
+        if (base != NULL || again || q_drain(g, op) == 0)
+            return base;
+    }
+}
+
 /* Malloc, the general way: the allocator below's own malloc, for any
  * allocator below and any size (dbg_malloc tried the pool's cache). The
  * thread is busy. */
@@ -1514,21 +1530,7 @@ static void *malloc_busy(dbg *g, size_t n)
 {
     if (n > DEBUG_SIZE_MAX - PM_I_DEBUG_EXTRA)
         return NULL;
-    /* A damaged link met below (or by dbg_malloc, which emptied the bin
-     * first, for the report's handler may allocate) is reported after the
-     * call (pool_links_check). */
-    unsigned char *base;
-    for (int again = 0;; again = 1) {
-        do {
-            base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
-            if (g->pool_below)
-                pool_links_check(g, OP_MALLOC);
-        } while (base != NULL && g->pool_below && pool_block_written(g, OP_MALLOC, base, n));
-        /* Out of memory below: once more after the quarantine's blocks
-         * went back. */
-        if (base != NULL || again || q_drain(g, OP_MALLOC) == 0)
-            break;
-    }
+    unsigned char *base = below_malloc(g, OP_MALLOC, n);
     if (base == NULL)
         return NULL;
     unsigned char *p = base + PM_I_DEBUG_HEAD;
@@ -1583,7 +1585,7 @@ __attribute__((noinline, cold)) static void *malloc_nested_as(void *ctx, size_t 
 __attribute__((noinline)) static void *malloc_side_slow(const dbg *g, unsigned char *base,
                                                         size_t n, _Atomic uint64_t *w)
 {
-    return side_block(g, base, n, w, bump_serial_shared());
+    return side_block_tail(g, base, n, w, bump_serial_shared());
 }
 
 /* dbg_malloc's fast path took pool block base, which has no side word (an
@@ -1673,15 +1675,7 @@ static void *calloc_busy(dbg *g, size_t n)
             pm_i_p_pop_damaged(base, n + PM_I_DEBUG_EXTRA); /* reported below */
             base = NULL;
         }
-        for (int again = 0; base == NULL; again = 1) {
-            do {
-                base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
-                pool_links_check(g, OP_CALLOC);
-            } while (base != NULL && pool_block_written(g, OP_CALLOC, base, n));
-            if (base != NULL || again || q_drain(g, OP_CALLOC) == 0)
-                break;
-        }
-        if (base == NULL)
+        if (base == NULL && (base = below_malloc(g, OP_CALLOC, n)) == NULL)
             return NULL;
         memset(base + PM_I_DEBUG_HEAD, 0, n); /* (finish_block writes the rest) */
         return finish_block(g, base, PM_I_DEBUG_HEAD, n);
@@ -2254,7 +2248,6 @@ struct abort_scan {
     size_t freed_damaged; /* freed blocks (both kinds) found written */
     const void *last;     /* the block of the last report */
     int at_exit;          /* the check at exit (below), not at abort */
-    int pools_freed;      /* the pools' freed blocks are checked too */
     /* At abort, the registry's blocks reported (the first ABORT_SEEN): a
      * block whose overflow damaged the next one is reported once, blamed
      * for the victim, whichever the walk meets first. */
@@ -2370,16 +2363,17 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
 }
 
 /* A freed pool block whose free filled it (SIDE_FILLED), still in the
- * pools (sc->pools_freed): checked whole, as the quarantine's blocks are,
- * for a write after its free that no malloc met (the block was never
- * taken again). Its free-list link, whole before and after the read of
- * its bytes, and its word unchanged, tell that no free was filling it and
- * no malloc writing it meanwhile (see SIDE_FILLED), in another thread or
- * in the code a signal handler (the check at abort, an exit) interrupted.
- * (A block whose link was written over is not read: the pool reports the
- * link when a malloc meets it.) Damage that a write past the end of the block below it brought
- * (through its trailer and this block's link) is that block's overflow,
- * reported once (blame). */
+ * pools (when check_heap_racy reads them): checked whole, as the
+ * quarantine's blocks are, for a write after its free that no malloc met
+ * (the block was never taken again). Its free-list link, whole before and
+ * after the read of its bytes, and its word unchanged, tell that no free
+ * was filling it and no malloc writing it meanwhile (see SIDE_FILLED), in
+ * another thread or in the code a signal handler (the check at abort, an
+ * exit) interrupted. A block whose link was written over is not read: the
+ * pool reports the link when a malloc meets it; and a write past the end
+ * of the block below that ran on into this one went through the link, so
+ * it is that block's overflow alone (its damaged trailer, reported by the
+ * walk of the live blocks). */
 static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                               struct abort_scan *sc)
 {
@@ -2399,18 +2393,8 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
     atomic_thread_fence(memory_order_acquire);
     if (link[0] != l0 || link[1] != l1 || atomic_load_explicit(w, memory_order_relaxed) != v)
         return;
-    pm_i_err e, before;
+    pm_i_err e;
     freed_error(p, in.size, full_serial(in.serial), in.api, &e);
-    int status;
-    if (side_of_class(p, &status) != NULL &&
-        blame_pool_below(base, ((unsigned)status >> 2) - 1, &before)) {
-        before.next_block = e.address;
-        before.next_serial = e.serial;
-        e = before;
-    }
-    if (e.address == sc->last)
-        return;
-    sc->last = e.address;
     if (sc->at_exit)
         exit_keep(&e);
     else
@@ -2473,11 +2457,10 @@ static size_t check_heap_racy(int at_exit)
     /* The pools' freed blocks too; not under memcheck (they are NOACCESS
      * to it, and it reports a write into them itself), nor where the fills
      * are not trusted. */
-    sc.pools_freed = pm_i_debug_check_freed != 0 && !pm_i_p_vg &&
-                     !atomic_load_explicit(&freed_untrusted, memory_order_relaxed) &&
-                     atomic_load(&side_any);
+    int pools_freed = pm_i_debug_check_freed != 0 && !pm_i_p_vg &&
+                      !atomic_load_explicit(&freed_untrusted, memory_order_relaxed);
     int pools_busy = atomic_load(&side_any) &&
-                     pm_i_pool_each_side(abort_check_side, &sc, sc.pools_freed) != 0;
+                     pm_i_pool_each_side(abort_check_side, &sc, pools_freed) != 0;
     int held_busy = q_each(abort_check_held, &sc) != 0;
     if (at_exit && exit_pending_n != 0) {
         pm_i_flush_streams(); /* the program's output, which an abort() would lose */

@@ -167,12 +167,16 @@ static int q_each(void (*fn)(const qent *e, void *arg), void *arg)
 }
 
 /* Held blocks and their bytes (for statistics and tests). */
-static void q_totals(size_t *blocks, size_t *bytes)
+/* The blocks and bytes held: 1, or 0 if the lock was not taken within
+ * `limit` tries (q_lock). */
+static int q_totals(size_t *blocks, size_t *bytes, int limit)
 {
-    q_lock(-1);
+    if (!q_lock(limit))
+        return 0;
     *blocks = quar.len;
     *bytes = quar.bytes;
     q_unlock();
+    return 1;
 }
 
 static void q_fork_prepare(void)

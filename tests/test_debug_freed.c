@@ -54,6 +54,14 @@
             PM_SKIP("memcheck reports a write into a freed block itself");          \
     } while (0)
 
+/* NEED(), and domain D's blocks of n bytes come from the pools. */
+#define NEED_POOLED(D, n)                                                           \
+    do {                                                                            \
+        NEED();                                                                     \
+        if (!pooled((D), (n)))                                                      \
+            PM_SKIP("no pool blocks under the debug hooks in this mode");           \
+    } while (0)
+
 /* How many of a freed n-byte block's bytes (from p) a malloc checks: the
  * first 64, or fewer for the smaller classes (16 up to 16 bytes, 32 up
  * to 48). */
@@ -302,9 +310,7 @@ static void over_hooks(void *arg)
 
 static void test_hook_over_hooks_keeps_it(void)
 {
-    NEED();
-    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 24))
-        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    NEED_POOLED(&pm_t_domains[PM_DOMAIN_MEM], 24);
     PM_CHECK(pm_t_child_within(over_hooks, NULL, 60));
 }
 
@@ -420,9 +426,7 @@ static void abort_child(void *arg)
 
 static void test_default_aborts(void)
 {
-    NEED();
-    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 24))
-        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    NEED_POOLED(&pm_t_domains[PM_DOMAIN_MEM], 24);
     pm_death_result r;
     pm_death(abort_child, NULL, &r);
     PM_CHECK(!r.exited);
@@ -525,7 +529,7 @@ static void test_found_at_exit(void)
 
 /* Block a live, b freed just above it in its pool: a write past a's end
  * runs through a's trailer and b's link into b's data. At exit it is a's
- * overflow, reported once, naming b as the block it ran into. */
+ * overflow, reported once; b, its link written over, is not read. */
 static void overflow_child(void *arg)
 {
     (void)arg;
@@ -539,9 +543,7 @@ static void overflow_child(void *arg)
 
 static void test_overflow_into_freed_at_exit(void)
 {
-    NEED();
-    if (!pooled(&pm_t_domains[PM_DOMAIN_OBJ], 200))
-        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    NEED_POOLED(&pm_t_domains[PM_DOMAIN_OBJ], 200);
     pm_death_result r;
     pm_death(overflow_child, NULL, &r);
     if (r.exited && r.exit_status == 77)
@@ -574,9 +576,7 @@ static void link_child(void *arg)
 
 static void test_link_report_not_repeated_at_exit(void)
 {
-    NEED();
-    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 63))
-        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    NEED_POOLED(&pm_t_domains[PM_DOMAIN_MEM], 63);
     pm_death_result r;
     pm_death(link_child, NULL, &r);
     PM_CHECK(r.exited && r.exit_status == 0);
@@ -650,9 +650,7 @@ static void end_under_churn(void *arg)
 
 static void test_end_under_churn(void)
 {
-    NEED();
-    if (!pooled(&pm_t_domains[PM_DOMAIN_MEM], 100))
-        PM_SKIP("no pool blocks under the debug hooks in this mode");
+    NEED_POOLED(&pm_t_domains[PM_DOMAIN_MEM], 100);
     for (int round = 0; round < 20 && !pm_t_cur_failed; round++) {
         pm_death_result r;
         pm_death(end_under_churn, (void *)(intptr_t)0, &r);
