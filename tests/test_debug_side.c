@@ -508,7 +508,10 @@ static void test_raw_label_in_user_sizes(void)
  * layout, CLEANBYTE over exactly the data after malloc, 0 after calloc,
  * and, for a pool block, DEADBYTE over the whole freed block (its first
  * word is the free list's link; the block stays mapped in its pool, so it
- * can be read here, except under memcheck, which forbids it). */
+ * can be read here, except under memcheck, which forbids it). The blocks
+ * taken before and after each one are checked whole after its fills: a
+ * fill past its block would damage the next block's header, where they
+ * are neighbours, as they mostly are. */
 
 static void test_fills_every_size(void)
 {
@@ -518,8 +521,10 @@ static void test_fills_every_size(void)
         const pm_t_domain *D = &pm_t_domains[d];
         for (size_t n = 0; n <= 540; n++) {
             for (int zero = 0; zero < 2; zero++) {
+                unsigned char *before = D->malloc(n);
                 unsigned char *p = zero ? D->calloc(1, n) : D->malloc(n);
-                PM_CHECK(p != NULL);
+                unsigned char *after = D->malloc(n);
+                PM_CHECK(p != NULL && before != NULL && after != NULL);
                 PM_CHECK_EQ(be64(p - 16), n);
                 PM_CHECK_EQ(p[-8], (unsigned char)api[d]);
                 PM_CHECK_EQ(count_not(p - 7, 7, 0xFD), 0);
@@ -534,6 +539,10 @@ static void test_fills_every_size(void)
                     PM_CHECK_EQ(count_not(p, n + 16, 0xDD), 0);
                     PM_CHECK_EQ(be64(p - 16) ^ be64(p - 8), ~(uint64_t)0);
                 }
+                PM_CHECK_EQ(pm_check_block(before), 0);
+                PM_CHECK_EQ(pm_check_block(after), 0);
+                D->free(before);
+                D->free(after);
             }
         }
     }
