@@ -1602,6 +1602,35 @@ static void *pool_calloc(void *ctx, size_t nelem, size_t elsize)
     return p;
 }
 
+/* Under memcheck, realloc and usable_size read a block's requested size
+ * under its class lock. Counted in pm_i_p_busy, as everything that takes
+ * the pools' locks, so that a signal handler's malloc or free meanwhile is
+ * served without the lock (the handler's malloc of that class waited for
+ * it on its own thread: the process hung). A call nested in one of this
+ * thread's (a handler's), which may hold the lock, only tries it, once:
+ * 0 if it is taken, nothing held. (Not a few times with a yield between:
+ * a handler that failed them all took longer than a 500 us timer's
+ * period under memcheck, and the thread never left the handlers.) */
+static int vg_class_lock(unsigned idx)
+{
+    int nested = pm_i_p_busy != 0;
+    pm_i_p_enter();
+    if (!nested || pm_i_p_fork_held) { /* (fork_held: pm_p_lock skips it too) */
+        pm_p_lock(&pm_i_p.cls[idx].lock);
+        return 1;
+    }
+    if (pthread_mutex_trylock(&pm_i_p.cls[idx].lock) == 0)
+        return 1;
+    pm_i_p_leave();
+    return 0;
+}
+
+static void vg_class_unlock(unsigned idx)
+{
+    pm_p_unlock(&pm_i_p.cls[idx].lock);
+    pm_i_p_leave();
+}
+
 /* CPython's rule: stay in place iff n <= block size and 4n > 3 * block
  * size; otherwise move (malloc, copy, free). Raw blocks stay raw. */
 static void *pool_realloc(void *ctx, void *p, size_t n)
@@ -1612,21 +1641,23 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
     size_t size = PM_P_CLASS_SIZE(cls - 1), copy = size;
     if (pm_i_p_vg) {
         /* Keep at least one byte of slack; copy only the defined bytes. */
-        pthread_mutex_t *lock = &pm_i_p.cls[cls - 1].lock;
-        pm_p_lock(lock);
+        if (!vg_class_lock(cls - 1)) {
+            errno = ENOMEM; /* a handler's, its thread holding the lock */
+            return NULL;
+        }
         uint16_t *slot = vg_live_slot(p, cls - 1);
         if (slot == NULL) { /* reported by memcheck, as with its own realloc */
-            pm_p_unlock(lock);
+            vg_class_unlock(cls - 1);
             return NULL;
         }
         size_t old = *slot;
         if (n < size && 4 * n > 3 * size) {
             VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
             *slot = (uint16_t)n;
-            pm_p_unlock(lock);
+            vg_class_unlock(cls - 1);
             return p;
         }
-        pm_p_unlock(lock);
+        vg_class_unlock(cls - 1);
         copy = old;
     } else if (n <= size && 4 * n > 3 * size) {
         return p;
@@ -1654,9 +1685,10 @@ static size_t pool_usable_size(void *ctx, void *p)
     if (cls == 0)
         return pm_i_libc_usable_size(p);
     if (pm_i_p_vg) { /* the requested size: the rest is not addressable */
-        pm_p_lock(&pm_i_p.cls[cls - 1].lock);
+        if (!vg_class_lock(cls - 1))
+            return 0; /* a handler's, its thread holding the lock: none known */
         size_t n = *vg_size_slot(p, cls - 1);
-        pm_p_unlock(&pm_i_p.cls[cls - 1].lock);
+        vg_class_unlock(cls - 1);
         return n;
     }
     return PM_P_CLASS_SIZE(cls - 1);

@@ -5,6 +5,7 @@
  * the faulting line.
  */
 #include "pymalloc.h"
+#include "pm_internal.h" /* pm_i_domain_usable_size */
 
 #include <signal.h>
 #include <stdio.h>
@@ -257,6 +258,73 @@ static int trim_under_signals(void)
     return 0;
 }
 
+/* The same handler while the program reallocates a block of its class
+ * in place and asks its usable size, again and again: under memcheck both
+ * take the class's lock (the requested size is kept under it), which the
+ * handler's malloc waited for on its own thread (test_signal_nested hung
+ * once in CI, pymalloc mode under valgrind). And a handler that reallocs,
+ * and asks the usable size of, a block made outside it, while its thread
+ * is in one of the pools' slow paths. */
+static unsigned char *outside;
+static volatile int outside_done;
+static void tick_realloc(int sig)
+{
+    (void)sig;
+    pm_obj_free(pm_obj_malloc(24));
+    if (!outside_done) {
+        unsigned char *q = pm_obj_realloc(outside, 30);
+        if (q != NULL) {
+            outside = q;
+            if (pm_i_domain_usable_size(PM_DOMAIN_OBJ, q) < 30)
+                _exit(4);
+        }
+    }
+    ticks++;
+}
+
+static int realloc_under_signals(void)
+{
+    pid_t parent = getpid(), dog = fork();
+    if (dog == 0) {
+        sleep(60);
+        kill(parent, SIGKILL);
+        _exit(0);
+    }
+    outside = pm_obj_malloc(28);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = tick_realloc;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 500}, {0, 500}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    unsigned char *p = pm_obj_malloc(25);
+    static void *q[64];
+    for (long i = 0; i < 200000; i++) {
+        /* 25..31 bytes: the 32-byte class, in place (CPython's rule). */
+        unsigned char *r = pm_obj_realloc(p, 25 + (size_t)(i % 7));
+        if (r != p)
+            return 3;
+        if (pm_i_domain_usable_size(PM_DOMAIN_OBJ, p) < 25 + (size_t)(i % 7))
+            return 5;
+        if (i % 1000 == 0) { /* and the slow paths (the handler's realloc there) */
+            for (int k = 0; k < 64; k++)
+                q[k] = pm_obj_malloc(24);
+            for (int k = 0; k < 64; k++)
+                pm_obj_free(q[k]);
+        }
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    outside_done = 1;
+    pm_obj_free(p);
+    pm_obj_free(outside);
+    kill(dog, SIGKILL);
+    waitpid(dog, NULL, 0);
+    printf("realloc-signal done, %d signals\n", ticks);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "clean";
@@ -329,6 +397,8 @@ int main(int argc, char **argv)
         return goes_on(c);
     if (strcmp(c, "trim-signal") == 0)
         return trim_under_signals();
+    if (strcmp(c, "realloc-signal") == 0)
+        return realloc_under_signals();
     if (strcmp(c, "shrink") == 0) {
         unsigned char *p = pm_mem_malloc(100);
         unsigned char *q = pm_mem_realloc(p, 90);

@@ -293,6 +293,25 @@ static void test_trim_with_allocating_signal_handler(void)
     }
 }
 
+/* The same handler while the program reallocates a pool block in place
+ * and asks its usable size: under memcheck both read the block's
+ * requested size under its class lock, which the handler's malloc of the
+ * class waited for on its own thread (the process hung: 3 runs of 3 on
+ * the previous library, and test_signal_nested once in CI); the handler
+ * also reallocs a block made outside it, which inside a slow path of its
+ * thread may find the lock taken (then ENOMEM, not a wait). */
+static void test_realloc_with_allocating_signal_handler(void)
+{
+    NEED_VALGRIND();
+    static const char *const modes[] = {"pymalloc", "pymalloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        pm_death_result r;
+        run_expect(modes[i], "realloc-signal", 0, &r);
+        PM_CHECK_STR(r.output, "realloc-signal done");
+        show_if_failed(modes[i], &r);
+    }
+}
+
 int main(int argc, char **argv)
 {
     victim = argc > 1 ? argv[1] : NULL;
@@ -311,5 +330,6 @@ int main(int argc, char **argv)
     PM_RUN(test_leak_in_debug_modes);
     PM_RUN(test_program_goes_on_after_bug);
     PM_RUN(test_trim_with_allocating_signal_handler);
+    PM_RUN(test_realloc_with_allocating_signal_handler);
     return pm_test_done();
 }
