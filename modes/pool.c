@@ -894,26 +894,34 @@ __thread int pm_i_p_fork_held __attribute__((tls_model("initial-exec")));
 
 static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
 
+/* While the locks are being taken, and released (in the child: renewed),
+ * with pm_i_p_fork_held not set, this thread is busy (pool.h): a signal
+ * handler's malloc there does not wait for a lock its thread holds. */
 static void fork_prepare(void)
 {
     if ((fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
         return;
+    pm_i_p_enter();
     pm_i_p_lock_all();
     pm_i_p_fork_held = 1;
+    pm_i_p_leave();
 }
 
 static void fork_parent(void)
 {
     if (fork_no_locks)
         return;
+    pm_i_p_enter();
     pm_i_p_fork_held = 0;
     pm_i_p_unlock_all();
+    pm_i_p_leave();
 }
 
 static void fork_child(void)
 {
     if (fork_no_locks)
         return; /* (one thread: its cache is the only one) */
+    pm_i_p_enter();
     pm_i_p_fork_held = 0;
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     for (unsigned i = 0; i < PM_P_NCLASSES; i++)
@@ -930,6 +938,7 @@ static void fork_child(void)
         owned_insert(pm_i_p_tc);
     }
     pm_i_p.tc_lock = fresh;
+    pm_i_p_leave(); /* (frees a handler deferred meanwhile) */
 }
 
 static void flush_bin(pm_tcache *c, unsigned idx, uint32_t count);
@@ -1243,9 +1252,11 @@ void pm_i_pool_flush_thread_cache(void)
 
 static size_t arenas_reclaimed_now(void)
 {
+    pm_i_p_enter(); /* (as everything that takes the pools' locks) */
     pm_p_lock(&pm_i_p.arena_lock);
     size_t n = pm_i_p.arenas_reclaimed;
     pm_p_unlock(&pm_i_p.arena_lock);
+    pm_i_p_leave();
     return n;
 }
 

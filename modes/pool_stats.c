@@ -104,11 +104,15 @@ static int get_stats(struct pm_stats *st, int bounded)
         errno = EDEADLK;
         return -1;
     }
-    if (!bounded)
-        pm_i_p_lock_all();
-    else if (lock_all_bounded() != 0)
-        return -1;
+    /* Counted busy before the first lock is taken: a signal handler's
+     * malloc meanwhile is served without the locks this thread holds. */
     pm_i_p_enter();
+    if (!bounded) {
+        pm_i_p_lock_all();
+    } else if (lock_all_bounded() != 0) {
+        pm_i_p_leave();
+        return -1;
+    }
     st->arenas_allocated_total = pm_i_p.arenas_total;
     st->arenas_reclaimed = pm_i_p.arenas_reclaimed;
     st->arenas_highwater = pm_i_p.arenas_highwater;

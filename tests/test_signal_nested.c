@@ -368,6 +368,72 @@ static void run_case(int threads)
 static void one_thread(void) { run_case(0); }
 static void three_threads(void) { run_case(3); }
 
+/* The pools' other lock holders: pm_get_stats (every lock), pm_trim (the
+ * arena lock, to count the arenas it gave back) and fork (every lock, in
+ * its prepare handler), again and again, while the timer's handler
+ * allocates and frees pool blocks of every class. Each counts itself in
+ * the pools' busy count before it takes its first lock, so that the
+ * handler is served without them; before, it counted itself only once it
+ * had them all (stats), or not at all (trim, fork), and a handler's malloc
+ * delivered in between waited for its own thread's lock. */
+static void on_prof_pools(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    unsigned k = ++hcount;
+    void *b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = pm_t_domains[1 + i % 2].malloc(1 + (k * 4 + (unsigned)i) * 37 % 512);
+    for (int i = 4; i-- > 0;)
+        pm_t_domains[1 + i % 2].free(b[i]);
+    handled++;
+    errno = saved;
+}
+
+static void lock_holders_of(void *unused)
+{
+    (void)unused;
+    handled = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prof_pools;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, NULL);
+    struct itimerval it = {{0, 200}, {0, 200}};
+    setitimer(ITIMER_PROF, &it, NULL);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long rounds = 0;
+    do {
+        struct pm_stats st;
+        if (pm_get_stats(&st) != 0)
+            _exit(3);
+        void *keep = pm_mem_malloc(100);
+        pm_mem_free(keep);
+        pm_trim();
+        if (rounds % 64 == 0) {
+            pid_t pid = fork();
+            if (pid == 0)
+                _exit(0);
+            if (pid < 0 || pm_t_wait(pid) != 0)
+                _exit(4);
+        }
+        rounds++;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < RUN_SECONDS);
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &off, NULL);
+    fprintf(stderr, "    %ld rounds, %d signals handled\n", rounds, (int)handled);
+    _exit(handled == 0 ? 6 : 0);
+}
+
+static void pool_lock_holders(void)
+{
+    if (!pools_on)
+        PM_SKIP("the pools serve neither mem nor obj");
+    PM_CHECK(pm_t_child_within(lock_holders_of, NULL, DEADLINE));
+}
+
 static int skip_sanitized(void)
 {
     /* A handler's call that reaches the C library is the sanitizer's
@@ -389,5 +455,6 @@ int main(void)
     fprintf(stderr, "mode %s, debug hooks %s\n", mode, debug_on ? "on" : "off");
     PM_RUN(one_thread);
     PM_RUN(three_threads);
+    PM_RUN(pool_lock_holders);
     return pm_test_done();
 }
