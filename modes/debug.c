@@ -2657,27 +2657,51 @@ static void install_abort_check(void)
 
 static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
 
+/* While the locks are being taken, and released (in the child: renewed),
+ * with the fork_held flags not set, this thread is busy: a signal
+ * handler's call there is nested (served without the locks), instead of
+ * waiting for a stripe its thread holds. (Unless fork() was itself
+ * called inside a call of the hooks, by a handler: then it is busy
+ * already, and stays so.) */
+static __thread int fork_was_busy __attribute__((tls_model("initial-exec")));
+static void fork_busy_enter(void)
+{
+    if (!(fork_was_busy = pm_i_debug_busy))
+        busy_enter();
+}
+static void fork_busy_leave(void)
+{
+    if (!fork_was_busy)
+        busy_leave();
+}
+
 static void fork_prepare(void)
 {
     if (!(fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS())) {
+        fork_busy_enter();
         pm_i_reg_fork_prepare();
         q_fork_prepare();
+        fork_busy_leave();
     }
 }
 
 static void fork_parent(void)
 {
     if (!fork_no_locks) {
+        fork_busy_enter();
         q_fork_parent();
         pm_i_reg_fork_parent();
+        fork_busy_leave();
     }
 }
 
 static void fork_child(void)
 {
     if (!fork_no_locks) {
+        fork_busy_enter();
         q_fork_child();
         pm_i_reg_fork_child();
+        fork_busy_leave();
     }
     pm_i_debug_reports_fork_child(!fork_no_locks);
     /* The check at exit leaves the parent's blocks out: the child's own

@@ -368,40 +368,52 @@ static void run_case(int threads)
 static void one_thread(void) { run_case(0); }
 static void three_threads(void) { run_case(3); }
 
-/* The pools' other lock holders: pm_get_stats (every lock), pm_trim (the
+/* The other lock holders: pm_get_stats (every pool lock), pm_trim (the
  * arena lock, to count the arenas it gave back) and fork (every lock, in
- * its prepare handler), again and again, while the timer's handler
- * allocates and frees pool blocks of every class. Each counts itself in
- * the pools' busy count before it takes its first lock, so that the
- * handler is served without them; before, it counted itself only once it
- * had them all (stats), or not at all (trim, fork), and a handler's malloc
- * delivered in between waited for its own thread's lock. */
-static void on_prof_pools(int sig)
+ * its prepare handlers, in a process that has had a second thread), again
+ * and again, while the timer's handler allocates and frees pool blocks of
+ * every class. Each holder counts itself busy before it takes its first
+ * lock, so that the handler is served without them; before, the
+ * statistics did only once they held every lock, trim and fork not at all,
+ * and a handler's malloc delivered in between waited for its own thread's
+ * lock. Pool blocks only, where the pools serve mem and obj: glibc's fork
+ * holds its malloc's locks around the fork itself (after the prepare
+ * handlers, outside any call of ours), where a handler that reaches
+ * glibc's malloc hangs under glibc alone. */
+static void on_prof_holders(int sig)
 {
     (void)sig;
     int saved = errno;
     unsigned k = ++hcount;
-    void *b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = pm_t_domains[1 + i % 2].malloc(1 + (k * 4 + (unsigned)i) * 37 % 512);
-    for (int i = 4; i-- > 0;)
+    void *b[6];
+    for (int i = 0; i < 6; i++) {
+        b[i] = pm_t_domains[1 + i % 2].malloc(1 + (k * 6 + (unsigned)i) * 37 % 512);
+        if (b[i] == NULL)
+            bad = __LINE__;
+    }
+    for (int i = 6; i-- > 0;)
         pm_t_domains[1 + i % 2].free(b[i]);
     handled++;
     errno = saved;
 }
 
+static void *nothing(void *arg) { return arg; }
+
 static void lock_holders_of(void *unused)
 {
     (void)unused;
     handled = 0;
+    pthread_t t; /* so that fork takes the locks (pm_internal.h) */
+    if (pthread_create(&t, NULL, nothing, NULL) != 0 || pthread_join(t, NULL) != 0)
+        _exit(3);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof_pools;
+    sa.sa_handler = on_prof_holders;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGPROF, &sa, NULL);
     struct itimerval it = {{0, 200}, {0, 200}};
     setitimer(ITIMER_PROF, &it, NULL);
-    struct timespec t0, t;
+    struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long rounds = 0;
     do {
@@ -419,15 +431,15 @@ static void lock_holders_of(void *unused)
                 _exit(4);
         }
         rounds++;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while (t.tv_sec - t0.tv_sec < RUN_SECONDS);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while (t1.tv_sec - t0.tv_sec < RUN_SECONDS);
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_PROF, &off, NULL);
     fprintf(stderr, "    %ld rounds, %d signals handled\n", rounds, (int)handled);
-    _exit(handled == 0 ? 6 : 0);
+    _exit(bad ? 5 : handled == 0 ? 6 : 0);
 }
 
-static void pool_lock_holders(void)
+static void lock_holders(void)
 {
     if (!pools_on)
         PM_SKIP("the pools serve neither mem nor obj");
@@ -455,6 +467,6 @@ int main(void)
     fprintf(stderr, "mode %s, debug hooks %s\n", mode, debug_on ? "on" : "off");
     PM_RUN(one_thread);
     PM_RUN(three_threads);
-    PM_RUN(pool_lock_holders);
+    PM_RUN(lock_holders);
     return pm_test_done();
 }
