@@ -2617,7 +2617,19 @@ void pm_i_debug_exit_check(void)
     if (!atomic_load(&decorated) || atomic_load(&pm_i_debug_aborting) ||
         !pm_i_debug_counts_are_mine())
         return;
-    if (check_heap(1) == 0)
+    /* This thread's signals wait until the check is done: it holds the
+     * pools' arena lock, or a registry stripe's, for as long as it reads
+     * their blocks, and a handler's malloc that needed it would wait for
+     * its own thread (exit hung, with a profiling timer's handler that
+     * allocates). (At abort the check runs in the SIGABRT handler, which
+     * blocks every signal.) */
+    sigset_t all, old;
+    sigfillset(&all);
+    int masked = pthread_sigmask(SIG_BLOCK, &all, &old) == 0;
+    size_t damaged = check_heap(1);
+    if (masked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (damaged == 0)
         return;
     if (pm_i_debug_on_error_report || pm_i_debug_has_handler())
         return;
