@@ -227,14 +227,22 @@ static void tick_alloc(int sig)
     ticks++;
 }
 
-static int trim_under_signals(void)
+/* A child that kills this process after 60 s: a hang ends in SIGKILL,
+ * not in ctest's timeout. */
+static pid_t watchdog(void)
 {
     pid_t parent = getpid(), dog = fork();
-    if (dog == 0) { /* a hang ends in SIGKILL, not in ctest's timeout */
+    if (dog == 0) {
         sleep(60);
         kill(parent, SIGKILL);
         _exit(0);
     }
+    return dog;
+}
+
+static int trim_under_signals(void)
+{
+    pid_t dog = watchdog();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = tick_alloc;
@@ -284,12 +292,7 @@ static void tick_realloc(int sig)
 
 static int realloc_under_signals(void)
 {
-    pid_t parent = getpid(), dog = fork();
-    if (dog == 0) {
-        sleep(60);
-        kill(parent, SIGKILL);
-        _exit(0);
-    }
+    pid_t dog = watchdog();
     outside = pm_obj_malloc(28);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

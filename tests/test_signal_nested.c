@@ -406,13 +406,7 @@ static void lock_holders_of(void *unused)
     pthread_t t; /* so that fork takes the locks (pm_internal.h) */
     if (pthread_create(&t, NULL, nothing, NULL) != 0 || pthread_join(t, NULL) != 0)
         _exit(3);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof_holders;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    struct itimerval it = {{0, 200}, {0, 200}};
-    setitimer(ITIMER_PROF, &it, NULL);
+    pm_t_prof_start(on_prof_holders, 200, NULL);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long rounds = 0;
@@ -433,8 +427,7 @@ static void lock_holders_of(void *unused)
         rounds++;
         clock_gettime(CLOCK_MONOTONIC, &t1);
     } while (t1.tv_sec - t0.tv_sec < RUN_SECONDS);
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_PROF, &off, NULL);
+    pm_t_prof_stop();
     fprintf(stderr, "    %ld rounds, %d signals handled\n", rounds, (int)handled);
     _exit(bad ? 5 : handled == 0 ? 6 : 0);
 }
@@ -483,13 +476,7 @@ static void exit_check_of(void *unused)
             _exit(3);
     }
     handled = 0;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof_exit;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    struct itimerval it = {{0, 200}, {0, 200}};
-    setitimer(ITIMER_PROF, &it, NULL);
+    pm_t_prof_start(on_prof_exit, 200, NULL);
     exit(0); /* the blocks live: the check reads them all */
 }
 
