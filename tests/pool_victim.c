@@ -240,16 +240,22 @@ static pid_t watchdog(void)
     return dog;
 }
 
-static int trim_under_signals(void)
+/* SIGALRM's handler h, every half millisecond of real time. */
+static void alarm_every_500us(void (*h)(int))
 {
-    pid_t dog = watchdog();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = tick_alloc;
+    sa.sa_handler = h;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
     struct itimerval it = {{0, 500}, {0, 500}};
     setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static int trim_under_signals(void)
+{
+    pid_t dog = watchdog();
+    alarm_every_500us(tick_alloc);
     static void *q[3000];
     for (int r = 0; r < 40; r++) {
         for (int i = 0; i < 3000; i++)
@@ -294,13 +300,7 @@ static int realloc_under_signals(void)
 {
     pid_t dog = watchdog();
     outside = pm_obj_malloc(28);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = tick_realloc;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 500}, {0, 500}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    alarm_every_500us(tick_realloc);
     unsigned char *p = pm_obj_malloc(25);
     static void *q[64];
     for (long i = 0; i < 200000; i++) {
