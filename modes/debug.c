@@ -33,7 +33,8 @@
  * detectable without quarantine, as with the registry). Freed registry
  * blocks of the C library's go to a quarantine first (debug_quarantine.h:
  * held, filled, checked when they leave and at exit), so their addresses
- * are not reused for a while.
+ * are not reused for a while; with PYMALLOC_QUARANTINE_POOLS=on freed pool
+ * blocks too (free_busy; dbg_free's fast path is off then: side_fast).
  *
  * Block layout on 64-bit, N = bytes requested, p = the pointer returned:
  *
@@ -129,6 +130,8 @@ typedef struct dbg {
                           checked (PYMALLOC_CHECK_FREED not off), else 0 */
     int check_all;     /* PYMALLOC_CHECK_FREED=all */
     int quarantine;    /* its freed registry blocks may be held (libc_below) */
+    int pool_quarantine; /* its freed pool blocks are held too
+                            (PYMALLOC_QUARANTINE_POOLS=on, pool_below) */
     const char *names[OP_COUNT];
 } dbg;
 
@@ -586,6 +589,13 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
 #define SIDE_FILLED ((uint64_t)1 << 60)
 _Static_assert(PM_P_SIDE_API_SHIFT + 2 <= 60 && PM_P_SIDE_STATE_SHIFT > 60,
                "SIDE_FILLED is a bit of its own");
+/* A freed pool block the quarantine holds (PYMALLOC_QUARANTINE_POOLS=on):
+ * set with SIDE_FILLED by its free, cleared when it leaves intact, just
+ * before the pool has it back. The quarantine's walk checks it at exit and
+ * abort, the pools' walk leaves it alone (its first 16 bytes are 0xDD, not
+ * a link). */
+#define SIDE_HELD ((uint64_t)1 << 61)
+_Static_assert(PM_P_SIDE_STATE_SHIFT > 61, "SIDE_HELD is a bit of its own");
 #define SIDE_STATE_MASK ((uint64_t)3 << PM_P_SIDE_STATE_SHIFT)
 #define SIDE_API_MASK ((uint64_t)3 << PM_P_SIDE_API_SHIFT)
 #define SIDE_LIVE ((uint64_t)PM_P_SIDE_LIVE << PM_P_SIDE_STATE_SHIFT)
@@ -601,10 +611,19 @@ static _Atomic int side_any;
  * dbg_free's fast path (one test for both). */
 static _Atomic int side_fast;
 
+/* Freed pool blocks go to the quarantine (PYMALLOC_QUARANTINE_POOLS=on,
+ * a budget, not under memcheck): their frees take free_busy, not
+ * dbg_free's fast path. */
+static int pool_quarantine_on(void)
+{
+    return pm_i_debug_quarantine_pools && pm_i_debug_quarantine != 0 &&
+           !pm_i_pool_valgrind(NULL);
+}
+
 static void set_side_any(int on)
 {
     atomic_store(&side_any, on);
-    atomic_store(&side_fast, on && pm_i_debug_break_serial == 0);
+    atomic_store(&side_fast, on && pm_i_debug_break_serial == 0 && !pool_quarantine_on());
 }
 
 /* The side word of debug block p (data address), or NULL: not a pool block
@@ -649,7 +668,7 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
     in->offset = PM_I_DEBUG_HEAD;
     in->api = "\0rmo"[(w >> PM_P_SIDE_API_SHIFT) & 3];
     in->state = (int)PM_P_SIDE_STATE(w);
-    in->held = 0;
+    in->held = (w & SIDE_HELD) != 0;
 }
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
@@ -1305,9 +1324,14 @@ enum { Q_BATCH = 8 };
  * held: the C library's (libc below, or the pools below, which pass
  * large requests to it), not an allocator's of the user's, whose frees
  * are its own business. */
+static inline int q_takes_bytes(size_t bytes)
+{
+    return bytes <= atomic_load_explicit(&q_block_max, memory_order_relaxed);
+}
+
 static inline int q_takes(const dbg *g, size_t bytes)
 {
-    return g->quarantine && bytes <= atomic_load_explicit(&q_block_max, memory_order_relaxed);
+    return g->quarantine && q_takes_bytes(bytes);
 }
 
 /* Whether held block p (size data bytes) was written after its free: its
@@ -1340,11 +1364,23 @@ static void q_error(const dbg *g, int op, const qent *h, pm_i_err *e)
 static void q_release(const dbg *g, int op, const qent *h)
 {
     unsigned char *p = h->base + Q_OFFSET(h->meta);
-    const pm_i_base *below = Q_FROM(h->meta) == 2 ? &pm_i_pool_base : &pm_i_raw_base;
+    int from = Q_FROM(h->meta);
+    const pm_i_base *below = from == 1 ? &pm_i_raw_base : &pm_i_pool_base;
     if (pm_i_debug_check_freed != 0 && q_damaged(p, h->size, pm_i_debug_check_freed == 2)) {
         pm_i_err e;
         q_error(g, op, h, &e);
         pm_i_debug_report(&e);
+        return;
+    }
+    if (from == Q_FROM_SLOT) {
+        /* A pool block: its side word stays freed (and filled) until a
+         * malloc takes it again, which checks it once more. */
+        int status;
+        _Atomic uint64_t *w = pm_i_pool_side(h->base, &status);
+        if (w != NULL)
+            atomic_fetch_and_explicit(w, ~SIDE_HELD, memory_order_relaxed);
+        below->a.free(below->a.ctx, h->base);
+        pool_links_check(g, op);
         return;
     }
     pm_i_reg_release((uintptr_t)p, Q_SERIAL(h->meta));
@@ -1772,6 +1808,9 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
             report(g, OP_FREE, &e);
             return; /* leaked, or not ours */
         }
+        /* (its word stays freed while it is held: a second free of it is
+         * a double free) */
+        held = g->pool_quarantine && q_takes_bytes(in.offset + in.size + PM_I_DEBUG_TAIL);
     } else {
         void *st;
         pm_i_reg_entry *r = registry_checked(g, p, OP_FREE, &in, &st);
@@ -1789,12 +1828,13 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD);
     fill_span(p, in.size, PM_I_DEADBYTE);
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
-    if (w != NULL && g->filled != 0) /* (the word is freed: no one else writes it) */
-        atomic_fetch_or_explicit(w, g->filled, memory_order_release);
+    if (w != NULL && (g->filled != 0 || held)) /* (freed: no one else writes it) */
+        atomic_fetch_or_explicit(w, g->filled | (held ? SIDE_HELD : 0), memory_order_release);
     if (held) {
         /* Into the quarantine (filled first: it may leave at once, from
          * another thread's free), and the oldest blocks out of it. */
-        qent h = {base, in.size, Q_META(in.serial, g - dbgs, g->libc_below, in.offset)};
+        qent h = {base, in.size,
+                  Q_META(in.serial, g - dbgs, w != NULL ? Q_FROM_SLOT : g->libc_below, in.offset)};
         qent out[Q_BATCH];
         q_hand_back(g, OP_FREE, out, q_push(&h, out, Q_BATCH));
     } else {
@@ -2377,8 +2417,8 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
 static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                               struct abort_scan *sc)
 {
-    if ((v & SIDE_FILLED) == 0)
-        return;
+    if ((v & SIDE_FILLED) == 0 || (v & SIDE_HELD) != 0)
+        return; /* (held: the quarantine's walk checks it) */
     const unsigned char *p = base + PM_I_DEBUG_HEAD;
     const volatile uint64_t *link = (const volatile uint64_t *)(void *)base;
     uint64_t l0 = link[0], l1 = link[1];
@@ -2769,6 +2809,7 @@ void pm_i_debug_decorate(void)
         /* Not under memcheck, which reports a write into a freed block
          * itself (once the C library's free has it). */
         g->quarantine = g->libc_below != 0 && !pm_i_pool_valgrind(NULL);
+        g->pool_quarantine = g->pool_below && pool_quarantine_on();
         if (g->libc_below != 0)
             pm_i_libc_header_probe();
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {

@@ -2,9 +2,11 @@
  * modes/debug_quarantine.h - the quarantine of the debug hooks: freed
  * registry blocks held back from the allocator below for a while.
  *
- * Only registry blocks come here (modes/debug_registry.h: the C library's
+ * Registry blocks come here (modes/debug_registry.h: the C library's
  * blocks of malloc_debug, of the raw domain, of more than 512 bytes, aligned
- * blocks). A pool block's slot is checked when a malloc takes it again
+ * blocks), and with PYMALLOC_QUARANTINE_POOLS=on pool blocks too (their
+ * record is their side word, marked SIDE_HELD meanwhile). Otherwise a pool
+ * block's slot is checked when a malloc takes it again
  * (modes/debug.c: freed_damaged); the C library would have a freed block
  * back at once and write its own links into it, so a write through a
  * pointer kept after the free could never be seen. Held here, filled with
@@ -41,7 +43,9 @@
  * 48 bits) | domain (2 bits at 48) | its allocator (2 bits at 50: 1 the C
  * library's, pm_i_raw_base; 2 the pools', pm_i_pool_base: both for the
  * life of the process, so a block goes back to the one it came from even
- * after the hooks were installed again over another) | log2 of the data's
+ * after the hooks were installed again over another; Q_FROM_SLOT a pool
+ * block with a side word, PYMALLOC_QUARANTINE_POOLS=on: the pools' too,
+ * but its record is its side word, not the registry) | log2 of the data's
  * offset from base (6 bits at 56). */
 typedef struct qent {
     unsigned char *base;
@@ -53,6 +57,7 @@ typedef struct qent {
     (((serial) & PM_I_SERIAL_MASK) | ((uint64_t)(d) << 48) | ((uint64_t)(from) << 50) |        \
      ((uint64_t)__builtin_ctzll((unsigned long long)(offset)) << 56))
 #define Q_FROM(m) ((int)(((m) >> 50) & 3))
+#define Q_FROM_SLOT 3
 #define Q_SERIAL(m) ((m) & PM_I_SERIAL_MASK)
 #define Q_DOMAIN(m) ((int)(((m) >> 48) & 3))
 #define Q_OFFSET(m) ((size_t)1 << (((m) >> 56) & 63))

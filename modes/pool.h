@@ -244,7 +244,8 @@ extern int pm_i_p_vg; /* running under valgrind (set once, at init) */
  *   bits 48..57  requested size (a pool block holds at most 544 - 32 = 512
  *                data bytes; 10 bits)
  *   bits 58..59  API: 1 raw, 2 mem, 3 obj
- *   bits 60..61  0
+ *   bits 60..61  the debug layer's flags (modes/debug.c: SIDE_FILLED,
+ *                SIDE_HELD)
  *   bits 62..63  state: 0 empty (never a block here since the pool was
  *                formatted for its class), 1 live, 2 freed
  * A word is 0 until its first block is handed out. */

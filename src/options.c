@@ -19,6 +19,7 @@ const char *const pm_i_option_names[] = {
     "PYMALLOC_BREAK_SERIAL",
     "PYMALLOC_CHECK_FREED",
     "PYMALLOC_QUARANTINE",
+    "PYMALLOC_QUARANTINE_POOLS",
     "PYMALLOC_STATS",
     "PYMALLOC_ERRORS_BEFORE_EXEC", /* set by pymalloc before an exec (src/exec.c) */
     NULL,

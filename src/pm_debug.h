@@ -212,6 +212,10 @@ extern int pm_i_debug_check_freed;
 #define PM_I_QUARANTINE_DEFAULT ((size_t)1 << 20)
 #define PM_I_QUARANTINE_MAX (UINT64_C(1) << 40)
 extern size_t pm_i_debug_quarantine;
+/* PYMALLOC_QUARANTINE_POOLS=on: freed pool blocks (the mem and obj
+ * domains of pymalloc_debug and debug) go to the quarantine too; 0: off
+ * (the default). */
+extern int pm_i_debug_quarantine_pools;
 
 /* The blocks the quarantine holds now, and their underlying bytes. */
 void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes);

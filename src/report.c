@@ -45,6 +45,7 @@ int pm_i_debug_on_error_report;
 uint64_t pm_i_debug_break_serial;
 int pm_i_debug_check_freed = 1;
 size_t pm_i_debug_quarantine = PM_I_QUARANTINE_DEFAULT;
+int pm_i_debug_quarantine_pools;
 
 static _Atomic(pm_error_handler) handler_fn;
 static _Atomic(void *) handler_ctx;
@@ -240,6 +241,15 @@ void pm_i_debug_read_options(void)
         pm_i_fatal_option("PYMALLOC_QUARANTINE", qs, "not a size", valid);
     }
     pm_i_debug_quarantine = (size_t)qn;
+    const char *qp = pm_i_getenv("PYMALLOC_QUARANTINE_POOLS");
+    if (qp == NULL || *qp == '\0' || strcmp(qp, "off") == 0) {
+        pm_i_debug_quarantine_pools = 0;
+    } else if (strcmp(qp, "on") == 0) {
+        pm_i_debug_quarantine_pools = 1;
+    } else {
+        static const char *const valid[] = {"on", "off", NULL};
+        pm_i_fatal_option("PYMALLOC_QUARANTINE_POOLS", qp, "unknown value", valid);
+    }
 }
 
 /* ---------------------------------------------------------------------------
