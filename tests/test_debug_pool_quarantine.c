@@ -25,6 +25,7 @@
 #include "domains.h"
 #include "harness.h"
 #include "recorder.h"
+#include "quarantine.h"
 #include "pm_debug.h"
 #include "pm_internal.h"
 
@@ -53,31 +54,6 @@ static int pool_blocks(void)
         if (!pool_blocks())                                                         \
             PM_SKIP("no pool blocks in this mode");                                 \
     } while (0)
-
-static size_t held_blocks(void)
-{
-    size_t n, bytes;
-    pm_i_debug_quarantine_held(&n, &bytes);
-    return n;
-}
-
-/* Blocks reported and leaked, kept reachable for LeakSanitizer. */
-static void *volatile kept[64];
-static int nkept;
-static void keep(void *p)
-{
-    if (nkept < 64)
-        kept[nkept++] = p;
-}
-
-/* Empty the quarantine, expecting no report. */
-static void start(void)
-{
-    watch();
-    pm_trim();
-    PM_CHECK_EQ(S.calls, 0);
-    PM_CHECK_EQ(held_blocks(), 0);
-}
 
 /* The pool domains (mem, obj) and sizes up to the largest pool request. */
 static const size_t sizes[] = {0, 1, 24, 100, 512};
@@ -343,7 +319,6 @@ static void test_stats(void)
  * trims: no report, and nothing left held after the last trim. */
 enum { T_ROUNDS = 100000, T_SLOTS = 256 };
 static _Atomic(unsigned char *) handoff[T_SLOTS];
-static atomic_int stop_trim;
 
 static void *churn(void *arg)
 {
@@ -364,31 +339,11 @@ static void *churn(void *arg)
     return NULL;
 }
 
-static void *trimmer(void *arg)
-{
-    (void)arg;
-    while (!atomic_load(&stop_trim)) {
-        pm_trim();
-        usleep(200);
-    }
-    return NULL;
-}
-
 static void test_threads(void)
 {
     NEED();
     start();
-    pthread_t a, b, t;
-    PM_CHECK_EQ(pthread_create(&t, NULL, trimmer, NULL), 0);
-    PM_CHECK_EQ(pthread_create(&a, NULL, churn, (void *)1), 0);
-    PM_CHECK_EQ(pthread_create(&b, NULL, churn, (void *)2), 0);
-    void *ra, *rb;
-    pthread_join(a, &ra);
-    pthread_join(b, &rb);
-    atomic_store(&stop_trim, 1);
-    pthread_join(t, NULL);
-    PM_CHECK(ra == NULL);
-    PM_CHECK(rb == NULL);
+    PM_CHECK(churn_while_trimming(churn));
     for (int k = 0; k < T_SLOTS; k++)
         pm_t_domains[PM_DOMAIN_MEM + (k & 1)].free(atomic_exchange(&handoff[k], NULL));
     PM_CHECK_EQ(S.calls, 0);

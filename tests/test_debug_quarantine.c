@@ -24,6 +24,7 @@
 #include "domains.h"
 #include "harness.h"
 #include "recorder.h"
+#include "quarantine.h"
 #include "pm_debug.h"
 #include "pm_internal.h"
 
@@ -42,42 +43,10 @@
             PM_SKIP("no quarantine under memcheck, which reports such writes");     \
     } while (0)
 
-static size_t held_blocks(void)
-{
-    size_t n, bytes;
-    pm_i_debug_quarantine_held(&n, &bytes);
-    return n;
-}
-
-static size_t held_bytes(void)
-{
-    size_t n, bytes;
-    pm_i_debug_quarantine_held(&n, &bytes);
-    return bytes;
-}
-
 /* Whether block p (a live block of the hooks) is the C library's: not a
  * pool block. */
 static int libc_block(const unsigned char *p) { return !pm_i_pool_owns(p - 16); }
 
-/* Blocks reported and leaked by the hooks, kept reachable here so that a
- * leak checker (LeakSanitizer, in the ASan build) does not count them. */
-static void *volatile kept[64];
-static int nkept;
-static void keep(void *p)
-{
-    if (nkept < 64)
-        kept[nkept++] = p;
-}
-
-/* Empty the quarantine, expecting no report. */
-static void start(void)
-{
-    watch();
-    pm_trim();
-    PM_CHECK_EQ(S.calls, 0);
-    PM_CHECK_EQ(held_blocks(), 0);
-}
 
 /* n with a comma every three digits, as the statistics write it. */
 static void thousands(char *out, size_t cap, size_t n)
@@ -513,7 +482,6 @@ static void test_out_of_memory_gives_back(void)
  */
 enum { T_ROUNDS = 4000, T_LIVE = 64 };
 static _Atomic(unsigned char *) handoff[T_LIVE];
-static atomic_int stop_trim;
 
 static void *churn(void *arg)
 {
@@ -544,31 +512,11 @@ static void *churn(void *arg)
     return NULL;
 }
 
-static void *trimmer(void *arg)
-{
-    (void)arg;
-    while (!atomic_load(&stop_trim)) {
-        pm_trim();
-        usleep(200);
-    }
-    return NULL;
-}
-
 static void test_threads(void)
 {
     NEED();
     start();
-    pthread_t a, b, t;
-    PM_CHECK_EQ(pthread_create(&t, NULL, trimmer, NULL), 0);
-    PM_CHECK_EQ(pthread_create(&a, NULL, churn, (void *)1), 0);
-    PM_CHECK_EQ(pthread_create(&b, NULL, churn, (void *)2), 0);
-    void *ra, *rb;
-    pthread_join(a, &ra);
-    pthread_join(b, &rb);
-    atomic_store(&stop_trim, 1);
-    pthread_join(t, NULL);
-    PM_CHECK(ra == NULL);
-    PM_CHECK(rb == NULL);
+    PM_CHECK(churn_while_trimming(churn));
     for (int k = 0; k < T_LIVE; k++)
         pm_raw_free(atomic_exchange(&handoff[k], NULL));
     PM_CHECK_EQ(S.calls, 0);
