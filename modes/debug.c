@@ -1125,10 +1125,18 @@ static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsig
     for (;;) {
         if (PM_I_UNLIKELY((v & (SIDE_STATE_MASK | SIDE_API_MASK)) != (SIDE_LIVE | g->side_api)))
             break;
-        /* A failure (a concurrent free, realloc or new block) reloads v. */
-        if (PM_I_LIKELY(atomic_compare_exchange_weak_explicit(
-                w, &v, (v & ~SIDE_STATE_MASK) | SIDE_FREED, memory_order_acq_rel,
-                memory_order_acquire))) {
+        /* A failure (a concurrent free, realloc or new block) reloads v.
+         * With one thread nothing else can change the word in between. */
+        uint64_t to = (v & ~SIDE_STATE_MASK) | SIDE_FREED;
+        int claimed;
+        if (PM_I_SINGLE_THREADED()) {
+            atomic_store_explicit(w, to, memory_order_relaxed);
+            claimed = 1;
+        } else {
+            claimed = atomic_compare_exchange_weak_explicit(w, &v, to, memory_order_acq_rel,
+                                                            memory_order_acquire);
+        }
+        if (PM_I_LIKELY(claimed)) {
             side_unpack(v, in);
             if (PM_I_LIKELY(intact(p, in)))
                 return v;
@@ -1377,8 +1385,9 @@ static void q_release(const dbg *g, int op, const qent *h)
          * malloc takes it again, which checks it once more. */
         int status;
         _Atomic uint64_t *w = pm_i_pool_side(h->base, &status);
-        if (w != NULL)
-            atomic_fetch_and_explicit(w, ~SIDE_HELD, memory_order_relaxed);
+        if (w != NULL) /* (only this thread writes a held block's word) */
+            atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) & ~SIDE_HELD,
+                                  memory_order_relaxed);
         below->a.free(below->a.ctx, h->base);
         pool_links_check(g, op);
         return;
@@ -1803,8 +1812,9 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     pm_i_reg_info in;
     pm_i_err e;
     int held = 0;
+    uint64_t v = 0;
     if (w != NULL) {
-        if (side_claim(g, w, p, OP_FREE, &in, &e) == 0) {
+        if ((v = side_claim(g, w, p, OP_FREE, &in, &e)) == 0) {
             report(g, OP_FREE, &e);
             return; /* leaked, or not ours */
         }
@@ -1828,8 +1838,11 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD);
     fill_span(p, in.size, PM_I_DEADBYTE);
     memset(p + in.size, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
-    if (w != NULL && (g->filled != 0 || held)) /* (freed: no one else writes it) */
-        atomic_fetch_or_explicit(w, g->filled | (held ? SIDE_HELD : 0), memory_order_release);
+    /* (Freed: no one else writes the word, so a store, not a locked or.) */
+    if (w != NULL && (g->filled != 0 || held))
+        atomic_store_explicit(w, (v & ~SIDE_STATE_MASK) | SIDE_FREED | g->filled |
+                                     (held ? SIDE_HELD : 0),
+                              memory_order_release);
     if (held) {
         /* Into the quarantine (filled first: it may leave at once, from
          * another thread's free), and the oldest blocks out of it. */
