@@ -1441,7 +1441,7 @@ int pm_i_debug_trim(void)
 
 void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes)
 {
-    q_totals(blocks, bytes, -1);
+    q_totals(blocks, bytes);
 }
 
 int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
@@ -1452,9 +1452,8 @@ int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
     *budget = atomic_load_explicit(&q_budget, memory_order_relaxed);
     if (!any || *budget == 0)
         return 0;
-    /* Not waited for when this thread holds it (a signal handler that
-     * interrupted the holder), nor for ever (a holder stopped). */
-    return q_held_here || !q_totals(blocks, bytes, 4096) ? -1 : 1;
+    q_totals(blocks, bytes); /* (no lock: safe in a signal handler) */
+    return 1;
 }
 
 /* DEADBYTE over a whole freed block (len >= 32 bytes) at b. */
@@ -2797,6 +2796,7 @@ void pm_i_debug_decorate(void)
     size_t budget = pm_i_debug_quarantine;
     atomic_store(&q_budget, budget);
     atomic_store(&q_block_max, budget / 8 < Q_BLOCK_MAX ? budget / 8 : Q_BLOCK_MAX);
+    q_set_shares();
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         if (atomic_load(&enabled[d]))
             continue; /* never wrap twice */

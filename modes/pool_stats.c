@@ -287,17 +287,13 @@ static void print_stats(int fd, int bounded)
     line(&b, rl, st.raw_blocks_current);
     line(&b, "# raw blocks allocated total", st.raw_blocks_total);
     /* The debug hooks' quarantine (PYMALLOC_QUARANTINE): freed blocks of
-     * the C library's, held back from it (not in the pools' figures). */
+     * the C library's, held back from it (not in the pools' figures), and
+     * with PYMALLOC_QUARANTINE_POOLS=on pool blocks (in them: allocated). */
     size_t qblocks, qbytes, qbudget;
-    int q = pm_i_debug_quarantine_stats(&qblocks, &qbytes, &qbudget);
-    if (q != 0) {
+    if (pm_i_debug_quarantine_stats(&qblocks, &qbytes, &qbudget) != 0) {
         pm_i_buf_char(&b, '\n');
-        if (q < 0)
-            pm_i_buf_str(&b, "# the quarantine was busy: not read\n");
-        else {
-            line(&b, "# blocks held in the quarantine", qblocks);
-            line(&b, "# bytes held in the quarantine", qbytes);
-        }
+        line(&b, "# blocks held in the quarantine", qblocks);
+        line(&b, "# bytes held in the quarantine", qbytes);
         line(&b, "# bytes of the quarantine's budget", qbudget);
     }
     pm_i_buf_flush(&b);

@@ -221,8 +221,8 @@ extern int pm_i_debug_quarantine_pools;
 void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes);
 /* For the statistics: 1 and the blocks and underlying bytes the quarantine
  * holds, and its budget, if a domain's debug hooks hold freed blocks in
- * it; 0 if none does; -1 if its lock stayed taken (a signal handler that
- * interrupted its holder). Never allocates. */
+ * it; 0 if none does. Takes no lock, never allocates (a signal handler
+ * may call it). */
 int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget);
 
 #endif /* PM_DEBUG_H */
