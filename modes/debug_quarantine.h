@@ -80,7 +80,7 @@ typedef struct q_shard {
     _Atomic int lock;
     unsigned head;
     unsigned pushes; /* (for Q_WHOLE_EVERY) */
-    /* What it may hold beyond its share (q_shard_over): set by its last
+    /* What it may hold beyond its share (q_pop_locked): set by its last
      * look at the whole (q_push), so that it grows into the room other
      * shards leave (those of threads that ended, or free little). */
     size_t limit_bytes, limit_len;
@@ -187,15 +187,6 @@ static inline void q_sum(size_t *blocks, size_t *bytes)
     *bytes = b;
 }
 
-/* Whether shard q (its lock held) holds more than it may: its share of
- * the budget and of Q_CAP, or the limit its last look at the whole set. */
-static inline int q_shard_over(q_shard *q)
-{
-    size_t share_b = atomic_load_explicit(&q_share_bytes, memory_order_relaxed);
-    size_t share_n = atomic_load_explicit(&q_share_len, memory_order_relaxed);
-    return q_shard_bytes(q) > (q->limit_bytes > share_b ? q->limit_bytes : share_b) ||
-           q_len(q) > (q->limit_len > share_n ? q->limit_len : share_n);
-}
 
 /* Whether the quarantine as a whole is over its budget or its count. */
 static inline int q_over(void)
@@ -208,20 +199,33 @@ static inline int q_over(void)
 enum { Q_ALL, Q_SHARE, Q_WHOLE };
 
 /* The oldest held blocks of shard q leave (its lock held), into out (at
- * most max of them): all of them (Q_ALL), or while the shard is over its
- * share (Q_SHARE) or the whole quarantine over its budget (Q_WHOLE).
+ * most max of them): all of them (Q_ALL), or while the shard holds more
+ * than it may (Q_SHARE: its share of the budget and of Q_CAP, or the limit
+ * its last look at the whole set, whichever is more), or while the whole
+ * quarantine is over its budget (Q_WHOLE).
  * Returns how many left. */
 static int q_pop_locked(q_shard *q, qent *out, int max, int why)
 {
+    /* (The shard's counts in locals: only this thread changes them now.) */
+    size_t bytes = q_shard_bytes(q), lim_b = SIZE_MAX;
+    unsigned len = q_len(q), lim_n = UINT32_MAX;
+    if (why == Q_SHARE) {
+        size_t share_b = atomic_load_explicit(&q_share_bytes, memory_order_relaxed);
+        size_t share_n = atomic_load_explicit(&q_share_len, memory_order_relaxed);
+        lim_b = q->limit_bytes > share_b ? q->limit_bytes : share_b;
+        lim_n = (unsigned)(q->limit_len > share_n ? q->limit_len : share_n);
+    }
     int n = 0;
-    while (n < max && q_len(q) > 0 &&
-           (why == Q_ALL || (why == Q_SHARE ? q_shard_over(q) : q_over()))) {
+    while (n < max && len > 0 &&
+           (why == Q_ALL || (why == Q_SHARE ? bytes > lim_b || len > lim_n : q_over()))) {
         qent *e = &q->ring[q->head];
         out[n++] = *e;
-        atomic_store_explicit(&q->bytes, q_shard_bytes(q) - q_bytes(e), memory_order_relaxed);
-        atomic_store_explicit(&q->len, q_len(q) - 1, memory_order_relaxed);
+        bytes -= q_bytes(e);
+        len--;
         e->base = NULL;
         q->head = (q->head + 1) % Q_CAP;
+        atomic_store_explicit(&q->bytes, bytes, memory_order_relaxed);
+        atomic_store_explicit(&q->len, len, memory_order_relaxed);
     }
     return n;
 }
@@ -254,11 +258,9 @@ static int q_pop(qent *out, int max, int all)
         return n;
     }
     q_shard *mine = q_my_shard();
-    if (q_shard_over(mine)) {
-        q_lock(mine, -1);
-        n += q_pop_locked(mine, out, max, Q_SHARE);
-        q_unlock(mine);
-    }
+    q_lock(mine, -1);
+    n += q_pop_locked(mine, out, max, Q_SHARE);
+    q_unlock(mine);
     /* (Bounded: the hint may name a shard another thread just emptied.) */
     for (int tries = 0; tries < 2 * Q_SHARDS && n < max && q_over(); tries++) {
         q_shard *q = q_fullest();
