@@ -316,7 +316,9 @@ static int q_push(const qent *e, qent *out, int max)
          * fullest shard the rest. */
         q->limit_bytes = q_limit(own_b, tb, budget);
         q->limit_len = q_limit(own_n, tn, Q_CAP);
-        if (tb > budget || tn > Q_CAP) {
+        /* Over by more than a 64th: a shard seen between its push and its
+         * pop is a block over, which is not worth a trip to its lock. */
+        if (tb > budget + budget / 64 || tn > Q_CAP + Q_CAP / 64) {
             whole_over = 1;
             n += q_pop_locked(q, out + n, max - n, Q_SHARE);
         }
