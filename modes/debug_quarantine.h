@@ -105,20 +105,31 @@ static _Atomic size_t q_share_bytes, q_share_len;
 static _Atomic int q_many;        /* more than one shard in use */
 static _Atomic size_t q_active_n; /* the shards in use */
 
+/* The shares for the shards in use now. Written again while the count
+ * read after the writes differs from the one they were made for: two
+ * threads that take shards at once may write out of order, and the last
+ * writes must be for the final count (it only grows). */
 static void q_set_shares(void)
 {
-    unsigned n = atomic_load_explicit(&q_next_shard, memory_order_relaxed);
-    size_t active = n == 0 ? 1 : n < Q_SHARDS ? n : Q_SHARDS;
-    atomic_store_explicit(&q_share_bytes, atomic_load(&q_budget) / active, memory_order_relaxed);
-    atomic_store_explicit(&q_share_len, Q_CAP / active, memory_order_relaxed);
-    atomic_store_explicit(&q_active_n, active, memory_order_relaxed);
-    atomic_store_explicit(&q_many, active > 1, memory_order_relaxed);
+    size_t active, now = 0;
+    do {
+        unsigned n = atomic_load_explicit(&q_next_shard, memory_order_acquire);
+        active = n == 0 ? 1 : n < Q_SHARDS ? n : Q_SHARDS;
+        atomic_store_explicit(&q_share_bytes, atomic_load(&q_budget) / active,
+                              memory_order_relaxed);
+        atomic_store_explicit(&q_share_len, Q_CAP / active, memory_order_relaxed);
+        atomic_store_explicit(&q_active_n, active, memory_order_relaxed);
+        atomic_store_explicit(&q_many, active > 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        unsigned m = atomic_load_explicit(&q_next_shard, memory_order_acquire);
+        now = m == 0 ? 1 : m < Q_SHARDS ? m : Q_SHARDS;
+    } while (now != active);
 }
 
 static inline q_shard *q_my_shard(void)
 {
     if (PM_I_UNLIKELY(q_mine == 0)) {
-        q_mine = atomic_fetch_add_explicit(&q_next_shard, 1, memory_order_relaxed) % Q_SHARDS + 1;
+        q_mine = atomic_fetch_add_explicit(&q_next_shard, 1, memory_order_seq_cst) % Q_SHARDS + 1;
         q_set_shares();
     }
     return &q_shards[q_mine - 1];
