@@ -102,7 +102,6 @@ static _Atomic unsigned q_next_shard;
  * use (one per thread that freed a block here, up to Q_SHARDS). Set when
  * the hooks go in and when a thread takes a shard, so read cheaply. */
 static _Atomic size_t q_share_bytes, q_share_len;
-static _Atomic int q_many;        /* more than one shard in use */
 static _Atomic size_t q_active_n; /* the shards in use */
 
 /* The shares for the shards in use now. Written again while the count
@@ -119,7 +118,6 @@ static void q_set_shares(void)
                               memory_order_relaxed);
         atomic_store_explicit(&q_share_len, Q_CAP / active, memory_order_relaxed);
         atomic_store_explicit(&q_active_n, active, memory_order_relaxed);
-        atomic_store_explicit(&q_many, active > 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         unsigned m = atomic_load_explicit(&q_next_shard, memory_order_acquire);
         now = m == 0 ? 1 : m < Q_SHARDS ? m : Q_SHARDS;
@@ -251,6 +249,21 @@ static q_shard *q_fullest(void)
     return f;
 }
 
+/* While the whole is over its budget, the fullest shard's oldest blocks
+ * leave, into out (at most max). (Bounded: the hint may name a shard
+ * another thread just emptied.) */
+static int q_pop_fullest(qent *out, int max)
+{
+    int n = 0;
+    for (int tries = 0; tries < 2 * Q_SHARDS && n < max && q_over(); tries++) {
+        q_shard *f = q_fullest();
+        q_lock(f, -1);
+        n += q_pop_locked(f, out + n, max - n, Q_WHOLE);
+        q_unlock(f);
+    }
+    return n;
+}
+
 /* Blocks leave, into out (at most max): every one (all), or this thread's
  * shard's oldest while it is over its share, then, while the whole is over
  * its budget, the fullest shard's. */
@@ -272,14 +285,7 @@ static int q_pop(qent *out, int max, int all)
     q_lock(mine, -1);
     n += q_pop_locked(mine, out, max, Q_SHARE);
     q_unlock(mine);
-    /* (Bounded: the hint may name a shard another thread just emptied.) */
-    for (int tries = 0; tries < 2 * Q_SHARDS && n < max && q_over(); tries++) {
-        q_shard *q = q_fullest();
-        q_lock(q, -1);
-        n += q_pop_locked(q, out + n, max - n, Q_WHOLE);
-        q_unlock(q);
-    }
-    return n;
+    return n + q_pop_fullest(out + n, max - n);
 }
 
 /* Hold block e (filled already) in this thread's shard; the blocks that
@@ -318,7 +324,8 @@ static int q_push(const qent *e, qent *out, int max)
     n += q_pop_locked(q, out + n, max - n, Q_SHARE);
     /* (One shard in use: its share is the whole.) */
     int whole_over = 0;
-    if (++q->pushes % Q_WHOLE_EVERY == 0 && atomic_load_explicit(&q_many, memory_order_relaxed)) {
+    if (++q->pushes % Q_WHOLE_EVERY == 0 &&
+        atomic_load_explicit(&q_active_n, memory_order_relaxed) > 1) {
         size_t tn, tb, budget = atomic_load_explicit(&q_budget, memory_order_relaxed);
         size_t own_b = q_shard_bytes(q), own_n = q_len(q);
         q_sum(&tn, &tb);
@@ -336,12 +343,7 @@ static int q_push(const qent *e, qent *out, int max)
     }
     q_unlock(q);
     if (whole_over)
-        for (int tries = 0; tries < 2 * Q_SHARDS && n < max && q_over(); tries++) {
-            q_shard *f = q_fullest();
-            q_lock(f, -1);
-            n += q_pop_locked(f, out + n, max - n, Q_WHOLE);
-            q_unlock(f);
-        }
+        n += q_pop_fullest(out + n, max - n);
     return n;
 }
 

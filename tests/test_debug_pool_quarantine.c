@@ -403,56 +403,46 @@ static int not_held(void)
 }
 
 /* Run this program again with PYMALLOC_QUARANTINE_POOLS=pools (NULL:
- * unset) and PYMALLOC_QUARANTINE=budget (NULL: unset), argument arg, in
- * the current mode: its exit status; its stderr in err (if not NULL). */
-static int run_again(const char *pools, const char *budget, const char *arg, char *err,
-                     size_t cap)
+ * unset) and PYMALLOC_QUARANTINE=budget (NULL: unset), argument `not-held`,
+ * in the current mode (pm_death: its status and output in r). */
+struct again {
+    const char *pools, *budget;
+};
+
+static void again_child(void *arg)
 {
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = pm_t_fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        if (pools != NULL)
-            setenv("PYMALLOC_QUARANTINE_POOLS", pools, 1);
-        else
-            unsetenv("PYMALLOC_QUARANTINE_POOLS");
-        if (budget != NULL)
-            setenv("PYMALLOC_QUARANTINE", budget, 1);
-        else
-            unsetenv("PYMALLOC_QUARANTINE");
-        execl("/proc/self/exe", "test_debug_pool_quarantine", arg, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t k;
-    char sink[256];
-    while ((k = read(fds[0], err != NULL && n + 1 < cap ? err + n : sink,
-                     err != NULL && n + 1 < cap ? cap - 1 - n : sizeof sink)) > 0)
-        if (err != NULL && n + 1 < cap)
-            n += (size_t)k;
-    close(fds[0]);
-    if (err != NULL)
-        err[n] = '\0';
-    int status = pm_t_wait(pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const struct again *a = arg;
+    if (a->pools != NULL)
+        setenv("PYMALLOC_QUARANTINE_POOLS", a->pools, 1);
+    else
+        unsetenv("PYMALLOC_QUARANTINE_POOLS");
+    if (a->budget != NULL)
+        setenv("PYMALLOC_QUARANTINE", a->budget, 1);
+    else
+        unsetenv("PYMALLOC_QUARANTINE");
+    execl("/proc/self/exe", "test_debug_pool_quarantine", "not-held", (char *)NULL);
+    _exit(127);
+}
+
+static int run_again(const char *pools, const char *budget, pm_death_result *r)
+{
+    struct again a = {pools, budget};
+    pm_death(again_child, &a, r);
+    return r->exited ? r->exit_status : 128 + r->signal;
 }
 
 static void test_off(void)
 {
     NEED();
-    PM_CHECK_EQ(run_again(NULL, NULL, "not-held", NULL, 0), 0);
-    PM_CHECK_EQ(run_again("", NULL, "not-held", NULL, 0), 0);
-    PM_CHECK_EQ(run_again("off", NULL, "not-held", NULL, 0), 0);
-    PM_CHECK_EQ(run_again("on", "0", "not-held", NULL, 0), 0);
-    PM_CHECK_EQ(run_again("on", "off", "not-held", NULL, 0), 0);
-    char err[512];
-    PM_CHECK_EQ(run_again("yes", NULL, "not-held", err, sizeof err), 1);
-    PM_CHECK_STR(err, "pymalloc: PYMALLOC_QUARANTINE_POOLS=yes: unknown value (valid: on, off)");
+    pm_death_result r;
+    PM_CHECK_EQ(run_again(NULL, NULL, &r), 0);
+    PM_CHECK_EQ(run_again("", NULL, &r), 0);
+    PM_CHECK_EQ(run_again("off", NULL, &r), 0);
+    PM_CHECK_EQ(run_again("on", "0", &r), 0);
+    PM_CHECK_EQ(run_again("on", "off", &r), 0);
+    PM_CHECK_EQ(run_again("yes", NULL, &r), 1);
+    PM_CHECK_STR(r.output,
+                 "pymalloc: PYMALLOC_QUARANTINE_POOLS=yes: unknown value (valid: on, off)");
 }
 
 int main(int argc, char **argv)
