@@ -1441,7 +1441,7 @@ int pm_i_debug_trim(void)
 
 void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes)
 {
-    q_totals(blocks, bytes);
+    q_sum(blocks, bytes);
 }
 
 int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
@@ -1452,7 +1452,7 @@ int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
     *budget = atomic_load_explicit(&q_budget, memory_order_relaxed);
     if (!any || *budget == 0)
         return 0;
-    q_totals(blocks, bytes); /* (no lock: safe in a signal handler) */
+    q_sum(blocks, bytes); /* (no lock: safe in a signal handler) */
     return 1;
 }
 
@@ -2513,7 +2513,7 @@ static size_t check_heap_racy(int at_exit)
                       !atomic_load_explicit(&freed_untrusted, memory_order_relaxed);
     int pools_busy = atomic_load(&side_any) &&
                      pm_i_pool_each_side(abort_check_side, &sc, pools_freed) != 0;
-    int held_busy = q_each(abort_check_held, &sc) != 0;
+    unsigned held_busy = q_each(abort_check_held, &sc);
     if (at_exit && exit_pending_n != 0) {
         pm_i_flush_streams(); /* the program's output, which an abort() would lose */
         for (int i = 0; i < exit_pending_n; i++) {
@@ -2571,8 +2571,13 @@ static size_t check_heap_racy(int at_exit)
     }
     if (pools_busy)
         pm_i_buf_str(&b, " (the pools were busy: their blocks were not checked)");
-    if (held_busy)
-        pm_i_buf_str(&b, " (the quarantine was busy: its blocks were not checked)");
+    if (held_busy != 0) {
+        pm_i_buf_str(&b, " (");
+        pm_i_buf_u64(&b, held_busy);
+        pm_i_buf_str(&b, " of ");
+        pm_i_buf_u64(&b, Q_SHARDS);
+        pm_i_buf_str(&b, " parts of the quarantine were busy and not checked)");
+    }
     if (exit_unexamined != 0) {
         pm_i_buf_str(&b, " (and ");
         pm_i_buf_u64(&b, exit_unexamined);

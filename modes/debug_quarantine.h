@@ -196,7 +196,6 @@ static inline void q_sum(size_t *blocks, size_t *bytes)
     *bytes = b;
 }
 
-
 /* Whether the quarantine as a whole is over its budget or its count. */
 static inline int q_over(void)
 {
@@ -350,29 +349,22 @@ static int q_push(const qent *e, qent *out, int max)
 /* Call fn on every held block, each shard's oldest first, that shard's
  * lock held (so none leaves meanwhile); waits a bounded time for each lock
  * (the check at abort runs in a signal handler, maybe interrupting a
- * holder). -1 if a lock stayed taken (that shard not read). Never
- * allocates. */
-static int q_each(void (*fn)(const qent *e, void *arg), void *arg)
+ * holder). Returns the number of shards whose lock stayed taken (not
+ * read). Never allocates. */
+static unsigned q_each(void (*fn)(const qent *e, void *arg), void *arg)
 {
-    int busy = 0;
+    unsigned busy = 0;
     for (unsigned s = 0; s < Q_SHARDS; s++) {
         q_shard *q = &q_shards[s];
         if (!q_lock(q, 2000)) {
-            busy = 1;
+            busy++;
             continue;
         }
         for (unsigned i = 0; i < q_len(q); i++)
             fn(&q->ring[(q->head + i) % Q_CAP], arg);
         q_unlock(q);
     }
-    return busy ? -1 : 0;
-}
-
-/* The blocks and bytes held (for statistics and tests; no lock: each
- * figure is exact when no block comes or goes meanwhile). */
-static void q_totals(size_t *blocks, size_t *bytes)
-{
-    q_sum(blocks, bytes);
+    return busy;
 }
 
 static void q_fork_prepare(void)
