@@ -88,6 +88,7 @@
  *     its inputs name.
  */
 #include "fuzz.h"
+#include "../src/pm_debug.h"
 #include "../src/pm_override.h"
 
 #include <errno.h>
@@ -935,6 +936,15 @@ static void op_thread(fz_in *in)
  * nonzero total at the end.
  */
 #define CLASS_CHECK_EVERY 16
+
+static void count_held(const void *base, void *arg)
+{
+    size_t *want = arg;
+    int c = pm_i_pool_class_of(base);
+    if (c >= 0 && c < PM_STATS_NCLASSES)
+        want[c]++;
+}
+
 static void check_class_counts(void)
 {
     if (strstr(S.mode, "pymalloc") == NULL)
@@ -952,6 +962,10 @@ static void check_class_counts(void)
         if (c >= 0 && c < PM_STATS_NCLASSES)
             want[c]++;
     }
+    /* Freed pool blocks the debug hooks' quarantine holds
+     * (PYMALLOC_QUARANTINE_POOLS=on) are in use as far as the pools know. */
+    if (debug && pm_i_debug_quarantine_each(count_held, want) != 0)
+        FZ_FAIL("a part of the quarantine stayed busy with no other thread running");
     struct pm_stats st;
     if (pm_get_stats(&st) != 0)
         FZ_FAIL("pm_get_stats failed");
@@ -997,6 +1011,11 @@ static void check_allocator_state(void)
     if (sum != st.arenas_current * st.arena_size)
         FZ_FAIL("stats do not balance: %zu bytes accounted, %zu arenas x %zu", sum,
                 st.arenas_current, st.arena_size);
+    /* With PYMALLOC_QUARANTINE_POOLS=on the debug hooks' quarantine holds
+     * freed pool blocks, allocated as far as the pools know: they go back
+     * first (each checked on its way, as pm_trim does). */
+    if (pm_i_debug_quarantine_pools)
+        pm_i_debug_trim();
     pm_i_pool_flush_thread_cache();
     if (pm_get_stats(&st) != 0 || st.bytes_allocated_blocks != 0)
         FZ_FAIL("%zu bytes of pool blocks still allocated after every slot was freed",

@@ -1444,6 +1444,23 @@ void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes)
     q_sum(blocks, bytes);
 }
 
+struct held_each {
+    void (*fn)(const void *base, void *arg);
+    void *arg;
+};
+
+static void held_each_one(const qent *h, void *arg)
+{
+    struct held_each *he = arg;
+    he->fn(h->base, he->arg);
+}
+
+unsigned pm_i_debug_quarantine_each(void (*fn)(const void *base, void *arg), void *arg)
+{
+    struct held_each he = {fn, arg};
+    return q_each(held_each_one, &he);
+}
+
 int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
 {
     int any = 0;

@@ -219,6 +219,11 @@ extern int pm_i_debug_quarantine_pools;
 
 /* The blocks the quarantine holds now, and their underlying bytes. */
 void pm_i_debug_quarantine_held(size_t *blocks, size_t *bytes);
+/* For the fuzz oracle and tests: fn(base, arg) for every block the
+ * quarantine holds, base its underlying block (the pools' or the C
+ * library's), each shard's lock held meanwhile (fn must not allocate).
+ * Returns the number of shards that stayed busy and were not read. */
+unsigned pm_i_debug_quarantine_each(void (*fn)(const void *base, void *arg), void *arg);
 /* For the statistics: 1 and the blocks and underlying bytes the quarantine
  * holds, and its budget, if a domain's debug hooks hold freed blocks in
  * it; 0 if none does. Takes no lock, never allocates (a signal handler
