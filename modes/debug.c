@@ -90,11 +90,15 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_USABLE, OP_COUNT };
 
@@ -120,8 +124,8 @@ typedef struct dbg {
     pm_i_base self;  /* the hooks, as installed in the table */
     char api;
     int pool_below;    /* below is the pool allocator itself (pymalloc_debug) */
-    int pool_fast;     /* pool_below, and no PYMALLOC_BREAK_SERIAL: dbg_malloc's
-                          fast path (one test for both) */
+    int pool_fast;     /* pool_below, no PYMALLOC_BREAK_SERIAL and no pool
+                          quarantine: dbg_malloc's fast path (one test) */
     int libc_below;    /* its blocks are the C library's: 1 all (libc below),
                           2 those not in a pool (the pool below), 0 none known */
     uint64_t api_w;    /* the word at p-8 of its blocks: API_WORD(api) */
@@ -842,6 +846,20 @@ static int blame_pool_below(const unsigned char *base, unsigned idx, pm_i_err *a
     return 0;
 }
 
+/* The live registry block below registry block p (offset: p's from its
+ * underlying block, the C library's) written past its end: 1 with its
+ * report in *a, else 0. Reads no byte of p's block. */
+static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err *a)
+{
+    uintptr_t chunk = (uintptr_t)p - offset - 16, reach = 64 + memalign_cut(offset);
+    struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0};
+    pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
+    if (!bs.any)
+        return 0;
+    *a = bs.found;
+    return 1;
+}
+
 /* Fill *a with the report of the block whose overflow damaged block e
  * (damaged_from_below), if it is found: 1, else 0. No lock held. */
 static int blame_block_before(const pm_i_err *e, pm_i_err *a)
@@ -863,13 +881,7 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     find_block(p, &self);
     if (self.state != PM_I_REG_LIVE)
         return 0;
-    uintptr_t chunk = (uintptr_t)p - self.offset - 16, reach = 64 + memalign_cut(self.offset);
-    struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0};
-    pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
-    if (!bs.any)
-        return 0;
-    *a = bs.found;
-    return 1;
+    return blame_registry_below(p, self.offset, a);
 }
 
 struct inside_search {
@@ -887,12 +899,31 @@ static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     }
 }
 
+struct held_inside {
+    uintptr_t a;               /* the invalid pointer */
+    const unsigned char *data; /* the held block it points into (NULL: none) */
+    size_t size;
+    uint64_t serial;
+};
+
+static void held_inside_one(const qent *h, void *arg)
+{
+    struct held_inside *s = arg;
+    uintptr_t data = (uintptr_t)h->base + Q_OFFSET(h->meta);
+    if (s->a + PM_I_DEBUG_HEAD >= data && s->a < data + h->size + PM_I_DEBUG_TAIL) {
+        s->data = (const unsigned char *)data;
+        s->size = h->size;
+        s->serial = full_serial(Q_SERIAL(h->meta));
+    }
+}
+
 /* Invalid pointer e points into a block of ours, from its header to the
  * end of its trailer: that block in e->inside*. A pool slot's block from
  * the pools' tree and its side word, live or freed; a live registry block
  * by a search of every record, as blame's (only on this error path; not in
- * a nested call, whose thread may hold a stripe's lock). Reads no block.
- * No lock held. */
+ * a nested call, whose thread may hold a stripe's lock), else a registry
+ * block the quarantine holds, by a walk of its shards (q_each: a bounded
+ * wait for each lock). Reads no block. No lock held. */
 static void locate_inside(pm_i_err *e)
 {
     uintptr_t a = (uintptr_t)e->address;
@@ -928,6 +959,16 @@ static void locate_inside(pm_i_err *e)
         e->inside = (const void *)s.data;
         e->inside_size = s.in.size;
         e->inside_serial = full_serial(s.in.serial);
+        return;
+    }
+    /* A block the quarantine holds (freed: its record is not live). */
+    struct held_inside h = {a, NULL, 0, 0};
+    q_each(held_inside_one, &h);
+    if (h.data != NULL) {
+        e->inside = h.data;
+        e->inside_size = h.size;
+        e->inside_serial = h.serial;
+        e->inside_freed = 1;
     }
 }
 
@@ -1009,19 +1050,24 @@ static _Atomic int freed_untrusted;
 
 /* The report of freed block p (size data bytes, serial: its full serial,
  * api: its API) written after its free: the bytes that are no longer
- * DEADBYTE, from p to its trailer's end. */
-static void freed_error(const unsigned char *p, size_t size, uint64_t serial, char api,
-                        pm_i_err *e)
+ * DEADBYTE, from head bytes before p (its header, which a held block's
+ * free filled too; 0 for a pool block back in its pool, whose header is
+ * its free-list link) to its trailer's end. */
+static void freed_error(const unsigned char *p, size_t head, size_t size, uint64_t serial,
+                        char api, pm_i_err *e)
 {
     memset(e, 0, sizeof *e);
-    e->offset = e->last = -1;
-    for (size_t i = 0; i < size + PM_I_DEBUG_TAIL; i++) {
+    int any = 0;
+    for (ptrdiff_t i = -(ptrdiff_t)head; i < (ptrdiff_t)(size + PM_I_DEBUG_TAIL); i++) {
         if (p[i] != PM_I_DEADBYTE) {
-            if (e->offset < 0)
-                e->offset = (ptrdiff_t)i;
-            e->last = (ptrdiff_t)i;
+            if (!any)
+                e->offset = i;
+            e->last = i;
+            any = 1;
         }
     }
+    if (!any)
+        e->offset = e->last = -1;
     e->error = PM_ERR_USE_AFTER_FREE;
     e->address = p;
     e->known = 1;
@@ -1048,7 +1094,7 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     pm_i_reg_info in;
     side_unpack(v, &in);
     pm_i_err e;
-    freed_error(base + PM_I_DEBUG_HEAD, in.size, full_serial(in.serial), in.api, &e);
+    freed_error(base + PM_I_DEBUG_HEAD, 0, in.size, full_serial(in.serial), in.api, &e);
     e.entry = entry_name(g, op);
     e.api_expected = g->api;
     pm_i_debug_report(&e);
@@ -1087,8 +1133,8 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     } else {
         pm_i_buf_str(&b, " (an empty pool)");
     }
-    pm_i_buf_str(&b, found ? " was overwritten by the write past the end of the block above, "
-                             "the last block of the pool before it"
+    pm_i_buf_str(&b, found ? " was overwritten by the write past the end of the block "
+                             "reported above, the last block of the pool before it"
                            : " was overwritten (by a write past the end of the last block of "
                              "the pool before it?)");
     pm_i_buf_str(&b, "; the pools cannot go on: aborting\n");
@@ -1342,44 +1388,74 @@ static inline int q_takes(const dbg *g, size_t bytes)
     return g->quarantine && q_takes_bytes(bytes);
 }
 
-/* Whether held block p (size data bytes) was written after its free: its
- * first 64 bytes from p (its data, then the 16 after it), or (all) every
- * one of them, no longer DEADBYTE. */
-static int q_damaged(const unsigned char *p, size_t size, int all)
+/* Whether freed block p (size data bytes) was written after its free:
+ * head bytes before p (a held block's header, p-16 .. p-1, which its free
+ * filled too; 0 for a pool block back in its pool, whose header is its
+ * free-list link) and its first 64 bytes from p (its data, then the 16
+ * after it), or (all) every byte, no longer DEADBYTE. */
+static int q_damaged(const unsigned char *p, size_t head, size_t size, int all)
 {
     size_t len = size + PM_I_DEBUG_TAIL;
-    return !dead_all(p, all || len <= 64 ? len : 64);
+    return !dead_all(p - head, head + (all || len <= 64 ? len : 64));
+}
+
+/* Held block h (p its data), whose report is e: damage that starts in
+ * its header's size field (p-16 .. p-9) came from below, as a write past
+ * the end of the block before it in memory does, through that block's
+ * trailer (and for the C library's blocks its chunk's size field). That
+ * block, if it is live and written to its end, is the one to name (e
+ * becomes its report, the held block named as the next one): the held
+ * block's damage is its overflow, not a use after free. */
+static void q_blame_below(const qent *h, const unsigned char *p, pm_i_err *e)
+{
+    if (e->offset >= -8)
+        return;
+    pm_i_err a;
+    int found;
+    if (Q_FROM(h->meta) == Q_FROM_SLOT) {
+        int status;
+        found = side_of_class(p, &status) != NULL &&
+                blame_pool_below(h->base, ((unsigned)status >> 2) - 1, &a);
+    } else {
+        found = blame_registry_below(p, Q_OFFSET(h->meta), &a);
+    }
+    if (!found)
+        return;
+    a.next_block = p;
+    a.next_serial = e->serial;
+    *e = a;
 }
 
 /* The report of held block h, written after its free, found by g's
- * operation op (g NULL: the check at exit or abort, which names itself). */
+ * operation op (g NULL: the check at exit or abort, which names itself):
+ * its use after free, or the overflow of the block below it. */
 static void q_error(const dbg *g, int op, const qent *h, pm_i_err *e)
 {
-    freed_error(h->base + Q_OFFSET(h->meta), h->size, full_serial(Q_SERIAL(h->meta)),
+    const unsigned char *p = h->base + Q_OFFSET(h->meta);
+    freed_error(p, PM_I_DEBUG_HEAD, h->size, full_serial(Q_SERIAL(h->meta)),
                 dbgs[Q_DOMAIN(h->meta)].api, e);
     e->quarantined = 1;
+    q_blame_below(h, p, e);
     if (g != NULL) {
         e->entry = entry_name(g, op);
-        e->api_expected = g->api;
+        if (e->freed_data)
+            e->api_expected = g->api;
     }
 }
 
 /* Held block h leaves the quarantine in g's operation op, checked: intact,
  * it goes back to the allocator below it came from (its record forgotten
- * first: the address may be handed out again at once); written after its
- * free, it is reported and kept (leaked: its record stays freed and held,
- * so a later free of it is still a double free). The thread is busy. */
-static void q_release(const dbg *g, int op, const qent *h)
+ * first: the address may be handed out again at once), and 1; written
+ * after its free, 0 and nothing done (q_release_all reports it). The
+ * thread is busy. */
+static int q_give_back(const dbg *g, int op, const qent *h)
 {
     unsigned char *p = h->base + Q_OFFSET(h->meta);
     int from = Q_FROM(h->meta);
     const pm_i_base *below = from == 1 ? &pm_i_raw_base : &pm_i_pool_base;
-    if (pm_i_debug_check_freed != 0 && q_damaged(p, h->size, pm_i_debug_check_freed == 2)) {
-        pm_i_err e;
-        q_error(g, op, h, &e);
-        pm_i_debug_report(&e);
-        return;
-    }
+    if (pm_i_debug_check_freed != 0 &&
+        q_damaged(p, PM_I_DEBUG_HEAD, h->size, pm_i_debug_check_freed == 2))
+        return 0;
     if (from == Q_FROM_SLOT) {
         /* A pool block: its side word stays freed (and filled) until a
          * malloc takes it again, which checks it once more. */
@@ -1390,10 +1466,30 @@ static void q_release(const dbg *g, int op, const qent *h)
                                   memory_order_relaxed);
         below->a.free(below->a.ctx, h->base);
         pool_links_check(g, op);
-        return;
+        return 1;
     }
     pm_i_reg_release((uintptr_t)p, Q_SERIAL(h->meta));
     below->a.free(below->a.ctx, h->base);
+    return 1;
+}
+
+/* The n blocks of out, which left the quarantine: the intact ones go back,
+ * then those written after their free are reported and kept (leaked: a
+ * registry block's record stays freed and held, a pool block's side word
+ * too, so a later free of it is still a double free). In that order, so
+ * that an error handler that leaves by longjmp leaves no intact block of
+ * the batch out of both the quarantine and its allocator. */
+static void q_release_all(const dbg *g, int op, const qent *out, int n)
+{
+    int bad[Q_BATCH], nbad = 0;
+    for (int i = 0; i < n; i++)
+        if (!q_give_back(g, op, &out[i]))
+            bad[nbad++] = i;
+    for (int i = 0; i < nbad; i++) {
+        pm_i_err e;
+        q_error(g, op, &out[bad[i]], &e);
+        pm_i_debug_report(&e);
+    }
 }
 
 /* The n blocks of out, which left the quarantine, then the rest of those
@@ -1401,25 +1497,27 @@ static void q_release(const dbg *g, int op, const qent *h)
 static void q_hand_back(const dbg *g, int op, qent *out, int n)
 {
     for (;;) {
-        for (int i = 0; i < n; i++)
-            q_release(g, op, &out[i]);
+        q_release_all(g, op, out, n);
         if (n < Q_BATCH)
             return;
-        n = q_pop(out, Q_BATCH, 0);
+        n = q_pop(out, Q_BATCH);
     }
 }
 
-/* Every held block leaves (memory is short below, or pm_trim). Returns
- * how many left. */
+/* Every block held when it starts leaves (memory is short below, or
+ * pm_trim); those other threads free meanwhile may stay. Returns how many
+ * left. */
 static size_t q_drain(const dbg *g, int op)
 {
     qent out[Q_BATCH];
     size_t total = 0;
-    int n;
-    while ((n = q_pop(out, Q_BATCH, 1)) > 0) {
-        for (int i = 0; i < n; i++)
-            q_release(g, op, &out[i]);
-        total += (size_t)n;
+    for (unsigned s = 0; s < Q_SHARDS; s++) {
+        unsigned left = UINT_MAX;
+        int n;
+        while ((n = q_pop_held(s, out, Q_BATCH, &left)) > 0) {
+            q_release_all(g, op, out, n);
+            total += (size_t)n;
+        }
     }
     return total;
 }
@@ -2348,25 +2446,129 @@ static pm_i_err exit_pending[EXIT_PENDING];
 static int exit_pending_n;
 static size_t exit_unexamined; /* damaged blocks past EXIT_PENDING */
 
-/* The serial counter when this process was forked (0: not a fork child).
- * The check at exit leaves out the blocks the parent made, whose damage is
- * the parent's error (the child's counts start at zero: src/report.c). */
+/* The serial counter when this process was forked (0: not a fork child):
+ * the blocks at or below it are the parent's too (the child's counts of
+ * errors start at zero: src/report.c). */
 static uint64_t exit_min_serial;
+
+/* Whether any page from a to b (inclusive; the first and last 8 pages of
+ * a longer run) was written since this process was forked, by it or by
+ * its parent: a page of the parent's memory that neither wrote since is
+ * still shared with it, mapped by both (/proc/self/pagemap: bit 63
+ * present, bit 56 mapped by this process alone). 1 when that cannot be
+ * read (a page not present, no /proc). Calls no allocator. */
+static int written_since_fork(uintptr_t a, uintptr_t b)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0)
+        return 1;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    uintptr_t first = a / (uintptr_t)ps, last = b / (uintptr_t)ps;
+    int written = 0;
+    for (uintptr_t pg = first; pg <= last && !written; pg++) {
+        if (pg == first + 8 && last > first + 16)
+            pg = last - 7;
+        uint64_t word = 0;
+        if (pread(fd, &word, sizeof word, (off_t)(pg * sizeof word)) != (ssize_t)sizeof word)
+            written = 1;
+        else
+            written = (word >> 63 & 1) == 0 || (word >> 56 & 1) != 0;
+    }
+    close(fd);
+    return written;
+}
+
+/* The parent of this process when it was forked (a fork child), else 0. */
+static pid_t forked_from;
+
+/* n bytes at `from` in process pid into `to` (process_vm_readv): n, or
+ * less, or -1. */
+static long read_other(pid_t pid, void *to, const void *from, size_t n)
+{
+    struct iovec mine = {to, n}, there = {(void *)(uintptr_t)from, n};
+    return syscall(SYS_process_vm_readv, (long)pid, &mine, 1UL, &there, 1UL, 0UL);
+}
+
+/* Whether the parent this process was forked from has the same bytes from
+ * a to b (inclusive; the first 4 KiB of a longer run) at the same
+ * addresses: read with process_vm_readv. 0 if they differ, or cannot be
+ * read (the parent gone, or another's since; not allowed, as under Yama's
+ * ptrace_scope 1, or by a seccomp filter). Calls no allocator. */
+static int parent_has_bytes(uintptr_t a, uintptr_t b)
+{
+    pid_t parent = forked_from;
+    if (parent <= 1 || getppid() != parent)
+        return 0;
+    size_t len = b - a + 1 < 4096 ? b - a + 1 : 4096;
+    unsigned char theirs[256];
+    for (size_t done = 0; done < len;) {
+        size_t k = len - done < sizeof theirs ? len - done : sizeof theirs;
+        if (read_other(parent, theirs, (const void *)(a + done), k) != (long)k ||
+            memcmp(theirs, (const void *)(a + done), k) != 0)
+            return 0;
+        done += k;
+    }
+    return 1;
+}
+
+/* Whether damaged block e, found at exit in a fork child, is one its
+ * parent made before the fork and whose damage is the parent's: the
+ * parent's error, which the parent reports. Told by the pages of the
+ * damage (still shared with the parent: neither wrote them since the
+ * fork), else by the parent's own bytes there (the same damage). Else the
+ * damage is reported here, saying that the block is the parent's too
+ * (e->before_fork: 1 the parent's bytes differ, the write was made here
+ * after the fork; 2 they could not be read), rather than a child's write
+ * into a block it inherited never reported at all. */
+static int parents_damage(pm_i_err *e)
+{
+    if (e->serial > exit_min_serial)
+        return 0;
+    uintptr_t p = (uintptr_t)e->address;
+    uintptr_t a = p + (uintptr_t)e->offset, b = p + (uintptr_t)(e->last > e->offset ? e->last
+                                                                                    : e->offset);
+    if (!written_since_fork(a, b))
+        return 1;
+    if (parent_has_bytes(a, b))
+        return 1;
+    unsigned char byte;
+    e->before_fork = forked_from > 1 && getppid() == forked_from &&
+                             read_other(forked_from, &byte, (const void *)a, 1) == 1
+                         ? 1
+                         : 2;
+    return 0;
+}
 
 /* At exit, damaged block e (the walk's lock held) is kept for after the
  * walks: blame() looks blocks up (locks), and stdio is flushed before the
  * first report, with no lock held (a stream's write may allocate). */
 static void exit_keep(const pm_i_err *e)
 {
-    if (e->serial <= exit_min_serial)
-        return; /* the parent's block (a fork child) */
     if (pm_i_debug_was_reported(e->address, e->serial))
         return; /* reported and leaked: no room taken here */
     if (exit_pending_n == EXIT_PENDING) {
         exit_unexamined++;
         return;
     }
-    exit_pending[exit_pending_n++] = *e;
+    pm_i_err *k = &exit_pending[exit_pending_n];
+    *k = *e;
+    if (!parents_damage(k)) /* (a fork child) */
+        exit_pending_n++;
+}
+
+/* At abort, whether block p was reported already in this check (a block
+ * blamed for the damage of the one above it is met twice); if not, it is
+ * now. */
+static int abort_seen(struct abort_scan *sc, const void *p)
+{
+    for (int i = 0; i < sc->nseen; i++)
+        if (sc->seen[i] == p)
+            return 1;
+    if (sc->nseen < ABORT_SEEN)
+        sc->seen[sc->nseen++] = p;
+    return 0;
 }
 
 static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
@@ -2386,12 +2588,8 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
      * a bounded time for each other stripe (this thread may have been
      * interrupted holding one). */
     blame(&e);
-    for (int i = 0; i < sc->nseen; i++)
-        if (sc->seen[i] == e.address)
-            return;
-    if (sc->nseen < ABORT_SEEN)
-        sc->seen[sc->nseen++] = e.address;
-    abort_report(sc, &e);
+    if (!abort_seen(sc, e.address))
+        abort_report(sc, &e);
 }
 
 static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
@@ -2427,7 +2625,7 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
     sc->last = e.address;
     if (sc->at_exit)
         exit_keep(&e); /* blamed already (the arena lock keeps the blocks) */
-    else
+    else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
 
@@ -2457,13 +2655,13 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
     side_unpack(v, &in);
     sc->freed++;
     atomic_thread_fence(memory_order_acquire);
-    if (!q_damaged(p, in.size, 1))
+    if (!q_damaged(p, 0, in.size, 1))
         return;
     atomic_thread_fence(memory_order_acquire);
     if (link[0] != l0 || link[1] != l1 || atomic_load_explicit(w, memory_order_relaxed) != v)
         return;
     pm_i_err e;
-    freed_error(p, in.size, full_serial(in.serial), in.api, &e);
+    freed_error(p, 0, in.size, full_serial(in.serial), in.api, &e);
     if (sc->at_exit)
         exit_keep(&e);
     else
@@ -2476,13 +2674,14 @@ static void abort_check_held(const qent *h, void *arg)
 {
     struct abort_scan *sc = arg;
     sc->held++;
-    if (pm_i_debug_check_freed == 0 || !q_damaged(h->base + Q_OFFSET(h->meta), h->size, 1))
+    if (pm_i_debug_check_freed == 0 ||
+        !q_damaged(h->base + Q_OFFSET(h->meta), PM_I_DEBUG_HEAD, h->size, 1))
         return;
     pm_i_err e;
     q_error(NULL, 0, h, &e);
     if (sc->at_exit)
         exit_keep(&e);
-    else
+    else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
 
@@ -2793,6 +2992,7 @@ static void fork_child(void)
     /* The check at exit leaves the parent's blocks out: the child's own
      * serials are all above this one (its run of serials is dropped). */
     exit_min_serial = atomic_load_explicit(&serial_counter, memory_order_relaxed);
+    forked_from = getppid();
     run_next = run_end = 0;
 }
 
@@ -2837,7 +3037,14 @@ void pm_i_debug_decorate(void)
             b.a.malloc = pm_i_pool_base.a.malloc; /* the hooks check it (see below) */
         g->below = b;
         g->pool_below = same_base(&g->below, &pm_i_pool_base);
-        g->pool_fast = g->pool_below && pm_i_debug_break_serial == 0;
+        /* Not with freed pool blocks held either: the fast path takes a
+         * block from the thread's cache without marking the thread busy,
+         * which is safe only while a signal handler's malloc and free of
+         * the same block there leave the cache as they found it; with the
+         * quarantine the handler's free holds the block and puts another
+         * on the list, and the interrupted malloc handed out the held
+         * block while losing the other. */
+        g->pool_fast = g->pool_below && pm_i_debug_break_serial == 0 && !pool_quarantine_on();
         g->filled = g->pool_below && pm_i_debug_check_freed != 0 ? SIDE_FILLED : 0;
         g->check_all = pm_i_debug_check_freed == 2;
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;

@@ -41,6 +41,7 @@
 #ifndef PM_DEBUG_QUARANTINE_H
 #define PM_DEBUG_QUARANTINE_H
 
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -137,16 +138,17 @@ static inline q_shard *q_my_shard(void)
  * handler to the parent's or child's (see reg_fork_held). */
 static __thread int q_fork_held __attribute__((tls_model("initial-exec")));
 
-/* Set while this thread takes or holds a shard's lock (from before it
- * tries to until after it let go): a signal handler that interrupted it
- * there (the check at abort) does not wait for it. */
+/* The shard (its index + 1) whose lock this thread takes or holds (from
+ * before it tries to until after it let go), else 0: a signal handler that
+ * interrupted it there (the check at abort, q_each) does not wait for that
+ * lock, which stays taken until the handler returns. */
 static __thread volatile sig_atomic_t q_held_here __attribute__((tls_model("initial-exec")));
 
 static int q_lock(q_shard *q, int limit)
 {
     if (q_fork_held)
         return 1;
-    q_held_here = 1;
+    q_held_here = (sig_atomic_t)(q - q_shards) + 1;
     atomic_signal_fence(memory_order_seq_cst);
     for (int spins = 0; limit < 0 || spins < limit; spins++) {
         if (atomic_load_explicit(&q->lock, memory_order_relaxed) == 0 &&
@@ -263,28 +265,35 @@ static int q_pop_fullest(qent *out, int max)
     return n;
 }
 
-/* Blocks leave, into out (at most max): every one (all), or this thread's
- * shard's oldest while it is over its share, then, while the whole is over
- * its budget, the fullest shard's. */
-static int q_pop(qent *out, int max, int all)
+/* Blocks leave, into out (at most max): this thread's shard's oldest
+ * while it is over its share, then, while the whole is over its budget,
+ * the fullest shard's. */
+static int q_pop(qent *out, int max)
 {
-    int n = 0;
-    if (all) {
-        for (unsigned s = 0; s < Q_SHARDS && n < max; s++) {
-            q_shard *q = &q_shards[s];
-            if (q_len(q) == 0 && !q_fork_held)
-                continue; /* (an empty shard is not locked) */
-            q_lock(q, -1);
-            n += q_pop_locked(q, out + n, max - n, Q_ALL);
-            q_unlock(q);
-        }
-        return n;
-    }
     q_shard *mine = q_my_shard();
     q_lock(mine, -1);
-    n += q_pop_locked(mine, out, max, Q_SHARE);
+    int n = q_pop_locked(mine, out, max, Q_SHARE);
     q_unlock(mine);
     return n + q_pop_fullest(out + n, max - n);
+}
+
+/* For a drain (pm_trim, memory short): the oldest blocks of shard s leave,
+ * into out (at most max), of those it held when first asked: *left is
+ * UINT_MAX before the first call, then how many of those are still to
+ * leave. A drain does not chase the blocks other threads free meanwhile
+ * (it took seconds with eight threads freeing). */
+static int q_pop_held(unsigned s, qent *out, int max, unsigned *left)
+{
+    q_shard *q = &q_shards[s];
+    if (q_len(q) == 0 && !q_fork_held)
+        return 0; /* (an empty shard is not locked) */
+    q_lock(q, -1);
+    if (*left == UINT_MAX)
+        *left = q_len(q);
+    int n = q_pop_locked(q, out, *left < (unsigned)max ? (int)*left : max, Q_ALL);
+    *left -= (unsigned)n;
+    q_unlock(q);
+    return n;
 }
 
 /* Hold block e (filled already) in this thread's shard; the blocks that
@@ -354,9 +363,10 @@ static int q_push(const qent *e, qent *out, int max)
 static unsigned q_each(void (*fn)(const qent *e, void *arg), void *arg)
 {
     unsigned busy = 0;
+    sig_atomic_t mine = q_held_here; /* (the interrupted code's, restored) */
     for (unsigned s = 0; s < Q_SHARDS; s++) {
         q_shard *q = &q_shards[s];
-        if (!q_lock(q, 2000)) {
+        if (mine == (sig_atomic_t)s + 1 || !q_lock(q, 2000)) {
             busy++;
             continue;
         }
@@ -364,6 +374,7 @@ static unsigned q_each(void (*fn)(const qent *e, void *arg), void *arg)
             fn(&q->ring[(q->head + i) % Q_CAP], arg);
         q_unlock(q);
     }
+    q_held_here = mine;
     return busy;
 }
 

@@ -106,6 +106,10 @@ typedef struct pm_i_err {
        modes/debug.c), which may hold locks: the error handler runs as a
        nested call too (pm_i_debug_busy stays set). */
     int nested;
+    /* Found at exit in a fork child: the block was made by its parent
+       before the fork, and the pages of the damage were written since
+       (modes/debug.c: exit_keep). */
+    int before_fork;
 } pm_i_err;
 
 /* Print the one-line report and the dump, count the error, then call the

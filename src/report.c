@@ -488,12 +488,19 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         return;
     }
     if (e->freed_data) {
-        size_t len = e->size + PM_I_DEBUG_TAIL, from = (size_t)e->offset & ~(size_t)15;
-        size_t k = len - from < 32 ? len - from : 32;
+        /* A held block's header was filled too (and checked); a pool
+         * block's in its pool holds the free-list link. */
+        ptrdiff_t len = (ptrdiff_t)(e->size + PM_I_DEBUG_TAIL);
+        ptrdiff_t from = e->offset < 0 ? -(ptrdiff_t)PM_I_DEBUG_HEAD : e->offset & ~(ptrdiff_t)15;
+        size_t k = len - from < 32 ? (size_t)(len - from) : 32;
         freed_words(b, e->quarantined ? "block, held in the quarantine," : "pool block", e);
-        pm_i_buf_str(b, ".\n    Its free filled p .. ");
-        offset_words(b, (ptrdiff_t)len - 1);
-        pm_i_buf_str(b, " (its data and the 16 bytes after) with 0xDD; ");
+        pm_i_buf_str(b, ".\n    Its free filled ");
+        offset_words(b, e->quarantined ? -(ptrdiff_t)PM_I_DEBUG_HEAD : 0);
+        pm_i_buf_str(b, " .. ");
+        offset_words(b, len - 1);
+        pm_i_buf_str(b, e->quarantined ? " (its header, its data and the 16 bytes after)"
+                                       : " (its data and the 16 bytes after)");
+        pm_i_buf_str(b, " with 0xDD; ");
         /* (The check of the heap at exit or abort names itself, and the
          * process is ending: the block stays where it is.) */
         int at_end = !e->quarantined && e->entry != NULL &&
@@ -510,7 +517,7 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, " to ");
         offset_words(b, e->last);
         pm_i_buf_str(b, ".\n    Bytes at ");
-        offset_words(b, (ptrdiff_t)from);
+        offset_words(b, from);
         pm_i_buf_char(b, ':');
         hex_bytes(b, p + from, k);
         if (at_end) {
@@ -694,6 +701,14 @@ static void write_report(const char *line, size_t len, const pm_i_err *e)
     pm_i_buf_mem(&b, line, len);
     pm_i_buf_char(&b, '\n');
     dump_block(&b, e);
+    if (e->before_fork == 1)
+        pm_i_buf_str(&b, "    The block was made before this process was forked (its parent "
+                         "has it too); the parent's\n    copy does not have this damage: it was "
+                         "written here, after the fork.\n");
+    else if (e->before_fork == 2)
+        pm_i_buf_str(&b, "    The block was made before this process was forked (its parent "
+                         "has it too), and the\n    parent's copy could not be read: the damage "
+                         "may be the parent's, made before the fork.\n");
     pm_i_buf_flush(&b);
 }
 

@@ -78,4 +78,84 @@ static inline int churn_while_trimming(void *(*churn)(void *))
     return ra == NULL && rb == NULL;
 }
 
+/* Block A (n bytes; the block after it `step` bytes above, B) written past
+ * its end into B's header and first 8 bytes after B was freed and held
+ * (A's trailer, for C library blocks the chunk's size field, B's header):
+ * A, with the two serials, or NULL if no two blocks lie so. Needs
+ * debug_layout.h first. */
+static inline unsigned char *held_after_overflow(size_t n, size_t step, uint64_t *sa,
+                                                 uint64_t *sb)
+{
+    unsigned char *a = block_run(n, (ptrdiff_t)step, 2);
+    if (a == NULL)
+        return NULL;
+    pm_trim(); /* the blocks block_run freed */
+    unsigned char *b = a + step;
+    *sa = trailer_serial(a, n);
+    *sb = trailer_serial(b, n);
+    pm_mem_free(b);
+    memset(a + n, 'A', step - n + 8);
+    return a;
+}
+
+/* held_after_overflow, then pm_trim: B's damage is reported once, as A's
+ * overflow (not a use after free of B), and B stays freed (its free is a
+ * double free). 0, or -1 if no two blocks lie so (a skip). */
+static inline int overflow_into_held_found(size_t n, size_t step)
+{
+    start();
+    uint64_t sa, sb;
+    unsigned char *a = held_after_overflow(n, step, &sa, &sb);
+    if (a == NULL)
+        return -1;
+    PM_CHECK_EQ(held_blocks(), 1);
+    int saved = quiet_begin();
+    PM_CHECK_EQ(pm_trim(), 1);
+    quiet_end(saved);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(S.r.address == a);
+    PM_CHECK_EQ(S.r.size, n);
+    PM_CHECK_EQ(S.r.serial, sa);
+    PM_CHECK_EQ(S.r.offset, (ptrdiff_t)n);
+    char line[200];
+    /* ("at least 16 bytes": fewer if A's serial ends in 'A') */
+    snprintf(line, sizeof line, "bytes written past the end of a %zu-byte block (serial %llu)",
+             n, (unsigned long long)sa);
+    PM_CHECK_STR(S.message, line);
+    PM_CHECK_STR(S.message, "pymalloc: pm_trim: buffer overflow: at least ");
+    PM_CHECK_EQ(held_blocks(), 0);
+    keep(a);
+    keep(a + step);
+    saved = quiet_begin();
+    pm_mem_free(a + step); /* B: leaked, and still freed */
+    quiet_end(saved);
+    PM_CHECK_EQ(S.calls, 2);
+    PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+    PM_CHECK_EQ(S.r.serial, sb);
+    start();
+    pm_set_error_handler(NULL, NULL);
+    return 0;
+}
+
+/* The output of a death test whose child made held_after_overflow's
+ * damage, printed "serials SA SB", then ended by exit or abort (`when`):
+ * A's overflow reported once, no use after free. */
+static inline void overflow_into_held_output(const char *out, size_t n, const char *when)
+{
+    unsigned long long sa = 0, sb = 0;
+    const char *s = strstr(out, "serials ");
+    PM_CHECK(s != NULL && sscanf(s, "serials %llu %llu", &sa, &sb) == 2);
+    char want[200];
+    snprintf(want, sizeof want, "pymalloc: %s: buffer overflow: at least ", when);
+    PM_CHECK_STR(out, want);
+    snprintf(want, sizeof want, "bytes written past the end of a %zu-byte block (serial %llu)", n,
+             sa);
+    const char *first = strstr(out, want);
+    PM_CHECK(first != NULL && strstr(first + 1, want) == NULL);
+    PM_CHECK(strstr(out, "use after free") == NULL);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", out);
+}
+
 #endif

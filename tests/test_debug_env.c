@@ -359,6 +359,16 @@ static void test_exit_check_abort(void)
     }
 }
 
+/* Wait for child c; print how it ended. */
+static void print_child_end(pid_t c)
+{
+    int st = -1;
+    waitpid(c, &st, 0);
+    printf("child %s %d\n", WIFEXITED(st) ? "status" : "signal",
+           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    fflush(stdout);
+}
+
 /* Fork a child that allocates, frees and exit()s; print how it ended. */
 static void fork_clean_child(void)
 {
@@ -369,11 +379,7 @@ static void fork_clean_child(void)
         pm_mem_free(q);
         exit(0);
     }
-    int st = -1;
-    waitpid(c, &st, 0);
-    printf("child %s %d\n", WIFEXITED(st) ? "status" : "signal",
-           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    fflush(stdout);
+    print_child_end(c);
 }
 
 /* A fork child's exit leaves out its parent's damaged block (the parent's
@@ -383,6 +389,29 @@ static void body_fork_child_exit(void)
     unsigned char *p = pm_mem_malloc(24);
     p[24] = 0;
     fork_clean_child();
+    exit(0);
+}
+
+/* A fork child that writes past the end of a block its parent made (and
+ * into a block its parent freed) and exit()s reports both at its exit (the
+ * parent's copies are intact: the child's errors; before, a fork child
+ * left every block its parent made out of its check at exit). The parent
+ * exits 0. */
+static void body_fork_child_damages_inherited(void)
+{
+    unsigned char *p = pm_mem_malloc(24), *f = pm_mem_malloc(40);
+    pm_mem_free(f);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        void *q = pm_mem_malloc(10); /* the heap's pages written here too */
+        pm_mem_free(q);
+        p[24] = 0;
+        f[3] = 'x';
+        exit(0);
+    }
+    print_child_end(c);
+    pm_mem_free(p);
     exit(0);
 }
 
@@ -679,6 +708,20 @@ static void test_exit_check_cases(void)
                           "24-byte block (serial 1)";
         const char *at = strstr(r.output, rep);
         PM_CHECK(at != NULL && strstr(at + 1, rep) == NULL); /* once: the parent's */
+
+        env_case fi = {modes[m], NULL, NULL, body_fork_child_damages_inherited};
+        run_case(&fi, &r);
+        PM_CHECK(r.exited && r.exit_status == 0); /* the parent: its copies intact */
+        PM_CHECK_STR(r.output, "child signal 6\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "24-byte block (serial 1)");
+        PM_CHECK_STR(r.output, "pymalloc: exit: use after free: the freed 40-byte block (serial 2) "
+                               "at ");
+        /* (Or "could not be read", where process_vm_readv is not allowed.) */
+        PM_CHECK_STR(r.output, "The block was made before this process was forked (its parent has "
+                               "it too)");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "%s\n", r.output);
 
         run_report_case(modes[m], body_same_address_again, &r);
         if (strstr(r.output, "same address: 1") != NULL)

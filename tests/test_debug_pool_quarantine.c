@@ -29,10 +29,13 @@
 #include "pm_debug.h"
 #include "pm_internal.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
 /* Whether the mem domain hands out pool blocks (pymalloc_debug, debug). */
@@ -139,8 +142,10 @@ static void test_write_found_by_trim(void)
         for (size_t k = 0; k < NSIZES; k++) {
             size_t n = sizes[k];
             size_t last = (n + 16 < 64 ? n + 16 : 64) - 1;
-            size_t at[2] = {0, last};
-            for (int w = 0; w < 2; w++) {
+            /* its header's first and last bytes (filled by its free too,
+             * checked while held), its data's first byte, the last checked */
+            ptrdiff_t at[4] = {-16, -1, 0, (ptrdiff_t)last};
+            for (int w = 0; w < 4; w++) {
                 start();
                 unsigned char *p = D->malloc(n);
                 memset(p, 'a', n);
@@ -157,13 +162,13 @@ static void test_write_found_by_trim(void)
                 PM_CHECK(S.r.address == p);
                 PM_CHECK_EQ(S.r.size, n);
                 PM_CHECK_EQ(S.r.serial, serial);
-                PM_CHECK_EQ(S.r.offset, (ptrdiff_t)at[w]);
+                PM_CHECK_EQ(S.r.offset, at[w]);
                 PM_CHECK_EQ(S.r.api_found, D->name[0]);
                 char line[200];
                 snprintf(line, sizeof line,
                          "pymalloc: pm_trim: use after free: the freed %zu-byte block (serial "
                          "%llu) at %p was written after its free (the 0xDD its free wrote at "
-                         "p+%zu was overwritten)",
+                         "p%+td was overwritten)",
                          n, (unsigned long long)serial, (void *)p, at[w]);
                 PM_CHECK_STR(S.message, line);
                 PM_CHECK_EQ(held_blocks(), 0);
@@ -293,6 +298,158 @@ static void test_found_at_exit(void)
     PM_CHECK_STR(r.output, "(the 0xDD its free wrote at p+315 was overwritten)");
     PM_CHECK_STR(r.output, "    Freed block, held in the quarantine, at p=");
     PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
+}
+
+/* Pool block A written past its end into the header and first bytes of B
+ * after it, which the quarantine holds: A's overflow, found when B leaves
+ * (pm_trim), or at exit; not a use after free of B (before: "use after
+ * free" of B when it left, and at exit both reports for one bug). B stays
+ * leaked and freed. */
+static void test_overflow_into_held_block(void)
+{
+    NEED();
+    if (overflow_into_held_found(24, 64) != 0)
+        PM_SKIP("no two 24-byte pool blocks 64 bytes apart");
+}
+
+static void overflow_into_held_at_exit(void *arg)
+{
+    (void)arg;
+    uint64_t sa, sb;
+    if (held_after_overflow(24, 64, &sa, &sb) == NULL)
+        _exit(77);
+    fprintf(stderr, "serials %llu %llu\n", (unsigned long long)sa, (unsigned long long)sb);
+    exit(0);
+}
+
+static void test_overflow_into_held_block_at_exit(void)
+{
+    NEED();
+    pm_death_result r;
+    pm_death(overflow_into_held_at_exit, NULL, &r);
+    if (r.exited && r.exit_status == 77)
+        PM_SKIP("no two 24-byte pool blocks 64 bytes apart");
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    overflow_into_held_output(r.output, 24, "exit");
+    PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed,");
+}
+
+/* A signal handler that mallocs and frees a block of the size the
+ * interrupted thread is taking from its cache: each block is handed out
+ * once. Before, dbg_malloc's fast path took the block without marking the
+ * thread busy; the handler's free put its block in the quarantine and
+ * another from it on the list, and the interrupted malloc then handed out
+ * the held block (found later as a "use after free" of a live block, or
+ * its bytes changed under the program). */
+static volatile sig_atomic_t prof_calls;
+
+static void on_prof(int sig)
+{
+    (void)sig;
+    int e = errno;
+    prof_calls++;
+    pm_mem_free(pm_mem_malloc(40));
+    errno = e;
+}
+
+static void test_signal_handler_mallocs(void)
+{
+    NEED();
+    start();
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prof;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, &old_sa);
+    struct itimerval it = {{0, 200}, {0, 200}}, off = {{0, 0}, {0, 0}};
+    prof_calls = 0;
+    setitimer(ITIMER_PROF, &it, NULL);
+    enum { RING = 64 };
+    unsigned char *ring[RING] = {0};
+    size_t bad = 0;
+    /* Until 200 signals came (the profiling timer's signals come at the
+     * clock tick: 250 a second of CPU time), at most 40,000,000 rounds. */
+    for (unsigned i = 0; i < 40000000 && prof_calls < 200; i++) {
+        unsigned char **slot = &ring[i % RING];
+        if (*slot != NULL) {
+            if (count_not(*slot, 40, (unsigned char)(uintptr_t)*slot) != 0)
+                bad++;
+            pm_mem_free(*slot);
+        }
+        *slot = pm_mem_malloc(40);
+        memset(*slot, (unsigned char)(uintptr_t)*slot, 40);
+    }
+    setitimer(ITIMER_PROF, &off, NULL);
+    sigaction(SIGPROF, &old_sa, NULL);
+    for (int k = 0; k < RING; k++)
+        pm_mem_free(ring[k]);
+    PM_CHECK(prof_calls >= 200);
+    PM_CHECK_EQ(bad, 0);
+    PM_CHECK_EQ(S.calls, 0);
+    if (S.calls != 0)
+        fprintf(stderr, "%s\n", S.message);
+    start();
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* An error handler that leaves by longjmp from the report of a held block
+ * leaves no intact block of its batch out of both the quarantine and its
+ * pool (before, the rest of the batch of 8 was leaked). */
+static jmp_buf trim_jump;
+
+static void jump_out(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    S.calls++;
+    longjmp(trim_jump, 1);
+}
+
+/* pm_trim, whose report's handler may leave by longjmp to here. */
+static __attribute__((noinline)) void trim_catching(void)
+{
+    if (setjmp(trim_jump) == 0)
+        pm_trim();
+}
+
+/* Blocks of n-byte requests the pools count in use, not cached. */
+static size_t in_use_of(size_t n)
+{
+    struct pm_stats st;
+    pm_i_pool_flush_thread_cache();
+    if (pm_get_stats(&st) != 0)
+        return 0;
+    for (int c = 0; c < PM_STATS_NCLASSES; c++)
+        if (st.classes[c].size >= n + 32)
+            return st.classes[c].blocks_in_use - st.classes[c].blocks_cached;
+    return 0;
+}
+
+static void test_longjmp_from_report(void)
+{
+    NEED();
+    start();
+    size_t before = in_use_of(40);
+    unsigned char *p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = pm_mem_malloc(40);
+    for (int i = 0; i < 8; i++)
+        pm_mem_free(p[i]);
+    PM_CHECK_EQ(held_blocks(), 8);
+    PM_CHECK_EQ(in_use_of(40), before + 8);
+    p[0][3] = 1;
+    memset(&S, 0, sizeof S);
+    pm_set_error_handler(jump_out, NULL);
+    int saved = quiet_begin();
+    trim_catching();
+    quiet_end(saved);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(held_blocks(), 0);
+    PM_CHECK_EQ(in_use_of(40), before + 1); /* the damaged one only */
+    keep(p[0]);
+    start();
+    pm_set_error_handler(NULL, NULL);
 }
 
 /* The statistics count the held pool blocks. */
@@ -457,6 +614,10 @@ int main(int argc, char **argv)
     PM_RUN(test_back_to_pool);
     PM_RUN(test_realloc_holds_old_block);
     PM_RUN(test_found_at_exit);
+    PM_RUN(test_overflow_into_held_block);
+    PM_RUN(test_overflow_into_held_block_at_exit);
+    PM_RUN(test_signal_handler_mallocs);
+    PM_RUN(test_longjmp_from_report);
     PM_RUN(test_stats);
     PM_RUN(test_threads);
     PM_RUN(test_fork_child);

@@ -136,8 +136,10 @@ static void test_write_found_on_leaving(void)
         for (size_t k = 0; k < NSIZES; k++) {
             size_t n = sizes[k];
             size_t last = (n + 16 < 64 ? n + 16 : 64) - 1; /* the last byte checked */
-            size_t at[2] = {0, last};
-            for (int w = 0; w < 2; w++) {
+            /* its header's first and last bytes (filled by its free too,
+             * checked while held), its data's first byte, the last checked */
+            ptrdiff_t at[4] = {-16, -1, 0, (ptrdiff_t)last};
+            for (int w = 0; w < 4; w++) {
                 start();
                 unsigned char *p = D->malloc(n);
                 PM_CHECK(p != NULL);
@@ -165,13 +167,13 @@ static void test_write_found_on_leaving(void)
                 PM_CHECK(S.r.address == p);
                 PM_CHECK_EQ(S.r.size, n);
                 PM_CHECK_EQ(S.r.serial, serial);
-                PM_CHECK_EQ(S.r.offset, (ptrdiff_t)at[w]);
+                PM_CHECK_EQ(S.r.offset, at[w]);
                 PM_CHECK_EQ(S.r.api_found, D->name[0]);
                 char line[200];
                 snprintf(line, sizeof line,
                          "pymalloc: pm_trim: use after free: the freed %zu-byte block (serial "
                          "%llu) at %p was written after its free (the 0xDD its free wrote at "
-                         "p+%zu was overwritten)",
+                         "p%+td was overwritten)",
                          n, (unsigned long long)serial, (void *)p, at[w]);
                 PM_CHECK_STR(S.message, line);
                 PM_CHECK_EQ(held_blocks(), 0);
@@ -335,6 +337,69 @@ static void test_found_at_abort(void)
     PM_CHECK_STR(r.output, "pymalloc: abort: 0 damaged blocks among the ");
     PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
     PM_CHECK(strstr(r.output, "likely cause") == NULL);
+}
+
+/* A free of a pointer 8 bytes into a held block: an invalid pointer, whose
+ * report names the freed block it points into (before, only "a stack or
+ * global address, an interior pointer, or a block freed long ago"). */
+static void test_interior_pointer_of_held_block(void)
+{
+    NEED();
+    start();
+    unsigned char *p = pm_raw_malloc(600);
+    uint64_t serial = trailer_serial(p, 600);
+    pm_raw_free(p);
+    PM_CHECK_EQ(held_blocks(), 1);
+    int saved = quiet_begin();
+    pm_raw_free(p + 8);
+    quiet_end(saved);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
+    PM_CHECK(S.r.address == p + 8);
+    char want[160];
+    snprintf(want, sizeof want,
+             "it points 8 bytes into the freed 600-byte block (serial %llu) at %p",
+             (unsigned long long)serial, (void *)p);
+    PM_CHECK_STR(S.message, want);
+    start();
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* A C library block A (600 bytes: a 640-byte glibc chunk) written past its
+ * end through the next chunk's size field into the header and first bytes
+ * of B above it, which the quarantine holds: A's overflow, found when B
+ * leaves (pm_trim), and at abort, once; not a use after free of B (before,
+ * "use after free" of B, and at exit both reports for one bug). B is never
+ * handed to the C library, whose size field for it was written over. */
+static void test_overflow_into_held_block(void)
+{
+    NEED();
+    if (overflow_into_held_found(600, 640) != 0)
+        PM_SKIP("no two 600-byte blocks 640 bytes apart (not glibc's malloc below)");
+}
+
+static void overflow_into_held_at_abort(void *arg)
+{
+    (void)arg;
+    sigaction(SIGABRT, &abort_check, NULL); /* pm_death set the default */
+    uint64_t sa, sb;
+    if (held_after_overflow(600, 640, &sa, &sb) == NULL)
+        _exit(77);
+    fprintf(stderr, "serials %llu %llu\n", (unsigned long long)sa, (unsigned long long)sb);
+    abort();
+}
+
+static void test_overflow_into_held_block_at_abort(void)
+{
+    NEED();
+    pm_death_result r;
+    pm_death(overflow_into_held_at_abort, NULL, &r);
+    if (r.exited && r.exit_status == 77)
+        PM_SKIP("no two 600-byte blocks 640 bytes apart (not glibc's malloc below)");
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    /* once: met by the walk of the live blocks, and blamed for B's damage */
+    overflow_into_held_output(r.output, 600, "abort");
 }
 
 /* A double free of a held block: the dump says where its memory is. */
@@ -663,6 +728,9 @@ int main(int argc, char **argv)
     PM_RUN(test_realloc_holds_old_block);
     PM_RUN(test_found_at_exit);
     PM_RUN(test_found_at_abort);
+    PM_RUN(test_interior_pointer_of_held_block);
+    PM_RUN(test_overflow_into_held_block);
+    PM_RUN(test_overflow_into_held_block_at_abort);
     PM_RUN(test_double_free_dump);
     PM_RUN(test_budget);
     PM_RUN(test_out_of_memory_gives_back);

@@ -415,8 +415,8 @@ static void test_overflow_into_next_pool_header(void)
                                "40-byte block (serial ");
         PM_CHECK_STR(r.output, ": heap damage: the pool allocator's header of the pool at ");
         PM_CHECK_STR(r.output, " (80-byte blocks) was overwritten by the write past the end of "
-                               "the block above, the last block of the pool before it; the "
-                               "pools cannot go on: aborting");
+                               "the block reported above, the last block of the pool before "
+                               "it; the pools cannot go on: aborting");
         PM_CHECK(strstr(r.output, "the pools went on") == NULL);
     }
 }
