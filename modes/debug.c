@@ -182,7 +182,7 @@ void pm_i_debug_set_entry(const char *name) { pm_i_debug_entry = name; }
 static inline const char *entry_name(const dbg *g, int op)
 {
     const char *o = pm_i_debug_entry;
-    return o != NULL ? o : g->names[op];
+    return o != NULL ? o : g != NULL ? g->names[op] : "pm_trim"; /* (NULL: q_drain's) */
 }
 
 /* ---------------------------------------------------------------------------
@@ -1427,8 +1427,9 @@ static void q_blame_below(const qent *h, const unsigned char *p, pm_i_err *e)
 }
 
 /* The report of held block h, written after its free, found by g's
- * operation op (g NULL: the check at exit or abort, which names itself):
- * its use after free, or the overflow of the block below it. */
+ * operation op (g NULL: pm_trim, which has no API of its own, or the check
+ * at exit or abort, which names itself): its use after free, or the
+ * overflow of the block below it. */
 static void q_error(const dbg *g, int op, const qent *h, pm_i_err *e)
 {
     const unsigned char *p = h->base + Q_OFFSET(h->meta);
@@ -1436,11 +1437,9 @@ static void q_error(const dbg *g, int op, const qent *h, pm_i_err *e)
                 dbgs[Q_DOMAIN(h->meta)].api, e);
     e->quarantined = 1;
     q_blame_below(h, p, e);
-    if (g != NULL) {
-        e->entry = entry_name(g, op);
-        if (e->freed_data)
-            e->api_expected = g->api;
-    }
+    e->entry = entry_name(g, op);
+    if (g != NULL && e->freed_data)
+        e->api_expected = g->api;
 }
 
 /* Held block h leaves the quarantine in g's operation op, checked: intact,
@@ -1474,22 +1473,32 @@ static int q_give_back(const dbg *g, int op, const qent *h)
 }
 
 /* The n blocks of out, which left the quarantine: the intact ones go back,
- * then those written after their free are reported and kept (leaked: a
+ * then the first written after its free is reported and kept (leaked: a
  * registry block's record stays freed and held, a pool block's side word
- * too, so a later free of it is still a double free). In that order, so
- * that an error handler that leaves by longjmp leaves no intact block of
- * the batch out of both the quarantine and its allocator. */
-static void q_release_all(const dbg *g, int op, const qent *out, int n)
+ * too, so a later free of it is still a double free), and any other is
+ * held again (first: q_hold_again), to be reported when it leaves again,
+ * or at exit or abort. So an error handler that leaves by longjmp, or the
+ * abort after the report, leaves no block of the batch out of the
+ * quarantine, its allocator and the reports. */
+static int q_release_all(const dbg *g, int op, const qent *out, int n)
 {
-    int bad[Q_BATCH], nbad = 0;
-    for (int i = 0; i < n; i++)
-        if (!q_give_back(g, op, &out[i]))
-            bad[nbad++] = i;
-    for (int i = 0; i < nbad; i++) {
+    int bad = -1, again = 0;
+    for (int i = 0; i < n; i++) {
+        if (q_give_back(g, op, &out[i]))
+            continue;
+        if (bad < 0) {
+            bad = i;
+        } else {
+            q_hold_again(&out[i]);
+            again++;
+        }
+    }
+    if (bad >= 0) {
         pm_i_err e;
-        q_error(g, op, &out[bad[i]], &e);
+        q_error(g, op, &out[bad], &e);
         pm_i_debug_report(&e);
     }
+    return again;
 }
 
 /* The n blocks of out, which left the quarantine, then the rest of those
@@ -1497,7 +1506,7 @@ static void q_release_all(const dbg *g, int op, const qent *out, int n)
 static void q_hand_back(const dbg *g, int op, qent *out, int n)
 {
     for (;;) {
-        q_release_all(g, op, out, n);
+        (void)q_release_all(g, op, out, n);
         if (n < Q_BATCH)
             return;
         n = q_pop(out, Q_BATCH);
@@ -1505,19 +1514,25 @@ static void q_hand_back(const dbg *g, int op, qent *out, int n)
 }
 
 /* Every block held when it starts leaves (memory is short below, or
- * pm_trim); those other threads free meanwhile may stay. Returns how many
- * left. */
+ * pm_trim); those other threads free meanwhile may stay. Damaged blocks
+ * held again after the first of their batch was reported leave in another
+ * pass (at most 64). Returns how many left. */
 static size_t q_drain(const dbg *g, int op)
 {
     qent out[Q_BATCH];
     size_t total = 0;
-    for (unsigned s = 0; s < Q_SHARDS; s++) {
-        unsigned left = UINT_MAX;
-        int n;
-        while ((n = q_pop_held(s, out, Q_BATCH, &left)) > 0) {
-            q_release_all(g, op, out, n);
-            total += (size_t)n;
+    for (int pass = 0; pass < 64; pass++) {
+        int again = 0;
+        for (unsigned s = 0; s < Q_SHARDS; s++) {
+            unsigned left = UINT_MAX;
+            int n;
+            while ((n = q_pop_held(s, out, Q_BATCH, &left)) > 0) {
+                again += q_release_all(g, op, out, n);
+                total += (size_t)n;
+            }
         }
+        if (again == 0)
+            break;
     }
     return total;
 }
@@ -1531,7 +1546,7 @@ int pm_i_debug_trim(void)
     if (hint == NULL)
         pm_i_debug_entry = "pm_trim";
     busy_enter();
-    size_t n = q_drain(&dbgs[PM_DOMAIN_MEM], OP_FREE);
+    size_t n = q_drain(NULL, OP_FREE); /* (no API of its own) */
     busy_leave();
     pm_i_debug_entry = hint;
     return n != 0;

@@ -277,6 +277,24 @@ static int q_pop(qent *out, int max)
     return n + q_pop_fullest(out + n, max - n);
 }
 
+/* Block e, which left the quarantine damaged with another (the batch's
+ * first damaged block reported), is held again, the newest of this
+ * thread's shard, even over its share (it leaves at the next push), unless
+ * the shard's ring is full: then it is left out (its record stays freed
+ * and held: a second free of it is a double free, but its damage goes
+ * unreported). Never allocates. */
+static void q_hold_again(const qent *e)
+{
+    q_shard *q = q_my_shard();
+    q_lock(q, -1);
+    if (q_len(q) < Q_CAP) {
+        q->ring[(q->head + q_len(q)) % Q_CAP] = *e;
+        atomic_store_explicit(&q->len, q_len(q) + 1, memory_order_relaxed);
+        atomic_store_explicit(&q->bytes, q_shard_bytes(q) + q_bytes(e), memory_order_relaxed);
+    }
+    q_unlock(q);
+}
+
 /* For a drain (pm_trim, memory short): the oldest blocks of shard s leave,
  * into out (at most max), of those it held when first asked: *left is
  * UINT_MAX before the first call, then how many of those are still to

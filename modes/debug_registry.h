@@ -49,8 +49,9 @@
  * A freed block whose memory the quarantine holds (debug_quarantine.h) is
  * marked HELD and does not take a place in the FIFO: its record stays (so
  * its second free is a double free however many blocks were freed since)
- * until the quarantine lets the block go (pm_i_reg_release), and the FIFO
- * never forgets it meanwhile.
+ * until the quarantine lets the block go (pm_i_reg_release: then it takes
+ * a place in the FIFO, as a block freed without the quarantine), and the
+ * FIFO never forgets it meanwhile.
  *
  * Entry (24 bytes): key = the data address, inverted (0: empty slot, 1:
  * hole; see key_of), size (low 54 bits) | HELD (bit 54) | the record's
@@ -417,20 +418,11 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
     return 0;
 }
 
-/* Record re (live, its stripe st locked) as freed; held: the quarantine
- * keeps its memory (the record stays until pm_i_reg_release). */
-static inline void pm_i_reg_mark_freed_held(void *st, pm_i_reg_entry *re, int held)
+/* Freed record e (not held) of stripe s (locked) takes its place in the
+ * FIFO of freed addresses: the one its address has there already, or the
+ * newest, the oldest forgotten if the FIFO is full. */
+static void fifo_put(stripe *s, entry *e)
 {
-    stripe *s = st;
-    entry *e = (entry *)re;
-    e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
-    if (held) {
-        /* The quarantine keeps the record; not in the FIFO, whose turn
-         * would read it again when it is cold (pm_i_reg_release forgets
-         * it, unless the address has a place in the FIFO from before). */
-        e->size |= HELD_BIT;
-        return;
-    }
     freed_rec rec = {e->key, e->meta & PM_I_SERIAL_MASK, (size_t)(e - s->tab)};
     uint64_t place = e->size >> PLACE_SHIFT;
     if (place != 0 && s->ring[place - 1].key == e->key) {
@@ -450,14 +442,34 @@ static inline void pm_i_reg_mark_freed_held(void *st, pm_i_reg_entry *re, int he
     }
 }
 
+/* Record re (live, its stripe st locked) as freed; held: the quarantine
+ * keeps its memory (the record stays until pm_i_reg_release). */
+static inline void pm_i_reg_mark_freed_held(void *st, pm_i_reg_entry *re, int held)
+{
+    stripe *s = st;
+    entry *e = (entry *)re;
+    e->meta = (e->meta & ~((uint64_t)3 << 56)) | ((uint64_t)PM_I_REG_FREED << 56);
+    if (held) {
+        /* The quarantine keeps the record; not in the FIFO, whose turn
+         * would read it again when it is cold (pm_i_reg_release puts it
+         * there when the quarantine lets the block go). */
+        e->size |= HELD_BIT;
+        return;
+    }
+    fifo_put(s, e);
+}
+
 static inline void pm_i_reg_mark_freed(void *st, pm_i_reg_entry *re)
 {
     pm_i_reg_mark_freed_held(st, re, 0);
 }
 
 /* The quarantine lets freed block `data` (serial: its low 48 bits) go:
- * its record is no longer held (forgotten now, unless the FIFO of freed
- * addresses still has it). */
+ * its record is no longer held, and takes a place in the FIFO of freed
+ * addresses, as a block freed without the quarantine does: a second free
+ * is still a double free until the address is used again or the FIFO
+ * forgets it (the record was forgotten at once: such a free was an
+ * "invalid pointer" with the quarantine on, a double free without it). */
 static void pm_i_reg_release(uintptr_t data, uint64_t serial)
 {
     uint64_t h = pm_i_reg_hash(data);
@@ -466,9 +478,7 @@ static void pm_i_reg_release(uintptr_t data, uint64_t serial)
     if (e != NULL && meta_state(e->meta) == PM_I_REG_FREED &&
         (e->meta & PM_I_SERIAL_MASK) == (serial & PM_I_SERIAL_MASK) && (e->size & HELD_BIT)) {
         e->size &= ~HELD_BIT;
-        uint64_t place = e->size >> PLACE_SHIFT;
-        if (place == 0 || s->ring[place - 1].key != e->key)
-            make_hole(s, e);
+        fifo_put(s, e);
     }
     pm_i_reg_unlock(s);
 }

@@ -169,6 +169,7 @@ static void test_write_found_on_leaving(void)
                 PM_CHECK_EQ(S.r.serial, serial);
                 PM_CHECK_EQ(S.r.offset, at[w]);
                 PM_CHECK_EQ(S.r.api_found, D->name[0]);
+                PM_CHECK_EQ(S.r.api_expected, D->name[0]); /* pm_trim has no API: the block's */
                 char line[200];
                 snprintf(line, sizeof line,
                          "pymalloc: pm_trim: use after free: the freed %zu-byte block (serial "
@@ -337,6 +338,32 @@ static void test_found_at_abort(void)
     PM_CHECK_STR(r.output, "pymalloc: abort: 0 damaged blocks among the ");
     PM_CHECK_STR(r.output, "; 1 freed block written after its free among the ");
     PM_CHECK(strstr(r.output, "likely cause") == NULL);
+}
+
+/* A block that left the quarantine intact (pm_trim) keeps its record among
+ * the freed addresses: a second free is a double free, as without the
+ * quarantine (before, its record was forgotten when it left: "invalid
+ * pointer", size and serial unknown). */
+static void test_double_free_after_leaving(void)
+{
+    NEED();
+    start();
+    unsigned char *p = pm_raw_malloc(100000);
+    uint64_t serial = trailer_serial(p, 100000);
+    pm_raw_free(p);
+    PM_CHECK_EQ(held_blocks(), 1);
+    PM_CHECK_EQ(pm_trim(), 1);
+    PM_CHECK_EQ(held_blocks(), 0);
+    int saved = quiet_begin();
+    pm_raw_free(p);
+    quiet_end(saved);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
+    PM_CHECK(S.r.address == p);
+    PM_CHECK_EQ(S.r.size, 100000);
+    PM_CHECK_EQ(S.r.serial, serial);
+    start();
+    pm_set_error_handler(NULL, NULL);
 }
 
 /* A free of a pointer 8 bytes into a held block: an invalid pointer, whose
@@ -728,6 +755,7 @@ int main(int argc, char **argv)
     PM_RUN(test_realloc_holds_old_block);
     PM_RUN(test_found_at_exit);
     PM_RUN(test_found_at_abort);
+    PM_RUN(test_double_free_after_leaving);
     PM_RUN(test_interior_pointer_of_held_block);
     PM_RUN(test_overflow_into_held_block);
     PM_RUN(test_overflow_into_held_block_at_abort);
