@@ -2508,20 +2508,22 @@ static long read_other(pid_t pid, void *to, const void *from, size_t n)
 
 /* Whether the parent this process was forked from has the same bytes from
  * a to b (inclusive; the first 4 KiB of a longer run) at the same
- * addresses: read with process_vm_readv. 0 if they differ, or cannot be
- * read (the parent gone, or another's since; not allowed, as under Yama's
- * ptrace_scope 1, or by a seccomp filter). Calls no allocator. */
+ * addresses, read with process_vm_readv: 1, 0 if they differ, -1 if they
+ * cannot be read (the parent gone, or another's since; not allowed, as
+ * under Yama's ptrace_scope 1, or by a seccomp filter). Calls no
+ * allocator. */
 static int parent_has_bytes(uintptr_t a, uintptr_t b)
 {
     pid_t parent = forked_from;
     if (parent <= 1 || getppid() != parent)
-        return 0;
+        return -1;
     size_t len = b - a + 1 < 4096 ? b - a + 1 : 4096;
     unsigned char theirs[256];
     for (size_t done = 0; done < len;) {
         size_t k = len - done < sizeof theirs ? len - done : sizeof theirs;
-        if (read_other(parent, theirs, (const void *)(a + done), k) != (long)k ||
-            memcmp(theirs, (const void *)(a + done), k) != 0)
+        if (read_other(parent, theirs, (const void *)(a + done), k) != (long)k)
+            return -1;
+        if (memcmp(theirs, (const void *)(a + done), k) != 0)
             return 0;
         done += k;
     }
@@ -2546,13 +2548,10 @@ static int parents_damage(pm_i_err *e)
                                                                                     : e->offset);
     if (!written_since_fork(a, b))
         return 1;
-    if (parent_has_bytes(a, b))
+    int same = parent_has_bytes(a, b);
+    if (same == 1)
         return 1;
-    unsigned char byte;
-    e->before_fork = forked_from > 1 && getppid() == forked_from &&
-                             read_other(forked_from, &byte, (const void *)a, 1) == 1
-                         ? 1
-                         : 2;
+    e->before_fork = same == 0 ? 1 : 2;
     return 0;
 }
 

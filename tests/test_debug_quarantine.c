@@ -340,6 +340,26 @@ static void test_found_at_abort(void)
     PM_CHECK(strstr(r.output, "likely cause") == NULL);
 }
 
+/* A raw block of n bytes, freed and held (the quarantine empty before,
+ * the recorder watching), with its serial. */
+static unsigned char *held_raw_block(size_t n, uint64_t *serial)
+{
+    start();
+    unsigned char *p = pm_raw_malloc(n);
+    *serial = trailer_serial(p, n);
+    pm_raw_free(p);
+    PM_CHECK_EQ(held_blocks(), 1);
+    return p;
+}
+
+/* pm_raw_free(p), its report's print sent away (the recorder has it). */
+static void raw_free_quietly(void *p)
+{
+    int saved = quiet_begin();
+    pm_raw_free(p);
+    quiet_end(saved);
+}
+
 /* A block that left the quarantine intact (pm_trim) keeps its record among
  * the freed addresses: a second free is a double free, as without the
  * quarantine (before, its record was forgotten when it left: "invalid
@@ -347,16 +367,11 @@ static void test_found_at_abort(void)
 static void test_double_free_after_leaving(void)
 {
     NEED();
-    start();
-    unsigned char *p = pm_raw_malloc(100000);
-    uint64_t serial = trailer_serial(p, 100000);
-    pm_raw_free(p);
-    PM_CHECK_EQ(held_blocks(), 1);
+    uint64_t serial;
+    unsigned char *p = held_raw_block(100000, &serial);
     PM_CHECK_EQ(pm_trim(), 1);
     PM_CHECK_EQ(held_blocks(), 0);
-    int saved = quiet_begin();
-    pm_raw_free(p);
-    quiet_end(saved);
+    raw_free_quietly(p);
     PM_CHECK_EQ(S.calls, 1);
     PM_CHECK_EQ(S.r.error, PM_ERR_DOUBLE_FREE);
     PM_CHECK(S.r.address == p);
@@ -372,14 +387,9 @@ static void test_double_free_after_leaving(void)
 static void test_interior_pointer_of_held_block(void)
 {
     NEED();
-    start();
-    unsigned char *p = pm_raw_malloc(600);
-    uint64_t serial = trailer_serial(p, 600);
-    pm_raw_free(p);
-    PM_CHECK_EQ(held_blocks(), 1);
-    int saved = quiet_begin();
-    pm_raw_free(p + 8);
-    quiet_end(saved);
+    uint64_t serial;
+    unsigned char *p = held_raw_block(600, &serial);
+    raw_free_quietly(p + 8);
     PM_CHECK_EQ(S.calls, 1);
     PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
     PM_CHECK(S.r.address == p + 8);
