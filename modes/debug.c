@@ -884,34 +884,37 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     return blame_registry_below(p, self.offset, a);
 }
 
+/* Whether address a lies in the block whose data starts at data: from its
+ * header to the end of its trailer. */
+static inline int points_into(uintptr_t a, uintptr_t data, size_t size)
+{
+    return a + PM_I_DEBUG_HEAD >= data && a < data + size + PM_I_DEBUG_TAIL;
+}
+
+/* A search for the block an invalid pointer points into. */
 struct inside_search {
     uintptr_t a;    /* the invalid pointer */
-    uintptr_t data; /* the live registry block it points into (0: none) */
-    pm_i_reg_info in;
+    uintptr_t data; /* the block it points into (0: none) */
+    size_t size;
+    uint64_t serial;
 };
 
 static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 {
     struct inside_search *s = arg;
-    if (s->a + PM_I_DEBUG_HEAD >= data && s->a < data + in->size + PM_I_DEBUG_TAIL) {
+    if (points_into(s->a, data, in->size)) {
         s->data = data;
-        s->in = *in;
+        s->size = in->size;
+        s->serial = full_serial(in->serial);
     }
 }
 
-struct held_inside {
-    uintptr_t a;               /* the invalid pointer */
-    const unsigned char *data; /* the held block it points into (NULL: none) */
-    size_t size;
-    uint64_t serial;
-};
-
 static void held_inside_one(const qent *h, void *arg)
 {
-    struct held_inside *s = arg;
+    struct inside_search *s = arg;
     uintptr_t data = (uintptr_t)h->base + Q_OFFSET(h->meta);
-    if (s->a + PM_I_DEBUG_HEAD >= data && s->a < data + h->size + PM_I_DEBUG_TAIL) {
-        s->data = (const unsigned char *)data;
+    if (points_into(s->a, data, h->size)) {
+        s->data = data;
         s->size = h->size;
         s->serial = full_serial(Q_SERIAL(h->meta));
     }
@@ -942,7 +945,7 @@ static void locate_inside(pm_i_err *e)
             pm_i_reg_info in;
             side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
             if ((in.state == PM_I_REG_LIVE || in.state == PM_I_REG_FREED) &&
-                a < (uintptr_t)data + in.size + PM_I_DEBUG_TAIL) {
+                points_into(a, (uintptr_t)data, in.size)) {
                 e->inside = data;
                 e->inside_size = in.size;
                 e->inside_serial = full_serial(in.serial);
@@ -953,22 +956,19 @@ static void locate_inside(pm_i_err *e)
     }
     if (e->nested)
         return;
-    struct inside_search s = {a, 0, {0}};
+    struct inside_search s = {a, 0, 0, 0};
     pm_i_reg_each_live_but(inside_one, &s, reg_held_here);
+    int freed = 0;
+    if (s.data == 0) {
+        /* A block the quarantine holds (freed: its record is not live). */
+        q_each(held_inside_one, &s);
+        freed = 1;
+    }
     if (s.data != 0) {
         e->inside = (const void *)s.data;
-        e->inside_size = s.in.size;
-        e->inside_serial = full_serial(s.in.serial);
-        return;
-    }
-    /* A block the quarantine holds (freed: its record is not live). */
-    struct held_inside h = {a, NULL, 0, 0};
-    q_each(held_inside_one, &h);
-    if (h.data != NULL) {
-        e->inside = h.data;
-        e->inside_size = h.size;
-        e->inside_serial = h.serial;
-        e->inside_freed = 1;
+        e->inside_size = s.size;
+        e->inside_serial = s.serial;
+        e->inside_freed = freed;
     }
 }
 
@@ -1426,18 +1426,18 @@ static void q_blame_below(const qent *h, const unsigned char *p, pm_i_err *e)
     *e = a;
 }
 
-/* The report of held block h, written after its free, found by g's
- * operation op (g NULL: pm_trim, which has no API of its own, or the check
- * at exit or abort, which names itself): its use after free, or the
- * overflow of the block below it. */
-static void q_error(const dbg *g, int op, const qent *h, pm_i_err *e)
+/* The report of held block h, written after its free, found by who
+ * (g's operation, or g NULL: pm_trim, which has no API of its own, or the
+ * check at exit or abort): its use after free, or the overflow of the
+ * block below it. */
+static void q_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
 {
     const unsigned char *p = h->base + Q_OFFSET(h->meta);
     freed_error(p, PM_I_DEBUG_HEAD, h->size, full_serial(Q_SERIAL(h->meta)),
                 dbgs[Q_DOMAIN(h->meta)].api, e);
     e->quarantined = 1;
     q_blame_below(h, p, e);
-    e->entry = entry_name(g, op);
+    e->entry = who;
     if (g != NULL && e->freed_data)
         e->api_expected = g->api;
 }
@@ -1495,7 +1495,7 @@ static int q_release_all(const dbg *g, int op, const qent *out, int n)
     }
     if (bad >= 0) {
         pm_i_err e;
-        q_error(g, op, &out[bad], &e);
+        q_error(g, entry_name(g, op), &out[bad], &e);
         pm_i_debug_report(&e);
     }
     return again;
@@ -2692,7 +2692,7 @@ static void abort_check_held(const qent *h, void *arg)
         !q_damaged(h->base + Q_OFFSET(h->meta), PM_I_DEBUG_HEAD, h->size, 1))
         return;
     pm_i_err e;
-    q_error(NULL, 0, h, &e);
+    q_error(NULL, sc->at_exit ? "exit" : "abort", h, &e);
     if (sc->at_exit)
         exit_keep(&e);
     else if (!abort_seen(sc, e.address))
