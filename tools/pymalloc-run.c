@@ -19,7 +19,9 @@
  * LD_PRELOAD would split) or a program ld.so would run without it
  * (statically linked, of another ELF class or machine, set-user-ID,
  * set-group-ID or with file capabilities), 126 when the program cannot be
- * executed, 127 when it is not found (as env(1)).
+ * executed, 127 when it is not found (as env(1)), or when its interpreter
+ * (a script's "#!" line, an ELF program's dynamic loader) is not: the
+ * message then names the interpreter, not the program.
  */
 #include <pymalloc.h>
 
@@ -380,6 +382,56 @@ static int output_status(void)
     return 1;
 }
 
+/* The interpreter the kernel looks for to run the file at path: a script's
+ * (the "#!" line's first word) or an ELF program's dynamic loader
+ * (PT_INTERP), in static storage; NULL when path has none or cannot be
+ * read. When it is missing, exec fails with ENOENT, the error of a program
+ * that is not there: the message must not say so of a file that is. */
+static const char *interpreter_of(const char *path)
+{
+    static char name[PATH_MAX];
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return NULL;
+    char head[256];
+    ssize_t n = pread(fd, head, sizeof head - 1, 0);
+    const char *found = NULL;
+    if (n >= 2 && head[0] == '#' && head[1] == '!') {
+        head[n] = '\0';
+        char *s = head + 2;
+        s += strspn(s, " \t");
+        size_t len = strcspn(s, " \t\n\r");
+        if (len > 0 && len < sizeof name) {
+            memcpy(name, s, len);
+            name[len] = '\0';
+            found = name;
+        }
+    } else if (n >= (ssize_t)sizeof(ElfW(Ehdr)) && memcmp(head, ELFMAG, SELFMAG) == 0 &&
+               (unsigned char)head[EI_CLASS] == (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32)) {
+        ElfW(Ehdr) eh;
+        memcpy(&eh, head, sizeof eh);
+        for (unsigned k = 0; eh.e_phentsize == sizeof(ElfW(Phdr)) && k < eh.e_phnum && k < 4096;
+             k++) {
+            ElfW(Phdr) ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + k * sizeof ph)) != (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type != PT_INTERP)
+                continue;
+            if (ph.p_filesz > 0 && ph.p_filesz < sizeof name &&
+                pread(fd, name, ph.p_filesz, (off_t)ph.p_offset) == (ssize_t)ph.p_filesz) {
+                name[ph.p_filesz] = '\0';
+                found = name;
+            }
+            break;
+        }
+    }
+    close(fd);
+    return found;
+}
+
 static void set(const char *name, const char *value)
 {
     if (setenv(name, value, 1) != 0)
@@ -503,8 +555,16 @@ int main(int argc, char **argv)
     fflush(NULL);
     execvp(argv[i], argv + i);
     int err = errno;
-    fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[i],
-            err == ENOENT && strchr(argv[i], '/') == NULL ? "command not found"
-                                                          : strerror(err));
+    /* ENOENT for a file that is there: its interpreter (a script's "#!"
+     * line, an ELF program's dynamic loader) is not (before, the message
+     * said the program itself was not found). */
+    const char *interp = err == ENOENT && path != NULL ? interpreter_of(path) : NULL;
+    if (interp != NULL && access(interp, F_OK) != 0)
+        fprintf(stderr, "%s: cannot run '%s': its interpreter %s: %s\n", prog, argv[i], interp,
+                strerror(err));
+    else
+        fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[i],
+                err == ENOENT && strchr(argv[i], '/') == NULL ? "command not found"
+                                                              : strerror(err));
     return err == ENOENT ? 127 : 126;
 }

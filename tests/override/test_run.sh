@@ -72,6 +72,17 @@ has "missing path" "$tmp/err" "No such file or directory"
 : >"$tmp/notexec"
 "$run" "$tmp/notexec" >"$tmp/out" 2>"$tmp/err"; check "not executable" 126 $?
 has "not executable" "$tmp/err" "Permission denied"
+# A script whose "#!" interpreter is missing: exec says ENOENT, but it is
+# the interpreter that is not found, not the script (the message said "No
+# such file or directory" of the script); also when found through PATH.
+mkdir "$tmp/shebang"
+printf '#!/nonexistent/pm-interp -x\necho ran\n' >"$tmp/shebang/badinterp"
+chmod +x "$tmp/shebang/badinterp"
+"$run" "$tmp/shebang/badinterp" >"$tmp/out" 2>"$tmp/err"; check "missing interpreter" 127 $?
+has "missing interpreter" "$tmp/err" "cannot run '$tmp/shebang/badinterp': its interpreter /nonexistent/pm-interp: No such file or directory"
+PATH="$tmp/shebang:$PATH" "$run" badinterp >"$tmp/out" 2>"$tmp/err"
+check "missing interpreter through PATH" 127 $?
+has "missing interpreter through PATH" "$tmp/err" "cannot run 'badinterp': its interpreter /nonexistent/pm-interp: No such file or directory"
 PYMALLOC_LIBRARY=/nonexistent/libpymalloc.so "$run" true >"$tmp/out" 2>"$tmp/err"
 check "missing library" 2 $?
 has "missing library" "$tmp/err" "cannot read the library /nonexistent/libpymalloc.so"
