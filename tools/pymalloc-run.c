@@ -304,23 +304,52 @@ static int is_own_loader(const struct stat *st)
     return 0;
 }
 
+static const char *interpreter_of(const char *path);
+
 /* Why ld.so would run the program at path without the library at lib (an
  * ELF shared object of this program's class), or NULL when it would preload
- * it or we cannot tell (a script: its interpreter is not looked at; a file
- * we may run but not read). ld.so skips a library of another ELF class or
+ * it or we cannot tell (a file we may run but not read; what a script's
+ * interpreter runs in turn, such as the program "#!/usr/bin/env python3"
+ * names). A script is looked at through its "#!" interpreter (an absolute
+ * path; up to 4 levels, as the kernel allows): a statically linked one
+ * (busybox) ran the script without pymalloc. ld.so skips a library of another ELF class or
  * machine with a message and runs the program anyway; it never runs for a
  * statically linked program; and in secure-execution mode (a set-user-ID or
  * set-group-ID program run by another user or group, or one with file
  * capabilities run by a user other than root) it ignores LD_PRELOAD paths with a slash. Each time the run
  * would pass for one under pymalloc without a single check. */
+static const char *unreachable_at(const char *path, const char *lib, int depth);
+
 static const char *unreachable(const char *path, const char *lib)
 {
-    static char why[160];
+    return unreachable_at(path, lib, 0);
+}
+
+static const char *unreachable_at(const char *path, const char *lib, int depth)
+{
+    static char why[PATH_MAX + 256];
     ElfW(Ehdr) eh, lh;
     struct stat st;
     /* (a regular file only: opening a FIFO would wait for a writer) */
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || !read_ehdr(path, &eh))
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return NULL;
+    if (!read_ehdr(path, &eh)) {
+        /* A script: the kernel runs its interpreter (set-user-ID bits on
+         * a script are ignored), which must be one ld.so preloads into. */
+        const char *interp = interpreter_of(path);
+        if (interp == NULL || interp[0] != '/' || depth >= 4)
+            return NULL;
+        char name[PATH_MAX];
+        snprintf(name, sizeof name, "%s", interp);
+        const char *r = unreachable_at(name, lib, depth + 1);
+        if (r == NULL)
+            return NULL;
+        char reason[sizeof why];
+        snprintf(reason, sizeof reason, "%s", r);
+        /* (cut if it must be: the message stays one line) */
+        int n = snprintf(why, sizeof why, "it is a script run by %s, and %s", name, reason);
+        return n > 0 ? why : NULL;
+    }
     if (!read_ehdr(lib, &lh))
         return NULL;
     if (eh.e_ident[EI_CLASS] != lh.e_ident[EI_CLASS]) {

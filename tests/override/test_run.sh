@@ -197,6 +197,20 @@ for p in ${PM_T_STATIC_PROGS-}; do
     has "static through PATH" "$tmp/err" "cannot run $tmp/bin/static_prog under pymalloc"
     break
 done
+# ... also as the "#!" interpreter of a script (which was run, without
+# pymalloc: the script was not looked into), at one remove too
+for p in ${PM_T_STATIC_PROGS-}; do
+    printf '#!%s\n' "$p" >"$tmp/bin/static_script"; chmod +x "$tmp/bin/static_script"
+    refused "script run by a static program" \
+        "it is a script run by $p, and it is statically linked (ld\.so does not run for it)" \
+        "$tmp/bin/static_script"
+    printf '#!%s\n' "$tmp/bin/static_script" >"$tmp/bin/static_script2"
+    chmod +x "$tmp/bin/static_script2"
+    refused "script run by a script run by a static program" \
+        "it is a script run by $tmp/bin/static_script, and it is a script run by $p, and it is statically linked (ld\.so does not run for it)" \
+        "$tmp/bin/static_script2"
+    break
+done
 # Another ELF class, another machine: a copy of true with byte 4 (EI_CLASS)
 # or bytes 18-19 (e_machine) changed; refused before it would be run.
 true_prog=
