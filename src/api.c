@@ -22,6 +22,7 @@
 #include "pm_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -213,8 +214,31 @@ static int bool_option(const char *name)
     return v;
 }
 
+/* A process started with its stderr closed (2>&-): the first file it opens
+ * gets descriptor 2, and everything pymalloc writes to stderr (reports,
+ * PYMALLOC_STATS's table, report mode's summary, a bad variable's line)
+ * went into that file, a data file the program writes. Descriptor 2 is
+ * then /dev/null, as glibc makes it for a set-user-ID program, so the
+ * program's files keep their own data, and a file the program makes its
+ * stderr on purpose (dup2) still replaces it. The output is lost; the exit
+ * status (134, or 1 in report mode) still tells. Descriptors 0 and 1 are
+ * left as they are. No allocation; errno kept (set-up runs in malloc). */
+static void stderr_placeholder(void)
+{
+    int saved = errno;
+    if (fcntl(2, F_GETFD) < 0 && errno == EBADF) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0 && fd != 2) {
+            (void)dup2(fd, 2);
+            close(fd);
+        }
+    }
+    errno = saved;
+}
+
 static void setup_from_env(void)
 {
+    stderr_placeholder();
     /* The early arena's fork handlers first (src/early.c), so that fork
      * takes its lock last: a signal handler allocates there while its
      * thread may hold any other lock. */
