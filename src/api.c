@@ -236,6 +236,46 @@ static void stderr_placeholder(void)
     errno = saved;
 }
 
+/* Every PYMALLOC_* variable of the environment that pymalloc does not read
+ * (a misspelling: PYMALLOC_ON_ERRORS=report left abort mode on without a
+ * word) named in one line on stderr, and ignored. PYMALLOC_LIBRARY is
+ * pymalloc-run's. No allocation: environ is scanned as pm_i_getenv does. */
+extern char **environ;
+static void name_unknown_variables(void)
+{
+    static const char prefix[] = "PYMALLOC_";
+    for (char **env = environ; env != NULL && *env != NULL; env++) {
+        const char *e = *env;
+        if (strncmp(e, prefix, sizeof prefix - 1) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        size_t len = eq != NULL ? (size_t)(eq - e) : strlen(e);
+        int known = len == strlen("PYMALLOC_LIBRARY") && strncmp(e, "PYMALLOC_LIBRARY", len) == 0;
+        for (int i = 0; !known && pm_i_option_names[i] != NULL; i++)
+            known = strlen(pm_i_option_names[i]) == len &&
+                    strncmp(e, pm_i_option_names[i], len) == 0;
+        if (known)
+            continue;
+        char storage[512], name[72];
+        size_t shown = len < sizeof name - 1 ? len : sizeof name - 1;
+        memcpy(name, e, shown);
+        name[shown] = '\0';
+        pm_i_buf b;
+        pm_i_buf_init(&b, storage, sizeof storage, 2);
+        pm_i_buf_str(&b, "pymalloc: ");
+        pm_i_buf_shown(&b, name, 64);
+        pm_i_buf_str(&b, ": not a variable pymalloc reads: ignored (known:");
+        for (int i = 0; pm_i_option_names[i] != NULL; i++) {
+            if (strcmp(pm_i_option_names[i], "PYMALLOC_ERRORS_BEFORE_EXEC") == 0)
+                continue; /* (pymalloc's own, not the user's) */
+            pm_i_buf_str(&b, i == 0 ? " " : ", ");
+            pm_i_buf_str(&b, pm_i_option_names[i]);
+        }
+        pm_i_buf_str(&b, ")\n");
+        pm_i_buf_flush(&b);
+    }
+}
+
 static void setup_from_env(void)
 {
     stderr_placeholder();
@@ -257,6 +297,7 @@ static void setup_from_env(void)
     pm_i_debug_read_options();
     int stats = bool_option("PYMALLOC_STATS");
     atomic_store(&pm_i_stats_at_exit, stats);
+    name_unknown_variables();
 
     install(m);
     if (verbose && !pm_i_quiet_copy) {

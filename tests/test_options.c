@@ -76,6 +76,10 @@ static void test_getenv_exact(void)
     PM_CHECK(pm_i_getenv("PYMALLOC_TEST_VAR") && *pm_i_getenv("PYMALLOC_TEST_VAR") == '\0');
     PM_CHECK(pm_i_getenv("PYMALLOC_TEST") == NULL);
     PM_CHECK(pm_i_getenv(NULL) == NULL);
+    /* (not left for the children of the cases below: pymalloc names
+     * PYMALLOC_* variables it does not know) */
+    unsetenv("PYMALLOC_TEST_VARX");
+    unsetenv("PYMALLOC_TEST_VAR");
 }
 
 /* Children that set the environment, then allocate. */
@@ -184,6 +188,36 @@ static void test_verbose(void)
     unsetenv("PYMALLOC_VERBOSE");
 }
 
+/* A PYMALLOC_* variable pymalloc does not read (a misspelling) is named in
+ * one line at set-up and ignored: PYMALLOC_ON_ERRORS=report ran in abort
+ * mode without a word. PYMALLOC_LIBRARY (pymalloc-run's) is known. */
+static void test_unknown_variable_named(void)
+{
+    pm_death_result r;
+    run_with_env("PYMALLOC_ON_ERRORS", "report", &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERRORS: not a variable pymalloc reads: ignored "
+                           "(known: PYMALLOC_MODE, PYMALLOC_VERBOSE, PYMALLOC_ON_ERROR, ");
+    PM_CHECK_STR(r.output, "allocated in mode");
+    /* a name shown escaped, on one line */
+    run_with_env("PYMALLOC_\x1b[1m", "1", &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_\\x1b[1m: not a variable pymalloc reads");
+    for (const char *c = r.output; *c != '\0'; c++)
+        PM_CHECK(*c == '\n' || ((unsigned char)*c >= 0x20 && *c != 0x7f));
+    const char *known[] = {"PYMALLOC_LIBRARY", "PYMALLOC_MODE", "PYMALLOC_QUARANTINE_POOLS",
+                           "PYMALLOC_ERRORS_BEFORE_EXEC"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        run_with_env(known[i], "", &r);
+        PM_CHECK(r.exited && r.exit_status == 0);
+        PM_CHECK(strstr(r.output, "not a variable") == NULL);
+    }
+    /* other prefixes are not pymalloc's */
+    run_with_env("PYMALLOCX", "1", &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+    PM_CHECK(strstr(r.output, "not a variable") == NULL);
+}
+
 /* PYMALLOC_STATS=1 prints the pool statistics at a normal exit. */
 static void child_stats_exit(void *arg)
 {
@@ -251,6 +285,7 @@ int main(int argc, char **argv)
     PM_RUN(test_every_valid_mode_accepted);
     PM_RUN(test_empty_mode_is_default);
     PM_RUN(test_verbose);
+    PM_RUN(test_unknown_variable_named);
     PM_RUN(test_stats_at_exit);
     PM_RUN(test_example_with_bad_mode);
     return pm_test_done();
