@@ -297,7 +297,8 @@ static void setup_from_env(void)
     pm_i_debug_read_options();
     int stats = bool_option("PYMALLOC_STATS");
     atomic_store(&pm_i_stats_at_exit, stats);
-    name_unknown_variables();
+    if (!pm_i_quiet_copy) /* (the copy in use names them) */
+        name_unknown_variables();
 
     install(m);
     if (verbose && !pm_i_quiet_copy) {
