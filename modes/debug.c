@@ -1121,7 +1121,7 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     }
     char storage[512];
     pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
     pm_i_buf_str(&b, "pymalloc: ");
     pm_i_buf_str(&b, who);
     pm_i_buf_str(&b, ": heap damage: the pool allocator's header of the pool at ");
@@ -2236,7 +2236,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
         /* A block we cannot record must not be handed out, and the old one
          * may be gone: nothing sane is left to do. */
         static const char msg[] = "pymalloc: debug hooks: out of memory for the block registry\n";
-        pm_i_write_all(2, msg, sizeof msg - 1);
+        pm_i_write_all(PM_I_STDERR, msg, sizeof msg - 1);
         abort();
     }
     if (base == NULL)
@@ -2757,7 +2757,7 @@ static size_t check_heap_racy(int at_exit)
         return 0;
     char storage[512];
     pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
     pm_i_buf_str(&b, at_exit ? "pymalloc: exit: " : "pymalloc: abort: ");
     size_t live_damaged = sc.damaged - sc.freed_damaged;
     pm_i_buf_u64(&b, live_damaged);

@@ -158,7 +158,7 @@ __attribute__((noreturn)) void pm_i_fatal_option(const char *var, const char *va
 {
     char storage[512];
     pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
     pm_i_buf_str(&b, "pymalloc: ");
     pm_i_buf_str(&b, var);
     pm_i_buf_char(&b, '=');
@@ -183,7 +183,7 @@ static void print_verbose(const char *mode_env)
 {
     char storage[512];
     pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
     pm_i_buf_str(&b, "pymalloc " PYMALLOC_VERSION_STRING ": mode ");
     pm_i_buf_str(&b, atomic_load(&installed_mode)->name);
     pm_i_buf_str(&b, " (PYMALLOC_MODE=");
@@ -217,22 +217,17 @@ static int bool_option(const char *name)
 /* A process started with its stderr closed (2>&-): the first file it opens
  * gets descriptor 2, and everything pymalloc writes to stderr (reports,
  * PYMALLOC_STATS's table, report mode's summary, a bad variable's line)
- * went into that file, a data file the program writes. Descriptor 2 is
- * then /dev/null, as glibc makes it for a set-user-ID program, so the
- * program's files keep their own data, and a file the program makes its
- * stderr on purpose (dup2) still replaces it. The output is lost; the exit
- * status (134, or 1 in report mode) still tells. Descriptors 0 and 1 are
- * left as they are. No allocation; errno kept (set-up runs in malloc). */
-static void stderr_placeholder(void)
+ * went into that file, a data file the program writes. Then pymalloc
+ * writes nothing (pm_i_stderr_fd -1; the exit status, 134 or 1 in report
+ * mode, still tells), and the program's descriptors stay as it has them
+ * (no /dev/null put there: a program sees whether its stderr is open,
+ * Python's sys.stderr is None). No allocation; errno kept (set-up runs in
+ * malloc). */
+static void stderr_check(void)
 {
     int saved = errno;
-    if (fcntl(2, F_GETFD) < 0 && errno == EBADF) {
-        int fd = open("/dev/null", O_WRONLY);
-        if (fd >= 0 && fd != 2) {
-            (void)dup2(fd, 2);
-            close(fd);
-        }
-    }
+    if (fcntl(2, F_GETFD) < 0 && errno == EBADF)
+        atomic_store_explicit(&pm_i_stderr_fd, -1, memory_order_relaxed);
     errno = saved;
 }
 
@@ -261,7 +256,7 @@ static void name_unknown_variables(void)
         memcpy(name, e, shown);
         name[shown] = '\0';
         pm_i_buf b;
-        pm_i_buf_init(&b, storage, sizeof storage, 2);
+        pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
         pm_i_buf_str(&b, "pymalloc: ");
         pm_i_buf_shown(&b, name, 64);
         pm_i_buf_str(&b, ": not a variable pymalloc reads: ignored (known:");
@@ -278,7 +273,7 @@ static void name_unknown_variables(void)
 
 static void setup_from_env(void)
 {
-    stderr_placeholder();
+    stderr_check();
     /* The early arena's fork handlers first (src/early.c), so that fork
      * takes its lock last: a signal handler allocates there while its
      * thread may hold any other lock. */
@@ -333,11 +328,11 @@ void pm_i_stats_at_exit_now(void)
                                    "allocation reached it (the program has a malloc of its "
                                    "own, libpymalloc.a's for instance, which came first)\n";
         if (atomic_exchange(&verbose_pending, 0))
-            pm_i_write_all(2, note, sizeof note - 1);
+            pm_i_write_all(PM_I_STDERR, note, sizeof note - 1);
         return;
     }
     if (stats)
-        pm_i_print_stats_at_exit(2);
+        pm_i_print_stats_at_exit(PM_I_STDERR);
 }
 
 void pm_i_ensure_init(void)

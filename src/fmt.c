@@ -94,6 +94,8 @@ static int wait_writable(int fd, const struct timespec *since)
  * progress again. Before, the write failed with EAGAIN and the report, or
  * the summary at exit, was lost whole while the process went on to abort
  * or exit 1. */
+_Atomic int pm_i_stderr_fd = 2;
+
 void pm_i_write_all(int fd, const char *s, size_t n)
 {
     pm_i_nopipe g;

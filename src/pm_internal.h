@@ -491,6 +491,12 @@ void pm_i_buf_pad_to(pm_i_buf *b, size_t col);
 void pm_i_buf_flush(pm_i_buf *b);
 /* write(2) all of s to fd, retrying on EINTR and short writes. */
 void pm_i_write_all(int fd, const char *s, size_t n);
+/* Where pymalloc's own output goes (reports, PYMALLOC_STATS's table, the
+ * summary, start-up lines): 2, or -1 (nowhere) in a process that was
+ * started with descriptor 2 closed, whose first open took it (set-up, in
+ * src/api.c). pm_print_stats(fd) writes where it is told. */
+extern _Atomic int pm_i_stderr_fd;
+#define PM_I_STDERR atomic_load_explicit(&pm_i_stderr_fd, memory_order_relaxed)
 /* Around writes of ours to a pipe nobody may read any more (reports, and
  * the program's streams flushed at exit before a report): SIGPIPE is
  * blocked, and one raised meanwhile is taken back at the end (it is sent

@@ -695,9 +695,9 @@ static void write_report(const char *line, size_t len, const pm_i_err *e)
     char nested[512];
     pm_i_buf b;
     if (in_report == 1)
-        pm_i_buf_init(&b, report_storage, sizeof report_storage, 2);
+        pm_i_buf_init(&b, report_storage, sizeof report_storage, PM_I_STDERR);
     else
-        pm_i_buf_init(&b, nested, sizeof nested, 2);
+        pm_i_buf_init(&b, nested, sizeof nested, PM_I_STDERR);
     pm_i_buf_mem(&b, line, len);
     pm_i_buf_char(&b, '\n');
     dump_block(&b, e);
@@ -973,7 +973,7 @@ const char *pm_i_debug_exec_handoff(void)
     if (atomic_exchange(&line_total, total) != total) {
         char storage[512];
         pm_i_buf b;
-        pm_i_buf_init(&b, storage, sizeof storage, 2);
+        pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
         counts_line(&b, counts, total);
         pm_i_buf_str(&b, " before exec: passed on to the new program in " PM_I_HANDOFF_NAME
                          " (if pymalloc runs in it, it ends with exit status "
@@ -1016,7 +1016,7 @@ int pm_i_debug_summary(void)
     unsigned long total = atomic_load(&k[PM_ERR_NONE]);
     char storage[512];
     pm_i_buf b;
-    pm_i_buf_init(&b, storage, sizeof storage, 2);
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
     counts_line(&b, k, total);
     if (!child && inherited != 0) {
         pm_i_buf_str(&b, ", ");

@@ -6,10 +6,12 @@
  *   clean     nothing more;
  *   overflow  writes one byte past the end of a block and frees it;
  *   log       makes argv[2] its stderr on purpose (dup2 onto 2), then the
- *             overflow: the report belongs there.
+ *             overflow;
+ *   fd        prints the descriptor the file got ("descriptor N").
  * It exits 0 (through a return from main).
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +36,10 @@ int main(int argc, char **argv)
         return 2;
     if (strcmp(argv[1], "log") == 0 && fd != 2 && dup2(fd, 2) != 2)
         return 2;
+    if (strcmp(argv[1], "fd") == 0) {
+        printf("descriptor %d\n", fd);
+        return 0;
+    }
     if (strcmp(argv[1], "clean") != 0)
         overflow();
     return 0;
