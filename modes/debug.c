@@ -2127,6 +2127,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
 {
     pm_i_reg_info in;
     pm_i_err e;
+    int in_place = 0;
     _Atomic uint64_t *w = side_of(p);
     if (PM_I_LIKELY(w != NULL)) {
         /* A pool block (never aligned). From here it is recorded as freed,
@@ -2156,6 +2157,14 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
             *old_size = in.size;
             return REALLOC_BY_COPY;
         }
+        /* The same class of the pool: the block stays where it is. Not
+         * the pool's realloc, which moves a block that shrinks to 3/4 of
+         * its class or less (CPython's rule; with the 32 bytes of the
+         * hooks, 1..4 bytes in the 48-byte class) into another block of
+         * the same class, taken unchecked, and gives the old one back
+         * half filled. Under memcheck the pool's realloc tells memcheck
+         * the new size (it reports a write into a freed block itself). */
+        in_place = g->pool_below && !pm_i_p_vg;
     } else {
         void *st;
         pm_i_reg_entry *r = registry_checked(g, p, OP_REALLOC, &in, &st);
@@ -2198,9 +2207,13 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
     memset(p - PM_I_DEBUG_HEAD, PM_I_DEADBYTE, PM_I_DEBUG_HEAD);
     memset(p + old, PM_I_DEADBYTE, PM_I_DEBUG_TAIL);
 
-    unsigned char *base = g->below.a.realloc(g->below.a.ctx, p - PM_I_DEBUG_HEAD,
-                                             n + PM_I_DEBUG_EXTRA);
-    pool_links_check(g, OP_REALLOC);
+    unsigned char *base;
+    if (in_place) {
+        base = p - PM_I_DEBUG_HEAD;
+    } else {
+        base = g->below.a.realloc(g->below.a.ctx, p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
+        pool_links_check(g, OP_REALLOC);
+    }
     unsigned char *q;
     size_t size;
     uint64_t serial;

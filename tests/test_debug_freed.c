@@ -232,6 +232,66 @@ static void test_realloc_moves_like_free(void)
     }
 }
 
+/* A realloc within a class keeps the block, also in the 48-byte class,
+ * where the pool's own realloc would move a block of 1..4 bytes (CPython's
+ * rule: 4 * (n + 32) <= 3 * 48) into another block of the same class: it
+ * took that block from the pool unchecked (a write into it after its free
+ * was lost) and gave the old one back to the pool half filled, its side
+ * word not marked filled (a write through the old pointer was never found,
+ * by a malloc or at exit, and the quarantine of pool blocks never held it).
+ * Before 2026-12-03 realloc(16 bytes, 2) returned another address. */
+static void test_realloc_within_class_stays(void)
+{
+    NEED();
+    int tested = 0;
+    for (int d = PM_DOMAIN_MEM; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        if (!pooled(D, 16))
+            continue;
+        tested++;
+        watch();
+        for (size_t from = 1; from <= 16; from++) {
+            for (size_t to = 1; to <= 16; to++) {
+                unsigned char *p = D->malloc(from);
+                memset(p, 'a', from);
+                unsigned char *q = D->realloc(p, to);
+                PM_CHECK(q == p);
+                for (size_t i = 0; i < to; i++)
+                    PM_CHECK_EQ(q[i], i < from ? 'a' : 0xCD);
+                D->free(q);
+            }
+        }
+        PM_CHECK_EQ(S.calls, 0);
+        /* A freed block of the class, written after its free: the
+         * realloc does not take it (the block stays); the next malloc of
+         * its size does, and reports it. */
+        unsigned char *a = D->malloc(2);
+        uint64_t as = trailer_serial(a, 2);
+        unsigned char *b = D->malloc(16);
+        memset(b, 'b', 16);
+        D->free(a);
+        a[1] = 'w';
+        int saved = quiet_begin();
+        unsigned char *q = D->realloc(b, 2);
+        PM_CHECK(q == b);
+        PM_CHECK_EQ(S.calls, 0);
+        PM_CHECK(q != NULL && q[0] == 'b' && q[1] == 'b');
+        unsigned char *r = D->malloc(2);
+        quiet_end(saved);
+        PM_CHECK_EQ(S.calls, 1);
+        PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+        PM_CHECK(S.r.address == a);
+        PM_CHECK_EQ(S.r.serial, as);
+        PM_CHECK_EQ(S.r.offset, 1);
+        PM_CHECK(r != a);
+        D->free(r);
+        D->free(q);
+        pm_set_error_handler(NULL, NULL);
+    }
+    if (tested == 0)
+        PM_SKIP("no pool blocks under the debug hooks in this mode");
+}
+
 /* A realloc within a class keeps the block; one to another class frees
  * the old one whole: reusing it reports nothing. So do blocks reused after a full thread cache went back to the
  * pools, and after a pool emptied and was formatted again. */
@@ -679,6 +739,7 @@ int main(int argc, char **argv)
     PM_RUN(test_written_after_free);
     PM_RUN(test_range_and_dump);
     PM_RUN(test_realloc_moves_like_free);
+    PM_RUN(test_realloc_within_class_stays);
     PM_RUN(test_no_false_reports);
     PM_RUN(test_hook_over_hooks_keeps_it);
     PM_RUN(test_pool_copy_turns_it_off);
