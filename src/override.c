@@ -541,7 +541,16 @@ PM_O_EXPORT size_t PM_O_NAME(malloc_usable_size)(void *p)
 PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
 {
     int ready = o_ready(); /* (set up: pm_trim's parts, one at a time) */
-    int held = ready ? pm_i_debug_trim() : 0;
+    int held = 0;
+    if (ready && o_named() && !o_nested()) {
+        /* Its reports (a write into a block the quarantine held) name
+         * malloc_trim, the function the program called. */
+        PM_O_ENTER("malloc_trim");
+        held = pm_i_debug_trim();
+        PM_O_LEAVE();
+    } else if (ready) {
+        held = pm_i_debug_trim(); /* (nested: it does nothing) */
+    }
     int released = pm_i_libc_trim(pad);
     return (ready ? pm_i_pool_trim() : 0) | released | held;
 }

@@ -9,6 +9,7 @@
  */
 #include "../counting_hook.h"
 #include "../harness.h"
+#include "pm_debug.h"
 #include "pm_override.h"
 
 #include <malloc.h>
@@ -334,6 +335,29 @@ static void test_report_names_realloc(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* malloc_trim's check of the blocks the quarantine held names
+ * malloc_trim, the function the program called, not pm_trim (before
+ * 2026-12-03 it named pm_trim). */
+static void test_report_names_malloc_trim(void)
+{
+    size_t blocks, bytes, budget = 0;
+    if (!is_debug_mode())
+        PM_SKIP("no debug hooks in this mode");
+    if (!pm_i_debug_quarantine_stats(&blocks, &bytes, &budget) || budget == 0)
+        PM_SKIP("no quarantine");
+    pm_set_error_handler(note_entry, NULL);
+    unsigned char *volatile p = malloc(1000); /* the C library's in every debug mode */
+    free(p);
+    p[3] = 'x';
+    seen_calls = 0;
+    int saved = quiet_begin();
+    malloc_trim(0);
+    quiet_end(saved);
+    PM_CHECK_EQ(seen_calls, 1);
+    PM_CHECK(strcmp((const char *)seen_entry, "malloc_trim") == 0);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* The mode cannot change under the program: libc allocated before main. */
 /* malloc_trim: this thread's cached pool blocks go back to their pools,
  * and the arenas they alone kept mapped are unmapped (then glibc trims its
@@ -390,6 +414,7 @@ int main(void)
     PM_RUN(test_early_arena);
     PM_RUN(test_foreign_block);
     PM_RUN(test_report_names_realloc);
+    PM_RUN(test_report_names_malloc_trim);
     PM_RUN(test_malloc_trim);
     PM_RUN(test_mode_is_fixed);
     return pm_test_done();
