@@ -402,11 +402,17 @@ static inline void *o_realloc(void *p, size_t n)
     return PM_I_LIKELY(q != NULL) ? q : o_enomem();
 }
 
-/* alignment: a power of two. */
-static void *o_aligned(size_t alignment, size_t n)
+/* alignment: a power of two; name: the function the program called, which
+ * the debug hooks' reports name (a freed pool block written after its free
+ * that the malloc takes; a block the quarantine held, written, that leaves
+ * it when memory runs short), as they name realloc. */
+static void *o_aligned(size_t alignment, size_t n, const char *name)
 {
-    if (alignment <= 16)
-        return o_malloc(n); /* every mode aligns to 16 */
+    if (alignment <= 16) { /* every mode aligns to 16 */
+        if (o_named() && PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX))
+            return o_malloc_named_as(n, name);
+        return o_malloc(n);
+    }
     /* n bytes at an `alignment` boundary may need n + alignment bytes: past
      * PTRDIFF_MAX nothing can serve them (glibc: ENOMEM), so no mode's
      * memalign is asked (under a sanitizer the raw mode's is the
@@ -416,7 +422,7 @@ static void *o_aligned(size_t alignment, size_t n)
         return o_enomem();
     if (PM_I_UNLIKELY(!o_ready() || o_nested()))
         return o_early(n, alignment);
-    PM_O_ENTER("memalign");
+    PM_O_ENTER(name);
     void *p = pm_i_domain_memalign(PM_DOMAIN_MEM, alignment, n);
     PM_O_LEAVE();
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
@@ -424,7 +430,7 @@ static void *o_aligned(size_t alignment, size_t n)
 
 /* glibc's memalign: an alignment above SIZE_MAX/2+1 is EINVAL; one that is
  * not a power of two is rounded up to the next power of two. */
-static void *o_memalign(size_t alignment, size_t n)
+static void *o_memalign(size_t alignment, size_t n, const char *name)
 {
     if (alignment > SIZE_MAX / 2 + 1) {
         errno = EINVAL;
@@ -436,7 +442,7 @@ static void *o_memalign(size_t alignment, size_t n)
             a <<= 1;
         alignment = a;
     }
-    return o_aligned(alignment, n);
+    return o_aligned(alignment, n, name);
 }
 
 static size_t o_pagesize(void)
@@ -482,7 +488,7 @@ PM_O_EXPORT int PM_O_NAME(posix_memalign)(void **out, size_t alignment, size_t n
         (alignment & (alignment - 1)) != 0)
         return EINVAL;
     int saved = errno;
-    void *p = o_aligned(alignment, n);
+    void *p = o_aligned(alignment, n, "posix_memalign");
     errno = saved;
     if (p == NULL)
         return ENOMEM;
@@ -492,15 +498,15 @@ PM_O_EXPORT int PM_O_NAME(posix_memalign)(void **out, size_t alignment, size_t n
 
 PM_O_EXPORT void *PM_O_NAME(aligned_alloc)(size_t alignment, size_t n)
 {
-    return o_memalign(alignment, n);
+    return o_memalign(alignment, n, "aligned_alloc");
 }
 
 PM_O_EXPORT void *PM_O_NAME(memalign)(size_t alignment, size_t n)
 {
-    return o_memalign(alignment, n);
+    return o_memalign(alignment, n, "memalign");
 }
 
-PM_O_EXPORT void *PM_O_NAME(valloc)(size_t n) { return o_aligned(o_pagesize(), n); }
+PM_O_EXPORT void *PM_O_NAME(valloc)(size_t n) { return o_aligned(o_pagesize(), n, "valloc"); }
 
 PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
 {
@@ -509,7 +515,7 @@ PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    return o_aligned(ps, rounded & ~(ps - 1));
+    return o_aligned(ps, rounded & ~(ps - 1), "pvalloc");
 }
 
 /* With the debug hooks it names itself as the other calls do, so that a

@@ -335,6 +335,38 @@ static void test_report_names_realloc(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* The memalign family names itself too: with an alignment of 16 or less
+ * it is a malloc, whose report (pymalloc_debug: a freed pool block
+ * written after its free, which it takes) named malloc before 2026-12-03,
+ * and above that the reports of its allocation named memalign. */
+static void test_report_names_memalign_family(void)
+{
+    if (strcmp(pm_mode_name(), "pymalloc_debug") != 0)
+        PM_SKIP("no check of freed pool blocks in this mode");
+    static const char *const names[] = {"aligned_alloc", "memalign", "posix_memalign"};
+    pm_set_error_handler(note_entry, NULL);
+    for (int k = 0; k < 3; k++) {
+        unsigned char *volatile p = malloc(24);
+        free(p);
+        p[0] = 'x'; /* the next malloc of 24 bytes takes it */
+        seen_calls = 0;
+        void *q = NULL;
+        int saved = quiet_begin();
+        if (k == 0)
+            q = v_aligned_alloc(16, 24);
+        else if (k == 1)
+            q = v_memalign(8, 24);
+        else
+            PM_CHECK_EQ(posix_memalign(&q, 16, 24), 0);
+        quiet_end(saved);
+        PM_CHECK(q != NULL && q != p);
+        PM_CHECK_EQ(seen_calls, 1);
+        PM_CHECK(strcmp((const char *)seen_entry, names[k]) == 0);
+        free(q);
+    }
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* malloc_trim's check of the blocks the quarantine held names
  * malloc_trim, the function the program called, not pm_trim (before
  * 2026-12-03 it named pm_trim). */
@@ -415,6 +447,7 @@ int main(void)
     PM_RUN(test_foreign_block);
     PM_RUN(test_report_names_realloc);
     PM_RUN(test_report_names_malloc_trim);
+    PM_RUN(test_report_names_memalign_family);
     PM_RUN(test_malloc_trim);
     PM_RUN(test_mode_is_fixed);
     return pm_test_done();
