@@ -1380,6 +1380,9 @@ static void vg_free(uint8_t *bp, unsigned idx)
     if (slot != NULL) {
         *slot = 0;
         VALGRIND_FREELIKE_BLOCK(bp, 0);
+        /* The whole slot: a deferred free (defer_free) opened 8 bytes of
+         * it for its link, past the end of a block of fewer. */
+        VALGRIND_MAKE_MEM_NOACCESS(bp, PM_P_CLASS_SIZE(idx));
         if ((bp = vg_quarantine(idx, bp)) != NULL)
             give_block(idx, bp);
     }
@@ -1496,7 +1499,21 @@ static void defer_free(void *p)
             return;
         memcpy(&q, q, sizeof q);
     }
-    PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED(p, sizeof head));
+#if PM_HAVE_VALGRIND
+    if (pm_i_p_vg) {
+        /* A block start not addressable to memcheck is no live block (a
+         * second free): reported now, and its bytes not written (the link
+         * would go over its free-list link, in its pool or its class's
+         * quarantine). */
+        unsigned char vbits;
+        if (VALGRIND_GET_VBITS(p, &vbits, 1) == 3) {
+            VALGRIND_FREELIKE_BLOCK(p, 0);
+            return;
+        }
+        /* (its slack too, for blocks under 8 bytes: vg_free closes it) */
+        VALGRIND_MAKE_MEM_UNDEFINED(p, sizeof head);
+    }
+#endif
     do
         memcpy(p, &head, sizeof head);
     while (!__atomic_compare_exchange_n(&pm_i_p_deferred, &head, p, 1, __ATOMIC_RELAXED,

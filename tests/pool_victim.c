@@ -32,6 +32,8 @@ void write_link_after_free(unsigned char *p);
 void write_after_reuse(unsigned char *p);
 void branch_on_new(const unsigned char *p);
 void branch_on_grown(const unsigned char *p);
+void write_past_tiny_freed(unsigned char *p);
+void free_twice_deferred(unsigned char *r, unsigned char *p);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -71,6 +73,36 @@ PM_VICTIM_FN void branch_on_grown(const unsigned char *p)
 {
     if (p[150] == 3) /* past the old size: never written */
         sink = 2;
+}
+
+PM_VICTIM_FN void write_past_tiny_freed(unsigned char *p)
+{
+    ((volatile unsigned char *)p)[5] = 9; /* past a 2-byte block's end, in its freed slot */
+}
+
+/* A free made while this thread is inside one of the pools' slow paths,
+ * as a signal handler's free there is: deferred (linked through the
+ * block's first 8 bytes) to the end of the slow path. pm_i_p_busy and
+ * pm_i_p_drain_deferred are the pools' own (modes/pool.h). */
+extern __thread int pm_i_p_busy;
+void pm_i_p_drain_deferred(void);
+static void free_as_handler_in_slow_path(unsigned char *p)
+{
+    pm_i_p_busy++;
+    pm_obj_free(p);
+    pm_i_p_busy--;
+    pm_i_p_drain_deferred();
+}
+
+/* r (live) and then p (freed) freed the deferred way: p's link is r. */
+PM_VICTIM_FN void free_twice_deferred(unsigned char *r, unsigned char *p)
+{
+    pm_i_p_busy++;
+    pm_obj_free(r);
+    pm_obj_free(p);
+    pm_i_p_busy--;
+    pm_i_p_drain_deferred();
+    __asm__ volatile("" ::: "memory");
 }
 
 PM_VICTIM_FN void leak_one(void)
@@ -402,6 +434,49 @@ int main(int argc, char **argv)
         return trim_under_signals();
     if (strcmp(c, "realloc-signal") == 0)
         return realloc_under_signals();
+    if (strcmp(c, "deferred-tiny") == 0) {
+        /* A 2-byte block freed the deferred way: its whole slot is
+         * inaccessible after the free, as after a free the direct way
+         * (the deferral's 8-byte link was left addressable). */
+        unsigned char *p = pm_obj_malloc(2);
+        memset(p, 1, 2);
+        free_as_handler_in_slow_path(p);
+        write_past_tiny_freed(p);
+        return 0;
+    }
+    if (strcmp(c, "deferred-double-free") == 0) {
+        /* A second free, the deferred way, of a block p given back to its
+         * pool (pm_trim empties the quarantine), after the deferred free
+         * of a live block r: reported, and the pool's free list left
+         * whole. The deferral wrote its link (r) over p's, so the pool
+         * handed r out while memcheck's quarantine held it, and again
+         * once pm_trim gave it back: two live blocks at one address. */
+        unsigned char *keep = pm_obj_malloc(40), *p = pm_obj_malloc(40);
+        unsigned char *r = pm_obj_malloc(40), *n[128];
+        memset(keep, 'K', 40);
+        pm_obj_free(p);
+        pm_trim();
+        free_twice_deferred(r, p);
+        int rc = 0;
+        for (int i = 0; i < 64; i++) {
+            n[i] = pm_obj_malloc(40);
+            memset(n[i], i, 40);
+        }
+        pm_trim();
+        for (int i = 64; i < 128; i++) {
+            n[i] = pm_obj_malloc(40);
+            memset(n[i], i, 40);
+        }
+        for (int i = 0; i < 128; i++)
+            for (int k = 0; k < 40; k++)
+                if (n[i][k] != i || keep[k] != 'K')
+                    rc = 6;
+        for (int i = 0; i < 128; i++)
+            pm_obj_free(n[i]);
+        pm_obj_free(keep);
+        printf(rc == 0 ? "ok\n" : "wrong: %d\n", rc);
+        return 0;
+    }
     if (strcmp(c, "shrink") == 0) {
         unsigned char *p = pm_mem_malloc(100);
         unsigned char *q = pm_mem_realloc(p, 90);

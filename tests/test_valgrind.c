@@ -275,6 +275,28 @@ static void test_program_goes_on_after_bug(void)
     }
 }
 
+/* A free deferred to the end of a slow path (a signal handler's free
+ * there) leaves the block as a free the direct way does: its whole slot
+ * inaccessible (the deferral's 8-byte link stayed addressable, so a write
+ * past a block of fewer than 8 bytes after its free went unseen), and a
+ * second free that way is memcheck's one report, the pool whole (the
+ * deferral wrote its link over the free block's). */
+static void test_deferred_free(void)
+{
+    NEED_VALGRIND();
+    pm_death_result r;
+    run_expect("pymalloc", "deferred-tiny", 99, &r);
+    PM_CHECK_STR(r.output, "Invalid write of size 1");
+    PM_CHECK_STR(r.output, "write_past_tiny_freed (pool_victim.c:");
+    show_if_failed("pymalloc", &r);
+    run_expect("pymalloc", "deferred-double-free", 99, &r);
+    PM_CHECK_STR(r.output, "Invalid free() / delete / delete[] / realloc()");
+    PM_CHECK_STR(r.output, "free_twice_deferred (pool_victim.c:");
+    PM_CHECK_STR(r.output, "ok\n");
+    PM_CHECK_EQ(count_of(r.output, "== Invalid"), 1);
+    show_if_failed("pymalloc", &r);
+}
+
 /* pm_trim gives the quarantine back while a signal handler allocates:
  * the handler's malloc and free do not wait for the class lock the
  * interrupted flush holds. Before, the process hung. Also in
@@ -333,6 +355,7 @@ int main(int argc, char **argv)
     PM_RUN(test_leak_linked);
     PM_RUN(test_leak_in_debug_modes);
     PM_RUN(test_program_goes_on_after_bug);
+    PM_RUN(test_deferred_free);
     PM_RUN(test_trim_with_allocating_signal_handler);
     PM_RUN(test_realloc_with_allocating_signal_handler);
     return pm_test_done();
