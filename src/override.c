@@ -479,6 +479,15 @@ PM_O_EXPORT void *PM_O_NAME(reallocarray)(void *p, size_t nelem, size_t elsize)
         errno = ENOMEM;
         return NULL;
     }
+    if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
+        /* valgrind (3.19) replaces this library's malloc, free and realloc
+         * (unless told --soname-synonyms=somalloc=nouserintercepts), not
+         * reallocarray: the block is then valgrind's, and so must the
+         * realloc be. A call to the exported realloc's address goes where
+         * the program's calls go, to valgrind's replacement or ours. */
+        void *(*volatile exported)(void *, size_t) = PM_O_NAME(realloc);
+        return exported(p, n);
+    }
     return o_realloc(p, n);
 }
 
