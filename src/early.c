@@ -39,6 +39,23 @@
 #include <signal.h>
 #include <string.h>
 
+/* Under memcheck each block is a heap block of its requested size, as the
+ * pools' are (modes/pool.c): a write past it, a use after its free, a
+ * second free and a lost block are reported. The arena's memory (static,
+ * so defined and addressable to memcheck) is opened whole again before
+ * the allocator writes a chunk's tag and header over what was a freed
+ * block's data; a freed block's data is inaccessible until then. */
+#if PM_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#define E_VG(stmt)                                                                       \
+    do {                                                                                 \
+        if (PM_I_UNLIKELY(e_vg))                                                         \
+            stmt;                                                                        \
+    } while (0)
+#else
+#define E_VG(stmt) ((void)0)
+#endif
+
 unsigned char pm_i_early_arena[PM_I_EARLY_SIZE] __attribute__((aligned(64)));
 
 #define FREE 1u
@@ -67,6 +84,19 @@ static uint32_t e_top; /* the arena's used part ends here */
 static uint32_t e_last; /* size of the chunk that ends at e_top (0: none) */
 static uint32_t e_free_head = NONE;
 static _Atomic size_t e_used; /* bytes of allocated chunks */
+#if PM_HAVE_VALGRIND
+static int e_vg; /* under memcheck (set under the lock, by the first call) */
+static int e_vg_known;
+static void e_vg_check(void)
+{
+    if (!e_vg_known) {
+        e_vg = pm_i_pool_valgrind(NULL);
+        e_vg_known = 1;
+    }
+}
+#else
+static void e_vg_check(void) {}
+#endif
 
 static inline e_tag *tag_at(uint32_t off) { return (e_tag *)(void *)(pm_i_early_arena + off); }
 static inline e_hdr *hdr_of(const void *p)
@@ -151,12 +181,14 @@ void *pm_i_early_alloc(size_t n, size_t alignment)
     size_t rounded = (n + 15) & ~(size_t)15;
     sigset_t old;
     e_lock(&old);
+    e_vg_check();
     uint32_t off = NONE;
     size_t data = 0;
     for (uint32_t c = e_free_head; c != NONE; c = tag_at(c)->next) {
         uint32_t room = tag_at(c)->size & ~FREE;
         data = data_offset(c, alignment);
         if (data + rounded <= (size_t)c + room) {
+            E_VG(VALGRIND_MAKE_MEM_DEFINED(pm_i_early_arena + c, room));
             list_unlink(c);
             take(c, (uint32_t)(data + rounded - c), room);
             off = c;
@@ -170,6 +202,7 @@ void *pm_i_early_alloc(size_t n, size_t alignment)
             return NULL;
         }
         off = e_top;
+        E_VG(VALGRIND_MAKE_MEM_DEFINED(pm_i_early_arena + off, data + rounded - off));
         e_tag *t = tag_at(off);
         t->size = (uint32_t)(data + rounded - off);
         t->below = e_last;
@@ -181,6 +214,9 @@ void *pm_i_early_alloc(size_t n, size_t alignment)
     atomic_fetch_add_explicit(&e_used, tag_at(off)->size, memory_order_relaxed);
     e_unlock(&old);
     memset(p, 0, n); /* a reused chunk is dirty */
+    /* (its slack inaccessible, the zeros defined) */
+    E_VG(VALGRIND_MAKE_MEM_NOACCESS(p + n, rounded - n));
+    E_VG(VALGRIND_MALLOCLIKE_BLOCK(p, n, 0, 1));
     return p;
 }
 
@@ -191,6 +227,12 @@ static int e_valid(const void *p)
     if (at % 16 != 0 || at < TAG + HDR || at > e_top)
         return 0;
     const e_hdr *h = hdr_of(p);
+#if PM_HAVE_VALGRIND
+    /* (inside a freed block's data: no block's header, and not read) */
+    unsigned char vbits[HDR];
+    if (e_vg && VALGRIND_GET_VBITS(h, vbits, HDR) == 3)
+        return 0;
+#endif
     uint32_t c = h->chunk;
     if (c % 16 != 0 || c > at - TAG - HDR || h->check != e_check(c, h->n))
         return 0;
@@ -222,9 +264,12 @@ void pm_i_early_free(void *p)
     e_lock(&old);
     if (!e_valid(p)) {
         e_unlock(&old);
+        /* A second free or an interior pointer: memcheck's report. */
+        E_VG(VALGRIND_FREELIKE_BLOCK(p, 0));
         return;
     }
     e_hdr *h = hdr_of(p);
+    E_VG(VALGRIND_FREELIKE_BLOCK(p, 0));
     uint32_t off = h->chunk;
     h->check = 0; /* a second free of p is not valid */
     e_tag *t = tag_at(off);

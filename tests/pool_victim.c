@@ -34,6 +34,10 @@ void branch_on_new(const unsigned char *p);
 void branch_on_grown(const unsigned char *p);
 void write_past_tiny_freed(unsigned char *p);
 void free_twice_deferred(unsigned char *r, unsigned char *p);
+void overflow_nested(unsigned char *p);
+void read_nested_after_free(unsigned char *p);
+void free_nested_twice(unsigned char *p);
+void leak_nested(void);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -103,6 +107,38 @@ PM_VICTIM_FN void free_twice_deferred(unsigned char *r, unsigned char *p)
     pm_i_p_busy--;
     pm_i_p_drain_deferred();
     __asm__ volatile("" ::: "memory");
+}
+
+/* Calls made while this thread is inside the debug hooks, as a signal
+ * handler's there are: served from the early arena (src/early.c).
+ * pm_i_debug_busy is the hooks' own (src/pm_debug.h). */
+extern __thread int pm_i_debug_busy;
+
+PM_VICTIM_FN void overflow_nested(unsigned char *p)
+{
+    ((volatile unsigned char *)p)[24] = 1; /* one past a 24-byte request */
+}
+
+PM_VICTIM_FN void read_nested_after_free(unsigned char *p)
+{
+    sink = p[4];
+}
+
+PM_VICTIM_FN void free_nested_twice(unsigned char *p)
+{
+    pm_i_debug_busy++;
+    pm_obj_free(p);
+    pm_i_debug_busy--;
+    __asm__ volatile("" ::: "memory");
+}
+
+PM_VICTIM_FN void leak_nested(void)
+{
+    pm_i_debug_busy++;
+    unsigned char *p = pm_obj_malloc(72);
+    pm_i_debug_busy--;
+    memset(p, 5, 72);
+    p = NULL;
 }
 
 PM_VICTIM_FN void leak_one(void)
@@ -475,6 +511,32 @@ int main(int argc, char **argv)
             pm_obj_free(n[i]);
         pm_obj_free(keep);
         printf(rc == 0 ? "ok\n" : "wrong: %d\n", rc);
+        return 0;
+    }
+    if (strcmp(c, "nested") == 0) {
+        /* Blocks of calls nested inside the debug hooks (the early
+         * arena's) are heap blocks to memcheck, as the pools' are: an
+         * overflow, a read after the free, a second free and a lost block
+         * are reported. (They were static memory to it: none was.) */
+        pm_i_debug_busy++;
+        unsigned char *a = pm_obj_malloc(24), *b = pm_obj_malloc(24);
+        pm_i_debug_busy--;
+        if (a == NULL || b == NULL)
+            return 3;
+        memset(a, 1, 24);
+        memset(b, 2, 24);
+        overflow_nested(a);
+        pm_i_debug_busy++;
+        pm_obj_free(a);
+        pm_i_debug_busy--;
+        read_nested_after_free(a);
+        free_nested_twice(a);
+        leak_nested();
+        int ok = b[0] == 2 && b[23] == 2;
+        pm_i_debug_busy++;
+        pm_obj_free(b);
+        pm_i_debug_busy--;
+        printf(ok ? "nested ok\n" : "nested wrong\n");
         return 0;
     }
     if (strcmp(c, "shrink") == 0) {

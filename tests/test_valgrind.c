@@ -297,6 +297,32 @@ static void test_deferred_free(void)
     show_if_failed("pymalloc", &r);
 }
 
+/* In the debug modes, the blocks of calls nested inside the hooks (a
+ * signal handler's, served from the early arena) are heap blocks to
+ * memcheck: their bugs are reported as a pool block's are. They were
+ * static memory to memcheck, and the early arena has no debug checks:
+ * no one reported any of these. */
+static void test_nested_blocks(void)
+{
+    NEED_VALGRIND();
+    const char *modes[] = {"debug", "malloc_debug", "pymalloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        pm_death_result r;
+        run_expect(modes[i], "nested", 99, &r);
+        PM_CHECK_STR(r.output, "nested ok");
+        PM_CHECK_STR(r.output, "Invalid write of size 1");
+        PM_CHECK_STR(r.output, "overflow_nested (pool_victim.c:");
+        PM_CHECK_STR(r.output, "0 bytes after a block of size 24 alloc'd");
+        PM_CHECK_STR(r.output, "Invalid read of size 1");
+        PM_CHECK_STR(r.output, "read_nested_after_free (pool_victim.c:");
+        PM_CHECK_STR(r.output, "Invalid free() / delete / delete[] / realloc()");
+        PM_CHECK_STR(r.output, "free_nested_twice (pool_victim.c:");
+        PM_CHECK_STR(r.output, "72 bytes in 1 blocks are definitely lost");
+        PM_CHECK_STR(r.output, "leak_nested (pool_victim.c:");
+        show_if_failed(modes[i], &r);
+    }
+}
+
 /* pm_trim gives the quarantine back while a signal handler allocates:
  * the handler's malloc and free do not wait for the class lock the
  * interrupted flush holds. Before, the process hung. Also in
@@ -356,6 +382,7 @@ int main(int argc, char **argv)
     PM_RUN(test_leak_in_debug_modes);
     PM_RUN(test_program_goes_on_after_bug);
     PM_RUN(test_deferred_free);
+    PM_RUN(test_nested_blocks);
     PM_RUN(test_trim_with_allocating_signal_handler);
     PM_RUN(test_realloc_with_allocating_signal_handler);
     return pm_test_done();
