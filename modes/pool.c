@@ -1491,7 +1491,7 @@ __thread void *pm_i_p_deferred __attribute__((tls_model("initial-exec")));
  * path (pool.h). The list is this thread's, but a handler may interrupt a
  * handler: a compare-and-swap. A block already on the list (a double free
  * in the handler) is not put on it twice, which would make a cycle. */
-static void defer_free(void *p)
+static void defer_free(void *p, unsigned idx)
 {
     void *head = __atomic_load_n(&pm_i_p_deferred, __ATOMIC_RELAXED);
     for (void *q = head; q != NULL;) {
@@ -1501,12 +1501,15 @@ static void defer_free(void *p)
     }
 #if PM_HAVE_VALGRIND
     if (pm_i_p_vg) {
-        /* A block start not addressable to memcheck is no live block (a
-         * second free): reported now, and its bytes not written (the link
-         * would go over its free-list link, in its pool or its class's
-         * quarantine). */
+        /* Not a block start (an interior pointer, whose block's bytes the
+         * link would overwrite), or a block start not addressable to
+         * memcheck, so no live block (a second free: the link would go
+         * over its free-list link, in its pool or its class's
+         * quarantine): reported now, and nothing written. */
+        uintptr_t off = (uintptr_t)p & PM_P_POOL_MASK;
         unsigned char vbits;
-        if (VALGRIND_GET_VBITS(p, &vbits, 1) == 3) {
+        if (off < PM_P_HDR || (off - PM_P_HDR) % PM_P_CLASS_SIZE(idx) != 0 ||
+            VALGRIND_GET_VBITS(p, &vbits, 1) == 3) {
             VALGRIND_FREELIKE_BLOCK(p, 0);
             return;
         }
@@ -1539,7 +1542,7 @@ PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
 {
     (void)ctx;
     if (PM_I_UNLIKELY(pm_i_p_busy)) {
-        defer_free(p);
+        defer_free(p, idx);
         return;
     }
     pm_i_p_enter();

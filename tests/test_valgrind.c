@@ -295,6 +295,14 @@ static void test_deferred_free(void)
     PM_CHECK_STR(r.output, "ok\n");
     PM_CHECK_EQ(count_of(r.output, "== Invalid"), 1);
     show_if_failed("pymalloc", &r);
+    /* And of an interior pointer: the deferral wrote its link over the
+     * block's bytes. */
+    run_expect("pymalloc", "deferred-interior-free", 99, &r);
+    PM_CHECK_STR(r.output, "Invalid free() / delete / delete[] / realloc()");
+    PM_CHECK_STR(r.output, "free_interior_deferred (pool_victim.c:");
+    PM_CHECK_STR(r.output, "ok\n");
+    PM_CHECK_EQ(count_of(r.output, "== Invalid"), 1);
+    show_if_failed("pymalloc", &r);
 }
 
 /* In the debug modes, the blocks of calls nested inside the hooks (a
