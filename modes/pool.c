@@ -1493,6 +1493,7 @@ __thread void *pm_i_p_deferred __attribute__((tls_model("initial-exec")));
  * in the handler) is not put on it twice, which would make a cycle. */
 static void defer_free(void *p, unsigned idx)
 {
+    (void)idx; /* (under memcheck only) */
     void *head = __atomic_load_n(&pm_i_p_deferred, __ATOMIC_RELAXED);
     for (void *q = head; q != NULL;) {
         if (q == p)
