@@ -2987,7 +2987,7 @@ static void fork_busy_leave(void)
         busy_leave();
 }
 
-static void fork_prepare(void)
+void pm_i_debug_fork_prepare(void)
 {
     if (!(fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS())) {
         fork_busy_enter();
@@ -2997,7 +2997,7 @@ static void fork_prepare(void)
     }
 }
 
-static void fork_parent(void)
+void pm_i_debug_fork_parent(void)
 {
     if (!fork_no_locks) {
         fork_busy_enter();
@@ -3007,7 +3007,7 @@ static void fork_parent(void)
     }
 }
 
-static void fork_child(void)
+void pm_i_debug_fork_child(void)
 {
     if (!fork_no_locks) {
         fork_busy_enter();
@@ -3024,7 +3024,7 @@ static void fork_child(void)
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void register_atfork(void) { pm_i_atfork(fork_prepare, fork_parent, fork_child); }
+static void register_atfork(void) { pm_i_debug_fork_arm(); }
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 

@@ -897,7 +897,7 @@ static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
 /* While the locks are being taken, and released (in the child: renewed),
  * with pm_i_p_fork_held not set, this thread is busy (pool.h): a signal
  * handler's malloc there does not wait for a lock its thread holds. */
-static void fork_prepare(void)
+void pm_i_pool_fork_prepare(void)
 {
     if ((fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
         return;
@@ -907,7 +907,7 @@ static void fork_prepare(void)
     pm_i_p_leave();
 }
 
-static void fork_parent(void)
+void pm_i_pool_fork_parent(void)
 {
     if (fork_no_locks)
         return;
@@ -917,8 +917,12 @@ static void fork_parent(void)
     pm_i_p_leave();
 }
 
-static void fork_child(void)
+void pm_i_pool_fork_child(void)
 {
+    /* The pools' set-up, started by a thread that is not in the child: it
+     * is run again by the first to need it (src/api.c reruns its set-up). */
+    if (!tc_busy && atomic_load(&init_state) == 1)
+        atomic_store(&init_state, 0);
     if (fork_no_locks)
         return; /* (one thread: its cache is the only one) */
     pm_i_p_enter();
@@ -994,7 +998,6 @@ static int ensure_init(void)
         tc_busy = 1;
         pm_i_p_vg = under_memcheck();
         tc_no_key = pthread_key_create(&tc_key, tc_destroy) != 0;
-        pm_i_atfork(fork_prepare, fork_parent, fork_child); /* may allocate */
         tc_busy = 0;
         atomic_store_explicit(&init_state, 2, memory_order_release);
         return 0;

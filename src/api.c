@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 _Atomic int pm_i_state = PM_I_STATE_UNINIT;
@@ -123,8 +124,15 @@ void pm_i_atfork_flush(void)
 }
 
 static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
+/* The debug hooks' handlers are called from their first installation on
+ * (pm_i_debug_fork_arm); debug_in_fork: whether this fork's prepare did. */
+static _Atomic int debug_armed;
+static int debug_in_fork;
 
-static void fork_prepare(void)
+void pm_i_debug_fork_arm(void) { atomic_store(&debug_armed, 1); }
+
+static void wait_setup(void);
+static void api_fork_prepare(void)
 {
     if ((fork_no_locks = PM_I_FORK_TAKES_NO_LOCKS()))
         return;
@@ -132,7 +140,7 @@ static void fork_prepare(void)
     pm_i_table_lock(); /* sets pm_i_fork_held_api */
 }
 
-static void fork_parent(void)
+static void api_fork_parent(void)
 {
     if (fork_no_locks)
         return;
@@ -140,7 +148,7 @@ static void fork_parent(void)
     pthread_mutex_unlock(&mode_lock);
 }
 
-static void fork_child(void)
+static void api_fork_child(void)
 {
     if (fork_no_locks)
         return;
@@ -148,6 +156,50 @@ static void fork_child(void)
     pm_i_table_reinit_child(); /* clears pm_i_fork_held_api */
     mode_lock = fresh;
     atfork_queue_lock = fresh;
+}
+
+/* The library's fork handlers: one registration, made first by the set-up,
+ * so that a fork() either runs all of them or none (the set-up registered
+ * one set at a time before: a fork between two registrations ran some
+ * handlers and not the others, and the child inherited a lock of the pools
+ * held by the set-up's thread, which went on allocating). Locks are taken
+ * in the order of the separate registrations before: the debug hooks', the
+ * pools', the table's, and the early arena's last (a signal handler
+ * allocates there while its thread may hold any other lock); released in
+ * the other order. */
+static void fork_prepare(void)
+{
+    if (!PM_I_FORK_TAKES_NO_LOCKS())
+        wait_setup();
+    debug_in_fork = atomic_load(&debug_armed);
+    if (debug_in_fork)
+        pm_i_debug_fork_prepare();
+    pm_i_pool_fork_prepare();
+    api_fork_prepare();
+    pm_i_early_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    pm_i_early_fork_release();
+    api_fork_parent();
+    pm_i_pool_fork_parent();
+    if (debug_in_fork)
+        pm_i_debug_fork_parent();
+}
+
+/* The process in which our fork handlers last ran in the child: there, the
+ * set-up had registered them before the fork. */
+static pid_t fork_child_pid;
+
+static void fork_child(void)
+{
+    fork_child_pid = getpid();
+    pm_i_early_fork_release();
+    api_fork_child();
+    pm_i_pool_fork_child();
+    if (debug_in_fork)
+        pm_i_debug_fork_child();
 }
 
 /* Stop the process: one line on stderr, exit status 1, no atexit handlers
@@ -271,15 +323,15 @@ static void name_unknown_variables(void)
     }
 }
 
-static void setup_from_env(void)
+/* The set-up; register: 0 when a fork child runs it again after our fork
+ * handlers ran in it (they are registered already). */
+static void setup_from_env(int register_handlers)
 {
     stderr_check();
-    /* The early arena's fork handlers first (src/early.c), so that fork
-     * takes its lock last: a signal handler allocates there while its
-     * thread may hold any other lock. */
-    pm_i_early_atfork();
-    pm_i_atfork(fork_prepare, fork_parent, fork_child);
-    pm_i_pool_init(); /* its own fork handlers, while the table holds libc */
+    /* Every fork handler of the library, first (see fork_prepare). */
+    if (register_handlers)
+        pm_i_atfork(fork_prepare, fork_parent, fork_child);
+    pm_i_pool_init(); /* while the table holds libc */
 
     const char *env = pm_i_getenv("PYMALLOC_MODE");
     const char *name = (env == NULL || *env == '\0') ? "default" : env;
@@ -335,6 +387,20 @@ void pm_i_stats_at_exit_now(void)
         pm_i_print_stats_at_exit(PM_I_STDERR);
 }
 
+/* The process whose thread runs (or ran) the first set-up: 0 before it.
+ * A thread wins the set-up by setting it to its process's id; a fork child
+ * that finds another's there, and the set-up unfinished, was forked while
+ * that thread was inside the set-up, and that thread is not in the child. */
+static _Atomic pid_t setup_owner;
+
+static void run_setup(int register_handlers)
+{
+    in_setup = 1;
+    setup_from_env(register_handlers);
+    in_setup = 0;
+    atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
+}
+
 void pm_i_ensure_init(void)
 {
     if (PM_I_LIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) >=
@@ -342,16 +408,56 @@ void pm_i_ensure_init(void)
         return;
     if (in_setup)
         return; /* a recursive call from the set-up: the table holds libc */
-    int expected = PM_I_STATE_UNINIT;
-    if (atomic_compare_exchange_strong(&pm_i_state, &expected, PM_I_STATE_INITING)) {
-        in_setup = 1;
-        setup_from_env();
-        in_setup = 0;
-        atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
+    pid_t me = getpid(), none = 0;
+    if (atomic_compare_exchange_strong(&setup_owner, &none, me)) {
+        atomic_store(&pm_i_state, PM_I_STATE_INITING);
+        run_setup(1);
         return;
     }
-    while (atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_INITING)
+    while (atomic_load_explicit(&pm_i_state, memory_order_acquire) < PM_I_STATE_READY) {
+        /* A fork child whose parent's set-up thread is gone (before,
+         * every thread of the child waited for it for ever): it is run
+         * again here, once. If our fork handlers ran in this child, the
+         * set-up had registered them, its first step, and the fork's
+         * prepare handler gave up waiting for it (wait_setup): the
+         * handlers renewed the locks, and the set-up goes on without
+         * registering them again. Else the fork came before, and the
+         * set-up had done nothing yet. */
+        pid_t owner = atomic_load(&setup_owner);
+        if (owner != me && atomic_compare_exchange_strong(&setup_owner, &owner, me)) {
+            int registered = fork_child_pid == me;
+            if (!registered) {
+                pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+                atfork_queue_lock = fresh; /* (may be the dead thread's) */
+                atfork_queued = 0;
+            }
+            run_setup(!registered);
+            return;
+        }
         sched_yield();
+    }
+}
+
+/* Called by our fork prepare handler before it takes a lock, in a process
+ * with more than one thread: a set-up running on another thread (the
+ * first, or pm_set_mode's) is waited for, so that the child never inherits
+ * one half done, whose thread it does not have (every pm_* call of the
+ * child waited for ever). Bounded (about a second), in case the set-up
+ * waits for something the forking thread holds. */
+static void wait_setup(void)
+{
+    if (in_setup)
+        return; /* fork() from inside the set-up: it is this thread's */
+    for (int i = 0; i < 1100; i++) {
+        if (atomic_load_explicit(&pm_i_state, memory_order_acquire) != PM_I_STATE_INITING)
+            return;
+        if (i < 100) {
+            sched_yield();
+        } else {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+    }
 }
 
 void pm_i_first_use(void)

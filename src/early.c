@@ -300,7 +300,7 @@ void pm_i_early_free(void *p)
 size_t pm_i_early_used(void) { return atomic_load_explicit(&e_used, memory_order_relaxed); }
 
 static __thread sigset_t e_fork_mask __attribute__((tls_model("initial-exec")));
-static void e_fork_prepare(void) { e_lock(&e_fork_mask); }
-static void e_fork_release(void) { e_unlock(&e_fork_mask); }
-
-void pm_i_early_atfork(void) { pm_i_atfork(e_fork_prepare, e_fork_release, e_fork_release); }
+/* Its fork handlers, called by the library's (src/api.c): last at the
+ * prepare, first after. */
+void pm_i_early_fork_prepare(void) { e_lock(&e_fork_mask); }
+void pm_i_early_fork_release(void) { e_unlock(&e_fork_mask); }

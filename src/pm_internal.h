@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define PM_I_LIKELY(x) __builtin_expect(!!(x), 1)
 #define PM_I_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -255,7 +256,8 @@ void pm_i_early_free(void *p);
 size_t pm_i_early_used(void);
 /* Register the arena's fork handlers, once: called by the set-up first of
  * all (src/api.c), so that fork takes the arena's lock after every other. */
-void pm_i_early_atfork(void);
+void pm_i_early_fork_prepare(void);
+void pm_i_early_fork_release(void);
 
 /* ---------------------------------------------------------------------------
  * Frees deferred by a signal handler: a free made while its thread is inside
@@ -418,8 +420,19 @@ extern _Atomic int pm_i_state;
 void pm_i_first_use(void);
 /* Make sure a mode is installed (does not mark the mode as used). */
 void pm_i_ensure_init(void);
+/* The fork handlers of the pools (modes/pool.c) and of the debug hooks
+ * (modes/debug.c), called by the library's one registration (src/api.c);
+ * pm_i_debug_fork_arm has the debug hooks' called from then on. */
+void pm_i_pool_fork_prepare(void);
+void pm_i_pool_fork_parent(void);
+void pm_i_pool_fork_child(void);
+void pm_i_debug_fork_prepare(void);
+void pm_i_debug_fork_parent(void);
+void pm_i_debug_fork_child(void);
+void pm_i_debug_fork_arm(void);
 
-/* fork handlers: every part registers its own through pm_i_atfork, never
+/* fork handlers: the library registers one set, for all its parts, as the
+ * first step of its set-up (src/api.c), through pm_i_atfork, never
  * pthread_atfork. glibc's pthread_atfork (and fork, running the handlers)
  * calls malloc with its atfork lock held, so a set-up started by that
  * malloc must not call pthread_atfork: it would wait for the lock its own

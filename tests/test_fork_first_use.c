@@ -1,0 +1,155 @@
+/*
+ * tests/test_fork_first_use.c - fork() while another thread runs the lazy
+ * set-up (its first allocation). The child used to inherit the set-up half
+ * done, marked as running, without the thread running it: every pm_* call
+ * of the child waited for it for ever (found by a fork stress test: a
+ * thread's first malloc while main forked, about 1 run in 3 hung).
+ *
+ * This program's pthread_atfork holds the set-up for a moment, while main
+ * forks, at the registration of the library's fork handlers (its first
+ * step, one registration for all of them):
+ *   - before it: no fork handler of ours runs; the child finds the set-up
+ *     unfinished, its thread gone, and runs it itself;
+ *   - after it: the fork's prepare handler waits for the set-up to finish,
+ *     so the child inherits it whole. (The set-up registered its handlers
+ *     one part at a time before: a fork between two registrations ran
+ *     the first parts' handlers, waited, and not the pools': the child
+ *     inherited a pool lock that the set-up's thread held, going on to
+ *     allocate, and hung in pymalloc mode.)
+ * Each case in a fresh process (the set-up runs once per process), in
+ * each of them the child allocates, frees, reads the statistics, forks
+ * again and exits. alarm() turns a hang into a failure.
+ */
+#include "pymalloc.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* glibc's pthread_atfork is __register_atfork with the caller's DSO (its
+ * libc_nonshared.a). This one replaces it in the program and the static
+ * library it links. */
+extern void *__dso_handle;
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void),
+                             void (*child)(void), void *dso);
+
+static atomic_int calls, hold_after = -1, holding;
+
+static void hold(void)
+{
+    atomic_store(&holding, 1);
+    usleep(200 * 1000); /* main forks meanwhile */
+}
+
+int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    int first = atomic_fetch_add(&calls, 1) == 0, after = atomic_load(&hold_after);
+    if (first && after == 0)
+        hold();
+    int rc = __register_atfork(prepare, parent, child, __dso_handle);
+    if (first && after == 1)
+        hold();
+    return rc;
+}
+
+/* Detached (and waited for through `used`): a joinable thread, copied
+ * into the child as not joined, is a leak to TSan at the child's exit. */
+static atomic_int used;
+
+static void *first_use(void *arg)
+{
+    (void)arg;
+    void *p = pm_obj_malloc(40);
+    pm_obj_free(p);
+    atomic_store(&used, p != NULL ? 1 : 2);
+    return NULL;
+}
+
+/* The child of the fork made during the set-up. */
+static int child_work(int depth)
+{
+    alarm(5);
+    void *r = pm_raw_malloc(100), *m = pm_mem_malloc(200), *o = pm_obj_calloc(3, 10);
+    if (r == NULL || m == NULL || o == NULL)
+        return 3;
+    pm_raw_free(r);
+    pm_mem_free(m);
+    pm_obj_free(o);
+    struct pm_stats s;
+    if (pm_get_stats(&s) != 0)
+        return 4;
+    if (depth == 0) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(child_work(1));
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            return 5;
+    }
+    return 0;
+}
+
+/* One case: the set-up held before (0) or after (1) it registers the fork
+ * handlers, main forks. */
+static int one_case(int after)
+{
+    alarm(10);
+    atomic_store(&hold_after, after);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, first_use, NULL) != 0)
+        return 2;
+    while (!atomic_load(&holding))
+        usleep(100);
+    pid_t pid = fork();
+    if (pid == 0) {
+        fflush(stdout);
+        exit(child_work(0));
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return 2;
+    while (atomic_load(&used) == 0)
+        usleep(100);
+    if (atomic_load(&used) != 1)
+        return 6;
+    if (WIFSIGNALED(st)) {
+        fprintf(stderr, "  the child was killed by signal %d%s\n", WTERMSIG(st),
+                WTERMSIG(st) == SIGALRM ? " (it hung)" : "");
+        return 1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+int main(void)
+{
+    static const struct {
+        int after;
+        const char *what;
+    } cases[] = {
+        {0, "before it registers the fork handlers"},
+        {1, "after it registers the fork handlers"},
+    };
+    int failed = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(one_case(cases[i].after));
+        int st = 0;
+        waitpid(pid, &st, 0);
+        int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        printf("test_fork_first_use: fork while the set-up is %s: %s", cases[i].what,
+               ok ? "ok\n" : "FAILED");
+        if (!ok)
+            printf(" (status %#x)\n", (unsigned)st);
+        failed |= !ok;
+    }
+    return failed;
+}
