@@ -502,6 +502,9 @@ static int change_setup(const pm_i_mode *m, void (*fn)(void))
             rc = -1;
             break;
         }
+        /* (this process runs it: a fork child's other threads wait for
+         * it, and do not run the set-up themselves, pm_i_ensure_init) */
+        atomic_store(&setup_owner, getpid());
         if (s == PM_I_STATE_READY &&
             atomic_compare_exchange_strong(&pm_i_state, &s, PM_I_STATE_INITING)) {
             in_setup = 1;
