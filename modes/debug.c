@@ -3203,7 +3203,19 @@ int pm_setup_debug_hooks(void)
 {
     if (pm_i_debug_enabled())
         return 0;
-    return pm_i_reconfigure(pm_i_debug_decorate);
+    int saved = errno;
+    if (pm_i_reconfigure(pm_i_debug_decorate) == 0)
+        return 0;
+    /* EBUSY because something was allocated, but under the hooks: another
+     * thread's call installed them while this one waited for the mode
+     * lock, and a first allocation followed (before, -1 with EBUSY). Once
+     * anything is allocated nothing installs them but a copy of them set
+     * back (pm_set_allocator), so they are installed now, as documented. */
+    if (errno == EBUSY && pm_i_debug_enabled()) {
+        errno = saved;
+        return 0;
+    }
+    return -1;
 }
 
 static void release_arenas(void *arg)
