@@ -80,6 +80,66 @@ static void test_big_blocks_filled_at_their_edges(void)
     }
 }
 
+/* A big aligned block's realloc is the hooks' malloc, copy and free (the
+ * memalign family's realloc keeps only 16-byte alignment): the copy gives
+ * real memory only to the pages the program wrote, as glibc's mremap does
+ * (it wrote every page: 64 MiB resident for a 64 MiB block whose program
+ * wrote two bytes). Its data is kept, grown bytes are 0xCD at their edges,
+ * a shrink keeps what fits. */
+static void test_big_aligned_realloc_sparse(void)
+{
+    NEED_DEBUG();
+    const size_t edge = (size_t)64 << 10, big = (size_t)64 << 20;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        unsigned char *p = pm_i_domain_memalign(D->domain, 4096, big);
+        PM_CHECK(p != NULL);
+        if (p == NULL)
+            continue;
+        p[big / 2] = 7;
+        p[big / 2 + 5000] = 8;
+        p[big - 1] = 9;
+        long before = pm_t_resident_kib();
+        unsigned char *q = D->realloc(p, big + big / 2);
+        long grown = pm_t_resident_kib() - before;
+        PM_CHECK(q != NULL);
+        if (q == NULL) {
+            D->free(p);
+            continue;
+        }
+        if (!PM_T_ASAN && !PM_T_TSAN && before > 0 && !pm_i_pool_valgrind(NULL))
+            PM_CHECK(grown < 8 * 1024);
+        check_layout(q, big + big / 2, dom_api[d]);
+        PM_CHECK_EQ(count_not(q, edge, 0xCD), 0);
+        PM_CHECK_EQ(q[big / 2], 7);
+        PM_CHECK_EQ(q[big / 2 + 5000], 8);
+        PM_CHECK_EQ(count_not(q + big / 2 + 1, 4999, 0), 0);
+        PM_CHECK_EQ(count_not(q + big - edge, edge - 1, 0xCD), 0);
+        PM_CHECK_EQ(q[big - 1], 9);
+        PM_CHECK_EQ(count_not(q + big, edge, 0xCD), 0);
+        PM_CHECK_EQ(count_not(q + big + big / 2 - edge, edge, 0xCD), 0);
+        PM_CHECK_EQ(pm_check_block(q), 0);
+        D->free(q);
+        /* A shrink keeps what fits. */
+        p = pm_i_domain_memalign(D->domain, 4096, big);
+        PM_CHECK(p != NULL);
+        if (p == NULL)
+            continue;
+        p[big / 4] = 5;
+        q = D->realloc(p, big / 2);
+        PM_CHECK(q != NULL);
+        if (q == NULL) {
+            D->free(p);
+            continue;
+        }
+        check_layout(q, big / 2, dom_api[d]);
+        PM_CHECK_EQ(q[big / 4], 5);
+        PM_CHECK_EQ(count_not(q, edge, 0xCD), 0);
+        PM_CHECK_EQ(pm_check_block(q), 0);
+        D->free(q);
+    }
+}
+
 static void test_layout_and_fill(void)
 {
     NEED_DEBUG();
@@ -725,6 +785,7 @@ int main(void)
     PM_RUN(test_entry_name_not_the_handlers);
     PM_RUN(test_layout_and_fill);
     PM_RUN(test_big_blocks_filled_at_their_edges);
+    PM_RUN(test_big_aligned_realloc_sparse);
     PM_RUN(test_size_zero);
     PM_RUN(test_realloc_grow_shrink);
     PM_RUN(test_realloc_failure_keeps_block);
