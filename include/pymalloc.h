@@ -238,7 +238,9 @@ struct pm_stats {
     size_t bytes_in_thread_caches; /* included in bytes_allocated_blocks */
     size_t raw_blocks_current;     /* live blocks sent to libc (0, > small_threshold,
                                       aligned);
-                                      libc blocks freed through pm count down too */
+                                      libc blocks freed through pm count down too;
+                                      under the debug hooks, blocks their
+                                      quarantine holds count as live */
     size_t raw_blocks_total;
     struct pm_stats_class {
         size_t size;             /* block size: 16 * (index + 1); the last two
