@@ -2137,18 +2137,24 @@ static void *realloc_by_copy(void *ctx, unsigned char *p, size_t old, size_t n)
          * all zeros, so that the pages of a big buffer never written
          * (reading them takes no memory) are not given real memory by the
          * copy: a 512 MiB memalign block realloc'd took 512 MiB of RSS,
-         * against under 2 MiB in malloc mode. Grown bytes are CLEANBYTE
-         * as in realloc_busy. Not under memcheck: the scan would read
-         * bytes it holds undefined. */
+         * against under 2 MiB in malloc mode. Not under memcheck: the
+         * scan would read bytes it holds undefined. */
         q = dbg_calloc(ctx, 1, n);
-        if (q != NULL) {
+        if (q != NULL)
             copy_nonzero(q, p, keep);
-            if (n > old)
-                fill_span((unsigned char *)q + old, n - old, PM_I_CLEANBYTE);
-        }
     }
-    if (q != NULL)
-        dbg_free(ctx, p);
+    if (q == NULL) {
+        pm_i_debug_entry = hint;
+        return NULL;
+    }
+    /* Grown bytes over 1 MiB: their first and last FILL_EDGE bytes
+     * CLEANBYTE, as realloc_busy fills them (the new block's own fill
+     * left the ones next to the old bytes as the allocator gave them). */
+    if (n > FILL_WHOLE_MAX && n > old) {
+        fill_span((unsigned char *)q + old, n - old, PM_I_CLEANBYTE);
+        PM_P_VG(VALGRIND_MAKE_MEM_UNDEFINED((unsigned char *)q + old, n - old));
+    }
+    dbg_free(ctx, p);
     pm_i_debug_entry = hint;
     return q;
 }
