@@ -113,7 +113,8 @@ static void test_big_aligned_realloc_sparse(void)
         PM_CHECK_EQ(count_not(q, edge, 0xCD), 0);
         PM_CHECK_EQ(q[big / 2], 7);
         PM_CHECK_EQ(q[big / 2 + 5000], 8);
-        PM_CHECK_EQ(count_not(q + big / 2 + 1, 4999, 0), 0);
+        if (!pm_i_pool_valgrind(NULL)) /* (memcheck's malloc gives what it has) */
+            PM_CHECK_EQ(count_not(q + big / 2 + 1, 4999, 0), 0);
         PM_CHECK_EQ(count_not(q + big - edge, edge - 1, 0xCD), 0);
         PM_CHECK_EQ(q[big - 1], 9);
         PM_CHECK_EQ(count_not(q + big, edge, 0xCD), 0);
