@@ -56,13 +56,35 @@ struct PerThread {
 };
 thread_local PerThread per_thread;
 
+// Sized delete, where the compiler has it (clang 14 only with
+// -fsized-deallocation); else the unsized form, which reaches the same free.
+static void sized_delete(void *p, std::size_t n)
+{
+#ifdef __cpp_sized_deallocation
+    ::operator delete(p, n);
+#else
+    (void)n;
+    ::operator delete(p);
+#endif
+}
+
+static void sized_delete(void *p, std::size_t n, std::align_val_t a)
+{
+#ifdef __cpp_sized_deallocation
+    ::operator delete(p, n, a);
+#else
+    (void)n;
+    ::operator delete(p, a);
+#endif
+}
+
 int main()
 {
     // Plain, array, nothrow, sized.
     for (std::size_t n : {0, 1, 24, 512, 513, 4096, 1 << 20}) {
         char *p = static_cast<char *>(::operator new(n));
         std::memset(p, 1, n);
-        ::operator delete(p, n);
+        sized_delete(p, n);
         p = new char[n + 1];
         p[n] = 2;
         delete[] p;
@@ -79,7 +101,7 @@ int main()
             if (reinterpret_cast<std::uintptr_t>(p) % al != 0)
                 fail("aligned new", al, n);
             std::memset(p, 3, n);
-            ::operator delete(p, n, a);
+            sized_delete(p, n, a);
             p = ::operator new[](n, a, std::nothrow);
             if (p == nullptr || reinterpret_cast<std::uintptr_t>(p) % al != 0)
                 fail("aligned nothrow new[]", al, n);
