@@ -2127,7 +2127,7 @@ static void *realloc_by_copy(void *ctx, unsigned char *p, size_t old, size_t n)
         pm_i_debug_entry = ((const dbg *)ctx)->names[OP_REALLOC];
     size_t keep = old < n ? old : n;
     void *q;
-    if (PM_I_LIKELY(keep <= FILL_WHOLE_MAX) || pm_i_pool_valgrind(NULL)) {
+    if (PM_I_LIKELY(keep <= FILL_WHOLE_MAX) || pm_i_p_vg) {
         q = dbg_malloc(ctx, n);
         if (q != NULL)
             memcpy(q, p, keep);
@@ -3064,9 +3064,6 @@ void pm_i_debug_fork_child(void)
     run_next = run_end = 0;
 }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void register_atfork(void) { pm_i_debug_fork_arm(); }
-
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
 /* Every function of allocator a is base b's. */
@@ -3079,7 +3076,7 @@ static int same_base(const pm_i_base *a, const pm_i_base *b)
 
 void pm_i_debug_decorate(void)
 {
-    pthread_once(&atfork_once, register_atfork);
+    pm_i_debug_fork_arm(); /* (a store: every installation may) */
     pthread_once(&registry_once, pm_i_reg_prepare);
     pthread_once(&abort_check_once, install_abort_check);
     atomic_store(&decorated, 1);

@@ -125,9 +125,12 @@ void pm_i_atfork_flush(void)
 
 static int fork_no_locks; /* PM_I_FORK_TAKES_NO_LOCKS, at the prepare handler */
 /* The debug hooks' handlers are called from their first installation on
- * (pm_i_debug_fork_arm); debug_in_fork: whether this fork's prepare did. */
+ * (pm_i_debug_fork_arm); debug_in_fork: whether this thread's fork's
+ * prepare did (a thread's own: another thread's fork may start after the
+ * hooks went in, and its prepare must not change what this one's parent
+ * handler releases). */
 static _Atomic int debug_armed;
-static int debug_in_fork;
+static __thread int debug_in_fork __attribute__((tls_model("initial-exec")));
 
 void pm_i_debug_fork_arm(void) { atomic_store(&debug_armed, 1); }
 

@@ -49,7 +49,7 @@
 #include <valgrind/memcheck.h>
 #define E_VG(stmt)                                                                       \
     do {                                                                                 \
-        if (PM_I_UNLIKELY(e_vg))                                                         \
+        if (PM_I_UNLIKELY(e_vg > 0))                                                     \
             stmt;                                                                        \
     } while (0)
 #else
@@ -85,14 +85,11 @@ static uint32_t e_last; /* size of the chunk that ends at e_top (0: none) */
 static uint32_t e_free_head = NONE;
 static _Atomic size_t e_used; /* bytes of allocated chunks */
 #if PM_HAVE_VALGRIND
-static int e_vg; /* under memcheck (set under the lock, by the first call) */
-static int e_vg_known;
+static int e_vg = -1; /* under memcheck: -1 until the first call asks (under the lock) */
 static void e_vg_check(void)
 {
-    if (!e_vg_known) {
+    if (e_vg < 0)
         e_vg = pm_i_pool_valgrind(NULL);
-        e_vg_known = 1;
-    }
 }
 #else
 static void e_vg_check(void) {}
@@ -230,7 +227,7 @@ static int e_valid(const void *p)
 #if PM_HAVE_VALGRIND
     /* (inside a freed block's data: no block's header, and not read) */
     unsigned char vbits[HDR];
-    if (e_vg && VALGRIND_GET_VBITS(h, vbits, HDR) == 3)
+    if (e_vg > 0 && VALGRIND_GET_VBITS(h, vbits, HDR) == 3)
         return 0;
 #endif
     uint32_t c = h->chunk;

@@ -362,14 +362,23 @@ static inline int o_named(void)
     return atomic_load_explicit(&o_kind, memory_order_acquire) == O_NAMED;
 }
 
+/* malloc of n for the function the program called (name): with the debug
+ * hooks, a report made by it names that function (realloc(NULL, n), the
+ * memalign family up to 16-byte alignment); else the plain malloc. */
+static void *o_malloc_as(size_t n, const char *name)
+{
+    if (o_named() && PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX))
+        return o_malloc_named_as(n, name);
+    return o_malloc(n);
+}
+
 static inline void *o_realloc(void *p, size_t n)
 {
     /* With the debug hooks, a report names realloc, the function the
      * program called, also for realloc(NULL, n) and realloc(p, 0) (the
      * mode is read on these two paths only). */
     if (p == NULL)
-        return o_named() && n <= (size_t)PTRDIFF_MAX ? o_malloc_named_as(n, "realloc")
-                                                     : o_malloc(n);
+        return o_malloc_as(n, "realloc");
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
         if (o_named())
             o_free_named_as(p, "realloc");
@@ -408,11 +417,8 @@ static inline void *o_realloc(void *p, size_t n)
  * it when memory runs short), as they name realloc. */
 static void *o_aligned(size_t alignment, size_t n, const char *name)
 {
-    if (alignment <= 16) { /* every mode aligns to 16 */
-        if (o_named() && PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX))
-            return o_malloc_named_as(n, name);
-        return o_malloc(n);
-    }
+    if (alignment <= 16)
+        return o_malloc_as(n, name); /* every mode aligns to 16 */
     /* n bytes at an `alignment` boundary may need n + alignment bytes: past
      * PTRDIFF_MAX nothing can serve them (glibc: ENOMEM), so no mode's
      * memalign is asked (under a sanitizer the raw mode's is the
@@ -557,14 +563,16 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
 {
     int ready = o_ready(); /* (set up: pm_trim's parts, one at a time) */
     int held = 0;
-    if (ready && o_named() && !o_nested()) {
+    if (ready) {
         /* Its reports (a write into a block the quarantine held) name
-         * malloc_trim, the function the program called. */
-        PM_O_ENTER("malloc_trim");
+         * malloc_trim, the function the program called (nested in another
+         * call, a handler's, the trim does nothing). */
+        int name_it = o_named() && !o_nested();
+        if (name_it)
+            PM_O_ENTER("malloc_trim");
         held = pm_i_debug_trim();
-        PM_O_LEAVE();
-    } else if (ready) {
-        held = pm_i_debug_trim(); /* (nested: it does nothing) */
+        if (name_it)
+            PM_O_LEAVE();
     }
     int released = pm_i_libc_trim(pad);
     return (ready ? pm_i_pool_trim() : 0) | released | held;
