@@ -174,11 +174,22 @@ static void fork_prepare(void)
 {
     if (!PM_I_FORK_TAKES_NO_LOCKS())
         wait_setup();
-    debug_in_fork = atomic_load(&debug_armed);
-    if (debug_in_fork)
-        pm_i_debug_fork_prepare();
-    pm_i_pool_fork_prepare();
-    api_fork_prepare();
+    for (;;) {
+        debug_in_fork = atomic_load(&debug_armed);
+        if (debug_in_fork)
+            pm_i_debug_fork_prepare();
+        pm_i_pool_fork_prepare();
+        api_fork_prepare();
+        /* The hooks go in with the mode lock held (change_setup), which we
+         * hold now: if they went in since we looked, their locks were not
+         * taken (the child inherited one held by a thread allocating under
+         * them, and their child handler did not run). Let go and take
+         * them all again, the hooks' first (once: they never go out). */
+        if (debug_in_fork || fork_no_locks || !atomic_load(&debug_armed))
+            break;
+        api_fork_parent();
+        pm_i_pool_fork_parent();
+    }
     pm_i_early_fork_prepare();
 }
 
