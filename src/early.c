@@ -175,7 +175,10 @@ void *pm_i_early_alloc(size_t n, size_t alignment)
         alignment = 16;
     if (n > PM_I_EARLY_SIZE || alignment > PM_I_EARLY_SIZE)
         return NULL;
-    size_t rounded = (n + 15) & ~(size_t)15;
+    /* At least 16 bytes: a block of 0 ends where its data starts, so at
+     * the arena's end it would start there too, an address the arena does
+     * not own (pm_i_early_owns), and free passed it on to the mode. */
+    size_t rounded = n == 0 ? 16 : (n + 15) & ~(size_t)15;
     sigset_t old;
     e_lock(&old);
     e_vg_check();

@@ -12,6 +12,7 @@
 #include "../harness.h"
 #include "pm_override.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -147,6 +148,36 @@ static void test_bad_frees_are_ignored(void)
     PM_CHECK_EQ(pm_i_early_used(), used0);
 }
 
+/* A block of 0 bytes (malloc(0) in the set-up or, in the debug modes, in
+ * a signal handler) when the arena's top sits 32 bytes (a tag and a
+ * header) under its end: its address was the arena's end, which the arena
+ * did not own, so free() passed it on to the mode, and on to libc in the
+ * modes without debug hooks, which was handed a pointer into the library's
+ * static data (pymalloc mode: glibc's "free(): invalid pointer", an abort).
+ * Each block handed out lies inside the arena, every free gives it back. */
+static void test_zero_byte_block_at_the_end(void)
+{
+    size_t used0 = pm_i_early_used();
+    int exact = 0;
+    for (size_t big = PM_I_EARLY_SIZE - 32; big >= PM_I_EARLY_SIZE - 32 - 4096; big -= 16) {
+        unsigned char *a = pm_i_early_alloc(big, 16);
+        if (a == NULL)
+            continue;
+        exact += a + big == pm_i_early_arena + PM_I_EARLY_SIZE - 32;
+        for (size_t align = 16; align <= 4096; align *= 16) {
+            unsigned char *z = pm_i_early_alloc(0, align);
+            PM_CHECK(z == NULL || pm_i_early_owns(z));
+            if (z != NULL && pm_i_early_owns(z)) {
+                PM_CHECK_EQ(malloc_usable_size(z), 0);
+                free(z); /* the override's: the arena's block */
+            }
+        }
+        pm_i_early_free(a);
+    }
+    PM_CHECK(used0 != 0 || exact > 0); /* (an empty arena: the exact fit was tried) */
+    PM_CHECK_EQ(pm_i_early_used(), used0);
+}
+
 static void *thread_churn(void *arg) { return (void *)(intptr_t)churn((uint64_t)(uintptr_t)arg, 10000, 8); }
 
 /* Four threads at once: no block handed out twice, no space lost. */
@@ -201,6 +232,7 @@ int main(void)
 {
     PM_RUN(test_space_comes_back);
     PM_RUN(test_bad_frees_are_ignored);
+    PM_RUN(test_zero_byte_block_at_the_end);
     PM_RUN(test_threads);
     PM_RUN(test_fork_while_in_use);
     return pm_test_done();
