@@ -51,6 +51,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -665,6 +666,36 @@ static void o_quick_exit(void *arg, int status)
 }
 #endif
 
+/* This copy is a shared object loaded at start-up before the C library
+ * (preloaded, or a dependency the program names before it): its
+ * constructors run before the program's entry point, where glibc registers
+ * the exit handler that runs the destructors (src/report.c,
+ * pm_i_exit_work_at_load). Not the copy in an executable (libpymalloc.a),
+ * whose constructors run after that, nor one loaded after the C library
+ * (dlopen). dladdr1 takes the loader's lock; it does not allocate. */
+#if defined(__GLIBC__)
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *d);
+static int o_loaded_before_libc(void)
+{
+    void *(*self_fn)(size_t) = o_this_malloc;
+    int (*libc_fn)(void (*)(void *), void *, void *) = __cxa_atexit;
+    void *self_addr, *libc_addr; /* (POSIX: function and data pointers convert) */
+    memcpy(&self_addr, &self_fn, sizeof self_addr);
+    memcpy(&libc_addr, &libc_fn, sizeof libc_addr);
+    Dl_info info;
+    struct link_map *self = NULL, *libc = NULL;
+    if (!dladdr1(self_addr, &info, (void **)&self, RTLD_DL_LINKMAP) || self == NULL ||
+        !dladdr1(libc_addr, &info, (void **)&libc, RTLD_DL_LINKMAP) || libc == NULL)
+        return 0;
+    if (self->l_prev == NULL || self == libc) /* the program itself (the list's head) */
+        return 0;
+    for (const struct link_map *m = self->l_next; m != NULL; m = m->l_next)
+        if (m == libc)
+            return 1;
+    return 0;
+}
+#endif
+
 __attribute__((constructor)) static void o_load(void)
 {
     pm_i_quiet_copy = o_hidden();
@@ -682,6 +713,8 @@ __attribute__((constructor)) static void o_load(void)
      * file in from libpymalloc.a. */
     pm_i_signal_resolve();
     __cxa_at_quick_exit((void (*)(void *))(void (*)(void))o_quick_exit, NULL);
+    if (o_loaded_before_libc())
+        (void)pm_i_exit_work_at_load();
 #endif
 }
 #endif

@@ -202,6 +202,13 @@ const char *pm_i_debug_exec_handoff(void);
  * waiting for ever on a stream another thread holds. No lock of ours may
  * be held (a stream's write may allocate). */
 void pm_i_flush_streams(void);
+/* The work at exit (the check of the heap, PYMALLOC_STATS's table, report
+ * mode's summary) registered as an exit handler now, by the override's
+ * load-time constructor in a shared copy loaded at start-up before the C
+ * library (src/override.c), where it runs after every destructor and every
+ * handler registered later, and after a destructor's own exit() too; the
+ * destructor then registers nothing. 1 if registered. */
+int pm_i_exit_work_at_load(void);
 /* The status of a process that ends with errors counted in report mode. */
 #define PM_I_REPORT_EXIT_STATUS 1
 extern uint64_t pm_i_debug_break_serial; /* 0: none */

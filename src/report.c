@@ -1144,8 +1144,29 @@ static void exit_work_handler(void *arg)
  * destructor run before this one runs after the work: its heap errors are
  * reported, but not in the summary. */
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *d);
+/* Registered at load time instead (pm_i_exit_work_at_load): a shared copy
+ * loaded at start-up runs its constructors before the program's entry
+ * point, where glibc's __libc_start_main registers the exit handler that
+ * runs the destructors (_dl_fini), so a handler it registers then runs
+ * after that one: after every destructor, and after the handlers those
+ * register (in any name). It is also reached when a destructor calls
+ * exit() itself: exit() run again goes on with the handlers still to run,
+ * and _dl_fini, the one running, is not one of them. Before, a destructor
+ * of the program's that ran before this library's (the executable's run
+ * first) and called exit(0) after a heap error ended the process with
+ * status 0, without the check or the summary. */
+static int exit_work_early;
+int pm_i_exit_work_at_load(void)
+{
+    if (__cxa_atexit(exit_work_handler, NULL, NULL) == 0)
+        exit_work_early = 1;
+    return exit_work_early;
+}
+
 __attribute__((destructor)) static void at_exit_checks(void)
 {
+    if (exit_work_early)
+        return;
     if (__cxa_atexit(exit_work_handler, NULL, NULL) != 0)
         exit_work();
 }

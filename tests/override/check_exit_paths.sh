@@ -75,6 +75,34 @@ case $mode in
     status 1
     summary_last
 
+    # exit() called again by the executable's own destructor, which runs
+    # before a preloaded libpymalloc's, after a heap error in main: the
+    # check, the summary and status 1, whatever status it asked for
+    # (before, preloaded, the process ended there with exit(0)'s status 0,
+    # or 3, without them).
+    run main-dtor-exit
+    status 1
+    summary_last
+    before "main's destructor calls exit" "$summary"
+    run main-dtor-exit-3
+    status 1
+    summary_last
+    run main-dtor-exit PYMALLOC_STATS=1
+    status 1
+    before "main's destructor calls exit" "Small block threshold"
+    summary_last
+
+    # A heap error in an on_exit handler (registered in no library's
+    # name) that the executable's destructor registers: in the summary,
+    # status 1, when preloaded (before, the handler ran after the work at
+    # exit, its error reported with status 0). Linked (libpymalloc.a), the
+    # README's exception: libpymalloc's destructor ran first here, and the
+    # handler, registered after the work, runs before it.
+    run main-dtor-on-exit-error
+    status 1
+    before "main's on_exit handler ran" "$summary"
+    summary_last
+
     # quick_exit after a heap error (in main, or in the program's own
     # at_quick_exit handler): the summary, status 1; quick_exit(3) keeps 3.
     run quick-exit
@@ -127,6 +155,12 @@ has "late atexit handler ran"
 run main-dtor-atexit
 status 0
 has "main's late atexit handler ran"
+# The executable's own destructor calls exit(0): PYMALLOC_STATS's table
+# all the same (before, preloaded, none).
+run main-dtor-exit-clean PYMALLOC_STATS=1
+status 0
+before "main's destructor calls exit" "Small block threshold"
+lacks "PYMALLOC_ON_ERROR=report:"
 run quick-exit-clean
 status 0
 has "at_quick_exit handler ran"

@@ -6,6 +6,7 @@
  * threads still make heap errors. argv[1] names the case. Built twice:
  * plain (run with libpymalloc.so preloaded) and linked with libpymalloc.a.
  */
+#define _DEFAULT_SOURCE 1 /* on_exit */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -51,12 +52,32 @@ static void quick_handler(void)
 
 static void main_late_handler(void) { say("main's late atexit handler ran\n"); }
 
+/* Registered by on_exit, in no library's name (unlike the executable's
+ * atexit, which its own __cxa_finalize runs among its destructors). */
+static void main_on_exit_handler(int status, void *arg)
+{
+    (void)status;
+    (void)arg;
+    say("main's on_exit handler ran\n");
+    heap_error();
+}
+
 /* The executable's destructors run before the libraries' (and, preloaded,
  * before libpymalloc's). */
 __attribute__((destructor)) static void main_dtor(void)
 {
     if (strcmp(what, "main-dtor-atexit") == 0)
         atexit(main_late_handler);
+    if (strcmp(what, "main-dtor-on-exit-error") == 0)
+        on_exit(main_on_exit_handler, NULL);
+    /* exit() called again by the executable's own destructor, after a
+     * heap error made in main (main-dtor-exit) */
+    if (strcmp(what, "main-dtor-exit") == 0 || strcmp(what, "main-dtor-exit-clean") == 0) {
+        say("main's destructor calls exit\n");
+        exit(0);
+    }
+    if (strcmp(what, "main-dtor-exit-3") == 0)
+        exit(3);
 }
 
 int main(int argc, char **argv)
@@ -64,6 +85,8 @@ int main(int argc, char **argv)
     what = argc > 1 ? argv[1] : "";
     pm_t_exit_lib_arm(what);
     printf("main ran\n"); /* buffered: written before the summary */
+    if (strncmp(what, "main-dtor-exit", 14) == 0 && strcmp(what, "main-dtor-exit-clean") != 0)
+        heap_error();
     if (strcmp(what, "threads-errors") == 0) {
         for (int i = 0; i < ERROR_THREADS; i++) {
             pthread_t t;
