@@ -18,7 +18,9 @@
  * flushed and the process ended with _exit(PM_I_REPORT_EXIT_STATUS), so
  * that a test run with heap errors can never pass silently. (A process
  * that ends by _exit(), quick_exit() or a signal skips it; the override's
- * _exit and quick_exit handler print the summary for a status of 0.)
+ * _exit and quick_exit handler print the summary for a status of 0. A heap
+ * error reported after that work found none ends the process with the
+ * summary at once: end_after_exit_work.)
  */
 #include "pm_debug.h"
 
@@ -856,6 +858,8 @@ static inline __attribute__((always_inline)) void handling_leave(void)
         handling_n--;
 }
 
+static void end_after_exit_work(const pm_i_err *e);
+
 void pm_i_debug_report(const pm_i_err *e) { pm_i_debug_report_then(e, NULL, NULL); }
 
 void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *arg)
@@ -925,8 +929,10 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
         handling_leave();
         return;
     }
-    if (pm_i_debug_on_error_report)
+    if (pm_i_debug_on_error_report) {
+        end_after_exit_work(e);
         return;
+    }
     atomic_store(&pm_i_debug_aborting, 1); /* reported: no check of the heap at abort */
     abort();
 }
@@ -1086,11 +1092,44 @@ void pm_i_flush_streams(void)
  * were seen. Once per process (a pid, not a flag: a vfork child shares
  * this memory). */
 static _Atomic long exit_work_pid;
+/* The process whose work at exit found no error to sum up and went on
+ * (set before the counts are read: see end_after_exit_work). */
+static _Atomic long exit_clean_pid;
+static pthread_t exit_clean_thread; /* the thread that ran that work */
+
+/* Report mode, error e reported and counted after this process's work at
+ * exit found none (another thread still running while the process ends,
+ * during the C library's last flush of stdio, say; a handler that runs
+ * after the work, or a signal's): the work's summary is past, and the
+ * process would end with the program's status. It ends here instead, as
+ * the work does with errors: the summary, status 1. Before, such an error
+ * was reported and the process exited 0. Stdio is flushed first only by
+ * the thread that ran the work, outside a signal handler (whose thread
+ * may hold locks): another thread may find the exiting one in the middle
+ * of exit's own flush of a stream (which takes no lock), and flushing
+ * that stream again would write its output twice, or wait on it while
+ * the process ends with status 0; what that flush had not written yet is
+ * lost.
+ * The store of exit_clean_pid comes before the work reads the counts, and
+ * the count of e before this load (both sequentially consistent): the
+ * work sees e's count, or this sees the store. */
+static void end_after_exit_work(const pm_i_err *e)
+{
+    if (atomic_load(&exit_clean_pid) != (long)getpid() || !pm_i_debug_counts_are_mine())
+        return;
+    if (!e->nested && pthread_equal(pthread_self(), exit_clean_thread))
+        pm_i_flush_streams();
+    if (pm_i_debug_summary())
+        _exit(PM_I_REPORT_EXIT_STATUS);
+}
+
 static void exit_work(void)
 {
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
     pm_i_debug_exit_check(); /* first: its errors are counted too */
+    exit_clean_thread = pthread_self();
+    atomic_store(&exit_clean_pid, (long)getpid());
     if (sums_up() &&
         atomic_load(&counts[PM_ERR_NONE]) != 0 && pm_i_debug_counts_are_mine()) {
         /* The program's output still in stdio's buffers first (at exit,
@@ -1141,8 +1180,8 @@ static void exit_work_handler(void *arg)
  * is still there then. If it cannot be registered (exit's handlers are all
  * done, or no memory), the work is done now. A handler registered in no
  * library's name (on_exit; atexit in an executable that is not PIE) by a
- * destructor run before this one runs after the work: its heap errors are
- * reported, but not in the summary. */
+ * destructor run before this one runs after the work: a heap error it
+ * makes ends the process there (end_after_exit_work). */
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *d);
 /* Registered at load time instead (pm_i_exit_work_at_load): a shared copy
  * loaded at start-up runs its constructors before the program's entry

@@ -103,6 +103,18 @@ case $mode in
     before "main's on_exit handler ran" "$summary"
     summary_last
 
+    # A heap error made by another thread after the work at exit found
+    # none (main returned, exit is flushing a stream of the program's):
+    # reported, then the summary and status 1 (before, status 0).
+    run late-thread-error
+    status 1
+    has "pymalloc: free: buffer overflow: 1 byte written past the end of a 24-byte block"
+    summary_last
+    lacks "late thread made its heap error"
+    grep -qx "late stream's output" "$tmp/out" || fail "the stream's output lost"
+    run late-thread-error PYMALLOC_ON_ERROR=abort
+    status 134
+
     # quick_exit after a heap error (in main, or in the program's own
     # at_quick_exit handler): the summary, status 1; quick_exit(3) keeps 3.
     run quick-exit

@@ -2,11 +2,12 @@
  * tests/override/prog_exit_paths.c - ways out of a program after heap
  * errors, for check_exit_paths.sh: errors made in a library's destructor,
  * which runs after libpymalloc's (exit_lib.c), exit() called there, handlers
- * registered at exit, quick_exit, and a return from main while other
+ * registered at exit, a heap error made by another thread after the work
+ * at exit, quick_exit, and a return from main while other
  * threads still make heap errors. argv[1] names the case. Built twice:
  * plain (run with libpymalloc.so preloaded) and linked with libpymalloc.a.
  */
-#define _DEFAULT_SOURCE 1 /* on_exit */
+#define _GNU_SOURCE 1 /* on_exit, fopencookie */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -40,6 +41,32 @@ static void *error_loop(void *arg)
         heap_error();
         atomic_fetch_add(made, 1);
     }
+    return NULL;
+}
+
+/* "late-thread-error": a thread makes a heap error while exit() flushes
+ * stdio, after the work at exit found no error: a stream of the program's
+ * whose write (in exit's last flush) lets the thread go, then waits for
+ * it to be done (10 s at most). */
+static atomic_int late_go, late_done;
+static ssize_t late_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    (void)!write(1, buf, n);
+    atomic_store(&late_go, 1);
+    for (int i = 0; i < 10000 && !atomic_load(&late_done); i++)
+        usleep(1000);
+    return (ssize_t)n;
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&late_go))
+        usleep(1000);
+    heap_error();
+    say("late thread made its heap error\n");
+    atomic_store(&late_done, 1);
     return NULL;
 }
 
@@ -96,6 +123,16 @@ int main(int argc, char **argv)
         for (int i = 0; i < ERROR_THREADS; i++)
             while (atomic_load(&errors_made[i]) < 50)
                 sched_yield();
+    }
+    if (strcmp(what, "late-thread-error") == 0) {
+        cookie_io_functions_t io = {NULL, late_write, NULL, NULL};
+        FILE *late = fopencookie(NULL, "w", io);
+        pthread_t t;
+        if (late == NULL || setvbuf(late, NULL, _IOFBF, 256) != 0 ||
+            fputs("late stream's output\n", late) == EOF ||
+            pthread_create(&t, NULL, late_thread, NULL) != 0)
+            return 2;
+        fflush(stdout); /* (written before the stream, whatever happens to it) */
     }
     if (strncmp(what, "quick-exit", 10) == 0) {
         at_quick_exit(quick_handler);
