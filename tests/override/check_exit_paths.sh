@@ -115,6 +115,17 @@ case $mode in
     run late-thread-error PYMALLOC_ON_ERROR=abort
     status 134
 
+    # A heap error in a thread's key destructor, the process ended by its
+    # last thread after main's pthread_exit, and one in a signal handler:
+    # the summary, status 1.
+    run key-dtor-error
+    status 1
+    before "key destructor ran" "$summary"
+    summary_last
+    run signal-error
+    status 1
+    summary_last
+
     # quick_exit after a heap error (in main, or in the program's own
     # at_quick_exit handler): the summary, status 1; quick_exit(3) keeps 3.
     run quick-exit

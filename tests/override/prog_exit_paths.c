@@ -10,6 +10,7 @@
 #define _GNU_SOURCE 1 /* on_exit, fopencookie */
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,32 @@ static void *late_thread(void *arg)
     say("late thread made its heap error\n");
     atomic_store(&late_done, 1);
     return NULL;
+}
+
+/* "key-dtor-error": a heap error in a thread-specific data destructor of
+ * a thread that ends after main called pthread_exit (the last thread
+ * ends the process with exit(0)); "signal-error": one in a signal
+ * handler. */
+static pthread_key_t key;
+static void key_dtor(void *v)
+{
+    (void)v;
+    heap_error();
+    say("key destructor ran\n");
+}
+
+static void *key_thread(void *arg)
+{
+    (void)arg;
+    (void)pthread_setspecific(key, &key);
+    usleep(100000); /* (most often the last thread) */
+    return NULL;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    heap_error();
 }
 
 static void quick_handler(void)
@@ -133,6 +160,18 @@ int main(int argc, char **argv)
             pthread_create(&t, NULL, late_thread, NULL) != 0)
             return 2;
         fflush(stdout); /* (written before the stream, whatever happens to it) */
+    }
+    if (strcmp(what, "key-dtor-error") == 0) {
+        pthread_t t;
+        if (pthread_key_create(&key, key_dtor) != 0 ||
+            pthread_create(&t, NULL, key_thread, NULL) != 0)
+            return 2;
+        fflush(stdout);
+        pthread_exit(NULL);
+    }
+    if (strcmp(what, "signal-error") == 0) {
+        signal(SIGUSR1, on_signal);
+        raise(SIGUSR1);
     }
     if (strncmp(what, "quick-exit", 10) == 0) {
         at_quick_exit(quick_handler);
