@@ -992,6 +992,17 @@ static void blame(pm_i_err *e)
 static void report(const dbg *g, int op, pm_i_err *e)
 {
     blame(e);
+    /* One bug, one report: the free of the block a reported block's write
+     * went on into, or of a block whose overflow was reported through the
+     * block after it, tells nothing new (the block is leaked all the
+     * same). A realloc, which fails, and pm_check_block name it again. */
+    if (e->next_block != NULL) {
+        if (pm_i_debug_reported_before(e) && op == OP_FREE)
+            return;
+    } else if (op == OP_FREE && e->error == PM_ERR_BUFFER_OVERFLOW &&
+               pm_i_debug_was_blamed(e->address, e->serial)) {
+        return;
+    }
     e->entry = entry_name(g, op);
     pm_i_debug_report(e);
 }
@@ -1008,7 +1019,8 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
     pm_i_reg_info in;
     if (blame_pool_below(base, idx, &e)) {
         e.entry = who;
-        pm_i_debug_report(&e);
+        if (!pm_i_debug_reported_before(&e)) /* (once: see report) */
+            pm_i_debug_report(&e);
         return;
     }
     const unsigned char *p = base + PM_I_DEBUG_HEAD;
@@ -1496,7 +1508,8 @@ static int q_release_all(const dbg *g, int op, const qent *out, int n)
     if (bad >= 0) {
         pm_i_err e;
         q_error(g, entry_name(g, op), &out[bad], &e);
-        pm_i_debug_report(&e);
+        if (e.next_block == NULL || !pm_i_debug_reported_before(&e)) /* (once: see report) */
+            pm_i_debug_report(&e);
     }
     return again;
 }
@@ -3351,6 +3364,8 @@ static int check_block(const void *ptr, int is_nested)
     }
     if (!is_nested || w != NULL)
         blame(&e); /* (a pool block's: side words and the pools' tree, no lock) */
+    if (e.next_block != NULL)
+        (void)pm_i_debug_reported_before(&e); /* (reported all the same: see report) */
     e.entry = check_entry();
     e.nested = is_nested;
     pm_i_debug_report_then(&e, held ? release_arenas : NULL, NULL);

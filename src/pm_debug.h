@@ -134,6 +134,16 @@ void pm_i_debug_exit_check(void);
 void pm_i_debug_count_at_exit(const pm_i_err *e);
 int pm_i_debug_was_reported(const void *p, uint64_t serial);
 int pm_i_debug_has_handler(void);
+/* Report e, about to be made, names a block found damaged through the
+ * one after it (its write went on into that block's header, or a freed
+ * pool block's link), not through a call on the block itself. 1 if that
+ * block was reported before (the same address and serial): the block
+ * after it is noted as reported too (it is leaked: not reported again at
+ * exit), and the report is not made again (one bug, one report, as at
+ * exit). Else 0, and the block is noted as found that way: its own free,
+ * finding its overflow, then says nothing more (pm_i_debug_was_blamed). */
+int pm_i_debug_reported_before(const pm_i_err *e);
+int pm_i_debug_was_blamed(const void *p, uint64_t serial);
 
 /* 1 while this thread is inside a part of the debug hooks that holds, or may
  * wait for, a lock (a registry stripe's, the C library's allocator's, the

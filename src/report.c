@@ -788,6 +788,29 @@ int pm_i_debug_was_reported(const void *p, uint64_t serial)
     return reported_has(reported_key(p, serial), 0);
 }
 
+/* The key of block (p, serial) in the reported set as one found damaged
+ * through the block after it (pm_i_debug_reported_before). */
+static uint64_t blamed_key(const void *p, uint64_t serial)
+{
+    uint64_t k = reported_key(p, serial) ^ UINT64_C(0x2545F4914F6CDD1D);
+    return k != 0 ? k : 1;
+}
+
+int pm_i_debug_reported_before(const pm_i_err *e)
+{
+    if (!pm_i_debug_was_reported(e->address, e->serial)) {
+        (void)reported_has(blamed_key(e->address, e->serial), 1);
+        return 0;
+    }
+    note_reported(e->next_block, e->next_serial);
+    return 1;
+}
+
+int pm_i_debug_was_blamed(const void *p, uint64_t serial)
+{
+    return reported_has(blamed_key(p, serial), 0);
+}
+
 int pm_i_debug_has_handler(void) { return atomic_load(&handler_fn) != NULL; }
 
 static void count_error(const pm_i_err *e)

@@ -15,7 +15,9 @@
  *    overflow, not an underflow of the first (pool blocks);
  *  - zeros written past the end of a 0-byte block into the next 0-byte
  *    block's header (whose size field, all zeros, keeps no trace): the
- *    first block's overflow.
+ *    first block's overflow;
+ *  - an overflow found at the free of the block that overflowed and
+ *    through the block after it, in either order: reported once.
  * In-process through an error handler (the damaged blocks are leaked), in a
  * forked child where a pool's header is damaged (nothing may run on after).
  * Skipped under valgrind and ASan, whose guards catch the planted writes.
@@ -306,6 +308,63 @@ static void test_zeros_into_a_zero_size_block(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* A's overflow into the header of the block B after it, found at A's free
+ * and through B, in either order: B freed while live (its header
+ * damaged), or B freed before the write and met when a malloc takes it
+ * again (a pool block's free-list link) or when it leaves the quarantine
+ * (pm_trim). The same bug, reported and counted once (A and B leaked):
+ * before, the second finding reported A's overflow again, and
+ * PYMALLOC_ON_ERROR=report summed up two buffer overflows. */
+static void overflow_met_again(int b_freed_first, int a_freed_last)
+{
+    watch();
+    (void)pm_trim(); /* (damaged blocks earlier tests left held: reported now) */
+    unsigned char *a = block_run(24, 64, 2);
+    if (a == NULL)
+        PM_SKIP("no two 24-byte blocks 64 bytes apart");
+    unsigned char *b = a + 64;
+    uint64_t sa = trailer_serial(a, 24);
+    unsigned long before = pm_error_count(PM_ERR_NONE);
+    void *taken[4] = {NULL, NULL, NULL, NULL};
+    watch();
+    if (b_freed_first)
+        pm_mem_free(b);
+    memset(a + 24, 'X', 64 - 24 - 8); /* a's trailer, up to b's API id */
+    for (int step = 0; step < 2; step++) {
+        if (step == (a_freed_last ? 1 : 0)) {
+            pm_mem_free(a);
+        } else if (b_freed_first) {
+            for (int k = 0; k < 4; k++)
+                if (taken[k] == NULL)
+                    taken[k] = pm_mem_malloc(24);
+            (void)pm_trim();
+        } else {
+            pm_mem_free(b);
+        }
+        if (S.calls != 1)
+            fprintf(stderr, "  step %d: %d reports; last: %s\n", step, S.calls, S.message);
+        reported_overflow_of(a, 24, sa);
+    }
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
+    pm_set_error_handler(NULL, NULL);
+    for (int k = 0; k < 4; k++)
+        pm_mem_free(taken[k]);
+}
+
+static void test_overflow_met_again_through_a_live_block(void)
+{
+    NEED_DEBUG();
+    overflow_met_again(0, 0);
+    overflow_met_again(0, 1);
+}
+
+static void test_overflow_met_again_through_a_freed_block(void)
+{
+    NEED_DEBUG();
+    overflow_met_again(1, 0);
+    overflow_met_again(1, 1);
+}
+
 int main(void)
 {
     PM_RUN(test_underflow_into_the_block_below);
@@ -316,5 +375,7 @@ int main(void)
     PM_RUN(test_overflow_into_the_next_pool);
     PM_RUN(test_zeros_into_a_zero_size_block);
     PM_RUN(test_overflow_into_an_aligned_block);
+    PM_RUN(test_overflow_met_again_through_a_live_block);
+    PM_RUN(test_overflow_met_again_through_a_freed_block);
     return pm_test_done();
 }
