@@ -508,14 +508,15 @@ below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, v
     if (g->libc_below == 2 && pm_i_pool_owns(base))
         return 1;
     size_t req = in->offset + in->size + PM_I_DEBUG_TAIL;
-    int ok = pm_i_libc_header_ok(base, req);
+    size_t align = in->offset > PM_I_DEBUG_HEAD ? in->offset : 0; /* (memalign_busy) */
+    int ok = pm_i_libc_header_ok(base, req, align);
     /* Confirmed, the header is read again: the chunk before may have been
      * taken by another thread (glibc setting this chunk's bit, then that
      * block recorded live) between the first reading and the search. Once
      * it is live, glibc's writes here are done: a second reading that
      * still fails is damage. */
     return PM_I_LIKELY(ok == 1) ||
-           (ok == 2 && (!prev_damage_confirmed(base, held) || pm_i_libc_header_ok(base, req) == 1));
+           (ok == 2 && (!prev_damage_confirmed(base, held) || pm_i_libc_header_ok(base, req, align) == 1));
 }
 
 /* The hooks of the domain whose API id is api, or NULL. */

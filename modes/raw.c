@@ -200,7 +200,9 @@ int pm_i_libc_trim(size_t pad)
  * remainder of 32 bytes or more: malloc, calloc, realloc in place,
  * memalign's trimmed end); an mmapped one passes the test glibc's own
  * munmap_chunk makes (chunk start minus prev_size, and prev_size + size,
- * page-aligned).
+ * page-aligned), and its mapping (prev_size + size) is no larger than
+ * glibc makes for it (pm_i_mmap_chunk_fits: a write into the size word's
+ * high bytes passes glibc's test, whose free then unmaps far too much).
  *
  * Only when __libc_malloc is glibc's own: not under valgrind (whose
  * replacement has a redzone there, which memcheck forbids reading) or a

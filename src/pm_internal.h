@@ -103,7 +103,7 @@ void pm_i_libc_usable_resolve(void);
 #endif
 /* glibc's chunk header before a block of libc's (modes/raw.c explains):
  * pm_i_libc_header_ok is 0 if the header of `block` (returned for `req`
- * bytes) is damaged, 2 if the chunk before it looks damaged (to be
+ * bytes, by memalign with `align` if not 0) is damaged, 2 if the chunk before it looks damaged (to be
  * confirmed, see below), else 1, also when it cannot tell (not glibc, valgrind,
  * a sanitizer, glibc's allocator replaced: pm_i_libc_chunk_page is then 0;
  * pm_i_libc_header_probe's self-test sets it). Reads the 16 bytes before
@@ -154,7 +154,21 @@ static inline int pm_i_prev_chunk_ok(uintptr_t chunk, size_t word)
         return 1; /* cannot tell */
     return (((const size_t *)prev)[1] & ~(size_t)7) == ps;
 }
-static inline int pm_i_libc_header_ok(const void *block, size_t req)
+/* An mmapped chunk's mapping (prev_size + size: glibc's munmap_chunk unmaps
+ * it whole) for a chunk of nb bytes, made by memalign with `align` (0:
+ * malloc, calloc or realloc), is at most what glibc maps for it: nb + 8
+ * rounded up to the page, or to the huge page (glibc.malloc.hugetlb=2)
+ * that then divides the mapping, memalign asking for align + 32 more
+ * (glibc's _int_memalign). A stray write into the size word's high bytes
+ * (an int array's a[-5]) leaves the low bits as they were: before, glibc's
+ * free of the block then unmapped gigabytes past its mapping (the program's
+ * code and stack with them: SIGSEGV, no report). */
+static inline int pm_i_mmap_chunk_fits(size_t total, size_t nb, size_t align)
+{
+    size_t most = nb + 8 + (align != 0 ? align + 48 : 0);
+    return most < nb /* cannot judge */ || total <= most || total - most < (total & -total);
+}
+static inline int pm_i_libc_header_ok(const void *block, size_t req, size_t align)
 {
     size_t page = atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed);
     if (page == 0)
@@ -166,7 +180,8 @@ static inline int pm_i_libc_header_ok(const void *block, size_t req)
         uintptr_t chunk = (uintptr_t)block - 16;
         return nb < req /* cannot judge */ ||
                ((cs & 15) == 0 && cs >= nb &&
-                (((chunk - prev) | (prev + cs)) & (page - 1)) == 0);
+                (((chunk - prev) | (prev + cs)) & (page - 1)) == 0 && prev + cs >= cs &&
+                pm_i_mmap_chunk_fits(prev + cs, nb, align));
     }
     if (!pm_i_heap_chunk_fits(word, req))
         return 0;

@@ -799,6 +799,79 @@ static void test_poison_null_byte(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* A stray write into the high bytes of the size word of an mmapped chunk
+ * (an int array's a[-5] = 1: the size grows by 4 GiB, its low bits, which
+ * glibc's own test reads, as they were): before, the hooks took the word
+ * for sane and glibc's free unmapped 4 GiB past the block's mapping (the
+ * program's code with it: SIGSEGV, no report). Now a buffer underflow of
+ * the block, as for any damage there; checked by pm_check_block here, by
+ * free and realloc in children (which crashed). Plain and aligned blocks
+ * of 40 MiB, above glibc's largest mmap threshold. */
+enum { MMAPPED_N = 40 << 20 };
+
+static unsigned char *mmapped_block(size_t align)
+{
+    return align ? pm_i_domain_memalign(PM_DOMAIN_RAW, align, MMAPPED_N)
+                 : pm_raw_malloc(MMAPPED_N);
+}
+
+static void mmapped_damage_child(void *arg)
+{
+    int op = (int)(intptr_t)arg;
+    unsigned char *p = mmapped_block(op & 2 ? 4096 : 0);
+    size_t offset = op & 2 ? 4096 : 16;
+    ((int *)(p - offset))[-1] = 1; /* the size word's high half */
+    if (op & 1)
+        (void)pm_raw_realloc(p, 2 * MMAPPED_N);
+    else
+        pm_raw_free(p);
+    _exit(0);
+}
+
+static void test_mmapped_header_high_bytes(void)
+{
+    NEED_DEBUG();
+    NEED_GLIBC_HEADERS();
+    if (atomic_load(&pm_i_libc_chunk_page) == 0)
+        PM_SKIP("the C library's chunk headers are not checked here");
+    for (int aligned = 0; aligned < 2; aligned++) {
+        size_t offset = aligned ? 4096 : 16;
+        unsigned char *p = mmapped_block(aligned ? 4096 : 0);
+        PM_CHECK(p != NULL);
+        unsigned char *word = p - offset - 8;
+        size_t saved;
+        memcpy(&saved, word, 8);
+        if (!(saved & 2)) {
+            pm_raw_free(p);
+            PM_SKIP("not an mmapped chunk");
+        }
+        uint64_t serial = trailer_serial(p, MMAPPED_N);
+        for (int byte = 3; byte < 8; byte++) {
+            watch();
+            word[byte] ^= 0x01;
+            PM_CHECK_EQ(pm_check_block(p), -1);
+            word[byte] ^= 0x01;
+            PM_CHECK_EQ(S.calls, 1);
+            PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_UNDERFLOW);
+            PM_CHECK_EQ(S.r.serial, serial);
+            PM_CHECK_EQ(S.r.offset, -(ptrdiff_t)(offset + 8));
+        }
+        pm_set_error_handler(NULL, NULL);
+        PM_CHECK_EQ(pm_check_block(p), 0);
+        pm_raw_free(p);
+    }
+    for (int op = 0; op < 4; op++) { /* free, realloc; plain, aligned */
+        pm_death_result r;
+        pm_death(mmapped_damage_child, (void *)(intptr_t)op, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, op & 1 ? "pymalloc: pm_raw_realloc: buffer underflow: the C "
+                                        "library's chunk header"
+                                      : "pymalloc: pm_raw_free: buffer underflow: the C "
+                                        "library's chunk header");
+        PM_CHECK_STR(r.output, "holds 0x00000001");
+    }
+}
+
 /* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
  * made on both sides of the boundary free cleanly, and a damaged one is
  * reported with its whole serial. */
@@ -863,5 +936,6 @@ int main(void)
     PM_RUN(test_libc_header_damage);
     PM_RUN(test_overflow_blamed_on_block_before);
     PM_RUN(test_poison_null_byte);
+    PM_RUN(test_mmapped_header_high_bytes);
     return pm_test_done();
 }
