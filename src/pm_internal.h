@@ -185,6 +185,14 @@ static inline int pm_i_libc_header_ok(const void *block, size_t req, size_t alig
     }
     if (!pm_i_heap_chunk_fits(word, req))
         return 0;
+    /* Bit 2 (NON_MAIN_ARENA) on a chunk of the main heap, the break's one
+     * mapping, which no thread arena's heap shares: glibc's free would look
+     * for the chunk's arena at the 64 MiB boundary below it, a wild address
+     * (SIGSEGV, no report, before 2026-12-04). */
+    if ((word & 4) && pm_i_libc_heap_floor != 0 &&
+        (uintptr_t)block - 16 >= pm_i_libc_heap_floor &&
+        (uintptr_t)block < (uintptr_t)pm_i_libc_break())
+        return 0;
     /* 2: the chunk before, as glibc's free would read it, is not sane:
      * racy in a threaded process (glibc changes this chunk's PREV_INUSE bit
      * and prev_size word when the chunk before is freed or taken, under

@@ -872,6 +872,58 @@ static void test_mmapped_header_high_bytes(void)
     }
 }
 
+/* Bit 2 of a chunk's size word (NON_MAIN_ARENA) set by a stray write on a
+ * chunk of the main heap (a string's byte over the word's low byte: 0x801
+ * made 0x805, the size intact): glibc's free looked for the chunk's arena
+ * at the 64 MiB boundary below it and died there (SIGSEGV, no report),
+ * when the block left the quarantine or at once without it. Now a buffer
+ * underflow of the block, kept from glibc. */
+static void arena_bit_child(void *arg)
+{
+    unsigned char *p = arg;
+    p[-24] |= 4;
+    pm_raw_free(p);
+    (void)pm_trim(); /* (out of the quarantine, to glibc) */
+    _exit(0);
+}
+
+static void test_non_main_arena_bit(void)
+{
+    NEED_DEBUG();
+    NEED_GLIBC_HEADERS();
+    if (atomic_load(&pm_i_libc_chunk_page) == 0 || pm_i_libc_heap_floor == 0)
+        PM_SKIP("the C library's chunk headers are not checked here");
+    unsigned char *p = pm_raw_malloc(2000);
+    PM_CHECK(p != NULL);
+    uintptr_t chunk = (uintptr_t)p - 32;
+    if ((p[-24] & 6) != 0 || chunk < pm_i_libc_heap_floor ||
+        chunk >= (uintptr_t)pm_i_libc_break()) {
+        pm_raw_free(p);
+        PM_SKIP("not a chunk of glibc's main heap");
+    }
+    uint64_t serial = trailer_serial(p, 2000);
+    watch();
+    p[-24] |= 4;
+    PM_CHECK_EQ(pm_check_block(p), -1);
+    p[-24] &= (unsigned char)~4;
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_BUFFER_UNDERFLOW);
+    PM_CHECK_EQ(S.r.serial, serial);
+    PM_CHECK_EQ(S.r.offset, -24);
+    pm_set_error_handler(NULL, NULL);
+    PM_CHECK_EQ(pm_check_block(p), 0);
+    pm_death_result r;
+    pm_death(arena_bit_child, p, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: pm_raw_free: buffer underflow: the C library's chunk header 24 bytes "
+             "before the start of a 2000-byte block (serial %llu) was overwritten",
+             (unsigned long long)serial);
+    PM_CHECK_STR(r.output, want);
+    pm_raw_free(p);
+}
+
 /* Serials past 2^48 (the side word and the registry keep 48 bits): blocks
  * made on both sides of the boundary free cleanly, and a damaged one is
  * reported with its whole serial. */
@@ -937,5 +989,6 @@ int main(void)
     PM_RUN(test_overflow_blamed_on_block_before);
     PM_RUN(test_poison_null_byte);
     PM_RUN(test_mmapped_header_high_bytes);
+    PM_RUN(test_non_main_arena_bit);
     return pm_test_done();
 }
