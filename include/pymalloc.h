@@ -132,7 +132,8 @@ typedef enum pm_error_class {
     PM_ERR_DOUBLE_FREE,      /* free of a block already freed */
     PM_ERR_INVALID_POINTER,  /* not a block of ours (stack, global, interior) */
     PM_ERR_API_MISMATCH,     /* freed through another domain than it came from */
-    PM_ERR_USE_AFTER_FREE,   /* realloc or check of a freed block */
+    PM_ERR_USE_AFTER_FREE,   /* realloc or check of a freed block, or a freed
+                                block written after its free */
     PM_ERR_HEADER_CORRUPT,   /* size or serial field damaged, guards intact */
     PM_ERR_CLASS_COUNT
 } pm_error_class;
