@@ -66,8 +66,7 @@ int main(void)
                 continue;
             }
             n = pm_obj_malloc(sizeof *n);
-            n->word = pm_mem_malloc(strlen(w) + 1);
-            if (n == NULL || n->word == NULL)
+            if (n == NULL || (n->word = pm_mem_malloc(strlen(w) + 1)) == NULL)
                 return 1;
             strcpy(n->word, w);
             n->count = 1;
@@ -77,6 +76,8 @@ int main(void)
                 size_t old = nbuckets;
                 nbuckets *= 2;
                 node **nb = pm_raw_calloc(nbuckets, sizeof *nb);
+                if (nb == NULL)
+                    return 1;
                 for (size_t b = 0; b < old; b++)
                     for (node *m = buckets[b], *next; m != NULL; m = next) {
                         next = m->next;
@@ -90,7 +91,10 @@ int main(void)
         /* Some churn: temporary buffers grown with realloc. */
         char *buf = NULL;
         for (size_t n = 16; n <= 4096; n *= 2) {
-            buf = pm_mem_realloc(buf, n);
+            char *grown = pm_mem_realloc(buf, n);
+            if (grown == NULL)
+                return 1;
+            buf = grown;
             memset(buf, 'x', n);
         }
         pm_mem_free(buf);
