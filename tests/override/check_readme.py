@@ -18,6 +18,8 @@ Two kinds of README examples are run from the top of the source tree, with
    command's stderr must hold "text" as a line. A program the wrapper runs
    that turns out to be dynamically linked here (/sbin/ldconfig is static on
    Debian) is left out.
+3. A block of one line "pymalloc: PYMALLOC_X: not a variable pymalloc
+   reads...": the demo run with PYMALLOC_X=report prints that line.
 
 Exits 77 (skipped) for a 32-bit build: the statistics shown are a 64-bit
 build's (node sizes differ).
@@ -163,6 +165,14 @@ for info, start, body in blocks:
                 break
             k += 1
             skipping = False
+    elif len(body) == 1 and re.match(r"^pymalloc: (PYMALLOC_\w+): not a variable pymalloc reads", body[0]):
+        # The line a misspelt variable gets, from a program run with it set.
+        checked += 1
+        var = re.match(r"^pymalloc: (PYMALLOC_\w+):", body[0]).group(1)
+        rc, got = run_stderr("%s=report build/examples/pymalloc-demo" % var)
+        if body[0] not in got:
+            fail(start + 1, "%s=report: the README shows\n    %r\n  on stderr, which was\n    %r"
+                 % (var, body[0], "\n".join(got)))
     elif info == "sh":
         for n, line in enumerate(body):
             m = re.match(r"^(.*?build/\S+.*?)\s+#\s+(.*)$", line)
