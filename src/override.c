@@ -269,9 +269,13 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
     return PM_I_LIKELY(p != NULL) ? p : o_enomem();
 }
 
-/* free keeps errno (glibc >= 2.33, POSIX 2024). The fast path does not save
- * it: an allocator's free must not change errno (libc's does not; the pool
- * and debug modes must not either; test_override checks it in every mode). */
+/* free keeps errno (glibc >= 2.33, POSIX 2024). The fast paths do not save
+ * it around the library's own frees, which keep it (libc's, the pools'; the
+ * debug modes' path saves it anyway; test_override checks it in every
+ * mode). A hook's free may change it (a log write that fails): o_free_hook
+ * saves it around that one (before, free changed errno in the malloc and
+ * pymalloc modes, where the fast path called the hook directly, and kept it
+ * in the debug modes). */
 /* The mode is in use: free of p (not NULL, not the early arena's) through
  * the table, naming the entry point. */
 static inline __attribute__((always_inline)) void o_free_table(void *p, const char *name)
@@ -322,6 +326,16 @@ __attribute__((noinline)) static void o_free_named_as(void *p, const char *name)
 
 static void o_free_named(void *p) { o_free_named_as(p, "free"); }
 
+/* The fast path's free through another allocator than libc's or the pool
+ * base (a hook on the mem domain, or a copy of the mode's allocator set
+ * back): errno kept whatever that free does with it. */
+__attribute__((noinline)) static void o_free_hook(const pm_i_base *r, void *p)
+{
+    int saved = errno;
+    r->a.free(r->a.ctx, p);
+    errno = saved;
+}
+
 static inline __attribute__((always_inline)) void o_free(void *p)
 {
     int kind = atomic_load_explicit(&o_kind, memory_order_acquire);
@@ -335,7 +349,11 @@ static inline __attribute__((always_inline)) void o_free(void *p)
                 return;
             }
         } else if (PM_I_LIKELY(!pm_i_early_owns(p) && p != NULL)) {
-            r->a.free(r->a.ctx, p);
+            if (PM_I_LIKELY(r == &pm_i_raw_base)) {
+                r->a.free(r->a.ctx, p); /* libc's: keeps errno */
+                return;
+            }
+            o_free_hook(r, p);
             return;
         }
     } else if (kind == O_NAMED) {

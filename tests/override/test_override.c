@@ -117,6 +117,61 @@ static void test_errors_set_enomem(void)
     PM_CHECK_EQ(errno, 1234);
 }
 
+/* free keeps errno also when a hook's free changes it: a hook on the mem
+ * domain that logs each free with a write that fails (here to a closed
+ * descriptor: EBADF). Before, free changed errno in the malloc and pymalloc
+ * modes, where the fast path called the hook directly (the debug modes
+ * kept it). */
+static pm_allocator errno_below;
+static void *eh_malloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    return errno_below.malloc(errno_below.ctx, n);
+}
+static void *eh_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    return errno_below.calloc(errno_below.ctx, nelem, elsize);
+}
+static void *eh_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return errno_below.realloc(errno_below.ctx, p, n);
+}
+static void eh_free(void *ctx, void *p)
+{
+    (void)ctx;
+    ssize_t w = write(-1, "free\n", 5); /* fails: errno = EBADF */
+    (void)w;
+    errno_below.free(errno_below.ctx, p);
+}
+
+static void test_free_keeps_errno_through_hook(void)
+{
+    PM_CHECK_EQ(pm_get_allocator(PM_DOMAIN_MEM, &errno_below), 0);
+    pm_allocator hook = {NULL, eh_malloc, eh_calloc, eh_realloc, eh_free};
+    PM_CHECK_EQ(pm_set_allocator(PM_DOMAIN_MEM, &hook), 0);
+    const size_t sizes[] = {0, 10, 512, 100000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = v_malloc(sizes[i]);
+        PM_CHECK(p != NULL);
+        errno = ENOENT;
+        v_free(p);
+        PM_CHECK_EQ(errno, ENOENT);
+        p = v_malloc(sizes[i] + 1);
+        PM_CHECK(p != NULL);
+        errno = ENOENT;
+        PM_CHECK(v_realloc(p, 0) == NULL); /* frees p */
+        PM_CHECK_EQ(errno, ENOENT);
+    }
+    void *a = v_memalign(64, 100); /* freed through the hooks' free too */
+    PM_CHECK(a != NULL);
+    errno = ENOENT;
+    v_free(a);
+    PM_CHECK_EQ(errno, ENOENT);
+    PM_CHECK_EQ(pm_set_allocator(PM_DOMAIN_MEM, &errno_below), 0);
+}
+
 static void test_posix_memalign(void)
 {
     const size_t bad[] = {0, 1, sizeof(void *) / 2, 12, 24, 48, 100, 3 * sizeof(void *)};
@@ -439,6 +494,7 @@ int main(void)
     PM_RUN(test_goes_through_mem_domain);
     PM_RUN(test_realloc_zero_frees);
     PM_RUN(test_errors_set_enomem);
+    PM_RUN(test_free_keeps_errno_through_hook);
     PM_RUN(test_posix_memalign);
     PM_RUN(test_aligned_alloc_memalign);
     PM_RUN(test_valloc_pvalloc);
