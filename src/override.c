@@ -17,7 +17,8 @@
  * Semantics are glibc's where they differ from the pm_* API: realloc(p, 0)
  * frees p and returns NULL; reallocarray(p, 0, k) likewise; every failure
  * sets errno = ENOMEM (EINVAL for an impossible alignment); free preserves
- * errno; posix_memalign reports through its result and leaves errno alone;
+ * errno; posix_memalign reports through its result and leaves errno alone
+ * (unlike glibc 2.36's, whose ENOMEM sets errno too);
  * memalign and aligned_alloc round an alignment that is not a power of two
  * up to the next one (glibc 2.36: aligned_alloc is memalign); pvalloc rounds
  * the size up to whole pages.
