@@ -117,6 +117,42 @@ static void test_errors_set_enomem(void)
     PM_CHECK_EQ(errno, 1234);
 }
 
+/* free keeps errno on every kind of block and on its heavier paths: size
+ * 0, a pool block, a big and an aligned block (libc's), the last blocks of
+ * an arena (unmapped: pymalloc modes), blocks pushed out of the debug
+ * hooks' quarantine (given back to glibc), realloc(p, 0). */
+static void test_free_keeps_errno_every_kind(void)
+{
+    const size_t sizes[] = {0, 1, 16, 200, 512, 513, 4096, 200000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = v_malloc(sizes[i]), *a = v_memalign(256, sizes[i]), *c = v_calloc(1, sizes[i]);
+        void *r = v_malloc(sizes[i] + 1);
+        PM_CHECK(p != NULL && a != NULL && c != NULL && r != NULL);
+        errno = ENOENT;
+        v_free(p);
+        v_free(a);
+        v_free(c);
+        PM_CHECK(v_realloc(r, 0) == NULL);
+        PM_CHECK_EQ(errno, ENOENT);
+    }
+    /* 8 MiB of 256-byte blocks (8 arenas' worth), freed: arenas go back to
+     * the system; 4 MiB of 16 KiB blocks through a 1 MiB quarantine. */
+    enum { SMALL = 32768, BIG = 256 };
+    static void *v[SMALL];
+    for (int i = 0; i < SMALL; i++)
+        PM_CHECK((v[i] = v_malloc(256)) != NULL);
+    errno = ENOENT;
+    for (int i = 0; i < SMALL; i++)
+        v_free(v[i]);
+    PM_CHECK_EQ(errno, ENOENT);
+    for (int i = 0; i < BIG; i++)
+        PM_CHECK((v[i] = v_malloc(16384)) != NULL);
+    errno = ENOENT;
+    for (int i = 0; i < BIG; i++)
+        v_free(v[i]);
+    PM_CHECK_EQ(errno, ENOENT);
+}
+
 /* free keeps errno also when a hook's free changes it: a hook on the mem
  * domain that logs each free with a write that fails (here to a closed
  * descriptor: EBADF). Before, free changed errno in the malloc and pymalloc
@@ -494,6 +530,7 @@ int main(void)
     PM_RUN(test_goes_through_mem_domain);
     PM_RUN(test_realloc_zero_frees);
     PM_RUN(test_errors_set_enomem);
+    PM_RUN(test_free_keeps_errno_every_kind);
     PM_RUN(test_free_keeps_errno_through_hook);
     PM_RUN(test_posix_memalign);
     PM_RUN(test_aligned_alloc_memalign);
