@@ -101,6 +101,14 @@ static void *symbol_of_object_of(void *(*f)(size_t), const char *name)
     if (dladdr(addr, &at) == 0 || at.dli_fname == NULL || at.dli_fname[0] == '\0' ||
         dladdr(me, &self) == 0 || at.dli_fbase == self.dli_fbase)
         return NULL;
+    /* The next definition after ours, when it is that object's (glibc's,
+     * as a rule): no dlopen, which allocates (for glibc, the search list
+     * of a library loaded at start-up: 40 bytes, kept), and the override's
+     * constructor makes this look-up. */
+    Dl_info next_at;
+    void *next = dlsym(RTLD_NEXT, name);
+    if (next != NULL && dladdr(next, &next_at) != 0 && next_at.dli_fbase == at.dli_fbase)
+        return next;
     void *h = dlopen(at.dli_fname, RTLD_LAZY | RTLD_NOLOAD); /* loaded already */
     if (h == NULL)
         return NULL;

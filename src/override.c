@@ -143,13 +143,27 @@ static inline int o_fast(void)
     return atomic_load_explicit(&o_kind, memory_order_acquire) == O_PLAIN;
 }
 
+#ifndef PM_O_PREFIX
+/* Set while the library's constructor (o_load) makes its look-ups, whose
+ * dlopen and dlsym allocate: served from the early arena while the mode is
+ * not in use, so that they do not fix it. Before, every program's mode was
+ * fixed by them before main, and pm_set_mode and pm_setup_debug_hooks
+ * always returned EBUSY, also in a program that had allocated nothing. */
+static __thread int o_loading __attribute__((tls_model("initial-exec")));
+#else
+enum { o_loading = 0 };
+#endif
+
 /* Called off the fast path: run the set-up if needed. 1 when the mode is
  * installed and fixed; 0 when this thread is inside the set-up (src/api.c:
  * only the set-up thread ever sees the state short of IN_USE after
- * pm_i_first_use returns). */
+ * pm_i_first_use returns) or inside o_load's look-ups before the mode is
+ * in use. */
 static int o_ready(void)
 {
     if (!o_in_use()) {
+        if (o_loading)
+            return 0;
 #ifndef PM_O_PREFIX
         /* libc may be calling with its atfork lock held: the set-up's fork
          * handlers wait for o_load (src/pm_internal.h, pm_i_atfork). */
@@ -672,8 +686,8 @@ static int o_hidden(void)
  * struct exit_function, ef_cxa), which gives it the status to keep or
  * replace. (The cast through void (*)(void) is the one that says the
  * types differ on purpose.) Registering may allocate (past glibc's 32
- * static entries): here that is from the mode installed above, and no lock
- * of ours is held. */
+ * static entries): here that is from the early arena while the mode is not
+ * in use (o_loading), else from the mode, and no lock of ours is held. */
 #if defined(__GLIBC__)
 extern int __cxa_at_quick_exit(void (*fn)(void *), void *d);
 static void o_quick_exit(void *arg, int status)
@@ -717,6 +731,7 @@ static int o_loaded_before_libc(void)
 
 __attribute__((constructor)) static void o_load(void)
 {
+    o_loading = 1; /* (their allocations do not fix the mode) */
     pm_i_quiet_copy = o_hidden();
     pm_i_ensure_init();
     pm_i_atfork_flush();
@@ -735,5 +750,6 @@ __attribute__((constructor)) static void o_load(void)
     if (o_loaded_before_libc())
         (void)pm_i_exit_work_at_load();
 #endif
+    o_loading = 0;
 }
 #endif
