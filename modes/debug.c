@@ -3251,6 +3251,8 @@ int pm_i_debug_enabled(void)
 
 int pm_debug_enabled(void) { return pm_i_debug_enabled(); }
 
+int pm_i_debug_enabled_on(pm_domain d) { return atomic_load(&enabled[d]); }
+
 int pm_setup_debug_hooks(void)
 {
     if (pm_i_debug_enabled())

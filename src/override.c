@@ -177,8 +177,12 @@ static int o_ready(void)
         if (!o_in_use())
             return 0;
     }
+    /* (the mem domain's hooks: with the debug hooks replaced on another
+     * domain before the first allocation, possible since the mode is no
+     * longer fixed at load, pm_debug_enabled() is 0, and malloc's reports
+     * named pm_mem_free) */
     if (PM_I_UNLIKELY(atomic_load_explicit(&o_kind, memory_order_relaxed) == O_UNDECIDED))
-        atomic_store_explicit(&o_kind, pm_i_debug_enabled() ? O_NAMED : O_PLAIN,
+        atomic_store_explicit(&o_kind, pm_i_debug_enabled_on(PM_DOMAIN_MEM) ? O_NAMED : O_PLAIN,
                               memory_order_release);
     return 1;
 }

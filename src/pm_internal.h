@@ -225,6 +225,8 @@ int pm_i_pool_trim(void);
  * its pm_* functions), and a call through them would reach that copy. */
 int pm_i_trim(void);
 int pm_i_debug_enabled(void);
+/* 1 if the debug hooks are installed on domain d (maybe under a hook). */
+int pm_i_debug_enabled_on(pm_domain d);
 /* glibc's malloc_trim (of the library whose __libc_malloc we call), or 0
  * where there is none (modes/raw.c). */
 int pm_i_libc_trim(size_t pad);

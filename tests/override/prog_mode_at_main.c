@@ -5,6 +5,11 @@
  *   prog_mode_at_main mode    pm_set_mode(another mode than PYMALLOC_MODE's)
  *   prog_mode_at_main hooks   pm_setup_debug_hooks(), then a report about a
  *                             block of malloc's names free
+ *   prog_mode_at_main raw     the same, with the raw domain's hooks replaced
+ *                             by an allocator of its own before the first
+ *                             allocation (pm_debug_enabled() is then 0; the
+ *                             override's choice of its named path went by it,
+ *                             and the report named pm_mem_free)
  *
  * Both must succeed: the mode is fixed by the first allocation, and there
  * was none. Before, the override's constructor made one itself (its look-up
@@ -30,6 +35,33 @@ static void on_error(const pm_error_report *r, void *ctx)
 
 static void *(*volatile v_malloc)(size_t) = malloc;
 
+/* The raw domain's allocator of its own (libc's, through the pymalloc API's
+ * contract: a unique block for size 0). */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+static void *own_malloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    return __libc_malloc(n ? n : 1);
+}
+static void *own_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    (void)ctx;
+    return __libc_calloc(nelem ? nelem : 1, elsize ? elsize : 1);
+}
+static void *own_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return __libc_realloc(p, n ? n : 1);
+}
+static void own_free(void *ctx, void *p)
+{
+    (void)ctx;
+    __libc_free(p);
+}
+
 int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "mode";
@@ -50,6 +82,12 @@ int main(int argc, char **argv)
     int rc = pm_setup_debug_hooks();
     int e = errno;
     int enabled = pm_debug_enabled();
+    if (strcmp(what, "raw") == 0) {
+        pm_allocator own = {NULL, own_malloc, own_calloc, own_realloc, own_free};
+        if (pm_set_allocator(PM_DOMAIN_RAW, &own) != 0 || pm_debug_enabled() != 0)
+            return 1;
+        enabled = 1; /* (on the mem domain, which malloc uses) */
+    }
     pm_set_error_handler(on_error, NULL);
     char *volatile p = v_malloc(10);
     p[10] = 'x'; /* one byte past the end */
