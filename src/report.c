@@ -1150,6 +1150,13 @@ static void exit_work(void)
 {
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
+    /* The options the set-up read (PYMALLOC_ON_ERROR, the errors passed
+     * on by an exec: sums_up) are plain variables. The set-up may have run
+     * on another thread than this one, which may never have allocated (a
+     * test's main whose threads use pm_*): acquire what it published, as
+     * every entry point does (a data race under TSan before, in the modes
+     * without the debug hooks, whose check below did not). */
+    (void)atomic_load_explicit(&pm_i_state, memory_order_acquire);
     pm_i_debug_exit_check(); /* first: its errors are counted too */
     exit_clean_thread = pthread_self();
     atomic_store(&exit_clean_pid, (long)getpid());

@@ -13,6 +13,7 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 
 #define NTHREADS 4
@@ -236,8 +237,62 @@ static void test_fork_while_threads_allocate(void)
     PM_CHECK_EQ(atomic_load(&errors), 0);
 }
 
-int main(void)
+/* The work at exit (PYMALLOC_STATS's table, report mode's summary) on a
+ * thread that never called pymalloc, the set-up having run on another:
+ * main starts a thread that allocates first, waits for it through a
+ * relaxed flag (no happens-before) and returns. The options the set-up
+ * wrote were read at exit without acquiring them (a data race under TSan,
+ * whose report makes the process exit 66, in the modes without the debug
+ * hooks). In a fresh process (the set-up runs once per process). */
+static atomic_int idle_main_ready;
+
+static void *first_user(void *arg)
 {
+    (void)arg;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++)
+        for (size_t n = 0; n <= 1024; n += 64)
+            pm_t_domains[d].free(pm_t_domains[d].malloc(n));
+    atomic_store_explicit(&idle_main_ready, 1, memory_order_relaxed);
+    for (;;)
+        pause(); /* still running at exit: no join, no synchronization */
+    return NULL;
+}
+
+static int idle_main(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, first_user, NULL) != 0)
+        return 2;
+    while (!atomic_load_explicit(&idle_main_ready, memory_order_relaxed))
+        sched_yield();
+    return 0; /* exit's work: the statistics table, on this thread */
+}
+
+static void run_idle_main(void *arg)
+{
+    (void)arg;
+    setenv("PYMALLOC_STATS", "1", 1);
+    setenv("PYMALLOC_ON_ERROR", "report", 1);
+    execl("/proc/self/exe", "test_threads", "idle-main", (char *)NULL);
+    _exit(127);
+}
+
+static void test_exit_work_on_a_thread_that_never_allocated(void)
+{
+    pm_death_result r;
+    pm_death(run_idle_main, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    PM_CHECK_STR(r.output, "Small block threshold = ");
+    PM_CHECK_STR(r.output, "\n# raw blocks allocated total       =");
+    PM_CHECK(strstr(r.output, "ThreadSanitizer") == NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "idle-main") == 0)
+        return idle_main();
+    PM_RUN(test_exit_work_on_a_thread_that_never_allocated);
     PM_RUN(test_threads_mix_domains);
     PM_RUN(test_fork_while_threads_allocate);
     return pm_test_done();
