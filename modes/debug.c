@@ -1591,8 +1591,10 @@ unsigned pm_i_debug_quarantine_each(void (*fn)(const void *base, void *arg), voi
 int pm_i_debug_quarantine_stats(size_t *blocks, size_t *bytes, size_t *budget)
 {
     int any = 0;
+    /* (quarantine: atomic, as pm_set_mode may install a mode meanwhile,
+     * which writes it: allowed until the first allocation) */
     for (int d = 0; d < PM_DOMAIN_COUNT; d++)
-        any |= atomic_load(&enabled[d]) && dbgs[d].quarantine;
+        any |= atomic_load(&enabled[d]) && __atomic_load_n(&dbgs[d].quarantine, __ATOMIC_RELAXED);
     *budget = atomic_load_explicit(&q_budget, memory_order_relaxed);
     if (!any || *budget == 0)
         return 0;
@@ -3129,7 +3131,8 @@ void pm_i_debug_decorate(void)
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
         /* Not under memcheck, which reports a write into a freed block
          * itself (once the C library's free has it). */
-        g->quarantine = g->libc_below != 0 && !pm_i_pool_valgrind(NULL);
+        __atomic_store_n(&g->quarantine, g->libc_below != 0 && !pm_i_pool_valgrind(NULL),
+                         __ATOMIC_RELAXED); /* (read by the statistics meanwhile) */
         g->pool_quarantine = g->pool_below && pool_quarantine_on();
         if (g->libc_below != 0)
             pm_i_libc_header_probe();

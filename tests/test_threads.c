@@ -288,11 +288,70 @@ static void test_exit_work_on_a_thread_that_never_allocated(void)
     PM_CHECK(strstr(r.output, "ThreadSanitizer") == NULL);
 }
 
+/* pm_set_mode (allowed until the first allocation) on one thread while
+ * another prints and reads the statistics: the statistics' look at the
+ * debug hooks' quarantine read what the mode's installation wrote, with no
+ * synchronization (a data race under TSan). In a fresh process: nothing
+ * may be allocated for pm_set_mode to go on. */
+static atomic_int modes_started, modes_stop;
+
+static void *mode_setter(void *arg)
+{
+    (void)arg;
+    static const char *const modes[] = {"pymalloc_debug", "malloc_debug", "pymalloc", "malloc"};
+    for (unsigned i = 0; !atomic_load(&modes_stop); i++) {
+        if (pm_set_mode(modes[i % 4]) != 0)
+            _exit(3);
+        atomic_store(&modes_started, 1);
+    }
+    return NULL;
+}
+
+static int modes_vs_stats(void)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    struct pm_stats st;
+    if (fd < 0 || pm_get_stats(&st) != 0) /* (the set-up, on this thread) */
+        return 2;
+    pthread_t t;
+    if (pthread_create(&t, NULL, mode_setter, NULL) != 0)
+        return 2;
+    while (!atomic_load(&modes_started))
+        sched_yield();
+    for (int i = 0; i < 2000; i++) {
+        pm_print_stats(fd);
+        if (pm_get_stats(&st) != 0)
+            return 4;
+    }
+    atomic_store(&modes_stop, 1);
+    pthread_join(t, NULL);
+    return 0;
+}
+
+static void run_modes_vs_stats(void *arg)
+{
+    (void)arg;
+    execl("/proc/self/exe", "test_threads", "modes-vs-stats", (char *)NULL);
+    _exit(127);
+}
+
+static void test_set_mode_while_stats_are_read(void)
+{
+    pm_death_result r;
+    pm_death(run_modes_vs_stats, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    PM_CHECK(strstr(r.output, "ThreadSanitizer") == NULL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "idle-main") == 0)
         return idle_main();
+    if (argc > 1 && strcmp(argv[1], "modes-vs-stats") == 0)
+        return modes_vs_stats();
     PM_RUN(test_exit_work_on_a_thread_that_never_allocated);
+    PM_RUN(test_set_mode_while_stats_are_read);
     PM_RUN(test_threads_mix_domains);
     PM_RUN(test_fork_while_threads_allocate);
     return pm_test_done();
