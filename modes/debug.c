@@ -898,6 +898,7 @@ struct inside_search {
     uintptr_t data; /* the block it points into (0: none) */
     size_t size;
     uint64_t serial;
+    char api;
 };
 
 static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
@@ -907,6 +908,7 @@ static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
         s->data = data;
         s->size = in->size;
         s->serial = full_serial(in->serial);
+        s->api = in->api;
     }
 }
 
@@ -918,6 +920,7 @@ static void held_inside_one(const qent *h, void *arg)
         s->data = data;
         s->size = h->size;
         s->serial = full_serial(Q_SERIAL(h->meta));
+        s->api = dbgs[Q_DOMAIN(h->meta)].api;
     }
 }
 
@@ -950,6 +953,7 @@ static void locate_inside(pm_i_err *e)
                 e->inside = data;
                 e->inside_size = in.size;
                 e->inside_serial = full_serial(in.serial);
+                e->inside_api = in.api;
                 e->inside_freed = in.state == PM_I_REG_FREED;
             }
             return;
@@ -957,7 +961,7 @@ static void locate_inside(pm_i_err *e)
     }
     if (e->nested)
         return;
-    struct inside_search s = {a, 0, 0, 0};
+    struct inside_search s = {a, 0, 0, 0, 0};
     pm_i_reg_each_live_but(inside_one, &s, reg_held_here);
     int freed = 0;
     if (s.data == 0) {
@@ -969,6 +973,7 @@ static void locate_inside(pm_i_err *e)
         e->inside = (const void *)s.data;
         e->inside_size = s.size;
         e->inside_serial = s.serial;
+        e->inside_api = s.api;
         e->inside_freed = freed;
     }
 }
