@@ -2503,6 +2503,8 @@ struct abort_scan {
     size_t held;          /* the quarantine's blocks checked */
     size_t freed;         /* the pools' freed blocks checked */
     size_t freed_damaged; /* freed blocks (both kinds) found written */
+    size_t before;        /* damaged blocks reported before (and leaked), or
+                             counted at exit: not reported again */
     const void *last;     /* the block of the last report */
     int at_exit;          /* the check at exit (below), not at abort */
     /* At abort, the registry's blocks reported (the first ABORT_SEEN): a
@@ -2512,13 +2514,19 @@ struct abort_scan {
     int nseen;
 };
 
-/* Report e of the check at abort: printed (the first ABORT_REPORTS). At
- * exit, a block reported already (and leaked, or found before in this
- * check) is left out, and the others are counted as errors too. */
+/* Report e of the check at abort: printed (the first ABORT_REPORTS). A
+ * block reported already (and leaked, by a report that let the program go
+ * on, or counted by a check at exit) is left out, only counted in the
+ * totals line (at exit by exit_keep, before any report of this check: a
+ * block met again here, reported earlier in this check, is not counted);
+ * at exit the others are counted as errors too. */
 static void abort_report(struct abort_scan *sc, pm_i_err *e)
 {
-    if (sc->at_exit && pm_i_debug_was_reported(e->address, e->serial))
+    if (pm_i_debug_was_reported(e->address, e->serial)) {
+        if (!sc->at_exit) /* (at exit: counted by exit_keep; met again here) */
+            sc->before++;
         return;
+    }
     e->entry = sc->at_exit ? "exit" : "abort";
     if (sc->at_exit)
         pm_i_debug_count_at_exit(e);
@@ -2633,10 +2641,12 @@ static int parents_damage(pm_i_err *e)
 /* At exit, damaged block e (the walk's lock held) is kept for after the
  * walks: blame() looks blocks up (locks), and stdio is flushed before the
  * first report, with no lock held (a stream's write may allocate). */
-static void exit_keep(const pm_i_err *e)
+static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
 {
-    if (pm_i_debug_was_reported(e->address, e->serial))
-        return; /* reported and leaked: no room taken here */
+    if (pm_i_debug_was_reported(e->address, e->serial)) {
+        sc->before++; /* reported and leaked: no room taken here */
+        return;
+    }
     if (exit_pending_n == EXIT_PENDING) {
         exit_unexamined++;
         return;
@@ -2668,7 +2678,7 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
         return;
     if (sc->at_exit) {
-        exit_keep(&e);
+        exit_keep(sc, &e);
         return;
     }
     /* The stripe's lock held: the block stays. Blamed now, not after the
@@ -2713,7 +2723,7 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
         return;
     sc->last = e.address;
     if (sc->at_exit)
-        exit_keep(&e); /* blamed already (the arena lock keeps the blocks) */
+        exit_keep(sc, &e); /* blamed already (the arena lock keeps the blocks) */
     else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
@@ -2752,7 +2762,7 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
     pm_i_err e;
     freed_error(p, 0, in.size, full_serial(in.serial), in.api, &e);
     if (sc->at_exit)
-        exit_keep(&e);
+        exit_keep(sc, &e);
     else
         abort_report(sc, &e);
 }
@@ -2769,7 +2779,7 @@ static void abort_check_held(const qent *h, void *arg)
     pm_i_err e;
     q_error(NULL, sc->at_exit ? "exit" : "abort", h, &e);
     if (sc->at_exit)
-        exit_keep(&e);
+        exit_keep(sc, &e);
     else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
@@ -2827,8 +2837,12 @@ static size_t check_heap_racy(int at_exit)
             abort_report(&sc, &exit_pending[i]);
         }
     }
+    /* Blocks reported before alone: no line at exit (the program was told,
+     * and PYMALLOC_ON_ERROR=report's summary follows); at abort the line
+     * says they are there (their damage may be what the C library's
+     * allocator aborted over). */
     if (sc.damaged == 0 && exit_unexamined == 0 &&
-        (at_exit || (skipped == 0 && !pools_busy && !held_busy)))
+        (at_exit || (skipped == 0 && !pools_busy && !held_busy && sc.before == 0)))
         return 0;
     char storage[512];
     pm_i_buf b;
@@ -2847,6 +2861,12 @@ static size_t check_heap_racy(int at_exit)
     pm_i_buf_str(&b, " among the ");
     pm_i_buf_u64(&b, sc.checked);
     pm_i_buf_str(&b, " live blocks checked");
+    if (sc.before != 0) {
+        pm_i_buf_str(&b, "; ");
+        pm_i_buf_u64(&b, sc.before);
+        pm_i_buf_str(&b, sc.before == 1 ? " damaged block" : " damaged blocks");
+        pm_i_buf_str(&b, " reported before, not again");
+    }
     if (sc.freed_damaged != 0) {
         pm_i_buf_str(&b, "; ");
         pm_i_buf_u64(&b, sc.freed_damaged);
@@ -2888,7 +2908,7 @@ static size_t check_heap_racy(int at_exit)
         pm_i_buf_u64(&b, exit_unexamined);
         pm_i_buf_str(&b, " more damaged, not examined or counted)");
     }
-    if (!at_exit && live_damaged != 0) /* (glibc never reads a held block) */
+    if (!at_exit && live_damaged + sc.before != 0) /* (glibc never reads a held block) */
         pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
                          "\"malloc(): corrupted top size\", is above), this damage is the "
                          "likely cause");
