@@ -340,6 +340,18 @@ static inline void maybe_break(uint64_t serial)
         break_on_serial(serial);
 }
 
+/* A free or realloc (op) of a block found damaged, freed or of another API
+ * (e, about to be reported): the break of PYMALLOC_BREAK_SERIAL comes
+ * first, as for an intact block, when the block is known (its serial read
+ * from its record or side word, not from its trailer, which the damage may
+ * have changed), so that a debugger stops before the report and its
+ * abort. No lock held. */
+static inline void maybe_break_before_report(int op, const pm_i_err *e)
+{
+    if ((op == OP_FREE || op == OP_REALLOC) && e->known)
+        maybe_break(e->serial);
+}
+
 /* ---------------------------------------------------------------------------
  * The block layout.
  */
@@ -1951,6 +1963,7 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
                      meanwhile (glibc, freeing the chunk before: see
                      pm_i_libc_header_ok) */
     pm_i_reg_unlock(*st);
+    maybe_break_before_report(op, &e);
     report(g, op, &e);
     return NULL;
 }
@@ -1965,6 +1978,7 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     uint64_t v = 0;
     if (w != NULL) {
         if ((v = side_claim(g, w, p, OP_FREE, &in, &e)) == 0) {
+            maybe_break_before_report(OP_FREE, &e);
             report(g, OP_FREE, &e);
             return; /* leaked, or not ours */
         }
@@ -2197,6 +2211,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
          * it back. */
         uint64_t v = side_claim(g, w, p, OP_REALLOC, &in, &e);
         if (PM_I_UNLIKELY(v == 0)) {
+            maybe_break_before_report(OP_REALLOC, &e);
             report(g, OP_REALLOC, &e);
             return NULL; /* the block is leaked; the caller sees a failure */
         }
