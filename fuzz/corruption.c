@@ -144,6 +144,7 @@ typedef struct expect {
     const unsigned char *inside;
     size_t inside_n;
     uint64_t inside_serial;
+    char inside_api; /* the API it was allocated with */
     int freed_data; /* use after free: a freed pool block's data written
                        (at offset; it was filled with 0xDD) */
 } expect;
@@ -231,10 +232,15 @@ static void expected_line(const expect *x, char *out, size_t cap)
             ptrdiff_t d = (const unsigned char *)x->address - x->inside;
             snprintf(what, sizeof what,
                      "%p is not a block allocated by pymalloc: it points %td byte%s %s the "
-                     "live %zu-byte block (serial %llu) at %p",
+                     "live %zu-byte block (serial %llu) at %p, allocated with API '%c' (%s): "
+                     "offset %c%td from its data start%s",
                      x->address, d < 0 ? -d : d, d == 1 || d == -1 ? "" : "s",
                      d < 0 ? "before" : "into", x->inside_n,
-                     (unsigned long long)x->inside_serial, (const void *)x->inside);
+                     (unsigned long long)x->inside_serial, (const void *)x->inside,
+                     x->inside_api, api_text(x->inside_api), d < 0 ? '-' : '+', d < 0 ? -d : d,
+                     d < 0                         ? ", in its header"
+                     : (size_t)d >= x->inside_n ? ", in its trailer"
+                                                   : "");
             break;
         }
         snprintf(what, sizeof what,
@@ -652,7 +658,7 @@ static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
                 b->serial,
                 0,
                 t == T_CHECK ? b->D->api : D2->api,
-                b->D->api, 0, 0, NULL, 0, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0, 0};
     expect_report(&x, "a use of a freed block");
     if (r != NULL)
         CZ_FAIL("realloc of a freed block gave %p", r);
@@ -715,7 +721,7 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
         expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
                     t == T_CHECK ? 0 : D->api, 0, 0, 0,
                     /* the report names the block it points into */
-                    interior ? b->p : NULL, b->n, b->serial, 0};
+                    interior ? b->p : NULL, b->n, b->serial, D->api, 0};
         if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
             /* A block freed earlier at this address, still remembered. */
             x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
@@ -740,7 +746,7 @@ static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
     const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
     unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
-                b->D->api, 0, 0, NULL, 0, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0, 0};
     expect_report(&x, "another domain");
     if (r != NULL)
         CZ_FAIL("realloc through another domain gave %p", (void *)r);
@@ -881,7 +887,7 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         freed_reused(q);
         if (R.n != 0) {
             expect x = {PM_ERR_USE_AFTER_FREE, b->D->malloc_name, b->p, b->n, b->serial, -16,
-                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0};
+                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0, 0};
             if (!damaged)
                 CZ_FAIL("a malloc reported after bytes of a freed block were rewritten with "
                         "their own values or past the bytes checked: %s", R.msg[0]);

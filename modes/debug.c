@@ -340,6 +340,18 @@ static inline void maybe_break(uint64_t serial)
         break_on_serial(serial);
 }
 
+/* A free or realloc (op) of a block found damaged, freed or of another API
+ * (e, about to be reported): the break of PYMALLOC_BREAK_SERIAL comes
+ * first, as for an intact block, when the block is known (its serial read
+ * from its record or side word, not from its trailer, which the damage may
+ * have changed), so that a debugger stops before the report and its
+ * abort. No lock held. */
+static inline void maybe_break_before_report(int op, const pm_i_err *e)
+{
+    if ((op == OP_FREE || op == OP_REALLOC) && e->known)
+        maybe_break(e->serial);
+}
+
 /* ---------------------------------------------------------------------------
  * The block layout.
  */
@@ -898,6 +910,7 @@ struct inside_search {
     uintptr_t data; /* the block it points into (0: none) */
     size_t size;
     uint64_t serial;
+    char api;
 };
 
 static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
@@ -907,6 +920,7 @@ static void inside_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
         s->data = data;
         s->size = in->size;
         s->serial = full_serial(in->serial);
+        s->api = in->api;
     }
 }
 
@@ -918,6 +932,7 @@ static void held_inside_one(const qent *h, void *arg)
         s->data = data;
         s->size = h->size;
         s->serial = full_serial(Q_SERIAL(h->meta));
+        s->api = dbgs[Q_DOMAIN(h->meta)].api;
     }
 }
 
@@ -950,6 +965,7 @@ static void locate_inside(pm_i_err *e)
                 e->inside = data;
                 e->inside_size = in.size;
                 e->inside_serial = full_serial(in.serial);
+                e->inside_api = in.api;
                 e->inside_freed = in.state == PM_I_REG_FREED;
             }
             return;
@@ -957,7 +973,7 @@ static void locate_inside(pm_i_err *e)
     }
     if (e->nested)
         return;
-    struct inside_search s = {a, 0, 0, 0};
+    struct inside_search s = {a, 0, 0, 0, 0};
     pm_i_reg_each_live_but(inside_one, &s, reg_held_here);
     int freed = 0;
     if (s.data == 0) {
@@ -969,6 +985,7 @@ static void locate_inside(pm_i_err *e)
         e->inside = (const void *)s.data;
         e->inside_size = s.size;
         e->inside_serial = s.serial;
+        e->inside_api = s.api;
         e->inside_freed = freed;
     }
 }
@@ -1946,6 +1963,7 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
                      meanwhile (glibc, freeing the chunk before: see
                      pm_i_libc_header_ok) */
     pm_i_reg_unlock(*st);
+    maybe_break_before_report(op, &e);
     report(g, op, &e);
     return NULL;
 }
@@ -1960,6 +1978,7 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     uint64_t v = 0;
     if (w != NULL) {
         if ((v = side_claim(g, w, p, OP_FREE, &in, &e)) == 0) {
+            maybe_break_before_report(OP_FREE, &e);
             report(g, OP_FREE, &e);
             return; /* leaked, or not ours */
         }
@@ -2192,6 +2211,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
          * it back. */
         uint64_t v = side_claim(g, w, p, OP_REALLOC, &in, &e);
         if (PM_I_UNLIKELY(v == 0)) {
+            maybe_break_before_report(OP_REALLOC, &e);
             report(g, OP_REALLOC, &e);
             return NULL; /* the block is leaked; the caller sees a failure */
         }
@@ -2498,6 +2518,8 @@ struct abort_scan {
     size_t held;          /* the quarantine's blocks checked */
     size_t freed;         /* the pools' freed blocks checked */
     size_t freed_damaged; /* freed blocks (both kinds) found written */
+    size_t before;        /* damaged blocks reported before (and leaked), or
+                             counted at exit: not reported again */
     const void *last;     /* the block of the last report */
     int at_exit;          /* the check at exit (below), not at abort */
     /* At abort, the registry's blocks reported (the first ABORT_SEEN): a
@@ -2507,13 +2529,19 @@ struct abort_scan {
     int nseen;
 };
 
-/* Report e of the check at abort: printed (the first ABORT_REPORTS). At
- * exit, a block reported already (and leaked, or found before in this
- * check) is left out, and the others are counted as errors too. */
+/* Report e of the check at abort: printed (the first ABORT_REPORTS). A
+ * block reported already (and leaked, by a report that let the program go
+ * on, or counted by a check at exit) is left out, only counted in the
+ * totals line (at exit by exit_keep, before any report of this check: a
+ * block met again here, reported earlier in this check, is not counted);
+ * at exit the others are counted as errors too. */
 static void abort_report(struct abort_scan *sc, pm_i_err *e)
 {
-    if (sc->at_exit && pm_i_debug_was_reported(e->address, e->serial))
+    if (pm_i_debug_was_reported(e->address, e->serial)) {
+        if (!sc->at_exit) /* (at exit: counted by exit_keep; met again here) */
+            sc->before++;
         return;
+    }
     e->entry = sc->at_exit ? "exit" : "abort";
     if (sc->at_exit)
         pm_i_debug_count_at_exit(e);
@@ -2628,10 +2656,12 @@ static int parents_damage(pm_i_err *e)
 /* At exit, damaged block e (the walk's lock held) is kept for after the
  * walks: blame() looks blocks up (locks), and stdio is flushed before the
  * first report, with no lock held (a stream's write may allocate). */
-static void exit_keep(const pm_i_err *e)
+static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
 {
-    if (pm_i_debug_was_reported(e->address, e->serial))
-        return; /* reported and leaked: no room taken here */
+    if (pm_i_debug_was_reported(e->address, e->serial)) {
+        sc->before++; /* reported and leaked: no room taken here */
+        return;
+    }
     if (exit_pending_n == EXIT_PENDING) {
         exit_unexamined++;
         return;
@@ -2663,7 +2693,7 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     if (classify((const void *)data, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
         return;
     if (sc->at_exit) {
-        exit_keep(&e);
+        exit_keep(sc, &e);
         return;
     }
     /* The stripe's lock held: the block stays. Blamed now, not after the
@@ -2708,7 +2738,7 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
         return;
     sc->last = e.address;
     if (sc->at_exit)
-        exit_keep(&e); /* blamed already (the arena lock keeps the blocks) */
+        exit_keep(sc, &e); /* blamed already (the arena lock keeps the blocks) */
     else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
@@ -2747,7 +2777,7 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
     pm_i_err e;
     freed_error(p, 0, in.size, full_serial(in.serial), in.api, &e);
     if (sc->at_exit)
-        exit_keep(&e);
+        exit_keep(sc, &e);
     else
         abort_report(sc, &e);
 }
@@ -2764,7 +2794,7 @@ static void abort_check_held(const qent *h, void *arg)
     pm_i_err e;
     q_error(NULL, sc->at_exit ? "exit" : "abort", h, &e);
     if (sc->at_exit)
-        exit_keep(&e);
+        exit_keep(sc, &e);
     else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
@@ -2822,8 +2852,12 @@ static size_t check_heap_racy(int at_exit)
             abort_report(&sc, &exit_pending[i]);
         }
     }
+    /* Blocks reported before alone: no line at exit (the program was told,
+     * and PYMALLOC_ON_ERROR=report's summary follows); at abort the line
+     * says they are there (their damage may be what the C library's
+     * allocator aborted over). */
     if (sc.damaged == 0 && exit_unexamined == 0 &&
-        (at_exit || (skipped == 0 && !pools_busy && !held_busy)))
+        (at_exit || (skipped == 0 && !pools_busy && !held_busy && sc.before == 0)))
         return 0;
     char storage[512];
     pm_i_buf b;
@@ -2842,6 +2876,12 @@ static size_t check_heap_racy(int at_exit)
     pm_i_buf_str(&b, " among the ");
     pm_i_buf_u64(&b, sc.checked);
     pm_i_buf_str(&b, " live blocks checked");
+    if (sc.before != 0) {
+        pm_i_buf_str(&b, "; ");
+        pm_i_buf_u64(&b, sc.before);
+        pm_i_buf_str(&b, sc.before == 1 ? " damaged block" : " damaged blocks");
+        pm_i_buf_str(&b, " reported before, not again");
+    }
     if (sc.freed_damaged != 0) {
         pm_i_buf_str(&b, "; ");
         pm_i_buf_u64(&b, sc.freed_damaged);
@@ -2883,7 +2923,7 @@ static size_t check_heap_racy(int at_exit)
         pm_i_buf_u64(&b, exit_unexamined);
         pm_i_buf_str(&b, " more damaged, not examined or counted)");
     }
-    if (!at_exit && live_damaged != 0) /* (glibc never reads a held block) */
+    if (!at_exit && live_damaged + sc.before != 0) /* (glibc never reads a held block) */
         pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
                          "\"malloc(): corrupted top size\", is above), this damage is the "
                          "likely cause");

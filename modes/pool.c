@@ -170,10 +170,12 @@ static void *raw_count(void *p)
     return p;
 }
 
-void pm_i_p_free_other(void *p)
+PM_P_SLOW void pm_i_p_free_other(void *p)
 {
     atomic_fetch_sub_explicit(&pm_i_p.raw_current, 1, memory_order_relaxed);
+    int saved = errno; /* free keeps errno (src/api.c: dom_free) */
     pm_i_libc_free(p);
+    errno = saved;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1542,9 +1544,21 @@ void pm_i_p_drain_deferred(void)
     }
 }
 
+static void free_slow(void *p, unsigned idx);
+
+/* Keeps errno, as free must (src/api.c: dom_free): the flush of a full bin
+ * may give an arena back to the system (munmap, madvise), and the first
+ * free of a thread sets up its cache. */
 PM_P_SLOW void pm_i_p_free_slow(void *ctx, void *p, unsigned idx)
 {
     (void)ctx;
+    int saved = errno;
+    free_slow(p, idx);
+    errno = saved;
+}
+
+static inline __attribute__((always_inline)) void free_slow(void *p, unsigned idx)
+{
     if (PM_I_UNLIKELY(pm_i_p_busy)) {
         defer_free(p, idx);
         return;

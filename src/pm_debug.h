@@ -96,11 +96,13 @@ typedef struct pm_i_err {
     const void *next_block;
     uint64_t next_serial;
     /* An invalid pointer into a block of ours (its header, data or
-       trailer): that block's address, size, serial, and whether it is
-       freed (a pool block's slot remembers); inside NULL: none found. */
+       trailer): that block's address, size, serial, the API it was
+       allocated with, and whether it is freed (a pool block's slot
+       remembers); inside NULL: none found. */
     const void *inside;
     size_t inside_size;
     uint64_t inside_serial;
+    char inside_api;
     int inside_freed;
     /* Found by a call nested in another of its thread (a signal handler's,
        modes/debug.c), which may hold locks: the error handler runs as a

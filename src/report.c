@@ -381,6 +381,21 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
             pm_i_buf_u64(b, e->inside_serial);
             pm_i_buf_str(b, ") at ");
             pm_i_buf_ptr(b, e->inside);
+            /* What the block's records say of it: the API it was allocated
+             * with, and the pointer's offset from its data start, signed
+             * (negative: in its header). */
+            pm_i_buf_str(b, ", allocated with API '");
+            pm_i_buf_char(b, e->inside_api);
+            pm_i_buf_str(b, "' (");
+            pm_i_buf_str(b, api_domain(e->inside_api));
+            pm_i_buf_str(b, "): offset ");
+            pm_i_buf_char(b, d < 0 ? '-' : '+');
+            pm_i_buf_u64(b, (uint64_t)(d < 0 ? -d : d));
+            pm_i_buf_str(b, " from its data start");
+            if (d < 0)
+                pm_i_buf_str(b, ", in its header");
+            else if ((size_t)d >= e->inside_size)
+                pm_i_buf_str(b, ", in its trailer");
             break;
         }
         pm_i_buf_str(b, " is not a block allocated by pymalloc (a stack or global address, "

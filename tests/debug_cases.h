@@ -23,7 +23,7 @@ typedef struct dcase_expect {
     uint64_t serial;
     ptrdiff_t offset;
     char api_expected, api_found;
-    char line[256]; /* text the one-line report must contain */
+    char line[384]; /* text the one-line report must contain */
 } dcase_expect;
 
 /* A case: commit the bug through domain d (other = another domain), fill in
@@ -156,16 +156,29 @@ static void case_invalid_global(int d, int other, dcase_expect *x)
     pm_t_domains[d].free(&pm_t_global_array[2]);
 }
 
+/* The end of an invalid pointer's report when it points into live block p
+ * (n bytes, domain d) at offset off from its data start: the block, the API
+ * it was allocated with, and the offset, signed (in its header: negative). */
+static void expect_inside(int d, dcase_expect *x, const unsigned char *p, size_t n, ptrdiff_t off)
+{
+    size_t len = strlen(x->line);
+    snprintf(x->line + len, sizeof x->line - len,
+             ": it points %td byte%s %s the live %zu-byte block (serial %llu) at %p, allocated "
+             "with API '%c' (pm_%s_*): offset %c%td from its data start%s",
+             off < 0 ? -off : off, off == 1 || off == -1 ? "" : "s",
+             off < 0 ? "before" : "into", n, (unsigned long long)trailer_serial(p, n),
+             (const void *)p, dom_api[d], pm_t_domains[d].name, off < 0 ? '-' : '+',
+             off < 0 ? -off : off,
+             off < 0 ? ", in its header" : (size_t)off >= n ? ", in its trailer" : "");
+}
+
 /* An interior pointer: the report names the live block it points into. */
 static void case_invalid_interior(int d, int other, dcase_expect *x)
 {
     (void)other;
     unsigned char *p = pm_t_domains[d].malloc(64);
     expect_invalid(d, x, p + 16);
-    size_t len = strlen(x->line);
-    snprintf(x->line + len, sizeof x->line - len,
-             ": it points 16 bytes into the live 64-byte block (serial %llu) at %p",
-             (unsigned long long)trailer_serial(p, 64), (void *)p);
+    expect_inside(d, x, p, 64, 16);
     READY(x);
     pm_t_domains[d].free(p + 16);
     pm_t_domains[d].free(p);
@@ -179,12 +192,37 @@ static void case_invalid_header(int d, int other, dcase_expect *x)
     (void)other;
     unsigned char *p = pm_t_domains[d].malloc(40);
     expect_invalid(d, x, p - 8);
-    size_t len = strlen(x->line);
-    snprintf(x->line + len, sizeof x->line - len,
-             ": it points 8 bytes before the live 40-byte block (serial %llu) at %p",
-             (unsigned long long)trailer_serial(p, 40), (void *)p);
+    expect_inside(d, x, p, 40, -8);
     READY(x);
     pm_t_domains[d].free(p - 8);
+    pm_t_domains[d].free(p);
+}
+
+/* A pointer into a block's trailer, past its data. */
+static void case_invalid_trailer(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = pm_t_domains[d].malloc(40);
+    expect_invalid(d, x, p + 44);
+    expect_inside(d, x, p, 40, 44);
+    READY(x);
+    pm_t_domains[d].free(p + 44);
+    pm_t_domains[d].free(p);
+}
+
+/* The realloc of an interior pointer: the same report, from realloc. */
+static void case_invalid_interior_realloc(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    unsigned char *p = pm_t_domains[d].malloc(64);
+    expect_invalid(d, x, p + 24);
+    set_entry(x, d, "realloc");
+    snprintf(x->line, sizeof x->line,
+             "pymalloc: %s: invalid pointer: %p is not a block allocated by pymalloc", x->entry,
+             (const void *)(p + 24));
+    expect_inside(d, x, p, 64, 24);
+    READY(x);
+    PM_CHECK(pm_t_domains[d].realloc(p + 24, 100) == NULL);
     pm_t_domains[d].free(p);
 }
 
@@ -296,6 +334,8 @@ static const dcase dcases[] = {
     {"invalid pointer (global)", case_invalid_global},
     {"invalid pointer (interior)", case_invalid_interior},
     {"invalid pointer (into the header)", case_invalid_header},
+    {"invalid pointer (into the trailer)", case_invalid_trailer},
+    {"invalid pointer (interior, realloc)", case_invalid_interior_realloc},
     {"invalid pointer (address 1)", case_invalid_small},
     {"API mismatch", case_api_mismatch},
     {"realloc of a freed block", case_realloc_freed},

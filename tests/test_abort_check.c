@@ -14,6 +14,8 @@
  *  - glibc's own abort over the top chunk a block overflowed into;
  *  - an abort with every block intact prints nothing of ours;
  *  - the debug layer's own report and abort: no second report;
+ *  - a block reported and leaked (the program went on) is not reported
+ *    again at abort or at exit, only counted as reported before;
  *  - a program's SIGABRT handler set before the hooks go in is kept;
  *  - SIGABRT sent by raise() or kill() still kills the process, unless a
  *    handler the program set later calls ours and goes on.
@@ -58,6 +60,7 @@ typedef struct damage {
     unsigned char *p[12];
     size_t n[12];
     int count;
+    int d; /* the domain of p[0] (reported_then_abort) */
 } damage;
 
 static void overflow_then_abort(void *arg)
@@ -333,6 +336,95 @@ static void test_own_report_not_repeated(void)
     PM_CHECK(strstr(r.output, "pymalloc: abort") == NULL);
 }
 
+/* An error handler that returns: the call goes on as in
+ * PYMALLOC_ON_ERROR=report, the damaged block leaked. */
+static void go_on(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+}
+
+/* Block dm->p[0] written past its end and freed (reported, leaked: the
+ * handler returns), then abort(); or, with a second block written past its
+ * end and never freed, exit(). */
+static void reported_then_abort(void *arg)
+{
+    damage *dm = arg;
+    restore_handler();
+    pm_set_error_handler(go_on, NULL);
+    for (int i = 0; i < dm->count; i++)
+        dm->p[i][dm->n[i]] = 0;
+    pm_t_domains[dm->d].free(dm->p[0]); /* reported; leaked */
+    if (dm->count > 1)
+        exit(0);
+    abort();
+}
+
+static int count_of(const char *s, const char *what)
+{
+    int n = 0;
+    for (; (s = strstr(s, what)) != NULL; s++)
+        n++;
+    return n;
+}
+
+/* A damaged block reported (and leaked) by its free is not reported again
+ * by the check at abort, nor at exit: the totals line counts it as
+ * reported before (before, the check at abort reported it a second
+ * time). */
+static void test_leaked_block_not_reported_again(void)
+{
+    NEED_DEBUG();
+    for (int small = 0; small < 2; small++)
+        for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+            damage dm = {.count = 1, .d = d};
+            if (small)
+                dm.p[0] = pm_t_domains[d].malloc(dm.n[0] = 24);
+            else
+                dm.p[0] = libc_block(d, &dm.n[0]);
+            PM_CHECK(dm.p[0] != NULL);
+            pm_death_result r;
+            pm_death(reported_then_abort, &dm, &r);
+            PM_CHECK(!r.exited && r.signal == SIGABRT);
+            char want[200];
+            snprintf(want, sizeof want,
+                     "pymalloc: pm_%s_free: buffer overflow: 1 byte written past the end of a "
+                     "%zu-byte block (serial %llu)",
+                     pm_t_domains[d].name, dm.n[0],
+                     (unsigned long long)trailer_serial(dm.p[0], dm.n[0]));
+            PM_CHECK_STR(r.output, want);
+            PM_CHECK_EQ(count_of(r.output, "buffer overflow"), 1);
+            PM_CHECK_STR(r.output, "pymalloc: abort: 0 damaged blocks among the ");
+            PM_CHECK_STR(r.output, " live blocks checked; 1 damaged block reported before, not "
+                                   "again; if the C library's allocator aborted");
+            if (pm_t_cur_failed) {
+                fprintf(stderr, "%s\n", r.output);
+                return;
+            }
+            pm_t_domains[d].free(dm.p[0]); /* intact in this process */
+        }
+    /* At exit: the other block, never freed, is reported; the first not. */
+    damage dm = {.count = 2};
+    dm.p[0] = libc_block(PM_DOMAIN_RAW, &dm.n[0]);
+    dm.p[1] = libc_block(PM_DOMAIN_RAW, &dm.n[1]);
+    pm_death_result r;
+    pm_death(reported_then_abort, &dm, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(count_of(r.output, "buffer overflow"), 2);
+    char want[200];
+    snprintf(want, sizeof want,
+             "pymalloc: exit: buffer overflow: 1 byte written past the end of a %zu-byte block "
+             "(serial %llu)",
+             dm.n[1], (unsigned long long)trailer_serial(dm.p[1], dm.n[1]));
+    PM_CHECK_STR(r.output, want);
+    PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the ");
+    PM_CHECK_STR(r.output, " live blocks checked; 1 damaged block reported before, not again\n");
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", r.output);
+    pm_raw_free(dm.p[0]);
+    pm_raw_free(dm.p[1]);
+}
+
 /* SIGABRT sent by raise or kill (not abort(), which raises it again if a
  * handler returns) still kills the process after the check. */
 static void raise_abrt(void *arg)
@@ -435,6 +527,7 @@ int main(void)
     PM_RUN(test_many_damaged_blocks);
     PM_RUN(test_clean_abort_is_silent);
     PM_RUN(test_own_report_not_repeated);
+    PM_RUN(test_leaked_block_not_reported_again);
     PM_RUN(test_raised_sigabrt_still_kills);
     PM_RUN(test_chained_handler_survives);
     return pm_test_done();

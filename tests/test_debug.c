@@ -17,7 +17,7 @@
 
 static void print_expect(const dcase_expect *x)
 {
-    char buf[320];
+    char buf[512];
     int n = snprintf(buf, sizeof buf, "EXPECT: %s\n", x->line);
     if (write(2, buf, (size_t)n) < 0)
         _exit(3);
@@ -49,7 +49,7 @@ static void test_death_every_class_every_domain(void)
             pm_death(death_child, &a, &r);
             int ok = !r.exited && r.signal == SIGABRT;
             const char *e = strstr(r.output, "EXPECT: ");
-            char want[300] = "";
+            char want[512] = "";
             if (e != NULL) {
                 const char *nl = strchr(e, '\n');
                 size_t len = nl ? (size_t)(nl - e - 8) : strlen(e + 8);

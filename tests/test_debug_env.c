@@ -162,6 +162,52 @@ static void test_break_serial(void)
     PM_CHECK(r.exited && r.exit_status == 0);
 }
 
+/* PYMALLOC_BREAK_SERIAL=3 and block 3 written past its end: its free (or
+ * realloc) raises SIGTRAP before the report, as an intact block's free
+ * does (before, the report and its abort came first: no break). */
+static int break_by_realloc;
+
+static void body_break_damaged(void)
+{
+    signal(SIGTRAP, on_trap);
+    unsigned char *p[5];
+    for (int i = 0; i < 5; i++)
+        p[i] = pm_mem_malloc(8);
+    p[2][8] = 0; /* block 3: one byte past its end */
+    for (int i = 0; i < 5; i++) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "free %d\n", i + 1);
+        say(msg);
+        if (break_by_realloc && i == 2)
+            (void)pm_mem_realloc(p[i], 100);
+        else
+            pm_mem_free(p[i]);
+    }
+    say("end\n");
+}
+
+static void test_break_serial_before_report(void)
+{
+    const char *modes[] = {"malloc_debug", "pymalloc_debug"};
+    for (int m = 0; m < 2; m++)
+        for (break_by_realloc = 0; break_by_realloc < 2; break_by_realloc++) {
+            static pm_death_result r;
+            env_case c = {modes[m], NULL, "3", body_break_damaged};
+            run_case(&c, &r);
+            PM_CHECK(!r.exited && r.signal == SIGABRT);
+            char want[160];
+            snprintf(want, sizeof want,
+                     "free 3\nTRAP\npymalloc: pm_mem_%s: buffer overflow: 1 byte written past "
+                     "the end of a 8-byte block (serial 3)",
+                     break_by_realloc ? "realloc" : "free");
+            PM_CHECK_STR(r.output, want);
+            if (pm_t_cur_failed) {
+                fprintf(stderr, "mode %s:\n%s\n", modes[m], r.output);
+                return;
+            }
+        }
+}
+
 /* PYMALLOC_ON_ERROR=report: each error printed and counted, the program goes
  * on, the damaged blocks leak, and the process exits non-zero at the end
  * with a summary line. */
@@ -860,6 +906,7 @@ int main(void)
 {
     PM_RUN(test_serials_stable);
     PM_RUN(test_break_serial);
+    PM_RUN(test_break_serial_before_report);
     PM_RUN(test_on_error_report);
     PM_RUN(test_on_error_report_summary_last);
     PM_RUN(test_exit_check);

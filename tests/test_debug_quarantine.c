@@ -395,7 +395,8 @@ static void test_interior_pointer_of_held_block(void)
     PM_CHECK(S.r.address == p + 8);
     char want[160];
     snprintf(want, sizeof want,
-             "it points 8 bytes into the freed 600-byte block (serial %llu) at %p",
+             "it points 8 bytes into the freed 600-byte block (serial %llu) at %p, allocated "
+             "with API 'r' (pm_raw_*): offset +8 from its data start",
              (unsigned long long)serial, (void *)p);
     PM_CHECK_STR(S.message, want);
     start();

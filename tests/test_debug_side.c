@@ -126,6 +126,7 @@ static void test_interior_pointers_are_invalid(void)
         size_t n = d < PM_DOMAIN_COUNT ? 100 : 500; /* 500: a wide class (544) */
         unsigned char *p = D->malloc(n);
         PM_CHECK(p != NULL);
+        uint64_t serial = trailer_serial(p, n);
         for (size_t i = 0; i < n; i++)
             p[i] = (unsigned char)i;
         /* Into the data (not 16-aligned), into the header; for a pool block
@@ -149,10 +150,14 @@ static void test_interior_pointers_are_invalid(void)
             PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
             PM_CHECK_EQ(atomic_load(&S.calls), before + 3);
         }
-        /* Each report names the block pointed into: the line of the last. */
-        char want[160];
-        snprintf(want, sizeof want, "it points 8 bytes before the live %zu-byte block (serial ",
-                 n);
+        /* Each report names the block pointed into: the line of the last
+         * (its size, serial, address, API and the pointer's offset). */
+        char want[320];
+        snprintf(want, sizeof want,
+                 "it points 8 bytes before the live %zu-byte block (serial %llu) at %p, "
+                 "allocated with API '%c' (pm_%s_*): offset -8 from its data start, in its "
+                 "header",
+                 n, (unsigned long long)serial, (void *)p, D->name[0], D->name);
         if (pool_block(p)) /* wrong[4]: its pool's header, in no block */
             PM_CHECK_STR(S.message, "(a stack or global address, an interior pointer");
         else /* wrong[1]: p - 8 */
@@ -170,7 +175,10 @@ static void test_interior_pointers_are_invalid(void)
             /* A pool slot remembers its freed block. */
             D->free(p + 1);
             PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
-            snprintf(want, sizeof want, "it points 1 byte into the freed %zu-byte block", n);
+            snprintf(want, sizeof want,
+                     "it points 1 byte into the freed %zu-byte block (serial %llu) at %p, "
+                     "allocated with API '%c' (pm_%s_*): offset +1 from its data start",
+                     n, (unsigned long long)serial, (void *)p, D->name[0], D->name);
             PM_CHECK_STR(S.message, want);
         }
         pm_set_error_handler(NULL, NULL);

@@ -98,6 +98,98 @@ static void test_free_null(void)
     }
 }
 
+/* free keeps errno (POSIX 2024; glibc since 2.33), whatever it frees: a
+ * small block (a pool block where the mode has pools), a big one (the C
+ * library's; one of 1 MiB, mapped on its own), NULL, the blocks of whole
+ * arenas (the last free of an arena gives it back to the system), in
+ * every domain and mode; in the debug modes also a block pushed out of the
+ * quarantine by later frees; and through a hook whose free changes errno
+ * (a log write that fails: before, pm_*_free passed that on). */
+static pm_allocator below_clobber[PM_DOMAIN_COUNT];
+static void *cl_malloc(void *ctx, size_t n)
+{
+    pm_allocator *b = ctx;
+    return b->malloc(b->ctx, n);
+}
+static void *cl_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    pm_allocator *b = ctx;
+    return b->calloc(b->ctx, nelem, elsize);
+}
+static void *cl_realloc(void *ctx, void *p, size_t n)
+{
+    pm_allocator *b = ctx;
+    return b->realloc(b->ctx, p, n);
+}
+static void cl_free(void *ctx, void *p)
+{
+    pm_allocator *b = ctx;
+    b->free(b->ctx, p);
+    errno = EIO;
+}
+
+#define ERRNO_SENTINEL 12345
+#define FREE_KEEPS_ERRNO(free_call)                                                         \
+    do {                                                                                    \
+        errno = ERRNO_SENTINEL;                                                             \
+        free_call;                                                                          \
+        if (errno != ERRNO_SENTINEL)                                                        \
+            fprintf(stderr, "%s (domain %s): errno %d\n", #free_call, D->name, errno);      \
+        changed += errno != ERRNO_SENTINEL;                                                 \
+    } while (0)
+
+static void test_free_keeps_errno(void)
+{
+    enum { RUN = 4 * 1024 * 1024 / 256 }; /* 256-byte blocks: four arenas' worth */
+    static void *run[RUN];
+    int changed = 0;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        void *small = D->malloc(24), *big = D->malloc(5000), *huge = D->malloc(1u << 20);
+        PM_CHECK(small != NULL && big != NULL && huge != NULL);
+        FREE_KEEPS_ERRNO(D->free(small));
+        FREE_KEEPS_ERRNO(D->free(big));
+        FREE_KEEPS_ERRNO(D->free(huge));
+        FREE_KEEPS_ERRNO(D->free(NULL));
+        struct pm_stats st;
+        pm_trim(); /* the arenas the cached blocks of the domain before kept */
+        PM_CHECK_EQ(pm_get_stats(&st), 0);
+        size_t reclaimed = st.arenas_reclaimed;
+        for (int i = 0; i < RUN; i++) {
+            run[i] = D->malloc(256);
+            PM_CHECK(run[i] != NULL);
+        }
+        int pooled = pm_i_pool_owns((unsigned char *)run[RUN / 2] - 16);
+        for (int i = 0; i < RUN; i++)
+            FREE_KEEPS_ERRNO(D->free(run[i]));
+        PM_CHECK_EQ(pm_get_stats(&st), 0);
+        if (pooled) /* the frees gave arenas back to the system */
+        if (pooled)
+            PM_CHECK(st.arenas_reclaimed > reclaimed);
+        /* Through the quarantine (debug modes): many frees, each pushing
+         * older blocks out to the allocator below. */
+        for (int round = 0; round < 4; round++) {
+            for (int i = 0; i < 64; i++)
+                run[i] = D->malloc(20000);
+            for (int i = 0; i < 64; i++)
+                FREE_KEEPS_ERRNO(D->free(run[i]));
+        }
+        /* A hook's free that changes errno. */
+        PM_CHECK_EQ(pm_get_allocator((pm_domain)d, &below_clobber[d]), 0);
+        pm_allocator hook = {&below_clobber[d], cl_malloc, cl_calloc, cl_realloc, cl_free};
+        PM_CHECK_EQ(pm_set_allocator((pm_domain)d, &hook), 0);
+        small = D->malloc(24);
+        big = D->malloc(5000);
+        FREE_KEEPS_ERRNO(D->free(small));
+        FREE_KEEPS_ERRNO(D->free(big));
+        PM_CHECK_EQ(pm_set_allocator((pm_domain)d, &below_clobber[d]), 0);
+    }
+    errno = ERRNO_SENTINEL;
+    pm_trim();
+    PM_CHECK_EQ(errno, ERRNO_SENTINEL);
+    PM_CHECK_EQ(changed, 0);
+}
+
 /* realloc(p, 0) returns a valid block and never frees. */
 static void test_realloc_zero(void)
 {
@@ -375,6 +467,7 @@ int main(void)
     PM_RUN(test_calloc_overflow);
     PM_RUN(test_calloc_zeroes);
     PM_RUN(test_free_null);
+    PM_RUN(test_free_keeps_errno);
     PM_RUN(test_realloc_zero);
     PM_RUN(test_realloc_keeps_contents);
     PM_RUN(test_alignment);
