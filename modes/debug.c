@@ -364,6 +364,21 @@ static inline uint64_t bump_serial(void)
     return bump_serial_shared();
 }
 
+/* Give back serial s, taken by this thread's last bump_serial, for a block
+ * that could not be made (no registry memory): the next block takes it,
+ * so serials of the blocks made stay consecutive. The thread is busy, so
+ * no handler of its took a serial since (its calls are nested); with one
+ * thread the counter is still s, with more this thread's run_next is. */
+static void unbump_serial(uint64_t s)
+{
+    if (PM_I_SINGLE_THREADED()) {
+        atomic_compare_exchange_strong_explicit(&serial_counter, &s, s - 1, memory_order_relaxed,
+                                                memory_order_relaxed);
+    } else {
+        __atomic_compare_exchange_n(&run_next, &s, s - 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
+}
+
 /* Tests: the next serial this thread hands out is `next` (other threads
  * finish the runs they hold). */
 void pm_i_debug_set_next_serial(uint64_t next)
@@ -1299,6 +1314,7 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
     write_header(p, n, g->api_w);
     write_trailer(p, n, serial);
     if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
+        unbump_serial(serial);
         g->below.a.free(g->below.a.ctx, base);
         return NULL;
     }
