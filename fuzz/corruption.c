@@ -229,12 +229,20 @@ static void expected_line(const expect *x, char *out, size_t cap)
     case PM_ERR_INVALID_POINTER:
         if (x->inside != NULL) {
             ptrdiff_t d = (const unsigned char *)x->address - x->inside;
+            /* At or past the end of the data: named so, not "into". */
+            int past = d >= 0 && (size_t)d >= x->inside_n;
+            ptrdiff_t k = d < 0 ? -d : past ? d - (ptrdiff_t)x->inside_n : d;
+            char where[64];
+            if (past && k == 0)
+                snprintf(where, sizeof where, "just past the end of");
+            else
+                snprintf(where, sizeof where, "%td byte%s %s", k, k == 1 ? "" : "s",
+                         d < 0 ? "before" : past ? "past the end of" : "into");
             snprintf(what, sizeof what,
-                     "%p is not a block allocated by pymalloc: it points %td byte%s %s the "
+                     "%p is not a block allocated by pymalloc: it points %s the "
                      "live %zu-byte block (serial %llu) at %p",
-                     x->address, d < 0 ? -d : d, d == 1 || d == -1 ? "" : "s",
-                     d < 0 ? "before" : "into", x->inside_n,
-                     (unsigned long long)x->inside_serial, (const void *)x->inside);
+                     x->address, where, x->inside_n, (unsigned long long)x->inside_serial,
+                     (const void *)x->inside);
             break;
         }
         snprintf(what, sizeof what,
