@@ -230,17 +230,23 @@ static void expected_line(const expect *x, char *out, size_t cap)
     case PM_ERR_INVALID_POINTER:
         if (x->inside != NULL) {
             ptrdiff_t d = (const unsigned char *)x->address - x->inside;
+            /* At or past the end of the data: named so, not "into". */
+            int past = d >= 0 && (size_t)d >= x->inside_n;
+            ptrdiff_t k = d < 0 ? -d : past ? d - (ptrdiff_t)x->inside_n : d;
+            char where[64];
+            if (past && k == 0)
+                snprintf(where, sizeof where, "just past the end of");
+            else
+                snprintf(where, sizeof where, "%td byte%s %s", k, k == 1 ? "" : "s",
+                         d < 0 ? "before" : past ? "past the end of" : "into");
             snprintf(what, sizeof what,
-                     "%p is not a block allocated by pymalloc: it points %td byte%s %s the "
+                     "%p is not a block allocated by pymalloc: it points %s the "
                      "live %zu-byte block (serial %llu) at %p, allocated with API '%c' (%s): "
                      "offset %c%td from its data start%s",
-                     x->address, d < 0 ? -d : d, d == 1 || d == -1 ? "" : "s",
-                     d < 0 ? "before" : "into", x->inside_n,
-                     (unsigned long long)x->inside_serial, (const void *)x->inside,
-                     x->inside_api, api_text(x->inside_api), d < 0 ? '-' : '+', d < 0 ? -d : d,
-                     d < 0                         ? ", in its header"
-                     : (size_t)d >= x->inside_n ? ", in its trailer"
-                                                   : "");
+                     x->address, where, x->inside_n, (unsigned long long)x->inside_serial,
+                     (const void *)x->inside, x->inside_api, api_text(x->inside_api),
+                     d < 0 ? '-' : '+', d < 0 ? -d : d,
+                     d < 0 ? ", in its header" : past ? ", in its trailer" : "");
             break;
         }
         snprintf(what, sizeof what,

@@ -293,28 +293,90 @@ static inline uint64_t full_serial(uint64_t low)
  * counter's cache line travel between cores on every malloc of two busy
  * threads (28.9 -> 112.4 ns per pair per thread in pymalloc_debug with two
  * threads allocating at once; with runs, see bench/README.md). The counter
- * is always at or above every serial handed out (full_serial needs that). */
+ * is always at or above every serial handed out (full_serial needs that).
+ *
+ * Signal handlers: dbg_malloc's fast path takes its serial without marking
+ * its thread busy, so a handler that interrupts it there and allocates
+ * takes a serial too (not nested: "Calls nested" above). Each increment
+ * is therefore one instruction (bump_local: xadd, without a lock prefix,
+ * on x86-64; an atomic add elsewhere): a handler's increment comes whole
+ * before or after the interrupted one. Before, a load, an add and a store:
+ * a handler between the load and the store took the same serial as the
+ * block being made (tests/test_debug_serial_signal.c: some 20 duplicates
+ * a second with one thread). A run is [run_next + 1, run_end]: a serial
+ * is taken by an increment of run_next, and is this thread's if it is at
+ * most run_end as read BEFORE the increment (a handler that renews the
+ * run in between leaves run_next in the new run, above the old end: that
+ * serial is skipped, not duplicated; run_next past the end of a run used
+ * up is never compared with a newer end). A new run is stored run_next
+ * first, then run_end: a handler between the two stores finds run_next
+ * above the old end, and renews the run itself (whose numbers the
+ * interrupted store of run_end then leaves unused, run_next being above
+ * it). */
 #define SERIAL_RUN 256u
 static __thread uint64_t run_next __attribute__((tls_model("initial-exec")));
 static __thread uint64_t run_end __attribute__((tls_model("initial-exec")));
 
+/* *p += 1 in one instruction (a signal handler on this thread sees it
+ * whole), and the new value. Not atomic against other threads on x86-64
+ * (a lock prefix is: some 18 cycles more, for a counter that one thread
+ * alone uses); elsewhere an atomic add, which is also signal-safe. */
+static inline uint64_t bump_local(uint64_t *p)
+{
+#if defined(__x86_64__)
+    uint64_t v = 1;
+    __asm__ volatile("xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+    return v + 1;
+#else
+    return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
+#endif
+}
+
+/* A new run for this thread: its first serial. */
+__attribute__((noinline)) static uint64_t new_run(void)
+{
+    uint64_t r = atomic_fetch_add_explicit(&serial_counter, SERIAL_RUN, memory_order_relaxed);
+    run_next = r + 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    run_end = r + SERIAL_RUN;
+    return r + 1;
+}
+
+/* The next serial of this thread's run, or 0 if the run is used up. */
+static inline uint64_t run_take(void)
+{
+    uint64_t end = run_end;
+    atomic_signal_fence(memory_order_seq_cst); /* (bump_local's asm is a barrier too) */
+    uint64_t s = bump_local(&run_next);
+    return PM_I_LIKELY(s <= end) ? s : 0;
+}
+
 __attribute__((noinline)) static uint64_t bump_serial_shared(void)
 {
-    if (PM_I_UNLIKELY(run_next == run_end)) {
-        run_next = atomic_fetch_add_explicit(&serial_counter, SERIAL_RUN, memory_order_relaxed);
-        run_end = run_next + SERIAL_RUN;
-    }
-    return ++run_next;
+    uint64_t s = run_take();
+    return PM_I_LIKELY(s != 0) ? s : new_run();
 }
 
 static inline uint64_t bump_serial(void)
 {
-    if (PM_I_SINGLE_THREADED()) {
-        uint64_t s = atomic_load_explicit(&serial_counter, memory_order_relaxed) + 1;
-        atomic_store_explicit(&serial_counter, s, memory_order_relaxed);
-        return s;
-    }
+    if (PM_I_SINGLE_THREADED())
+        return bump_local((uint64_t *)&serial_counter);
     return bump_serial_shared();
+}
+
+/* Give back serial s, taken by this thread's last bump_serial, for a block
+ * that could not be made (no registry memory): the next block takes it,
+ * so serials of the blocks made stay consecutive. The thread is busy, so
+ * no handler of its took a serial since (its calls are nested); with one
+ * thread the counter is still s, with more this thread's run_next is. */
+static void unbump_serial(uint64_t s)
+{
+    if (PM_I_SINGLE_THREADED()) {
+        atomic_compare_exchange_strong_explicit(&serial_counter, &s, s - 1, memory_order_relaxed,
+                                                memory_order_relaxed);
+    } else {
+        __atomic_compare_exchange_n(&run_next, &s, s - 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
 }
 
 /* Tests: the next serial this thread hands out is `next` (other threads
@@ -322,7 +384,9 @@ static inline uint64_t bump_serial(void)
 void pm_i_debug_set_next_serial(uint64_t next)
 {
     atomic_store_explicit(&serial_counter, next - 1, memory_order_relaxed);
-    run_next = run_end = 0;
+    run_end = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    run_next = 0;
 }
 
 /* PYMALLOC_BREAK_SERIAL=N: stop in the debugger (SIGTRAP) when block N is
@@ -1267,6 +1331,7 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
     write_header(p, n, g->api_w);
     write_trailer(p, n, serial);
     if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
+        unbump_serial(serial);
         g->below.a.free(g->below.a.ctx, base);
         return NULL;
     }
@@ -1792,7 +1857,7 @@ __attribute__((noinline, cold)) static void *malloc_nested_as(void *ctx, size_t 
 __attribute__((noinline)) static void *malloc_side_slow(const dbg *g, unsigned char *base,
                                                         size_t n, _Atomic uint64_t *w)
 {
-    return side_block_tail(g, base, n, w, bump_serial_shared());
+    return side_block_tail(g, base, n, w, new_run());
 }
 
 /* dbg_malloc's fast path took pool block base, which has no side word (an
@@ -1853,11 +1918,9 @@ static void *dbg_malloc(void *ctx, size_t n)
             fill_clean(base + PM_I_DEBUG_HEAD, n);
             uint64_t serial;
             if (PM_I_SINGLE_THREADED())
-                serial = bump_serial();
-            else if (PM_I_UNLIKELY(run_next == run_end))
+                serial = bump_local((uint64_t *)&serial_counter);
+            else if (PM_I_UNLIKELY((serial = run_take()) == 0))
                 return malloc_side_slow(g, base, n, w);
-            else
-                serial = ++run_next;
             return side_block_tail(g, base, n, w, serial);
         }
     }
@@ -3117,7 +3180,9 @@ void pm_i_debug_fork_child(void)
      * serials are all above this one (its run of serials is dropped). */
     exit_min_serial = atomic_load_explicit(&serial_counter, memory_order_relaxed);
     forked_from = getppid();
-    run_next = run_end = 0;
+    run_end = 0; /* (run_end first: see bump_serial) */
+    atomic_signal_fence(memory_order_seq_cst);
+    run_next = 0;
 }
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;

@@ -372,9 +372,19 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
             /* an interior pointer of a block of ours */
             ptrdiff_t d = (const char *)e->address - (const char *)e->inside;
             pm_i_buf_str(b, " is not a block allocated by pymalloc: it points ");
-            pm_i_buf_u64(b, (uint64_t)(d < 0 ? -d : d));
-            pm_i_buf_str(b, d < 0 ? (d == -1 ? " byte before" : " bytes before")
-                                  : d == 1 ? " byte into" : " bytes into");
+            if (d >= 0 && (size_t)d == e->inside_size) {
+                pm_i_buf_str(b, "just past the end of");
+            } else {
+                /* Before the data, into it, or past its end (into the 16
+                 * bytes after it: "1 byte into the 0-byte block" said
+                 * before, of p+1 of a 0-byte block). */
+                int past = d > 0 && (size_t)d > e->inside_size;
+                uint64_t k = d < 0 ? (uint64_t)-d : past ? (uint64_t)d - e->inside_size
+                                                          : (uint64_t)d;
+                pm_i_buf_u64(b, k);
+                pm_i_buf_str(b, k == 1 ? " byte" : " bytes");
+                pm_i_buf_str(b, d < 0 ? " before" : past ? " past the end of" : " into");
+            }
             pm_i_buf_str(b, e->inside_freed ? " the freed " : " the live ");
             pm_i_buf_u64(b, (uint64_t)e->inside_size);
             pm_i_buf_str(b, "-byte block (serial ");

@@ -162,11 +162,20 @@ static void case_invalid_global(int d, int other, dcase_expect *x)
 static void expect_inside(int d, dcase_expect *x, const unsigned char *p, size_t n, ptrdiff_t off)
 {
     size_t len = strlen(x->line);
+    /* At or past the end of the data: "just past the end of", "K bytes past
+     * the end of"; before it: "K bytes before"; else "K bytes into". */
+    int past = off >= 0 && (size_t)off >= n;
+    ptrdiff_t k = off < 0 ? -off : past ? off - (ptrdiff_t)n : off;
+    char where[64];
+    if (past && k == 0)
+        snprintf(where, sizeof where, "just past the end of");
+    else
+        snprintf(where, sizeof where, "%td byte%s %s", k, k == 1 ? "" : "s",
+                 off < 0 ? "before" : past ? "past the end of" : "into");
     snprintf(x->line + len, sizeof x->line - len,
-             ": it points %td byte%s %s the live %zu-byte block (serial %llu) at %p, allocated "
+             ": it points %s the live %zu-byte block (serial %llu) at %p, allocated "
              "with API '%c' (pm_%s_*): offset %c%td from its data start%s",
-             off < 0 ? -off : off, off == 1 || off == -1 ? "" : "s",
-             off < 0 ? "before" : "into", n, (unsigned long long)trailer_serial(p, n),
+             where, n, (unsigned long long)trailer_serial(p, n),
              (const void *)p, dom_api[d], pm_t_domains[d].name, off < 0 ? '-' : '+',
              off < 0 ? -off : off,
              off < 0 ? ", in its header" : (size_t)off >= n ? ", in its trailer" : "");

@@ -7,7 +7,9 @@
  *    in its arena, no longer in the ownership tree) is a double free, with
  *    the block's size and serial;
  *  - an interior pointer (into the data, the header, a pool's header) is an
- *    invalid pointer, for free, realloc and pm_check_block;
+ *    invalid pointer, for free, realloc and pm_check_block; one past the
+ *    end of the data is named so (p+1 of a 0-byte block was "1 byte into
+ *    the live 0-byte block");
  *  - two threads freeing one block at once: exactly one free succeeds, the
  *    other is reported as a double free (also run under TSan);
  *  - a failed realloc leaves the block live and whole: its free succeeds and
@@ -208,6 +210,45 @@ static void *race_thread(void *arg)
             sched_yield();
     }
     return NULL;
+}
+
+/* Pointers at and past the end of a block's data (into the 16 bytes after
+ * it): the report says how far past the end, not "into" the block. */
+static void test_pointer_past_the_end_named(void)
+{
+    NEED_DEBUG();
+    static const struct {
+        size_t n, off;
+        const char *want;
+    } cases[] = {
+        {0, 0, NULL},
+        {0, 1, "it points 1 byte past the end of the live 0-byte block (serial "},
+        {0, 8, "it points 8 bytes past the end of the live 0-byte block (serial "},
+        {8, 7, "it points 7 bytes into the live 8-byte block (serial "},
+        {8, 8, "it points just past the end of the live 8-byte block (serial "},
+        {8, 9, "it points 1 byte past the end of the live 8-byte block (serial "},
+    };
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            unsigned char *p = D->malloc(cases[c].n);
+            PM_CHECK(p != NULL);
+            watch();
+            int saved = quiet_begin();
+            int rc = pm_check_block(p + cases[c].off);
+            quiet_end(saved);
+            if (cases[c].want == NULL) {
+                PM_CHECK_EQ(rc, 0);
+                PM_CHECK_EQ(atomic_load(&S.calls), 0);
+            } else {
+                PM_CHECK_EQ(rc, -1);
+                PM_CHECK_EQ(S.r.error, PM_ERR_INVALID_POINTER);
+                PM_CHECK_STR(S.message, cases[c].want);
+            }
+            pm_set_error_handler(NULL, NULL);
+            D->free(p);
+        }
+    }
 }
 
 static void test_racing_double_free(void)
@@ -989,6 +1030,7 @@ int main(void)
     PM_RUN(test_fills_every_size);
     PM_RUN(test_double_free_after_pool_emptied);
     PM_RUN(test_interior_pointers_are_invalid);
+    PM_RUN(test_pointer_past_the_end_named);
     PM_RUN(test_racing_double_free);
     PM_RUN(test_check_racing_free);
     PM_RUN(test_realloc_failure_restores_block);

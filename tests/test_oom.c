@@ -13,14 +13,19 @@
  *  - an aligned block with an alignment of 2^28 or more: the debug modes
  *    neither write the gap before the header (2^28 bytes) nor truncate the
  *    alignment (2^32 became 0, and free passed libc a wrong pointer).
+ *  - debug modes: a malloc that fails for want of registry memory (the
+ *    block below was served) takes no serial number: the next block made
+ *    has the number after the last one's (it skipped one per failure).
  * Found by an audit.
  */
 #define _GNU_SOURCE
+#include "debug_layout.h"
 #include "domains.h"
 #include "harness.h"
 #include "pm_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,6 +172,55 @@ static void test_realloc_moving_while_registry_full(void)
     pm_raw_free(r);
 }
 
+/* Raw-domain blocks (registry records) until one fails with every mapping
+ * failing, then a few more failures: the next block made, once the
+ * registry can grow again, has the serial after the last one made. */
+static void failed_malloc_takes_no_serial(void)
+{
+    fail_mmap = 1;
+    int n = 0;
+    while (n < REG_MAX && (reg[n] = pm_raw_malloc(32)) != NULL)
+        n++;
+    int failed = n < REG_MAX;
+    for (int i = 0; i < 3; i++)
+        failed += pm_raw_malloc(32) == NULL;
+    fail_mmap = 0;
+    unsigned char *q = pm_raw_malloc(32);
+    PM_CHECK_EQ(failed, 4);
+    PM_CHECK(n > 0);
+    PM_CHECK(q != NULL);
+    if (n > 0 && q != NULL)
+        PM_CHECK_EQ(trailer_serial(q, 32), trailer_serial(reg[n - 1], 32) + 1);
+    pm_raw_free(q);
+    for (int i = 0; i < n; i++)
+        pm_raw_free(reg[i]);
+}
+
+static void test_failed_malloc_takes_no_serial(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no serials in this mode");
+    failed_malloc_takes_no_serial();
+}
+
+static void *failed_malloc_thread(void *arg)
+{
+    (void)arg;
+    failed_malloc_takes_no_serial();
+    return NULL;
+}
+
+/* The same on a second thread (its serials from a run of its own, not
+ * from the counter). Last: the process has had two threads since. */
+static void test_failed_malloc_takes_no_serial_threaded(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no serials in this mode");
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, failed_malloc_thread, NULL), 0);
+    pthread_join(t, NULL);
+}
+
 /* Aligned blocks of 2^28 and 2^32 bytes of alignment (through the mode's
  * aligned allocator, as the malloc override calls it). */
 static void test_huge_alignments(void)
@@ -205,6 +259,8 @@ int main(void)
     PM_RUN(test_small_blocks_without_mappings);
     PM_RUN(test_failed_realloc_while_registry_full);
     PM_RUN(test_realloc_moving_while_registry_full);
+    PM_RUN(test_failed_malloc_takes_no_serial);
     PM_RUN(test_huge_alignments);
+    PM_RUN(test_failed_malloc_takes_no_serial_threaded);
     return pm_test_done();
 }
