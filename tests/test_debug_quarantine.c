@@ -889,6 +889,7 @@ int main(int argc, char **argv)
         return oom();
     if (argc > 1 && strcmp(argv[1], "grow") == 0)
         return grow();
+    pm_t_pin_env(NULL);
     pm_debug_enabled(); /* the mode is installed, and the check at abort */
     sigaction(SIGABRT, NULL, &abort_check);
     PM_RUN(test_stats_lines);
