@@ -238,7 +238,7 @@ void pm_i_debug_read_options(void)
         qn = 0;
     } else if (pm_i_parse_size(qs, &qn) != 0 || qn > PM_I_QUARANTINE_MAX || qn > SIZE_MAX) {
         static const char *const valid[] = {"a size in bytes up to 1T, with an optional K, M, G "
-                                            "or T suffix", "0 or off: none",
+                                            "or T suffix (or k, m, g, t)", "0 or off: none",
                                             NULL};
         pm_i_fatal_option("PYMALLOC_QUARANTINE", qs, "not a size", valid);
     }
