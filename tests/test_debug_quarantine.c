@@ -518,7 +518,6 @@ static void test_overflow_into_held_chunk_header(void)
             fprintf(stderr, "%s\n", r.output);
             return;
         }
-        if (getenv("SHOW")) fprintf(stderr, "%s\n", r.output);
     }
 }
 
