@@ -1537,11 +1537,66 @@ static void q_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
         e->api_expected = g->api;
 }
 
+/* The C library's chunk header below held block h (its size field, and
+ * the chunk before as glibc's free would read it) is intact, or cannot be
+ * checked: h came from the C library (directly, or through the pools,
+ * which pass it their large requests), checked as a live block's is
+ * (below_header_ok). Its free filled its own header (p-16 .. p-1), which
+ * q_damaged checks; the chunk header below that (p-offset-16 ..
+ * p-offset-1) only glibc reads, and a write past the end of the block
+ * below that stopped there (or a stray write into the size field) made
+ * glibc's free of h abort with a message of its own ("double free or
+ * corruption (out)", "free(): invalid size"), no report naming h. */
+static int q_chunk_ok(const qent *h)
+{
+    int from = Q_FROM(h->meta);
+    if (from == Q_FROM_SLOT ||
+        atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0 ||
+        (from == 2 && pm_i_pool_owns(h->base)))
+        return 1;
+    size_t offset = Q_OFFSET(h->meta), req = offset + h->size + PM_I_DEBUG_TAIL;
+    size_t align = offset > PM_I_DEBUG_HEAD ? offset : 0; /* (memalign_busy) */
+    int ok = pm_i_libc_header_ok(h->base, req, align);
+    return ok == 1 || (ok == 2 && (!prev_damage_confirmed(h->base, NULL) ||
+                                   pm_i_libc_header_ok(h->base, req, align) == 1));
+}
+
+/* The report of held block h, found by who (as q_error), whose C library
+ * chunk header is damaged (!q_chunk_ok), its own bytes intact: the
+ * overflow of the block below it, if that block is live and written past
+ * its end (h named as the block it ran into), else the damage of h's
+ * chunk header (its first byte is taken to be the size field's). */
+static void q_chunk_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
+{
+    const unsigned char *p = h->base + Q_OFFSET(h->meta);
+    memset(e, 0, sizeof *e);
+    e->error = PM_ERR_BUFFER_UNDERFLOW;
+    e->address = p;
+    e->known = 1;
+    e->size = h->size;
+    e->serial = full_serial(Q_SERIAL(h->meta));
+    e->api_found = dbgs[Q_DOMAIN(h->meta)].api;
+    e->api_expected = g != NULL ? g->api : e->api_found;
+    e->offset = -(ptrdiff_t)(Q_OFFSET(h->meta) + 8);
+    e->last = e->offset + 7;
+    e->below_header = 1;
+    e->quarantined = 1;
+    pm_i_err a;
+    if (Q_FROM(h->meta) != Q_FROM_SLOT && blame_registry_below(p, Q_OFFSET(h->meta), &a)) {
+        a.next_block = p;
+        a.next_serial = e->serial;
+        *e = a;
+    }
+    e->entry = who;
+}
+
 /* Held block h leaves the quarantine in g's operation op, checked: intact,
  * it goes back to the allocator below it came from (its record forgotten
  * first: the address may be handed out again at once), and 1; written
- * after its free, 0 and nothing done (q_release_all reports it). The
- * thread is busy. */
+ * after its free, 0, or its C library chunk header damaged (q_chunk_ok:
+ * checked even with PYMALLOC_CHECK_FREED=off, as glibc's free would abort
+ * on it), -1, and nothing done (q_release_all reports it). The thread is
+ * busy. */
 static int q_give_back(const dbg *g, int op, const qent *h)
 {
     unsigned char *p = h->base + Q_OFFSET(h->meta);
@@ -1550,6 +1605,8 @@ static int q_give_back(const dbg *g, int op, const qent *h)
     if (pm_i_debug_check_freed != 0 &&
         q_damaged(p, PM_I_DEBUG_HEAD, h->size, pm_i_debug_check_freed == 2))
         return 0;
+    if (PM_I_UNLIKELY(!q_chunk_ok(h)))
+        return -1;
     if (from == Q_FROM_SLOT) {
         /* A pool block: its side word stays freed (and filled) until a
          * malloc takes it again, which checks it once more. */
@@ -1577,12 +1634,14 @@ static int q_give_back(const dbg *g, int op, const qent *h)
  * quarantine, its allocator and the reports. */
 static int q_release_all(const dbg *g, int op, const qent *out, int n)
 {
-    int bad = -1, again = 0;
+    int bad = -1, again = 0, chunk = 0;
     for (int i = 0; i < n; i++) {
-        if (q_give_back(g, op, &out[i]))
+        int r = q_give_back(g, op, &out[i]);
+        if (r == 1)
             continue;
         if (bad < 0) {
             bad = i;
+            chunk = r < 0;
         } else {
             q_hold_again(&out[i]);
             again++;
@@ -1590,7 +1649,10 @@ static int q_release_all(const dbg *g, int op, const qent *out, int n)
     }
     if (bad >= 0) {
         pm_i_err e;
-        q_error(g, entry_name(g, op), &out[bad], &e);
+        if (chunk)
+            q_chunk_error(g, entry_name(g, op), &out[bad], &e);
+        else
+            q_error(g, entry_name(g, op), &out[bad], &e);
         if (e.next_block == NULL || !pm_i_debug_reported_before(&e)) /* (once: see report) */
             pm_i_debug_report(&e);
     }
@@ -2846,16 +2908,21 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
 }
 
 /* A block the quarantine holds (q_each, its lock held: the block stays),
- * checked whole at abort and at exit (unless PYMALLOC_CHECK_FREED=off). */
+ * checked whole at abort and at exit (unless PYMALLOC_CHECK_FREED=off),
+ * and its C library chunk header (always: q_chunk_ok). */
 static void abort_check_held(const qent *h, void *arg)
 {
     struct abort_scan *sc = arg;
-    sc->held++;
-    if (pm_i_debug_check_freed == 0 ||
-        !q_damaged(h->base + Q_OFFSET(h->meta), PM_I_DEBUG_HEAD, h->size, 1))
-        return;
+    const char *who = sc->at_exit ? "exit" : "abort";
     pm_i_err e;
-    q_error(NULL, sc->at_exit ? "exit" : "abort", h, &e);
+    sc->held++;
+    if (pm_i_debug_check_freed != 0 &&
+        q_damaged(h->base + Q_OFFSET(h->meta), PM_I_DEBUG_HEAD, h->size, 1))
+        q_error(NULL, who, h, &e);
+    else if (!q_chunk_ok(h))
+        q_chunk_error(NULL, who, h, &e);
+    else
+        return;
     if (sc->at_exit)
         exit_keep(sc, &e);
     else if (!abort_seen(sc, e.address))

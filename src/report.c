@@ -238,7 +238,7 @@ void pm_i_debug_read_options(void)
         qn = 0;
     } else if (pm_i_parse_size(qs, &qn) != 0 || qn > PM_I_QUARANTINE_MAX || qn > SIZE_MAX) {
         static const char *const valid[] = {"a size in bytes up to 1T, with an optional K, M, G "
-                                            "or T suffix", "0 or off: none",
+                                            "or T suffix (or k, m, g, t)", "0 or off: none",
                                             NULL};
         pm_i_fatal_option("PYMALLOC_QUARANTINE", qs, "not a size", valid);
     }
@@ -316,8 +316,10 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         if (e->below_header) {
             pm_i_buf_str(b, "the C library's chunk header ");
             plural(b, (uint64_t)-e->offset, "byte");
-            pm_i_buf_str(b, " before the start of a ");
+            pm_i_buf_str(b, e->quarantined ? " before the start of a freed " : " before the start of a ");
             block_words(b, e);
+            if (e->quarantined)
+                pm_i_buf_str(b, ", held in the quarantine,");
             pm_i_buf_str(b, " was overwritten (by a write past the end of the block before it?)");
             break;
         }
@@ -512,6 +514,31 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         hex_bytes(b, e->link_bytes, 16);
         pm_i_buf_str(b, "\n    The block and the blocks after it in the pool's free list are "
                         "leaked, never handed out again.\n");
+        return;
+    }
+    if (e->below_header && e->quarantined) {
+        /* A held block leaving the quarantine, its own bytes intact (its
+         * memory is still held: readable), the C library's chunk header
+         * below them damaged (modes/debug.c: q_chunk_ok). */
+        ptrdiff_t at = e->offset - 8; /* the chunk header: prev_size, then size */
+        uint64_t word;
+        memcpy(&word, p + e->offset, 8);
+        freed_words(b, "block, held in the quarantine,", e);
+        pm_i_buf_str(b, ".\n    Its own header and bytes were not found written after its free; "
+                        "the C library's\n    chunk header below them, ");
+        offset_words(b, at);
+        pm_i_buf_str(b, " .. ");
+        offset_words(b, e->last);
+        pm_i_buf_str(b, " (prev_size, then size):");
+        hex_bytes(b, p + at, 16);
+        pm_i_buf_str(b, "\n    Its size word at ");
+        offset_words(b, e->offset);
+        pm_i_buf_str(b, " holds 0x");
+        pm_i_buf_hex(b, word, 16);
+        pm_i_buf_str(b, ", which glibc's free would misread (not the size of a chunk\n"
+                        "    holding this block, or its PREV_INUSE bit clear while the chunk "
+                        "before is in use).\n"
+                        "    The block is leaked, never handed back to the C library.\n");
         return;
     }
     if (e->freed_data) {

@@ -24,6 +24,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "pin_env.h"
+
 /* A request that passes the library's overflow checks (N + 32 <=
  * PTRDIFF_MAX) and that no allocator below can serve: 2^60 bytes on 64-bit.
  * On 32-bit no such size is certain (a 64-bit kernel gives a 32-bit process

@@ -515,6 +515,7 @@ static void test_program_handler_kept(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     pm_debug_enabled(); /* the mode is installed; nothing allocated yet */
     sigaction(SIGABRT, NULL, &installed);
     PM_RUN(test_program_handler_kept); /* first: hooks go in before any block */

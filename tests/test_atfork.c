@@ -12,6 +12,7 @@
  * (not under ASan, see PM_T_CHURN).
  * alarm() turns a hang into a failure.
  */
+#include "pin_env.h"
 #include "pymalloc.h"
 
 #include <pthread.h>
@@ -86,6 +87,7 @@ static void *churn(void *arg)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     if (pthread_atfork(on_prepare, on_parent, on_child) != 0)
         return 2;
     alarm(60);

@@ -5,6 +5,7 @@
  * (class, entry, address, size, serial, offset, APIs). Skipped (77) in a
  * mode without debug hooks.
  */
+#include "pin_env.h"
 #include "debug_cases.h"
 #include "pm_debug.h"
 #include "pm_internal.h"
@@ -498,6 +499,7 @@ static void test_reports_to_stalled_nonblocking_pipe(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_error_class_names);
     PM_RUN(test_death_every_class_every_domain);
     PM_RUN(test_handler_every_class_every_domain);

@@ -367,6 +367,7 @@ static void test_overflow_met_again_through_a_freed_block(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_underflow_into_the_block_below);
     PM_RUN(test_overflow_starting_with_a_pad_byte);
     PM_RUN(test_overflow_through_a_live_block);

@@ -775,6 +775,7 @@ static void test_size_field_and_overflow(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     /* Children that need a parent with nothing set up come first. */
     PM_RUN(test_setup_debug_hooks_over_any_allocator);
     PM_RUN(test_setup_refused_after_allocation);

@@ -884,7 +884,7 @@ static void test_invalid_values_are_fatal(void)
         char want[200];
         snprintf(want, sizeof want,
                  "pymalloc: PYMALLOC_QUARANTINE=%s: not a size (valid: a size in bytes up to "
-                 "1T, with an optional K, M, G or T suffix, 0 or off: none)\n",
+                 "1T, with an optional K, M, G or T suffix (or k, m, g, t), 0 or off: none)\n",
                  bad_quarantine[i]);
         PM_CHECK_STR(r.output, want);
     }
@@ -904,6 +904,7 @@ static void test_invalid_values_are_fatal(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_serials_stable);
     PM_RUN(test_break_serial);
     PM_RUN(test_break_serial_before_report);

@@ -734,6 +734,7 @@ int main(int argc, char **argv)
         return pool_copy();
     if (argc > 2 && strcmp(argv[1], "check-freed") == 0)
         return check_freed(argv[2]);
+    pm_t_pin_env(NULL);
     pm_mem_free(pm_mem_malloc(1)); /* set up: the hooks' check at abort is SIGABRT's action */
     sigaction(SIGABRT, NULL, &abort_check);
     PM_RUN(test_written_after_free);

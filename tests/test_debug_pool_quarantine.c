@@ -621,6 +621,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "not-held") == 0)
         return not_held();
+    static const char *const pinned[] = {"PYMALLOC_QUARANTINE_POOLS=on", NULL};
+    pm_t_pin_env(pinned); /* (ctest sets it too) */
     pm_debug_enabled(); /* the mode is installed */
     PM_RUN(test_double_free_after_mallocs);
     PM_RUN(test_double_free_dump);

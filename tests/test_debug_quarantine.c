@@ -8,6 +8,9 @@
  *    frees that push it out): its first 64 bytes are checked; reported as a
  *    use after free of that block with size, serial and offset; the block
  *    is leaked and stays freed;
+ *  - a write that stops in a held block's C library chunk header (its own
+ *    bytes intact) is reported when it leaves, never handed to glibc,
+ *    whose free aborted on it (death test);
  *  - at exit every held block is checked whole (death test);
  *  - PYMALLOC_QUARANTINE bounds the bytes held (a small budget: blocks
  *    leave in order, the write found by a free), 0 and off turn it off;
@@ -440,6 +443,85 @@ static void test_overflow_into_held_block_at_abort(void)
     overflow_into_held_output(r.output, 600, "abort");
 }
 
+/* Only the C library's chunk header of B, which the quarantine holds, is
+ * written (B's own header and bytes stay 0xDD): by A's overflow through its
+ * trailer and the size field (arg 0), or by a stray write into the size
+ * field alone (arg 1). Then B leaves (pm_trim). Before, B went back to
+ * glibc as it was, whose free aborted ("free(): invalid size") with no
+ * report of pymalloc's; now the damage is reported (A's overflow, B named
+ * as the block it ran into; or B's chunk header, with B's size and serial)
+ * and B is not handed to glibc. */
+static void overflow_into_held_chunk_header(void *arg)
+{
+    sigaction(SIGABRT, &abort_check, NULL); /* pm_death set the default */
+    size_t n = 600, step = 640;
+    unsigned char *a = block_run(n, (ptrdiff_t)step, 2);
+    if (a == NULL)
+        _exit(77);
+    pm_trim(); /* the blocks block_run freed */
+    unsigned char *b = a + step;
+    fprintf(stderr, "serials %llu %llu at %p %p\n", (unsigned long long)trailer_serial(a, n),
+            (unsigned long long)trailer_serial(b, n), (void *)a, (void *)b);
+    pm_mem_free(b);
+    if (arg == NULL)
+        memset(a + n, 'A', step - n - 32 + 16); /* up to b-17: B's size field, not B's header */
+    else
+        memset(b - 32 + 8, 'A', 8); /* B's size field alone */
+    pm_trim();
+    fprintf(stderr, "trimmed\n");
+}
+
+static void test_overflow_into_held_chunk_header(void)
+{
+    NEED();
+    if (atomic_load(&pm_i_libc_chunk_page) == 0)
+        PM_SKIP("no check of glibc's chunk headers (not glibc's malloc, or a sanitizer's)");
+    for (int stray = 0; stray < 2; stray++) {
+        pm_death_result r;
+        pm_death(overflow_into_held_chunk_header, stray ? (void *)1 : NULL, &r);
+        if (r.exited && r.exit_status == 77)
+            PM_SKIP("no two 600-byte blocks 640 bytes apart (not glibc's malloc below)");
+        unsigned long long sa = 0, sb = 0;
+        void *a = NULL, *b = NULL;
+        const char *s = strstr(r.output, "serials ");
+        PM_CHECK(s != NULL && sscanf(s, "serials %llu %llu at %p %p", &sa, &sb, &a, &b) == 4);
+        PM_CHECK(!r.exited);
+        PM_CHECK_EQ(r.signal, SIGABRT);
+        PM_CHECK(strstr(r.output, "trimmed") == NULL);
+        PM_CHECK(strstr(r.output, "free(): ") == NULL); /* glibc's */
+        PM_CHECK(strstr(r.output, "double free or corruption") == NULL);
+        PM_CHECK(strstr(r.output, "use after free") == NULL);
+        char want[300];
+        if (!stray) {
+            /* A's overflow, once (found by pm_trim; the check at abort
+             * knows it was reported), B named as the block it ran into */
+            snprintf(want, sizeof want,
+                     "pymalloc: pm_trim: buffer overflow: at least 16 bytes written past the end of "
+                     "a 600-byte block (serial %llu)",
+                     sa);
+            const char *first = strstr(r.output, want);
+            PM_CHECK(first != NULL);
+            PM_CHECK(first == NULL || strstr(first + 1, want) == NULL);
+            snprintf(want, sizeof want, "into the header of the block after it, at %p (serial %llu)",
+                     b, sb);
+            PM_CHECK_STR(r.output, want);
+        } else {
+            snprintf(want, sizeof want,
+                     "pymalloc: pm_trim: buffer underflow: the C library's chunk header 24 bytes "
+                     "before the start of a freed 600-byte block (serial %llu), held in the "
+                     "quarantine, was overwritten",
+                     sb);
+            PM_CHECK_STR(r.output, want);
+            PM_CHECK_STR(r.output, "holds 0x4141414141414141");
+            PM_CHECK_STR(r.output, "never handed back to the C library");
+        }
+        if (pm_t_cur_failed) {
+            fprintf(stderr, "%s\n", r.output);
+            return;
+        }
+    }
+}
+
 /* A double free of a held block: the dump says where its memory is. */
 static void double_free_child(void *arg)
 {
@@ -809,6 +891,7 @@ int main(int argc, char **argv)
         return oom();
     if (argc > 1 && strcmp(argv[1], "grow") == 0)
         return grow();
+    pm_t_pin_env(NULL);
     pm_debug_enabled(); /* the mode is installed, and the check at abort */
     sigaction(SIGABRT, NULL, &abort_check);
     PM_RUN(test_stats_lines);
@@ -822,6 +905,7 @@ int main(int argc, char **argv)
     PM_RUN(test_interior_pointer_of_held_block);
     PM_RUN(test_overflow_into_held_block);
     PM_RUN(test_overflow_into_held_block_at_abort);
+    PM_RUN(test_overflow_into_held_chunk_header);
     PM_RUN(test_double_free_dump);
     PM_RUN(test_budget);
     PM_RUN(test_out_of_memory_gives_back);

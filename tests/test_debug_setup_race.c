@@ -9,6 +9,7 @@
  * Each trial in a fresh process (the set-up runs once per process);
  * alarm() turns a hang into a failure.
  */
+#include "pin_env.h"
 #include "pymalloc.h"
 
 #include <errno.h>
@@ -61,6 +62,7 @@ static int trial(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     int failed = 0;
     for (int i = 0; i < TRIALS && !failed; i++) {
         fflush(stderr);

@@ -1023,6 +1023,7 @@ static void test_serials_past_2_48(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_pool_blocks_skip_registry);
     PM_RUN(test_every_small_request_pooled);
     PM_RUN(test_raw_label_in_user_sizes);

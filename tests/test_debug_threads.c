@@ -550,6 +550,7 @@ static void test_check_while_arenas_are_unmapped(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_stress_reports_nothing);
     PM_RUN(test_serials_unique_across_threads);
     PM_RUN(test_concurrent_reports);

@@ -461,6 +461,7 @@ static void test_stats_from_signal_handler(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_size_zero);
     PM_RUN(test_stats_from_signal_handler);
     PM_RUN(test_too_large);

@@ -20,6 +20,7 @@
  * each of them the child allocates, frees, reads the statistics, forks
  * again and exits. alarm() turns a hang into a failure.
  */
+#include "pin_env.h"
 #include "pymalloc.h"
 
 #include <pthread.h>
@@ -129,6 +130,7 @@ static int one_case(int after)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     static const struct {
         int after;
         const char *what;

@@ -21,6 +21,7 @@
  * must do as well.
  */
 #define _GNU_SOURCE
+#include "pin_env.h"
 #include "pymalloc.h"
 
 #include <dlfcn.h>
@@ -170,6 +171,7 @@ static int trial(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     int failed = 0;
     for (int i = 0; i < TRIALS && !failed; i++) {
         fflush(NULL);

@@ -9,6 +9,7 @@
  * debug hooks (the set-up then installs them).
  */
 #define _GNU_SOURCE
+#include "pin_env.h"
 #include "pymalloc.h"
 
 #include <pthread.h>
@@ -53,6 +54,7 @@ static void *forker(void *arg)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     alarm(20);
     if (pm_debug_enabled()) {
         puts("test_fork_setup: the mode has debug hooks already: skipped");

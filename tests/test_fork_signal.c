@@ -19,6 +19,7 @@
  * sanitizers: their runtimes' own locks are not safe against a fork from a
  * signal handler.
  */
+#include "pin_env.h"
 #include "pymalloc.h"
 
 #include <signal.h>
@@ -61,6 +62,7 @@ static void on_prof(int sig)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
 #ifdef PM_T_SANITIZED
     puts("skipped: sanitizer runtimes are not fork-safe in a signal handler");
     return 77;

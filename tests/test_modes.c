@@ -195,6 +195,7 @@ static void test_version(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     /* Children first: the parent must not have set pymalloc up yet. */
     PM_RUN(test_set_mode_before_allocation);
     PM_RUN(test_set_mode_invalid);

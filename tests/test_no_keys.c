@@ -87,6 +87,7 @@ static void test_every_key_taken(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     /* Before the first allocation through pymalloc: every key there is. */
     int rc = 0;
     while (nkeys < MAXKEYS && (rc = pthread_key_create(&keys[nkeys], dtor)) == 0)

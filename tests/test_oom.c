@@ -255,6 +255,7 @@ static void test_huge_alignments(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     pm_mem_free(pm_mem_malloc(1)); /* the set-up, with mappings working */
     PM_RUN(test_small_blocks_without_mappings);
     PM_RUN(test_failed_realloc_while_registry_full);

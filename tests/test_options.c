@@ -273,6 +273,7 @@ static void test_example_with_bad_mode(void)
 
 int main(int argc, char **argv)
 {
+    pm_t_pin_env(NULL);
     example_path = argc > 1 ? argv[1] : NULL;
     unsetenv("PYMALLOC_VERBOSE");
     unsetenv("PYMALLOC_STATS");

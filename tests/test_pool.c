@@ -614,6 +614,7 @@ static void test_raw_label(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_carving_and_reuse); /* first: needs a class never used */
     PM_RUN(test_thread_cache_bins); /* second: needs another one */
     PM_RUN(test_size_classes_and_alignment);

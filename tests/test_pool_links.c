@@ -510,6 +510,7 @@ static void test_bare_pool_copy_checks_links(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_bare_pool_copy_checks_links); /* first: before any block */
     PM_RUN(test_put_back_hooks_check_links);  /* (in children: still none) */
     PM_RUN(test_overflow_into_freed_neighbour);

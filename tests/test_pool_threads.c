@@ -362,6 +362,7 @@ static void test_fork_in_pool_mode(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_cross_thread_frees);
     PM_RUN(test_thread_exit_flushes_cache);
     PM_RUN(test_cache_made_in_last_destructor_round);

@@ -90,6 +90,7 @@ static void config_in_handler(void) { PM_CHECK(pm_t_child_within(workload, NULL,
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     if (PM_T_TSAN) {
         /* TSan runs a handler at its own safe points, never inside the
          * lock: the refused case would not be reached (and the loop runs

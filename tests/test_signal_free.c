@@ -311,6 +311,7 @@ static void three_threads(void) { run_case(3); }
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     const char *mode = pm_mode_name();
     int pools_on = strcmp(mode, "pymalloc") == 0 || strcmp(mode, "pymalloc_debug") == 0;
     if (!pools_on && !pm_debug_enabled()) {

@@ -506,6 +506,7 @@ static int skip_sanitized(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     debug_on = pm_debug_enabled();
     const char *mode = pm_mode_name();
     pools_on = strcmp(mode, "pymalloc") == 0 || strcmp(mode, "pymalloc_debug") == 0;

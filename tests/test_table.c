@@ -110,6 +110,7 @@ static void test_mode_name_stable_under_hooks(void)
 
 int main(void)
 {
+    pm_t_pin_env(NULL);
     PM_RUN(test_get_set_roundtrip);
     PM_RUN(test_invalid_arguments);
     PM_RUN(test_counting_hook_over_mode);

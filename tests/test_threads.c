@@ -361,6 +361,7 @@ int main(int argc, char **argv)
         return idle_main();
     if (argc > 1 && strcmp(argv[1], "modes-vs-stats") == 0)
         return modes_vs_stats();
+    pm_t_pin_env(NULL);
     PM_RUN(test_exit_work_on_a_thread_that_never_allocated);
     PM_RUN(test_set_mode_while_stats_are_read);
     PM_RUN(test_threads_mix_domains);

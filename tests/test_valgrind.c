@@ -367,6 +367,7 @@ static void test_realloc_with_allocating_signal_handler(void)
 
 int main(int argc, char **argv)
 {
+    pm_t_pin_env(NULL);
     victim = argc > 1 ? argv[1] : NULL;
     if (victim == NULL) {
         fprintf(stderr, "usage: test_valgrind <pool_victim>\n");
