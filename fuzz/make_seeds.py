@@ -366,6 +366,17 @@ def corruption_seeds(mode):
         cz_case(WAF, 1 + i % 2, A_MALLOC, (8, 24, 100, 500)[i % 4], i % 4,
                 (0x01, 0x80, 0x00, 0x00)[i % 4], (0x00, 0x01, 0x80, 0x00)[i % 4], 0x41, i)
         for i in range(16))
+    # writes into freed blocks the quarantine holds (the C library's: the
+    # raw domain's, over 512 bytes, all of malloc_debug's), found by
+    # pm_trim (trigger & 2 == 0) or by the frees that push them out;
+    # header bytes (mask), a data byte (trigger & 1), 0xDD (no trace)
+    seeds["waf-held"] = m + b"".join(
+        cz_case(WAF, (0, 1, 2, 0)[i % 4], (A_MALLOC, A_CALLOC, A_REALLOC, A_MALLOC)[i % 4],
+                (600, 24, 5000, 0, 100, 1000, 48, 40000)[i % 8], i % 8,
+                (0x01, 0x00, 0x80, 0x00, 0xFF, 0x00, 0x10, 0x00)[i % 8],
+                (0x00, 0x00, 0x01, 0x80, 0xFF, 0x00, 0x00, 0x00)[i % 8],
+                (0x41, 0x00, 0xDD, 0x7F, 0x41, 0x42, 0xDD, 0x13)[i % 8], i * 7)
+        for i in range(16))
     seeds["mixed"] = m + b"".join([
         cz_case(INBOUNDS, 0, A_CALLOC, 10, T_REALLOC, 3, 0, 1, 100),
         cz_case(DAMAGE, 1, A_REALLOC, 300, T_CHECK, 1, 9, 7, 0),
