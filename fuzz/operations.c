@@ -13,7 +13,11 @@
  *   MEMALIGN slot dom align size [how] WRITE  slot off len value how
  *   CHECK    slot slack               BADSIZE how dom which
  *   HOOK     dom push                 THREAD  len steps
- *   TRIM
+ *   TRIM                              BURST   dom size count how [seed]
+ *
+ * The opcode is byte % OP_COUNT for bytes below 0xF0 (OP_BURST_BYTE), and
+ * BURST for 0xF0..0xFF (op_burst): an input written before BURST existed
+ * decodes as it did unless one of its opcode bytes is 0xF0 or more.
  *
  * `dom` (% 4) picks the raw, mem or obj domain (pm_raw_malloc, ...) or the
  * malloc family (an allocation into a full slot frees the old block first,
@@ -74,6 +78,16 @@
  * slots for later steps to reallocate and free. TRIM calls pm_trim (this
  * thread's cache back to the pools, empty arenas unmapped), also while the
  * other thread of a section allocates.
+ *
+ * BURST allocates up to 2048 blocks of one size in a row and frees them
+ * all, in an order the input picks, in one step (op_burst): the thread
+ * caches' refills and full-bin flushes, pools and arenas used up and
+ * emptied, which sixteen slots never reach.
+ *
+ * No operation is an error, so no heap error may be reported: an error
+ * handler fails the oracle on any report (also with
+ * PYMALLOC_ON_ERROR=report, where the library would count it and go on),
+ * and pm_error_count must not move during an input.
  *
  * At the end of the input the hooks are removed, every block is freed and
  * check_allocator_state() runs.
