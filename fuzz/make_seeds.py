@@ -119,13 +119,16 @@ def burst_seeds(m):
     doms = (RAW, MEM, OBJ, LIBC)
     # Smallest class: a pool's worth is 1021 blocks, so 2048 overflow a bin
     # (its flush) and use up two pools, freed in each order.
-    seeds["burst-small"] = m + b"".join(
-        op_burst(doms[o % 4], 0, 2048, o, seed=o * 77) for o in range(8))
+    # (an input allocates 8192 burst blocks at most: four full bursts)
+    for half in (0, 1):
+        seeds[f"burst-small{'-2' if half else ''}"] = m + b"".join(
+            op_burst(doms[o % 4], 0, 2048, o, seed=o * 77) for o in range(4 * half, 4 * half + 4))
     # The largest pool classes: 2048 x 512 bytes pass an arena; trimmed
     # half way (empty arenas back to the system) in some orders.
-    seeds["burst-arena"] = m + b"".join(
-        op_burst(doms[o % 4], 31 + o % 3, 2048, o | (TRIM_HALF if o % 2 else 0), sub=o % 7)
-        for o in range(8))
+    for half in (0, 1):
+        seeds[f"burst-arena{'-2' if half else ''}"] = m + b"".join(
+            op_burst(doms[o % 4], 31 + o % 3, 2048, o | (TRIM_HALF if o % 2 else 0), sub=o % 7)
+            for o in range(4 * half, 4 * half + 4))
     # Many classes, counts around a bin's limit and a pool's, live slots
     # of the same classes around them.
     mixed = b"".join(op_malloc(i, doms[i % 4], 16 * (i % 8) + 5) for i in range(16))
@@ -144,11 +147,13 @@ def burst_seeds(m):
         op_burst(LIBC, None, 2048, STRIDE | 16, n=0), op_burst(OBJ, None, 600, EVENS_FIRST, n=600),
         op_trim()])
     # Two threads bursting the same classes at once.
+    # (a bin holds a pool's worth: 1021, 511, 340, 255 blocks in classes 0-3)
+    lims = (1021, 511, 340, 255)
     seeds["burst-threads"] = m + b"".join(
-        op_thread(op_burst(doms[r % 4], r % 4, 1500, r % 8) + op_trim()
-                  + op_burst(OBJ, 31, 100, REFILL), 3)
-        + op_burst(doms[(r + 1) % 4], r % 4, 1200, (r + 3) % 8)
-        + op_malloc(r % 8, MEM, 16 * (r % 4) + 1) + op_burst(MEM, r % 4, 1100, LIFO)
+        op_thread(op_burst(doms[r % 4], r % 4, lims[r] + 50, r % 8) + op_trim()
+                  + op_burst(OBJ, 31, 50, REFILL), 3)
+        + op_burst(doms[(r + 1) % 4], r % 4, lims[r] + 50, (r + 3) % 8)
+        + op_malloc(r % 8, MEM, 16 * (r % 4) + 1) + op_burst(MEM, r % 4, lims[r] + 50, LIFO)
         for r in range(4)) + b"".join(op_free(i) for i in range(16))
     return seeds
 

@@ -108,6 +108,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -288,6 +289,7 @@ static struct {
     slot slots[NSLOTS];
     _Atomic size_t live_bytes;
     _Atomic uint32_t serial;
+    _Atomic size_t burst_blocks; /* BURST blocks allocated by this input */
     const char *mode; /* canonical name of the mode this input runs in */
 } S;
 
@@ -881,7 +883,8 @@ static void op_trim(fz_in *in)
  * the rest, a stride of how / 8 * 2 + 3, shuffled by the seed, from both
  * ends inwards, half freed and allocated again then all, from the middle
  * outwards), bit 3 pm_trim when half of them are freed. The seed (u16)
- * is read for the shuffle only.
+ * is read for the shuffle only. An input allocates BURST_INPUT_MAX burst
+ * blocks at most: a BURST that would pass it does nothing.
  *
  * Every block is checked as a slot's is (not NULL, aligned to 16,
  * usable_size >= size, 0xCD in a debug mode), filled with its own
@@ -892,6 +895,7 @@ static void op_trim(fz_in *in)
  */
 #define BURST_MAX 2048
 #define BURST_BYTES (1536u * 1024u)
+#define BURST_INPUT_MAX 8192u
 
 typedef struct burst_blk {
     unsigned char *p;
@@ -997,11 +1001,18 @@ static void op_burst(fz_in *in)
     size_t n = c < 0xF0 ? (size_t)(c % 34u) * 16u + 1u + (size_t)(c / 34u) * 2u : take_size(in);
     size_t count = 1u + fz_u16(in) % BURST_MAX;
     uint8_t how = fz_u8(in);
+    uint16_t seed = (how & 7u) == 4 ? fz_u16(in) : 0;
     size_t each = n < 16 ? 16 : n;
     if (count * each > BURST_BYTES)
         count = BURST_BYTES / each;
     if (count == 0)
         count = 1;
+    /* At most BURST_INPUT_MAX blocks an input (the later BURSTs read
+     * their bytes and do nothing): a few bursts reach every path, and
+     * dozens made the corpus slow to load (libFuzzer's short runs then
+     * fuzzed nothing). */
+    if (atomic_fetch_add(&S.burst_blocks, count) + count > BURST_INPUT_MAX)
+        return;
     burst_blk *bl = calloc(count, sizeof *bl);
     size_t *order = malloc(count * sizeof *order);
     if (bl == NULL || order == NULL)
@@ -1046,7 +1057,7 @@ static void op_burst(fz_in *in)
         break;
     }
     case 4: { /* shuffled from the seed */
-        uint32_t x = fz_u16(in) * 2654435761u | 1u;
+        uint32_t x = seed * 2654435761u | 1u;
         for (size_t i = 0; i < count; i++)
             order[i] = i;
         for (size_t i = count; i > 1; i--) {
