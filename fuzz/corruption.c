@@ -54,6 +54,7 @@
  * would cost more than the rest of the run); replay prints it.
  */
 #include "fuzz.h"
+#include "../src/pm_debug.h"
 #include "../src/pm_internal.h"
 
 #include <errno.h>
@@ -147,6 +148,7 @@ typedef struct expect {
     char inside_api; /* the API it was allocated with */
     int freed_data; /* use after free: a freed pool block's data written
                        (at offset; it was filled with 0xDD) */
+    int last_set;   /* last is meant as it is, even 0 (a freed block's range) */
 } expect;
 
 static unsigned long count_before[PM_ERR_CLASS_COUNT];
@@ -219,11 +221,17 @@ static void expected_line(const expect *x, char *out, size_t cap)
                      "the freed %s at %p was written after its free (the pool's free-list "
                      "link in its first 16 bytes, at p-16, was overwritten)",
                      block, x->address);
-        else if (x->freed_data)
+        else if (x->freed_data) {
+            char range[64];
+            if ((x->last != 0 || x->last_set) && x->last != x->offset)
+                snprintf(range, sizeof range, "p%+td .. p%+td", x->offset, x->last);
+            else
+                snprintf(range, sizeof range, "p%+td", x->offset);
             snprintf(what, sizeof what,
                      "the freed %s at %p was written after its free (the 0xDD its free wrote "
-                     "at p+%td was overwritten)",
-                     block, x->address, x->offset);
+                     "at %s was overwritten)",
+                     block, x->address, range);
+        }
         else
             snprintf(what, sizeof what, "the %s at %p is freed", block, x->address);
         break;
@@ -727,7 +735,7 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
         expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
                     t == T_CHECK ? 0 : D->api, 0, 0, 0,
                     /* the report names the block it points into */
-                    interior ? b->p : NULL, b->n, b->serial, D->api, 0};
+                    interior ? b->p : NULL, b->n, b->serial, D->api, 0, 0};
         if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
             /* A block freed earlier at this address, still remembered. */
             x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
@@ -838,6 +846,8 @@ static void case_span(block *b, int t, const uint8_t *a, fz_in *in)
     free_clean(b, "free of the repaired block");
 }
 
+static int case_waf_held(block *b, int t, const uint8_t *a);
+
 /* A write into a freed block. A freed pool block (pymalloc_debug's mem and
  * obj blocks up to 512 bytes) holds the pool's free-list link and its
  * complement in its first 16 bytes (p-16 .. p-1): a change there must be
@@ -861,9 +871,12 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
     (void)in;
     C.trigger = "malloc";
     int pool = pm_i_pool_owns(b->p - 16);
-    free_clean(b, "the free");
-    if (!pool)
+    if (!pool || pm_i_debug_quarantine_pools) {
+        if (!case_waf_held(b, t, a))
+            free_clean(b, "the free");
         return;
+    }
+    free_clean(b, "the free");
     unsigned mask = (unsigned)a[0] | (unsigned)a[1] << 8;
     uint8_t val = a[2], keep = (uint8_t)(t >> 1);
     unsigned char orig[16];
@@ -937,6 +950,125 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         expect_none("free of a block taken after a write into a freed block");
         freed_note(held[i], b->n, serial_of(held[i], b->n), b->D->api);
     }
+}
+
+/* A write into a freed block the debug hooks' quarantine holds (the C
+ * library's blocks: all of malloc_debug's, the raw domain's, those over
+ * 512 bytes and the aligned ones of pymalloc_debug; pool blocks too with
+ * PYMALLOC_QUARANTINE_POOLS=on), filled with 0xDD by its free. Each
+ * byte of its header (p-16 .. p-1) the mask names is written (keep: with
+ * its own value), and with t & 1 one byte of its data or trailer, at
+ * a[3] % (the bytes checked when it leaves: N + 16, at most 64, all with
+ * PYMALLOC_CHECK_FREED=2). The quarantine is emptied first (pm_trim, no
+ * report), so the block is the oldest held. Then, t & 2: blocks of 64 KiB
+ * (an eighth of the budget at most) are allocated and freed through the
+ * domain a[2] % 3 picks until it leaves, pushed out, when the free that
+ * pushes it must report it; else (or if it never left) pm_trim must. A
+ * changed byte is reported once as a use after free ("was written after
+ * its free", the 0xDD at p+first .. p+last overwritten), with its size,
+ * serial and the block's API (the free's as the expected one; pm_trim has
+ * none: the block's); bytes written with 0xDD never are. The reported
+ * block is leaked by the library: the harness keeps a pointer to it (for
+ * LeakSanitizer), up to KEPT_BYTES a process, and past that only frees. */
+#define KEPT_MAX 65536
+#define KEPT_BYTES ((size_t)128 << 20)
+static const void *kept[KEPT_MAX];
+static size_t nkept, kept_bytes;
+
+struct held_find {
+    const void *base;
+    int found;
+};
+
+static void held_one(const void *base, void *arg)
+{
+    struct held_find *h = arg;
+    if (base == h->base)
+        h->found = 1;
+}
+
+static int held_in_quarantine(const unsigned char *p)
+{
+    struct held_find h = {p - 16, 0};
+    if (pm_i_debug_quarantine_each(held_one, &h) != 0)
+        CZ_FAIL("a part of the quarantine stayed busy with no other thread running");
+    return h.found;
+}
+
+/* Whether the case ran (the block was held and damaged, or not changed). */
+static int case_waf_held(block *b, int t, const uint8_t *a)
+{
+    size_t q_blocks, q_bytes, budget;
+    if (pm_i_debug_check_freed == 0 || !pm_i_debug_quarantine_stats(&q_blocks, &q_bytes, &budget) ||
+        budget == 0 || nkept >= KEPT_MAX || kept_bytes > KEPT_BYTES)
+        return 0;
+    arm();
+    pm_trim();
+    expect_none("pm_trim before a block is held");
+    free_clean(b, "the free");
+    if (!held_in_quarantine(b->p))
+        return 1; /* not held (too large, an aligned block's own base, ...): only freed */
+    C.trigger = t & 2 ? "frees that push it out" : "pm_trim";
+    unsigned mask = (unsigned)a[0] | (unsigned)a[1] << 8;
+    uint8_t val = a[2], keep = (uint8_t)(t >> 2);
+    for (int k = 0; k < 16; k++)
+        if (mask >> k & 1 && !(keep >> (k & 7) & 1))
+            b->p[k - 16] = val;
+    size_t span = b->n + 16, checked = pm_i_debug_check_freed == 2 || span <= 64 ? span : 64;
+    if (t & 1)
+        b->p[a[3] % checked] = val;
+    /* The damage, as the quarantine's check must find it. */
+    ptrdiff_t first = 0, last = 0;
+    int damaged = 0;
+    for (ptrdiff_t i = -16; i < (ptrdiff_t)span; i++)
+        if (b->p[i] != 0xDD) {
+            if (!damaged)
+                first = i;
+            last = i;
+            damaged = 1;
+        }
+
+    const cz_domain *D2 = &domains[a[2] % 3u];
+    size_t fill = (size_t)64 << 10;
+    if (fill > budget / 8)
+        fill = budget / 8;
+    size_t rounds = (t & 2) && fill > 0 ? budget / fill + 4 : 0;
+    const char *entry = "pm_trim";
+    char api_expected = b->D->api;
+    arm();
+    for (size_t i = 0; i < rounds && R.n == 0; i++) {
+        void *f = D2->malloc(fill);
+        if (f == NULL)
+            break;
+        freed_reused(f);
+        uint64_t s = serial_of(f, fill);
+        if (s <= last_serial)
+            CZ_FAIL("a new %zu-byte block got serial %llu, not above the last one, %llu", fill,
+                    (unsigned long long)s, (unsigned long long)last_serial);
+        last_serial = s;
+        D2->free(f);
+        freed_note(f, fill, s, D2->api);
+        entry = D2->free_name;
+        api_expected = D2->api;
+    }
+    if (R.n == 0) {
+        entry = "pm_trim";
+        api_expected = b->D->api;
+        pm_trim();
+    }
+    loud();
+    if (!damaged) {
+        expect_none("bytes of a held block rewritten with 0xDD");
+        return 1;
+    }
+    expect x = {PM_ERR_USE_AFTER_FREE, entry, b->p, b->n, b->serial, first, api_expected,
+                b->D->api, last, 0, NULL, 0, 0, 0, 1, 1};
+    expect_report(&x, "a write into a block held in the quarantine");
+    if (!pm_i_pool_owns(b->p - 16)) { /* the C library's memory: keep it reachable */
+        kept[nkept++] = b->p - 16;
+        kept_bytes += span + 16;
+    }
+    return 1;
 }
 
 enum { K_INBOUNDS, K_DAMAGE, K_AFTER, K_INVALID, K_MISMATCH, K_SPAN, K_WAF, K_COUNT };

@@ -91,6 +91,73 @@ def op_trim():
     return bytes([TRIM])
 
 
+# BURST: opcode bytes 0xF0..0xFF (the others are byte % 11)
+BURST = 0xF0
+# its orders of the frees (how & 7), and + TRIM_HALF: pm_trim when half are freed
+FIFO, LIFO, EVENS_FIRST, STRIDE, SHUFFLE, ENDS_IN, REFILL, MIDDLE_OUT = range(8)
+TRIM_HALF = 8
+
+
+def op_burst(dom, cls, count, how, n=None, seed=0, sub=0):
+    """BURST: `count` (1..2048) blocks of pool class `cls` (0..33: a size in
+    (16 * cls, 16 * cls + 16], `sub` 0..6 picks it), or of n bytes (cls
+    None), then all freed in the order `how` picks."""
+    assert 1 <= count <= 2048
+    if cls is None:
+        head = bytes([BURST, dom, 0xF0]) + size(n)
+    else:
+        assert 0 <= cls < 34 and 0 <= sub < 7
+        head = bytes([BURST, dom, cls + 34 * sub])
+    tail = struct.pack("<H", seed) if how & 7 == SHUFFLE else b""
+    return head + struct.pack("<H", count - 1) + bytes([how]) + tail
+
+
+def burst_seeds(m):
+    """BURST: bins emptied and refilled, full bins flushed, pools and arenas
+    used up and emptied, in every domain and order."""
+    seeds = {}
+    doms = (RAW, MEM, OBJ, LIBC)
+    # Smallest class: a pool's worth is 1021 blocks, so 2048 overflow a bin
+    # (its flush) and use up two pools, freed in each order.
+    # (an input allocates 8192 burst blocks at most: four full bursts)
+    for half in (0, 1):
+        seeds[f"burst-small{'-2' if half else ''}"] = m + b"".join(
+            op_burst(doms[o % 4], 0, 2048, o, seed=o * 77) for o in range(4 * half, 4 * half + 4))
+    # The largest pool classes: 2048 x 512 bytes pass an arena; trimmed
+    # half way (empty arenas back to the system) in some orders.
+    for half in (0, 1):
+        seeds[f"burst-arena{'-2' if half else ''}"] = m + b"".join(
+            op_burst(doms[o % 4], 31 + o % 3, 2048, o | (TRIM_HALF if o % 2 else 0), sub=o % 7)
+            for o in range(4 * half, 4 * half + 4))
+    # Many classes, counts around a bin's limit and a pool's, live slots
+    # of the same classes around them.
+    mixed = b"".join(op_malloc(i, doms[i % 4], 16 * (i % 8) + 5) for i in range(16))
+    for k, cls in enumerate((1, 2, 3, 5, 8, 13, 21, 26, 30)):
+        per_pool = (16384 - 48) // (16 * (cls + 1))
+        for count in (per_pool - 1, per_pool, per_pool + 1, 2 * per_pool + 3):
+            mixed += op_burst(doms[(k + count) % 4], cls, min(count, 2048),
+                              (k + count) % 8 | (TRIM_HALF if count % 3 == 0 else 0),
+                              seed=count, sub=count % 7)
+        mixed += op_free(k % 16) + op_malloc(k % 16, doms[k % 4], 16 * cls + 9)
+    seeds["burst-classes"] = m + mixed + b"".join(op_check(i) for i in range(16)) + op_trim()
+    # Larger blocks (the C library's; held in the quarantine in the debug
+    # modes, which the burst pushes out), and size 0.
+    seeds["burst-large"] = m + b"".join([
+        op_burst(MEM, None, 300, REFILL, n=5000), op_burst(RAW, None, 40, SHUFFLE, n=40000, seed=9),
+        op_burst(LIBC, None, 2048, STRIDE | 16, n=0), op_burst(OBJ, None, 600, EVENS_FIRST, n=600),
+        op_trim()])
+    # Two threads bursting the same classes at once.
+    # (a bin holds a pool's worth: 1021, 511, 340, 255 blocks in classes 0-3)
+    lims = (1021, 511, 340, 255)
+    seeds["burst-threads"] = m + b"".join(
+        op_thread(op_burst(doms[r % 4], r % 4, lims[r] + 50, r % 8) + op_trim()
+                  + op_burst(OBJ, 31, 50, REFILL), 3)
+        + op_burst(doms[(r + 1) % 4], r % 4, lims[r] + 50, (r + 3) % 8)
+        + op_malloc(r % 8, MEM, 16 * (r % 4) + 1) + op_burst(MEM, r % 4, lims[r] + 50, LIFO)
+        for r in range(4)) + b"".join(op_free(i) for i in range(16))
+    return seeds
+
+
 def op_thread(worker, steps):
     """THREAD: `worker` (bytes, at most 255) run by a new thread on slots 8..15
     (a slot byte s names slot 8 + s % 8 there), while this thread runs its
@@ -172,6 +239,7 @@ def operations_seeds(mode):
         op_realloc(2, OBJ, 0), op_hook(RAW, 0)])
     seeds.update(libc_seeds(m))
     seeds.update(thread_seeds(m))
+    seeds.update(burst_seeds(m))
     return seeds
 
 
@@ -302,6 +370,17 @@ def corruption_seeds(mode):
     seeds["waf"] = m + b"".join(
         cz_case(WAF, 1 + i % 2, A_MALLOC, (8, 24, 100, 500)[i % 4], i % 4,
                 (0x01, 0x80, 0x00, 0x00)[i % 4], (0x00, 0x01, 0x80, 0x00)[i % 4], 0x41, i)
+        for i in range(16))
+    # writes into freed blocks the quarantine holds (the C library's: the
+    # raw domain's, over 512 bytes, all of malloc_debug's), found by
+    # pm_trim (trigger & 2 == 0) or by the frees that push them out;
+    # header bytes (mask), a data byte (trigger & 1), 0xDD (no trace)
+    seeds["waf-held"] = m + b"".join(
+        cz_case(WAF, (0, 1, 2, 0)[i % 4], (A_MALLOC, A_CALLOC, A_REALLOC, A_MALLOC)[i % 4],
+                (600, 24, 5000, 0, 100, 1000, 48, 40000)[i % 8], i % 8,
+                (0x01, 0x00, 0x80, 0x00, 0xFF, 0x00, 0x10, 0x00)[i % 8],
+                (0x00, 0x00, 0x01, 0x80, 0xFF, 0x00, 0x00, 0x00)[i % 8],
+                (0x41, 0x00, 0xDD, 0x7F, 0x41, 0x42, 0xDD, 0x13)[i % 8], i * 7)
         for i in range(16))
     seeds["mixed"] = m + b"".join([
         cz_case(INBOUNDS, 0, A_CALLOC, 10, T_REALLOC, 3, 0, 1, 100),

@@ -13,7 +13,11 @@
  *   MEMALIGN slot dom align size [how] WRITE  slot off len value how
  *   CHECK    slot slack               BADSIZE how dom which
  *   HOOK     dom push                 THREAD  len steps
- *   TRIM
+ *   TRIM                              BURST   dom size count how [seed]
+ *
+ * The opcode is byte % OP_COUNT for bytes below 0xF0 (OP_BURST_BYTE), and
+ * BURST for 0xF0..0xFF (op_burst): an input written before BURST existed
+ * decodes as it did unless one of its opcode bytes is 0xF0 or more.
  *
  * `dom` (% 4) picks the raw, mem or obj domain (pm_raw_malloc, ...) or the
  * malloc family (an allocation into a full slot frees the old block first,
@@ -75,6 +79,16 @@
  * thread's cache back to the pools, empty arenas unmapped), also while the
  * other thread of a section allocates.
  *
+ * BURST allocates up to 2048 blocks of one size in a row and frees them
+ * all, in an order the input picks, in one step (op_burst): the thread
+ * caches' refills and full-bin flushes, pools and arenas used up and
+ * emptied, which sixteen slots never reach.
+ *
+ * No operation is an error, so no heap error may be reported: an error
+ * handler fails the oracle on any report (also with
+ * PYMALLOC_ON_ERROR=report, where the library would count it and go on),
+ * and pm_error_count must not move during an input.
+ *
  * At the end of the input the hooks are removed, every block is freed and
  * check_allocator_state() runs.
  *
@@ -94,6 +108,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -274,6 +289,7 @@ static struct {
     slot slots[NSLOTS];
     _Atomic size_t live_bytes;
     _Atomic uint32_t serial;
+    _Atomic size_t burst_blocks; /* BURST blocks allocated by this input */
     const char *mode; /* canonical name of the mode this input runs in */
 } S;
 
@@ -569,6 +585,10 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
  */
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_MEMALIGN, OP_WRITE, OP_CHECK,
        OP_BADSIZE, OP_HOOK, OP_THREAD, OP_TRIM, OP_COUNT };
+/* Opcode bytes from here up are BURST (op_burst); the others are
+ * byte % OP_COUNT, as before BURST existed, so that an input written
+ * without it decodes as it did unless an opcode byte is 0xF0 or more. */
+#define OP_BURST_BYTE 0xF0
 static const char *const op_names[OP_COUNT] = {"malloc", "calloc", "realloc", "free",
                                                "memalign", "write", "check", "badsize",
                                                "hook", "thread", "trim"};
@@ -845,6 +865,260 @@ static void op_trim(fz_in *in)
         FZ_FAIL("step %u, mode %s: pm_trim returned %d", T.step, S.mode, r);
 }
 
+/*
+ * BURST dom size count how [seed]: many blocks of one size in a row, then
+ * all of them freed in an order the input picks, in one step. Sixteen
+ * slots never hold enough blocks of one class to empty a thread's bin (a
+ * refill takes a whole pool's free list), to overflow it (a full bin's
+ * flush gives its older half back), to use up a pool or an arena, or to
+ * empty them all again (a pool back to its arena's free list, an arena
+ * back to the system): a burst does. Opcode bytes from OP_BURST_BYTE up
+ * are BURST (format at the top).
+ *
+ * size: a byte below 0xF0 is a pool class, c % 34, with a size inside
+ * it, (c % 34) * 16 + 1 + (c / 34) * 2 (so 513..544 too); from 0xF0, a
+ * size read as MALLOC's (take_size). count: 1 + u16 % BURST_MAX, fewer
+ * when count x size would pass BURST_BYTES. how: bits 0-2 the order of
+ * the frees (first in first out, last in first out, every other one then
+ * the rest, a stride of how / 8 * 2 + 3, shuffled by the seed, from both
+ * ends inwards, half freed and allocated again then all, from the middle
+ * outwards), bit 3 pm_trim when half of them are freed. The seed (u16)
+ * is read for the shuffle only. An input allocates BURST_INPUT_MAX burst
+ * blocks at most: a BURST that would pass it does nothing.
+ *
+ * Every block is checked as a slot's is (not NULL, aligned to 16,
+ * usable_size >= size, 0xCD in a debug mode), filled with its own
+ * pattern; once all are out, no two of them (nor any with a live slot of
+ * this thread) overlap, every pattern is intact, and in the modes with
+ * pools (outside a THREAD section) the class counts include them; each is
+ * checked again right before its free.
+ */
+#define BURST_MAX 2048
+#define BURST_BYTES (1536u * 1024u)
+#define BURST_INPUT_MAX 8192u
+
+typedef struct burst_blk {
+    unsigned char *p;
+    size_t n;
+    uint32_t serial;
+} burst_blk;
+
+static void burst_fail(const burst_blk *b, size_t i, const char *what, size_t off)
+{
+    FZ_FAIL("step %u (%s), mode %s: burst block %zu (%zu bytes, serial %u, block %p): %s at "
+            "offset %zu",
+            T.step, T.op, S.mode, i, b->n, (unsigned)b->serial, (void *)b->p, what, off);
+}
+
+static void burst_verify(const burst_blk *b, size_t i, unsigned dom)
+{
+    if ((uintptr_t)b->p % BASE_ALIGN != 0)
+        burst_fail(b, i, "misaligned block", BASE_ALIGN);
+    size_t usable = domains[dom].usable(b->p);
+    if (usable < b->n)
+        burst_fail(b, i, "usable_size below the size", usable);
+    const unsigned char *want = pat + b->serial % 256u;
+    if (memcmp(b->p, want, b->n) != 0) {
+        size_t k = 0;
+        while (b->p[k] == want[k])
+            k++;
+        burst_fail(b, i, "contents differ", k);
+    }
+}
+
+static void burst_alloc(burst_blk *b, size_t i, unsigned dom, size_t n)
+{
+    dispatched(dom, K_MALLOC);
+    b->p = domains[dom].malloc(n);
+    b->n = n;
+    b->serial = ++S.serial;
+    if (b->p == NULL)
+        burst_fail(b, i, "allocation failed for a valid size", 0);
+    if (fresh_checked && memcmp(b->p, cleanbytes, n) != 0) {
+        size_t k = 0;
+        while (b->p[k] == 0xCD)
+            k++;
+        burst_fail(b, i, "new byte not 0xcd", k);
+    }
+    memcpy(b->p, pat + b->serial % 256u, n);
+}
+
+static void burst_free(burst_blk *b, size_t i, unsigned dom)
+{
+    burst_verify(b, i, dom);
+    dispatched(dom, K_FREE);
+    domains[dom].free(b->p);
+    b->p = NULL;
+}
+
+typedef struct span {
+    uintptr_t lo, hi;
+    long who; /* burst block index, or -1 - slot */
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+    uintptr_t x = ((const span *)a)->lo, y = ((const span *)b)->lo;
+    return x < y ? -1 : x > y;
+}
+
+/* No two of the burst's live blocks and this thread's slots overlap. */
+static void burst_overlaps(const burst_blk *bl, size_t count)
+{
+    span *sp = malloc((count + NSLOTS) * sizeof *sp);
+    if (sp == NULL)
+        FZ_FAIL("harness out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < count; i++)
+        if (bl[i].p != NULL)
+            sp[k++] = (span){(uintptr_t)bl[i].p,
+                             (uintptr_t)bl[i].p + (bl[i].n ? bl[i].n : 1), (long)i};
+    for (int i = T.base; i < T.base + T.count; i++)
+        if (S.slots[i].p != NULL)
+            sp[k++] = (span){(uintptr_t)S.slots[i].p,
+                             (uintptr_t)S.slots[i].p + (S.slots[i].size ? S.slots[i].size : 1),
+                             -1 - i};
+    qsort(sp, k, sizeof *sp, span_cmp);
+    for (size_t i = 1; i < k; i++)
+        if (sp[i].lo < sp[i - 1].hi)
+            FZ_FAIL("step %u (%s), mode %s: %s %ld [%p, +%zu) and %s %ld [%p, +%zu) overlap "
+                    "(burst blocks and slots)",
+                    T.step, T.op, S.mode, sp[i - 1].who < 0 ? "slot" : "burst block",
+                    sp[i - 1].who < 0 ? -1 - sp[i - 1].who : sp[i - 1].who,
+                    (void *)sp[i - 1].lo, (size_t)(sp[i - 1].hi - sp[i - 1].lo),
+                    sp[i].who < 0 ? "slot" : "burst block",
+                    sp[i].who < 0 ? -1 - sp[i].who : sp[i].who, (void *)sp[i].lo,
+                    (size_t)(sp[i].hi - sp[i].lo));
+    free(sp);
+}
+
+static void check_class_counts_with(const burst_blk *extra, size_t nextra);
+
+static void op_burst(fz_in *in)
+{
+    unsigned dom = take_dom(in);
+    uint8_t c = fz_u8(in);
+    size_t n = c < 0xF0 ? (size_t)(c % 34u) * 16u + 1u + (size_t)(c / 34u) * 2u : take_size(in);
+    size_t count = 1u + fz_u16(in) % BURST_MAX;
+    uint8_t how = fz_u8(in);
+    uint16_t seed = (how & 7u) == 4 ? fz_u16(in) : 0;
+    size_t each = n < 16 ? 16 : n;
+    if (count * each > BURST_BYTES)
+        count = BURST_BYTES / each;
+    if (count == 0)
+        count = 1;
+    /* At most BURST_INPUT_MAX blocks an input (the later BURSTs read
+     * their bytes and do nothing): a few bursts reach every path, and
+     * dozens made the corpus slow to load (libFuzzer's short runs then
+     * fuzzed nothing). */
+    if (atomic_fetch_add(&S.burst_blocks, count) + count > BURST_INPUT_MAX)
+        return;
+    burst_blk *bl = calloc(count, sizeof *bl);
+    size_t *order = malloc(count * sizeof *order);
+    if (bl == NULL || order == NULL)
+        FZ_FAIL("harness out of memory");
+
+    for (size_t i = 0; i < count; i++)
+        burst_alloc(&bl[i], i, dom, n);
+    for (size_t i = 0; i < count; i++)
+        burst_verify(&bl[i], i, dom);
+    burst_overlaps(bl, count);
+    if (!T.partial)
+        check_class_counts_with(bl, count);
+
+    /* The order of the frees. */
+    size_t k = 0;
+    switch (how & 7u) {
+    case 0: /* first allocated, first freed */
+        for (size_t i = 0; i < count; i++)
+            order[k++] = i;
+        break;
+    case 1: /* last allocated, first freed */
+        for (size_t i = count; i-- > 0;)
+            order[k++] = i;
+        break;
+    case 2: /* every other one, then the rest: pools half empty for a while */
+        for (size_t i = 0; i < count; i += 2)
+            order[k++] = i;
+        for (size_t i = 1; i < count; i += 2)
+            order[k++] = i;
+        break;
+    case 3: { /* a stride through them */
+        size_t step = (size_t)how / 8u * 2u + 3u, a = step, b = count;
+        while (b != 0) { /* gcd */
+            size_t t = a % b;
+            a = b;
+            b = t;
+        }
+        if (a != 1)
+            step = 1;
+        for (size_t i = 0; i < count; i++)
+            order[k++] = i * step % count;
+        break;
+    }
+    case 4: { /* shuffled from the seed */
+        uint32_t x = seed * 2654435761u | 1u;
+        for (size_t i = 0; i < count; i++)
+            order[i] = i;
+        for (size_t i = count; i > 1; i--) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            size_t j = x % i, t = order[i - 1];
+            order[i - 1] = order[j];
+            order[j] = t;
+        }
+        k = count;
+        break;
+    }
+    case 5: /* from both ends towards the middle */
+        for (size_t lo = 0, hi = count; lo < hi;) {
+            order[k++] = lo++;
+            if (lo < hi)
+                order[k++] = --hi;
+        }
+        break;
+    case 6: { /* half of them freed, as many allocated again, then all */
+        for (size_t i = 1; i < count; i += 2)
+            burst_free(&bl[i], i, dom);
+        for (size_t i = 1; i < count; i += 2)
+            burst_alloc(&bl[i], i, dom, n);
+        for (size_t i = 0; i < count; i++)
+            burst_verify(&bl[i], i, dom);
+        burst_overlaps(bl, count);
+        if (!T.partial)
+            check_class_counts_with(bl, count);
+        for (size_t i = count; i-- > 0;)
+            order[k++] = i;
+        break;
+    }
+    default: /* the middle first, outwards */
+        for (size_t d = 0; d < count; d++) {
+            size_t mid = count / 2;
+            size_t i = d % 2 ? mid + (d + 1) / 2 : mid - d / 2;
+            order[k++] = i < count ? i : d;
+        }
+        break;
+    }
+    (void)k;
+    for (size_t j = 0; j < count; j++) {
+        if (j == count / 2 && (how & 8)) {
+            int r = pm_trim();
+            if (r != 0 && r != 1)
+                FZ_FAIL("step %u, mode %s: pm_trim returned %d", T.step, S.mode, r);
+            if (!T.partial)
+                check_class_counts_with(bl, count);
+        }
+        if (bl[order[j]].p != NULL) /* (the middle-out order may name one twice) */
+            burst_free(&bl[order[j]], order[j], dom);
+    }
+    for (size_t i = 0; i < count; i++) /* (any the order missed) */
+        if (bl[i].p != NULL)
+            burst_free(&bl[i], i, dom);
+    free(order);
+    free(bl);
+}
+
 static void op_thread(fz_in *in);
 
 static void (*const ops[OP_COUNT])(fz_in *) = {op_malloc, op_calloc, op_realloc, op_free,
@@ -855,9 +1129,15 @@ static void (*const ops[OP_COUNT])(fz_in *) = {op_malloc, op_calloc, op_realloc,
  * thread's blocks. */
 static void step(fz_in *in)
 {
-    unsigned op = fz_u8(in) % OP_COUNT;
-    T.op = (T.worker ? worker_op_names : op_names)[op];
-    ops[op](in);
+    uint8_t byte = fz_u8(in);
+    if (byte >= OP_BURST_BYTE) {
+        T.op = T.worker ? "worker burst" : "burst";
+        op_burst(in);
+    } else {
+        unsigned op = byte % OP_COUNT;
+        T.op = (T.worker ? worker_op_names : op_names)[op];
+        ops[op](in);
+    }
     verify_all();
 }
 
@@ -945,12 +1225,23 @@ static void count_held(const void *base, void *arg)
         want[c]++;
 }
 
-static void check_class_counts(void)
+static void check_class_counts(void) { check_class_counts_with(NULL, 0); }
+
+/* The same, with the blocks of a BURST (malloc'd: their debug header is 16
+ * bytes) counted as live too. */
+static void check_class_counts_with(const burst_blk *extra, size_t nextra)
 {
     if (strstr(S.mode, "pymalloc") == NULL)
         return;
     size_t want[PM_STATS_NCLASSES] = {0};
     int debug = pm_debug_enabled();
+    for (size_t i = 0; i < nextra; i++) {
+        if (extra[i].p == NULL)
+            continue;
+        int c = pm_i_pool_class_of(extra[i].p - (debug ? 16 : 0));
+        if (c >= 0 && c < PM_STATS_NCLASSES)
+            want[c]++;
+    }
     for (int i = 0; i < NSLOTS; i++) {
         const slot *s = &S.slots[i];
         if (s->p == NULL)
@@ -1023,6 +1314,33 @@ static void check_allocator_state(void)
 }
 
 /* ---------------------------------------------------------------------------
+ * Heap error reports. The operations of an input are all legal, so no
+ * report is: the error handler fails the oracle on any, whatever
+ * PYMALLOC_ON_ERROR says (with =report the library would count it and go
+ * on, and a libFuzzer process that runs many inputs would lose it). And
+ * pm_error_count must stay where it was at the input's start, after every
+ * step: a report that calls no handler (one made inside a handler) is
+ * still counted.
+ */
+static unsigned long errors_before;
+
+static void report_handler(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    FZ_FAIL("step %u (%s), mode %s: a heap error was reported (%s at %p, %zu bytes): %s",
+            T.step, T.op ? T.op : "start", S.mode, pm_error_class_name(r->error), r->address,
+            r->size, r->message ? r->message : "(no message)");
+}
+
+static void verify_no_reports(void)
+{
+    unsigned long now = pm_error_count(PM_ERR_NONE);
+    if (now != errors_before)
+        FZ_FAIL("step %u (%s), mode %s: pm_error_count went from %lu to %lu: a heap error "
+                "was reported", T.step, T.op ? T.op : "end", S.mode, errors_before, now);
+}
+
+/* ---------------------------------------------------------------------------
  * Entry points.
  */
 
@@ -1064,10 +1382,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_FAIL("pm_set_mode(\"%s\") installed %s, expected %s", want, pm_mode_name(), S.mode);
 
     fz_selftest();
+    pm_set_error_handler(report_handler, NULL);
+    errors_before = pm_error_count(PM_ERR_NONE);
     fz_in in = {data + 1, size - 1};
     for (T.step = 1; !fz_done(&in) && T.step <= MAX_STEPS; T.step++) {
         step(&in);
         verify_hooks();
+        verify_no_reports();
         if (T.step % CLASS_CHECK_EVERY == 0)
             check_class_counts();
     }
@@ -1080,5 +1401,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (S.slots[i].p != NULL)
             release(&S.slots[i]);
     check_allocator_state();
+    verify_no_reports();
     return 0;
 }
