@@ -672,7 +672,7 @@ static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
                 b->serial,
                 0,
                 t == T_CHECK ? b->D->api : D2->api,
-                b->D->api, 0, 0, NULL, 0, 0, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0};
     expect_report(&x, "a use of a freed block");
     if (r != NULL)
         CZ_FAIL("realloc of a freed block gave %p", r);
@@ -760,7 +760,7 @@ static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
     const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
     unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
-                b->D->api, 0, 0, NULL, 0, 0, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0};
     expect_report(&x, "another domain");
     if (r != NULL)
         CZ_FAIL("realloc through another domain gave %p", (void *)r);
@@ -906,7 +906,7 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         freed_reused(q);
         if (R.n != 0) {
             expect x = {PM_ERR_USE_AFTER_FREE, b->D->malloc_name, b->p, b->n, b->serial, -16,
-                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0, 0};
+                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0, 0, 0};
             if (!damaged)
                 CZ_FAIL("a malloc reported after bytes of a freed block were rewritten with "
                         "their own values or past the bytes checked: %s", R.msg[0]);
