@@ -994,6 +994,17 @@ static void burst_overlaps(const burst_blk *bl, size_t count)
 
 static void check_class_counts_with(const burst_blk *extra, size_t nextra);
 
+/* Every burst block checked (burst_verify), none overlapping another or a
+ * live slot, and the pools' counts of each class with them counted. */
+static void burst_check_all(const burst_blk *bl, size_t count, unsigned dom)
+{
+    for (size_t i = 0; i < count; i++)
+        burst_verify(&bl[i], i, dom);
+    burst_overlaps(bl, count);
+    if (!T.partial)
+        check_class_counts_with(bl, count);
+}
+
 static void op_burst(fz_in *in)
 {
     unsigned dom = take_dom(in);
@@ -1020,11 +1031,7 @@ static void op_burst(fz_in *in)
 
     for (size_t i = 0; i < count; i++)
         burst_alloc(&bl[i], i, dom, n);
-    for (size_t i = 0; i < count; i++)
-        burst_verify(&bl[i], i, dom);
-    burst_overlaps(bl, count);
-    if (!T.partial)
-        check_class_counts_with(bl, count);
+    burst_check_all(bl, count, dom);
 
     /* The order of the frees. */
     size_t k = 0;
@@ -1083,11 +1090,7 @@ static void op_burst(fz_in *in)
             burst_free(&bl[i], i, dom);
         for (size_t i = 1; i < count; i += 2)
             burst_alloc(&bl[i], i, dom, n);
-        for (size_t i = 0; i < count; i++)
-            burst_verify(&bl[i], i, dom);
-        burst_overlaps(bl, count);
-        if (!T.partial)
-            check_class_counts_with(bl, count);
+        burst_check_all(bl, count, dom);
         for (size_t i = count; i-- > 0;)
             order[k++] = i;
         break;

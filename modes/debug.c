@@ -364,6 +364,17 @@ static inline uint64_t bump_serial(void)
     return bump_serial_shared();
 }
 
+/* This thread's run dropped (a fork's child, a test setting the next
+ * serial): its next serial starts a new run. run_end first: a handler
+ * between the two stores takes a serial above run_end 0 and starts a new
+ * run; with run_next first, it would take serial 1 under the old end. */
+static void drop_run(void)
+{
+    run_end = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    run_next = 0;
+}
+
 /* Give back serial s, taken by this thread's last bump_serial, for a block
  * that could not be made (no registry memory): the next block takes it,
  * so serials of the blocks made stay consecutive. The thread is busy, so
@@ -384,9 +395,7 @@ static void unbump_serial(uint64_t s)
 void pm_i_debug_set_next_serial(uint64_t next)
 {
     atomic_store_explicit(&serial_counter, next - 1, memory_order_relaxed);
-    run_end = 0;
-    atomic_signal_fence(memory_order_seq_cst);
-    run_next = 0;
+    drop_run();
 }
 
 /* PYMALLOC_BREAK_SERIAL=N: stop in the debugger (SIGTRAP) when block N is
@@ -571,20 +580,20 @@ __attribute__((noinline)) static int prev_damage_confirmed(const unsigned char *
     return ps.found;
 }
 
-/* The C library's header before registry block p is intact (or cannot be
- * checked): p was allocated through g, whose allocator below is libc's
- * for it. See pm_i_libc_header_ok (pm_internal.h, modes/raw.c). */
+/* The C library's chunk header before the block at base (data at offset,
+ * size bytes) is intact, or cannot be checked: libc_below says whether the
+ * block came from the C library (a dbg's libc_below, or a held block's
+ * Q_FROM: 1 the C library's, 2 the pools', which pass it their large
+ * requests). See pm_i_libc_header_ok (pm_internal.h, modes/raw.c). */
 static inline __attribute__((always_inline)) int
-below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, void *held)
+chunk_header_ok(int libc_below, const unsigned char *base, size_t offset, size_t size, void *held)
 {
-    if (g == NULL || g->libc_below == 0 ||
-        atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
+    if (libc_below == 0 || atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
         return 1; /* nothing to check, or the check is off: no tree lookup */
-    const unsigned char *base = p - in->offset;
-    if (g->libc_below == 2 && pm_i_pool_owns(base))
+    if (libc_below == 2 && pm_i_pool_owns(base))
         return 1;
-    size_t req = in->offset + in->size + PM_I_DEBUG_TAIL;
-    size_t align = in->offset > PM_I_DEBUG_HEAD ? in->offset : 0; /* (memalign_busy) */
+    size_t req = offset + size + PM_I_DEBUG_TAIL;
+    size_t align = offset > PM_I_DEBUG_HEAD ? offset : 0; /* (memalign_busy) */
     int ok = pm_i_libc_header_ok(base, req, align);
     /* Confirmed, the header is read again: the chunk before may have been
      * taken by another thread (glibc setting this chunk's bit, then that
@@ -593,6 +602,15 @@ below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, v
      * still fails is damage. */
     return PM_I_LIKELY(ok == 1) ||
            (ok == 2 && (!prev_damage_confirmed(base, held) || pm_i_libc_header_ok(base, req, align) == 1));
+}
+
+/* The C library's header before registry block p is intact (or cannot be
+ * checked): p was allocated through g, whose allocator below is libc's
+ * for it. */
+static inline __attribute__((always_inline)) int
+below_header_ok(const dbg *g, const unsigned char *p, const pm_i_reg_info *in, void *held)
+{
+    return g == NULL || chunk_header_ok(g->libc_below, p - in->offset, in->offset, in->size, held);
 }
 
 /* The hooks of the domain whose API id is api, or NULL. */
@@ -1541,7 +1559,7 @@ static void q_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
  * the chunk before as glibc's free would read it) is intact, or cannot be
  * checked: h came from the C library (directly, or through the pools,
  * which pass it their large requests), checked as a live block's is
- * (below_header_ok). Its free filled its own header (p-16 .. p-1), which
+ * (chunk_header_ok). Its free filled its own header (p-16 .. p-1), which
  * q_damaged checks; the chunk header below that (p-offset-16 ..
  * p-offset-1) only glibc reads, and a write past the end of the block
  * below that stopped there (or a stray write into the size field) made
@@ -1550,15 +1568,7 @@ static void q_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
 static int q_chunk_ok(const qent *h)
 {
     int from = Q_FROM(h->meta);
-    if (from == Q_FROM_SLOT ||
-        atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0 ||
-        (from == 2 && pm_i_pool_owns(h->base)))
-        return 1;
-    size_t offset = Q_OFFSET(h->meta), req = offset + h->size + PM_I_DEBUG_TAIL;
-    size_t align = offset > PM_I_DEBUG_HEAD ? offset : 0; /* (memalign_busy) */
-    int ok = pm_i_libc_header_ok(h->base, req, align);
-    return ok == 1 || (ok == 2 && (!prev_damage_confirmed(h->base, NULL) ||
-                                   pm_i_libc_header_ok(h->base, req, align) == 1));
+    return from == Q_FROM_SLOT || chunk_header_ok(from, h->base, Q_OFFSET(h->meta), h->size, NULL);
 }
 
 /* The report of held block h, found by who (as q_error), whose C library
@@ -3247,9 +3257,7 @@ void pm_i_debug_fork_child(void)
      * serials are all above this one (its run of serials is dropped). */
     exit_min_serial = atomic_load_explicit(&serial_counter, memory_order_relaxed);
     forked_from = getppid();
-    run_end = 0; /* (run_end first: see bump_serial) */
-    atomic_signal_fence(memory_order_seq_cst);
-    run_next = 0;
+    drop_run();
 }
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;

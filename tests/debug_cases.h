@@ -181,42 +181,37 @@ static void expect_inside(int d, dcase_expect *x, const unsigned char *p, size_t
              off < 0 ? ", in its header" : (size_t)off >= n ? ", in its trailer" : "");
 }
 
-/* An interior pointer: the report names the live block it points into. */
-static void case_invalid_interior(int d, int other, dcase_expect *x)
+/* The free of p + off, for an n-byte block p of domain d: the report names
+ * the live block it points into, and where in it the pointer falls. */
+static void invalid_inside(int d, dcase_expect *x, size_t n, ptrdiff_t off)
 {
-    (void)other;
-    unsigned char *p = pm_t_domains[d].malloc(64);
-    expect_invalid(d, x, p + 16);
-    expect_inside(d, x, p, 64, 16);
+    unsigned char *p = pm_t_domains[d].malloc(n);
+    expect_invalid(d, x, p + off);
+    expect_inside(d, x, p, n, off);
     READY(x);
-    pm_t_domains[d].free(p + 16);
+    pm_t_domains[d].free(p + off);
     pm_t_domains[d].free(p);
 }
 
-/* Addresses that are the registry's own markers (0 and 1 are its empty and
- * hole keys) are invalid pointers too. */
+/* An interior pointer, into a block's data. */
+static void case_invalid_interior(int d, int other, dcase_expect *x)
+{
+    (void)other;
+    invalid_inside(d, x, 64, 16);
+}
+
 /* A pointer into a block's header, before its data. */
 static void case_invalid_header(int d, int other, dcase_expect *x)
 {
     (void)other;
-    unsigned char *p = pm_t_domains[d].malloc(40);
-    expect_invalid(d, x, p - 8);
-    expect_inside(d, x, p, 40, -8);
-    READY(x);
-    pm_t_domains[d].free(p - 8);
-    pm_t_domains[d].free(p);
+    invalid_inside(d, x, 40, -8);
 }
 
 /* A pointer into a block's trailer, past its data. */
 static void case_invalid_trailer(int d, int other, dcase_expect *x)
 {
     (void)other;
-    unsigned char *p = pm_t_domains[d].malloc(40);
-    expect_invalid(d, x, p + 44);
-    expect_inside(d, x, p, 40, 44);
-    READY(x);
-    pm_t_domains[d].free(p + 44);
-    pm_t_domains[d].free(p);
+    invalid_inside(d, x, 40, 44);
 }
 
 /* The realloc of an interior pointer: the same report, from realloc. */

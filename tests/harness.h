@@ -238,6 +238,20 @@ static inline int pm_t_child_within(void (*fn)(void *), void *arg, unsigned seco
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* fn(arg) in `rounds` children in turn, each within `seconds`
+ * (pm_t_child_within); stops at the first that fails, naming its round.
+ * 1 when every round passed. */
+static inline int pm_t_rounds(void (*fn)(void *), void *arg, int rounds, unsigned seconds)
+{
+    for (int r = 0; r < rounds; r++) {
+        if (!pm_t_child_within(fn, arg, seconds)) {
+            fprintf(stderr, "    (round %d of %d)\n", r, rounds);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* A profiling timer every usec microseconds of CPU time whose SIGPROF runs
  * handler (SA_RESTART) on the thread it interrupts; the action before it in
  * *old if old is not NULL. pm_t_prof_stop stops the timer. */

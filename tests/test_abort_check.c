@@ -63,6 +63,18 @@ typedef struct damage {
     int d; /* the domain of p[0] (reported_then_abort) */
 } damage;
 
+/* dm's first block, in domain d: a small one (a pool block in
+ * pymalloc_debug, and the mem and obj domains' in debug) or the C
+ * library's (libc_block). */
+static void first_block(damage *dm, int small, int d)
+{
+    if (small)
+        dm->p[0] = pm_t_domains[d].malloc(dm->n[0] = 24);
+    else
+        dm->p[0] = libc_block(d, &dm->n[0]);
+    PM_CHECK(dm->p[0] != NULL);
+}
+
 static void overflow_then_abort(void *arg)
 {
     damage *dm = arg;
@@ -80,11 +92,7 @@ static void test_overflow_reported_at_abort(void)
     for (int small = 0; small < 2; small++)
         for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
             damage dm = {.count = 1};
-            if (small)
-                dm.p[0] = pm_t_domains[d].malloc(dm.n[0] = 24);
-            else
-                dm.p[0] = libc_block(d, &dm.n[0]);
-            PM_CHECK(dm.p[0] != NULL);
+            first_block(&dm, small, d);
             pm_death_result r;
             pm_death(overflow_then_abort, &dm, &r);
             PM_CHECK(!r.exited && r.signal == SIGABRT);
@@ -378,11 +386,7 @@ static void test_leaked_block_not_reported_again(void)
     for (int small = 0; small < 2; small++)
         for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
             damage dm = {.count = 1, .d = d};
-            if (small)
-                dm.p[0] = pm_t_domains[d].malloc(dm.n[0] = 24);
-            else
-                dm.p[0] = libc_block(d, &dm.n[0]);
-            PM_CHECK(dm.p[0] != NULL);
+            first_block(&dm, small, d);
             pm_death_result r;
             pm_death(reported_then_abort, &dm, &r);
             PM_CHECK(!r.exited && r.signal == SIGABRT);

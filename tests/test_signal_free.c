@@ -296,14 +296,7 @@ static void workload_of(void *threads) { workload((int)(intptr_t)threads); }
 /* ROUNDS children, each with a deadline; stops at the first that fails. */
 static void run_case(int threads)
 {
-    for (int r = 0; r < ROUNDS; r++) {
-        int ok = pm_t_child_within(workload_of, (void *)(intptr_t)threads, DEADLINE);
-        PM_CHECK(ok);
-        if (!ok) {
-            fprintf(stderr, "    (round %d of %d)\n", r, ROUNDS);
-            return;
-        }
-    }
+    PM_CHECK(pm_t_rounds(workload_of, (void *)(intptr_t)threads, ROUNDS, DEADLINE));
 }
 
 static void one_thread(void) { run_case(0); }
