@@ -1591,12 +1591,7 @@ static void q_chunk_error(const dbg *g, const char *who, const qent *h, pm_i_err
     e->last = e->offset + 7;
     e->below_header = 1;
     e->quarantined = 1;
-    pm_i_err a;
-    if (Q_FROM(h->meta) != Q_FROM_SLOT && blame_registry_below(p, Q_OFFSET(h->meta), &a)) {
-        a.next_block = p;
-        a.next_serial = e->serial;
-        *e = a;
-    }
+    q_blame_below(h, p, e);
     e->entry = who;
 }
 
