@@ -281,28 +281,7 @@ static inline void pm_t_prof_stop(void)
     const char *__tsan_default_options(void);                                       \
     const char *__tsan_default_options(void) { return "allocator_may_return_null=1"; }
 
-/* Sanitizer builds: gcc says so with __SANITIZE_*__, clang with
- * __has_feature. */
-#if defined(__SANITIZE_ADDRESS__)
-#define PM_T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PM_T_ASAN 1
-#endif
-#endif
-#ifndef PM_T_ASAN
-#define PM_T_ASAN 0
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define PM_T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PM_T_TSAN 1
-#endif
-#endif
-#ifndef PM_T_TSAN
-#define PM_T_TSAN 0
-#endif
+#include "sanitizers.h"
 
 /* 1 when the test runs under valgrind (any tool). */
 #if defined(__has_include)

@@ -14,6 +14,7 @@
  */
 #include "pin_env.h"
 #include "pymalloc.h"
+#include "sanitizers.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -28,16 +29,7 @@
  * ASan allocator (which serves the libc-sized blocks there) is not made
  * fork-safe, so a child forked while that thread was inside it could hang
  * in ASan's own lock (seen once in CI: a child stopped by its alarm). */
-#if defined(__SANITIZE_ADDRESS__)
-#define PM_T_CHURN 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PM_T_CHURN 0
-#endif
-#endif
-#ifndef PM_T_CHURN
-#define PM_T_CHURN 1
-#endif
+#define PM_T_CHURN (!PM_T_ASAN)
 
 static _Atomic int prepared, parented, stop;
 static int childed;

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "pin_env.h"
 #include "pymalloc.h"
+#include "sanitizers.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -35,16 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PM_T_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define PM_T_TSAN 1
-#endif
-
-#ifndef PM_T_TSAN
+#if !PM_T_TSAN
 enum { TRIALS = 10 };
 
 /* The C library's (dlsym, found at the first call). */
@@ -59,14 +51,7 @@ static char *parent_block;
  * inherit its lock held (seen: the child's first raw block waited for
  * ever; see also test_atfork). There the other thread, once ready, waits
  * for the fork to be over (its exit frees too). */
-#if defined(__SANITIZE_ADDRESS__)
-#define PM_T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PM_T_ASAN 1
-#endif
-#endif
-#ifdef PM_T_ASAN
+#if PM_T_ASAN
 enum { CHURN_ACROSS_FORK = 0 };
 #else
 enum { CHURN_ACROSS_FORK = 1 };
