@@ -22,6 +22,9 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pin_env.h"
@@ -252,19 +255,64 @@ static inline int pm_t_rounds(void (*fn)(void *), void *arg, int rounds, unsigne
     return 1;
 }
 
-/* A profiling timer every usec microseconds of CPU time whose SIGPROF runs
- * handler (SA_RESTART) on the thread it interrupts; the action before it in
- * *old if old is not NULL. pm_t_prof_stop stops the timer. */
-static inline void pm_t_prof_start(void (*handler)(int), long usec, struct sigaction *old)
+/* handler runs on SIGPROF (SA_RESTART); the action before it in *old if
+ * old is not NULL. */
+static inline void pm_t_prof_handler(void (*handler)(int), struct sigaction *old)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = handler;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGPROF, &sa, old);
+}
+
+/* SIGPROF blocked (SIG_BLOCK) or unblocked (SIG_UNBLOCK) in this thread. */
+static inline void pm_t_prof_mask(int how)
+{
+    sigset_t prof;
+    sigemptyset(&prof);
+    sigaddset(&prof, SIGPROF);
+    pthread_sigmask(how, &prof, NULL);
+}
+
+/* A profiling timer every usec microseconds of CPU time whose SIGPROF runs
+ * handler (SA_RESTART) on the thread it interrupts; the action before it in
+ * *old if old is not NULL. pm_t_prof_stop stops the timer. */
+static inline void pm_t_prof_start(void (*handler)(int), long usec, struct sigaction *old)
+{
+    pm_t_prof_handler(handler, old);
     struct itimerval it = {{0, usec}, {0, usec}};
     setitimer(ITIMER_PROF, &it, NULL);
 }
+
+#ifdef SIGEV_THREAD_ID
+/* SIGPROF to this thread every period_ns, unblocked in it: a POSIX timer
+ * (a profiling interval timer fires at the kernel's tick, a few hundred
+ * times a second, too rarely to meet a window of a few instructions in a
+ * short run). _exit(7) if the timer cannot be made.
+ * pm_t_thread_timer_stop blocks SIGPROF again and deletes the timer. */
+static inline timer_t pm_t_thread_timer_start(long period_ns)
+{
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = SIGPROF;
+    ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    timer_t timer;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0)
+        _exit(7);
+    struct itimerspec its = {{0, period_ns}, {0, period_ns}};
+    timer_settime(timer, 0, &its, NULL);
+    pm_t_prof_mask(SIG_UNBLOCK);
+    return timer;
+}
+
+static inline void pm_t_thread_timer_stop(timer_t timer)
+{
+    pm_t_prof_mask(SIG_BLOCK);
+    timer_delete(timer);
+}
+#endif
 
 static inline void pm_t_prof_stop(void)
 {

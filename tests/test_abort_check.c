@@ -63,6 +63,16 @@ typedef struct damage {
     int d; /* the domain of p[0] (reported_then_abort) */
 } damage;
 
+/* The report's line of dm's block k, written 1 byte past its end, from
+ * entry ("abort", "exit", "pm_mem_free"). */
+static void overflow_line(char *want, size_t size, const char *entry, const damage *dm, int k)
+{
+    snprintf(want, size,
+             "pymalloc: %s: buffer overflow: 1 byte written past the end of a %zu-byte block "
+             "(serial %llu)",
+             entry, dm->n[k], (unsigned long long)trailer_serial(dm->p[k], dm->n[k]));
+}
+
 /* dm's first block, in domain d: a small one (a pool block in
  * pymalloc_debug, and the mem and obj domains' in debug) or the C
  * library's (libc_block). */
@@ -97,10 +107,7 @@ static void test_overflow_reported_at_abort(void)
             pm_death(overflow_then_abort, &dm, &r);
             PM_CHECK(!r.exited && r.signal == SIGABRT);
             char want[200];
-            snprintf(want, sizeof want,
-                     "pymalloc: abort: buffer overflow: 1 byte written past the end of a "
-                     "%zu-byte block (serial %llu)",
-                     dm.n[0], (unsigned long long)trailer_serial(dm.p[0], dm.n[0]));
+            overflow_line(want, sizeof want, "abort", &dm, 0);
             PM_CHECK_STR(r.output, want);
             PM_CHECK_STR(r.output, "at p+");
             PM_CHECK_STR(r.output, "pymalloc: abort: 1 damaged block among the ");
@@ -390,12 +397,9 @@ static void test_leaked_block_not_reported_again(void)
             pm_death_result r;
             pm_death(reported_then_abort, &dm, &r);
             PM_CHECK(!r.exited && r.signal == SIGABRT);
-            char want[200];
-            snprintf(want, sizeof want,
-                     "pymalloc: pm_%s_free: buffer overflow: 1 byte written past the end of a "
-                     "%zu-byte block (serial %llu)",
-                     pm_t_domains[d].name, dm.n[0],
-                     (unsigned long long)trailer_serial(dm.p[0], dm.n[0]));
+            char entry[32], want[200];
+            snprintf(entry, sizeof entry, "pm_%s_free", pm_t_domains[d].name);
+            overflow_line(want, sizeof want, entry, &dm, 0);
             PM_CHECK_STR(r.output, want);
             PM_CHECK_EQ(count_of(r.output, "buffer overflow"), 1);
             PM_CHECK_STR(r.output, "pymalloc: abort: 0 damaged blocks among the ");
@@ -416,10 +420,7 @@ static void test_leaked_block_not_reported_again(void)
     PM_CHECK(r.exited);
     PM_CHECK_EQ(count_of(r.output, "buffer overflow"), 2);
     char want[200];
-    snprintf(want, sizeof want,
-             "pymalloc: exit: buffer overflow: 1 byte written past the end of a %zu-byte block "
-             "(serial %llu)",
-             dm.n[1], (unsigned long long)trailer_serial(dm.p[1], dm.n[1]));
+    overflow_line(want, sizeof want, "exit", &dm, 1);
     PM_CHECK_STR(r.output, want);
     PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the ");
     PM_CHECK_STR(r.output, " live blocks checked; 1 damaged block reported before, not again\n");

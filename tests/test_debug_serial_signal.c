@@ -113,29 +113,14 @@ static void churn(int t)
         pm_mem_free(slot[k]);
 }
 
-/* SIGPROF every period_ns to this thread (a POSIX timer: a profiling
- * interval timer fires at the kernel's tick, too rarely). */
+/* SIGPROF every period_ns to this thread. */
 static void *thread_main(void *arg)
 {
     int t = (int)(intptr_t)arg;
     my_tid = t;
-    struct sigevent ev;
-    memset(&ev, 0, sizeof ev);
-    ev.sigev_notify = SIGEV_THREAD_ID;
-    ev.sigev_signo = SIGPROF;
-    ev._sigev_un._tid = gettid();
-    timer_t timer;
-    if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0)
-        _exit(7);
-    struct itimerspec its = {{0, period_ns}, {0, period_ns}};
-    timer_settime(timer, 0, &its, NULL);
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+    timer_t timer = pm_t_thread_timer_start(period_ns);
     churn(t);
-    pthread_sigmask(SIG_BLOCK, &prof, NULL);
-    timer_delete(timer);
+    pm_t_thread_timer_stop(timer);
     return NULL;
 }
 
@@ -147,15 +132,8 @@ static int cmp_u64(const void *a, const void *b)
 
 static void workload(int threads)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_BLOCK, &prof, NULL); /* each thread unblocks it for its timer */
+    pm_t_prof_handler(on_prof, NULL);
+    pm_t_prof_mask(SIG_BLOCK); /* each thread unblocks it for its timer */
     int nt = threads == 0 ? 1 : threads;
     if (threads == 0) {
         thread_main((void *)(intptr_t)0);

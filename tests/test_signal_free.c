@@ -237,42 +237,19 @@ static void *churn(void *varg)
     return NULL;
 }
 
-/* SIGPROF every PERIOD_NS to this thread (a POSIX timer: a profiling
- * interval timer fires at the kernel's tick, a few hundred times a
- * second, too rarely to meet the window in a short run). */
+/* SIGPROF every PERIOD_NS to this thread. */
 static void *thread_main(void *arg)
 {
-    struct sigevent ev;
-    memset(&ev, 0, sizeof ev);
-    ev.sigev_notify = SIGEV_THREAD_ID;
-    ev.sigev_signo = SIGPROF;
-    ev._sigev_un._tid = gettid();
-    timer_t timer;
-    if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0)
-        _exit(7);
-    struct itimerspec its = {{0, PERIOD_NS}, {0, PERIOD_NS}};
-    timer_settime(timer, 0, &its, NULL);
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+    timer_t timer = pm_t_thread_timer_start(PERIOD_NS);
     void *r = churn(arg);
-    pthread_sigmask(SIG_BLOCK, &prof, NULL);
-    timer_delete(timer);
+    pm_t_thread_timer_stop(timer);
     return r;
 }
 
 static void workload(int threads)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_BLOCK, &prof, NULL); /* each thread unblocks it for its timer */
+    pm_t_prof_handler(on_prof, NULL);
+    pm_t_prof_mask(SIG_BLOCK); /* each thread unblocks it for its timer */
     struct churn_arg args[3] = {{0, 0}, {1, 0}, {2, 0}};
     pthread_t tid[3];
     if (threads == 0) {

@@ -261,10 +261,7 @@ static void *churn(void *varg)
         if (k < SHOWN)
             shown[k] = slot[k];
     }
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_BLOCK, &prof, NULL);
+    pm_t_prof_mask(SIG_BLOCK);
     for (int i = 0; i < SHOWN; i++)
         shown[i] = NULL;
     for (int k = 0; k < SLOTS; k++)
@@ -301,10 +298,7 @@ static void warm_up(void)
 static void *thread_main(void *arg)
 {
     warm_up();
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_UNBLOCK, &prof, NULL);
+    pm_t_prof_mask(SIG_UNBLOCK);
     return churn(arg);
 }
 
@@ -312,17 +306,8 @@ static void *thread_main(void *arg)
  * process; exits 0 when every check held. */
 static void workload(int threads)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    sigset_t prof;
-    sigemptyset(&prof);
-    sigaddset(&prof, SIGPROF);
-    pthread_sigmask(SIG_BLOCK, &prof, NULL); /* threads unblock it after their warm-up */
-    struct itimerval it = {{0, 500}, {0, 500}};
-    setitimer(ITIMER_PROF, &it, NULL);
+    pm_t_prof_mask(SIG_BLOCK); /* threads unblock it after their warm-up */
+    pm_t_prof_start(on_prof, 500, NULL);
     struct churn_arg args[3];
     pthread_t tid[3];
     if (threads == 0) {
@@ -339,8 +324,7 @@ static void workload(int threads)
         for (int i = 0; i < threads; i++)
             pthread_join(tid[i], NULL);
     }
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_PROF, &off, NULL);
+    pm_t_prof_stop();
     fprintf(stderr,
             "    %d signals handled, %d blocks made outside freed by the handler, "
             "%d checks refused (EDEADLK), %d handler's blocks from the early arena, "
