@@ -1840,6 +1840,21 @@ static int pool_block_written(const dbg *g, int op, unsigned char *base, size_t 
     return 0;
 }
 
+/* The C library's self-test of its chunk headers (modes/raw.c,
+ * pm_i_libc_header_probe), once, just before the hooks' first request of
+ * `total` bytes that it serves: every request when libc is below, the
+ * pool's requests over its largest class and aligned ones (total
+ * SIZE_MAX) when the pool is. Not at the set-up: a program's first pm_*
+ * call may be a signal handler's that interrupted glibc's malloc, and a
+ * small block from the pool needs nothing of glibc's. The thread is
+ * busy; no lock is held. */
+static inline void libc_probe(const dbg *g, size_t total)
+{
+    if (PM_I_UNLIKELY(!atomic_load_explicit(&pm_i_libc_probed, memory_order_relaxed)) &&
+        (g->libc_below == 1 || (g->libc_below == 2 && total > pm_i_p_small_max())))
+        pm_i_libc_header_probe();
+}
+
 /* The allocator below's malloc of a block for n data bytes, for a malloc
  * or calloc (op) through g; a pool block written after its free is
  * reported and leaked, and another taken (pool_block_written, which also
@@ -1851,6 +1866,7 @@ static int pool_block_written(const dbg *g, int op, unsigned char *base, size_t 
 static unsigned char *below_malloc(dbg *g, int op, size_t n)
 {
     unsigned char *base;
+    libc_probe(g, n + PM_I_DEBUG_EXTRA);
     for (int again = 0;; again = 1) {
         do {
             base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
@@ -2017,6 +2033,7 @@ static void *calloc_busy(dbg *g, size_t n)
         memset(base + PM_I_DEBUG_HEAD, 0, n); /* (finish_block writes the rest) */
         return finish_block(g, base, PM_I_DEBUG_HEAD, n);
     }
+    libc_probe(g, n + PM_I_DEBUG_EXTRA);
     base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
     pool_links_check(g, OP_CALLOC);
     if (base == NULL && q_drain(g, OP_CALLOC) != 0) {
@@ -2043,6 +2060,7 @@ static void *memalign_busy(dbg *g, size_t alignment, size_t n)
 {
     if (alignment > DEBUG_SIZE_MAX / 2 || n > DEBUG_SIZE_MAX - alignment - PM_I_DEBUG_TAIL)
         return NULL;
+    libc_probe(g, SIZE_MAX);
     unsigned char *base =
         g->below.memalign(g->below.xctx, alignment, alignment + n + PM_I_DEBUG_TAIL);
     if (base == NULL && q_drain(g, OP_MALLOC) != 0)
@@ -2418,6 +2436,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
     if (in_place) {
         base = p - PM_I_DEBUG_HEAD;
     } else {
+        libc_probe(g, n + PM_I_DEBUG_EXTRA);
         base = g->below.a.realloc(g->below.a.ctx, p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
         pool_links_check(g, OP_REALLOC);
     }
@@ -3309,8 +3328,6 @@ void pm_i_debug_decorate(void)
         __atomic_store_n(&g->quarantine, g->libc_below != 0 && !pm_i_pool_valgrind(NULL),
                          __ATOMIC_RELAXED); /* (read by the statistics meanwhile) */
         g->pool_quarantine = g->pool_below && pool_quarantine_on();
-        if (g->libc_below != 0)
-            pm_i_libc_header_probe();
         if (g->below.a.malloc == pm_i_pool_base.a.malloc) {
             /* Pool blocks get side words from here (nothing is allocated
              * yet: the hooks go in before the first allocation). */

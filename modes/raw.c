@@ -219,6 +219,11 @@ int pm_i_libc_trim(size_t pad)
  * allocates two blocks and checks their headers look as described. */
 _Atomic size_t pm_i_libc_chunk_page; /* pm_internal.h: 0, the check off */
 uintptr_t pm_i_libc_heap_floor;      /* pm_internal.h */
+#ifdef PM_GLIBC_CHUNKS
+_Atomic int pm_i_libc_probed; /* pm_internal.h */
+#else
+_Atomic int pm_i_libc_probed = 1; /* nothing to test */
+#endif
 
 #ifdef PM_GLIBC_CHUNKS
 #if PM_HAVE_VALGRIND
@@ -246,17 +251,22 @@ static int under_valgrind(void)
     return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
-/* The self-test, once (the debug hooks' set-up, before their first block:
- * not later, under their locks): sets pm_i_libc_chunk_page if it passes. */
+/* The self-test, once, just before the debug hooks' first request that the
+ * C library serves (modes/debug.c, libc_probe; not under any lock of
+ * theirs): sets pm_i_libc_chunk_page if it passes. Not at their set-up,
+ * which a program's first pm_* call makes: from a signal handler that
+ * interrupted glibc's malloc (a program that calls glibc's malloc and the
+ * pm_* API), the test's malloc and free corrupted glibc's heap (glibc's
+ * abort, "corrupted size vs. prev_size", or SIGSEGV: 5 runs of 40 in
+ * pymalloc_debug, whose handler's small block needs nothing of glibc's). */
 void pm_i_libc_header_probe(void)
 {
-    static _Atomic int done;
-    if (atomic_exchange(&done, 1))
+    if (atomic_exchange(&pm_i_libc_probed, 1))
         return;
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0 || under_valgrind())
         return;
-    void *brk0 = sbrk(0); /* before the first malloc of libc's: its main heap's floor */
+    void *brk0 = sbrk(0); /* before the hooks' first block from libc: their floor */
     if (brk0 != (void *)-1)
         pm_i_libc_heap_floor = (uintptr_t)brk0;
     void *a = PM_LIBC_MALLOC(24), *b = PM_LIBC_MALLOC(1000);

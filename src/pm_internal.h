@@ -109,6 +109,8 @@ void pm_i_libc_usable_resolve(void);
  * pm_i_libc_header_probe's self-test sets it). Reads the 16 bytes before
  * block. */
 void pm_i_libc_header_probe(void);
+/* 1 once pm_i_libc_header_probe has started (or has nothing to test). */
+extern _Atomic int pm_i_libc_probed;
 extern _Atomic size_t pm_i_libc_chunk_page;
 /* The smallest chunk glibc makes for req bytes (nb). */
 static inline size_t pm_i_chunk_min(size_t req)
@@ -122,9 +124,10 @@ static inline int pm_i_heap_chunk_fits(size_t word, size_t req)
     size_t cs = word & ~(size_t)7, nb = pm_i_chunk_min(req);
     return nb < req /* cannot judge */ || ((cs & 15) == 0 && cs >= nb && cs - nb <= 32);
 }
-/* The break (sbrk(0)) when the probe ran, before its first malloc: glibc's
- * main heap lies above it, in one mapping up to the current break (0: the
- * probe has not run or is compiled out). */
+/* The break (sbrk(0)) when the probe ran, before its first malloc and the
+ * hooks' first block from libc: those blocks of glibc's main heap lie above
+ * it, in one mapping up to the current break (0: the probe has not run or
+ * is compiled out). Chunks below it are not judged by it. */
 extern uintptr_t pm_i_libc_heap_floor;
 void *pm_i_libc_break(void); /* sbrk(0) */
 /* The chunk before heap chunk `chunk` (size word `word`), which glibc's free
