@@ -27,18 +27,8 @@
  * (NO_LAUNCHER): it replaces glibc's malloc and delivers signals between
  * its calls. Not under the sanitizers: their malloc is theirs.
  */
-#include "pin_env.h"
+#include "harness.h"
 #include "pymalloc.h"
-#include "sanitizers.h"
-
-#include <errno.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define CHILDREN 60
 #define HANDLER_CALLS 20
@@ -64,15 +54,7 @@ static void on_prof(int sig)
 /* A fresh start: returns the child's exit status. */
 static int child(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof;
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGPROF, &sa, NULL) != 0)
-        return 10;
-    struct itimerval it = {{0, 100}, {0, 100}};
-    if (setitimer(ITIMER_PROF, &it, NULL) != 0)
-        return 11;
+    pm_t_prof_start(on_prof, 100, NULL);
     static void *keep[SLOTS];
     unsigned k = 0;
     while (calls < HANDLER_CALLS) {
@@ -83,8 +65,7 @@ static int child(void)
             return 12;
         k++;
     }
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_PROF, &off, NULL);
+    pm_t_prof_stop();
     for (unsigned j = 0; j < 20000; j++, k++) {
         unsigned i = (k * 7) & (SLOTS - 1);
         free(keep[i]);
@@ -102,44 +83,42 @@ static int child(void)
     return no_block ? 14 : 0;
 }
 
-int main(void)
+static void test_first_call_in_handler(void)
 {
-    pm_t_pin_env(NULL);
     const char *mode = getenv("PYMALLOC_MODE");
-    if (mode != NULL && (strcmp(mode, "malloc") == 0 || strcmp(mode, "malloc_debug") == 0)) {
-        puts("skipped: the handler's block would be glibc's, whose malloc is not safe "
-             "in a handler that interrupted it");
-        return 77;
-    }
-    if (PM_T_ASAN || PM_T_TSAN) {
-        puts("skipped: under a sanitizer the C library's malloc is the sanitizer's");
-        return 77;
-    }
-    alarm(240);
+    if (mode != NULL && (strcmp(mode, "malloc") == 0 || strcmp(mode, "malloc_debug") == 0))
+        PM_SKIP("the handler's block would be glibc's, whose malloc is not safe in a handler "
+                "that interrupted it");
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("under a sanitizer the C library's malloc is the sanitizer's");
     int failed = 0;
     for (int r = 0; r < CHILDREN; r++) {
         fflush(stdout);
+        fflush(stderr);
         pid_t pid = fork();
-        if (pid < 0) {
-            perror("fork");
-            return 2;
-        }
+        PM_CHECK(pid >= 0);
+        if (pid < 0)
+            return;
         if (pid == 0)
             _exit(child());
         int status = 0;
-        if (waitpid(pid, &status, 0) != pid) {
-            perror("waitpid");
-            return 2;
-        }
+        PM_CHECK_EQ(waitpid(pid, &status, 0), pid);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             if (WIFSIGNALED(status))
-                printf("child %d: killed by signal %d\n", r, WTERMSIG(status));
+                fprintf(stderr, "child %d: killed by signal %d\n", r, WTERMSIG(status));
             else
-                printf("child %d: exit status %d\n", r, WEXITSTATUS(status));
+                fprintf(stderr, "child %d: exit status %d\n", r, WEXITSTATUS(status));
             failed++;
         }
     }
-    printf("%s: %d of %d children failed\n", mode != NULL ? mode : "(no PYMALLOC_MODE)", failed,
-           CHILDREN);
-    return failed == 0 ? 0 : 1;
+    fprintf(stderr, "%d of %d children failed\n", failed, CHILDREN);
+    PM_CHECK_EQ(failed, 0);
+}
+
+int main(void)
+{
+    pm_t_pin_env(NULL); /* (before the first allocation: main makes none) */
+    alarm(240);
+    PM_RUN(test_first_call_in_handler);
+    return pm_test_done();
 }
