@@ -7,9 +7,17 @@
  * allocator under its other exported names, __libc_malloc, __libc_calloc,
  * __libc_realloc, __libc_free and __libc_memalign: these are glibc's own
  * implementations (ptmalloc), exported since glibc 2.2.5 precisely so that
- * malloc replacements and debuggers can reach them, and no symbol
- * interposition can redirect them back to us. No dlsym(RTLD_NEXT, ...) is
- * needed, so there is no bootstrap problem either (dlsym itself allocates).
+ * malloc replacements and debuggers can reach them. The override exports
+ * those names too (a program that calls __libc_malloc and free, or malloc
+ * and __libc_free, mixes no allocators: src/override.c), so a call by name
+ * from here would bind to its own definition. Each is therefore looked up
+ * by address, as dlsym(RTLD_NEXT, ...) would find it: the first definition
+ * in an object loaded after the one holding this code (else in any other
+ * object), read from that object's dynamic symbol table (libc_find below),
+ * skipping every copy of pymalloc (one that defines pm_mem_malloc).
+ * The look-up neither allocates nor calls dlsym, which allocates, so it may
+ * run inside malloc, in the set-up, or first in a signal handler; it runs
+ * once, at the first call (and in the override's constructor).
  *
  * In a sanitizer build (ASan, TSan) the sanitizer owns `malloc` and must see
  * every block, or it reports false races and misses real bugs, so the plain
@@ -34,16 +42,260 @@
 /* PM_UNDER_SANITIZER: pm_internal.h. */
 
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
+#include <elf.h>
+#include <link.h>
+#include <unistd.h>
+
+/* glibc's five, in the order of libc_names. */
+enum { LF_MALLOC, LF_CALLOC, LF_REALLOC, LF_FREE, LF_MEMALIGN, LF_COUNT };
+static const char *const libc_names[LF_COUNT] = {"__libc_malloc", "__libc_calloc",
+                                                 "__libc_realloc", "__libc_free",
+                                                 "__libc_memalign"};
+
+/* An address in the object holding this code (the library, or a program
+ * linked with its static archive). */
+static void libc_anchor(void) {}
+
+struct libc_walk {
+    uintptr_t self;           /* libc_anchor */
+    int passed;               /* the walk is past the object holding it */
+    void *after[LF_COUNT];    /* the first definition after that object */
+    void *any[LF_COUNT];      /* the first in any other object */
+};
+
+/* A pointer from the dynamic section: glibc adjusts the entries of a
+ * loaded object's section to addresses, except where the section is read
+ * only (the vDSO's), whose entries stay offsets from its base. */
+static uintptr_t dyn_ptr(const struct dl_phdr_info *info, ElfW(Addr) v)
+{
+    return v < info->dlpi_addr ? info->dlpi_addr + v : v;
+}
+
+/* Whether symbol sym of this object defines a function by that name in
+ * its default version (not a hidden, older version: versym's bit 15). */
+static int sym_defines(const ElfW(Sym) *sym, const ElfW(Half) *versym, size_t ix)
+{
+    return sym->st_shndx != SHN_UNDEF && sym->st_value != 0 &&
+           ELF64_ST_TYPE(sym->st_info) == STT_FUNC &&
+           (versym == NULL || (versym[ix] & 0x8000) == 0);
+}
+
+/* The address of function `name` as the object of info defines it, else
+ * NULL: a look-up in its GNU hash table (or its SysV one). */
+static void *elf_lookup(const struct dl_phdr_info *info, const char *name)
+{
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (dyn == NULL)
+        return NULL;
+    const char *strtab = NULL;
+    const ElfW(Sym) *symtab = NULL;
+    const uint32_t *gnu = NULL, *sysv = NULL;
+    const ElfW(Half) *versym = NULL;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_STRTAB: strtab = (const char *)dyn_ptr(info, dyn->d_un.d_ptr); break;
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(info, dyn->d_un.d_ptr); break;
+        case DT_GNU_HASH: gnu = (const uint32_t *)dyn_ptr(info, dyn->d_un.d_ptr); break;
+        case DT_HASH: sysv = (const uint32_t *)dyn_ptr(info, dyn->d_un.d_ptr); break;
+        case DT_VERSYM: versym = (const ElfW(Half) *)dyn_ptr(info, dyn->d_un.d_ptr); break;
+        default: break;
+        }
+    }
+    if (strtab == NULL || symtab == NULL)
+        return NULL;
+    if (gnu != NULL) {
+        uint32_t h = 5381;
+        for (const unsigned char *c = (const unsigned char *)name; *c != 0; c++)
+            h = h * 33 + *c;
+        uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom_size = gnu[2], shift = gnu[3];
+        if (nbuckets == 0 || bloom_size == 0)
+            return NULL;
+        const ElfW(Addr) *bloom = (const ElfW(Addr) *)(const void *)(gnu + 4);
+        const uint32_t *buckets = (const uint32_t *)(const void *)(bloom + bloom_size);
+        const uint32_t *chain = buckets + nbuckets;
+        enum { BITS = 8 * sizeof(ElfW(Addr)) };
+        ElfW(Addr) word = bloom[(h / BITS) % bloom_size];
+        ElfW(Addr) mask = ((ElfW(Addr))1 << (h % BITS)) | ((ElfW(Addr))1 << ((h >> shift) % BITS));
+        if ((word & mask) != mask)
+            return NULL;
+        uint32_t ix = buckets[h % nbuckets];
+        if (ix < symoffset)
+            return NULL;
+        for (;; ix++) {
+            uint32_t h2 = chain[ix - symoffset];
+            if ((h | 1) == (h2 | 1) && strcmp(name, strtab + symtab[ix].st_name) == 0 &&
+                sym_defines(&symtab[ix], versym, ix))
+                return (void *)(info->dlpi_addr + symtab[ix].st_value);
+            if (h2 & 1)
+                return NULL;
+        }
+    }
+    if (sysv != NULL) {
+        uint32_t h = 0;
+        for (const unsigned char *c = (const unsigned char *)name; *c != 0; c++) {
+            h = (h << 4) + *c;
+            uint32_t g = h & 0xf0000000u;
+            if (g != 0)
+                h ^= g >> 24;
+            h &= ~g;
+        }
+        uint32_t nbucket = sysv[0];
+        if (nbucket == 0)
+            return NULL;
+        const uint32_t *bucket = sysv + 2, *chain = bucket + nbucket;
+        for (uint32_t ix = bucket[h % nbucket]; ix != STN_UNDEF; ix = chain[ix])
+            if (strcmp(name, strtab + symtab[ix].st_name) == 0 &&
+                sym_defines(&symtab[ix], versym, ix))
+                return (void *)(info->dlpi_addr + symtab[ix].st_value);
+    }
+    return NULL;
+}
+
+static int libc_find(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct libc_walk *w = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && w->self >= start && w->self - start < ph->p_memsz) {
+            w->passed = 1; /* ours: never the answer */
+            return 0;
+        }
+    }
+    /* Another copy of pymalloc (libpymalloc.so preloaded into a program
+     * linked with libpymalloc.a): its __libc_malloc is its malloc, which
+     * would start that copy up too. */
+    if (elf_lookup(info, "pm_mem_malloc") != NULL)
+        return 0;
+    int done = 1;
+    for (int k = 0; k < LF_COUNT; k++) {
+        if (w->after[k] != NULL)
+            continue;
+        void *f = elf_lookup(info, libc_names[k]);
+        if (f != NULL && w->any[k] == NULL)
+            w->any[k] = f;
+        if (w->passed)
+            w->after[k] = f;
+        done &= w->after[k] != NULL;
+    }
+    return done; /* nonzero: stop */
+}
+
+/* Each call goes through a pointer, which starts at a function that
+ * looks the five up, then calls the one found (a load and an indirect
+ * call, as the call through the PLT was). */
+static void *first_malloc(size_t n);
+static void *first_calloc(size_t nelem, size_t elsize);
+static void *first_realloc(void *p, size_t n);
+static void first_free(void *p);
+static void *first_memalign(size_t alignment, size_t n);
+static void *(*_Atomic libc_malloc_)(size_t) = first_malloc;
+static void *(*_Atomic libc_calloc_)(size_t, size_t) = first_calloc;
+static void *(*_Atomic libc_realloc_)(void *, size_t) = first_realloc;
+static void (*_Atomic libc_free_)(void *) = first_free;
+static void *(*_Atomic libc_memalign_)(size_t, size_t) = first_memalign;
+
+/* By name: in this object, or the first definition in the process. */
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
-#define PM_LIBC_MALLOC __libc_malloc
-#define PM_LIBC_CALLOC __libc_calloc
-#define PM_LIBC_REALLOC __libc_realloc
-#define PM_LIBC_FREE __libc_free
-#define PM_LIBC_MEMALIGN __libc_memalign
+/* The override's own __libc_malloc (src/override.c), under a hidden name;
+ * NULL in the API-only library, which has no override. */
+extern void *pm_i_o_libc_malloc(size_t) __attribute__((weak, visibility("hidden")));
+
+/* A reference to glibc's malloc.o, for a link with -static: libc.a's
+ * malloc.o, which defines mallopt, defines malloc and free too, so a fully
+ * static program linked with the override fails to link ("multiple
+ * definition of `malloc'"), rather than build one whose malloc modes have
+ * no allocator below them. (The API-only library's static programs need
+ * glibc's malloc.o anyway.) */
+__attribute__((used)) static int (*const libc_malloc_o)(int, int) = mallopt;
+
+/* Failure is only possible without glibc's allocator in the process: then
+ * this library cannot serve the malloc modes, and says so. Threads that
+ * race here find and store the same addresses. */
+static __attribute__((noinline, cold)) void libc_resolve(void)
+{
+    struct libc_walk w;
+    memset(&w, 0, sizeof w);
+    void (*anchor)(void) = libc_anchor;
+    memcpy(&w.self, &anchor, sizeof anchor < sizeof w.self ? sizeof anchor : sizeof w.self);
+    dl_iterate_phdr(libc_find, &w);
+    void *f[LF_COUNT];
+    int found = 1;
+    for (int k = 0; k < LF_COUNT; k++) {
+        f[k] = w.after[k] != NULL ? w.after[k] : w.any[k];
+        found &= f[k] != NULL;
+    }
+    /* POSIX: the addresses of functions, as dlsym's results, are callable */
+    void *(*m)(size_t) = __libc_malloc, *(*c)(size_t, size_t) = __libc_calloc,
+         *(*r)(void *, size_t) = __libc_realloc, (*fr)(void *) = __libc_free,
+         *(*a)(size_t, size_t) = __libc_memalign;
+    if (found) {
+        memcpy(&m, &f[LF_MALLOC], sizeof m);
+        memcpy(&c, &f[LF_CALLOC], sizeof c);
+        memcpy(&r, &f[LF_REALLOC], sizeof r);
+        memcpy(&fr, &f[LF_FREE], sizeof fr);
+        memcpy(&a, &f[LF_MEMALIGN], sizeof a);
+    } else if (pm_i_o_libc_malloc != NULL && m == pm_i_o_libc_malloc) {
+        /* (by name, this object's override: its own malloc) */
+        static const char msg[] = "pymalloc: the C library's allocator was not found "
+                                  "(no other object defines __libc_malloc)\n";
+        pm_i_write_all(2, msg, sizeof msg - 1);
+        abort();
+    } /* else by name: glibc's, in this object (a program linked with -static) */
+    atomic_store_explicit(&libc_malloc_, m, memory_order_relaxed);
+    atomic_store_explicit(&libc_calloc_, c, memory_order_relaxed);
+    atomic_store_explicit(&libc_realloc_, r, memory_order_relaxed);
+    atomic_store_explicit(&libc_free_, fr, memory_order_relaxed);
+    atomic_store_explicit(&libc_memalign_, a, memory_order_relaxed);
+}
+
+static void *first_malloc(size_t n)
+{
+    libc_resolve();
+    return atomic_load_explicit(&libc_malloc_, memory_order_relaxed)(n);
+}
+static void *first_calloc(size_t nelem, size_t elsize)
+{
+    libc_resolve();
+    return atomic_load_explicit(&libc_calloc_, memory_order_relaxed)(nelem, elsize);
+}
+static void *first_realloc(void *p, size_t n)
+{
+    libc_resolve();
+    return atomic_load_explicit(&libc_realloc_, memory_order_relaxed)(p, n);
+}
+static void first_free(void *p)
+{
+    libc_resolve();
+    atomic_load_explicit(&libc_free_, memory_order_relaxed)(p);
+}
+static void *first_memalign(size_t alignment, size_t n)
+{
+    libc_resolve();
+    return atomic_load_explicit(&libc_memalign_, memory_order_relaxed)(alignment, n);
+}
+
+/* The allocator that serves the calls below (glibc's __libc_malloc). */
+static void *(*libc_serving_malloc(void))(size_t)
+{
+    if (atomic_load_explicit(&libc_malloc_, memory_order_relaxed) == first_malloc)
+        libc_resolve();
+    return atomic_load_explicit(&libc_malloc_, memory_order_relaxed);
+}
+
+#define PM_LIBC_MALLOC atomic_load_explicit(&libc_malloc_, memory_order_relaxed)
+#define PM_LIBC_CALLOC atomic_load_explicit(&libc_calloc_, memory_order_relaxed)
+#define PM_LIBC_REALLOC atomic_load_explicit(&libc_realloc_, memory_order_relaxed)
+#define PM_LIBC_FREE atomic_load_explicit(&libc_free_, memory_order_relaxed)
+#define PM_LIBC_MEMALIGN atomic_load_explicit(&libc_memalign_, memory_order_relaxed)
 #else
 #define PM_LIBC_MALLOC malloc
 #define PM_LIBC_CALLOC calloc
@@ -122,7 +374,7 @@ static void *symbol_of_object_of(void *(*f)(size_t), const char *name)
  * definition after ours. */
 static void *libc_symbol(const char *name)
 {
-    void *sym = symbol_of_object_of(PM_LIBC_MALLOC, name);
+    void *sym = symbol_of_object_of(libc_serving_malloc(), name);
     return sym != NULL ? sym : dlsym(RTLD_NEXT, name);
 }
 #endif

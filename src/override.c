@@ -268,7 +268,7 @@ static inline __attribute__((always_inline)) void *o_malloc(size_t n)
     return o_malloc_slow(n);
 }
 
-static inline void *o_calloc(size_t nelem, size_t elsize)
+static inline void *o_calloc(size_t nelem, size_t elsize, const char *name)
 {
     if (PM_I_UNLIKELY(elsize != 0 && nelem > (size_t)PTRDIFF_MAX / elsize))
         return o_enomem();
@@ -281,7 +281,7 @@ static inline void *o_calloc(size_t nelem, size_t elsize)
         if (!o_ready() || PM_I_UNLIKELY(o_nested()))
             return o_early(nelem * elsize, 16);
         PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.calloc, ctx, fn);
-        PM_O_ENTER("calloc");
+        PM_O_ENTER(name);
         p = fn(ctx, nelem, elsize);
         PM_O_LEAVE();
     }
@@ -410,16 +410,16 @@ static void *o_malloc_as(size_t n, const char *name)
     return o_malloc(n);
 }
 
-static inline void *o_realloc(void *p, size_t n)
+static inline void *o_realloc(void *p, size_t n, const char *name)
 {
-    /* With the debug hooks, a report names realloc, the function the
-     * program called, also for realloc(NULL, n) and realloc(p, 0) (the
+    /* With the debug hooks, a report names realloc (name: the function the
+     * program called), also for realloc(NULL, n) and realloc(p, 0) (the
      * mode is read on these two paths only). */
     if (p == NULL)
-        return o_malloc_as(n, "realloc");
+        return o_malloc_as(n, name);
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
         if (o_named())
-            o_free_named_as(p, "realloc");
+            o_free_named_as(p, name);
         else
             o_free(p);
         return NULL;
@@ -442,7 +442,7 @@ static inline void *o_realloc(void *p, size_t n)
         void *ctx;
         pm_i_realloc_fn fn;
         PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.realloc, ctx, fn);
-        PM_O_ENTER("realloc");
+        PM_O_ENTER(name);
         q = fn(ctx, p, n);
         PM_O_LEAVE();
     }
@@ -511,10 +511,10 @@ PM_O_EXPORT void PM_O_NAME(free)(void *p) { o_free(p); }
 
 PM_O_EXPORT void *PM_O_NAME(calloc)(size_t nelem, size_t elsize)
 {
-    return o_calloc(nelem, elsize);
+    return o_calloc(nelem, elsize, "calloc");
 }
 
-PM_O_EXPORT void *PM_O_NAME(realloc)(void *p, size_t n) { return o_realloc(p, n); }
+PM_O_EXPORT void *PM_O_NAME(realloc)(void *p, size_t n) { return o_realloc(p, n, "realloc"); }
 
 PM_O_EXPORT void *PM_O_NAME(reallocarray)(void *p, size_t nelem, size_t elsize)
 {
@@ -532,7 +532,7 @@ PM_O_EXPORT void *PM_O_NAME(reallocarray)(void *p, size_t nelem, size_t elsize)
         void *(*volatile exported)(void *, size_t) = PM_O_NAME(realloc);
         return exported(p, n);
     }
-    return o_realloc(p, n);
+    return o_realloc(p, n, "realloc");
 }
 
 PM_O_EXPORT int PM_O_NAME(posix_memalign)(void **out, size_t alignment, size_t n)
@@ -561,14 +561,95 @@ PM_O_EXPORT void *PM_O_NAME(memalign)(size_t alignment, size_t n)
 
 PM_O_EXPORT void *PM_O_NAME(valloc)(size_t n) { return o_aligned(o_pagesize(), n, "valloc"); }
 
-PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
+static void *o_pvalloc(size_t n, const char *name)
 {
     size_t ps = o_pagesize(), rounded;
     if (__builtin_add_overflow(n, ps - 1, &rounded)) {
         errno = ENOMEM;
         return NULL;
     }
-    return o_aligned(ps, rounded & ~(ps - 1), "pvalloc");
+    return o_aligned(ps, rounded & ~(ps - 1), name);
+}
+
+PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n) { return o_pvalloc(n, "pvalloc"); }
+
+/* glibc's other names of its allocator (and cfree, an old name of free
+ * that glibc keeps for programs linked long ago), which programs may call
+ * directly: __libc_malloc's block freed with free, or malloc's with
+ * __libc_free, mixes no allocators under glibc, nor does it here (before,
+ * these reached glibc, whose free took a pool block for one of its own
+ * chunks, and the debug hooks reported free's of glibc's blocks as invalid
+ * pointers). Reports name the function the program called. tcmalloc and
+ * mimalloc export these too.
+ *
+ * Under valgrind, which replaces this library's malloc, free, realloc and
+ * the others but not these names, each calls the exported plain name by
+ * its address, which goes where the program's calls go (valgrind's
+ * replacement): else a block of __libc_malloc's (ours) freed with free
+ * (valgrind's) was a "Mismatched free()" to memcheck. */
+#define O_AS_EXPORTED(plain, ...)                                              \
+    do {                                                                       \
+        if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {                              \
+            __typeof__(&PM_O_NAME(plain)) volatile exported_ = PM_O_NAME(plain); \
+            return exported_(__VA_ARGS__);                                     \
+        }                                                                      \
+    } while (0)
+
+PM_O_EXPORT void *PM_O_NAME(__libc_malloc)(size_t n)
+{
+    O_AS_EXPORTED(malloc, n);
+    return o_malloc_as(n, "__libc_malloc");
+}
+
+/* Its address, for modes/raw.c, which must not take it for glibc's. */
+#define O_STR2(x) #x
+#define O_STR(x) O_STR2(x)
+extern void *pm_i_o_libc_malloc(size_t n)
+    __attribute__((alias(O_STR(PM_O_NAME(__libc_malloc))), visibility("hidden")));
+
+static void o_free_as(void *p, const char *name)
+{
+    if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
+        __typeof__(&PM_O_NAME(free)) volatile exported = PM_O_NAME(free);
+        exported(p);
+    } else if (o_named())
+        o_free_named_as(p, name);
+    else
+        o_free(p);
+}
+
+PM_O_EXPORT void PM_O_NAME(__libc_free)(void *p) { o_free_as(p, "__libc_free"); }
+
+PM_O_EXPORT void PM_O_NAME(cfree)(void *p) { o_free_as(p, "cfree"); }
+
+PM_O_EXPORT void *PM_O_NAME(__libc_calloc)(size_t nelem, size_t elsize)
+{
+    O_AS_EXPORTED(calloc, nelem, elsize);
+    return o_calloc(nelem, elsize, "__libc_calloc");
+}
+
+PM_O_EXPORT void *PM_O_NAME(__libc_realloc)(void *p, size_t n)
+{
+    O_AS_EXPORTED(realloc, p, n);
+    return o_realloc(p, n, "__libc_realloc");
+}
+
+PM_O_EXPORT void *PM_O_NAME(__libc_memalign)(size_t alignment, size_t n)
+{
+    O_AS_EXPORTED(memalign, alignment, n);
+    return o_memalign(alignment, n, "__libc_memalign");
+}
+
+PM_O_EXPORT void *PM_O_NAME(__libc_valloc)(size_t n)
+{
+    O_AS_EXPORTED(valloc, n);
+    return o_aligned(o_pagesize(), n, "__libc_valloc");
+}
+
+PM_O_EXPORT void *PM_O_NAME(__libc_pvalloc)(size_t n)
+{
+    O_AS_EXPORTED(pvalloc, n);
+    return o_pvalloc(n, "__libc_pvalloc");
 }
 
 /* With the debug hooks it names itself as the other calls do, so that a

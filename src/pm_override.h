@@ -41,5 +41,14 @@ void pm_i_exec_resolve(void);
  * modes' SIGABRT handler from the program), at load time. */
 void pm_i_signal_resolve(void);
 #endif
+/* glibc's other names of its allocator, and cfree (src/override.c). */
+void *PM_O_NAME(__libc_malloc)(size_t n);
+void PM_O_NAME(__libc_free)(void *p);
+void PM_O_NAME(cfree)(void *p);
+void *PM_O_NAME(__libc_calloc)(size_t nelem, size_t elsize);
+void *PM_O_NAME(__libc_realloc)(void *p, size_t n);
+void *PM_O_NAME(__libc_memalign)(size_t alignment, size_t n);
+void *PM_O_NAME(__libc_valloc)(size_t n);
+void *PM_O_NAME(__libc_pvalloc)(size_t n);
 
 #endif /* PM_OVERRIDE_H */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/override/test_exports.sh - the libraries export exactly what they
 # should: the API-only library the pm_* functions of include/pymalloc.h, the
-# override those plus the malloc family, malloc_trim, _exit and _Exit, and
+# override those plus the malloc family (with glibc's __libc_* names and
+# cfree), malloc_trim, _exit and _Exit, and
 # the exec family (src/exec.c); and neither calls its own exported pm_*
 # functions through a relocation.
 #   test_exports.sh HEADER LIBPYMALLOC_API.so LIBPYMALLOC.so
@@ -13,6 +14,8 @@ trap 'rm -rf "$tmp"' EXIT
 grep -o '^PM_API [^(]*(' "$header" | sed 's/[*(]/ /g' | awk '{print $NF}' | sort >"$tmp/pm"
 printf '%s\n' malloc free calloc realloc reallocarray posix_memalign aligned_alloc \
     memalign valloc pvalloc malloc_usable_size malloc_trim _exit _Exit \
+    __libc_malloc __libc_free __libc_calloc __libc_realloc __libc_memalign \
+    __libc_valloc __libc_pvalloc cfree \
     execve execv execvp execvpe execl execle execlp fexecve execveat sigaction signal | sort >"$tmp/family"
 sort "$tmp/pm" "$tmp/family" >"$tmp/override.want"
 nm -D --defined-only "$api" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/api.got"

@@ -7,11 +7,13 @@
  * through the MEM domain (a counting hook sees them), the early arena, and
  * what happens to a block pymalloc did not make.
  */
+#define _GNU_SOURCE 1 /* RTLD_NEXT */
 #include "../counting_hook.h"
 #include "../harness.h"
 #include "pm_debug.h"
 #include "pm_override.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdint.h>
 
@@ -355,14 +357,21 @@ static void test_setup_did_not_allocate(void)
     PM_CHECK_EQ(pm_i_early_used(), 0);
 }
 
-/* A block that libc made behind pymalloc's back (__libc_malloc), freed with
- * free(): the non-debug modes hand it to libc; the debug modes must report
- * it and abort, never crash. */
-extern void *__libc_malloc(size_t);
+/* A block that libc made behind pymalloc's back (glibc's own
+ * __libc_malloc, found after this program's, which is pymalloc's), freed
+ * with free(): the non-debug modes hand it to libc; the debug modes must
+ * report it and abort, never crash. */
 static void free_foreign(void *arg)
 {
     (void)arg;
-    void *p = __libc_malloc(40);
+    void *(*libc_malloc)(size_t);
+    void *sym = dlsym(RTLD_NEXT, "__libc_malloc");
+    memcpy(&libc_malloc, &sym, sizeof libc_malloc);
+    if (libc_malloc == NULL) {
+        puts("no __libc_malloc after the program's");
+        return;
+    }
+    void *p = libc_malloc(40);
     memset(p, 0, 40);
     free(p);
     puts("freed");
@@ -423,6 +432,144 @@ static void test_report_names_realloc(void)
         PM_CHECK(strcmp((const char *)seen_entry, "realloc") == 0);
         free(q);
     }
+    pm_set_error_handler(NULL, NULL);
+}
+
+/* glibc's other names of its allocator (__libc_malloc and the others,
+ * cfree) are the override's too: through the mem domain in every mode,
+ * their blocks freed by the plain names and the other way round (before
+ * 2026-12-04 they were glibc's: __libc_free of a pool block handed it to
+ * glibc, and the debug modes reported free of a __libc_malloc block as an
+ * invalid pointer); reports name them. */
+static void *(*volatile v_libc_malloc)(size_t) = __libc_malloc;
+static void *(*volatile v_libc_calloc)(size_t, size_t) = __libc_calloc;
+static void *(*volatile v_libc_realloc)(void *, size_t) = __libc_realloc;
+static void (*volatile v_libc_free)(void *) = __libc_free;
+static void (*volatile v_cfree)(void *) = cfree;
+static void *(*volatile v_libc_memalign)(size_t, size_t) = __libc_memalign;
+static void *(*volatile v_libc_valloc)(size_t) = __libc_valloc;
+static void *(*volatile v_libc_pvalloc)(size_t) = __libc_pvalloc;
+
+static void test_libc_names_go_through_mem_domain(void)
+{
+    counting_hook h;
+    PM_CHECK_EQ(counting_hook_install(&h, PM_DOMAIN_MEM), 0);
+    char *a = v_libc_malloc(10);
+    char *b = v_libc_calloc(3, 7);
+    PM_CHECK(a != NULL && b != NULL);
+    for (int i = 0; i < 21; i++)
+        PM_CHECK_EQ(b[i], 0);
+    memset(a, 'a', 10);
+    a = v_libc_realloc(a, 100);
+    PM_CHECK(a != NULL && a[0] == 'a' && a[9] == 'a');
+    v_libc_free(a);
+    v_cfree(b);
+    counting_hook_remove(&h, PM_DOMAIN_MEM);
+    PM_CHECK_EQ(atomic_load(&h.mallocs), 1);
+    PM_CHECK_EQ(atomic_load(&h.callocs), 1);
+    PM_CHECK_EQ(atomic_load(&h.reallocs), 1);
+    PM_CHECK_EQ(atomic_load(&h.frees), 2);
+    /* __libc_realloc(p, 0) frees, as realloc does */
+    a = v_libc_malloc(5);
+    errno = 0;
+    PM_CHECK(v_libc_realloc(a, 0) == NULL);
+    PM_CHECK_EQ(errno, 0);
+    errno = 0;
+    PM_CHECK(v_libc_malloc(SIZE_MAX) == NULL);
+    PM_CHECK_EQ(errno, ENOMEM);
+    /* In a debug mode the usable size is the request: the block is ours */
+    a = v_libc_malloc(13);
+    PM_CHECK(malloc_usable_size(a) >= 13);
+    if (is_debug_mode())
+        PM_CHECK_EQ(malloc_usable_size(a), 13);
+    free(a);
+}
+
+static void test_libc_names_aligned(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = v_libc_memalign(64, 100), *v = v_libc_valloc(10), *pv = v_libc_pvalloc(10);
+    void *odd = v_libc_memalign(48, 10); /* rounded up to 64, as glibc's memalign */
+    PM_CHECK(m != NULL && v != NULL && pv != NULL && odd != NULL);
+    PM_CHECK_EQ((uintptr_t)m % 64, 0);
+    PM_CHECK_EQ((uintptr_t)odd % 64, 0);
+    PM_CHECK_EQ((uintptr_t)v % page, 0);
+    PM_CHECK_EQ((uintptr_t)pv % page, 0);
+    PM_CHECK(malloc_usable_size(pv) >= page); /* pvalloc rounds the size up */
+    memset(m, 1, 100);
+    memset(v, 2, 10);
+    memset(pv, 3, page);
+    free(m);
+    v_libc_free(v);
+    v_cfree(pv);
+    free(odd);
+}
+
+/* Blocks of every size class and of glibc's (over 512 bytes), made by one
+ * name and freed by the other, in every mode: no report, no crash. */
+static void test_libc_names_mix(void)
+{
+    unsigned long errors = pm_error_count(PM_ERR_NONE);
+    for (size_t n = 1; n <= 2100; n += 7) {
+        char *p = v_libc_malloc(n), *q = v_malloc(n);
+        PM_CHECK(p != NULL && q != NULL);
+        memset(p, 'p', n);
+        memset(q, 'q', n);
+        q = v_libc_realloc(q, n + 100);
+        PM_CHECK(q != NULL && q[n - 1] == 'q');
+        free(p);
+        v_libc_free(q);
+    }
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), errors);
+}
+
+static volatile int seen_class;
+static void note_entry_class(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    seen_calls++;
+    seen_class = (int)r->error;
+    snprintf((char *)seen_entry, sizeof seen_entry, "%s", r->entry);
+}
+
+static void test_report_names_libc_names(void)
+{
+    if (!is_debug_mode())
+        PM_SKIP("no debug hooks in this mode");
+    pm_set_error_handler(note_entry_class, NULL);
+    int saved = quiet_begin();
+    /* overflow by one, found by __libc_free (the block is leaked) */
+    unsigned char *volatile p = v_libc_malloc(24);
+    p[24] = 'x';
+    seen_calls = 0;
+    v_libc_free((void *)p);
+    PM_CHECK_EQ(seen_calls, 1);
+    PM_CHECK_EQ(seen_class, PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(strcmp((const char *)seen_entry, "__libc_free") == 0);
+    /* a second free, by cfree */
+    p = malloc(40);
+    free((void *)p);
+    seen_calls = 0;
+    v_cfree((void *)p);
+    PM_CHECK_EQ(seen_calls, 1);
+    PM_CHECK_EQ(seen_class, PM_ERR_DOUBLE_FREE);
+    PM_CHECK(strcmp((const char *)seen_entry, "cfree") == 0);
+    /* realloc of a freed block, by __libc_realloc */
+    p = malloc(40);
+    free((void *)p);
+    seen_calls = 0;
+    PM_CHECK(v_libc_realloc((void *)p, 80) == NULL);
+    PM_CHECK_EQ(seen_calls, 1);
+    PM_CHECK_EQ(seen_class, PM_ERR_USE_AFTER_FREE);
+    PM_CHECK(strcmp((const char *)seen_entry, "__libc_realloc") == 0);
+    /* a stack address, by __libc_free */
+    char local[32];
+    seen_calls = 0;
+    v_libc_free(local + 16);
+    PM_CHECK_EQ(seen_calls, 1);
+    PM_CHECK_EQ(seen_class, PM_ERR_INVALID_POINTER);
+    PM_CHECK(strcmp((const char *)seen_entry, "__libc_free") == 0);
+    quiet_end(saved);
     pm_set_error_handler(NULL, NULL);
 }
 
@@ -541,6 +688,10 @@ int main(void)
     PM_RUN(test_report_names_realloc);
     PM_RUN(test_report_names_malloc_trim);
     PM_RUN(test_report_names_memalign_family);
+    PM_RUN(test_libc_names_go_through_mem_domain);
+    PM_RUN(test_libc_names_aligned);
+    PM_RUN(test_libc_names_mix);
+    PM_RUN(test_report_names_libc_names);
     PM_RUN(test_malloc_trim);
     PM_RUN(test_mode_is_fixed);
     return pm_test_done();
