@@ -15,12 +15,13 @@
  * included); the parent waits for it in the handler. alarm() turns a hang
  * into a failure.
  *
- * Its own main, not the harness (one thread, all along). Not under the
- * sanitizers: their runtimes' own locks are not safe against a fork from a
+ * One thread, all along. Not under the sanitizers: their runtimes' own locks are not safe against a fork from a
  * signal handler.
  */
+#include "harness.h"
 #include "pin_env.h"
 #include "pymalloc.h"
+#include "sanitizers.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -29,14 +30,6 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PM_T_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define PM_T_SANITIZED 1
-#endif
-#endif
 
 #define FORKS 200
 #define SLOTS 256
@@ -60,23 +53,14 @@ static void on_prof(int sig)
     forks++;
 }
 
-int main(void)
+static void test_fork_in_handler(void)
 {
-    pm_t_pin_env(NULL);
-#ifdef PM_T_SANITIZED
-    puts("skipped: sanitizer runtimes are not fork-safe in a signal handler");
-    return 77;
-#endif
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("sanitizer runtimes are not fork-safe in a signal handler");
     alarm(120);
     static void *slots[SLOTS];
     static int raw[SLOTS];
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prof;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGPROF, &sa, NULL);
-    struct itimerval it = {{0, 2000}, {0, 2000}};
-    setitimer(ITIMER_PROF, &it, NULL);
+    pm_t_prof_start(on_prof, 2000, NULL);
     unsigned s = 1;
     long child_left = 2000;
     for (long i = 0; i < 200000000 && forks < FORKS; i++) {
@@ -91,13 +75,16 @@ int main(void)
         raw[k] = (s >> 30) & 1;
         size_t n = (s >> 16) % 2000;
         slots[k] = raw[k] ? pm_raw_malloc(n) : pm_mem_malloc(n);
-        if (slots[k] == NULL)
-            return 3;
+        if (slots[k] == NULL) {
+            if (in_child)
+                _exit(3);
+            PM_CHECK(slots[k] != NULL);
+            break;
+        }
         if (n != 0)
             ((unsigned char *)slots[k])[n - 1] = 1;
     }
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_PROF, &off, NULL);
+    pm_t_prof_stop();
     for (int k = 0; k < SLOTS; k++) {
         if (raw[k])
             pm_raw_free(slots[k]);
@@ -105,7 +92,16 @@ int main(void)
             pm_mem_free(slots[k]);
     }
     if (in_child)
-        exit(0);
+        exit(0); /* (the check at exit included) */
+    alarm(0);
     printf("%d forks from the signal handler, %d children failed\n", (int)forks, (int)failed);
-    return forks == FORKS && failed == 0 ? 0 : 1;
+    PM_CHECK_EQ(forks, FORKS);
+    PM_CHECK_EQ(failed, 0);
+}
+
+int main(void)
+{
+    pm_t_pin_env(NULL);
+    PM_RUN(test_fork_in_handler);
+    return pm_test_done();
 }
