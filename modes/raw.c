@@ -44,7 +44,6 @@
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
 #include <elf.h>
 #include <link.h>
-#include <unistd.h>
 
 /* glibc's five, in the order of libc_names. */
 enum { LF_MALLOC, LF_CALLOC, LF_REALLOC, LF_FREE, LF_MEMALIGN, LF_COUNT };

@@ -516,6 +516,21 @@ PM_O_EXPORT void *PM_O_NAME(calloc)(size_t nelem, size_t elsize)
 
 PM_O_EXPORT void *PM_O_NAME(realloc)(void *p, size_t n) { return o_realloc(p, n, "realloc"); }
 
+/* valgrind (3.19) replaces this library's malloc, free, realloc and the
+ * other standard names (unless told
+ * --soname-synonyms=somalloc=nouserintercepts), not its reallocarray or
+ * its __libc_* names: their blocks must be valgrind's too.
+ * Under valgrind, O_AS_EXPORTED returns the call of the exported plain
+ * name through its address, which goes where the program's calls go, to
+ * valgrind's replacement (or to ours, with nouserintercepts). */
+#define O_AS_EXPORTED(plain, ...)                                              \
+    do {                                                                       \
+        if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {                              \
+            __typeof__(&PM_O_NAME(plain)) volatile exported_ = PM_O_NAME(plain); \
+            return exported_(__VA_ARGS__);                                     \
+        }                                                                      \
+    } while (0)
+
 PM_O_EXPORT void *PM_O_NAME(reallocarray)(void *p, size_t nelem, size_t elsize)
 {
     size_t n;
@@ -523,15 +538,8 @@ PM_O_EXPORT void *PM_O_NAME(reallocarray)(void *p, size_t nelem, size_t elsize)
         errno = ENOMEM;
         return NULL;
     }
-    if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
-        /* valgrind (3.19) replaces this library's malloc, free and realloc
-         * (unless told --soname-synonyms=somalloc=nouserintercepts), not
-         * reallocarray: the block is then valgrind's, and so must the
-         * realloc be. A call to the exported realloc's address goes where
-         * the program's calls go, to valgrind's replacement or ours. */
-        void *(*volatile exported)(void *, size_t) = PM_O_NAME(realloc);
-        return exported(p, n);
-    }
+    /* valgrind does not replace reallocarray: its block is valgrind's */
+    O_AS_EXPORTED(realloc, p, n);
     return o_realloc(p, n, "realloc");
 }
 
@@ -583,17 +591,9 @@ PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n) { return o_pvalloc(n, "pvalloc");
  * mimalloc export these too.
  *
  * Under valgrind, which replaces this library's malloc, free, realloc and
- * the others but not these names, each calls the exported plain name by
- * its address, which goes where the program's calls go (valgrind's
- * replacement): else a block of __libc_malloc's (ours) freed with free
- * (valgrind's) was a "Mismatched free()" to memcheck. */
-#define O_AS_EXPORTED(plain, ...)                                              \
-    do {                                                                       \
-        if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {                              \
-            __typeof__(&PM_O_NAME(plain)) volatile exported_ = PM_O_NAME(plain); \
-            return exported_(__VA_ARGS__);                                     \
-        }                                                                      \
-    } while (0)
+ * the others but not these names, each goes through O_AS_EXPORTED: else a
+ * block of __libc_malloc's (ours) freed with free (valgrind's) was a
+ * "Mismatched free()" to memcheck. */
 
 PM_O_EXPORT void *PM_O_NAME(__libc_malloc)(size_t n)
 {

@@ -532,6 +532,15 @@ static void note_entry_class(const pm_error_report *r, void *ctx)
     snprintf((char *)seen_entry, sizeof seen_entry, "%s", r->entry);
 }
 
+/* Exactly one report since seen_calls was zeroed, of class cls, by the
+ * entry point entry (a macro: a failure names the line of its use). */
+#define CHECK_ONE_REPORT(cls, entry)                                           \
+    do {                                                                       \
+        PM_CHECK_EQ(seen_calls, 1);                                            \
+        PM_CHECK_EQ(seen_class, (cls));                                        \
+        PM_CHECK(strcmp((const char *)seen_entry, (entry)) == 0);              \
+    } while (0)
+
 static void test_report_names_libc_names(void)
 {
     if (!is_debug_mode())
@@ -543,32 +552,24 @@ static void test_report_names_libc_names(void)
     p[24] = 'x';
     seen_calls = 0;
     v_libc_free((void *)p);
-    PM_CHECK_EQ(seen_calls, 1);
-    PM_CHECK_EQ(seen_class, PM_ERR_BUFFER_OVERFLOW);
-    PM_CHECK(strcmp((const char *)seen_entry, "__libc_free") == 0);
+    CHECK_ONE_REPORT(PM_ERR_BUFFER_OVERFLOW, "__libc_free");
     /* a second free, by cfree */
     p = malloc(40);
     free((void *)p);
     seen_calls = 0;
     v_cfree((void *)p);
-    PM_CHECK_EQ(seen_calls, 1);
-    PM_CHECK_EQ(seen_class, PM_ERR_DOUBLE_FREE);
-    PM_CHECK(strcmp((const char *)seen_entry, "cfree") == 0);
+    CHECK_ONE_REPORT(PM_ERR_DOUBLE_FREE, "cfree");
     /* realloc of a freed block, by __libc_realloc */
     p = malloc(40);
     free((void *)p);
     seen_calls = 0;
     PM_CHECK(v_libc_realloc((void *)p, 80) == NULL);
-    PM_CHECK_EQ(seen_calls, 1);
-    PM_CHECK_EQ(seen_class, PM_ERR_USE_AFTER_FREE);
-    PM_CHECK(strcmp((const char *)seen_entry, "__libc_realloc") == 0);
+    CHECK_ONE_REPORT(PM_ERR_USE_AFTER_FREE, "__libc_realloc");
     /* a stack address, by __libc_free */
     char local[32];
     seen_calls = 0;
     v_libc_free(local + 16);
-    PM_CHECK_EQ(seen_calls, 1);
-    PM_CHECK_EQ(seen_class, PM_ERR_INVALID_POINTER);
-    PM_CHECK(strcmp((const char *)seen_entry, "__libc_free") == 0);
+    CHECK_ONE_REPORT(PM_ERR_INVALID_POINTER, "__libc_free");
     quiet_end(saved);
     pm_set_error_handler(NULL, NULL);
 }
