@@ -65,9 +65,27 @@ struct libc_walk {
 /* A pointer from the dynamic section: glibc adjusts the entries of a
  * loaded object's section to addresses, except where the section is read
  * only (the vDSO's), whose entries stay offsets from its base. */
-static uintptr_t dyn_ptr(const struct dl_phdr_info *info, ElfW(Addr) v)
+static uintptr_t dyn_ptr(uintptr_t base, ElfW(Addr) v) { return v < base ? base + v : v; }
+
+/* The dynamic section of the object of info, or NULL. */
+static const ElfW(Dyn) *obj_dynamic(const struct dl_phdr_info *info)
 {
-    return v < info->dlpi_addr ? info->dlpi_addr + v : v;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            return (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    return NULL;
+}
+
+/* Whether address a lies in a segment of the object of info. */
+static int obj_holds(const struct dl_phdr_info *info, uintptr_t a)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && a >= start && a - start < ph->p_memsz)
+            return 1;
+    }
+    return 0;
 }
 
 /* Whether symbol sym of this object defines a function by that name in
@@ -83,10 +101,8 @@ static int sym_defines(const ElfW(Sym) *sym, const ElfW(Half) *versym, size_t ix
  * NULL: a look-up in its GNU hash table (or its SysV one). */
 static void *elf_lookup(const struct dl_phdr_info *info, const char *name)
 {
-    const ElfW(Dyn) *dyn = NULL;
-    for (int i = 0; i < info->dlpi_phnum; i++)
-        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    const ElfW(Dyn) *dyn = obj_dynamic(info);
+    uintptr_t base = info->dlpi_addr;
     if (dyn == NULL)
         return NULL;
     const char *strtab = NULL;
@@ -95,11 +111,11 @@ static void *elf_lookup(const struct dl_phdr_info *info, const char *name)
     const ElfW(Half) *versym = NULL;
     for (; dyn->d_tag != DT_NULL; dyn++) {
         switch (dyn->d_tag) {
-        case DT_STRTAB: strtab = (const char *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_GNU_HASH: gnu = (const uint32_t *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_HASH: sysv = (const uint32_t *)dyn_ptr(info, dyn->d_un.d_ptr); break;
-        case DT_VERSYM: versym = (const ElfW(Half) *)dyn_ptr(info, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_GNU_HASH: gnu = (const uint32_t *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_HASH: sysv = (const uint32_t *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_VERSYM: versym = (const ElfW(Half) *)dyn_ptr(base, dyn->d_un.d_ptr); break;
         default: break;
         }
     }
@@ -157,13 +173,9 @@ static int libc_find(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)size;
     struct libc_walk *w = data;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && w->self >= start && w->self - start < ph->p_memsz) {
-            w->passed = 1; /* ours: never the answer */
-            return 0;
-        }
+    if (obj_holds(info, w->self)) {
+        w->passed = 1; /* ours: never the answer */
+        return 0;
     }
     /* Another copy of pymalloc (libpymalloc.so preloaded into a program
      * linked with libpymalloc.a): its __libc_malloc is its malloc, which
@@ -376,6 +388,161 @@ static void *libc_symbol(const char *name)
     void *sym = symbol_of_object_of(libc_serving_malloc(), name);
     return sym != NULL ? sym : dlsym(RTLD_NEXT, name);
 }
+
+/* Objects that call the C library's allocator past the override
+ * (pm_i_libc_bypassers). Under the override every object's malloc, free
+ * and the rest bind to pymalloc's, the first definition in the global
+ * scope; a library opened with dlopen(..., RTLD_DEEPBIND) looks in its own
+ * dependencies first, the C library among them, and binds them to glibc's
+ * own (as it does with every preloaded allocator). Such a binding is told
+ * from the object's relocations: a slot of one of these names, undefined
+ * in the object, that holds the C library's definition (a slot the loader
+ * has not filled yet, a lazy binding's before its first call, holds an
+ * address in the object itself: not counted until that call). */
+#if defined(__x86_64__) && defined(__LP64__)
+#define PM_SLOT_RELOC(t) ((t) == R_X86_64_JUMP_SLOT || (t) == R_X86_64_GLOB_DAT || (t) == R_X86_64_64)
+#elif defined(__i386__)
+#define PM_SLOT_RELOC(t) ((t) == R_386_JMP_SLOT || (t) == R_386_GLOB_DAT || (t) == R_386_32)
+#elif defined(__aarch64__) && defined(__LP64__)
+#define PM_SLOT_RELOC(t)                                                       \
+    ((t) == R_AARCH64_JUMP_SLOT || (t) == R_AARCH64_GLOB_DAT || (t) == R_AARCH64_ABS64)
+#endif
+
+#ifdef PM_SLOT_RELOC
+#if __ELF_NATIVE_CLASS == 64
+#define PM_R_SYM ELF64_R_SYM
+#define PM_R_TYPE ELF64_R_TYPE
+#else
+#define PM_R_SYM ELF32_R_SYM
+#define PM_R_TYPE ELF32_R_TYPE
+#endif
+static const char *const bypass_names[] = {
+    "malloc",         "free",          "calloc",        "realloc",
+    "reallocarray",   "posix_memalign", "aligned_alloc", "memalign",
+    "valloc",         "pvalloc",       "malloc_usable_size", "__libc_malloc",
+    "__libc_free",    "__libc_calloc", "__libc_realloc", "__libc_memalign",
+    "__libc_valloc",  "__libc_pvalloc"};
+enum { BYPASS_N = sizeof bypass_names / sizeof bypass_names[0] };
+
+struct bypass_walk {
+    uintptr_t self;          /* libc_anchor: this object */
+    uintptr_t libc_at;       /* glibc's __libc_malloc: the C library's object */
+    int libc_seen;
+    void *defs[BYPASS_N];    /* the C library's definitions (NULL: none) */
+    void (*fn)(void *ctx, const char *path, const char *names);
+    void *ctx;
+    int found;
+};
+
+static int bypass_defs(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct bypass_walk *w = data;
+    if (!obj_holds(info, w->libc_at))
+        return 0;
+    for (int k = 0; k < BYPASS_N; k++)
+        w->defs[k] = elf_lookup(info, bypass_names[k]);
+    w->libc_seen = 1;
+    return 1;
+}
+
+/* The bits (1 << index in bypass_names) of the names whose slots in table
+ * tab (size bytes, entries of ent bytes: Rel or Rela, whose first two
+ * words are r_offset and r_info) hold the C library's definitions. */
+static uint32_t bypass_table(const struct bypass_walk *w, uintptr_t base, uintptr_t tab,
+                             size_t size, size_t ent, const ElfW(Sym) *symtab, const char *strtab,
+                             size_t strsz)
+{
+    uint32_t mask = 0;
+    if (tab == 0 || ent < sizeof(ElfW(Rel)))
+        return 0;
+    for (size_t at = 0; at + ent <= size; at += ent) {
+        const ElfW(Rel) *r = (const ElfW(Rel) *)(tab + at);
+        size_t sym = PM_R_SYM(r->r_info);
+        if (sym == 0 || !PM_SLOT_RELOC(PM_R_TYPE(r->r_info)))
+            continue;
+        const ElfW(Sym) *sy = &symtab[sym];
+        if (sy->st_shndx != SHN_UNDEF || (strsz != 0 && sy->st_name >= strsz))
+            continue;
+        const char *name = strtab + sy->st_name;
+        if (name[0] != '_' && strchr("acfmprv", name[0]) == NULL)
+            continue;
+        for (int k = 0; k < BYPASS_N; k++) {
+            if (w->defs[k] == NULL || strcmp(name, bypass_names[k]) != 0)
+                continue;
+            uintptr_t slot;
+            memcpy(&slot, (const void *)(base + r->r_offset), sizeof slot);
+            if (slot == (uintptr_t)w->defs[k])
+                mask |= (uint32_t)1 << k;
+            break;
+        }
+    }
+    return mask;
+}
+
+static int bypass_scan(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct bypass_walk *w = data;
+    const ElfW(Dyn) *dyn = obj_dynamic(info);
+    if (dyn == NULL || obj_holds(info, w->self) || obj_holds(info, w->libc_at) ||
+        elf_lookup(info, "pm_mem_malloc") != NULL) /* another copy of pymalloc */
+        return 0;
+    uintptr_t base = info->dlpi_addr, jmprel = 0, rela = 0, rel = 0;
+    size_t pltrelsz = 0, relasz = 0, relsz = 0, strsz = 0;
+    size_t relaent = sizeof(ElfW(Rela)), relent = sizeof(ElfW(Rel)), pltent = 0;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_STRSZ: strsz = dyn->d_un.d_val; break;
+        case DT_JMPREL: jmprel = dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_PLTRELSZ: pltrelsz = dyn->d_un.d_val; break;
+        case DT_PLTREL:
+            pltent = dyn->d_un.d_val == DT_RELA ? sizeof(ElfW(Rela)) : sizeof(ElfW(Rel));
+            break;
+        case DT_RELA: rela = dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_RELASZ: relasz = dyn->d_un.d_val; break;
+        case DT_RELAENT: relaent = dyn->d_un.d_val; break;
+        case DT_REL: rel = dyn_ptr(base, dyn->d_un.d_ptr); break;
+        case DT_RELSZ: relsz = dyn->d_un.d_val; break;
+        case DT_RELENT: relent = dyn->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (symtab == NULL || strtab == NULL)
+        return 0;
+    uint32_t mask = bypass_table(w, base, jmprel, pltrelsz, pltent, symtab, strtab, strsz) |
+                    bypass_table(w, base, rela, relasz, relaent, symtab, strtab, strsz) |
+                    bypass_table(w, base, rel, relsz, relent, symtab, strtab, strsz);
+    if (mask == 0)
+        return 0;
+    w->found++;
+    /* "malloc, free and realloc", in the order of bypass_names (all of
+     * them fit) */
+    char names[256];
+    size_t len = 0;
+    int left = __builtin_popcount(mask);
+    for (int k = 0; k < BYPASS_N; k++) {
+        if (!(mask & ((uint32_t)1 << k)))
+            continue;
+        const char *sep = len == 0 ? "" : left == 1 ? " and " : ", ";
+        size_t a = strlen(sep), n = strlen(bypass_names[k]);
+        if (len + a + n < sizeof names) {
+            memcpy(names + len, sep, a);
+            memcpy(names + len + a, bypass_names[k], n);
+            len += a + n;
+        }
+        left--;
+    }
+    names[len] = '\0';
+    if (w->fn != NULL)
+        w->fn(w->ctx, info->dlpi_name != NULL ? info->dlpi_name : "", names);
+    return 0;
+}
+#endif /* PM_SLOT_RELOC */
 #endif
 
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
@@ -412,6 +579,31 @@ void pm_i_libc_usable_resolve(void)
 {
 #if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER)
     (void)libc_usable_fn();
+#endif
+}
+
+int pm_i_libc_bypassers(void (*fn)(void *ctx, const char *path, const char *names), void *ctx)
+{
+#if defined(__GLIBC__) && !defined(PM_UNDER_SANITIZER) && defined(PM_SLOT_RELOC)
+    if (pm_i_o_libc_malloc == NULL)
+        return 0; /* no override: every object's malloc is the C library's */
+    struct bypass_walk w;
+    memset(&w, 0, sizeof w);
+    void (*anchor)(void) = libc_anchor;
+    void *(*libc)(size_t) = libc_serving_malloc();
+    memcpy(&w.self, &anchor, sizeof anchor < sizeof w.self ? sizeof anchor : sizeof w.self);
+    memcpy(&w.libc_at, &libc, sizeof libc < sizeof w.libc_at ? sizeof libc : sizeof w.libc_at);
+    w.fn = fn;
+    w.ctx = ctx;
+    dl_iterate_phdr(bypass_defs, &w);
+    if (!w.libc_seen)
+        return 0;
+    dl_iterate_phdr(bypass_scan, &w);
+    return w.found;
+#else
+    (void)fn;
+    (void)ctx;
+    return 0;
 #endif
 }
 

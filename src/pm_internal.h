@@ -88,6 +88,16 @@ size_t pm_i_libc_usable_size(void *p);
 /* Look up now the libc function pm_i_libc_usable_size calls (the
  * override's constructor), not in its first call (modes/raw.c). */
 void pm_i_libc_usable_resolve(void);
+/* The objects whose calls of the malloc family (malloc, free, ...,
+ * __libc_malloc, ...) are bound to the C library's own definitions, past
+ * the malloc override, as in a library opened with dlopen(...,
+ * RTLD_DEEPBIND) (modes/raw.c): fn(ctx, path, names) for each (path "" for
+ * the program; names: those functions, "malloc, free and realloc"), and
+ * how many. 0 without
+ * the override in the process, and where it cannot be told (not glibc, a
+ * sanitizer build). Allocates nothing; takes the loader's lock
+ * (dl_iterate_phdr's, which a thread may take again). */
+int pm_i_libc_bypassers(void (*fn)(void *ctx, const char *path, const char *names), void *ctx);
 /* ASan or TSan own malloc in this build. */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)

@@ -497,6 +497,46 @@ static void freed_words(pm_i_buf *b, const char *what, const pm_i_err *e)
     pm_i_buf_u64(b, e->serial);
 }
 
+/* One line per object whose malloc family is the C library's, past the
+ * override (a library opened with dlopen(..., RTLD_DEEPBIND)): a block of
+ * the C library's that reached pymalloc, or the reverse, came from there. */
+enum { BYPASS_LINES = 4 };
+struct bypass_out {
+    pm_i_buf *b;
+    const char *lead, *then;
+    int n;
+};
+
+static void bypass_line(void *ctx, const char *path, const char *names)
+{
+    struct bypass_out *o = ctx;
+    if (o->n++ >= BYPASS_LINES)
+        return;
+    pm_i_buf_str(o->b, o->lead);
+    if (path[0] != '\0')
+        pm_i_buf_shown(o->b, path, 256);
+    else
+        pm_i_buf_str(o->b, "the program");
+    pm_i_buf_str(o->b, " calls the C library's ");
+    pm_i_buf_str(o->b, names);
+    pm_i_buf_str(o->b, ", not pymalloc's (as a library opened with "
+                       "dlopen(..., RTLD_DEEPBIND) does): ");
+    pm_i_buf_str(o->b, o->then);
+    pm_i_buf_str(o->b, ".\n");
+}
+
+void pm_i_debug_bypass_lines(pm_i_buf *b, const char *lead, const char *then)
+{
+    struct bypass_out o = {b, lead, then, 0};
+    pm_i_libc_bypassers(bypass_line, &o);
+    if (o.n > BYPASS_LINES) {
+        pm_i_buf_str(b, lead);
+        pm_i_buf_str(b, "(and ");
+        pm_i_buf_u64(b, (uint64_t)(o.n - BYPASS_LINES));
+        pm_i_buf_str(b, o.n - BYPASS_LINES == 1 ? " more such object)\n" : " more such objects)\n");
+    }
+}
+
 static void dump_block(pm_i_buf *b, const pm_i_err *e)
 {
     const unsigned char *p = e->address;
@@ -504,6 +544,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, "    No block of pymalloc's debug hooks starts at p=");
         pm_i_buf_ptr(b, p);
         pm_i_buf_str(b, "; its memory was not read.\n");
+        if (e->error == PM_ERR_INVALID_POINTER && e->inside == NULL)
+            pm_i_debug_bypass_lines(b, "    ", "if the block came from it, it is the C library's, "
+                                   "not pymalloc's to free");
         return;
     }
     if (e->freed_link) {

@@ -1,0 +1,86 @@
+/*
+ * tests/override/prog_deepbind.c - a library opened with
+ * dlopen(..., RTLD_DEEPBIND) binds its malloc and free to the C library's,
+ * past any preloaded allocator (README: Limits).
+ *
+ *   prog_deepbind cross PLUGIN    the library allocates 24 bytes (the C
+ *       library's block); the program frees it. Under glibc alone, and in
+ *       the malloc and pymalloc modes (which hand a block that is not
+ *       theirs to the C library), it prints "deepbind ok"; the debug modes
+ *       report an invalid pointer whose dump names the library. Opened
+ *       with RTLD_LAZY: a library built for lazy binding has only the
+ *       functions it called bound (malloc, not free).
+ *   prog_deepbind own PLUGIN      the library allocates and frees its own
+ *       blocks: "deepbind ok" in every mode.
+ *   prog_deepbind stack PLUGIN... each library opened (with RTLD_DEEPBIND
+ *       if its path is prefixed with "deep:"), one call of each, then a
+ *       free of a stack address: an invalid-pointer report that names no
+ *       library (none binds malloc to the C library's).
+ */
+#define _GNU_SOURCE 1 /* RTLD_DEEPBIND */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef char *(*make_fn)(size_t);
+typedef void (*release_fn)(void *);
+
+static void *open_plugin(const char *arg, make_fn *make, release_fn *release)
+{
+    int deep = strncmp(arg, "deep:", 5) == 0;
+    const char *path = deep ? arg + 5 : arg;
+    void *h = dlopen(path, RTLD_LAZY | (deep ? RTLD_DEEPBIND : 0));
+    if (h == NULL) {
+        fprintf(stderr, "prog_deepbind: %s\n", dlerror());
+        exit(2);
+    }
+    void *m = dlsym(h, "deep_make"), *r = dlsym(h, "deep_release");
+    if (m == NULL || r == NULL) {
+        fprintf(stderr, "prog_deepbind: %s: no deep_make or deep_release\n", path);
+        exit(2);
+    }
+    memcpy(make, &m, sizeof m); /* POSIX: dlsym results are callable */
+    memcpy(release, &r, sizeof r);
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: prog_deepbind cross|own|stack PLUGIN...\n");
+        return 2;
+    }
+    make_fn make;
+    release_fn release;
+    if (strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "own") == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "deep:%s", argv[2]);
+        open_plugin(path, &make, &release);
+        if (strcmp(argv[1], "cross") == 0) {
+            char *p = make(24);
+            if (p == NULL || p[23] != 'a')
+                return 1;
+            free(p);
+        } else {
+            for (int i = 0; i < 100; i++) {
+                char *p = make((size_t)(1 + i * 37));
+                if (p == NULL || p[i * 37] != 'a')
+                    return 1;
+                release(p);
+            }
+        }
+    } else if (strcmp(argv[1], "stack") == 0) {
+        for (int i = 2; i < argc; i++) {
+            open_plugin(argv[i], &make, &release);
+            release(make(16));
+        }
+        char local[32];
+        void *volatile wild = local + 16;
+        free(wild);
+    } else {
+        return 2;
+    }
+    puts("deepbind ok");
+    return 0;
+}
