@@ -545,8 +545,8 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_ptr(b, p);
         pm_i_buf_str(b, "; its memory was not read.\n");
         if (e->error == PM_ERR_INVALID_POINTER && e->inside == NULL)
-            pm_i_debug_bypass_lines(b, "    ", "if the block came from it, it is the C library's, "
-                                   "not pymalloc's to free");
+            pm_i_debug_bypass_lines(b, "    ", "if the block came from it, it is a block of the C "
+                                   "library's, not of pymalloc's");
         return;
     }
     if (e->freed_link) {

@@ -10,6 +10,8 @@
  *       report an invalid pointer whose dump names the library. Opened
  *       with RTLD_LAZY: a library built for lazy binding has only the
  *       functions it called bound (malloc, not free).
+ *   prog_deepbind resize PLUGIN   the same, the program growing the block
+ *       with realloc before its free (the report names realloc).
  *   prog_deepbind own PLUGIN      the library allocates and frees its own
  *       blocks: "deepbind ok" in every mode.
  *   prog_deepbind stack PLUGIN... each library opened (with RTLD_DEEPBIND
@@ -48,19 +50,25 @@ static void *open_plugin(const char *arg, make_fn *make, release_fn *release)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: prog_deepbind cross|own|stack PLUGIN...\n");
+        fprintf(stderr, "usage: prog_deepbind cross|resize|own|stack PLUGIN...\n");
         return 2;
     }
     make_fn make;
     release_fn release;
-    if (strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "own") == 0) {
+    if (strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "resize") == 0 ||
+        strcmp(argv[1], "own") == 0) {
         char path[4096];
         snprintf(path, sizeof path, "deep:%s", argv[2]);
         open_plugin(path, &make, &release);
-        if (strcmp(argv[1], "cross") == 0) {
+        if (strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "resize") == 0) {
             char *p = make(24);
             if (p == NULL || p[23] != 'a')
                 return 1;
+            if (argv[1][0] == 'r') {
+                p = realloc(p, 4000);
+                if (p == NULL || p[23] != 'a')
+                    return 1;
+            }
             free(p);
         } else {
             for (int i = 0; i < 100; i++) {
