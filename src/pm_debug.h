@@ -129,7 +129,7 @@ void pm_i_debug_report_print(const pm_i_err *e);
 /* Lines naming the objects whose malloc family is the C library's, past
  * the override (pm_i_libc_bypassers: a library opened with dlopen(...,
  * RTLD_DEEPBIND)), each "<lead><path> calls the C library's <names>,
- * not pymalloc's ...: <then>.", at most 4, and a count of the rest. Nothing when
+ * not pymalloc's ...: <then>.", at most 3, and a count of the rest. Nothing when
  * there are none. */
 void pm_i_debug_bypass_lines(pm_i_buf *b, const char *lead, const char *then);
 

@@ -500,7 +500,7 @@ static void freed_words(pm_i_buf *b, const char *what, const pm_i_err *e)
 /* One line per object whose malloc family is the C library's, past the
  * override (a library opened with dlopen(..., RTLD_DEEPBIND)): a block of
  * the C library's that reached pymalloc, or the reverse, came from there. */
-enum { BYPASS_LINES = 4 };
+enum { BYPASS_LINES = 3 };
 struct bypass_out {
     pm_i_buf *b;
     const char *lead, *then;
@@ -514,7 +514,7 @@ static void bypass_line(void *ctx, const char *path, const char *names)
         return;
     pm_i_buf_str(o->b, o->lead);
     if (path[0] != '\0')
-        pm_i_buf_shown(o->b, path, 256);
+        pm_i_buf_shown(o->b, path, 128);
     else
         pm_i_buf_str(o->b, "the program");
     pm_i_buf_str(o->b, " calls the C library's ");
@@ -537,16 +537,16 @@ void pm_i_debug_bypass_lines(pm_i_buf *b, const char *lead, const char *then)
     }
 }
 
-static void dump_block(pm_i_buf *b, const pm_i_err *e)
+/* bypass: lines made by pm_i_debug_bypass_lines for e, or NULL. */
+static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
 {
     const unsigned char *p = e->address;
     if (!e->known) {
         pm_i_buf_str(b, "    No block of pymalloc's debug hooks starts at p=");
         pm_i_buf_ptr(b, p);
         pm_i_buf_str(b, "; its memory was not read.\n");
-        if (e->error == PM_ERR_INVALID_POINTER && e->inside == NULL)
-            pm_i_debug_bypass_lines(b, "    ", "if the block came from it, it is a block of the C "
-                                   "library's, not of pymalloc's");
+        if (bypass != NULL)
+            pm_i_buf_str(b, bypass);
         return;
     }
     if (e->freed_link) {
@@ -787,7 +787,7 @@ _Atomic int pm_i_debug_aborting;
  * SIGABRT). A report made inside another in the same thread (from a
  * signal handler) writes through a smaller buffer, in more writes. */
 static char report_storage[4096];
-static void write_report(const char *line, size_t len, const pm_i_err *e)
+static void write_report(const char *line, size_t len, const pm_i_err *e, const char *bypass)
 {
     char nested[512];
     pm_i_buf b;
@@ -797,7 +797,7 @@ static void write_report(const char *line, size_t len, const pm_i_err *e)
         pm_i_buf_init(&b, nested, sizeof nested, PM_I_STDERR);
     pm_i_buf_mem(&b, line, len);
     pm_i_buf_char(&b, '\n');
-    dump_block(&b, e);
+    dump_block(&b, e, bypass);
     if (e->before_fork == 1)
         pm_i_buf_str(&b, "    The block was made before this process was forked (its parent "
                          "has it too); the parent's\n    copy does not have this damage: it was "
@@ -816,7 +816,7 @@ void pm_i_debug_report_print(const pm_i_err *e)
     pm_i_buf_init(&lb, line, sizeof line - 1, -1);
     format_line(&lb, e);
     lock_reports();
-    write_report(line, lb.len, e);
+    write_report(line, lb.len, e, NULL);
     unlock_reports();
 }
 
@@ -980,7 +980,39 @@ static void end_after_exit_work(const pm_i_err *e);
 
 void pm_i_debug_report(const pm_i_err *e) { pm_i_debug_report_then(e, NULL, NULL); }
 
+static void report_then(const pm_i_err *e, void (*written)(void *), void *arg,
+                        const char *bypass);
+
+/* An invalid pointer that is no block of ours: the objects that call the C
+ * library's allocator past the override (one made its block, maybe) are
+ * found before the report lock is taken. The look-up takes the loader's
+ * lock, which a thread holds while its dl_iterate_phdr callback runs: such
+ * a callback making a report would wait for the report lock, held by a
+ * thread waiting for the loader's lock. */
+static __attribute__((noinline)) void report_unknown(const pm_i_err *e,
+                                                    void (*written)(void *), void *arg)
+{
+    char text[1536]; /* 3 lines (about 300 bytes as a rule; a longer text is cut) */
+    pm_i_buf tb;
+    pm_i_buf_init(&tb, text, sizeof text - 1, -1);
+    pm_i_debug_bypass_lines(&tb, "    ", "if the block came from it, it is a block of the C "
+                                         "library's, not of pymalloc's");
+    if (tb.len == tb.cap) /* (cut: the dump's lines end with a newline) */
+        text[tb.len - 1] = '\n';
+    text[tb.len] = '\0';
+    report_then(e, written, arg, text);
+}
+
 void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *arg)
+{
+    if (PM_I_UNLIKELY(e->error == PM_ERR_INVALID_POINTER && !e->known && e->inside == NULL))
+        report_unknown(e, written, arg);
+    else
+        report_then(e, written, arg, NULL);
+}
+
+static void report_then(const pm_i_err *e, void (*written)(void *), void *arg,
+                        const char *bypass)
 {
     char line[512];
     pm_i_buf lb;
@@ -1000,7 +1032,7 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
      * keeps the lock, sums up the reports written, no more. */
     lock_reports();
     count_error(e);
-    write_report(line, lb.len, e);
+    write_report(line, lb.len, e, bypass);
     pm_error_handler fn = atomic_load_explicit(&handler_fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&handler_ctx, memory_order_relaxed);
     unlock_reports();

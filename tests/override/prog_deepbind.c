@@ -14,6 +14,11 @@
  *       with realloc before its free (the report names realloc).
  *   prog_deepbind own PLUGIN      the library allocates and frees its own
  *       blocks: "deepbind ok" in every mode.
+ *   prog_deepbind race PLUGIN     (PYMALLOC_ON_ERROR=report) two invalid
+ *       frees reported at once, one from a dl_iterate_phdr callback, whose
+ *       thread holds the loader's lock: the other report's look-up of the
+ *       library waits for that lock, so it must not hold the report lock
+ *       meanwhile (both would wait for ever). "deepbind ok" after both.
  *   prog_deepbind stack PLUGIN... each library opened (with RTLD_DEEPBIND
  *       if its path is prefixed with "deep:"), one call of each, then a
  *       free of a stack address: an invalid-pointer report that names no
@@ -21,9 +26,12 @@
  */
 #define _GNU_SOURCE 1 /* RTLD_DEEPBIND */
 #include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef char *(*make_fn)(size_t);
 typedef void (*release_fn)(void *);
@@ -47,10 +55,35 @@ static void *open_plugin(const char *arg, make_fn *make, release_fn *release)
     return h;
 }
 
+static volatile int in_callback;
+
+static int hold_loader_lock(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)info;
+    (void)size;
+    if (*(int *)data)
+        return 1;
+    *(int *)data = 1;
+    in_callback = 1;
+    usleep(200 * 1000); /* the main thread's report starts meanwhile */
+    char local[32];
+    void *volatile wild = local + 8;
+    free(wild); /* reported here, the loader's lock held */
+    return 1;
+}
+
+static void *callback_thread(void *arg)
+{
+    (void)arg;
+    int done = 0;
+    dl_iterate_phdr(hold_loader_lock, &done);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: prog_deepbind cross|resize|own|stack PLUGIN...\n");
+        fprintf(stderr, "usage: prog_deepbind cross|resize|own|race|stack PLUGIN...\n");
         return 2;
     }
     make_fn make;
@@ -78,6 +111,18 @@ int main(int argc, char **argv)
                 release(p);
             }
         }
+    } else if (strcmp(argv[1], "race") == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "deep:%s", argv[2]);
+        open_plugin(path, &make, &release);
+        char *p = make(24);
+        pthread_t t;
+        if (pthread_create(&t, NULL, callback_thread, NULL) != 0)
+            return 1;
+        while (!in_callback)
+            usleep(1000);
+        free(p); /* reported (the library's block), while the thread sleeps */
+        pthread_join(t, NULL);
     } else if (strcmp(argv[1], "stack") == 0) {
         for (int i = 2; i < argc; i++) {
             open_plugin(argv[i], &make, &release);
