@@ -126,13 +126,6 @@ void pm_i_debug_report_then(const pm_i_err *e, void (*written)(void *), void *ar
  * handler. For the check of the heap at abort (modes/debug.c). */
 void pm_i_debug_report_print(const pm_i_err *e);
 
-/* Lines naming the objects whose malloc family is the C library's, past
- * the override (pm_i_libc_bypassers: a library opened with dlopen(...,
- * RTLD_DEEPBIND)), each "<lead><path> calls the C library's <names>,
- * not pymalloc's ...: <then>.", at most 3, and a count of the rest. Nothing when
- * there are none. */
-void pm_i_debug_bypass_lines(pm_i_buf *b, const char *lead, const char *then);
-
 /* The check of the heap at exit (modes/debug.c), run first by the work at
  * exit, after every destructor (src/report.c). */
 void pm_i_debug_exit_check(void);

@@ -525,7 +525,9 @@ static void bypass_line(void *ctx, const char *path, const char *names)
     pm_i_buf_str(o->b, ".\n");
 }
 
-void pm_i_debug_bypass_lines(pm_i_buf *b, const char *lead, const char *then)
+/* Each "<lead><path> calls the C library's <names>, not pymalloc's ...: <then>.",
+ * at most BYPASS_LINES, and a count of the rest; nothing when none. */
+static void bypass_lines(pm_i_buf *b, const char *lead, const char *then)
 {
     struct bypass_out o = {b, lead, then, 0};
     pm_i_libc_bypassers(bypass_line, &o);
@@ -537,7 +539,7 @@ void pm_i_debug_bypass_lines(pm_i_buf *b, const char *lead, const char *then)
     }
 }
 
-/* bypass: lines made by pm_i_debug_bypass_lines for e, or NULL. */
+/* bypass: lines made by bypass_lines for e, or NULL. */
 static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
 {
     const unsigned char *p = e->address;
@@ -995,7 +997,7 @@ static __attribute__((noinline)) void report_unknown(const pm_i_err *e,
     char text[1536]; /* 3 lines (about 300 bytes as a rule; a longer text is cut) */
     pm_i_buf tb;
     pm_i_buf_init(&tb, text, sizeof text - 1, -1);
-    pm_i_debug_bypass_lines(&tb, "    ", "if the block came from it, it is a block of the C "
+    bypass_lines(&tb, "    ", "if the block came from it, it is a block of the C "
                                          "library's, not of pymalloc's");
     if (tb.len == tb.cap) /* (cut: the dump's lines end with a newline) */
         text[tb.len - 1] = '\n';

@@ -36,10 +36,15 @@
 typedef char *(*make_fn)(size_t);
 typedef void (*release_fn)(void *);
 
-static void *open_plugin(const char *arg, make_fn *make, release_fn *release)
+/* arg: a path, opened with RTLD_DEEPBIND if prefixed with "deep:" or if
+ * deep is set. */
+static void *open_plugin(const char *arg, int deep, make_fn *make, release_fn *release)
 {
-    int deep = strncmp(arg, "deep:", 5) == 0;
-    const char *path = deep ? arg + 5 : arg;
+    if (strncmp(arg, "deep:", 5) == 0) {
+        deep = 1;
+        arg += 5;
+    }
+    const char *path = arg;
     void *h = dlopen(path, RTLD_LAZY | (deep ? RTLD_DEEPBIND : 0));
     if (h == NULL) {
         fprintf(stderr, "prog_deepbind: %s\n", dlerror());
@@ -55,15 +60,14 @@ static void *open_plugin(const char *arg, make_fn *make, release_fn *release)
     return h;
 }
 
-static volatile int in_callback;
+static _Atomic int in_callback;
 
+/* The first object's callback (returning 1 ends the walk). */
 static int hold_loader_lock(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)info;
     (void)size;
-    if (*(int *)data)
-        return 1;
-    *(int *)data = 1;
+    (void)data;
     in_callback = 1;
     usleep(200 * 1000); /* the main thread's report starts meanwhile */
     char local[32];
@@ -75,8 +79,7 @@ static int hold_loader_lock(struct dl_phdr_info *info, size_t size, void *data)
 static void *callback_thread(void *arg)
 {
     (void)arg;
-    int done = 0;
-    dl_iterate_phdr(hold_loader_lock, &done);
+    dl_iterate_phdr(hold_loader_lock, NULL);
     return NULL;
 }
 
@@ -90,9 +93,7 @@ int main(int argc, char **argv)
     release_fn release;
     if (strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "resize") == 0 ||
         strcmp(argv[1], "own") == 0) {
-        char path[4096];
-        snprintf(path, sizeof path, "deep:%s", argv[2]);
-        open_plugin(path, &make, &release);
+        open_plugin(argv[2], 1, &make, &release);
         if (strcmp(argv[1], "cross") == 0 || strcmp(argv[1], "resize") == 0) {
             char *p = make(24);
             if (p == NULL || p[23] != 'a')
@@ -112,9 +113,7 @@ int main(int argc, char **argv)
             }
         }
     } else if (strcmp(argv[1], "race") == 0) {
-        char path[4096];
-        snprintf(path, sizeof path, "deep:%s", argv[2]);
-        open_plugin(path, &make, &release);
+        open_plugin(argv[2], 1, &make, &release);
         char *p = make(24);
         pthread_t t;
         if (pthread_create(&t, NULL, callback_thread, NULL) != 0)
@@ -125,7 +124,7 @@ int main(int argc, char **argv)
         pthread_join(t, NULL);
     } else if (strcmp(argv[1], "stack") == 0) {
         for (int i = 2; i < argc; i++) {
-            open_plugin(argv[i], &make, &release);
+            open_plugin(argv[i], 0, &make, &release);
             release(make(16));
         }
         char local[32];
