@@ -2118,7 +2118,8 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
 
 /* Free, the general way: a side word whose fast path failed (error, or a
  * concurrent change), or a registry block. The thread is busy. */
-static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
+static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigned char *p,
+                                                                  _Atomic uint64_t *w)
 {
     pm_i_reg_info in;
     pm_i_err e;
@@ -2168,10 +2169,30 @@ static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
     pool_links_check(g, OP_FREE);
 }
 
+/* Keeps errno (see dbg_free): saved here, in a function that has a stack
+ * frame anyway (in free_slow it cost 22 instructions a free: the call that
+ * finds errno made it keep its arguments in saved registers). */
+__attribute__((noinline)) static void free_busy(dbg *g, unsigned char *p, _Atomic uint64_t *w)
+{
+    int saved = errno;
+    free_busy_body(g, p, w);
+    errno = saved;
+}
+
+/* A nested call's block (see "Calls nested" above), errno kept. */
+__attribute__((noinline, cold)) static void free_early(void *p)
+{
+    int saved = errno;
+    pm_i_early_free(p);
+    errno = saved;
+}
+
+/* (Keeps errno: free_early and free_busy save it, busy_leave's frees of
+ * deferred blocks are dbg_free's.) */
 __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p, _Atomic uint64_t *w)
 {
     if (PM_I_UNLIKELY(pm_i_early_owns(p))) {
-        pm_i_early_free(p); /* a nested call's block */
+        free_early(p);
         return;
     }
     busy_enter();
@@ -2184,12 +2205,14 @@ __attribute__((noinline)) static void free_slow(dbg *g, unsigned char *p, _Atomi
 __attribute__((noinline, cold)) static void free_nested(dbg *g, void *p)
 {
     if (pm_i_early_owns(p))
-        pm_i_early_free(p);
-    else if (p != NULL)
+        free_early(p);
+    else if (p != NULL) /* (no system call: errno kept) */
         (void)pm_i_defer_push(&nested_frees, p, nested_entry(), (unsigned)(g - dbgs));
 }
 
-static void dbg_free(void *ctx, void *ptr);
+/* dbg_free is the library's pm_i_debug_free (src/pm_internal.h): the
+ * callers of a domain's free tell the hooks' free by its address. */
+#define dbg_free pm_i_debug_free
 
 static void free_deferred(void *p, const char *name, unsigned d)
 {
@@ -2220,25 +2243,36 @@ static inline int side_swap(_Atomic uint64_t *w, uint64_t *v, uint64_t to)
  * damaged link the flush met (ctx: the hooks). */
 __attribute__((noinline)) static void pool_free_slow_checked(void *ctx, void *base, unsigned idx)
 {
+    int saved = errno; /* (see dbg_free) */
     pm_i_p_free_slow(NULL, base, idx);
     pool_links_check(ctx, OP_FREE);
+    errno = saved;
 }
 
 /* g's allocator below frees block base, then the same report (busy:
  * the allocator below may be the C library's). */
 __attribute__((noinline)) static void below_free_checked(const dbg *g, void *base)
 {
+    int saved = errno; /* (see dbg_free) */
     busy_enter();
     g->below.a.free(g->below.a.ctx, base);
     pool_links_check(g, OP_FREE);
     busy_leave();
+    errno = saved;
 }
 
 /* The fast path: a live pool block of this API, intact, no serial to
  * break on. It calls out only in tail position (built as position-
  * independent code it still saves two registers: the thread cache's
- * address takes one). */
-static void dbg_free(void *ctx, void *ptr)
+ * address takes one).
+ * It keeps errno, as free must, by itself: the fast path sets none (nor
+ * does the pools' fast path it ends in), and every function it hands a
+ * block to saves errno around its work (free_nested, free_slow,
+ * pool_free_slow_checked, below_free_checked: reports, the C library's
+ * free, an arena given back). So its callers (src/api.c: dom_free; the
+ * override's free) call it without saving errno themselves, which put it
+ * in a stack frame and cost 28 instructions a pair (90717a9). */
+void dbg_free(void *ctx, void *ptr)
 {
     dbg *g = ctx;
     unsigned char *p = ptr;

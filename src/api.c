@@ -680,12 +680,14 @@ static inline void *dom_realloc(pm_domain d, void *p, size_t n)
 /* free keeps errno (POSIX 2024, glibc >= 2.33). The pools' free keeps it
  * itself: its fast path (a block onto this thread's cache) sets none, and
  * its slow paths (a full bin's flush, an arena given back to the system,
- * a block that is the C library's) save it (modes/pool.c). Every other
- * free runs through free_keeping_errno: the debug hooks' checks and
- * reports, the C library's free (older C libraries change errno), a hook
- * of the program's (a log write that fails). Out of line, so that the
- * pools' path stays a tail call with no frame (before, pm_*_free through
- * a hook, or the C library's where it does not keep errno, changed it). */
+ * a block that is the C library's) save it (modes/pool.c). So does the
+ * debug hooks' free (modes/debug.c: dbg_free, whose checks and reports
+ * save it). Every other free runs through free_keeping_errno: the C
+ * library's free (older C libraries change errno), a hook of the
+ * program's (a log write that fails). Out of line, so that the pools' and
+ * the hooks' paths stay tail calls with no frame (before, pm_*_free
+ * through a hook, or the C library's where it does not keep errno,
+ * changed it). */
 __attribute__((noinline)) static void free_keeping_errno(void *ctx, pm_i_free_fn fn, void *p)
 {
     int saved = errno;
@@ -699,7 +701,7 @@ static inline void dom_free(pm_domain d, void *p)
         return;
     ready();
     const pm_i_base *r = atomic_load_explicit(&pm_i_domains[d].cur, memory_order_acquire);
-    if (PM_I_LIKELY(r == &pm_i_pool_base)) {
+    if (PM_I_LIKELY(r == &pm_i_pool_base) || PM_I_LIKELY(r->a.free == pm_i_debug_free)) {
         r->a.free(r->a.ctx, p);
         return;
     }

@@ -289,21 +289,28 @@ static inline void *o_calloc(size_t nelem, size_t elsize, const char *name)
 }
 
 /* free keeps errno (glibc >= 2.33, POSIX 2024). The fast paths do not save
- * it around the library's own frees, which keep it (libc's, the pools'; the
- * debug modes' path saves it anyway; test_override checks it in every
- * mode). A hook's free may change it (a log write that fails): o_free_hook
+ * it around the library's own frees, which keep it (libc's, the pools',
+ * the debug hooks'; test_override checks it in every mode). A hook's free may change it (a log write that fails): o_free_hook
  * saves it around that one (before, free changed errno in the malloc and
  * pymalloc modes, where the fast path called the hook directly, and kept it
  * in the debug modes). */
 /* The mode is in use: free of p (not NULL, not the early arena's) through
- * the table, naming the entry point. */
+ * the table, naming the entry point. errno kept: saved around a free that
+ * is not the debug hooks' (which keeps it, and so do PM_O_LEAVE's frees of
+ * deferred blocks, which come back here). */
 static inline __attribute__((always_inline)) void o_free_table(void *p, const char *name)
 {
     void *ctx;
     pm_i_free_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[PM_DOMAIN_MEM], a.ctx, a.free, ctx, fn);
     PM_O_ENTER(name);
-    fn(ctx, p);
+    if (PM_I_LIKELY(fn == pm_i_debug_free)) {
+        fn(ctx, p);
+    } else {
+        int saved = errno;
+        fn(ctx, p);
+        errno = saved;
+    }
     PM_O_LEAVE();
 }
 
@@ -322,7 +329,7 @@ static O_COLD void o_free_slow(void *p)
     } else {
         o_free_table(p, "free");
     }
-    errno = saved;
+    errno = saved; /* (o_ready's set-up too) */
 }
 
 /* With the debug hooks (O_NAMED, which implies the mode is in use): as
@@ -338,9 +345,7 @@ __attribute__((noinline)) static void o_free_named_as(void *p, const char *name)
         o_defer(p, name);
         return;
     }
-    int saved = errno;
     o_free_table(p, name);
-    errno = saved;
 }
 
 static void o_free_named(void *p) { o_free_named_as(p, "free"); }

@@ -238,6 +238,10 @@ int pm_i_pool_trim(void);
  * its pm_* functions), and a call through them would reach that copy. */
 int pm_i_trim(void);
 int pm_i_debug_enabled(void);
+/* modes/debug.c: the debug hooks' free (any domain's: its ctx says which).
+ * It keeps errno by itself, so that a caller of a domain's free that finds
+ * it there calls it without saving errno (src/api.c, src/override.c). */
+void pm_i_debug_free(void *ctx, void *p);
 /* 1 if the debug hooks are installed on domain d (maybe under a hook). */
 int pm_i_debug_enabled_on(pm_domain d);
 /* glibc's malloc_trim (of the library whose __libc_malloc we call), or 0

@@ -190,6 +190,58 @@ static void test_free_keeps_errno(void)
     PM_CHECK_EQ(changed, 0);
 }
 
+/* Debug modes: free keeps errno through its reports too. pm_*_free and the
+ * override call the hooks' free without saving errno around it (it saves
+ * it itself: modes/debug.c, dbg_free), so each of its paths must: here an
+ * overflow, a double free and an invalid pointer in every domain, pool and
+ * C library blocks, reported to an error handler that changes errno and
+ * returns, once with stderr open and once with it closed (the report's
+ * writes fail with EBADF). */
+static int clobber_calls;
+static void clobbering_handler(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    clobber_calls++;
+    errno = EIO;
+}
+
+static void test_free_keeps_errno_through_reports(void)
+{
+    if (!pm_debug_enabled())
+        return;
+    int changed = 0, expected = 0;
+    int err = dup(2);
+    PM_CHECK(err >= 0);
+    clobber_calls = 0;
+    pm_set_error_handler(clobbering_handler, NULL);
+    for (int closed = 0; closed < 2; closed++) {
+        if (closed)
+            close(2);
+        for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+            const pm_t_domain *D = &pm_t_domains[d];
+            static const size_t sizes[] = {24, 5000};
+            for (int i = 0; i < 2; i++) {
+                unsigned char *p = D->malloc(sizes[i]);
+                PM_CHECK(p != NULL);
+                p[sizes[i]] = 0x11; /* 1 byte past the end */
+                FREE_KEEPS_ERRNO(D->free(p)); /* reported, leaked */
+                unsigned char *q = D->malloc(sizes[i]);
+                PM_CHECK(q != NULL);
+                D->free(q);
+                FREE_KEEPS_ERRNO(D->free(q)); /* double free */
+                FREE_KEEPS_ERRNO(D->free(&changed)); /* invalid pointer */
+                expected += 3;
+            }
+        }
+    }
+    dup2(err, 2);
+    close(err);
+    pm_set_error_handler(NULL, NULL);
+    PM_CHECK_EQ(clobber_calls, expected);
+    PM_CHECK_EQ(changed, 0);
+}
+
 /* realloc(p, 0) returns a valid block and never frees. */
 static void test_realloc_zero(void)
 {
@@ -469,6 +521,7 @@ int main(void)
     PM_RUN(test_calloc_zeroes);
     PM_RUN(test_free_null);
     PM_RUN(test_free_keeps_errno);
+    PM_RUN(test_free_keeps_errno_through_reports);
     PM_RUN(test_realloc_zero);
     PM_RUN(test_realloc_keeps_contents);
     PM_RUN(test_alignment);

@@ -210,6 +210,47 @@ static void test_free_keeps_errno_through_hook(void)
     PM_CHECK_EQ(pm_set_allocator(PM_DOMAIN_MEM, &errno_below), 0);
 }
 
+/* The debug modes: free keeps errno through its reports (the override
+ * calls the hooks' free without saving errno: it saves it itself), here to
+ * an error handler that changes errno and returns: an overflow of a pool
+ * block and of a C library block, a double free, an invalid pointer, and
+ * realloc(p, 0) of a damaged block. */
+static int eio_calls;
+static void eio_handler(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    eio_calls++;
+    errno = EIO;
+}
+
+static void test_free_keeps_errno_through_reports(void)
+{
+    if (!pm_debug_enabled())
+        return;
+    eio_calls = 0;
+    pm_set_error_handler(eio_handler, NULL);
+    int expected = 0;
+    const size_t sizes[] = {24, 5000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = v_malloc(sizes[i]), *q = v_malloc(sizes[i]);
+        unsigned char *r = v_malloc(sizes[i]);
+        PM_CHECK(p != NULL && q != NULL && r != NULL);
+        p[sizes[i]] = 0x11;
+        r[sizes[i]] = 0x11;
+        errno = ENOENT;
+        v_free(p); /* buffer overflow: reported, leaked */
+        v_free(q);
+        v_free(q); /* double free */
+        v_free(&expected); /* invalid pointer */
+        PM_CHECK(v_realloc(r, 0) == NULL); /* buffer overflow */
+        PM_CHECK_EQ(errno, ENOENT);
+        expected += 4;
+    }
+    pm_set_error_handler(NULL, NULL);
+    PM_CHECK_EQ(eio_calls, expected);
+}
+
 static void test_posix_memalign(void)
 {
     const size_t bad[] = {0, 1, sizeof(void *) / 2, 12, 24, 48, 100, 3 * sizeof(void *)};
@@ -680,6 +721,7 @@ int main(void)
     PM_RUN(test_errors_set_enomem);
     PM_RUN(test_free_keeps_errno_every_kind);
     PM_RUN(test_free_keeps_errno_through_hook);
+    PM_RUN(test_free_keeps_errno_through_reports);
     PM_RUN(test_posix_memalign);
     PM_RUN(test_aligned_alloc_memalign);
     PM_RUN(test_valloc_pvalloc);
