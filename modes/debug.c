@@ -253,11 +253,17 @@ static inline void busy_enter(void)
 
 static void drain_nested(void);
 
-static inline void busy_leave(void)
+/* busy_leave without the frees that waited (the caller frees them). */
+static inline void busy_clear(void)
 {
     atomic_signal_fence(memory_order_seq_cst);
     pm_i_debug_busy = 0;
     atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void busy_leave(void)
+{
+    busy_clear();
     if (PM_I_UNLIKELY(nested_frees.pending))
         drain_nested();
 }
@@ -295,73 +301,55 @@ static inline uint64_t full_serial(uint64_t low)
  * threads allocating at once; with runs, see bench/README.md). The counter
  * is always at or above every serial handed out (full_serial needs that).
  *
- * Signal handlers: dbg_malloc's fast path takes its serial without marking
- * its thread busy, so a handler that interrupts it there and allocates
- * takes a serial too (not nested: "Calls nested" above). Each increment
- * is therefore one instruction (bump_local: xadd, without a lock prefix,
- * on x86-64; an atomic add elsewhere): a handler's increment comes whole
- * before or after the interrupted one. Before, a load, an add and a store:
- * a handler between the load and the store took the same serial as the
- * block being made (tests/test_debug_serial_signal.c: some 20 duplicates
- * a second with one thread). A run is [run_next + 1, run_end]: a serial
- * is taken by an increment of run_next, and is this thread's if it is at
- * most run_end as read BEFORE the increment (a handler that renews the
- * run in between leaves run_next in the new run, above the old end: that
- * serial is skipped, not duplicated; run_next past the end of a run used
- * up is never compared with a newer end). A new run is stored run_next
- * first, then run_end: a handler between the two stores finds run_next
- * above the old end, and renews the run itself (whose numbers the
- * interrupted store of run_end then leaves unused, run_next being above
- * it). */
+ * Signal handlers: every serial is taken with the thread marked busy
+ * (busy_enter: "Calls nested" above), so a handler that interrupts the
+ * increment and allocates is nested (its block the early arena's, with no
+ * serial) and cannot take the same number. Past the fast paths the thread
+ * is busy anyway; dbg_malloc's fast path marks it for the increment
+ * alone. The increment is then a plain load, add and store. From
+ * 0a19076 to 2026-12-05 it was instead one instruction a handler could not
+ * split (xadd without a lock prefix): on this AMD EPYC its latency chains
+ * from one malloc to the next, 2.2 ns against 0.55 for the load and store
+ * (1.5 ns of pymalloc_debug's 13 ns 16-byte pair), where the busy mark
+ * (its stores, and the test for a handler's free that waited) costs 0.25
+ * ns and 13 instructions. Before 0a19076 a handler between the
+ * load and the store took the serial of the block being made
+ * (tests/test_debug_serial_signal.c: some 20 duplicates a second with one
+ * thread). A run is [run_next + 1, run_end]. */
 #define SERIAL_RUN 256u
 static __thread uint64_t run_next __attribute__((tls_model("initial-exec")));
 static __thread uint64_t run_end __attribute__((tls_model("initial-exec")));
 
-/* *p += 1 in one instruction (a signal handler on this thread sees it
- * whole), and the new value. Not atomic against other threads on x86-64
- * (a lock prefix is: some 18 cycles more, for a counter that one thread
- * alone uses); elsewhere an atomic add, which is also signal-safe. */
-static inline uint64_t bump_local(uint64_t *p)
-{
-#if defined(__x86_64__)
-    uint64_t v = 1;
-    __asm__ volatile("xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
-    return v + 1;
-#else
-    return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
-#endif
-}
-
-/* A new run for this thread: its first serial. */
+/* A new run for this thread: its first serial (busy). */
 __attribute__((noinline)) static uint64_t new_run(void)
 {
     uint64_t r = atomic_fetch_add_explicit(&serial_counter, SERIAL_RUN, memory_order_relaxed);
     run_next = r + 1;
-    atomic_signal_fence(memory_order_seq_cst);
     run_end = r + SERIAL_RUN;
     return r + 1;
 }
 
-/* The next serial of this thread's run, or 0 if the run is used up. */
-static inline uint64_t run_take(void)
+/* Every serial is taken here, the thread busy: the next number, or 0 when
+ * this thread's run is used up (then new_run). */
+static inline uint64_t serial_take(void)
 {
-    uint64_t end = run_end;
-    atomic_signal_fence(memory_order_seq_cst); /* (bump_local's asm is a barrier too) */
-    uint64_t s = bump_local(&run_next);
-    return PM_I_LIKELY(s <= end) ? s : 0;
+    if (PM_I_SINGLE_THREADED()) {
+        uint64_t s = atomic_load_explicit(&serial_counter, memory_order_relaxed) + 1;
+        atomic_store_explicit(&serial_counter, s, memory_order_relaxed);
+        return s;
+    }
+    uint64_t s = run_next + 1;
+    if (PM_I_UNLIKELY(s > run_end))
+        return 0;
+    run_next = s;
+    return s;
 }
 
-__attribute__((noinline)) static uint64_t bump_serial_shared(void)
-{
-    uint64_t s = run_take();
-    return PM_I_LIKELY(s != 0) ? s : new_run();
-}
-
+/* The serial of a new block (busy). */
 static inline uint64_t bump_serial(void)
 {
-    if (PM_I_SINGLE_THREADED())
-        return bump_local((uint64_t *)&serial_counter);
-    return bump_serial_shared();
+    uint64_t s = serial_take();
+    return PM_I_LIKELY(s != 0) ? s : new_run();
 }
 
 /* This thread's run dropped (a fork's child, a test setting the next
@@ -1935,12 +1923,19 @@ __attribute__((noinline, cold)) static void *malloc_nested_as(void *ctx, size_t 
 }
 
 /* dbg_malloc's fast path took pool block base and found its side word w,
- * but this thread's run of serials is used up: a new run. (With
- * PYMALLOC_BREAK_SERIAL the fast path is off: pool_fast.) */
+ * but this thread's run of serials is used up (serial 0): a new run; or a
+ * signal handler's free waited while it took its serial: freed now (by
+ * busy_leave). (With PYMALLOC_BREAK_SERIAL the fast path is off:
+ * pool_fast.) */
 __attribute__((noinline)) static void *malloc_side_slow(const dbg *g, unsigned char *base,
-                                                        size_t n, _Atomic uint64_t *w)
+                                                        size_t n, _Atomic uint64_t *w,
+                                                        uint64_t serial)
 {
-    return side_block_tail(g, base, n, w, new_run());
+    busy_enter();
+    if (serial == 0)
+        serial = new_run();
+    busy_leave();
+    return side_block_tail(g, base, n, w, serial);
 }
 
 /* dbg_malloc's fast path took pool block base, which has no side word (an
@@ -1999,11 +1994,14 @@ static void *dbg_malloc(void *ctx, size_t n)
                 return malloc_written(g, n, base);
             header_first(g, base, n);
             fill_clean(base + PM_I_DEBUG_HEAD, n);
-            uint64_t serial;
-            if (PM_I_SINGLE_THREADED())
-                serial = bump_local((uint64_t *)&serial_counter);
-            else if (PM_I_UNLIKELY((serial = run_take()) == 0))
-                return malloc_side_slow(g, base, n, w);
+            /* The serial, the thread marked busy for the increment (see
+             * "Serial numbers"); a run used up, or a handler's free that
+             * waited meanwhile: malloc_side_slow. */
+            busy_enter();
+            uint64_t serial = serial_take();
+            busy_clear();
+            if (PM_I_UNLIKELY(serial == 0) || PM_I_UNLIKELY(nested_frees.pending))
+                return malloc_side_slow(g, base, n, w, serial);
             return side_block_tail(g, base, n, w, serial);
         }
     }
