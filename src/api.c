@@ -695,17 +695,34 @@ __attribute__((noinline)) static void free_keeping_errno(void *ctx, pm_i_free_fn
     errno = saved;
 }
 
-static inline void dom_free(pm_domain d, void *p)
+static inline __attribute__((always_inline)) void dom_free_ready(pm_domain d, void *p)
 {
-    if (p == NULL)
-        return;
-    ready();
     const pm_i_base *r = atomic_load_explicit(&pm_i_domains[d].cur, memory_order_acquire);
     if (PM_I_LIKELY(r == &pm_i_pool_base) || PM_I_LIKELY(r->a.free == pm_i_debug_free)) {
         r->a.free(r->a.ctx, p);
         return;
     }
     free_keeping_errno(r->a.ctx, r->a.free, p);
+}
+
+/* The first call of the library is a free: the set-up first (out of line,
+ * so that dom_free needs no stack frame). */
+__attribute__((noinline, cold)) static void free_first_use(pm_domain d, void *p)
+{
+    ready();
+    dom_free_ready(d, p);
+}
+
+static inline void dom_free(pm_domain d, void *p)
+{
+    if (p == NULL)
+        return;
+    if (PM_I_UNLIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) !=
+                      PM_I_STATE_IN_USE)) {
+        free_first_use(d, p);
+        return;
+    }
+    dom_free_ready(d, p);
 }
 
 #define PM_I_DEFINE_DOMAIN(prefix, D)                                                   \

@@ -41,6 +41,12 @@
 #define PM_I_SINGLE_THREADED() 0
 #endif
 
+/* Everything declared below is the library's own (and hidden: see above),
+ * so the compiler reaches it directly, not through the global offset table
+ * (a declaration without this is taken as possibly another object's).
+ * No header is included inside. */
+#pragma GCC visibility push(hidden)
+
 /* fork() in a process that has never had a second thread: the fork
  * handlers take none of our locks, as glibc's fork takes none of its
  * malloc's then. No other thread can hold one, and this thread may: fork()
@@ -616,5 +622,7 @@ __attribute__((noreturn)) void pm_i_fatal_option(const char *var, const char *va
 /* src/api.c: run fn() to rewrite the table, as pm_set_mode does, if nothing
  * has been allocated yet; 0, or -1 (errno = EBUSY) once the mode is in use. */
 int pm_i_reconfigure(void (*fn)(void));
+
+#pragma GCC visibility pop
 
 #endif /* PM_INTERNAL_H */
