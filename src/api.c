@@ -605,10 +605,14 @@ int pm_set_allocator(pm_domain domain, const pm_allocator *a)
  * Entry points.
  */
 
+static inline int in_use(void)
+{
+    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
+}
+
 static inline void ready(void)
 {
-    if (PM_I_UNLIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) !=
-                      PM_I_STATE_IN_USE))
+    if (PM_I_UNLIKELY(!in_use()))
         pm_i_first_use();
 }
 
@@ -709,7 +713,7 @@ static inline __attribute__((always_inline)) void dom_free_ready(pm_domain d, vo
  * so that dom_free needs no stack frame). */
 __attribute__((noinline, cold)) static void free_first_use(pm_domain d, void *p)
 {
-    ready();
+    pm_i_first_use();
     dom_free_ready(d, p);
 }
 
@@ -717,8 +721,7 @@ static inline void dom_free(pm_domain d, void *p)
 {
     if (p == NULL)
         return;
-    if (PM_I_UNLIKELY(atomic_load_explicit(&pm_i_state, memory_order_acquire) !=
-                      PM_I_STATE_IN_USE)) {
+    if (PM_I_UNLIKELY(!in_use())) {
         free_first_use(d, p);
         return;
     }

@@ -290,10 +290,11 @@ static inline void *o_calloc(size_t nelem, size_t elsize, const char *name)
 
 /* free keeps errno (glibc >= 2.33, POSIX 2024). The fast paths do not save
  * it around the library's own frees, which keep it (libc's, the pools',
- * the debug hooks'; test_override checks it in every mode). A hook's free may change it (a log write that fails): o_free_hook
- * saves it around that one (before, free changed errno in the malloc and
- * pymalloc modes, where the fast path called the hook directly, and kept it
- * in the debug modes). */
+ * the debug hooks'; test_override checks it in every mode). A hook's free
+ * may change it (a log write that fails): o_free_hook saves it around that
+ * one (before, free changed errno in the malloc and pymalloc modes, where
+ * the fast path called the hook directly, and kept it in the debug
+ * modes). */
 /* The mode is in use: free of p (not NULL, not the early arena's) through
  * the table, naming the entry point. errno kept: saved around a free that
  * is not the debug hooks' (which keeps it, and so do PM_O_LEAVE's frees of
