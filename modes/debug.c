@@ -2208,6 +2208,21 @@ __attribute__((noinline, cold)) static void free_nested(dbg *g, void *p)
         (void)pm_i_defer_push(&nested_frees, p, nested_entry(), (unsigned)(g - dbgs));
 }
 
+/* dbg_free's fast path claimed block p (live -> freed, with g->filled)
+ * and found it damaged: its word live again (the block leaked), then the
+ * report. The word and its live value are found again here, so that the
+ * fast path keeps no register for either past the claim. No other thread
+ * changes a claimed word. (A live word's SIDE_FILLED, if it had one, is
+ * not put back: that bit means something in a freed word only.) */
+__attribute__((noinline, cold)) static void free_damaged(dbg *g, unsigned char *p)
+{
+    int status;
+    _Atomic uint64_t *w = pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    atomic_store_explicit(w, (v ^ (SIDE_LIVE | SIDE_FREED)) & ~g->filled, memory_order_release);
+    free_slow(g, p, w);
+}
+
 /* dbg_free is the library's pm_i_debug_free (src/pm_internal.h): the
  * callers of a domain's free tell the hooks' free by its address. */
 #define dbg_free pm_i_debug_free
@@ -2261,8 +2276,8 @@ __attribute__((noinline)) static void below_free_checked(const dbg *g, void *bas
 
 /* The fast path: a live pool block of this API, intact, no serial to
  * break on. It calls out only in tail position (built as position-
- * independent code it still saves two registers: the thread cache's
- * address takes one).
+ * independent code it still saves one register; two before its damaged
+ * path found the side word again, free_damaged: 2 instructions a pair).
  * It keeps errno, as free must, by itself: the fast path sets none (nor
  * does the pools' fast path it ends in), and every function it hands a
  * block to saves errno around its work (free_nested, free_slow,
@@ -2306,7 +2321,8 @@ void dbg_free(void *ctx, void *ptr)
                     below_free_checked(g, p - PM_I_DEBUG_HEAD);
                 return;
             }
-            atomic_store_explicit(w, v, memory_order_release); /* live again */
+            free_damaged(g, p); /* live again, then reported */
+            return;
         }
     }
     free_slow(g, p, w); /* reports, or a registry block */
