@@ -1983,10 +1983,11 @@ static void *dbg_malloc(void *ctx, size_t n)
     if (nested())
         return malloc_nested_as(ctx, n);
     if (PM_I_LIKELY(g->pool_fast) && PM_I_LIKELY(n <= PM_P_SIDE_SIZE_MAX)) {
-        unsigned char *base = pm_i_p_pop(n + PM_I_DEBUG_EXTRA, 1);
+        void *bad = NULL;
+        unsigned char *base = pm_i_p_pop_split(n + PM_I_DEBUG_EXTRA, 1, &bad);
+        if (PM_I_UNLIKELY(bad != NULL))
+            return malloc_bad_link(g, n, PM_P_POP_BAD(bad));
         if (PM_I_LIKELY(base != NULL)) {
-            if (PM_I_UNLIKELY(PM_P_POP_IS_BAD(base)))
-                return malloc_bad_link(g, n, base);
             _Atomic uint64_t *w = pm_i_pool_side_new(base);
             if (PM_I_UNLIKELY(w == NULL))
                 return malloc_no_side(g, base, n);
