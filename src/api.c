@@ -605,14 +605,9 @@ int pm_set_allocator(pm_domain domain, const pm_allocator *a)
  * Entry points.
  */
 
-static inline int in_use(void)
-{
-    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
-}
-
 static inline void ready(void)
 {
-    if (PM_I_UNLIKELY(!in_use()))
+    if (PM_I_UNLIKELY(!pm_i_in_use()))
         pm_i_first_use();
 }
 
@@ -721,7 +716,7 @@ static inline void dom_free(pm_domain d, void *p)
 {
     if (p == NULL)
         return;
-    if (PM_I_UNLIKELY(!in_use())) {
+    if (PM_I_UNLIKELY(!pm_i_in_use())) {
         free_first_use(d, p);
         return;
     }

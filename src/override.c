@@ -124,12 +124,6 @@ static __attribute__((noinline, cold)) void o_drain(void)
  * Dispatch.
  */
 
-/* The mode is installed and fixed. */
-static inline int o_in_use(void)
-{
-    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
-}
-
 /* O_PLAIN once the mode is installed and fixed and has no debug hooks: the
  * fast paths' one test. O_NAMED once it is installed with debug hooks: then
  * every call takes the path that names the entry point. Decided by the first
@@ -161,7 +155,7 @@ enum { o_loading = 0 };
  * in use. */
 static int o_ready(void)
 {
-    if (!o_in_use()) {
+    if (!pm_i_in_use()) {
         if (o_loading)
             return 0;
 #ifndef PM_O_PREFIX
@@ -174,7 +168,7 @@ static int o_ready(void)
 #else
         pm_i_first_use(); /* the renamed copy: libc never calls it */
 #endif
-        if (!o_in_use())
+        if (!pm_i_in_use())
             return 0;
     }
     /* (the mem domain's hooks: with the debug hooks replaced on another

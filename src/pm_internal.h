@@ -464,6 +464,13 @@ enum {
     PM_I_STATE_IN_USE = 3   /* something was allocated: the mode is fixed */
 };
 extern _Atomic int pm_i_state;
+
+/* The mode is installed and fixed (the entry points' and the override's
+ * one test of the state on their fast paths). */
+static inline int pm_i_in_use(void)
+{
+    return atomic_load_explicit(&pm_i_state, memory_order_acquire) == PM_I_STATE_IN_USE;
+}
 /* Called by the entry points while the state is not IN_USE. */
 void pm_i_first_use(void);
 /* Make sure a mode is installed (does not mark the mode as used). */
