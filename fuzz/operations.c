@@ -19,14 +19,17 @@
  * BURST for 0xF0..0xFF (op_burst): an input written before BURST existed
  * decodes as it did unless one of its opcode bytes is 0xF0 or more.
  *
- * `dom` (% 4) picks the raw, mem or obj domain (pm_raw_malloc, ...) or the
- * malloc family (an allocation into a full slot frees the old block first,
- * through its own domain; a block is always reallocated and freed through
- * the domain that made it). Sizes are drawn from four ranges: 0..63, 64..575
- * (around the 512-byte pool limit), up to 16 KiB and up to 256 KiB (past
- * glibc's mmap threshold). The bracketed bytes are read only where they
- * apply: nelem when the element size is 0, `how` when the block's domain is
- * the malloc family.
+ * `dom` (% 5) picks the raw, mem or obj domain (pm_raw_malloc, ...), the
+ * malloc family, or the malloc family by glibc's other names
+ * (__libc_malloc, __libc_calloc, __libc_realloc, __libc_memalign,
+ * __libc_valloc, __libc_pvalloc) (an allocation into a full slot frees the
+ * old block first, through its own domain; a block is always reallocated
+ * and freed through the domain that made it, a block of either malloc
+ * family by free, __libc_free or cfree, in turn). Sizes are drawn from
+ * four ranges: 0..63, 64..575 (around the 512-byte pool limit), up to 16
+ * KiB and up to 256 KiB (past glibc's mmap threshold). The bracketed bytes
+ * are read only where they apply: nelem when the element size is 0, `how`
+ * when the block's domain is either malloc family.
  *
  * The malloc family is src/override.c's code itself, compiled a second time
  * with its exported names renamed (-DPM_O_PREFIX=pm_fz_: pm_fz_malloc, ...,
@@ -152,7 +155,7 @@ FZ_DOMAIN_GLUE(obj, PM_DOMAIN_OBJ)
 /* Indexed by the domain byte; the pm_* domains first, at their pm_domain
  * values, so that an input written for three domains decodes as before
  * whenever its domain bytes are below 3. */
-enum { DOM_RAW, DOM_MEM, DOM_OBJ, DOM_LIBC };
+enum { DOM_RAW, DOM_MEM, DOM_OBJ, DOM_LIBC, DOM_NAMES };
 static const fz_domain domains[] = {
     [DOM_RAW] = {"raw", PM_DOMAIN_RAW, 0, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc,
                  pm_raw_free, raw_memalign, raw_usable},
@@ -162,6 +165,13 @@ static const fz_domain domains[] = {
                  pm_obj_free, obj_memalign, obj_usable},
     [DOM_LIBC] = {"malloc family", PM_DOMAIN_MEM, 1, pm_fz_malloc, pm_fz_calloc, pm_fz_realloc,
                   pm_fz_free, pm_fz_memalign, pm_fz_malloc_usable_size},
+    /* glibc's other names of the malloc family (__libc_malloc, ...), which
+     * have call paths of their own (each report names the function called);
+     * a block of either family is freed by free, __libc_free or cfree
+     * (release), as programs may mix them. */
+    [DOM_NAMES] = {"glibc's names", PM_DOMAIN_MEM, 1, pm_fz___libc_malloc, pm_fz___libc_calloc,
+                   pm_fz___libc_realloc, pm_fz___libc_free, pm_fz___libc_memalign,
+                   pm_fz_malloc_usable_size},
 };
 #define NDOMAINS (sizeof domains / sizeof domains[0])
 static const char *const table_names[PM_DOMAIN_COUNT] = {"raw", "mem", "obj"};
@@ -424,11 +434,18 @@ static void drop(slot *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The malloc family's three names of free, taken in turn by step (so the
+ * blocks of malloc and of __libc_malloc are each freed by all three). */
+static void (*const libc_frees[3])(void *) = {pm_fz_free, pm_fz___libc_free, pm_fz_cfree};
+
 static void release(slot *s)
 {
     verify_contents(s);
     dispatched(s->dom, K_FREE);
-    domains[s->dom].free(s->p);
+    if (domains[s->dom].glibc)
+        libc_frees[T.step % 3u](s->p);
+    else
+        domains[s->dom].free(s->p);
     drop(s);
 }
 
@@ -483,14 +500,14 @@ static size_t budget(size_t n, size_t replacing)
 
 /* realloc(p, n) as the input's byte `how` chooses: realloc, or reallocarray
  * with a product equal to n. */
-static void *libc_realloc_how(void *p, size_t n, uint8_t how)
+static void *libc_realloc_how(const fz_domain *D, void *p, size_t n, uint8_t how)
 {
     size_t k = n != 0 ? n & -n : 8; /* the largest power of two dividing n, at most 16 */
     if (k > 16)
         k = 16;
     switch (how % 4u) {
     case 0:
-        return pm_fz_realloc(p, n);
+        return D->realloc(p, n); /* realloc or __libc_realloc */
     case 1:
         return pm_fz_reallocarray(p, n, 1);
     case 2:
@@ -545,7 +562,7 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
     switch (how % 5u) {
     case 0:
     case 1: /* glibc rounds an alignment that is not a power of two up */
-        p = (how % 5u == 0 ? pm_fz_aligned_alloc : pm_fz_memalign)(align, n);
+        p = (how % 5u == 0 ? pm_fz_aligned_alloc : domains[dom].memalign)(align, n);
         want = round_pow2(align);
         break;
     case 2: {
@@ -563,12 +580,12 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
         break;
     }
     case 3:
-        p = pm_fz_valloc(n);
+        p = (dom == DOM_NAMES ? pm_fz___libc_valloc : pm_fz_valloc)(n);
         want = ps;
         break;
     default:
         size = (n + ps - 1) & ~(ps - 1); /* pvalloc: whole pages, all usable */
-        p = pm_fz_pvalloc(n);
+        p = (dom == DOM_NAMES ? pm_fz___libc_pvalloc : pm_fz_pvalloc)(n);
         want = ps;
         break;
     }
@@ -646,7 +663,7 @@ static void op_realloc(fz_in *in)
     uint8_t how = D->glibc ? fz_u8(in) : 0;
     if (s->p == NULL) { /* realloc(NULL, n) is malloc(n) */
         dispatched(dom, K_MALLOC);
-        adopt(s, D->glibc ? libc_realloc_how(NULL, n, how) : D->realloc(NULL, n), n, dom,
+        adopt(s, D->glibc ? libc_realloc_how(D, NULL, n, how) : D->realloc(NULL, n), n, dom,
               BASE_ALIGN);
         fill(s, 0, n);
         return;
@@ -655,13 +672,13 @@ static void op_realloc(fz_in *in)
     dispatched(dom, D->glibc && n == 0 ? K_FREE : K_REALLOC);
     if (D->glibc && n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
         verify_contents(s);
-        void *q = libc_realloc_how(s->p, 0, how);
+        void *q = libc_realloc_how(D, s->p, 0, how);
         if (q != NULL)
             fail_block(s, "realloc(p, 0) returned a block instead of freeing p", 0);
         drop(s);
         return;
     }
-    unsigned char *q = D->glibc ? libc_realloc_how(s->p, n, how) : D->realloc(s->p, n);
+    unsigned char *q = D->glibc ? libc_realloc_how(D, s->p, n, how) : D->realloc(s->p, n);
     if (q == NULL)
         fail_block(s, "realloc failed for a valid size", n);
     size_t old = s->size, keep = old < n ? old : n;
@@ -798,7 +815,7 @@ static void op_badsize(fz_in *in)
                       "reallocarray(p, overflow)");
         break;
     case 4:
-        expect_enomem((which & 1 ? pm_fz_memalign : pm_fz_aligned_alloc)(
+        expect_enomem((which & 1 ? D->memalign : pm_fz_aligned_alloc)(
                           (size_t)1 << (which % 17u), big),
                       "memalign/aligned_alloc(a, huge)");
         break;
@@ -833,9 +850,11 @@ static void op_badsize(fz_in *in)
         break;
     default:
         if (which & 1)
-            expect_enomem(pm_fz_valloc(big), "valloc(huge)");
+            expect_enomem((dom == DOM_NAMES ? pm_fz___libc_valloc : pm_fz_valloc)(big),
+                          "valloc(huge)");
         else
-            expect_enomem(pm_fz_pvalloc(big), "pvalloc(huge)");
+            expect_enomem((dom == DOM_NAMES ? pm_fz___libc_pvalloc : pm_fz_pvalloc)(big),
+                          "pvalloc(huge)");
         break;
     }
 }
