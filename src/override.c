@@ -400,11 +400,33 @@ static inline int o_named(void)
     return atomic_load_explicit(&o_kind, memory_order_acquire) == O_NAMED;
 }
 
+/* Until the first call off the fast path (o_ready) the kind is undecided,
+ * and a call takes the plain paths, whose reports name malloc and free. So
+ * an entry point with a name of its own (__libc_free, cfree, realloc(p, 0),
+ * __libc_malloc, realloc(NULL, n), an aligned allocation up to 16 bytes)
+ * decides it first: its report names it even as the process's first call
+ * (before 2026-12-05 a double free by a first __libc_free was "free:
+ * double free", found by the corruption fuzzer). errno kept (the
+ * set-up's). */
+static O_COLD void o_decide(void)
+{
+    int saved = errno;
+    (void)o_ready();
+    errno = saved;
+}
+
+static inline void o_decided(void)
+{
+    if (PM_I_UNLIKELY(atomic_load_explicit(&o_kind, memory_order_relaxed) == O_UNDECIDED))
+        o_decide();
+}
+
 /* malloc of n for the function the program called (name): with the debug
  * hooks, a report made by it names that function (realloc(NULL, n), the
  * memalign family up to 16-byte alignment); else the plain malloc. */
 static void *o_malloc_as(size_t n, const char *name)
 {
+    o_decided();
     if (o_named() && PM_I_LIKELY(n <= (size_t)PTRDIFF_MAX))
         return o_malloc_named_as(n, name);
     return o_malloc(n);
@@ -418,6 +440,7 @@ static inline void *o_realloc(void *p, size_t n, const char *name)
     if (p == NULL)
         return o_malloc_as(n, name);
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
+        o_decided();
         if (o_named())
             o_free_named_as(p, name);
         else
@@ -612,7 +635,11 @@ static void o_free_as(void *p, const char *name)
     if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
         __typeof__(&PM_O_NAME(free)) volatile exported = PM_O_NAME(free);
         exported(p);
-    } else if (o_named())
+        return;
+    }
+    if (p != NULL)
+        o_decided();
+    if (o_named())
         o_free_named_as(p, name);
     else
         o_free(p);

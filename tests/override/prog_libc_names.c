@@ -6,6 +6,11 @@
  *   prog_libc_names          the mix; prints "libc names ok"
  *   prog_libc_names overflow one byte past a __libc_malloc block, then
  *                            __libc_free (a debug mode reports it)
+ *   prog_libc_names first_libc_free | first_realloc0
+ *                            the process's first call of the malloc
+ *                            family is __libc_free or realloc(p, 0)
+ *                            of a global's address (a debug mode reports an
+ *                            invalid pointer, naming that function)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +38,19 @@ static int fail(const char *what, size_t n)
     return 1;
 }
 
+static char global_buf[64];
+
 int main(int argc, char **argv)
 {
+    /* (before any output: stdio's buffer would be the first malloc) */
+    if (argc > 1 && strcmp(argv[1], "first_libc_free") == 0)
+        l_free(global_buf + 16);
+    if (argc > 1 && strcmp(argv[1], "first_realloc0") == 0)
+        (void)p_realloc(global_buf + 16, 0);
+    if (argc > 1 && strncmp(argv[1], "first_", 6) == 0) {
+        puts("not reported");
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "overflow") == 0) {
         unsigned char *p = l_malloc(24);
         memset(p, 0, 25); /* one byte too many */
