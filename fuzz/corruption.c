@@ -10,9 +10,11 @@
  *   MAX_CASES:
  *     kind dom alloc sizesel size_lo size_hi trigger a0 a1 a2 a3
  *
- * Each case allocates one block through domain `dom` (malloc, calloc,
- * malloc + realloc to the size, or an aligned allocation; sizes 0..63,
- * 64..575 or 0..65535), does one thing to it, then calls one `trigger`
+ * Each case allocates one block through domain `dom` (% 5: raw, mem, obj,
+ * the malloc family, or the malloc family by glibc's __libc_* names; see
+ * `domains`) (malloc, calloc, malloc + realloc to the size, or an aligned
+ * allocation; sizes 0..63, 64..575 or 0..65535), does one thing to it, then
+ * calls one `trigger`
  * (free, realloc, pm_check_block or usable_size) and checks, through an
  * error handler that records into static storage, what was reported:
  *
@@ -56,11 +58,16 @@
 #include "fuzz.h"
 #include "../src/pm_debug.h"
 #include "../src/pm_internal.h"
+#include "../src/pm_override.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef PM_O_PREFIX
+#error "corruption.c calls the renamed copy of the override: build it with -DPM_O_PREFIX=pm_fz_"
+#endif
 
 #define MAX_CASES 16
 #define CASE_BYTES 11
@@ -312,6 +319,7 @@ typedef struct cz_domain {
     const char *name;
     char api;
     pm_domain d;
+    int family; /* the malloc family (the override's copy, pm_fz_*) */
     void *(*malloc)(size_t);
     void *(*calloc)(size_t, size_t);
     void *(*realloc)(void *, size_t);
@@ -319,14 +327,30 @@ typedef struct cz_domain {
     const char *free_name, *realloc_name, *malloc_name;
 } cz_domain;
 
-static const cz_domain domains[3] = {
-    {"raw", 'r', PM_DOMAIN_RAW, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc, pm_raw_free,
+/* The pm_* domains first, at their pm_domain values, so that an input
+ * written for three domains decodes as before whenever its domain bytes
+ * are below 3. Then the malloc family (src/override.c's code, renamed:
+ * operations.c tells why), by its own names and by glibc's other ones, with
+ * the API of MEM ('m'): each report names the function called. Its
+ * realloc(p, 0) frees (glibc's rule): the harness asks it for 1 byte
+ * instead (fam_size), which keeps one model for all five. */
+enum { NDOM = 5 };
+static const cz_domain domains[NDOM] = {
+    {"raw", 'r', PM_DOMAIN_RAW, 0, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc, pm_raw_free,
      "pm_raw_free", "pm_raw_realloc", "pm_raw_malloc"},
-    {"mem", 'm', PM_DOMAIN_MEM, pm_mem_malloc, pm_mem_calloc, pm_mem_realloc, pm_mem_free,
+    {"mem", 'm', PM_DOMAIN_MEM, 0, pm_mem_malloc, pm_mem_calloc, pm_mem_realloc, pm_mem_free,
      "pm_mem_free", "pm_mem_realloc", "pm_mem_malloc"},
-    {"obj", 'o', PM_DOMAIN_OBJ, pm_obj_malloc, pm_obj_calloc, pm_obj_realloc, pm_obj_free,
+    {"obj", 'o', PM_DOMAIN_OBJ, 0, pm_obj_malloc, pm_obj_calloc, pm_obj_realloc, pm_obj_free,
      "pm_obj_free", "pm_obj_realloc", "pm_obj_malloc"},
+    {"malloc family", 'm', PM_DOMAIN_MEM, 1, pm_fz_malloc, pm_fz_calloc, pm_fz_realloc,
+     pm_fz_free, "free", "realloc", "malloc"},
+    {"glibc's names", 'm', PM_DOMAIN_MEM, 1, pm_fz___libc_malloc, pm_fz___libc_calloc,
+     pm_fz___libc_realloc, pm_fz___libc_free, "__libc_free", "__libc_realloc", "__libc_malloc"},
 };
+
+/* The size a realloc through D is asked for: n, or 1 for 0 in the malloc
+ * family (whose realloc(p, 0) is a free). */
+static size_t fam_size(const cz_domain *D, size_t n) { return D->family && n == 0 ? 1 : n; }
 
 /* ---------------------------------------------------------------------------
  * Addresses this process freed through the debug layer (and has not been
@@ -463,6 +487,8 @@ static size_t take_size(fz_in *in)
 static int alloc_block(block *b, const cz_domain *D, uint8_t how, size_t n)
 {
     unsigned char *p;
+    if (how % 4u == 2)
+        n = fam_size(D, n); /* (made by a realloc) */
     b->D = D;
     b->n = n;
     arm();
@@ -488,9 +514,11 @@ static int alloc_block(block *b, const cz_domain *D, uint8_t how, size_t n)
             freed_note(q, (size_t)how * 3u, s, D->api);
         break;
     }
-    default:
-        p = pm_i_domain_memalign(D->d, (size_t)32 << (how >> 2 & 7u), n);
+    default: {
+        size_t al = (size_t)32 << (how >> 2 & 7u);
+        p = D->family ? pm_fz_memalign(al, n) : pm_i_domain_memalign(D->d, al, n);
         break;
+    }
     }
     expect_none("allocation");
     if (p == NULL)
@@ -541,7 +569,8 @@ static void *run_trigger(int t, const cz_domain *D, void *q, size_t n2)
         break;
     }
     default: {
-        size_t u = last_usable = pm_i_domain_usable_size(D->d, q);
+        size_t u = last_usable =
+            D->family ? pm_fz_malloc_usable_size(q) : pm_i_domain_usable_size(D->d, q);
         loud();
         if (R.n != 0 && u != 0)
             CZ_FAIL("usable_size gave %zu after a report", u);
@@ -597,7 +626,7 @@ static void case_inbounds(block *b, int t, const uint8_t *a, fz_in *in)
     (void)in;
     t %= T_COUNT;
     C.trigger = trigger_names[t];
-    size_t n2 = (size_t)a[3] * 3u;
+    size_t n2 = fam_size(b->D, (size_t)a[3] * 3u);
     if (b->n == 0) {
         /* Nothing to write: the trigger alone must not report. */
     } else {
@@ -618,7 +647,7 @@ static void case_damage(block *b, int t, const uint8_t *a, fz_in *in)
     (void)in;
     t %= 3; /* usable_size checks nothing */
     C.trigger = trigger_names[t];
-    size_t n2 = (size_t)a[3] * 3u;
+    size_t n2 = fam_size(b->D, (size_t)a[3] * 3u);
     ptrdiff_t off = (a[0] & 1) ? (ptrdiff_t)b->n + (a[1] & 15) : -16 + (a[1] & 15);
     unsigned char old = b->p[off];
     unsigned char val = a[2];
@@ -663,8 +692,8 @@ static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
     t %= T_COUNT;
     C.trigger = trigger_names[t];
     free_clean(b, "the first free");
-    const cz_domain *D2 = &domains[a[0] % 3u];
-    void *r = run_trigger(t, D2, b->p, (size_t)a[3]);
+    const cz_domain *D2 = &domains[a[0] % NDOM];
+    void *r = run_trigger(t, D2, b->p, fam_size(D2, a[3]));
     expect x = {t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE,
                 entry_of(t, D2),
                 b->p,
@@ -720,14 +749,15 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
         break;
     }
     const cz_domain *D = b->D;
-    unsigned char *r = run_trigger(t, D, q, (size_t)a[3]);
+    size_t n2 = fam_size(D, a[3]);
+    unsigned char *r = run_trigger(t, D, q, n2);
     if (q == NULL) {
         expect_none("NULL");
         if (t == T_REALLOC) { /* realloc(NULL, n) is malloc(n) */
             if (r == NULL)
-                CZ_FAIL("realloc(NULL, %u) failed", a[3]);
+                CZ_FAIL("realloc(NULL, %zu) failed", n2);
             freed_reused(r);
-            block nb = {r, a[3], new_serial(r, a[3]), D};
+            block nb = {r, n2, new_serial(r, n2), D};
             free_clean(&nb, "free of realloc(NULL, n)");
         }
     } else {
@@ -757,8 +787,14 @@ static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
     (void)in;
     t %= 2; /* free or realloc */
     C.trigger = trigger_names[t];
-    const cz_domain *D2 = &domains[(b->D->d + 1u + (a[0] & 1u)) % 3u];
-    unsigned char *r = run_trigger(t, D2, b->p, (size_t)a[3]);
+    /* a[0] picks among the domains of another API */
+    const cz_domain *other[NDOM];
+    unsigned nother = 0;
+    for (unsigned i = 0; i < NDOM; i++)
+        if (domains[i].api != b->D->api)
+            other[nother++] = &domains[i];
+    const cz_domain *D2 = other[a[0] % nother];
+    unsigned char *r = run_trigger(t, D2, b->p, fam_size(D2, a[3]));
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
                 b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0};
     expect_report(&x, "another domain");
@@ -785,7 +821,7 @@ static void case_span(block *b, int t, const uint8_t *a, fz_in *in)
     uint32_t mask = (uint32_t)a[0] | (uint32_t)a[1] << 8 | (uint32_t)a[2] << 16 |
                     (uint32_t)a[3] << 24;
     uint8_t val = fz_u8(in), keep = fz_u8(in);
-    size_t n2 = (size_t)fz_u8(in) * 3u;
+    size_t n2 = fam_size(b->D, (size_t)fz_u8(in) * 3u);
     unsigned char *at[32], orig[32];
     for (int k = 0; k < 32; k++) {
         at[k] = k < 16 ? b->p - 16 + k : b->p + b->n + (k - 16);
@@ -1028,7 +1064,7 @@ static int case_waf_held(block *b, int t, const uint8_t *a)
             damaged = 1;
         }
 
-    const cz_domain *D2 = &domains[a[2] % 3u];
+    const cz_domain *D2 = &domains[a[2] % NDOM];
     size_t fill = (size_t)64 << 10;
     if (fill > budget / 8)
         fill = budget / 8;
@@ -1145,7 +1181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_in in = {data + 1, size - 1};
     for (C.step = 1; !fz_done(&in) && C.step <= MAX_CASES; C.step++) {
         uint8_t kind = fz_u8(&in) % K_COUNT;
-        const cz_domain *D = &domains[fz_u8(&in) % 3u];
+        const cz_domain *D = &domains[fz_u8(&in) % NDOM];
         uint8_t how = fz_u8(&in);
         size_t bytes = take_size(&in);
         int t = fz_u8(&in);
