@@ -440,7 +440,8 @@ static inline void *o_realloc(void *p, size_t n, const char *name)
     if (p == NULL)
         return o_malloc_as(n, name);
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
-        o_decided();
+        if (!pm_i_early_owns(p))
+            o_decided(); /* (an early block's free fixes no mode, as before) */
         if (o_named())
             o_free_named_as(p, name);
         else
@@ -637,8 +638,8 @@ static void o_free_as(void *p, const char *name)
         exported(p);
         return;
     }
-    if (p != NULL)
-        o_decided();
+    if (p != NULL && !pm_i_early_owns(p))
+        o_decided(); /* (an early block's free fixes no mode, as before) */
     if (o_named())
         o_free_named_as(p, name);
     else
