@@ -142,6 +142,7 @@ typedef struct fz_domain {
     void (*free)(void *);
     void *(*memalign)(size_t alignment, size_t n); /* alignment > 16 */
     size_t (*usable)(void *p);
+    void *(*valloc)(size_t n), *(*pvalloc)(size_t n); /* the malloc family's only */
 } fz_domain;
 
 #define FZ_DOMAIN_GLUE(lower, D)                                                       \
@@ -158,20 +159,21 @@ FZ_DOMAIN_GLUE(obj, PM_DOMAIN_OBJ)
 enum { DOM_RAW, DOM_MEM, DOM_OBJ, DOM_LIBC, DOM_NAMES };
 static const fz_domain domains[] = {
     [DOM_RAW] = {"raw", PM_DOMAIN_RAW, 0, pm_raw_malloc, pm_raw_calloc, pm_raw_realloc,
-                 pm_raw_free, raw_memalign, raw_usable},
+                 pm_raw_free, raw_memalign, raw_usable, NULL, NULL},
     [DOM_MEM] = {"mem", PM_DOMAIN_MEM, 0, pm_mem_malloc, pm_mem_calloc, pm_mem_realloc,
-                 pm_mem_free, mem_memalign, mem_usable},
+                 pm_mem_free, mem_memalign, mem_usable, NULL, NULL},
     [DOM_OBJ] = {"obj", PM_DOMAIN_OBJ, 0, pm_obj_malloc, pm_obj_calloc, pm_obj_realloc,
-                 pm_obj_free, obj_memalign, obj_usable},
+                 pm_obj_free, obj_memalign, obj_usable, NULL, NULL},
     [DOM_LIBC] = {"malloc family", PM_DOMAIN_MEM, 1, pm_fz_malloc, pm_fz_calloc, pm_fz_realloc,
-                  pm_fz_free, pm_fz_memalign, pm_fz_malloc_usable_size},
+                  pm_fz_free, pm_fz_memalign, pm_fz_malloc_usable_size, pm_fz_valloc,
+                  pm_fz_pvalloc},
     /* glibc's other names of the malloc family (__libc_malloc, ...), which
      * have call paths of their own (each report names the function called);
      * a block of either family is freed by free, __libc_free or cfree
      * (release), as programs may mix them. */
     [DOM_NAMES] = {"glibc's names", PM_DOMAIN_MEM, 1, pm_fz___libc_malloc, pm_fz___libc_calloc,
                    pm_fz___libc_realloc, pm_fz___libc_free, pm_fz___libc_memalign,
-                   pm_fz_malloc_usable_size},
+                   pm_fz_malloc_usable_size, pm_fz___libc_valloc, pm_fz___libc_pvalloc},
 };
 #define NDOMAINS (sizeof domains / sizeof domains[0])
 static const char *const table_names[PM_DOMAIN_COUNT] = {"raw", "mem", "obj"};
@@ -580,12 +582,12 @@ static void libc_aligned(slot *s, unsigned dom, uint8_t a, size_t n, uint8_t how
         break;
     }
     case 3:
-        p = (dom == DOM_NAMES ? pm_fz___libc_valloc : pm_fz_valloc)(n);
+        p = domains[dom].valloc(n);
         want = ps;
         break;
     default:
         size = (n + ps - 1) & ~(ps - 1); /* pvalloc: whole pages, all usable */
-        p = (dom == DOM_NAMES ? pm_fz___libc_pvalloc : pm_fz_pvalloc)(n);
+        p = domains[dom].pvalloc(n);
         want = ps;
         break;
     }
@@ -850,11 +852,9 @@ static void op_badsize(fz_in *in)
         break;
     default:
         if (which & 1)
-            expect_enomem((dom == DOM_NAMES ? pm_fz___libc_valloc : pm_fz_valloc)(big),
-                          "valloc(huge)");
+            expect_enomem(D->valloc(big), "valloc(huge)"); /* (cases 3..7: glibc's rules) */
         else
-            expect_enomem((dom == DOM_NAMES ? pm_fz___libc_pvalloc : pm_fz_pvalloc)(big),
-                          "pvalloc(huge)");
+            expect_enomem(D->pvalloc(big), "pvalloc(huge)");
         break;
     }
 }

@@ -421,6 +421,19 @@ static inline void o_decided(void)
         o_decide();
 }
 
+/* free of p for the function the program called (name: __libc_free, cfree,
+ * realloc(p, 0)), deciding the kind first; an early block's free fixes no
+ * mode, as before o_decided. */
+static void o_free_by(void *p, const char *name)
+{
+    if (p != NULL && !pm_i_early_owns(p))
+        o_decided();
+    if (o_named())
+        o_free_named_as(p, name);
+    else
+        o_free(p);
+}
+
 /* malloc of n for the function the program called (name): with the debug
  * hooks, a report made by it names that function (realloc(NULL, n), the
  * memalign family up to 16-byte alignment); else the plain malloc. */
@@ -440,12 +453,7 @@ static inline void *o_realloc(void *p, size_t n, const char *name)
     if (p == NULL)
         return o_malloc_as(n, name);
     if (n == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
-        if (!pm_i_early_owns(p))
-            o_decided(); /* (an early block's free fixes no mode, as before) */
-        if (o_named())
-            o_free_named_as(p, name);
-        else
-            o_free(p);
+        o_free_by(p, name);
         return NULL;
     }
     if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX))
@@ -636,14 +644,9 @@ static void o_free_as(void *p, const char *name)
     if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
         __typeof__(&PM_O_NAME(free)) volatile exported = PM_O_NAME(free);
         exported(p);
-        return;
+    } else {
+        o_free_by(p, name);
     }
-    if (p != NULL && !pm_i_early_owns(p))
-        o_decided(); /* (an early block's free fixes no mode, as before) */
-    if (o_named())
-        o_free_named_as(p, name);
-    else
-        o_free(p);
 }
 
 PM_O_EXPORT void PM_O_NAME(__libc_free)(void *p) { o_free_as(p, "__libc_free"); }
