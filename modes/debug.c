@@ -1612,7 +1612,7 @@ static int q_give_back(const dbg *g, int op, const qent *h)
         pool_links_check(g, op);
         return 1;
     }
-    pm_i_reg_release((uintptr_t)p, Q_SERIAL(h->meta));
+    pm_i_reg_release((uintptr_t)p, Q_SERIAL(h->meta), h->rec);
     below->a.free(below->a.ctx, h->base);
     return 1;
 }
@@ -2124,6 +2124,7 @@ static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigne
     pm_i_err e;
     int held = 0;
     uint64_t v = 0;
+    void *rec = NULL;
     if (w != NULL) {
         if ((v = side_claim(g, w, p, OP_FREE, &in, &e)) == 0) {
             maybe_break_before_report(OP_FREE, &e);
@@ -2141,6 +2142,7 @@ static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigne
         held = q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL);
         pm_i_reg_mark_freed_held(st, r, held);
         pm_i_reg_unlock(st);
+        rec = r;
     }
     maybe_break(in.serial);
     unsigned char *base = p - in.offset;
@@ -2159,7 +2161,8 @@ static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigne
         /* Into the quarantine (filled first: it may leave at once, from
          * another thread's free), and the oldest blocks out of it. */
         qent h = {base, in.size,
-                  Q_META(in.serial, g - dbgs, w != NULL ? Q_FROM_SLOT : g->libc_below, in.offset)};
+                  Q_META(in.serial, g - dbgs, w != NULL ? Q_FROM_SLOT : g->libc_below, in.offset),
+                  rec};
         qent out[Q_BATCH];
         q_hand_back(g, OP_FREE, out, q_push(&h, out, Q_BATCH));
     } else {

@@ -59,11 +59,14 @@
  * after the hooks were installed again over another; Q_FROM_SLOT a pool
  * block with a side word, PYMALLOC_QUARANTINE_POOLS=on: the pools' too,
  * but its record is its side word, not the registry) | log2 of the data's
- * offset from base (6 bits at 56). */
+ * offset from base (6 bits at 56); and where its registry record was when
+ * it came (rec: a hint for q_prefetch and pm_i_reg_release, checked before
+ * use; NULL for a pool block with a side word). */
 typedef struct qent {
     unsigned char *base;
     size_t size;
     uint64_t meta;
+    void *rec; /* where its registry record was when it came (a hint) */
 } qent;
 
 #define Q_META(serial, d, from, offset)                                                         \
@@ -337,6 +340,31 @@ static inline size_t q_limit(size_t own, size_t total, size_t cap)
     return total - cap < own ? own - (total - cap) : 0;
 }
 
+/* The lines the block Q_AHEAD places from the head of shard q (its lock
+ * held) will need when it leaves, asked for now: its first bytes and the
+ * C library's chunk header below them (q_damaged, q_chunk_ok, the C
+ * library's free), its registry record and its stripe's lock
+ * (pm_i_reg_release). A block leaves
+ * after thousands of other frees, when none of those lines is in a cache
+ * any more: their loads were a quarter of malloc_debug's time on a Python
+ * workload (bench/README.md). A prefetch never faults: a record's address
+ * in a table a rehash has unmapped since costs nothing. */
+enum { Q_AHEAD = 8 };
+static inline void q_prefetch(q_shard *q)
+{
+    if (q_len(q) <= Q_AHEAD)
+        return;
+    const qent *a = &q->ring[(q->head + Q_AHEAD) % Q_CAP];
+    const unsigned char *p = a->base + Q_OFFSET(a->meta);
+    __builtin_prefetch(p - 32);
+    __builtin_prefetch(p + 32);
+    __builtin_prefetch(p + 79);
+    if (a->rec != NULL) { /* (and its stripe's lock, both to be written) */
+        __builtin_prefetch(a->rec, 1);
+        __builtin_prefetch(pm_i_reg_stripe(pm_i_reg_hash((uintptr_t)p)), 1);
+    }
+}
+
 static int q_push(const qent *e, qent *out, int max)
 {
     q_shard *q = q_my_shard();
@@ -348,6 +376,7 @@ static int q_push(const qent *e, qent *out, int max)
     atomic_store_explicit(&q->len, q_len(q) + 1, memory_order_relaxed);
     atomic_store_explicit(&q->bytes, q_shard_bytes(q) + q_bytes(e), memory_order_relaxed);
     n += q_pop_locked(q, out + n, max - n, Q_SHARE);
+    q_prefetch(q);
     /* (One shard in use: its share is the whole.) */
     int whole_over = 0;
     if (++q->pushes % Q_WHOLE_EVERY == 0 &&
