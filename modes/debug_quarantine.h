@@ -341,10 +341,15 @@ static inline size_t q_limit(size_t own, size_t total, size_t cap)
 }
 
 /* The lines the block Q_AHEAD places from the head of shard q (its lock
- * held) will need when it leaves, asked for now: its first bytes and the
- * C library's chunk header below them (q_damaged, q_chunk_ok, the C
- * library's free), its registry record and its stripe's lock
- * (pm_i_reg_release). A block leaves
+ * held) will need when it leaves, asked for now: the C library's chunk
+ * header below its underlying block (q_chunk_ok, the C library's free: at
+ * base - 16, which is p - 32 only for an offset of 16, not for an aligned
+ * block) and the next chunk's size word (which the C library's free reads
+ * for a block its thread cache does not take), the bytes q_damaged checks
+ * (p - 16 up to its first 64 bytes from p, or fewer for a smaller block:
+ * two lines at most, p being 16-aligned), its registry record and its
+ * stripe's lock (pm_i_reg_release). For a pool block (Q_FROM_SLOT) the
+ * chunk's two are wasted. A block leaves
  * after thousands of other frees, when none of those lines is in a cache
  * any more: their loads were a quarter of malloc_debug's time on a Python
  * workload (bench/README.md). A prefetch never faults: a record's address
@@ -356,9 +361,13 @@ static inline void q_prefetch(q_shard *q)
         return;
     const qent *a = &q->ring[(q->head + Q_AHEAD) % Q_CAP];
     const unsigned char *p = a->base + Q_OFFSET(a->meta);
-    __builtin_prefetch(p - 32);
-    __builtin_prefetch(p + 32);
-    __builtin_prefetch(p + 79);
+    size_t len = a->size + PM_I_DEBUG_TAIL;
+    const unsigned char *last = p + (len < 64 ? len : 64) - 1;
+    size_t req = Q_OFFSET(a->meta) + len, chunk = (req + 8 + 15) & ~(size_t)15;
+    __builtin_prefetch(a->base - 16);
+    __builtin_prefetch(p - 16);
+    __builtin_prefetch(last);
+    __builtin_prefetch(a->base + chunk - 8); /* the next chunk's size word */
     if (a->rec != NULL) { /* (and its stripe's lock, both to be written) */
         __builtin_prefetch(a->rec, 1);
         __builtin_prefetch(pm_i_reg_stripe(pm_i_reg_hash((uintptr_t)p)), 1);
