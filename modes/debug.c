@@ -2124,7 +2124,7 @@ static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigne
     pm_i_err e;
     int held = 0;
     uint64_t v = 0;
-    void *rec = NULL;
+    void *rec = (void *)w; /* (a hint for the quarantine: where the record is) */
     if (w != NULL) {
         if ((v = side_claim(g, w, p, OP_FREE, &in, &e)) == 0) {
             maybe_break_before_report(OP_FREE, &e);

@@ -59,14 +59,15 @@
  * after the hooks were installed again over another; Q_FROM_SLOT a pool
  * block with a side word, PYMALLOC_QUARANTINE_POOLS=on: the pools' too,
  * but its record is its side word, not the registry) | log2 of the data's
- * offset from base (6 bits at 56); and where its registry record was when
- * it came (rec: a hint for q_prefetch and pm_i_reg_release, checked before
- * use; NULL for a pool block with a side word). */
+ * offset from base (6 bits at 56); and where its record was when it came
+ * (rec: a registry record's address, a hint for q_prefetch and
+ * pm_i_reg_release, checked before use; for a pool block with a side word,
+ * that word's address, for q_prefetch only). */
 typedef struct qent {
     unsigned char *base;
     size_t size;
     uint64_t meta;
-    void *rec; /* where its registry record was when it came (a hint) */
+    void *rec; /* where its record was when it came (a hint) */
 } qent;
 
 #define Q_META(serial, d, from, offset)                                                         \
@@ -348,8 +349,8 @@ static inline size_t q_limit(size_t own, size_t total, size_t cap)
  * for a block its thread cache does not take), the bytes q_damaged checks
  * (p - 16 up to its first 64 bytes from p, or fewer for a smaller block:
  * two lines at most, p being 16-aligned), its registry record and its
- * stripe's lock (pm_i_reg_release). For a pool block (Q_FROM_SLOT) the
- * chunk's two are wasted. A block leaves
+ * stripe's lock (pm_i_reg_release); for a pool block (Q_FROM_SLOT), its
+ * side word instead of the record, and no chunk. A block leaves
  * after thousands of other frees, when none of those lines is in a cache
  * any more: their loads were a quarter of malloc_debug's time on a Python
  * workload (bench/README.md). A prefetch never faults: a record's address
@@ -363,10 +364,14 @@ static inline void q_prefetch(q_shard *q)
     const unsigned char *p = a->base + Q_OFFSET(a->meta);
     size_t len = a->size + PM_I_DEBUG_TAIL;
     const unsigned char *last = p + (len < 64 ? len : 64) - 1;
-    size_t req = Q_OFFSET(a->meta) + len, chunk = (req + 8 + 15) & ~(size_t)15;
-    __builtin_prefetch(a->base - 16);
     __builtin_prefetch(p - 16);
     __builtin_prefetch(last);
+    if (Q_FROM(a->meta) == Q_FROM_SLOT) {
+        __builtin_prefetch(a->rec, 1); /* its side word */
+        return;
+    }
+    size_t req = Q_OFFSET(a->meta) + len, chunk = (req + 8 + 15) & ~(size_t)15;
+    __builtin_prefetch(a->base - 16);
     __builtin_prefetch(a->base + chunk - 8); /* the next chunk's size word */
     if (a->rec != NULL) { /* (and its stripe's lock, both to be written) */
         __builtin_prefetch(a->rec, 1);
