@@ -155,8 +155,7 @@ static int q_lock(q_shard *q, int limit)
     q_held_here = (sig_atomic_t)(q - q_shards) + 1;
     atomic_signal_fence(memory_order_seq_cst);
     for (int spins = 0; limit < 0 || spins < limit; spins++) {
-        if (atomic_load_explicit(&q->lock, memory_order_relaxed) == 0 &&
-            atomic_exchange_explicit(&q->lock, 1, memory_order_acquire) == 0)
+        if (pm_i_spin_try(&q->lock))
             return 1;
         if (spins > 64)
             sched_yield();

@@ -170,8 +170,7 @@ static __thread int reg_fork_held __attribute__((tls_model("initial-exec")));
 static inline int spin_lock_stripe(stripe *s, int limit)
 {
     for (int spins = 0; limit < 0 || spins < limit; spins++) {
-        if (atomic_load_explicit(&s->lock, memory_order_relaxed) == 0 &&
-            atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0)
+        if (pm_i_spin_try(&s->lock))
             return 1;
         if (spins > 64)
             sched_yield();

@@ -41,6 +41,25 @@
 #define PM_I_SINGLE_THREADED() 0
 #endif
 
+/* One try at spin lock *l (0 free, 1 taken): 1 if taken now. With one
+ * thread, a load and a store (no exchange, whose lock prefix waits for
+ * every store before it, a free's fill among them: 84% of the quarantine
+ * lock's time in pool_bench). A signal handler of the thread that runs
+ * between the two finds the lock free and leaves it so; one that runs
+ * after the store finds it taken (the compiler fence keeps the store
+ * before the section it guards). */
+static inline int pm_i_spin_try(_Atomic int *l)
+{
+    if (atomic_load_explicit(l, memory_order_relaxed) != 0)
+        return 0;
+    if (PM_I_SINGLE_THREADED()) {
+        atomic_store_explicit(l, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        return 1;
+    }
+    return atomic_exchange_explicit(l, 1, memory_order_acquire) == 0;
+}
+
 /* Everything declared below is the library's own (and hidden: see above),
  * so the compiler reaches it directly, not through the global offset table
  * (a declaration without this is taken as possibly another object's).
