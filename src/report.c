@@ -725,8 +725,7 @@ static int lock_reports_within(long max_ms)
         return 1; /* this thread is already writing one */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &report_cancel_state);
     for (long spins = 0;; spins++) {
-        if (atomic_load_explicit(&report_lock, memory_order_relaxed) == 0 &&
-            atomic_exchange_explicit(&report_lock, 1, memory_order_acquire) == 0)
+        if (pm_i_spin_try(&report_lock))
             return 1;
         if (max_ms >= 0 && spins > 64) {
             if (spins - 64 > max_ms) {
