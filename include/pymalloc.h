@@ -135,6 +135,10 @@ typedef enum pm_error_class {
     PM_ERR_USE_AFTER_FREE,   /* realloc or check of a freed block, or a freed
                                 block written after its free */
     PM_ERR_HEADER_CORRUPT,   /* size or serial field damaged, guards intact */
+    PM_ERR_STRAY_WRITE,      /* free pool memory no block was handed out from
+                                written (a slot's free-list link): a write
+                                past a block's end that skipped its guard
+                                bytes, or through a dangling or wild pointer */
     PM_ERR_CLASS_COUNT
 } pm_error_class;
 
@@ -148,8 +152,11 @@ typedef struct pm_error_report {
                               passed to it, or the block found to be the
                               cause (a buffer overflow found in the header
                               of the block after it, passed in; a freed pool
-                              block whose free-list link a malloc met) */
-    size_t size;           /* bytes requested for the block (0 if unknown) */
+                              block whose free-list link a malloc met; for
+                              a stray write, the free slot's data address,
+                              as a block's would be) */
+    size_t size;           /* bytes requested for the block (0 if unknown;
+                              for a stray write, the slot's bytes) */
     uint64_t serial;       /* its serial number (0 if unknown) */
     ptrdiff_t offset;      /* first damaged byte relative to address: N for
                               one byte past an N-byte block, -1 for one byte

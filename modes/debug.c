@@ -1095,18 +1095,45 @@ static void report(const dbg *g, int op, pm_i_err *e)
     pm_i_debug_report(e);
 }
 
+/* For a stray write's report (report_bad_link): the pool block below free
+ * slot base (class idx) in memory, live or freed, if the hooks know it:
+ * e->near and its size, serial and API. Reads only side words. */
+static void stray_block_below(const unsigned char *base, unsigned idx, pm_i_err *e)
+{
+    const unsigned char *prev = pool_block_before(base, idx);
+    _Atomic uint64_t *w = prev != NULL ? side_of(prev) : NULL;
+    if (w == NULL)
+        return;
+    pm_i_reg_info in;
+    side_unpack(atomic_load_explicit(w, memory_order_acquire), &in);
+    if (in.state != PM_I_REG_LIVE && in.state != PM_I_REG_FREED)
+        return;
+    e->near = prev;
+    e->near_size = in.size;
+    e->near_serial = full_serial(in.serial);
+    e->near_api = in.api;
+    e->near_freed = in.state == PM_I_REG_FREED;
+}
+
 /* A free pool block (base) of class idx whose free-list link was found
- * damaged (pool.h: pm_i_p_link_checked). The bytes are the pool's: the block is
- * free, and the pool leaks it with the rest of its list. Named as the bug
- * that did it: a write past the end of the block before it in its pool,
- * if that one is live and its trailer damaged; else a write into the
- * freed block (its header: a use after free). */
-static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
+ * damaged (pool.h: pm_i_p_link_checked) by a call of API api (0: none, a
+ * thread's exit or pm_trim). The bytes are the pool's: the block is free,
+ * and the pool leaks it with the rest of its list. Named as the bug that
+ * did it: a write past the end of the block before it in its pool, if that
+ * one is live and its trailer damaged; else a write into the freed block
+ * (its header: a use after free); or, for a slot no block was handed out
+ * from since its pool took its size class (a run carved into a thread's
+ * cache, not taken yet: its side word empty), a stray write, with the
+ * block below it named (found before 2026-12-05 by an audit: "use after
+ * free: the freed 0-byte block (serial 0)"). */
+static void report_bad_link(const char *who, char api, unsigned char *base, unsigned idx)
 {
     pm_i_err e;
     pm_i_reg_info in;
     if (blame_pool_below(base, idx, &e)) {
         e.entry = who;
+        if (api != 0)
+            e.api_expected = api;
         if (!pm_i_debug_reported_before(&e)) /* (once: see report) */
             pm_i_debug_report(&e);
         return;
@@ -1119,6 +1146,7 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
     e.freed_link = 1;
     e.offset = -(ptrdiff_t)PM_I_DEBUG_HEAD;
     e.last = -1;
+    e.api_expected = api;
     PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(base, 16)); /* a free block, under memcheck */
     memcpy(e.link_bytes, base, 16);
     PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(base, 16));
@@ -1126,14 +1154,24 @@ static void report_bad_link(const char *who, unsigned char *base, unsigned idx)
     if (w != NULL) {
         uint64_t v = atomic_load_explicit(w, memory_order_acquire);
         side_unpack(v, &in);
-        /* Leaked with its list: not checked again (at exit), whatever
-         * its data hold. */
-        if (in.state == PM_I_REG_FREED)
+        if (in.state == PM_I_REG_FREED) {
+            /* Leaked with its list: not checked again (at exit), whatever
+             * its data hold. */
             unfilled(w, v);
-        e.known = 1;
-        e.size = in.size;
-        e.serial = full_serial(in.serial);
-        e.api_found = e.api_expected = in.api;
+            e.known = 1;
+            e.size = in.size;
+            e.serial = full_serial(in.serial);
+            e.api_found = in.api;
+            if (api == 0)
+                e.api_expected = in.api;
+        } else {
+            e.error = PM_ERR_STRAY_WRITE;
+            e.freed_link = 0;
+            e.stray_slot = 1;
+            e.stray_unused = in.state == PM_I_REG_EMPTY;
+            e.size = PM_P_CLASS_SIZE(idx); /* the slot's bytes */
+            stray_block_below(base, idx, &e);
+        }
     }
     pm_i_debug_report(&e);
 }
@@ -1248,17 +1286,17 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
 static inline void pool_links_check(const dbg *g, int op)
 {
     if (PM_I_UNLIKELY(pm_i_p_bad_link != NULL))
-        pm_i_debug_pool_links_report(entry_name(g, op));
+        pm_i_debug_pool_links_report(entry_name(g, op), g->api);
 }
 
-void pm_i_debug_pool_links_report(const char *who)
+void pm_i_debug_pool_links_report(const char *who, char api)
 {
     unsigned char *bp = pm_i_p_bad_link;
     if (bp == NULL)
         return;
     pm_i_p_bad_link = NULL;
     /* Leaked with its pool's count: the pool is in use, the tree has its class. */
-    report_bad_link(who, bp, pm_i_p_lookup(bp) - 1);
+    report_bad_link(who, api, bp, pm_i_p_lookup(bp) - 1);
 }
 
 /* Claim live block p of g's API for a free or realloc: live -> freed, so

@@ -969,7 +969,7 @@ static void tc_destroy(void *arg)
     pm_i_p.spare = c;
     pm_p_unlock(&pm_i_p.tc_lock);
     pm_i_p_leave();
-    pm_i_debug_pool_links_report("thread exit"); /* met by the flush */
+    pm_i_debug_pool_links_report("thread exit", 0); /* met by the flush */
 }
 
 /* Running under valgrind's memcheck (not another tool such as callgrind,
@@ -1277,7 +1277,7 @@ int pm_i_pool_trim(void)
         return 0; /* a signal handler's, inside the pools (pool.h) */
     size_t before = arenas_reclaimed_now();
     pm_i_pool_flush_thread_cache();
-    pm_i_debug_pool_links_report("pm_trim");
+    pm_i_debug_pool_links_report("pm_trim", 0);
     return arenas_reclaimed_now() != before;
 }
 

@@ -104,6 +104,18 @@ typedef struct pm_i_err {
     uint64_t inside_serial;
     char inside_api;
     int inside_freed;
+    /* A stray write (PM_ERR_STRAY_WRITE): the free-list link of the free
+       pool slot at address (its data address, as a block's would be; size:
+       the slot's bytes) was overwritten (link_bytes); stray_unused: no
+       block was handed out there since its pool took its size class. The
+       block below it in memory, live or freed (near NULL: none known). */
+    int stray_slot;
+    int stray_unused;
+    const void *near;
+    size_t near_size;
+    uint64_t near_serial;
+    char near_api;
+    int near_freed;
     /* Found by a call nested in another of its thread (a signal handler's,
        modes/debug.c), which may hold locks: the error handler runs as a
        nested call too (pm_i_debug_busy stays set). */

@@ -636,8 +636,9 @@ void pm_i_debug_set_entry(const char *name);
  * (modes/pool.h: pm_i_p_bad_link), naming `entry` as the entry point
  * (pm_i_debug_entry first, if set). The debug hooks call it after their
  * calls into the pool; the pool itself after pm_trim's flush and a
- * thread's exit. */
-void pm_i_debug_pool_links_report(const char *entry);
+ * thread's exit. api: the API of the entry point ('r', 'm', 'o'; 0 for
+ * none: a thread's exit, pm_trim). */
+void pm_i_debug_pool_links_report(const char *entry, char api);
 extern __thread const char *pm_i_debug_entry __attribute__((tls_model("initial-exec")));
 
 /* src/api.c: stop the process at start-up because variable var has an

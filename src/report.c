@@ -70,6 +70,7 @@ static __thread int in_report __attribute__((tls_model("initial-exec")));
 static const char *const class_names[PM_ERR_CLASS_COUNT] = {
     "no error",     "buffer overflow", "buffer underflow", "double free",
     "invalid pointer", "API mismatch", "use after free",   "header corrupt",
+    "stray write",
 };
 
 static const char *class_name(pm_error_class c)
@@ -104,7 +105,7 @@ unsigned long pm_error_count(pm_error_class c)
 
 /* Errors counted before an exec, passed on to the new program in its
  * environment (pm_i_debug_exec_handoff, below) as
- * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>.<start time>:<count of class 1>,...,<count of class 7>,
+ * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>.<start time>:<count of class 1>,...,<count of class 8>,
  * and taken here, at set-up, when <pid> and <start time> are this
  * process's: a process that inherited the variable from its parent (another
  * pid) ignores it, and so does one that was given the pid later, after the
@@ -277,6 +278,27 @@ static void plural(pm_i_buf *b, uint64_t n, const char *what)
         pm_i_buf_char(b, 's');
 }
 
+/* "the live 64-byte block (serial 7) at 0x..." (or "the freed ..."). */
+static void named_block(pm_i_buf *b, int freed, size_t size, uint64_t serial, const void *at)
+{
+    pm_i_buf_str(b, freed ? "the freed " : "the live ");
+    pm_i_buf_u64(b, (uint64_t)size);
+    pm_i_buf_str(b, "-byte block (serial ");
+    pm_i_buf_u64(b, serial);
+    pm_i_buf_str(b, ") at ");
+    pm_i_buf_ptr(b, at);
+}
+
+/* ", allocated with API 'm' (pm_mem_*)" */
+static void allocated_with(pm_i_buf *b, char api)
+{
+    pm_i_buf_str(b, ", allocated with API '");
+    pm_i_buf_char(b, api);
+    pm_i_buf_str(b, "' (");
+    pm_i_buf_str(b, api_domain(api));
+    pm_i_buf_char(b, ')');
+}
+
 static void block_words(pm_i_buf *b, const pm_i_err *e)
 {
     pm_i_buf_u64(b, e->size);
@@ -387,20 +409,13 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
                 pm_i_buf_str(b, k == 1 ? " byte" : " bytes");
                 pm_i_buf_str(b, d < 0 ? " before" : past ? " past the end of" : " into");
             }
-            pm_i_buf_str(b, e->inside_freed ? " the freed " : " the live ");
-            pm_i_buf_u64(b, (uint64_t)e->inside_size);
-            pm_i_buf_str(b, "-byte block (serial ");
-            pm_i_buf_u64(b, e->inside_serial);
-            pm_i_buf_str(b, ") at ");
-            pm_i_buf_ptr(b, e->inside);
+            pm_i_buf_char(b, ' ');
+            named_block(b, e->inside_freed, e->inside_size, e->inside_serial, e->inside);
             /* What the block's records say of it: the API it was allocated
              * with, and the pointer's offset from its data start, signed
              * (negative: in its header). */
-            pm_i_buf_str(b, ", allocated with API '");
-            pm_i_buf_char(b, e->inside_api);
-            pm_i_buf_str(b, "' (");
-            pm_i_buf_str(b, api_domain(e->inside_api));
-            pm_i_buf_str(b, "): offset ");
+            allocated_with(b, e->inside_api);
+            pm_i_buf_str(b, ": offset ");
             pm_i_buf_char(b, d < 0 ? '-' : '+');
             pm_i_buf_u64(b, (uint64_t)(d < 0 ? -d : d));
             pm_i_buf_str(b, " from its data start");
@@ -430,6 +445,27 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         pm_i_buf_str(b, e->offset < 0 ? "the size field of a " : "the serial field of a ");
         block_words(b, e);
         pm_i_buf_str(b, " was overwritten");
+        break;
+    case PM_ERR_STRAY_WRITE:
+        pm_i_buf_str(b, "the free-list link of the ");
+        pm_i_buf_str(b, e->stray_unused ? "unused " : "free ");
+        pm_i_buf_u64(b, (uint64_t)e->size);
+        pm_i_buf_str(b, "-byte pool slot at ");
+        pm_i_buf_ptr(b, e->address);
+        if (e->stray_unused)
+            pm_i_buf_str(b, " (no block was handed out there since its pool took that size)");
+        pm_i_buf_str(b, " was overwritten");
+        if (e->near != NULL) {
+            /* Where the damage (p-16) lies from the end of the block below. */
+            uint64_t past = (uint64_t)((const char *)e->address - PM_I_DEBUG_HEAD -
+                                       ((const char *)e->near + e->near_size));
+            pm_i_buf_str(b, ", ");
+            plural(b, past, "byte");
+            pm_i_buf_str(b, " past the end of ");
+            named_block(b, e->near_freed, e->near_size, e->near_serial, e->near);
+            if (!e->near_freed)
+                pm_i_buf_str(b, ", whose guard bytes are intact");
+        }
         break;
     default:
         break;
@@ -543,6 +579,31 @@ static void bypass_lines(pm_i_buf *b, const char *lead, const char *then)
 static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
 {
     const unsigned char *p = e->address;
+    if (e->stray_slot) {
+        pm_i_buf_str(b, "    Free pool slot at p=");
+        pm_i_buf_ptr(b, p);
+        pm_i_buf_str(b, "; its first 16 bytes (p-16 .. p-1: the free-list link, then its "
+                        "complement) hold:\n       ");
+        hex_bytes(b, e->link_bytes, 16);
+        pm_i_buf_str(b, "\n");
+        if (e->near != NULL) {
+            pm_i_buf_str(b, "    The block below it in memory: ");
+            named_block(b, e->near_freed, e->near_size, e->near_serial, e->near);
+            allocated_with(b, e->near_api);
+            pm_i_buf_str(b, e->near_freed
+                                ? ".\n    A write past its end through a pointer kept after "
+                                  "its free, or through another dangling or wild pointer?\n"
+                                : ".\n    Its trailer (the 16 bytes after its data) is intact: "
+                                  "a write past its end that skipped it (an index or stride too "
+                                  "large), or one through a dangling or wild pointer?\n");
+        } else {
+            pm_i_buf_str(b, "    No block of the debug hooks is below it in memory: a write "
+                            "through a dangling or wild pointer?\n");
+        }
+        pm_i_buf_str(b, "    The slot and the blocks after it in the pool's free list are "
+                        "leaked, never handed out again.\n");
+        return;
+    }
     if (!e->known) {
         pm_i_buf_str(b, "    No block of pymalloc's debug hooks starts at p=");
         pm_i_buf_ptr(b, p);

@@ -17,7 +17,14 @@
  *  - with the default handler: the report, then SIGABRT;
  *  - a write past the end of a pool's last block through the header of
  *    the pool after it: the block's overflow and the damaged header are
- *    reported and the process aborts, whatever the handler.
+ *    reported and the process aborts, whatever the handler;
+ *  - a write into the link of a slot never handed out (a run carved into
+ *    the thread cache), which skipped the trailer of the block below, is a
+ *    stray write naming the slot and that block (it was a use after free
+ *    of "the freed 0-byte block (serial 0)", with no API, before
+ *    2026-12-05), met by a malloc, pm_trim or a thread's exit;
+ *  - the report's api_expected is the API of the call that met the link
+ *    (0 for pm_trim and a thread's exit, which have none).
  * Under valgrind's memcheck (no thread caches: the pools' own free lists)
  * the test opens the freed bytes it damages with client requests. Skipped
  * (77) where the blocks are not pool blocks with side words.
@@ -198,6 +205,7 @@ static void test_overflow_into_freed_neighbour(void)
         PM_CHECK_EQ(S.r.size, (size_t)N);
         PM_CHECK_EQ(S.r.serial, serial);
         PM_CHECK_EQ(S.r.offset, (ptrdiff_t)N);
+        PM_CHECK_EQ(S.r.api_expected, "rmo"[d]);
         char want[160];
         snprintf(want, sizeof want,
                  "pymalloc: pm_%s_%s: buffer overflow: at least 16 bytes written past the "
@@ -246,6 +254,8 @@ static void test_write_into_freed_header(void)
             PM_CHECK_EQ(S.r.size, (size_t)N);
             PM_CHECK_EQ(S.r.serial, serial);
             PM_CHECK_EQ(S.r.offset, -16);
+            PM_CHECK_EQ(S.r.api_expected, "rmo"[d]);
+            PM_CHECK_EQ(S.r.api_found, "rmo"[d]);
             char want[200];
             snprintf(want, sizeof want,
                      "pymalloc: pm_%s_malloc: use after free: the freed 40-byte block (serial "
@@ -277,6 +287,7 @@ static void test_damage_met_by_trim(void)
     PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
     PM_CHECK_EQ(S.r.serial, serial);
     PM_CHECK_STR(S.message, "pymalloc: pm_trim: use after free: the freed 40-byte block");
+    PM_CHECK_EQ(S.r.api_expected, 'm'); /* (no API of its own: the block's) */
     class_still_works(&pm_t_domains[PM_DOMAIN_MEM]);
     pm_set_error_handler(NULL, NULL);
 }
@@ -508,6 +519,115 @@ static void test_bare_pool_copy_checks_links(void)
                            "the end of a 40-byte block");
 }
 
+/* Stray writes: blocks of SN bytes (SN + 32 = 232: the 240-byte class,
+ * used by no other test here), so that the first malloc of the class in
+ * the process carves a fresh run into the thread cache: the block x it
+ * returns, then slots never handed out. */
+enum { SN = 200, SCLS = 240 };
+
+/* x, the first block of its class in this process (its own thread's, for
+ * the thread-exit case), then 8 bytes written at the slot after it, past
+ * x's trailer and the slot's 8 spare bytes: that slot's free-list link. */
+static unsigned char *stray_write_after(const pm_t_domain *D)
+{
+    unsigned char *x = D->malloc(SN);
+    PM_CHECK(x != NULL && pool_block(x));
+    memset(x + SN + 24, 0x55, 8); /* the next slot's link: x - 16 + SCLS */
+    return x;
+}
+
+static void check_stray_report(const char *entry, const unsigned char *x, char api)
+{
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_STRAY_WRITE);
+    PM_CHECK(S.r.address == x + SCLS);
+    PM_CHECK_EQ(S.r.size, (size_t)SCLS);
+    PM_CHECK_EQ(S.r.serial, 0);
+    PM_CHECK_EQ(S.r.offset, -16);
+    PM_CHECK_EQ(S.r.api_expected, api);
+    PM_CHECK_EQ(S.r.api_found, 0);
+    char want[400];
+    snprintf(want, sizeof want,
+             "pymalloc: %s: stray write: the free-list link of the unused 240-byte pool slot "
+             "at %p (no block was handed out there since its pool took that size) was "
+             "overwritten, 24 bytes past the end of the live 200-byte block (serial %llu) at "
+             "%p, whose guard bytes are intact",
+             entry, (const void *)(x + SCLS), (unsigned long long)trailer_serial(x, SN),
+             (const void *)x);
+    PM_CHECK_STR(S.message, want);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_STRAY_WRITE), 1);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_USE_AFTER_FREE), 0);
+    PM_CHECK_STR(pm_error_class_name(PM_ERR_STRAY_WRITE), "stray write");
+}
+
+static void stray_then_malloc(void *arg)
+{
+    (void)arg;
+    unsigned char *x = stray_write_after(&pm_t_domains[PM_DOMAIN_OBJ]);
+    pm_obj_malloc(SN); /* meets the link */
+    pm_obj_free(x);
+}
+
+static void *stray_in_thread(void *arg)
+{
+    *(unsigned char **)arg = stray_write_after(&pm_t_domains[PM_DOMAIN_MEM]);
+    return NULL; /* the cache's flush at exit meets the link */
+}
+
+static void test_stray_write_into_unused_slot(void)
+{
+    NEED_POOL_BLOCKS();
+    if (pm_t_under_valgrind())
+        PM_SKIP("no thread caches under memcheck: slots are carved one at a time");
+    /* Each case in a child of its own, so that each finds the class
+     * untouched: met by a malloc (the report, then the class goes on),
+     * by pm_trim, by a thread's exit, and with the default handler. */
+    for (int how = 0; how < 3; how++) {
+        pid_t pid = fork();
+        PM_CHECK(pid >= 0);
+        if (pid == 0) {
+            watch();
+            unsigned char *x = NULL;
+            if (how == 0) {
+                x = stray_write_after(&pm_t_domains[PM_DOMAIN_MEM]);
+                unsigned char *y = pm_mem_malloc(SN);
+                PM_CHECK(y != NULL && y != x + SCLS);
+                check_stray_report("pm_mem_malloc", x, 'm');
+                PM_CHECK_EQ(pm_check_block(x), 0); /* x itself is whole */
+                pm_mem_free(y);
+                pm_mem_free(x);
+            } else if (how == 1) {
+                x = stray_write_after(&pm_t_domains[PM_DOMAIN_MEM]);
+                pm_trim();
+                check_stray_report("pm_trim", x, 0);
+                pm_mem_free(x);
+            } else {
+                pthread_t t;
+                PM_CHECK_EQ(pthread_create(&t, NULL, stray_in_thread, &x), 0);
+                pthread_join(t, NULL);
+                check_stray_report("thread exit", x, 0);
+                pm_mem_free(x);
+            }
+            class_still_works(&pm_t_domains[PM_DOMAIN_MEM]);
+            pm_set_error_handler(NULL, NULL);
+            _exit(pm_test_done());
+        }
+        int status = 0;
+        PM_CHECK_EQ(waitpid(pid, &status, 0), pid);
+        PM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    pm_death_result r;
+    pm_death(stray_then_malloc, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_obj_malloc: stray write: the free-list link of the "
+                           "unused 240-byte pool slot at ");
+    PM_CHECK_STR(r.output, "    Free pool slot at p=");
+    PM_CHECK_STR(r.output, "\n        55 55 55 55 55 55 55 55 ");
+    PM_CHECK_STR(r.output, "    The block below it in memory: the live 200-byte block (serial ");
+    PM_CHECK_STR(r.output, "allocated with API 'o' (pm_obj_*).\n    Its trailer (the 16 bytes "
+                           "after its data) is intact: a write past its end that skipped it");
+}
+
 int main(void)
 {
     pm_t_pin_env(NULL);
@@ -519,5 +639,6 @@ int main(void)
     PM_RUN(test_damage_met_at_thread_exit);
     PM_RUN(test_default_handler_aborts);
     PM_RUN(test_overflow_into_next_pool_header);
+    PM_RUN(test_stray_write_into_unused_slot);
     return pm_test_done();
 }

@@ -71,8 +71,8 @@ summed "$line1, 1 before exec; exit status 1"
 run no-pymalloc /bin/sh
 status 0
 if [ $errors = 1 ]; then
-    grep -qE "^sh got: [0-9]+\.[0-9]+:1,0,0,0,0,0,0$" "$tmp/out" ||
-        fail "the variable is not pid.start:1,0,0,0,0,0,0"
+    grep -qE "^sh got: [0-9]+\.[0-9]+:1,0,0,0,0,0,0,0$" "$tmp/out" ||
+        fail "the variable is not pid.start:1,0,0,0,0,0,0,0"
     has "$passed"
 else
     out "sh got: (none)"
