@@ -575,17 +575,24 @@ static void bypass_lines(pm_i_buf *b, const char *lead, const char *then)
     }
 }
 
+/* The dump's lines of a free pool block's or slot's damaged link: what,
+ * its address, and its first 16 bytes. */
+static void link_lines(pm_i_buf *b, const char *what, const pm_i_err *e)
+{
+    pm_i_buf_str(b, what);
+    pm_i_buf_ptr(b, e->address);
+    pm_i_buf_str(b, "; its first 16 bytes (p-16 .. p-1: the free-list link, then its "
+                    "complement) hold:\n       ");
+    hex_bytes(b, e->link_bytes, 16);
+    pm_i_buf_char(b, '\n');
+}
+
 /* bypass: lines made by bypass_lines for e, or NULL. */
 static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
 {
     const unsigned char *p = e->address;
     if (e->stray_slot) {
-        pm_i_buf_str(b, "    Free pool slot at p=");
-        pm_i_buf_ptr(b, p);
-        pm_i_buf_str(b, "; its first 16 bytes (p-16 .. p-1: the free-list link, then its "
-                        "complement) hold:\n       ");
-        hex_bytes(b, e->link_bytes, 16);
-        pm_i_buf_str(b, "\n");
+        link_lines(b, "    Free pool slot at p=", e);
         if (e->near != NULL) {
             pm_i_buf_str(b, "    The block below it in memory: ");
             named_block(b, e->near_freed, e->near_size, e->near_serial, e->near);
@@ -613,12 +620,8 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
         return;
     }
     if (e->freed_link) {
-        pm_i_buf_str(b, "    Freed pool block at p=");
-        pm_i_buf_ptr(b, p);
-        pm_i_buf_str(b, "; its first 16 bytes (p-16 .. p-1: the free-list link, then its "
-                        "complement) hold:\n       ");
-        hex_bytes(b, e->link_bytes, 16);
-        pm_i_buf_str(b, "\n    The block and the blocks after it in the pool's free list are "
+        link_lines(b, "    Freed pool block at p=", e);
+        pm_i_buf_str(b, "    The block and the blocks after it in the pool's free list are "
                         "leaked, never handed out again.\n");
         return;
     }
