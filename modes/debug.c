@@ -1167,7 +1167,6 @@ static void report_bad_link(const char *who, char api, unsigned char *base, unsi
         } else {
             e.error = PM_ERR_STRAY_WRITE;
             e.freed_link = 0;
-            e.stray_slot = 1;
             e.stray_unused = in.state == PM_I_REG_EMPTY;
             e.size = PM_P_CLASS_SIZE(idx); /* the slot's bytes */
             stray_block_below(base, idx, &e);

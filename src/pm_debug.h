@@ -109,7 +109,6 @@ typedef struct pm_i_err {
        the slot's bytes) was overwritten (link_bytes); stray_unused: no
        block was handed out there since its pool took its size class. The
        block below it in memory, live or freed (near NULL: none known). */
-    int stray_slot;
     int stray_unused;
     const void *near;
     size_t near_size;

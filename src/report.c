@@ -591,7 +591,7 @@ static void link_lines(pm_i_buf *b, const char *what, const pm_i_err *e)
 static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
 {
     const unsigned char *p = e->address;
-    if (e->stray_slot) {
+    if (e->error == PM_ERR_STRAY_WRITE) {
         link_lines(b, "    Free pool slot at p=", e);
         if (e->near != NULL) {
             pm_i_buf_str(b, "    The block below it in memory: ");
