@@ -171,7 +171,22 @@ static inline int pm_t_wait(pid_t pid)
     return status;
 }
 
-/* Run fn(arg) in a child; the child exits 0 if fn returns. */
+/* The exit status of a child whose own checks failed (PM_CHECK in fn):
+ * pm_death and pm_t_child_within count it as a failed check here, so that
+ * a check made in a child is never lost. */
+#define PM_T_CHILD_CHECKS_FAILED 113
+
+/* The child's end once fn returned: 0, or PM_T_CHILD_CHECKS_FAILED if a
+ * check failed in it since the fork (failed_before: the count then). */
+static inline void pm_t_child_end(int failed_before)
+{
+    fflush(NULL);
+    _exit(pm_t_failed_checks > failed_before ? PM_T_CHILD_CHECKS_FAILED : 0);
+}
+
+/* Run fn(arg) in a child; the child exits 0 if fn returns (or
+ * PM_T_CHILD_CHECKS_FAILED if a check of fn failed: then the child's
+ * output is shown and the check counts as failed here). */
 static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
 {
     int fds[2];
@@ -187,9 +202,9 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
         dup2(fds[1], 1);
         close(fds[1]);
         signal(SIGABRT, SIG_DFL);
+        int failed_before = pm_t_failed_checks;
         fn(arg);
-        fflush(NULL);
-        _exit(0);
+        pm_t_child_end(failed_before);
     }
     close(fds[1]);
     size_t len = 0;
@@ -213,6 +228,11 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
     if (WIFEXITED(status)) {
         r->exited = 1;
         r->exit_status = WEXITSTATUS(status);
+        if (r->exit_status == PM_T_CHILD_CHECKS_FAILED) {
+            fprintf(stderr, "    checks failed in the child; its output:\n%s\n", r->output);
+            pm_t_failed_checks++;
+            pm_t_cur_failed = 1;
+        }
     } else if (WIFSIGNALED(status)) {
         r->signal = WTERMSIG(status);
     }
@@ -220,22 +240,24 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
 
 /* Run fn(arg) in a child that SIGALRM ends after `seconds`, so that a
  * hang is a failure, not a stuck test; its output goes where ours does
- * (unlike pm_death's). 1 if it exited 0 (fn returned, or _exit(0)), else
- * 0, after a line saying how it ended. */
+ * (unlike pm_death's). 1 if it exited 0 (fn returned with its checks
+ * passed, or _exit(0)), else 0, after a line saying how it ended. */
 static inline int pm_t_child_within(void (*fn)(void *), void *arg, unsigned seconds)
 {
     pid_t pid = pm_t_fork();
     if (pid == 0) {
         alarm(seconds); /* SIGALRM's default action ends a hung child */
+        int failed_before = pm_t_failed_checks;
         fn(arg);
-        fflush(NULL);
-        _exit(0);
+        pm_t_child_end(failed_before);
     }
     int status = pm_t_wait(pid);
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
         fprintf(stderr, "    hung: still running after %u s\n", seconds);
     else if (WIFSIGNALED(status))
         fprintf(stderr, "    killed by signal %d\n", WTERMSIG(status));
+    else if (WEXITSTATUS(status) == PM_T_CHILD_CHECKS_FAILED)
+        fprintf(stderr, "    checks failed in the child (above)\n");
     else if (WEXITSTATUS(status) != 0)
         fprintf(stderr, "    exit status %d\n", WEXITSTATUS(status));
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -583,6 +583,27 @@ static void *stray_in_thread(void *arg)
     return NULL; /* the cache's flush at exit meets the link */
 }
 
+/* In a child: x's stray write met by a pm_mem_malloc (the report, then
+ * the class goes on) or by pm_trim (how: "malloc" or "trim"). */
+static void stray_met_by(void *how)
+{
+    stray_watch();
+    unsigned char *x = stray_write_after(&pm_t_domains[PM_DOMAIN_MEM]);
+    if (strcmp(how, "malloc") == 0) {
+        unsigned char *y = pm_mem_malloc(SN);
+        PM_CHECK(y != NULL && y != x + SCLS);
+        check_stray_report("pm_mem_malloc", x, 'm');
+        PM_CHECK_EQ(pm_check_block(x), 0); /* x itself is whole */
+        pm_mem_free(y);
+    } else {
+        pm_trim();
+        check_stray_report("pm_trim", x, 0);
+    }
+    pm_mem_free(x);
+    class_still_works(&pm_t_domains[PM_DOMAIN_MEM]);
+    pm_set_error_handler(NULL, NULL);
+}
+
 static void test_stray_write_into_unused_slot(void)
 {
     NEED_POOL_BLOCKS();
@@ -591,34 +612,9 @@ static void test_stray_write_into_unused_slot(void)
     /* Met by a malloc (the report, then the class goes on) and by pm_trim:
      * each in a child of its own, so that each finds the class untouched.
      * Then with the default handler (a child too), and last by a thread's
-     * exit, here: no class of SN bytes was used here before (and a child
-     * of a process that has had threads starting a thread of its own is
-     * what TSan takes for a bug of its own, a double lock). */
-    for (int how = 0; how < 2; how++) {
-        pid_t pid = fork();
-        PM_CHECK(pid >= 0);
-        if (pid == 0) {
-            stray_watch();
-            unsigned char *x = stray_write_after(&pm_t_domains[PM_DOMAIN_MEM]);
-            if (how == 0) {
-                unsigned char *y = pm_mem_malloc(SN);
-                PM_CHECK(y != NULL && y != x + SCLS);
-                check_stray_report("pm_mem_malloc", x, 'm');
-                PM_CHECK_EQ(pm_check_block(x), 0); /* x itself is whole */
-                pm_mem_free(y);
-            } else {
-                pm_trim();
-                check_stray_report("pm_trim", x, 0);
-            }
-            pm_mem_free(x);
-            class_still_works(&pm_t_domains[PM_DOMAIN_MEM]);
-            pm_set_error_handler(NULL, NULL);
-            _exit(pm_test_done());
-        }
-        int status = 0;
-        PM_CHECK_EQ(waitpid(pid, &status, 0), pid);
-        PM_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
+     * exit, here: no class of SN bytes was used here before. */
+    PM_CHECK(pm_t_child_within(stray_met_by, "malloc", 60));
+    PM_CHECK(pm_t_child_within(stray_met_by, "trim", 60));
     pm_death_result r;
     pm_death(stray_then_malloc, NULL, &r);
     PM_CHECK(!r.exited && r.signal == SIGABRT);
