@@ -928,11 +928,11 @@ void pm_i_pool_fork_child(void)
     if (fork_no_locks)
         return; /* (one thread: its cache is the only one) */
     pm_i_p_enter();
-    pm_i_p_fork_held = 0;
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    for (unsigned i = 0; i < PM_P_NCLASSES; i++)
-        pm_i_p.cls[i].lock = fresh;
-    pm_i_p.arena_lock = fresh;
+    /* The locks are this thread's, taken by the prepare handler: released
+     * below, as in the parent (pthread_atfork's own pattern; renewing them
+     * by assignment instead was correct, but a thread sanitizer does not
+     * see an assignment, and took the child's threads' locking of a lock
+     * it still thought held by this thread for a double lock). */
     /* The other threads are gone. Their caches may be mid-update, so their
      * blocks are not reused: they stay allocated (a bounded leak). */
     pm_i_p.caches = pm_i_p_tc != &empty_cache ? pm_i_p_tc : NULL;
@@ -943,7 +943,8 @@ void pm_i_pool_fork_child(void)
         pm_i_p_tc->next = pm_i_p_tc->prev = NULL;
         owned_insert(pm_i_p_tc);
     }
-    pm_i_p.tc_lock = fresh;
+    pm_i_p_fork_held = 0;
+    pm_i_p_unlock_all();
     pm_i_p_leave(); /* (frees a handler deferred meanwhile) */
 }
 

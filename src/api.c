@@ -155,9 +155,11 @@ static void api_fork_child(void)
 {
     if (fork_no_locks)
         return;
+    /* The table's lock and the mode lock are this thread's (taken by the
+     * prepare handler): released, as in the parent. The queue's lock is
+     * not taken there, and may be another thread's, gone: renewed. */
+    api_fork_parent();
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    pm_i_table_reinit_child(); /* clears pm_i_fork_held_api */
-    mode_lock = fresh;
     atfork_queue_lock = fresh;
 }
 

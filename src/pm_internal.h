@@ -460,17 +460,15 @@ void pm_i_table_set_static(pm_domain d, const pm_i_base *b);
 /* Through the mode's stack of domain d (for the malloc family). */
 void *pm_i_domain_memalign(pm_domain d, size_t alignment, size_t n);
 size_t pm_i_domain_usable_size(pm_domain d, void *p);
-/* Hold the table's writer lock across fork() (registered by src/api.c). */
 /* fork(): src/api.c's handlers take the mode lock, then the table's with
  * pm_i_table_lock, which sets pm_i_fork_held_api in the forking thread
- * until pm_i_table_unlock or pm_i_table_reinit_child. A pthread_atfork
+ * until pm_i_table_unlock (in the parent and in the child). A pthread_atfork
  * handler registered before ours runs in that window and may read or set
  * an allocator or the mode: that thread skips both locks there (it holds
  * them); other threads wait as always. */
 void pm_i_table_lock(void);
 void pm_i_table_unlock(void);
 extern __thread int pm_i_fork_held_api __attribute__((tls_model("initial-exec")));
-void pm_i_table_reinit_child(void);
 
 /* ---------------------------------------------------------------------------
  * Lazy set-up (src/api.c). The mode is read from PYMALLOC_MODE once, on the

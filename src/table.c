@@ -194,13 +194,3 @@ void pm_i_table_unlock(void)
     pm_i_fork_held_api = 0;
     pthread_mutex_unlock(&table_lock);
 }
-
-void pm_i_table_reinit_child(void)
-{
-    /* The child has one thread: the lock is ours (taken in prepare), and the
-     * record store is whole. Re-initialize rather than unlock, as POSIX only
-     * promises async-signal-safe calls in a child of a threaded parent. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    pm_i_fork_held_api = 0;
-    table_lock = fresh;
-}

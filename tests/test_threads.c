@@ -237,6 +237,88 @@ static void test_fork_while_threads_allocate(void)
     PM_CHECK_EQ(atomic_load(&errors), 0);
 }
 
+/* A child forked by a process that has had threads (none left running:
+ * TSan does not let a child of a multi-threaded fork start threads), whose
+ * own threads then allocate: every lock the fork's prepare handler took
+ * (pools, table, mode) is free again in the child, for any of its threads.
+ * The child's threads also free the parent's blocks, read the statistics
+ * and trim. (The pools' child handler once renewed its locks by assigning
+ * them: correct, but TSan saw them still held by the forking thread and
+ * took the child's threads' locking for a double lock.) */
+#define CHILD_THREADS 3
+static void *parent_worker(void *arg)
+{
+    block *keep = arg;
+    for (int i = 0; i < SLOTS; i++) {
+        int d = i % PM_DOMAIN_COUNT;
+        size_t n = (size_t)i * 37 % 2000 + 1;
+        keep[i] = (block){pm_t_domains[d].malloc(n), n, d};
+        if (keep[i].p != NULL)
+            fill(&keep[i]);
+    }
+    return NULL;
+}
+
+static void *child_worker(void *arg)
+{
+    uint64_t s = (uintptr_t)arg * 0x9E3779B97F4A7C15u + 1;
+    block b[SLOTS] = {{0}};
+    for (int it = 0; it < 2000; it++) {
+        block *x = &b[rnd(&s) % SLOTS];
+        if (x->p != NULL) {
+            if (!intact(x, x->n))
+                atomic_fetch_add(&errors, 1);
+            pm_t_domains[x->d].free(x->p);
+        }
+        x->d = (int)(rnd(&s) % PM_DOMAIN_COUNT);
+        x->n = pick_size(&s);
+        x->p = pm_t_domains[x->d].malloc(x->n);
+        if (x->p == NULL)
+            atomic_fetch_add(&errors, 1);
+        else
+            fill(x);
+    }
+    for (int i = 0; i < SLOTS; i++)
+        if (b[i].p != NULL)
+            pm_t_domains[b[i].d].free(b[i].p);
+    return NULL;
+}
+
+static void child_threads(void *arg)
+{
+    block *keep = arg;
+    pthread_t t[CHILD_THREADS];
+    for (int i = 0; i < CHILD_THREADS; i++)
+        PM_CHECK_EQ(pthread_create(&t[i], NULL, child_worker, (void *)(intptr_t)(i + 1)), 0);
+    for (int i = 0; i < SLOTS; i++) /* the parent's blocks, made by a thread gone */
+        if (keep[i].p != NULL) {
+            PM_CHECK(intact(&keep[i], keep[i].n));
+            pm_t_domains[keep[i].d].free(keep[i].p);
+        }
+    struct pm_stats st;
+    PM_CHECK_EQ(pm_get_stats(&st), 0);
+    pm_trim();
+    for (int i = 0; i < CHILD_THREADS; i++)
+        PM_CHECK_EQ(pthread_join(t[i], NULL), 0);
+    PM_CHECK_EQ(atomic_load(&errors), 0);
+}
+
+static void test_fork_child_starts_threads(void)
+{
+    static block keep[SLOTS];
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, parent_worker, keep), 0);
+    PM_CHECK_EQ(pthread_join(t, NULL), 0);
+    atomic_store(&errors, 0);
+    for (int k = 0; k < 3; k++)
+        PM_CHECK(pm_t_child_within(child_threads, keep, 120));
+    for (int i = 0; i < SLOTS; i++)
+        if (keep[i].p != NULL) {
+            PM_CHECK(intact(&keep[i], keep[i].n));
+            pm_t_domains[keep[i].d].free(keep[i].p);
+        }
+}
+
 /* The work at exit (PYMALLOC_STATS's table, report mode's summary) on a
  * thread that never called pymalloc, the set-up having run on another:
  * main starts a thread that allocates first, waits for it through a
@@ -366,5 +448,6 @@ int main(int argc, char **argv)
     PM_RUN(test_set_mode_while_stats_are_read);
     PM_RUN(test_threads_mix_domains);
     PM_RUN(test_fork_while_threads_allocate);
+    PM_RUN(test_fork_child_starts_threads);
     return pm_test_done();
 }
