@@ -139,6 +139,9 @@ typedef enum pm_error_class {
                                 written (a slot's free-list link): a write
                                 past a block's end that skipped its guard
                                 bytes, or through a dangling or wild pointer */
+    /* (A new class goes here: the numbers above never change, as the
+     * counts passed on across an exec, PYMALLOC_ERRORS_BEFORE_EXEC, are
+     * read by place by every version.) */
     PM_ERR_CLASS_COUNT
 } pm_error_class;
 

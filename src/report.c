@@ -105,8 +105,9 @@ unsigned long pm_error_count(pm_error_class c)
 
 /* Errors counted before an exec, passed on to the new program in its
  * environment (pm_i_debug_exec_handoff, below) as
- * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>.<start time>:<count of class 1>,...,<count of class 8>,
- * and taken here, at set-up, when <pid> and <start time> are this
+ * PYMALLOC_ERRORS_BEFORE_EXEC=<pid>.<start time>:<count of class 1>,...,<count of class 8>
+ * (a list of another length from another version of pymalloc: see later,
+ * below), and taken here, at set-up, when <pid> and <start time> are this
  * process's: a process that inherited the variable from its parent (another
  * pid) ignores it, and so does one that was given the pid later, after the
  * process that had it ended (the variable lives on in the environment of
@@ -114,6 +115,25 @@ unsigned long pm_error_count(pm_error_class c)
  * as this program's own, in any mode: the summary and exit status 1 at its
  * exit. */
 static unsigned long inherited;
+
+/* The counts of classes this version does not know, passed on by a later
+ * pymalloc (classes are only ever added after the others, so a count's
+ * place names its class in every version): kept in their places, counted
+ * as heap errors in the summary, and passed on again by an exec. A list
+ * from an earlier pymalloc, with fewer classes, counts 0 for the others.
+ * (Before, a list of another length was ignored: an exec between versions
+ * lost the errors.) */
+#define LATER_CLASSES 24
+static unsigned long later[LATER_CLASSES];
+static int n_later;
+
+static unsigned long later_total(void)
+{
+    unsigned long t = 0;
+    for (int i = 0; i < n_later; i++)
+        t += later[i];
+    return t;
+}
 
 /* Heap errors end this program with the summary and status 1: reported in
  * PYMALLOC_ON_ERROR=report, or passed on to it by an exec. */
@@ -179,19 +199,31 @@ static void take_handoff(void)
     const char *v = pm_i_getenv(PM_I_HANDOFF_NAME);
     if (v == NULL)
         return;
-    uint64_t got[PM_ERR_CLASS_COUNT] = {0}, pid = 0, start = 0;
+    enum { KNOWN = PM_ERR_CLASS_COUNT - 1 };
+    uint64_t got[KNOWN + LATER_CLASSES] = {0}, pid = 0, start = 0;
     if (number_field(&v, '.', &pid) != 0 || number_field(&v, ':', &start) != 0)
         return; /* not ours to read: ignored */
-    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++)
-        if (number_field(&v, c == PM_ERR_CLASS_COUNT - 1 ? '\0' : ',', &got[c]) != 0)
+    int n = 0; /* the counts of classes 1, 2, ..., n, each ended by ',' or the end */
+    for (char end = ','; end == ',';) {
+        const char *s = v;
+        while (*s >= '0' && *s <= '9')
+            s++;
+        end = *s;
+        if (n == KNOWN + LATER_CLASSES || (end != ',' && end != '\0') ||
+            number_field(&v, end, &got[n++]) != 0)
             return;
+    }
     if (pid != (uint64_t)getpid() || start != start_time())
         return;
     uint64_t total = 0;
-    for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
-        total += got[c];
-        atomic_fetch_add(&counts[c], (unsigned long)got[c]);
+    for (int i = 0; i < n; i++) {
+        total += got[i];
+        if (i < KNOWN)
+            atomic_fetch_add(&counts[i + 1], (unsigned long)got[i]);
+        else
+            later[i - KNOWN] = (unsigned long)got[i];
     }
+    n_later = n > KNOWN ? n - KNOWN : 0;
     atomic_fetch_add(&counts[PM_ERR_NONE], (unsigned long)total);
     inherited = (unsigned long)total;
 }
@@ -825,6 +857,7 @@ void pm_i_debug_reports_fork_child(int locks)
     atomic_store_explicit(&counts_pid, (long)getpid(), memory_order_relaxed);
     atomic_store_explicit(&claim_pid, 0, memory_order_relaxed);
     inherited = 0;
+    n_later = 0;
     atomic_store_explicit(&line_total, 0, memory_order_relaxed);
 }
 
@@ -1152,8 +1185,9 @@ static void report_then(const pm_i_err *e, void (*written)(void *), void *arg,
     abort();
 }
 
-/* "pymalloc: PYMALLOC_ON_ERROR=report: N heap errors (class: n, ...)". */
-static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total)
+/* "pymalloc: PYMALLOC_ON_ERROR=report: N heap errors (class: n, ...)";
+ * with_later: and the count of the classes a later pymalloc passed on. */
+static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total, int with_later)
 {
     pm_i_buf_str(b, "pymalloc: PYMALLOC_ON_ERROR=report: ");
     plural(b, total, "heap error");
@@ -1170,6 +1204,12 @@ static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total)
         pm_i_buf_str(b, ": ");
         pm_i_buf_u64(b, n);
     }
+    unsigned long n = with_later ? later_total() : 0;
+    if (n != 0) {
+        pm_i_buf_str(b, first ? "" : ", ");
+        pm_i_buf_str(b, "of classes a later pymalloc knows: ");
+        pm_i_buf_u64(b, n);
+    }
     pm_i_buf_str(b, ")");
 }
 
@@ -1183,7 +1223,7 @@ static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total)
  * child or a signal handler. */
 const char *pm_i_debug_exec_handoff(void)
 {
-    static char entry[sizeof PM_I_HANDOFF_NAME + 24 * (PM_ERR_CLASS_COUNT + 1)];
+    static char entry[sizeof PM_I_HANDOFF_NAME + 24 * (PM_ERR_CLASS_COUNT + 1 + LATER_CLASSES)];
     unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
     if (total == 0 || !sums_up() ||
         atomic_load_explicit(&counts_pid, memory_order_relaxed) != (long)getpid())
@@ -1195,7 +1235,7 @@ const char *pm_i_debug_exec_handoff(void)
         char storage[512];
         pm_i_buf b;
         pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
-        counts_line(&b, counts, total);
+        counts_line(&b, counts, total, 1);
         pm_i_buf_str(&b, " before exec: passed on to the new program in " PM_I_HANDOFF_NAME
                          " (if pymalloc runs in it, it ends with exit status "
                          PM_I_STR(PM_I_REPORT_EXIT_STATUS) ")\n");
@@ -1210,6 +1250,10 @@ const char *pm_i_debug_exec_handoff(void)
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
         pm_i_buf_char(&e, c == 1 ? ':' : ',');
         pm_i_buf_u64(&e, atomic_load(&counts[c]));
+    }
+    for (int i = 0; i < n_later; i++) {
+        pm_i_buf_char(&e, ',');
+        pm_i_buf_u64(&e, later[i]);
     }
     entry[e.len] = '\0';
     return entry;
@@ -1238,7 +1282,7 @@ int pm_i_debug_summary(void)
     char storage[512];
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
-    counts_line(&b, k, total);
+    counts_line(&b, k, total, !child);
     if (!child && inherited != 0) {
         pm_i_buf_str(&b, ", ");
         pm_i_buf_u64(&b, inherited);

@@ -124,6 +124,47 @@ else
     echo "pid-reuse skipped: no pid namespace (unshare -Urpf)"
 fi
 
+# Counts passed on by another version of pymalloc, whose list of classes
+# is shorter (an earlier one) or longer (a later one: classes are only ever
+# added after the others). The list is given to prog by a shell that execs
+# it, so that the pid and the start time are prog's own; prog takes the
+# counts in any mode. $1: the list; then prog's arguments.
+handed() {
+    list=$1
+    shift
+    case="handed $list $*"
+    env PYMALLOC_MODE="$mode" timeout 60 sh -c '
+        start=$(sed "s/.*) //" /proc/$$/stat | cut -d" " -f20)
+        lib=$1 list=$2
+        shift 2
+        exec env PYMALLOC_ERRORS_BEFORE_EXEC="$$.$start:$list" ${lib:+LD_PRELOAD="$lib"} "$@"
+    ' sh "$lib" "$list" "$prog" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+handed 1,0,0,0,0,0,0 clean
+out "child ran"
+status 1
+last "$line1, 1 before exec; exit status 1"
+handed 1,0,0,0,0,0,0,0,2,3 clean
+out "child ran"
+status 1
+later="pymalloc: PYMALLOC_ON_ERROR=report: 6 heap errors (buffer overflow: 1, of classes a later pymalloc knows: 5)"
+last "$later, 6 before exec; exit status 1"
+# Passed on again by an exec, in their places.
+handed 1,0,0,0,0,0,0,0,2,3 clean-exec
+grep -qE "^handoff: [0-9]+\.[0-9]+:1,0,0,0,0,0,0,0,2,3$" "$tmp/out" ||
+    fail "the counts are not passed on as 1,0,0,0,0,0,0,0,2,3"
+has "$later before exec: passed on"
+status 1
+last "$later, 6 before exec; exit status 1"
+# A list that is not one: ignored.
+for list in 1,,2 1,0,x "" 1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0; do
+    handed "$list" clean
+    out "child ran"
+    status 0
+    quiet
+done
+
 # execle's list read as glibc reads it: past a NULL first argument, the
 # NULL that ends it, then envp.
 run null-arg0
