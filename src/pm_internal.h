@@ -113,6 +113,9 @@ size_t pm_i_libc_usable_size(void *p);
 /* Look up now the libc function pm_i_libc_usable_size calls (the
  * override's constructor), not in its first call (modes/raw.c). */
 void pm_i_libc_usable_resolve(void);
+/* The C library's allocator set up now, on this thread (the override's
+ * constructor, while the program has one thread): see modes/raw.c. */
+void pm_i_libc_start(void);
 /* The objects whose calls of the malloc family (malloc, free, ...,
  * __libc_malloc, ...) are bound to the C library's own definitions, past
  * the malloc override, as in a library opened with dlopen(...,
