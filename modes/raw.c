@@ -580,8 +580,11 @@ size_t pm_i_libc_usable_size(void *p)
  * them to exit stopped the process with "malloc assertion failure in
  * __malloc_arena_thread_freeres: a->attached_threads > 0" (7% of the runs
  * of 32 threads whose first malloc was of 100,000 bytes, in pymalloc
- * mode). A block made and freed here, in the override's constructor, sets
- * it up on the loading thread, before the program's threads exist. */
+ * mode). A block made and freed here, by pymalloc's set-up, sets it up
+ * while the process's other threads wait for that set-up: in the
+ * constructor or the first allocation, whichever comes first (the
+ * constructor was too late when another library's constructor started
+ * threads in a program linked with libpymalloc.a). */
 void pm_i_libc_start(void) { pm_i_libc_free(pm_i_libc_malloc(1)); }
 
 /* The look-up allocates (dlopen, dlsym) and takes the loader's lock: done

@@ -348,6 +348,11 @@ static void setup_from_env(int register_handlers)
     if (register_handlers)
         pm_i_atfork(fork_prepare, fork_parent, fork_child);
     pm_i_pool_init(); /* while the table holds libc */
+    /* The C library allocator's first call (modes/raw.c), made here, where
+     * the threads of the process wait for the set-up: in o_load, the
+     * constructor, it came too late for a program linked with
+     * libpymalloc.a whose other library's constructor starts threads. */
+    pm_i_libc_start();
 
     const char *env = pm_i_getenv("PYMALLOC_MODE");
     const char *name = (env == NULL || *env == '\0') ? "default" : env;

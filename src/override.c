@@ -851,7 +851,6 @@ __attribute__((constructor)) static void o_load(void)
     pm_i_quiet_copy = o_hidden();
     pm_i_ensure_init();
     pm_i_atfork_flush();
-    pm_i_libc_start(); /* (glibc's set-up, before the program's threads) */
     /* malloc_usable_size may first be called by a signal handler that
      * interrupted malloc, where the look-up must not allocate. */
     pm_i_libc_usable_resolve();
