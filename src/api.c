@@ -97,28 +97,43 @@ static struct atfork {
     void (*prepare)(void), (*parent)(void), (*child)(void);
 } atfork_queue[ATFORK_MAX];
 static int atfork_queued;
-static pthread_mutex_t atfork_queue_lock = PTHREAD_MUTEX_INITIALIZER;
+/* A spin lock, held for a few stores: a fork child renews it with an atomic
+ * store (another thread may have held it at the fork, and is gone), which
+ * TSan sees, where a mutex renewed by assignment was still the dead
+ * thread's to it. */
+static atomic_flag atfork_queue_lock = ATOMIC_FLAG_INIT;
+
+static void queue_lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&atfork_queue_lock, memory_order_acquire))
+        sched_yield();
+}
+
+static void queue_unlock(void)
+{
+    atomic_flag_clear_explicit(&atfork_queue_lock, memory_order_release);
+}
 
 void pm_i_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
-    pthread_mutex_lock(&atfork_queue_lock);
+    queue_lock();
     if ((pm_i_atfork_defer || atfork_queued > 0) && atfork_queued < ATFORK_MAX) {
         atfork_queue[atfork_queued++] = (struct atfork){prepare, parent, child};
-        pthread_mutex_unlock(&atfork_queue_lock);
+        queue_unlock();
         return;
     }
-    pthread_mutex_unlock(&atfork_queue_lock);
+    queue_unlock();
     pthread_atfork(prepare, parent, child);
 }
 
 void pm_i_atfork_flush(void)
 {
-    pthread_mutex_lock(&atfork_queue_lock);
+    queue_lock();
     struct atfork q[ATFORK_MAX];
     int n = atfork_queued;
     memcpy(q, atfork_queue, sizeof q);
     atfork_queued = 0;
-    pthread_mutex_unlock(&atfork_queue_lock);
+    queue_unlock();
     for (int i = 0; i < n; i++)
         pthread_atfork(q[i].prepare, q[i].parent, q[i].child);
 }
@@ -159,8 +174,7 @@ static void api_fork_child(void)
      * prepare handler): released, as in the parent. The queue's lock is
      * not taken there, and may be another thread's, gone: renewed. */
     api_fork_parent();
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    atfork_queue_lock = fresh;
+    queue_unlock();
 }
 
 /* The library's fork handlers: one registration, made first by the set-up,
@@ -448,8 +462,7 @@ void pm_i_ensure_init(void)
         if (owner != me && atomic_compare_exchange_strong(&setup_owner, &owner, me)) {
             int registered = fork_child_pid == me;
             if (!registered) {
-                pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-                atfork_queue_lock = fresh; /* (may be the dead thread's) */
+                queue_unlock(); /* (may be the dead thread's) */
                 atfork_queued = 0;
             }
             run_setup(!registered);
