@@ -35,9 +35,12 @@
 #include "../src/pm_internal.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* PM_UNDER_SANITIZER: pm_internal.h. */
 
@@ -585,7 +588,24 @@ size_t pm_i_libc_usable_size(void *p)
  * constructor or the first allocation, whichever comes first (the
  * constructor was too late when another library's constructor started
  * threads in a program linked with libpymalloc.a). */
-void pm_i_libc_start(void) { pm_i_libc_free(pm_i_libc_malloc(1)); }
+#ifdef PM_GLIBC_CHUNKS
+/* The break before that first call: the start of glibc's main heap (the
+ * chunk check's floor, pm_i_libc_header_probe), where the kernel's own
+ * cannot be read. Set once, by the set-up. */
+static uintptr_t break_before_libc;
+#endif
+
+void pm_i_libc_start(void)
+{
+#ifdef PM_GLIBC_CHUNKS
+    if (break_before_libc == 0) {
+        void *b = sbrk(0);
+        if (b != (void *)-1)
+            break_before_libc = (uintptr_t)b;
+    }
+#endif
+    pm_i_libc_free(pm_i_libc_malloc(1));
+}
 
 /* The look-up allocates (dlopen, dlsym) and takes the loader's lock: done
  * in its first call, from a signal handler's malloc_usable_size that
@@ -711,6 +731,56 @@ static int under_valgrind(void)
     return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
+/* The start of the break's mapping, where glibc's main heap starts: field
+ * 47 (start_brk) of /proc/self/stat, read without allocating (the program
+ * name, field 2, in parentheses, may hold spaces and parentheses itself:
+ * the fields are counted from its last ')'); else the break before the
+ * set-up's first call of glibc's allocator (pm_i_libc_start); else the
+ * break now. Blocks of glibc's main heap lie between it and the current
+ * break, in one mapping. Before, it was the break when the probe ran: by
+ * then the set-up's first call had grown the heap by some 132 KiB, and the
+ * chunks of the program's first blocks, below it, were not judged (a
+ * NON_MAIN_ARENA bit set on one: SIGSEGV in glibc's free, no report). */
+static uintptr_t heap_start(void)
+{
+    uintptr_t now = (uintptr_t)sbrk(0);
+    if (now == (uintptr_t)-1)
+        now = 0;
+    char buf[1024];
+    size_t len = 0;
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        while (len < sizeof buf - 1) {
+            ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+        }
+        close(fd);
+    }
+    const char *end = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] == ')')
+            end = buf + i;
+    if (end != NULL) {
+        const char *c = end + 1, *stop = buf + len;
+        for (int field = 2; field < 47 && c < stop;) /* to the space before field 47 */
+            if (*c++ == ' ')
+                field++;
+        uintptr_t v = 0;
+        int digits = 0;
+        for (; c < stop && *c >= '0' && *c <= '9' && digits < 20; c++, digits++)
+            v = v * 10 + (uintptr_t)(*c - '0');
+        if (digits > 0 && v != 0 && (now == 0 || v <= now))
+            return v;
+    }
+    if (break_before_libc != 0 && (now == 0 || break_before_libc <= now))
+        return break_before_libc;
+    return now;
+}
+
 /* The self-test, once, just before the debug hooks' first request that the
  * C library serves (modes/debug.c, libc_probe; not under any lock of
  * theirs): sets pm_i_libc_chunk_page if it passes. Not at their set-up,
@@ -726,9 +796,7 @@ void pm_i_libc_header_probe(void)
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0 || under_valgrind())
         return;
-    void *brk0 = sbrk(0); /* before the hooks' first block from libc: their floor */
-    if (brk0 != (void *)-1)
-        pm_i_libc_heap_floor = (uintptr_t)brk0;
+    pm_i_libc_heap_floor = heap_start();
     void *a = PM_LIBC_MALLOC(24), *b = PM_LIBC_MALLOC(1000);
     int ok = a != NULL && b != NULL && heap_chunk_ok(a, 24) && heap_chunk_ok(b, 1000);
     PM_LIBC_FREE(a);
