@@ -1249,12 +1249,16 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     const char *who = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pool allocator";
     /* The pool's own start: below its first block, so the previous pool's. */
     const unsigned char *last = pool_block_before(pool, 0);
-    int found = 0;
+    int found = 0; /* 1: reported here; 2: reported before, not again */
     pm_i_err e;
     if (last != NULL && pool_block_overflowed(last, &e)) {
-        e.entry = who;
-        pm_i_debug_report_print(&e);
         found = 1;
+        if (pm_i_debug_was_reported(e.address, e.serial)) {
+            found = 2; /* (by the free that leaked it, PYMALLOC_ON_ERROR=report) */
+        } else {
+            e.entry = who;
+            pm_i_debug_report_print(&e);
+        }
     }
     char storage[512];
     pm_i_buf b;
@@ -1270,10 +1274,19 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     } else {
         pm_i_buf_str(&b, " (an empty pool)");
     }
-    pm_i_buf_str(&b, found ? " was overwritten by the write past the end of the block "
-                             "reported above, the last block of the pool before it"
-                           : " was overwritten (by a write past the end of the last block of "
-                             "the pool before it?)");
+    if (found == 1) {
+        pm_i_buf_str(&b, " was overwritten by the write past the end of the block reported "
+                         "above, the last block of the pool before it");
+    } else if (found == 2) {
+        pm_i_buf_str(&b, " was overwritten by the write past the end of the block at ");
+        pm_i_buf_ptr(&b, e.address);
+        pm_i_buf_str(&b, " (serial ");
+        pm_i_buf_u64(&b, e.serial);
+        pm_i_buf_str(&b, "), the last block of the pool before it, reported before");
+    } else {
+        pm_i_buf_str(&b, " was overwritten (by a write past the end of the last block of "
+                         "the pool before it?)");
+    }
     pm_i_buf_str(&b, "; the pools cannot go on: aborting\n");
     pm_i_buf_flush(&b);
     atomic_store(&pm_i_debug_aborting, 1);
@@ -2783,7 +2796,10 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
     e->entry = sc->at_exit ? "exit" : "abort";
     if (sc->at_exit)
         pm_i_debug_count_at_exit(e);
-    if (e->freed_data)
+    /* (a freed block: written after its free, or, held, its C library
+     * chunk header overwritten, q_chunk_error; before 2026-12-06 the
+     * latter was counted as a live block, "never freed") */
+    if (e->freed_data || (e->quarantined && e->below_header))
         sc->freed_damaged++;
     if (++sc->damaged > ABORT_REPORTS)
         return;
