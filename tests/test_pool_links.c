@@ -33,6 +33,7 @@
 #include "domains.h"
 #include "harness.h"
 #include "recorder.h"
+#include "pm_debug.h"
 #include "pm_internal.h"
 
 #include <pthread.h>
@@ -348,9 +349,10 @@ static void test_default_handler_aborts(void)
  * next use of that header, naming the block and the damaged header; an
  * error handler cannot keep the process going (handler: one is set). */
 typedef struct header_case {
-    int fill, handler;
+    int fill, handler; /* handler: 1 one that returns, 2 PYMALLOC_ON_ERROR=report */
     size_t into; /* bytes of the next pool's header written */
-    int then;    /* what meets it: 0 frees and mallocs, 1 pm_get_stats, 2 reallocs */
+    int then;    /* what meets it: 0 frees and mallocs, 1 pm_get_stats, 2 reallocs,
+                    3 the free of the block itself (reported, leaked), then 0 */
 } header_case;
 
 static void no_report(const pm_error_report *r, void *ctx)
@@ -364,8 +366,10 @@ static void overflow_into_pool_header(void *arg)
     const header_case *hc = arg;
     enum { COUNT = 3000 };
     static unsigned char *q[COUNT];
-    if (hc->handler)
+    if (hc->handler == 1)
         pm_set_error_handler(no_report, NULL);
+    else if (hc->handler == 2)
+        pm_i_debug_on_error_report = 1;
     for (int i = 0; i < COUNT; i++)
         q[i] = pm_mem_malloc(N);
     int last = -1;
@@ -398,6 +402,8 @@ static void overflow_into_pool_header(void *arg)
         for (int i = 0; i < COUNT; i++) /* moves: each block to the next class */
             if (i != last)
                 q[i] = pm_mem_realloc(q[i], N + 16);
+    } else if (hc->then == 3) {
+        pm_mem_free(p); /* reported (its trailer), and leaked */
     }
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < COUNT; i++)
@@ -414,17 +420,41 @@ static void overflow_into_pool_header(void *arg)
 static void test_overflow_into_next_pool_header(void)
 {
     NEED_POOL_BLOCKS();
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
         /* 0x41 or zeros over the whole header; with a handler; one byte
          * of it (its first field); met by the statistics; by reallocs
-         * (under memcheck, the size slot's lookup) */
-        header_case hc = {k == 1 ? 0 : 0x41, k == 2, k == 3 ? 1 : 48, k < 4 ? 0 : k - 3};
+         * (under memcheck, the size slot's lookup); after the block's
+         * own free reported it, with PYMALLOC_ON_ERROR=report */
+        header_case hc = {k == 1 ? 0 : 0x41, k == 2 ? 1 : k == 6 ? 2 : 0, k == 3 ? 1 : 48,
+                          k < 4 ? 0 : k < 6 ? k - 3 : 3};
         pm_death_result r;
         pm_death(overflow_into_pool_header, &hc, &r);
         PM_CHECK(!r.exited && r.signal == SIGABRT);
-        PM_CHECK_STR(r.output, ": buffer overflow: at least 16 bytes written past the end of a "
-                               "40-byte block (serial ");
+        const char *over = ": buffer overflow: at least 16 bytes written past the end of a "
+                           "40-byte block (serial ";
+        PM_CHECK_STR(r.output, over);
         PM_CHECK_STR(r.output, ": heap damage: the pool allocator's header of the pool at ");
+        if (k == 6) {
+            /* reported once, by its free (before 2026-12-06: again, with
+             * its dump, before the pools' abort) */
+            unsigned long long serial = 0;
+            const char *first = strstr(r.output, over);
+            PM_CHECK(first != NULL && sscanf(first + strlen(over), "%llu", &serial) == 1);
+            PM_CHECK(first == NULL || strstr(first + 1, over) == NULL);
+            PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: at least 16 bytes");
+            char want[200];
+            snprintf(want, sizeof want,
+                     " (80-byte blocks) was overwritten by the write past the end of the block "
+                     "at 0x");
+            PM_CHECK_STR(r.output, want);
+            snprintf(want, sizeof want,
+                     " (serial %llu), the last block of the pool before it, reported before; the "
+                     "pools cannot go on: aborting",
+                     serial);
+            PM_CHECK_STR(r.output, want);
+            PM_CHECK(strstr(r.output, "the pools went on") == NULL);
+            continue;
+        }
         PM_CHECK_STR(r.output, " (80-byte blocks) was overwritten by the write past the end of "
                                "the block reported above, the last block of the pool before "
                                "it; the pools cannot go on: aborting");
