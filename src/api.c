@@ -353,6 +353,9 @@ static void name_unknown_variables(void)
     }
 }
 
+/* Defined by the override (src/override.c) that replaces malloc. */
+extern const char pm_i_o_replaces_malloc __attribute__((weak, visibility("hidden")));
+
 /* The set-up; register: 0 when a fork child runs it again after our fork
  * handlers ran in it (they are registered already). */
 static void setup_from_env(int register_handlers)
@@ -365,8 +368,16 @@ static void setup_from_env(int register_handlers)
     /* The C library allocator's first call (modes/raw.c), made here, where
      * the threads of the process wait for the set-up: in o_load, the
      * constructor, it came too late for a program linked with
-     * libpymalloc.a whose other library's constructor starts threads. */
-    pm_i_libc_start();
+     * libpymalloc.a whose other library's constructor starts threads.
+     * Only where the override replaces malloc: the program's calls never
+     * reach glibc's allocator then, and neither can a signal handler's
+     * set-up interrupt it. With the API-only library (or the renamed copy)
+     * glibc's malloc is the program's, set up by its first call, and a
+     * program's first pm_* call may be a handler's that interrupted it
+     * (tests/test_first_use_signal.c: glibc's heap broken, 12 children of
+     * 60). */
+    if (&pm_i_o_replaces_malloc != NULL)
+        pm_i_libc_start();
 
     const char *env = pm_i_getenv("PYMALLOC_MODE");
     const char *name = (env == NULL || *env == '\0') ? "default" : env;

@@ -845,6 +845,10 @@ static int o_loaded_before_libc(void)
 }
 #endif
 
+/* The set-up (src/api.c) makes the C library allocator's first call in
+ * this copy only: the one that replaces malloc. */
+const char pm_i_o_replaces_malloc __attribute__((visibility("hidden"))) = 1;
+
 __attribute__((constructor)) static void o_load(void)
 {
     o_loading = 1; /* (their allocations do not fix the mode) */
