@@ -40,6 +40,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* PM_UNDER_SANITIZER: pm_internal.h. */
@@ -748,18 +749,23 @@ static uintptr_t heap_start(void)
         now = 0;
     char buf[1024];
     size_t len = 0;
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    /* (by syscall(2): open and read are cancellation points, and a thread
+     * with a cancellation request pending unwound out of the malloc that
+     * ran the probe; errno as it was) */
+    int saved = errno;
+    long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         while (len < sizeof buf - 1) {
-            ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+            long r = syscall(SYS_read, fd, buf + len, sizeof buf - 1 - len);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0)
                 break;
             len += (size_t)r;
         }
-        close(fd);
+        syscall(SYS_close, fd);
     }
+    errno = saved;
     const char *end = NULL;
     for (size_t i = 0; i < len; i++)
         if (buf[i] == ')')
