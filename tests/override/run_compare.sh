@@ -102,6 +102,10 @@ if [ $verbose = 1 ] && ! grep -q "$banner" "$tmp/pre.err"; then
 fi
 if [ "$rc_plain" != "$rc_pre" ]; then
     echo "FAIL: exit status $rc_pre under pymalloc ($mode), $rc_plain under glibc"
+    if [ $status_only = 1 ]; then # (what each said: the end of its stdout)
+        echo "--- the end of stdout under pymalloc:"; tail -n 15 "$tmp/pre.out"
+        echo "--- the end of stdout under glibc:"; tail -n 15 "$tmp/plain.out"
+    fi
     fail=1
 fi
 if [ $status_only = 0 ] && ! cmp -s "$tmp/plain.out" "$tmp/pre.out"; then
