@@ -766,21 +766,17 @@ static uintptr_t heap_start(void)
         syscall(SYS_close, fd);
     }
     errno = saved;
-    const char *end = NULL;
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] == ')')
-            end = buf + i;
-    if (end != NULL) {
-        const char *c = end + 1, *stop = buf + len;
-        for (int field = 2; field < 47 && c < stop;) /* to the space before field 47 */
-            if (*c++ == ' ')
-                field++;
-        uintptr_t v = 0;
-        int digits = 0;
-        for (; c < stop && *c >= '0' && *c <= '9' && digits < 20; c++, digits++)
-            v = v * 10 + (uintptr_t)(*c - '0');
-        if (digits > 0 && v != 0 && (now == 0 || v <= now))
-            return v;
+    buf[len] = '\0';
+    char *c = strrchr(buf, ')');
+    for (int field = 2; c != NULL && field < 47; field++) /* to the space before field 47 */
+        c = strchr(c + 1, ' ');
+    uint64_t v;
+    if (c != NULL) {
+        c++;
+        c[strcspn(c, " \n")] = '\0';
+        if (pm_i_parse_u64(c, &v) == 0 && v != 0 && v <= UINTPTR_MAX &&
+            (now == 0 || v <= now))
+            return (uintptr_t)v;
     }
     if (break_before_libc != 0 && (now == 0 || break_before_libc <= now))
         return break_before_libc;
