@@ -24,8 +24,9 @@
  * its arguments unchanged (execl, execle and execlp gather theirs into an
  * array first, as glibc's do). The new environment array is an anonymous
  * mapping, not a heap block: exec may be called from a vfork() child (which
- * shares its parent's heap; it has no counts of its own to pass on anyway)
- * or from a signal handler. If exec fails, the mapping goes and errno is
+ * shares its parent's heap; it passes on only the errors it made itself)
+ * or from a signal handler. If exec fails, the mapping goes, errors a
+ * child handed on are its own again (pm_i_debug_exec_failed), and errno is
  * the C library's.
  *
  * Built into the override libraries only (libpymalloc.so/.a), and not into
@@ -146,6 +147,7 @@ static int x_exec(enum x_kind kind, int fd, const char *path, char *const argv[]
     char **mine = with_entry(envp, entry, &len);
     int r = x_call(kind, fd, path, argv, mine != NULL ? mine : envp, flags);
     int saved = errno;
+    pm_i_debug_exec_failed();
     if (mine != NULL)
         munmap(mine, len);
     errno = saved;

@@ -220,6 +220,9 @@ int pm_i_debug_counts_are_mine(void);
  * stderr, or NULL (none to pass on). No lock, no allocation. */
 #define PM_I_HANDOFF_NAME "PYMALLOC_ERRORS_BEFORE_EXEC"
 const char *pm_i_debug_exec_handoff(void);
+/* The exec that pm_i_debug_exec_handoff made an entry for returned (it
+ * failed): errors a child handed on are its own again. */
+void pm_i_debug_exec_failed(void);
 /* At exit, before a report that ends the process (abort, or report mode's
  * _exit): write what stdio streams still hold, as exit() would, without
  * waiting for ever on a stream another thread holds. No lock of ours may

@@ -58,11 +58,21 @@ static atomic_ulong counts[PM_ERR_CLASS_COUNT];
  * parent, or a child of _Fork() or a raw fork system call, which has a copy.
  * The errors such a child counts are also counted in claimed, which
  * claim_pid owns: its _exit(0) sums them up (and takes them out of counts,
- * which a vfork child shares with its parent); with any other status, a
- * vfork child's errors are left to its parent's exit. */
+ * which a vfork child shares with its parent), its exec passes them on
+ * (likewise); with any other status, a vfork child's errors are left to its
+ * parent's exit. */
 static _Atomic long counts_pid;
 static atomic_ulong claimed[PM_ERR_CLASS_COUNT];
 static _Atomic long claim_pid;
+/* The errors a child made without the fork handlers counted itself
+ * (claimed) and its exec handed on: taken out of claimed and of counts
+ * (which a vfork child shares with its parent) when the entry is made, put
+ * back if the exec returns (pm_i_debug_exec_failed). */
+static unsigned long handed[PM_ERR_CLASS_COUNT];
+static _Atomic int handed_by_child;
+/* The child's total that its handoff line was last written for, as
+ * line_total (0 again when another child claims). */
+static _Atomic unsigned long claim_line_total;
 
 static _Atomic int report_lock;
 static __thread int in_report __attribute__((tls_model("initial-exec")));
@@ -859,6 +869,8 @@ void pm_i_debug_reports_fork_child(int locks)
     inherited = 0;
     n_later = 0;
     atomic_store_explicit(&line_total, 0, memory_order_relaxed);
+    atomic_store_explicit(&claim_line_total, 0, memory_order_relaxed);
+    atomic_store_explicit(&handed_by_child, 0, memory_order_relaxed);
 }
 
 int pm_i_debug_counts_are_mine(void)
@@ -1012,9 +1024,11 @@ static void count_error(const pm_i_err *e)
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
     long me = (long)getpid(), owner = atomic_load(&counts_pid);
     if (owner != 0 && owner != me) { /* a child made without our fork handlers */
-        if (atomic_exchange(&claim_pid, me) != me)
+        if (atomic_exchange(&claim_pid, me) != me) {
             for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
                 atomic_store(&claimed[c], 0);
+            atomic_store(&claim_line_total, 0);
+        }
         atomic_fetch_add(&claimed[e->error], 1);
         atomic_fetch_add(&claimed[PM_ERR_NONE], 1);
     }
@@ -1217,25 +1231,32 @@ static void counts_line(pm_i_buf *b, atomic_ulong *k, unsigned long total, int w
  * PYMALLOC_ON_ERROR=report, or passed on to it by an exec before), the
  * environment entry that passes them on to the new program (see
  * take_handoff), in static storage, after a line on stderr that says so
- * (once for the same errors); else NULL. Also NULL for counts this process
- * shares with its parent (a vfork() child's: they are summed up at the
- * parent's exit). No lock, no allocation: exec may be called in a vfork
+ * (once for the same errors); else NULL. In a child made without the fork
+ * handlers, the errors it counted itself (claimed): a _Fork() or raw clone
+ * child's copy of its parent's counts holds its parent's errors too, and a
+ * vfork() child shares them; those stay with the parent (before
+ * 2026-12-06 such a child passed nothing on, and a _Fork() child's own
+ * errors were lost). No lock, no allocation: exec may be called in a vfork
  * child or a signal handler. */
 const char *pm_i_debug_exec_handoff(void)
 {
     static char entry[sizeof PM_I_HANDOFF_NAME + 24 * (PM_ERR_CLASS_COUNT + 1 + LATER_CLASSES)];
-    unsigned long total = atomic_load(&counts[PM_ERR_NONE]);
-    if (total == 0 || !sums_up() ||
-        atomic_load_explicit(&counts_pid, memory_order_relaxed) != (long)getpid())
+    long me = (long)getpid();
+    int own = atomic_load_explicit(&counts_pid, memory_order_relaxed) == me;
+    if (!own && atomic_load(&claim_pid) != me)
+        return NULL;
+    atomic_ulong *k = own ? counts : claimed;
+    unsigned long total = atomic_load(&k[PM_ERR_NONE]);
+    if (total == 0 || !sums_up())
         return NULL;
     /* Once for these errors: an exec that fails returns, and a program
      * may try one path after another (its own search of PATH, as Python's
      * os.execvp does: a line for each directory tried, before). */
-    if (atomic_exchange(&line_total, total) != total) {
+    if (atomic_exchange(own ? &line_total : &claim_line_total, total) != total) {
         char storage[512];
         pm_i_buf b;
         pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
-        counts_line(&b, counts, total, 1);
+        counts_line(&b, k, total, own);
         pm_i_buf_str(&b, " before exec: passed on to the new program in " PM_I_HANDOFF_NAME
                          " (if pymalloc runs in it, it ends with exit status "
                          PM_I_STR(PM_I_REPORT_EXIT_STATUS) ")\n");
@@ -1244,19 +1265,36 @@ const char *pm_i_debug_exec_handoff(void)
     pm_i_buf e;
     pm_i_buf_init(&e, entry, sizeof entry - 1, -1);
     pm_i_buf_str(&e, PM_I_HANDOFF_NAME "=");
-    pm_i_buf_u64(&e, (uint64_t)getpid());
+    pm_i_buf_u64(&e, (uint64_t)me);
     pm_i_buf_char(&e, '.');
     pm_i_buf_u64(&e, start_time());
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
         pm_i_buf_char(&e, c == 1 ? ':' : ',');
-        pm_i_buf_u64(&e, atomic_load(&counts[c]));
+        pm_i_buf_u64(&e, atomic_load(&k[c]));
     }
-    for (int i = 0; i < n_later; i++) {
+    for (int i = 0; own && i < n_later; i++) {
         pm_i_buf_char(&e, ',');
         pm_i_buf_u64(&e, later[i]);
     }
     entry[e.len] = '\0';
+    if (!own) {
+        for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
+            handed[c] = atomic_exchange(&claimed[c], 0);
+            atomic_fetch_sub(&counts[c], handed[c]);
+        }
+        atomic_store(&handed_by_child, 1);
+    }
     return entry;
+}
+
+void pm_i_debug_exec_failed(void)
+{
+    if (!atomic_exchange(&handed_by_child, 0))
+        return;
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
+        atomic_fetch_add(&claimed[c], handed[c]);
+        atomic_fetch_add(&counts[c], handed[c]);
+    }
 }
 
 /* PYMALLOC_ON_ERROR=report: the summary line, if errors were counted (1),

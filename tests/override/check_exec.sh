@@ -103,6 +103,33 @@ out "vfork child: 0"
 summed "$line1; exit status 1"
 ! grep -q "before exec" "$tmp/err" || fail "the vfork child passed errors on"
 
+# A child made without the fork handlers (vfork, or the fork system call
+# as _Fork() makes one) passes on the errors it made itself: the new
+# program sums them up, and the parent, clean, exits 0 (before 2026-12-06
+# a raw child's error was lost: the child exited 0, and so did the run).
+for kind in vfork raw; do
+    run own-exec $kind
+    out "child ran"
+    if [ $errors = 1 ]; then
+        out "own-exec child: 1"
+        has "$passed"
+        has "$line1, 1 before exec; exit status 1"
+        [ "$(grep -c "exit status 1$" "$tmp/err")" = 1 ] || fail "not one summary line"
+    else
+        out "own-exec child: 0"
+    fi
+    status 0
+    # The exec fails: the errors are the child's again; its _exit(3) keeps
+    # its status, and a vfork child's are summed up at its parent's exit.
+    run own-failed $kind
+    out "own-exec child: 3"
+    if [ $errors = 1 ] && [ $kind = vfork ]; then
+        summed "$line1; exit status 1" passed
+    else
+        status 0
+    fi
+done
+
 # A pid given again, after the program that was passed the errors ended,
 # to a clean program that inherited the variable (from a child that program
 # left behind): the errors are not its own. Pids are reused in a pid

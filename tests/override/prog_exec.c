@@ -17,6 +17,12 @@
  *   prog_exec failed-exec     one error, an exec that fails, then exit(0)
  *   prog_exec failed-twice    one error, two execs that fail, then "clean"
  *   prog_exec vfork           one error, then a vfork child that execs "clean"
+ *   prog_exec own-exec KIND   a child made by KIND (vfork, or raw: the fork
+ *                             system call, without the fork handlers, as
+ *                             _Fork() makes one) makes one error and execs
+ *                             "clean"; the parent makes none
+ *   prog_exec own-failed KIND as own-exec, but the exec fails and the child
+ *                             ends with _exit(3)
  *   prog_exec pid-reuse       pid 1 of a new pid namespace (unshare -Urpf): a
  *                             child makes one error and execs "reuser", which
  *                             leaves a child behind and ends; once it is gone,
@@ -37,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -222,6 +230,29 @@ int main(int argc, char **argv)
             _exit(2);
         }
         printf("vfork child: %d\n", wait_status(pid));
+        return 0;
+    }
+    if (strcmp(what, "own-exec") == 0 || strcmp(what, "own-failed") == 0) {
+        int failed = strcmp(what, "own-failed") == 0;
+        int raw = argc > 2 && strcmp(argv[2], "raw") == 0;
+        fflush(stdout);
+        pid_t pid;
+        if (raw) {
+#ifdef SYS_fork
+            pid = (pid_t)syscall(SYS_fork);
+#else
+            pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+#endif
+        } else {
+            pid = vfork();
+        }
+        if (pid == 0) {
+            heap_error();
+            char *cargv[] = {failed ? "/nonexistent/prog" : (char *)self, "clean", NULL};
+            execv(cargv[0], cargv);
+            _exit(3);
+        }
+        printf("own-exec child: %d\n", wait_status(pid));
         return 0;
     }
     if (strcmp(what, "pid-reuse") == 0) {
