@@ -69,7 +69,7 @@ static _Atomic long claim_pid;
  * (which a vfork child shares with its parent) when the entry is made, put
  * back if the exec returns (pm_i_debug_exec_failed). */
 static unsigned long handed[PM_ERR_CLASS_COUNT];
-static _Atomic int handed_by_child;
+static _Atomic long handed_by; /* the child's pid */
 /* The child's total that its handoff line was last written for, as
  * line_total (0 again when another child claims). */
 static _Atomic unsigned long claim_line_total;
@@ -870,7 +870,7 @@ void pm_i_debug_reports_fork_child(int locks)
     n_later = 0;
     atomic_store_explicit(&line_total, 0, memory_order_relaxed);
     atomic_store_explicit(&claim_line_total, 0, memory_order_relaxed);
-    atomic_store_explicit(&handed_by_child, 0, memory_order_relaxed);
+    atomic_store_explicit(&handed_by, 0, memory_order_relaxed);
 }
 
 int pm_i_debug_counts_are_mine(void)
@@ -1282,15 +1282,19 @@ const char *pm_i_debug_exec_handoff(void)
             handed[c] = atomic_exchange(&claimed[c], 0);
             atomic_fetch_sub(&counts[c], handed[c]);
         }
-        atomic_store(&handed_by_child, 1);
+        atomic_store(&handed_by, me);
     }
     return entry;
 }
 
 void pm_i_debug_exec_failed(void)
 {
-    if (!atomic_exchange(&handed_by_child, 0))
+    /* (A vfork child's exec that succeeded left its pid here, in memory
+     * it shared with this parent.) */
+    long me = (long)getpid();
+    if (atomic_load(&handed_by) != me)
         return;
+    atomic_store(&handed_by, 0);
     for (int c = 0; c < PM_ERR_CLASS_COUNT; c++) {
         atomic_fetch_add(&claimed[c], handed[c]);
         atomic_fetch_add(&counts[c], handed[c]);

@@ -129,6 +129,12 @@ for kind in vfork raw; do
         status 0
     fi
 done
+# The parent's own error, after a vfork child passed its own on: the
+# parent's failed exec does not take the child's back (it is in memory the
+# two shared).
+run own-then-parent
+out "own-exec child: $errors"
+summed "$line1; exit status 1"
 
 # A pid given again, after the program that was passed the errors ended,
 # to a clean program that inherited the variable (from a child that program

@@ -23,6 +23,8 @@
  *                             "clean"; the parent makes none
  *   prog_exec own-failed KIND as own-exec, but the exec fails and the child
  *                             ends with _exit(3)
+ *   prog_exec own-then-parent as own-exec vfork, then the parent makes one
+ *                             error and an exec that fails, and exits 0
  *   prog_exec pid-reuse       pid 1 of a new pid namespace (unshare -Urpf): a
  *                             child makes one error and execs "reuser", which
  *                             leaves a child behind and ends; once it is gone,
@@ -232,8 +234,10 @@ int main(int argc, char **argv)
         printf("vfork child: %d\n", wait_status(pid));
         return 0;
     }
-    if (strcmp(what, "own-exec") == 0 || strcmp(what, "own-failed") == 0) {
+    if (strcmp(what, "own-exec") == 0 || strcmp(what, "own-failed") == 0 ||
+        strcmp(what, "own-then-parent") == 0) {
         int failed = strcmp(what, "own-failed") == 0;
+        int then_parent = strcmp(what, "own-then-parent") == 0;
         int raw = argc > 2 && strcmp(argv[2], "raw") == 0;
         fflush(stdout);
         pid_t pid;
@@ -253,6 +257,11 @@ int main(int argc, char **argv)
             _exit(3);
         }
         printf("own-exec child: %d\n", wait_status(pid));
+        if (then_parent) {
+            heap_error();
+            char *cargv[] = {"/nonexistent/prog", NULL};
+            execv(cargv[0], cargv);
+        }
         return 0;
     }
     if (strcmp(what, "pid-reuse") == 0) {
