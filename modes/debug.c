@@ -128,6 +128,8 @@ typedef struct dbg {
                           quarantine: dbg_malloc's fast path (one test) */
     int libc_below;    /* its blocks are the C library's: 1 all (libc below),
                           2 those not in a pool (the pool below), 0 none known */
+    int foreign;       /* below is an allocator of the user's (a hook), called
+                          outside the busy part (below_malloc_of, ...) */
     uint64_t api_w;    /* the word at p-8 of its blocks: API_WORD(api) */
     uint64_t side_api; /* the API in a side word's bits (pool.h) */
     uint64_t filled;   /* SIDE_FILLED if pool_below and freed blocks are
@@ -266,6 +268,76 @@ static inline void busy_leave(void)
     busy_clear();
     if (PM_I_UNLIKELY(nested_frees.pending))
         drain_nested();
+}
+
+/* Calls of the allocator below. One of the user's (a hook set before the
+ * debug hooks wrapped it: g->foreign) is called with the busy mark
+ * cleared, as the program's own code: its pm_* calls of another domain (a
+ * tracing hook's bookkeeping, a hook that sends the mem domain to
+ * pm_obj_malloc) are served as any call, not as a signal handler's (from
+ * the early arena, frees deferred, realloc failing: before 2026-12-06).
+ * No lock of the hooks is held at these calls. A signal handler that
+ * interrupts the hook is served as any call too: the hook's code is the
+ * program's, as it is without the debug hooks. Frees a handler deferred
+ * before wait for the busy part's end, as before. */
+static inline void foreign_out(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    pm_i_debug_busy = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void foreign_back(const char *hint)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    pm_i_debug_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    busy_entry = hint;
+}
+
+static inline void *below_malloc_of(const dbg *g, size_t n)
+{
+    if (PM_I_LIKELY(!g->foreign))
+        return g->below.a.malloc(g->below.a.ctx, n);
+    const char *hint = busy_entry;
+    foreign_out();
+    void *r = g->below.a.malloc(g->below.a.ctx, n);
+    foreign_back(hint);
+    return r;
+}
+
+static inline void *below_calloc_of(const dbg *g, size_t n)
+{
+    if (PM_I_LIKELY(!g->foreign))
+        return g->below.a.calloc(g->below.a.ctx, 1, n);
+    const char *hint = busy_entry;
+    foreign_out();
+    void *r = g->below.a.calloc(g->below.a.ctx, 1, n);
+    foreign_back(hint);
+    return r;
+}
+
+static inline void *below_realloc_of(const dbg *g, void *base, size_t n)
+{
+    if (PM_I_LIKELY(!g->foreign))
+        return g->below.a.realloc(g->below.a.ctx, base, n);
+    const char *hint = busy_entry;
+    foreign_out();
+    void *r = g->below.a.realloc(g->below.a.ctx, base, n);
+    foreign_back(hint);
+    return r;
+}
+
+static inline void below_free_of(const dbg *g, void *base)
+{
+    if (PM_I_LIKELY(!g->foreign)) {
+        g->below.a.free(g->below.a.ctx, base);
+        return;
+    }
+    const char *hint = busy_entry;
+    foreign_out();
+    g->below.a.free(g->below.a.ctx, base);
+    foreign_back(hint);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1388,7 +1460,7 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
     write_trailer(p, n, serial);
     if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
         unbump_serial(serial);
-        g->below.a.free(g->below.a.ctx, base);
+        below_free_of(g, base);
         return NULL;
     }
     maybe_break(serial);
@@ -1907,7 +1979,7 @@ static unsigned char *below_malloc(dbg *g, int op, size_t n)
     libc_probe(g, n + PM_I_DEBUG_EXTRA);
     for (int again = 0;; again = 1) {
         do {
-            base = g->below.a.malloc(g->below.a.ctx, n + PM_I_DEBUG_EXTRA);
+            base = below_malloc_of(g, n + PM_I_DEBUG_EXTRA);
             if (g->pool_below)
                 pool_links_check(g, op);
         } while (base != NULL && g->pool_below && pool_block_written(g, op, base, n));
@@ -2083,10 +2155,10 @@ static void *calloc_busy(dbg *g, size_t n)
         return finish_block(g, base, PM_I_DEBUG_HEAD, n);
     }
     libc_probe(g, n + PM_I_DEBUG_EXTRA);
-    base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+    base = below_calloc_of(g, n + PM_I_DEBUG_EXTRA);
     pool_links_check(g, OP_CALLOC);
     if (base == NULL && q_drain(g, OP_CALLOC) != 0) {
-        base = g->below.a.calloc(g->below.a.ctx, 1, n + PM_I_DEBUG_EXTRA);
+        base = below_calloc_of(g, n + PM_I_DEBUG_EXTRA);
         pool_links_check(g, OP_CALLOC);
     }
     if (base == NULL)
@@ -2216,7 +2288,7 @@ static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigne
         qent out[Q_BATCH];
         q_hand_back(g, OP_FREE, out, q_push(&h, out, Q_BATCH));
     } else {
-        g->below.a.free(g->below.a.ctx, base);
+        below_free_of(g, base);
     }
     pool_links_check(g, OP_FREE);
 }
@@ -2322,7 +2394,7 @@ __attribute__((noinline)) static void below_free_checked(const dbg *g, void *bas
 {
     int saved = errno; /* (see dbg_free) */
     busy_enter();
-    g->below.a.free(g->below.a.ctx, base);
+    below_free_of(g, base);
     pool_links_check(g, OP_FREE);
     busy_leave();
     errno = saved;
@@ -2539,7 +2611,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
         base = p - PM_I_DEBUG_HEAD;
     } else {
         libc_probe(g, n + PM_I_DEBUG_EXTRA);
-        base = g->below.a.realloc(g->below.a.ctx, p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
+        base = below_realloc_of(g, p - PM_I_DEBUG_HEAD, n + PM_I_DEBUG_EXTRA);
         pool_links_check(g, OP_REALLOC);
     }
     unsigned char *q;
@@ -3428,6 +3500,7 @@ void pm_i_debug_decorate(void)
         g->filled = g->pool_below && pm_i_debug_check_freed != 0 ? SIDE_FILLED : 0;
         g->check_all = pm_i_debug_check_freed == 2;
         g->libc_below = same_base(&g->below, &pm_i_raw_base) ? 1 : g->pool_below ? 2 : 0;
+        g->foreign = g->libc_below == 0;
         /* Not under memcheck, which reports a write into a freed block
          * itself (once the C library's free has it). */
         __atomic_store_n(&g->quarantine, g->libc_below != 0 && !pm_i_pool_valgrind(NULL),

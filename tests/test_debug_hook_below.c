@@ -1,0 +1,247 @@
+/*
+ * tests/test_debug_hook_below.c - a hook of the program's own under the
+ * debug hooks (set before pm_setup_debug_hooks, which wraps it) that calls
+ * the pm_* API of another domain is the program's code: its calls are
+ * served as any other, checked, not as a signal handler's. Before
+ * 2026-12-06 the debug hooks called it inside their busy part, so every
+ * such call was taken for a handler's: its blocks came from the 256 KiB
+ * early arena, unchecked (a mem domain sent to pm_obj_malloc failed with
+ * ENOMEM after about 1,500 blocks of 100 bytes), its realloc of a block
+ * made outside failed, and past 16 frees in one call the rest were dropped
+ * (a leak).
+ *
+ * Each case runs in a fresh child (the hooks go in before the first
+ * allocation), on the mode this test runs under without its debug hooks
+ * (malloc for malloc and malloc_debug, else pymalloc), with the debug
+ * hooks wrapping the hook.
+ */
+#include "harness.h"
+#include "pymalloc.h"
+
+#include <signal.h>
+
+static const char *base_mode(void)
+{
+    const char *m = pm_t_env_mode();
+    return strncmp(m, "malloc", 6) == 0 ? "malloc" : "pymalloc";
+}
+
+/* Reports the handler received (the test goes on: the block is leaked). */
+static pm_error_report seen[8];
+static int n_seen;
+static void keep_report(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    if (n_seen < 8)
+        seen[n_seen] = *r;
+    n_seen++;
+}
+
+/* The mem domain sent to the obj domain's public API (as a program may send
+ * one family of its allocations to another). */
+static void *f_malloc(void *c, size_t n) { (void)c; return pm_obj_malloc(n); }
+static void *f_calloc(void *c, size_t k, size_t n) { (void)c; return pm_obj_calloc(k, n); }
+static void *f_realloc(void *c, void *p, size_t n) { (void)c; return pm_obj_realloc(p, n); }
+static void f_free(void *c, void *p) { (void)c; pm_obj_free(p); }
+
+static void set_up(const pm_allocator *hook)
+{
+    PM_CHECK(pm_set_mode(base_mode()) == 0);
+    PM_CHECK(pm_set_allocator(PM_DOMAIN_MEM, hook) == 0);
+    PM_CHECK(pm_setup_debug_hooks() == 0);
+    PM_CHECK(pm_debug_enabled() == 1);
+    pm_set_error_handler(keep_report, NULL);
+}
+
+enum { N = 10000 };
+static unsigned char *blocks[N];
+
+static void child_forward(void *arg)
+{
+    (void)arg;
+    pm_allocator fwd = {NULL, f_malloc, f_calloc, f_realloc, f_free};
+    set_up(&fwd);
+    /* 1 MB in all: more than the early arena holds. */
+    int failed = 0, unchecked = 0;
+    for (int i = 0; i < N; i++) {
+        blocks[i] = pm_mem_malloc(100);
+        if (blocks[i] == NULL) {
+            failed++;
+            continue;
+        }
+        memset(blocks[i], i & 0xff, 100);
+        unchecked += pm_check_block(blocks[i]) != 0;
+    }
+    PM_CHECK(failed == 0);
+    PM_CHECK(unchecked == 0);
+    /* A block grown to 5 MiB through both domains, its bytes kept. */
+    unsigned char *g = pm_mem_calloc(1, 10);
+    PM_CHECK(g != NULL);
+    for (size_t size = 20; g != NULL && size <= ((size_t)5 << 20); size *= 2) {
+        unsigned char *q = pm_mem_realloc(g, size);
+        PM_CHECK(q != NULL);
+        if (q == NULL)
+            break;
+        PM_CHECK(q[size / 2 - 1] == 0);
+        memset(q + size / 2, 0, size - size / 2);
+        g = q;
+    }
+    pm_mem_free(g);
+    for (int i = 0; i < N; i++)
+        if (blocks[i] != NULL) {
+            PM_CHECK(blocks[i][99] == (unsigned char)(i & 0xff));
+            pm_mem_free(blocks[i]);
+        }
+    PM_CHECK(n_seen == 0);
+    /* The mem domain's own checks still run: one byte past a block. */
+    unsigned char *p = pm_mem_malloc(24);
+    PM_CHECK(p != NULL);
+    ((volatile unsigned char *)p)[24] = 'x';
+    pm_mem_free(p);
+    PM_CHECK(n_seen == 1);
+    PM_CHECK(seen[0].error == PM_ERR_BUFFER_OVERFLOW);
+    PM_CHECK(seen[0].size == 24 && seen[0].offset == 24);
+    PM_CHECK(seen[0].entry != NULL && strcmp(seen[0].entry, "pm_mem_free") == 0);
+}
+
+static void test_mem_sent_to_obj(void)
+{
+    pm_death_result r;
+    pm_death(child_forward, NULL, &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+}
+
+/* A tracing hook on the mem domain: a note per malloc in a table it grows
+ * with pm_raw_realloc, a big pm_raw_malloc once, and every 20th free it
+ * frees the 20 raw blocks it made meanwhile, in that one call. */
+static pm_allocator below;
+static uintptr_t *table;
+static size_t notes, cap, grow_failed;
+static void *big;
+static void *raws[20];
+static int n_raws;
+
+static void *t_malloc(void *c, size_t n)
+{
+    (void)c;
+    void *p = below.malloc(below.ctx, n);
+    if (notes == cap) {
+        size_t more = cap ? cap * 2 : 64;
+        uintptr_t *t = pm_raw_realloc(table, more * sizeof *t);
+        if (t == NULL) {
+            grow_failed++;
+            return p;
+        }
+        table = t;
+        cap = more;
+    }
+    table[notes++] = (uintptr_t)p;
+    if (big == NULL)
+        big = pm_raw_malloc((size_t)300 << 10);
+    return p;
+}
+static void *t_calloc(void *c, size_t k, size_t n) { (void)c; return below.calloc(below.ctx, k, n); }
+static void *t_realloc(void *c, void *p, size_t n) { (void)c; return below.realloc(below.ctx, p, n); }
+static void t_free(void *c, void *p)
+{
+    (void)c;
+    below.free(below.ctx, p);
+    raws[n_raws++] = pm_raw_malloc(40);
+    if (n_raws == 20) {
+        for (int i = 0; i < 20; i++)
+            pm_raw_free(raws[i]);
+        /* Freed, each of them: a check of one now is a report. */
+        int live = 0;
+        for (int i = 0; i < 20; i++) {
+            int before = n_seen;
+            live += pm_check_block(raws[i]) == 0 && n_seen == before;
+        }
+        PM_CHECK(live == 0);
+        n_seen = 0;
+        n_raws = 0;
+    }
+}
+
+static void child_tracing(void *arg)
+{
+    (void)arg;
+    PM_CHECK(pm_set_mode(base_mode()) == 0);
+    PM_CHECK(pm_get_allocator(PM_DOMAIN_MEM, &below) == 0);
+    pm_allocator hook = {NULL, t_malloc, t_calloc, t_realloc, t_free};
+    set_up(&hook);
+    enum { M = 20000 };
+    int failed = 0;
+    for (int i = 0; i < M; i++) {
+        void *p = pm_mem_malloc(32);
+        failed += p == NULL;
+        pm_mem_free(p);
+    }
+    PM_CHECK(failed == 0);
+    PM_CHECK(notes == M && grow_failed == 0);
+    PM_CHECK(big != NULL);
+    PM_CHECK(n_seen == 0);
+    /* The table is a checked raw block: one byte past it is found. */
+    ((volatile unsigned char *)table)[cap * sizeof *table] = 'x';
+    PM_CHECK(pm_check_block(table) == -1);
+    PM_CHECK(n_seen == 1 && seen[0].error == PM_ERR_BUFFER_OVERFLOW &&
+             seen[0].size == cap * sizeof *table);
+    pm_raw_free(big);
+}
+
+static void test_tracing_hook(void)
+{
+    pm_death_result r;
+    pm_death(child_tracing, NULL, &r);
+    PM_CHECK(r.exited && r.exit_status == 0);
+}
+
+/* A signal handler that interrupts the hook (raised from inside it, once)
+ * and allocates through the mem domain: served through the hooks and the
+ * hook again, no hang, no report. */
+static volatile sig_atomic_t raised, handler_ok;
+static void on_usr1(int sig)
+{
+    (void)sig;
+    unsigned char *p = pm_mem_malloc(50);
+    if (p != NULL) {
+        memset(p, 1, 50);
+        handler_ok = pm_check_block(p) == 0;
+        pm_mem_free(p);
+    }
+}
+
+static void *s_malloc(void *c, size_t n)
+{
+    (void)c;
+    if (!raised) {
+        raised = 1;
+        raise(SIGUSR1);
+    }
+    return pm_obj_malloc(n);
+}
+
+static void child_signal(void *arg)
+{
+    (void)arg;
+    pm_allocator hook = {NULL, s_malloc, f_calloc, f_realloc, f_free};
+    set_up(&hook);
+    signal(SIGUSR1, on_usr1);
+    void *p = pm_mem_malloc(10);
+    PM_CHECK(p != NULL && raised && handler_ok);
+    pm_mem_free(p);
+    PM_CHECK(n_seen == 0);
+}
+
+static void test_signal_in_hook(void)
+{
+    PM_CHECK(pm_t_child_within(child_signal, NULL, 20));
+}
+
+int main(void)
+{
+    pm_t_pin_env(NULL);
+    PM_RUN(test_mem_sent_to_obj);
+    PM_RUN(test_tracing_hook);
+    PM_RUN(test_signal_in_hook);
+    return pm_test_done();
+}
