@@ -43,6 +43,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+extern char **environ;
+
 static const char *prog = "pymalloc-run";
 
 static void usage(FILE *f)
@@ -461,6 +463,21 @@ static const char *interpreter_of(const char *path)
     return found;
 }
 
+/* The LD_PRELOAD that ld.so would use: the last entry of that name in the
+ * environment (glibc's ld.so reads them all, each replacing the one
+ * before), where getenv gives the first. An environment with two of them
+ * (one a program built by hand) is rare; before 2026-12-06 the wrapper
+ * replaced the first, ld.so took the second, and the program ran without
+ * pymalloc, silently. */
+static const char *loader_preload(void)
+{
+    const char *found = NULL;
+    for (char **e = environ; e != NULL && *e != NULL; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+            found = *e + 11;
+    return found;
+}
+
 static void set(const char *name, const char *value)
 {
     if (setenv(name, value, 1) != 0)
@@ -554,7 +571,7 @@ int main(int argc, char **argv)
      * The inherited list is kept whole, however long (in a buffer of a fixed
      * size it was cut, and ld.so then skipped the library whose path was cut
      * and every one after it). */
-    const char *old = getenv("LD_PRELOAD");
+    const char *old = loader_preload();
     if (old == NULL)
         old = "";
     size_t preload_len = strlen(lib) + 1 + strlen(old) + 1;
@@ -562,6 +579,7 @@ int main(int argc, char **argv)
     if (preload == NULL)
         die(2, "cannot set %s", "LD_PRELOAD");
     snprintf(preload, preload_len, *old != '\0' ? "%s:%s" : "%s", lib, old);
+    unsetenv("LD_PRELOAD"); /* every entry of it (see loader_preload) */
     set("LD_PRELOAD", preload);
     if (mode != NULL)
         set("PYMALLOC_MODE", mode);

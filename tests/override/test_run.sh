@@ -159,6 +159,20 @@ LD_PRELOAD=libm.so.6 "$run" -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/er
 check "LD_PRELOAD kept" 0 $?
 has "LD_PRELOAD kept" "$tmp/out" "libpymalloc\.so[.0-9]*:libm\.so\.6$"
 
+# Two LD_PRELOAD entries in the environment (a program that builds one by
+# hand): ld.so takes the last, which the wrapper keeps after its library,
+# and the program gets one entry (before 2026-12-06 the wrapper replaced
+# the first, ld.so took the second, and pymalloc was not loaded: no banner).
+if [ -n "${PM_T_ENVEXEC:-}" ]; then
+    sh=$(command -v sh)
+    "$PM_T_ENVEXEC" PATH="$PATH" LD_PRELOAD=first.so LD_PRELOAD=libm.so.6 -- "$run" --verbose -- \
+        "$sh" -c 'env | grep -c "^LD_PRELOAD="; echo "$LD_PRELOAD"' >"$tmp/out" 2>"$tmp/err"
+    check "LD_PRELOAD twice" 0 $?
+    has "LD_PRELOAD twice" "$tmp/err" "^pymalloc [0-9][^ ]*: mode "
+    has "LD_PRELOAD twice" "$tmp/out" "^1$"
+    has "LD_PRELOAD twice" "$tmp/out" "libpymalloc\.so[.0-9]*:libm\.so\.6$"
+fi
+
 # However long, the inherited LD_PRELOAD is kept whole (it was cut at 8 KB:
 # ld.so skipped the library whose path was cut and those after it).
 long=libm.so.6
