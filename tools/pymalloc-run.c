@@ -308,12 +308,18 @@ static int is_own_loader(const struct stat *st)
 
 static const char *interpreter_of(const char *path);
 
+/* The scripts deep Linux runs a program (fs/exec.c: an interpreter that is
+ * a script in turn, 5 times; a sixth level fails with ELOOP). */
+#define SCRIPT_DEPTH 5
+
 /* Why ld.so would run the program at path without the library at lib (an
  * ELF shared object of this program's class), or NULL when it would preload
  * it or we cannot tell (a file we may run but not read; what a script's
  * interpreter runs in turn, such as the program "#!/usr/bin/env python3"
  * names). A script is looked at through its "#!" interpreter (an absolute
- * path; up to 4 levels, as the kernel allows): a statically linked one
+ * path; up to 5 scripts deep, as Linux runs them: a sixth is ELOOP; before
+ * 2026-12-06, 4: a fifth script's static interpreter ran without pymalloc,
+ * silently); a statically linked one
  * (busybox) ran the script without pymalloc. ld.so skips a library of another ELF class or
  * machine with a message and runs the program anyway; it never runs for a
  * statically linked program; and in secure-execution mode (a set-user-ID or
@@ -339,7 +345,7 @@ static const char *unreachable_at(const char *path, const char *lib, int depth)
         /* A script: the kernel runs its interpreter (set-user-ID bits on
          * a script are ignored), which must be one ld.so preloads into. */
         const char *interp = interpreter_of(path);
-        if (interp == NULL || interp[0] != '/' || depth >= 4)
+        if (interp == NULL || interp[0] != '/' || depth >= SCRIPT_DEPTH)
             return NULL;
         char name[PATH_MAX];
         snprintf(name, sizeof name, "%s", interp);
@@ -434,7 +440,11 @@ static const char *interpreter_of(const char *path)
         head[n] = '\0';
         char *s = head + 2;
         s += strspn(s, " \t");
-        size_t len = strcspn(s, " \t\n\r");
+        /* Where the kernel ends the name (binfmt_script): a space, a tab,
+         * the line's end; a '\r' is part of it ("#!/bin/sh\r\n", a DOS
+         * line end: before 2026-12-06 it was cut there, /bin/sh was found,
+         * and the message said the script itself was not there). */
+        size_t len = strcspn(s, " \t\n");
         if (len > 0 && len < sizeof name) {
             memcpy(name, s, len);
             name[len] = '\0';
@@ -461,6 +471,86 @@ static const char *interpreter_of(const char *path)
     }
     close(fd);
     return found;
+}
+
+/* When path is the dynamic loader this wrapper runs under, run as a program
+ * ("ld.so [OPTIONS] PROGRAM [ARGS]"), the program it runs (its first
+ * argument that is not an option of glibc's ld.so, nor the value of one),
+ * if that names a file by a path (ld.so looks a bare name up as a library);
+ * else NULL. Before 2026-12-06 a statically linked program run that way ran
+ * without pymalloc, silently. */
+static const char *loader_program(const char *path, char *const *args)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !is_own_loader(&st))
+        return NULL;
+    static const char *const with_value[] = {
+        "--library-path", "--inhibit-rpath", "--audit", "--preload", "--argv0",
+        "--glibc-hwcaps-prepend", "--glibc-hwcaps-mask"};
+    for (; *args != NULL; args++) {
+        const char *a = *args;
+        if (strcmp(a, "--") == 0)
+            return args[1] != NULL && strchr(args[1], '/') != NULL ? args[1] : NULL;
+        if (strncmp(a, "--", 2) != 0)
+            return strchr(a, '/') != NULL ? a : NULL;
+        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+            if (strcmp(a, with_value[k]) == 0 && args[1] != NULL) {
+                args++;
+                break;
+            }
+    }
+    return NULL;
+}
+
+/* s, for a message: control bytes as \r, \n, \t or \xNN, a backslash as \\. */
+static const char *shown(const char *s, char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (; *s != '\0' && n + 5 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\\' || c < 0x20 || c == 0x7f) {
+            buf[n++] = '\\';
+            if (c == '\\' || c == '\r' || c == '\n' || c == '\t') {
+                buf[n++] = c == '\r' ? 'r' : c == '\n' ? 'n' : c == '\t' ? 't' : '\\';
+            } else {
+                buf[n++] = 'x';
+                buf[n++] = hex[c >> 4];
+                buf[n++] = hex[c & 15];
+            }
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* exec failed with ENOENT for a file that is there: the interpreter the
+ * kernel did not find, as "its interpreter A: its interpreter B" (a script
+ * run by a script whose own interpreter is missing), names shown with
+ * their control bytes escaped; NULL if none is missing (then the error is
+ * the file's own). */
+static const char *missing_interpreter(const char *path)
+{
+    static char chain[2048];
+    char at[PATH_MAX], esc[PATH_MAX];
+    size_t len = 0;
+    snprintf(at, sizeof at, "%s", path);
+    for (int depth = 0; depth < SCRIPT_DEPTH; depth++) {
+        const char *interp = interpreter_of(at);
+        if (interp == NULL)
+            return NULL;
+        int n = snprintf(chain + len, sizeof chain - len, "%sits interpreter %s",
+                         depth == 0 ? "" : ": ", shown(interp, esc, sizeof esc));
+        if (n < 0 || (size_t)n >= sizeof chain - len)
+            return NULL;
+        len += (size_t)n;
+        if (access(interp, F_OK) != 0)
+            return chain;
+        snprintf(at, sizeof at, "%s", interp);
+    }
+    return NULL;
 }
 
 /* The LD_PRELOAD that ld.so would use: the last entry of that name in the
@@ -561,6 +651,14 @@ int main(int argc, char **argv)
         die(2, "cannot preload %s: LD_PRELOAD splits paths at spaces and colons", lib);
     const char *path = program_path(argv[i]);
     const char *why = path != NULL ? unreachable(path, lib) : NULL;
+    /* The dynamic loader run as a program: the program it runs. */
+    const char *ran = why == NULL && path != NULL ? loader_program(path, argv + i + 1) : NULL;
+    if (ran != NULL && (why = unreachable(ran, lib)) != NULL) {
+        fprintf(stderr, "%s: cannot run %s under pymalloc: it is run by the dynamic loader, and "
+                        "%s, so it would run without pymalloc\n",
+                prog, ran, why);
+        return 2;
+    }
     if (why != NULL) {
         fprintf(stderr, "%s: cannot run %s under pymalloc: %s, so it would run without pymalloc\n",
                 prog, path, why);
@@ -605,10 +703,12 @@ int main(int argc, char **argv)
     /* ENOENT for a file that is there: its interpreter (a script's "#!"
      * line, an ELF program's dynamic loader) is not (before, the message
      * said the program itself was not found). */
-    const char *interp = err == ENOENT && path != NULL ? interpreter_of(path) : NULL;
-    if (interp != NULL && access(interp, F_OK) != 0)
-        fprintf(stderr, "%s: cannot run '%s': its interpreter %s: %s\n", prog, argv[i], interp,
-                strerror(err));
+    const char *chain = err == ENOENT && path != NULL ? missing_interpreter(path) : NULL;
+    if (chain != NULL)
+        fprintf(stderr, "%s: cannot run '%s': %s: %s%s\n", prog, argv[i], chain, strerror(err),
+                strchr(chain, '\r') != NULL || strstr(chain, "\\r") != NULL
+                    ? " (a \"#!\" line that ends with \\r\\n: a DOS line end)"
+                    : "");
     else
         fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[i],
                 err == ENOENT && strchr(argv[i], '/') == NULL ? "command not found"

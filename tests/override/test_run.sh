@@ -83,6 +83,18 @@ has "missing interpreter" "$tmp/err" "cannot run '$tmp/shebang/badinterp': its i
 PATH="$tmp/shebang:$PATH" "$run" badinterp >"$tmp/out" 2>"$tmp/err"
 check "missing interpreter through PATH" 127 $?
 has "missing interpreter through PATH" "$tmp/err" "cannot run 'badinterp': its interpreter /nonexistent/pm-interp: No such file or directory"
+# ... the interpreter a script's interpreter names (a script in turn), and
+# one whose name ends with the '\r' of a DOS line end, which the kernel
+# keeps in the name (before 2026-12-06 the wrapper cut it there, found
+# /bin/sh, and said "No such file or directory" of the script itself).
+printf '#!%s\necho ran\n' "$tmp/shebang/badinterp" >"$tmp/shebang/nestedbad"
+chmod +x "$tmp/shebang/nestedbad"
+"$run" "$tmp/shebang/nestedbad" >"$tmp/out" 2>"$tmp/err"; check "missing interpreter's interpreter" 127 $?
+has "missing interpreter's interpreter" "$tmp/err" "cannot run '$tmp/shebang/nestedbad': its interpreter $tmp/shebang/badinterp: its interpreter /nonexistent/pm-interp: No such file or directory$"
+printf '#!/bin/sh\r\necho ran\r\n' >"$tmp/shebang/crlf"
+chmod +x "$tmp/shebang/crlf"
+"$run" "$tmp/shebang/crlf" >"$tmp/out" 2>"$tmp/err"; check "DOS line end" 127 $?
+has "DOS line end" "$tmp/err" 'its interpreter /bin/sh\\r: No such file or directory (a "#!" line that ends with \\r\\n: a DOS line end)$'
 PYMALLOC_LIBRARY=/nonexistent/libpymalloc.so "$run" true >"$tmp/out" 2>"$tmp/err"
 check "missing library" 2 $?
 has "missing library" "$tmp/err" "cannot read the library /nonexistent/libpymalloc.so"
@@ -223,6 +235,15 @@ for p in ${PM_T_STATIC_PROGS-}; do
     refused "script run by a script run by a static program" \
         "it is a script run by $tmp/bin/static_script, and it is a script run by $p, and it is statically linked (ld\.so does not run for it)" \
         "$tmp/bin/static_script2"
+    # Five scripts deep, as Linux runs them (before 2026-12-06 the wrapper
+    # looked through 4, and the fifth's static interpreter ran the chain).
+    for k in 3 4 5; do
+        printf '#!%s\n' "$tmp/bin/static_script$((k - 1))" >"$tmp/bin/static_script$k"
+        chmod +x "$tmp/bin/static_script$k"
+    done
+    refused "five scripts deep" \
+        "it is a script run by $tmp/bin/static_script4, .*, and it is a script run by $p, and it is statically linked (ld\.so does not run for it)" \
+        "$tmp/bin/static_script5"
     break
 done
 # Another ELF class, another machine: a copy of true with byte 4 (EI_CLASS)
@@ -253,6 +274,17 @@ loader=$(readelf -l "$true_prog" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]$
 if [ -n "$loader" ] && [ -x "$loader" ]; then
     "$run" --verbose -- "$loader" "$true_prog" >"$tmp/out" 2>"$tmp/err"; check "dynamic loader as the program" 0 $?
     has "dynamic loader as the program" "$tmp/err" "^pymalloc [0-9.]*: mode "
+    # ... but not when the program it runs is statically linked (it ran
+    # without pymalloc before 2026-12-06), after ld.so's options too.
+    for p in ${PM_T_STATIC_PROGS-}; do
+        refused "static program run by the dynamic loader" \
+            "it is run by the dynamic loader, and it is statically linked (ld\.so does not run for it)" \
+            "$loader" "$p"
+        refused "static program run by the dynamic loader, with options" \
+            "it is run by the dynamic loader, and it is statically linked (ld\.so does not run for it)" \
+            "$loader" --argv0 x --inhibit-cache "$p"
+        break
+    done
 else
     echo "skipped: the dynamic loader as the program (no readelf, or no loader found)"
 fi
