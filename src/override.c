@@ -550,8 +550,8 @@ PM_O_EXPORT void *PM_O_NAME(realloc)(void *p, size_t n) { return o_realloc(p, n,
 
 /* valgrind (3.19) replaces this library's malloc, free, realloc and the
  * other standard names (unless told
- * --soname-synonyms=somalloc=nouserintercepts), not its reallocarray or
- * its __libc_* names: their blocks must be valgrind's too.
+ * --soname-synonyms=somalloc=nouserintercepts), not its reallocarray,
+ * pvalloc or its __libc_* names: their blocks must be valgrind's too.
  * Under valgrind, O_AS_EXPORTED returns the call of the exported plain
  * name through its address, which goes where the program's calls go, to
  * valgrind's replacement (or to ours, with nouserintercepts). */
@@ -611,7 +611,23 @@ static void *o_pvalloc(size_t n, const char *name)
     return o_aligned(ps, rounded & ~(ps - 1), name);
 }
 
-PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n) { return o_pvalloc(n, "pvalloc"); }
+/* valgrind (3.19) does not replace pvalloc either: under it, the page-
+ * rounded request goes to the exported memalign, valgrind's (before
+ * 2026-12-06 the debug modes made a debug block that valgrind's free and
+ * realloc were then given: "Invalid free()", a realloc that failed, a
+ * program that crashed). */
+PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
+{
+    if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
+        size_t ps = o_pagesize(), rounded;
+        if (__builtin_add_overflow(n, ps - 1, &rounded)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        O_AS_EXPORTED(memalign, ps, rounded & ~(ps - 1));
+    }
+    return o_pvalloc(n, "pvalloc");
+}
 
 /* glibc's other names of its allocator (and cfree, an old name of free
  * that glibc keeps for programs linked long ago), which programs may call

@@ -9,6 +9,8 @@
 # stopped the program with "realloc: invalid pointer" (the library's
 # reallocarray on valgrind's block), and pymalloc mode's reallocarray(NULL)
 # made a pool block that valgrind's realloc was given ("Mismatched free").
+# Likewise pvalloc and __libc_pvalloc (before 2026-12-06 the debug modes
+# made debug blocks, and valgrind's free said "Invalid free()").
 #   check_valgrind_reallocarray.sh LIBPYMALLOC PROGRAM
 set -u
 lib=$1 prog=$2
