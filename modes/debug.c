@@ -280,29 +280,38 @@ static inline void busy_leave(void)
  * interrupts the hook is served as any call too: the hook's code is the
  * program's, as it is without the debug hooks. Frees a handler deferred
  * before wait for the busy part's end, as before. */
-static inline void foreign_out(void)
+typedef struct {
+    const char *busy_hint, *entry;
+} foreign_state;
+
+/* The busy mark cleared, and the override's entry-point hint too (a
+ * malloc the hook calls is then the program's, not a nested one). */
+static inline foreign_state foreign_out(void)
 {
+    foreign_state st = {busy_entry, pm_i_debug_entry};
     atomic_signal_fence(memory_order_seq_cst);
+    pm_i_debug_entry = NULL;
     pm_i_debug_busy = 0;
     atomic_signal_fence(memory_order_seq_cst);
+    return st;
 }
 
-static inline void foreign_back(const char *hint)
+static inline void foreign_back(foreign_state st)
 {
     atomic_signal_fence(memory_order_seq_cst);
+    pm_i_debug_entry = st.entry;
     pm_i_debug_busy = 1;
     atomic_signal_fence(memory_order_seq_cst);
-    busy_entry = hint;
+    busy_entry = st.busy_hint;
 }
 
 static inline void *below_malloc_of(const dbg *g, size_t n)
 {
     if (PM_I_LIKELY(!g->foreign))
         return g->below.a.malloc(g->below.a.ctx, n);
-    const char *hint = busy_entry;
-    foreign_out();
+    foreign_state st = foreign_out();
     void *r = g->below.a.malloc(g->below.a.ctx, n);
-    foreign_back(hint);
+    foreign_back(st);
     return r;
 }
 
@@ -310,10 +319,9 @@ static inline void *below_calloc_of(const dbg *g, size_t n)
 {
     if (PM_I_LIKELY(!g->foreign))
         return g->below.a.calloc(g->below.a.ctx, 1, n);
-    const char *hint = busy_entry;
-    foreign_out();
+    foreign_state st = foreign_out();
     void *r = g->below.a.calloc(g->below.a.ctx, 1, n);
-    foreign_back(hint);
+    foreign_back(st);
     return r;
 }
 
@@ -321,10 +329,9 @@ static inline void *below_realloc_of(const dbg *g, void *base, size_t n)
 {
     if (PM_I_LIKELY(!g->foreign))
         return g->below.a.realloc(g->below.a.ctx, base, n);
-    const char *hint = busy_entry;
-    foreign_out();
+    foreign_state st = foreign_out();
     void *r = g->below.a.realloc(g->below.a.ctx, base, n);
-    foreign_back(hint);
+    foreign_back(st);
     return r;
 }
 
@@ -334,10 +341,9 @@ static inline void below_free_of(const dbg *g, void *base)
         g->below.a.free(g->below.a.ctx, base);
         return;
     }
-    const char *hint = busy_entry;
-    foreign_out();
+    foreign_state st = foreign_out();
     g->below.a.free(g->below.a.ctx, base);
-    foreign_back(hint);
+    foreign_back(st);
 }
 
 /* ---------------------------------------------------------------------------
