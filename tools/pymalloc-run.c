@@ -531,6 +531,7 @@ static const char *shown(const char *s, char *buf, size_t size)
  * run by a script whose own interpreter is missing), names shown with
  * their control bytes escaped; NULL if none is missing (then the error is
  * the file's own). */
+static int missing_has_cr; /* the missing one's name holds a '\r' */
 static const char *missing_interpreter(const char *path)
 {
     static char chain[2048];
@@ -546,8 +547,10 @@ static const char *missing_interpreter(const char *path)
         if (n < 0 || (size_t)n >= sizeof chain - len)
             return NULL;
         len += (size_t)n;
-        if (access(interp, F_OK) != 0)
+        if (access(interp, F_OK) != 0) {
+            missing_has_cr = strchr(interp, '\r') != NULL;
             return chain;
+        }
         snprintf(at, sizeof at, "%s", interp);
     }
     return NULL;
@@ -706,9 +709,7 @@ int main(int argc, char **argv)
     const char *chain = err == ENOENT && path != NULL ? missing_interpreter(path) : NULL;
     if (chain != NULL)
         fprintf(stderr, "%s: cannot run '%s': %s: %s%s\n", prog, argv[i], chain, strerror(err),
-                strchr(chain, '\r') != NULL || strstr(chain, "\\r") != NULL
-                    ? " (a \"#!\" line that ends with \\r\\n: a DOS line end)"
-                    : "");
+                missing_has_cr ? " (a \"#!\" line that ends with \\r\\n: a DOS line end)" : "");
     else
         fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[i],
                 err == ENOENT && strchr(argv[i], '/') == NULL ? "command not found"
