@@ -20,6 +20,8 @@ Two kinds of README examples are run from the top of the source tree, with
    Debian) is left out.
 3. A block of one line "pymalloc: PYMALLOC_X: not a variable pymalloc
    reads...": the demo run with PYMALLOC_X=report prints that line.
+4. No fence is inside a fenced block (a closing fence with text after it
+   is no closing fence in Markdown: the block runs on).
 
 Exits 77 (skipped) for a 32-bit build: the statistics shown are a 64-bit
 build's (node sizes differ).
@@ -193,6 +195,17 @@ for info, start, body in blocks:
             if text not in got:
                 fail(start + 1 + n, "%s: the README shows\n    %r\n  on stderr, which was\n    %r"
                      % (cmd, text, "\n".join(got)))
+
+# A fence inside a block: a closing fence with text after it ("``` A
+# program's"), which Markdown does not take for one, so the block ran on
+# and swallowed the text and a heading after it (until 2026-12-06), or a
+# block opened inside another.
+for info, start, body in blocks:
+    for n, line in enumerate(body):
+        if line.lstrip().startswith("```"):
+            checked += 1
+            fail(start + 1 + n, "a fence inside a fenced block (a closing fence must be "
+                 "alone on its line): %r" % line)
 
 if checked < 5:
     fail(0, "only %d examples found: has the README's format changed?" % checked)
