@@ -44,6 +44,11 @@ foreach(exe consumer_api_shared consumer_api_static)
   run(${CMAKE_COMMAND} -E env ${libpath} ${WORK_DIR}/build/${exe})
   expect(${exe} "^consumer [0-9.]+ mode=")
 endforeach()
+# A user's shared library with the static API library inside it: its names
+# stay interposable (the --dynamic-list is linked into executables only).
+run(${CMAKE_COMMAND} -E env ${libpath} LD_LIBRARY_PATH=${WORK_DIR}/build:${prefix}/lib
+    ${WORK_DIR}/build/consumer_shlib_main)
+expect(consumer_shlib_main "^shlib ok: counter 2, program's name")
 # A static copy in the program and a plugin that calls pm_* through the
 # shared API library (a second copy, dlopened): the plugin reaches the
 # program's copy (the static targets export the program's pm_* functions),
