@@ -502,51 +502,27 @@ static const char *loader_program(const char *path, char *const *args)
     return NULL;
 }
 
-/* s, for a message: control bytes as \r, \n, \t or \xNN, a backslash as \\. */
-static const char *shown(const char *s, char *buf, size_t size)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = 0;
-    for (; *s != '\0' && n + 5 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\\' || c < 0x20 || c == 0x7f) {
-            buf[n++] = '\\';
-            if (c == '\\' || c == '\r' || c == '\n' || c == '\t') {
-                buf[n++] = c == '\r' ? 'r' : c == '\n' ? 'n' : c == '\t' ? 't' : '\\';
-            } else {
-                buf[n++] = 'x';
-                buf[n++] = hex[c >> 4];
-                buf[n++] = hex[c & 15];
-            }
-        } else {
-            buf[n++] = (char)c;
-        }
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 /* exec failed with ENOENT for a file that is there: the interpreter the
  * kernel did not find, as "its interpreter A: its interpreter B" (a script
  * run by a script whose own interpreter is missing), names shown with
- * their control bytes escaped; NULL if none is missing (then the error is
+ * their control bytes escaped as the library shows a bad value
+ * (pm_i_buf_shown: "/bin/sh\x0d"); NULL if none is missing (then the error is
  * the file's own). */
 static int missing_has_cr; /* the missing one's name holds a '\r' */
 static const char *missing_interpreter(const char *path)
 {
     static char chain[2048];
-    char at[PATH_MAX], esc[PATH_MAX];
-    size_t len = 0;
+    char at[PATH_MAX];
+    pm_i_buf b;
+    pm_i_buf_init(&b, chain, sizeof chain - 1, -1); /* (cut if it must be) */
     snprintf(at, sizeof at, "%s", path);
     for (int depth = 0; depth < SCRIPT_DEPTH; depth++) {
         const char *interp = interpreter_of(at);
         if (interp == NULL)
             return NULL;
-        int n = snprintf(chain + len, sizeof chain - len, "%sits interpreter %s",
-                         depth == 0 ? "" : ": ", shown(interp, esc, sizeof esc));
-        if (n < 0 || (size_t)n >= sizeof chain - len)
-            return NULL;
-        len += (size_t)n;
+        pm_i_buf_str(&b, depth == 0 ? "its interpreter " : ": its interpreter ");
+        pm_i_buf_shown(&b, interp, PATH_MAX);
+        chain[b.len] = '\0';
         if (access(interp, F_OK) != 0) {
             missing_has_cr = strchr(interp, '\r') != NULL;
             return chain;
@@ -709,7 +685,7 @@ int main(int argc, char **argv)
     const char *chain = err == ENOENT && path != NULL ? missing_interpreter(path) : NULL;
     if (chain != NULL)
         fprintf(stderr, "%s: cannot run '%s': %s: %s%s\n", prog, argv[i], chain, strerror(err),
-                missing_has_cr ? " (a \"#!\" line that ends with \\r\\n: a DOS line end)" : "");
+                missing_has_cr ? " (a \"#!\" line that ends with \\x0d\\n: a DOS line end)" : "");
     else
         fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[i],
                 err == ENOENT && strchr(argv[i], '/') == NULL ? "command not found"

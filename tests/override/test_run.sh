@@ -94,7 +94,7 @@ has "missing interpreter's interpreter" "$tmp/err" "cannot run '$tmp/shebang/nes
 printf '#!/bin/sh\r\necho ran\r\n' >"$tmp/shebang/crlf"
 chmod +x "$tmp/shebang/crlf"
 "$run" "$tmp/shebang/crlf" >"$tmp/out" 2>"$tmp/err"; check "DOS line end" 127 $?
-has "DOS line end" "$tmp/err" 'its interpreter /bin/sh\\r: No such file or directory (a "#!" line that ends with \\r\\n: a DOS line end)$'
+has "DOS line end" "$tmp/err" 'its interpreter /bin/sh\\x0d: No such file or directory (a "#!" line that ends with \\x0d\\n: a DOS line end)$'
 PYMALLOC_LIBRARY=/nonexistent/libpymalloc.so "$run" true >"$tmp/out" 2>"$tmp/err"
 check "missing library" 2 $?
 has "missing library" "$tmp/err" "cannot read the library /nonexistent/libpymalloc.so"
