@@ -91,10 +91,20 @@ typedef struct q_shard {
     size_t limit_bytes, limit_len;
     _Atomic unsigned len;
     _Atomic size_t bytes; /* the underlying bytes held here */
-    qent ring[Q_CAP];
+    qent *ring;           /* Q_CAP of them */
 } __attribute__((aligned(64))) q_shard;
 
-static q_shard q_shards[Q_SHARDS];
+/* The shards' locks and counts, a cache line each, share one page; their
+ * rings (512 KiB each) are apart, so that a process that holds nothing
+ * touches one page at exit (each shard is locked to be looked through),
+ * not 8. */
+static qent q_rings[Q_SHARDS][Q_CAP];
+_Static_assert(Q_SHARDS == 8, "one ring per shard below");
+_Static_assert(sizeof(q_shard) == 64, "the shards' headers share a page");
+static q_shard q_shards[Q_SHARDS] = {{.ring = q_rings[0]}, {.ring = q_rings[1]},
+                                     {.ring = q_rings[2]}, {.ring = q_rings[3]},
+                                     {.ring = q_rings[4]}, {.ring = q_rings[5]},
+                                     {.ring = q_rings[6]}, {.ring = q_rings[7]}};
 
 /* The budget and the largest block held (set when the hooks go in). */
 static _Atomic size_t q_budget, q_block_max;

@@ -105,10 +105,22 @@ typedef struct stripe {
     size_t used;  /* slots that are not empty (records and holes) */
     size_t count; /* records (live and freed) */
     unsigned ring_head, ring_len;
-    freed_rec ring[PM_I_REG_RING];
+    freed_rec *ring; /* s's FIFO of freed records: PM_I_REG_RING of them */
 } __attribute__((aligned(64))) stripe;
 
-static stripe stripes[NSTRIPES];
+/* The stripes' locks and counts, a cache line each, fill one page; their
+ * FIFOs, 6 KiB each, are apart. A process that frees nothing into the
+ * registry never touches the FIFOs, and the start of every process (each
+ * stripe's table set at install) and the check of the heap at exit (each
+ * stripe locked) touch one page of them, not 64: a page fault costs
+ * microseconds, and a test suite runs thousands of processes. */
+static freed_rec stripe_rings[NSTRIPES][PM_I_REG_RING];
+#define RING1(i) {.ring = stripe_rings[i]}
+#define RING4(i) RING1(i), RING1(i + 1), RING1(i + 2), RING1(i + 3)
+#define RING16(i) RING4(i), RING4(i + 4), RING4(i + 8), RING4(i + 12)
+_Static_assert(NSTRIPES == 64, "one RING1 per stripe");
+_Static_assert(sizeof(stripe) == 64, "the stripes' headers fill one page");
+static stripe stripes[NSTRIPES] = {RING16(0), RING16(16), RING16(32), RING16(48)};
 
 /* One hash per address, computed once per operation: its top 6 bits pick
  * the stripe (a multiplicative hash of the 4 KiB page), bits 20..57 the
@@ -567,7 +579,9 @@ static int pm_i_reg_each_live_but(void (*fn)(uintptr_t data, const pm_i_reg_info
             skipped++;
             continue;
         }
-        for (size_t k = 0; s->tab != NULL && k <= s->mask; k++) {
+        /* (a stripe without records: its table's pages are not read, so
+         * that a check of a heap with few blocks does not fault them in) */
+        for (size_t k = 0; s->tab != NULL && s->count != 0 && k <= s->mask; k++) {
             const entry *e = &s->tab[k];
             if (e->key <= KEY_HOLE || meta_state(e->meta) != PM_I_REG_LIVE)
                 continue;
