@@ -235,6 +235,25 @@ static _Atomic pm_p_sentry *side_slot(const void *pool)
     return &leaf[k & (PM_P_TREE_LEAF_SIZE - 1)];
 }
 
+static inline size_t pool_index(const pm_arena *ao, const void *pool)
+{
+    return (size_t)((const uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
+}
+
+/* Pool `pool` has carved its blocks up to `nextoffset`: side_carved. */
+static inline void side_carved(const pm_pool *pool, uint32_t nextoffset)
+{
+    pm_arena *ao = pool->arena;
+    if (!ao->side_on)
+        return;
+    _Atomic uint8_t *c = &ao->side_carved[pool_index(ao, pool)];
+    unsigned hw = (nextoffset + 255) >> 8;
+    if (hw > PM_P_POOL_SIZE >> 8)
+        hw = PM_P_POOL_SIZE >> 8;
+    if (hw > atomic_load_explicit(c, memory_order_relaxed))
+        atomic_store_explicit(c, (uint8_t)hw, memory_order_relaxed);
+}
+
 /* Pool `pool` of arena ao is formatted for class idx: publish its side
  * words, reset first if they were another class's. */
 static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
@@ -247,6 +266,7 @@ static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
     pm_p_sentry e = idx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(idx));
     if (old == e)
         return; /* same class: the words are still right */
+    atomic_store_explicit(&ao->side_carved[pool_index(ao, pool)], 0, memory_order_relaxed);
     if (old != 0) {
         size_t n = PM_P_BLOCKS_PER_POOL((size_t)(old & PM_P_SIDE_SIZE_BITS));
         for (size_t i = 0; i < n; i++)
@@ -263,6 +283,8 @@ static void side_release(pm_arena *ao)
     for (uint8_t *p = ao->first_pool; p < ao->pool_address; p += PM_P_POOL_SIZE)
         atomic_store_explicit(side_slot(p), 0, memory_order_release);
     madvise(ao->side, PM_P_SIDE_BYTES, MADV_DONTNEED); /* reads as zeros from now */
+    for (size_t k = 0; k < PM_P_MAX_POOLS; k++)
+        atomic_store_explicit(&ao->side_carved[k], 0, memory_order_relaxed);
     ao->side_on = 0;
 }
 
@@ -306,7 +328,7 @@ int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uin
     }
     for (size_t c = 0; c < pm_i_p.nchunks; c++) {
         pm_arena *chunk = pm_i_p.chunks[c];
-        for (unsigned j = 0; j < PM_P_ARENA_CHUNK; j++) {
+        for (unsigned j = 0; j < PM_P_CHUNK_USED(c); j++) {
             const pm_arena *ao = &chunk[j];
             if (ao->address == 0 || !ao->side_on)
                 continue;
@@ -317,7 +339,13 @@ int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uin
                     continue;
                 size_t d = (size_t)(e & PM_P_SIDE_SIZE_BITS);
                 _Atomic uint64_t *first = PM_P_SIDE_FIRST(e);
-                for (size_t i = 0; i < PM_P_BLOCKS_PER_POOL(d); i++) {
+                /* the blocks ever carved: the words above are 0 */
+                size_t end = (size_t)atomic_load_explicit(&ao->side_carved[pool_index(ao, pool)],
+                                                          memory_order_relaxed) << 8;
+                size_t n = end <= PM_P_HDR ? 0 : (end - PM_P_HDR + d - 1) / d;
+                if (n > PM_P_BLOCKS_PER_POOL(d))
+                    n = PM_P_BLOCKS_PER_POOL(d);
+                for (size_t i = 0; i < n; i++) {
                     _Atomic uint64_t *w = PM_P_SIDE_WORD(first, i);
                     uint64_t v = atomic_load_explicit(w, memory_order_acquire);
                     if (PM_P_SIDE_STATE(v) == PM_P_SIDE_LIVE ||
@@ -354,15 +382,21 @@ static void side_arena(pm_arena *ao, uintptr_t a)
 static pm_arena *arena_object(void)
 {
     if (pm_i_p.unused_arena_objects == NULL) {
-        if (pm_i_p.nchunks == PM_P_MAX_CHUNKS)
-            return NULL;
-        pm_arena *chunk = map(PM_P_ARENA_CHUNK * sizeof(pm_arena));
-        if (chunk == NULL)
-            return NULL;
-        for (unsigned i = 0; i < PM_P_ARENA_CHUNK; i++)
-            chunk[i].nextarena = i + 1 < PM_P_ARENA_CHUNK ? &chunk[i + 1] : NULL;
-        pm_i_p.chunks[pm_i_p.nchunks++] = chunk;
-        pm_i_p.unused_arena_objects = chunk;
+        /* The next never-used object, of a new chunk if the last one has
+         * none left (objects come back to the unused list, never to their
+         * chunk). */
+        if (pm_i_p.nchunks == 0 || pm_i_p.chunk_fresh == PM_P_ARENA_CHUNK) {
+            if (pm_i_p.nchunks == PM_P_MAX_CHUNKS)
+                return NULL;
+            pm_arena *chunk = map(PM_P_ARENA_CHUNK * sizeof(pm_arena));
+            if (chunk == NULL)
+                return NULL;
+            pm_i_p.chunks[pm_i_p.nchunks++] = chunk;
+            pm_i_p.chunk_fresh = 0;
+        }
+        pm_arena *ao = &pm_i_p.chunks[pm_i_p.nchunks - 1][pm_i_p.chunk_fresh++];
+        ao->nextarena = NULL;
+        pm_i_p.unused_arena_objects = ao;
     }
     return pm_i_p.unused_arena_objects;
 }
@@ -737,6 +771,7 @@ static pm_pool *new_pool(unsigned idx)
         pool->check = pm_i_p_hdr_check(pool, pool);
         link_write(pool->freeblock, NULL);
         side_format(pool->arena, pool, idx);
+        side_carved(pool, pool->nextoffset);
         tree_set(pool, idx + 1);
     }
     pm_p_unlock(&pm_i_p.arena_lock);
@@ -772,6 +807,7 @@ static uint8_t *take_block(unsigned idx)
             if (pool->nextoffset <= PM_P_MAXNEXT(PM_P_CLASS_SIZE(idx))) { /* lazy carving */
                 next = (uint8_t *)pool + pool->nextoffset;
                 pool->nextoffset += (uint32_t)PM_P_CLASS_SIZE(idx);
+                side_carved(pool, pool->nextoffset);
                 link_write(next, NULL);
             } else {
                 next = NULL;
@@ -858,6 +894,7 @@ static uint8_t *take_run(unsigned idx, uint32_t max, uint32_t *count)
         pool->freeblock = NULL;
         class_unlink(c, pool); /* full */
     }
+    side_carved(pool, pool->nextoffset);
     *count = n;
     return head;
 }

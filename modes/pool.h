@@ -118,9 +118,20 @@ typedef struct pm_arena {
     uint16_t *vg_sizes;     /* under valgrind: requested size per 16 bytes */
     _Atomic uint64_t *side; /* side words (see below): kept with the object */
     int side_on;            /* this arena's pools have side words */
+    /* Per pool k, the blocks ever carved since its words were last reset:
+     * every block below byte side_carved[k] * 256 of the pool (nextoffset
+     * rounded up; only grows, with the class lock held, and is reset when
+     * the pool's words are). A side word of a block above it is 0: the
+     * look through all the words at exit (pm_i_pool_each_side) stops
+     * there, instead of reading, and faulting in, the pages of groups no
+     * pool of the arena has reached (43 for a pool of 48-byte blocks). */
+    _Atomic uint8_t side_carved[PM_P_MAX_POOLS];
 } pm_arena;
 
 #define PM_P_ARENA_CHUNK 1024u /* arena objects per mmap'ed chunk */
+/* The objects of chunk c (pm_i_p.chunks[c]) ever handed out: a loop over
+ * the arenas (arena lock held) reads no further. */
+#define PM_P_CHUNK_USED(c) ((c) + 1 == pm_i_p.nchunks ? pm_i_p.chunk_fresh : PM_P_ARENA_CHUNK)
 #define PM_P_MAX_CHUNKS 4096u  /* 4M arenas: 4 TiB of pools */
 
 /* A thread's cache: per size class a bounded LIFO list of blocks that are
@@ -175,6 +186,10 @@ struct pm_p_state {
     pm_arena *unused_arena_objects;
     pm_arena *chunks[PM_P_MAX_CHUNKS];
     size_t nchunks;
+    /* Objects of the last chunk ever handed out (the rest are untouched:
+     * a process with one arena touches one page of its chunk, not the
+     * chunk's 22 pages, and neither does the look through the arenas). */
+    unsigned chunk_fresh;
     size_t arenas_total, arenas_reclaimed, arenas_highwater, arenas_current;
 
     pthread_mutex_t tc_lock; /* the thread-cache registry */

@@ -67,7 +67,7 @@ static int lock_all_bounded(void)
 /* Every mapped arena, in object order (all locks held). */
 #define FOR_EACH_ARENA(ao)                                                            \
     for (size_t c_ = 0; c_ < pm_i_p.nchunks; c_++)                                    \
-        for (pm_arena *ao = pm_i_p.chunks[c_]; ao < pm_i_p.chunks[c_] + PM_P_ARENA_CHUNK; \
+        for (pm_arena *ao = pm_i_p.chunks[c_]; ao < pm_i_p.chunks[c_] + PM_P_CHUNK_USED(c_); \
              ao++)                                                                    \
             if (ao->address != 0)
 
