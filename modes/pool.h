@@ -188,7 +188,8 @@ struct pm_p_state {
     size_t nchunks;
     /* Objects of the last chunk ever handed out (the rest are untouched:
      * a process with one arena touches one page of its chunk, not the
-     * chunk's 38 pages (1,024 objects of 152 bytes), and neither does the look through the arenas). */
+     * chunk's 38 pages, 1,024 objects of 152 bytes; neither does a look
+     * through the arenas). */
     unsigned chunk_fresh;
     size_t arenas_total, arenas_reclaimed, arenas_highwater, arenas_current;
 
