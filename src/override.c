@@ -601,14 +601,25 @@ PM_O_EXPORT void *PM_O_NAME(memalign)(size_t alignment, size_t n)
 
 PM_O_EXPORT void *PM_O_NAME(valloc)(size_t n) { return o_aligned(o_pagesize(), n, "valloc"); }
 
+/* n rounded up to whole pages, as pvalloc takes it; -1 (ENOMEM) if that
+ * does not fit in a size_t. */
+static int o_page_rounded(size_t n, size_t *rounded)
+{
+    size_t ps = o_pagesize();
+    if (__builtin_add_overflow(n, ps - 1, rounded)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    *rounded &= ~(ps - 1);
+    return 0;
+}
+
 static void *o_pvalloc(size_t n, const char *name)
 {
-    size_t ps = o_pagesize(), rounded;
-    if (__builtin_add_overflow(n, ps - 1, &rounded)) {
-        errno = ENOMEM;
+    size_t rounded;
+    if (o_page_rounded(n, &rounded) != 0)
         return NULL;
-    }
-    return o_aligned(ps, rounded & ~(ps - 1), name);
+    return o_aligned(o_pagesize(), rounded, name);
 }
 
 /* valgrind (3.19) does not replace pvalloc either: under it, the page-
@@ -619,12 +630,10 @@ static void *o_pvalloc(size_t n, const char *name)
 PM_O_EXPORT void *PM_O_NAME(pvalloc)(size_t n)
 {
     if (PM_I_UNLIKELY(RUNNING_ON_VALGRIND)) {
-        size_t ps = o_pagesize(), rounded;
-        if (__builtin_add_overflow(n, ps - 1, &rounded)) {
-            errno = ENOMEM;
+        size_t rounded;
+        if (o_page_rounded(n, &rounded) != 0)
             return NULL;
-        }
-        O_AS_EXPORTED(memalign, ps, rounded & ~(ps - 1));
+        O_AS_EXPORTED(memalign, o_pagesize(), rounded);
     }
     return o_pvalloc(n, "pvalloc");
 }
