@@ -846,7 +846,7 @@ static void o_quick_exit(void *arg, int status)
  * the exit handler that runs the destructors (src/report.c,
  * pm_i_exit_work_at_load). Not the copy in an executable (libpymalloc.a),
  * whose constructors run after that, nor one loaded after the C library
- * (dlopen). dladdr1 takes the loader's lock; it does not allocate. */
+ * (dlopen). pm_i_object_of does not allocate. */
 #if defined(__GLIBC__)
 extern int __cxa_atexit(void (*fn)(void *), void *arg, void *d);
 static int o_loaded_before_libc(void)
@@ -856,10 +856,8 @@ static int o_loaded_before_libc(void)
     void *self_addr, *libc_addr; /* (POSIX: function and data pointers convert) */
     memcpy(&self_addr, &self_fn, sizeof self_addr);
     memcpy(&libc_addr, &libc_fn, sizeof libc_addr);
-    Dl_info info;
-    struct link_map *self = NULL, *libc = NULL;
-    if (!dladdr1(self_addr, &info, (void **)&self, RTLD_DL_LINKMAP) || self == NULL ||
-        !dladdr1(libc_addr, &info, (void **)&libc, RTLD_DL_LINKMAP) || libc == NULL)
+    struct link_map *self = pm_i_object_of(self_addr), *libc = pm_i_object_of(libc_addr);
+    if (self == NULL || libc == NULL)
         return 0;
     if (self->l_prev == NULL || self == libc) /* the program itself (the list's head) */
         return 0;

@@ -113,6 +113,11 @@ size_t pm_i_libc_usable_size(void *p);
 /* Look up now the libc function pm_i_libc_usable_size calls (the
  * override's constructor), not in its first call (modes/raw.c). */
 void pm_i_libc_usable_resolve(void);
+#if defined(__GLIBC__)
+struct link_map;
+/* The loaded object holding address a (modes/raw.c), else NULL. */
+struct link_map *pm_i_object_of(const void *a);
+#endif
 /* The C library's allocator set up now, on this thread (the override's
  * constructor, while the program has one thread): see modes/raw.c. */
 void pm_i_libc_start(void);
