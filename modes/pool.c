@@ -235,18 +235,13 @@ static _Atomic pm_p_sentry *side_slot(const void *pool)
     return &leaf[k & (PM_P_TREE_LEAF_SIZE - 1)];
 }
 
-static inline size_t pool_index(const pm_arena *ao, const void *pool)
-{
-    return (size_t)((const uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
-}
-
 /* Pool `pool` has carved its blocks up to `nextoffset`: side_carved. */
 static inline void side_carved(const pm_pool *pool, uint32_t nextoffset)
 {
     pm_arena *ao = pool->arena;
     if (!ao->side_on)
         return;
-    _Atomic uint8_t *c = &ao->side_carved[pool_index(ao, pool)];
+    _Atomic uint8_t *c = &ao->side_carved[pm_i_p_pool_index(ao, pool)];
     unsigned hw = (nextoffset + 255) >> 8;
     if (hw > PM_P_POOL_SIZE >> 8)
         hw = PM_P_POOL_SIZE >> 8;
@@ -266,7 +261,7 @@ static void side_format(pm_arena *ao, pm_pool *pool, unsigned idx)
     pm_p_sentry e = idx == 0 ? 0 : PM_P_SIDE_ENTRY(words, PM_P_CLASS_SIZE(idx));
     if (old == e)
         return; /* same class: the words are still right */
-    atomic_store_explicit(&ao->side_carved[pool_index(ao, pool)], 0, memory_order_relaxed);
+    atomic_store_explicit(&ao->side_carved[pm_i_p_pool_index(ao, pool)], 0, memory_order_relaxed);
     if (old != 0) {
         size_t n = PM_P_BLOCKS_PER_POOL((size_t)(old & PM_P_SIDE_SIZE_BITS));
         for (size_t i = 0; i < n; i++)
@@ -340,7 +335,7 @@ int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uin
                 size_t d = (size_t)(e & PM_P_SIDE_SIZE_BITS);
                 _Atomic uint64_t *first = PM_P_SIDE_FIRST(e);
                 /* the blocks ever carved: the words above are 0 */
-                size_t end = (size_t)atomic_load_explicit(&ao->side_carved[pool_index(ao, pool)],
+                size_t end = (size_t)atomic_load_explicit(&ao->side_carved[pm_i_p_pool_index(ao, pool)],
                                                           memory_order_relaxed) << 8;
                 size_t n = end <= PM_P_HDR ? 0 : (end - PM_P_HDR + d - 1) / d;
                 if (n > PM_P_BLOCKS_PER_POOL(d))

@@ -280,10 +280,14 @@ _Static_assert(PM_P_BLOCKS_PER_POOL(32) <= PM_P_SIDE_PER_POOL, "the words hold c
 /* The first side word (word 0) of pool `pool` of arena ao, which has side
  * words: the arena's k-th pool (k < 64) has the k-th line of every group. */
 _Static_assert(PM_P_MAX_POOLS * PM_P_SIDE_LINE * 8 == 4096, "a group is a page");
+/* The index of pool `pool` in arena ao (0 .. 63). */
+static inline size_t pm_i_p_pool_index(const pm_arena *ao, const void *pool)
+{
+    return (size_t)((const uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
+}
 static inline _Atomic uint64_t *pm_i_p_side_words(const pm_arena *ao, const void *pool)
 {
-    size_t k = (size_t)((const uint8_t *)pool - ao->first_pool) / PM_P_POOL_SIZE;
-    return ao->side + k * PM_P_SIDE_LINE;
+    return ao->side + pm_i_p_pool_index(ao, pool) * PM_P_SIDE_LINE;
 }
 /* Word i of the pool whose first word is w: line i / 8 of its group, word
  * i % 8 of the line. */

@@ -389,7 +389,7 @@ static void *symbol_of_object_of(void *(*f)(size_t), const char *name)
     void *addr, *me = (void *)(uintptr_t)&pm_i_libc_usable_size;
     memcpy(&addr, &f, sizeof addr);
     struct link_map *at = pm_i_object_of(addr), *self = pm_i_object_of(me);
-    if (at == NULL || at->l_name == NULL || at->l_name[0] == '\0' || self == NULL || at == self)
+    if (at == NULL || at->l_name == NULL || self == NULL || at == self)
         return NULL;
     /* The next definition after ours, when it is that object's (glibc's,
      * as a rule): no dlopen, which allocates (for glibc, the search list
@@ -398,10 +398,17 @@ static void *symbol_of_object_of(void *(*f)(size_t), const char *name)
     void *next = dlsym(RTLD_NEXT, name);
     if (next != NULL && pm_i_object_of(next) == at)
         return next;
-    void *h = dlopen(at->l_name, RTLD_LAZY | RTLD_NOLOAD); /* loaded already */
-    if (h == NULL)
-        return NULL;
-    void *sym = dlsym(h, name);
+    void *sym;
+    if (at->l_name[0] == '\0') {
+        /* the program itself (its link map has no name): its definition
+         * comes first in the global scope */
+        sym = dlsym(RTLD_DEFAULT, name);
+    } else {
+        void *h = dlopen(at->l_name, RTLD_LAZY | RTLD_NOLOAD); /* loaded already */
+        if (h == NULL)
+            return NULL;
+        sym = dlsym(h, name);
+    }
     if (sym != NULL && pm_i_object_of(sym) == self)
         sym = NULL; /* ours (an object that does not define it, searched on) */
     return sym;
