@@ -286,6 +286,11 @@ int main(int argc, char **argv)
             return 0;
         while (getppid() == me) /* until this program has ended */
             usleep(1000);
+        /* and a clock tick on (the start time that tells a reused pid is
+         * in ticks of 10 ms: a pid given again within the first program's
+         * tick cannot be told, and since processes start and end faster,
+         * 2026-12-06, the test got there within it 1 time in 4) */
+        usleep(30000);
         char num[32];
         int len = snprintf(num, sizeof num, "%ld", (long)me - 1);
         int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY);
