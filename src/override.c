@@ -753,12 +753,17 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
     return (ready ? pm_i_pool_trim() : 0) | released | held;
 }
 
-/* The summary line, for an exit status of 0 after heap errors: 1 then,
- * else status. The parent sees status & 0xff: _exit(256) is a success too.
- * A vfork child's counts are its parent's, summed up at the parent's exit. */
+/* The summary line, for an exit status of 0 after heap errors (this
+ * copy's, then the other copies' count): 1 then, else status. The parent
+ * sees status & 0xff: _exit(256) is a success too. A vfork child's counts
+ * are its parent's, summed up at the parent's exit. */
+
 static int o_exit_status(int status)
 {
-    if ((status & 0xff) == 0 && pm_i_debug_counts_are_mine() && pm_i_debug_summary())
+    if ((status & 0xff) != 0 || !pm_i_debug_counts_are_mine())
+        return status;
+    int mine = pm_i_debug_summary();
+    if (pm_i_debug_others_summary() || mine)
         return PM_I_REPORT_EXIT_STATUS;
     return status;
 }
@@ -813,6 +818,22 @@ static int o_hidden(void)
     void *(*first)(size_t);
     memcpy(&first, &sym, sizeof first); /* POSIX: dlsym results are callable */
     return sym != NULL && first != o_this_malloc;
+}
+
+/* Other copies' pm_error_count (pm_i_debug_set_other_copies): the first
+ * definition in the global scope if not this copy's (the program's), and
+ * the one after this copy. By dlsym (which may allocate: from the early
+ * arena, o_loading). */
+static void o_find_others(void)
+{
+    pm_i_count_fn here = pm_i_error_count_here, fn[2] = {NULL, NULL};
+    void *own;
+    memcpy(&own, &here, sizeof own);
+    void *found[2] = {dlsym(RTLD_DEFAULT, "pm_error_count"), dlsym(RTLD_NEXT, "pm_error_count")};
+    for (int i = 0; i < 2; i++)
+        if (found[i] != NULL && found[i] != own && (i == 0 || found[1] != found[0]))
+            memcpy(&fn[i], &found[i], sizeof fn[i]); /* (POSIX: dlsym results are callable) */
+    pm_i_debug_set_other_copies(fn[0], fn[1]);
 }
 
 /* quick_exit: glibc's runs the at_quick_exit handlers, then its own
@@ -876,6 +897,7 @@ __attribute__((constructor)) static void o_load(void)
 {
     o_loading = 1; /* (their allocations do not fix the mode) */
     pm_i_quiet_copy = o_hidden();
+    o_find_others();
     pm_i_ensure_init();
     pm_i_atfork_flush();
     /* malloc_usable_size may first be called by a signal handler that

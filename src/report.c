@@ -24,8 +24,12 @@
  */
 #include "pm_debug.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <link.h>
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -93,6 +97,16 @@ static const char *class_name(pm_error_class c)
 const char *pm_error_class_name(pm_error_class c) { return class_name(c); }
 
 static void lock_reports(void);
+/* The other copies' counts are this process's: this copy's fork handlers
+ * ran in it (theirs did too), or it ran the set-up. Not in a vfork()
+ * child, whose other copies count in its parent's memory, nor in a child
+ * made without the fork handlers, whose copies of them its parent sums
+ * up. */
+static int others_are_mine(void)
+{
+    return atomic_load_explicit(&counts_pid, memory_order_relaxed) == (long)getpid();
+}
+
 static void unlock_reports(void);
 
 /* The handler and its ctx change together under the reports' lock, and a
@@ -111,6 +125,29 @@ unsigned long pm_error_count(pm_error_class c)
     if ((unsigned)c >= PM_ERR_CLASS_COUNT)
         return 0;
     return atomic_load(&counts[c]);
+}
+
+extern unsigned long pm_i_error_count_here(pm_error_class c)
+    __attribute__((alias("pm_error_count"), visibility("hidden")));
+
+/* The other copies' pm_error_count (see pm_i_debug_set_other_copies),
+ * set once, by the override's constructor. */
+static pm_i_count_fn other_copies[2];
+
+void pm_i_debug_set_other_copies(pm_i_count_fn a, pm_i_count_fn b)
+{
+    other_copies[0] = a;
+    other_copies[1] = b;
+}
+
+/* Errors of class c (PM_ERR_NONE: all) the other copies counted. */
+static unsigned long others_count(pm_error_class c)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < 2; i++)
+        if (other_copies[i] != NULL)
+            n += other_copies[i](c);
+    return n;
 }
 
 /* Errors counted before an exec, passed on to the new program in its
@@ -1245,7 +1282,12 @@ const char *pm_i_debug_exec_handoff(void)
     int own = atomic_load_explicit(&counts_pid, memory_order_relaxed) == me;
     if (!own && atomic_load(&claim_pid) != me)
         return NULL;
-    atomic_ulong *k = own ? counts : claimed;
+    /* This copy's counts, and in a process of its own the other copies'
+     * too: the exec ends them all. */
+    atomic_ulong k[PM_ERR_CLASS_COUNT];
+    for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
+        atomic_init(&k[c], atomic_load(own ? &counts[c] : &claimed[c]) +
+                               (own && others_are_mine() ? others_count((pm_error_class)c) : 0));
     unsigned long total = atomic_load(&k[PM_ERR_NONE]);
     if (total == 0 || !sums_up())
         return NULL;
@@ -1338,6 +1380,24 @@ int pm_i_debug_summary(void)
     return 1;
 }
 
+int pm_i_debug_others_summary(void)
+{
+    if (!sums_up() || !others_are_mine())
+        return 0;
+    unsigned long total = others_count(PM_ERR_NONE);
+    if (total == 0)
+        return 0;
+    char storage[256];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
+    pm_i_buf_str(&b, "pymalloc: PYMALLOC_ON_ERROR=report: ");
+    plural(&b, total, "heap error");
+    pm_i_buf_str(&b, " counted by another copy of the library in this process (its reports "
+                     "above); exit status " PM_I_STR(PM_I_REPORT_EXIT_STATUS) "\n");
+    pm_i_buf_flush(&b);
+    return 1;
+}
+
 /* fflush(NULL) takes each stream's lock, and waits for ever on one that a
  * thread holds in a read that never ends (stdin's reader): exit() itself
  * locks none (glibc's _IO_cleanup). So, with glibc: every stream with
@@ -1424,7 +1484,71 @@ static void end_after_exit_work(const pm_i_err *e)
         _exit(PM_I_REPORT_EXIT_STATUS);
 }
 
-static void exit_work(void)
+/* Another copy of the library is in the process's global scope: a
+ * program linked with libpymalloc.a or libpymalloc_api.a (which export
+ * pm_*) with libpymalloc.so preloaded, say. Each copy has its own blocks,
+ * counts and work at exit. Its pm_version comes first, or one comes after
+ * this copy's. At exit (dlsym may allocate: the mode's malloc, outside
+ * any of its locks). */
+static int another_copy(void)
+{
+    const char *(*here)(void) = pm_i_version_here;
+    void *self; /* (POSIX: function and data pointers convert) */
+    memcpy(&self, &here, sizeof self);
+    void *first = dlsym(RTLD_DEFAULT, "pm_version");
+    return (first != NULL && first != self) || dlsym(RTLD_NEXT, "pm_version") != NULL;
+}
+
+/* With another copy of the library in the process, report mode's summary
+ * at exit says which copy it is of: each copy prints its own. */
+static void copy_line(void)
+{
+    const char *(*here)(void) = pm_i_version_here;
+    void *self;
+    memcpy(&self, &here, sizeof self);
+    const char *name = "";
+#if defined(__GLIBC__)
+    struct link_map *m = pm_i_object_of(self);
+    if (m != NULL && m->l_name != NULL)
+        name = m->l_name;
+#endif
+    char storage[512];
+    pm_i_buf b;
+    pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
+    pm_i_buf_str(&b, "pymalloc: this process has another copy of the library, with blocks, a "
+                     "check at exit and a summary of its own; the lines above are of the copy in ");
+    if (name[0] != '\0')
+        pm_i_buf_shown(&b, name, 256);
+    else
+        pm_i_buf_str(&b, "the program");
+    pm_i_buf_str(&b, "\n");
+    pm_i_buf_flush(&b);
+}
+
+/* The end of the work at exit in report mode with errors counted: the
+ * summary, then status 1. With another copy of the library in the
+ * process, from its exit handler, by exit() called again: glibc goes on
+ * with the exit handlers still to run, the other copy's work among them
+ * (whose check, with its own reports, _exit skipped before: the second
+ * copy's damaged blocks went unreported), then ends with that status (by
+ * its own _exit, not the override's: glibc's exit runs the handlers left
+ * and takes the status of the last call, by design). Else, and from a
+ * destructor (where exit() would skip the destructors still to run), by
+ * _exit: the summary is the last line. */
+static __attribute__((noreturn)) void exit_failed(int from_handler)
+{
+    int others = another_copy();
+    if (others)
+        copy_line();
+    pm_i_debug_summary();
+#if defined(__GLIBC__) /* (whose exit() is made to be called again so: musl's would wait for ever) */
+    if (others && from_handler)
+        exit(PM_I_REPORT_EXIT_STATUS);
+#endif
+    _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
+}
+
+static void exit_work(int from_handler)
 {
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
@@ -1445,8 +1569,7 @@ static void exit_work(void)
          * then the summary, last. */
         pm_i_flush_streams();
         pm_i_stats_at_exit_now();
-        pm_i_debug_summary();
-        _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
+        exit_failed(from_handler); /* the summary, status 1 */
     }
     /* PYMALLOC_STATS's table after the program's output still in stdio's
      * buffers, here too: through a pipe or into a file (2>&1), glibc's exit
@@ -1468,7 +1591,7 @@ static void exit_work(void)
 static void exit_work_handler(void *arg)
 {
     (void)arg;
-    exit_work();
+    exit_work(1);
 }
 
 /* A destructor of this library runs before those of the program's own
@@ -1515,5 +1638,5 @@ __attribute__((destructor)) static void at_exit_checks(void)
     if (exit_work_early)
         return;
     if (__cxa_atexit(exit_work_handler, NULL, NULL) != 0)
-        exit_work();
+        exit_work(0);
 }
