@@ -309,7 +309,7 @@ int pm_i_pool_try_hold_arenas(int tries)
 
 int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                                    void *arg),
-                        void *arg, int freed_too)
+                        void *arg, int freed_too, int (*skip)(const void *pool, size_t len))
 {
     int locked = 0;
     if (!pm_i_p_fork_held) { /* (else this thread holds every lock) */
@@ -330,7 +330,7 @@ int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uin
             for (uint8_t *pool = ao->first_pool; pool < ao->pool_address; pool += PM_P_POOL_SIZE) {
                 /* Kept while the pool is empty (its words freed or empty). */
                 pm_p_sentry e = atomic_load_explicit(side_slot(pool), memory_order_acquire);
-                if (e == 0)
+                if (e == 0 || (skip != NULL && skip(pool, PM_P_POOL_SIZE)))
                     continue;
                 size_t d = (size_t)(e & PM_P_SIDE_SIZE_BITS);
                 _Atomic uint64_t *first = PM_P_SIDE_FIRST(e);

@@ -335,10 +335,11 @@ void pm_i_pool_side_disable(void);
  * may change under it (the block freed, reallocated or taken again by
  * another thread). Returns 0, or -1 without calling fn when the arena
  * lock stayed taken (by a thread that is stuck, or by this one,
- * interrupted) through a bounded wait. Never allocates. */
+ * interrupted) through a bounded wait. Never allocates. A pool for which
+ * skip(pool, PM_P_POOL_SIZE) returns 1 is left out (skip NULL: none). */
 int pm_i_pool_each_side(void (*fn)(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
                                    void *arg),
-                        void *arg, int freed_too);
+                        void *arg, int freed_too, int (*skip)(const void *pool, size_t len));
 /* Hold, and release, the arena lock: no arena is unmapped meanwhile (for
  * pm_check_block, which reads a block it has not claimed). */
 void pm_i_pool_hold_arenas(void);

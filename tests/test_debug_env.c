@@ -461,6 +461,33 @@ static void body_fork_child_damages_inherited(void)
     exit(0);
 }
 
+/* The same with a parent that has many blocks, and a child that writes
+ * nothing else near the two it damages (a pool block of 24 bytes, and a
+ * C library block of 600, in the middle of 4,000 of each): its check at
+ * exit, which leaves out the pages it still shares with its parent, finds
+ * both on the pages those writes gave it. The parent's blocks it does not
+ * damage are all the parent's: none reported. The parent exits 0. */
+static void body_fork_child_damages_far(void)
+{
+    enum { N = 4000 };
+    static unsigned char *small[N], *big[N];
+    for (int i = 0; i < N; i++) {
+        small[i] = pm_mem_malloc(24);
+        big[i] = pm_mem_malloc(600);
+        if (small[i] == NULL || big[i] == NULL)
+            _exit(3);
+    }
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        small[N / 2][24] = 0;
+        big[N / 2][600] = 0;
+        exit(0);
+    }
+    print_child_end(c);
+    exit(0);
+}
+
 /* A block reported (through a handler), repaired and freed; a new block
  * at the same address, damaged and never freed, is reported at exit. */
 static void quiet_handler(const pm_error_report *rep, void *ctx)
@@ -766,6 +793,18 @@ static void test_exit_check_cases(void)
         /* (Or "could not be read", where process_vm_readv is not allowed.) */
         PM_CHECK_STR(r.output, "The block was made before this process was forked (its parent has "
                                "it too)");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "%s\n", r.output);
+
+        env_case far = {modes[m], NULL, NULL, body_fork_child_damages_far};
+        run_case(&far, &r);
+        PM_CHECK(r.exited && r.exit_status == 0);
+        PM_CHECK_STR(r.output, "child signal 6\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "24-byte block (serial ");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: 1 byte written past the end of a "
+                               "600-byte block (serial ");
+        PM_CHECK_STR(r.output, "pymalloc: exit: 2 damaged blocks, never freed, among the ");
         if (pm_t_cur_failed)
             fprintf(stderr, "%s\n", r.output);
 
