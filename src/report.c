@@ -97,16 +97,6 @@ static const char *class_name(pm_error_class c)
 const char *pm_error_class_name(pm_error_class c) { return class_name(c); }
 
 static void lock_reports(void);
-/* The other copies' counts are this process's: this copy's fork handlers
- * ran in it (theirs did too), or it ran the set-up. Not in a vfork()
- * child, whose other copies count in its parent's memory, nor in a child
- * made without the fork handlers, whose copies of them its parent sums
- * up. */
-static int others_are_mine(void)
-{
-    return atomic_load_explicit(&counts_pid, memory_order_relaxed) == (long)getpid();
-}
-
 static void unlock_reports(void);
 
 /* The handler and its ctx change together under the reports' lock, and a
@@ -138,6 +128,16 @@ void pm_i_debug_set_other_copies(pm_i_count_fn a, pm_i_count_fn b)
 {
     other_copies[0] = a;
     other_copies[1] = b;
+}
+
+/* The other copies' counts are this process's: this copy's fork handlers
+ * ran in it (theirs did too), or it ran the set-up. Not in a vfork()
+ * child, whose other copies count in its parent's memory, nor in a child
+ * made without the fork handlers, whose copies of them its parent sums
+ * up. */
+static int others_are_mine(void)
+{
+    return atomic_load_explicit(&counts_pid, memory_order_relaxed) == (long)getpid();
 }
 
 /* Errors of class c (PM_ERR_NONE: all) the other copies counted. */
