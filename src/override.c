@@ -757,7 +757,6 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
  * copy's, then the other copies' count): 1 then, else status. The parent
  * sees status & 0xff: _exit(256) is a success too. A vfork child's counts
  * are its parent's, summed up at the parent's exit. */
-
 static int o_exit_status(int status)
 {
     if ((status & 0xff) != 0 || !pm_i_debug_counts_are_mine())
