@@ -2897,35 +2897,6 @@ static size_t exit_unexamined; /* damaged blocks past EXIT_PENDING */
  * errors start at zero: src/report.c). */
 static uint64_t exit_min_serial;
 
-/* Whether any page from a to b (inclusive; the first and last 8 pages of
- * a longer run) was written since this process was forked, by it or by
- * its parent: a page of the parent's memory that neither wrote since is
- * still shared with it, mapped by both (/proc/self/pagemap: bit 63
- * present, bit 56 mapped by this process alone). 1 when that cannot be
- * read (a page not present, no /proc). Calls no allocator. */
-static int written_since_fork(uintptr_t a, uintptr_t b)
-{
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0)
-        return 1;
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 1;
-    uintptr_t first = a / (uintptr_t)ps, last = b / (uintptr_t)ps;
-    int written = 0;
-    for (uintptr_t pg = first; pg <= last && !written; pg++) {
-        if (pg == first + 8 && last > first + 16)
-            pg = last - 7;
-        uint64_t word = 0;
-        if (pread(fd, &word, sizeof word, (off_t)(pg * sizeof word)) != (ssize_t)sizeof word)
-            written = 1;
-        else
-            written = (word >> 63 & 1) == 0 || (word >> 56 & 1) != 0;
-    }
-    close(fd);
-    return written;
-}
-
 /* The parent of this process when it was forked (a fork child), else 0. */
 static pid_t forked_from;
 
@@ -3061,7 +3032,7 @@ static int parents_damage(pm_i_err *e)
     uintptr_t p = (uintptr_t)e->address;
     uintptr_t a = p + (uintptr_t)e->offset, b = p + (uintptr_t)(e->last > e->offset ? e->last
                                                                                     : e->offset);
-    if (!written_since_fork(a, b))
+    if (shared_since_fork(a, b)) /* (pagemap read at the start of the check) */
         return 1;
     int same = parent_has_bytes(a, b);
     if (same == 1)

@@ -589,10 +589,6 @@ const char *const *pm_mode_names(void) { return pm_i_mode_names(); }
 
 const char *pm_version(void) { return PYMALLOC_VERSION_STRING; }
 
-/* This copy's pm_version, by an address no other definition can take
- * (src/report.c, another_copy). */
-extern const char *pm_i_version_here(void) __attribute__((alias("pm_version"), visibility("hidden")));
-
 int pm_i_trim(void)
 {
     pm_i_ensure_init();

@@ -819,22 +819,6 @@ static int o_hidden(void)
     return sym != NULL && first != o_this_malloc;
 }
 
-/* Other copies' pm_error_count (pm_i_debug_set_other_copies): the first
- * definition in the global scope if not this copy's (the program's), and
- * the one after this copy. By dlsym (which may allocate: from the early
- * arena, o_loading). */
-static void o_find_others(void)
-{
-    pm_i_count_fn here = pm_i_error_count_here, fn[2] = {NULL, NULL};
-    void *own;
-    memcpy(&own, &here, sizeof own);
-    void *found[2] = {dlsym(RTLD_DEFAULT, "pm_error_count"), dlsym(RTLD_NEXT, "pm_error_count")};
-    for (int i = 0; i < 2; i++)
-        if (found[i] != NULL && found[i] != own && (i == 0 || found[1] != found[0]))
-            memcpy(&fn[i], &found[i], sizeof fn[i]); /* (POSIX: dlsym results are callable) */
-    pm_i_debug_set_other_copies(fn[0], fn[1]);
-}
-
 /* quick_exit: glibc's runs the at_quick_exit handlers, then its own
  * _exit, which is not this one: after heap errors, quick_exit(0) exited 0
  * without the summary. An at_quick_exit handler of this library does what
@@ -896,7 +880,7 @@ __attribute__((constructor)) static void o_load(void)
 {
     o_loading = 1; /* (their allocations do not fix the mode) */
     pm_i_quiet_copy = o_hidden();
-    o_find_others();
+    pm_i_debug_find_other_copies(); /* (its dlsym may allocate: the early arena) */
     pm_i_ensure_init();
     pm_i_atfork_flush();
     /* malloc_usable_size may first be called by a signal handler that

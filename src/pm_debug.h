@@ -219,16 +219,14 @@ int pm_i_debug_counts_are_mine(void);
  * libpymalloc.a or libpymalloc_api.a, which export pm_*, with
  * libpymalloc.so preloaded, say) counts its own errors, and an _exit(0),
  * quick_exit(0) or exec reaches one copy's override only. The override
- * finds the others' pm_error_count when it loads (set_other_copies).
+ * finds the others' pm_error_count when it loads (find_other_copies: by
+ * dlsym, which may allocate).
  * pm_i_debug_others_summary writes, in report mode, a line with the
  * errors they counted if any: 1, else 0. Async-signal-safe, no
  * allocation (as pm_i_debug_summary, which it follows). An exec passes
  * their errors on with this copy's (pm_i_debug_exec_handoff). */
-typedef unsigned long (*pm_i_count_fn)(pm_error_class);
-void pm_i_debug_set_other_copies(pm_i_count_fn a, pm_i_count_fn b);
+void pm_i_debug_find_other_copies(void);
 int pm_i_debug_others_summary(void);
-/* This copy's pm_error_count (src/report.c): a hidden alias. */
-unsigned long pm_i_error_count_here(pm_error_class c);
 /* exec (src/exec.c): the environment entry that passes this program's
  * counted heap errors on to the program exec starts, after a line on
  * stderr, or NULL (none to pass on). No lock, no allocation. */
@@ -249,8 +247,6 @@ void pm_i_flush_streams(void);
  * handler registered later, and after a destructor's own exit() too; the
  * destructor then registers nothing. 1 if registered. */
 int pm_i_exit_work_at_load(void);
-/* This copy's pm_version (src/api.c): a hidden alias. */
-const char *pm_i_version_here(void);
 /* The status of a process that ends with errors counted in report mode. */
 #define PM_I_REPORT_EXIT_STATUS 1
 extern uint64_t pm_i_debug_break_serial; /* 0: none */

@@ -117,18 +117,36 @@ unsigned long pm_error_count(pm_error_class c)
     return atomic_load(&counts[c]);
 }
 
+/* Other copies of the library in the process (see pm_i_debug_others_summary):
+ * their pm_error_count, the first definition in the global scope if it is
+ * not this copy's (the program's), and the one after this copy. Set by the
+ * override's constructor (pm_i_debug_find_other_copies); looked up again
+ * at exit by another_copy. */
+typedef unsigned long (*count_fn)(pm_error_class);
+static count_fn other_copies[2];
+
+/* This copy's pm_error_count, by an address no other definition takes. */
 extern unsigned long pm_i_error_count_here(pm_error_class c)
     __attribute__((alias("pm_error_count"), visibility("hidden")));
 
-/* The other copies' pm_error_count (see pm_i_debug_set_other_copies),
- * set once, by the override's constructor. */
-static pm_i_count_fn other_copies[2];
-
-void pm_i_debug_set_other_copies(pm_i_count_fn a, pm_i_count_fn b)
+static int other_copies_now(count_fn out[2])
 {
-    other_copies[0] = a;
-    other_copies[1] = b;
+    count_fn here = pm_i_error_count_here;
+    void *own; /* (POSIX: function and data pointers convert) */
+    memcpy(&own, &here, sizeof own);
+    void *found[2] = {dlsym(RTLD_DEFAULT, "pm_error_count"), dlsym(RTLD_NEXT, "pm_error_count")};
+    int n = 0;
+    for (int i = 0; i < 2; i++) {
+        out[i] = NULL;
+        if (found[i] != NULL && found[i] != own && (i == 0 || found[1] != found[0])) {
+            memcpy(&out[i], &found[i], sizeof out[i]);
+            n++;
+        }
+    }
+    return n;
 }
+
+void pm_i_debug_find_other_copies(void) { (void)other_copies_now(other_copies); }
 
 /* The other copies' counts are this process's: this copy's fork handlers
  * ran in it (theirs did too), or it ran the set-up. Not in a vfork()
@@ -1484,31 +1502,23 @@ static void end_after_exit_work(const pm_i_err *e)
         _exit(PM_I_REPORT_EXIT_STATUS);
 }
 
-/* Another copy of the library is in the process's global scope: a
- * program linked with libpymalloc.a or libpymalloc_api.a (which export
- * pm_*) with libpymalloc.so preloaded, say. Each copy has its own blocks,
- * counts and work at exit. Its pm_version comes first, or one comes after
- * this copy's. At exit (dlsym may allocate: the mode's malloc, outside
- * any of its locks). */
+/* Another copy of the library is in the process's global scope now (at
+ * exit, outside any lock of ours: dlsym may allocate, through the mode's
+ * malloc). An API-only copy (libpymalloc_api.a) has no override to have
+ * looked at load. */
 static int another_copy(void)
 {
-    const char *(*here)(void) = pm_i_version_here;
-    void *self; /* (POSIX: function and data pointers convert) */
-    memcpy(&self, &here, sizeof self);
-    void *first = dlsym(RTLD_DEFAULT, "pm_version");
-    return (first != NULL && first != self) || dlsym(RTLD_NEXT, "pm_version") != NULL;
+    count_fn now[2];
+    return other_copies_now(now) != 0;
 }
 
 /* With another copy of the library in the process, report mode's summary
  * at exit says which copy it is of: each copy prints its own. */
 static void copy_line(void)
 {
-    const char *(*here)(void) = pm_i_version_here;
-    void *self;
-    memcpy(&self, &here, sizeof self);
     const char *name = "";
 #if defined(__GLIBC__)
-    struct link_map *m = pm_i_object_of(self);
+    struct link_map *m = pm_i_object_of((const void *)(uintptr_t)&other_copies);
     if (m != NULL && m->l_name != NULL)
         name = m->l_name;
 #endif
