@@ -1045,6 +1045,94 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     return blame_registry_below(p, self.offset, a);
 }
 
+/* Live block e was found with its serial field alone damaged, its pad
+ * bytes intact: no write past its end did that, which would have gone
+ * through them first. A write from above did: an underflow of the block
+ * after it in memory, down through that block's header. */
+static int serial_alone(const pm_i_err *e)
+{
+    return e->error == PM_ERR_HEADER_CORRUPT && e->known && e->readable &&
+           e->offset >= (ptrdiff_t)e->size + 8;
+}
+
+/* Live block p (its word w was v, or w NULL: a registry block, its stripe
+ * locked) has its header damaged from its size field down
+ * (damaged_from_below): 1 with its report in *e. */
+static int underflowed_down(const unsigned char *p, const pm_i_reg_info *in,
+                            _Atomic uint64_t *w, uint64_t v, pm_i_err *e)
+{
+    if (in->state != PM_I_REG_LIVE || classify(p, in, 0, OP_USABLE, e) == PM_ERR_NONE)
+        return 0;
+    if (w != NULL) { /* not freed nor taken again while its bytes were read */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(w, memory_order_relaxed) != v)
+            return 0;
+    }
+    return damaged_from_below(e);
+}
+
+/* A search of the registry for the live block right above block [lo's
+ * trailer end]: its chunk (the underlying block's, less glibc's 16 bytes)
+ * from lo to hi, the lowest such, if its header is damaged from below. */
+struct after_search {
+    uintptr_t end;  /* the lower block's trailer end */
+    size_t cut;     /* the lower block's memalign_cut */
+    uintptr_t best; /* the chunk of the block found (0: none yet) */
+    pm_i_err found;
+    int any;
+};
+
+static void after_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
+{
+    struct after_search *as = arg;
+    uintptr_t chunk = data - in->offset - 16;
+    uintptr_t hi = as->end + 64 + as->cut + memalign_cut(in->offset);
+    if (chunk + 16 < as->end || chunk > hi || (as->any && chunk >= as->best))
+        return;
+    pm_i_err e;
+    if (underflowed_down((const unsigned char *)data, in, NULL, 0, &e)) {
+        as->best = chunk;
+        as->found = e;
+        as->any = 1;
+    }
+}
+
+/* Fill *a with the report of the block whose underflow reached down into
+ * live block e's serial field (serial_alone), if it is found: the block
+ * after e's in memory, live, its header damaged from below. 1, else 0.
+ * No lock held. */
+static int blame_block_after(const pm_i_err *e, pm_i_err *a)
+{
+    const unsigned char *p = e->address;
+    int status;
+    _Atomic uint64_t *w = side_of_class(p, &status);
+    if (w != NULL) { /* a pool block: the next one in its pool */
+        size_t size = PM_P_CLASS_SIZE(((unsigned)status >> 2) - 1);
+        uintptr_t base = (uintptr_t)p - PM_I_DEBUG_HEAD, off = (base & PM_P_POOL_MASK) + size;
+        if (off < PM_P_HDR || (off - PM_P_HDR) / size >= PM_P_BLOCKS_PER_POOL(size))
+            return 0; /* its pool's last block */
+        const unsigned char *q = (const unsigned char *)(base + size + PM_I_DEBUG_HEAD);
+        _Atomic uint64_t *wq = side_of(q);
+        if (wq == NULL)
+            return 0;
+        uint64_t v = atomic_load_explicit(wq, memory_order_acquire);
+        pm_i_reg_info in;
+        side_unpack(v, &in);
+        return underflowed_down(q, &in, wq, v, a);
+    }
+    pm_i_reg_info self;
+    find_block(p, &self);
+    if (self.state != PM_I_REG_LIVE)
+        return 0;
+    struct after_search as = {(uintptr_t)p + self.size + PM_I_DEBUG_TAIL,
+                              memalign_cut(self.offset), 0, {0}, 0};
+    pm_i_reg_each_live_but(after_one, &as, reg_held_here);
+    if (!as.any)
+        return 0;
+    *a = as.found;
+    return 1;
+}
+
 /* Whether address a lies in the block whose data starts at data: from its
  * header to the end of its trailer. */
 static inline int points_into(uintptr_t a, uintptr_t data, size_t size)
@@ -1147,11 +1235,16 @@ static void blame(pm_i_err *e)
         locate_inside(e);
         return;
     }
-    pm_i_err before;
-    if (PM_I_UNLIKELY(damaged_from_below(e)) && blame_block_before(e, &before)) {
-        before.next_block = e->address;
-        before.next_serial = e->serial;
-        *e = before;
+    pm_i_err other;
+    if (PM_I_UNLIKELY(damaged_from_below(e)) && blame_block_before(e, &other)) {
+        other.next_block = e->address;
+        other.next_serial = e->serial;
+        *e = other;
+    } else if (PM_I_UNLIKELY(serial_alone(e)) && blame_block_after(e, &other)) {
+        other.next_block = e->address;
+        other.next_serial = e->serial;
+        other.next_below = 1;
+        *e = other;
     }
 }
 
@@ -1159,13 +1252,16 @@ static void report(const dbg *g, int op, pm_i_err *e)
 {
     blame(e);
     /* One bug, one report: the free of the block a reported block's write
-     * went on into, or of a block whose overflow was reported through the
-     * block after it, tells nothing new (the block is leaked all the
-     * same). A realloc, which fails, and pm_check_block name it again. */
+     * went on into, or of a block whose overflow (underflow) was reported
+     * through the block after (before) it, tells nothing new (the block is
+     * leaked all the same). A realloc, which fails, and pm_check_block name
+     * it again. */
     if (e->next_block != NULL) {
         if (pm_i_debug_reported_before(e) && op == OP_FREE)
             return;
-    } else if (op == OP_FREE && e->error == PM_ERR_BUFFER_OVERFLOW &&
+    } else if (op == OP_FREE &&
+               (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
+                e->error == PM_ERR_HEADER_CORRUPT) &&
                pm_i_debug_was_blamed(e->address, e->serial)) {
         return;
     }

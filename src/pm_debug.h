@@ -95,6 +95,10 @@ typedef struct pm_i_err {
        this block's end: that block's address and serial (0: none). */
     const void *next_block;
     uint64_t next_serial;
+    /* 1: next_block is the block before this one in memory instead, whose
+       serial field (its last 8 bytes) alone this block's underflow reached,
+       going down through this block's header. */
+    int next_below;
     /* An invalid pointer into a block of ours (its header, data or
        trailer): that block's address, size, serial, the API it was
        allocated with, and whether it is freed (a pool block's slot

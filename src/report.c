@@ -847,7 +847,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
                         "    was not handed back to the C library.\n");
     }
     if (e->next_block != NULL) {
-        pm_i_buf_str(b, "    The write went on into the header of the block after it, at ");
+        pm_i_buf_str(b, e->next_below
+                            ? "    The write went on down into the serial field of the block before it, at "
+                            : "    The write went on into the header of the block after it, at ");
         pm_i_buf_ptr(b, e->next_block);
         pm_i_buf_str(b, " (serial ");
         pm_i_buf_u64(b, e->next_serial);

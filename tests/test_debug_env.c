@@ -356,6 +356,23 @@ static void body_never_freed_into_next(void)
     exit(0);
 }
 
+/* A write before the start of the second of two blocks, down through its
+ * header into the first one's serial field (its pad bytes intact), both
+ * never freed: one report, of the block underflowed (before, the first
+ * block's "header corrupt" too: two for one write). The report names the
+ * first block too when the check meets it first (the registry's blocks
+ * come in the order of its hash table). */
+static void body_never_freed_into_below(void)
+{
+    unsigned char *a = block_run(24, 64, 2);
+    if (a == NULL) {
+        printf("no neighbours\n");
+        exit(0);
+    }
+    memset(a + 64 - 30, 'U', 30); /* the second's header, then the first's serial */
+    exit(0);
+}
+
 /* With an error handler of the program's: the report at exit, and the
  * process ends as it would (the handler is not called: locks are held). */
 static int handler_calls;
@@ -400,6 +417,15 @@ static void test_exit_check_abort(void)
         PM_CHECK(!r.exited && r.signal == SIGABRT);
         PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: at least 16 bytes written past "
                                "the end of a 24-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the 2 live "
+                               "blocks checked\n");
+
+        env_case u = {modes[m], NULL, NULL, body_never_freed_into_below};
+        run_case(&u, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: at least 16 bytes written before "
+                               "the start of a 24-byte block (serial 2)");
+        PM_CHECK(strstr(r.output, "header corrupt") == NULL);
         PM_CHECK_STR(r.output, "pymalloc: exit: 1 damaged block, never freed, among the 2 live "
                                "blocks checked\n");
     }
