@@ -1097,21 +1097,21 @@ static void after_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     }
 }
 
-/* Fill *a with the report of the block whose underflow reached down into
- * live block e's serial field (serial_alone), if it is found: the block
- * after e's in memory, live, its header damaged from below. 1, else 0.
- * No lock held. */
-static int blame_block_after(const pm_i_err *e, pm_i_err *a)
+/* The block after block p (size bytes, offset from its underlying block;
+ * live, or freed: its serial field, or the 0xDD there, is what was hit)
+ * in memory, if its underflow reached down into p's serial field: live,
+ * its header damaged from below (underflowed_down). 1 with its report in
+ * *a, else 0. A pool block's is the next block of its pool. No lock held. */
+static int blame_block_after(const unsigned char *p, size_t size, size_t offset, pm_i_err *a)
 {
-    const unsigned char *p = e->address;
     int status;
     _Atomic uint64_t *w = side_of_class(p, &status);
-    if (w != NULL) { /* a pool block: the next one in its pool */
-        size_t size = PM_P_CLASS_SIZE(((unsigned)status >> 2) - 1);
-        uintptr_t base = (uintptr_t)p - PM_I_DEBUG_HEAD, off = (base & PM_P_POOL_MASK) + size;
-        if (off < PM_P_HDR || (off - PM_P_HDR) / size >= PM_P_BLOCKS_PER_POOL(size))
+    if (w != NULL) {
+        size_t slot = PM_P_CLASS_SIZE(((unsigned)status >> 2) - 1);
+        uintptr_t base = (uintptr_t)p - PM_I_DEBUG_HEAD, off = (base & PM_P_POOL_MASK) + slot;
+        if (off < PM_P_HDR || (off - PM_P_HDR) / slot >= PM_P_BLOCKS_PER_POOL(slot))
             return 0; /* its pool's last block */
-        const unsigned char *q = (const unsigned char *)(base + size + PM_I_DEBUG_HEAD);
+        const unsigned char *q = (const unsigned char *)(base + slot + PM_I_DEBUG_HEAD);
         _Atomic uint64_t *wq = side_of(q);
         if (wq == NULL)
             return 0;
@@ -1120,17 +1120,36 @@ static int blame_block_after(const pm_i_err *e, pm_i_err *a)
         side_unpack(v, &in);
         return underflowed_down(q, &in, wq, v, a);
     }
-    pm_i_reg_info self;
-    find_block(p, &self);
-    if (self.state != PM_I_REG_LIVE)
-        return 0;
-    struct after_search as = {(uintptr_t)p + self.size + PM_I_DEBUG_TAIL,
-                              memalign_cut(self.offset), 0, {0}, 0};
+    struct after_search as = {(uintptr_t)p + size + PM_I_DEBUG_TAIL, memalign_cut(offset), 0,
+                              {0}, 0};
     pm_i_reg_each_live_but(after_one, &as, reg_held_here);
     if (!as.any)
         return 0;
     *a = as.found;
     return 1;
+}
+
+/* e (block p's report: its serial field alone damaged, live, or the 0xDD
+ * there of a freed block, offset from its underlying block) becomes the
+ * report of the underflow of the block after it that did it, p named as
+ * the block below it went on into (next_below), if that is what
+ * happened; else it stays. */
+static void blame_above(pm_i_err *e, size_t offset)
+{
+    pm_i_err a;
+    if (!blame_block_after(e->address, e->size, offset, &a))
+        return;
+    a.next_block = e->address;
+    a.next_serial = e->serial;
+    a.next_below = 1;
+    *e = a;
+}
+
+/* Whether freed block e (freed_error) was written in the last 8 bytes of
+ * its 0xDD alone, where its serial field was: from above (serial_alone). */
+static int freed_serial_alone(const pm_i_err *e)
+{
+    return e->freed_data && e->offset >= (ptrdiff_t)e->size + 8;
 }
 
 /* Whether address a lies in the block whose data starts at data: from its
@@ -1240,11 +1259,11 @@ static void blame(pm_i_err *e)
         other.next_block = e->address;
         other.next_serial = e->serial;
         *e = other;
-    } else if (PM_I_UNLIKELY(serial_alone(e)) && blame_block_after(e, &other)) {
-        other.next_block = e->address;
-        other.next_serial = e->serial;
-        other.next_below = 1;
-        *e = other;
+    } else if (PM_I_UNLIKELY(serial_alone(e))) {
+        pm_i_reg_info self;
+        find_block(e->address, &self);
+        if (self.state == PM_I_REG_LIVE)
+            blame_above(e, self.offset);
     }
 }
 
@@ -1406,9 +1425,12 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     side_unpack(v, &in);
     pm_i_err e;
     freed_error(base + PM_I_DEBUG_HEAD, 0, in.size, full_serial(in.serial), in.api, &e);
-    e.entry = entry_name(g, op);
     e.api_expected = g->api;
-    pm_i_debug_report(&e);
+    if (PM_I_UNLIKELY(freed_serial_alone(&e)))
+        blame_above(&e, PM_I_DEBUG_HEAD); /* (the underflow of the block after it) */
+    e.entry = entry_name(g, op);
+    if (e.next_block == NULL || !pm_i_debug_reported_before(&e)) /* (once: see report) */
+        pm_i_debug_report(&e);
     return 1;
 }
 
@@ -1762,6 +1784,8 @@ static void q_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
                 dbgs[Q_DOMAIN(h->meta)].api, e);
     e->quarantined = 1;
     q_blame_below(h, p, e);
+    if (e->next_block == NULL && freed_serial_alone(e))
+        blame_above(e, Q_OFFSET(h->meta));
     e->entry = who;
     if (g != NULL && e->freed_data)
         e->api_expected = g->api;
@@ -3266,9 +3290,11 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
         return;
     pm_i_err e;
     freed_error(p, 0, in.size, full_serial(in.serial), in.api, &e);
+    if (freed_serial_alone(&e))
+        blame_above(&e, PM_I_DEBUG_HEAD);
     if (sc->at_exit)
         exit_keep(sc, &e);
-    else
+    else if (!abort_seen(sc, e.address))
         abort_report(sc, &e);
 }
 

@@ -7,7 +7,9 @@
  *    whichever block is freed first (before, A's "header corrupt" was
  *    reported instead, and B's bug never; until 2026-12-06, A's free
  *    first reported A's "header corrupt", and B's free then B's
- *    underflow, two reports for one write);
+ *    underflow, two reports for one write); the same into a freed block
+ *    A, found when a malloc takes it again or it leaves the quarantine
+ *    (before, also a use after free of A);
  *  - an overflow of A whose first byte is 0xFD (no trace on A's first pad
  *    byte) into B's header: A's overflow;
  *  - a write past the end of A through the whole of the next block B into
@@ -69,6 +71,16 @@ static void reported_overflow_of(const unsigned char *p, size_t n, uint64_t seri
     PM_CHECK_EQ(S.serial, serial);
 }
 
+/* The one report since watch() names block p's underflow (n bytes, serial). */
+static void reported_underflow_of(const unsigned char *p, size_t n, uint64_t serial)
+{
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.error, PM_ERR_BUFFER_UNDERFLOW);
+    PM_CHECK(S.address == p);
+    PM_CHECK_EQ(S.size, n);
+    PM_CHECK_EQ(S.serial, serial);
+}
+
 #define NEED_DEBUG()                                                                 \
     do {                                                                             \
         if (!pm_debug_enabled())                                                     \
@@ -97,17 +109,45 @@ static void test_underflow_into_the_block_below(void)
             watch();
             memset(b - len, 'U', len);
             pm_mem_free(a_first ? a : b);
-            PM_CHECK_EQ(S.calls, 1);
-            PM_CHECK_EQ(S.error, PM_ERR_BUFFER_UNDERFLOW);
-            PM_CHECK(S.address == b);
-            PM_CHECK_EQ(S.size, 24);
-            PM_CHECK_EQ(S.serial, sb);
+            reported_underflow_of(b, 24, sb);
             pm_mem_free(a_first ? b : a); /* the same write: no second report */
             PM_CHECK_EQ(S.calls, 1);
             PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
         }
     }
     pm_set_error_handler(NULL, NULL);
+}
+
+/* The same write down into the serial field of a freed block below (the
+ * 0xDD its free wrote there), found when a malloc takes the pool block
+ * again, or when the C library block leaves the quarantine: B's underflow,
+ * once (before, also a use after free of A, which nothing wrote after its
+ * free). 20-byte blocks, whose serial field (p+28 .. p+35) a malloc
+ * taking the block again checks (its first 32 bytes). */
+static void test_underflow_into_a_freed_block_below(void)
+{
+    NEED_DEBUG();
+    unsigned char *a = block_run(20, 64, 2);
+    if (a == NULL)
+        PM_SKIP("no two 20-byte blocks 64 bytes apart");
+    unsigned char *b = a + 64;
+    uint64_t sb = trailer_serial(b, 20);
+    unsigned long before = pm_error_count(PM_ERR_NONE);
+    void *taken = NULL;
+    watch();
+    pm_mem_free(a);
+    memset(a + 20 + 8, 'U', 64 - 28); /* from a's serial field up to b */
+    if (pool_block(b))
+        taken = pm_mem_malloc(20); /* a again (the thread's cache: last in, first out) */
+    else
+        (void)pm_trim(); /* a leaves the quarantine */
+    reported_underflow_of(b, 20, sb);
+    PM_CHECK(strstr(S.message, "use after free") == NULL);
+    pm_mem_free(b); /* the same write: no second report */
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
+    pm_set_error_handler(NULL, NULL);
+    pm_mem_free(taken);
 }
 
 /* A (8 bytes: 48-byte pool blocks) written 80 bytes past its end, through
@@ -373,6 +413,7 @@ int main(void)
 {
     pm_t_pin_env(NULL);
     PM_RUN(test_underflow_into_the_block_below);
+    PM_RUN(test_underflow_into_a_freed_block_below);
     PM_RUN(test_overflow_starting_with_a_pad_byte);
     PM_RUN(test_overflow_through_a_live_block);
     PM_RUN(test_overflow_through_a_freed_block);
