@@ -241,8 +241,9 @@ const char *pm_i_debug_exec_handoff(void);
 void pm_i_debug_exec_failed(void);
 /* At exit, before a report that ends the process (abort, or report mode's
  * _exit): write what stdio streams still hold, as exit() would, without
- * waiting for ever on a stream another thread holds. No lock of ours may
- * be held (a stream's write may allocate). */
+ * waiting for ever on a stream another thread holds; the list of streams
+ * read under the C library's lock of it. Not from inside an allocation.
+ * No lock of ours may be held (a stream's write may allocate). */
 void pm_i_flush_streams(void);
 /* The work at exit (the check of the heap, PYMALLOC_STATS's table, report
  * mode's summary) registered as an exit handler now, by the override's

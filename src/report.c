@@ -1424,23 +1424,38 @@ int pm_i_debug_others_summary(void)
  * output pending (its list is public, _IO_list_all through _chain), taken
  * when it is free, waited for up to about 100 ms when it is not, then
  * flushed as exit() would flush it, locked or not; streams with nothing to
- * write (a reader's) are left alone. The list is read unlocked, as exit()
- * reads it. Elsewhere, fflush(NULL).
+ * write (a reader's) are left alone. Elsewhere, fflush(NULL).
+ * The list itself is read under its lock (list_lock: _IO_list_lock, as
+ * exit()'s own flush takes it, and fopen and fclose): an fclose in another
+ * thread unlinks its stream and frees it, and before 2026-12-06 the walk,
+ * unlocked, read such a freed stream (0xDD in the debug modes) and died
+ * with SIGSEGV at exit under PYMALLOC_STATS=1. Not by a report made inside
+ * an allocation (end_after_exit_work), which may run in stdio holding a
+ * stream's lock that a thread holding the list's lock waits for
+ * (fflush(NULL)): that walk reads the list unlocked, as before.
  * The weak declaration makes the compiler load the list's head through the
  * GOT: a plain one let an executable linking the static library copy the
  * variable at start-up (a copy relocation), and glibc, which uses its own,
  * never updated the copy (fopen's streams were missing). */
 #if defined(__GLIBC__)
 extern FILE *_IO_list_all __attribute__((weak));
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
 #endif
 #define FLUSH_WAIT_STEPS 100 /* x 1 ms */
-static void flush_pending(void)
+static void flush_pending(int list_lock)
 {
 #if defined(__GLIBC__)
     if (&_IO_list_all == NULL) {
         fflush(NULL);
         return;
     }
+    /* (no cancellation in the waits below while the list's lock is held) */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    int locked_list = list_lock && _IO_list_lock != NULL && _IO_list_unlock != NULL;
+    if (locked_list)
+        _IO_list_lock();
     for (FILE *fp = _IO_list_all; fp != NULL; fp = fp->_chain) {
         /* _mode > 0: wide-oriented (its pending output is not visible
          * here: flushed) */
@@ -1455,18 +1470,24 @@ static void flush_pending(void)
         if (locked)
             funlockfile(fp);
     }
+    if (locked_list)
+        _IO_list_unlock();
+    pthread_setcancelstate(cancel_state, NULL);
 #else
+    (void)list_lock;
     fflush(NULL);
 #endif
 }
 
-void pm_i_flush_streams(void)
+static void flush_streams(int list_lock)
 {
     pm_i_nopipe g; /* a reader gone must not end the process before the report */
     pm_i_nopipe_begin(&g);
-    flush_pending();
+    flush_pending(list_lock);
     pm_i_nopipe_end(&g);
 }
+
+void pm_i_flush_streams(void) { flush_streams(1); }
 
 /* At exit: the check of the heap (modes/debug.c), then PYMALLOC_STATS's
  * table, then, with PYMALLOC_ON_ERROR=report, fail the process if errors
@@ -1499,7 +1520,7 @@ static void end_after_exit_work(const pm_i_err *e)
     if (atomic_load(&exit_clean_pid) != (long)getpid() || !pm_i_debug_counts_are_mine())
         return;
     if (!e->nested && pthread_equal(pthread_self(), exit_clean_thread))
-        pm_i_flush_streams();
+        flush_streams(0); /* (inside an allocation: see flush_pending) */
     if (pm_i_debug_summary())
         _exit(PM_I_REPORT_EXIT_STATUS);
 }
@@ -1594,7 +1615,7 @@ static void exit_work(int from_handler)
     }
     pm_i_nopipe g;
     pm_i_nopipe_begin(&g);
-    flush_pending();
+    flush_pending(1);
     pm_i_stats_at_exit_now();
     if (g.masked)
         pthread_sigmask(SIG_SETMASK, &g.old, NULL);
