@@ -907,26 +907,34 @@ static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     }
 }
 
-/* Pool block p (data address) is live and was written past its end into
- * its serial field (overflowed_to_the_end): 1 with its report in *e. A
- * block freed meanwhile by another thread (its side word changed while its
- * bytes were read: its 0xDD fill) is not taken for damage. Reads only the
- * side tree before the block's word, so p may be any address. */
-static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
+/* Pool block p (data address) is live and damaged: the class, its report
+ * in *e; else (no side word, not live, intact) PM_ERR_NONE. A block freed
+ * or taken again meanwhile by another thread (its side word changed while
+ * its bytes were read: its 0xDD fill, a new header) is not taken for
+ * damage. Reads only the side tree before the block's word, so p may be
+ * any address. */
+static pm_error_class pool_block_damaged(const unsigned char *p, pm_i_err *e)
 {
     _Atomic uint64_t *w = side_of(p);
     pm_i_reg_info in;
     if (w == NULL)
-        return 0;
+        return PM_ERR_NONE;
     uint64_t v = atomic_load_explicit(w, memory_order_acquire);
     side_unpack(v, &in);
     if (in.state != PM_I_REG_LIVE)
-        return 0;
+        return PM_ERR_NONE;
     pm_error_class c = classify(p, &in, 0, OP_USABLE, e);
     atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
     if (atomic_load_explicit(w, memory_order_relaxed) != v)
-        return 0;
-    return overflowed_to_the_end(c, e);
+        return PM_ERR_NONE;
+    return c;
+}
+
+/* Pool block p is live and was written past its end into its serial field
+ * (overflowed_to_the_end): 1 with its report in *e. */
+static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
+{
+    return overflowed_to_the_end(pool_block_damaged(p, e), e);
 }
 
 /* The pool block below pool block `base` (an underlying block of class
@@ -1045,30 +1053,16 @@ static int blame_block_before(const pm_i_err *e, pm_i_err *a)
     return blame_registry_below(p, self.offset, a);
 }
 
-/* Live block e was found with its serial field alone damaged, its pad
- * bytes intact: no write past its end did that, which would have gone
- * through them first. A write from above did: an underflow of the block
- * after it in memory, down through that block's header. */
+/* Block e was found with its serial field alone damaged, its pad bytes
+ * intact (live), or, freed, the last 8 bytes of its 0xDD alone, where its
+ * serial field was: no write past its end did that, which would have gone
+ * through the bytes before them first. A write from above did: an
+ * underflow of the block after it in memory, down through that block's
+ * header (blame_above). */
 static int serial_alone(const pm_i_err *e)
 {
-    return e->error == PM_ERR_HEADER_CORRUPT && e->known && e->readable &&
+    return (e->freed_data || (e->error == PM_ERR_HEADER_CORRUPT && e->known && e->readable)) &&
            e->offset >= (ptrdiff_t)e->size + 8;
-}
-
-/* Live block p (its word w was v, or w NULL: a registry block, its stripe
- * locked) has its header damaged from its size field down
- * (damaged_from_below): 1 with its report in *e. */
-static int underflowed_down(const unsigned char *p, const pm_i_reg_info *in,
-                            _Atomic uint64_t *w, uint64_t v, pm_i_err *e)
-{
-    if (in->state != PM_I_REG_LIVE || classify(p, in, 0, OP_USABLE, e) == PM_ERR_NONE)
-        return 0;
-    if (w != NULL) { /* not freed nor taken again while its bytes were read */
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(w, memory_order_relaxed) != v)
-            return 0;
-    }
-    return damaged_from_below(e);
 }
 
 /* A search of the registry for the live block right above block [lo's
@@ -1090,7 +1084,8 @@ static void after_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     if (chunk + 16 < as->end || chunk > hi || (as->any && chunk >= as->best))
         return;
     pm_i_err e;
-    if (underflowed_down((const unsigned char *)data, in, NULL, 0, &e)) {
+    if (classify((const void *)data, in, 0, OP_USABLE, &e) != PM_ERR_NONE &&
+        damaged_from_below(&e)) {
         as->best = chunk;
         as->found = e;
         as->any = 1;
@@ -1100,7 +1095,7 @@ static void after_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
 /* The block after block p (size bytes, offset from its underlying block;
  * live, or freed: its serial field, or the 0xDD there, is what was hit)
  * in memory, if its underflow reached down into p's serial field: live,
- * its header damaged from below (underflowed_down). 1 with its report in
+ * its header damaged from below (damaged_from_below). 1 with its report in
  * *a, else 0. A pool block's is the next block of its pool. No lock held. */
 static int blame_block_after(const unsigned char *p, size_t size, size_t offset, pm_i_err *a)
 {
@@ -1112,13 +1107,7 @@ static int blame_block_after(const unsigned char *p, size_t size, size_t offset,
         if (off < PM_P_HDR || (off - PM_P_HDR) / slot >= PM_P_BLOCKS_PER_POOL(slot))
             return 0; /* its pool's last block */
         const unsigned char *q = (const unsigned char *)(base + slot + PM_I_DEBUG_HEAD);
-        _Atomic uint64_t *wq = side_of(q);
-        if (wq == NULL)
-            return 0;
-        uint64_t v = atomic_load_explicit(wq, memory_order_acquire);
-        pm_i_reg_info in;
-        side_unpack(v, &in);
-        return underflowed_down(q, &in, wq, v, a);
+        return pool_block_damaged(q, a) != PM_ERR_NONE && damaged_from_below(a);
     }
     struct after_search as = {(uintptr_t)p + size + PM_I_DEBUG_TAIL, memalign_cut(offset), 0,
                               {0}, 0};
@@ -1143,13 +1132,6 @@ static void blame_above(pm_i_err *e, size_t offset)
     a.next_serial = e->serial;
     a.next_below = 1;
     *e = a;
-}
-
-/* Whether freed block e (freed_error) was written in the last 8 bytes of
- * its 0xDD alone, where its serial field was: from above (serial_alone). */
-static int freed_serial_alone(const pm_i_err *e)
-{
-    return e->freed_data && e->offset >= (ptrdiff_t)e->size + 8;
 }
 
 /* Whether address a lies in the block whose data starts at data: from its
@@ -1426,7 +1408,7 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     pm_i_err e;
     freed_error(base + PM_I_DEBUG_HEAD, 0, in.size, full_serial(in.serial), in.api, &e);
     e.api_expected = g->api;
-    if (PM_I_UNLIKELY(freed_serial_alone(&e)))
+    if (PM_I_UNLIKELY(serial_alone(&e)))
         blame_above(&e, PM_I_DEBUG_HEAD); /* (the underflow of the block after it) */
     e.entry = entry_name(g, op);
     if (e.next_block == NULL || !pm_i_debug_reported_before(&e)) /* (once: see report) */
@@ -1784,7 +1766,7 @@ static void q_error(const dbg *g, const char *who, const qent *h, pm_i_err *e)
                 dbgs[Q_DOMAIN(h->meta)].api, e);
     e->quarantined = 1;
     q_blame_below(h, p, e);
-    if (e->next_block == NULL && freed_serial_alone(e))
+    if (e->next_block == NULL && serial_alone(e))
         blame_above(e, Q_OFFSET(h->meta));
     e->entry = who;
     if (g != NULL && e->freed_data)
@@ -3290,7 +3272,7 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
         return;
     pm_i_err e;
     freed_error(p, 0, in.size, full_serial(in.serial), in.api, &e);
-    if (freed_serial_alone(&e))
+    if (serial_alone(&e))
         blame_above(&e, PM_I_DEBUG_HEAD);
     if (sc->at_exit)
         exit_keep(sc, &e);

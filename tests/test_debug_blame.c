@@ -89,6 +89,15 @@ static void reported_underflow_of(const unsigned char *p, size_t n, uint64_t ser
             PM_SKIP("memcheck's and ASan's guards catch the planted writes first");  \
     } while (0)
 
+/* a, b: two fresh n-byte blocks 64 bytes apart (n + 32 bytes: 64-byte
+ * pool blocks, or 64-byte glibc chunks; damaged blocks are leaked), or the
+ * test is skipped. */
+#define NEIGHBOURS(a, b, n)                                                          \
+    unsigned char *a = block_run(n, 64, 2);                                          \
+    if (a == NULL)                                                                   \
+        PM_SKIP("no two " #n "-byte blocks 64 bytes apart");                         \
+    unsigned char *b = a + 64
+
 /* A pool block of the debug layer. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
 
@@ -98,12 +107,8 @@ static void test_underflow_into_the_block_below(void)
     NEED_DEBUG();
     for (int a_first = 0; a_first <= 1; a_first++) {
         for (size_t len = 25; len <= 32; len++) { /* through a's serial, not its pad bytes */
-            /* 24 + 32 bytes: 64-byte pool blocks, or 64-byte glibc chunks;
-             * a fresh pair each time (the damaged blocks are leaked). */
-            unsigned char *a = block_run(24, 64, 2);
-            if (a == NULL)
-                PM_SKIP("no two 24-byte blocks 64 bytes apart");
-            unsigned char *b = a + 64;
+            /* a fresh pair each time (the damaged blocks are leaked) */
+            NEIGHBOURS(a, b, 24);
             uint64_t sb = trailer_serial(b, 24);
             unsigned long before = pm_error_count(PM_ERR_NONE);
             watch();
@@ -127,10 +132,7 @@ static void test_underflow_into_the_block_below(void)
 static void test_underflow_into_a_freed_block_below(void)
 {
     NEED_DEBUG();
-    unsigned char *a = block_run(20, 64, 2);
-    if (a == NULL)
-        PM_SKIP("no two 20-byte blocks 64 bytes apart");
-    unsigned char *b = a + 64;
+    NEIGHBOURS(a, b, 20);
     uint64_t sb = trailer_serial(b, 20);
     unsigned long before = pm_error_count(PM_ERR_NONE);
     void *taken = NULL;
@@ -206,10 +208,7 @@ static void test_realloc_null_names_itself(void)
 static void test_overflow_starting_with_a_pad_byte(void)
 {
     NEED_DEBUG();
-    unsigned char *a = block_run(24, 64, 2);
-    if (a == NULL)
-        PM_SKIP("no two 24-byte blocks 64 bytes apart");
-    unsigned char *b = a + 64;
+    NEIGHBOURS(a, b, 24);
     uint64_t sa = trailer_serial(a, 24);
     watch();
     a[24] = 0xFD;
@@ -363,10 +362,7 @@ static void overflow_met_again(int b_freed_first, int a_freed_last)
 {
     watch();
     (void)pm_trim(); /* (damaged blocks earlier tests left held: reported now) */
-    unsigned char *a = block_run(24, 64, 2);
-    if (a == NULL)
-        PM_SKIP("no two 24-byte blocks 64 bytes apart");
-    unsigned char *b = a + 64;
+    NEIGHBOURS(a, b, 24);
     uint64_t sa = trailer_serial(a, 24);
     unsigned long before = pm_error_count(PM_ERR_NONE);
     void *taken[4] = {NULL, NULL, NULL, NULL};
