@@ -182,8 +182,10 @@ typedef struct pm_error_report {
  * errors itself, or leave by longjmp (the call it interrupts does not
  * finish: the damaged block is leaked). A report made inside it about the
  * block it is handling (a handler that frees or checks the block it was
- * given) is printed and counted, but does not call it again: that call
- * goes on as in PYMALLOC_ON_ERROR=report. */
+ * given; a block it allocated at that address is taken as the same) is
+ * printed and counted, but does not call it again: that call goes on as in
+ * PYMALLOC_ON_ERROR=report. Nor is it called more than 64 deep in itself
+ * (a handler whose own heap errors keep calling it). */
 typedef void (*pm_error_handler)(const pm_error_report *report, void *ctx);
 
 /* Install fn (NULL: the default, abort() or PYMALLOC_ON_ERROR=report). */

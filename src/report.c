@@ -1099,41 +1099,70 @@ void pm_i_debug_count_at_exit(const pm_i_err *e)
 }
 
 /* The blocks this thread's error handler is running for, innermost last:
- * the block's address and serial, and the frame of the report that called
- * the handler. A handler left by longjmp does not come back to remove its
- * entry: an entry is taken as live only while the report looking at it
- * runs deeper on the stack (at a lower address) than the frame that
- * called the handler; a report at or above that frame is made after the
- * handler was left, and drops it. (One made deeper after a longjmp, about
- * the same block, is taken as made inside the handler. An entry left
- * behind only ever matches its own block: past HANDLING_MAX the oldest is
- * forgotten.) */
+ * the block's address, the frame of the report that called the handler,
+ * and how deep that call is in the handler's own calls. A handler left by
+ * longjmp does not come back to remove its entry: an entry is taken as
+ * live only while the report looking at it runs deeper on the stack (at a
+ * lower address) than the frame that called the handler; a report at or
+ * above that frame is made after the handler was left, and drops it. (One
+ * made deeper after a longjmp, about the same block, is taken as made
+ * inside the handler. An entry left behind only ever matches its own
+ * block: past HANDLING_MAX the oldest is forgotten, its depth kept.)
+ *
+ * The block is matched by its address alone: a block the handler
+ * allocates there (the freed block it was given, taken again) and checks
+ * is the same memory, and its report, with a new serial each time, called
+ * the handler again, which did the same, until the stack ran out. A
+ * handler whose own heap errors keep calling it (one that overflows every
+ * block it allocates) is not called past HANDLER_NEST_MAX deep: those
+ * reports are printed and counted as in report mode, with one line more. */
 #define HANDLING_MAX 16
+#define HANDLER_NEST_MAX 64
 static __thread struct handling {
     const void *address;
-    uint64_t serial;
     uintptr_t frame;
+    unsigned depth;
 } handling[HANDLING_MAX] __attribute__((tls_model("initial-exec")));
 static __thread int handling_n __attribute__((tls_model("initial-exec")));
 
+enum { HANDLER_CALL, HANDLER_SAME_BLOCK, HANDLER_TOO_DEEP };
+
 /* Called in the report's own frame (inlined, so that frame is the one the
- * handler is called from): 1 if the handler is to be called for block
- * (p, serial), which is then entered; 0 if it is running for that block
- * already. */
-static inline __attribute__((always_inline)) int handling_enter(const void *p, uint64_t serial)
+ * handler is called from): HANDLER_CALL if the handler is to be called for
+ * the block at p, which is then entered; HANDLER_SAME_BLOCK if it is
+ * running for that block already; HANDLER_TOO_DEEP if it is running
+ * HANDLER_NEST_MAX deep in its own calls. */
+static inline __attribute__((always_inline)) int handling_enter(const void *p)
 {
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
     while (handling_n > 0 && handling[handling_n - 1].frame <= here)
         handling_n--; /* left by longjmp */
     for (int i = 0; i < handling_n; i++)
-        if (handling[i].address == p && handling[i].serial == serial)
-            return 0;
+        if (handling[i].address == p)
+            return HANDLER_SAME_BLOCK;
+    unsigned depth = handling_n > 0 ? handling[handling_n - 1].depth + 1 : 1;
+    if (depth > HANDLER_NEST_MAX)
+        return HANDLER_TOO_DEEP;
     if (handling_n == HANDLING_MAX) {
         memmove(&handling[0], &handling[1], (HANDLING_MAX - 1) * sizeof handling[0]);
         handling_n--;
     }
-    handling[handling_n++] = (struct handling){p, serial, here};
-    return 1;
+    handling[handling_n++] = (struct handling){p, here, depth};
+    return HANDLER_CALL;
+}
+
+static void handler_too_deep(void)
+{
+    char text[160];
+    pm_i_buf b;
+    lock_reports();
+    pm_i_buf_init(&b, text, sizeof text, PM_I_STDERR);
+    pm_i_buf_str(&b, "pymalloc: the error handler is not called for this report: it is "
+                     "running ");
+    pm_i_buf_u64(&b, HANDLER_NEST_MAX);
+    pm_i_buf_str(&b, " deep in its own reports\n");
+    pm_i_buf_flush(&b);
+    unlock_reports();
 }
 
 /* The handler called by this frame returned: its entry goes, and so do
@@ -1225,8 +1254,12 @@ static void report_then(const pm_i_err *e, void (*written)(void *), void *arg,
          * block it was given: the same error again), does not call it
          * again, which would never end: the call that found it goes on as
          * in report mode. */
-        if (!handling_enter(e->address, e->serial))
+        int call = handling_enter(e->address);
+        if (call != HANDLER_CALL) {
+            if (call == HANDLER_TOO_DEEP)
+                handler_too_deep();
             return;
+        }
         /* The malloc override's hint of the entry point being run (set
          * around its call into the table) is not the handler's: a report
          * made inside the handler names its own entry point, and so does

@@ -362,6 +362,102 @@ static void test_handler_same_block_again(void)
     }
 }
 
+/* A handler for a double free that allocates (a log line: the pool, or the
+ * C library with no quarantine, hands back the freed block's address) and
+ * then checks the block it was given: the check finds the handler's own
+ * freed block there, a new serial each time. Before, that report called
+ * the handler again, which did the same, until the stack ran out
+ * (SIGSEGV in pymalloc_debug, found by an audit): the block is matched by
+ * its address. And a handler whose every allocation is a heap error of its
+ * own is called 64 deep, then those reports are printed and counted
+ * without it, with one line saying so. (Run before the test of handlers
+ * left by longjmp from ever deeper frames, which count toward the 64.) */
+typedef struct nest {
+    const pm_t_domain *D;
+    int calls;
+    void *made[80]; /* the handler's damaged blocks, leaked: repaired after */
+} nest;
+
+static void handle_check_after_alloc(const pm_error_report *r, void *ctx)
+{
+    nest *n = ctx;
+    if (++n->calls > 1000) /* the recursion this test is about */
+        return;
+    n->D->free(n->D->malloc(5));
+    pm_check_block(r->address);
+}
+
+static void handle_overflow_own(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    nest *n = ctx;
+    if (++n->calls > 1000)
+        return;
+    unsigned char *q = n->D->malloc(24);
+    if (n->calls <= 80)
+        n->made[n->calls - 1] = q;
+    q[24] = 'x';
+    n->D->free(q);
+}
+
+static void test_handler_nesting_bounded(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        nest n;
+        memset(&n, 0, sizeof n);
+        n.D = &pm_t_domains[d];
+        void *p = n.D->malloc(5);
+        n.D->free(p);
+        unsigned long before = pm_error_count(PM_ERR_NONE);
+        pm_set_error_handler(handle_check_after_alloc, &n);
+        n.D->free(p);
+        pm_set_error_handler(NULL, NULL);
+        PM_CHECK_EQ(n.calls, 1);
+        PM_CHECK(pm_error_count(PM_ERR_NONE) - before <= 2);
+
+        /* The reports, about 70 KB, to a file: the last line is read back. */
+        char path[] = "/tmp/pm_test_nest_XXXXXX";
+        int fd = mkstemp(path);
+        PM_CHECK(fd >= 0);
+        if (fd < 0)
+            return;
+        unlink(path);
+        int saved = dup(2);
+        dup2(fd, 2);
+        memset(&n, 0, sizeof n);
+        n.D = &pm_t_domains[d];
+        unsigned char *b = n.D->malloc(24);
+        b[24] = 'x';
+        before = pm_error_count(PM_ERR_BUFFER_OVERFLOW);
+        pm_set_error_handler(handle_overflow_own, &n);
+        n.D->free(b);
+        pm_set_error_handler(NULL, NULL);
+        dup2(saved, 2);
+        close(saved);
+        PM_CHECK_EQ(n.calls, 64);
+        PM_CHECK_EQ(pm_error_count(PM_ERR_BUFFER_OVERFLOW) - before, 65);
+        static char text[1 << 18];
+        ssize_t len = pread(fd, text, sizeof text - 1, 0);
+        close(fd);
+        PM_CHECK(len > 0);
+        text[len > 0 ? len : 0] = '\0';
+        const char *line = "pymalloc: the error handler is not called for this report: it is "
+                           "running 64 deep in its own reports\n";
+        char *at = strstr(text, line);
+        PM_CHECK(at != NULL);
+        PM_CHECK(at == NULL || strstr(at + 1, line) == NULL); /* once */
+        b[24] = 0xFD;
+        n.D->free(b);
+        for (int i = 0; i < 64 && i < 80; i++) {
+            unsigned char *q = n.made[i];
+            q[24] = 0xFD;
+            n.D->free(q);
+        }
+    }
+}
+
 /* stderr a pipe in non-blocking mode (O_NONBLOCK, as a reader sharing
  * the file description may set it) that is full when the report is made,
  * its reader slow: the report waits for room, as it would on a blocking
@@ -506,6 +602,7 @@ int main(void)
     PM_RUN(test_double_free_after_reuse);
     PM_RUN(test_forgotten_free_is_invalid_pointer);
     PM_RUN(test_churn_keeps_freed_blocks);
+    PM_RUN(test_handler_nesting_bounded); /* before the handlers left by longjmp */
     PM_RUN(test_handler_same_block_again);
     PM_RUN(test_report_to_full_nonblocking_pipe);
     PM_RUN(test_reports_to_stalled_nonblocking_pipe);
