@@ -335,9 +335,14 @@ void pm_i_debug_read_options(void)
     } else if (strcmp(qs, "off") == 0) {
         qn = 0;
     } else if (pm_i_parse_size(qs, &qn) != 0 || qn > PM_I_QUARANTINE_MAX || qn > SIZE_MAX) {
-        static const char *const valid[] = {"a size in bytes up to 1T, with an optional K, M, G "
-                                            "or T suffix (or k, m, g, t)", "0 or off: none",
-                                            NULL};
+        static const char *const valid[] = {
+#if SIZE_MAX > 0xffffffffu
+            "a size in bytes up to 1T, with an optional K, M, G or T suffix (or k, m, g, t)",
+#else /* a 32-bit build: up to SIZE_MAX */
+            "a size in bytes up to 4294967295 (4G - 1, in a 32-bit build), with an optional "
+            "K, M or G suffix (or k, m, g)",
+#endif
+            "0 or off: none", NULL};
         pm_i_fatal_option("PYMALLOC_QUARANTINE", qs, "not a size", valid);
     }
     pm_i_debug_quarantine = (size_t)qn;

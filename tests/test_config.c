@@ -107,8 +107,13 @@ static void test_quarantine_sizes(void)
         {"1m", "1,048,576"},
         {"3m", "3,145,728"},
         {"2g", "2,147,483,648"},
+#if SIZE_MAX > UINT32_MAX
         {"1t", "1,099,511,627,776"},
         {"1024G", "1,099,511,627,776"},
+#else /* a 32-bit build: up to SIZE_MAX */
+        {"4294967295", "4,294,967,295"},
+        {"4194303k", "4,294,966,272"},
+#endif
         {"4096", "4,096"},
         {"007k", "7,168"},
     };
@@ -135,7 +140,11 @@ static void test_quarantine_sizes(void)
         "PYMALLOC_QUARANTINE= 1m",   "PYMALLOC_QUARANTINE=1m ", "PYMALLOC_QUARANTINE=k",
         "PYMALLOC_QUARANTINE=1025g", "PYMALLOC_QUARANTINE=2t",  "PYMALLOC_QUARANTINE=1p",
         "PYMALLOC_QUARANTINE=99999999999999999999",
-        "PYMALLOC_QUARANTINE=18446744073709551615", "PYMALLOC_QUARANTINE=OFF", NULL};
+        "PYMALLOC_QUARANTINE=18446744073709551615", "PYMALLOC_QUARANTINE=OFF",
+#if SIZE_MAX <= UINT32_MAX
+        "PYMALLOC_QUARANTINE=1t", "PYMALLOC_QUARANTINE=4g", "PYMALLOC_QUARANTINE=4294967296",
+#endif
+        NULL};
     for (int i = 0; bad[i] != NULL; i++)
         refused(bad[i]);
 }

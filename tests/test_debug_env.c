@@ -946,10 +946,15 @@ static void test_invalid_values_are_fatal(void)
         run_case(&c, &r);
         unsetenv("PYMALLOC_QUARANTINE");
         PM_CHECK(r.exited && r.exit_status == 1);
-        char want[200];
+        char want[240];
         snprintf(want, sizeof want,
                  "pymalloc: PYMALLOC_QUARANTINE=%s: not a size (valid: a size in bytes up to "
+#if SIZE_MAX > UINT32_MAX
                  "1T, with an optional K, M, G or T suffix (or k, m, g, t), 0 or off: none)\n",
+#else
+                 "4294967295 (4G - 1, in a 32-bit build), with an optional K, M or G suffix "
+                 "(or k, m, g), 0 or off: none)\n",
+#endif
                  bad_quarantine[i]);
         PM_CHECK_STR(r.output, want);
     }
