@@ -3,7 +3,8 @@
  * check on small stacks: a thread with the smallest stack glibc allows
  * (PTHREAD_STACK_MIN, 16 KiB) and a signal handler on an 8 KiB sigaltstack
  * (the classic SIGSTKSZ) that calls abort(). Each must end in SIGABRT with
- * the report, never in SIGSEGV.
+ * the report (on the 8 KiB alternate stack: a line saying the check at
+ * abort is left out), never in SIGSEGV.
  *
  * A report and abort's SIGABRT frame (about 3 KB with AVX-512 state) leave
  * little room: before, a 4 KiB report buffer on the stack and a first call
@@ -109,14 +110,15 @@ static void on_segv(int sig)
     abort();
 }
 
-/* A crash handler on an 8 KiB alternate stack that calls abort(): the
- * process must die of SIGABRT, as under glibc. */
+/* A crash handler on an alternate stack of arg bytes that calls abort(),
+ * with a live block written past its end: the process must die of
+ * SIGABRT, as under glibc. */
 static void crash_on_alt_stack(void *arg)
 {
-    (void)arg;
     sigaction(SIGABRT, &installed, NULL);
-    static char alt[8192];
-    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt, .ss_flags = 0};
+    size_t size = (size_t)(uintptr_t)arg;
+    static char alt[65536] __attribute__((aligned(64)));
+    stack_t ss = {.ss_sp = alt + sizeof alt - size, .ss_size = size, .ss_flags = 0};
     if (sigaltstack(&ss, NULL) != 0)
         _exit(93);
     struct sigaction sa;
@@ -125,19 +127,35 @@ static void crash_on_alt_stack(void *arg)
     sa.sa_flags = SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
-    *(volatile int *)hide = 1; /* hide is NULL */
+    unsigned char *volatile d = malloc(small);
+    ((volatile unsigned char *)d)[small] = 'x';
+    hide = NULL;
+    *(volatile int *)hide = 1;
     _exit(94);
 }
 
+/* On an 8 KiB alternate stack (the classic SIGSTKSZ), of which the two
+ * signal frames and abort() leave about 1 KiB (less on i386), the check
+ * of the heap at abort is left out, with one line: before, it overflowed
+ * the stack (SIGSEGV, no report: on i386 always, on x86-64 when a block
+ * was damaged). On a 64 KiB one it reports the damaged block. */
 static void test_abort_on_a_small_alt_stack(void)
 {
     if (!pm_debug_enabled())
         PM_SKIP("no debug hooks in this mode: no SIGABRT handler");
-    hide = NULL;
     pm_death_result r;
-    pm_death(crash_on_alt_stack, NULL, &r);
+    pm_death(crash_on_alt_stack, (void *)(uintptr_t)8192, &r);
     PM_CHECK(!r.exited);
     PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: abort: the heap is not checked: ");
+    PM_CHECK_STR(r.output, " bytes of stack are left on the signal's alternate stack, and the "
+                           "check needs 4096\n");
+    pm_death(crash_on_alt_stack, (void *)(uintptr_t)65536, &r);
+    PM_CHECK(!r.exited);
+    PM_CHECK_EQ(r.signal, SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: abort: buffer overflow: 1 byte written past the end of a "
+                           "24-byte block");
+    PM_CHECK(strstr(r.output, "not checked") == NULL);
 }
 
 int main(void)
