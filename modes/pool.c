@@ -1350,9 +1350,21 @@ static uint16_t *vg_live_slot(uint8_t *bp, unsigned idx)
     return NULL;
 }
 
+/* Under memcheck a pool block of n bytes is given a slot of n + 32 to
+ * n + 47 bytes (the size class of n + 32): the 32 or more bytes after its
+ * end, never addressable, stand for the 16-byte redzones memcheck's own
+ * malloc puts around a block on either side. An access up to 16 bytes past
+ * the end is then "k bytes after" this block, never "before" the next one
+ * (memcheck names a block whose 16-byte margin holds the address, the first
+ * it finds: with a byte of slack, a write one past the end of a pool block
+ * was often described as "1 bytes before" the next block, with that
+ * block's allocation stack); and p[n + 16] is caught, as with memcheck's
+ * malloc, instead of landing in the next block. */
+#define PM_P_VG_GAP 32
+
 static void *vg_malloc(size_t n)
 {
-    unsigned idx = (unsigned)(n >> PM_P_ALIGN_SHIFT); /* >= 1 byte of slack */
+    unsigned idx = (unsigned)((n + PM_P_VG_GAP - 1) >> PM_P_ALIGN_SHIFT);
     if (idx >= pm_i_p_small_max() >> PM_P_ALIGN_SHIFT)
         return raw_count(pm_i_libc_malloc(n));
     pm_p_lock(&pm_i_p.cls[idx].lock);
@@ -1722,7 +1734,8 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
         return pm_i_libc_realloc(p, n);
     size_t size = PM_P_CLASS_SIZE(cls - 1), copy = size;
     if (pm_i_p_vg) {
-        /* Keep at least one byte of slack; copy only the defined bytes. */
+        /* Keep PM_P_VG_GAP bytes of slack (CPython's rule on n plus it);
+         * copy only the defined bytes. */
         if (!vg_class_lock(cls - 1)) {
             errno = ENOMEM; /* a handler's, its thread holding the lock */
             return NULL;
@@ -1733,7 +1746,7 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
             return NULL;
         }
         size_t old = *slot;
-        if (n < size && 4 * n > 3 * size) {
+        if (n + PM_P_VG_GAP <= size && 4 * (n + PM_P_VG_GAP) > 3 * size) {
             VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
             *slot = (uint16_t)n;
             vg_class_unlock(cls - 1);

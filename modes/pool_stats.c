@@ -273,11 +273,11 @@ static void print_stats(int fd, int bounded)
     /* Which requests those are, in the program's sizes, not the pools':
      * under the debug hooks (threshold 544) every request comes with their
      * 32 bytes, so a request of 0 is a 32-byte pool block and the largest
-     * pooled one is 512; under memcheck a pool block keeps a byte of slack
-     * (vg_malloc), so that largest request is one byte less. */
+     * pooled one is 512; under memcheck a pool block keeps 32 bytes of
+     * slack at least (vg_malloc), so that largest request is 32 less. */
     int hooks = st.small_threshold == PM_P_WIDE_MAX;
     size_t largest = st.small_threshold - (hooks ? PM_P_WIDE_MAX - PM_P_SMALL_MAX : 0) -
-                     (pm_i_p_vg ? 1 : 0);
+                     (pm_i_p_vg ? 32 : 0);
     char rl[64];
     pm_i_buf_init(&l, rl, sizeof rl, -1);
     pm_i_buf_str(&l, hooks ? "# raw blocks (>" : "# raw blocks (0, >");

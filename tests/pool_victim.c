@@ -18,6 +18,7 @@ static volatile unsigned char sink;
 
 /* Not static: each stays a function of its own for the report to name. */
 void overflow_into_next(unsigned char *a);
+void overflow_by(unsigned char *a, size_t at);
 void read_after_free(unsigned char *p);
 void write_after_free(unsigned char *p);
 void leak_one(void);
@@ -52,6 +53,31 @@ PM_VICTIM_FN void overflow_into_next(unsigned char *a)
 {
     ((volatile unsigned char *)a)[32] = 1; /* one past a 32-byte request: the next block's first byte */
 }
+
+PM_VICTIM_FN void overflow_by(unsigned char *a, size_t at)
+{
+    ((volatile unsigned char *)a)[at] = 1; /* at bytes past the start of a */
+}
+
+/* One function per size for "overflow-sizes": memcheck shows one error per
+ * call stack. */
+#define OVERFLOW_ONE_PAST(k)                                                          \
+    PM_VICTIM_FN void overflow_one_past_##k(unsigned char *a, size_t n)               \
+    {                                                                                 \
+        ((volatile unsigned char *)a)[n] = 1;                                         \
+    }
+OVERFLOW_ONE_PAST(0)
+OVERFLOW_ONE_PAST(1)
+OVERFLOW_ONE_PAST(2)
+OVERFLOW_ONE_PAST(3)
+OVERFLOW_ONE_PAST(4)
+OVERFLOW_ONE_PAST(5)
+OVERFLOW_ONE_PAST(6)
+OVERFLOW_ONE_PAST(7)
+OVERFLOW_ONE_PAST(8)
+OVERFLOW_ONE_PAST(9)
+OVERFLOW_ONE_PAST(10)
+OVERFLOW_ONE_PAST(11)
 
 PM_VICTIM_FN void read_after_free(unsigned char *p)
 {
@@ -415,6 +441,44 @@ int main(int argc, char **argv)
         overflow_into_next(a);
         pm_mem_free(a);
         pm_mem_free(b);
+        return 0;
+    }
+    size_t size, at;
+    if (sscanf(c, "overflow-at=%zu,%zu", &size, &at) == 2) {
+        /* Two blocks of n bytes, one after the other in their pool; a write
+         * `at` bytes into the first (n: one past its end). */
+        unsigned char *a = pm_mem_malloc(size), *b = pm_mem_malloc(size);
+        memset(a, 0, size);
+        memset(b, 0, size);
+        overflow_by(a, at);
+        pm_mem_free(a);
+        pm_mem_free(b);
+        return 0;
+    }
+    if (strcmp(c, "overflow-sizes") == 0) {
+        /* Pairs of blocks of every size up to 480, all kept live; one past
+         * the end of the first of a pair, for twelve sizes (of those
+         * memcheck described as "1 bytes before" the second block, with
+         * its allocation stack, when pool blocks had a byte of slack). */
+        static void (*const write_past[12])(unsigned char *, size_t) = {
+            overflow_one_past_0, overflow_one_past_1, overflow_one_past_2,
+            overflow_one_past_3, overflow_one_past_4, overflow_one_past_5,
+            overflow_one_past_6, overflow_one_past_7, overflow_one_past_8,
+            overflow_one_past_9, overflow_one_past_10, overflow_one_past_11};
+        static const size_t sizes[12] = {7, 27, 37, 64, 97, 111, 127, 152, 202, 255, 383, 480};
+        static unsigned char *kept[2 * 480];
+        int k = 0;
+        for (size_t n = 1; n <= 480; n++) {
+            unsigned char *a = pm_mem_malloc(n), *b = pm_mem_malloc(n);
+            memset(a, 0, n);
+            memset(b, 0, n);
+            if (k < 12 && sizes[k] == n)
+                write_past[k++](a, n);
+            kept[2 * (n - 1)] = a;
+            kept[2 * (n - 1) + 1] = b;
+        }
+        for (int i = 0; i < 2 * 480; i++)
+            pm_mem_free(kept[i]);
         return 0;
     }
     if (strcmp(c, "uaf-read") == 0 || strcmp(c, "uaf-write") == 0) {

@@ -134,6 +134,34 @@ static void test_overflow_into_next_block(void)
     PM_CHECK_STR(r.output, "0 bytes after a block of size 32 alloc'd");
 }
 
+/* One past the end of a pool block is "0 bytes after" it, never "before"
+ * the block after it with that block's allocation stack (before, with a
+ * byte of slack between them, memcheck named whichever of the two it
+ * found first: three of these twelve sizes were named wrong); and 16 bytes
+ * past the end is caught (it was the next block's first byte), as with
+ * memcheck's own malloc's redzones. */
+static void test_overflow_named_after_its_own_block(void)
+{
+    NEED_VALGRIND();
+    pm_death_result r;
+    run("overflow-sizes", &r);
+    PM_CHECK_EQ(r.exit_status, 99);
+    static const int sizes[] = {7, 27, 37, 64, 97, 111, 127, 152, 202, 255, 383, 480};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char want[80];
+        snprintf(want, sizeof want, "0 bytes after a block of size %d alloc'd", sizes[i]);
+        PM_CHECK_STR(r.output, want);
+    }
+    PM_CHECK_EQ(count_of(r.output, "Invalid write of size 1"), 12);
+    PM_CHECK(strstr(r.output, "bytes before") == NULL);
+    show_if_failed("pymalloc", &r);
+    run("overflow-at=32,48", &r);
+    PM_CHECK_EQ(r.exit_status, 99);
+    PM_CHECK_STR(r.output, "Invalid write of size 1");
+    PM_CHECK_STR(r.output, "16 bytes after a block of size 32 alloc'd");
+    show_if_failed("pymalloc", &r);
+}
+
 static void test_use_after_free(void)
 {
     NEED_VALGRIND();
@@ -375,6 +403,7 @@ int main(int argc, char **argv)
     }
     PM_RUN(test_clean_program_has_no_reports);
     PM_RUN(test_overflow_into_next_block);
+    PM_RUN(test_overflow_named_after_its_own_block);
     PM_RUN(test_use_after_free);
     PM_RUN(test_use_after_free_and_reuse);
     PM_RUN(test_uninitialised_reads);
