@@ -31,6 +31,7 @@
  */
 #include "debug_layout.h"
 #include "domains.h"
+#include "pool_class.h"
 #include "harness.h"
 #include "recorder.h"
 #include "pm_debug.h"
@@ -44,7 +45,9 @@
 #define VALGRIND_MAKE_MEM_NOACCESS(a, n) ((void)0)
 #endif
 
-enum { N = 40, CLS = 80 }; /* 40 + 32 bytes: the 80-byte class */
+enum { N = 40 };
+/* 40 + 32 bytes: the 80-byte class (under memcheck, with its slack, 112) */
+#define CLS pm_t_pool_class_size(N + 32)
 
 /* A pool block of the debug layer. */
 static int pool_block(const unsigned char *p) { return pm_i_pool_owns(p - 16); }
@@ -444,8 +447,8 @@ static void test_overflow_into_next_pool_header(void)
             PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer overflow: at least 16 bytes");
             char want[200];
             snprintf(want, sizeof want,
-                     " (80-byte blocks) was overwritten by the write past the end of the block "
-                     "at 0x");
+                     " (%zu-byte blocks) was overwritten by the write past the end of the block "
+                     "at 0x", CLS);
             PM_CHECK_STR(r.output, want);
             snprintf(want, sizeof want,
                      " (serial %llu), the last block of the pool before it, reported before; the "
@@ -455,9 +458,12 @@ static void test_overflow_into_next_pool_header(void)
             PM_CHECK(strstr(r.output, "the pools went on") == NULL);
             continue;
         }
-        PM_CHECK_STR(r.output, " (80-byte blocks) was overwritten by the write past the end of "
-                               "the block reported above, the last block of the pool before "
-                               "it; the pools cannot go on: aborting");
+        char want[200];
+        snprintf(want, sizeof want,
+                 " (%zu-byte blocks) was overwritten by the write past the end of the block "
+                 "reported above, the last block of the pool before it; the pools cannot go "
+                 "on: aborting", CLS);
+        PM_CHECK_STR(r.output, want);
         PM_CHECK(strstr(r.output, "the pools went on") == NULL);
     }
 }
