@@ -3508,6 +3508,11 @@ static __attribute__((noinline)) size_t alt_stack_room(void)
     return sp > lo ? sp - lo : 0;
 }
 
+/* The line, in one writev of static text and a number converted here: not
+ * through pm_i_buf and pm_i_write_all (SIGPIPE blocked around the write,
+ * waits on a full pipe), whose frames need more of the few hundred bytes
+ * left (i386). SIGPIPE is blocked anyway: the SIGABRT handler blocks every
+ * signal. */
 static __attribute__((noinline)) void abort_check_left_out(size_t room)
 {
     static const char head[] = "pymalloc: abort: the heap is not checked: ";

@@ -1359,8 +1359,7 @@ static uint16_t *vg_live_slot(uint8_t *bp, unsigned idx)
  * it finds: with a byte of slack, a write one past the end of a pool block
  * was often described as "1 bytes before" the next block, with that
  * block's allocation stack); and p[n + 16] is caught, as with memcheck's
- * malloc, instead of landing in the next block. */
-#define PM_P_VG_GAP 32
+ * malloc, instead of landing in the next block. (PM_P_VG_GAP, pool.h.) */
 
 static void *vg_malloc(size_t n)
 {

@@ -277,7 +277,7 @@ static void print_stats(int fd, int bounded)
      * slack at least (vg_malloc), so that largest request is 32 less. */
     int hooks = st.small_threshold == PM_P_WIDE_MAX;
     size_t largest = st.small_threshold - (hooks ? PM_P_WIDE_MAX - PM_P_SMALL_MAX : 0) -
-                     (pm_i_p_vg ? 32 : 0);
+                     (pm_i_p_vg ? PM_P_VG_GAP : 0);
     char rl[64];
     pm_i_buf_init(&l, rl, sizeof rl, -1);
     pm_i_buf_str(&l, hooks ? "# raw blocks (>" : "# raw blocks (0, >");
