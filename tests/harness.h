@@ -141,6 +141,49 @@ static inline void quiet_end(int saved)
     }
 }
 
+/* Reports kept for the test to read: capture_begin() sends fd 2 to an
+ * unlinked temporary file and returns its fd (-1 if it could not, fd 2
+ * left alone), with the old fd 2 in *saved; capture_end() puts fd 2 back,
+ * closes the file and returns what was written to it, NUL-terminated, in a
+ * block of malloc's for the caller to free (NULL if it could not read). */
+static inline int capture_begin(int *saved)
+{
+    char path[] = "/tmp/pm_test_capture_XXXXXX";
+    int fd = mkstemp(path);
+    *saved = -1;
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    fflush(stderr);
+    *saved = dup(2);
+    if (*saved < 0 || dup2(fd, 2) < 0) {
+        if (*saved >= 0)
+            close(*saved);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static inline char *capture_end(int saved, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    off_t size = lseek(fd, 0, SEEK_END);
+    char *text = size >= 0 ? malloc((size_t)size + 1) : NULL;
+    if (text != NULL && pread(fd, text, (size_t)size, 0) != size) {
+        free(text);
+        text = NULL;
+    }
+    if (text != NULL)
+        text[size] = '\0';
+    close(fd);
+    return text;
+}
+
 /* How a death-test child ended. */
 typedef struct pm_death_result {
     int exited;      /* 1: exited with exit_status; 0: killed by signal */
