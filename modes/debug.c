@@ -1249,8 +1249,35 @@ static void blame(pm_i_err *e)
     }
 }
 
+/* e (the check of a block by op, its own damage) names a block the
+ * program freed before, whose free found it damaged, reported it and
+ * leaked it: e becomes that bug (a double free, or for a realloc or
+ * pm_check_block a use after free), 1. Else 0. */
+static int freed_after_report(int op, pm_i_err *e)
+{
+    if ((e->error != PM_ERR_BUFFER_OVERFLOW && e->error != PM_ERR_BUFFER_UNDERFLOW &&
+         e->error != PM_ERR_HEADER_CORRUPT) ||
+        !e->known || !pm_i_debug_freed_damaged(e->address, e->serial, op == OP_FREE))
+        return 0;
+    e->error = op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
+    e->freed_damaged = 1;
+    return 1;
+}
+
 static void report(const dbg *g, int op, pm_i_err *e)
 {
+    /* A damaged block's free leaks it: its next free is a double free, and
+     * a realloc of it a use after free, not that damage again. A free of a
+     * block whose damage a pm_check_block or a realloc reported (the same
+     * class) says nothing more: the program had its report, and the block
+     * is leaked all the same. */
+    if (freed_after_report(op, e)) {
+        e->entry = entry_name(g, op);
+        pm_i_debug_report(e);
+        return;
+    }
+    if (op == OP_FREE && pm_i_debug_reported_as(e))
+        return;
     blame(e);
     /* One bug, one report: the free of the block a reported block's write
      * went on into, or of a block whose overflow (underflow) was reported
@@ -3965,9 +3992,13 @@ static int check_block(const void *ptr, int is_nested)
     if (c == PM_ERR_NONE) {
         if (held)
             pm_i_pool_release_arenas();
+        if (in.state == PM_I_REG_LIVE)
+            pm_i_debug_repaired(ptr, in.serial);
         return 0;
     }
-    if (!is_nested || w != NULL)
+    if (freed_after_report(OP_USABLE, &e)) {
+        /* (no blame: that free's report named the damage) */
+    } else if (!is_nested || w != NULL)
         blame(&e); /* (a pool block's: side words and the pools' tree, no lock) */
     if (e.next_block != NULL)
         (void)pm_i_debug_reported_before(&e); /* (reported all the same: see report) */

@@ -127,6 +127,10 @@ typedef struct pm_i_err {
        before the fork, and the pages of the damage were written since
        (modes/debug.c: exit_keep). */
     int before_fork;
+    /* A double free (use after free) of a block the program freed before,
+       whose free found it damaged, reported it and leaked it: readable,
+       offset and last are its damage. */
+    int freed_damaged;
 } pm_i_err;
 
 /* Print the one-line report and the dump, count the error, then call the
@@ -161,6 +165,17 @@ int pm_i_debug_has_handler(void);
  * finding its overflow, then says nothing more (pm_i_debug_was_blamed). */
 int pm_i_debug_reported_before(const pm_i_err *e);
 int pm_i_debug_was_blamed(const void *p, uint64_t serial);
+/* Whether block e->address (e->serial) was reported as damaged in the
+ * way e->error says (its own report: a pm_check_block, a realloc or a free
+ * of it). */
+int pm_i_debug_reported_as(const pm_i_err *e);
+/* Block p (serial) was checked and found whole: damage reported before
+ * was mended, and new damage is reported again by its free. */
+void pm_i_debug_repaired(const void *p, uint64_t serial);
+/* Whether the program freed block p (serial) after it was reported
+ * damaged, and so leaked (noted by its free when note is 1: that free's
+ * answer is still whether one before it did). */
+int pm_i_debug_freed_damaged(const void *p, uint64_t serial, int note);
 
 /* 1 while this thread is inside a part of the debug hooks that holds, or may
  * wait for, a lock (a registry stripe's, the C library's allocator's, the

@@ -833,6 +833,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
     pm_i_buf_str(b, "    The block was made by call #");
     pm_i_buf_u64(b, e->serial);
     pm_i_buf_str(b, " to debug malloc/realloc.\n");
+    if (e->freed_damaged)
+        pm_i_buf_str(b, "    The program freed it before: that free found it damaged and reported it,\n"
+                        "    and the block was leaked then, never handed back to the allocator.\n");
     if (e->error != PM_ERR_API_MISMATCH) {
         pm_i_buf_str(b, "    First damaged byte at ");
         offset_words(b, e->offset);
@@ -998,37 +1001,96 @@ void pm_i_debug_report_print(const pm_i_err *e)
  * repaired and freed) is not taken for it. A key that finds no free slot
  * among REPORTED_PROBES is not noted: that block may be reported again
  * (past tens of thousands of reports). 512 KiB of zero pages, touched only
- * as blocks are noted. */
+ * as blocks are noted. A slot holds the key's top 56 bits and a byte of
+ * flags: REP_NOTED always, the damage classes reported of the block
+ * itself, and whether the program freed it since (REP_FREED). */
 #define REPORTED_SLOTS 65536u
 #define REPORTED_PROBES 64u
+#define REP_KEY_MASK (~(uint64_t)0xFF)
+#define REP_NOTED 0x80u
+#define REP_FREED 0x40u
 static _Atomic uint64_t reported[REPORTED_SLOTS];
 
 /* (The serial's low 48 bits, which the block's record holds: the full
  * serial is rebuilt from the counter, which tests may set back.) */
 static uint64_t reported_key(const void *p, uint64_t serial)
 {
-    uint64_t k = ((uint64_t)(uintptr_t)p * UINT64_C(0x9E3779B97F4A7C15)) ^
-                 ((serial & PM_I_SERIAL_MASK) * UINT64_C(0xC2B2AE3D27D4EB4F));
-    return k != 0 ? k : 1;
+    return ((uint64_t)(uintptr_t)p * UINT64_C(0x9E3779B97F4A7C15)) ^
+           ((serial & PM_I_SERIAL_MASK) * UINT64_C(0xC2B2AE3D27D4EB4F));
 }
 
-/* Whether key k is in the set; insert: put it there if it is not. */
-static int reported_has(uint64_t k, int insert)
+/* The slot of key k (its flags bits aside), or NULL; insert: put it there
+ * (flags REP_NOTED) if it is not. */
+static _Atomic uint64_t *reported_slot(uint64_t k, int insert)
 {
+    k = (k & REP_KEY_MASK) | REP_NOTED;
     size_t h = (size_t)(k >> 48);
     for (size_t i = 0; i < REPORTED_PROBES; i++) {
         _Atomic uint64_t *s = &reported[(h + i) & (REPORTED_SLOTS - 1)];
         uint64_t cur = atomic_load(s);
-        if (cur == k)
-            return 1;
         if (cur == 0) {
             if (!insert)
-                return 0;
-            if (atomic_compare_exchange_strong(s, &cur, k) || cur == k)
-                return 1;
+                return NULL;
+            if (atomic_compare_exchange_strong(s, &cur, k))
+                return s;
         }
+        if ((cur & REP_KEY_MASK) == (k & REP_KEY_MASK))
+            return s;
     }
-    return 0;
+    return NULL;
+}
+
+static int reported_has(uint64_t k, int insert)
+{
+    return reported_slot(k, insert) != NULL;
+}
+
+/* The flag of error class c in a slot: the classes a damaged block is
+ * reported as (0 for the others). */
+static uint64_t class_flag(pm_error_class c)
+{
+    switch (c) {
+    case PM_ERR_BUFFER_OVERFLOW: return 1;
+    case PM_ERR_BUFFER_UNDERFLOW: return 2;
+    case PM_ERR_HEADER_CORRUPT: return 4;
+    default: return 0;
+    }
+}
+
+/* Set once a class flag was set: pm_i_debug_repaired looks only then. */
+static _Atomic int any_reported_as;
+
+/* Block e->address (e->serial) reported as damaged (e->error). */
+static void note_reported_as(const pm_i_err *e)
+{
+    _Atomic uint64_t *s = reported_slot(reported_key(e->address, e->serial), 1);
+    if (s != NULL) {
+        atomic_store_explicit(&any_reported_as, 1, memory_order_relaxed);
+        atomic_fetch_or(s, class_flag(e->error));
+    }
+}
+
+void pm_i_debug_repaired(const void *p, uint64_t serial)
+{
+    if (!atomic_load_explicit(&any_reported_as, memory_order_relaxed))
+        return;
+    _Atomic uint64_t *s = reported_slot(reported_key(p, serial), 0);
+    if (s != NULL)
+        atomic_fetch_and(s, ~(uint64_t)7);
+}
+
+int pm_i_debug_reported_as(const pm_i_err *e)
+{
+    _Atomic uint64_t *s = reported_slot(reported_key(e->address, e->serial), 0);
+    return s != NULL && (atomic_load(s) & class_flag(e->error)) != 0;
+}
+
+int pm_i_debug_freed_damaged(const void *p, uint64_t serial, int note)
+{
+    _Atomic uint64_t *s = reported_slot(reported_key(p, serial), note);
+    if (s == NULL)
+        return 0;
+    return ((note ? atomic_fetch_or(s, REP_FREED) : atomic_load(s)) & REP_FREED) != 0;
 }
 
 /* The first KEPT_BLOCKS blocks leaked on purpose (damaged), pointed to
@@ -1059,8 +1121,7 @@ int pm_i_debug_was_reported(const void *p, uint64_t serial)
  * through the block after it (pm_i_debug_reported_before). */
 static uint64_t blamed_key(const void *p, uint64_t serial)
 {
-    uint64_t k = reported_key(p, serial) ^ UINT64_C(0x2545F4914F6CDD1D);
-    return k != 0 ? k : 1;
+    return reported_key(p, serial) ^ UINT64_C(0x2545F4914F6CDD1D);
 }
 
 int pm_i_debug_reported_before(const pm_i_err *e)
@@ -1228,6 +1289,7 @@ static void report_then(const pm_i_err *e, void (*written)(void *), void *arg,
     if (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
         e->error == PM_ERR_HEADER_CORRUPT) {
         note_reported(e->address, e->serial);
+        note_reported_as(e);
         note_reported(e->next_block, e->next_serial);
     }
 

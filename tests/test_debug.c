@@ -298,11 +298,16 @@ static void test_handler_same_block_again(void)
             unsigned char *p = a.D->malloc(24);
             p[24] = 'x';
             unsigned long before = pm_error_count(PM_ERR_BUFFER_OVERFLOW);
+            /* (the call inside the handler is on a block the program
+             * freed: a double free, or a use after free) */
+            pm_error_class then = op == 0 ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
+            unsigned long then_before = pm_error_count(then);
             pm_set_error_handler(handle_again, &a);
             a.D->free(p);
             pm_set_error_handler(NULL, NULL);
             PM_CHECK_EQ(a.calls, 1);
-            PM_CHECK_EQ(pm_error_count(PM_ERR_BUFFER_OVERFLOW) - before, 2);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_BUFFER_OVERFLOW) - before, 1);
+            PM_CHECK_EQ(pm_error_count(then) - then_before, 1);
             if (op > 0)
                 PM_CHECK_EQ(a.nested_rc, -1);
             p[24] = 0xFD;
@@ -453,6 +458,135 @@ static void test_handler_nesting_bounded(void)
     }
 }
 
+/* One bug, one report, and each call named for what it is: a damaged
+ * block's free reports it and leaks it, so the program's next free of it
+ * is a double free, and its realloc or pm_check_block a use after free,
+ * not the damage again; the free of a block whose damage pm_check_block
+ * or a failed realloc reported says nothing (the program was told: two
+ * reports and two errors counted before, for one overflow). Damage mended
+ * (a pm_check_block finds the block whole) and written again is reported
+ * again, and so is other damage (another class) written after a report. */
+static void test_reported_block_freed(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    static const size_t sizes[] = {24, 2000};
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        const pm_t_domain *D = &pm_t_domains[d];
+        for (size_t k = 0; k < 2; k++) {
+            size_t n = sizes[k];
+            seen s;
+            memset(&s, 0, sizeof s);
+            unsigned long all = pm_error_count(PM_ERR_NONE);
+            pm_set_error_handler(record, &s);
+
+            /* pm_check_block, then free: one report. */
+            unsigned char *p = D->malloc(n);
+            p[n] = 'x';
+            PM_CHECK_EQ(pm_check_block(p), -1);
+            PM_CHECK_EQ(s.calls, 1);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_OVERFLOW);
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 1);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), all + 1);
+
+            /* A failed realloc, then free: one report. */
+            p = D->malloc(n);
+            p[-2] = 'x';
+            PM_CHECK(D->realloc(p, n + 100) == NULL);
+            PM_CHECK_EQ(s.calls, 2);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_UNDERFLOW);
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 2);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), all + 2);
+
+            /* free, free again, realloc, pm_check_block. */
+            p = D->malloc(n);
+            p[n + 3] = 'x';
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 3);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_OVERFLOW);
+            PM_CHECK_EQ(s.r.offset, (ptrdiff_t)n + 3);
+            uint64_t serial = s.r.serial;
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 4);
+            PM_CHECK_EQ(s.r.error, PM_ERR_DOUBLE_FREE);
+            PM_CHECK(s.r.address == p);
+            PM_CHECK_EQ(s.r.size, n);
+            PM_CHECK_EQ(s.r.serial, serial);
+            PM_CHECK(strstr(s.message, ": double free: ") != NULL);
+            PM_CHECK(D->realloc(p, 10) == NULL);
+            PM_CHECK_EQ(s.calls, 5);
+            PM_CHECK_EQ(s.r.error, PM_ERR_USE_AFTER_FREE);
+            PM_CHECK_EQ(s.r.serial, serial);
+            PM_CHECK_EQ(pm_check_block(p), -1);
+            PM_CHECK_EQ(s.calls, 6);
+            PM_CHECK_EQ(s.r.error, PM_ERR_USE_AFTER_FREE);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_DOUBLE_FREE) > 0, 1);
+
+            /* Mended, then damaged again: reported again by its free. */
+            p = D->malloc(n);
+            p[n] = 'x';
+            PM_CHECK_EQ(pm_check_block(p), -1);
+            PM_CHECK_EQ(s.calls, 7);
+            p[n] = 0xFD;
+            PM_CHECK_EQ(pm_check_block(p), 0);
+            p[n + 1] = 'x';
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 8);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_OVERFLOW);
+            PM_CHECK_EQ(s.r.offset, (ptrdiff_t)n + 1);
+
+            /* Other damage after the report: reported by the free. */
+            p = D->malloc(n);
+            p[n] = 'x';
+            PM_CHECK_EQ(pm_check_block(p), -1);
+            PM_CHECK_EQ(s.calls, 9);
+            p[-1] = 'y';
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 10);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_UNDERFLOW);
+            pm_set_error_handler(NULL, NULL);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), all + 10);
+        }
+    }
+}
+
+/* The second free of a damaged block the first free reported: abort()
+ * with a double free report whose dump says why the block is still there. */
+static void double_free_after_report_child(void *arg)
+{
+    const pm_t_domain *D = arg;
+    seen s;
+    memset(&s, 0, sizeof s);
+    unsigned char *p = D->malloc(24);
+    p[24] = 'x';
+    pm_set_error_handler(record, &s);
+    D->free(p);
+    pm_set_error_handler(NULL, NULL);
+    fprintf(stderr, "FIRST: %s\n", s.message);
+    D->free(p);
+    _exit(0);
+}
+
+static void test_double_free_after_report(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    static pm_death_result r;
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        pm_death(double_free_after_report_child, (void *)&pm_t_domains[d], &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        PM_CHECK_STR(r.output, "FIRST: pymalloc: pm_");
+        PM_CHECK_STR(r.output, "_free: buffer overflow: 1 byte written past the end of a 24-byte block");
+        PM_CHECK_STR(r.output, "_free: double free: the 24-byte block (serial ");
+        PM_CHECK_STR(r.output, "    The program freed it before: that free found it damaged and "
+                               "reported it,\n    and the block was leaked then, never handed "
+                               "back to the allocator.\n");
+        PM_CHECK_STR(r.output, "    First damaged byte at p+24, last at p+24.\n");
+    }
+}
+
 /* stderr a pipe in non-blocking mode (O_NONBLOCK, as a reader sharing
  * the file description may set it) that is full when the report is made,
  * its reader slow: the report waits for room, as it would on a blocking
@@ -599,6 +733,8 @@ int main(void)
     PM_RUN(test_churn_keeps_freed_blocks);
     PM_RUN(test_handler_nesting_bounded); /* before the handlers left by longjmp */
     PM_RUN(test_handler_same_block_again);
+    PM_RUN(test_reported_block_freed);
+    PM_RUN(test_double_free_after_report);
     PM_RUN(test_report_to_full_nonblocking_pipe);
     PM_RUN(test_reports_to_stalled_nonblocking_pipe);
     return pm_test_done();
