@@ -1008,7 +1008,7 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
  * PYMALLOC_CHECK_FREED=2). The quarantine is emptied first (pm_trim, no
  * report), so the block is the oldest held. Then, t & 2: blocks of 64 KiB
  * (an eighth of the budget at most) are allocated and freed through the
- * domain a[2] % 3 picks until it leaves, pushed out, when the free that
+ * domain a[2] % NDOM picks until it leaves, pushed out, when the free that
  * pushes it must report it; else (or if it never left) pm_trim must. A
  * changed byte is reported once as a use after free ("was written after
  * its free", the 0xDD at p+first .. p+last overwritten), with its size,
