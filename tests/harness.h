@@ -184,6 +184,8 @@ static inline char *capture_end(int saved, int fd)
     return text;
 }
 
+static inline int pm_t_under_valgrind(void);
+
 /* How a death-test child ended. */
 typedef struct pm_death_result {
     int exited;      /* 1: exited with exit_status; 0: killed by signal */
@@ -245,6 +247,10 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
         dup2(fds[1], 1);
         close(fds[1]);
         signal(SIGABRT, SIG_DFL);
+        /* A hung child ends with SIGALRM, named below, rather than the
+         * whole test in CTest's timeout (a child of TSan's runtime once
+         * hung after a fork: tests/test_threads.c). */
+        alarm(pm_t_under_valgrind() ? 600 : 120);
         int failed_before = pm_t_failed_checks;
         fn(arg);
         pm_t_child_end(failed_before);
@@ -278,6 +284,10 @@ static inline void pm_death(void (*fn)(void *), void *arg, pm_death_result *r)
         }
     } else if (WIFSIGNALED(status)) {
         r->signal = WTERMSIG(status);
+        if (r->signal == SIGALRM)
+            fprintf(stderr, "    a death test's child hung: ended by its alarm after %d s; its "
+                            "output:\n%s\n",
+                    pm_t_under_valgrind() ? 600 : 120, r->output);
     }
 }
 
