@@ -3351,7 +3351,23 @@ static size_t check_heap_racy(int at_exit);
  * check at exit, below; else at abort), each damaged one reported, then
  * one line of totals (at abort also when parts were busy). Returns the
  * number of damaged blocks. */
+static size_t check_heap_run(int at_exit);
+
+/* check_heap_run with cancellation off: it holds a registry stripe's or
+ * the pools' lock across cancellation points (a fork child's read of
+ * /proc/self/pagemap, a report's write), and a thread unwound out of it
+ * by pthread_cancel left that lock held for ever (see report.c:
+ * exit_work). */
 static size_t check_heap(int at_exit)
+{
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    size_t damaged = check_heap_run(at_exit);
+    pthread_setcancelstate(cancel_state, NULL);
+    return damaged;
+}
+
+static size_t check_heap_run(int at_exit)
 {
     RACY_READS_BEGIN();
     size_t n = check_heap_racy(at_exit);

@@ -10,6 +10,7 @@
  */
 #include "../src/pm_debug.h"
 #include "pool.h"
+#include <pthread.h>
 
 #include <errno.h>
 #include <string.h>
@@ -86,7 +87,23 @@ static pm_pool read_header(uint8_t *p)
  */
 
 /* pm_get_stats; bounded: lock_all_bounded, -1 if the pools stay locked. */
+static int get_stats_run(struct pm_stats *st, int bounded);
+
+/* With cancellation off: lock_all_bounded waits (nanosleep, a cancellation
+ * point) holding the locks it has taken, and a thread cancelled there
+ * (the exiting thread printing PYMALLOC_STATS's table) left them held: the
+ * other threads' next malloc of those classes waited for ever (found by
+ * an audit). */
 static int get_stats(struct pm_stats *st, int bounded)
+{
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    int rc = get_stats_run(st, bounded);
+    pthread_setcancelstate(cancel_state, NULL);
+    return rc;
+}
+
+static int get_stats_run(struct pm_stats *st, int bounded)
 {
     /* The mode decides the threshold (544 once the debug hooks wrap the
      * pools): install it first, as every other entry point does. */

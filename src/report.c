@@ -1681,7 +1681,25 @@ static __attribute__((noreturn)) void exit_failed(int from_handler)
     _exit(PM_I_REPORT_EXIT_STATUS); /* (the override's _exit: no second line) */
 }
 
+static void exit_work_run(int from_handler);
+
+/* The work at exit runs with cancellation off: a thread running exit()
+ * with a cancellation request pending (pthread_cancel, deferred) acted on
+ * it at the work's first cancellation point (a fork child's read of
+ * /proc/self/pagemap, the statistics' wait for a lock, a write) and
+ * unwound out of it holding a registry stripe's or a pool's lock: the
+ * check and the summary lost, and the other threads' next malloc waiting
+ * for ever (found by an audit). A request is acted on at exit's next
+ * cancellation point after the work. */
 static void exit_work(int from_handler)
+{
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    exit_work_run(from_handler);
+    pthread_setcancelstate(cancel_state, NULL);
+}
+
+static void exit_work_run(int from_handler)
 {
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
