@@ -200,6 +200,7 @@ PM_X_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *
         for (; va_arg(c_, const char *) != NULL; n++)                               \
             if (n == INT_MAX) {                                                     \
                 va_end(c_);                                                         \
+                va_end(ap);                                                         \
                 errno = E2BIG;                                                      \
                 return -1;                                                          \
             }                                                                       \
