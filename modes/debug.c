@@ -1249,35 +1249,63 @@ static void blame(pm_i_err *e)
     }
 }
 
-/* e (the check of a block by op, its own damage) names a block the
- * program freed before, whose free found it damaged, reported it and
- * leaked it: e becomes that bug (a double free, or for a realloc or
- * pm_check_block a use after free), 1. Else 0. */
-static int freed_after_report(int op, pm_i_err *e)
+/* One bug, one report, and each call named for what it is. e: a live
+ * block's check by op, before blame. A damaged block's free leaks it: the
+ * program's next free of it is a double free, and a realloc or
+ * pm_check_block of it a use after free (through any domain: its API id
+ * does not matter then), not that damage again; e is made so (its offsets
+ * the damage's, for the dump). The free of a block all of whose damage a
+ * pm_check_block or a failed realloc reported says nothing (1): the
+ * program had its report, and the block is leaked all the same; damage of
+ * another class written since is reported (e made so), and so is damage
+ * mended (pm_check_block found the block whole) and written again. The
+ * flags are taken and set in one step, so a pm_check_block racing the
+ * block's free makes one report between them. Else 0: report e. */
+static int damage_told(int op, pm_i_err *e)
 {
-    if ((e->error != PM_ERR_BUFFER_OVERFLOW && e->error != PM_ERR_BUFFER_UNDERFLOW &&
-         e->error != PM_ERR_HEADER_CORRUPT) ||
-        !e->known || !pm_i_debug_freed_damaged(e->address, e->serial, op == OP_FREE))
+    int damage = e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
+                 e->error == PM_ERR_HEADER_CORRUPT;
+    if ((!damage && e->error != PM_ERR_API_MISMATCH) || !e->known || !e->readable)
         return 0;
-    e->error = op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
-    e->freed_damaged = 1;
-    return 1;
+    ptrdiff_t lo[3], hi[3];
+    unsigned mask = pm_i_debug_damage(e, lo, hi);
+    if (mask == 0)
+        return 0; /* (an API mismatch of a whole block) */
+    unsigned add = op == OP_FREE ? PM_I_REP_FREED : 0;
+    if (damage)
+        add |= mask;
+    unsigned old = pm_i_debug_flags_add(e->address, e->serial, add);
+    /* the class to name: the first in the check's order, new ones first */
+    unsigned fresh = mask & ~old, pick = fresh != 0 ? fresh : mask;
+    int i = (pick & PM_I_REP_UNDERFLOW) ? 1 : (pick & PM_I_REP_OVERFLOW) ? 0 : 2;
+    if (old & PM_I_REP_FREED) {
+        e->error = op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
+        e->freed_damaged = 1;
+        e->offset = lo[i];
+        e->last = hi[i];
+        return 0;
+    }
+    if (!damage || op != OP_FREE || (old & PM_I_REP_CLASSES) == 0)
+        return 0;
+    if (fresh == 0)
+        return 1;
+    static const pm_error_class named[3] = {PM_ERR_BUFFER_OVERFLOW, PM_ERR_BUFFER_UNDERFLOW,
+                                            PM_ERR_HEADER_CORRUPT};
+    e->error = named[i];
+    e->offset = lo[i];
+    e->last = hi[i];
+    return 0;
 }
 
 static void report(const dbg *g, int op, pm_i_err *e)
 {
-    /* A damaged block's free leaks it: its next free is a double free, and
-     * a realloc of it a use after free, not that damage again. A free of a
-     * block whose damage a pm_check_block or a realloc reported (the same
-     * class) says nothing more: the program had its report, and the block
-     * is leaked all the same. */
-    if (freed_after_report(op, e)) {
+    if (damage_told(op, e))
+        return;
+    if (e->freed_damaged) {
         e->entry = entry_name(g, op);
         pm_i_debug_report(e);
         return;
     }
-    if (op == OP_FREE && pm_i_debug_reported_as(e))
-        return;
     blame(e);
     /* One bug, one report: the free of the block a reported block's write
      * went on into, or of a block whose overflow (underflow) was reported
@@ -4012,7 +4040,8 @@ static int check_block(const void *ptr, int is_nested)
             pm_i_debug_repaired(ptr, in.serial);
         return 0;
     }
-    if (freed_after_report(OP_USABLE, &e)) {
+    (void)damage_told(OP_USABLE, &e);
+    if (e.freed_damaged) {
         /* (no blame: that free's report named the damage) */
     } else if (!is_nested || w != NULL)
         blame(&e); /* (a pool block's: side words and the pools' tree, no lock) */

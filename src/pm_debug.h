@@ -165,17 +165,28 @@ int pm_i_debug_has_handler(void);
  * finding its overflow, then says nothing more (pm_i_debug_was_blamed). */
 int pm_i_debug_reported_before(const pm_i_err *e);
 int pm_i_debug_was_blamed(const void *p, uint64_t serial);
-/* Whether block e->address (e->serial) was reported as damaged in the
- * way e->error says (its own report: a pm_check_block, a realloc or a free
- * of it). */
-int pm_i_debug_reported_as(const pm_i_err *e);
+/* The flags the reported set keeps of a block: the classes of damage
+ * reported of it, and whether the program freed it since (a free that
+ * found it damaged, which leaked it). */
+#define PM_I_REP_OVERFLOW 1u
+#define PM_I_REP_UNDERFLOW 2u
+#define PM_I_REP_HEADER 4u
+#define PM_I_REP_CLASSES 7u
+#define PM_I_REP_FREED 0x40u
+/* The damage live block e->address has now (e: known and readable, with
+ * its size, serial and API): a PM_I_REP_* flag for each class (underflow:
+ * the API id or the pad before the data; overflow: the pad after it;
+ * header: the size or serial field alone), and each class's first and
+ * last damaged offsets in lo[i], hi[i] (i: 0 overflow, 1 underflow, 2
+ * header). */
+unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3]);
+/* Adds flags to block (p, serial)'s entry in the reported set (made if
+ * need be) and returns its flags before (0 if it has none, or none could
+ * be made). */
+unsigned pm_i_debug_flags_add(const void *p, uint64_t serial, unsigned flags);
 /* Block p (serial) was checked and found whole: damage reported before
  * was mended, and new damage is reported again by its free. */
 void pm_i_debug_repaired(const void *p, uint64_t serial);
-/* Whether the program freed block p (serial) after it was reported
- * damaged, and so leaked (noted by its free when note is 1: that free's
- * answer is still whether one before it did). */
-int pm_i_debug_freed_damaged(const void *p, uint64_t serial, int note);
 
 /* 1 while this thread is inside a part of the debug hooks that holds, or may
  * wait for, a lock (a registry stripe's, the C library's allocator's, the

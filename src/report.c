@@ -834,8 +834,8 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
     pm_i_buf_u64(b, e->serial);
     pm_i_buf_str(b, " to debug malloc/realloc.\n");
     if (e->freed_damaged)
-        pm_i_buf_str(b, "    The program freed it before: that free found it damaged and reported it,\n"
-                        "    and the block was leaked then, never handed back to the allocator.\n");
+        pm_i_buf_str(b, "    The program freed it before: that free found it damaged (reported), and\n"
+                        "    the block was leaked then, never handed back to the allocator.\n");
     if (e->error != PM_ERR_API_MISMATCH) {
         pm_i_buf_str(b, "    First damaged byte at ");
         offset_words(b, e->offset);
@@ -1003,12 +1003,12 @@ void pm_i_debug_report_print(const pm_i_err *e)
  * (past tens of thousands of reports). 512 KiB of zero pages, touched only
  * as blocks are noted. A slot holds the key's top 56 bits and a byte of
  * flags: REP_NOTED always, the damage classes reported of the block
- * itself, and whether the program freed it since (REP_FREED). */
+ * itself (PM_I_REP_CLASSES), and whether the program freed it since
+ * (PM_I_REP_FREED). */
 #define REPORTED_SLOTS 65536u
 #define REPORTED_PROBES 64u
 #define REP_KEY_MASK (~(uint64_t)0xFF)
 #define REP_NOTED 0x80u
-#define REP_FREED 0x40u
 static _Atomic uint64_t reported[REPORTED_SLOTS];
 
 /* (The serial's low 48 bits, which the block's record holds: the full
@@ -1047,27 +1047,87 @@ static int reported_has(uint64_t k, int insert)
 
 /* The flag of error class c in a slot: the classes a damaged block is
  * reported as (0 for the others). */
-static uint64_t class_flag(pm_error_class c)
+static unsigned class_flag(pm_error_class c)
 {
     switch (c) {
-    case PM_ERR_BUFFER_OVERFLOW: return 1;
-    case PM_ERR_BUFFER_UNDERFLOW: return 2;
-    case PM_ERR_HEADER_CORRUPT: return 4;
+    case PM_ERR_BUFFER_OVERFLOW: return PM_I_REP_OVERFLOW;
+    case PM_ERR_BUFFER_UNDERFLOW: return PM_I_REP_UNDERFLOW;
+    case PM_ERR_HEADER_CORRUPT: return PM_I_REP_HEADER;
     default: return 0;
     }
+}
+
+static void put_be64_r(unsigned char *b, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (unsigned char)v;
+}
+
+unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3])
+{
+    const unsigned char *p = e->address;
+    size_t n = e->size;
+    unsigned char head[16], tail[16];
+    put_be64_r(head, (uint64_t)n);
+    head[8] = (unsigned char)e->api_found;
+    memset(head + 9, PM_I_FORBIDDENBYTE, 7);
+    memset(tail, PM_I_FORBIDDENBYTE, 8);
+    put_be64_r(tail + 8, e->serial);
+    ptrdiff_t hlo = 0, hhi = 0, tlo = 0, thi = 0;
+    int size_field = 0, pad_before = 0, pad_after = 0, serial_field = 0;
+    for (int i = 0; i < 16; i++) {
+        if (p[i - 16] != head[i]) {
+            if (!size_field && !pad_before)
+                hlo = i - 16;
+            hhi = i - 16;
+            *(i < 8 ? &size_field : &pad_before) = 1;
+        }
+        if (p[n + (size_t)i] != tail[i]) {
+            if (!pad_after && !serial_field)
+                tlo = (ptrdiff_t)n + i;
+            thi = (ptrdiff_t)n + i;
+            *(i < 8 ? &pad_after : &serial_field) = 1;
+        }
+    }
+    unsigned mask = 0;
+    if (pad_after) {
+        mask |= PM_I_REP_OVERFLOW;
+        lo[0] = tlo, hi[0] = thi;
+    }
+    if (pad_before) {
+        mask |= PM_I_REP_UNDERFLOW;
+        lo[1] = hlo, hi[1] = hhi;
+    }
+    if ((size_field && !pad_before) || (serial_field && !pad_after)) {
+        mask |= PM_I_REP_HEADER;
+        int head_side = size_field && !pad_before;
+        lo[2] = head_side ? hlo : tlo;
+        hi[2] = head_side ? hhi : thi;
+    }
+    return mask;
 }
 
 /* Set once a class flag was set: pm_i_debug_repaired looks only then. */
 static _Atomic int any_reported_as;
 
-/* Block e->address (e->serial) reported as damaged (e->error). */
+unsigned pm_i_debug_flags_add(const void *p, uint64_t serial, unsigned flags)
+{
+    _Atomic uint64_t *s = reported_slot(reported_key(p, serial), 1);
+    if (s == NULL)
+        return 0;
+    if (flags & PM_I_REP_CLASSES)
+        atomic_store_explicit(&any_reported_as, 1, memory_order_relaxed);
+    return (unsigned)(atomic_fetch_or(s, flags) & 0xFF);
+}
+
+/* Block e->address (e->serial) reported as damaged (e->error): the
+ * classes of damage it has now (its own report, a readable block), else
+ * e->error's. */
 static void note_reported_as(const pm_i_err *e)
 {
-    _Atomic uint64_t *s = reported_slot(reported_key(e->address, e->serial), 1);
-    if (s != NULL) {
-        atomic_store_explicit(&any_reported_as, 1, memory_order_relaxed);
-        atomic_fetch_or(s, class_flag(e->error));
-    }
+    ptrdiff_t lo[3], hi[3];
+    unsigned mask = e->known && e->readable ? pm_i_debug_damage(e, lo, hi) : 0;
+    (void)pm_i_debug_flags_add(e->address, e->serial, mask | class_flag(e->error));
 }
 
 void pm_i_debug_repaired(const void *p, uint64_t serial)
@@ -1076,21 +1136,7 @@ void pm_i_debug_repaired(const void *p, uint64_t serial)
         return;
     _Atomic uint64_t *s = reported_slot(reported_key(p, serial), 0);
     if (s != NULL)
-        atomic_fetch_and(s, ~(uint64_t)7);
-}
-
-int pm_i_debug_reported_as(const pm_i_err *e)
-{
-    _Atomic uint64_t *s = reported_slot(reported_key(e->address, e->serial), 0);
-    return s != NULL && (atomic_load(s) & class_flag(e->error)) != 0;
-}
-
-int pm_i_debug_freed_damaged(const void *p, uint64_t serial, int note)
-{
-    _Atomic uint64_t *s = reported_slot(reported_key(p, serial), note);
-    if (s == NULL)
-        return 0;
-    return ((note ? atomic_fetch_or(s, REP_FREED) : atomic_load(s)) & REP_FREED) != 0;
+        atomic_fetch_and(s, ~(uint64_t)PM_I_REP_CLASSES);
 }
 
 /* The first KEPT_BLOCKS blocks leaked on purpose (damaged), pointed to

@@ -546,8 +546,34 @@ static void test_reported_block_freed(void)
             D->free(p);
             PM_CHECK_EQ(s.calls, 10);
             PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_UNDERFLOW);
+
+            /* The other order: an underflow reported (the check names it
+             * first), then an overflow written: the free names the
+             * overflow (before the fix of the audit: nothing at all). */
+            p = D->malloc(n);
+            p[-1] = 'y';
+            PM_CHECK_EQ(pm_check_block(p), -1);
+            PM_CHECK_EQ(s.calls, 11);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_UNDERFLOW);
+            p[n + 2] = 'x';
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 12);
+            PM_CHECK_EQ(s.r.error, PM_ERR_BUFFER_OVERFLOW);
+            PM_CHECK_EQ(s.r.offset, (ptrdiff_t)n + 2);
+
+            /* A damaged block freed, then freed through another domain:
+             * a double free, not an API mismatch. */
+            const pm_t_domain *O = &pm_t_domains[(d + 1) % PM_DOMAIN_COUNT];
+            p = D->malloc(n);
+            p[n] = 'x';
+            D->free(p);
+            PM_CHECK_EQ(s.calls, 13);
+            O->free(p);
+            PM_CHECK_EQ(s.calls, 14);
+            PM_CHECK_EQ(s.r.error, PM_ERR_DOUBLE_FREE);
+            PM_CHECK_EQ(s.r.offset, (ptrdiff_t)n);
             pm_set_error_handler(NULL, NULL);
-            PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), all + 10);
+            PM_CHECK_EQ(pm_error_count(PM_ERR_NONE), all + 14);
         }
     }
 }
@@ -580,8 +606,8 @@ static void test_double_free_after_report(void)
         PM_CHECK_STR(r.output, "FIRST: pymalloc: pm_");
         PM_CHECK_STR(r.output, "_free: buffer overflow: 1 byte written past the end of a 24-byte block");
         PM_CHECK_STR(r.output, "_free: double free: the 24-byte block (serial ");
-        PM_CHECK_STR(r.output, "    The program freed it before: that free found it damaged and "
-                               "reported it,\n    and the block was leaked then, never handed "
+        PM_CHECK_STR(r.output, "    The program freed it before: that free found it damaged "
+                               "(reported), and\n    the block was leaked then, never handed "
                                "back to the allocator.\n");
         PM_CHECK_STR(r.output, "    First damaged byte at p+24, last at p+24.\n");
     }

@@ -541,6 +541,62 @@ static void test_check_while_arenas_are_unmapped(void)
         fprintf(stderr, "first other report: %s\n", race_other);
 }
 
+/* A pm_check_block racing the free of the same overflowed block: the
+ * overflow is reported once, by whichever comes first; the other call is
+ * then told (the free says nothing) or is a use after free (the check
+ * after the free). Before the flags were taken in one step, some rounds
+ * reported the overflow twice (found by a review). */
+enum { ONCE_ROUNDS = 400 };
+static unsigned char *_Atomic once_block;
+static _Atomic int once_go, once_done;
+
+static void *once_checker(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < ONCE_ROUNDS; r++) {
+        while (atomic_load(&once_go) != r + 1)
+            ;
+        (void)pm_check_block(atomic_load(&once_block));
+        atomic_fetch_add(&once_done, 1);
+    }
+    return NULL;
+}
+
+static void count_only(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+}
+
+static void test_check_racing_free_reports_once(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    static const size_t sizes[] = {24, 2000};
+    int saved = quiet_begin();
+    pm_set_error_handler(count_only, NULL);
+    for (int k = 0; k < 2; k++) {
+        unsigned long o0 = pm_error_count(PM_ERR_BUFFER_OVERFLOW);
+        atomic_store(&once_go, 0);
+        atomic_store(&once_done, 0);
+        pthread_t t;
+        PM_CHECK(pthread_create(&t, NULL, once_checker, NULL) == 0);
+        for (int r = 0; r < ONCE_ROUNDS; r++) {
+            unsigned char *p = pm_mem_malloc(sizes[k]);
+            p[sizes[k]] = 'x';
+            atomic_store(&once_block, p);
+            atomic_store(&once_go, r + 1);
+            pm_mem_free(p);
+            while (atomic_load(&once_done) != r + 1)
+                ;
+        }
+        pthread_join(t, NULL);
+        PM_CHECK_EQ(pm_error_count(PM_ERR_BUFFER_OVERFLOW) - o0, ONCE_ROUNDS);
+    }
+    pm_set_error_handler(NULL, NULL);
+    quiet_end(saved);
+}
+
 int main(void)
 {
     pm_t_pin_env(NULL);
@@ -550,5 +606,6 @@ int main(void)
     PM_RUN(test_handler_changed_while_reporting);
     PM_RUN(test_reports_of_processes_do_not_interleave);
     PM_RUN(test_check_while_arenas_are_unmapped);
+    PM_RUN(test_check_racing_free_reports_once);
     return pm_test_done();
 }
