@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -555,7 +556,7 @@ static void *once_checker(void *arg)
     (void)arg;
     for (int r = 0; r < ONCE_ROUNDS; r++) {
         while (atomic_load(&once_go) != r + 1)
-            ;
+            sched_yield();
         (void)pm_check_block(atomic_load(&once_block));
         atomic_fetch_add(&once_done, 1);
     }
@@ -588,7 +589,7 @@ static void test_check_racing_free_reports_once(void)
             atomic_store(&once_go, r + 1);
             pm_mem_free(p);
             while (atomic_load(&once_done) != r + 1)
-                ;
+                sched_yield();
         }
         pthread_join(t, NULL);
         PM_CHECK_EQ(pm_error_count(PM_ERR_BUFFER_OVERFLOW) - o0, ONCE_ROUNDS);
