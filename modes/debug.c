@@ -1479,6 +1479,9 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
  * the pool's locks are held, and nothing can be recovered). */
 void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
 {
+    /* The pool's locks are held and this ends in abort(): no cancellation
+     * at the line's write(2) (never turned on again). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     const char *who = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pool allocator";
     /* The pool's own start: below its first block, so the previous pool's. */
     const unsigned char *last = pool_block_before(pool, 0);

@@ -188,8 +188,15 @@ static void api_fork_child(void)
  * the other order. */
 static void fork_prepare(void)
 {
-    if (!PM_I_FORK_TAKES_NO_LOCKS())
+    if (!PM_I_FORK_TAKES_NO_LOCKS()) {
+        /* (fork() is no cancellation point: wait_setup's nanosleep must
+         * not act on a pending request, which unwound out of fork() with
+         * the prepare handlers run before ours holding their locks) */
+        int cancel_state;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
         wait_setup();
+        pthread_setcancelstate(cancel_state, NULL);
+    }
     for (;;) {
         debug_in_fork = atomic_load(&debug_armed);
         if (debug_in_fork)
@@ -441,10 +448,17 @@ static _Atomic pid_t setup_owner;
 
 static void run_setup(int register_handlers)
 {
+    /* Cancellation off: the set-up writes (PYMALLOC_VERBOSE's line, an
+     * unknown variable's) and reads /proc/self/stat (an exec's hand-off),
+     * cancellation points; a thread unwound there left the state INITING
+     * and every other thread waited for ever in pm_i_ensure_init. */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     in_setup = 1;
     setup_from_env(register_handlers);
     in_setup = 0;
     atomic_store_explicit(&pm_i_state, PM_I_STATE_READY, memory_order_release);
+    pthread_setcancelstate(cancel_state, NULL);
 }
 
 void pm_i_ensure_init(void)

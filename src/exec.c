@@ -39,6 +39,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -140,7 +141,12 @@ static int x_call(enum x_kind kind, int fd, const char *path, char *const argv[]
 static int x_exec(enum x_kind kind, int fd, const char *path, char *const argv[],
                   char *const envp[], int flags)
 {
+    /* (exec is no cancellation point: the hand-off's line and its read of
+     * /proc/self/stat must not act on a pending request) */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     const char *entry = pm_i_debug_exec_handoff();
+    pthread_setcancelstate(cancel_state, NULL);
     if (entry == NULL)
         return x_call(kind, fd, path, argv, envp, flags);
     size_t len = 0;
