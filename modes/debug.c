@@ -610,6 +610,53 @@ static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *i
     return PM_ERR_NONE;
 }
 
+/* (pm_debug.h) The same bytes check_bytes reads, each class's damage apart:
+ * for the reported set (src/report.c), which remembers every class a
+ * block had at its report. */
+unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3])
+{
+    const unsigned char *p = e->address;
+    size_t n = e->size;
+    unsigned char head[16], tail[16];
+    put_be64(head, (uint64_t)n);
+    head[8] = (unsigned char)e->api_found;
+    memset(head + 9, PM_I_FORBIDDENBYTE, 7);
+    memset(tail, PM_I_FORBIDDENBYTE, 8);
+    put_be64(tail + 8, e->serial);
+    ptrdiff_t hlo = 0, hhi = 0, tlo = 0, thi = 0;
+    int size_field = 0, pad_before = 0, pad_after = 0, serial_field = 0;
+    for (int i = 0; i < 16; i++) {
+        if (p[i - 16] != head[i]) {
+            if (!size_field && !pad_before)
+                hlo = i - 16;
+            hhi = i - 16;
+            *(i < 8 ? &size_field : &pad_before) = 1;
+        }
+        if (p[n + (size_t)i] != tail[i]) {
+            if (!pad_after && !serial_field)
+                tlo = (ptrdiff_t)n + i;
+            thi = (ptrdiff_t)n + i;
+            *(i < 8 ? &pad_after : &serial_field) = 1;
+        }
+    }
+    unsigned mask = 0;
+    if (pad_after) {
+        mask |= PM_I_REP_OVERFLOW;
+        lo[0] = tlo, hi[0] = thi;
+    }
+    if (pad_before) {
+        mask |= PM_I_REP_UNDERFLOW;
+        lo[1] = hlo, hi[1] = hhi;
+    }
+    if ((size_field && !pad_before) || (serial_field && !pad_after)) {
+        mask |= PM_I_REP_HEADER;
+        int head_side = size_field && !pad_before;
+        lo[2] = head_side ? hlo : tlo;
+        hi[2] = head_side ? hhi : thi;
+    }
+    return mask;
+}
+
 struct prev_search {
     uintptr_t chunk; /* the chunk whose predecessor is sought */
     int found;

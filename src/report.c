@@ -1057,56 +1057,6 @@ static unsigned class_flag(pm_error_class c)
     }
 }
 
-static void put_be64_r(unsigned char *b, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (unsigned char)v;
-}
-
-unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3])
-{
-    const unsigned char *p = e->address;
-    size_t n = e->size;
-    unsigned char head[16], tail[16];
-    put_be64_r(head, (uint64_t)n);
-    head[8] = (unsigned char)e->api_found;
-    memset(head + 9, PM_I_FORBIDDENBYTE, 7);
-    memset(tail, PM_I_FORBIDDENBYTE, 8);
-    put_be64_r(tail + 8, e->serial);
-    ptrdiff_t hlo = 0, hhi = 0, tlo = 0, thi = 0;
-    int size_field = 0, pad_before = 0, pad_after = 0, serial_field = 0;
-    for (int i = 0; i < 16; i++) {
-        if (p[i - 16] != head[i]) {
-            if (!size_field && !pad_before)
-                hlo = i - 16;
-            hhi = i - 16;
-            *(i < 8 ? &size_field : &pad_before) = 1;
-        }
-        if (p[n + (size_t)i] != tail[i]) {
-            if (!pad_after && !serial_field)
-                tlo = (ptrdiff_t)n + i;
-            thi = (ptrdiff_t)n + i;
-            *(i < 8 ? &pad_after : &serial_field) = 1;
-        }
-    }
-    unsigned mask = 0;
-    if (pad_after) {
-        mask |= PM_I_REP_OVERFLOW;
-        lo[0] = tlo, hi[0] = thi;
-    }
-    if (pad_before) {
-        mask |= PM_I_REP_UNDERFLOW;
-        lo[1] = hlo, hi[1] = hhi;
-    }
-    if ((size_field && !pad_before) || (serial_field && !pad_after)) {
-        mask |= PM_I_REP_HEADER;
-        int head_side = size_field && !pad_before;
-        lo[2] = head_side ? hlo : tlo;
-        hi[2] = head_side ? hhi : thi;
-    }
-    return mask;
-}
-
 /* Set once a class flag was set: pm_i_debug_repaired looks only then. */
 static _Atomic int any_reported_as;
 
