@@ -548,71 +548,11 @@ static inline int intact(const unsigned char *p, const pm_i_reg_info *in)
     return intact_words(p, in->size, API_WORD(in->api), full_serial(in->serial));
 }
 
-/* The header and trailer of live block p against its record; 0 or the class
- * of the damage, with the first and last damaged offsets in e. */
-static pm_error_class check_bytes(const unsigned char *p, const pm_i_reg_info *in, pm_i_err *e)
-{
-    unsigned char want_head[16], want_tail[16];
-    size_t n = in->size;
-    put_be64(want_head, (uint64_t)n);
-    want_head[8] = (unsigned char)in->api;
-    memset(want_head + 9, PM_I_FORBIDDENBYTE, 7);
-    memset(want_tail, PM_I_FORBIDDENBYTE, 8);
-    /* The serial field holds the full 64-bit serial; the registry its low
-     * 48 bits, from which full_serial() gives all 64 (a damaged high byte
-     * of the field is damage too). */
-    put_be64(want_tail + 8, full_serial(in->serial));
-
-    int first = 1;
-    ptrdiff_t lo = 0, hi = 0;
-    for (int i = 0; i < 16; i++) {
-        if (p[i - 16] != want_head[i]) {
-            if (first)
-                lo = i - 16;
-            first = 0;
-            hi = i - 16;
-        }
-    }
-    if (!first && hi >= -8) {
-        e->offset = lo;
-        e->last = hi;
-        return PM_ERR_BUFFER_UNDERFLOW;
-    }
-    /* Only the size field (p-16 .. p-9) damaged, or nothing before the
-     * data: the tail decides (an overflow past the end is named as such,
-     * even with the size field overwritten too). */
-    ptrdiff_t head_lo = lo, head_hi = hi;
-    int head_damaged = !first;
-    first = 1;
-    for (int i = 0; i < 16; i++) {
-        if (p[n + (size_t)i] != want_tail[i]) {
-            if (first)
-                lo = (ptrdiff_t)n + i;
-            first = 0;
-            hi = (ptrdiff_t)n + i;
-        }
-    }
-    if (!first && lo < (ptrdiff_t)n + 8) {
-        e->offset = lo;
-        e->last = hi;
-        return PM_ERR_BUFFER_OVERFLOW;
-    }
-    if (head_damaged) {
-        e->offset = head_lo;
-        e->last = head_hi;
-        return PM_ERR_HEADER_CORRUPT;
-    }
-    if (!first) {
-        e->offset = lo;
-        e->last = hi;
-        return PM_ERR_HEADER_CORRUPT;
-    }
-    return PM_ERR_NONE;
-}
-
-/* (pm_debug.h) The same bytes check_bytes reads, each class's damage apart:
- * for the reported set (src/report.c), which remembers every class a
- * block had at its report. */
+/* (pm_debug.h) The header and trailer of live block e->address against
+ * what its size, API and serial make them, each class's damage apart: the
+ * one reading of a damaged block's bytes, for check_bytes and for the
+ * reported set (src/report.c), which remembers every class a block had at
+ * its report. */
 unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3])
 {
     const unsigned char *p = e->address;
@@ -655,6 +595,37 @@ unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3])
         hi[2] = head_side ? hhi : thi;
     }
     return mask;
+}
+
+/* The class of damage a report names, of those in mask (pm_i_debug_damage):
+ * the first in the check's order, underflow, overflow, header (CPython
+ * checks the pad before the data, then the pad after it); -1 for none.
+ * An index of lo[] and hi[], and of damage_class[]. */
+static int damage_first(unsigned mask)
+{
+    return (mask & PM_I_REP_UNDERFLOW) ? 1
+           : (mask & PM_I_REP_OVERFLOW) ? 0
+           : (mask & PM_I_REP_HEADER)   ? 2
+                                        : -1;
+}
+
+static const pm_error_class damage_class[3] = {PM_ERR_BUFFER_OVERFLOW, PM_ERR_BUFFER_UNDERFLOW,
+                                               PM_ERR_HEADER_CORRUPT};
+
+/* The header and trailer of live block e->address (known and readable: its
+ * size, serial and API in e) against what they should hold; 0 or the
+ * class of the damage, with its first and last damaged offsets in e. An
+ * overflow past the end is named as such even with the size field damaged
+ * too; the size or serial field alone is header damage. */
+static pm_error_class check_bytes(pm_i_err *e)
+{
+    ptrdiff_t lo[3], hi[3];
+    int i = damage_first(pm_i_debug_damage(e, lo, hi));
+    if (i < 0)
+        return PM_ERR_NONE;
+    e->offset = lo[i];
+    e->last = hi[i];
+    return damage_class[i];
 }
 
 struct prev_search {
@@ -758,7 +729,7 @@ static pm_error_class classify(const void *p, const pm_i_reg_info *in, char api,
     e->readable = 1;
     if (api != 0 && in->api != api)
         return e->error = PM_ERR_API_MISMATCH;
-    pm_error_class c = check_bytes(p, in, e);
+    pm_error_class c = check_bytes(e);
     if (c == PM_ERR_NONE && !below_header_ok(dbg_of_api(in->api), p, in, NULL)) {
         /* Our bytes are intact, the C library's header before them is not:
          * most likely a write past the end of the block before. The block
@@ -1324,7 +1295,7 @@ static int damage_told(int op, pm_i_err *e)
     unsigned old = pm_i_debug_flags_add(e->address, e->serial, add);
     /* the class to name: the first in the check's order, new ones first */
     unsigned fresh = mask & ~old, pick = fresh != 0 ? fresh : mask;
-    int i = (pick & PM_I_REP_UNDERFLOW) ? 1 : (pick & PM_I_REP_OVERFLOW) ? 0 : 2;
+    int i = damage_first(pick);
     if (old & PM_I_REP_FREED) {
         e->error = op == OP_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
         e->freed_damaged = 1;
@@ -1336,9 +1307,7 @@ static int damage_told(int op, pm_i_err *e)
         return 0;
     if (fresh == 0)
         return 1;
-    static const pm_error_class named[3] = {PM_ERR_BUFFER_OVERFLOW, PM_ERR_BUFFER_UNDERFLOW,
-                                            PM_ERR_HEADER_CORRUPT};
-    e->error = named[i];
+    e->error = damage_class[i];
     e->offset = lo[i];
     e->last = hi[i];
     return 0;
