@@ -2890,8 +2890,17 @@ static void find_block(const unsigned char *p, pm_i_reg_info *in)
 static size_t usable_of(const dbg *g, void *ptr, pm_i_reg_info *in, int is_nested)
 {
     pm_i_err e;
-    if (in->state == PM_I_REG_LIVE)
-        return in->size; /* exactly what was asked: writing past it is caught */
+    if (in->state == PM_I_REG_LIVE) {
+        /* (a block the program freed, damaged: its free reported it and
+         * leaked it, so it is live here, and a use after free; unless
+         * mended since, which nothing then tells) */
+        if (PM_I_LIKELY(!(pm_i_debug_flags(ptr, full_serial(in->serial)) & PM_I_REP_FREED)) ||
+            classify(ptr, in, 0, OP_USABLE, &e) == PM_ERR_NONE)
+            return in->size; /* exactly what was asked: writing past it is caught */
+        e.nested = is_nested;
+        report(g, OP_USABLE, &e);
+        return 0;
+    }
     classify(ptr, in, g->api, OP_USABLE, &e);
     e.nested = is_nested; /* (no blame: only a live block's damage has one) */
     report(g, OP_USABLE, &e);
@@ -3023,6 +3032,8 @@ struct abort_scan {
     size_t held;          /* the quarantine's blocks checked */
     size_t freed;         /* the pools' freed blocks checked */
     size_t freed_damaged; /* freed blocks (both kinds) found written */
+    size_t leaked_damaged; /* live blocks the program freed, leaked by that
+                              free's report, damaged again since */
     size_t before;        /* damaged blocks reported before (and leaked), or
                              counted at exit: not reported again */
     const void *last;     /* the block of the last report */
@@ -3035,6 +3046,44 @@ struct abort_scan {
     int nseen;
 };
 
+/* The check at exit's or abort's damaged block e: 1 if it was reported
+ * before and has nothing new, else 0 (report e). Damage of a class not
+ * reported of it before is named for itself (e made so), and so is any
+ * damage of a block a check found whole since its report; a block the
+ * program freed since (which leaked it) says so in its dump. A block noted
+ * without classes (the victim of another block's overflow, blamed on that
+ * one) stays left out, as does a write after the free of a freed one. */
+static int told_before(pm_i_err *e)
+{
+    unsigned f = pm_i_debug_flags(e->address, e->serial);
+    if (f == 0)
+        return 0;
+    int damage = e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
+                 e->error == PM_ERR_HEADER_CORRUPT;
+    if (!damage || !e->known || !e->readable || e->below_header)
+        return 1;
+    if (!(f & PM_I_REP_MENDED) && !(f & PM_I_REP_CLASSES))
+        return 1;
+    ptrdiff_t lo[3], hi[3];
+    unsigned mask = pm_i_debug_damage(e, lo, hi);
+    unsigned fresh = mask & ~f & PM_I_REP_CLASSES;
+    /* The serial field's top two bytes alone: not trusted as new here.
+     * The record keeps the serial's low 48 bits, and the rest is worked
+     * out from the counter (full_serial), which a test hook can move by
+     * more than 2^48 since the block's report. */
+    ptrdiff_t top = (ptrdiff_t)e->size + 8;
+    if (fresh == PM_I_REP_HEADER && lo[2] >= top && hi[2] <= top + 1)
+        return 1;
+    int i = damage_first(fresh);
+    if (i < 0)
+        return 1;
+    e->error = damage_class[i];
+    e->offset = lo[i];
+    e->last = hi[i];
+    e->freed_damaged = (f & PM_I_REP_FREED) != 0;
+    return 0;
+}
+
 /* Report e of the check at abort: printed (the first ABORT_REPORTS). A
  * block reported already (and leaked, by a report that let the program go
  * on, or counted by a check at exit) is left out, only counted in the
@@ -3043,7 +3092,7 @@ struct abort_scan {
  * at exit the others are counted as errors too. */
 static void abort_report(struct abort_scan *sc, pm_i_err *e)
 {
-    if (pm_i_debug_was_reported(e->address, e->serial)) {
+    if (told_before(e)) {
         if (!sc->at_exit) /* (at exit: counted by exit_keep; met again here) */
             sc->before++;
         return;
@@ -3056,6 +3105,8 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
      * latter was counted as a live block, "never freed") */
     if (e->freed_data || (e->quarantined && e->below_header))
         sc->freed_damaged++;
+    else if (e->freed_damaged)
+        sc->leaked_damaged++;
     if (++sc->damaged > ABORT_REPORTS)
         return;
     pm_i_debug_report_print(e);
@@ -3220,9 +3271,9 @@ static int parents_damage(pm_i_err *e)
 /* At exit, damaged block e (the walk's lock held) is kept for after the
  * walks: blame() looks blocks up (locks), and stdio is flushed before the
  * first report, with no lock held (a stream's write may allocate). */
-static void exit_keep(struct abort_scan *sc, const pm_i_err *e)
+static void exit_keep(struct abort_scan *sc, pm_i_err *e)
 {
-    if (pm_i_debug_was_reported(e->address, e->serial)) {
+    if (told_before(e)) {
         sc->before++; /* reported and leaked: no room taken here */
         return;
     }
@@ -3461,11 +3512,16 @@ static size_t check_heap_racy(int at_exit)
     pm_i_buf b;
     pm_i_buf_init(&b, storage, sizeof storage, PM_I_STDERR);
     pm_i_buf_str(&b, at_exit ? "pymalloc: exit: " : "pymalloc: abort: ");
-    size_t live_damaged = sc.damaged - sc.freed_damaged;
+    size_t live_damaged = sc.damaged - sc.freed_damaged - sc.leaked_damaged;
     pm_i_buf_u64(&b, live_damaged);
     pm_i_buf_str(&b, live_damaged == 1 ? " damaged block" : " damaged blocks");
     if (at_exit)
         pm_i_buf_str(&b, ", never freed,");
+    if (sc.leaked_damaged != 0) {
+        pm_i_buf_str(&b, " and ");
+        pm_i_buf_u64(&b, sc.leaked_damaged);
+        pm_i_buf_str(&b, " freed by the program, leaked by that free's report, damaged again,");
+    }
     if (sc.damaged > ABORT_REPORTS) {
         pm_i_buf_str(&b, " (the first ");
         pm_i_buf_u64(&b, ABORT_REPORTS);
@@ -3521,7 +3577,7 @@ static size_t check_heap_racy(int at_exit)
         pm_i_buf_u64(&b, exit_unexamined);
         pm_i_buf_str(&b, " more damaged, not examined or counted)");
     }
-    if (!at_exit && live_damaged + sc.before != 0) /* (glibc never reads a held block) */
+    if (!at_exit && live_damaged + sc.leaked_damaged + sc.before != 0) /* (glibc never reads a held block) */
         pm_i_buf_str(&b, "; if the C library's allocator aborted (its message, such as "
                          "\"malloc(): corrupted top size\", is above), this damage is the "
                          "likely cause");

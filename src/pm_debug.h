@@ -166,13 +166,14 @@ int pm_i_debug_has_handler(void);
 int pm_i_debug_reported_before(const pm_i_err *e);
 int pm_i_debug_was_blamed(const void *p, uint64_t serial);
 /* The flags the reported set keeps of a block: the classes of damage
- * reported of it, and whether the program freed it since (a free that
- * found it damaged, which leaked it). */
+ * reported of it, whether the program freed it since (a free that found
+ * it damaged, which leaked it), and whether it was found whole since. */
 #define PM_I_REP_OVERFLOW 1u
 #define PM_I_REP_UNDERFLOW 2u
 #define PM_I_REP_HEADER 4u
 #define PM_I_REP_CLASSES 7u
 #define PM_I_REP_FREED 0x40u
+#define PM_I_REP_MENDED 0x20u
 /* The damage live block e->address has now (e: known and readable, with
  * its size, serial and API): a PM_I_REP_* flag for each class (underflow:
  * the API id or the pad before the data; overflow: the pad after it;
@@ -184,8 +185,12 @@ unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3]);
  * need be) and returns its flags before (0 if it has none, or none could
  * be made). */
 unsigned pm_i_debug_flags_add(const void *p, uint64_t serial, unsigned flags);
+/* Block (p, serial)'s flags in the reported set (0: not noted). */
+unsigned pm_i_debug_flags(const void *p, uint64_t serial);
 /* Block p (serial) was checked and found whole: damage reported before
- * was mended, and new damage is reported again by its free. */
+ * was mended (its classes cleared, PM_I_REP_MENDED set until its next
+ * report), and new damage is reported again, by its free or by the check
+ * at exit or abort. */
 void pm_i_debug_repaired(const void *p, uint64_t serial);
 
 /* 1 while this thread is inside a part of the debug hooks that holds, or may

@@ -1003,13 +1003,16 @@ void pm_i_debug_report_print(const pm_i_err *e)
  * (past tens of thousands of reports). 512 KiB of zero pages, touched only
  * as blocks are noted. A slot holds the key's top 56 bits and a byte of
  * flags: REP_NOTED always, the damage classes reported of the block
- * itself (PM_I_REP_CLASSES), and whether the program freed it since
- * (PM_I_REP_FREED). */
+ * itself (PM_I_REP_CLASSES), whether the program freed it since
+ * (PM_I_REP_FREED), and whether a check found it whole since its last
+ * report (PM_I_REP_MENDED). */
 #define REPORTED_SLOTS 65536u
 #define REPORTED_PROBES 64u
 #define REP_KEY_MASK (~(uint64_t)0xFF)
 #define REP_NOTED 0x80u
 static _Atomic uint64_t reported[REPORTED_SLOTS];
+/* Set once a block was noted: pm_i_debug_repaired looks only then. */
+static _Atomic int any_noted;
 
 /* (The serial's low 48 bits, which the block's record holds: the full
  * serial is rebuilt from the counter, which tests may set back.) */
@@ -1031,8 +1034,10 @@ static _Atomic uint64_t *reported_slot(uint64_t k, int insert)
         if (cur == 0) {
             if (!insert)
                 return NULL;
-            if (atomic_compare_exchange_strong(s, &cur, k))
+            if (atomic_compare_exchange_strong(s, &cur, k)) {
+                atomic_store_explicit(&any_noted, 1, memory_order_relaxed);
                 return s;
+            }
         }
         if ((cur & REP_KEY_MASK) == (k & REP_KEY_MASK))
             return s;
@@ -1057,17 +1062,31 @@ static unsigned class_flag(pm_error_class c)
     }
 }
 
-/* Set once a class flag was set: pm_i_debug_repaired looks only then. */
-static _Atomic int any_reported_as;
+/* Slot s's flags become (its flags | set) & ~clear, in one step; its
+ * flags before are returned. */
+static unsigned slot_flags_change(_Atomic uint64_t *s, unsigned set, unsigned clear)
+{
+    uint64_t cur = atomic_load(s);
+    while (!atomic_compare_exchange_weak(s, &cur, (cur | set) & ~(uint64_t)clear))
+        ;
+    return (unsigned)(cur & 0xFF);
+}
 
 unsigned pm_i_debug_flags_add(const void *p, uint64_t serial, unsigned flags)
 {
     _Atomic uint64_t *s = reported_slot(reported_key(p, serial), 1);
     if (s == NULL)
         return 0;
-    if (flags & PM_I_REP_CLASSES)
-        atomic_store_explicit(&any_reported_as, 1, memory_order_relaxed);
-    return (unsigned)(atomic_fetch_or(s, flags) & 0xFF);
+    /* (damage reported again: no longer mended) */
+    return slot_flags_change(s, flags, flags & PM_I_REP_CLASSES ? PM_I_REP_MENDED : 0);
+}
+
+unsigned pm_i_debug_flags(const void *p, uint64_t serial)
+{
+    if (PM_I_LIKELY(!atomic_load_explicit(&any_noted, memory_order_relaxed)))
+        return 0;
+    _Atomic uint64_t *s = reported_slot(reported_key(p, serial), 0);
+    return s != NULL ? (unsigned)(atomic_load(s) & 0xFF) : 0;
 }
 
 /* Block e->address (e->serial) reported as damaged (e->error): the
@@ -1082,11 +1101,11 @@ static void note_reported_as(const pm_i_err *e)
 
 void pm_i_debug_repaired(const void *p, uint64_t serial)
 {
-    if (!atomic_load_explicit(&any_reported_as, memory_order_relaxed))
+    if (!atomic_load_explicit(&any_noted, memory_order_relaxed))
         return;
     _Atomic uint64_t *s = reported_slot(reported_key(p, serial), 0);
     if (s != NULL)
-        atomic_fetch_and(s, ~(uint64_t)PM_I_REP_CLASSES);
+        (void)slot_flags_change(s, PM_I_REP_MENDED, PM_I_REP_CLASSES);
 }
 
 /* The first KEPT_BLOCKS blocks leaked on purpose (damaged), pointed to

@@ -786,6 +786,65 @@ static void body_many_reported_then_one(void)
     exit(0);
 }
 
+/* Damage found at exit in blocks reported before (PYMALLOC_ON_ERROR=report:
+ * each reported and kept live): what is new is reported, what was told is
+ * not. a: its overflow reported by pm_check_block, then written before its
+ * start (an underflow, new). b: its overflow reported, mended (a check
+ * finds it whole), then written past its end again. c: its overflow
+ * reported, nothing since (not again). d: its overflow reported by its
+ * free, which leaked it, then written before its start. Before, the check
+ * at exit left out every block reported once, whatever was written since. */
+static unsigned char *since_kept[4];
+static void body_damage_since_report(void)
+{
+    unsigned char *a = pm_mem_malloc(24), *b = pm_mem_malloc(32), *c = pm_mem_malloc(16);
+    unsigned char *d = pm_mem_malloc(40);
+    since_kept[0] = a, since_kept[1] = b, since_kept[2] = c, since_kept[3] = d;
+    a[24] = 0;
+    (void)pm_check_block(a);
+    a[-1] = 0;
+    b[32] = 0;
+    (void)pm_check_block(b);
+    b[32] = 0xFD;
+    if (pm_check_block(b) != 0)
+        _exit(7);
+    b[33] = 0;
+    c[16] = 0;
+    (void)pm_check_block(c);
+    d[40] = 0;
+    pm_mem_free(d);
+    d[-1] = 0;
+    say("done\n");
+    exit(0);
+}
+
+static void test_exit_reports_damage_since_report(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
+    for (int m = 0; m < 3; m++) {
+        run_report_case(modes[m], body_damage_since_report, &r);
+        PM_CHECK_STR(r.output, "done\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
+                               "of a 24-byte block");
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer overflow: ");
+        PM_CHECK_STR(r.output, "past the end of a 32-byte block");
+        PM_CHECK(strstr(r.output, "exit: buffer overflow: 1 byte written past the end of a "
+                                  "16-byte block") == NULL);
+        PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
+                               "of a 40-byte block");
+        PM_CHECK_STR(r.output, "The program freed it before: that free found it damaged");
+        PM_CHECK_STR(r.output, "pymalloc: exit: 2 damaged blocks, never freed, and 1 freed by "
+                               "the program, leaked by that free's report, damaged again, among "
+                               "the 4 live blocks checked; 1 damaged block reported before, not "
+                               "again\n");
+        PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 7 heap errors (buffer "
+                               "overflow: 5, buffer underflow: 2); exit status 1\n");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+    }
+}
+
 static void test_exit_check_cases(void)
 {
     static pm_death_result r;
@@ -986,6 +1045,7 @@ int main(void)
     PM_RUN(test_exit_reports_with_stdout_reader_gone);
     PM_RUN(test_exit_check_abort);
     PM_RUN(test_exit_check_cases);
+    PM_RUN(test_exit_reports_damage_since_report);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);

@@ -615,6 +615,43 @@ static void test_report_names_libc_names(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* malloc_usable_size of a block the program freed, damaged: that free
+ * reported it and leaked it (the handler returned), so the block is still
+ * live to the allocator; the program's call is a use after free, reported
+ * (before 2026-12-07 it answered the block's size). Sizes of a pool block
+ * and of the C library's. */
+static void test_usable_size_of_freed_damaged(void)
+{
+    if (!is_debug_mode())
+        PM_SKIP("no debug hooks in this mode");
+    pm_set_error_handler(note_entry_class, NULL);
+    int saved = quiet_begin();
+    static const size_t sizes[] = {24, 3000};
+    for (int k = 0; k < 2; k++) {
+        size_t n = sizes[k];
+        unsigned char *volatile p = malloc(n);
+        PM_CHECK_EQ(malloc_usable_size((void *)p), n);
+        p[n] = 'x';
+        seen_calls = 0;
+        free((void *)p);
+        CHECK_ONE_REPORT(PM_ERR_BUFFER_OVERFLOW, "free");
+        seen_calls = 0;
+        PM_CHECK_EQ(malloc_usable_size((void *)p), 0);
+        CHECK_ONE_REPORT(PM_ERR_USE_AFTER_FREE, "malloc_usable_size");
+        /* A live block reported by pm_check_block is still the program's. */
+        unsigned char *volatile q = malloc(n);
+        q[n] = 'x';
+        seen_calls = 0;
+        PM_CHECK_EQ(pm_check_block((void *)q), -1);
+        CHECK_ONE_REPORT(PM_ERR_BUFFER_OVERFLOW, "pm_check_block");
+        seen_calls = 0;
+        PM_CHECK_EQ(malloc_usable_size((void *)q), n);
+        PM_CHECK_EQ(seen_calls, 0);
+    }
+    quiet_end(saved);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* The memalign family names itself too: with an alignment of 16 or less
  * it is a malloc, whose report (pymalloc_debug: a freed pool block
  * written after its free, which it takes) named malloc before 2026-12-03,
@@ -735,6 +772,7 @@ int main(void)
     PM_RUN(test_libc_names_aligned);
     PM_RUN(test_libc_names_mix);
     PM_RUN(test_report_names_libc_names);
+    PM_RUN(test_usable_size_of_freed_damaged);
     PM_RUN(test_malloc_trim);
     PM_RUN(test_mode_is_fixed);
     return pm_test_done();
