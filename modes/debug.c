@@ -1482,7 +1482,11 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     if (PM_I_UNLIKELY(serial_alone(&e)))
         blame_above(&e, PM_I_DEBUG_HEAD); /* (the underflow of the block after it) */
     e.entry = entry_name(g, op);
-    if (e.next_block == NULL || !pm_i_debug_reported_before(&e)) /* (once: see report) */
+    /* (once: see report; and a block the check at exit reported already,
+     * taken by a malloc after it: the library's own at the end of exit, or
+     * a later exit handler's) */
+    if (e.next_block == NULL ? !pm_i_debug_was_reported(e.address, e.serial)
+                             : !pm_i_debug_reported_before(&e))
         pm_i_debug_report(&e);
     return 1;
 }

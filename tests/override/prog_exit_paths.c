@@ -3,8 +3,8 @@
  * errors, for check_exit_paths.sh: errors made in a library's destructor,
  * which runs after libpymalloc's (exit_lib.c), exit() called there, handlers
  * registered at exit, a heap error made by another thread after the work
- * at exit, quick_exit, and a return from main while other
- * threads still make heap errors. argv[1] names the case. Built twice:
+ * at exit, quick_exit, a return from main while other
+ * threads still make heap errors, and a write after free found at exit. argv[1] names the case. Built twice:
  * plain (run with libpymalloc.so preloaded) and linked with libpymalloc.a.
  */
 #define _GNU_SOURCE 1 /* on_exit, fopencookie */
@@ -168,6 +168,13 @@ int main(int argc, char **argv)
             return 2;
         fflush(stdout);
         pthread_exit(NULL);
+    }
+    if (strcmp(what, "uaf-at-exit") == 0) {
+        /* a write after free that only the check at exit finds */
+        volatile size_t n = 24;
+        unsigned char *p = malloc(n);
+        free(p);
+        ((volatile unsigned char *)p)[20] = 1;
     }
     if (strcmp(what, "signal-error") == 0) {
         signal(SIGUSR1, on_signal);
