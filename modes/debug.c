@@ -1505,7 +1505,7 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     const char *who = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pool allocator";
     /* The pool's own start: below its first block, so the previous pool's. */
     const unsigned char *last = pool_block_before(pool, 0);
-    int found = 0; /* 1: reported here; 2: reported before, not again */
+    int found = 0; /* 1: reported here; 2: reported before, not again (3, 4: below) */
     pm_i_err e;
     if (last != NULL && pool_block_overflowed(last, &e)) {
         found = 1;
@@ -1514,6 +1514,22 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
         } else {
             e.entry = who;
             pm_i_debug_report_print(&e);
+        }
+    } else if (idx < PM_P_NCLASSES) {
+        /* Else the pool's first block, live, its header damaged from its
+         * lowest bytes: a write before its start (a loop from a negative
+         * index) went down through it into the pool's header (3: reported
+         * here; 4: reported before). Before 2026-12-07 the line blamed the
+         * pool before it and the block was never named. */
+        const unsigned char *first = (const unsigned char *)pool + PM_P_HDR + PM_I_DEBUG_HEAD;
+        if (pool_block_damaged(first, &e) != PM_ERR_NONE && damaged_from_below(&e)) {
+            found = 3;
+            if (pm_i_debug_was_reported(e.address, e.serial)) {
+                found = 4;
+            } else {
+                e.entry = who;
+                pm_i_debug_report_print(&e);
+            }
         }
     }
     char storage[512];
@@ -1539,6 +1555,15 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
         pm_i_buf_str(&b, " (serial ");
         pm_i_buf_u64(&b, e.serial);
         pm_i_buf_str(&b, "), the last block of the pool before it, reported before");
+    } else if (found == 3) {
+        pm_i_buf_str(&b, " was overwritten by the write before the start of the block reported "
+                         "above, the pool's first block");
+    } else if (found == 4) {
+        pm_i_buf_str(&b, " was overwritten by the write before the start of the block at ");
+        pm_i_buf_ptr(&b, e.address);
+        pm_i_buf_str(&b, " (serial ");
+        pm_i_buf_u64(&b, e.serial);
+        pm_i_buf_str(&b, "), the pool's first block, reported before");
     } else {
         pm_i_buf_str(&b, " was overwritten (by a write past the end of the last block of "
                          "the pool before it?)");

@@ -468,6 +468,76 @@ static void test_overflow_into_next_pool_header(void)
     }
 }
 
+/* A write before the start of a pool's first block, down through its
+ * header into the pool's header (a loop from index -6 of an int array):
+ * the pools abort at the next use of that header, naming the block's
+ * underflow (before 2026-12-07 the line blamed the last block of the pool
+ * before it, and the block was never named). reported: the block's
+ * pm_check_block reported it first, with PYMALLOC_ON_ERROR=report. */
+static void underflow_into_pool_header(void *arg)
+{
+    int reported = arg != NULL;
+    enum { COUNT = 3000 };
+    static unsigned char *q[COUNT];
+    if (reported)
+        pm_i_debug_on_error_report = 1;
+    int first = -1;
+    for (int i = 0; i < COUNT && first < 0; i++) {
+        q[i] = pm_mem_malloc(N);
+        if ((((uintptr_t)q[i] - 16) & 16383) == 48)
+            first = i;
+    }
+    if (first < 0) {
+        fprintf(stderr, "no block at the start of a pool\n");
+        _exit(3);
+    }
+    unsigned char *p = q[first];
+    memset(p - 24, 0x41, 24 + N); /* the pool header's last 8 bytes, the block's header, its data */
+    if (reported && pm_check_block(p) != -1)
+        _exit(4);
+    for (int round = 0; round < 3; round++) { /* frees and mallocs of the class */
+        for (int i = 0; i < first; i++)
+            pm_mem_free(q[i]);
+        for (int i = 0; i < first; i++)
+            q[i] = pm_mem_malloc(N);
+    }
+    void *more[COUNT];
+    for (int i = 0; i < COUNT; i++)
+        more[i] = pm_mem_malloc(N);
+    for (int i = 0; i < COUNT; i++)
+        pm_mem_free(more[i]);
+    pm_mem_free(p);
+    pm_trim();
+    fprintf(stderr, "the pools went on\n");
+}
+
+static void test_underflow_into_pool_header(void)
+{
+    NEED_POOL_BLOCKS();
+    for (int k = 0; k < 2; k++) {
+        pm_death_result r;
+        pm_death(underflow_into_pool_header, k == 1 ? (void *)1 : NULL, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        char want[200];
+        snprintf(want, sizeof want,
+                 ": buffer underflow: at least 16 bytes written before the start of a %d-byte "
+                 "block (serial ", (int)N);
+        PM_CHECK_STR(r.output, want);
+        PM_CHECK_STR(r.output, ": heap damage: the pool allocator's header of the pool at ");
+        if (k == 0)
+            PM_CHECK_STR(r.output, " was overwritten by the write before the start of the block "
+                                   "reported above, the pool's first block; the pools cannot go "
+                                   "on: aborting");
+        else
+            PM_CHECK_STR(r.output, "), the pool's first block, reported before; the pools cannot "
+                                   "go on: aborting");
+        PM_CHECK(strstr(r.output, "the last block of the pool before it") == NULL);
+        PM_CHECK(strstr(r.output, "the pools went on") == NULL);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "case %d: %s\n", k, r.output);
+    }
+}
+
 /* A copy of the pool allocator, read before the hooks went in, set back on
  * the mem domain over them while the obj domain keeps them: both share the
  * thread caches, and the copy's pops check links too. A block freed by the
@@ -683,6 +753,7 @@ int main(void)
     PM_RUN(test_damage_met_at_thread_exit);
     PM_RUN(test_default_handler_aborts);
     PM_RUN(test_overflow_into_next_pool_header);
+    PM_RUN(test_underflow_into_pool_header);
     PM_RUN(test_stray_write_into_unused_slot);
     return pm_test_done();
 }
