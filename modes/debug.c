@@ -458,8 +458,10 @@ static void unbump_serial(uint64_t s)
 
 /* Tests: the next serial this thread hands out is `next` (other threads
  * finish the runs they hold). */
+static _Atomic int serials_moved; /* set by the hook below: told_before */
 void pm_i_debug_set_next_serial(uint64_t next)
 {
+    atomic_store_explicit(&serials_moved, 1, memory_order_relaxed);
     atomic_store_explicit(&serial_counter, next - 1, memory_order_relaxed);
     drop_run();
 }
@@ -856,20 +858,6 @@ static inline void side_unpack(uint64_t w, pm_i_reg_info *in)
 
 static void find_block(const unsigned char *p, pm_i_reg_info *in);
 
-/* A block checked with class c (e) was written past its end, through its
- * pad bytes, into its serial field: the write may have gone on into what
- * follows it (a lone damaged byte among its pad bytes is another bug).
- * Damage of the serial field alone, the pad bytes intact, came from above:
- * an underflow of the block after it reaching down into this one. The
- * first damaged pad byte is not always the first one, nor the serial's last
- * damaged byte its last one: a write of the value a byte holds leaves no
- * trace (0xFD over a pad byte; zeros over a serial that is a multiple of
- * 256). */
-static int overflowed_to_the_end(pm_error_class c, const pm_i_err *e)
-{
-    return c == PM_ERR_BUFFER_OVERFLOW && e->last >= (ptrdiff_t)e->size + 8;
-}
-
 /* Damage in the header of live block p that starts in its size field (a
  * write coming from below): most often a write past the end of the block
  * before it in memory, through that block's trailer. That block, if it is
@@ -887,6 +875,43 @@ static int damaged_from_below(const pm_i_err *e)
              (e->offset < -8 || (e->offset == -8 && e->size == 0))));
 }
 
+/* What live block e's own damage (c: its class; e its report, known and
+ * readable) says of a write past its end that reached the block above it:
+ * 0 none; 1 it was written past its end, through its pad bytes into its
+ * serial field, whatever else is damaged in it (an
+ * underflow of its own: before 2026-12-07 such a block was passed over,
+ * and the block above was reported as an underflow of its own); 2 so, and
+ * its header was written from below, from its lowest bytes through its
+ * pad: the block was run over whole, and the write may have come from
+ * further down, through it. For 1 and 2, e is made its overflow's report.
+ * Through its pad bytes into its serial field: the write may have gone on
+ * into what follows it (a lone damaged byte among its pad bytes is another
+ * bug). Damage of the serial field alone, the pad bytes intact, came from
+ * above: an underflow of the block after it reaching down into this one.
+ * The first damaged pad byte is not always the first one, nor the serial's
+ * last damaged byte its last one: a write of the value a byte holds leaves
+ * no trace (0xFD over a pad byte; zeros over a serial that is a multiple
+ * of 256). */
+static int overflow_kind(pm_error_class c, pm_i_err *e)
+{
+    if ((c != PM_ERR_BUFFER_OVERFLOW && c != PM_ERR_BUFFER_UNDERFLOW &&
+         c != PM_ERR_HEADER_CORRUPT) ||
+        !e->known || !e->readable)
+        return 0;
+    ptrdiff_t lo[3], hi[3];
+    unsigned mask = pm_i_debug_damage(e, lo, hi);
+    if (!(mask & PM_I_REP_OVERFLOW) || hi[0] < (ptrdiff_t)e->size + 8)
+        return 0;
+    /* (as damaged_from_below: a 0-byte block's size field, all zeros,
+     * keeps no trace of zeros written over it) */
+    int from_below = (mask & PM_I_REP_UNDERFLOW) && (lo[1] < -8 || (lo[1] == -8 && e->size == 0));
+    e->error = PM_ERR_BUFFER_OVERFLOW;
+    e->offset = lo[0];
+    e->last = hi[0];
+    e->below_header = 0;
+    return from_below ? 2 : 1;
+}
+
 /* The block before registry block b (base: b's underlying block): a live
  * registry block whose trailer ends at most 64 bytes below b's C library
  * chunk header (the chunk's rounding; it may use the chunk's prev_size
@@ -900,6 +925,8 @@ struct before_search {
     uintptr_t best;   /* the end of the closest damaged block found so far */
     pm_i_err found;
     int any;
+    int kind;            /* found's overflow_kind */
+    size_t found_offset; /* found's offset from its underlying block */
 };
 
 /* The most glibc's memalign leaves free around an aligned block's chunk
@@ -917,11 +944,13 @@ static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     if (end < lo || end > bs->hi || end <= bs->best)
         return;
     pm_i_err e;
-    pm_error_class c = classify((const void *)data, in, 0, OP_USABLE, &e);
-    if (overflowed_to_the_end(c, &e)) {
+    int kind = overflow_kind(classify((const void *)data, in, 0, OP_USABLE, &e), &e);
+    if (kind != 0) {
         bs->best = end;
         bs->found = e;
         bs->any = 1;
+        bs->kind = kind;
+        bs->found_offset = in->offset;
     }
 }
 
@@ -949,10 +978,10 @@ static pm_error_class pool_block_damaged(const unsigned char *p, pm_i_err *e)
 }
 
 /* Pool block p is live and was written past its end into its serial field
- * (overflowed_to_the_end): 1 with its report in *e. */
+ * (overflow_kind: 1 or 2 with its report in *e), else 0. */
 static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
 {
-    return overflowed_to_the_end(pool_block_damaged(p, e), e);
+    return overflow_kind(pool_block_damaged(p, e), e);
 }
 
 /* The pool block below pool block `base` (an underlying block of class
@@ -1018,19 +1047,29 @@ static int pool_block_run_over(const unsigned char *p)
  * in *a, else 0. Reads only blocks the side words say are in use. */
 static int blame_pool_below(const unsigned char *base, unsigned idx, pm_i_err *a)
 {
-    for (int k = 0; k <= BLAME_MAX_RUN_OVER; k++) {
+    int have = 0; /* a live block run over whole is in *a: the lowest yet */
+    for (unsigned k = 0; k <= BLAME_MAX_RUN_OVER; k++) {
         const unsigned char *prev = pool_block_before(base, idx);
         int status;
         if (prev == NULL)
-            return 0;
-        if (pool_block_overflowed(prev, a))
-            return 1;
-        if (!pool_block_run_over(prev) || side_of_class(prev, &status) == NULL)
-            return 0;
+            break;
+        pm_i_err cand;
+        int kind = pool_block_overflowed(prev, &cand);
+        if (kind != 0) {
+            *a = cand;
+            a->run_over = k;
+            if (kind == 1)
+                return 1;
+            have = 1;
+        } else if (!pool_block_run_over(prev)) { /* (a freed one run over) */
+            break;
+        }
+        if (side_of_class(prev, &status) == NULL)
+            break;
         base = prev - PM_I_DEBUG_HEAD;
         idx = ((unsigned)status >> 2) - 1;
     }
-    return 0;
+    return have; /* (the write came from below the lowest: named all the same) */
 }
 
 /* The live registry block below registry block p (offset: p's from its
@@ -1038,13 +1077,24 @@ static int blame_pool_below(const unsigned char *base, unsigned idx, pm_i_err *a
  * report in *a, else 0. Reads no byte of p's block. */
 static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err *a)
 {
-    uintptr_t chunk = (uintptr_t)p - offset - 16, reach = 64 + memalign_cut(offset);
-    struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0};
-    pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
-    if (!bs.any)
-        return 0;
-    *a = bs.found;
-    return 1;
+    int have = 0;
+    /* Down through blocks run over whole (overflow_kind 2), as for pools:
+     * one walk of the records a step, on this error path only. */
+    for (unsigned k = 0; k <= BLAME_MAX_RUN_OVER; k++) {
+        uintptr_t chunk = (uintptr_t)p - offset - 16, reach = 64 + memalign_cut(offset);
+        struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0, 0, 0};
+        pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
+        if (!bs.any)
+            break;
+        *a = bs.found;
+        a->run_over = k;
+        have = 1;
+        if (bs.kind == 1)
+            break;
+        p = bs.found.address;
+        offset = bs.found_offset;
+    }
+    return have;
 }
 
 /* Fill *a with the report of the block whose overflow damaged block e
@@ -1290,7 +1340,7 @@ static int damage_told(int op, pm_i_err *e)
     if (mask == 0)
         return 0; /* (an API mismatch of a whole block) */
     unsigned add = op == OP_FREE ? PM_I_REP_FREED : 0;
-    if (damage)
+    if (damage || op == OP_FREE) /* (an API mismatch's dump shows the damage too) */
         add |= mask;
     unsigned old = pm_i_debug_flags_add(e->address, e->serial, add);
     /* the class to name: the first in the check's order, new ones first */
@@ -3091,17 +3141,20 @@ static int told_before(pm_i_err *e)
                  e->error == PM_ERR_HEADER_CORRUPT;
     if (!damage || !e->known || !e->readable || e->below_header)
         return 1;
-    if (!(f & PM_I_REP_MENDED) && !(f & PM_I_REP_CLASSES))
+    /* (a victim's: noted, without classes, neither mended nor freed by the
+     * program; a free found an API mismatch: freed, without classes) */
+    if (!(f & (PM_I_REP_MENDED | PM_I_REP_CLASSES | PM_I_REP_FREED)))
         return 1;
     ptrdiff_t lo[3], hi[3];
     unsigned mask = pm_i_debug_damage(e, lo, hi);
     unsigned fresh = mask & ~f & PM_I_REP_CLASSES;
-    /* The serial field's top two bytes alone: not trusted as new here.
-     * The record keeps the serial's low 48 bits, and the rest is worked
-     * out from the counter (full_serial), which a test hook can move by
-     * more than 2^48 since the block's report. */
+    /* Tests only: the serial field's top two bytes alone, once the hook
+     * moved the counter (the record keeps the serial's low 48 bits, the
+     * rest worked out from the counter: full_serial), are not taken as
+     * new damage of a block reported before the move. */
     ptrdiff_t top = (ptrdiff_t)e->size + 8;
-    if (fresh == PM_I_REP_HEADER && lo[2] >= top && hi[2] <= top + 1)
+    if (fresh == PM_I_REP_HEADER && lo[2] >= top && hi[2] <= top + 1 &&
+        atomic_load_explicit(&serials_moved, memory_order_relaxed))
         return 1;
     int i = damage_first(fresh);
     if (i < 0)

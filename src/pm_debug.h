@@ -95,6 +95,9 @@ typedef struct pm_i_err {
        this block's end: that block's address and serial (0: none). */
     const void *next_block;
     uint64_t next_serial;
+    /* Blocks between this one and next_block that the write ran over whole
+       (their headers from below and their trailers damaged) on its way. */
+    unsigned run_over;
     /* 1: next_block is the block before this one in memory instead, whose
        serial field (its last 8 bytes) alone this block's underflow reached,
        going down through this block's header. */

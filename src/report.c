@@ -834,8 +834,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
     pm_i_buf_u64(b, e->serial);
     pm_i_buf_str(b, " to debug malloc/realloc.\n");
     if (e->freed_damaged)
-        pm_i_buf_str(b, "    The program freed it before: that free found it damaged (reported), and\n"
-                        "    the block was leaked then, never handed back to the allocator.\n");
+        pm_i_buf_str(b, "    The program freed it before: that free reported it (damaged, or an API\n"
+                        "    mismatch), and the block was leaked then, never handed back to the\n"
+                        "    allocator.\n");
     if (e->error != PM_ERR_API_MISMATCH) {
         pm_i_buf_str(b, "    First damaged byte at ");
         offset_words(b, e->offset);
@@ -855,9 +856,20 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
                         "    was not handed back to the C library.\n");
     }
     if (e->next_block != NULL) {
-        pm_i_buf_str(b, e->next_below
-                            ? "    The write went on down into the serial field of the block before it, at "
-                            : "    The write went on into the header of the block after it, at ");
+        if (e->next_below) {
+            pm_i_buf_str(b, "    The write went on down into the serial field of the block before it, at ");
+        } else if (e->run_over != 0) {
+            pm_i_buf_str(b, "    The write went on over the ");
+            if (e->run_over == 1) {
+                pm_i_buf_str(b, "block after it (whole: its header and trailer\n    damaged)");
+            } else {
+                pm_i_buf_u64(b, e->run_over);
+                pm_i_buf_str(b, " blocks after it (whole: their headers and trailers\n    damaged)");
+            }
+            pm_i_buf_str(b, " into the header of the block at ");
+        } else {
+            pm_i_buf_str(b, "    The write went on into the header of the block after it, at ");
+        }
         pm_i_buf_ptr(b, e->next_block);
         pm_i_buf_str(b, " (serial ");
         pm_i_buf_u64(b, e->next_serial);
@@ -1176,6 +1188,11 @@ void pm_i_debug_count_at_exit(const pm_i_err *e)
 {
     count_error(e);
     note_reported(e->address, e->serial);
+    /* (its classes too: the block met again in this check, through the
+     * block it overflowed into, or a free after the check, say nothing
+     * more) */
+    if (e->known && e->readable && !e->freed_data && !e->quarantined)
+        note_reported_as(e);
     note_reported(e->next_block, e->next_serial);
 }
 

@@ -606,9 +606,9 @@ static void test_double_free_after_report(void)
         PM_CHECK_STR(r.output, "FIRST: pymalloc: pm_");
         PM_CHECK_STR(r.output, "_free: buffer overflow: 1 byte written past the end of a 24-byte block");
         PM_CHECK_STR(r.output, "_free: double free: the 24-byte block (serial ");
-        PM_CHECK_STR(r.output, "    The program freed it before: that free found it damaged "
-                               "(reported), and\n    the block was leaked then, never handed "
-                               "back to the allocator.\n");
+        PM_CHECK_STR(r.output, "    The program freed it before: that free reported it "
+                               "(damaged, or an API\n    mismatch), and the block was leaked "
+                               "then, never handed back to the\n    allocator.\n");
         PM_CHECK_STR(r.output, "    First damaged byte at p+24, last at p+24.\n");
     }
 }

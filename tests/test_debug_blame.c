@@ -351,6 +351,85 @@ static void test_zeros_into_a_zero_size_block(void)
     pm_set_error_handler(NULL, NULL);
 }
 
+/* Writes over the C library's chunk headers (the 600-byte cases below)
+ * only where the pools serve the small blocks: they clear PREV_INUSE in
+ * the next chunk's header, and in malloc_debug the quarantine's releases
+ * of the chunks around to glibc then trip over it later (glibc's own
+ * abort, "corrupted size vs. prev_size", in a later test). */
+static int beside_pools(void)
+{
+    unsigned char *p = pm_mem_malloc(24);
+    int pooled = pool_block(p);
+    pm_mem_free(p);
+    return pooled;
+}
+
+/* A's overflow into B's header, A with an underflow of its own (a[-1]):
+ * A's overflow, found through B (before 2026-12-07 A was passed over, its
+ * first damage an underflow, and B was reported as an underflow of its
+ * own, "at least 16 bytes written before the start"). */
+static void test_overflow_of_a_block_with_its_own_underflow(void)
+{
+    NEED_DEBUG();
+    static const size_t sizes[] = {24, 600};
+    for (int k = 0; k < 2; k++) {
+        size_t n = sizes[k];
+        ptrdiff_t step = k == 0 ? 64 : 640; /* (n + 32: a pool class, or glibc's chunk) */
+        if (k == 1 && !beside_pools())
+            continue;
+        unsigned char *a = block_run(n, step, 2);
+        if (a == NULL)
+            continue;
+        unsigned char *b = a + step;
+        uint64_t sa = trailer_serial(a, n);
+        watch();
+        a[-1] = 0;
+        memset(a + n, 'X', (size_t)step - n - 8); /* a's trailer, up to b's API id */
+        pm_mem_free(b);
+        reported_overflow_of(a, n, sa);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "%zu bytes: %s\n", n, S.message);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
+/* Overflows in three blocks in a row, A into all of B's header and B into
+ * C's (a loop over an array of buffers, or one write from A over B): B
+ * run over whole, its header from below and its trailer: one report, A's
+ * overflow, which went on over B into C (before 2026-12-07, for blocks of
+ * the C library, C's underflow); B's free and A's then say nothing more.
+ * (A write from A that stops in B's size field leaves B's overflow its
+ * own: two reports.) */
+static void test_overflows_in_a_row(void)
+{
+    NEED_DEBUG();
+    static const size_t sizes[] = {24, 600};
+    for (int k = 0; k < 2; k++) {
+        size_t n = sizes[k];
+        ptrdiff_t step = k == 0 ? 64 : 640;
+        if (!beside_pools())
+            continue;
+        unsigned char *a = block_run(n, step, 3);
+        if (a == NULL || (n == 24 && !pool_block(a)))
+            continue;
+        unsigned char *b = a + step, *c = b + step;
+        uint64_t sa = trailer_serial(a, n);
+        unsigned long before = pm_error_count(PM_ERR_NONE);
+        watch();
+        memset(a, 'a', (size_t)step);     /* a's data, trailer, all of b's header */
+        memset(b, 'b', (size_t)step - 8); /* b's data, trailer, c's size field */
+        pm_mem_free(c);
+        reported_overflow_of(a, n, sa);
+        pm_mem_free(b);
+        pm_mem_free(a);
+        PM_CHECK_EQ(S.calls, 1);
+        PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "%zu bytes: %s\n", n, S.message);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
 /* A's overflow into the header of the block B after it, found at A's free
  * and through B, in either order: B freed while live (its header
  * damaged), or B freed before the write and met when a malloc takes it
@@ -419,5 +498,7 @@ int main(void)
     PM_RUN(test_overflow_into_an_aligned_block);
     PM_RUN(test_overflow_met_again_through_a_live_block);
     PM_RUN(test_overflow_met_again_through_a_freed_block);
+    PM_RUN(test_overflow_of_a_block_with_its_own_underflow);
+    PM_RUN(test_overflows_in_a_row);
     return pm_test_done();
 }

@@ -833,7 +833,7 @@ static void test_exit_reports_damage_since_report(void)
                                   "16-byte block") == NULL);
         PM_CHECK_STR(r.output, "pymalloc: exit: buffer underflow: 1 byte written before the start "
                                "of a 40-byte block");
-        PM_CHECK_STR(r.output, "The program freed it before: that free found it damaged");
+        PM_CHECK_STR(r.output, "The program freed it before: that free reported it");
         PM_CHECK_STR(r.output, "pymalloc: exit: 2 damaged blocks, never freed, and 1 freed by "
                                "the program, leaked by that free's report, damaged again, among "
                                "the 4 live blocks checked; 1 damaged block reported before, not "
@@ -842,6 +842,96 @@ static void test_exit_reports_damage_since_report(void)
                                "overflow: 5, buffer underflow: 2); exit status 1\n");
         if (pm_t_cur_failed)
             fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+    }
+}
+
+/* More damage since a report, each in a process of its own (found by a
+ * review): 0, a block's overflow reported, mended, then written on into
+ * the next block's header: one report at exit (it was two in
+ * malloc_debug: the block met on its own and through the next one); 1, a
+ * block's underflow reported, then the same overflow: the overflow, once,
+ * not the next block's underflow; 2, a mended block's serial field's top
+ * byte written: reported; 3, a damaged block freed through another API
+ * (an API mismatch, which leaks it), then written before its start: the
+ * underflow reported at exit. */
+static int since_case;
+static void body_since_report_more(void)
+{
+    unsigned char *a = pm_mem_malloc(24), *b = pm_mem_malloc(24);
+    since_kept[0] = a, since_kept[1] = b;
+    size_t gap = b > a ? (size_t)(b - a) : 0;
+    if (since_case <= 1 && (gap < 40 || gap > 128)) {
+        say("not neighbours\n");
+        exit(0);
+    }
+    switch (since_case) {
+    case 0:
+        a[24] = 0;
+        (void)pm_check_block(a);
+        a[24] = 0xFD;
+        if (pm_check_block(a) != 0)
+            _exit(7);
+        memset(a + 24, 0x41, gap - 24);
+        break;
+    case 1:
+        a[-1] = 0;
+        (void)pm_check_block(a);
+        memset(a + 24, 0x41, gap - 24);
+        break;
+    case 2:
+        a[24] = 0;
+        (void)pm_check_block(a);
+        a[24] = 0xFD;
+        if (pm_check_block(a) != 0)
+            _exit(7);
+        a[24 + 8] ^= 0x5A;
+        break;
+    default:
+        a[24] = 0;
+        pm_raw_free(a);
+        a[-1] = 0;
+        break;
+    }
+    say("done\n");
+    exit(0);
+}
+
+static void test_exit_reports_damage_since_report_more(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
+    static const char *const exit_line[4] = {
+        "pymalloc: exit: buffer overflow: at least 16 bytes written past the end of a 24-byte "
+        "block (serial 1)",
+        "pymalloc: exit: buffer overflow: at least 16 bytes written past the end of a 24-byte "
+        "block (serial 1)",
+        "pymalloc: exit: header corrupt: the serial field of a 24-byte block (serial 1) was "
+        "overwritten",
+        "pymalloc: exit: buffer underflow: 1 byte written before the start of a 24-byte block "
+        "(serial 1)"};
+    static const char *const summary[4] = {
+        "2 heap errors (buffer overflow: 2)", "2 heap errors (buffer overflow: 1, buffer "
+                                              "underflow: 1)",
+        "2 heap errors (buffer overflow: 1, header corrupt: 1)",
+        "2 heap errors (buffer underflow: 1, API mismatch: 1)"};
+    for (int m = 0; m < 3; m++) {
+        for (since_case = 0; since_case < 4; since_case++) {
+            run_report_case(modes[m], body_since_report_more, &r);
+            if (strstr(r.output, "not neighbours\n") != NULL)
+                continue;
+            PM_CHECK_STR(r.output, "done\n");
+            const char *at = strstr(r.output, exit_line[since_case]);
+            PM_CHECK(at != NULL && strstr(at + 1, "pymalloc: exit: buffer") == NULL &&
+                     strstr(at + 1, "pymalloc: exit: header") == NULL);
+            PM_CHECK(strstr(r.output, "exit: buffer underflow: at least") == NULL);
+            PM_CHECK_STR(r.output, summary[since_case]);
+            if (since_case == 3)
+                PM_CHECK_STR(r.output, "The program freed it before: that free reported it");
+            if (pm_t_cur_failed) {
+                fprintf(stderr, "mode %s, case %d: %s\n", modes[m], since_case, r.output);
+                return;
+            }
+        }
     }
 }
 
@@ -1046,6 +1136,7 @@ int main(void)
     PM_RUN(test_exit_check_abort);
     PM_RUN(test_exit_check_cases);
     PM_RUN(test_exit_reports_damage_since_report);
+    PM_RUN(test_exit_reports_damage_since_report_more);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);
