@@ -1039,8 +1039,12 @@ static int pool_block_run_over(const unsigned char *p)
 }
 
 /* At most this many blocks run over from below are passed on the way down
- * to the block whose overflow did it. */
-#define BLAME_MAX_RUN_OVER 16
+ * to the block whose overflow did it: pool blocks (a step reads a side
+ * word and the block's 32 guard bytes), and the C library's (a step walks
+ * every record of the registry). Past them the lowest block run over is
+ * named, its dump saying the write may have come from further down. */
+#define BLAME_MAX_RUN_OVER 4096
+#define BLAME_MAX_RUN_OVER_REGISTRY 64
 
 /* The live pool block below pool block base (class idx) whose write past
  * its end reached base, maybe through blocks it ran over: 1 with its report
@@ -1058,6 +1062,7 @@ static int blame_pool_below(const unsigned char *base, unsigned idx, pm_i_err *a
         if (kind != 0) {
             *a = cand;
             a->run_over = k;
+            a->further_down = kind == 2;
             if (kind == 1)
                 return 1;
             have = 1;
@@ -1079,8 +1084,17 @@ static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err 
 {
     int have = 0;
     /* Down through blocks run over whole (overflow_kind 2), as for pools:
-     * one walk of the records a step, on this error path only. */
-    for (unsigned k = 0; k <= BLAME_MAX_RUN_OVER; k++) {
+     * one walk of the records a step, on this error path only. The blocks
+     * passed are noted as reported (their damage is the named block's
+     * write): the next one's search stops at them, one walk, and says
+     * nothing more (pm_i_debug_reported_before), rather than walking the
+     * same way again. */
+    struct {
+        const void *p;
+        uint64_t serial;
+    } passed[BLAME_MAX_RUN_OVER_REGISTRY];
+    unsigned np = 0;
+    for (unsigned k = 0; k <= BLAME_MAX_RUN_OVER_REGISTRY; k++) {
         uintptr_t chunk = (uintptr_t)p - offset - 16, reach = 64 + memalign_cut(offset);
         struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0, 0, 0};
         pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
@@ -1088,12 +1102,18 @@ static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err 
             break;
         *a = bs.found;
         a->run_over = k;
+        a->further_down = bs.kind == 2;
         have = 1;
-        if (bs.kind == 1)
+        if (bs.kind == 1 || k == BLAME_MAX_RUN_OVER_REGISTRY ||
+            pm_i_debug_was_reported(a->address, a->serial))
             break;
+        passed[np].p = a->address;
+        passed[np++].serial = a->serial;
         p = bs.found.address;
         offset = bs.found_offset;
     }
+    for (unsigned i = 0; i < np; i++)
+        pm_i_debug_note_passed(passed[i].p, passed[i].serial);
     return have;
 }
 

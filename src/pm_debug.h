@@ -98,6 +98,10 @@ typedef struct pm_i_err {
     /* Blocks between this one and next_block that the write ran over whole
        (their headers from below and their trailers damaged) on its way. */
     unsigned run_over;
+    /* 1: this block's own header was written from below too (run over
+       whole), and the search for the writer stopped here: the write may
+       have come from further down. */
+    int further_down;
     /* 1: next_block is the block before this one in memory instead, whose
        serial field (its last 8 bytes) alone this block's underflow reached,
        going down through this block's header. */
@@ -188,6 +192,9 @@ unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3]);
  * need be) and returns its flags before (0 if it has none, or none could
  * be made). */
 unsigned pm_i_debug_flags_add(const void *p, uint64_t serial, unsigned flags);
+/* Block (p, serial) was run over by a write reported through another
+ * block: noted as reported, without classes (see blame). */
+void pm_i_debug_note_passed(const void *p, uint64_t serial);
 /* Block (p, serial)'s flags in the reported set (0: not noted). */
 unsigned pm_i_debug_flags(const void *p, uint64_t serial);
 /* Block p (serial) was checked and found whole: damage reported before

@@ -875,6 +875,10 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
         pm_i_buf_u64(b, e->next_serial);
         pm_i_buf_str(b, "), which is why it\n    was found: that block was not handed back to the "
                         "allocator.\n");
+        if (e->further_down)
+            pm_i_buf_str(b, "    This block's own header was written from below too: the write may "
+                            "have come\n    from further down (the search for its start stops "
+                            "here).\n");
     }
     pm_i_buf_str(b, "    Data at p:");
     if (n <= 32) {
@@ -1138,6 +1142,8 @@ static void note_reported(const void *p, uint64_t serial)
     if (i < KEPT_BLOCKS)
         atomic_store_explicit(&kept_blocks[i], p, memory_order_relaxed);
 }
+
+void pm_i_debug_note_passed(const void *p, uint64_t serial) { note_reported(p, serial); }
 
 int pm_i_debug_was_reported(const void *p, uint64_t serial)
 {

@@ -430,6 +430,34 @@ static void test_overflows_in_a_row(void)
     }
 }
 
+/* One write from A over the 19 pool blocks after it into a 21st's header,
+ * the blocks freed from the top down: one report, A's overflow (before,
+ * with a search that stopped 16 blocks down, the 17th block, run over,
+ * was named as the writer, and each block above the cap named another:
+ * four reports). */
+static void test_overflow_over_many_blocks(void)
+{
+    NEED_DEBUG();
+    enum { RUN = 22, OVER = 20 };
+    unsigned char *a = block_run(24, 64, RUN);
+    if (a == NULL || !pool_block(a))
+        PM_SKIP("no 22 pool blocks in a row");
+    uint64_t sa = trailer_serial(a, 24);
+    unsigned long before = pm_error_count(PM_ERR_NONE);
+    watch();
+    memset(a, 'A', (size_t)OVER * 64); /* a's data on, up to the data of the 21st block */
+    for (int i = RUN - 1; i >= 0; i--) {
+        pm_mem_free(a + i * 64);
+        if (i == OVER)
+            reported_overflow_of(a, 24, sa);
+    }
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", S.message);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* A's overflow into the header of the block B after it, found at A's free
  * and through B, in either order: B freed while live (its header
  * damaged), or B freed before the write and met when a malloc takes it
@@ -500,5 +528,6 @@ int main(void)
     PM_RUN(test_overflow_met_again_through_a_freed_block);
     PM_RUN(test_overflow_of_a_block_with_its_own_underflow);
     PM_RUN(test_overflows_in_a_row);
+    PM_RUN(test_overflow_over_many_blocks);
     return pm_test_done();
 }
