@@ -1555,8 +1555,9 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     /* (once: see report; and a block the check at exit reported already,
      * taken by a malloc after it: the library's own at the end of exit, or
      * a later exit handler's) */
-    if (e.next_block == NULL ? !pm_i_debug_was_reported(e.address, e.serial)
-                             : !pm_i_debug_reported_before(&e))
+    if (e.next_block == NULL
+            ? !(pm_i_debug_flags(e.address, e.serial) & PM_I_REP_FREED_WRITTEN)
+            : !pm_i_debug_reported_before(&e))
         pm_i_debug_report(&e);
     return 1;
 }

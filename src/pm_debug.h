@@ -181,6 +181,7 @@ int pm_i_debug_was_blamed(const void *p, uint64_t serial);
 #define PM_I_REP_CLASSES 7u
 #define PM_I_REP_FREED 0x40u
 #define PM_I_REP_MENDED 0x20u
+#define PM_I_REP_FREED_WRITTEN 0x10u /* freed, and reported written after its free */
 /* The damage live block e->address has now (e: known and readable, with
  * its size, serial and API): a PM_I_REP_* flag for each class (underflow:
  * the API id or the pad before the data; overflow: the pad after it;

@@ -935,6 +935,41 @@ static void test_exit_reports_damage_since_report_more(void)
     }
 }
 
+/* A block reported by pm_check_block, mended, freed, then written after
+ * its free: the malloc that takes it again reports the use after free
+ * (a1725de silenced it for two hours: the block's address and serial had
+ * been reported, by the check, which only a report of its write after
+ * free at exit should silence). */
+static void body_mended_freed_then_written(void)
+{
+    unsigned char *p = pm_mem_malloc(64);
+    p[64] = 'x';
+    (void)pm_check_block(p);
+    p[64] = 0xFD;
+    if (pm_check_block(p) != 0)
+        _exit(7);
+    pm_mem_free(p);
+    p[10] = 1;
+    void *q = pm_mem_malloc(64);
+    say(q != NULL ? "done\n" : "no block\n");
+    exit(0);
+}
+
+static void test_write_after_free_of_a_mended_block(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"pymalloc_debug", "debug"};
+    for (int m = 0; m < 2; m++) {
+        run_report_case(modes[m], body_mended_freed_then_written, &r);
+        PM_CHECK_STR(r.output, "done\n");
+        PM_CHECK_STR(r.output, "pymalloc: pm_mem_malloc: use after free: the freed 64-byte block "
+                               "(serial 1)");
+        PM_CHECK_STR(r.output, "2 heap errors (buffer overflow: 1, use after free: 1)");
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+    }
+}
+
 static void test_exit_check_cases(void)
 {
     static pm_death_result r;
@@ -1137,6 +1172,7 @@ int main(void)
     PM_RUN(test_exit_check_cases);
     PM_RUN(test_exit_reports_damage_since_report);
     PM_RUN(test_exit_reports_damage_since_report_more);
+    PM_RUN(test_write_after_free_of_a_mended_block);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);
