@@ -860,7 +860,9 @@ static void body_since_report_more(void)
     unsigned char *a = pm_mem_malloc(24), *b = pm_mem_malloc(24);
     since_kept[0] = a, since_kept[1] = b;
     size_t gap = b > a ? (size_t)(b - a) : 0;
-    if (since_case <= 1 && (gap < 40 || gap > 128)) {
+    /* (ASan's guards around the C library's blocks catch the write into
+     * the next one first) */
+    if (since_case <= 1 && (gap < 40 || gap > 128 || PM_T_ASAN)) {
         say("not neighbours\n");
         exit(0);
     }
@@ -916,9 +918,11 @@ static void test_exit_reports_damage_since_report_more(void)
         "2 heap errors (buffer underflow: 1, API mismatch: 1)"};
     for (int m = 0; m < 3; m++) {
         for (since_case = 0; since_case < 4; since_case++) {
-            run_report_case(modes[m], body_since_report_more, &r);
+            env_case c = {modes[m], "report", NULL, body_since_report_more};
+            run_case(&c, &r);
             if (strstr(r.output, "not neighbours\n") != NULL)
                 continue;
+            PM_CHECK(r.exited && r.exit_status == 1);
             PM_CHECK_STR(r.output, "done\n");
             const char *at = strstr(r.output, exit_line[since_case]);
             PM_CHECK(at != NULL && strstr(at + 1, "pymalloc: exit: buffer") == NULL &&
