@@ -878,16 +878,16 @@ static int damaged_from_below(const pm_i_err *e)
 /* What live block e's own damage (c: its class; e its report, known and
  * readable) says of a write past its end that reached the block above it:
  * 0 none; 1 it was written past its end, through its pad bytes into its
- * serial field, whatever else is damaged in it (an
- * underflow of its own: before 2026-12-07 such a block was passed over,
- * and the block above was reported as an underflow of its own); 2 so, and
- * its header was written from below, from its lowest bytes through its
- * pad: the block was run over whole, and the write may have come from
- * further down, through it. For 1 and 2, e is made its overflow's report.
- * Through its pad bytes into its serial field: the write may have gone on
- * into what follows it (a lone damaged byte among its pad bytes is another
- * bug). Damage of the serial field alone, the pad bytes intact, came from
- * above: an underflow of the block after it reaching down into this one.
+ * serial field, whatever else is damaged in it (an underflow of its own:
+ * before 2026-12-07 such a block was passed over, and the block above was
+ * reported as an underflow of its own); 2 so, and its header was written
+ * from below, from its lowest bytes through its pad: the block was run
+ * over whole, and the write may have come from further down, through it.
+ * For 1 and 2, e is made its overflow's report.
+ * Only a write through the pad bytes into the serial field may have gone
+ * on into what follows (a lone damaged byte among the pad bytes is another
+ * bug); damage of the serial field alone, the pad bytes intact, came from
+ * above (an underflow of the block after it reaching down into this one).
  * The first damaged pad byte is not always the first one, nor the serial's
  * last damaged byte its last one: a write of the value a byte holds leaves
  * no trace (0xFD over a pad byte; zeros over a serial that is a multiple

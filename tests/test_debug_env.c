@@ -941,9 +941,9 @@ static void test_exit_reports_damage_since_report_more(void)
 
 /* A block reported by pm_check_block, mended, freed, then written after
  * its free: the malloc that takes it again reports the use after free
- * (a1725de silenced it for two hours: the block's address and serial had
- * been reported, by the check, which only a report of its write after
- * free at exit should silence). */
+ * (a1725de silenced it: the block's address and serial had been reported,
+ * by the check; only a report of its write after free, at exit, should
+ * silence that malloc's). */
 static void body_mended_freed_then_written(void)
 {
     unsigned char *p = pm_mem_malloc(64);
