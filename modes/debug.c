@@ -1088,18 +1088,20 @@ static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err 
      * passed are noted as reported (their damage is the named block's
      * write): the next one's search stops at them, one walk, and says
      * nothing more (pm_i_debug_reported_before), rather than walking the
-     * same way again. */
-    struct {
-        const void *p;
-        uint64_t serial;
-    } passed[BLAME_MAX_RUN_OVER_REGISTRY];
-    unsigned np = 0;
+     * same way again. A block is passed once a block below it is found:
+     * the one the search stops at is the one named, never noted here
+     * (8510e92 noted it when nothing was found below it, and its report
+     * was silenced: a victim freed, nothing reported, exit status 0). */
+    const void *above = NULL; /* the block the search left, not yet passed */
+    uint64_t above_serial = 0;
     for (unsigned k = 0; k <= BLAME_MAX_RUN_OVER_REGISTRY; k++) {
         uintptr_t chunk = (uintptr_t)p - offset - 16, reach = 64 + memalign_cut(offset);
         struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0, 0, 0};
         pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
         if (!bs.any)
             break;
+        if (above != NULL)
+            pm_i_debug_note_passed(above, above_serial);
         *a = bs.found;
         a->run_over = k;
         a->further_down = bs.kind == 2;
@@ -1107,13 +1109,11 @@ static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err 
         if (bs.kind == 1 || k == BLAME_MAX_RUN_OVER_REGISTRY ||
             pm_i_debug_was_reported(a->address, a->serial))
             break;
-        passed[np].p = a->address;
-        passed[np++].serial = a->serial;
+        above = a->address;
+        above_serial = a->serial;
         p = bs.found.address;
         offset = bs.found_offset;
     }
-    for (unsigned i = 0; i < np; i++)
-        pm_i_debug_note_passed(passed[i].p, passed[i].serial);
     return have;
 }
 
@@ -2050,7 +2050,11 @@ static int q_release_all(const dbg *g, int op, const qent *out, int n)
             q_chunk_error(g, entry_name(g, op), &out[bad], &e);
         else
             q_error(g, entry_name(g, op), &out[bad], &e);
-        if (e.next_block == NULL || !pm_i_debug_reported_before(&e)) /* (once: see report) */
+        /* (once: see report; and a held block the check at exit reported
+         * already, released after it: see freed_written) */
+        if (e.next_block == NULL
+                ? !(pm_i_debug_flags(e.address, e.serial) & PM_I_REP_FREED_WRITTEN)
+                : !pm_i_debug_reported_before(&e))
             pm_i_debug_report(&e);
     }
     return again;

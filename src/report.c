@@ -1199,7 +1199,7 @@ void pm_i_debug_count_at_exit(const pm_i_err *e)
      * more) */
     if (e->known && e->readable && !e->freed_data && !e->quarantined)
         note_reported_as(e);
-    else if (e->freed_data)
+    else if (e->freed_data || e->quarantined) /* (written, or its chunk header: held) */
         (void)pm_i_debug_flags_add(e->address, e->serial, PM_I_REP_FREED_WRITTEN);
     note_reported(e->next_block, e->next_serial);
 }

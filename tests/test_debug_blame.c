@@ -430,6 +430,35 @@ static void test_overflows_in_a_row(void)
     }
 }
 
+/* A's header damaged from its size field on (by nothing the search can
+ * find below it) and A written past its end into B's header: A's
+ * overflow, named, its dump saying the write may have come from further
+ * down (8510e92 noted A as a block passed and said nothing at all: B
+ * freed, no report, exit status 0 in report mode). The C library's
+ * 600-byte blocks, beside the pools (see beside_pools). */
+static void test_overflow_of_a_block_run_over_from_nowhere(void)
+{
+    NEED_DEBUG();
+    if (!beside_pools())
+        PM_SKIP("the C library's chunk headers are written (see beside_pools)");
+    unsigned char *a = block_run(600, 640, 2);
+    if (a == NULL)
+        PM_SKIP("no two 600-byte blocks 640 bytes apart");
+    unsigned char *b = a + 640;
+    uint64_t sa = trailer_serial(a, 600);
+    unsigned long before = pm_error_count(PM_ERR_NONE);
+    watch();
+    a[-12] = 'U';
+    a[-1] = 'U';
+    memset(a + 600, 'X', 640 - 600 - 8); /* a's trailer, b's chunk header, b's size field */
+    pm_mem_free(b);
+    reported_overflow_of(a, 600, sa);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", S.message);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* One write from A over the 19 pool blocks after it into a 21st's header,
  * the blocks freed from the top down: one report, A's overflow (before,
  * with a search that stopped 16 blocks down, the 17th block, run over,
@@ -529,5 +558,6 @@ int main(void)
     PM_RUN(test_overflow_of_a_block_with_its_own_underflow);
     PM_RUN(test_overflows_in_a_row);
     PM_RUN(test_overflow_over_many_blocks);
+    PM_RUN(test_overflow_of_a_block_run_over_from_nowhere);
     return pm_test_done();
 }
