@@ -902,18 +902,17 @@ static void test_exit_reports_damage_since_report_more(void)
 {
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "pymalloc_debug", "debug"};
+#define OVER_24 "pymalloc: exit: buffer overflow: at least 16 bytes written past the end of a 24-byte block (serial 1)"
     static const char *const exit_line[4] = {
-        "pymalloc: exit: buffer overflow: at least 16 bytes written past the end of a 24-byte "
-        "block (serial 1)",
-        "pymalloc: exit: buffer overflow: at least 16 bytes written past the end of a 24-byte "
-        "block (serial 1)",
-        "pymalloc: exit: header corrupt: the serial field of a 24-byte block (serial 1) was "
-        "overwritten",
-        "pymalloc: exit: buffer underflow: 1 byte written before the start of a 24-byte block "
-        "(serial 1)"};
+        OVER_24,
+        OVER_24,
+        "pymalloc: exit: header corrupt: the serial field of a 24-byte block (serial 1) was overwritten",
+        "pymalloc: exit: buffer underflow: 1 byte written before the start of a 24-byte block (serial 1)",
+    };
+#undef OVER_24
     static const char *const summary[4] = {
-        "2 heap errors (buffer overflow: 2)", "2 heap errors (buffer overflow: 1, buffer "
-                                              "underflow: 1)",
+        "2 heap errors (buffer overflow: 2)",
+        "2 heap errors (buffer overflow: 1, buffer underflow: 1)",
         "2 heap errors (buffer overflow: 1, header corrupt: 1)",
         "2 heap errors (buffer underflow: 1, API mismatch: 1)"};
     for (int m = 0; m < 3; m++) {
