@@ -1531,6 +1531,18 @@ static void freed_error(const unsigned char *p, size_t head, size_t size, uint64
     e->api_expected = api;
 }
 
+/* Report e of a freed block found written (taken by a malloc, or leaving
+ * the quarantine) is new: not a damage reported through the block below
+ * it (once: see report), nor a block the check at exit reported already
+ * (PM_I_REP_FREED_WRITTEN: taken or released after it, by the library's
+ * own allocation at the end of exit, say). */
+static int freed_report_is_new(pm_i_err *e)
+{
+    if (e->next_block != NULL)
+        return !pm_i_debug_reported_before(e);
+    return !(pm_i_debug_flags(e->address, e->serial) & PM_I_REP_FREED_WRITTEN);
+}
+
 /* Pool block base, just taken from the pool by a malloc or calloc (op)
  * through g, was freed whole (its side word w held v: SIDE_FILLED), and
  * its data or trailer no longer hold DEADBYTE (freed_damaged): a write
@@ -1552,12 +1564,7 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     if (PM_I_UNLIKELY(serial_alone(&e)))
         blame_above(&e, PM_I_DEBUG_HEAD); /* (the underflow of the block after it) */
     e.entry = entry_name(g, op);
-    /* (once: see report; and a block the check at exit reported already,
-     * taken by a malloc after it: the library's own at the end of exit, or
-     * a later exit handler's) */
-    if (e.next_block == NULL
-            ? !(pm_i_debug_flags(e.address, e.serial) & PM_I_REP_FREED_WRITTEN)
-            : !pm_i_debug_reported_before(&e))
+    if (freed_report_is_new(&e))
         pm_i_debug_report(&e);
     return 1;
 }
@@ -1576,32 +1583,28 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     const char *who = pm_i_debug_entry != NULL ? pm_i_debug_entry : "pool allocator";
     /* The pool's own start: below its first block, so the previous pool's. */
     const unsigned char *last = pool_block_before(pool, 0);
-    int found = 0; /* 1: reported here; 2: reported before, not again (3, 4: below) */
+    /* The writer: that block, live and written past its end; else the
+     * pool's first block, live, its header damaged from its lowest bytes
+     * (a write before its start, a loop from a negative index, went down
+     * through it into the pool's header; before 2026-12-07 the line blamed
+     * the pool before it and the block was never named). Reported here,
+     * or named as reported before (by the free that leaked it,
+     * PYMALLOC_ON_ERROR=report). */
     pm_i_err e;
+    const char *how = NULL, *which = NULL;
+    const unsigned char *first = (const unsigned char *)pool + PM_P_HDR + PM_I_DEBUG_HEAD;
     if (last != NULL && pool_block_overflowed(last, &e)) {
-        found = 1;
-        if (pm_i_debug_was_reported(e.address, e.serial)) {
-            found = 2; /* (by the free that leaked it, PYMALLOC_ON_ERROR=report) */
-        } else {
-            e.entry = who;
-            pm_i_debug_report_print(&e);
-        }
-    } else if (idx < PM_P_NCLASSES) {
-        /* Else the pool's first block, live, its header damaged from its
-         * lowest bytes: a write before its start (a loop from a negative
-         * index) went down through it into the pool's header (3: reported
-         * here; 4: reported before). Before 2026-12-07 the line blamed the
-         * pool before it and the block was never named. */
-        const unsigned char *first = (const unsigned char *)pool + PM_P_HDR + PM_I_DEBUG_HEAD;
-        if (pool_block_damaged(first, &e) != PM_ERR_NONE && damaged_from_below(&e)) {
-            found = 3;
-            if (pm_i_debug_was_reported(e.address, e.serial)) {
-                found = 4;
-            } else {
-                e.entry = who;
-                pm_i_debug_report_print(&e);
-            }
-        }
+        how = "past the end";
+        which = "the last block of the pool before it";
+    } else if (idx < PM_P_NCLASSES && pool_block_damaged(first, &e) != PM_ERR_NONE &&
+               damaged_from_below(&e)) {
+        how = "before the start";
+        which = "the pool's first block";
+    }
+    int before = how != NULL && pm_i_debug_was_reported(e.address, e.serial);
+    if (how != NULL && !before) {
+        e.entry = who;
+        pm_i_debug_report_print(&e);
     }
     char storage[512];
     pm_i_buf b;
@@ -1617,24 +1620,22 @@ void pm_i_debug_pool_header_damaged(const void *pool, unsigned idx)
     } else {
         pm_i_buf_str(&b, " (an empty pool)");
     }
-    if (found == 1) {
-        pm_i_buf_str(&b, " was overwritten by the write past the end of the block reported "
-                         "above, the last block of the pool before it");
-    } else if (found == 2) {
-        pm_i_buf_str(&b, " was overwritten by the write past the end of the block at ");
-        pm_i_buf_ptr(&b, e.address);
-        pm_i_buf_str(&b, " (serial ");
-        pm_i_buf_u64(&b, e.serial);
-        pm_i_buf_str(&b, "), the last block of the pool before it, reported before");
-    } else if (found == 3) {
-        pm_i_buf_str(&b, " was overwritten by the write before the start of the block reported "
-                         "above, the pool's first block");
-    } else if (found == 4) {
-        pm_i_buf_str(&b, " was overwritten by the write before the start of the block at ");
-        pm_i_buf_ptr(&b, e.address);
-        pm_i_buf_str(&b, " (serial ");
-        pm_i_buf_u64(&b, e.serial);
-        pm_i_buf_str(&b, "), the pool's first block, reported before");
+    if (how != NULL) {
+        pm_i_buf_str(&b, " was overwritten by the write ");
+        pm_i_buf_str(&b, how);
+        pm_i_buf_str(&b, " of the block ");
+        if (before) {
+            pm_i_buf_str(&b, "at ");
+            pm_i_buf_ptr(&b, e.address);
+            pm_i_buf_str(&b, " (serial ");
+            pm_i_buf_u64(&b, e.serial);
+            pm_i_buf_str(&b, "), ");
+        } else {
+            pm_i_buf_str(&b, "reported above, ");
+        }
+        pm_i_buf_str(&b, which);
+        if (before)
+            pm_i_buf_str(&b, ", reported before");
     } else {
         pm_i_buf_str(&b, " was overwritten (by a write past the end of the last block of "
                          "the pool before it?)");
@@ -2050,11 +2051,7 @@ static int q_release_all(const dbg *g, int op, const qent *out, int n)
             q_chunk_error(g, entry_name(g, op), &out[bad], &e);
         else
             q_error(g, entry_name(g, op), &out[bad], &e);
-        /* (once: see report; and a held block the check at exit reported
-         * already, released after it: see freed_written) */
-        if (e.next_block == NULL
-                ? !(pm_i_debug_flags(e.address, e.serial) & PM_I_REP_FREED_WRITTEN)
-                : !pm_i_debug_reported_before(&e))
+        if (freed_report_is_new(&e))
             pm_i_debug_report(&e);
     }
     return again;
