@@ -264,6 +264,23 @@ struct pm_stats {
         size_t blocks_available; /* free blocks of those pools */
         size_t blocks_cached;    /* in thread caches (under memcheck: quarantined) */
     } classes[PM_STATS_NCLASSES];
+    /* Pools in use whose header was overwritten (a write past the end of
+     * the last block of the pool before it): left out of the figures above,
+     * which cannot be read from it; their bytes make the byte lines add up
+     * to arenas x 1 MiB. Always 0 under the debug hooks, which stop the
+     * program at such a header. */
+    size_t pools_damaged;
+    size_t bytes_damaged_pools; /* pools_damaged * pool_size */
+    /* The ownership map (CPython's "arena map"): a static root of
+     * pointers and 256 KiB leaves mapped as arenas need them, never
+     * freed; the debug hooks' side map (a word per block slot, the pools'
+     * record of their blocks) has the same shape, 8 bytes per entry. */
+    size_t arena_map_leaves;
+    size_t bytes_arena_map_root;
+    size_t bytes_arena_map_leaves;
+    size_t side_map_leaves;
+    size_t bytes_side_map_root;
+    size_t bytes_side_map_leaves;
 };
 
 /* Fill *out (0), or -1 with errno = EINVAL for NULL. A consistent snapshot

@@ -614,6 +614,15 @@ static int damage_first(unsigned mask)
 static const pm_error_class damage_class[3] = {PM_ERR_BUFFER_OVERFLOW, PM_ERR_BUFFER_UNDERFLOW,
                                                PM_ERR_HEADER_CORRUPT};
 
+/* e names its damage of class i (damage_first's index), with that class's
+ * first and last damaged offsets (pm_i_debug_damage's lo[i], hi[i]). */
+static void name_damage(pm_i_err *e, int i, const ptrdiff_t lo[3], const ptrdiff_t hi[3])
+{
+    e->error = damage_class[i];
+    e->offset = lo[i];
+    e->last = hi[i];
+}
+
 /* The header and trailer of live block e->address (known and readable: its
  * size, serial and API in e) against what they should hold; 0 or the
  * class of the damage, with its first and last damaged offsets in e. An
@@ -625,9 +634,8 @@ static pm_error_class check_bytes(pm_i_err *e)
     int i = damage_first(pm_i_debug_damage(e, lo, hi));
     if (i < 0)
         return PM_ERR_NONE;
-    e->offset = lo[i];
-    e->last = hi[i];
-    return damage_class[i];
+    name_damage(e, i, lo, hi);
+    return e->error;
 }
 
 struct prev_search {
@@ -1351,8 +1359,7 @@ static void blame(pm_i_err *e)
  * block's free makes one report between them. Else 0: report e. */
 static int damage_told(int op, pm_i_err *e)
 {
-    int damage = e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
-                 e->error == PM_ERR_HEADER_CORRUPT;
+    int damage = pm_i_err_is_damage(e->error);
     if ((!damage && e->error != PM_ERR_API_MISMATCH) || !e->known || !e->readable)
         return 0;
     ptrdiff_t lo[3], hi[3];
@@ -1377,9 +1384,7 @@ static int damage_told(int op, pm_i_err *e)
         return 0;
     if (fresh == 0)
         return 1;
-    e->error = damage_class[i];
-    e->offset = lo[i];
-    e->last = hi[i];
+    name_damage(e, i, lo, hi);
     return 0;
 }
 
@@ -1401,9 +1406,7 @@ static void report(const dbg *g, int op, pm_i_err *e)
     if (e->next_block != NULL) {
         if (pm_i_debug_reported_before(e) && op == OP_FREE)
             return;
-    } else if (op == OP_FREE &&
-               (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
-                e->error == PM_ERR_HEADER_CORRUPT) &&
+    } else if (op == OP_FREE && pm_i_err_is_damage(e->error) &&
                pm_i_debug_was_blamed(e->address, e->serial)) {
         return;
     }
@@ -3159,9 +3162,7 @@ static int told_before(pm_i_err *e)
     unsigned f = pm_i_debug_flags(e->address, e->serial);
     if (f == 0)
         return 0;
-    int damage = e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
-                 e->error == PM_ERR_HEADER_CORRUPT;
-    if (!damage || !e->known || !e->readable || e->below_header)
+    if (!pm_i_err_is_damage(e->error) || !e->known || !e->readable || e->below_header)
         return 1;
     /* (a victim's: noted, without classes, neither mended nor freed by the
      * program; a free found an API mismatch: freed, without classes) */
@@ -3181,9 +3182,7 @@ static int told_before(pm_i_err *e)
     int i = damage_first(fresh);
     if (i < 0)
         return 1;
-    e->error = damage_class[i];
-    e->offset = lo[i];
-    e->last = hi[i];
+    name_damage(e, i, lo, hi);
     e->freed_damaged = (f & PM_I_REP_FREED) != 0;
     return 0;
 }

@@ -201,6 +201,7 @@ static int tree_leaf(uintptr_t a)
     if (leaf == NULL)
         return -1;
     atomic_store_explicit(&pm_i_p_tree[top], leaf, memory_order_release);
+    pm_i_p.tree_leaves++;
     return 0;
 }
 
@@ -224,6 +225,7 @@ static int side_leaf(uintptr_t a)
     if (leaf == NULL)
         return -1;
     atomic_store_explicit(&pm_i_p_side_tree[top], leaf, memory_order_release);
+    pm_i_p.side_leaves++;
     return 0;
 }
 

@@ -195,6 +195,7 @@ struct pm_p_state {
      * through the arenas). */
     unsigned chunk_fresh;
     size_t arenas_total, arenas_reclaimed, arenas_highwater, arenas_current;
+    size_t tree_leaves, side_leaves; /* the two maps' leaves (never freed) */
 
     pthread_mutex_t tc_lock; /* the thread-cache registry */
     pm_tcache *caches;       /* every live thread's cache, and dead ones' left

@@ -134,6 +134,8 @@ static int get_stats_run(struct pm_stats *st, int bounded)
     st->arenas_reclaimed = pm_i_p.arenas_reclaimed;
     st->arenas_highwater = pm_i_p.arenas_highwater;
     st->arenas_current = pm_i_p.arenas_current;
+    st->arena_map_leaves = pm_i_p.tree_leaves;
+    st->side_map_leaves = pm_i_p.side_leaves;
     FOR_EACH_ARENA(ao) {
         st->bytes_arena_alignment += PM_P_ARENA_SIZE - (size_t)ao->ntotalpools * PM_P_POOL_SIZE;
         st->unused_pools += ao->nfreepools;
@@ -148,6 +150,7 @@ static int get_stats_run(struct pm_stats *st, int bounded)
                 unsigned tree = pm_i_p_lookup(p);
                 if (atomic_load_explicit(&pm_i_p_side_enabled, memory_order_relaxed))
                     pm_i_debug_pool_header_damaged(p, tree != 0 ? tree - 1 : PM_P_NCLASSES);
+                st->pools_damaged++;
                 continue;
             }
             size_t size = PM_P_CLASS_SIZE(h.szidx);
@@ -173,6 +176,11 @@ static int get_stats_run(struct pm_stats *st, int bounded)
     pm_i_p_leave();
 
     st->bytes_unused_pools = st->unused_pools * PM_P_POOL_SIZE;
+    st->bytes_damaged_pools = st->pools_damaged * PM_P_POOL_SIZE;
+    st->bytes_arena_map_root = sizeof pm_i_p_tree;
+    st->bytes_arena_map_leaves = st->arena_map_leaves * PM_P_TREE_LEAF_SIZE;
+    st->bytes_side_map_root = sizeof pm_i_p_side_tree;
+    st->bytes_side_map_leaves = st->side_map_leaves * PM_P_TREE_LEAF_SIZE * sizeof(pm_p_sentry);
     for (unsigned i = 0; i < PM_P_NCLASSES; i++) {
         struct pm_stats_class *k = &st->classes[i];
         st->bytes_allocated_blocks += k->blocks_in_use * k->size;
@@ -280,6 +288,27 @@ static void print_stats(int fd, int bounded)
     total += line(&b, "# bytes lost to pool headers", st.bytes_pool_headers);
     total += line(&b, "# bytes lost to quantization", st.bytes_quantization);
     total += line(&b, "# bytes lost to arena alignment", st.bytes_arena_alignment);
+    if (st.pools_damaged != 0) {
+        /* (not in CPython's output: its pools never leave one out) */
+        pm_i_buf_init(&l, ls, sizeof ls, -1);
+        label2(&l, st.pools_damaged, " damaged pools * ", PM_P_POOL_SIZE, " bytes");
+        total += line(&b, ls, st.bytes_damaged_pools);
+    }
+    line(&b, "Total", total);
+    /* The ownership map, as CPython's radix tree ("arena map"): a root and
+     * leaves here (CPython's has a middle level: mid and bot nodes); the
+     * debug hooks' side map, of the same shape, once it has a leaf. */
+    pm_i_buf_str(&b, "\narena map counts\n");
+    line(&b, "# arena map leaf nodes", st.arena_map_leaves);
+    if (st.side_map_leaves != 0)
+        line(&b, "# side map leaf nodes", st.side_map_leaves);
+    pm_i_buf_char(&b, '\n');
+    total = line(&b, "# bytes lost to arena map root", st.bytes_arena_map_root);
+    total += line(&b, "# bytes lost to arena map leaves", st.bytes_arena_map_leaves);
+    if (st.side_map_leaves != 0) {
+        total += line(&b, "# bytes lost to side map root", st.bytes_side_map_root);
+        total += line(&b, "# bytes lost to side map leaves", st.bytes_side_map_leaves);
+    }
     line(&b, "Total", total);
     /* pymalloc's own lines: thread caches (already counted above in
      * "blocks in use" and "bytes in allocated blocks") and the blocks sent

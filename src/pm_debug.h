@@ -189,6 +189,12 @@ int pm_i_debug_was_blamed(const void *p, uint64_t serial);
  * last damaged offsets in lo[i], hi[i] (i: 0 overflow, 1 underflow, 2
  * header). */
 unsigned pm_i_debug_damage(const pm_i_err *e, ptrdiff_t lo[3], ptrdiff_t hi[3]);
+/* Whether c is a class of damage to a block's guard bytes (the ones
+ * pm_i_debug_damage reads). */
+static inline int pm_i_err_is_damage(pm_error_class c)
+{
+    return c == PM_ERR_BUFFER_OVERFLOW || c == PM_ERR_BUFFER_UNDERFLOW || c == PM_ERR_HEADER_CORRUPT;
+}
 /* Adds flags to block (p, serial)'s entry in the reported set (made if
  * need be) and returns its flags before (0 if it has none, or none could
  * be made). */

@@ -1326,8 +1326,7 @@ static void report_then(const pm_i_err *e, void (*written)(void *), void *arg,
 
     /* A damaged block stays live (leaked), and so does the next block whose
      * header a write from it reached. */
-    if (e->error == PM_ERR_BUFFER_OVERFLOW || e->error == PM_ERR_BUFFER_UNDERFLOW ||
-        e->error == PM_ERR_HEADER_CORRUPT) {
+    if (pm_i_err_is_damage(e->error)) {
         note_reported(e->address, e->serial);
         note_reported_as(e);
         note_reported(e->next_block, e->next_serial);

@@ -67,7 +67,7 @@ static int balanced(const struct pm_stats *st)
 {
     size_t sum = st->bytes_allocated_blocks + st->bytes_available_blocks +
                  st->bytes_unused_pools + st->bytes_pool_headers + st->bytes_quantization +
-                 st->bytes_arena_alignment;
+                 st->bytes_arena_alignment + st->bytes_damaged_pools;
     if (sum != st->arenas_current * st->arena_size)
         fprintf(stderr, "stats: %zu bytes accounted, %zu arenas\n", sum, st->arenas_current);
     return sum == st->arenas_current * st->arena_size;
@@ -589,7 +589,20 @@ static void test_print_stats_format(void)
         }
         l += ll + (nl != NULL);
     }
-    PM_CHECK_EQ(lines, 16);
+    /* CPython's 16, and the ownership map's 4 (CPython's "arena map
+     * counts", with leaves in place of its mid and bot nodes) */
+    PM_CHECK_EQ(lines, 20);
+    PM_CHECK_EQ(st.side_map_leaves, 0);
+    PM_CHECK(st.arena_map_leaves >= 1);
+    PM_CHECK_EQ(st.bytes_arena_map_leaves, st.arena_map_leaves * 262144);
+    PM_CHECK_EQ(st.bytes_arena_map_root, (size_t)1 << 16 << 3);
+    snprintf(want, sizeof want,
+             "\narena map counts\n"
+             "# arena map leaf nodes             =%21s\n\n"
+             "# bytes lost to arena map root     =%21s\n",
+             st.arena_map_leaves == 1 ? "1" : "?", "524,288");
+    if (st.arena_map_leaves == 1)
+        PM_CHECK_STR(out, want);
     /* Total == arenas * ARENA_SIZE, printed with separators. */
     const char *total = strstr(out, "\nTotal");
     PM_CHECK(total != NULL);
@@ -604,6 +617,43 @@ static void test_print_stats_format(void)
     OBJ->free(keep);
     for (int c = 0; c < 32; c++)
         MEM->free(every[c]);
+}
+
+/* A pool whose header a write from below overwrote cannot be read: the
+ * statistics leave it out and say so, on a line of its own, so that the
+ * byte lines still add up to arenas x 1 MiB (before, the pool and its
+ * blocks were gone from the figures, without a word). */
+static void test_stats_damaged_pool(void)
+{
+    NEED_NATIVE();
+    unsigned char *p = OBJ->malloc(300);
+    pm_i_pool_flush_thread_cache();
+    struct pm_stats before, after;
+    PM_CHECK_EQ(pm_get_stats(&before), 0);
+    PM_CHECK_EQ(before.pools_damaged, 0);
+    PM_CHECK(balanced(&before));
+    size_t k = (300 - 1) / 16; /* the class of 304 bytes */
+    /* The check word, the header's first field: where a write past the end
+     * of the last block of the pool below lands first. */
+    unsigned char *check = (unsigned char *)((uintptr_t)p & ~(uintptr_t)16383);
+    unsigned char saved = check[0];
+    check[0] ^= 0x5a;
+    PM_CHECK_EQ(pm_get_stats(&after), 0);
+    PM_CHECK_EQ(after.pools_damaged, 1);
+    PM_CHECK_EQ(after.bytes_damaged_pools, 16384);
+    PM_CHECK_EQ(after.classes[k].pools, before.classes[k].pools - 1);
+    PM_CHECK(balanced(&after));
+    const char *out = pm_t_stats_text();
+    PM_CHECK_STR(out, "# bytes lost to arena alignment    =");
+    PM_CHECK_STR(out, "1 damaged pools * 16384 bytes      =               16,384\n"
+                      "Total                              =");
+    check[0] = saved;
+    PM_CHECK_EQ(pm_get_stats(&after), 0);
+    PM_CHECK_EQ(after.pools_damaged, 0);
+    PM_CHECK_STR(pm_t_stats_text(), "arena map counts"); /* (and no damaged line) */
+    PM_CHECK(strstr(pm_t_stats_text(), "damaged pools") == NULL);
+    PM_CHECK_EQ(validate(), 0);
+    OBJ->free(p);
 }
 
 /* The raw blocks' label: 0 and requests past 512 go to libc (under
@@ -626,6 +676,7 @@ int main(void)
     PM_RUN(test_random_workload_stats_balance);
     PM_RUN(test_validator_detects_corruption);
     PM_RUN(test_print_stats_format);
+    PM_RUN(test_stats_damaged_pool);
     PM_RUN(test_raw_label);
     PM_RUN(test_arenas_returned);
     PM_RUN(test_bin_count_above_list);
