@@ -3148,6 +3148,9 @@ struct abort_scan {
      * for the victim, whichever the walk meets first. */
     const void *seen[ABORT_SEEN];
     int nseen;
+    int nseen_new; /* seen[0 .. nseen_new): reported by this check; the
+                      rest, reported before it (their slots given up to
+                      new ones when full) */
 };
 
 /* The check at exit's or abort's damaged block e: 1 if it was reported
@@ -3193,12 +3196,12 @@ static int told_before(pm_i_err *e)
  * totals line (at exit by exit_keep, before any report of this check: a
  * block met again here, reported earlier in this check, is not counted);
  * at exit the others are counted as errors too. */
-static void abort_report(struct abort_scan *sc, pm_i_err *e)
+static int abort_report(struct abort_scan *sc, pm_i_err *e)
 {
     if (told_before(e)) {
         if (!sc->at_exit) /* (at exit: counted by exit_keep; met again here) */
             sc->before++;
-        return;
+        return 0;
     }
     e->entry = sc->at_exit ? "exit" : "abort";
     if (sc->at_exit)
@@ -3211,8 +3214,9 @@ static void abort_report(struct abort_scan *sc, pm_i_err *e)
     else if (e->freed_damaged)
         sc->leaked_damaged++;
     if (++sc->damaged > ABORT_REPORTS)
-        return;
+        return 1;
     pm_i_debug_report_print(e);
+    return 1;
 }
 
 /* The check at exit's damaged registry blocks, reported after the walk
@@ -3390,17 +3394,30 @@ static void exit_keep(struct abort_scan *sc, pm_i_err *e)
         exit_pending_n++;
 }
 
-/* At abort, whether block p was reported already in this check (a block
- * blamed for the damage of the one above it is met twice); if not, it is
- * now. */
-static int abort_seen(struct abort_scan *sc, const void *p)
+/* At abort, damaged block e (blamed): reported (abort_report) unless this
+ * check met it already (a block blamed for the damage of the one above
+ * it is met twice, once through that one). The blocks this check reports
+ * keep their place in seen[]; those reported before it (not again, only
+ * counted) take what is left, and give it up to new ones when it is full:
+ * before 2026-12-07 they filled it, after 64 earlier reports every block
+ * met twice was reported twice (found by an audit). */
+static void abort_found(struct abort_scan *sc, pm_i_err *e)
 {
     for (int i = 0; i < sc->nseen; i++)
-        if (sc->seen[i] == p)
-            return 1;
-    if (sc->nseen < ABORT_SEEN)
-        sc->seen[sc->nseen++] = p;
-    return 0;
+        if (sc->seen[i] == e->address)
+            return;
+    if (abort_report(sc, e)) {
+        if (sc->nseen_new == ABORT_SEEN)
+            return;
+        if (sc->nseen == ABORT_SEEN)
+            sc->nseen--; /* (the last of those reported before gives way) */
+        if (sc->nseen > sc->nseen_new) /* (the first of them moves to the end) */
+            sc->seen[sc->nseen] = sc->seen[sc->nseen_new];
+        sc->nseen++;
+        sc->seen[sc->nseen_new++] = e->address;
+    } else if (sc->nseen < ABORT_SEEN) {
+        sc->seen[sc->nseen++] = e->address;
+    }
 }
 
 static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
@@ -3426,8 +3443,7 @@ static void abort_check_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
      * a bounded time for each other stripe (this thread may have been
      * interrupted holding one). */
     blame(&e);
-    if (!abort_seen(sc, e.address))
-        abort_report(sc, &e);
+    abort_found(sc, &e);
 }
 
 static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t v,
@@ -3463,8 +3479,8 @@ static void abort_check_side(unsigned char *base, _Atomic uint64_t *w, uint64_t 
     sc->last = e.address;
     if (sc->at_exit)
         exit_keep(sc, &e); /* blamed already (the arena lock keeps the blocks) */
-    else if (!abort_seen(sc, e.address))
-        abort_report(sc, &e);
+    else
+        abort_found(sc, &e);
 }
 
 /* A freed pool block whose free filled it (SIDE_FILLED), still in the
@@ -3504,8 +3520,8 @@ static void abort_check_freed(unsigned char *base, _Atomic uint64_t *w, uint64_t
         blame_above(&e, PM_I_DEBUG_HEAD);
     if (sc->at_exit)
         exit_keep(sc, &e);
-    else if (!abort_seen(sc, e.address))
-        abort_report(sc, &e);
+    else
+        abort_found(sc, &e);
 }
 
 /* A block the quarantine holds (q_each, its lock held: the block stays),
@@ -3526,8 +3542,8 @@ static void abort_check_held(const qent *h, void *arg)
         return;
     if (sc->at_exit)
         exit_keep(sc, &e);
-    else if (!abort_seen(sc, e.address))
-        abort_report(sc, &e);
+    else
+        abort_found(sc, &e);
 }
 
 /* The check of the heap at abort and at exit reads blocks that other

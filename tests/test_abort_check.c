@@ -29,6 +29,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 
 static struct sigaction installed; /* SIGABRT's action at start-up */
@@ -186,6 +187,32 @@ static void overflow_into_next_libc_then_abort(void *arg)
     abort();
 }
 
+/* An error handler that returns: the call goes on as in
+ * PYMALLOC_ON_ERROR=report, the damaged block leaked. */
+static void go_on(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+}
+
+/* The same after 100 other damaged blocks were reported (and leaked) while
+ * the program went on: the check at abort met each of them, and the list
+ * of the blocks it had met, 64 long, was full of them by the time it met
+ * the pair: the overflow was reported twice, through each block. */
+static void overflow_into_next_libc_after_reports(void *arg)
+{
+    pm_set_error_handler(go_on, NULL);
+    int err = dup(2), null = open("/dev/null", O_WRONLY); /* (the reports: 50 KB) */
+    dup2(null, 2);
+    for (int i = 0; i < 100; i++) {
+        unsigned char *p = pm_raw_malloc(40);
+        p[40] = 0;
+        pm_raw_free(p); /* reported; leaked */
+    }
+    dup2(err, 2);
+    overflow_into_next_libc_then_abort(arg);
+}
+
 static void test_libc_overflow_into_next_reported_once(void)
 {
     NEED_DEBUG();
@@ -206,6 +233,9 @@ static void test_libc_overflow_into_next_reported_once(void)
     pm_death_result r;
     pm_death(overflow_into_next_libc_then_abort, NULL, &r);
     overflow_reported_once(&r, a, 600);
+    pm_death(overflow_into_next_libc_after_reports, NULL, &r);
+    overflow_reported_once(&r, a, 600);
+    PM_CHECK_STR(r.output, "; 100 damaged blocks reported before, not again");
     pm_raw_free(a);
     pm_raw_free(b);
 }
@@ -349,14 +379,6 @@ static void test_own_report_not_repeated(void)
     PM_CHECK(!r.exited && r.signal == SIGABRT);
     PM_CHECK_STR(r.output, "pymalloc: pm_raw_free: buffer overflow: 1 byte written past the end");
     PM_CHECK(strstr(r.output, "pymalloc: abort") == NULL);
-}
-
-/* An error handler that returns: the call goes on as in
- * PYMALLOC_ON_ERROR=report, the damaged block leaked. */
-static void go_on(const pm_error_report *r, void *ctx)
-{
-    (void)r;
-    (void)ctx;
 }
 
 /* Block dm->p[0] written past its end and freed (reported, leaked: the
