@@ -759,6 +759,7 @@ PM_O_EXPORT int PM_O_NAME(malloc_trim)(size_t pad)
  * are its parent's, summed up at the parent's exit. */
 static int o_exit_status(int status)
 {
+    pm_i_debug_abort_wait();
     if ((status & 0xff) != 0 || !pm_i_debug_counts_are_mine())
         return status;
     int mine = pm_i_debug_summary();

@@ -239,6 +239,9 @@ int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 #define pm_i_real_sigaction sigaction
 #endif
 void pm_i_debug_abort_handler(int sig);
+/* Waits while another thread of this process runs the check at abort
+ * (which ends the process): called first by every way to exit. */
+void pm_i_debug_abort_wait(void);
 /* Install the handler as SIGABRT's action (past the override's sigaction):
  * sigaction's result. */
 int pm_i_debug_abort_set(void);

@@ -1740,6 +1740,7 @@ static void exit_work(int from_handler)
 
 static void exit_work_run(int from_handler)
 {
+    pm_i_debug_abort_wait();
     if (atomic_exchange(&exit_work_pid, (long)getpid()) == (long)getpid())
         return;
     /* The options the set-up read (PYMALLOC_ON_ERROR, the errors passed

@@ -240,6 +240,55 @@ static void test_libc_overflow_into_next_reported_once(void)
     pm_raw_free(b);
 }
 
+/* One thread aborts (a failed assert) while main returns: the process dies
+ * of SIGABRT, as without the hooks. Their check at abort, in the aborting
+ * thread, reads the whole heap; main's exit went on meanwhile and ended
+ * the process with status 0 (a third of the runs with 200,000 blocks). */
+static _Atomic int abort_started;
+static void *abort_now(void *arg)
+{
+    (void)arg;
+    atomic_store(&abort_started, 1);
+    abort();
+}
+
+static void abort_while_main_exits(void *arg)
+{
+    (void)arg;
+    restore_handler();
+    pthread_t th;
+    pthread_create(&th, NULL, abort_now, NULL);
+    while (!atomic_load(&abort_started))
+        ;
+    usleep(1000);
+    exit(0);
+}
+
+static void test_abort_while_main_exits(void)
+{
+    NEED_DEBUG();
+    /* A heap for the check at abort to read, made here: the check at exit
+     * of the child, a fork child, leaves out the pages it shares with this
+     * process (modes/debug.c: shared_since_fork), so main's exit is quick */
+    enum { HEAP = 200000 };
+    static void *heap[HEAP];
+    int n = pm_t_under_valgrind() ? HEAP / 20 : HEAP, runs = pm_t_under_valgrind() ? 1 : 5;
+    for (int i = 0; i < n; i++)
+        heap[i] = pm_raw_malloc(32 + (size_t)i % 1000);
+    for (int i = 0; i < runs; i++) {
+        pm_death_result r;
+        pm_death(abort_while_main_exits, NULL, &r);
+        PM_CHECK(!r.exited && r.signal == SIGABRT);
+        if (pm_t_cur_failed) {
+            fprintf(stderr, "run %d: %s %d\n%s\n", i, r.exited ? "exit status" : "signal",
+                    r.exited ? r.exit_status : r.signal, r.output);
+            break;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        pm_raw_free(heap[i]);
+}
+
 /* Threads that keep freeing and allocating blocks while another aborts:
  * the blocks they free under the check (filled with 0xDD) are not taken
  * for damage; only the planted overflow is reported. */
@@ -552,6 +601,7 @@ int main(void)
     PM_RUN(test_pool_overflow_into_next_reported_once);
     PM_RUN(test_libc_overflow_into_next_reported_once);
     PM_RUN(test_abort_under_churn);
+    PM_RUN(test_abort_while_main_exits);
     PM_RUN(test_many_damaged_blocks);
     PM_RUN(test_clean_abort_is_silent);
     PM_RUN(test_own_report_not_repeated);
