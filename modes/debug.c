@@ -3351,6 +3351,27 @@ static int parent_has_bytes(uintptr_t a, uintptr_t b)
     return 1;
 }
 
+/* Whether the parent has changed block e's header (p-16 .. p-1) or serial
+ * field since the fork (freed it, or taken it again: a new serial, a new
+ * header or free-list link), told by its copy of their bytes outside the
+ * damage, a .. b: 1, else 0 (the same, or not read). */
+static int parent_changed_block(const pm_i_err *e, uintptr_t a, uintptr_t b)
+{
+    uintptr_t p = (uintptr_t)e->address;
+    uintptr_t lo[2] = {p - PM_I_DEBUG_HEAD, p + e->size + 8};
+    for (int r = 0; r < 2; r++) {
+        unsigned char theirs[16];
+        size_t n = r == 0 ? PM_I_DEBUG_HEAD : 8;
+        if (read_other(forked_from, theirs, (const void *)lo[r], n) != (long)n)
+            return 0;
+        const unsigned char *mine = (const unsigned char *)lo[r];
+        for (size_t i = 0; i < n; i++)
+            if ((lo[r] + i < a || lo[r] + i > b) && theirs[i] != mine[i])
+                return 1;
+    }
+    return 0;
+}
+
 /* Whether damaged block e, found at exit in a fork child, is one its
  * parent made before the fork and whose damage is the parent's: the
  * parent's error, which the parent reports. Told by the pages of the
@@ -3372,7 +3393,14 @@ static int parents_damage(pm_i_err *e)
     int same = parent_has_bytes(a, b);
     if (same == 1)
         return 1;
-    e->before_fork = same == 0 ? 1 : 2;
+    /* The parent's bytes differ, and so does the block there (its free, or
+     * a malloc that took it again, wrote over the damage): whose write it
+     * was cannot be told. Before 2026-12-07 it was said to be this
+     * process's, written after the fork: a clean child claimed a write
+     * after free its parent made before forking (found by an audit). */
+    if (same == 0 && parent_changed_block(e, a, b))
+        same = -2;
+    e->before_fork = same == 0 ? 1 : same == -1 ? 2 : 3;
     return 0;
 }
 

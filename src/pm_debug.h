@@ -132,7 +132,9 @@ typedef struct pm_i_err {
     int nested;
     /* Found at exit in a fork child: the block was made by its parent
        before the fork, and the pages of the damage were written since
-       (modes/debug.c: exit_keep). */
+       (modes/debug.c: exit_keep): 1 the parent's copy does not have the
+       damage, 2 it could not be read, 3 the parent has changed the block
+       since (parents_damage). */
     int before_fork;
     /* A double free (use after free) of a block the program freed before,
        whose free found it damaged, reported it and leaked it: readable,

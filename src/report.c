@@ -997,6 +997,11 @@ static void write_report(const char *line, size_t len, const pm_i_err *e, const 
         pm_i_buf_str(&b, "    The block was made before this process was forked (its parent "
                          "has it too), and the\n    parent's copy could not be read: the damage "
                          "may be the parent's, made before the fork.\n");
+    else if (e->before_fork == 3)
+        pm_i_buf_str(&b, "    The block was made before this process was forked (its parent "
+                         "has it too), and the\n    parent has freed it or taken it again "
+                         "since, over the damage: the damage\n    may be the parent's, made "
+                         "before the fork.\n");
     pm_i_buf_flush(&b);
 }
 

@@ -487,6 +487,57 @@ static void body_fork_child_damages_inherited(void)
     exit(0);
 }
 
+/* The parent writes into a freed pool block (past the 64 bytes a malloc
+ * checks), forks, and takes the block again (over the write). The child,
+ * which wrote nothing, finds the write at exit and cannot tell whose it
+ * is: the parent's copy has changed. It used to say it was its own,
+ * "written here, after the fork". */
+static void body_fork_parent_takes_block_again(void)
+{
+    unsigned char *p = pm_mem_malloc(100);
+    pm_mem_free(p);
+    p[80] = 'w';
+    int go[2];
+    if (pipe(go) != 0)
+        _exit(3);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        char b;
+        if (read(go[0], &b, 1) != 1)
+            _exit(4);
+        exit(0);
+    }
+    unsigned char *q = pm_mem_malloc(100);
+    say(q == p ? "the same block\n" : "another block\n");
+    if (write(go[1], "g", 1) != 1)
+        _exit(5);
+    print_child_end(c);
+    pm_mem_free(q);
+    exit(0);
+}
+
+static void test_fork_child_parent_took_block_again(void)
+{
+    static pm_death_result r;
+    const char *modes[] = {"pymalloc_debug", "debug"};
+    for (int m = 0; m < 2; m++) {
+        env_case c = {modes[m], "report", NULL, body_fork_parent_takes_block_again};
+        run_case(&c, &r);
+        PM_CHECK(r.exited && r.exit_status == 0); /* the parent: nothing seen */
+        PM_CHECK_STR(r.output, "the same block\n");
+        PM_CHECK_STR(r.output, "pymalloc: exit: use after free: the freed 100-byte block "
+                               "(serial 1)");
+        /* (Or "could not be read", where process_vm_readv is not allowed.) */
+        if (strstr(r.output, "could not be read") == NULL)
+            PM_CHECK_STR(r.output, "and the\n    parent has freed it or taken it again since, "
+                                   "over the damage: the damage\n    may be the parent's");
+        PM_CHECK(strstr(r.output, "written here, after the fork") == NULL);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+    }
+}
+
 /* The same with a parent that has many blocks, and a child that writes
  * nothing else near the two it damages (a pool block of 24 bytes, and a
  * C library block of 600, in the middle of 4,000 of each): its check at
@@ -1176,6 +1227,7 @@ int main(void)
     PM_RUN(test_exit_reports_damage_since_report);
     PM_RUN(test_exit_reports_damage_since_report_more);
     PM_RUN(test_write_after_free_of_a_mended_block);
+    PM_RUN(test_fork_child_parent_took_block_again);
     PM_RUN(test_on_error_report_clean_run_exits_0);
     PM_RUN(test_on_error_report_fork);
     PM_RUN(test_invalid_values_are_fatal);
