@@ -642,6 +642,7 @@ static pm_error_class check_bytes(pm_i_err *e)
 struct prev_search {
     uintptr_t chunk; /* the chunk whose predecessor is sought */
     int found;
+    uintptr_t below; /* its underlying block (the chunk's + 16), once found */
 };
 
 static const dbg *dbg_of_api(char api);
@@ -656,8 +657,11 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     if (g == NULL || g->libc_below == 0 || (g->libc_below == 2 && pm_i_pool_owns(base)))
         return;
     size_t word = ((const size_t *)base)[-1];
-    if (!(word & 2) && (uintptr_t)base - 16 + (word & ~(size_t)7) == ps->chunk)
+    if (!(word & 2) && (word & ~(size_t)7) >= 32 &&
+        (uintptr_t)base - 16 + (word & ~(size_t)7) == ps->chunk) {
         ps->found = 1;
+        ps->below = (uintptr_t)base;
+    }
 }
 
 /* The chunk before `base`'s looked damaged (pm_i_libc_header_ok: 2): real
@@ -670,7 +674,7 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
  * done: not damage. Only on a failure: it reads every record. */
 __attribute__((noinline)) static int prev_damage_confirmed(const unsigned char *base, void *held)
 {
-    struct prev_search ps = {(uintptr_t)base - 16, 0};
+    struct prev_search ps = {(uintptr_t)base - 16, 0, 0};
     pm_i_reg_each_live_but(prev_one, &ps, held != NULL ? held : reg_held_here);
     return ps.found;
 }
@@ -2492,6 +2496,114 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
     return p;
 }
 
+/* glibc's view of the chunks above a block of ours that stays in use after
+ * a report (leaked, or left to the program), mended where a write past its
+ * end damaged it. The write went through its trailer, the chunk's slack
+ * and the prev_size of the chunk after it into that chunk's size word, or
+ * further: its PREV_INUSE bit cleared, glibc's free of the chunk below took
+ * this one for free and merged with it, and aborted ("corrupted size vs.
+ * prev_size", "double free or corruption (!prev)", "free(): invalid next
+ * size": exit status 134, no summary) although the program went on after
+ * the report as PYMALLOC_ON_ERROR=report promises (found by an audit). From
+ * the chunk at `chunk` (its underlying block's - 16; its own size word
+ * sane), up to `steps` chunks up: the next chunk's PREV_INUSE bit is set
+ * (this one is in use), and where the next chunk is a block of ours
+ * (live, or held by the quarantine: in use to glibc) whose size word no
+ * longer fits its request, that word is written again: the distance to
+ * the block of ours after it, or to the main heap's top chunk, which is
+ * one of its three possible sizes (glibc's chunk for a request is nb to
+ * nb + 32 bytes); the walk stops where it cannot tell. Neither word is one glibc writes while the chunk
+ * below is in use (its own changes come under its arena's lock: merging
+ * or splitting a free neighbour), and the bit goes in by an atomic or.
+ * Blocks at their usual offset (16) only; not an mmapped chunk. No lock
+ * held; on the error path only. */
+static int ours_in_use(const unsigned char *base)
+{
+    pm_i_reg_info in;
+    find_block(base + PM_I_DEBUG_HEAD, &in);
+    return (in.state == PM_I_REG_LIVE || (in.state == PM_I_REG_FREED && in.held)) &&
+           in.offset == PM_I_DEBUG_HEAD && side_of(base + PM_I_DEBUG_HEAD) == NULL;
+}
+
+/* Whether a chunk starts at c, the chunk after one in use whose size
+ * word is sought: a block of ours in use, or the main heap's top chunk
+ * (arena: 0; top: pm_i_libc_top_chunk's, found once by the caller). Not
+ * a chunk's look alone: glibc leaves old headers behind in its memory (a
+ * top chunk's, before a block was carved from it and merged back). */
+static int chunk_starts_at(uintptr_t c, size_t arena, uintptr_t *top)
+{
+    if (ours_in_use((const unsigned char *)c + 16))
+        return 1;
+    if (arena != 0)
+        return 0;
+    if (*top == 1)
+        *top = pm_i_libc_top_chunk();
+    return c == *top;
+}
+
+static void libc_mend_above(uintptr_t chunk, unsigned steps)
+{
+    size_t w = __atomic_load_n((size_t *)chunk + 1, __ATOMIC_RELAXED);
+    uintptr_t top = 1; /* (not looked up yet) */
+    for (unsigned i = 0; i < steps && !(w & 2) && (w & ~(size_t)7) >= 32; i++) {
+        uintptr_t next = chunk + (w & ~(size_t)7);
+        size_t *nw = (size_t *)next + 1;
+        if (!(__atomic_load_n(nw, __ATOMIC_RELAXED) & 1))
+            __atomic_fetch_or(nw, (size_t)1, __ATOMIC_RELAXED);
+        pm_i_reg_info in;
+        find_block((const unsigned char *)next + 16 + PM_I_DEBUG_HEAD, &in);
+        if (!((in.state == PM_I_REG_LIVE || (in.state == PM_I_REG_FREED && in.held)) &&
+              in.offset == PM_I_DEBUG_HEAD))
+            return;
+        size_t req = in.offset + in.size + PM_I_DEBUG_TAIL, cur = __atomic_load_n(nw, __ATOMIC_RELAXED);
+        if (!pm_i_heap_chunk_fits(cur, req) || (cur & 6) != (w & 4)) {
+            size_t nb = pm_i_chunk_min(req), cs = nb;
+            while (cs <= nb + 32 && !chunk_starts_at(next + cs, w & 4, &top))
+                cs += 16;
+            if (cs > nb + 32)
+                return;
+            cur = cs | (w & 4) | 1;
+            __atomic_store_n(nw, cur, __ATOMIC_RELAXED);
+        }
+        chunk = next;
+        w = cur;
+    }
+}
+
+/* Registry block p (its record in), reported, stays in use: the chunks
+ * above it mended (libc_mend_above), and those above the block below it
+ * when the write came from there (below_header: its own chunk header
+ * damaged, the block below found by its sane size word; or blame named
+ * that block, `writer`, which went on over run_over blocks into this one). */
+static void libc_keep_in_use(const dbg *g, const unsigned char *p, const pm_i_reg_info *in,
+                             int below_header, const pm_i_err *e)
+{
+    if (g->libc_below == 0 || atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0 ||
+        in->offset != PM_I_DEBUG_HEAD)
+        return;
+    const unsigned char *base = p - in->offset;
+    if (g->libc_below == 2 && pm_i_pool_owns(base))
+        return;
+    size_t word = ((const size_t *)base)[-1];
+    if (pm_i_heap_chunk_fits(word, in->offset + in->size + PM_I_DEBUG_TAIL) && !(word & 2))
+        libc_mend_above((uintptr_t)base - 16, 1);
+    if (below_header) {
+        struct prev_search ps = {(uintptr_t)base - 16, 0, 0};
+        pm_i_reg_each_live_but(prev_one, &ps, reg_held_here);
+        if (ps.found)
+            libc_mend_above(ps.below - 16, 2);
+    }
+    if (e->next_block == p && e->address != p && e->known && side_of(e->address) == NULL) {
+        pm_i_reg_info w;
+        find_block(e->address, &w);
+        const unsigned char *wb = (const unsigned char *)e->address - w.offset;
+        if (w.state == PM_I_REG_LIVE && w.offset == PM_I_DEBUG_HEAD &&
+            pm_i_heap_chunk_fits(((const size_t *)wb)[-1], w.offset + w.size + PM_I_DEBUG_TAIL) &&
+            !(((const size_t *)wb)[-1] & 2))
+            libc_mend_above((uintptr_t)wb - 16, e->run_over + 2);
+    }
+}
+
 /* Look registry block p up and check it for operation op by g. Returns its
  * record with its stripe locked (*st), or NULL after reporting (unlocked,
  * nothing changed: a damaged block is leaked). */
@@ -2520,7 +2632,10 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
                      pm_i_libc_header_ok) */
     pm_i_reg_unlock(*st);
     maybe_break_before_report(op, &e);
+    int below = e.below_header; /* (blame may make e another block's report) */
     report(g, op, &e);
+    if (in->state == PM_I_REG_LIVE && dbg_of_api(in->api) != NULL)
+        libc_keep_in_use(dbg_of_api(in->api), p, in, below, &e); /* (the block's domain's) */
     return NULL;
 }
 
