@@ -3912,12 +3912,21 @@ static _Atomic long abort_check_pid, abort_check_tid;
 void pm_i_debug_abort_wait(void)
 {
     long tid = atomic_load(&abort_check_tid);
+    /* Not while this thread holds the reports' lock (report mode's
+     * summary, then _exit): the check's next report waits for it. */
     if (tid == 0 || atomic_load(&abort_check_pid) != (long)getpid() ||
-        tid == (long)syscall(SYS_gettid))
+        tid == (long)syscall(SYS_gettid) || pm_i_debug_reporting_here())
         return;
+    /* At most a minute (the check reads the whole heap; a SIGABRT raised
+     * again that did not kill the process, under a debugger, leaves the
+     * mark), with cancellation off (nanosleep is a cancellation point:
+     * _exit must not unwind the thread instead). */
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     struct timespec ms = {0, 1000000};
-    while (atomic_load(&abort_check_tid) == tid)
+    for (int i = 0; i < 60000 && atomic_load(&abort_check_tid) == tid; i++)
         nanosleep(&ms, NULL);
+    pthread_setcancelstate(cancel_state, NULL);
 }
 
 /* The check at abort needs up to about 3 KiB of stack (a report's frames;

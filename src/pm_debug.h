@@ -242,8 +242,11 @@ int __sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 #endif
 void pm_i_debug_abort_handler(int sig);
 /* Waits while another thread of this process runs the check at abort
- * (which ends the process): called first by every way to exit. */
+ * (which ends the process): called by every way to exit, before and after
+ * the work at exit, and before report mode's summary. */
 void pm_i_debug_abort_wait(void);
+/* Whether this thread holds the reports' lock (src/report.c). */
+int pm_i_debug_reporting_here(void);
 /* Install the handler as SIGABRT's action (past the override's sigaction):
  * sigaction's result. */
 int pm_i_debug_abort_set(void);

@@ -81,6 +81,8 @@ static _Atomic unsigned long claim_line_total;
 static _Atomic int report_lock;
 static __thread int in_report __attribute__((tls_model("initial-exec")));
 
+int pm_i_debug_reporting_here(void) { return in_report > 0; }
+
 static const char *const class_names[PM_ERR_CLASS_COUNT] = {
     "no error",     "buffer overflow", "buffer underflow", "double free",
     "invalid pointer", "API mismatch", "use after free",   "header corrupt",
@@ -1665,6 +1667,7 @@ static void end_after_exit_work(const pm_i_err *e)
         return;
     if (!e->nested && pthread_equal(pthread_self(), exit_clean_thread))
         flush_streams(0); /* (inside an allocation: see flush_pending) */
+    pm_i_debug_abort_wait();
     if (pm_i_debug_summary())
         _exit(PM_I_REPORT_EXIT_STATUS);
 }
@@ -1717,6 +1720,7 @@ static __attribute__((noreturn)) void exit_failed(int from_handler)
     int others = another_copy();
     if (others)
         copy_line();
+    pm_i_debug_abort_wait(); /* (not once the summary holds the reports' lock) */
     pm_i_debug_summary();
 #if defined(__GLIBC__) /* (whose exit() is made to be called again so: musl's would wait for ever) */
     if (others && from_handler)
@@ -1740,6 +1744,10 @@ static void exit_work(int from_handler)
     int cancel_state;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     exit_work_run(from_handler);
+    /* An abort() in another thread while the work ran (the check at exit
+     * reads the whole heap): its check at abort is waited for here too,
+     * before glibc's exit goes on to its own _exit. */
+    pm_i_debug_abort_wait();
     pthread_setcancelstate(cancel_state, NULL);
 }
 

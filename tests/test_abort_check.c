@@ -289,6 +289,46 @@ static void test_abort_while_main_exits(void)
         pm_raw_free(heap[i]);
 }
 
+/* The same when the abort comes while main's exit runs the library's work
+ * at exit (its check of the heap, long here: the blocks are the child's
+ * own): the work waits for the check at abort when it is done, before
+ * glibc's exit goes on to _exit (before, the exit went on, status 0). */
+static _Atomic int exit_started;
+static void note_exit_started(void) { atomic_store(&exit_started, 1); }
+
+static void *abort_once_exiting(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&exit_started))
+        ;
+    usleep(20000);
+    abort();
+}
+
+static void abort_while_exit_work_runs(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    restore_handler();
+    for (int i = 0; i < n; i++)
+        (void)pm_raw_malloc(32 + (size_t)i % 1000); /* live at exit */
+    atexit(note_exit_started); /* (run before the library's work) */
+    pthread_t th;
+    pthread_create(&th, NULL, abort_once_exiting, NULL);
+    exit(0);
+}
+
+static void test_abort_while_exit_work_runs(void)
+{
+    NEED_DEBUG();
+    int n = pm_t_under_valgrind() ? 20000 : 400000;
+    pm_death_result r;
+    pm_death(abort_while_exit_work_runs, (void *)(intptr_t)n, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s %d\n%s\n", r.exited ? "exit status" : "signal",
+                r.exited ? r.exit_status : r.signal, r.output);
+}
+
 /* Threads that keep freeing and allocating blocks while another aborts:
  * the blocks they free under the check (filled with 0xDD) are not taken
  * for damage; only the planted overflow is reported. */
@@ -602,6 +642,7 @@ int main(void)
     PM_RUN(test_libc_overflow_into_next_reported_once);
     PM_RUN(test_abort_under_churn);
     PM_RUN(test_abort_while_main_exits);
+    PM_RUN(test_abort_while_exit_work_runs);
     PM_RUN(test_many_damaged_blocks);
     PM_RUN(test_clean_abort_is_silent);
     PM_RUN(test_own_report_not_repeated);
