@@ -19,9 +19,9 @@ extern "C" {
 #endif
 
 #define PYMALLOC_VERSION_MAJOR 0
-#define PYMALLOC_VERSION_MINOR 2
+#define PYMALLOC_VERSION_MINOR 3
 #define PYMALLOC_VERSION_PATCH 0
-#define PYMALLOC_VERSION_STRING "0.2.0"
+#define PYMALLOC_VERSION_STRING "0.3.0"
 /* One number for comparisons: 0xMMmmpp. */
 #define PYMALLOC_VERSION \
     ((PYMALLOC_VERSION_MAJOR << 16) | (PYMALLOC_VERSION_MINOR << 8) | PYMALLOC_VERSION_PATCH)
@@ -267,8 +267,10 @@ struct pm_stats {
     /* Pools in use whose header was overwritten (a write past the end of
      * the last block of the pool before it): left out of the figures above,
      * which cannot be read from it; their bytes make the byte lines add up
-     * to arenas x 1 MiB. Always 0 under the debug hooks, which stop the
-     * program at such a header. */
+     * to arenas x 1 MiB (a header written to zeros, count and all, reads
+     * as an empty pool's: such pools are told by the arena's count of
+     * empty ones). The debug hooks stop the program at any other damaged
+     * header. */
     size_t pools_damaged;
     size_t bytes_damaged_pools; /* pools_damaged * pool_size */
     /* The ownership map (CPython's "arena map"): a static root of

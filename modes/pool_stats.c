@@ -139,10 +139,19 @@ static int get_stats_run(struct pm_stats *st, int bounded)
     FOR_EACH_ARENA(ao) {
         st->bytes_arena_alignment += PM_P_ARENA_SIZE - (size_t)ao->ntotalpools * PM_P_POOL_SIZE;
         st->unused_pools += ao->nfreepools;
+        /* Carved pools that read as empty: the arena's empty ones (on its
+         * free list), and any whose header a write from below set to
+         * zeros, count and all (the count is its last field), which are
+         * in use: the excess is counted as damaged, after the loop. */
+        size_t uncarved =
+            ao->ntotalpools - (size_t)(ao->pool_address - ao->first_pool) / PM_P_POOL_SIZE;
+        size_t zero = 0, damaged = st->pools_damaged;
         for (uint8_t *p = ao->first_pool; p < ao->pool_address; p += PM_P_POOL_SIZE) {
             pm_pool h = read_header(p);
-            if (h.count == 0)
+            if (h.count == 0) {
+                zero++;
                 continue; /* empty: counted in nfreepools */
+            }
             if (PM_I_UNLIKELY(!pm_i_p_hdr_usable(&h, p))) {
                 /* Overwritten (by a write past the end of the pool before).
                  * Under the debug hooks, fatal, as for any use of a damaged
@@ -162,6 +171,13 @@ static int get_stats_run(struct pm_stats *st, int bounded)
             st->bytes_pool_headers += PM_P_HDR;
             st->bytes_quantization += (PM_P_POOL_SIZE - PM_P_HDR) % size;
         }
+        /* (An empty pool whose header was damaged, count and all, was
+         * counted damaged above and is in nfreepools too: taken back.) */
+        size_t empty = ao->nfreepools >= uncarved ? ao->nfreepools - uncarved : 0;
+        if (zero > empty)
+            st->pools_damaged += zero - empty;
+        else if (st->pools_damaged - damaged >= empty - zero)
+            st->pools_damaged -= empty - zero;
     }
     for (pm_tcache *c = pm_i_p.caches; c != NULL; c = c->next)
         for (unsigned i = 0; i < PM_P_NCLASSES; i++)
