@@ -96,6 +96,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <sys/uio.h>
@@ -990,11 +991,63 @@ static pm_error_class pool_block_damaged(const unsigned char *p, pm_i_err *e)
     return c;
 }
 
+/* Pool block p's side word w read v, "freed", but its header is still its
+ * live one (its size field and API id: a free fills the header, or the
+ * pool writes its link there): another thread's free has claimed it and is
+ * checking it (side_claim, dbg_free's fast path), and puts the word back
+ * to live if it is damaged. Waited for (about 50 ms at most): 1 if the
+ * block was in that state, or its word is no longer v (read it again).
+ * Else a search from the block above took it for a freed block run over
+ * (its header no link, its trailer not 0xDD), went on below it, and named
+ * the block above "header corrupt" for the damage this block's overflow
+ * did (found by an audit: two threads freeing the two blocks at once). */
+static int pool_block_being_freed(const unsigned char *p, _Atomic uint64_t *w, uint64_t v)
+{
+    if (pm_i_p_vg) /* (memcheck: a freed block's bytes are not to be read) */
+        return 0;
+    pm_i_reg_info in;
+    side_unpack(v, &in);
+    if (in.state != PM_I_REG_FREED ||
+        get_be64(p - PM_I_DEBUG_HEAD) != in.size || p[-8] != (unsigned char)in.api)
+        return atomic_load_explicit(w, memory_order_acquire) != v;
+    struct timespec us = {0, 10000};
+    for (int i = 0; i < 5000 && atomic_load_explicit(w, memory_order_acquire) == v; i++) {
+        if (i < 64)
+            sched_yield();
+        else
+            nanosleep(&us, NULL);
+    }
+    return 1;
+}
+
 /* Pool block p is live and was written past its end into its serial field
  * (overflow_kind: 1 or 2 with its report in *e), else 0. */
 static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
 {
-    return overflow_kind(pool_block_damaged(p, e), e);
+    _Atomic uint64_t *w = side_of(p);
+    if (w == NULL)
+        return 0;
+    /* While a free is checking it (its word "freed", its header still its
+     * own: pool_block_being_freed), or its word changes, waited for and
+     * read again, a few times at most; read from a live word, whose bytes
+     * a free that finds them damaged leaves as they are. */
+    for (int i = 0;; i++) {
+        uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+        if (PM_P_SIDE_STATE(v) != PM_P_SIDE_LIVE) {
+            if (i < 8 && pool_block_being_freed(p, w, v))
+                continue;
+            return 0;
+        }
+        pm_i_reg_info in;
+        side_unpack(v, &in);
+        pm_error_class c = classify(p, &in, 0, OP_USABLE, e);
+        atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
+        if (atomic_load_explicit(w, memory_order_relaxed) == v)
+            return overflow_kind(c, e); /* (or claimed and put back meanwhile, by a
+                                           free that found it damaged: no byte written) */
+        if (i == 8)
+            return 0;
+    }
 }
 
 /* The pool block below pool block `base` (an underlying block of class
@@ -1393,28 +1446,69 @@ static int damage_told(int op, pm_i_err *e)
     return 0;
 }
 
-static void report(const dbg *g, int op, pm_i_err *e)
+/* Whether a found error is new is decided by one thread at a time: the
+ * free of a block written past its end and the free of the block after
+ * it, whose header the write reached, each look in the reported set for
+ * the other's finding, then note their own; in two threads at once both
+ * looked first, and one overflow was reported twice (0.1 to 0.4% of such
+ * pairs freed at once; found by an audit). Held from the first look
+ * through the note, not while the report is written (an error handler may
+ * wait for another thread). A call nested in this thread's decision (a
+ * signal handler's) does not wait for it; another thread waits about 2 s
+ * at most (a fork child of a parent that was deciding: the lock stays
+ * taken), then decides alone. Only on the error paths. */
+static atomic_flag decide_lock = ATOMIC_FLAG_INIT;
+static __thread int deciding __attribute__((tls_model("initial-exec")));
+
+static int decide_begin(void)
+{
+    if (deciding++ > 0)
+        return 0;
+    for (int i = 0; i < 2064; i++) {
+        if (!atomic_flag_test_and_set_explicit(&decide_lock, memory_order_acquire))
+            return 1;
+        if (i >= 64) {
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
+    }
+    return 0;
+}
+
+static void decide_end(int held)
+{
+    deciding--;
+    if (held)
+        atomic_flag_clear_explicit(&decide_lock, memory_order_release);
+}
+
+/* Whether e (a live block's check by op, before blame) is to be reported:
+ * blamed, and made so (see damage_told). */
+static int report_is_new(int op, pm_i_err *e)
 {
     if (damage_told(op, e))
-        return;
-    if (e->freed_damaged) {
-        e->entry = entry_name(g, op);
-        pm_i_debug_report(e);
-        return;
-    }
+        return 0;
+    if (e->freed_damaged)
+        return 1;
     blame(e);
     /* One bug, one report: the free of the block a reported block's write
      * went on into, or of a block whose overflow (underflow) was reported
      * through the block after (before) it, tells nothing new (the block is
      * leaked all the same). A realloc, which fails, and pm_check_block name
      * it again. */
-    if (e->next_block != NULL) {
-        if (pm_i_debug_reported_before(e) && op == OP_FREE)
-            return;
-    } else if (op == OP_FREE && pm_i_err_is_damage(e->error) &&
-               pm_i_debug_was_blamed(e->address, e->serial)) {
+    if (e->next_block != NULL)
+        return !(pm_i_debug_reported_before(e) && op == OP_FREE);
+    return !(op == OP_FREE && pm_i_err_is_damage(e->error) &&
+             pm_i_debug_was_blamed(e->address, e->serial));
+}
+
+static void report(const dbg *g, int op, pm_i_err *e)
+{
+    int held = decide_begin();
+    int fresh = report_is_new(op, e);
+    decide_end(held);
+    if (!fresh)
         return;
-    }
     e->entry = entry_name(g, op);
     pm_i_debug_report(e);
 }
@@ -1569,10 +1663,13 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     pm_i_err e;
     freed_error(base + PM_I_DEBUG_HEAD, 0, in.size, full_serial(in.serial), in.api, &e);
     e.api_expected = g->api;
+    int held = decide_begin();
     if (PM_I_UNLIKELY(serial_alone(&e)))
         blame_above(&e, PM_I_DEBUG_HEAD); /* (the underflow of the block after it) */
     e.entry = entry_name(g, op);
-    if (freed_report_is_new(&e))
+    int fresh = freed_report_is_new(&e);
+    decide_end(held);
+    if (fresh)
         pm_i_debug_report(&e);
     return 1;
 }
@@ -2055,11 +2152,14 @@ static int q_release_all(const dbg *g, int op, const qent *out, int n)
     }
     if (bad >= 0) {
         pm_i_err e;
+        int held = decide_begin();
         if (chunk)
             q_chunk_error(g, entry_name(g, op), &out[bad], &e);
         else
             q_error(g, entry_name(g, op), &out[bad], &e);
-        if (freed_report_is_new(&e))
+        int fresh = freed_report_is_new(&e);
+        decide_end(held);
+        if (fresh)
             pm_i_debug_report(&e);
     }
     return again;
@@ -2744,11 +2844,31 @@ __attribute__((noinline, cold)) static void free_nested(dbg *g, void *p)
  * not put back: that bit means something in a freed word only.) */
 __attribute__((noinline, cold)) static void free_damaged(dbg *g, unsigned char *p)
 {
+    int saved = errno;
     int status;
     _Atomic uint64_t *w = pm_i_pool_side((const void *)((uintptr_t)p - PM_I_DEBUG_HEAD), &status);
-    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-    atomic_store_explicit(w, (v ^ (SIDE_LIVE | SIDE_FREED)) & ~g->filled, memory_order_release);
-    free_slow(g, p, w);
+    uint64_t v = (atomic_load_explicit(w, memory_order_relaxed) ^ (SIDE_LIVE | SIDE_FREED)) &
+                 ~g->filled;
+    atomic_store_explicit(w, v, memory_order_release);
+    pm_i_reg_info in;
+    pm_i_err e;
+    side_unpack(v, &in);
+    if (intact(p, &in)) { /* (the fast path's 48-bit serial: past 2^48) */
+        free_slow(g, p, w);
+        errno = saved;
+        return;
+    }
+    /* Reported from here, the word left live: not by the slow path, whose
+     * claim of the word would make it read "freed" again for a while (a
+     * search from the block above, blaming this block's overflow, took it
+     * for a freed block then: pool_block_being_freed). */
+    busy_enter();
+    if (classify(p, &in, g->api, OP_FREE, &e) == PM_ERR_NONE) /* a concurrent repair */
+        e.error = PM_ERR_HEADER_CORRUPT;
+    maybe_break_before_report(OP_FREE, &e);
+    report(g, OP_FREE, &e);
+    busy_leave();
+    errno = saved;
 }
 
 /* dbg_free is the library's pm_i_debug_free (src/pm_internal.h): the
