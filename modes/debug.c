@@ -643,7 +643,6 @@ static pm_error_class check_bytes(pm_i_err *e)
 struct prev_search {
     uintptr_t chunk; /* the chunk whose predecessor is sought */
     int found;
-    uintptr_t below; /* its underlying block (the chunk's + 16), once found */
 };
 
 static const dbg *dbg_of_api(char api);
@@ -659,10 +658,8 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
         return;
     size_t word = ((const size_t *)base)[-1];
     if (!(word & 2) && (word & ~(size_t)7) >= 32 &&
-        (uintptr_t)base - 16 + (word & ~(size_t)7) == ps->chunk) {
+        (uintptr_t)base - 16 + (word & ~(size_t)7) == ps->chunk)
         ps->found = 1;
-        ps->below = (uintptr_t)base;
-    }
 }
 
 /* The chunk before `base`'s looked damaged (pm_i_libc_header_ok: 2): real
@@ -675,7 +672,7 @@ static void prev_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
  * done: not damage. Only on a failure: it reads every record. */
 __attribute__((noinline)) static int prev_damage_confirmed(const unsigned char *base, void *held)
 {
-    struct prev_search ps = {(uintptr_t)base - 16, 0, 0};
+    struct prev_search ps = {(uintptr_t)base - 16, 0};
     pm_i_reg_each_live_but(prev_one, &ps, held != NULL ? held : reg_held_here);
     return ps.found;
 }
@@ -2100,6 +2097,8 @@ static void q_chunk_error(const dbg *g, const char *who, const qent *h, pm_i_err
  * checked even with PYMALLOC_CHECK_FREED=off, as glibc's free would abort
  * on it), -1, and nothing done (q_release_all reports it). The thread is
  * busy. */
+static inline void libc_next_guard(int libc_below, const unsigned char *base);
+
 static int q_give_back(const dbg *g, int op, const qent *h)
 {
     unsigned char *p = h->base + Q_OFFSET(h->meta);
@@ -2123,6 +2122,7 @@ static int q_give_back(const dbg *g, int op, const qent *h)
         return 1;
     }
     pm_i_reg_release((uintptr_t)p, Q_SERIAL(h->meta), h->rec);
+    libc_next_guard(from, h->base);
     below->a.free(below->a.ctx, h->base);
     return 1;
 }
@@ -2597,86 +2597,124 @@ static void *dbg_memalign(void *ctx, size_t alignment, size_t n)
 }
 
 /* glibc's view of the chunks above a block of ours that stays in use after
- * a report (leaked, or left to the program), mended where a write past its
- * end damaged it. The write went through its trailer, the chunk's slack
- * and the prev_size of the chunk after it into that chunk's size word, or
- * further: its PREV_INUSE bit cleared, glibc's free of the chunk below took
- * this one for free and merged with it, and aborted ("corrupted size vs.
- * prev_size", "double free or corruption (!prev)", "free(): invalid next
- * size": exit status 134, no summary) although the program went on after
- * the report as PYMALLOC_ON_ERROR=report promises (found by an audit). From
- * the chunk at `chunk` (its underlying block's - 16; its own size word
- * sane), up to `steps` chunks up: the next chunk's PREV_INUSE bit is set
- * (this one is in use), and where the next chunk is a block of ours
- * (live, or held by the quarantine: in use to glibc) whose size word no
- * longer fits its request, that word is written again: the distance to
- * the block of ours after it, or to the main heap's top chunk, which is
- * one of its three possible sizes (glibc's chunk for a request is nb to
- * nb + 32 bytes); the walk stops where it cannot tell. Neither word is one glibc writes while the chunk
- * below is in use (its own changes come under its arena's lock: merging
- * or splitting a free neighbour), and the bit goes in by an atomic or.
- * Blocks at their usual offset (16) only; not an mmapped chunk. No lock
- * held; on the error path only. */
-static int ours_in_use(const unsigned char *base)
+ * a report (leaked), mended where a write past its end damaged it. The
+ * write went through its trailer, the chunk's slack and the prev_size of
+ * the chunk after it into that chunk's size word, clearing its PREV_INUSE
+ * bit: glibc's free of the chunk below then took this one for free, merged
+ * with it and aborted ("corrupted size vs. prev_size", "double free or
+ * corruption (!prev)": exit status 134, no summary) although the program
+ * went on after the report as PYMALLOC_ON_ERROR=report promises (found by
+ * an audit). From the chunk at `chunk` (its underlying block's - 16; its
+ * own size word sane), up to `steps` chunks up, through the blocks the
+ * write ran over: the bit of the chunk after each is set again, as glibc
+ * keeps it while the chunk below is in use, where that chunk is a block
+ * of ours in use (its record says so at exactly that address: a size
+ * word the write changed but left plausible names no such chunk, and the
+ * walk stops there). The blocks walked are leaked, in use for good: no
+ * free of theirs clears the bit after this (an atomic or, so that a store
+ * of glibc's own to the word, under its arena's lock, is not lost). A
+ * size word the write damaged is left as it is: such a block is leaked
+ * (its own check reports it), and glibc reads that word only to free it
+ * or the chunk below it, both kept from it. Blocks at their usual offset
+ * (16) only; not an mmapped chunk. No lock held; on the error path. */
+static int ours_in_use(uintptr_t chunk)
 {
     pm_i_reg_info in;
-    find_block(base + PM_I_DEBUG_HEAD, &in);
+    find_block((const unsigned char *)chunk + 16 + PM_I_DEBUG_HEAD, &in);
     return (in.state == PM_I_REG_LIVE || (in.state == PM_I_REG_FREED && in.held)) &&
-           in.offset == PM_I_DEBUG_HEAD && side_of(base + PM_I_DEBUG_HEAD) == NULL;
-}
-
-/* Whether a chunk starts at c, the chunk after one in use whose size
- * word is sought: a block of ours in use, or the main heap's top chunk
- * (arena: 0; top: pm_i_libc_top_chunk's, found once by the caller). Not
- * a chunk's look alone: glibc leaves old headers behind in its memory (a
- * top chunk's, before a block was carved from it and merged back). */
-static int chunk_starts_at(uintptr_t c, size_t arena, uintptr_t *top)
-{
-    if (ours_in_use((const unsigned char *)c + 16))
-        return 1;
-    if (arena != 0)
-        return 0;
-    if (*top == 1)
-        *top = pm_i_libc_top_chunk();
-    return c == *top;
+           in.offset == PM_I_DEBUG_HEAD &&
+           side_of((const unsigned char *)chunk + 16 + PM_I_DEBUG_HEAD) == NULL;
 }
 
 static void libc_mend_above(uintptr_t chunk, unsigned steps)
 {
-    size_t w = __atomic_load_n((size_t *)chunk + 1, __ATOMIC_RELAXED);
-    uintptr_t top = 1; /* (not looked up yet) */
-    for (unsigned i = 0; i < steps && !(w & 2) && (w & ~(size_t)7) >= 32; i++) {
+    for (unsigned i = 0; i < steps; i++) {
+        size_t w = __atomic_load_n((size_t *)chunk + 1, __ATOMIC_RELAXED);
+        if ((w & 2) || (w & ~(size_t)7) < 32)
+            return;
         uintptr_t next = chunk + (w & ~(size_t)7);
+        if (!ours_in_use(next))
+            return;
         size_t *nw = (size_t *)next + 1;
         if (!(__atomic_load_n(nw, __ATOMIC_RELAXED) & 1))
             __atomic_fetch_or(nw, (size_t)1, __ATOMIC_RELAXED);
-        pm_i_reg_info in;
-        find_block((const unsigned char *)next + 16 + PM_I_DEBUG_HEAD, &in);
-        if (!((in.state == PM_I_REG_LIVE || (in.state == PM_I_REG_FREED && in.held)) &&
-              in.offset == PM_I_DEBUG_HEAD))
-            return;
-        size_t req = in.offset + in.size + PM_I_DEBUG_TAIL, cur = __atomic_load_n(nw, __ATOMIC_RELAXED);
-        if (!pm_i_heap_chunk_fits(cur, req) || (cur & 6) != (w & 4)) {
-            size_t nb = pm_i_chunk_min(req), cs = nb;
-            while (cs <= nb + 32 && !chunk_starts_at(next + cs, w & 4, &top))
-                cs += 16;
-            if (cs > nb + 32)
-                return;
-            cur = cs | (w & 4) | 1;
-            __atomic_store_n(nw, cur, __ATOMIC_RELAXED);
-        }
         chunk = next;
-        w = cur;
     }
 }
 
-/* Registry block p (its record in), reported, stays in use: the chunks
- * above it mended (libc_mend_above), and those above the block below it
- * when the write came from there (below_header: its own chunk header
- * damaged, the block below found by its sane size word; or blame named
- * that block, `writer`, which went on over run_over blocks into this one). */
+/* Before glibc frees C library block `base` (checked: its own chunk
+ * header sane), the chunk after it, N: glibc's free merges with N if N is
+ * free, which it reads in the PREV_INUSE bit of the chunk after N. When N
+ * is a block of ours in use whose write past its end cleared that bit
+ * (not reported yet: its free or the check at exit will), glibc took N
+ * for free and aborted ("corrupted size vs. prev_size": exit status 134,
+ * no report, in report mode; found by a review: 13% of the runs of a
+ * random program with one overflow). The bit is set again, under N's
+ * registry stripe (N's free, which takes it, cannot come in between), if
+ * N's record says it is ours and in use and its own size word fits it.
+ * On every free of a C library block: a few loads, none past the end of
+ * the heap (the break, or a thread arena's heap's mapped size); the
+ * look-up when the bit is clear. */
+__attribute__((noinline, cold)) static void libc_next_mend(uintptr_t n, uintptr_t nn)
+{
+    const unsigned char *p = (const unsigned char *)n + 16 + PM_I_DEBUG_HEAD;
+    if (side_of(p) != NULL)
+        return;
+    uint64_t h = pm_i_reg_hash((uintptr_t)p);
+    if (pm_i_reg_stripe(h) == reg_held_here)
+        return;
+    void *st = pm_i_reg_lock(h);
+    pm_i_reg_info in;
+    pm_i_reg_find(st, h, (uintptr_t)p, &in);
+    size_t nw = ((const size_t *)n)[1];
+    if ((in.state == PM_I_REG_LIVE || (in.state == PM_I_REG_FREED && in.held)) &&
+        in.offset == PM_I_DEBUG_HEAD &&
+        pm_i_heap_chunk_fits(nw, in.offset + in.size + PM_I_DEBUG_TAIL) &&
+        n + (nw & ~(size_t)7) == nn)
+        __atomic_fetch_or((size_t *)nn + 1, (size_t)1, __ATOMIC_RELAXED);
+    pm_i_reg_unlock(st);
+}
+
+static inline void libc_next_guard(int libc_below, const unsigned char *base)
+{
+    if (libc_below == 0 || atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
+        return;
+    if (libc_below == 2 && pm_i_pool_owns(base))
+        return;
+    uintptr_t chunk = (uintptr_t)base - 16, brk;
+    size_t w = ((const size_t *)chunk)[1];
+    if (w & 2)
+        return; /* (mmapped) */
+    if (w & 4) {
+        /* A thread arena's heap: aligned to 64 MiB, its glibc heap_info
+         * first (ar_ptr, prev, size: the bytes mapped for it) */
+        uintptr_t heap = chunk & ~(((uintptr_t)64 << 20) - 1);
+        size_t size = ((const size_t *)heap)[2];
+        if (size > ((size_t)64 << 20) || chunk >= heap + size)
+            return;
+        brk = heap + size;
+    } else {
+        if (chunk < pm_i_libc_heap_floor)
+            return;
+        brk = (uintptr_t)pm_i_libc_break();
+    }
+    uintptr_t n = chunk + (w & ~(size_t)7);
+    if (n + 16 > brk || n < chunk)
+        return;
+    size_t nw = ((const size_t *)n)[1];
+    uintptr_t nn = n + (nw & ~(size_t)7);
+    if ((nw & ~(size_t)7) < 32 || nn + 16 > brk || nn < n)
+        return;
+    if (PM_I_UNLIKELY(!(((const size_t *)nn)[1] & 1)))
+        libc_next_mend(n, nn);
+}
+
+/* Registry block p (its record in), reported, stays in use (leaked): the
+ * chunk after it mended (libc_mend_above), and those after the writer
+ * blame named (e->address, which went on over e->run_over blocks into
+ * this one). */
 static void libc_keep_in_use(const dbg *g, const unsigned char *p, const pm_i_reg_info *in,
-                             int below_header, const pm_i_err *e)
+                             const pm_i_err *e)
 {
     if (g->libc_below == 0 || atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0 ||
         in->offset != PM_I_DEBUG_HEAD)
@@ -2687,12 +2725,6 @@ static void libc_keep_in_use(const dbg *g, const unsigned char *p, const pm_i_re
     size_t word = ((const size_t *)base)[-1];
     if (pm_i_heap_chunk_fits(word, in->offset + in->size + PM_I_DEBUG_TAIL) && !(word & 2))
         libc_mend_above((uintptr_t)base - 16, 1);
-    if (below_header) {
-        struct prev_search ps = {(uintptr_t)base - 16, 0, 0};
-        pm_i_reg_each_live_but(prev_one, &ps, reg_held_here);
-        if (ps.found)
-            libc_mend_above(ps.below - 16, 2);
-    }
     if (e->next_block == p && e->address != p && e->known && side_of(e->address) == NULL) {
         pm_i_reg_info w;
         find_block(e->address, &w);
@@ -2700,7 +2732,7 @@ static void libc_keep_in_use(const dbg *g, const unsigned char *p, const pm_i_re
         if (w.state == PM_I_REG_LIVE && w.offset == PM_I_DEBUG_HEAD &&
             pm_i_heap_chunk_fits(((const size_t *)wb)[-1], w.offset + w.size + PM_I_DEBUG_TAIL) &&
             !(((const size_t *)wb)[-1] & 2))
-            libc_mend_above((uintptr_t)wb - 16, e->run_over + 2);
+            libc_mend_above((uintptr_t)wb - 16, e->run_over + 1);
     }
 }
 
@@ -2732,10 +2764,9 @@ static pm_i_reg_entry *registry_checked(const dbg *g, const unsigned char *p, in
                      pm_i_libc_header_ok) */
     pm_i_reg_unlock(*st);
     maybe_break_before_report(op, &e);
-    int below = e.below_header; /* (blame may make e another block's report) */
     report(g, op, &e);
     if (in->state == PM_I_REG_LIVE && dbg_of_api(in->api) != NULL)
-        libc_keep_in_use(dbg_of_api(in->api), p, in, below, &e); /* (the block's domain's) */
+        libc_keep_in_use(dbg_of_api(in->api), p, in, &e); /* (the block's domain's) */
     return NULL;
 }
 
@@ -2790,6 +2821,8 @@ static inline __attribute__((always_inline)) void free_busy_body(dbg *g, unsigne
         qent out[Q_BATCH];
         q_hand_back(g, OP_FREE, out, q_push(&h, out, Q_BATCH));
     } else {
+        if (w == NULL)
+            libc_next_guard(g->libc_below, base);
         below_free_of(g, base);
     }
     pool_links_check(g, OP_FREE);

@@ -743,22 +743,6 @@ _Atomic int pm_i_libc_probed = 1; /* nothing to test */
 
 void *pm_i_libc_break(void) { return sbrk(0); }
 
-/* The main heap's top chunk (glibc's av->top), or 0 where it cannot be
- * told: glibc's mallinfo2 gives its size (keepcost), and it ends at the
- * break in a contiguous main heap. Takes glibc's arena locks: not in a
- * signal handler; on the hooks' error path only. */
-uintptr_t pm_i_libc_top_chunk(void)
-{
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33)
-    struct mallinfo2 mi = mallinfo2();
-    uintptr_t brk = (uintptr_t)sbrk(0);
-    if (mi.keepcost < 32 || mi.keepcost > brk)
-        return 0;
-    return brk - mi.keepcost;
-#else
-    return 0;
-#endif
-}
 
 /* The self-test: a heap chunk (not mmapped) of the expected size. */
 static int heap_chunk_ok(const void *block, size_t req)
@@ -855,7 +839,6 @@ void pm_i_libc_header_probe(void)
 #else
 void pm_i_libc_header_probe(void) {}
 void *pm_i_libc_break(void) { return NULL; }
-uintptr_t pm_i_libc_top_chunk(void) { return 0; }
 #endif
 
 static void *raw_malloc(void *ctx, size_t n)

@@ -173,7 +173,6 @@ static inline int pm_i_heap_chunk_fits(size_t word, size_t req)
  * is compiled out). Chunks below it are not judged by it. */
 extern uintptr_t pm_i_libc_heap_floor;
 void *pm_i_libc_break(void); /* sbrk(0) */
-uintptr_t pm_i_libc_top_chunk(void); /* the main heap's top chunk, or 0 */
 /* The chunk before heap chunk `chunk` (size word `word`), which glibc's free
  * merges with this one when its PREV_INUSE bit is clear, reading the chunk
  * at chunk - prev_size: a prev_size that is not a chunk size, or names a
