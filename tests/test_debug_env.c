@@ -1058,13 +1058,42 @@ static void body_libc_overflow_then_free_below(void)
     exit(0);
 }
 
+/* The same with the block below A freed first, before any report: glibc's
+ * free of it reads A's state in B's size word. The hooks put the bit back
+ * before handing the block to glibc (libc_next_guard). */
+static void body_libc_overflow_free_below_first(void)
+{
+    unsigned char *lo = pm_raw_malloc(2000);
+    unsigned char *a = pm_raw_malloc(1500), *b = pm_raw_malloc(1500);
+    void *guard = pm_raw_malloc(100);
+    if (atomic_load(&pm_i_libc_chunk_page) == 0) {
+        say("unchecked\n");
+        exit(0);
+    }
+    if (a - lo != 2048 || b - a != 1552) {
+        say("not adjacent\n");
+        exit(0);
+    }
+    memset(a + 1500, 'x', (size_t)(b - (a + 1500)) - 16);
+    pm_raw_free(lo); /* no report yet: A and B are live */
+    pm_trim();
+    pm_raw_free(b); /* reported: A's overflow */
+    pm_raw_free(a);
+    pm_raw_free(guard);
+    say("end\n");
+    exit(0);
+}
+
 static void test_libc_chunk_damage_then_free_below(void)
 {
     static pm_death_result r;
     const char *modes[] = {"malloc_debug", "debug", "pymalloc_debug"};
     int ran = 0;
-    for (int m = 0; m < 3; m++) {
-        env_case c = {modes[m], "report", NULL, body_libc_overflow_then_free_below};
+    void (*bodies[])(void) = {body_libc_overflow_then_free_below,
+                              body_libc_overflow_free_below_first};
+    for (int k = 0; k < 6; k++) {
+        int m = k % 3;
+        env_case c = {modes[m], "report", NULL, bodies[k / 3]};
         run_case(&c, &r);
         if (strstr(r.output, "unchecked\n") != NULL || strstr(r.output, "not adjacent\n") != NULL)
             continue;
@@ -1076,7 +1105,7 @@ static void test_libc_chunk_damage_then_free_below(void)
         PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERROR=report: 1 heap error (buffer "
                                "overflow: 1); exit status 1\n");
         if (pm_t_cur_failed) {
-            fprintf(stderr, "mode %s: %s\n", modes[m], r.output);
+            fprintf(stderr, "case %d, mode %s: %s\n", k / 3, modes[m], r.output);
             return;
         }
     }
