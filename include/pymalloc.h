@@ -307,7 +307,7 @@ PM_API void pm_print_stats(int fd);
  * empties the quarantine, calls glibc's, then gives the pools back. */
 PM_API int pm_trim(void);
 
-/* The library's version string, e.g. "0.2.0" (may differ from the header's). */
+/* The library's version string, e.g. "0.3.0" (may differ from the header's). */
 PM_API const char *pm_version(void);
 
 #ifdef __cplusplus
