@@ -1009,6 +1009,8 @@ static int pool_block_being_freed(const unsigned char *p, _Atomic uint64_t *w, u
         return atomic_load_explicit(w, memory_order_acquire) != v;
     struct timespec us = {0, 10000};
     for (int i = 0; i < 5000 && atomic_load_explicit(w, memory_order_acquire) == v; i++) {
+        if (get_be64(p - PM_I_DEBUG_HEAD) != in.size) /* (filled: freed whole) */
+            return 1;
         if (i < 64)
             sched_yield();
         else
@@ -1459,7 +1461,9 @@ static __thread int deciding __attribute__((tls_model("initial-exec")));
 
 static int decide_begin(void)
 {
-    if (deciding++ > 0)
+    /* (nested; or this thread holds a registry stripe, which the thread
+     * deciding may need for its search: decided alone) */
+    if (deciding++ > 0 || reg_held_here != NULL)
         return 0;
     for (int i = 0; i < 2064; i++) {
         if (!atomic_flag_test_and_set_explicit(&decide_lock, memory_order_acquire))
@@ -2675,6 +2679,28 @@ __attribute__((noinline, cold)) static void libc_next_mend(uintptr_t n, uintptr_
     pm_i_reg_unlock(st);
 }
 
+/* Whether glibc's thread arenas' heaps are 64 MiB, aligned to it, their
+ * heap_info first: not with the tunable glibc.malloc.hugetlb=2 (or a page
+ * size), where glibc 2.35 and later size and align them to 4 huge pages
+ * (8 MiB here: the address rounded down to 64 MiB was not mapped, SIGSEGV
+ * on a thread's first free; found by a review). Read once; getenv does not
+ * allocate. */
+static int thread_heaps_64m(void)
+{
+    static _Atomic int known; /* 0 not yet, 1 yes, 2 no */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (PM_I_LIKELY(k != 0))
+        return k == 1;
+    const char *t = getenv("GLIBC_TUNABLES"), *h = t != NULL ? strstr(t, "glibc.malloc.hugetlb=") : NULL;
+    k = 1;
+    if (h != NULL) {
+        h += sizeof "glibc.malloc.hugetlb=" - 1;
+        k = (h[0] == '0' || h[0] == '1') && (h[1] == '\0' || h[1] == ':') ? 1 : 2;
+    }
+    atomic_store_explicit(&known, k, memory_order_relaxed);
+    return k == 1;
+}
+
 static inline void libc_next_guard(int libc_below, const unsigned char *base)
 {
     if (libc_below == 0 || atomic_load_explicit(&pm_i_libc_chunk_page, memory_order_relaxed) == 0)
@@ -2685,24 +2711,29 @@ static inline void libc_next_guard(int libc_below, const unsigned char *base)
     size_t w = ((const size_t *)chunk)[1];
     if (w & 2)
         return; /* (mmapped) */
+    if ((w & 4) && !thread_heaps_64m())
+        return;
+    if (!(w & 4) && chunk < pm_i_libc_heap_floor)
+        return;
+    /* The chunk after this one, in use, always has a header (the top
+     * chunk's at least); read before the end of the heap, so that a trim
+     * in between (which shrinks the top chunk, n maybe) cannot make the
+     * chunk after n lie past an end read earlier. */
+    uintptr_t n = chunk + (w & ~(size_t)7);
+    size_t nw = __atomic_load_n((const size_t *)n + 1, __ATOMIC_RELAXED);
+    uintptr_t nn = n + (nw & ~(size_t)7);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     if (w & 4) {
         /* A thread arena's heap: aligned to 64 MiB, its glibc heap_info
          * first (ar_ptr, prev, size: the bytes mapped for it) */
         uintptr_t heap = chunk & ~(((uintptr_t)64 << 20) - 1);
-        size_t size = ((const size_t *)heap)[2];
+        size_t size = __atomic_load_n((const size_t *)heap + 2, __ATOMIC_RELAXED);
         if (size > ((size_t)64 << 20) || chunk >= heap + size)
             return;
         brk = heap + size;
     } else {
-        if (chunk < pm_i_libc_heap_floor)
-            return;
         brk = (uintptr_t)pm_i_libc_break();
     }
-    uintptr_t n = chunk + (w & ~(size_t)7);
-    if (n + 16 > brk || n < chunk)
-        return;
-    size_t nw = ((const size_t *)n)[1];
-    uintptr_t nn = n + (nw & ~(size_t)7);
     if ((nw & ~(size_t)7) < 32 || nn + 16 > brk || nn < n)
         return;
     if (PM_I_UNLIKELY(!(((const size_t *)nn)[1] & 1)))
@@ -4272,6 +4303,10 @@ void pm_i_debug_fork_child(void)
         fork_busy_leave();
     }
     pm_i_debug_reports_fork_child(!fork_no_locks);
+    if (!fork_no_locks) { /* (another thread may have been deciding) */
+        atomic_flag_clear(&decide_lock);
+        deciding = 0;
+    }
     /* The check at exit leaves the parent's blocks out: the child's own
      * serials are all above this one (its run of serials is dropped). */
     exit_min_serial = atomic_load_explicit(&serial_counter, memory_order_relaxed);
