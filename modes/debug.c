@@ -971,21 +971,27 @@ static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
  * its bytes were read: its 0xDD fill, a new header) is not taken for
  * damage. Reads only the side tree before the block's word, so p may be
  * any address. */
+/* Live pool block p, its word w read v (live): its bytes checked into *e,
+ * and 1 if w still holds v after they were read (else the block was freed
+ * or taken under the check, whose fill looks like damage: 0). */
+static int pool_block_read(const unsigned char *p, _Atomic uint64_t *w, uint64_t v, pm_i_err *e)
+{
+    pm_i_reg_info in;
+    side_unpack(v, &in);
+    (void)classify(p, &in, 0, OP_USABLE, e);
+    atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
+    return atomic_load_explicit(w, memory_order_relaxed) == v;
+}
+
 static pm_error_class pool_block_damaged(const unsigned char *p, pm_i_err *e)
 {
     _Atomic uint64_t *w = side_of(p);
-    pm_i_reg_info in;
     if (w == NULL)
         return PM_ERR_NONE;
     uint64_t v = atomic_load_explicit(w, memory_order_acquire);
-    side_unpack(v, &in);
-    if (in.state != PM_I_REG_LIVE)
+    if (PM_P_SIDE_STATE(v) != PM_P_SIDE_LIVE || !pool_block_read(p, w, v, e))
         return PM_ERR_NONE;
-    pm_error_class c = classify(p, &in, 0, OP_USABLE, e);
-    atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
-    if (atomic_load_explicit(w, memory_order_relaxed) != v)
-        return PM_ERR_NONE;
-    return c;
+    return e->error;
 }
 
 /* Pool block p's side word w read v, "freed", but its header is still its
@@ -1037,13 +1043,9 @@ static int pool_block_overflowed(const unsigned char *p, pm_i_err *e)
                 continue;
             return 0;
         }
-        pm_i_reg_info in;
-        side_unpack(v, &in);
-        pm_error_class c = classify(p, &in, 0, OP_USABLE, e);
-        atomic_thread_fence(memory_order_acquire); /* the bytes read before the word */
-        if (atomic_load_explicit(w, memory_order_relaxed) == v)
-            return overflow_kind(c, e); /* (or claimed and put back meanwhile, by a
-                                           free that found it damaged: no byte written) */
+        if (pool_block_read(p, w, v, e)) /* (or claimed and put back meanwhile, by a
+                                            free that found it damaged: no byte written) */
+            return overflow_kind(e->error, e);
         if (i == 8)
             return 0;
     }
