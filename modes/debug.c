@@ -3129,7 +3129,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
             atomic_store_explicit(w, v, memory_order_release);
             return NULL;
         }
-        if (PM_I_UNLIKELY(pm_i_reg_short()) ||
+        if (PM_I_UNLIKELY(pm_i_reg_short()) || PM_I_UNLIKELY(pm_i_p_vg) ||
             (g->pool_below && (n + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT !=
                                   (in.size + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT)) {
             /* The registry is full somewhere: the new block may need a
@@ -3139,7 +3139,9 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
              * malloc checks (freed_damaged) and the old one is filled
              * whole, a write through a pointer kept to it found too (the
              * pool's realloc would copy into a block unchecked, and the
-             * old one could not be filled after it took it). */
+             * old one could not be filled after it took it). Or memcheck
+             * runs: a realloc always moves there, as its own does, so
+             * that a use of the old pointer is a use after free to it. */
             atomic_store_explicit(w, v, memory_order_release);
             *old_size = in.size;
             return REALLOC_BY_COPY;
@@ -3149,9 +3151,8 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
          * its class or less (CPython's rule; with the 32 bytes of the
          * hooks, 1..4 bytes in the 48-byte class) into another block of
          * the same class, taken unchecked, and gives the old one back
-         * half filled. Under memcheck the pool's realloc tells memcheck
-         * the new size (it reports a write into a freed block itself). */
-        in_place = g->pool_below && !pm_i_p_vg;
+         * half filled. */
+        in_place = g->pool_below;
     } else {
         void *st;
         pm_i_reg_entry *r = registry_checked(g, p, OP_REALLOC, &in, &st);

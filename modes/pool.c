@@ -76,7 +76,7 @@
  * are off and every operation takes its class lock; each block is a
  * MALLOCLIKE block of exactly the requested size, freed with FREELIKE (then
  * kept from reuse a while: vg_quarantine) and
- * resized in place with RESIZEINPLACE; arenas, pool headers, free blocks
+ * always moved by realloc, as by memcheck's own; arenas, pool headers, free blocks
  * and never-carved memory are NOACCESS, opened briefly around the
  * allocator's own accesses. The size class is n>>4 instead of (n-1)>>4, so
  * every pool block has at least one byte of slack and an overflow into the
@@ -1352,16 +1352,19 @@ static uint16_t *vg_live_slot(uint8_t *bp, unsigned idx)
     return NULL;
 }
 
-/* Under memcheck a pool block of n bytes is given a slot of n + 32 to
- * n + 47 bytes (the size class of n + 32): the 32 or more bytes after its
- * end, never addressable, stand for the 16-byte redzones memcheck's own
- * malloc puts around a block on either side. An access up to 16 bytes past
- * the end is then "k bytes after" this block, never "before" the next one
- * (memcheck names a block whose 16-byte margin holds the address, the first
- * it finds: with a byte of slack, a write one past the end of a pool block
- * was often described as "1 bytes before" the next block, with that
- * block's allocation stack); and p[n + 16] is caught, as with memcheck's
- * malloc, instead of landing in the next block. (PM_P_VG_GAP, pool.h.) */
+/* Under memcheck a pool block of n bytes is given a slot of n + 40 to
+ * n + 55 bytes (the size class of n + 40): the 40 or more bytes after its
+ * end, never addressable, stand for the redzones memcheck's own malloc
+ * puts around a block. memcheck names an address by the first block it
+ * finds whose margin holds it, a margin of its effective redzone (24 bytes
+ * on amd64: the 16 asked for, rounded with the 8-byte chunk header to 16),
+ * so an access up to 16 bytes past the end is "k bytes after" this block
+ * only when the next block starts at least 16 + 24 bytes past it; with 32
+ * bytes of slack, p[n + 8] past a block of 448 bytes was "24 bytes before"
+ * the next one, with that block's allocation stack. With a byte of slack,
+ * a write one past the end was often so described. And p[n + 16] is
+ * caught, as with memcheck's malloc, instead of landing in the next
+ * block. (PM_P_VG_GAP, pool.h.) */
 
 static void *vg_malloc(size_t n)
 {
@@ -1417,6 +1420,10 @@ static void vg_quarantine_flush(void)
         pm_p_lock(&c->lock);
         for (; c->vg_qlen > 0; c->vg_qlen--) {
             give_block(idx, c->vg_quar[c->vg_qhead]);
+            /* Not left in the ring: memcheck's leak check scans it as a
+             * root, and a block later made at that address and lost was
+             * "still reachable" through it. */
+            c->vg_quar[c->vg_qhead] = NULL;
             c->vg_qhead = (c->vg_qhead + 1) % PM_P_VG_QUARANTINE;
         }
         pm_p_unlock(&c->lock);
@@ -1727,7 +1734,8 @@ static void vg_class_unlock(unsigned idx)
 }
 
 /* CPython's rule: stay in place iff n <= block size and 4n > 3 * block
- * size; otherwise move (malloc, copy, free). Raw blocks stay raw. */
+ * size; otherwise move (malloc, copy, free), or stay if a shrink's new
+ * block cannot be had. Raw blocks stay raw. */
 static void *pool_realloc(void *ctx, void *p, size_t n)
 {
     unsigned cls = pm_i_p_lookup(p);
@@ -1735,8 +1743,13 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
         return pm_i_libc_realloc(p, n);
     size_t size = PM_P_CLASS_SIZE(cls - 1), copy = size;
     if (pm_i_p_vg) {
-        /* Keep PM_P_VG_GAP bytes of slack (CPython's rule on n plus it);
-         * copy only the defined bytes. */
+        /* Always moved, as memcheck's own realloc does: the old block
+         * freed (into the quarantine), so that a use of the pointer
+         * passed to realloc is reported as a use after free, and the new
+         * block's allocation stack is the realloc's. (Resized in place,
+         * a read through the old pointer went unseen and a later free of
+         * it was taken for the new block's.) Copy only the defined
+         * bytes. */
         if (!vg_class_lock(cls - 1)) {
             errno = ENOMEM; /* a handler's, its thread holding the lock */
             return NULL;
@@ -1746,23 +1759,26 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
             vg_class_unlock(cls - 1);
             return NULL;
         }
-        size_t old = *slot;
-        if (n + PM_P_VG_GAP <= size && 4 * (n + PM_P_VG_GAP) > 3 * size) {
-            VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
-            *slot = (uint16_t)n;
-            vg_class_unlock(cls - 1);
-            return p;
-        }
+        copy = *slot;
         vg_class_unlock(cls - 1);
-        copy = old;
     } else if (n <= size && 4 * n > 3 * size) {
         return p;
     }
     if (n < copy)
         copy = n;
+    int saved = errno;
     void *q = pool_malloc_inner(ctx, n);
-    if (q == NULL)
+    if (q == NULL) {
+        /* A block that shrinks stays where it is when no smaller one can
+         * be had: glibc's realloc never fails a shrink, and code such as
+         * s = realloc(s, len) relies on it when memory is short. (Not
+         * under memcheck, whose realloc always moves.) */
+        if (n <= size && !pm_i_p_vg) {
+            errno = saved;
+            return p;
+        }
         return NULL;
+    }
     memcpy(q, p, copy);
     pool_free(ctx, p);
     return q;

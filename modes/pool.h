@@ -43,8 +43,9 @@
  * pools stay empty. */
 #define PM_P_WIDE_MAX (PM_P_SMALL_MAX + 32u)
 /* Under memcheck, the bytes of slack a pool block keeps at least after its
- * end (pool.c, vg_malloc): a block of n bytes takes the class of n + this. */
-#define PM_P_VG_GAP 32u
+ * end (pool.c, vg_malloc): a block of n bytes takes the class of n + this:
+ * 16 bytes, plus memcheck's effective redzone (24 on amd64, 20 on i386). */
+#define PM_P_VG_GAP 40u
 #define PM_P_NCLASSES 34u            /* PM_P_WIDE_MAX / PM_P_ALIGN */
 #define PM_P_POOL_BITS 14
 #define PM_P_POOL_SIZE (1u << PM_P_POOL_BITS)  /* 16 KiB */

@@ -335,8 +335,9 @@ static void print_stats(int fd, int bounded)
     /* Which requests those are, in the program's sizes, not the pools':
      * under the debug hooks (threshold 544) every request comes with their
      * 32 bytes, so a request of 0 is a 32-byte pool block and the largest
-     * pooled one is 512; under memcheck a pool block keeps 32 bytes of
-     * slack at least (vg_malloc), so that largest request is 32 less. */
+     * pooled one is 512; under memcheck a pool block keeps PM_P_VG_GAP
+     * bytes of slack at least (vg_malloc), so that largest request is
+     * that much less. */
     int hooks = st.small_threshold == PM_P_WIDE_MAX;
     size_t largest = st.small_threshold - (hooks ? PM_P_WIDE_MAX - PM_P_SMALL_MAX : 0) -
                      (pm_i_p_vg ? PM_P_VG_GAP : 0);

@@ -40,6 +40,8 @@ void free_interior_deferred(unsigned char *p);
 void read_nested_after_free(unsigned char *p);
 void free_nested_twice(unsigned char *p);
 void leak_nested(void);
+void read_after_realloc(const unsigned char *p);
+void leak_after_trim(void);
 
 /* Each fault in a function of its own, never inlined or cloned, so that
  * memcheck names it (clang has no noclone and never clones these). */
@@ -78,6 +80,24 @@ OVERFLOW_ONE_PAST(8)
 OVERFLOW_ONE_PAST(9)
 OVERFLOW_ONE_PAST(10)
 OVERFLOW_ONE_PAST(11)
+
+/* One function per case for "overflow-far", as above. */
+#define OVERFLOW_PAST(k)                                                              \
+    PM_VICTIM_FN void overflow_past_##k(unsigned char *a, size_t at)                  \
+    {                                                                                 \
+        ((volatile unsigned char *)a)[at] = 1;                                        \
+    }
+OVERFLOW_PAST(0)
+OVERFLOW_PAST(1)
+OVERFLOW_PAST(2)
+OVERFLOW_PAST(3)
+OVERFLOW_PAST(4)
+OVERFLOW_PAST(5)
+
+PM_VICTIM_FN void read_after_realloc(const unsigned char *p)
+{
+    sink = p[2]; /* the pointer passed to realloc */
+}
 
 PM_VICTIM_FN void read_after_free(unsigned char *p)
 {
@@ -179,6 +199,26 @@ PM_VICTIM_FN void leak_one(void)
     unsigned char *p = pm_mem_malloc(100);
     memset(p, 1, 100);
     p = NULL;
+}
+
+/* Eight 24-byte blocks freed and given back by pm_trim (under memcheck
+ * the freed blocks wait in a quarantine, which pm_trim empties), then
+ * eight more made (at those addresses) and lost: "definitely lost", as
+ * with libc's malloc (the quarantine's ring kept the old addresses, and
+ * memcheck's leak check, which scans it as a root, found the new blocks
+ * "still reachable"). */
+PM_VICTIM_FN void leak_after_trim(void)
+{
+    void *volatile q[8];
+    for (int i = 0; i < 8; i++)
+        memset(q[i] = pm_mem_malloc(24), 1, 24);
+    for (int i = 0; i < 8; i++)
+        pm_mem_free(q[i]);
+    pm_trim();
+    for (int i = 0; i < 8; i++)
+        memset(q[i] = pm_mem_malloc(24), 2, 24);
+    for (int i = 0; i < 8; i++)
+        q[i] = NULL;
 }
 
 /* A list of ten 48-byte blocks, each pointing to the next, lost by its
@@ -290,7 +330,7 @@ static int goes_on(const char *c)
 
 PM_VICTIM_FN void write_past_shrunk(unsigned char *p)
 {
-    ((volatile unsigned char *)p)[95] = 1; /* a 100-byte block shrunk in place to 90 */
+    ((volatile unsigned char *)p)[95] = 1; /* a 100-byte block shrunk to 90 */
 }
 
 /* A correct program: many sizes, calloc, realloc in place and moving, both
@@ -405,10 +445,12 @@ static int realloc_under_signals(void)
     unsigned char *p = pm_obj_malloc(25);
     static void *q[64];
     for (long i = 0; i < 200000; i++) {
-        /* 25..31 bytes: the 32-byte class, in place (CPython's rule). */
+        /* 25..31 bytes: moved each time (under memcheck a realloc always
+         * moves, as memcheck's own does). */
         unsigned char *r = pm_obj_realloc(p, 25 + (size_t)(i % 7));
-        if (r != p)
+        if (r == NULL || r == p)
             return 3;
+        p = r;
         if (pm_i_domain_usable_size(PM_DOMAIN_OBJ, p) < 25 + (size_t)(i % 7))
             return 5;
         if (i % 1000 == 0) { /* and the slow paths (the handler's realloc there) */
@@ -479,6 +521,42 @@ int main(int argc, char **argv)
         }
         for (int i = 0; i < 2 * 480; i++)
             pm_mem_free(kept[i]);
+        return 0;
+    }
+    if (strcmp(c, "overflow-far") == 0) {
+        /* Three blocks of n bytes, one after the other; a write k bytes
+         * past the end of the middle one (k < 16), for sizes whose
+         * slack, with 32 bytes at least, left that byte within memcheck's
+         * 24-byte margin of the next block: it was described as "24
+         * bytes before" that block, with its allocation stack. */
+        static void (*const write_past[6])(unsigned char *, size_t) = {
+            overflow_past_0, overflow_past_1, overflow_past_2,
+            overflow_past_3, overflow_past_4, overflow_past_5};
+        static const size_t sizes[6] = {448, 464, 472, 440, 455, 479};
+        static const size_t ks[6] = {8, 8, 15, 15, 12, 15};
+        for (int i = 0; i < 6; i++) {
+            unsigned char *b[3];
+            for (int j = 0; j < 3; j++)
+                memset(b[j] = pm_mem_malloc(sizes[i]), 0, sizes[i]);
+            write_past[i](b[1], sizes[i] + ks[i]);
+            for (int j = 0; j < 3; j++)
+                pm_mem_free(b[j]);
+        }
+        return 0;
+    }
+    if (strcmp(c, "realloc-stale") == 0) {
+        /* A realloc that CPython's rule keeps in place (20 -> 24 bytes),
+         * then a read through the old pointer: memcheck's own realloc
+         * always moves, so the read is a use after free. */
+        unsigned char *p = pm_mem_malloc(20);
+        memset(p, 1, 20);
+        unsigned char *q = pm_mem_realloc(p, 24);
+        read_after_realloc(p);
+        pm_mem_free(q);
+        return 0;
+    }
+    if (strcmp(c, "leak-after-trim") == 0) {
+        leak_after_trim();
         return 0;
     }
     if (strcmp(c, "uaf-read") == 0 || strcmp(c, "uaf-write") == 0) {
@@ -625,9 +703,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(c, "shrink") == 0) {
         unsigned char *p = pm_mem_malloc(100);
-        unsigned char *q = pm_mem_realloc(p, 90);
-        if (q != p)
-            return 3; /* must have stayed in place */
+        unsigned char *q = pm_mem_realloc(p, 90); /* (moved, as by memcheck's realloc) */
+        if (q == NULL || q == p)
+            return 3;
         write_past_shrunk(q);
         pm_mem_free(q);
         return 0;
