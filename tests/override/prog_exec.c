@@ -6,6 +6,8 @@
  *   prog_exec exec VARIANT    one heap error, then this program again through
  *                             VARIANT (execve, execv, execvp, execvpe, execl,
  *                             execle, execlp, fexecve, execveat) as "clean"
+ *   prog_exec exec-emfile     one error, then "clean" by an exec made with no
+ *                             free file descriptor
  *   prog_exec chain           one error, then "error-exec": one more, then "clean"
  *   prog_exec clean-exec      no error, then "handoff?" (prints what it got)
  *   prog_exec fork-after      one error, then "forker": forks a child that
@@ -46,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -183,6 +186,21 @@ int main(int argc, char **argv)
     if (strcmp(what, "exec") == 0 && argc > 2) {
         heap_error();
         return run_variant(argv[2], "clean");
+    }
+    if (strcmp(what, "exec-emfile") == 0) {
+        /* One error, then an exec with every file descriptor taken (by
+         * ones closed at the exec, so that the new program can load): the
+         * process's start time cannot be read at the exec. */
+        heap_error();
+        struct rlimit rl = {64, 64};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return 5;
+        while (open("/dev/null", O_RDONLY | O_CLOEXEC) >= 0)
+            ;
+        if (errno != EMFILE)
+            return 6;
+        execl(self, self, "clean", (char *)NULL);
+        return 7;
     }
     if (strcmp(what, "chain") == 0) {
         heap_error();
