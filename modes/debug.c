@@ -3108,8 +3108,10 @@ static void *realloc_by_copy(void *ctx, unsigned char *p, size_t old, size_t n)
  * its *old bytes (made outside the busy part). */
 #define REALLOC_BY_COPY ((void *)(uintptr_t)1)
 
-/* Realloc of p (not an early block). The thread is busy. */
-static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
+/* Realloc of p (not an early block). The thread is busy. stay: a shrink
+ * whose move found no new block (dbg_realloc): in place where the block
+ * allows it. */
+static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, int stay)
 {
     pm_i_reg_info in;
     pm_i_err e;
@@ -3129,9 +3131,10 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
             atomic_store_explicit(w, v, memory_order_release);
             return NULL;
         }
-        if (PM_I_UNLIKELY(pm_i_reg_short()) || PM_I_UNLIKELY(pm_i_p_vg) ||
-            (g->pool_below && (n + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT !=
-                                  (in.size + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT)) {
+        if ((PM_I_UNLIKELY(pm_i_reg_short()) && !stay) || (g->pool_below && pm_i_p_vg) ||
+            (g->pool_below && !stay &&
+             (n + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT !=
+                 (in.size + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT)) {
             /* The registry is full somewhere: the new block may need a
              * record there, which must be made before the old block goes.
              * Or the block moves to another class of the pool: by the
@@ -3140,13 +3143,15 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
              * whole, a write through a pointer kept to it found too (the
              * pool's realloc would copy into a block unchecked, and the
              * old one could not be filled after it took it). Or memcheck
-             * runs: a realloc always moves there, as its own does, so
-             * that a use of the old pointer is a use after free to it. */
+             * runs (the pool below): a realloc always moves there, as its
+             * own does, so that a use of the old pointer is a use after
+             * free to it. */
             atomic_store_explicit(w, v, memory_order_release);
             *old_size = in.size;
             return REALLOC_BY_COPY;
         }
-        /* The same class of the pool: the block stays where it is. Not
+        /* The same class of the pool (or a smaller block's, when no block
+         * of that class could be had: stay): the block stays where it is. Not
          * the pool's realloc, which moves a block that shrinks to 3/4 of
          * its class or less (CPython's rule; with the 32 bytes of the
          * hooks, 1..4 bytes in the 48-byte class) into another block of
@@ -3162,8 +3167,14 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
             pm_i_reg_unlock(st);
             return NULL;
         }
-        if (in.offset != PM_I_DEBUG_HEAD || PM_I_UNLIKELY(pm_i_reg_short()) ||
-            q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL)) {
+        /* A shrink that stays (stay), of a block of the C library's: its
+         * realloc keeps the address, so the record is kept live and
+         * rewritten where it is, with no new one needed (nor one freed
+         * that another thread's insert could forget meanwhile), even
+         * with the registry short. */
+        int keep_record = stay && g->libc_below != 0;
+        if (in.offset != PM_I_DEBUG_HEAD || (PM_I_UNLIKELY(pm_i_reg_short()) && !keep_record) ||
+            (!stay && q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL))) {
             /* An aligned block (realloc keeps only 16-byte alignment), or
              * the registry full somewhere (see above), or a block the
              * quarantine takes: the hooks' free puts it there, so that a
@@ -3174,7 +3185,8 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size)
         }
         /* From here the old block is recorded as freed, so a concurrent or
          * later use of p is named; a failure below puts it back. */
-        pm_i_reg_mark_freed(st, r);
+        if (!keep_record)
+            pm_i_reg_mark_freed(st, r);
         pm_i_reg_unlock(st);
     }
 
@@ -3268,10 +3280,34 @@ static void *dbg_realloc(void *ctx, void *ptr, size_t n)
     if (nested())
         return NULL; /* a block made outside the nested call: kept (ENOMEM) */
     size_t old = 0;
+    int saved = errno; /* kept on success: a failed attempt on the way sets it */
     busy_enter();
-    void *q = realloc_busy(ctx, ptr, n, &old);
+    void *q = realloc_busy(ctx, ptr, n, &old, 0);
     busy_leave();
-    return q == REALLOC_BY_COPY ? realloc_by_copy(ctx, ptr, old, n) : q;
+    if (PM_I_LIKELY(q != REALLOC_BY_COPY)) {
+        if (PM_I_LIKELY(q != NULL))
+            errno = saved;
+        return q;
+    }
+    q = realloc_by_copy(ctx, ptr, old, n);
+    if (PM_I_UNLIKELY(q == NULL) && n < old && !pm_i_p_vg) {
+        /* A shrink that found no new block stays where it is, when the
+         * block allows it (not an aligned block; with the registry short,
+         * only a pool block or the C library's): glibc's realloc never
+         * fails a shrink, and code such as
+         * s = realloc(s, len) relies on it when memory is short. (Not
+         * under memcheck, whose realloc always moves.) */
+        busy_enter();
+        q = realloc_busy(ctx, ptr, n, &old, 1);
+        busy_leave();
+        if (q == REALLOC_BY_COPY) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    if (q != NULL)
+        errno = saved;
+    return q;
 }
 
 /* What is known of block p: its side word or its registry record. */

@@ -1781,6 +1781,7 @@ static void *pool_realloc(void *ctx, void *p, size_t n)
     }
     memcpy(q, p, copy);
     pool_free(ctx, p);
+    errno = saved; /* (a failed arena mapping before the C library served) */
     return q;
 }
 

@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -324,6 +326,97 @@ static void test_failure_sets_enomem(void)
     pm_mem_free(live);
 }
 
+/* The address space this process has mapped, in bytes (0 if unknown). */
+static size_t mapped_bytes(void)
+{
+    char buf[64] = {0};
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n > 0 ? (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void shrink_with_memory_exhausted(void *arg)
+{
+    (void)arg;
+    unsigned char *small[PM_DOMAIN_COUNT], *big[PM_DOMAIN_COUNT];
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        memset(small[d] = pm_t_domains[d].malloc(400), 'a' + d, 400);
+        memset(big[d] = pm_t_domains[d].malloc(3000), 'A' + d, 3000);
+    }
+    size_t have = mapped_bytes();
+    PM_CHECK(have > 0);
+    struct rlimit rl = {have + ((size_t)48 << 20), have + ((size_t)48 << 20)};
+    PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    /* Every byte taken, by 8-byte blocks (each linked to the one before). */
+    void **last = NULL, **b;
+    size_t taken = 0;
+    while ((b = pm_mem_malloc(8)) != NULL) {
+        *b = last;
+        last = b;
+        taken++;
+    }
+    PM_CHECK(taken > 1000);
+    /* The pool domains first, the small blocks first: a shrink of the C
+     * library's blocks gives it memory back. */
+    for (int d = PM_DOMAIN_COUNT - 1; d >= 0; d--) {
+        errno = 1234;
+        unsigned char *q = pm_t_domains[d].realloc(small[d], 8);
+        if (q == NULL)
+            fprintf(stderr, "%s: 400 -> 8 bytes failed\n", pm_t_domains[d].name);
+        PM_CHECK(q != NULL);
+        PM_CHECK_EQ(errno, 1234);
+        if (q != NULL) {
+            for (int i = 0; i < 8; i++)
+                PM_CHECK_EQ(q[i], 'a' + d);
+            small[d] = q;
+        }
+    }
+    for (int d = PM_DOMAIN_COUNT - 1; d >= 0; d--) {
+        errno = 1234;
+        unsigned char *q = pm_t_domains[d].realloc(big[d], 700);
+        if (q == NULL)
+            fprintf(stderr, "%s: 3000 -> 700 bytes failed\n", pm_t_domains[d].name);
+        PM_CHECK(q != NULL);
+        PM_CHECK_EQ(errno, 1234);
+        if (q != NULL) {
+            PM_CHECK(q[0] == 'A' + d && q[699] == 'A' + d);
+            big[d] = q;
+        }
+    }
+    while (last != NULL) {
+        void **next = *last;
+        pm_mem_free(last);
+        last = next;
+    }
+    for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
+        pm_t_domains[d].free(small[d]);
+        pm_t_domains[d].free(big[d]);
+    }
+}
+
+/* A realloc that shrinks a block never fails, as glibc's never does: with
+ * no memory left (RLIMIT_AS), a block that finds no smaller one to move to
+ * stays where it is, its bytes and errno kept (in pymalloc mode a pool
+ * block whose size class changed got NULL; in pymalloc_debug likewise, and
+ * in malloc_debug every block the quarantine takes). Code such as
+ * s = realloc(s, len) relies on it when memory is short. */
+static void test_shrink_with_memory_exhausted(void)
+{
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("the sanitizers' allocators map their own memory");
+    if (pm_t_under_valgrind())
+        PM_SKIP("valgrind's address space is its own");
+    pm_death_result r;
+    pm_death(shrink_with_memory_exhausted, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", r.output);
+}
+
 /* The malloc family's extras, through each domain's mode stack: aligned
  * blocks are aligned, usable, and freed through the domain's free. */
 static void test_mode_memalign_and_usable_size(void)
@@ -527,6 +620,7 @@ int main(void)
     PM_RUN(test_alignment);
     PM_RUN(test_failure_sets_enomem);
     PM_RUN(test_mode_memalign_and_usable_size);
+    PM_RUN(test_shrink_with_memory_exhausted);
     PM_RUN(test_print_stats_broken_pipe);
     PM_RUN(test_stats_at_exit_from_signal_handler);
     return pm_test_done();

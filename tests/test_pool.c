@@ -346,7 +346,7 @@ static void test_raw_fallback(void)
      * the debug hooks' blocks, never a request of this mode. */
     PM_CHECK_EQ(after.small_threshold, 512);
     for (size_t n = 513; n <= 545; n++) {
-        void *m = MEM->malloc(n), *c = OBJ->calloc(1, n), *r = OBJ->malloc(480);
+        void *m = MEM->malloc(n), *c = OBJ->calloc(1, n), *r = OBJ->malloc(400);
         PM_CHECK(m != NULL && c != NULL && r != NULL && pm_i_pool_owns(r));
         r = OBJ->realloc(r, n);
         PM_CHECK(r != NULL);
