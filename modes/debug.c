@@ -1665,6 +1665,23 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     side_unpack(v, &in);
     pm_i_err e;
     freed_error(base + PM_I_DEBUG_HEAD, 0, in.size, full_serial(in.serial), in.api, &e);
+    if (e.offset == -1) {
+        /* Nothing written in the block itself: the byte the malloc's check
+         * found is past its trailer, in its slot (a block shrunk in place
+         * into a slot of a larger class, when no smaller block could be
+         * had: realloc_busy's stay), up to the 64 bytes the check reads. */
+        int cls = pm_i_pool_class_of(base);
+        size_t from = in.size + PM_I_DEBUG_TAIL, end = 64;
+        if (cls >= 0 && PM_P_CLASS_SIZE(cls) - PM_I_DEBUG_HEAD < end)
+            end = PM_P_CLASS_SIZE(cls) - PM_I_DEBUG_HEAD;
+        const unsigned char *p = base + PM_I_DEBUG_HEAD;
+        for (size_t i = from; i < end; i++)
+            if (p[i] != PM_I_DEADBYTE) {
+                if (e.offset == -1)
+                    e.offset = (ptrdiff_t)i;
+                e.last = (ptrdiff_t)i;
+            }
+    }
     e.api_expected = g->api;
     int held = decide_begin();
     if (PM_I_UNLIKELY(serial_alone(&e)))
@@ -3167,12 +3184,14 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
             pm_i_reg_unlock(st);
             return NULL;
         }
-        /* A shrink that stays (stay), of a block of the C library's: its
-         * realloc keeps the address, so the record is kept live and
-         * rewritten where it is, with no new one needed (nor one freed
-         * that another thread's insert could forget meanwhile), even
-         * with the registry short. */
-        int keep_record = stay && g->libc_below != 0;
+        /* A shrink that stays (stay), of a block of the C library's (not
+         * a pool's, which its realloc may move): that realloc keeps the
+         * address, so the record is rewritten where it is, with no new
+         * one needed, even with the registry short. Marked freed and
+         * held meanwhile: skipped by the check at exit, a concurrent free
+         * of p named a double free, and never forgotten by another
+         * thread's insert (which would take a new record). */
+        int keep_record = stay && g->libc_below != 0 && !pm_i_pool_owns(p);
         if (in.offset != PM_I_DEBUG_HEAD || (PM_I_UNLIKELY(pm_i_reg_short()) && !keep_record) ||
             (!stay && q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL))) {
             /* An aligned block (realloc keeps only 16-byte alignment), or
@@ -3185,8 +3204,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
         }
         /* From here the old block is recorded as freed, so a concurrent or
          * later use of p is named; a failure below puts it back. */
-        if (!keep_record)
-            pm_i_reg_mark_freed(st, r);
+        pm_i_reg_mark_freed_held(st, r, keep_record);
         pm_i_reg_unlock(st);
     }
 

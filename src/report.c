@@ -229,7 +229,7 @@ static int number_field(const char **v, char end, uint64_t *out)
 /* This process's start time, in clock ticks after boot (the 22nd field of
  * /proc/self/stat): exec keeps it, a later process with the same pid has
  * another. 0 where it cannot be read (no /proc, no free file descriptor):
- * the pid alone tells then (take_handoff).
+ * the pid alone tells then, when neither side could read it.
  * open, read, close: no lock, no allocation (exec may be called in a
  * signal handler); errno is kept (set-up is inside an allocation). */
 static uint64_t start_time(void)
@@ -262,6 +262,26 @@ static uint64_t start_time(void)
     return number_field(&p, ' ', &t) == 0 ? t : 0;
 }
 
+/* start_time() of this process, read once (at set-up in report mode, or
+ * at the first need) and kept with the pid it was read for (a fork child
+ * reads its own): an exec made when no file descriptor is free (the
+ * program's descriptors all taken) still passes the true start time on.
+ * Threads that read it at once store the same values. */
+static _Atomic long start_pid;
+static _Atomic uint64_t start_ticks;
+static uint64_t own_start_time(void)
+{
+    long pid = (long)getpid();
+    if (atomic_load_explicit(&start_pid, memory_order_acquire) == pid)
+        return atomic_load_explicit(&start_ticks, memory_order_relaxed);
+    uint64_t t = start_time();
+    if (t != 0) {
+        atomic_store_explicit(&start_ticks, t, memory_order_relaxed);
+        atomic_store_explicit(&start_pid, pid, memory_order_release);
+    }
+    return t;
+}
+
 static void take_handoff(void)
 {
     const char *v = pm_i_getenv(PM_I_HANDOFF_NAME);
@@ -281,17 +301,13 @@ static void take_handoff(void)
             number_field(&v, end, &got[n++]) != 0)
             return;
     }
-    /* The pid, and the start time where both sides could read it: 0 is
-     * "unknown" (an exec made with every file descriptor taken, no /proc),
-     * and the pid alone tells then (before, the counts were dropped, and
-     * a run with heap errors ended with status 0). */
-    if (pid != (uint64_t)getpid())
+    /* The pid and the start time (read at set-up in report mode, so an
+     * exec made with every file descriptor taken still passes it on:
+     * before, it passed 0, and the new program dropped the counts). A
+     * later process given the same pid, which inherited the variable,
+     * has another start time. */
+    if (pid != (uint64_t)getpid() || start != own_start_time())
         return;
-    if (start != 0) {
-        uint64_t now = start_time();
-        if (now != 0 && now != start)
-            return;
-    }
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
         total += got[i];
@@ -314,6 +330,7 @@ void pm_i_debug_read_options(void)
         pm_i_debug_on_error_report = 0;
     } else if (strcmp(v, "report") == 0) {
         pm_i_debug_on_error_report = 1;
+        (void)own_start_time(); /* (for an exec that passes errors on) */
     } else {
         static const char *const valid[] = {"abort", "report", NULL};
         pm_i_fatal_option("PYMALLOC_ON_ERROR", v, "unknown value", valid);
@@ -483,19 +500,28 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
                 pm_i_buf_str(b, "block");
             pm_i_buf_str(b, " at ");
             pm_i_buf_ptr(b, e->address);
-            pm_i_buf_str(b, " was written after its free (");
+            /* Past its trailer, in the rest of its slot: a pool block
+             * that a realloc shrank in place into a slot of a larger
+             * class (no smaller block could be had); the 0xDD there is
+             * that realloc's, and the write may have been made while
+             * the block was live. */
+            int past = !e->freed_link && e->offset >= (ptrdiff_t)(e->size + PM_I_DEBUG_TAIL);
+            pm_i_buf_str(b, past ? " was written past its end (" : " was written after its free (");
             if (e->freed_link) {
                 pm_i_buf_str(b, "the pool's free-list link in its first 16 bytes, at p-16, was "
                                 "overwritten)");
                 break;
             }
-            pm_i_buf_str(b, "the 0xDD its free wrote at ");
+            pm_i_buf_str(b, past ? "the 0xDD past its end, in its slot, at "
+                                 : "the 0xDD its free wrote at ");
             offset_words(b, e->offset);
             if (e->last != e->offset) {
                 pm_i_buf_str(b, " .. ");
                 offset_words(b, e->last);
             }
-            pm_i_buf_str(b, " was overwritten)");
+            pm_i_buf_str(b, past ? " was overwritten: after its free, or past its end while it "
+                                   "was live)"
+                                 : " was overwritten)");
             break;
         }
         pm_i_buf_str(b, "the ");
@@ -769,7 +795,9 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
          * block's in its pool holds the free-list link. */
         ptrdiff_t len = (ptrdiff_t)(e->size + PM_I_DEBUG_TAIL);
         ptrdiff_t from = e->offset < 0 ? -(ptrdiff_t)PM_I_DEBUG_HEAD : e->offset & ~(ptrdiff_t)15;
-        size_t k = len - from < 32 ? (size_t)(len - from) : 32;
+        /* (the bytes shown reach the damage past the trailer, if any) */
+        ptrdiff_t shown = e->last + 1 > len ? e->last + 1 : len;
+        size_t k = shown - from < 32 ? (size_t)(shown - from) : 32;
         freed_words(b, e->quarantined ? "block, held in the quarantine," : "pool block", e);
         pm_i_buf_str(b, ".\n    Its free filled ");
         offset_words(b, e->quarantined ? -(ptrdiff_t)PM_I_DEBUG_HEAD : 0);
@@ -1485,7 +1513,7 @@ const char *pm_i_debug_exec_handoff(void)
     pm_i_buf_str(&e, PM_I_HANDOFF_NAME "=");
     pm_i_buf_u64(&e, (uint64_t)me);
     pm_i_buf_char(&e, '.');
-    pm_i_buf_u64(&e, start_time());
+    pm_i_buf_u64(&e, own_start_time());
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
         pm_i_buf_char(&e, c == 1 ? ':' : ',');
         pm_i_buf_u64(&e, atomic_load(&k[c]));
