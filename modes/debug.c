@@ -1684,8 +1684,11 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     }
     e.api_expected = g->api;
     int held = decide_begin();
-    if (PM_I_UNLIKELY(serial_alone(&e)))
-        blame_above(&e, PM_I_DEBUG_HEAD); /* (the underflow of the block after it) */
+    /* (the underflow of the block after it; not for a byte past the
+     * trailer, in the slot of a block shrunk in place, which is this
+     * block's own) */
+    if (PM_I_UNLIKELY(serial_alone(&e)) && e.offset < (ptrdiff_t)(in.size + PM_I_DEBUG_TAIL))
+        blame_above(&e, PM_I_DEBUG_HEAD);
     e.entry = entry_name(g, op);
     int fresh = freed_report_is_new(&e);
     decide_end(held);

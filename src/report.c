@@ -262,11 +262,13 @@ static uint64_t start_time(void)
     return number_field(&p, ' ', &t) == 0 ? t : 0;
 }
 
-/* start_time() of this process, read once (at set-up in report mode, or
- * at the first need) and kept with the pid it was read for (a fork child
- * reads its own): an exec made when no file descriptor is free (the
- * program's descriptors all taken) still passes the true start time on.
- * Threads that read it at once store the same values. */
+/* start_time() of this process, read once (at set-up in report mode, in
+ * a fork child at its first error counted, or at the first need) and kept
+ * with the pid it was read for: an exec made when no file descriptor is
+ * free (the program's descriptors all taken) still passes the true start
+ * time on. Threads that read it at once store the same values. Never
+ * called in a vfork child or one made without the fork handlers, which
+ * may share this memory with their parent (pm_i_debug_exec_handoff). */
 static _Atomic long start_pid;
 static _Atomic uint64_t start_ticks;
 static uint64_t own_start_time(void)
@@ -1224,6 +1226,8 @@ static void count_error(const pm_i_err *e)
     atomic_fetch_add(&counts[e->error], 1);
     atomic_fetch_add(&counts[PM_ERR_NONE], 1);
     long me = (long)getpid(), owner = atomic_load(&counts_pid);
+    if (owner == me && pm_i_debug_on_error_report)
+        (void)own_start_time(); /* (a fork child's, for an exec that passes this on) */
     if (owner != 0 && owner != me) { /* a child made without our fork handlers */
         if (atomic_exchange(&claim_pid, me) != me) {
             for (int c = 0; c < PM_ERR_CLASS_COUNT; c++)
@@ -1513,7 +1517,9 @@ const char *pm_i_debug_exec_handoff(void)
     pm_i_buf_str(&e, PM_I_HANDOFF_NAME "=");
     pm_i_buf_u64(&e, (uint64_t)me);
     pm_i_buf_char(&e, '.');
-    pm_i_buf_u64(&e, own_start_time());
+    /* (a vfork or raw child's is read, not kept: the memory kept in may
+     * be its parent's) */
+    pm_i_buf_u64(&e, own ? own_start_time() : start_time());
     for (int c = 1; c < PM_ERR_CLASS_COUNT; c++) {
         pm_i_buf_char(&e, c == 1 ? ':' : ',');
         pm_i_buf_u64(&e, atomic_load(&k[c]));

@@ -435,26 +435,44 @@ static void test_shrink_with_memory_exhausted(void)
 }
 
 static ptrdiff_t slot_offset_seen = -100;
+static int reports_seen;
 static void note_offset(const pm_error_report *r, void *ctx)
 {
     (void)ctx;
-    slot_offset_seen = r->offset;
+    reports_seen++;
+    if (slot_offset_seen != 38)
+        slot_offset_seen = r->offset;
 }
 
 /* A pool block shrunk in place into a slot of a larger class (400 -> 8
  * bytes, memory exhausted), written past its trailer in that slot, then
  * freed: the malloc that takes the slot again names the byte written
- * (it said p-1, and showed no byte of the slot). */
+ * (it said p-1, and showed no byte of the slot). With arg, the block in
+ * the next slot has its header damaged too (an underflow of its own): two
+ * reports (that block's damage was blamed on this one's write, and the
+ * write was never reported). */
 static void write_in_slot_of_shrunk(void *arg)
 {
-    (void)arg;
     pm_set_error_handler(note_offset, NULL);
-    unsigned char *p = pm_mem_malloc(400);
+    unsigned char *blk[8], *p = NULL, *above = NULL;
+    for (int i = 0; i < 8; i++)
+        blk[i] = pm_mem_malloc(400);
+    for (int i = 0; i < 8 && p == NULL; i++)
+        for (int j = 0; j < 8; j++)
+            if (blk[j] == blk[i] + pm_i_pool_class_of(blk[i] - 16) * 16 + 16) {
+                p = blk[i];
+                above = blk[j];
+                break;
+            }
+    if (p == NULL) /* (no two in a row: the first alone) */
+        p = blk[0];
     memset(p, 1, 400);
     void **last = exhaust_memory();
     unsigned char *q = pm_mem_realloc(p, 8);
     PM_CHECK(q == p);
     ((volatile unsigned char *)q)[38] = 7;
+    if (arg != NULL && above != NULL)
+        ((volatile unsigned char *)above)[-16] ^= 0xff;
     pm_mem_free(q);
     while (last != NULL) {
         void **next = *last;
@@ -468,6 +486,13 @@ static void write_in_slot_of_shrunk(void *arg)
     PM_CHECK_EQ(slot_offset_seen, 38);
     while (n > 0)
         pm_mem_free(again[--n]);
+    for (int i = 0; i < 8; i++)
+        if (blk[i] != p && (arg == NULL || blk[i] != above))
+            pm_mem_free(blk[i]);
+    if (arg != NULL && above != NULL) {
+        pm_mem_free(above);
+        PM_CHECK_EQ(reports_seen, 2);
+    }
 }
 
 static void test_write_in_slot_of_shrunk_block(void)
@@ -475,14 +500,23 @@ static void test_write_in_slot_of_shrunk_block(void)
     if (strcmp(pm_mode_name(), "pymalloc_debug") != 0 && strcmp(pm_mode_name(), "debug") != 0)
         PM_SKIP("pool blocks under the debug hooks only");
     NEED_RLIMIT_AS();
-    pm_death_result r;
-    pm_death(write_in_slot_of_shrunk, NULL, &r);
-    PM_CHECK(r.exited);
-    PM_CHECK_EQ(r.exit_status, 0);
-    PM_CHECK_STR(r.output, "was written past its end (the 0xDD past its end, in its slot, at p+38");
-    PM_CHECK_STR(r.output, "found other bytes from p+38 to p+38.\n    Bytes at p+32: dd dd dd dd dd dd 07");
-    if (pm_t_cur_failed)
-        fprintf(stderr, "%s\n", r.output);
+    static int next_damaged = 1;
+    for (int k = 0; k < 2; k++) {
+        pm_death_result r;
+        pm_death(write_in_slot_of_shrunk, k == 0 ? NULL : &next_damaged, &r);
+        PM_CHECK(r.exited);
+        PM_CHECK_EQ(r.exit_status, 0);
+        PM_CHECK_STR(r.output,
+                     "was written past its end (the 0xDD past its end, in its slot, at p+38");
+        PM_CHECK_STR(r.output, "found other bytes from p+38 to p+38.\n"
+                               "    Bytes at p+32: dd dd dd dd dd dd 07");
+        if (k == 1)
+            PM_CHECK_STR(r.output, "header corrupt");
+        if (pm_t_cur_failed) {
+            fprintf(stderr, "%s\n", r.output);
+            break;
+        }
+    }
 }
 
 static _Atomic int shrinker_go;

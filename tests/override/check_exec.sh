@@ -57,6 +57,11 @@ done
 run exec-emfile
 out "child ran"
 summed "$line1, 1 before exec; exit status 1" passed
+# The same after a vfork child's exec, which kept its own start time in
+# memory it shares with the parent (the parent's exec then passed 0).
+run exec-emfile vfork
+out "child ran"
+summed "$line1, 1 before exec; exit status 1" passed
 
 run chain
 out "child ran"

@@ -6,8 +6,9 @@
  *   prog_exec exec VARIANT    one heap error, then this program again through
  *                             VARIANT (execve, execv, execvp, execvpe, execl,
  *                             execle, execlp, fexecve, execveat) as "clean"
- *   prog_exec exec-emfile     one error, then "clean" by an exec made with no
- *                             free file descriptor
+ *   prog_exec exec-emfile [vfork]  one error, then "clean" by an exec made
+ *                             with no free file descriptor (after a vfork
+ *                             child's error and exec)
  *   prog_exec chain           one error, then "error-exec": one more, then "clean"
  *   prog_exec clean-exec      no error, then "handoff?" (prints what it got)
  *   prog_exec fork-after      one error, then "forker": forks a child that
@@ -190,8 +191,22 @@ int main(int argc, char **argv)
     if (strcmp(what, "exec-emfile") == 0) {
         /* One error, then an exec with every file descriptor taken (by
          * ones closed at the exec, so that the new program can load): the
-         * process's start time cannot be read at the exec. */
+         * process's start time cannot be read at the exec. With "vfork",
+         * a vfork child makes an error of its own after this one, and
+         * execs /bin/true (its exec read its own start time into memory
+         * it shares with this process). */
         heap_error();
+        if (argc > 2 && strcmp(argv[2], "vfork") == 0) {
+            fflush(stdout);
+            pid_t pid = vfork();
+            if (pid == 0) {
+                heap_error();
+                execl("/bin/true", "true", (char *)NULL);
+                _exit(3);
+            }
+            if (wait_status(pid) == 3)
+                return 4;
+        }
         struct rlimit rl = {64, 64};
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             return 5;
