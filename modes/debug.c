@@ -1665,29 +1665,38 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
     side_unpack(v, &in);
     pm_i_err e;
     freed_error(base + PM_I_DEBUG_HEAD, 0, in.size, full_serial(in.serial), in.api, &e);
+    int from_above = 1; /* damage the block above may have made */
     if (e.offset == -1) {
         /* Nothing written in the block itself: the byte the malloc's check
          * found is past its trailer, in its slot (a block shrunk in place
          * into a slot of a larger class, when no smaller block could be
-         * had: realloc_busy's stay), up to the 64 bytes the check reads. */
+         * had: realloc_busy's stay), up to the 64 bytes the check reads.
+         * The block above's underflow only if it runs, without a gap, up
+         * to the slot's last byte; else this block's own write. */
         int cls = pm_i_pool_class_of(base);
-        size_t from = in.size + PM_I_DEBUG_TAIL, end = 64;
-        if (cls >= 0 && PM_P_CLASS_SIZE(cls) - PM_I_DEBUG_HEAD < end)
-            end = PM_P_CLASS_SIZE(cls) - PM_I_DEBUG_HEAD;
+        size_t from = in.size + PM_I_DEBUG_TAIL, end = 64, slot_end = 0;
+        if (cls >= 0) {
+            slot_end = PM_P_CLASS_SIZE(cls) - PM_I_DEBUG_HEAD;
+            if (slot_end < end)
+                end = slot_end;
+        }
         const unsigned char *p = base + PM_I_DEBUG_HEAD;
+        size_t clean_after = 0; /* a DEADBYTE seen after the first damaged byte */
         for (size_t i = from; i < end; i++)
             if (p[i] != PM_I_DEADBYTE) {
                 if (e.offset == -1)
                     e.offset = (ptrdiff_t)i;
                 e.last = (ptrdiff_t)i;
+            } else if (e.offset != -1) {
+                clean_after = 1;
             }
+        from_above = e.offset != -1 && !clean_after && (size_t)e.last + 1 == slot_end;
     }
     e.api_expected = g->api;
     int held = decide_begin();
-    /* (the underflow of the block after it; not for a byte past the
-     * trailer, in the slot of a block shrunk in place, which is this
-     * block's own) */
-    if (PM_I_UNLIKELY(serial_alone(&e)) && e.offset < (ptrdiff_t)(in.size + PM_I_DEBUG_TAIL))
+    /* (the underflow of the block after it; past the trailer, in the slot
+     * of a block shrunk in place, only as from_above says) */
+    if (PM_I_UNLIKELY(serial_alone(&e)) && from_above)
         blame_above(&e, PM_I_DEBUG_HEAD);
     e.entry = entry_name(g, op);
     int fresh = freed_report_is_new(&e);

@@ -519,6 +519,73 @@ static void test_write_in_slot_of_shrunk_block(void)
     }
 }
 
+static pm_error_class first_class_seen;
+static const void *first_block_seen;
+static void note_class(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    if (first_class_seen == PM_ERR_NONE) {
+        first_class_seen = r->error;
+        first_block_seen = r->address;
+    }
+}
+
+/* A block shrunk in place (32 -> 8 bytes, its slot 64) and freed, then
+ * the live block above it writes down through its own header into the top
+ * of that slot: the malloc that takes the slot again names the block
+ * above's underflow, not a write of the freed block (0154e2c did). */
+static void underflow_into_shrunk_slot(void *arg)
+{
+    (void)arg;
+    pm_set_error_handler(note_class, NULL);
+    unsigned char *blk[16], *p = NULL, *above = NULL;
+    for (int i = 0; i < 16; i++)
+        blk[i] = pm_mem_malloc(32);
+    for (int i = 0; i < 16 && p == NULL; i++)
+        for (int j = 0; j < 16; j++)
+            if (blk[j] == blk[i] + 64) {
+                p = blk[i];
+                above = blk[j];
+                break;
+            }
+    PM_CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    memset(p, 1, 32);
+    void **last = exhaust_memory();
+    unsigned char *q = pm_mem_realloc(p, 8);
+    PM_CHECK(q == p);
+    pm_mem_free(q);
+    memset(above - 40, 0, 40); /* its header, then the top of p's slot */
+    while (last != NULL) {
+        void **next = *last;
+        pm_mem_free(last);
+        last = next;
+    }
+    void *again[64];
+    int n = 0;
+    while (n < 64 && first_class_seen == PM_ERR_NONE)
+        again[n++] = pm_mem_malloc(32);
+    PM_CHECK_EQ(first_class_seen, PM_ERR_BUFFER_UNDERFLOW);
+    PM_CHECK(first_block_seen == above);
+    while (n > 0)
+        pm_mem_free(again[--n]);
+}
+
+static void test_underflow_into_shrunk_slot(void)
+{
+    if (strcmp(pm_mode_name(), "pymalloc_debug") != 0 && strcmp(pm_mode_name(), "debug") != 0)
+        PM_SKIP("pool blocks under the debug hooks only");
+    NEED_RLIMIT_AS();
+    pm_death_result r;
+    pm_death(underflow_into_shrunk_slot, NULL, &r);
+    PM_CHECK(r.exited);
+    PM_CHECK_EQ(r.exit_status, 0);
+    PM_CHECK_STR(r.output, "went on down into the serial field of the block before it");
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", r.output);
+}
+
 static _Atomic int shrinker_go;
 static void *shrinker(void *arg)
 {
@@ -781,6 +848,7 @@ int main(void)
     PM_RUN(test_shrink_with_memory_exhausted);
     PM_RUN(test_shrink_while_exiting);
     PM_RUN(test_write_in_slot_of_shrunk_block);
+    PM_RUN(test_underflow_into_shrunk_slot);
     PM_RUN(test_print_stats_broken_pipe);
     PM_RUN(test_stats_at_exit_from_signal_handler);
     return pm_test_done();
