@@ -370,6 +370,16 @@ static void **exhaust_memory(void)
     return last;
 }
 
+/* The blocks exhaust_memory took, freed. */
+static void give_back(void **last)
+{
+    while (last != NULL) {
+        void **next = *last;
+        pm_mem_free(last);
+        last = next;
+    }
+}
+
 static void shrink_with_memory_exhausted(void *arg)
 {
     (void)arg;
@@ -406,11 +416,7 @@ static void shrink_with_memory_exhausted(void *arg)
             big[d] = q;
         }
     }
-    while (last != NULL) {
-        void **next = *last;
-        pm_mem_free(last);
-        last = next;
-    }
+    give_back(last);
     for (int d = 0; d < PM_DOMAIN_COUNT; d++) {
         pm_t_domains[d].free(small[d]);
         pm_t_domains[d].free(big[d]);
@@ -474,11 +480,7 @@ static void write_in_slot_of_shrunk(void *arg)
     if (arg != NULL && above != NULL)
         ((volatile unsigned char *)above)[-16] ^= 0xff;
     pm_mem_free(q);
-    while (last != NULL) {
-        void **next = *last;
-        pm_mem_free(last);
-        last = next;
-    }
+    give_back(last);
     void *again[64];
     int n = 0;
     while (n < 64 && slot_offset_seen == -100)
@@ -557,11 +559,7 @@ static void underflow_into_shrunk_slot(void *arg)
     PM_CHECK(q == p);
     pm_mem_free(q);
     memset(above - 40, 0, 40); /* its header, then the top of p's slot */
-    while (last != NULL) {
-        void **next = *last;
-        pm_mem_free(last);
-        last = next;
-    }
+    give_back(last);
     void *again[64];
     int n = 0;
     while (n < 64 && first_class_seen == PM_ERR_NONE)
