@@ -1681,7 +1681,7 @@ static int freed_written(const dbg *g, int op, unsigned char *base, _Atomic uint
                 end = slot_end;
         }
         const unsigned char *p = base + PM_I_DEBUG_HEAD;
-        size_t clean_after = 0; /* a DEADBYTE seen after the first damaged byte */
+        int clean_after = 0; /* a DEADBYTE seen after the first damaged byte */
         for (size_t i = from; i < end; i++)
             if (p[i] != PM_I_DEADBYTE) {
                 if (e.offset == -1)

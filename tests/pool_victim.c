@@ -81,19 +81,6 @@ OVERFLOW_ONE_PAST(9)
 OVERFLOW_ONE_PAST(10)
 OVERFLOW_ONE_PAST(11)
 
-/* One function per case for "overflow-far", as above. */
-#define OVERFLOW_PAST(k)                                                              \
-    PM_VICTIM_FN void overflow_past_##k(unsigned char *a, size_t at)                  \
-    {                                                                                 \
-        ((volatile unsigned char *)a)[at] = 1;                                        \
-    }
-OVERFLOW_PAST(0)
-OVERFLOW_PAST(1)
-OVERFLOW_PAST(2)
-OVERFLOW_PAST(3)
-OVERFLOW_PAST(4)
-OVERFLOW_PAST(5)
-
 PM_VICTIM_FN void read_after_realloc(const unsigned char *p)
 {
     sink = p[2]; /* the pointer passed to realloc */
@@ -530,8 +517,8 @@ int main(int argc, char **argv)
          * 24-byte margin of the next block: it was described as "24
          * bytes before" that block, with its allocation stack. */
         static void (*const write_past[6])(unsigned char *, size_t) = {
-            overflow_past_0, overflow_past_1, overflow_past_2,
-            overflow_past_3, overflow_past_4, overflow_past_5};
+            overflow_one_past_0, overflow_one_past_1, overflow_one_past_2,
+            overflow_one_past_3, overflow_one_past_4, overflow_one_past_5};
         static const size_t sizes[6] = {448, 464, 472, 440, 455, 479};
         static const size_t ks[6] = {8, 8, 15, 15, 12, 15};
         for (int i = 0; i < 6; i++) {
