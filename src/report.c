@@ -266,7 +266,8 @@ static uint64_t start_time(void)
  * a fork child at its first error counted, or at the first need) and kept
  * with the pid it was read for: an exec made when no file descriptor is
  * free (the program's descriptors all taken) still passes the true start
- * time on. Threads that read it at once store the same values. Never
+ * time on. Forgotten in a fork child (pm_i_debug_reports_fork_child).
+ * Threads that read it at once store the same values. Never
  * called in a vfork child or one made without the fork handlers, which
  * may share this memory with their parent (pm_i_debug_exec_handoff). */
 static _Atomic long start_pid;
@@ -994,6 +995,10 @@ void pm_i_debug_reports_fork_child(int locks)
     atomic_store_explicit(&line_total, 0, memory_order_relaxed);
     atomic_store_explicit(&claim_line_total, 0, memory_order_relaxed);
     atomic_store_explicit(&handed_by, 0, memory_order_relaxed);
+    /* The parent's start time is not the child's, even where the pid is
+     * the same (pid 1 of a new pid namespace forking into one of its own):
+     * read again when needed. */
+    atomic_store_explicit(&start_pid, 0, memory_order_relaxed);
 }
 
 int pm_i_debug_counts_are_mine(void)

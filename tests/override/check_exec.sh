@@ -22,6 +22,13 @@ run() {
         timeout 60 "$prog" "$@" >"$tmp/out" 2>"$tmp/err"
     rc=$?
 }
+# run as pid 1 of a new pid namespace
+run_pidns() {
+    case="$*"
+    env PYMALLOC_MODE="$mode" PYMALLOC_ON_ERROR=report ${lib:+LD_PRELOAD="$lib"} \
+        timeout 60 unshare -Urpf "$prog" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
 status() { [ "$rc" = "$1" ] || fail "exit status $rc, expected $1"; }
 out() { grep -qxF -- "$1" "$tmp/out" || fail "no output line: $1"; }
 has() { grep -qF -- "$1" "$tmp/err" || fail "no line with: $1"; }
@@ -153,10 +160,7 @@ summed "$line1; exit status 1"
 # left behind): the errors are not its own. Pids are reused in a pid
 # namespace of the test's own (unshare -Urpf), where ns_last_pid chooses.
 if unshare -Urpf true 2>/dev/null; then
-    case=pid-reuse
-    env PYMALLOC_MODE="$mode" PYMALLOC_ON_ERROR=report ${lib:+LD_PRELOAD="$lib"} \
-        timeout 60 unshare -Urpf "$prog" pid-reuse >"$tmp/out" 2>"$tmp/err"
-    rc=$?
+    run_pidns pid-reuse
     status 0
     if grep -q "^pid not reused" "$tmp/out"; then
         echo "pid-reuse skipped: $(grep "^pid not reused" "$tmp/out")"
@@ -167,6 +171,23 @@ if unshare -Urpf true 2>/dev/null; then
     fi
 else
     echo "pid-reuse skipped: no pid namespace (unshare -Urpf)"
+fi
+
+# A fork child with its parent's pid: pid 1 of a new pid namespace forks
+# into a namespace of its own. The child's exec passes its own start time
+# on, not the one its parent kept (before 2026-12-07 the new program
+# dropped the child's counts, and ended with status 0).
+if unshare -Urpf true 2>/dev/null; then
+    run_pidns pidns-fork
+    status 0
+    if grep -q "^no nested pid namespace" "$tmp/out"; then
+        echo "pidns-fork skipped: $(grep "^no nested pid namespace" "$tmp/out")"
+    else
+        out "child ran"
+        out "child program: $errors"
+    fi
+else
+    echo "pidns-fork skipped: no pid namespace (unshare -Urpf)"
 fi
 
 # Counts passed on by another version of pymalloc, whose list of classes

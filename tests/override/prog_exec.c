@@ -34,6 +34,13 @@
  *                             that child has its pid given again (ns_last_pid)
  *                             to "clean", which inherited the variable and must
  *                             end with status 0; pid 1 reaps them all
+ *   prog_exec pidns-fork      pid 1 of a new pid namespace (unshare -Urpf),
+ *                             which read its start time at set-up, forks
+ *                             into a pid namespace of its own: the child is
+ *                             pid 1 again, makes one error and execs
+ *                             "clean", which must end with status 1 (the
+ *                             child's own start time passed on, not the
+ *                             parent's); prints the child's status
  *   prog_exec null-arg0       no error, then execle(self, NULL, NULL, envp):
  *                             the list is read past the NULL first argument,
  *                             as glibc reads it, so the new program (with no
@@ -44,6 +51,7 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,6 +353,23 @@ int main(int argc, char **argv)
         else
             printf("pid not reused: %ld, not %ld\n", (long)again, (long)me);
         exit(0);
+    }
+    if (strcmp(what, "pidns-fork") == 0) {
+        if (getpid() != 1 || unshare(CLONE_NEWPID) != 0) {
+            printf("no nested pid namespace: %s\n", getpid() != 1 ? "not pid 1" : strerror(errno));
+            return 0;
+        }
+        usleep(30000); /* a clock tick on: the start times then differ */
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            if (getpid() != 1)
+                _exit(5);
+            heap_error();
+            return run_variant("execv", "clean");
+        }
+        printf("child program: %d\n", wait_status(child));
+        return 0;
     }
     if (strcmp(what, "null-arg0") == 0) {
         char *const *envp = stripped_env(1, "PM_EXEC_MARK=1");
