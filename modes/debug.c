@@ -1841,22 +1841,24 @@ static inline uint64_t side_claim(const dbg *g, _Atomic uint64_t *w, const unsig
  * The hooks.
  */
 
-/* Record new block p in the registry. 0, or -1 if it has no memory. */
+/* Record new block p in the registry (reserved: a realloc's, which
+ * reserved a record: pm_i_reg_reserve). 0, or -1 if it has no memory. */
 __attribute__((noinline)) static int record_in_registry(dbg *g, unsigned char *p, size_t offset,
-                                                        size_t n, uint64_t serial)
+                                                        size_t n, uint64_t serial, int reserved)
 {
     pm_i_reg_info in = {n, serial & PM_I_SERIAL_MASK, offset, g->api, PM_I_REG_LIVE, 0};
     uint64_t h = pm_i_reg_hash((uintptr_t)p);
     void *st = pm_i_reg_lock(h);
-    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in);
+    int rc = pm_i_reg_insert(st, h, (uintptr_t)p, &in, reserved);
     pm_i_reg_unlock(st);
     return rc;
 }
 
 /* Record new block p (base = p - offset) as live: in its side word if it
- * has one, else in the registry. 0, or -1 if the registry has no memory. */
+ * has one, else in the registry (reserved: see record_in_registry). 0, or
+ * -1 if the registry has no memory. */
 static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
-                              uint64_t serial)
+                              uint64_t serial, int reserved)
 {
     if (PM_I_LIKELY(offset == PM_I_DEBUG_HEAD && n <= PM_P_SIDE_SIZE_MAX)) {
         _Atomic uint64_t *w = side_of(p);
@@ -1865,7 +1867,7 @@ static inline int record_live(dbg *g, unsigned char *p, size_t offset, size_t n,
             return 0;
         }
     }
-    return record_in_registry(g, p, offset, n, serial);
+    return record_in_registry(g, p, offset, n, serial, reserved);
 }
 
 /* Write the header and trailer of new block p and record it. */
@@ -1876,7 +1878,7 @@ static inline __attribute__((always_inline)) void *finish_block(dbg *g, unsigned
     uint64_t serial = bump_serial();
     write_header(p, n, g->api_w);
     write_trailer(p, n, serial);
-    if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial) != 0)) { /* no registry memory */
+    if (PM_I_UNLIKELY(record_live(g, p, offset, n, serial, 0) != 0)) { /* no registry memory */
         unbump_serial(serial);
         below_free_of(g, base);
         return NULL;
@@ -3144,7 +3146,7 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
 {
     pm_i_reg_info in;
     pm_i_err e;
-    int in_place = 0;
+    int in_place = 0, reserved = 0;
     _Atomic uint64_t *w = side_of(p);
     if (PM_I_LIKELY(w != NULL)) {
         /* A pool block (never aligned). From here it is recorded as freed,
@@ -3160,13 +3162,12 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
             atomic_store_explicit(w, v, memory_order_release);
             return NULL;
         }
-        if ((PM_I_UNLIKELY(pm_i_reg_short()) && !stay) || (g->pool_below && pm_i_p_vg) ||
+        if ((g->pool_below && pm_i_p_vg) ||
             (g->pool_below && !stay &&
              (n + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT !=
-                 (in.size + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT)) {
-            /* The registry is full somewhere: the new block may need a
-             * record there, which must be made before the old block goes.
-             * Or the block moves to another class of the pool: by the
+                 (in.size + PM_I_DEBUG_EXTRA - 1) >> PM_P_ALIGN_SHIFT) ||
+            (!g->pool_below && !(reserved = pm_i_reg_reserve()))) {
+            /* The block moves to another class of the pool: by the
              * hooks' own malloc and free, so that the new block is one a
              * malloc checks (freed_damaged) and the old one is filled
              * whole, a write through a pointer kept to it found too (the
@@ -3174,7 +3175,10 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
              * old one could not be filled after it took it). Or memcheck
              * runs (the pool below): a realloc always moves there, as its
              * own does, so that a use of the old pointer is a use after
-             * free to it. */
+             * free to it. Or, with another allocator below, which may
+             * move the block, the registry is short somewhere: the new
+             * block may need a record there, which must be made before
+             * the old block goes (pm_i_reg_reserve). */
             atomic_store_explicit(w, v, memory_order_release);
             *old_size = in.size;
             return REALLOC_BY_COPY;
@@ -3204,12 +3208,13 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
          * of p named a double free, and never forgotten by another
          * thread's insert (which would take a new record). */
         int keep_record = stay && g->libc_below != 0 && !pm_i_pool_owns(p);
-        if (in.offset != PM_I_DEBUG_HEAD || (PM_I_UNLIKELY(pm_i_reg_short()) && !keep_record) ||
-            (!stay && q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL))) {
+        if (in.offset != PM_I_DEBUG_HEAD ||
+            (!stay && q_takes(g, in.offset + in.size + PM_I_DEBUG_TAIL)) ||
+            (!keep_record && !(reserved = pm_i_reg_reserve()))) {
             /* An aligned block (realloc keeps only 16-byte alignment), or
-             * the registry full somewhere (see above), or a block the
-             * quarantine takes: the hooks' free puts it there, so that a
-             * write through a pointer kept to it is found. */
+             * a block the quarantine takes: the hooks' free puts it there,
+             * so that a write through a pointer kept to it is found. Or
+             * the registry short somewhere (see above). */
             pm_i_reg_unlock(st);
             *old_size = in.size;
             return REALLOC_BY_COPY;
@@ -3276,7 +3281,10 @@ static void *realloc_busy(dbg *g, unsigned char *p, size_t n, size_t *old_size, 
 
     /* The new block, or the old one live again (its side word restored, or
      * its registry record replaced). */
-    if (PM_I_UNLIKELY(record_live(g, q, PM_I_DEBUG_HEAD, size, serial) != 0)) {
+    int unrecorded = record_live(g, q, PM_I_DEBUG_HEAD, size, serial, reserved);
+    if (reserved)
+        pm_i_reg_unreserve();
+    if (PM_I_UNLIKELY(unrecorded != 0)) {
         /* A block we cannot record must not be handed out, and the old one
          * may be gone: nothing sane is left to do. */
         static const char msg[] = "pymalloc: debug hooks: out of memory for the block registry\n";

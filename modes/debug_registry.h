@@ -226,26 +226,52 @@ static void pm_i_reg_fork_prepare(void)
  * The table of one stripe (its lock held).
  */
 
-/* Stripes whose table is full of records (no empty slot, no hole), one bit
- * each: a new record there can only be made by forgetting a freed block or
- * growing the table, which needs memory. A realloc then moves its block by
- * malloc + copy + free, which can fail cleanly, instead of recording the
- * block's new address after the allocator below has already moved it. */
+/* Stripes short of room, one bit each: their table could not grow (no
+ * memory), so a new record there can only take the room left, or be made
+ * by forgetting a freed block. A realloc then moves its block by malloc +
+ * copy + free, which can fail cleanly, instead of recording the block's
+ * new address after the allocator below has already moved it.
+ *
+ * A realloc that goes on reserves a record first (pm_i_reg_reserve): it
+ * counts itself in reg_reserved, then looks at reg_full; an insert of a
+ * new block in a short stripe sets the stripe's bit, then reads
+ * reg_reserved, and leaves that many slots free (it fails, as when the
+ * stripe is full). Both in sequentially consistent order: either the
+ * realloc sees the bit and moves by copy, or the insert sees the realloc
+ * and leaves it a slot, wherever its new address falls. Before
+ * 2026-12-07 the realloc looked at the bits alone, and another thread's
+ * inserts could take the last slot meanwhile: the realloc, its old block
+ * already gone, aborted ("out of memory for the block registry"). (Beyond
+ * a quarter of a stripe's first table, 64 reallocs at once into one
+ * stripe whose table cannot grow, some could still find none.) */
 static _Atomic uint64_t reg_full;
+static _Atomic long reg_reserved;
 _Static_assert(NSTRIPES <= 64, "a bit per stripe");
 
 static inline void set_full(stripe *s, int full)
 {
     uint64_t bit = UINT64_C(1) << (s - stripes);
     if (full)
-        atomic_fetch_or_explicit(&reg_full, bit, memory_order_relaxed);
+        atomic_fetch_or_explicit(&reg_full, bit, memory_order_seq_cst);
     else if (PM_I_UNLIKELY(atomic_load_explicit(&reg_full, memory_order_relaxed) & bit))
         atomic_fetch_and_explicit(&reg_full, ~bit, memory_order_relaxed);
 }
 
-static inline int pm_i_reg_short(void)
+/* 1: a record is kept for a realloc's new block wherever it falls (give it
+ * back with pm_i_reg_unreserve once the block is recorded); 0: the
+ * registry is short: move the block by copy. */
+static inline int pm_i_reg_reserve(void)
 {
-    return atomic_load_explicit(&reg_full, memory_order_relaxed) != 0;
+    atomic_fetch_add_explicit(&reg_reserved, 1, memory_order_seq_cst);
+    if (PM_I_LIKELY(atomic_load_explicit(&reg_full, memory_order_seq_cst) == 0))
+        return 1;
+    atomic_fetch_sub_explicit(&reg_reserved, 1, memory_order_relaxed);
+    return 0;
+}
+
+static inline void pm_i_reg_unreserve(void)
+{
+    atomic_fetch_sub_explicit(&reg_reserved, 1, memory_order_relaxed);
 }
 
 /* slot_of in a table without an empty slot (memory ran out as it filled):
@@ -399,19 +425,42 @@ static int forget_oldest_freed(stripe *s)
     return 1;
 }
 
+/* Room for a new block's record in stripe s, whose table could not grow:
+ * the stripe is marked short, then as many slots as reallocs under way
+ * reserved are left free, freed blocks forgotten to make them (see
+ * reg_full). 0, or -1: no room (the record of a block already there, put
+ * back, always has its slot). */
+static __attribute__((noinline, cold)) int room_when_short(stripe *s, uint64_t h, uintptr_t key)
+{
+    set_full(s, 1);
+    long r = atomic_load_explicit(&reg_reserved, memory_order_seq_cst);
+    if (r <= 0 || slot_of(s, h, key) != NULL)
+        return 0;
+    while (s->count + (size_t)r > s->mask) /* fewer than r slots free after this one */
+        if (!forget_oldest_freed(s))
+            return -1;
+    return 0;
+}
+
 /* Record a block at `data`. The table grows at three quarters full; when
- * it cannot (no memory), the room left is used, to the last slot, then the
- * oldest freed blocks are forgotten to make holes. -1 only when the stripe
- * has no table, or a full one of live blocks, and no memory: so the record
- * of a block that is only being put back (a realloc whose allocator
- * failed) always finds its own slot. */
+ * it cannot (no memory), the room left is used, to the last slot (less
+ * the slots that reallocs under way reserved, unless this is one of them:
+ * `reserved`), then the oldest freed blocks are forgotten to make holes.
+ * -1 only when the stripe has no table, or a full one of live blocks (or
+ * reserved slots), and no memory: so the record of a block that is only
+ * being put back (a realloc whose allocator failed) always finds its own
+ * slot. */
 static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
-                                  const pm_i_reg_info *info)
+                                  const pm_i_reg_info *info, int reserved)
 {
     stripe *s = st;
     if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
-        if (rehash(s) != 0 && s->tab == NULL)
-            return -1;
+        if (rehash(s) != 0) {
+            if (s->tab == NULL)
+                return -1;
+            if (!reserved && room_when_short(s, h, key_of(data)) != 0)
+                return -1;
+        }
     }
     entry *e;
     while ((e = claim_slot(s, h, key_of(data))) == NULL) {

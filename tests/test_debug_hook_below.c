@@ -19,7 +19,12 @@
 #include "pymalloc.h"
 #include "sanitizers.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static const char *base_mode(void)
 {
@@ -242,11 +247,120 @@ static void test_signal_in_hook(void)
     PM_CHECK(pm_t_child_within(child_signal, NULL, 20));
 }
 
+/* A realloc whose allocator below moves the block while another thread,
+ * memory exhausted, fills the debug hooks' registry: the realloc reserved
+ * a record for the new address before the move, so it finds one (before
+ * 2026-12-07 the filler's blocks took every slot, and the realloc, its old
+ * block gone, aborted: "out of memory for the block registry"). The
+ * allocator below hands out its blocks from a static arena, so that only
+ * the registry needs new memory; its realloc always moves, and lets the
+ * filler run meanwhile. */
+enum { ARENA = 16 << 20, FILL_TRIES = 100000 };
+static unsigned char arena[ARENA] __attribute__((aligned(16)));
+static _Atomic size_t arena_top;
+static void *bump(size_t n)
+{
+    size_t sz = (n + 15) & ~(size_t)15, at = atomic_fetch_add(&arena_top, sz);
+    if (n > ARENA || at + sz > ARENA) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena + at;
+}
+static void *b_malloc(void *c, size_t n) { (void)c; return bump(n); }
+static void *b_calloc(void *c, size_t k, size_t n)
+{
+    (void)c;
+    return k != 0 && n > SIZE_MAX / k ? NULL : bump(k * n); /* never used before: zero */
+}
+static void b_free(void *c, void *p) { (void)c; (void)p; }
+static _Atomic int fill_go, fill_done, fill_refused;
+static void *b_realloc(void *c, void *p, size_t n)
+{
+    (void)c;
+    unsigned char *q = bump(n);
+    if (q == NULL)
+        return NULL;
+    size_t left = (size_t)(arena + ARENA - (unsigned char *)p);
+    memcpy(q, p, n < left ? n : left); /* (past the old block: the arena's bytes) */
+    atomic_store(&fill_go, 1);
+    while (!atomic_load(&fill_done))
+        sched_yield();
+    return q;
+}
+
+static void *filler(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&fill_go))
+        sched_yield();
+    int refused = 0;
+    for (int i = 0; i < FILL_TRIES; i++)
+        refused += pm_mem_malloc(16) == NULL; /* kept: the registry fills */
+    atomic_store(&fill_refused, refused);
+    atomic_store(&fill_done, 1);
+    return NULL;
+}
+
+/* The address space this process has mapped, in bytes (0 if unknown). */
+static size_t mapped_bytes(void)
+{
+    char buf[64] = {0};
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n > 0 ? (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void child_realloc_while_registry_fills(void *arg)
+{
+    (void)arg;
+    pm_allocator bumper = {NULL, b_malloc, b_calloc, b_realloc, b_free};
+    set_up(&bumper);
+    unsigned char *p = pm_mem_malloc(50);
+    PM_CHECK(p != NULL);
+    memset(p, 'r', 50);
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, filler, NULL), 0);
+    struct rlimit old, rl;
+    PM_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0);
+    rl = old;
+    rl.rlim_cur = mapped_bytes(); /* no new mapping: the registry cannot grow */
+    PM_CHECK(rl.rlim_cur > 0);
+    PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    unsigned char *q = pm_mem_realloc(p, 100);
+    PM_CHECK_EQ(pthread_join(t, NULL), 0);
+    PM_CHECK_EQ(setrlimit(RLIMIT_AS, &old), 0);
+    PM_CHECK(atomic_load(&fill_refused) > 0); /* the registry did fill */
+    PM_CHECK(q != NULL && q != p);
+    if (q == NULL)
+        return;
+    int kept = 1;
+    for (int i = 0; i < 50; i++)
+        kept &= q[i] == 'r';
+    PM_CHECK(kept);
+    PM_CHECK_EQ(pm_check_block(q), 0);
+    pm_mem_free(q);
+    PM_CHECK_EQ(n_seen, 0);
+}
+
+static void test_realloc_while_registry_fills(void)
+{
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("the sanitizers' allocators map their own memory");
+    if (pm_t_under_valgrind())
+        PM_SKIP("valgrind's address space is its own");
+    PM_CHECK(pm_t_child_within(child_realloc_while_registry_fills, NULL, 60));
+}
+
 int main(void)
 {
     pm_t_pin_env(NULL);
     PM_RUN(test_mem_sent_to_obj);
     PM_RUN(test_tracing_hook);
     PM_RUN(test_signal_in_hook);
+    PM_RUN(test_realloc_while_registry_fills);
     return pm_test_done();
 }
