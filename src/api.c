@@ -715,9 +715,11 @@ static inline void *dom_realloc(pm_domain d, void *p, size_t n)
     void *ctx;
     pm_i_realloc_fn fn;
     PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.realloc, ctx, fn);
+    int saved = errno; /* kept on success, also through a hook of the
+                        * program's (a log write that fails: before
+                        * 2026-12-07 its errno came out) */
     void *q = fn(ctx, p, n);
-    if (PM_I_UNLIKELY(q == NULL))
-        errno = ENOMEM;
+    errno = PM_I_LIKELY(q != NULL) ? saved : ENOMEM;
     return q;
 }
 
