@@ -231,14 +231,33 @@ static inline const char *entry_name(const dbg *g, int op)
  * error handler is called with the mark cleared (src/report.c), unless
  * the report came from a nested call.
  */
-__thread int pm_i_debug_busy __attribute__((tls_model("initial-exec")));
+__thread pm_i_debug_state_t pm_i_debug_state __attribute__((tls_model("initial-exec")));
 /* The entry-point hint (pm_i_debug_entry) when this thread's busy part
  * began: a nested call that finds the same hint did not set it (a pm_*
  * call of the handler's); one that finds another did (the override's). */
 static __thread const char *busy_entry __attribute__((tls_model("initial-exec")));
 static __thread pm_i_defer nested_frees __attribute__((tls_model("initial-exec")));
 
-static inline int nested(void) { return PM_I_UNLIKELY(pm_i_debug_busy != 0); }
+/* A call that finds the busy mark clear but the error handler's: one made
+ * inside the handler, or after it was left by longjmp. Made higher on the
+ * stack than the report that called the handler, it is after: that
+ * handler's entry goes, so that a report about a new block at the same
+ * address calls the handler again (before 2026-12-07 a block made there
+ * after a handler was left by longjmp, and reported from deeper in the
+ * stack, was taken for the block that handler was given: the handler was
+ * not called). */
+__attribute__((noinline, cold)) static int nested_or_handling(void)
+{
+    if (pm_i_debug_busy != 0)
+        return 1;
+    pm_i_debug_handling_drop((uintptr_t)__builtin_frame_address(0));
+    return 0;
+}
+
+static inline int nested(void)
+{
+    return PM_I_UNLIKELY(pm_i_debug_state.any != 0) && nested_or_handling();
+}
 
 /* The entry point a nested call names (NULL: the hooks' own name). */
 static inline const char *nested_entry(void)

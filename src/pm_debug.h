@@ -218,7 +218,22 @@ void pm_i_debug_repaired(const void *p, uint64_t serial);
  * handler's, nested in it, and is served without waiting for any lock
  * (modes/debug.c). The error handler is called with it cleared, unless the
  * report was made by a nested call (pm_i_err.nested). */
-extern __thread int pm_i_debug_busy __attribute__((tls_model("initial-exec")));
+typedef union {
+    struct {
+        unsigned char busy;     /* the mark above */
+        unsigned char handling; /* the error handler runs (or was left by
+                                 * longjmp): src/report.c's handling */
+    } b;
+    uint16_t any; /* one load tells the fast paths that neither is set */
+} pm_i_debug_state_t;
+extern __thread pm_i_debug_state_t pm_i_debug_state __attribute__((tls_model("initial-exec")));
+#define pm_i_debug_busy (pm_i_debug_state.b.busy)
+
+/* This thread's error handler has entries in src/report.c's handling list:
+ * those of handlers left by longjmp, made at or below frame `here` (a
+ * call of the hooks made higher on the stack is not inside them), are
+ * dropped, and the mark cleared with the last. */
+void pm_i_debug_handling_drop(uintptr_t here);
 
 /* malloc_usable_size(p) for the malloc override, made while this thread is
  * inside another call of the malloc family (a signal handler's): never

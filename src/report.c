@@ -1262,12 +1262,17 @@ void pm_i_debug_count_at_exit(const pm_i_err *e)
  * the block's address, the frame of the report that called the handler,
  * and how deep that call is in the handler's own calls. A handler left by
  * longjmp does not come back to remove its entry: an entry is taken as
- * live only while the report looking at it runs deeper on the stack (at a
- * lower address) than the frame that called the handler; a report at or
- * above that frame is made after the handler was left, and drops it. (One
- * made deeper after a longjmp, about the same block, is taken as made
- * inside the handler. An entry left behind only ever matches its own
- * block: past HANDLING_MAX the oldest is forgotten, its depth kept.)
+ * live only while the report looking at it, or any call of the debug
+ * hooks (pm_i_debug_state.b.handling, set while there are entries, sends
+ * them to pm_i_debug_handling_drop), runs deeper on the stack (at a lower
+ * address) than the frame that called the handler; one at or above that
+ * frame is made after the handler was left, and drops it. (A report made
+ * deeper after a longjmp, about the same block, with no call of the hooks
+ * made higher since, is taken as made inside the handler. A block made at
+ * the same address since was made by a call higher on the stack, unless
+ * the program called the hooks only from deeper frames since. An entry
+ * left behind only ever matches its own block: past HANDLING_MAX the
+ * oldest is forgotten, its depth kept.)
  *
  * The block is matched by its address alone: a block the handler
  * allocates there (the freed block it was given, taken again) and checks
@@ -1308,6 +1313,7 @@ static inline __attribute__((always_inline)) int handling_enter(const void *p)
         handling_n--;
     }
     handling[handling_n++] = (struct handling){p, here, depth};
+    pm_i_debug_state.b.handling = 1;
     return HANDLER_CALL;
 }
 
@@ -1329,9 +1335,15 @@ static void handler_too_deep(void)
  * those of handlers nested in it that were left by longjmp. */
 static inline __attribute__((always_inline)) void handling_leave(void)
 {
-    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    pm_i_debug_handling_drop((uintptr_t)__builtin_frame_address(0));
+}
+
+void pm_i_debug_handling_drop(uintptr_t here)
+{
     while (handling_n > 0 && handling[handling_n - 1].frame <= here)
         handling_n--;
+    if (handling_n == 0)
+        pm_i_debug_state.b.handling = 0;
 }
 
 static void end_after_exit_work(const pm_i_err *e);

@@ -145,8 +145,10 @@ PM_VICTIM_FN void free_twice_deferred(unsigned char *r, unsigned char *p)
 
 /* Calls made while this thread is inside the debug hooks, as a signal
  * handler's there are: served from the early arena (src/early.c).
- * pm_i_debug_busy is the hooks' own (src/pm_debug.h). */
-extern __thread int pm_i_debug_busy;
+ * The busy mark is the first byte of the hooks' own pm_i_debug_state
+ * (src/pm_debug.h). */
+extern __thread unsigned char pm_i_debug_state[2];
+#define pm_i_debug_busy (pm_i_debug_state[0])
 
 PM_VICTIM_FN void free_interior_deferred(unsigned char *p)
 {

@@ -243,7 +243,8 @@ static void test_churn_keeps_freed_blocks(void)
  * counted, and goes on as in report mode. Before, each call reported the
  * block again and called the handler again, until the stack ran out
  * (SIGSEGV). A handler left by longjmp is called again for the same block
- * later, at any depth; so is a handler for another block inside it. */
+ * later, at any depth, and for a new block at the same address; so is a
+ * handler for another block inside it. */
 typedef struct again {
     const pm_t_domain *D;
     int calls, op, nested_rc, limit;
@@ -278,6 +279,18 @@ static __attribute__((noinline)) void free_deeper(const pm_t_domain *D, void *p,
 {
     if (depth > 0)
         free_deeper(D, p, depth - 1);
+    else
+        D->free(p);
+    __asm__ volatile("" ::: "memory"); /* not a tail call */
+}
+
+/* free made some 16 KiB deeper on the stack */
+static __attribute__((noinline)) void free_far_deeper(const pm_t_domain *D, void *p, int depth)
+{
+    char pad[2048];
+    __asm__ volatile("" : : "r"(pad) : "memory"); /* kept, unwritten */
+    if (depth > 0)
+        free_far_deeper(D, p, depth - 1);
     else
         D->free(p);
     __asm__ volatile("" ::: "memory"); /* not a tail call */
@@ -357,6 +370,23 @@ static void test_handler_same_block_again(void)
                 free_deeper(a.D, w[k], k);
         }
         PM_CHECK_EQ(a.calls, 3 + DEEP);
+        /* A handler left by longjmp (a double free), then a new block made
+         * at that address (where the allocator hands it back) and reported
+         * from deeper in the stack: the handler is called for it (before
+         * 2026-12-07 it was taken for the block of the first call: not
+         * called). */
+        a.limit = a.calls + 2; /* (left by longjmp both times) */
+        unsigned char *volatile x = a.D->malloc(24);
+        a.D->free(x);
+        if (setjmp(jb) == 0)
+            a.D->free(x);
+        unsigned char *volatile y = a.D->malloc(24);
+        y[24] = 'x';
+        if (setjmp(jb) == 0)
+            free_far_deeper(a.D, y, 8);
+        PM_CHECK_EQ(a.calls, 3 + DEEP + 2);
+        y[24] = 0xFD;
+        a.D->free(y);
         pm_set_error_handler(NULL, NULL);
         v[24] = 0xFD;
         a.D->free(v);
