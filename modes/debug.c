@@ -4392,6 +4392,7 @@ void pm_i_debug_fork_parent(void)
 
 void pm_i_debug_fork_child(void)
 {
+    pm_i_reg_fork_child_reserved();
     if (!fork_no_locks) {
         fork_busy_enter();
         q_fork_child();

@@ -246,6 +246,9 @@ static void pm_i_reg_fork_prepare(void)
  * stripe whose table cannot grow, some could still find none.) */
 static _Atomic uint64_t reg_full;
 static _Atomic long reg_reserved;
+/* This thread's part of it: a fork child's count is its forking thread's
+ * (the others' reallocs never end there). */
+static __thread int reg_reserved_here __attribute__((tls_model("initial-exec")));
 _Static_assert(NSTRIPES <= 64, "a bit per stripe");
 
 static inline void set_full(stripe *s, int full)
@@ -262,16 +265,19 @@ static inline void set_full(stripe *s, int full)
  * registry is short: move the block by copy. */
 static inline int pm_i_reg_reserve(void)
 {
+    reg_reserved_here++;
     atomic_fetch_add_explicit(&reg_reserved, 1, memory_order_seq_cst);
     if (PM_I_LIKELY(atomic_load_explicit(&reg_full, memory_order_seq_cst) == 0))
         return 1;
     atomic_fetch_sub_explicit(&reg_reserved, 1, memory_order_relaxed);
+    reg_reserved_here--;
     return 0;
 }
 
 static inline void pm_i_reg_unreserve(void)
 {
     atomic_fetch_sub_explicit(&reg_reserved, 1, memory_order_relaxed);
+    reg_reserved_here--;
 }
 
 /* slot_of in a table without an empty slot (memory ran out as it filled):
@@ -693,6 +699,12 @@ static void pm_i_reg_fork_parent(void)
     reg_fork_held = 0;
     for (int i = NSTRIPES - 1; i >= 0; i--)
         pm_i_reg_unlock(&stripes[i]);
+}
+
+/* In every fork child, locks taken or not. */
+static void pm_i_reg_fork_child_reserved(void)
+{
+    atomic_store_explicit(&reg_reserved, reg_reserved_here, memory_order_relaxed);
 }
 
 static void pm_i_reg_fork_child(void)
