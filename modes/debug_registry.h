@@ -364,7 +364,13 @@ static inline void make_hole(stripe *s, entry *e)
     e->key = KEY_HOLE;
     e->meta = 0;
     s->count--;
-    set_full(s, 0);
+    /* Short no longer once a quarter of the table is free again: a
+     * realloc that then sees the bit clear has room (see reg_full). Not at
+     * the first hole: that one may be the slot a realloc under way was
+     * left, and a second realloc, seeing the bit clear, would reserve the
+     * same slot (both then found none: abort). */
+    if ((s->count + 1) * 4 <= (s->mask + 1) * 3)
+        set_full(s, 0);
 }
 
 /* The slot for key `key` in s's table, claimed: its own record if it
@@ -462,8 +468,10 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
     stripe *s = st;
     if (s->tab == NULL || (s->used + 1) * 4 > (s->mask + 1) * 3) {
         if (rehash(s) != 0) {
-            if (s->tab == NULL)
+            if (s->tab == NULL) {
+                set_full(s, 1);
                 return -1;
+            }
             if (!reserved && room_when_short(s, h, key_of(data)) != 0)
                 return -1;
         }
@@ -608,12 +616,22 @@ static void pm_i_reg_prepare(void)
     size_t slice = (MIN_CAP * sizeof(entry) + page - 1) / page * page;
     unsigned char *mem = mmap(NULL, (size_t)NSTRIPES * slice, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED)
+    if (mem == MAP_FAILED) {
+        for (int i = 0; i < NSTRIPES; i++)
+            set_full(&stripes[i], 1); /* (see below) */
         return;
+    }
     for (int i = 0; i < NSTRIPES; i++) {
         stripe *s = &stripes[i];
         unsigned char *mine = mem + (size_t)i * slice;
-        if (!reg_fork_held && spin_lock_stripe(s, 1)) {
+        /* A stripe whose lock is taken (another thread giving it a table,
+         * or failing to) is marked short, as every stripe is without the
+         * mapping: so that a realloc never counts on a stripe that may
+         * have no table (see reg_full); the bit goes at its first hole
+         * or growth. */
+        if (reg_fork_held || !spin_lock_stripe(s, 1)) {
+            set_full(s, 1);
+        } else {
             int used = s->tab == NULL;
             if (used) {
                 s->tab = (entry *)mine;

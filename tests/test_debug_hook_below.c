@@ -355,6 +355,187 @@ static void test_realloc_while_registry_fills(void)
     PM_CHECK(pm_t_child_within(child_realloc_while_registry_fills, NULL, 60));
 }
 
+/* The registry's stripes, chosen: a hook that hands out 64-byte blocks on
+ * pages of a static arena whose stripe is the one asked for (the top 6 bits
+ * of the page's multiplicative hash, as modes/debug_registry.h's
+ * pm_i_reg_hash; each test checks that the stripe it filled is full, so a
+ * change of the hash is seen). Its realloc moves into stripe `into`, and,
+ * in the thread marked `pausing`, waits there for `go`. */
+enum { SARENA = 32 << 20, SPAGE = 4096, SSLOT = 64 };
+static unsigned char sarena[SARENA] __attribute__((aligned(4096)));
+static int stripe_of(const void *a)
+{
+    return (int)((((uint64_t)(uintptr_t)a >> 12) * UINT64_C(0x9E3779B97F4A7C15)) >> 58);
+}
+static size_t st_cursor[64], st_page[64], st_used[64];
+static pthread_mutex_t st_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int st_target, st_into, st_paused, st_go;
+static __thread int st_pausing;
+static void *st_take(int st, size_t n)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&st_mu);
+    if (n <= SSLOT && (st_page[st] == 0 || st_used[st] + SSLOT > SPAGE)) {
+        size_t off = st_cursor[st];
+        while (off < SARENA && stripe_of(sarena + off) != st)
+            off += SPAGE;
+        st_cursor[st] = off + SPAGE;
+        st_page[st] = off < SARENA ? off + 1 : 0;
+        st_used[st] = 0;
+    }
+    if (n <= SSLOT && st_page[st] != 0) {
+        p = sarena + st_page[st] - 1 + st_used[st];
+        st_used[st] += SSLOT;
+    }
+    pthread_mutex_unlock(&st_mu);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+static void *st_malloc(void *c, size_t n) { (void)c; return st_take(atomic_load(&st_target), n); }
+static void *st_calloc(void *c, size_t k, size_t n)
+{
+    (void)c;
+    return k != 0 && n > SSLOT / k ? NULL : st_take(atomic_load(&st_target), k * n);
+}
+static void st_free(void *c, void *p) { (void)c; (void)p; }
+static void *st_realloc(void *c, void *p, size_t n)
+{
+    (void)c;
+    unsigned char *q = st_take(atomic_load(&st_into), n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, n < SSLOT ? n : SSLOT);
+    if (st_pausing) {
+        atomic_store(&st_paused, 1);
+        while (!atomic_load(&st_go))
+            sched_yield();
+    }
+    return q;
+}
+static const pm_allocator st_hook = {NULL, st_malloc, st_calloc, st_realloc, st_free};
+
+/* RLIMIT_AS's soft limit at what is mapped now (on), or back (off). */
+static void no_new_mappings(int on)
+{
+    static struct rlimit old;
+    if (on) {
+        PM_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0);
+        struct rlimit rl = old;
+        rl.rlim_cur = mapped_bytes();
+        PM_CHECK(rl.rlim_cur > 0);
+        PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    } else {
+        PM_CHECK_EQ(setrlimit(RLIMIT_AS, &old), 0);
+    }
+}
+
+/* Two reallocs under way whose new blocks fall in one stripe S, memory
+ * exhausted: the first is paused in the hook while S fills (a freed
+ * record forgotten on the way, which makes a hole), then the second
+ * starts. It must see S short and fail cleanly, leaving the first the
+ * slot S kept for it. Before 2026-12-07 the hole cleared S's short bit,
+ * the second realloc counted on the one slot too, and the process aborted
+ * ("out of memory for the block registry", found by a review). */
+static unsigned char *r1_old, *r1_new;
+static void *r1_thread(void *arg)
+{
+    (void)arg;
+    st_pausing = 1;
+    r1_new = pm_mem_realloc(r1_old, 20);
+    return NULL;
+}
+
+static void child_two_reallocs_one_stripe(void *arg)
+{
+    (void)arg;
+    int S = stripe_of(sarena), T = (S + 1) % 64;
+    atomic_store(&st_target, T);
+    atomic_store(&st_into, S);
+    set_up(&st_hook);
+    r1_old = pm_mem_malloc(16);
+    unsigned char *p2 = pm_mem_malloc(16);
+    PM_CHECK(r1_old != NULL && p2 != NULL);
+    memset(r1_old, '1', 16);
+    memset(p2, '2', 16);
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, NULL, r1_thread, NULL), 0);
+    while (!atomic_load(&st_paused))
+        sched_yield();
+    no_new_mappings(1);
+    atomic_store(&st_target, S);
+    pm_mem_free(pm_mem_malloc(16)); /* a freed record in S */
+    int live = 0;
+    for (int i = 0; i < 255; i++)
+        live += pm_mem_malloc(16) != NULL;
+    errno = 0;
+    unsigned char *q2 = pm_mem_realloc(p2, 20);
+    int e2 = errno;
+    atomic_store(&st_go, 1);
+    PM_CHECK_EQ(pthread_join(t, NULL), 0);
+    PM_CHECK_EQ(live, 255);
+    PM_CHECK(q2 == NULL && e2 == ENOMEM); /* S short: a clean failure */
+    PM_CHECK(r1_new != NULL);
+    PM_CHECK(pm_mem_malloc(16) == NULL); /* S is full: the stripes are as chosen */
+    no_new_mappings(0);
+    PM_CHECK_EQ(pm_check_block(p2), 0);
+    PM_CHECK(p2[0] == '2' && p2[15] == '2');
+    if (r1_new != NULL) {
+        PM_CHECK_EQ(pm_check_block(r1_new), 0);
+        PM_CHECK(r1_new[0] == '1' && r1_new[15] == '1');
+    }
+    PM_CHECK_EQ(n_seen, 0);
+}
+
+/* The debug hooks installed with memory exhausted: the registry's stripes
+ * have no table. A realloc whose block the hook would move into one moves
+ * by the hooks' malloc, copy and free instead (into a stripe that has a
+ * table); before 2026-12-07 such a stripe was never marked short, the
+ * hook's realloc moved the block there, and the realloc, its old block
+ * gone, aborted (found by a review). */
+static void child_realloc_into_stripe_without_table(void *arg)
+{
+    (void)arg;
+    int S = stripe_of(sarena), T = (S + 1) % 64;
+    atomic_store(&st_target, T);
+    atomic_store(&st_into, S);
+    PM_CHECK(pm_set_mode(base_mode()) == 0);
+    PM_CHECK(pm_set_allocator(PM_DOMAIN_MEM, &st_hook) == 0);
+    no_new_mappings(1);
+    PM_CHECK(pm_setup_debug_hooks() == 0);
+    no_new_mappings(0);
+    pm_set_error_handler(keep_report, NULL);
+    unsigned char *p = pm_mem_malloc(16); /* T's table, made now */
+    PM_CHECK(p != NULL);
+    memset(p, 'p', 16);
+    no_new_mappings(1);
+    unsigned char *q = pm_mem_realloc(p, 20); /* by malloc, copy, free: into T */
+    atomic_store(&st_target, S);
+    void *x = pm_mem_malloc(16);
+    /* S has no table, as chosen, unless the stripes had theirs before the
+     * fork: in the debug modes, the test's own first call installed the
+     * mode's hooks, with memory to spare */
+    if (strstr(pm_t_env_mode(), "debug") == NULL)
+        PM_CHECK(x == NULL);
+    no_new_mappings(0);
+    PM_CHECK(q != NULL);
+    if (q != NULL) {
+        PM_CHECK_EQ(pm_check_block(q), 0);
+        PM_CHECK(q[0] == 'p' && q[15] == 'p');
+    }
+    PM_CHECK_EQ(n_seen, 0);
+}
+
+static void test_reallocs_into_short_stripes(void)
+{
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("the sanitizers' allocators map their own memory");
+    if (pm_t_under_valgrind())
+        PM_SKIP("valgrind's address space is its own");
+    PM_CHECK(pm_t_child_within(child_two_reallocs_one_stripe, NULL, 60));
+    PM_CHECK(pm_t_child_within(child_realloc_into_stripe_without_table, NULL, 60));
+}
+
 int main(void)
 {
     pm_t_pin_env(NULL);
@@ -362,5 +543,6 @@ int main(void)
     PM_RUN(test_tracing_hook);
     PM_RUN(test_signal_in_hook);
     PM_RUN(test_realloc_while_registry_fills);
+    PM_RUN(test_reallocs_into_short_stripes);
     return pm_test_done();
 }
