@@ -26,6 +26,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #if defined(__GLIBC__)
 #include <link.h>
@@ -1300,8 +1301,7 @@ enum { HANDLER_CALL, HANDLER_SAME_BLOCK, HANDLER_TOO_DEEP };
 static inline __attribute__((always_inline)) int handling_enter(const void *p)
 {
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    while (handling_n > 0 && handling[handling_n - 1].frame <= here)
-        handling_n--; /* left by longjmp */
+    pm_i_debug_handling_drop(here); /* those left by longjmp */
     for (int i = 0; i < handling_n; i++)
         if (handling[i].address == p)
             return HANDLER_SAME_BLOCK;
@@ -1335,13 +1335,39 @@ static void handler_too_deep(void)
  * those of handlers nested in it that were left by longjmp. */
 static inline __attribute__((always_inline)) void handling_leave(void)
 {
-    pm_i_debug_handling_drop((uintptr_t)__builtin_frame_address(0));
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    while (handling_n > 0 && handling[handling_n - 1].frame <= here)
+        handling_n--;
+    if (handling_n == 0)
+        pm_i_debug_state.b.handling = 0;
+}
+
+/* Whether frame `here`, higher than an entry's `frame`, is on another
+ * stack than that entry's: a signal handler's on the alternate stack
+ * (sigaltstack: asked only then, on this path), or far above it (a stack
+ * of the program's own: a coroutine's, a thread's in static storage below
+ * an alternate stack mapped above). Such a call is made while the handler
+ * runs (before 2026-12-07 a signal handler on an alternate stack above
+ * the handler's that allocated dropped its entry, and the handler's free
+ * of the block it was given called it again, until the stack ran out). */
+#define OTHER_STACK_DISTANCE ((uintptr_t)64 << 20)
+static int on_other_stack(uintptr_t frame, uintptr_t here)
+{
+    if (here - frame > OTHER_STACK_DISTANCE)
+        return 1;
+    stack_t ss;
+    int saved = errno;
+    int alt = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK) != 0;
+    errno = saved;
+    return alt;
 }
 
 void pm_i_debug_handling_drop(uintptr_t here)
 {
-    while (handling_n > 0 && handling[handling_n - 1].frame <= here)
-        handling_n--;
+    if (handling_n > 0 && handling[handling_n - 1].frame <= here &&
+        !on_other_stack(handling[handling_n - 1].frame, here))
+        while (handling_n > 0 && handling[handling_n - 1].frame <= here)
+            handling_n--;
     if (handling_n == 0)
         pm_i_debug_state.b.handling = 0;
 }

@@ -9,9 +9,13 @@
 #include "debug_cases.h"
 #include "pm_debug.h"
 #include "pm_internal.h"
+#include "sanitizers.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <time.h>
 #include <stdarg.h>
@@ -789,6 +793,86 @@ static void test_reports_to_stalled_nonblocking_pipe(void)
     }
 }
 
+/* The error handler, running for a double-freed block, is interrupted by a
+ * signal whose handler runs on an alternate stack above the handler's own
+ * and allocates; then it frees the block it was given again: that report
+ * does not call it again. Before 2026-12-07 (8745b04 of that day) the
+ * signal handler's call, higher on the stack, was taken as made after the
+ * handler was left by longjmp, its entry was dropped, and the handler was
+ * called again for its own free, and again, until the stack ran out. The
+ * thread runs on a stack of static storage (low), the alternate stack is
+ * either mapped (far above) or static storage just above it (near: told
+ * by sigaltstack alone). */
+static struct {
+    unsigned char thread[256 << 10];
+    unsigned char alt[64 << 10];
+} alt_stacks __attribute__((aligned(4096)));
+static int alt_far;
+static volatile int alt_calls, alt_signalled;
+
+static void alt_on_usr1(int sig)
+{
+    (void)sig;
+    void *p = pm_mem_malloc(200);
+    pm_mem_free(p);
+    alt_signalled = 1;
+}
+
+static void alt_handler(const pm_error_report *r, void *ctx)
+{
+    (void)ctx;
+    if (++alt_calls > 3) /* the recursion this test is about */
+        return;
+    raise(SIGUSR1);
+    pm_mem_free((void *)r->address); /* the block it was given: again */
+}
+
+static void *alt_body(void *arg)
+{
+    (void)arg;
+    stack_t ss = {.ss_size = sizeof alt_stacks.alt};
+    ss.ss_sp = alt_far ? mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                       : (void *)alt_stacks.alt;
+    if (ss.ss_sp == MAP_FAILED || sigaltstack(&ss, NULL) != 0)
+        return (void *)1;
+    void *b = pm_mem_malloc(32);
+    pm_mem_free(b);
+    pm_mem_free(b); /* a double free: the handler is called */
+    return NULL;
+}
+
+static void child_alt_stack(void *arg)
+{
+    alt_far = arg != NULL;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = alt_on_usr1;
+    sa.sa_flags = SA_ONSTACK;
+    PM_CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+    pm_set_error_handler(alt_handler, NULL);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    PM_CHECK_EQ(pthread_attr_setstack(&at, alt_stacks.thread, sizeof alt_stacks.thread), 0);
+    pthread_t t;
+    void *rc = (void *)2;
+    PM_CHECK_EQ(pthread_create(&t, &at, alt_body, NULL), 0);
+    PM_CHECK_EQ(pthread_join(t, &rc), 0);
+    PM_CHECK(rc == NULL);
+    PM_CHECK(alt_signalled);
+    PM_CHECK_EQ(alt_calls, 1);
+}
+
+static void test_handler_signal_on_higher_alt_stack(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("the sanitizers keep their own view of a thread's stack");
+    PM_CHECK(pm_t_child_within(child_alt_stack, NULL, 20));
+    PM_CHECK(pm_t_child_within(child_alt_stack, (void *)1, 20));
+}
+
 int main(void)
 {
     pm_t_pin_env(NULL);
@@ -800,6 +884,7 @@ int main(void)
     PM_RUN(test_churn_keeps_freed_blocks);
     PM_RUN(test_handler_nesting_bounded); /* before the handlers left by longjmp */
     PM_RUN(test_handler_same_block_again);
+    PM_RUN(test_handler_signal_on_higher_alt_stack);
     PM_RUN(test_reported_block_freed);
     PM_RUN(test_double_free_after_report);
     PM_RUN(test_report_to_full_nonblocking_pipe);
