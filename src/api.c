@@ -695,11 +695,17 @@ __attribute__((noinline)) static void *realloc_null(pm_domain d, size_t n)
 {
     static const char *const names[PM_DOMAIN_COUNT] = {"pm_raw_realloc", "pm_mem_realloc",
                                                        "pm_obj_realloc"};
-    if (pm_i_debug_entry != NULL)
-        return dom_malloc(d, n);
-    pm_i_debug_entry = names[d];
-    void *q = dom_malloc(d, n);
-    pm_i_debug_entry = NULL;
+    int saved = errno; /* kept on success, as by any realloc (dom_realloc) */
+    void *q;
+    if (pm_i_debug_entry != NULL) {
+        q = dom_malloc(d, n);
+    } else {
+        pm_i_debug_entry = names[d];
+        q = dom_malloc(d, n);
+        pm_i_debug_entry = NULL;
+    }
+    if (q != NULL)
+        errno = saved;
     return q;
 }
 

@@ -110,12 +110,14 @@ static void test_free_null(void)
  * every domain and mode; in the debug modes also a block pushed out of the
  * quarantine by later frees; and through a hook whose free changes errno
  * (a log write that fails: before, pm_*_free passed that on), whose
- * successful realloc keeps errno as well. */
+ * successful realloc keeps errno as well, realloc(NULL, n) too. */
 static pm_allocator below_clobber[PM_DOMAIN_COUNT];
 static void *cl_malloc(void *ctx, size_t n)
 {
     pm_allocator *b = ctx;
-    return b->malloc(b->ctx, n);
+    void *q = b->malloc(b->ctx, n);
+    errno = EIO;
+    return q;
 }
 static void *cl_calloc(void *ctx, size_t nelem, size_t elsize)
 {
@@ -193,6 +195,10 @@ static void test_free_keeps_errno(void)
         small = D->realloc(small, 48);
         PM_CHECK(small != NULL);
         PM_CHECK_EQ(errno, ERRNO_SENTINEL);
+        void *fresh = D->realloc(NULL, 40); /* the hook's malloc */
+        PM_CHECK(fresh != NULL);
+        PM_CHECK_EQ(errno, ERRNO_SENTINEL);
+        FREE_KEEPS_ERRNO(D->free(fresh));
         FREE_KEEPS_ERRNO(D->free(small));
         FREE_KEEPS_ERRNO(D->free(big));
         PM_CHECK_EQ(pm_set_allocator((pm_domain)d, &below_clobber[d]), 0);
