@@ -472,7 +472,11 @@ static inline int pm_i_reg_insert(void *st, uint64_t h, uintptr_t data,
                 set_full(s, 1);
                 return -1;
             }
-            if (!reserved && room_when_short(s, h, key_of(data)) != 0)
+            if (reserved)
+                set_full(s, 1); /* (else, its bit clear, reallocs that come
+                                 * after it could drain the stripe to its
+                                 * last slot: a bit clear must mean room) */
+            else if (room_when_short(s, h, key_of(data)) != 0)
                 return -1;
         }
     }

@@ -526,6 +526,68 @@ static void child_realloc_into_stripe_without_table(void *arg)
     PM_CHECK_EQ(n_seen, 0);
 }
 
+/* Reallocs one after another, each moving a block into stripe S, which
+ * cannot grow, then two at once: S is short from the first that could not
+ * grow it, so the two find room or fail cleanly. Before 2026-12-07 (e21be51
+ * of that day) a realloc's own record left the bit clear, the sequence
+ * drained S to its last slot, and the two both counted on it: abort
+ * (found by a review). */
+static _Atomic int ra_start;
+static unsigned char *ra_old, *ra_new;
+static void *ra_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&ra_start))
+        sched_yield();
+    st_pausing = 1;
+    ra_new = pm_mem_realloc(ra_old, 20);
+    atomic_store(&st_paused, 1); /* (also when it moved by copy, not pausing) */
+    return NULL;
+}
+
+static void child_sequential_reallocs_then_two(void *arg)
+{
+    (void)arg;
+    int S = stripe_of(sarena), T = (S + 1) % 64;
+    atomic_store(&st_target, T);
+    atomic_store(&st_into, S);
+    set_up(&st_hook);
+    static unsigned char *p[100];
+    for (int i = 0; i < 100; i++) {
+        p[i] = pm_mem_malloc(16);
+        PM_CHECK(p[i] != NULL);
+        memset(p[i], 'a' + i % 26, 16);
+    }
+    atomic_store(&st_target, S);
+    for (int i = 0; i < 191; i++) /* S to three quarters of its first table */
+        PM_CHECK(pm_mem_malloc(16) != NULL);
+    ra_old = p[98];
+    pthread_t t; /* (its stack mapped before the limit) */
+    PM_CHECK_EQ(pthread_create(&t, NULL, ra_thread, NULL), 0);
+    no_new_mappings(1);
+    for (int i = 0; i < 64; i++) { /* one at a time, each into S */
+        unsigned char *q = pm_mem_realloc(p[i], 20);
+        if (q != NULL)
+            p[i] = q;
+    }
+    atomic_store(&ra_start, 1);
+    while (!atomic_load(&st_paused))
+        sched_yield();
+    unsigned char *qb = pm_mem_realloc(p[99], 20);
+    atomic_store(&st_go, 1);
+    PM_CHECK_EQ(pthread_join(t, NULL), 0);
+    no_new_mappings(0);
+    if (ra_new != NULL)
+        p[98] = ra_new;
+    if (qb != NULL)
+        p[99] = qb;
+    int whole = 0;
+    for (int i = 0; i < 100; i++)
+        whole += pm_check_block(p[i]) == 0 && p[i][0] == 'a' + i % 26 && p[i][15] == 'a' + i % 26;
+    PM_CHECK_EQ(whole, 100);
+    PM_CHECK_EQ(n_seen, 0);
+}
+
 static void test_reallocs_into_short_stripes(void)
 {
     if (PM_T_ASAN || PM_T_TSAN)
@@ -534,6 +596,7 @@ static void test_reallocs_into_short_stripes(void)
         PM_SKIP("valgrind's address space is its own");
     PM_CHECK(pm_t_child_within(child_two_reallocs_one_stripe, NULL, 60));
     PM_CHECK(pm_t_child_within(child_realloc_into_stripe_without_table, NULL, 60));
+    PM_CHECK(pm_t_child_within(child_sequential_reallocs_then_two, NULL, 60));
 }
 
 int main(void)
