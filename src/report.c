@@ -1288,8 +1288,51 @@ static __thread struct handling {
     const void *address;
     uintptr_t frame;
     unsigned depth;
+    int alt; /* made on the alternate signal stack */
 } handling[HANDLING_MAX] __attribute__((tls_model("initial-exec")));
 static __thread int handling_n __attribute__((tls_model("initial-exec")));
+
+/* Whether this thread runs on its alternate signal stack (sigaltstack's
+ * SS_ONSTACK: the stack pointer is inside it). errno kept. */
+static int on_alt_stack(void)
+{
+    stack_t ss;
+    int saved = errno;
+    int alt = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK) != 0;
+    errno = saved;
+    return alt;
+}
+
+/* Drop the entries of handlers left by longjmp, as seen from a call at
+ * frame `here` (alt: on the alternate signal stack; -1: not asked yet).
+ * An entry made on the same stack is left when the call is as high as the
+ * frame that called its handler, or higher; one made on the alternate
+ * stack, when the call is on another (the signal handler was left); one
+ * made on another stack than the alternate one never, from the alternate
+ * stack (a signal handler interrupting the handler: before 2026-12-07 one
+ * on an alternate stack above the handler's that allocated dropped its
+ * entry, and the handler's own free of its block called it again, until
+ * the stack ran out). sigaltstack is asked only when an entry may go. (A
+ * coroutine's stack above the handler's is taken for the same stack: a
+ * handler that switches to one that allocates may be called again for its
+ * block.) */
+static void drop_left(uintptr_t here, int alt)
+{
+    while (handling_n > 0) {
+        const struct handling *e = &handling[handling_n - 1];
+        if (!e->alt && e->frame > here)
+            break; /* deeper than a live one's frame, on any stack: kept */
+        if (alt < 0)
+            alt = on_alt_stack();
+        if (alt && !(e->alt && e->frame <= here))
+            break;
+        handling_n--;
+    }
+    if (handling_n == 0)
+        pm_i_debug_state.b.handling = 0;
+}
+
+void pm_i_debug_handling_drop(uintptr_t here) { drop_left(here, -1); }
 
 enum { HANDLER_CALL, HANDLER_SAME_BLOCK, HANDLER_TOO_DEEP };
 
@@ -1301,7 +1344,8 @@ enum { HANDLER_CALL, HANDLER_SAME_BLOCK, HANDLER_TOO_DEEP };
 static inline __attribute__((always_inline)) int handling_enter(const void *p)
 {
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    pm_i_debug_handling_drop(here); /* those left by longjmp */
+    int alt = on_alt_stack();
+    drop_left(here, alt); /* those left by longjmp */
     for (int i = 0; i < handling_n; i++)
         if (handling[i].address == p)
             return HANDLER_SAME_BLOCK;
@@ -1312,7 +1356,7 @@ static inline __attribute__((always_inline)) int handling_enter(const void *p)
         memmove(&handling[0], &handling[1], (HANDLING_MAX - 1) * sizeof handling[0]);
         handling_n--;
     }
-    handling[handling_n++] = (struct handling){p, here, depth};
+    handling[handling_n++] = (struct handling){p, here, depth, alt};
     pm_i_debug_state.b.handling = 1;
     return HANDLER_CALL;
 }
@@ -1331,43 +1375,17 @@ static void handler_too_deep(void)
     unlock_reports();
 }
 
-/* The handler called by this frame returned: its entry goes, and so do
- * those of handlers nested in it that were left by longjmp. */
+/* The handler called by this frame returned: its entry goes (the one this
+ * frame made: `here`), and so do those above it, of handlers nested in it
+ * that were left by longjmp. */
 static inline __attribute__((always_inline)) void handling_leave(void)
 {
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    while (handling_n > 0 && handling[handling_n - 1].frame <= here)
-        handling_n--;
-    if (handling_n == 0)
-        pm_i_debug_state.b.handling = 0;
-}
-
-/* Whether frame `here`, higher than an entry's `frame`, is on another
- * stack than that entry's: a signal handler's on the alternate stack
- * (sigaltstack: asked only then, on this path), or far above it (a stack
- * of the program's own: a coroutine's, a thread's in static storage below
- * an alternate stack mapped above). Such a call is made while the handler
- * runs (before 2026-12-07 a signal handler on an alternate stack above
- * the handler's that allocated dropped its entry, and the handler's free
- * of the block it was given called it again, until the stack ran out). */
-#define OTHER_STACK_DISTANCE ((uintptr_t)64 << 20)
-static int on_other_stack(uintptr_t frame, uintptr_t here)
-{
-    if (here - frame > OTHER_STACK_DISTANCE)
-        return 1;
-    stack_t ss;
-    int saved = errno;
-    int alt = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK) != 0;
-    errno = saved;
-    return alt;
-}
-
-void pm_i_debug_handling_drop(uintptr_t here)
-{
-    if (handling_n > 0 && handling[handling_n - 1].frame <= here &&
-        !on_other_stack(handling[handling_n - 1].frame, here))
-        while (handling_n > 0 && handling[handling_n - 1].frame <= here)
-            handling_n--;
+    for (int i = handling_n - 1; i >= 0; i--)
+        if (handling[i].frame == here) {
+            handling_n = i;
+            break;
+        }
     if (handling_n == 0)
         pm_i_debug_state.b.handling = 0;
 }

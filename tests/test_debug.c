@@ -863,6 +863,121 @@ static void child_alt_stack(void *arg)
     PM_CHECK_EQ(alt_calls, 1);
 }
 
+/* A test harness's handler that leaves by siglongjmp, for errors made in
+ * signal handlers on the alternate stack: each is called (70 of them,
+ * past the 64 that entries left behind would count), and so is one for
+ * a double free in the program after them, of a block at the address of
+ * one the handler was given. Before 2026-12-07 (115fab4 of that day) the
+ * entries made on the alternate stack were never dropped: from the 65th
+ * error on, the handler was not called (found by a review). */
+static sigjmp_buf alt_env;
+static void *volatile alt_block;
+static void alt_leaving_handler(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    alt_calls++;
+    siglongjmp(alt_env, 1);
+}
+
+static void alt_bad_free(int sig)
+{
+    (void)sig;
+    pm_mem_free(alt_block); /* a double free, on the alternate stack */
+}
+
+static void child_left_from_alt_stack(void *arg)
+{
+    (void)arg;
+    stack_t ss = {.ss_size = sizeof alt_stacks.alt};
+    ss.ss_sp = mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    PM_CHECK(ss.ss_sp != MAP_FAILED && sigaltstack(&ss, NULL) == 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = alt_bad_free;
+    sa.sa_flags = SA_ONSTACK;
+    PM_CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+    pm_set_error_handler(alt_leaving_handler, NULL);
+    enum { ROUNDS = 70 };
+    for (volatile int i = 0; i < ROUNDS; i++) {
+        alt_block = pm_mem_malloc(32);
+        pm_mem_free(alt_block);
+        if (sigsetjmp(alt_env, 1) == 0)
+            raise(SIGUSR1);
+    }
+    PM_CHECK_EQ(alt_calls, ROUNDS);
+    void *volatile b = pm_mem_malloc(32); /* the pools: alt_block's address again */
+    pm_mem_free(b);
+    if (sigsetjmp(alt_env, 1) == 0)
+        pm_mem_free(b);
+    PM_CHECK_EQ(alt_calls, ROUNDS + 1);
+}
+
+/* A handler left by longjmp from a double free 80 MiB deep in a recursion
+ * (a thread with a stack of 256 MiB): a new block at that address double
+ * freed at the top calls it. Before 2026-12-07 (115fab4 of that day) a
+ * call more than 64 MiB above an entry was taken for another stack's, the
+ * entry stayed, and the handler was not called (found by a review). */
+static jmp_buf deep_env;
+static void deep_leaving_handler(const pm_error_report *r, void *ctx)
+{
+    (void)r;
+    (void)ctx;
+    alt_calls++;
+    longjmp(deep_env, 1);
+}
+
+static __attribute__((noinline)) void free_mib_deeper(void *p, int mib)
+{
+    char pad[1 << 20];
+    __asm__ volatile("" : : "r"(pad) : "memory"); /* kept, unwritten */
+    if (mib > 0)
+        free_mib_deeper(p, mib - 1);
+    else
+        pm_mem_free(p);
+    __asm__ volatile("" ::: "memory"); /* not a tail call */
+}
+
+static void *deep_body(void *arg)
+{
+    (void)arg;
+    void *volatile b = pm_mem_malloc(32);
+    pm_mem_free(b);
+    if (setjmp(deep_env) == 0)
+        free_mib_deeper(b, 80);
+    for (int i = 0; i < 10; i++)
+        pm_mem_free(pm_mem_malloc(100)); /* calls of the hooks at the top */
+    void *volatile c = pm_mem_malloc(32);
+    pm_mem_free(c);
+    if (setjmp(deep_env) == 0)
+        pm_mem_free(c);
+    return NULL;
+}
+
+static void child_left_from_deep(void *arg)
+{
+    (void)arg;
+    pm_set_error_handler(deep_leaving_handler, NULL);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    PM_CHECK_EQ(pthread_attr_setstacksize(&at, (size_t)256 << 20), 0);
+    pthread_t t;
+    PM_CHECK_EQ(pthread_create(&t, &at, deep_body, NULL), 0);
+    PM_CHECK_EQ(pthread_join(t, NULL), 0);
+    PM_CHECK_EQ(alt_calls, 2);
+}
+
+static void test_handler_left_on_other_stacks(void)
+{
+    if (!pm_debug_enabled())
+        PM_SKIP("no debug hooks in this mode");
+    if (PM_T_ASAN || PM_T_TSAN)
+        PM_SKIP("the sanitizers keep their own view of a thread's stack");
+    PM_CHECK(pm_t_child_within(child_left_from_alt_stack, NULL, 20));
+    if (sizeof(void *) == 8 && !pm_t_under_valgrind()) /* (256 MiB of address space) */
+        PM_CHECK(pm_t_child_within(child_left_from_deep, NULL, 20));
+}
+
 static void test_handler_signal_on_higher_alt_stack(void)
 {
     if (!pm_debug_enabled())
@@ -885,6 +1000,7 @@ int main(void)
     PM_RUN(test_handler_nesting_bounded); /* before the handlers left by longjmp */
     PM_RUN(test_handler_same_block_again);
     PM_RUN(test_handler_signal_on_higher_alt_stack);
+    PM_RUN(test_handler_left_on_other_stacks);
     PM_RUN(test_reported_block_freed);
     PM_RUN(test_double_free_after_report);
     PM_RUN(test_report_to_full_nonblocking_pipe);
