@@ -1292,13 +1292,28 @@ static __thread struct handling {
 } handling[HANDLING_MAX] __attribute__((tls_model("initial-exec")));
 static __thread int handling_n __attribute__((tls_model("initial-exec")));
 
-/* Whether this thread runs on its alternate signal stack (sigaltstack's
- * SS_ONSTACK: the stack pointer is inside it). errno kept. */
-static int on_alt_stack(void)
+/* This thread's alternate signal stack, as last seen armed (0, 0: never). */
+static __thread uintptr_t alt_lo, alt_hi __attribute__((tls_model("initial-exec")));
+
+/* Whether this thread runs on its alternate signal stack, frame `here`
+ * being this call's: sigaltstack's SS_ONSTACK, or, where the stack was
+ * installed with SS_AUTODISARM (disarmed inside its signal handlers, which
+ * then see it disabled), `here` inside its range as last seen armed (the
+ * report that made the entry saw it). errno kept. */
+static int on_alt_stack(uintptr_t here)
 {
     stack_t ss;
     int saved = errno;
-    int alt = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK) != 0;
+    int alt = 0;
+    if (sigaltstack(NULL, &ss) == 0) {
+        if ((ss.ss_flags & SS_DISABLE) == 0) {
+            alt_lo = (uintptr_t)ss.ss_sp;
+            alt_hi = alt_lo + ss.ss_size;
+            alt = (ss.ss_flags & SS_ONSTACK) != 0;
+        } else {
+            alt = here >= alt_lo && here < alt_hi;
+        }
+    }
     errno = saved;
     return alt;
 }
@@ -1323,7 +1338,7 @@ static void drop_left(uintptr_t here, int alt)
         if (!e->alt && e->frame > here)
             break; /* deeper than a live one's frame, on any stack: kept */
         if (alt < 0)
-            alt = on_alt_stack();
+            alt = on_alt_stack(here);
         if (alt && !(e->alt && e->frame <= here))
             break;
         handling_n--;
@@ -1344,7 +1359,7 @@ enum { HANDLER_CALL, HANDLER_SAME_BLOCK, HANDLER_TOO_DEEP };
 static inline __attribute__((always_inline)) int handling_enter(const void *p)
 {
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    int alt = on_alt_stack();
+    int alt = on_alt_stack(here);
     drop_left(here, alt); /* those left by longjmp */
     for (int i = 0; i < handling_n; i++)
         if (handling[i].address == p)

@@ -801,13 +801,16 @@ static void test_reports_to_stalled_nonblocking_pipe(void)
  * handler was left by longjmp, its entry was dropped, and the handler was
  * called again for its own free, and again, until the stack ran out. The
  * thread runs on a stack of static storage (low), the alternate stack is
- * either mapped (far above) or static storage just above it (near: told
- * by sigaltstack alone). */
+ * either mapped (far above) or static storage just above it, installed
+ * with SS_AUTODISARM or not. */
 static struct {
     unsigned char thread[256 << 10];
     unsigned char alt[64 << 10];
 } alt_stacks __attribute__((aligned(4096)));
-static int alt_far;
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM ((int)(1U << 31)) /* Linux 4.7's, where the C library has none */
+#endif
+static int alt_far, alt_autodisarm;
 static volatile int alt_calls, alt_signalled;
 
 static void alt_on_usr1(int sig)
@@ -834,8 +837,12 @@ static void *alt_body(void *arg)
     ss.ss_sp = alt_far ? mmap(NULL, ss.ss_size, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                        : (void *)alt_stacks.alt;
-    if (ss.ss_sp == MAP_FAILED || sigaltstack(&ss, NULL) != 0)
+    if (alt_autodisarm)
+        ss.ss_flags = SS_AUTODISARM; /* (the handler sees it disabled) */
+    if (ss.ss_sp == MAP_FAILED)
         return (void *)1;
+    if (sigaltstack(&ss, NULL) != 0)
+        return (void *)(uintptr_t)(alt_autodisarm && errno == EINVAL ? 3 : 1);
     void *b = pm_mem_malloc(32);
     pm_mem_free(b);
     pm_mem_free(b); /* a double free: the handler is called */
@@ -844,7 +851,8 @@ static void *alt_body(void *arg)
 
 static void child_alt_stack(void *arg)
 {
-    alt_far = arg != NULL;
+    alt_far = ((uintptr_t)arg & 1) != 0;
+    alt_autodisarm = ((uintptr_t)arg & 2) != 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = alt_on_usr1;
@@ -858,6 +866,8 @@ static void child_alt_stack(void *arg)
     void *rc = (void *)2;
     PM_CHECK_EQ(pthread_create(&t, &at, alt_body, NULL), 0);
     PM_CHECK_EQ(pthread_join(t, &rc), 0);
+    if (rc == (void *)3)
+        return; /* a kernel before 4.7: no SS_AUTODISARM */
     PM_CHECK(rc == NULL);
     PM_CHECK(alt_signalled);
     PM_CHECK_EQ(alt_calls, 1);
@@ -986,6 +996,11 @@ static void test_handler_signal_on_higher_alt_stack(void)
         PM_SKIP("the sanitizers keep their own view of a thread's stack");
     PM_CHECK(pm_t_child_within(child_alt_stack, NULL, 20));
     PM_CHECK(pm_t_child_within(child_alt_stack, (void *)1, 20));
+    /* Installed with SS_AUTODISARM, near and far: in the signal handler
+     * sigaltstack says disabled (before 2026-12-07, 1cb8984 of that day,
+     * the handler was called again, until the stack ran out) */
+    PM_CHECK(pm_t_child_within(child_alt_stack, (void *)2, 20));
+    PM_CHECK(pm_t_child_within(child_alt_stack, (void *)3, 20));
 }
 
 int main(void)
