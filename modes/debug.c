@@ -4045,9 +4045,14 @@ static size_t check_heap_racy(int at_exit)
     struct abort_scan sc = {.at_exit = at_exit};
     exit_pending_n = 0;
     exit_unexamined = 0;
+    /* The pages shared with the parent: at exit only. The check at abort
+     * may run while another thread's check at exit does: it neither reads
+     * that check's cache nor closes it (before 2026-12-07 it did both,
+     * and since the cache is mapped for the check, read it after the
+     * exit's check had unmapped it: SIGSEGV under memcheck, CI's run). */
     if (at_exit)
         shared_pages_begin();
-    sc.shared = shared_fd >= 0;
+    sc.shared = at_exit && shared_fd >= 0;
     int skipped = pm_i_reg_each_live(abort_check_one, &sc);
     int registry_n = exit_pending_n; /* the rest, the pools', are blamed already */
     /* The pools' freed blocks too; not under memcheck (they are NOACCESS
@@ -4059,7 +4064,8 @@ static size_t check_heap_racy(int at_exit)
                      pm_i_pool_each_side(abort_check_side, &sc, pools_freed,
                                          sc.shared ? pool_shared : NULL) != 0;
     unsigned held_busy = q_each(abort_check_held, &sc);
-    shared_pages_end();
+    if (at_exit)
+        shared_pages_end();
     if (at_exit && exit_pending_n != 0) {
         pm_i_flush_streams(); /* the program's output, which an abort() would lose */
         for (int i = 0; i < exit_pending_n; i++) {
