@@ -695,36 +695,34 @@ __attribute__((noinline)) static void *realloc_null(pm_domain d, size_t n)
 {
     static const char *const names[PM_DOMAIN_COUNT] = {"pm_raw_realloc", "pm_mem_realloc",
                                                        "pm_obj_realloc"};
-    int saved = errno; /* kept on success, as by any realloc (dom_realloc) */
-    void *q;
-    if (pm_i_debug_entry != NULL) {
-        q = dom_malloc(d, n);
-    } else {
-        pm_i_debug_entry = names[d];
-        q = dom_malloc(d, n);
-        pm_i_debug_entry = NULL;
-    }
-    if (q != NULL)
-        errno = saved;
+    if (pm_i_debug_entry != NULL)
+        return dom_malloc(d, n);
+    pm_i_debug_entry = names[d];
+    void *q = dom_malloc(d, n);
+    pm_i_debug_entry = NULL;
     return q;
 }
 
+/* A successful realloc keeps errno, also through a hook of the program's (a
+ * log write that fails: before 2026-12-07 its errno came out), and also
+ * for realloc(NULL, n). */
 static inline void *dom_realloc(pm_domain d, void *p, size_t n)
 {
-    if (p == NULL)
-        return realloc_null(d, n);
     if (PM_I_UNLIKELY(n > (size_t)PTRDIFF_MAX)) {
         errno = ENOMEM;
         return NULL;
     }
-    ready();
-    void *ctx;
-    pm_i_realloc_fn fn;
-    PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.realloc, ctx, fn);
-    int saved = errno; /* kept on success, also through a hook of the
-                        * program's (a log write that fails: before
-                        * 2026-12-07 its errno came out) */
-    void *q = fn(ctx, p, n);
+    int saved = errno;
+    void *q;
+    if (PM_I_UNLIKELY(p == NULL)) {
+        q = realloc_null(d, n);
+    } else {
+        ready();
+        void *ctx;
+        pm_i_realloc_fn fn;
+        PM_I_DOMAIN_READ(&pm_i_domains[d], a.ctx, a.realloc, ctx, fn);
+        q = fn(ctx, p, n);
+    }
     errno = PM_I_LIKELY(q != NULL) ? saved : ENOMEM;
     return q;
 }

@@ -85,8 +85,13 @@ static int pm_t_cur_failed, pm_t_cur_skipped;
 
 #define PM_RUN(fn) pm_t_run(#fn, fn)
 
+/* PM_TEST_FILTER=text runs only the tests whose name contains text (a
+ * debugging aid: some tests count on those before them having run). */
 static inline void pm_t_run(const char *name, void (*fn)(void))
 {
+    const char *only = getenv("PM_TEST_FILTER");
+    if (only != NULL && *only != '\0' && strstr(name, only) == NULL)
+        return;
     pm_t_cur_failed = pm_t_cur_skipped = 0;
     fprintf(stderr, "[ RUN  ] %s\n", name);
     fn();
@@ -433,6 +438,19 @@ static inline long pm_t_resident_kib(void)
         res = -1;
     fclose(f);
     return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* The address space this process has mapped, in bytes (0 if unknown); read
+ * without allocating (RLIMIT_AS is set from it). */
+static inline size_t pm_t_mapped_bytes(void)
+{
+    char buf[64] = {0};
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n > 0 ? (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
 /* The PYMALLOC_MODE this test runs under ("default" when unset or empty). */

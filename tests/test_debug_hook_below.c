@@ -302,16 +302,19 @@ static void *filler(void *arg)
     return NULL;
 }
 
-/* The address space this process has mapped, in bytes (0 if unknown). */
-static size_t mapped_bytes(void)
+/* RLIMIT_AS's soft limit at what is mapped now (on), or back (off). */
+static void no_new_mappings(int on)
 {
-    char buf[64] = {0};
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    return n > 0 ? (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE) : 0;
+    static struct rlimit old;
+    if (on) {
+        PM_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0);
+        struct rlimit rl = old;
+        rl.rlim_cur = pm_t_mapped_bytes();
+        PM_CHECK(rl.rlim_cur > 0);
+        PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    } else {
+        PM_CHECK_EQ(setrlimit(RLIMIT_AS, &old), 0);
+    }
 }
 
 static void child_realloc_while_registry_fills(void *arg)
@@ -324,15 +327,10 @@ static void child_realloc_while_registry_fills(void *arg)
     memset(p, 'r', 50);
     pthread_t t;
     PM_CHECK_EQ(pthread_create(&t, NULL, filler, NULL), 0);
-    struct rlimit old, rl;
-    PM_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0);
-    rl = old;
-    rl.rlim_cur = mapped_bytes(); /* no new mapping: the registry cannot grow */
-    PM_CHECK(rl.rlim_cur > 0);
-    PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    no_new_mappings(1); /* the registry cannot grow */
     unsigned char *q = pm_mem_realloc(p, 100);
     PM_CHECK_EQ(pthread_join(t, NULL), 0);
-    PM_CHECK_EQ(setrlimit(RLIMIT_AS, &old), 0);
+    no_new_mappings(0);
     PM_CHECK(atomic_load(&fill_refused) > 0); /* the registry did fill */
     PM_CHECK(q != NULL && q != p);
     if (q == NULL)
@@ -414,21 +412,6 @@ static void *st_realloc(void *c, void *p, size_t n)
     return q;
 }
 static const pm_allocator st_hook = {NULL, st_malloc, st_calloc, st_realloc, st_free};
-
-/* RLIMIT_AS's soft limit at what is mapped now (on), or back (off). */
-static void no_new_mappings(int on)
-{
-    static struct rlimit old;
-    if (on) {
-        PM_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0);
-        struct rlimit rl = old;
-        rl.rlim_cur = mapped_bytes();
-        PM_CHECK(rl.rlim_cur > 0);
-        PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
-    } else {
-        PM_CHECK_EQ(setrlimit(RLIMIT_AS, &old), 0);
-    }
-}
 
 /* Two reallocs under way whose new blocks fall in one stripe S, memory
  * exhausted: the first is paused in the hook while S fills (a freed

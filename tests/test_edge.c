@@ -353,23 +353,11 @@ static void test_failure_sets_enomem(void)
             PM_SKIP("valgrind's address space is its own");                             \
     } while (0)
 
-/* The address space this process has mapped, in bytes (0 if unknown). */
-static size_t mapped_bytes(void)
-{
-    char buf[64] = {0};
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    return n > 0 ? (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
 /* Memory exhausted (RLIMIT_AS): 8-byte blocks taken until none is left,
  * each linked to the one before; the last returned. */
 static void **exhaust_memory(void)
 {
-    size_t have = mapped_bytes();
+    size_t have = pm_t_mapped_bytes();
     PM_CHECK(have > 0);
     struct rlimit rl = {have + ((size_t)48 << 20), have + ((size_t)48 << 20)};
     PM_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
