@@ -2735,15 +2735,15 @@ __attribute__((noinline, cold)) static void libc_next_mend(uintptr_t n, uintptr_
  * heap_info first: not with the tunable glibc.malloc.hugetlb=2 (or a page
  * size), where glibc 2.35 and later size and align them to 4 huge pages
  * (8 MiB here: the address rounded down to 64 MiB was not mapped, SIGSEGV
- * on a thread's first free; found by a review). Read once; getenv does not
- * allocate. */
+ * on a thread's first free; found by a review). Read once, from environ
+ * as every variable of ours (no allocation, no lock). */
 static int thread_heaps_64m(void)
 {
     static _Atomic int known; /* 0 not yet, 1 yes, 2 no */
     int k = atomic_load_explicit(&known, memory_order_relaxed);
     if (PM_I_LIKELY(k != 0))
         return k == 1;
-    const char *t = getenv("GLIBC_TUNABLES"), *h = t != NULL ? strstr(t, "glibc.malloc.hugetlb=") : NULL;
+    const char *t = pm_i_getenv("GLIBC_TUNABLES"), *h = t != NULL ? strstr(t, "glibc.malloc.hugetlb=") : NULL;
     k = 1;
     if (h != NULL) {
         h += sizeof "glibc.malloc.hugetlb=" - 1;

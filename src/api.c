@@ -355,7 +355,7 @@ static void name_unknown_variables(void)
             pm_i_buf_str(&b, i == 0 ? " " : ", ");
             pm_i_buf_str(&b, pm_i_option_names[i]);
         }
-        pm_i_buf_str(&b, ")\n");
+        pm_i_buf_str(&b, "; PYMALLOC_LIBRARY is pymalloc-run's)\n");
         pm_i_buf_flush(&b);
     }
 }

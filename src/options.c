@@ -87,6 +87,10 @@ int pm_i_parse_size(const char *s, uint64_t *out)
     }
     if (shift != 0)
         len--;
+    while (len > 1 && s[0] == '0') { /* leading zeros: any number of them */
+        s++;
+        len--;
+    }
     if (len == 0 || len >= sizeof digits)
         return -1;
     memcpy(digits, s, len);

@@ -198,6 +198,7 @@ static void test_unknown_variable_named(void)
     PM_CHECK(r.exited && r.exit_status == 0);
     PM_CHECK_STR(r.output, "pymalloc: PYMALLOC_ON_ERRORS: not a variable pymalloc reads: ignored "
                            "(known: PYMALLOC_MODE, PYMALLOC_VERBOSE, PYMALLOC_ON_ERROR, ");
+    PM_CHECK_STR(r.output, "PYMALLOC_STATS; PYMALLOC_LIBRARY is pymalloc-run's)\n");
     PM_CHECK_STR(r.output, "allocated in mode");
     /* a name shown escaped, on one line */
     run_with_env("PYMALLOC_\x1b[1m", "1", &r);

@@ -56,7 +56,7 @@ static void usage(FILE *f)
             "Run program with libpymalloc.so preloaded: its malloc, free, calloc,\n"
             "realloc, posix_memalign, ... (and C++ new/delete) go through pymalloc.\n"
             "\n"
-            "  -m, --mode M     the mode (sets PYMALLOC_MODE); see --list-modes\n"
+            "  -m, --mode M     the mode (sets PYMALLOC_MODE; also --mode=M); see --list-modes\n"
             "  -s, --stats      print the pool statistics at exit (sets\n"
             "                   PYMALLOC_STATS=1; zeros in the modes without pools)\n"
             "  -v, --verbose    say what is run, and have the library print its\n"
