@@ -38,9 +38,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* PM_UNDER_SANITIZER: pm_internal.h. */
@@ -256,11 +258,91 @@ extern void *pm_i_o_libc_malloc(size_t) __attribute__((weak, visibility("hidden"
  * glibc's malloc.o anyway.) */
 __attribute__((used)) static int (*const libc_malloc_o)(int, int) = mallopt;
 
+/* The lookup and fork(). dl_iterate_phdr holds the loader's lock of its
+ * list of objects while it walks, and glibc's fork does not renew that
+ * lock in the child: a child forked while another thread walked inherited
+ * it held, by a thread it does not have, and waited for ever at the
+ * lookup, its first call of the C library's allocator, or at its next
+ * dl_iterate_phdr, dlopen or C++ exception (found by CI, 1 run in about
+ * 500 of test_fork_first_use on i386: the thread's first block while main
+ * forked). So a fork waits for the walks under way (pm_i_raw_fork_prepare,
+ * bounded, in case one waits for the loader's lock held by a thread that
+ * waits for the forking one), and a walk does not start while a fork is
+ * under way (bounded too: its thread may hold a lock the fork's handlers
+ * take). Both sides count themselves first, then read the other's count,
+ * sequentially consistent: either the walk sees the fork, or the fork the
+ * walk. */
+static _Atomic int walks, forks;
+static __thread int walks_here __attribute__((tls_model("initial-exec")));
+static __thread int fork_counted __attribute__((tls_model("initial-exec")));
+
+/* Round i of a bounded wait: about a second in all, over 1100 rounds. */
+static void wait_round(int i)
+{
+    if (i < 100) {
+        sched_yield();
+    } else {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+static void walk_begin(void)
+{
+    for (int i = 0;; i++) {
+        walks_here++;
+        atomic_fetch_add_explicit(&walks, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&forks, memory_order_seq_cst) == 0 || i >= 1100)
+            return;
+        atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
+        walks_here--;
+        wait_round(i);
+    }
+}
+
+static void walk_end(void)
+{
+    atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
+    walks_here--;
+}
+
+/* Called by the library's fork prepare handler where other threads exist,
+ * before it takes any lock of ours. */
+void pm_i_raw_fork_prepare(void)
+{
+    fork_counted = 1;
+    atomic_fetch_add_explicit(&forks, 1, memory_order_seq_cst);
+    for (int i = 0; i < 1100 && atomic_load_explicit(&walks, memory_order_seq_cst) > walks_here;
+         i++)
+        wait_round(i);
+}
+
+void pm_i_raw_fork_parent(void)
+{
+    if (fork_counted)
+        atomic_fetch_sub_explicit(&forks, 1, memory_order_seq_cst);
+    fork_counted = 0;
+}
+
+void pm_i_raw_fork_child(void)
+{
+    /* (this thread alone: its own walk, if a signal handler forked inside
+     * it, goes on here) */
+    atomic_store_explicit(&forks, 0, memory_order_relaxed);
+    atomic_store_explicit(&walks, walks_here, memory_order_relaxed);
+    fork_counted = 0;
+}
+
 /* Failure is only possible without glibc's allocator in the process: then
  * this library cannot serve the malloc modes, and says so. Threads that
  * race here find and store the same addresses. */
 static __attribute__((noinline, cold)) void libc_resolve(void)
 {
+    walk_begin();
+    if (atomic_load_explicit(&libc_free_, memory_order_seq_cst) != first_free) {
+        walk_end(); /* (found meanwhile, by another thread) */
+        return;
+    }
     struct libc_walk w;
     memset(&w, 0, sizeof w);
     void (*anchor)(void) = libc_anchor;
@@ -292,8 +374,10 @@ static __attribute__((noinline, cold)) void libc_resolve(void)
     atomic_store_explicit(&libc_malloc_, m, memory_order_relaxed);
     atomic_store_explicit(&libc_calloc_, c, memory_order_relaxed);
     atomic_store_explicit(&libc_realloc_, r, memory_order_relaxed);
-    atomic_store_explicit(&libc_free_, fr, memory_order_relaxed);
     atomic_store_explicit(&libc_memalign_, a, memory_order_relaxed);
+    /* (the last: a thread that sees it set finds the others set) */
+    atomic_store_explicit(&libc_free_, fr, memory_order_seq_cst);
+    walk_end();
 }
 
 static void *first_malloc(size_t n)
@@ -346,6 +430,10 @@ static void *plain_memalign(size_t alignment, size_t n)
     void *p = NULL; /* posix_memalign: no size-multiple rule, unlike aligned_alloc */
     return posix_memalign(&p, alignment, n) == 0 ? p : NULL;
 }
+/* (no lookup: the C library's functions by name) */
+void pm_i_raw_fork_prepare(void) {}
+void pm_i_raw_fork_parent(void) {}
+void pm_i_raw_fork_child(void) {}
 #endif
 
 void *pm_i_libc_malloc(size_t n) { return PM_LIBC_MALLOC(n ? n : 1); }

@@ -195,6 +195,7 @@ static void fork_prepare(void)
         int cancel_state;
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
         wait_setup();
+        pm_i_raw_fork_prepare(); /* (the C library's functions' lookup) */
         pthread_setcancelstate(cancel_state, NULL);
     }
     for (;;) {
@@ -223,6 +224,7 @@ static void fork_parent(void)
     pm_i_pool_fork_parent();
     if (debug_in_fork)
         pm_i_debug_fork_parent();
+    pm_i_raw_fork_parent();
 }
 
 /* The process in which our fork handlers last ran in the child: there, the
@@ -237,6 +239,7 @@ static void fork_child(void)
     pm_i_pool_fork_child();
     if (debug_in_fork)
         pm_i_debug_fork_child();
+    pm_i_raw_fork_child();
 }
 
 /* Stop the process: one line on stderr, exit status 1, no atexit handlers
