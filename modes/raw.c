@@ -265,26 +265,38 @@ __attribute__((used)) static int (*const libc_malloc_o)(int, int) = mallopt;
  * lookup, its first call of the C library's allocator, or at its next
  * dl_iterate_phdr, dlopen or C++ exception (found by CI, 1 run in about
  * 500 of test_fork_first_use on i386: the thread's first block while main
- * forked). So a fork waits for the walks under way (pm_i_raw_fork_prepare,
- * bounded, in case one waits for the loader's lock held by a thread that
- * waits for the forking one), and a walk does not start while a fork is
- * under way (bounded too: its thread may hold a lock the fork's handlers
- * take). Both sides count themselves first, then read the other's count,
- * sequentially consistent: either the walk sees the fork, or the fork the
- * walk. */
+ * forked). So a fork waits for other threads' walks under way
+ * (pm_i_raw_fork_prepare; bounded, about a second, in case one waits for
+ * the loader's lock held by a thread that waits for the forking one), and
+ * a walk does not start while another thread's fork is under way (for at
+ * most about 20 ms: its thread may hold a lock that the fork's handlers
+ * take; past that, the fork is stuck on something, and a walk of a few
+ * microseconds is unlikely to span its end). A thread's own forks, whose
+ * handlers may make its first C library block, are not waited for. Both
+ * sides count themselves first, then read the other's count, sequentially
+ * consistent: either the walk sees the fork, or the fork the walk. The
+ * waits are no cancellation point (the raw nanosleep system call): a
+ * thread cancelled there was unwound out of the allocator (found by a
+ * review). */
 static _Atomic int walks, forks;
 static __thread int walks_here __attribute__((tls_model("initial-exec")));
-static __thread int fork_counted __attribute__((tls_model("initial-exec")));
+static __thread int forks_here __attribute__((tls_model("initial-exec")));
 
-/* Round i of a bounded wait: about a second in all, over 1100 rounds. */
+/* Round i of a bounded wait: 100 yields, then 1 ms a round. */
 static void wait_round(int i)
 {
-    if (i < 100) {
-        sched_yield();
-    } else {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
+#ifdef SYS_nanosleep
+    if (i >= 100) {
+        struct {
+            long tv_sec, tv_nsec; /* (the kernel's, for this system call) */
+        } ms = {0, 1000000};
+        syscall(SYS_nanosleep, &ms, NULL);
+        return;
     }
+#else
+    (void)i;
+#endif
+    sched_yield();
 }
 
 static void walk_begin(void)
@@ -292,7 +304,7 @@ static void walk_begin(void)
     for (int i = 0;; i++) {
         walks_here++;
         atomic_fetch_add_explicit(&walks, 1, memory_order_seq_cst);
-        if (atomic_load_explicit(&forks, memory_order_seq_cst) == 0 || i >= 1100)
+        if (atomic_load_explicit(&forks, memory_order_seq_cst) == forks_here || i >= 120)
             return;
         atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
         walks_here--;
@@ -306,31 +318,31 @@ static void walk_end(void)
     walks_here--;
 }
 
-/* Called by the library's fork prepare handler where other threads exist,
- * before it takes any lock of ours. */
-void pm_i_raw_fork_prepare(void)
+/* The library's fork handlers, each fork's (src/api.c); `wait` where other
+ * threads exist, before the prepare handler takes any lock of ours. */
+void pm_i_raw_fork_prepare(int wait)
 {
-    fork_counted = 1;
+    forks_here++;
     atomic_fetch_add_explicit(&forks, 1, memory_order_seq_cst);
-    for (int i = 0; i < 1100 && atomic_load_explicit(&walks, memory_order_seq_cst) > walks_here;
+    for (int i = 0; wait && i < 1100 &&
+                    atomic_load_explicit(&walks, memory_order_seq_cst) > walks_here;
          i++)
         wait_round(i);
 }
 
 void pm_i_raw_fork_parent(void)
 {
-    if (fork_counted)
-        atomic_fetch_sub_explicit(&forks, 1, memory_order_seq_cst);
-    fork_counted = 0;
+    atomic_fetch_sub_explicit(&forks, 1, memory_order_seq_cst);
+    forks_here--;
 }
 
 void pm_i_raw_fork_child(void)
 {
-    /* (this thread alone: its own walk, if a signal handler forked inside
-     * it, goes on here) */
-    atomic_store_explicit(&forks, 0, memory_order_relaxed);
+    /* (this thread alone, with its own walks and forks under way: a signal
+     * handler that forked inside them) */
+    forks_here--;
+    atomic_store_explicit(&forks, forks_here, memory_order_relaxed);
     atomic_store_explicit(&walks, walks_here, memory_order_relaxed);
-    fork_counted = 0;
 }
 
 /* Failure is only possible without glibc's allocator in the process: then
@@ -338,6 +350,8 @@ void pm_i_raw_fork_child(void)
  * race here find and store the same addresses. */
 static __attribute__((noinline, cold)) void libc_resolve(void)
 {
+    if (atomic_load_explicit(&libc_free_, memory_order_seq_cst) != first_free)
+        return; /* (found by another thread) */
     walk_begin();
     if (atomic_load_explicit(&libc_free_, memory_order_seq_cst) != first_free) {
         walk_end(); /* (found meanwhile, by another thread) */
@@ -431,7 +445,7 @@ static void *plain_memalign(size_t alignment, size_t n)
     return posix_memalign(&p, alignment, n) == 0 ? p : NULL;
 }
 /* (no lookup: the C library's functions by name) */
-void pm_i_raw_fork_prepare(void) {}
+void pm_i_raw_fork_prepare(int wait) { (void)wait; }
 void pm_i_raw_fork_parent(void) {}
 void pm_i_raw_fork_child(void) {}
 #endif
@@ -750,10 +764,11 @@ int pm_i_libc_bypassers(void (*fn)(void *ctx, const char *path, const char *name
     memcpy(&w.libc_at, &libc, sizeof libc < sizeof w.libc_at ? sizeof libc : sizeof w.libc_at);
     w.fn = fn;
     w.ctx = ctx;
+    walk_begin(); /* (see walks) */
     dl_iterate_phdr(bypass_defs, &w);
-    if (!w.libc_seen)
-        return 0;
-    dl_iterate_phdr(bypass_scan, &w);
+    if (w.libc_seen)
+        dl_iterate_phdr(bypass_scan, &w);
+    walk_end();
     return w.found;
 #else
     (void)fn;

@@ -195,9 +195,10 @@ static void fork_prepare(void)
         int cancel_state;
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
         wait_setup();
-        pm_i_raw_fork_prepare(); /* (the C library's functions' lookup) */
         pthread_setcancelstate(cancel_state, NULL);
     }
+    /* (the C library's functions' lookup, waited for with other threads) */
+    pm_i_raw_fork_prepare(!PM_I_FORK_TAKES_NO_LOCKS());
     for (;;) {
         debug_in_fork = atomic_load(&debug_armed);
         if (debug_in_fork)

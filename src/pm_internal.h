@@ -508,7 +508,7 @@ void pm_i_pool_fork_parent(void);
 void pm_i_pool_fork_child(void);
 /* The C library allocator's (modes/raw.c): its functions' lookup, which
  * holds the loader's lock, is waited for, never inherited half done. */
-void pm_i_raw_fork_prepare(void);
+void pm_i_raw_fork_prepare(int wait);
 void pm_i_raw_fork_parent(void);
 void pm_i_raw_fork_child(void);
 void pm_i_debug_fork_prepare(void);

@@ -22,20 +22,23 @@
  * sanitizers, whose builds call the C library's functions by name.
  */
 #define _GNU_SOURCE /* dl_iterate_phdr */
-#include "pin_env.h"
+#include "harness.h"
 #include "pymalloc.h"
 #include "sanitizers.h"
 
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static atomic_int in_callback, released, first_done;
+static atomic_int in_callback, released, first_done, first_tid;
 
 static int hold_walk(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -58,6 +61,7 @@ static void *holder(void *arg)
 static void *first_raw(void *arg)
 {
     (void)arg;
+    atomic_store(&first_tid, (int)syscall(SYS_gettid));
     void *p = pm_raw_malloc(100); /* the lookup: waits for the holder */
     pm_raw_free(p);
     atomic_store(&first_done, p != NULL ? 1 : 2);
@@ -65,6 +69,22 @@ static void *first_raw(void *arg)
 }
 
 static void let_go(void) { atomic_store(&released, 1); }
+
+/* Whether thread tid sleeps in the kernel on a futex (the loader's lock):
+ * 1 yes, 0 not yet, -1 unknown (no /proc, or a kernel that hides it). */
+static int waits_on_futex(int tid)
+{
+    char path[64], buf[64] = {0};
+    snprintf(path, sizeof path, "/proc/self/task/%d/wchan", tid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0 || strcmp(buf, "0") == 0)
+        return -1;
+    return strstr(buf, "futex") != NULL;
+}
 
 static int count_objects(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -98,14 +118,9 @@ static int child_work(int depth)
     return 0;
 }
 
-int main(void)
+/* Case 1, in a fresh process: fork while the lookup waits for the lock. */
+static int loader_lock_case(void)
 {
-    pm_t_pin_env(NULL);
-    if (PM_T_ASAN || PM_T_TSAN) {
-        /* (the library calls the sanitizer's malloc by name: no lookup) */
-        printf("test_fork_loader_lock: skipped: no lookup under the sanitizers\n");
-        return 77;
-    }
     /* The set-up (the library's fork handlers registered), no block yet:
      * the C library's functions not looked up. */
     pm_debug_enabled();
@@ -119,7 +134,18 @@ int main(void)
         usleep(100);
     if (pthread_create(&t, NULL, first_raw, NULL) != 0)
         return 2;
-    usleep(50 * 1000); /* (t now waits inside the lookup) */
+    /* t must be inside the lookup, waiting for the loader's lock, when main
+     * forks (else the fork has no walk to wait for, and the child inherits
+     * the holder's lock: the case the library leaves to the program, as
+     * glibc does). A futex sleep of t's after its start is that wait (t
+     * calls nothing else); under valgrind, whose threads wait for its own
+     * lock on a futex too, a while longer. */
+    while (atomic_load(&first_tid) == 0)
+        usleep(100);
+    int known = 0;
+    for (int i = 0; i < 5000 && (known = waits_on_futex(atomic_load(&first_tid))) == 0; i++)
+        usleep(1000);
+    usleep(known == 1 && !pm_t_under_valgrind() ? 20 * 1000 : 300 * 1000);
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -146,4 +172,93 @@ int main(void)
                    atomic_load(&first_done));
     }
     return !ok;
+}
+
+/* Case 2, in a fresh process: a thread whose first C library block comes
+ * while another thread's fork is under way waits for the fork, and that
+ * wait is no cancellation point: a thread with a cancellation pending was
+ * unwound out of pm_raw_malloc there, the program's mutex left locked
+ * (found by a review of the first version of the fix). The program's
+ * prepare handler, registered before the set-up, runs after the library's
+ * (the fork counted) and holds the fork for 300 ms meanwhile. */
+static pthread_mutex_t cancel_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int prep_running, cancel_returned;
+
+static void slow_prepare(void)
+{
+    atomic_store(&prep_running, 1);
+    usleep(300 * 1000);
+}
+
+static void *first_raw_cancelled(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&prep_running))
+        ; /* (no cancellation point) */
+    pthread_mutex_lock(&cancel_mu);
+    void *p = pm_raw_malloc(100); /* the lookup, during the fork */
+    atomic_store(&cancel_returned, p != NULL ? 1 : 2);
+    pm_raw_free(p);
+    pthread_mutex_unlock(&cancel_mu);
+    return NULL;
+}
+
+static int cancel_case(void)
+{
+    if (pthread_atfork(slow_prepare, NULL, NULL) != 0)
+        return 2;
+    pm_debug_enabled(); /* the set-up: its handlers registered after */
+    alarm(60);
+    pthread_t t;
+    if (pthread_create(&t, NULL, first_raw_cancelled, NULL) != 0)
+        return 2;
+    pthread_cancel(t); /* pending until a cancellation point */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return 2;
+    void *res = NULL;
+    pthread_join(t, &res);
+    int unlocked = pthread_mutex_trylock(&cancel_mu) == 0;
+    int ok = atomic_load(&cancel_returned) == 1 && unlocked;
+    printf("test_fork_loader_lock: a first C library block during a fork, a cancellation "
+           "pending: %s",
+           ok ? "ok\n" : "FAILED");
+    if (!ok)
+        printf(" (pm_raw_malloc %s, the thread %s, its mutex %s)\n",
+               atomic_load(&cancel_returned) ? "returned" : "did not return",
+               res == PTHREAD_CANCELED ? "cancelled" : "ended", unlocked ? "free" : "left locked");
+    return !ok;
+}
+
+int main(void)
+{
+    pm_t_pin_env(NULL);
+    if (PM_T_ASAN || PM_T_TSAN) {
+        /* (the library calls the sanitizer's malloc by name: no lookup) */
+        printf("test_fork_loader_lock: skipped: no lookup under the sanitizers\n");
+        return 77;
+    }
+    int (*const cases[])(void) = {loader_lock_case, cancel_case};
+    int failed = 0;
+    for (int i = 0; i < 2; i++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            int rc = cases[i]();
+            fflush(stdout);
+            _exit(rc);
+        }
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            if (WIFSIGNALED(st))
+                printf("test_fork_loader_lock: case %d killed by signal %d\n", i + 1,
+                       WTERMSIG(st));
+            failed = 1;
+        }
+    }
+    return failed;
 }
