@@ -282,14 +282,34 @@ static _Atomic int walks, forks;
 static __thread int walks_here __attribute__((tls_model("initial-exec")));
 static __thread int forks_here __attribute__((tls_model("initial-exec")));
 
+/* Count d in a shared counter and this thread's part of it, signals
+ * blocked: a signal handler that forked between the two steps left the
+ * child's count one off for good, and every later fork there waited a
+ * second (found by a review). Walks and forks are rare: two system calls. */
+static void count(_Atomic int *shared, int *here, int d)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    *here += d;
+    atomic_fetch_add_explicit(shared, d, memory_order_seq_cst);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* Round i of a bounded wait: 100 yields, then 1 ms a round. */
 static void wait_round(int i)
 {
 #ifdef SYS_nanosleep
     if (i >= 100) {
+#if defined(__x86_64__) && defined(__ILP32__)
+        struct {
+            long long tv_sec, tv_nsec; /* (x32: the 64-bit system call's) */
+        } ms = {0, 1000000};
+#else
         struct {
             long tv_sec, tv_nsec; /* (the kernel's, for this system call) */
         } ms = {0, 1000000};
+#endif
         syscall(SYS_nanosleep, &ms, NULL);
         return;
     }
@@ -302,39 +322,28 @@ static void wait_round(int i)
 static void walk_begin(void)
 {
     for (int i = 0;; i++) {
-        walks_here++;
-        atomic_fetch_add_explicit(&walks, 1, memory_order_seq_cst);
+        count(&walks, &walks_here, 1);
         if (atomic_load_explicit(&forks, memory_order_seq_cst) == forks_here || i >= 120)
             return;
-        atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
-        walks_here--;
+        count(&walks, &walks_here, -1);
         wait_round(i);
     }
 }
 
-static void walk_end(void)
-{
-    atomic_fetch_sub_explicit(&walks, 1, memory_order_seq_cst);
-    walks_here--;
-}
+static void walk_end(void) { count(&walks, &walks_here, -1); }
 
 /* The library's fork handlers, each fork's (src/api.c); `wait` where other
  * threads exist, before the prepare handler takes any lock of ours. */
 void pm_i_raw_fork_prepare(int wait)
 {
-    forks_here++;
-    atomic_fetch_add_explicit(&forks, 1, memory_order_seq_cst);
+    count(&forks, &forks_here, 1);
     for (int i = 0; wait && i < 1100 &&
                     atomic_load_explicit(&walks, memory_order_seq_cst) > walks_here;
          i++)
         wait_round(i);
 }
 
-void pm_i_raw_fork_parent(void)
-{
-    atomic_fetch_sub_explicit(&forks, 1, memory_order_seq_cst);
-    forks_here--;
-}
+void pm_i_raw_fork_parent(void) { count(&forks, &forks_here, -1); }
 
 void pm_i_raw_fork_child(void)
 {

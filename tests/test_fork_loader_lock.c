@@ -71,7 +71,8 @@ static void *first_raw(void *arg)
 static void let_go(void) { atomic_store(&released, 1); }
 
 /* Whether thread tid sleeps in the kernel on a futex (the loader's lock):
- * 1 yes, 0 not yet, -1 unknown (no /proc, or a kernel that hides it). */
+ * 1 yes, 0 not yet (a thread that runs reads "0" too), -1 unknown (no
+ * /proc). */
 static int waits_on_futex(int tid)
 {
     char path[64], buf[64] = {0};
@@ -81,7 +82,7 @@ static int waits_on_futex(int tid)
         return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
-    if (n <= 0 || strcmp(buf, "0") == 0)
+    if (n <= 0)
         return -1;
     return strstr(buf, "futex") != NULL;
 }
