@@ -38,11 +38,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 /* PM_UNDER_SANITIZER: pm_internal.h. */
@@ -296,29 +294,6 @@ static void count(_Atomic int *shared, int *here, int d)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* Round i of a bounded wait: 100 yields, then 1 ms a round. */
-static void wait_round(int i)
-{
-#ifdef SYS_nanosleep
-    if (i >= 100) {
-#if defined(__x86_64__) && defined(__ILP32__)
-        struct {
-            long long tv_sec, tv_nsec; /* (x32: the 64-bit system call's) */
-        } ms = {0, 1000000};
-#else
-        struct {
-            long tv_sec, tv_nsec; /* (the kernel's, for this system call) */
-        } ms = {0, 1000000};
-#endif
-        syscall(SYS_nanosleep, &ms, NULL);
-        return;
-    }
-#else
-    (void)i;
-#endif
-    sched_yield();
-}
-
 static void walk_begin(void)
 {
     for (int i = 0;; i++) {
@@ -326,7 +301,7 @@ static void walk_begin(void)
         if (atomic_load_explicit(&forks, memory_order_seq_cst) == forks_here || i >= 120)
             return;
         count(&walks, &walks_here, -1);
-        wait_round(i);
+        pm_i_wait_round(i);
     }
 }
 
@@ -340,7 +315,7 @@ void pm_i_raw_fork_prepare(int wait)
     for (int i = 0; wait && i < 1100 &&
                     atomic_load_explicit(&walks, memory_order_seq_cst) > walks_here;
          i++)
-        wait_round(i);
+        pm_i_wait_round(i);
 }
 
 void pm_i_raw_fork_parent(void) { count(&forks, &forks_here, -1); }

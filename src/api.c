@@ -26,7 +26,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
-#include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 _Atomic int pm_i_state = PM_I_STATE_UNINIT;
@@ -188,15 +188,8 @@ static void api_fork_child(void)
  * the other order. */
 static void fork_prepare(void)
 {
-    if (!PM_I_FORK_TAKES_NO_LOCKS()) {
-        /* (fork() is no cancellation point: wait_setup's nanosleep must
-         * not act on a pending request, which unwound out of fork() with
-         * the prepare handlers run before ours holding their locks) */
-        int cancel_state;
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    if (!PM_I_FORK_TAKES_NO_LOCKS())
         wait_setup();
-        pthread_setcancelstate(cancel_state, NULL);
-    }
     /* (the C library's functions' lookup, waited for with other threads) */
     pm_i_raw_fork_prepare(!PM_I_FORK_TAKES_NO_LOCKS());
     for (;;) {
@@ -514,13 +507,35 @@ static void wait_setup(void)
     for (int i = 0; i < 1100; i++) {
         if (atomic_load_explicit(&pm_i_state, memory_order_acquire) != PM_I_STATE_INITING)
             return;
-        if (i < 100) {
-            sched_yield();
-        } else {
-            struct timespec ms = {0, 1000000};
-            nanosleep(&ms, NULL);
-        }
+        pm_i_wait_round(i);
     }
+}
+
+/* Round i of a bounded wait: 100 yields, then 1 ms a round. No
+ * cancellation point (the raw nanosleep system call): the waits run inside
+ * fork() and pm_raw_malloc, neither of which a pending cancellation may
+ * unwind (a thread unwound there left our locks, or the prepare handlers
+ * run before ours, held). */
+void pm_i_wait_round(int i)
+{
+#ifdef SYS_nanosleep
+    if (i >= 100) {
+#if defined(__x86_64__) && defined(__ILP32__)
+        struct {
+            long long tv_sec, tv_nsec; /* (x32: the 64-bit system call's) */
+        } ms = {0, 1000000};
+#else
+        struct {
+            long tv_sec, tv_nsec; /* (the kernel's, for this system call) */
+        } ms = {0, 1000000};
+#endif
+        syscall(SYS_nanosleep, &ms, NULL);
+        return;
+    }
+#else
+    (void)i;
+#endif
+    sched_yield();
 }
 
 void pm_i_first_use(void)

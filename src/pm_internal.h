@@ -506,6 +506,9 @@ void pm_i_ensure_init(void);
 void pm_i_pool_fork_prepare(void);
 void pm_i_pool_fork_parent(void);
 void pm_i_pool_fork_child(void);
+/* Round i of a bounded wait (src/api.c): 100 yields, then 1 ms a round;
+ * no cancellation point. */
+void pm_i_wait_round(int i);
 /* The C library allocator's (modes/raw.c): its functions' lookup, which
  * holds the loader's lock, is waited for, never inherited half done. */
 void pm_i_raw_fork_prepare(int wait);

@@ -440,6 +440,23 @@ static inline long pm_t_resident_kib(void)
     return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* A fork child's last step: fork once more and run work(depth + 1) in the
+ * grandchild (a child's own fork must work too: its handlers' locks and
+ * counts were renewed, not inherited). 0 if that exited 0, else 5;
+ * nothing at depth 1. */
+static inline int pm_t_fork_again(int (*work)(int depth), int depth)
+{
+    if (depth != 0)
+        return 0;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(work(depth + 1));
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 5;
+    return 0;
+}
+
 /* The address space this process has mapped, in bytes (0 if unknown); read
  * without allocating (RLIMIT_AS is set from it). */
 static inline size_t pm_t_mapped_bytes(void)

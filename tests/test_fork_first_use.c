@@ -35,7 +35,7 @@
  * thread's). In every build the thread leaves only once main's fork is
  * over (a thread's exit empties its caches, under those locks).
  */
-#include "pin_env.h"
+#include "harness.h"
 #include "pymalloc.h"
 #include "sanitizers.h"
 
@@ -106,15 +106,7 @@ static int child_work(int depth)
     struct pm_stats s;
     if (pm_get_stats(&s) != 0)
         return 4;
-    if (depth == 0) {
-        pid_t pid = fork();
-        if (pid == 0)
-            _exit(child_work(1));
-        int st = 0;
-        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            return 5;
-    }
-    return 0;
+    return pm_t_fork_again(child_work, depth);
 }
 
 /* One case: the set-up held before (0) or after (1) it registers the fork

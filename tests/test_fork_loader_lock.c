@@ -108,15 +108,7 @@ static int child_work(int depth)
     dl_iterate_phdr(count_objects, &objects); /* the loader's lock is free */
     if (objects == 0)
         return 4;
-    if (depth == 0) {
-        pid_t pid = fork();
-        if (pid == 0)
-            _exit(child_work(1));
-        int st = 0;
-        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            return 5;
-    }
-    return 0;
+    return pm_t_fork_again(child_work, depth);
 }
 
 /* Case 1, in a fresh process: fork while the lookup waits for the lock. */
