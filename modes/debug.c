@@ -905,6 +905,27 @@ static int damaged_from_below(const pm_i_err *e)
              (e->offset < -8 || (e->offset == -8 && e->size == 0))));
 }
 
+/* Whether a write past a block's end may have gone on past its serial
+ * field (field: its 8 bytes as found; serial: what they should hold; last:
+ * the last one damaged, 0-7): each byte after that one, left as it was,
+ * is one such a write may have left without a trace: a zero (a write of
+ * zeros, a NUL), or the value the write put in the last byte it changed
+ * (a run of one value: the serial's own byte there). Any other value left
+ * as it was means the write stopped inside the field: the block above,
+ * damaged from below too, was damaged by a bug of its own, an underflow
+ * (before 2026-12-07 a 9-byte overflow of one block and a 9-byte
+ * underflow of the block above it were taken for one overflow, and the
+ * underflow was never reported: found by an audit). */
+static int through_serial(const unsigned char *field, uint64_t serial, int last)
+{
+    for (int i = last + 1; i < 8; i++) {
+        unsigned char b = (unsigned char)(serial >> (8 * (7 - i)));
+        if (b != 0 && b != field[last])
+            return 0;
+    }
+    return 1;
+}
+
 /* What live block e's own damage (c: its class; e its report, known and
  * readable) says of a write past its end that reached the block above it:
  * 0 none; 1 it was written past its end, through its pad bytes into its
@@ -930,7 +951,9 @@ static int overflow_kind(pm_error_class c, pm_i_err *e)
         return 0;
     ptrdiff_t lo[3], hi[3];
     unsigned mask = pm_i_debug_damage(e, lo, hi);
-    if (!(mask & PM_I_REP_OVERFLOW) || hi[0] < (ptrdiff_t)e->size + 8)
+    if (!(mask & PM_I_REP_OVERFLOW) || hi[0] < (ptrdiff_t)e->size + 8 ||
+        !through_serial((const unsigned char *)e->address + e->size + 8, e->serial,
+                        (int)(hi[0] - (ptrdiff_t)e->size - 8)))
         return 0;
     /* (as damaged_from_below: a 0-byte block's size field, all zeros,
      * keeps no trace of zeros written over it) */
@@ -957,6 +980,7 @@ struct before_search {
     int any;
     int kind;            /* found's overflow_kind */
     size_t found_offset; /* found's offset from its underlying block */
+    uintptr_t closest;   /* the end of the closest live block, damaged or not */
 };
 
 /* The most glibc's memalign leaves free around an aligned block's chunk
@@ -971,7 +995,11 @@ static void before_one(uintptr_t data, const pm_i_reg_info *in, void *arg)
     struct before_search *bs = arg;
     uintptr_t end = data + in->size + PM_I_DEBUG_TAIL, cut = memalign_cut(in->offset);
     uintptr_t lo = bs->lo > cut ? bs->lo - cut : 0;
-    if (end < lo || end > bs->hi || end <= bs->best)
+    if (end < lo || end > bs->hi)
+        return;
+    if (end > bs->closest)
+        bs->closest = end;
+    if (end <= bs->best)
         return;
     pm_i_err e;
     int kind = overflow_kind(classify((const void *)data, in, 0, OP_USABLE, &e), &e);
@@ -1116,12 +1144,13 @@ static int pool_block_run_over(const unsigned char *p)
         return 0;
     unsigned char serial[8];
     put_be64(serial, full_serial(in.serial));
-    int pad = 0, tail = 0;
+    int pad = 0, last = -1;
     for (int i = 0; i < 8; i++) {
         pad |= t[i] != PM_I_FORBIDDENBYTE;
-        tail |= t[8 + i] != serial[i];
+        if (t[8 + i] != serial[i])
+            last = i;
     }
-    return pad && tail;
+    return pad && last >= 0 && through_serial(t + 8, full_serial(in.serial), last);
 }
 
 /* At most this many blocks run over from below are passed on the way down
@@ -1182,9 +1211,12 @@ static int blame_registry_below(const unsigned char *p, size_t offset, pm_i_err 
     uint64_t above_serial = 0;
     for (unsigned k = 0; k <= BLAME_MAX_RUN_OVER_REGISTRY; k++) {
         uintptr_t chunk = (uintptr_t)p - offset - 16, reach = 64 + memalign_cut(offset);
-        struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0, 0, 0};
+        struct before_search bs = {chunk > reach ? chunk - reach : 0, chunk + 16, 0, {0}, 0, 0, 0, 0};
         pm_i_reg_each_live_but(before_one, &bs, reg_held_here); /* (at abort: the walk's) */
-        if (!bs.any)
+        /* (a live block between the one found and p's, intact: the write
+         * that damaged the one found did not reach p's, found by an
+         * audit) */
+        if (!bs.any || bs.closest != bs.best)
             break;
         if (above != NULL)
             pm_i_debug_note_passed(above, above_serial);

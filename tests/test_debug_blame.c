@@ -22,7 +22,10 @@
  *    block's header (whose size field, all zeros, keeps no trace): the
  *    first block's overflow;
  *  - an overflow found at the free of the block that overflowed and
- *    through the block after it, in either order: reported once.
+ *    through the block after it, in either order: reported once;
+ *  - an overflow of A that stops inside its serial field and an underflow
+ *    of B above it, or an overflow of A and an underflow of C with B
+ *    between them intact: two bugs, each block's own.
  * In-process through an error handler (the damaged blocks are leaked), in a
  * forked child where a pool's header is damaged (nothing may run on after).
  * Skipped under valgrind and ASan, whose guards catch the planted writes.
@@ -436,6 +439,79 @@ static void test_overflows_in_a_row(void)
     }
 }
 
+/* A byte that none of serial's bytes is (a write of it over the serial
+ * field leaves a trace on each). */
+static unsigned char fill_not_in(uint64_t serial)
+{
+    unsigned char f = 'x';
+    for (int i = 0; i < 64; i += 8)
+        if ((unsigned char)(serial >> i) == f)
+            f++, i = -8;
+    return f;
+}
+
+/* Two bugs side by side: A written 9 bytes past its end (its pad bytes and
+ * the first byte of its serial field), and B, the block above it, 9 bytes
+ * before its start (its pad bytes, API id and the last byte of its size
+ * field). The rest of A's serial field is intact, so A's write stopped
+ * there: each block's own bug, reported at its own free, in either order
+ * (before, B's underflow was named A's overflow, or with A freed first
+ * not reported at all: found by an audit). */
+static void test_two_bugs_side_by_side(void)
+{
+    NEED_DEBUG();
+    for (int a_first = 0; a_first <= 1; a_first++) {
+        NEIGHBOURS(a, b, 24);
+        uint64_t sa = trailer_serial(a, 24), sb = trailer_serial(b, 24);
+        unsigned long before = pm_error_count(PM_ERR_NONE);
+        memset(a + 24, fill_not_in(sa), 9);
+        memset(b - 9, 'y', 9);
+        for (int k = 0; k < 2; k++) { /* each free reports its own block's bug */
+            int of_a = (k == 0) == a_first;
+            watch();
+            pm_mem_free(of_a ? a : b);
+            if (of_a)
+                reported_overflow_of(a, 24, sa);
+            else
+                reported_underflow_of(b, 24, sb);
+            PM_CHECK_EQ(S.offset, of_a ? 24 : -9);
+        }
+        PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 2);
+        if (pm_t_cur_failed)
+            fprintf(stderr, "a freed first: %d: %s\n", a_first, S.message);
+        pm_set_error_handler(NULL, NULL);
+    }
+}
+
+/* A written past its end through its whole trailer, B (the block after
+ * it) intact, and C (the block after B) written before its start into its
+ * size field: C's own underflow (before, A's overflow was named for it
+ * in the C library's blocks, B passed over). */
+static void test_underflow_above_an_intact_block(void)
+{
+    NEED_DEBUG();
+    unsigned char *a = block_run(24, 64, 3);
+    if (a == NULL)
+        PM_SKIP("no three 24-byte blocks 64 bytes apart");
+    unsigned char *b = a + 64, *c = b + 64;
+    uint64_t sa = trailer_serial(a, 24), sc = trailer_serial(c, 24);
+    unsigned long before = pm_error_count(PM_ERR_NONE);
+    memset(a + 24, 'x', 16);
+    memset(c - 9, 'y', 9);
+    watch();
+    pm_mem_free(c);
+    reported_underflow_of(c, 24, sc);
+    watch();
+    pm_mem_free(b); /* intact */
+    PM_CHECK_EQ(S.calls, 0);
+    pm_mem_free(a);
+    reported_overflow_of(a, 24, sa);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 2);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", S.message);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* A's header damaged from its size field on (by nothing the search can
  * find below it) and A written past its end into B's header: A's
  * overflow, named, its dump saying the write may have come from further
@@ -565,5 +641,7 @@ int main(void)
     PM_RUN(test_overflows_in_a_row);
     PM_RUN(test_overflow_over_many_blocks);
     PM_RUN(test_overflow_of_a_block_run_over_from_nowhere);
+    PM_RUN(test_two_bugs_side_by_side);
+    PM_RUN(test_underflow_above_an_intact_block);
     return pm_test_done();
 }
