@@ -33,8 +33,11 @@
  * SIGABRT's default at once each get a whole action as the old one (one
  * that was set), though not always in the kernel's order.
  *
- * The other signal functions (sigset, sysv_signal, bsd_signal) still show
- * the handler. Built into the override libraries only (libpymalloc.so/.a),
+ * The C library's other names for these, which call its sigaction
+ * directly (bsd_signal and ssignal, signal's; sysv_signal; sigset), are
+ * defined here too, the same way (before 2026-12-07 they showed the
+ * handler: found by an audit). The raw rt_sigaction system call still
+ * shows it. Built into the override libraries only (libpymalloc.so/.a),
  * on glibc, not into the renamed copy of the fuzz targets.
  */
 #define _GNU_SOURCE 1
@@ -43,6 +46,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -58,18 +62,27 @@
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 typedef __sighandler_t (*signal_fn)(int, __sighandler_t);
 static _Atomic(sigaction_fn) s_next_sigaction;
-static _Atomic(signal_fn) s_next_signal;
+/* signal's names, each's next definition: signal, bsd_signal, ssignal,
+ * sysv_signal, sigset */
+enum { S_SIGNAL, S_BSD_SIGNAL, S_SSIGNAL, S_SYSV_SIGNAL, S_SIGSET, S_NAMES };
+static const char *const s_name[S_NAMES] = {"signal", "bsd_signal", "ssignal", "sysv_signal",
+                                            "sigset"};
+static _Atomic(signal_fn) s_next_signal[S_NAMES];
 extern __sighandler_t bsd_signal(int sig, __sighandler_t handler);
+extern __sighandler_t ssignal(int sig, __sighandler_t handler);
 
 void pm_i_signal_resolve(void)
 {
-    void *a = dlsym(RTLD_NEXT, "sigaction"), *s = dlsym(RTLD_NEXT, "signal");
+    void *a = dlsym(RTLD_NEXT, "sigaction");
     sigaction_fn fa;
-    signal_fn fs;
     memcpy(&fa, &a, sizeof fa); /* POSIX: dlsym results are callable */
-    memcpy(&fs, &s, sizeof fs);
     atomic_store_explicit(&s_next_sigaction, fa, memory_order_release);
-    atomic_store_explicit(&s_next_signal, fs, memory_order_release);
+    for (int i = 0; i < S_NAMES; i++) {
+        void *s = dlsym(RTLD_NEXT, s_name[i]);
+        signal_fn fs;
+        memcpy(&fs, &s, sizeof fs);
+        atomic_store_explicit(&s_next_signal[i], fs, memory_order_release);
+    }
 }
 
 static int s_next_action(int sig, const struct sigaction *act, struct sigaction *old)
@@ -194,28 +207,99 @@ PM_S_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction
     return s_sigaction(act, old);
 }
 
-/* glibc's signal (BSD semantics): the handler, with sig itself blocked
- * while it runs, and SA_RESTART (unless siginterrupt said otherwise, which
- * is not kept here for SIGABRT). */
-PM_S_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+/* The action the C library's signal functions set: handler, with flags,
+ * and sig itself blocked while it runs if block_self; through
+ * s_sigaction (SIGABRT, the handler installed) or the next sigaction. The
+ * old handler in *old_handler. */
+static int s_set(int sig, __sighandler_t handler, int flags, int block_self,
+                 __sighandler_t *old_handler)
 {
-    if (sig != SIGABRT || !s_debug_handler_used()) {
-        signal_fn f = atomic_load_explicit(&s_next_signal, memory_order_acquire);
-        return f != NULL ? f(sig, handler) : bsd_signal(sig, handler);
-    }
-    if (handler == SIG_ERR) {
-        errno = EINVAL;
-        return SIG_ERR;
-    }
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
     act.sa_handler = handler;
     sigemptyset(&act.sa_mask);
-    sigaddset(&act.sa_mask, sig);
-    act.sa_flags = SA_RESTART;
-    if (s_sigaction(&act, &old) != 0)
+    if (block_self && sigaddset(&act.sa_mask, sig) != 0)
+        return -1; /* (EINVAL) */
+    act.sa_flags = flags;
+    if ((sig == SIGABRT && s_debug_handler_used() ? s_sigaction(&act, &old)
+                                                   : s_next_action(sig, &act, &old)) != 0)
+        return -1;
+    *old_handler = old.sa_handler;
+    return 0;
+}
+
+/* One of signal's names: the next definition of it, but for SIGABRT where
+ * the handler is served here, or where there is none yet (before the
+ * set-up: the same action, set here). */
+static __sighandler_t s_signal(int which, int sig, __sighandler_t handler, int flags)
+{
+    signal_fn f = atomic_load_explicit(&s_next_signal[which], memory_order_acquire);
+    if ((sig != SIGABRT || !s_debug_handler_used()) && f != NULL)
+        return f(sig, handler);
+    __sighandler_t old;
+    if (handler == SIG_ERR) {
+        errno = EINVAL;
         return SIG_ERR;
-    return old.sa_handler;
+    }
+    return s_set(sig, handler, flags, !(flags & SA_NODEFER), &old) != 0 ? SIG_ERR : old;
+}
+
+/* glibc's signal, bsd_signal and ssignal (BSD semantics): the handler, with
+ * sig itself blocked while it runs, and SA_RESTART (unless siginterrupt
+ * said otherwise, which is not kept here for SIGABRT). */
+PM_S_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+    return s_signal(S_SIGNAL, sig, handler, SA_RESTART);
+}
+
+PM_S_EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t handler)
+{
+    return s_signal(S_BSD_SIGNAL, sig, handler, SA_RESTART);
+}
+
+PM_S_EXPORT __sighandler_t ssignal(int sig, __sighandler_t handler)
+{
+    return s_signal(S_SSIGNAL, sig, handler, SA_RESTART);
+}
+
+/* System V semantics: the action reset to the default as the handler is
+ * entered, sig not blocked while it runs, no restart. */
+PM_S_EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
+{
+    return s_signal(S_SYSV_SIGNAL, sig, handler, SA_RESETHAND | SA_NODEFER);
+}
+
+/* sigset: SIG_HOLD blocks sig (the action as it is); anything else is set
+ * (no flags, an empty mask) and sig unblocked. The old action returned, or
+ * SIG_HOLD if sig was blocked. */
+PM_S_EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
+{
+    signal_fn f = atomic_load_explicit(&s_next_signal[S_SIGSET], memory_order_acquire);
+    if ((sig != SIGABRT || !s_debug_handler_used()) && f != NULL)
+        return f(sig, disp);
+    sigset_t set, oset;
+    sigemptyset(&set);
+    if (sigaddset(&set, sig) != 0) { /* (SIG_ERR is set, as glibc's does) */
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    __sighandler_t old;
+    if (disp == SIG_HOLD) {
+        if (pthread_sigmask(SIG_BLOCK, &set, &oset) != 0)
+            return SIG_ERR;
+        if (sigismember(&oset, sig))
+            return SIG_HOLD;
+        struct sigaction cur;
+        if ((sig == SIGABRT && s_debug_handler_used() ? s_sigaction(NULL, &cur)
+                                                       : s_next_action(sig, NULL, &cur)) != 0)
+            return SIG_ERR;
+        return cur.sa_handler;
+    }
+    if (s_set(sig, disp, 0, 0, &old) != 0)
+        return SIG_ERR;
+    if (pthread_sigmask(SIG_UNBLOCK, &set, &oset) != 0)
+        return SIG_ERR;
+    return sigismember(&oset, sig) ? SIG_HOLD : old;
 }
 
 #endif /* !PM_O_PREFIX && __GLIBC__ */
