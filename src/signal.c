@@ -33,12 +33,18 @@
  * SIGABRT's default at once each get a whole action as the old one (one
  * that was set), though not always in the kernel's order.
  *
- * The C library's other names for these, which call its sigaction
- * directly (bsd_signal and ssignal, signal's; sysv_signal; sigset), are
- * defined here too, the same way (before 2026-12-07 they showed the
- * handler: found by an audit). The raw rt_sigaction system call still
- * shows it. Built into the override libraries only (libpymalloc.so/.a),
- * on glibc, not into the renamed copy of the fuzz targets.
+ * The C library's other names for signal, which call its sigaction
+ * directly (bsd_signal and ssignal; sysv_signal, and __sysv_signal, which
+ * a program built for strict ISO C or POSIX calls for signal), are defined
+ * here too, the same way (before 2026-12-07 they showed the handler, and a
+ * strict-standard program's signal(SIGABRT, SIG_DFL) took the check at
+ * abort out: found by an audit and a review). Weak, so that a program
+ * linked with libpymalloc.a may define one of its own. Not sigset, a
+ * common name of a variable: a library's global `sigset_t sigset` would
+ * bind to the function here (a crash, found by a review). sigset and the
+ * raw rt_sigaction system call still show the handler. Built into the
+ * override libraries only (libpymalloc.so/.a), on glibc, not into the
+ * renamed copy of the fuzz targets.
  */
 #define _GNU_SOURCE 1
 #include "pm_override.h"
@@ -46,7 +52,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -62,14 +67,14 @@
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 typedef __sighandler_t (*signal_fn)(int, __sighandler_t);
 static _Atomic(sigaction_fn) s_next_sigaction;
-/* signal's names, each's next definition: signal, bsd_signal, ssignal,
- * sysv_signal, sigset */
-enum { S_SIGNAL, S_BSD_SIGNAL, S_SSIGNAL, S_SYSV_SIGNAL, S_SIGSET, S_NAMES };
+/* signal's names, each's next definition */
+enum { S_SIGNAL, S_BSD_SIGNAL, S_SSIGNAL, S_SYSV_SIGNAL, S__SYSV_SIGNAL, S_NAMES };
 static const char *const s_name[S_NAMES] = {"signal", "bsd_signal", "ssignal", "sysv_signal",
-                                            "sigset"};
+                                            "__sysv_signal"};
 static _Atomic(signal_fn) s_next_signal[S_NAMES];
 extern __sighandler_t bsd_signal(int sig, __sighandler_t handler);
 extern __sighandler_t ssignal(int sig, __sighandler_t handler);
+extern __sighandler_t __sysv_signal(int sig, __sighandler_t handler);
 
 void pm_i_signal_resolve(void)
 {
@@ -230,7 +235,9 @@ static int s_set(int sig, __sighandler_t handler, int flags, int block_self,
 
 /* One of signal's names: the next definition of it, but for SIGABRT where
  * the handler is served here, or where there is none yet (before the
- * set-up: the same action, set here). */
+ * override's load-time lookup, in another library's constructor: the same
+ * action, set here, but for a siginterrupt of the program's, which only
+ * the C library's own keeps). */
 static __sighandler_t s_signal(int which, int sig, __sighandler_t handler, int flags)
 {
     signal_fn f = atomic_load_explicit(&s_next_signal[which], memory_order_acquire);
@@ -252,54 +259,26 @@ PM_S_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
     return s_signal(S_SIGNAL, sig, handler, SA_RESTART);
 }
 
-PM_S_EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t handler)
+PM_S_EXPORT __attribute__((weak)) __sighandler_t bsd_signal(int sig, __sighandler_t handler)
 {
     return s_signal(S_BSD_SIGNAL, sig, handler, SA_RESTART);
 }
 
-PM_S_EXPORT __sighandler_t ssignal(int sig, __sighandler_t handler)
+PM_S_EXPORT __attribute__((weak)) __sighandler_t ssignal(int sig, __sighandler_t handler)
 {
     return s_signal(S_SSIGNAL, sig, handler, SA_RESTART);
 }
 
 /* System V semantics: the action reset to the default as the handler is
  * entered, sig not blocked while it runs, no restart. */
-PM_S_EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
+PM_S_EXPORT __attribute__((weak)) __sighandler_t sysv_signal(int sig, __sighandler_t handler)
 {
     return s_signal(S_SYSV_SIGNAL, sig, handler, SA_RESETHAND | SA_NODEFER);
 }
 
-/* sigset: SIG_HOLD blocks sig (the action as it is); anything else is set
- * (no flags, an empty mask) and sig unblocked. The old action returned, or
- * SIG_HOLD if sig was blocked. */
-PM_S_EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
+PM_S_EXPORT __attribute__((weak)) __sighandler_t __sysv_signal(int sig, __sighandler_t handler)
 {
-    signal_fn f = atomic_load_explicit(&s_next_signal[S_SIGSET], memory_order_acquire);
-    if ((sig != SIGABRT || !s_debug_handler_used()) && f != NULL)
-        return f(sig, disp);
-    sigset_t set, oset;
-    sigemptyset(&set);
-    if (sigaddset(&set, sig) != 0) { /* (SIG_ERR is set, as glibc's does) */
-        errno = EINVAL;
-        return SIG_ERR;
-    }
-    __sighandler_t old;
-    if (disp == SIG_HOLD) {
-        if (pthread_sigmask(SIG_BLOCK, &set, &oset) != 0)
-            return SIG_ERR;
-        if (sigismember(&oset, sig))
-            return SIG_HOLD;
-        struct sigaction cur;
-        if ((sig == SIGABRT && s_debug_handler_used() ? s_sigaction(NULL, &cur)
-                                                       : s_next_action(sig, NULL, &cur)) != 0)
-            return SIG_ERR;
-        return cur.sa_handler;
-    }
-    if (s_set(sig, disp, 0, 0, &old) != 0)
-        return SIG_ERR;
-    if (pthread_sigmask(SIG_UNBLOCK, &set, &oset) != 0)
-        return SIG_ERR;
-    return sigismember(&oset, sig) ? SIG_HOLD : old;
+    return s_signal(S__SYSV_SIGNAL, sig, handler, SA_RESETHAND | SA_NODEFER);
 }
 
 #endif /* !PM_O_PREFIX && __GLIBC__ */

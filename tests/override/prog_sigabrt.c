@@ -8,6 +8,8 @@
  * With "overflow": then a block is written past its end and the program
  * aborts; a debug mode reports the block at abort (check_heapbug.sh).
  */
+#include "overflow_abort.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,13 +66,7 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     if (argc > 1 && strcmp(argv[1], "overflow") == 0) {
-        volatile size_t n = 40; /* unknown to the compiler: no bounds warning */
-        volatile unsigned char *p = malloc(n);
-        if (p == NULL)
-            return 3;
-        for (size_t i = 0; i < n + 4; i++)
-            p[i] = 1; /* 4 bytes past the end: the block's trailer */
-        abort();
+        return overflow_and_abort();
     }
     return 0;
 }

@@ -16,7 +16,7 @@ printf '%s\n' malloc free calloc realloc reallocarray posix_memalign aligned_all
     memalign valloc pvalloc malloc_usable_size malloc_trim _exit _Exit \
     __libc_malloc __libc_free __libc_calloc __libc_realloc __libc_memalign \
     __libc_valloc __libc_pvalloc cfree \
-    execve execv execvp execvpe execl execle execlp fexecve execveat sigaction signal bsd_signal ssignal sysv_signal sigset | sort >"$tmp/family"
+    execve execv execvp execvpe execl execle execlp fexecve execveat sigaction signal bsd_signal ssignal sysv_signal __sysv_signal | sort >"$tmp/family"
 sort "$tmp/pm" "$tmp/family" >"$tmp/override.want"
 nm -D --defined-only "$api" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/api.got"
 nm -D --defined-only "$override" | awk '$2 ~ /^[TWDBRV]$/ {print $3}' | sort >"$tmp/override.got"
