@@ -156,6 +156,11 @@ typedef struct expect {
     int freed_data; /* use after free: a freed pool block's data written
                        (at offset; it was filled with 0xDD) */
     int last_set;   /* last is meant as it is, even 0 (a freed block's range) */
+    unsigned link_changed; /* freed_link: bit k, byte p-16+k changed */
+    /* freed_link: the reported bytes (the line's " at p-A .. p-B" where a
+       word of the pair still holds a link the pool could hold, else
+       ", somewhere in p-A .. p-B"), read back from the line */
+    const char *link_range;
 } expect;
 
 static unsigned long count_before[PM_ERR_CLASS_COUNT];
@@ -226,8 +231,8 @@ static void expected_line(const expect *x, char *out, size_t cap)
         if (x->freed_link)
             snprintf(what, sizeof what,
                      "the freed %s at %p was written after its free (the pool's free-list "
-                     "link in its first 16 bytes, at p-16, was overwritten)",
-                     block, x->address);
+                     "link in its first 16 bytes was overwritten%s)",
+                     block, x->address, x->link_range != NULL ? x->link_range : "?");
         else if (x->freed_data) {
             char range[64];
             if ((x->last != 0 || x->last_set) && x->last != x->offset)
@@ -298,6 +303,41 @@ static void expect_report(const expect *x, const char *what)
     if (r->size != x->size || r->serial != x->serial)
         CZ_FAIL("%s: size %zu serial %llu, expected size %zu serial %llu (%s)", what, r->size,
                 (unsigned long long)r->serial, x->size, (unsigned long long)x->serial, R.msg[0]);
+    expect xr = *x;
+    if (x->freed_link) {
+        /* The bytes named: p-16 .. p-1, the first the offset, at least one
+         * of them changed (which word of the pair was written is told by
+         * the other's holding a link the pool could hold: not modelled). */
+        const char *m = r->message != NULL ? strstr(r->message, "was overwritten") : NULL;
+        long a = 0, b = 0;
+        int n = 0;
+        if (m != NULL) {
+            m += strlen("was overwritten");
+            xr.link_range = m;
+            if (sscanf(m, " at p-%ld .. p-%ld)%n", &a, &b, &n) == 2 ||
+                sscanf(m, ", somewhere in p-%ld .. p-%ld)%n", &a, &b, &n) == 2) {
+            } else if (sscanf(m, " at p-%ld)%n", &a, &n) == 1 ||
+                       sscanf(m, ", somewhere in p-%ld)%n", &a, &n) == 1) {
+                b = a;
+            } else {
+                n = 0;
+            }
+        }
+        if (n == 0 || a > 16 || b < 1 || b > a || -a != r->offset)
+            CZ_FAIL("%s: offset %td, and no range of the link's bytes from it (%s)", what,
+                    r->offset, R.msg[0]);
+        unsigned named = 0;
+        for (long k = 16 - a; k <= 16 - b; k++)
+            named |= 1u << k;
+        if ((named & x->link_changed) == 0)
+            CZ_FAIL("%s: none of the bytes named was changed (changed: %#x) (%s)", what,
+                    x->link_changed, R.msg[0]);
+        static char range[64];
+        snprintf(range, sizeof range, "%.*s", n - 1 > 0 ? n - 1 : 0, m);
+        xr.link_range = range;
+        xr.offset = r->offset;
+    }
+    x = &xr;
     if (r->offset != x->offset)
         CZ_FAIL("%s: offset %td, expected %td (%s)", what, r->offset, x->offset, R.msg[0]);
     if (r->api_expected != x->api_expected || r->api_found != x->api_found)
@@ -701,7 +741,7 @@ static void case_after(block *b, int t, const uint8_t *a, fz_in *in)
                 b->serial,
                 0,
                 t == T_CHECK ? b->D->api : D2->api,
-                b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0, 0, NULL};
     expect_report(&x, "a use of a freed block");
     if (r != NULL)
         CZ_FAIL("realloc of a freed block gave %p", r);
@@ -765,7 +805,7 @@ static void case_invalid(block *b, int t, const uint8_t *a, fz_in *in)
         expect x = {PM_ERR_INVALID_POINTER, entry_of(t, D), q, 0, 0, 0,
                     t == T_CHECK ? 0 : D->api, 0, 0, 0,
                     /* the report names the block it points into */
-                    interior ? b->p : NULL, b->n, b->serial, D->api, 0, 0};
+                    interior ? b->p : NULL, b->n, b->serial, D->api, 0, 0, 0, NULL};
         if (f != NULL && R.n == 1 && R.r[0].error != PM_ERR_INVALID_POINTER) {
             /* A block freed earlier at this address, still remembered. */
             x.error = t == T_FREE ? PM_ERR_DOUBLE_FREE : PM_ERR_USE_AFTER_FREE;
@@ -796,7 +836,7 @@ static void case_mismatch(block *b, int t, const uint8_t *a, fz_in *in)
     const cz_domain *D2 = other[a[0] % nother];
     unsigned char *r = run_trigger(t, D2, b->p, fam_size(D2, a[3]));
     expect x = {PM_ERR_API_MISMATCH, entry_of(t, D2), b->p, b->n, b->serial, 0, D2->api,
-                b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0};
+                b->D->api, 0, 0, NULL, 0, 0, 0, 0, 0, 0, NULL};
     expect_report(&x, "another domain");
     if (r != NULL)
         CZ_FAIL("realloc through another domain gave %p", (void *)r);
@@ -921,8 +961,10 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         if (mask >> k & 1)
             b->p[k - 16] = (keep >> (k & 7) & 1) ? orig[k] : val;
     int changed = 0;
+    unsigned changed_mask = 0;
     for (int k = 0; k < 16; k++)
-        changed += b->p[k - 16] != orig[k];
+        if (b->p[k - 16] != orig[k])
+            changed++, changed_mask |= 1u << k;
     int link = changed != 0, at = -1, wrote = -1;
     if (t & 1) {
         wrote = at = (int)(a[3] % (b->n + 16));
@@ -952,10 +994,11 @@ static void case_waf(block *b, int t, const uint8_t *a, fz_in *in)
         freed_reused(q);
         if (R.n != 0) {
             expect x = {PM_ERR_USE_AFTER_FREE, b->D->malloc_name, b->p, b->n, b->serial, -16,
-                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0, 0, 0};
+                        b->D->api, b->D->api, 0, 1, NULL, 0, 0, 0, 0, 0, 0, NULL};
             if (!damaged)
                 CZ_FAIL("a malloc reported after bytes of a freed block were rewritten with "
                         "their own values or past the bytes checked: %s", R.msg[0]);
+            x.link_changed = changed_mask;
             if (!link) {
                 x.freed_link = 0;
                 x.freed_data = 1;
@@ -1108,7 +1151,7 @@ static int case_waf_held(block *b, int t, const uint8_t *a)
         return 1;
     }
     expect x = {PM_ERR_USE_AFTER_FREE, entry, b->p, b->n, b->serial, first, api_expected,
-                b->D->api, last, 0, NULL, 0, 0, 0, 1, 1};
+                b->D->api, last, 0, NULL, 0, 0, 0, 1, 1, 0, NULL};
     expect_report(&x, "a write into a block held in the quarantine");
     if (!pm_i_pool_owns(b->p - 16)) { /* the C library's memory: keep it reachable */
         kept[nkept++] = b->p - 16;

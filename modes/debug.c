@@ -907,17 +907,22 @@ static int damaged_from_below(const pm_i_err *e)
 
 /* Whether a write past a block's end may have gone on past its serial
  * field (field: its 8 bytes as found; serial: what they should hold; last:
- * the last one damaged, 0-7): each byte after that one, left as it was,
- * is one such a write may have left without a trace: a zero (a write of
- * zeros, a NUL), or the value the write put in the last byte it changed
- * (a run of one value: the serial's own byte there). Any other value left
- * as it was means the write stopped inside the field: the block above,
+ * the last one damaged, 0-7). It may if it reached the field's last byte
+ * but one (the last byte alone left as it was is as likely the write's
+ * own data holding the serial's low byte, 1 time in 256, as the write's
+ * end: a review found a strcpy of text through the block into the next
+ * one named as two bugs), or if each byte after the last damaged one is
+ * one such a write may have left without a trace: a zero (a write of
+ * zeros, a NUL), or the value it put in the last byte it changed (a run of
+ * one value). Else the write stopped inside the field: the block above,
  * damaged from below too, was damaged by a bug of its own, an underflow
  * (before 2026-12-07 a 9-byte overflow of one block and a 9-byte
  * underflow of the block above it were taken for one overflow, and the
  * underflow was never reported: found by an audit). */
 static int through_serial(const unsigned char *field, uint64_t serial, int last)
 {
+    if (last >= 6)
+        return 1;
     for (int i = last + 1; i < 8; i++) {
         unsigned char b = (unsigned char)(serial >> (8 * (7 - i)));
         if (b != 0 && b != field[last])
@@ -1587,6 +1592,62 @@ static void stray_block_below(const unsigned char *base, unsigned idx, pm_i_err 
     e->near_freed = in.state == PM_I_REG_FREED;
 }
 
+/* Could link be a free-list link of a block of class idx: NULL, or the
+ * start of a slot of a pool of that class in use? Reads only the pools'
+ * tree. */
+static int link_plausible(uint64_t link, unsigned idx)
+{
+    if (link == 0)
+        return 1;
+    if (link != (uint64_t)(uintptr_t)link ||
+        pm_i_p_lookup((const void *)(uintptr_t)link) != idx + 1)
+        return 0;
+    size_t size = PM_P_CLASS_SIZE(idx), off = (size_t)(link & PM_P_POOL_MASK);
+    return off >= PM_P_HDR && (off - PM_P_HDR) % size == 0 &&
+           (off - PM_P_HDR) / size < PM_P_BLOCKS_PER_POOL(size);
+}
+
+/* Where e's free-list link (link_bytes: the link, then its complement;
+ * the block of class idx) was written, as offsets from p (p-16 .. p-1)
+ * into e->offset .. e->last. A byte of the pair that disagrees with its
+ * partner tells that one of the two was written: if one word still holds
+ * a link the pool could hold and the other word's does not, the other was
+ * written (link_exact); else (a NULL link counts as neither) the bounds
+ * of what may have been (before
+ * 2026-12-07 every such report said p-16: found by an audit). */
+static void link_written(pm_i_err *e, unsigned idx)
+{
+    uint64_t w[2];
+    memcpy(w, e->link_bytes, 16);
+    int lo = -1, hi = -1;
+    for (int i = 0; i < 8; i++)
+        if ((e->link_bytes[i] ^ e->link_bytes[8 + i]) != 0xff) {
+            if (lo < 0)
+                lo = i;
+            hi = i;
+        }
+    e->link_exact = 0;
+    if (lo < 0) { /* (both words written, each the other's complement) */
+        e->offset = -(ptrdiff_t)PM_I_DEBUG_HEAD;
+        e->last = -1;
+        return;
+    }
+    /* (a NULL link, the end of a list, is no evidence: zeros are what a
+     * write most often leaves) */
+    int first_ok = w[0] != 0 && link_plausible(w[0], idx),
+        second_ok = ~w[1] != 0 && link_plausible(~w[1], idx);
+    ptrdiff_t at = -(ptrdiff_t)PM_I_DEBUG_HEAD;
+    if (first_ok != second_ok) {
+        e->link_exact = 1;
+        at += first_ok ? 8 : 0; /* the word that was written */
+        e->offset = at + lo;
+        e->last = at + hi;
+    } else {
+        e->offset = at + lo;
+        e->last = at + 8 + hi;
+    }
+}
+
 /* A free pool block (base) of class idx whose free-list link was found
  * damaged (pool.h: pm_i_p_link_checked) by a call of API api (0: none, a
  * thread's exit or pm_trim). The bytes are the pool's: the block is free,
@@ -1622,6 +1683,7 @@ static void report_bad_link(const char *who, char api, unsigned char *base, unsi
     PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(base, 16)); /* a free block, under memcheck */
     memcpy(e.link_bytes, base, 16);
     PM_P_VG(VALGRIND_MAKE_MEM_NOACCESS(base, 16));
+    link_written(&e, idx);
     _Atomic uint64_t *w = side_of(p);
     if (w != NULL) {
         uint64_t v = atomic_load_explicit(w, memory_order_acquire);

@@ -83,6 +83,10 @@ typedef struct pm_i_err {
                               bytes (the pool's free-list link and its check
                               word, at p-16) were overwritten: link_bytes */
     unsigned char link_bytes[16];
+    int link_exact;        /* freed_link, stray write: offset..last are the
+                              bytes written (one word of the pair still holds
+                              a link of the pool's); else the damage lies
+                              somewhere in offset..last */
     int freed_data;        /* use after free: the data or trailer of the freed
                               pool block at address (size), which its free
                               filled with DEADBYTE, differ at offset..last;

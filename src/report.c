@@ -449,6 +449,18 @@ static void offset_words(pm_i_buf *b, ptrdiff_t off)
     pm_i_buf_u64(b, off < 0 ? (uint64_t)-off : (uint64_t)off);
 }
 
+/* Where a free-list link's pair was written (pm_i_err: link_exact):
+ * " at p-3 .. p-1", or " somewhere in p-16 .. p-1". */
+static void link_where(pm_i_buf *b, const pm_i_err *e)
+{
+    pm_i_buf_str(b, e->link_exact ? " at " : ", somewhere in ");
+    offset_words(b, e->offset);
+    if (e->last != e->offset) {
+        pm_i_buf_str(b, " .. ");
+        offset_words(b, e->last);
+    }
+}
+
 /* The one line, without "pymalloc: " and the newline. */
 static void format_line(pm_i_buf *b, const pm_i_err *e)
 {
@@ -512,8 +524,10 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
             int past = !e->freed_link && e->offset >= (ptrdiff_t)(e->size + PM_I_DEBUG_TAIL);
             pm_i_buf_str(b, past ? " was written past its end (" : " was written after its free (");
             if (e->freed_link) {
-                pm_i_buf_str(b, "the pool's free-list link in its first 16 bytes, at p-16, was "
-                                "overwritten)");
+                pm_i_buf_str(b, "the pool's free-list link in its first 16 bytes was "
+                                "overwritten");
+                link_where(b, e);
+                pm_i_buf_char(b, ')');
                 break;
             }
             pm_i_buf_str(b, past ? "the 0xDD past its end, in its slot, at "
@@ -599,9 +613,11 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
         if (e->stray_unused)
             pm_i_buf_str(b, " (no block was handed out there since its pool took that size)");
         pm_i_buf_str(b, " was overwritten");
+        link_where(b, e);
         if (e->near != NULL) {
-            /* Where the damage (p-16) lies from the end of the block below. */
-            uint64_t past = (uint64_t)((const char *)e->address - PM_I_DEBUG_HEAD -
+            /* Where the damage (its first byte) lies from the end of the
+             * block below. */
+            uint64_t past = (uint64_t)((const char *)e->address + e->offset -
                                        ((const char *)e->near + e->near_size));
             pm_i_buf_str(b, ", ");
             plural(b, past, "byte");
