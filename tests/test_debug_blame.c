@@ -483,6 +483,34 @@ static void test_two_bugs_side_by_side(void)
     }
 }
 
+/* One write from A's end into B's size field whose byte at the end of
+ * A's serial field is the serial's own low byte (varied data, a strcpy of
+ * text, does that 1 time in 256): A's overflow, one report (a first
+ * version of the rule above named B's header damage and A's overflow, two
+ * bugs: found by a review). */
+static void test_overflow_holding_the_serials_low_byte(void)
+{
+    NEED_DEBUG();
+    NEIGHBOURS(a, b, 24);
+    uint64_t sa = trailer_serial(a, 24);
+    unsigned char low = (unsigned char)sa, next = (unsigned char)(sa >> 8);
+    unsigned long before = pm_error_count(PM_ERR_NONE);
+    unsigned char *q = a + 24;
+    for (int i = 0; q < b - 8; i++, q++) /* up to B's API id */
+        *q = (unsigned char)('a' + i % 26);
+    a[24 + 15] = low;                                   /* the serial's last byte, as it was */
+    a[24 + 14] = next == 'X' ? 'Y' : 'X';                /* its byte before, changed */
+    watch();
+    pm_mem_free(b);
+    reported_overflow_of(a, 24, sa);
+    pm_mem_free(a);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(pm_error_count(PM_ERR_NONE) - before, 1);
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", S.message);
+    pm_set_error_handler(NULL, NULL);
+}
+
 /* A written past its end through its whole trailer, B (the block after
  * it) intact, and C (the block after B) written before its start into its
  * size field: C's own underflow (before, A's overflow was named for it
@@ -643,5 +671,6 @@ int main(void)
     PM_RUN(test_overflow_of_a_block_run_over_from_nowhere);
     PM_RUN(test_two_bugs_side_by_side);
     PM_RUN(test_underflow_above_an_intact_block);
+    PM_RUN(test_overflow_holding_the_serials_low_byte);
     return pm_test_done();
 }
