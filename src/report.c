@@ -747,6 +747,41 @@ static void link_lines(pm_i_buf *b, const char *what, const pm_i_err *e)
     pm_i_buf_char(b, '\n');
 }
 
+/* Live block e's damage of the classes its line does not name (the line
+ * names the first in the check's order: a block written before its start
+ * and past its end showed only the underflow, the overflow in the dump's
+ * bytes alone: found by an audit), one line each, with its bytes. For an
+ * API mismatch, whatever damage its header and trailer have: an API id
+ * byte written over is an underflow. */
+static void also_damaged(pm_i_buf *b, const pm_i_err *e)
+{
+    static const char *const what[3] = {
+        "the 8 pad bytes after the data (a buffer overflow)",
+        "the API id and pad bytes before the data (a buffer underflow)",
+        "the size or serial field (header damage)"};
+    static const pm_error_class named[3] = {PM_ERR_BUFFER_OVERFLOW, PM_ERR_BUFFER_UNDERFLOW,
+                                            PM_ERR_HEADER_CORRUPT};
+    if (!e->known || !e->readable || e->freed_link || e->freed_data || e->below_header ||
+        (e->error != PM_ERR_API_MISMATCH && e->error != PM_ERR_BUFFER_OVERFLOW &&
+         e->error != PM_ERR_BUFFER_UNDERFLOW && e->error != PM_ERR_HEADER_CORRUPT))
+        return;
+    ptrdiff_t lo[3], hi[3];
+    unsigned mask = pm_i_debug_damage(e, lo, hi);
+    for (int i = 0; i < 3; i++) {
+        if (!(mask & (1u << i)) || named[i] == e->error)
+            continue;
+        pm_i_buf_str(b, "    Also damaged: ");
+        pm_i_buf_str(b, what[i]);
+        pm_i_buf_str(b, ", at ");
+        offset_words(b, lo[i]);
+        if (hi[i] != lo[i]) {
+            pm_i_buf_str(b, " .. ");
+            offset_words(b, hi[i]);
+        }
+        pm_i_buf_str(b, ".\n");
+    }
+}
+
 /* bypass: lines made by bypass_lines for e, or NULL. */
 static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
 {
@@ -904,6 +939,7 @@ static void dump_block(pm_i_buf *b, const pm_i_err *e, const char *bypass)
         offset_words(b, e->last);
         pm_i_buf_str(b, ".\n");
     }
+    also_damaged(b, e);
     if (e->below_header) {
         uint64_t word;
         memcpy(&word, p + e->offset, 8);

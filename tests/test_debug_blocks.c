@@ -343,6 +343,43 @@ static void test_dump_format(void)
                            "ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab ab\n");
 }
 
+/* A block damaged in two places: the line names the first in the check's
+ * order, the dump the other too (before 2026-12-07 only its bytes showed
+ * it); an API id written over, then freed through another API: the
+ * mismatch, and the id byte's damage. */
+static void two_places_child(void *arg)
+{
+    unsigned char *p = pm_mem_malloc(40);
+    memset(p, 0xAB, 40);
+    if (arg == NULL) {
+        p[-1] = 0x11;
+        p[41] = 0x78;
+        pm_mem_free(p);
+    } else {
+        p[-8] = 'o';
+        pm_obj_free(p);
+    }
+}
+
+static void test_dump_names_other_damage(void)
+{
+    NEED_DEBUG();
+    pm_death_result r;
+    pm_death(two_places_child, NULL, &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_mem_free: buffer underflow: 1 byte written before the "
+                           "start of a 40-byte block (serial ");
+    PM_CHECK_STR(r.output, "    First damaged byte at p-1, last at p-1.\n"
+                           "    Also damaged: the 8 pad bytes after the data (a buffer "
+                           "overflow), at p+41.\n");
+    pm_death(two_places_child, "api", &r);
+    PM_CHECK(!r.exited && r.signal == SIGABRT);
+    PM_CHECK_STR(r.output, "pymalloc: pm_obj_free: API mismatch: the 40-byte block (serial ");
+    PM_CHECK_STR(r.output, "    Also damaged: the API id and pad bytes before the data (a buffer "
+                           "underflow), at p-8.\n");
+    PM_CHECK(strstr(r.output, "Also damaged: the 8 pad") == NULL);
+}
+
 /* Run fn in a forked child, which must exit 0 (its exit status names the
  * step that failed; its output is shown if it did not). */
 static void expect_child_exits_0(void (*fn)(void *))
@@ -795,6 +832,7 @@ int main(void)
     PM_RUN(test_aligned_overflow_caught);
     PM_RUN(test_serials_count_calls);
     PM_RUN(test_dump_format);
+    PM_RUN(test_dump_names_other_damage);
     PM_RUN(test_serial_field_every_byte);
     PM_RUN(test_size_field_and_overflow);
     return pm_test_done();
