@@ -1612,8 +1612,9 @@ static int link_plausible(uint64_t link, unsigned idx)
  * into e->offset .. e->last. A byte of the pair that disagrees with its
  * partner tells that one of the two was written: if one word still holds
  * a link the pool could hold and the other word's does not, the other was
- * written (link_exact); else (a NULL link counts as neither) the bounds
- * of what may have been (before
+ * written (link_exact); else (a NULL link counts as neither, and a
+ * complement of a NULL link left whole tells nothing) the bounds of what
+ * may have been (before
  * 2026-12-07 every such report said p-16: found by an audit). */
 static void link_written(pm_i_err *e, unsigned idx)
 {
@@ -1637,7 +1638,10 @@ static void link_written(pm_i_err *e, unsigned idx)
     int first_ok = w[0] != 0 && link_plausible(w[0], idx),
         second_ok = ~w[1] != 0 && link_plausible(~w[1], idx);
     ptrdiff_t at = -(ptrdiff_t)PM_I_DEBUG_HEAD;
-    if (first_ok != second_ok) {
+    /* (a complement of all ones is that of a NULL link, as it was: the
+     * link word then may have been written with a link-like value, the
+     * bytes named would be the wrong word's: a review) */
+    if (first_ok != second_ok && ~w[1] != 0) {
         e->link_exact = 1;
         at += first_ok ? 8 : 0; /* the word that was written */
         e->offset = at + lo;

@@ -619,7 +619,7 @@ static void format_line(pm_i_buf *b, const pm_i_err *e)
              * block below. */
             uint64_t past = (uint64_t)((const char *)e->address + e->offset -
                                        ((const char *)e->near + e->near_size));
-            pm_i_buf_str(b, ", ");
+            pm_i_buf_str(b, e->link_exact ? ", " : ", at least ");
             plural(b, past, "byte");
             pm_i_buf_str(b, " past the end of ");
             named_block(b, e->near_freed, e->near_size, e->near_serial, e->near);

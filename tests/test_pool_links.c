@@ -227,6 +227,66 @@ static void test_overflow_into_freed_neighbour(void)
     }
 }
 
+/* A freed block whose link is NULL (the first into an empty list), a
+ * link-like value (another slot of its class) written over its link word:
+ * the report gives the span the damage lies in, not the complement word
+ * as the bytes written (a review: "at p-8 .. p-3", never written). */
+static void test_link_written_over_a_null_link(void)
+{
+    NEED_POOL_BLOCKS();
+    if (pm_t_under_valgrind())
+        PM_SKIP("no thread caches under memcheck: no list starts empty here");
+    const pm_t_domain *D = &pm_t_domains[PM_DOMAIN_MEM];
+    enum { K = 200 };
+    unsigned char *keep[K];
+    int k = 0, found = -1;
+    /* Blocks until one is freed into an empty list (the thread cache's
+     * list of the class emptied by the mallocs before it). */
+    while (k < K && found < 0) {
+        keep[k] = D->malloc(N);
+        PM_CHECK(keep[k] != NULL);
+        unsigned char *p = keep[k++];
+        D->free(p);
+        uint64_t w[2];
+        VALGRIND_MAKE_MEM_DEFINED(p - 16, 16);
+        memcpy(w, p - 16, 16);
+        VALGRIND_MAKE_MEM_NOACCESS(p - 16, 16);
+        if (w[0] == 0 && w[1] == ~(uint64_t)0 && k > 1)
+            found = k - 1;
+        else
+            keep[k - 1] = D->malloc(N); /* (taken again: kept) */
+    }
+    if (found < 0) {
+        while (k > 0)
+            D->free(keep[--k]);
+        PM_SKIP("no block freed into an empty list");
+    }
+    unsigned char *p = keep[found];
+    uint64_t v = (uint64_t)(uintptr_t)(keep[0] - 16); /* a slot of the class */
+    VALGRIND_MAKE_MEM_DEFINED(p - 16, 8);
+    memcpy(p - 16, &v, 8);
+    VALGRIND_MAKE_MEM_NOACCESS(p - 16, 8);
+    watch();
+    static unsigned char *q[512];
+    int n = 0;
+    while (n < 512 && S.calls == 0)
+        q[n++] = D->malloc(N);
+    PM_CHECK_EQ(S.calls, 1);
+    PM_CHECK_EQ(S.r.error, PM_ERR_USE_AFTER_FREE);
+    PM_CHECK(S.r.address == p);
+    PM_CHECK_EQ(S.r.offset, -16);
+    PM_CHECK_STR(S.message, "link in its first 16 bytes was overwritten, somewhere in p-16 .. p-");
+    if (pm_t_cur_failed)
+        fprintf(stderr, "%s\n", S.message);
+    while (n > 0)
+        D->free(q[--n]);
+    for (int i = 0; i < k; i++)
+        if (i != found) /* (p is leaked with its list) */
+            D->free(keep[i]);
+    class_still_works(D);
+    pm_set_error_handler(NULL, NULL);
+}
+
 static void test_write_into_freed_header(void)
 {
     NEED_POOL_BLOCKS();
@@ -753,6 +813,7 @@ int main(void)
     PM_RUN(test_put_back_hooks_check_links);  /* (in children: still none) */
     PM_RUN(test_overflow_into_freed_neighbour);
     PM_RUN(test_write_into_freed_header);
+    PM_RUN(test_link_written_over_a_null_link);
     PM_RUN(test_damage_met_by_trim);
     PM_RUN(test_damage_met_at_thread_exit);
     PM_RUN(test_default_handler_aborts);
