@@ -1592,14 +1592,13 @@ static void stray_block_below(const unsigned char *base, unsigned idx, pm_i_err 
     e->near_freed = in.state == PM_I_REG_FREED;
 }
 
-/* Could link be a free-list link of a block of class idx: NULL, or the
- * start of a slot of a pool of that class in use? Reads only the pools'
- * tree. */
+/* Could link be a free-list link of a block of class idx other than NULL
+ * (the end of a list, no evidence: zeros are what a write most often
+ * leaves): the start of a slot of a pool of that class in use? Reads only
+ * the pools' tree. */
 static int link_plausible(uint64_t link, unsigned idx)
 {
-    if (link == 0)
-        return 1;
-    if (link != (uint64_t)(uintptr_t)link ||
+    if (link == 0 || link != (uint64_t)(uintptr_t)link ||
         pm_i_p_lookup((const void *)(uintptr_t)link) != idx + 1)
         return 0;
     size_t size = PM_P_CLASS_SIZE(idx), off = (size_t)(link & PM_P_POOL_MASK);
@@ -1612,10 +1611,9 @@ static int link_plausible(uint64_t link, unsigned idx)
  * into e->offset .. e->last. A byte of the pair that disagrees with its
  * partner tells that one of the two was written: if one word still holds
  * a link the pool could hold and the other word's does not, the other was
- * written (link_exact); else (a NULL link counts as neither, and a
- * complement of a NULL link left whole tells nothing) the bounds of what
- * may have been (before
- * 2026-12-07 every such report said p-16: found by an audit). */
+ * written (link_exact); else (a complement of a NULL link left whole
+ * tells nothing) the bounds of what may have been (before 2026-12-07
+ * every such report said p-16: found by an audit). */
 static void link_written(pm_i_err *e, unsigned idx)
 {
     uint64_t w[2];
@@ -1633,10 +1631,7 @@ static void link_written(pm_i_err *e, unsigned idx)
         e->last = -1;
         return;
     }
-    /* (a NULL link, the end of a list, is no evidence: zeros are what a
-     * write most often leaves) */
-    int first_ok = w[0] != 0 && link_plausible(w[0], idx),
-        second_ok = ~w[1] != 0 && link_plausible(~w[1], idx);
+    int first_ok = link_plausible(w[0], idx), second_ok = link_plausible(~w[1], idx);
     ptrdiff_t at = -(ptrdiff_t)PM_I_DEBUG_HEAD;
     /* (a complement of all ones is that of a NULL link, as it was: the
      * link word then may have been written with a link-like value, the
@@ -1681,8 +1676,6 @@ static void report_bad_link(const char *who, char api, unsigned char *base, unsi
     e.entry = who;
     e.address = p;
     e.freed_link = 1;
-    e.offset = -(ptrdiff_t)PM_I_DEBUG_HEAD;
-    e.last = -1;
     e.api_expected = api;
     PM_P_VG(VALGRIND_MAKE_MEM_DEFINED(base, 16)); /* a free block, under memcheck */
     memcpy(e.link_bytes, base, 16);

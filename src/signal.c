@@ -212,43 +212,31 @@ PM_S_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction
     return s_sigaction(act, old);
 }
 
-/* The action the C library's signal functions set: handler, with flags,
- * and sig itself blocked while it runs if block_self; through
- * s_sigaction (SIGABRT, the handler installed) or the next sigaction. The
- * old handler in *old_handler. */
-static int s_set(int sig, __sighandler_t handler, int flags, int block_self,
-                 __sighandler_t *old_handler)
-{
-    struct sigaction act, old;
-    memset(&act, 0, sizeof act);
-    act.sa_handler = handler;
-    sigemptyset(&act.sa_mask);
-    if (block_self && sigaddset(&act.sa_mask, sig) != 0)
-        return -1; /* (EINVAL) */
-    act.sa_flags = flags;
-    if ((sig == SIGABRT && s_debug_handler_used() ? s_sigaction(&act, &old)
-                                                   : s_next_action(sig, &act, &old)) != 0)
-        return -1;
-    *old_handler = old.sa_handler;
-    return 0;
-}
-
 /* One of signal's names: the next definition of it, but for SIGABRT where
  * the handler is served here, or where there is none yet (before the
  * override's load-time lookup, in another library's constructor: the same
  * action, set here, but for a siginterrupt of the program's, which only
- * the C library's own keeps). */
+ * the C library's own keeps). The action: handler, with flags, and sig
+ * itself blocked while it runs unless SA_NODEFER; through s_sigaction
+ * (SIGABRT, the handler installed) or the next sigaction. */
 static __sighandler_t s_signal(int which, int sig, __sighandler_t handler, int flags)
 {
     signal_fn f = atomic_load_explicit(&s_next_signal[which], memory_order_acquire);
-    if ((sig != SIGABRT || !s_debug_handler_used()) && f != NULL)
+    int ours = sig == SIGABRT && s_debug_handler_used();
+    if (!ours && f != NULL)
         return f(sig, handler);
-    __sighandler_t old;
-    if (handler == SIG_ERR) {
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    sigemptyset(&act.sa_mask);
+    act.sa_flags = flags;
+    if (handler == SIG_ERR || (!(flags & SA_NODEFER) && sigaddset(&act.sa_mask, sig) != 0)) {
         errno = EINVAL;
         return SIG_ERR;
     }
-    return s_set(sig, handler, flags, !(flags & SA_NODEFER), &old) != 0 ? SIG_ERR : old;
+    if ((ours ? s_sigaction(&act, &old) : s_next_action(sig, &act, &old)) != 0)
+        return SIG_ERR;
+    return old.sa_handler;
 }
 
 /* glibc's signal, bsd_signal and ssignal (BSD semantics): the handler, with
